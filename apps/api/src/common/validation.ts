@@ -1,0 +1,119 @@
+import { HttpStatus, ValidationPipe, type ValidationError } from '@nestjs/common';
+import { plainToInstance } from 'class-transformer';
+import {
+  ArrayMaxSize, IsArray, IsString, Matches, MaxLength, registerDecorator, validate, type ValidationArguments,
+} from 'class-validator';
+import { LIMITS } from '@tagflow/domain';
+import { ApiError } from './errors.js';
+
+/** One entry per offending field, with its full path (`tasks.2.name`). */
+export interface FieldError {
+  field: string;
+  errors: string[];
+}
+
+export function flattenValidationErrors(errors: ValidationError[], parent = ''): FieldError[] {
+  const out: FieldError[] = [];
+  for (const e of errors) {
+    const field = parent ? `${parent}.${e.property}` : e.property;
+    if (e.constraints) {
+      // class-validator's whitelist message reads "property x should not exist"; say which field.
+      out.push({ field, errors: Object.values(e.constraints) });
+    }
+    if (e.children?.length) out.push(...flattenValidationErrors(e.children, field));
+  }
+  return out;
+}
+
+export function validationFailed(fields: FieldError[]): ApiError {
+  const summary = fields.map((f) => `${f.field}: ${f.errors.join(', ')}`).join('; ');
+  return new ApiError(HttpStatus.BAD_REQUEST, `invalid request: ${summary}`, fields);
+}
+
+const PIPE_OPTIONS = {
+  whitelist: true,
+  forbidNonWhitelisted: true,
+  forbidUnknownValues: true,
+  transform: true,
+  validationError: { target: false, value: false },
+  exceptionFactory: (errors: ValidationError[]) => validationFailed(flattenValidationErrors(errors)),
+};
+
+export function createValidationPipe(): ValidationPipe {
+  return new ValidationPipe(PIPE_OPTIONS);
+}
+
+/** Validates a body whose shape is chosen at run time (a TaskSpec, or `{tasks: [...]}`). */
+export async function validateBody<T extends object>(cls: new () => T, body: unknown): Promise<T> {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw validationFailed([{ field: 'body', errors: ['must be a JSON object'] }]);
+  }
+  const instance = plainToInstance(cls, body);
+  const errors = await validate(instance, { whitelist: true, forbidNonWhitelisted: true, forbidUnknownValues: true, validationError: { target: false, value: false } });
+  if (errors.length > 0) throw validationFailed(flattenValidationErrors(errors));
+  return instance;
+}
+
+// ---- Composite decorators for rules used in several DTOs ----
+
+export function IsTaskName(): PropertyDecorator {
+  return (target, key) => {
+    IsString()(target, key);
+    MaxLength(LIMITS.nameMaxLength)(target, key);
+    Matches(LIMITS.namePattern, { message: `$property must match ${LIMITS.namePattern.source}` })(target, key);
+  };
+}
+
+export function IsTagList(max: number = LIMITS.tagsPerItem): PropertyDecorator {
+  return (target, key) => {
+    IsArray()(target, key);
+    ArrayMaxSize(max)(target, key);
+    IsString({ each: true })(target, key);
+    MaxLength(LIMITS.tagMaxLength, { each: true, message: `each of $property must be at most ${LIMITS.tagMaxLength} characters` })(target, key);
+    Matches(LIMITS.tagPattern, { each: true, message: `each of $property must match ${LIMITS.tagPattern.source}` })(target, key);
+  };
+}
+
+export function IsNameList(max: number = LIMITS.dependenciesPerTask): PropertyDecorator {
+  return (target, key) => {
+    IsArray()(target, key);
+    ArrayMaxSize(max)(target, key);
+    IsString({ each: true })(target, key);
+    MaxLength(LIMITS.nameMaxLength, { each: true })(target, key);
+    Matches(LIMITS.namePattern, { each: true, message: `each of $property must match ${LIMITS.namePattern.source}` })(target, key);
+  };
+}
+
+/** A plain JSON object (not an array, not null). */
+export function IsJsonObject(): PropertyDecorator {
+  return (target, key) =>
+    registerDecorator({
+      name: 'isJsonObject',
+      target: target.constructor,
+      propertyName: key as string,
+      validator: {
+        validate: (value: unknown) => isPlainObject(value),
+        defaultMessage: (args?: ValidationArguments) => `${args?.property} must be a JSON object`,
+      },
+    });
+}
+
+/** `{"type": "...", ...params}`: params are passed to the worker untouched. */
+export function IsAction(): PropertyDecorator {
+  return (target, key) =>
+    registerDecorator({
+      name: 'isAction',
+      target: target.constructor,
+      propertyName: key as string,
+      validator: {
+        validate: (value: unknown) =>
+          isPlainObject(value) && typeof value.type === 'string' && LIMITS.actionTypePattern.test(value.type),
+        defaultMessage: (args?: ValidationArguments) =>
+          `${args?.property} must be an object with a "type" of 1-64 characters [A-Za-z0-9_.:-]`,
+      },
+    });
+}
+
+export function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}

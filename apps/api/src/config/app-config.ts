@@ -1,0 +1,62 @@
+import { plainToInstance, Transform } from 'class-transformer';
+import { IsIn, IsInt, IsOptional, IsString, Matches, Max, Min, MinLength, validateSync } from 'class-validator';
+
+const toInt = ({ value }: { value: unknown }) => (typeof value === 'string' && /^-?\d+$/.test(value.trim()) ? Number(value) : value);
+
+/**
+ * The API's whole configuration, read from the environment once at start. A bad value
+ * stops the process with a message naming the variable.
+ */
+export class AppConfig {
+  @IsOptional() @Transform(toInt) @IsInt() @Min(0) @Max(65535)
+  PORT = 8080;
+
+  /** Loopback by default: nothing is exposed until the operator says so. */
+  @IsOptional() @IsString() @MinLength(1)
+  HOST = '127.0.0.1';
+
+  @IsOptional() @IsString() @Matches(/^(sqlite:.+|postgres(ql)?:\/\/.+)$/, { message: 'DATABASE_URL must be sqlite:PATH or postgres://USER:PASS@HOST:PORT/DB' })
+  DATABASE_URL = 'sqlite:./data/tagflow.db';
+
+  @IsOptional() @IsString() @Matches(/^rediss?:\/\/.+/, { message: 'REDIS_URL must be redis://HOST:PORT[/DB]' })
+  REDIS_URL = 'redis://127.0.0.1:6379';
+
+  /** Prefix of every Redis key, so several Tagflow installations can share one Redis. */
+  @IsOptional() @IsString() @Matches(/^[A-Za-z0-9_.-]{1,64}$/, { message: 'QUEUE_PREFIX must be 1-64 characters of [A-Za-z0-9_.-]' })
+  QUEUE_PREFIX = 'tagflow';
+
+  /** Largest request body, in bytes. */
+  @IsOptional() @Transform(toInt) @IsInt() @Min(1024) @Max(64 * 1024 * 1024)
+  BODY_LIMIT_BYTES = 1024 * 1024;
+
+  /** When set, every /v1 request must carry `Authorization: Bearer <API_TOKEN>`. */
+  @IsOptional() @IsString() @MinLength(16, { message: 'API_TOKEN must be at least 16 characters' })
+  API_TOKEN?: string;
+
+  @IsOptional() @IsIn(['error', 'warn', 'info', 'debug'])
+  LOG_LEVEL: 'error' | 'warn' | 'info' | 'debug' = 'info';
+
+  /** How often leases, timeouts and Redis are checked against the database. */
+  @IsOptional() @Transform(toInt) @IsInt() @Min(50) @Max(60000)
+  RECONCILE_INTERVAL_MS = 1000;
+
+  /** How long graceful shutdown waits for in-flight requests. */
+  @IsOptional() @Transform(toInt) @IsInt() @Min(0) @Max(600000)
+  SHUTDOWN_GRACE_MS = 10000;
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
+  const keys = Object.keys(new AppConfig()).concat('API_TOKEN');
+  const raw: Record<string, string> = {};
+  for (const key of keys) {
+    const value = env[key];
+    if (value !== undefined && value !== '') raw[key] = value;
+  }
+  const config = plainToInstance(AppConfig, raw);
+  const errors = validateSync(config, { forbidUnknownValues: false });
+  if (errors.length > 0) {
+    const lines = errors.map((e) => `  ${e.property}=${JSON.stringify(raw[e.property] ?? '')}: ${Object.values(e.constraints ?? {}).join('; ')}`);
+    throw new Error(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  return config;
+}

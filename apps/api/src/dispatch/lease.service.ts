@@ -1,0 +1,152 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { randomUUID } from 'node:crypto';
+import { LIMITS } from '@tagflow/domain';
+import { Database, TaskEntity, type LeaseOutcome } from '@tagflow/persistence';
+import { conflict, notFound, tooLarge } from '../common/errors.js';
+import { JsonLogger } from '../common/logger.js';
+import { Engine } from '../engine/engine.service.js';
+import { Transitions } from '../engine/transitions.js';
+import type { CompleteDto, FailDto, HeartbeatDto } from '../tasks/task.dto.js';
+import { QueueService } from './queue.service.js';
+
+export interface Lease {
+  token: string;
+  expires_at: number;
+}
+
+/**
+ * The worker protocol after a task was offered: claim, heartbeat, complete, fail, and
+ * expiry. A report must carry the current lease's token; a stale one gets 409 and
+ * changes nothing; the same report repeated with the current token gets the same answer.
+ */
+@Injectable()
+export class LeaseService {
+  constructor(
+    private readonly db: Database,
+    private readonly engine: Engine,
+    private readonly transitions: Transitions,
+    private readonly queue: QueueService,
+    @Inject(JsonLogger) private readonly logger: JsonLogger,
+  ) {}
+
+  newToken(): string {
+    return randomUUID();
+  }
+
+  /**
+   * Turns a job fetched from a tag set's queue into a lease: READY -> RUNNING, guarded
+   * by the attempt and the queue the job came from, and by a running workflow. Null
+   * when the job was stale (task moved on, cancelled, deleted, paused): the caller drops it.
+   */
+  async claim(taskId: string, attempt: number, tagsetId: string, token: string, workerId: string | null): Promise<TaskEntity | null> {
+    return this.engine.inTransaction(async (ctx) => {
+      const moved = await this.transitions.tasks(ctx, {
+        ids: [taskId], from: ['READY'], to: 'RUNNING',
+        set: {
+          worker_id: workerId,
+          lease_token: token,
+          lease_expires_at: () => `${ctx.now} + lease_s * 1000`,
+          deadline_at: () => `CASE WHEN timeout_s IS NULL THEN NULL ELSE ${ctx.now} + timeout_s * 1000 END`,
+          started_at: ctx.now,
+          lease_outcome: null,
+          progress: () => "NULL",
+          cancel_requested: false,
+        },
+        guard: { attempt, tagsetId, workflowRunning: true },
+        reason: workerId ? `leased by worker ${workerId}` : 'leased',
+      });
+      if (moved.length === 0) return null;
+      return ctx.em.getRepository(TaskEntity).findOneBy({ id: taskId });
+    });
+  }
+
+  async heartbeat(taskId: string, dto: HeartbeatDto): Promise<{ expires_at: number; cancel_requested: boolean }> {
+    const task = await this.find(taskId);
+    this.checkToken(task, dto.lease_token);
+    if (task.lease_outcome !== null || task.state !== 'RUNNING') throw this.ended(task);
+    const now = Date.now();
+    if ((task.lease_expires_at ?? 0) < now) throw conflict(`the lease of task ${task.id} expired at ${new Date(task.lease_expires_at ?? 0).toISOString()}`, { state: task.state });
+    const expires = now + task.lease_s * 1000;
+    const progress = dto.progress === undefined ? {} : { progress: dto.progress as object };
+    const updated = await this.db.transaction((em) =>
+      em.getRepository(TaskEntity).update(
+        { id: task.id, state: 'RUNNING', lease_token: dto.lease_token },
+        { lease_expires_at: expires, updated_at: now, ...progress },
+      ),
+    );
+    if ((updated.affected ?? 0) === 0) throw this.ended(await this.find(taskId));
+    // The Redis lock mirrors the lease; losing it (Redis restarted) does not end the lease.
+    this.queue.queue
+      .extend(task.tagset_id, this.queue.jobId(task.id, task.attempt), dto.lease_token, task.lease_s * 1000)
+      .catch(() => undefined);
+    return { expires_at: expires, cancel_requested: task.cancel_requested };
+  }
+
+  async complete(taskId: string, dto: CompleteDto): Promise<TaskEntity> {
+    const output = dto.output ?? {};
+    const size = Buffer.byteLength(JSON.stringify(output));
+    if (size > LIMITS.outputMaxBytes) throw tooLarge(`output is ${size} bytes; the limit is ${LIMITS.outputMaxBytes}`);
+    return this.report(taskId, dto.lease_token, 'complete', async (ctx, wf, task) => {
+      await this.engine.completeTask(ctx, wf, task, output, dto);
+    });
+  }
+
+  async fail(taskId: string, dto: FailDto): Promise<TaskEntity> {
+    const error = { message: dto.error.message, code: dto.error.code ?? (dto.exit_code !== undefined ? String(dto.exit_code) : null) };
+    return this.report(taskId, dto.lease_token, 'fail', async (ctx, wf, task) => {
+      await this.engine.failAttempt(ctx, wf, task, error, dto.error.retryable !== false, dto, 'fail');
+    });
+  }
+
+  /** Called by the reconciler for a RUNNING task whose lease or run time is over. */
+  async expire(taskId: string, workflowId: string): Promise<void> {
+    await this.engine.inWorkflow(workflowId, async (ctx, wf) => {
+      const task = await ctx.em.getRepository(TaskEntity).findOneBy({ id: taskId });
+      if (!task || task.state !== 'RUNNING') return;
+      const timedOut = task.deadline_at !== null && task.deadline_at <= ctx.now;
+      const leaseOver = (task.lease_expires_at ?? 0) <= ctx.now;
+      if (!timedOut && !leaseOver) return;
+      const error = timedOut
+        ? { code: 'TIMEOUT', message: `attempt ${task.attempt} ran longer than timeout_s=${task.timeout_s}` }
+        : { code: 'LEASE_EXPIRED', message: `the lease of attempt ${task.attempt} expired without a heartbeat (worker ${task.worker_id ?? 'unknown'})` };
+      this.logger.event('info', 'lease', timedOut ? 'attempt timed out' : 'lease expired', { task_id: task.id, attempt: task.attempt });
+      await this.engine.failAttempt(ctx, wf, task, error, true, {}, 'expired');
+    });
+  }
+
+  private async report(
+    taskId: string,
+    token: string,
+    kind: LeaseOutcome,
+    apply: (ctx: Parameters<Parameters<Engine['inWorkflow']>[1]>[0], wf: Parameters<Parameters<Engine['inWorkflow']>[1]>[1], task: TaskEntity) => Promise<void>,
+  ): Promise<TaskEntity> {
+    const first = await this.find(taskId);
+    return this.engine.inWorkflow(first.workflow_id, async (ctx, wf) => {
+      const task = await ctx.em.getRepository(TaskEntity).findOneByOrFail({ id: taskId });
+      this.checkToken(task, token);
+      if (task.lease_outcome === kind) return task; // the same report again: same answer
+      if (task.lease_outcome !== null || task.state !== 'RUNNING') throw this.ended(task);
+      if ((task.lease_expires_at ?? 0) < ctx.now) {
+        throw conflict(`the lease of task ${task.id} expired at ${new Date(task.lease_expires_at ?? 0).toISOString()}; the attempt counts as failed`, { state: task.state });
+      }
+      await apply(ctx, wf, task);
+      return ctx.em.getRepository(TaskEntity).findOneByOrFail({ id: taskId });
+    });
+  }
+
+  private async find(taskId: string): Promise<TaskEntity> {
+    const task = await this.db.manager.getRepository(TaskEntity).findOneBy({ id: taskId });
+    if (!task) throw notFound('task', taskId);
+    return task;
+  }
+
+  private checkToken(task: TaskEntity, token: string): void {
+    if (task.lease_token !== token) {
+      throw conflict(`lease_token is not the current lease of task ${task.id} (task is ${task.state}, attempt ${task.attempt})`, { state: task.state, attempt: task.attempt });
+    }
+  }
+
+  private ended(task: TaskEntity) {
+    return conflict(`the lease of task ${task.id} has ended (${task.lease_outcome ?? 'task moved on'}); task is ${task.state}, attempt ${task.attempt}`, { state: task.state, attempt: task.attempt });
+  }
+}

@@ -1,0 +1,122 @@
+import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { Database, TaskEntity } from '@tagflow/persistence';
+import { AppConfig } from '../config/app-config.js';
+import { JsonLogger } from '../common/logger.js';
+import { LeaseService } from './lease.service.js';
+import { PollService } from './poll.service.js';
+import { QueueService } from './queue.service.js';
+
+const BATCH = 1000;
+/** A READY task this old whose job Redis does not hold was lost (API died before enqueue, Redis restarted). */
+const LOST_AFTER_MS = 3000;
+
+/**
+ * Keeps Redis honest against the database, the source of truth. Every tick:
+ * - expires leases and run timeouts that are over (a failed attempt each);
+ * - when Redis lost its data (restarted empty), queues every READY task again;
+ * - every few ticks, queues any READY task whose job is missing, and announces tag
+ *   sets with due work (a delayed retry whose announcing replica died).
+ * Replicas may all run this: every change it makes is a guarded update or an idempotent enqueue.
+ */
+@Injectable()
+export class ReconcilerService implements OnApplicationBootstrap, OnApplicationShutdown {
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<void> | null = null;
+  private ticks = 0;
+
+  constructor(
+    private readonly db: Database,
+    private readonly queue: QueueService,
+    private readonly leases: LeaseService,
+    private readonly polls: PollService,
+    private readonly config: AppConfig,
+    @Inject(JsonLogger) private readonly logger: JsonLogger,
+  ) {}
+
+  onApplicationBootstrap(): void {
+    this.schedule(0);
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    await this.running;
+  }
+
+  private schedule(ms: number): void {
+    this.timer = setTimeout(() => {
+      this.running = this.tick()
+        .catch((e: unknown) => this.logger.event('warn', 'reconciler', 'tick failed', { error: e instanceof Error ? e.message : String(e) }))
+        .finally(() => {
+          this.running = null;
+          if (this.timer) this.schedule(this.config.RECONCILE_INTERVAL_MS);
+        });
+    }, ms);
+  }
+
+  async tick(): Promise<void> {
+    const first = this.ticks === 0;
+    this.ticks++;
+    await this.expireLeases();
+    if (await this.queue.queue.redisWasReset()) {
+      this.logger.event('warn', 'reconciler', 'Redis lost its data; queueing every READY task again');
+      await this.requeue(false);
+    } else if (first || this.ticks % 5 === 0) {
+      await this.requeue(true);
+    }
+  }
+
+  private async expireLeases(): Promise<void> {
+    const now = Date.now();
+    const rows = await this.db.manager
+      .getRepository(TaskEntity)
+      .createQueryBuilder('t')
+      .select(['t.id', 't.workflow_id'])
+      .where(`t.state = 'RUNNING'`)
+      .andWhere('(t.lease_expires_at < :now OR t.deadline_at < :now)', { now })
+      .limit(500)
+      .getMany();
+    for (const t of rows) {
+      await this.leases.expire(t.id, t.workflow_id).catch((e: unknown) =>
+        this.logger.event('warn', 'reconciler', 'could not expire a lease', { task_id: t.id, error: String(e) }),
+      );
+    }
+  }
+
+  /** Queues READY tasks of running workflows again; with onlyMissing, only those Redis lacks. */
+  private async requeue(onlyMissing: boolean): Promise<void> {
+    const now = Date.now();
+    let after = { ready_at: -1, id: '' };
+    for (;;) {
+      const qb = this.db.manager
+        .getRepository(TaskEntity)
+        .createQueryBuilder('t')
+        .select(['t.id', 't.attempt', 't.tagset_id', 't.tags', 't.ready_at'])
+        .innerJoin('workflow', 'w', `w.id = t.workflow_id AND w.state = 'RUNNING'`)
+        .where(`t.state = 'READY'`)
+        .andWhere('(t.ready_at > :ra OR (t.ready_at = :ra AND t.id > :id))', { ra: after.ready_at, id: after.id })
+        .orderBy('t.ready_at', 'ASC')
+        .addOrderBy('t.id', 'ASC')
+        .limit(BATCH);
+      if (onlyMissing) qb.andWhere('t.ready_at <= :old', { old: now - LOST_AFTER_MS });
+      const rows = await qb.getMany();
+      if (rows.length === 0) return;
+      after = { ready_at: rows[rows.length - 1].ready_at ?? 0, id: rows[rows.length - 1].id };
+      let lost = rows;
+      if (onlyMissing) {
+        const present = await this.queue.queue.existing(rows.map((r) => ({ tagsetId: r.tagset_id, jobId: this.queue.jobId(r.id, r.attempt) })));
+        lost = rows.filter((_, i) => !present[i]);
+        // Due work that is present: make sure pollers know (its announcing replica may have died).
+        const due = new Map(rows.filter((r, i) => present[i] && (r.ready_at ?? 0) <= now).map((r) => [r.tagset_id, r.tags]));
+        for (const [tagset, tags] of due) this.polls.nudge(tagset, tags);
+      }
+      if (lost.length > 0) {
+        if (onlyMissing) this.logger.event('warn', 'reconciler', 'queueing READY tasks missing from Redis', { count: lost.length });
+        await this.queue.queue.enqueue(lost.map((r) => ({
+          taskId: r.id, attempt: r.attempt, tagsetId: r.tagset_id, tags: r.tags, delayMs: Math.max(0, (r.ready_at ?? 0) - now),
+        })));
+      }
+      if (rows.length < BATCH) return;
+    }
+  }
+}

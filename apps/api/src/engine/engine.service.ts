@@ -1,0 +1,535 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { In } from 'typeorm';
+import {
+  describeCycle, evaluateReadiness, findCycle, hasRetryLeft, isTerminalWorkflow, matchOnError, retryDelayMs, reverseDependencyOrder,
+  SKIP_CODES, type DependencyView, type GraphTask, type TaskState,
+} from '@tagflow/domain';
+import {
+  Database, ReservedNameEntity, TaskDepEntity, TaskEntity, TaskTagEntity, WorkflowEntity, type JsonObject, type LeaseOutcome, type TaskErrorInfo,
+  type TaskKind,
+} from '@tagflow/persistence';
+import { conflict, notFound, unprocessable } from '../common/errors.js';
+import { JsonLogger } from '../common/logger.js';
+import { QueueService } from '../dispatch/queue.service.js';
+import { buildTaskEntity, handlerNames, normalizeSpec, type NewTask, type TaskSpecLike } from './task-spec.js';
+import { Transitions } from './transitions.js';
+import { Effects, type TxContext } from './tx-context.js';
+
+const OPEN_STATES: TaskState[] = ['WAITING', 'READY', 'RUNNING'];
+const CHUNK = 500;
+
+export interface ReportFields {
+  stdout?: string | null;
+  stderr?: string | null;
+  exit_code?: number | null;
+}
+
+export interface AddOptions {
+  kind: TaskKind;
+  parentId?: string | null;
+  /** Handlers and reverts are added by the engine to sealed workflows. */
+  engineAdded?: boolean;
+  /** The workflow is being created with these tasks: its seal applies after them. */
+  creating?: boolean;
+}
+
+/**
+ * The rules of DESIGN.md: when a task is ready, what a failure does, when a workflow
+ * is done. Every method takes a TxContext: it runs inside the workflow's lock, and
+ * what it wants done in Redis is collected in ctx.effects and done after commit.
+ */
+@Injectable()
+export class Engine {
+  constructor(
+    private readonly db: Database,
+    private readonly transitions: Transitions,
+    private readonly queue: QueueService,
+    @Inject(JsonLogger) private readonly logger: JsonLogger,
+  ) {}
+
+  // ---------------------------------------------------------------- running operations
+
+  /** Runs `fn` under the workflow's lock; 404 when the workflow does not exist. */
+  async inWorkflow<T>(workflowId: string, fn: (ctx: TxContext, wf: WorkflowEntity) => Promise<T>): Promise<T> {
+    const effects = new Effects();
+    const result = await this.db.withWorkflowLock(workflowId, async (em, wf) => {
+      if (!wf) throw notFound('workflow', workflowId);
+      return fn({ em, now: Date.now(), effects }, wf);
+    });
+    await this.queue.apply(effects);
+    return result;
+  }
+
+  /** A transaction without the workflow lock (claims, heartbeats: single guarded rows). */
+  async inTransaction<T>(fn: (ctx: TxContext) => Promise<T>): Promise<T> {
+    const effects = new Effects();
+    const result = await this.db.transaction((em) => fn({ em, now: Date.now(), effects }));
+    await this.queue.apply(effects);
+    return result;
+  }
+
+  // ---------------------------------------------------------------- adding tasks
+
+  async addTasks(ctx: TxContext, wf: WorkflowEntity, specs: readonly TaskSpecLike[], opts: AddOptions): Promise<TaskEntity[]> {
+    if (!opts.engineAdded && !opts.creating) {
+      if (isTerminalWorkflow(wf.state)) throw conflict(`workflow ${wf.id} is ${wf.state}: no tasks can be added`);
+      if (wf.sealed) throw conflict(`workflow ${wf.id} is sealed: no tasks can be added`);
+    }
+    const tasks = specs.map(normalizeSpec);
+    await this.validateNewTasks(ctx, wf, tasks, opts);
+
+    const rows = tasks.map((t) => buildTaskEntity(wf.id, t, opts.kind, opts.parentId ?? null, ctx.now));
+    await this.insertChunked(ctx, TaskEntity, rows);
+    await this.insertChunked(ctx, TaskTagEntity, rows.flatMap((r) => r.tags.map((tag) => ({ task_id: r.id, tag, workflow_id: wf.id }))));
+    await this.insertChunked(ctx, TaskDepEntity, rows.flatMap((r) => depRows(r)));
+    await this.insertChunked(
+      ctx,
+      ReservedNameEntity,
+      rows.flatMap((r, i) => handlerNames(tasks[i]).map((name) => ({ workflow_id: wf.id, name, owner_task_id: r.id }))),
+    );
+    await this.evaluate(ctx, wf, rows.map((r) => r.id));
+    return this.load(ctx, rows.map((r) => r.id));
+  }
+
+  /** Names, references and cycles; throws 422 naming the offender, before anything is written. */
+  private async validateNewTasks(ctx: TxContext, wf: WorkflowEntity, tasks: NewTask[], opts: AddOptions): Promise<void> {
+    const batch = new Set<string>();
+    for (const t of tasks) {
+      if (batch.has(t.name)) throw unprocessable(`duplicate task name ${t.name} in the request`, [{ field: 'name', errors: [`duplicate: ${t.name}`] }]);
+      batch.add(t.name);
+    }
+    const names = [...batch];
+    const taken = await this.existingNames(ctx, wf.id, names);
+    for (const name of names) {
+      if (taken.has(name)) throw unprocessable(`task name ${name} is already used in workflow ${wf.id}`, [{ field: 'name', errors: [`already used: ${name}`] }]);
+    }
+    const reserved = await ctx.em.getRepository(ReservedNameEntity).findBy({ workflow_id: wf.id, name: In(names) });
+    for (const r of reserved) {
+      if (r.owner_task_id !== opts.parentId) {
+        throw unprocessable(`task name ${r.name} is reserved for an on_error handler of task ${r.owner_task_id}`, [{ field: 'name', errors: [`reserved: ${r.name}`] }]);
+      }
+    }
+
+    // Handler names: unique against every task and every other task's handlers.
+    const handlerOwner = new Map<string, string>();
+    for (const t of tasks) {
+      for (const h of handlerNames(t)) {
+        if (batch.has(h)) throw unprocessable(`on_error handler name ${h} of task ${t.name} clashes with a task of the same name`);
+        const other = handlerOwner.get(h);
+        if (other && other !== t.name) throw unprocessable(`on_error handler name ${h} is used by tasks ${other} and ${t.name}`);
+        handlerOwner.set(h, t.name);
+      }
+    }
+    if (handlerOwner.size > 0) {
+      const hNames = [...handlerOwner.keys()];
+      const clash = [...(await this.existingNames(ctx, wf.id, hNames))][0];
+      if (clash) throw unprocessable(`on_error handler name ${clash} of task ${handlerOwner.get(clash)} clashes with an existing task`);
+      const res = await ctx.em.getRepository(ReservedNameEntity).findBy({ workflow_id: wf.id, name: In(hNames) });
+      if (res.length > 0) throw unprocessable(`on_error handler name ${res[0].name} is already reserved by task ${res[0].owner_task_id}`);
+    }
+
+    // References by name must point at a task of the workflow (or of this batch).
+    const referenced = new Set(tasks.flatMap((t) => t.requires));
+    const known = new Set([...batch, ...(await this.existingNames(ctx, wf.id, [...referenced]))]);
+    for (const t of tasks) {
+      for (const r of t.requires) {
+        if (r === t.name) throw unprocessable(describeCycle([t.name, t.name]), [{ field: 'requires', errors: [`${t.name} requires itself`] }]);
+        if (!known.has(r)) throw unprocessable(`task ${t.name} requires unknown task ${r}`, [{ field: 'requires', errors: [`unknown task: ${r}`] }]);
+      }
+      for (const entry of t.on_error) {
+        const local = new Set(entry.run.map((r) => r.name as unknown).filter((n): n is string => typeof n === 'string'));
+        for (const run of entry.run) {
+          for (const r of (run.requires as string[] | undefined) ?? []) {
+            if (!local.has(r) && !known.has(r) && !(await this.existingNames(ctx, wf.id, [r])).has(r)) {
+              throw unprocessable(`on_error handler of task ${t.name} requires unknown task ${r}`);
+            }
+          }
+        }
+      }
+    }
+
+    const cycle = findCycle([...(await this.graphOf(ctx, wf.id)), ...tasks.map((t) => ({ ...t, waiting: true }))]);
+    if (cycle) throw unprocessable(describeCycle(cycle), [{ field: 'requires', errors: [describeCycle(cycle)] }]);
+  }
+
+  // ---------------------------------------------------------------- readiness
+
+  /**
+   * Re-evaluates WAITING tasks: those whose dependencies are met become READY (and are
+   * queued if the workflow runs); those with a dependency that can never succeed are
+   * SKIPPED, and their own dependents are evaluated in turn.
+   */
+  async evaluate(ctx: TxContext, wf: WorkflowEntity, candidateIds: readonly string[]): Promise<void> {
+    let pending = [...new Set(candidateIds)];
+    while (pending.length > 0) {
+      const tasks = await this.loadWhere(ctx, pending, ['WAITING']);
+      pending = [];
+      if (tasks.length === 0) break;
+      const byName = await this.viewsByName(ctx, wf.id, [...new Set(tasks.flatMap((t) => t.requires))]);
+      const byTag = await this.viewsByTag(ctx, wf.id, [...new Set(tasks.flatMap((t) => t.requires_tags))]);
+      const ready: TaskEntity[] = [];
+      const skipped: TaskEntity[] = [];
+      for (const task of tasks) {
+        const members = new Map<string, DependencyView>();
+        for (const tag of task.requires_tags) for (const m of byTag.get(tag) ?? []) members.set(m.id, m);
+        const verdict = evaluateReadiness({ task, byName, tagMembers: [...members.values()], sealed: wf.sealed });
+        if (verdict.kind === 'ready') ready.push(task);
+        else if (verdict.kind === 'dead') {
+          const moved = await this.transitions.tasks(ctx, {
+            ids: [task.id], from: ['WAITING'], to: 'SKIPPED',
+            set: { error: { code: verdict.code, message: verdict.message } }, reason: verdict.message,
+          });
+          if (moved.length) skipped.push(task);
+        }
+      }
+      if (ready.length > 0) {
+        const moved = new Set(await this.transitions.tasks(ctx, { ids: ready.map((t) => t.id), from: ['WAITING'], to: 'READY', set: { ready_at: ctx.now }, reason: 'dependencies met' }));
+        if (wf.state === 'RUNNING') {
+          for (const t of ready) if (moved.has(t.id)) ctx.effects.enqueue.push(this.enqueueItem(t, 0));
+        }
+      }
+      if (skipped.length > 0) {
+        ctx.effects.finished.push(...skipped.map((t) => t.id));
+        pending = await this.dependentsOf(ctx, wf.id, skipped);
+      }
+    }
+  }
+
+  /** WAITING tasks that name one of `tasks` in requires or select one of their tags. */
+  async dependentsOf(ctx: TxContext, workflowId: string, tasks: readonly Pick<TaskEntity, 'name' | 'tags'>[]): Promise<string[]> {
+    const names = [...new Set(tasks.map((t) => t.name))];
+    const tags = [...new Set(tasks.flatMap((t) => t.tags))];
+    const qb = ctx.em
+      .createQueryBuilder(TaskDepEntity, 'd')
+      .select('DISTINCT d.task_id', 'task_id')
+      .innerJoin(TaskEntity, 't', `t.id = d.task_id AND t.state = 'WAITING'`)
+      .where('d.workflow_id = :wf', { wf: workflowId });
+    const clauses: string[] = [];
+    if (names.length) clauses.push(`(d.kind = 'name' AND d.dep_key IN (:...names))`);
+    if (tags.length) clauses.push(`(d.kind = 'tag' AND d.dep_key IN (:...tags))`);
+    if (clauses.length === 0) return [];
+    qb.andWhere(`(${clauses.join(' OR ')})`, { names, tags });
+    const rows = await qb.getRawMany<{ task_id: string }>();
+    return rows.map((r) => r.task_id);
+  }
+
+  /** After tasks reached a terminal state (or were handled): wake waiters, release dependents, maybe finish. */
+  async afterSettled(ctx: TxContext, wf: WorkflowEntity, tasks: readonly TaskEntity[]): Promise<void> {
+    ctx.effects.finished.push(...tasks.map((t) => t.id));
+    for (const t of tasks) if (t.kind === 'handler' && t.parent_task_id) await this.checkHandlers(ctx, wf, t.parent_task_id);
+    await this.evaluate(ctx, wf, await this.dependentsOf(ctx, wf.id, tasks));
+    await this.checkCompletion(ctx, wf);
+  }
+
+  // ---------------------------------------------------------------- reports
+
+  async completeTask(ctx: TxContext, wf: WorkflowEntity, task: TaskEntity, output: JsonObject, report: ReportFields): Promise<void> {
+    await this.transitions.tasks(ctx, {
+      ids: [task.id], from: ['RUNNING'], to: 'SUCCESS',
+      set: { output, ...reportSet(report), lease_outcome: 'complete', error: null }, reason: 'completed',
+    });
+    this.releaseJob(ctx, task);
+    await this.afterSettled(ctx, wf, await this.load(ctx, [task.id]));
+  }
+
+  /**
+   * A failed attempt (reported, timed out, or lease expired): retried after its delay
+   * while the policy allows, else the task fails for good. A task whose cancel was
+   * requested ends CANCELLED instead.
+   */
+  async failAttempt(ctx: TxContext, wf: WorkflowEntity, task: TaskEntity, error: TaskErrorInfo, retryable: boolean, report: ReportFields, outcome: LeaseOutcome): Promise<void> {
+    this.releaseJob(ctx, task);
+    if (task.cancel_requested) {
+      await this.transitions.tasks(ctx, {
+        ids: [task.id], from: ['RUNNING'], to: 'CANCELLED',
+        set: { error: { code: 'CANCELLED', message: `cancelled on request (${error.message})` }, ...reportSet(report), lease_outcome: outcome },
+        reason: 'cancel requested',
+      });
+      await this.afterSettled(ctx, wf, await this.load(ctx, [task.id]));
+      return;
+    }
+    if (retryable && hasRetryLeft(task.retry, task.attempt) && !isTerminalWorkflow(wf.state)) {
+      const delayMs = retryDelayMs(task.retry, task.attempt);
+      const moved = await this.transitions.tasks(ctx, {
+        ids: [task.id], from: ['RUNNING'], to: 'READY',
+        set: { attempt: task.attempt + 1, ready_at: ctx.now + delayMs, error, ...reportSet(report), lease_outcome: outcome, worker_id: null },
+        guard: { attempt: task.attempt }, reason: `attempt ${task.attempt} failed: ${error.code ?? 'ERROR'}; retry in ${delayMs} ms`,
+      });
+      if (moved.length && wf.state === 'RUNNING') ctx.effects.enqueue.push(this.enqueueItem({ ...task, attempt: task.attempt + 1 }, delayMs));
+      return;
+    }
+    await this.transitions.tasks(ctx, {
+      ids: [task.id], from: ['RUNNING'], to: 'ERROR',
+      set: { error, ...reportSet(report), lease_outcome: outcome }, reason: `failed: ${error.code ?? 'ERROR'}`,
+    });
+    await this.failedForGood(ctx, wf, (await this.load(ctx, [task.id]))[0]);
+  }
+
+  /** A task is ERROR with no retry left: run its on_error handlers, or apply on_failure. */
+  private async failedForGood(ctx: TxContext, wf: WorkflowEntity, task: TaskEntity): Promise<void> {
+    const entry = isTerminalWorkflow(wf.state) ? undefined : matchOnError(task.on_error, task.error?.code, task.exit_code);
+    if (entry) {
+      const started = await this.startHandlers(ctx, wf, task, entry.run as unknown as TaskSpecLike[]);
+      if (started) {
+        ctx.effects.finished.push(task.id);
+        return;
+      }
+    }
+    await this.unhandledFailure(ctx, wf, task);
+    await this.afterSettled(ctx, wf, [task]);
+  }
+
+  private async startHandlers(ctx: TxContext, wf: WorkflowEntity, task: TaskEntity, run: TaskSpecLike[]): Promise<boolean> {
+    const failure = { error: task.error, failed_task: { id: task.id, name: task.name, attempt: task.attempt, exit_code: task.exit_code } };
+    // A task that fails again after a rerun runs its handlers again, under suffixed names.
+    const wanted = run.map((r) => r.name).filter((n): n is string => !!n);
+    const used = await this.existingNames(ctx, wf.id, wanted);
+    const suffix = used.size > 0 ? `.${task.attempt}` : '';
+    const specs = run.map((r) => ({
+      ...r,
+      name: r.name ? `${r.name}${suffix}` : undefined,
+      requires: (r.requires ?? []).map((n) => (wanted.includes(n) ? `${n}${suffix}` : n)),
+      input: { ...(r.input ?? {}), ...failure },
+    }));
+    try {
+      await ctx.em.getRepository(TaskEntity).update({ id: task.id }, { handling: true, updated_at: ctx.now });
+      await this.addTasks(ctx, wf, specs, { kind: 'handler', parentId: task.id, engineAdded: true });
+      return true;
+    } catch (e) {
+      await ctx.em.getRepository(TaskEntity).update({ id: task.id }, { handling: false });
+      this.logger.event('warn', 'engine', 'on_error handlers could not be added; the failure is unhandled', {
+        task_id: task.id, error: e instanceof Error ? e.message : String(e),
+      });
+      return false;
+    }
+  }
+
+  /** When every handler of a failed task is done: handled if all succeeded, else unhandled. */
+  private async checkHandlers(ctx: TxContext, wf: WorkflowEntity, parentId: string): Promise<void> {
+    const parent = (await this.load(ctx, [parentId]))[0];
+    if (!parent || !parent.handling) return;
+    const handlers = await ctx.em
+      .getRepository(TaskEntity)
+      .createQueryBuilder('t')
+      .where('t.parent_task_id = :p AND t.kind = :k AND t.created_at >= :since', { p: parentId, k: 'handler', since: parent.finished_at ?? 0 })
+      .getMany();
+    if (handlers.some((h) => OPEN_STATES.includes(h.state) || h.handling)) return;
+    const allGood = handlers.every((h) => h.state === 'SUCCESS' || (h.state === 'ERROR' && h.handled));
+    await ctx.em.getRepository(TaskEntity).update({ id: parentId }, { handling: false, handled: allGood, updated_at: ctx.now });
+    const updated = (await this.load(ctx, [parentId]))[0];
+    if (!allGood) await this.unhandledFailure(ctx, wf, updated);
+    await this.afterSettled(ctx, wf, [updated]);
+  }
+
+  private async unhandledFailure(ctx: TxContext, wf: WorkflowEntity, task: TaskEntity): Promise<void> {
+    const message = `task ${task.name} failed: ${task.error?.message ?? 'unknown error'}`;
+    switch (wf.on_failure) {
+      case 'fail':
+        await this.stopWorkflow(ctx, wf, 'ERROR', message);
+        return;
+      case 'rollback':
+        // Stop everything now; the reverts start once nothing runs any more (checkCompletion).
+        await this.stopTasks(ctx, wf, 'SKIPPED', SKIP_CODES.workflowFailed, message);
+        return;
+      case 'continue':
+        return; // only the dependents are skipped, by evaluate()
+    }
+  }
+
+  // ---------------------------------------------------------------- workflow-wide
+
+  /** Ends the workflow now: waiting work is skipped or cancelled, running work asked to cancel. */
+  async stopWorkflow(ctx: TxContext, wf: WorkflowEntity, to: 'ERROR' | 'CANCELLED', message: string): Promise<void> {
+    const code = to === 'ERROR' ? SKIP_CODES.workflowFailed : SKIP_CODES.workflowCancelled;
+    await this.stopTasks(ctx, wf, to === 'ERROR' ? 'SKIPPED' : 'CANCELLED', code, message);
+    if (await this.transitions.workflow(ctx, wf.id, ['RUNNING', 'PAUSED'], to)) {
+      wf.state = to;
+      wf.finished_at = ctx.now;
+    }
+  }
+
+  private async stopTasks(ctx: TxContext, wf: WorkflowEntity, to: 'SKIPPED' | 'CANCELLED', code: string, message: string): Promise<void> {
+    const open = await ctx.em.getRepository(TaskEntity).find({ select: { id: true }, where: { workflow_id: wf.id, state: In(['WAITING', 'READY']) } });
+    const moved = await this.transitions.tasks(ctx, { ids: open.map((t) => t.id), from: ['WAITING', 'READY'], to, set: { error: { code, message } }, reason: message });
+    ctx.effects.finished.push(...moved);
+    await ctx.em.getRepository(TaskEntity).update({ workflow_id: wf.id, state: 'RUNNING' }, { cancel_requested: true, updated_at: ctx.now });
+  }
+
+  /** A workflow is done when sealed and every task is terminal (a rollback ends it regardless of the seal). */
+  async checkCompletion(ctx: TxContext, wf: WorkflowEntity): Promise<void> {
+    if (isTerminalWorkflow(wf.state)) return;
+    const open = await ctx.em
+      .getRepository(TaskEntity)
+      .createQueryBuilder('t')
+      .where('t.workflow_id = :wf', { wf: wf.id })
+      .andWhere(`(t.state IN ('WAITING', 'READY', 'RUNNING') OR t.handling = :yes)`, { yes: true })
+      .getCount();
+    if (open > 0) return;
+    const failed = await this.hasUnhandledFailure(ctx, wf.id);
+    if (failed && wf.on_failure === 'rollback') {
+      if (!wf.rollback_started && (await this.startRollback(ctx, wf)) > 0) return;
+      await this.finish(ctx, wf, 'ERROR');
+      return;
+    }
+    if (wf.sealed) await this.finish(ctx, wf, failed ? 'ERROR' : 'SUCCESS');
+  }
+
+  private async finish(ctx: TxContext, wf: WorkflowEntity, to: 'SUCCESS' | 'ERROR'): Promise<void> {
+    if (await this.transitions.workflow(ctx, wf.id, ['RUNNING', 'PAUSED'], to)) {
+      wf.state = to;
+      wf.finished_at = ctx.now;
+      this.logger.event('info', 'engine', 'workflow finished', { workflow_id: wf.id, state: to });
+    }
+  }
+
+  /** An ERROR task whose failure was not handled, or a task skipped because of one. */
+  private async hasUnhandledFailure(ctx: TxContext, workflowId: string): Promise<boolean> {
+    const rows = await ctx.em.getRepository(TaskEntity).find({
+      select: { id: true, state: true, handled: true, error: true },
+      where: { workflow_id: workflowId, state: In(['ERROR', 'SKIPPED']) },
+    });
+    return rows.some(
+      (t) => (t.state === 'ERROR' && !t.handled) ||
+        (t.state === 'SKIPPED' && (t.error?.code === SKIP_CODES.dependencyFailed || t.error?.code === SKIP_CODES.workflowFailed)),
+    );
+  }
+
+  /** Adds the revert of every task that succeeded, in reverse dependency order, on the same tags. */
+  private async startRollback(ctx: TxContext, wf: WorkflowEntity): Promise<number> {
+    await ctx.em.getRepository(WorkflowEntity).update({ id: wf.id }, { rollback_started: true, updated_at: ctx.now });
+    wf.rollback_started = true;
+    const all = await ctx.em.getRepository(TaskEntity).find({ where: { workflow_id: wf.id } });
+    const revertible = all.filter((t) => t.state === 'SUCCESS' && t.revert && t.kind !== 'revert');
+    if (revertible.length === 0) return 0;
+    const order = reverseDependencyOrder(all, new Set(revertible.map((t) => t.name)));
+    const taken = new Set(all.map((t) => t.name));
+    const revertName = new Map<string, string>();
+    for (const t of revertible) {
+      let name = `${t.name}.revert`.slice(0, 128);
+      for (let i = 2; taken.has(name); i++) name = `${t.name}.revert.${i}`.slice(0, 128);
+      taken.add(name);
+      revertName.set(t.name, name);
+    }
+    const specs: TaskSpecLike[] = revertible.map((t) => ({
+      name: revertName.get(t.name),
+      tags: t.tags,
+      action: t.revert!,
+      input: { task: t.name, input: t.input, output: t.output },
+      requires: (order.get(t.name) ?? []).map((n) => revertName.get(n)!),
+      lease_s: t.lease_s,
+      ...(t.timeout_s ? { timeout_s: t.timeout_s } : {}),
+    }));
+    await this.addTasks(ctx, wf, specs, { kind: 'revert', engineAdded: true });
+    this.logger.event('info', 'engine', 'rollback started', { workflow_id: wf.id, reverts: specs.length });
+    return specs.length;
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  enqueueItem(t: Pick<TaskEntity, 'id' | 'attempt' | 'tagset_id' | 'tags'>, delayMs: number) {
+    return { taskId: t.id, attempt: t.attempt, tagsetId: t.tagset_id, tags: t.tags, delayMs };
+  }
+
+  releaseJob(ctx: TxContext, task: TaskEntity): void {
+    if (task.lease_token) ctx.effects.releaseJobs.push({ tagsetId: task.tagset_id, jobId: this.queue.jobId(task.id, task.attempt), token: task.lease_token });
+  }
+
+  async load(ctx: TxContext, ids: readonly string[]): Promise<TaskEntity[]> {
+    if (ids.length === 0) return [];
+    const out: TaskEntity[] = [];
+    for (let i = 0; i < ids.length; i += CHUNK) out.push(...(await ctx.em.getRepository(TaskEntity).findBy({ id: In(ids.slice(i, i + CHUNK)) })));
+    const order = new Map(ids.map((id, i) => [id, i]));
+    return out.sort((a, b) => order.get(a.id)! - order.get(b.id)!);
+  }
+
+  private async loadWhere(ctx: TxContext, ids: readonly string[], states: TaskState[]): Promise<TaskEntity[]> {
+    return (await this.load(ctx, ids)).filter((t) => states.includes(t.state));
+  }
+
+  private async existingNames(ctx: TxContext, workflowId: string, names: readonly string[]): Promise<Set<string>> {
+    const found = new Set<string>();
+    for (let i = 0; i < names.length; i += CHUNK) {
+      const rows = await ctx.em.getRepository(TaskEntity).find({ select: { name: true }, where: { workflow_id: workflowId, name: In(names.slice(i, i + CHUNK)) } });
+      for (const r of rows) found.add(r.name);
+    }
+    return found;
+  }
+
+  private async viewsByName(ctx: TxContext, workflowId: string, names: string[]): Promise<Map<string, DependencyView>> {
+    const map = new Map<string, DependencyView>();
+    for (let i = 0; i < names.length; i += CHUNK) {
+      const rows = await ctx.em.getRepository(TaskEntity).find({
+        select: { id: true, name: true, state: true, handled: true, handling: true, error: true },
+        where: { workflow_id: workflowId, name: In(names.slice(i, i + CHUNK)) },
+      });
+      for (const r of rows) map.set(r.name, toView(r));
+    }
+    return map;
+  }
+
+  private async viewsByTag(ctx: TxContext, workflowId: string, tags: string[]): Promise<Map<string, DependencyView[]>> {
+    const map = new Map<string, DependencyView[]>();
+    if (tags.length === 0) return map;
+    const rows = await ctx.em
+      .createQueryBuilder(TaskTagEntity, 'tt')
+      .innerJoin(TaskEntity, 't', 't.id = tt.task_id')
+      .select(['tt.tag AS tag', 't.id AS id', 't.name AS name', 't.state AS state', 't.handled AS handled', 't.handling AS handling', 't.error AS error'])
+      .where('tt.workflow_id = :wf', { wf: workflowId })
+      .andWhere('tt.tag IN (:...tags)', { tags })
+      .getRawMany<{ tag: string; id: string; name: string; state: TaskState; handled: unknown; handling: unknown; error: string | null }>();
+    for (const r of rows) {
+      const view: DependencyView = {
+        id: r.id, name: r.name, state: r.state, handled: truthy(r.handled), handling: truthy(r.handling),
+        errorCode: r.error ? ((JSON.parse(r.error) as TaskErrorInfo).code ?? null) : null,
+      };
+      (map.get(r.tag) ?? map.set(r.tag, []).get(r.tag)!).push(view);
+    }
+    return map;
+  }
+
+  /** The dependency graph of a workflow's existing tasks (only WAITING ones have edges). */
+  private async graphOf(ctx: TxContext, workflowId: string): Promise<GraphTask[]> {
+    const rows = await ctx.em.getRepository(TaskEntity).find({
+      select: { name: true, tags: true, requires: true, requires_tags: true, state: true },
+      where: { workflow_id: workflowId },
+    });
+    return rows.map((r) => ({ name: r.name, tags: r.tags, requires: r.requires, requires_tags: r.requires_tags, waiting: r.state === 'WAITING' }));
+  }
+
+  private async insertChunked<T extends object>(ctx: TxContext, entity: new () => T, rows: T[] | object[]): Promise<void> {
+    for (let i = 0; i < rows.length; i += 200) await ctx.em.getRepository(entity).insert(rows.slice(i, i + 200));
+  }
+}
+
+function depRows(t: TaskEntity): TaskDepEntity[] {
+  return [
+    ...t.requires.map((dep_key) => ({ task_id: t.id, kind: 'name' as const, dep_key, workflow_id: t.workflow_id })),
+    ...t.requires_tags.map((dep_key) => ({ task_id: t.id, kind: 'tag' as const, dep_key, workflow_id: t.workflow_id })),
+  ];
+}
+
+export function depRowsOf(t: TaskEntity): TaskDepEntity[] {
+  return depRows(t);
+}
+
+function toView(t: Pick<TaskEntity, 'id' | 'name' | 'state' | 'handled' | 'handling' | 'error'>): DependencyView {
+  return { id: t.id, name: t.name, state: t.state, handled: t.handled, handling: t.handling, errorCode: t.error?.code ?? null };
+}
+
+function truthy(v: unknown): boolean {
+  return v === true || v === 1 || v === '1' || v === 't' || v === 'true';
+}
+
+const LOG_TAIL = 64 * 1024;
+
+/** Keeps the last 64 KiB of a log (cut on a character boundary). */
+export function tail(text: string | null | undefined): string | null {
+  if (text === null || text === undefined) return null;
+  if (Buffer.byteLength(text) <= LOG_TAIL) return text;
+  const buf = Buffer.from(text);
+  return buf.subarray(buf.length - LOG_TAIL).toString('utf8').replace(/^\uFFFD+/, '');
+}
+
+function reportSet(r: ReportFields) {
+  return { stdout: tail(r.stdout), stderr: tail(r.stderr), exit_code: r.exit_code ?? null };
+}

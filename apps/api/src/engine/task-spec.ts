@@ -1,0 +1,108 @@
+import { randomUUID } from 'node:crypto';
+import { canonicalTags, LIMITS, normalizeRetry, tagsetId, type RetryPolicy } from '@tagflow/domain';
+import type { ActionSpec, JsonObject, TaskEntity, TaskKind } from '@tagflow/persistence';
+
+/** A task as the engine adds it: every default filled in. */
+export interface NewTask {
+  name: string;
+  tags: string[];
+  action: ActionSpec;
+  input: JsonObject;
+  requires: string[];
+  requires_tags: string[];
+  retry: RetryPolicy;
+  timeout_s: number | null;
+  lease_s: number;
+  on_error: { codes?: string[]; run: JsonObject[] }[];
+  revert: ActionSpec | null;
+}
+
+/** The client-facing shape (a validated TaskSpecDto, or a handler spec stored in on_error). */
+export interface TaskSpecLike {
+  name?: string;
+  tags?: string[];
+  action: ActionSpec;
+  input?: JsonObject;
+  requires?: string[];
+  requires_tags?: string[];
+  retry?: Partial<RetryPolicy>;
+  timeout_s?: number;
+  lease_s?: number;
+  on_error?: { codes?: string[]; run: TaskSpecLike[] }[];
+  revert?: ActionSpec;
+}
+
+export function normalizeSpec(spec: TaskSpecLike): NewTask {
+  return {
+    name: spec.name ?? generatedName(spec.action.type),
+    tags: canonicalTags(spec.tags ?? []),
+    action: { ...spec.action },
+    input: spec.input ?? {},
+    requires: [...new Set(spec.requires ?? [])],
+    requires_tags: canonicalTags(spec.requires_tags ?? []),
+    retry: normalizeRetry(spec.retry),
+    timeout_s: spec.timeout_s ?? null,
+    lease_s: spec.lease_s ?? LIMITS.defaultLeaseSeconds,
+    // Handler specs are kept as plain JSON (class instances would not survive the column).
+    on_error: (spec.on_error ?? []).map((e) => ({ ...(e.codes ? { codes: [...e.codes] } : {}), run: e.run.map((r) => toPlain(r)) })),
+    revert: spec.revert ? { ...spec.revert } : null,
+  };
+}
+
+function toPlain(value: unknown): JsonObject {
+  return JSON.parse(JSON.stringify(value)) as JsonObject;
+}
+
+function generatedName(actionType: string): string {
+  const base = actionType.replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 100);
+  return `${base}-${randomUUID().slice(0, 8)}`;
+}
+
+/** Names every on_error handler of the task would take. */
+export function handlerNames(task: Pick<NewTask, 'on_error'>): string[] {
+  const names = new Set<string>();
+  for (const entry of task.on_error) for (const run of entry.run) if (typeof run.name === 'string') names.add(run.name);
+  return [...names];
+}
+
+export function buildTaskEntity(workflowId: string, t: NewTask, kind: TaskKind, parentId: string | null, now: number): TaskEntity {
+  return {
+    id: randomUUID(),
+    workflow_id: workflowId,
+    name: t.name,
+    kind,
+    parent_task_id: parentId,
+    tags: t.tags,
+    tagset_id: tagsetId(t.tags),
+    action: t.action,
+    input: t.input,
+    requires: t.requires,
+    requires_tags: t.requires_tags,
+    retry: t.retry,
+    timeout_s: t.timeout_s,
+    lease_s: t.lease_s,
+    on_error: t.on_error,
+    revert: t.revert,
+    state: 'WAITING',
+    attempt: 1,
+    handled: false,
+    handling: false,
+    cancel_requested: false,
+    output: null,
+    error: null,
+    stdout: null,
+    stderr: null,
+    exit_code: null,
+    progress: null,
+    worker_id: null,
+    lease_token: null,
+    lease_expires_at: null,
+    deadline_at: null,
+    lease_outcome: null,
+    created_at: now,
+    updated_at: now,
+    ready_at: null,
+    started_at: null,
+    finished_at: null,
+  };
+}

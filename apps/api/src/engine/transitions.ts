@@ -1,0 +1,107 @@
+import { Injectable } from '@nestjs/common';
+import type { QueryDeepPartialEntity } from 'typeorm';
+import { canTransitionTask, canTransitionWorkflow, isTerminalTask, type TaskState, type WorkflowState } from '@tagflow/domain';
+import { TaskEntity, TaskEventEntity, WorkflowEntity } from '@tagflow/persistence';
+import type { TxContext } from './tx-context.js';
+
+export interface TaskTransition {
+  ids: readonly string[];
+  from: readonly TaskState[];
+  to: TaskState;
+  set?: QueryDeepPartialEntity<TaskEntity>;
+  reason?: string | null;
+  /** Extra conditions: the attempt the caller saw, the queue it came from, a running workflow. */
+  guard?: { attempt?: number; tagsetId?: string; workflowRunning?: boolean };
+}
+
+const CHUNK = 500;
+
+/**
+ * The one place where a task's or a workflow's state changes. Each change is a guarded
+ * UPDATE (`WHERE state IN (:from)`), so of two racing writers exactly one wins; every
+ * task transition that happens is recorded in task_event with its time.
+ */
+@Injectable()
+export class Transitions {
+  /** Applies a transition to the tasks still in one of `from`; returns the ids that moved. */
+  async tasks(ctx: TxContext, t: TaskTransition): Promise<string[]> {
+    for (const from of t.from) {
+      if (!canTransitionTask(from, t.to)) throw new Error(`illegal task transition ${from} -> ${t.to}`);
+    }
+    const moved: string[] = [];
+    for (let i = 0; i < t.ids.length; i += CHUNK) {
+      const ids = t.ids.slice(i, i + CHUNK);
+      const before = ids.length === 1 ? null : await this.statesOf(ctx, ids, t.from);
+      if (before && before.size === 0) continue;
+      const candidates = before ? [...before.keys()] : ids;
+      const set: QueryDeepPartialEntity<TaskEntity> = { ...t.set, state: t.to, updated_at: ctx.now };
+      if (isTerminalTask(t.to)) set.finished_at = ctx.now;
+      const qb = ctx.em
+        .createQueryBuilder()
+        .update(TaskEntity)
+        .set(set)
+        .where('id IN (:...ids)', { ids: candidates })
+        .andWhere('state IN (:...from)', { from: t.from });
+      if (t.guard?.attempt !== undefined) qb.andWhere('attempt = :attempt', { attempt: t.guard.attempt });
+      if (t.guard?.tagsetId !== undefined) qb.andWhere('tagset_id = :tagset', { tagset: t.guard.tagsetId });
+      if (t.guard?.workflowRunning) {
+        qb.andWhere(`EXISTS (SELECT 1 FROM workflow w WHERE w.id = task.workflow_id AND w.state = 'RUNNING')`);
+      }
+      const result = await qb.execute();
+      const affected = result.affected ?? 0;
+      let movedNow: string[];
+      if (affected === candidates.length) movedNow = candidates;
+      else if (affected === 0) movedNow = [];
+      else {
+        // Some rows changed state under us (a claim); the ones now in `to` are ours.
+        const after = await this.statesOf(ctx, candidates, [t.to]);
+        movedNow = candidates.filter((id) => after.has(id));
+      }
+      if (movedNow.length > 0) await this.record(ctx, movedNow, before, t);
+      moved.push(...movedNow);
+    }
+    return moved;
+  }
+
+  /** Moves a workflow from one of `from` to `to`; false when it was no longer in `from`. */
+  async workflow(ctx: TxContext, id: string, from: readonly WorkflowState[], to: WorkflowState, set: QueryDeepPartialEntity<WorkflowEntity> = {}): Promise<boolean> {
+    for (const f of from) if (!canTransitionWorkflow(f, to)) throw new Error(`illegal workflow transition ${f} -> ${to}`);
+    const terminal = to === 'SUCCESS' || to === 'ERROR' || to === 'CANCELLED';
+    const result = await ctx.em
+      .createQueryBuilder()
+      .update(WorkflowEntity)
+      .set({ ...set, state: to, updated_at: ctx.now, ...(terminal ? { finished_at: ctx.now } : {}) })
+      .where('id = :id', { id })
+      .andWhere('state IN (:...from)', { from })
+      .execute();
+    return (result.affected ?? 0) === 1;
+  }
+
+  private async statesOf(ctx: TxContext, ids: readonly string[], states: readonly TaskState[]): Promise<Map<string, { state: TaskState; attempt: number; workflow_id: string }>> {
+    const rows = await ctx.em
+      .createQueryBuilder(TaskEntity, 't')
+      .select(['t.id', 't.state', 't.attempt', 't.workflow_id'])
+      .where('t.id IN (:...ids)', { ids })
+      .andWhere('t.state IN (:...states)', { states })
+      .getMany();
+    return new Map(rows.map((r) => [r.id, { state: r.state, attempt: r.attempt, workflow_id: r.workflow_id }]));
+  }
+
+  private async record(ctx: TxContext, ids: string[], before: Map<string, { state: TaskState; attempt: number; workflow_id: string }> | null, t: TaskTransition): Promise<void> {
+    const info = before ?? (await this.statesOf(ctx, ids, [t.to]));
+    const events = ids.map((id) => {
+      const row = info.get(id);
+      const e = new TaskEventEntity();
+      e.task_id = id;
+      e.workflow_id = row?.workflow_id ?? '';
+      e.from_state = before ? (row?.state ?? null) : t.from[0];
+      e.to_state = t.to;
+      // A retry moves RUNNING -> READY with the next attempt number: record the new one.
+      e.attempt = before ? (row?.attempt ?? 0) : (row?.attempt ?? 0);
+      e.reason = t.reason ?? null;
+      e.at = ctx.now;
+      return e;
+    });
+    await ctx.em.getRepository(TaskEventEntity).insert(events);
+  }
+}

@@ -1,0 +1,35 @@
+import { Controller, Get, HttpStatus, Res } from '@nestjs/common';
+import type { Response } from 'express';
+import { Database } from '@tagflow/persistence';
+import { QueueService } from '../dispatch/queue.service.js';
+
+@Controller()
+export class HealthController {
+  constructor(
+    private readonly db: Database,
+    private readonly queue: QueueService,
+  ) {}
+
+  /** 200 when the database and Redis both answer, else 503 naming the one that does not. */
+  @Get('health')
+  async health(@Res() res: Response): Promise<void> {
+    const check = async (fn: () => Promise<void>) => {
+      try {
+        await withTimeout(fn(), 2000);
+        return 'ok';
+      } catch (e) {
+        return `error: ${e instanceof Error ? e.message : String(e)}`;
+      }
+    };
+    const [database, redis] = await Promise.all([check(() => this.db.ping()), check(() => this.queue.queue.ping())]);
+    const ok = database === 'ok' && redis === 'ok';
+    res.status(ok ? HttpStatus.OK : HttpStatus.SERVICE_UNAVAILABLE).json({ status: ok ? 'ok' : 'unavailable', database, redis });
+  }
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+    p.then(resolve, reject).finally(() => clearTimeout(t));
+  });
+}

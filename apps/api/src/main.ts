@@ -1,0 +1,63 @@
+import 'reflect-metadata';
+import { NestFactory } from '@nestjs/core';
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import { AppModule } from './app.module.js';
+import { loadConfig, type AppConfig } from './config/app-config.js';
+import { bearerAuth } from './common/auth.middleware.js';
+import { HttpExceptionFilter } from './common/http-exception.filter.js';
+import { jsonGuard } from './common/json-guard.middleware.js';
+import { JsonLogger } from './common/logger.js';
+import { createValidationPipe } from './common/validation.js';
+
+async function bootstrap(): Promise<void> {
+  let config: AppConfig;
+  try {
+    config = loadConfig();
+  } catch (e) {
+    process.stderr.write(`tagflow-api: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exit(2);
+  }
+  const logger = new JsonLogger(config.LOG_LEVEL);
+  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config, logger), {
+    logger,
+    bodyParser: false,
+    abortOnError: false,
+  });
+  app.useBodyParser('json', { limit: config.BODY_LIMIT_BYTES });
+  app.use(jsonGuard);
+  if (config.API_TOKEN) app.use(bearerAuth(config.API_TOKEN));
+  app.useGlobalPipes(createValidationPipe());
+  app.useGlobalFilters(new HttpExceptionFilter(logger));
+  app.disable('x-powered-by');
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.event('info', 'main', 'shutting down', { signal });
+    const force = setTimeout(() => {
+      logger.event('warn', 'main', 'shutdown grace period over; exiting');
+      process.exit(1);
+    }, config.SHUTDOWN_GRACE_MS);
+    force.unref();
+    app.close().then(
+      () => process.exit(0),
+      (e: unknown) => {
+        logger.event('error', 'main', 'shutdown failed', { error: String(e) });
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+
+  await app.listen(config.PORT, config.HOST);
+  const address = app.getHttpServer().address();
+  const port = typeof address === 'object' && address ? address.port : config.PORT;
+  logger.event('info', 'main', 'tagflow api listening', { host: config.HOST, port, database: config.DATABASE_URL.split(':')[0] });
+}
+
+bootstrap().catch((e: unknown) => {
+  process.stderr.write(`tagflow-api: failed to start: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exit(1);
+});

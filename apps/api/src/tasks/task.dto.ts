@@ -1,0 +1,165 @@
+import { Transform, Type } from 'class-transformer';
+import {
+  ArrayMaxSize, ArrayMinSize, IsArray, IsBoolean, IsIn, IsInt, IsNumber, IsOptional, IsString, IsUUID, Max, MaxLength, Min,
+  ValidateNested,
+} from 'class-validator';
+import { LIMITS, TASK_STATES, type TaskState } from '@tagflow/domain';
+import { IsAction, IsJsonObject, IsNameList, IsTagList, IsTaskName } from '../common/validation.js';
+import { toInt } from '../common/pagination.js';
+
+export class RetryDto {
+  @IsOptional() @IsInt() @Min(0) @Max(LIMITS.retryCountMax)
+  count?: number;
+
+  @IsOptional() @IsNumber() @Min(0) @Max(LIMITS.delayMaxSeconds)
+  delay_s?: number;
+
+  @IsOptional() @IsNumber() @Min(1) @Max(10)
+  backoff?: number;
+
+  @IsOptional() @IsNumber() @Min(0) @Max(LIMITS.delayMaxSeconds)
+  max_delay_s?: number;
+}
+
+export class OnErrorDto {
+  @IsOptional() @IsArray() @ArrayMaxSize(LIMITS.errorCodes) @IsString({ each: true }) @MaxLength(LIMITS.errorCodeMaxLength, { each: true })
+  codes?: string[];
+
+  @IsArray() @ArrayMinSize(1) @ArrayMaxSize(LIMITS.handlerTasksPerEntry)
+  @ValidateNested({ each: true }) @Type(() => TaskSpecDto)
+  run: TaskSpecDto[];
+}
+
+/** What a client says about a task; everything but `action` has a default. */
+export class TaskSpecDto {
+  @IsOptional() @IsTaskName()
+  name?: string;
+
+  @IsOptional() @IsTagList()
+  tags?: string[];
+
+  @IsAction()
+  action: { type: string } & Record<string, unknown>;
+
+  @IsOptional() @IsJsonObject()
+  input?: Record<string, unknown>;
+
+  @IsOptional() @IsNameList()
+  requires?: string[];
+
+  @IsOptional() @IsTagList()
+  requires_tags?: string[];
+
+  @IsOptional() @ValidateNested() @Type(() => RetryDto)
+  retry?: RetryDto;
+
+  @IsOptional() @IsInt() @Min(1) @Max(LIMITS.timeoutMaxSeconds)
+  timeout_s?: number;
+
+  @IsOptional() @IsInt() @Min(1) @Max(LIMITS.leaseMaxSeconds)
+  lease_s?: number;
+
+  @IsOptional() @IsArray() @ArrayMaxSize(LIMITS.onErrorEntries) @ValidateNested({ each: true }) @Type(() => OnErrorDto)
+  on_error?: OnErrorDto[];
+
+  @IsOptional() @IsAction()
+  revert?: { type: string } & Record<string, unknown>;
+}
+
+export class TaskBatchDto {
+  @IsArray() @ArrayMinSize(1) @ArrayMaxSize(LIMITS.tasksPerBatch) @ValidateNested({ each: true }) @Type(() => TaskSpecDto)
+  tasks: TaskSpecDto[];
+}
+
+/** POST /v1/tasks: a task that becomes a sealed one-task workflow. */
+export class ShortcutTaskDto extends TaskSpecDto {
+  @IsOptional() @IsTaskName()
+  workflow_name?: string;
+}
+
+/** PATCH /v1/tasks/:id: any TaskSpec field but the name, before the task runs. */
+export class TaskPatchDto {
+  @IsOptional() @IsTagList() tags?: string[];
+  @IsOptional() @IsAction() action?: { type: string } & Record<string, unknown>;
+  @IsOptional() @IsJsonObject() input?: Record<string, unknown>;
+  @IsOptional() @IsNameList() requires?: string[];
+  @IsOptional() @IsTagList() requires_tags?: string[];
+  @IsOptional() @ValidateNested() @Type(() => RetryDto) retry?: RetryDto;
+  @IsOptional() @IsInt() @Min(1) @Max(LIMITS.timeoutMaxSeconds) timeout_s?: number;
+  @IsOptional() @IsInt() @Min(1) @Max(LIMITS.leaseMaxSeconds) lease_s?: number;
+  @IsOptional() @IsArray() @ArrayMaxSize(LIMITS.onErrorEntries) @ValidateNested({ each: true }) @Type(() => OnErrorDto) on_error?: OnErrorDto[];
+  @IsOptional() @IsAction() revert?: { type: string } & Record<string, unknown>;
+}
+
+export class TaskListQuery {
+  @IsOptional() @IsIn(TASK_STATES) state?: TaskState;
+  @IsOptional() @IsString() @MaxLength(LIMITS.tagMaxLength) tag?: string;
+  @IsOptional() @Transform(toInt) @IsInt() @Min(1) @Max(LIMITS.listMaxLimit) limit: number = LIMITS.listDefaultLimit;
+  @IsOptional() @IsString() @MaxLength(512) cursor?: string;
+}
+
+export class TaskWaitQuery {
+  @IsOptional() @Transform(({ value }: { value: unknown }) => (typeof value === 'string' && /^\d+(\.\d+)?$/.test(value) ? Number(value) : value))
+  @IsNumber() @Min(0) @Max(LIMITS.taskWaitMaxSeconds)
+  wait_s?: number;
+}
+
+// ---- Worker protocol ----
+
+export class PollDto {
+  @IsTagList()
+  tags: string[];
+
+  @IsOptional() @IsUUID()
+  worker_id?: string;
+
+  @IsOptional() @IsNumber() @Min(0) @Max(LIMITS.pollWaitMaxSeconds)
+  wait_s?: number;
+
+  @IsOptional() @IsInt() @Min(1) @Max(LIMITS.pollMaxTasks)
+  max_tasks?: number;
+}
+
+export class HeartbeatDto {
+  @IsString() @MaxLength(64)
+  lease_token: string;
+
+  @IsOptional()
+  progress?: unknown;
+}
+
+class ReportDto {
+  @IsString() @MaxLength(64)
+  lease_token: string;
+
+  /** Longer logs are accepted and cut to their last LIMITS.logTailBytes. */
+  @IsOptional() @IsString()
+  stdout?: string;
+
+  @IsOptional() @IsString()
+  stderr?: string;
+
+  @IsOptional() @IsInt() @Min(-2147483648) @Max(2147483647)
+  exit_code?: number;
+}
+
+export class CompleteDto extends ReportDto {
+  @IsOptional() @IsJsonObject()
+  output?: Record<string, unknown>;
+}
+
+export class FailureDto {
+  @IsString() @MaxLength(LIMITS.errorMessageMaxLength)
+  message: string;
+
+  @IsOptional() @IsString() @MaxLength(LIMITS.errorCodeMaxLength)
+  code?: string;
+
+  @IsOptional() @IsBoolean()
+  retryable?: boolean;
+}
+
+export class FailDto extends ReportDto {
+  @ValidateNested() @Type(() => FailureDto)
+  error: FailureDto;
+}

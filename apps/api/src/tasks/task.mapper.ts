@@ -1,0 +1,42 @@
+import { isoOrNull } from '@tagflow/domain';
+import type { TaskEntity } from '@tagflow/persistence';
+
+/** The wire form of a task. Internal bookkeeping (lease token, tag set id) stays inside. */
+export function toTaskResponse(t: TaskEntity) {
+  return {
+    id: t.id,
+    workflow_id: t.workflow_id,
+    name: t.name,
+    kind: t.kind,
+    parent_task_id: t.parent_task_id,
+    tags: t.tags,
+    action: t.action,
+    input: t.input,
+    requires: t.requires,
+    requires_tags: t.requires_tags,
+    retry: t.retry,
+    timeout_s: t.timeout_s,
+    lease_s: t.lease_s,
+    on_error: t.on_error,
+    revert: t.revert,
+    state: t.state,
+    attempt: t.attempt,
+    handled: t.handled,
+    cancel_requested: t.cancel_requested,
+    output: t.output,
+    error: t.error,
+    stdout: t.stdout,
+    stderr: t.stderr,
+    exit_code: t.exit_code,
+    progress: (t.progress ?? null) as unknown,
+    worker_id: t.worker_id,
+    lease_expires_at: t.state === 'RUNNING' ? isoOrNull(t.lease_expires_at) : null,
+    created_at: isoOrNull(t.created_at),
+    updated_at: isoOrNull(t.updated_at),
+    ready_at: isoOrNull(t.ready_at),
+    started_at: isoOrNull(t.started_at),
+    finished_at: isoOrNull(t.finished_at),
+  };
+}
+
+export type TaskResponse = ReturnType<typeof toTaskResponse>;

@@ -1,0 +1,25 @@
+import { isoOrNull, TASK_STATES, type TaskState } from '@tagflow/domain';
+import type { WorkflowEntity } from '@tagflow/persistence';
+
+export type TaskCounts = Record<TaskState, number>;
+
+export function emptyCounts(): TaskCounts {
+  return Object.fromEntries(TASK_STATES.map((s) => [s, 0])) as TaskCounts;
+}
+
+export function toWorkflowResponse(w: WorkflowEntity, counts: TaskCounts) {
+  return {
+    id: w.id,
+    name: w.name,
+    description: w.description,
+    tags: w.tags,
+    input: w.input,
+    state: w.state,
+    sealed: w.sealed,
+    on_failure: w.on_failure,
+    created_at: isoOrNull(w.created_at),
+    updated_at: isoOrNull(w.updated_at),
+    finished_at: isoOrNull(w.finished_at),
+    task_counts: counts,
+  };
+}

@@ -1,0 +1,102 @@
+import { describe, expect, it } from '@jest/globals';
+import { describeCycle, evaluateReadiness, findCycle, reverseDependencyOrder, type DependencyView, type GraphTask } from './dependencies.js';
+import type { TaskState } from './states.js';
+
+const view = (name: string, state: TaskState, extra: Partial<DependencyView> = {}): DependencyView => ({
+  id: `id-${name}`, name, state, handled: false, handling: false, errorCode: null, ...extra,
+});
+const task = (requires: string[] = [], requires_tags: string[] = [], id = 'id-self') => ({ id, requires, requires_tags });
+const byName = (...views: DependencyView[]) => new Map(views.map((v) => [v.name, v]));
+
+describe('evaluateReadiness', () => {
+  it('is ready when every named dependency succeeded', () => {
+    expect(evaluateReadiness({ task: task(['a', 'b']), byName: byName(view('a', 'SUCCESS'), view('b', 'SUCCESS')), tagMembers: [], sealed: false }).kind).toBe('ready');
+  });
+
+  it('waits while a dependency is still open, and while a handler runs', () => {
+    expect(evaluateReadiness({ task: task(['a']), byName: byName(view('a', 'RUNNING')), tagMembers: [], sealed: false }).kind).toBe('waiting');
+    expect(evaluateReadiness({ task: task(['a']), byName: byName(view('a', 'ERROR', { handling: true })), tagMembers: [], sealed: false }).kind).toBe('waiting');
+  });
+
+  it('treats a handled ERROR as done and an unhandled one as dead', () => {
+    expect(evaluateReadiness({ task: task(['a']), byName: byName(view('a', 'ERROR', { handled: true })), tagMembers: [], sealed: false }).kind).toBe('ready');
+    const dead = evaluateReadiness({ task: task(['a']), byName: byName(view('a', 'ERROR')), tagMembers: [], sealed: false });
+    expect(dead).toMatchObject({ kind: 'dead', code: 'DEPENDENCY_FAILED' });
+  });
+
+  it('tells a cancel upstream from a failure upstream', () => {
+    expect(evaluateReadiness({ task: task(['a']), byName: byName(view('a', 'CANCELLED')), tagMembers: [], sealed: false })).toMatchObject({ code: 'DEPENDENCY_CANCELLED' });
+    expect(evaluateReadiness({ task: task(['a']), byName: byName(view('a', 'SKIPPED', { errorCode: 'DEPENDENCY_CANCELLED' })), tagMembers: [], sealed: false })).toMatchObject({ code: 'DEPENDENCY_CANCELLED' });
+    expect(evaluateReadiness({ task: task(['a']), byName: byName(view('a', 'SKIPPED', { errorCode: 'WORKFLOW_FAILED' })), tagMembers: [], sealed: false })).toMatchObject({ code: 'DEPENDENCY_FAILED' });
+  });
+
+  it('waits for every member of a tag selector but never for itself', () => {
+    const self = { ...view('self', 'WAITING'), id: 'id-self' };
+    expect(evaluateReadiness({ task: task([], ['web']), byName: new Map(), tagMembers: [self, view('w1', 'SUCCESS')], sealed: false }).kind).toBe('ready');
+    expect(evaluateReadiness({ task: task([], ['web']), byName: new Map(), tagMembers: [view('w1', 'SUCCESS'), view('w2', 'READY')], sealed: true }).kind).toBe('waiting');
+  });
+
+  it('holds an empty tag selector until the workflow is sealed', () => {
+    expect(evaluateReadiness({ task: task([], ['db']), byName: new Map(), tagMembers: [], sealed: false }).kind).toBe('waiting');
+    expect(evaluateReadiness({ task: task([], ['db']), byName: new Map(), tagMembers: [], sealed: true }).kind).toBe('ready');
+  });
+});
+
+const g = (name: string, o: Partial<GraphTask> = {}): GraphTask => ({ name, tags: [], requires: [], requires_tags: [], waiting: true, ...o });
+
+describe('findCycle', () => {
+  it('finds none in a DAG', () => {
+    expect(findCycle([g('a'), g('b', { requires: ['a'] }), g('c', { requires: ['a', 'b'] })])).toBeNull();
+  });
+
+  it('names the path of a cycle by name', () => {
+    const cycle = findCycle([g('a', { requires: ['c'] }), g('b', { requires: ['a'] }), g('c', { requires: ['b'] })]);
+    expect(cycle).not.toBeNull();
+    expect(cycle![0]).toBe(cycle![cycle!.length - 1]);
+    expect(new Set(cycle)).toEqual(new Set(['a', 'b', 'c']));
+    expect(describeCycle(['a', 'b', 'a'])).toBe('dependency cycle: a -> b -> a');
+  });
+
+  it('finds a cycle through a tag selector and shows the tag', () => {
+    const cycle = findCycle([g('a', { requires_tags: ['web'] }), g('b', { tags: ['web'], requires: ['a'] })]);
+    expect(cycle).toEqual(['a', 'tag:web', 'b', 'a']);
+  });
+
+  it('does not see a cycle where a task selects a tag it carries itself', () => {
+    expect(findCycle([g('a', { tags: ['web'], requires_tags: ['web'] }), g('b', { tags: ['web'] })])).toBeNull();
+    // ...but does when another member waits for it.
+    expect(findCycle([g('a', { tags: ['web'], requires_tags: ['web'] }), g('b', { tags: ['web'], requires: ['a'] })])).not.toBeNull();
+  });
+
+  it('ignores edges of tasks that are no longer waiting', () => {
+    expect(findCycle([g('a', { requires: ['b'], waiting: false }), g('b', { requires: ['a'] })])).toBeNull();
+  });
+
+  it('accepts fine-grained cross dependencies that are not a cycle', () => {
+    const tasks = [
+      g('a1', { tags: ['A'] }), g('a2', { tags: ['A'], requires: ['a1'] }), g('a3', { tags: ['A'], requires: ['a2', 'b2'] }),
+      g('b1', { tags: ['B'], requires: ['a1'] }), g('b2', { tags: ['B'], requires: ['b1'] }), g('b3', { tags: ['B'], requires: ['b2'] }),
+    ];
+    expect(findCycle(tasks)).toBeNull();
+  });
+
+  it('handles a long chain without recursion', () => {
+    const chain = Array.from({ length: 50_000 }, (_, i) => g(`t${i}`, { requires: i ? [`t${i - 1}`] : [] }));
+    expect(findCycle(chain)).toBeNull();
+  });
+});
+
+describe('reverseDependencyOrder', () => {
+  it('reverts dependents first, also through tasks without a revert', () => {
+    const all = [
+      { name: 'db', tags: [], requires: [], requires_tags: [] },
+      { name: 'schema', tags: [], requires: ['db'], requires_tags: [] },
+      { name: 'app', tags: ['app'], requires: ['schema'], requires_tags: [] },
+      { name: 'lb', tags: [], requires: [], requires_tags: ['app'] },
+    ];
+    const order = reverseDependencyOrder(all, new Set(['db', 'app', 'lb']));
+    expect(order.get('db')).toEqual(['app']); // through schema, which has no revert
+    expect(order.get('app')).toEqual(['lb']);
+    expect(order.get('lb')).toEqual([]);
+  });
+});

@@ -1,0 +1,237 @@
+import type { TaskState } from './states.js';
+
+/** What a dependent needs to know about a task it waits for. */
+export interface DependencyView {
+  id: string;
+  name: string;
+  state: TaskState;
+  /** ERROR whose on_error handlers succeeded: counts as done for dependents. */
+  handled: boolean;
+  /** ERROR whose on_error handlers are still running: dependents keep waiting. */
+  handling: boolean;
+  /** For SKIPPED tasks, why (so a skip caused by a failure is told apart from a cancel). */
+  errorCode: string | null;
+}
+
+export type DependencyStatus = 'satisfied' | 'pending' | 'dead';
+
+export function dependencyStatus(dep: DependencyView): DependencyStatus {
+  switch (dep.state) {
+    case 'SUCCESS':
+      return 'satisfied';
+    case 'ERROR':
+      if (dep.handled) return 'satisfied';
+      return dep.handling ? 'pending' : 'dead';
+    case 'SKIPPED':
+    case 'CANCELLED':
+      return 'dead';
+    case 'WAITING':
+    case 'READY':
+    case 'RUNNING':
+      return 'pending';
+  }
+}
+
+/** Codes given to a task that is skipped because a dependency can never succeed. */
+export const SKIP_CODES = {
+  dependencyFailed: 'DEPENDENCY_FAILED',
+  dependencyCancelled: 'DEPENDENCY_CANCELLED',
+  workflowFailed: 'WORKFLOW_FAILED',
+  workflowCancelled: 'WORKFLOW_CANCELLED',
+} as const;
+
+/** Why a dead dependency kills its dependent: a failure upstream, or a cancel upstream. */
+export function skipCodeFor(dep: DependencyView): string {
+  if (dep.state === 'ERROR') return SKIP_CODES.dependencyFailed;
+  if (dep.state === 'CANCELLED') return SKIP_CODES.dependencyCancelled;
+  if (dep.errorCode === SKIP_CODES.dependencyCancelled || dep.errorCode === SKIP_CODES.workflowCancelled) {
+    return SKIP_CODES.dependencyCancelled;
+  }
+  return SKIP_CODES.dependencyFailed;
+}
+
+export interface ReadinessInput {
+  task: { id: string; requires: readonly string[]; requires_tags: readonly string[] };
+  /** The tasks named in `requires`, by name (missing names count as pending). */
+  byName: ReadonlyMap<string, DependencyView>;
+  /** Every task of the workflow carrying any of `requires_tags` (the task itself may be among them). */
+  tagMembers: readonly DependencyView[];
+  sealed: boolean;
+}
+
+export type Readiness =
+  | { kind: 'ready' }
+  | { kind: 'waiting' }
+  | { kind: 'dead'; cause: DependencyView; code: string; message: string };
+
+/**
+ * Whether a WAITING task may run. A task waits for every task named in `requires` and
+ * for every other task carrying one of `requires_tags`; a tag selector that matches no
+ * task is satisfied only once the workflow is sealed (until then, members may still come).
+ */
+export function evaluateReadiness(input: ReadinessInput): Readiness {
+  const { task } = input;
+  let pending = false;
+  const dead = (dep: DependencyView, how: string): Readiness => ({
+    kind: 'dead',
+    cause: dep,
+    code: skipCodeFor(dep),
+    message: `dependency ${dep.name} ${how} (${dep.state}${dep.errorCode ? ` ${dep.errorCode}` : ''})`,
+  });
+
+  for (const name of task.requires) {
+    const dep = input.byName.get(name);
+    if (!dep) {
+      pending = true;
+      continue;
+    }
+    const status = dependencyStatus(dep);
+    if (status === 'dead') return dead(dep, 'can never succeed');
+    if (status === 'pending') pending = true;
+  }
+
+  if (task.requires_tags.length > 0) {
+    const members = input.tagMembers.filter((m) => m.id !== task.id);
+    if (members.length === 0 && !input.sealed) pending = true;
+    for (const member of members) {
+      const status = dependencyStatus(member);
+      if (status === 'dead') return dead(member, 'selected by tag can never succeed');
+      if (status === 'pending') pending = true;
+    }
+  }
+
+  return pending ? { kind: 'waiting' } : { kind: 'ready' };
+}
+
+export interface GraphTask {
+  name: string;
+  tags: readonly string[];
+  requires: readonly string[];
+  requires_tags: readonly string[];
+  /** Only tasks still waiting have outgoing edges: the others are past their dependencies. */
+  waiting: boolean;
+}
+
+/**
+ * Finds a dependency cycle among the tasks, or returns null. The result is the path
+ * that closes on itself, e.g. ["a", "b", "a"], where each step reads "waits for";
+ * a step through a tag selector shows as "tag:NAME".
+ *
+ * A tag selector becomes one virtual node with an edge to each member, so a selector
+ * shared by many tasks costs one edge per member, not one per pair. A task that carries
+ * the tag it selects would reach itself through that node although it never waits on
+ * itself; for those, the selector is expanded to direct edges that leave the task out.
+ */
+export function findCycle(tasks: readonly GraphTask[]): string[] | null {
+  const members = new Map<string, string[]>();
+  for (const t of tasks) {
+    for (const tag of new Set(t.tags)) {
+      let list = members.get(tag);
+      if (!list) members.set(tag, (list = []));
+      list.push(t.name);
+    }
+  }
+  const names = new Set(tasks.map((t) => t.name));
+  const edges = new Map<string, string[]>();
+  const usedTagNodes = new Set<string>();
+  for (const t of tasks) {
+    if (!t.waiting) continue;
+    const out: string[] = [];
+    for (const r of t.requires) if (names.has(r)) out.push(r);
+    const own = new Set(t.tags);
+    for (const tag of new Set(t.requires_tags)) {
+      const list = members.get(tag) ?? [];
+      if (own.has(tag)) {
+        for (const m of list) if (m !== t.name) out.push(m);
+      } else if (list.length > 0) {
+        out.push(`tag:${tag}`);
+        usedTagNodes.add(tag);
+      }
+    }
+    edges.set(t.name, out);
+  }
+  for (const tag of usedTagNodes) edges.set(`tag:${tag}`, members.get(tag) ?? []);
+
+  // Iterative DFS with three colours; the stack holds the current path.
+  const colour = new Map<string, 1 | 2>(); // 1 = on the path, 2 = done
+  for (const start of edges.keys()) {
+    if (colour.has(start)) continue;
+    const path: string[] = [start];
+    const cursor: number[] = [0];
+    colour.set(start, 1);
+    while (path.length > 0) {
+      const node = path[path.length - 1];
+      const out = edges.get(node) ?? [];
+      const i = cursor[cursor.length - 1];
+      if (i >= out.length) {
+        colour.set(node, 2);
+        path.pop();
+        cursor.pop();
+        continue;
+      }
+      cursor[cursor.length - 1] = i + 1;
+      const next = out[i];
+      const c = colour.get(next);
+      if (c === 1) return [...path.slice(path.indexOf(next)), next];
+      if (c === undefined) {
+        colour.set(next, 1);
+        path.push(next);
+        cursor.push(0);
+      }
+    }
+  }
+  return null;
+}
+
+export function describeCycle(path: readonly string[]): string {
+  return `dependency cycle: ${path.join(' -> ')}`;
+}
+
+export interface RevertCandidate {
+  name: string;
+  tags: readonly string[];
+  requires: readonly string[];
+  requires_tags: readonly string[];
+}
+
+/**
+ * For a rollback: which reverts each revert must wait for. If B depended on A (directly
+ * or through other tasks), A's revert runs after B's. Returns, for each of `revertible`,
+ * the names among `revertible` whose reverts must finish first.
+ */
+export function reverseDependencyOrder(
+  all: readonly RevertCandidate[],
+  revertible: ReadonlySet<string>,
+): Map<string, string[]> {
+  // dependents[x] = tasks that waited for x.
+  const dependents = new Map<string, Set<string>>();
+  const byTag = new Map<string, string[]>();
+  for (const t of all) for (const tag of t.tags) (byTag.get(tag) ?? byTag.set(tag, []).get(tag)!).push(t.name);
+  const add = (dep: string, on: string) => {
+    if (dep === on) return;
+    (dependents.get(on) ?? dependents.set(on, new Set()).get(on)!).add(dep);
+  };
+  for (const t of all) {
+    for (const r of t.requires) add(t.name, r);
+    for (const tag of t.requires_tags) for (const m of byTag.get(tag) ?? []) add(t.name, m);
+  }
+  const result = new Map<string, string[]>();
+  for (const name of revertible) {
+    // Nearest revertible tasks downstream; through non-revertible ones transitively.
+    const found = new Set<string>();
+    const seen = new Set<string>([name]);
+    const stack = [...(dependents.get(name) ?? [])];
+    while (stack.length > 0) {
+      const n = stack.pop()!;
+      if (seen.has(n)) continue;
+      seen.add(n);
+      if (revertible.has(n)) {
+        found.add(n);
+        continue;
+      }
+      stack.push(...(dependents.get(n) ?? []));
+    }
+    result.set(name, [...found].sort());
+  }
+  return result;
+}

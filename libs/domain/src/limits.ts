@@ -1,0 +1,34 @@
+/** Bounds on what clients may send. Shared by the API's validation and the client SDK. */
+export const LIMITS = {
+  nameMaxLength: 128,
+  namePattern: /^[A-Za-z0-9_.-]+$/,
+  tagsPerItem: 32,
+  tagMaxLength: 64,
+  tagPattern: /^[A-Za-z0-9_.:/=-]+$/,
+  actionTypePattern: /^[A-Za-z0-9_.:-]{1,64}$/,
+  descriptionMaxLength: 4096,
+  tasksPerBatch: 1000,
+  dependenciesPerTask: 1000,
+  onErrorEntries: 16,
+  handlerTasksPerEntry: 32,
+  errorCodes: 64,
+  errorCodeMaxLength: 64,
+  errorMessageMaxLength: 4096,
+  /** Serialized size of a task's output. */
+  outputMaxBytes: 256 * 1024,
+  /** stdout/stderr: only the last bytes are kept. */
+  logTailBytes: 64 * 1024,
+  /** How deeply JSON values may nest (input, output, action). */
+  jsonMaxDepth: 32,
+  retryCountMax: 100,
+  delayMaxSeconds: 7 * 24 * 3600,
+  timeoutMaxSeconds: 7 * 24 * 3600,
+  leaseMaxSeconds: 3600,
+  defaultLeaseSeconds: 30,
+  pollWaitMaxSeconds: 60,
+  pollWaitDefaultSeconds: 30,
+  pollMaxTasks: 100,
+  taskWaitMaxSeconds: 300,
+  listDefaultLimit: 50,
+  listMaxLimit: 500,
+} as const;

@@ -1,0 +1,36 @@
+import { describe, expect, it } from '@jest/globals';
+import { canTransitionTask, canTransitionWorkflow, isTerminalTask, TASK_STATES, taskSourcesOf } from './states.js';
+
+describe('task state machine', () => {
+  it('allows the lifecycle of DESIGN.md and nothing out of terminal states but a rerun', () => {
+    expect(canTransitionTask('WAITING', 'READY')).toBe(true);
+    expect(canTransitionTask('READY', 'RUNNING')).toBe(true);
+    expect(canTransitionTask('RUNNING', 'SUCCESS')).toBe(true);
+    expect(canTransitionTask('RUNNING', 'READY')).toBe(true); // retry
+    expect(canTransitionTask('ERROR', 'READY')).toBe(true); // rerun
+    expect(canTransitionTask('WAITING', 'RUNNING')).toBe(false);
+    expect(canTransitionTask('SUCCESS', 'READY')).toBe(false);
+    for (const from of ['SUCCESS', 'CANCELLED', 'SKIPPED'] as const) {
+      for (const to of TASK_STATES) expect(canTransitionTask(from, to)).toBe(false);
+    }
+  });
+
+  it('lists where a state can be reached from', () => {
+    expect(taskSourcesOf('RUNNING')).toEqual(['READY']);
+    expect(taskSourcesOf('SKIPPED').sort()).toEqual(['READY', 'WAITING']);
+  });
+
+  it('knows terminal states', () => {
+    expect(TASK_STATES.filter(isTerminalTask)).toEqual(['SUCCESS', 'ERROR', 'CANCELLED', 'SKIPPED']);
+  });
+});
+
+describe('workflow state machine', () => {
+  it('pauses and resumes, and ends from either', () => {
+    expect(canTransitionWorkflow('RUNNING', 'PAUSED')).toBe(true);
+    expect(canTransitionWorkflow('PAUSED', 'RUNNING')).toBe(true);
+    expect(canTransitionWorkflow('PAUSED', 'CANCELLED')).toBe(true);
+    expect(canTransitionWorkflow('SUCCESS', 'RUNNING')).toBe(false);
+    expect(canTransitionWorkflow('ERROR', 'PAUSED')).toBe(false);
+  });
+});

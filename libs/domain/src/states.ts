@@ -1,0 +1,58 @@
+/**
+ * Task and workflow state machines. Every state change in Tagflow is checked
+ * against these tables before the guarded UPDATE that applies it.
+ */
+
+export const TASK_STATES = ['WAITING', 'READY', 'RUNNING', 'SUCCESS', 'ERROR', 'CANCELLED', 'SKIPPED'] as const;
+export type TaskState = (typeof TASK_STATES)[number];
+
+export const WORKFLOW_STATES = ['RUNNING', 'PAUSED', 'SUCCESS', 'ERROR', 'CANCELLED'] as const;
+export type WorkflowState = (typeof WORKFLOW_STATES)[number];
+
+export const TERMINAL_TASK_STATES: readonly TaskState[] = ['SUCCESS', 'ERROR', 'CANCELLED', 'SKIPPED'];
+export const TERMINAL_WORKFLOW_STATES: readonly WorkflowState[] = ['SUCCESS', 'ERROR', 'CANCELLED'];
+
+/** Allowed task transitions: from -> the states it may move to. */
+export const TASK_TRANSITIONS: Readonly<Record<TaskState, readonly TaskState[]>> = {
+  // A task leaves WAITING when its dependencies are met, can never be met, or it is cancelled.
+  WAITING: ['READY', 'SKIPPED', 'CANCELLED'],
+  // READY -> WAITING: a PATCH before it runs re-evaluates its dependencies.
+  READY: ['RUNNING', 'WAITING', 'SKIPPED', 'CANCELLED'],
+  // RUNNING -> READY: a failed attempt with retries left (or an expired lease).
+  RUNNING: ['SUCCESS', 'ERROR', 'CANCELLED', 'READY'],
+  SUCCESS: [],
+  // ERROR -> READY: POST /tasks/:id/rerun.
+  ERROR: ['READY'],
+  CANCELLED: [],
+  SKIPPED: [],
+};
+
+export const WORKFLOW_TRANSITIONS: Readonly<Record<WorkflowState, readonly WorkflowState[]>> = {
+  RUNNING: ['PAUSED', 'SUCCESS', 'ERROR', 'CANCELLED'],
+  // Tasks already running may finish while the workflow is paused, so it can end from PAUSED too.
+  PAUSED: ['RUNNING', 'SUCCESS', 'ERROR', 'CANCELLED'],
+  SUCCESS: [],
+  ERROR: [],
+  CANCELLED: [],
+};
+
+export function canTransitionTask(from: TaskState, to: TaskState): boolean {
+  return TASK_TRANSITIONS[from].includes(to);
+}
+
+export function canTransitionWorkflow(from: WorkflowState, to: WorkflowState): boolean {
+  return WORKFLOW_TRANSITIONS[from].includes(to);
+}
+
+/** The states from which a task may move to `to`. */
+export function taskSourcesOf(to: TaskState): TaskState[] {
+  return TASK_STATES.filter((from) => TASK_TRANSITIONS[from].includes(to));
+}
+
+export function isTerminalTask(state: TaskState): boolean {
+  return TERMINAL_TASK_STATES.includes(state);
+}
+
+export function isTerminalWorkflow(state: WorkflowState): boolean {
+  return TERMINAL_WORKFLOW_STATES.includes(state);
+}

@@ -1,0 +1,44 @@
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { DataSource, type DataSourceOptions } from 'typeorm';
+import { TaskDepEntity, TaskEntity, TaskEventEntity, TaskTagEntity, ReservedNameEntity } from './entities/task.entity.js';
+import { WorkflowEntity, WorkflowTagEntity } from './entities/workflow.entity.js';
+import { WorkerEntity } from './entities/worker.entity.js';
+import { InitialSchema1700000000000 } from './migrations/1700000000000-initial-schema.js';
+
+export const ENTITIES = [WorkflowEntity, WorkflowTagEntity, TaskEntity, TaskTagEntity, TaskDepEntity, ReservedNameEntity, TaskEventEntity, WorkerEntity];
+export const MIGRATIONS = [InitialSchema1700000000000];
+
+export type DatabaseKind = 'sqlite' | 'postgres';
+
+/** `sqlite:./data/tagflow.db`, `sqlite::memory:` or `postgres://user:pass@host:port/db`. */
+export function parseDatabaseUrl(url: string): { kind: DatabaseKind; target: string } {
+  if (url.startsWith('sqlite:')) return { kind: 'sqlite', target: url.slice('sqlite:'.length) };
+  if (url.startsWith('postgres://') || url.startsWith('postgresql://')) return { kind: 'postgres', target: url };
+  throw new Error(`DATABASE_URL must start with sqlite: or postgres:// (got "${url.split(':')[0]}:...")`);
+}
+
+/** The one DataSource definition, used by the API and by the migration CLI alike. */
+export function createDataSource(url: string): DataSource {
+  const { kind, target } = parseDatabaseUrl(url);
+  const common = { entities: ENTITIES, migrations: MIGRATIONS, synchronize: false, migrationsRun: false, logging: false } as const;
+  let options: DataSourceOptions;
+  if (kind === 'sqlite') {
+    if (target !== ':memory:') mkdirSync(dirname(resolve(target)), { recursive: true });
+    options = {
+      ...common,
+      type: 'better-sqlite3',
+      database: target,
+      timeout: 5000,
+      // WAL lets readers go on while the single writer commits.
+      prepareDatabase: (db: { pragma: (s: string) => unknown }) => {
+        db.pragma('journal_mode = WAL');
+        db.pragma('synchronous = NORMAL');
+        db.pragma('foreign_keys = ON');
+      },
+    };
+  } else {
+    options = { ...common, type: 'postgres', url: target, extra: { max: 20 } };
+  }
+  return new DataSource(options);
+}

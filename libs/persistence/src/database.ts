@@ -1,0 +1,54 @@
+import type { DataSource, EntityManager } from 'typeorm';
+import { WorkflowEntity } from './entities/workflow.entity.js';
+import type { DatabaseKind } from './data-source.js';
+
+/**
+ * Transactions and the per-workflow lock.
+ *
+ * Every change that can release a dependency or finish a workflow runs inside
+ * `withWorkflowLock`, so two API processes never evaluate one workflow at once: on
+ * PostgreSQL the workflow row is locked `FOR UPDATE`; SQLite has one connection and
+ * one writer, so there every write transaction is serialized in this process (and
+ * SQLite supports one API process; run PostgreSQL for replicas).
+ */
+export class Database {
+  readonly kind: DatabaseKind;
+  private sqliteTail: Promise<unknown> = Promise.resolve();
+
+  constructor(readonly dataSource: DataSource) {
+    this.kind = dataSource.options.type === 'postgres' ? 'postgres' : 'sqlite';
+  }
+
+  get manager(): EntityManager {
+    return this.dataSource.manager;
+  }
+
+  async initialize(): Promise<void> {
+    await this.dataSource.initialize();
+    await this.dataSource.runMigrations({ transaction: 'each' });
+  }
+
+  async close(): Promise<void> {
+    if (this.dataSource.isInitialized) await this.dataSource.destroy();
+  }
+
+  async ping(): Promise<void> {
+    await this.dataSource.query('SELECT 1');
+  }
+
+  async transaction<T>(fn: (em: EntityManager) => Promise<T>): Promise<T> {
+    if (this.kind === 'postgres') return this.dataSource.transaction(fn);
+    const run = this.sqliteTail.then(() => this.dataSource.transaction(fn));
+    this.sqliteTail = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Runs `fn` holding the workflow's lock; `workflow` is null when the id is unknown. */
+  async withWorkflowLock<T>(workflowId: string, fn: (em: EntityManager, workflow: WorkflowEntity | null) => Promise<T>): Promise<T> {
+    return this.transaction(async (em) => {
+      const qb = em.getRepository(WorkflowEntity).createQueryBuilder('w').where('w.id = :id', { id: workflowId });
+      if (this.kind === 'postgres') qb.setLock('pessimistic_write');
+      return fn(em, await qb.getOne());
+    });
+  }
+}

@@ -1,0 +1,203 @@
+import { Column, Entity, PrimaryColumn, PrimaryGeneratedColumn } from 'typeorm';
+import type { RetryPolicy, TaskState } from '@tagflow/domain';
+import { JsonColumn, MsColumn, type Json, type JsonObject } from './columns.js';
+
+export type TaskKind = 'task' | 'handler' | 'revert';
+export type ActionSpec = { type: string } & JsonObject;
+export interface TaskErrorInfo {
+  message: string;
+  code: string | null;
+}
+/** How the current lease ended, so a repeated report can be answered the same way. */
+export type LeaseOutcome = 'complete' | 'fail' | 'expired' | 'cancel';
+
+@Entity('task')
+export class TaskEntity {
+  @PrimaryColumn({ type: 'varchar', length: 36 })
+  id: string;
+
+  @Column({ type: 'varchar', length: 36 })
+  workflow_id: string;
+
+  @Column({ type: 'varchar', length: 128 })
+  name: string;
+
+  @Column({ type: 'varchar', length: 16 })
+  kind: TaskKind;
+
+  /** For a handler: the task whose failure it handles. For a revert: the task it undoes. */
+  @Column({ type: 'varchar', length: 36, nullable: true })
+  parent_task_id: string | null;
+
+  @JsonColumn()
+  tags: string[];
+
+  /** Id of the queue this task is dispatched through (one per distinct tag set). */
+  @Column({ type: 'varchar', length: 32 })
+  tagset_id: string;
+
+  @JsonColumn()
+  action: ActionSpec;
+
+  @JsonColumn()
+  input: JsonObject;
+
+  @JsonColumn()
+  requires: string[];
+
+  @JsonColumn()
+  requires_tags: string[];
+
+  @JsonColumn()
+  retry: RetryPolicy;
+
+  @Column({ type: 'integer', nullable: true })
+  timeout_s: number | null;
+
+  @Column({ type: 'integer' })
+  lease_s: number;
+
+  @JsonColumn()
+  on_error: { codes?: string[]; run: JsonObject[] }[];
+
+  @JsonColumn({ nullable: true })
+  revert: ActionSpec | null;
+
+  @Column({ type: 'varchar', length: 16 })
+  state: TaskState;
+
+  @Column({ type: 'integer' })
+  attempt: number;
+
+  @Column({ type: 'boolean', default: false })
+  handled: boolean;
+
+  /** ERROR whose on_error handlers are running. */
+  @Column({ type: 'boolean', default: false })
+  handling: boolean;
+
+  @Column({ type: 'boolean', default: false })
+  cancel_requested: boolean;
+
+  @JsonColumn({ nullable: true })
+  output: JsonObject | null;
+
+  @JsonColumn({ nullable: true })
+  error: TaskErrorInfo | null;
+
+  @Column({ type: 'text', nullable: true })
+  stdout: string | null;
+
+  @Column({ type: 'text', nullable: true })
+  stderr: string | null;
+
+  @Column({ type: 'integer', nullable: true })
+  exit_code: number | null;
+
+  @JsonColumn({ nullable: true })
+  progress: Json;
+
+  @Column({ type: 'varchar', length: 36, nullable: true })
+  worker_id: string | null;
+
+  @Column({ type: 'varchar', length: 64, nullable: true })
+  lease_token: string | null;
+
+  @MsColumn()
+  lease_expires_at: number | null;
+
+  /** started_at + timeout_s of the current attempt. */
+  @MsColumn()
+  deadline_at: number | null;
+
+  @Column({ type: 'varchar', length: 16, nullable: true })
+  lease_outcome: LeaseOutcome | null;
+
+  @MsColumn({ nullable: false })
+  created_at: number;
+
+  @MsColumn({ nullable: false })
+  updated_at: number;
+
+  @MsColumn()
+  ready_at: number | null;
+
+  @MsColumn()
+  started_at: number | null;
+
+  @MsColumn()
+  finished_at: number | null;
+}
+
+/** One row per (task, tag): tag selectors and `?tag=` filters look members up here. */
+@Entity('task_tag')
+export class TaskTagEntity {
+  @PrimaryColumn({ type: 'varchar', length: 36 })
+  task_id: string;
+
+  @PrimaryColumn({ type: 'varchar', length: 64 })
+  tag: string;
+
+  @Column({ type: 'varchar', length: 36 })
+  workflow_id: string;
+}
+
+/**
+ * One row per dependency a task declares: kind 'name' (requires) or 'tag' (requires_tags).
+ * Finding the dependents of a finished task is one indexed lookup.
+ */
+@Entity('task_dep')
+export class TaskDepEntity {
+  @PrimaryColumn({ type: 'varchar', length: 36 })
+  task_id: string;
+
+  @PrimaryColumn({ type: 'varchar', length: 8 })
+  kind: 'name' | 'tag';
+
+  @PrimaryColumn({ type: 'varchar', length: 128 })
+  dep_key: string;
+
+  @Column({ type: 'varchar', length: 36 })
+  workflow_id: string;
+}
+
+/** Names that on_error handlers will take when they run: no other task may take them. */
+@Entity('reserved_name')
+export class ReservedNameEntity {
+  @PrimaryColumn({ type: 'varchar', length: 36 })
+  workflow_id: string;
+
+  @PrimaryColumn({ type: 'varchar', length: 128 })
+  name: string;
+
+  @Column({ type: 'varchar', length: 36 })
+  owner_task_id: string;
+}
+
+/** Every task state transition, with its time. */
+@Entity('task_event')
+export class TaskEventEntity {
+  @PrimaryGeneratedColumn('increment')
+  id: number;
+
+  @Column({ type: 'varchar', length: 36 })
+  task_id: string;
+
+  @Column({ type: 'varchar', length: 36 })
+  workflow_id: string;
+
+  @Column({ type: 'varchar', length: 16, nullable: true })
+  from_state: TaskState | null;
+
+  @Column({ type: 'varchar', length: 16 })
+  to_state: TaskState;
+
+  @Column({ type: 'integer' })
+  attempt: number;
+
+  @Column({ type: 'text', nullable: true })
+  reason: string | null;
+
+  @MsColumn({ nullable: false })
+  at: number;
+}

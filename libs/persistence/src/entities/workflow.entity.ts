@@ -1,0 +1,55 @@
+import { Column, Entity, PrimaryColumn } from 'typeorm';
+import type { WorkflowState } from '@tagflow/domain';
+import { JsonColumn, MsColumn, type JsonObject } from './columns.js';
+
+export type OnFailure = 'fail' | 'continue' | 'rollback';
+
+@Entity('workflow')
+export class WorkflowEntity {
+  @PrimaryColumn({ type: 'varchar', length: 36 })
+  id: string;
+
+  @Column({ type: 'varchar', length: 128 })
+  name: string;
+
+  @Column({ type: 'text', nullable: true })
+  description: string | null;
+
+  @JsonColumn()
+  tags: string[];
+
+  @JsonColumn()
+  input: JsonObject;
+
+  @Column({ type: 'varchar', length: 16 })
+  state: WorkflowState;
+
+  @Column({ type: 'boolean' })
+  sealed: boolean;
+
+  @Column({ type: 'varchar', length: 16 })
+  on_failure: OnFailure;
+
+  /** Set once the revert tasks of a rollback have been added. */
+  @Column({ type: 'boolean', default: false })
+  rollback_started: boolean;
+
+  @MsColumn({ nullable: false })
+  created_at: number;
+
+  @MsColumn({ nullable: false })
+  updated_at: number;
+
+  @MsColumn()
+  finished_at: number | null;
+}
+
+/** One row per workflow tag, for `GET /workflows?tag=`. */
+@Entity('workflow_tag')
+export class WorkflowTagEntity {
+  @PrimaryColumn({ type: 'varchar', length: 36 })
+  workflow_id: string;
+
+  @PrimaryColumn({ type: 'varchar', length: 64 })
+  tag: string;
+}

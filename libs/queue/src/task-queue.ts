@@ -1,0 +1,257 @@
+import { Job, Queue, QueueKeys, RedisQueueBackend, Worker, type BackendFactory } from 'bullmq';
+import { Redis } from 'ioredis';
+
+/**
+ * The only code in Tagflow that talks to BullMQ.
+ *
+ * Each distinct tag set gets its own BullMQ queue, so a poll only ever looks at queues
+ * whose tasks it may take. A queue is fetched from manually (a Worker without a
+ * processor): the job's lock token is the task's lease token, a heartbeat extends the
+ * lock, and completing or failing the task removes the job. All queues share one
+ * Redis connection through sibling backends, so ten thousand tag sets cost ten
+ * thousand small objects, not ten thousand connections.
+ *
+ * Besides jobs, Redis carries a registry of tag sets (hash `<prefix>:tagsets`) and one
+ * pub/sub channel (`<prefix>:events`) on which every API replica announces ready work
+ * and finished tasks, so long-polls in any replica wake at once.
+ */
+
+export interface QueueConfig {
+  redisUrl: string;
+  prefix: string;
+  /** Default lock length for fetched jobs; a task's own lease is applied on top. */
+  defaultLockMs: number;
+}
+
+export interface EnqueueItem {
+  taskId: string;
+  attempt: number;
+  tagsetId: string;
+  tags: readonly string[];
+  /** Wait this long before the job may be fetched (retry delay). */
+  delayMs: number;
+}
+
+export interface TakenJob {
+  taskId: string;
+  attempt: number;
+  jobId: string;
+  token: string;
+}
+
+export type BusEvent =
+  | { type: 'ready'; tagset: string; tags: string[]; count: number }
+  | { type: 'task-finished'; task: string };
+
+interface JobData {
+  taskId: string;
+  attempt: number;
+}
+
+interface TagsetQueue {
+  queue: Queue<JobData>;
+  worker: Worker<JobData>;
+}
+
+export function jobIdFor(taskId: string, attempt: number): string {
+  return `${taskId}-${attempt}`;
+}
+
+export class TaskQueue {
+  private readonly connection: Redis;
+  private readonly subscriber: Redis;
+  private root!: Queue;
+  private readonly queues = new Map<string, TagsetQueue>();
+  private readonly knownTagsets = new Set<string>();
+  private readonly listeners: ((event: BusEvent) => void)[] = [];
+  private readonly channel: string;
+  private readonly epochKey: string;
+  private epoch: string | null = null;
+
+  constructor(private readonly config: QueueConfig) {
+    // maxRetriesPerRequest: null is what BullMQ requires for its connections.
+    const options = { maxRetriesPerRequest: null, enableOfflineQueue: true, lazyConnect: true };
+    this.connection = new Redis(config.redisUrl, options);
+    this.subscriber = new Redis(config.redisUrl, options);
+    this.channel = `${config.prefix}:events`;
+    this.epochKey = `${config.prefix}:epoch`;
+    // Errors surface through the commands that fail; a down Redis must not crash the API.
+    this.connection.on('error', () => undefined);
+    this.subscriber.on('error', () => undefined);
+  }
+
+  async start(): Promise<void> {
+    await this.connection.connect();
+    await this.subscriber.connect();
+    this.root = new Queue('root', { connection: this.connection, prefix: this.config.prefix });
+    this.root.on('error', () => undefined);
+    this.subscriber.on('message', (channel, message) => {
+      if (channel !== this.channel) return;
+      let event: BusEvent;
+      try {
+        event = JSON.parse(message) as BusEvent;
+      } catch {
+        return;
+      }
+      if (event.type === 'ready') this.knownTagsets.add(event.tagset);
+      for (const listener of this.listeners) listener(event);
+    });
+    await this.subscriber.subscribe(this.channel);
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.queues.values()].flatMap((q) => [q.worker.close(), q.queue.close()]));
+    await this.root?.close().catch(() => undefined);
+    this.subscriber.disconnect();
+    await this.connection.quit().catch(() => this.connection.disconnect());
+  }
+
+  onEvent(listener: (event: BusEvent) => void): void {
+    this.listeners.push(listener);
+  }
+
+  async ping(): Promise<void> {
+    await this.connection.ping();
+  }
+
+  /** Every tag set ever registered, with its tags (a restarted replica learns them here). */
+  async registeredTagsets(): Promise<Map<string, string[]>> {
+    const raw = await this.connection.hgetall(`${this.config.prefix}:tagsets`);
+    return new Map(Object.entries(raw).map(([id, tags]) => [id, JSON.parse(tags) as string[]]));
+  }
+
+  /**
+   * Puts tasks on their queues. Idempotent: a job id is the task id and attempt, and
+   * BullMQ ignores an add whose id exists. Announces the new work on the bus.
+   */
+  async enqueue(items: readonly EnqueueItem[]): Promise<void> {
+    if (items.length === 0) return;
+    const byTagset = new Map<string, EnqueueItem[]>();
+    for (const item of items) {
+      const list = byTagset.get(item.tagsetId);
+      if (list) list.push(item);
+      else byTagset.set(item.tagsetId, [item]);
+    }
+    for (const [tagset, list] of byTagset) {
+      const tags = [...list[0].tags];
+      if (!this.knownTagsets.has(tagset)) {
+        await this.connection.hset(`${this.config.prefix}:tagsets`, tagset, JSON.stringify(tags));
+        this.knownTagsets.add(tagset);
+      }
+      const { queue } = this.queueFor(tagset);
+      await queue.addBulk(
+        list.map((item) => ({
+          name: 'task',
+          data: { taskId: item.taskId, attempt: item.attempt },
+          opts: {
+            jobId: jobIdFor(item.taskId, item.attempt),
+            delay: item.delayMs > 0 ? item.delayMs : undefined,
+            removeOnComplete: true,
+            removeOnFail: true,
+            attempts: 1,
+          },
+        })),
+      );
+      await this.publish({ type: 'ready', tagset, tags, count: list.length });
+    }
+  }
+
+  /** Announces that a tag set may have work (used when a delayed job becomes due). */
+  async announce(tagset: string, tags: readonly string[]): Promise<void> {
+    await this.publish({ type: 'ready', tagset, tags: [...tags], count: 1 });
+  }
+
+  async publishTaskFinished(taskIds: readonly string[]): Promise<void> {
+    for (const task of taskIds) await this.publish({ type: 'task-finished', task });
+  }
+
+  /** Fetches and locks the oldest job of a tag set's queue, or undefined when it has none. */
+  async take(tagset: string, token: string, lockMs: number): Promise<TakenJob | undefined> {
+    const { worker } = this.queueFor(tagset);
+    const job = (await worker.getNextJob(token, { block: false })) as Job<JobData> | undefined;
+    if (!job || !job.id) return undefined;
+    if (lockMs !== this.config.defaultLockMs) await job.extendLock(token, lockMs);
+    return { taskId: job.data.taskId, attempt: job.data.attempt, jobId: job.id, token };
+  }
+
+  /** Extends a job's lock; false when the job or the lock is gone (Redis lost it). */
+  async extend(tagset: string, jobId: string, token: string, lockMs: number): Promise<boolean> {
+    const job = await this.job(tagset, jobId);
+    if (!job) return false;
+    return (await job.extendLock(token, lockMs)) === 1;
+  }
+
+  /** Removes a fetched job. Missing jobs and lost locks are fine: the database decides. */
+  async finish(tagset: string, jobId: string, token: string): Promise<void> {
+    const job = await this.job(tagset, jobId);
+    if (!job) return;
+    try {
+      await job.moveToCompleted(null, token, false);
+    } catch {
+      // The lock is gone (expired or Redis restarted): remove it if it is still there.
+      await job.remove().catch(() => undefined);
+    }
+  }
+
+  /** Which of the given jobs Redis still holds, in one round trip. */
+  async existing(jobs: readonly { tagsetId: string; jobId: string }[]): Promise<boolean[]> {
+    if (jobs.length === 0) return [];
+    const pipeline = this.connection.pipeline();
+    for (const j of jobs) pipeline.exists(`${this.config.prefix}:${queueName(j.tagsetId)}:${j.jobId}`);
+    const results = (await pipeline.exec()) ?? [];
+    return results.map(([err, value]) => !err && value === 1);
+  }
+
+  /**
+   * True when Redis has lost its data since this replica last looked (restarted empty,
+   * flushed): the caller must enqueue every READY task again.
+   */
+  async redisWasReset(): Promise<boolean> {
+    const current = await this.connection.get(this.epochKey);
+    if (current !== null && current === this.epoch) return false;
+    if (current === null) {
+      const fresh = `${Date.now()}-${Math.random().toString(36).slice(2)}`;
+      await this.connection.set(this.epochKey, fresh, 'NX');
+      this.epoch = await this.connection.get(this.epochKey);
+      this.knownTagsets.clear();
+      return true;
+    }
+    // Another replica already noticed and reset the epoch; our view of tag sets is stale too.
+    const first = this.epoch === null;
+    this.epoch = current;
+    if (!first) this.knownTagsets.clear();
+    return !first;
+  }
+
+  private async job(tagset: string, jobId: string): Promise<Job<JobData> | undefined> {
+    return Job.fromId<JobData>(this.queueFor(tagset).queue, jobId);
+  }
+
+  private async publish(event: BusEvent): Promise<void> {
+    await this.connection.publish(this.channel, JSON.stringify(event));
+  }
+
+  private queueFor(tagset: string): TagsetQueue {
+    const existing = this.queues.get(tagset);
+    if (existing) return existing;
+    const name = queueName(tagset);
+    const rootConnection = (this.root.getBackend()).connection;
+    const keys = new QueueKeys(this.config.prefix);
+    // A backend on the root's connection that does not own it, built with the caller's
+    // own options (a Worker's lockDuration reaches the fetch script this way).
+    const shared: BackendFactory<RedisQueueBackend> = (queue, opts) =>
+      new RedisQueueBackend(rootConnection, queue, keys.getKeys(queue), (type: string) => keys.toKey(queue, type), { ...opts, prefix: this.config.prefix } as typeof opts, undefined, false);
+    const opts = { connection: this.connection, prefix: this.config.prefix };
+    const queue = new Queue<JobData>(name, opts, shared);
+    const worker = new Worker<JobData>(name, null, { ...opts, autorun: false, lockDuration: this.config.defaultLockMs }, shared);
+    queue.on('error', () => undefined);
+    worker.on('error', () => undefined);
+    const entry: TagsetQueue = { queue, worker };
+    this.queues.set(tagset, entry);
+    return entry;
+  }
+}
+
+function queueName(tagset: string): string {
+  return `ts-${tagset}`;
+}

@@ -1,0 +1,88 @@
+# Shared by start-local.sh and test.sh: find, install (Debian, as root) and start private
+# Redis and PostgreSQL servers on free loopback ports. Source it; it defines functions only.
+
+die() { echo "tagflow: $*" >&2; exit 1; }
+note() { echo "tagflow: $*" >&2; }
+
+free_port() {
+  node -e "const s=require('net').createServer();s.listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})"
+}
+
+# Installs Debian packages when we can (root + apt-get), else says exactly what is missing.
+apt_install() {
+  local what="$1"; shift
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    note "installing $what with apt-get ($*)"
+    if [ -z "${TAGFLOW_APT_UPDATED:-}" ]; then
+      DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null || die "apt-get update failed"
+      export TAGFLOW_APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null || die "apt-get install $* failed"
+  else
+    die "$what is not installed. Install it first, e.g.: sudo apt-get install -y $* (Debian/Ubuntu)"
+  fi
+}
+
+ensure_redis_binary() {
+  command -v redis-server >/dev/null 2>&1 || apt_install "Redis" redis-server
+  command -v redis-server >/dev/null 2>&1 || die "redis-server still not found on PATH"
+}
+
+pg_bindir() {
+  local d
+  for d in /usr/lib/postgresql/*/bin; do
+    [ -x "$d/initdb" ] && { echo "$d"; return 0; }
+  done
+  command -v initdb >/dev/null 2>&1 && { dirname "$(command -v initdb)"; return 0; }
+  return 1
+}
+
+ensure_postgres_binary() {
+  pg_bindir >/dev/null || apt_install "PostgreSQL" postgresql
+  pg_bindir >/dev/null || die "PostgreSQL's initdb still not found"
+}
+
+# start_redis DIR [PORT] -> prints the redis:// URL. Data (AOF) lives in DIR.
+start_redis() {
+  local dir="$1" port="${2:-$(free_port)}"
+  mkdir -p "$dir"
+  redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --daemonize yes \
+    --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \
+    --appendonly yes --save '' --maxmemory-policy noeviction >/dev/null || die "redis-server did not start (see $dir/redis.log)"
+  local i
+  for i in $(seq 1 50); do
+    redis-cli -p "$port" ping >/dev/null 2>&1 && { echo "redis://127.0.0.1:$port"; return 0; }
+    sleep 0.1
+  done
+  die "redis-server did not answer on port $port (see $dir/redis.log)"
+}
+
+stop_redis() {
+  local dir="$1"
+  [ -f "$dir/redis.pid" ] && kill "$(cat "$dir/redis.pid")" 2>/dev/null || true
+}
+
+# Runs a PostgreSQL command as the `postgres` user when we are root (the server refuses root).
+as_pg() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# start_postgres DIR -> prints a postgres:// URL of a throwaway cluster (trust auth, loopback only).
+start_postgres() {
+  local dir="$1" port bindir
+  port=$(free_port)
+  bindir=$(pg_bindir)
+  mkdir -p "$dir"
+  [ "$(id -u)" = 0 ] && chown postgres:postgres "$dir"
+  as_pg "$bindir/initdb" -D "$dir/data" -A trust -U tagflow --no-sync >"$dir/initdb.log" 2>&1 || die "initdb failed (see $dir/initdb.log)"
+  as_pg "$bindir/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 30 \
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
+    start >/dev/null || die "PostgreSQL did not start (see $dir/postgres.log)"
+  echo "postgres://tagflow@127.0.0.1:$port/postgres"
+}
+
+stop_postgres() {
+  local dir="$1" bindir
+  bindir=$(pg_bindir) || return 0
+  [ -d "$dir/data" ] && as_pg "$bindir/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
+}
