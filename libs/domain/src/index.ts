@@ -6,3 +6,4 @@ export * from './tagset.js';
 export * from './dependencies.js';
 export * from './time.js';
 export * from './tagset-index.js';
+export * from './ids.js';

@@ -52,3 +52,14 @@ export class Database {
     });
   }
 }
+
+/**
+ * Inserts rows in chunks, without TypeORM's post-insert reload: on SQLite that reload
+ * re-selects the rows to fill defaults and merges them back by position, which can
+ * swap values between objects when the rows come back in another order.
+ */
+export async function insertRows<T extends object>(em: EntityManager, entity: new () => T, rows: readonly object[], chunk = 200): Promise<void> {
+  for (let i = 0; i < rows.length; i += chunk) {
+    await em.createQueryBuilder().insert().into(entity).values(rows.slice(i, i + chunk)).updateEntity(false).execute();
+  }
+}

@@ -21,21 +21,16 @@ export class HttpExceptionFilter implements ExceptionFilter {
     let status = 500;
     let body: Record<string, unknown>;
 
-    if (exception instanceof HttpException) {
+    // Nest wraps body-parser's errors in an HttpException with the original as cause.
+    const parserError = isBodyParserError(exception) ? exception : exception instanceof HttpException && isBodyParserError(exception.cause) ? exception.cause : null;
+    if (parserError) {
+      status = parserError.status;
+      body = { message: describeParserError(parserError) };
+    } else if (exception instanceof HttpException) {
       status = exception.getStatus();
       const response = exception.getResponse();
       body = typeof response === 'string' ? { message: response } : { ...(response as Record<string, unknown>) };
       if (Array.isArray(body.message)) body.message = body.message.join('; ');
-    } else if (isBodyParserError(exception)) {
-      status = exception.status;
-      body = {
-        message:
-          exception.type === 'entity.too.large'
-            ? `request body is larger than the limit of ${exception.limit} bytes`
-            : exception.type === 'entity.parse.failed'
-              ? 'request body is not valid JSON'
-              : exception.message,
-      };
     } else {
       this.logger.event('error', 'http', 'unhandled error', {
         request_id: requestId,
@@ -56,6 +51,20 @@ interface BodyParserError {
   type: string;
   message: string;
   limit?: number;
+}
+
+function describeParserError(e: BodyParserError): string {
+  switch (e.type) {
+    case 'entity.too.large':
+      return `request body is larger than the limit of ${e.limit} bytes`;
+    case 'entity.parse.failed':
+      return `request body is not valid JSON: ${e.message}`;
+    case 'encoding.unsupported':
+    case 'charset.unsupported':
+      return `unsupported request body encoding: ${e.message}`;
+    default:
+      return e.message;
+  }
 }
 
 function isBodyParserError(e: unknown): e is BodyParserError {

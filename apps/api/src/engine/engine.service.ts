@@ -5,7 +5,7 @@ import {
   SKIP_CODES, type DependencyView, type GraphTask, type TaskState,
 } from '@tagflow/domain';
 import {
-  Database, ReservedNameEntity, TaskDepEntity, TaskEntity, TaskTagEntity, WorkflowEntity, type JsonObject, type LeaseOutcome, type TaskErrorInfo,
+  Database, insertRows, ReservedNameEntity, TaskDepEntity, TaskEntity, TaskTagEntity, WorkflowEntity, type JsonObject, type LeaseOutcome, type TaskErrorInfo,
   type TaskKind,
 } from '@tagflow/persistence';
 import { conflict, notFound, unprocessable } from '../common/errors.js';
@@ -79,14 +79,10 @@ export class Engine {
     await this.validateNewTasks(ctx, wf, tasks, opts);
 
     const rows = tasks.map((t) => buildTaskEntity(wf.id, t, opts.kind, opts.parentId ?? null, ctx.now));
-    await this.insertChunked(ctx, TaskEntity, rows);
-    await this.insertChunked(ctx, TaskTagEntity, rows.flatMap((r) => r.tags.map((tag) => ({ task_id: r.id, tag, workflow_id: wf.id }))));
-    await this.insertChunked(ctx, TaskDepEntity, rows.flatMap((r) => depRows(r)));
-    await this.insertChunked(
-      ctx,
-      ReservedNameEntity,
-      rows.flatMap((r, i) => handlerNames(tasks[i]).map((name) => ({ workflow_id: wf.id, name, owner_task_id: r.id }))),
-    );
+    await insertRows(ctx.em, TaskEntity, rows);
+    await insertRows(ctx.em, TaskTagEntity, rows.flatMap((r) => r.tags.map((tag) => ({ task_id: r.id, tag, workflow_id: wf.id }))));
+    await insertRows(ctx.em, TaskDepEntity, rows.flatMap((r) => depRows(r)));
+    await insertRows(ctx.em, ReservedNameEntity, rows.flatMap((r, i) => handlerNames(tasks[i]).map((name) => ({ workflow_id: wf.id, name, owner_task_id: r.id }))));
     await this.evaluate(ctx, wf, rows.map((r) => r.id));
     return this.load(ctx, rows.map((r) => r.id));
   }
@@ -149,7 +145,10 @@ export class Engine {
     }
 
     const cycle = findCycle([...(await this.graphOf(ctx, wf.id)), ...tasks.map((t) => ({ ...t, waiting: true }))]);
-    if (cycle) throw unprocessable(describeCycle(cycle), [{ field: 'requires', errors: [describeCycle(cycle)] }]);
+    if (cycle) {
+      const message = describeCycle(startAt(cycle, batch));
+      throw unprocessable(message, [{ field: 'requires', errors: [message] }]);
+    }
   }
 
   // ---------------------------------------------------------------- readiness
@@ -496,9 +495,15 @@ export class Engine {
     return rows.map((r) => ({ name: r.name, tags: r.tags, requires: r.requires, requires_tags: r.requires_tags, waiting: r.state === 'WAITING' }));
   }
 
-  private async insertChunked<T extends object>(ctx: TxContext, entity: new () => T, rows: T[] | object[]): Promise<void> {
-    for (let i = 0; i < rows.length; i += 200) await ctx.em.getRepository(entity).insert(rows.slice(i, i + 200));
-  }
+}
+
+/** The same cycle, told from the first task of the request on it (the one the user just wrote). */
+function startAt(cycle: string[], names: ReadonlySet<string>): string[] {
+  const ring = cycle.slice(0, -1);
+  const i = ring.findIndex((n) => names.has(n));
+  if (i <= 0) return cycle;
+  const rotated = [...ring.slice(i), ...ring.slice(0, i)];
+  return [...rotated, rotated[0]];
 }
 
 function depRows(t: TaskEntity): TaskDepEntity[] {

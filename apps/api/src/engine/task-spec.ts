@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { canonicalTags, LIMITS, normalizeRetry, tagsetId, type RetryPolicy } from '@tagflow/domain';
+import { canonicalTags, LIMITS, newId, normalizeRetry, tagsetId, type RetryPolicy } from '@tagflow/domain';
 import type { ActionSpec, JsonObject, TaskEntity, TaskKind } from '@tagflow/persistence';
 
 /** A task as the engine adds it: every default filled in. */
@@ -67,7 +67,7 @@ export function handlerNames(task: Pick<NewTask, 'on_error'>): string[] {
 
 export function buildTaskEntity(workflowId: string, t: NewTask, kind: TaskKind, parentId: string | null, now: number): TaskEntity {
   return {
-    id: randomUUID(),
+    id: newId(now),
     workflow_id: workflowId,
     name: t.name,
     kind,

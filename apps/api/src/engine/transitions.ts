@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import type { QueryDeepPartialEntity } from 'typeorm';
 import { canTransitionTask, canTransitionWorkflow, isTerminalTask, type TaskState, type WorkflowState } from '@tagflow/domain';
-import { TaskEntity, TaskEventEntity, WorkflowEntity } from '@tagflow/persistence';
+import { insertRows, TaskEntity, TaskEventEntity, WorkflowEntity } from '@tagflow/persistence';
 import type { TxContext } from './tx-context.js';
 
 export interface TaskTransition {
@@ -102,6 +102,6 @@ export class Transitions {
       e.at = ctx.now;
       return e;
     });
-    await ctx.em.getRepository(TaskEventEntity).insert(events);
+    await insertRows(ctx.em, TaskEventEntity, events);
   }
 }

@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { In } from 'typeorm';
 import { canonicalTags, describeCycle, findCycle, isTerminalTask, isTerminalWorkflow, normalizeRetry, tagsetId } from '@tagflow/domain';
-import { Database, ReservedNameEntity, TaskDepEntity, TaskEntity, TaskEventEntity, TaskTagEntity } from '@tagflow/persistence';
+import { Database, insertRows, ReservedNameEntity, TaskDepEntity, TaskEntity, TaskEventEntity, TaskTagEntity } from '@tagflow/persistence';
 import { conflict, notFound, unprocessable } from '../common/errors.js';
 import { decodeCursor, pageOf, type Page } from '../common/pagination.js';
 import { Engine, depRowsOf } from '../engine/engine.service.js';
@@ -114,13 +114,13 @@ export class TasksService {
       });
       const updated = await ctx.em.getRepository(TaskEntity).findOneByOrFail({ id });
       await ctx.em.getRepository(TaskTagEntity).delete({ task_id: id });
-      if (tags.length) await ctx.em.getRepository(TaskTagEntity).insert(tags.map((tag) => ({ task_id: id, tag, workflow_id: wf.id })));
+      if (tags.length) await insertRows(ctx.em, TaskTagEntity, tags.map((tag) => ({ task_id: id, tag, workflow_id: wf.id })));
       await ctx.em.getRepository(TaskDepEntity).delete({ task_id: id });
       const deps = depRowsOf(updated);
-      if (deps.length) await ctx.em.getRepository(TaskDepEntity).insert(deps);
+      if (deps.length) await insertRows(ctx.em, TaskDepEntity, deps);
       await ctx.em.getRepository(ReservedNameEntity).delete({ owner_task_id: id });
       const reserved = handlerNames(merged);
-      if (reserved.length) await ctx.em.getRepository(ReservedNameEntity).insert(reserved.map((name) => ({ workflow_id: wf.id, name, owner_task_id: id })));
+      if (reserved.length) await insertRows(ctx.em, ReservedNameEntity, reserved.map((name) => ({ workflow_id: wf.id, name, owner_task_id: id })));
       // Its tags may have changed: tasks selecting either old or new tags see a new membership.
       await this.engine.evaluate(ctx, wf, [id, ...(await this.engine.dependentsOf(ctx, wf.id, [updated, { name: t.name, tags: t.tags }]))]);
       await this.engine.checkCompletion(ctx, wf);

@@ -1,8 +1,7 @@
 import { Injectable } from '@nestjs/common';
-import { randomUUID } from 'node:crypto';
 import { In } from 'typeorm';
-import { canonicalTags } from '@tagflow/domain';
-import { Database, TaskEntity, WorkerEntity } from '@tagflow/persistence';
+import { canonicalTags, newId } from '@tagflow/domain';
+import { Database, insertRows, TaskEntity, WorkerEntity } from '@tagflow/persistence';
 import { notFound } from '../common/errors.js';
 import { decodeCursor, pageOf, type PageQuery } from '../common/pagination.js';
 import { toWorkerResponse, type RegisterWorkerDto } from './worker.dto.js';
@@ -19,10 +18,10 @@ export class WorkersService {
   async register(dto: RegisterWorkerDto) {
     const now = Date.now();
     const worker: WorkerEntity = {
-      id: randomUUID(), name: dto.name, tags: canonicalTags(dto.tags ?? []), hostname: dto.hostname ?? null,
+      id: newId(now), name: dto.name, tags: canonicalTags(dto.tags ?? []), hostname: dto.hostname ?? null,
       version: dto.version ?? null, created_at: now, last_seen_at: now,
     };
-    await this.db.transaction((em) => em.getRepository(WorkerEntity).insert(worker));
+    await this.db.transaction((em) => insertRows(em, WorkerEntity, [worker]));
     return toWorkerResponse(worker, []);
   }
 

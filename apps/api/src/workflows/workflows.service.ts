@@ -1,9 +1,8 @@
 import { Injectable } from '@nestjs/common';
-import { randomUUID } from 'node:crypto';
 import { In } from 'typeorm';
-import { canonicalTags, isTerminalWorkflow, type TaskState } from '@tagflow/domain';
+import { canonicalTags, isTerminalWorkflow, newId, type TaskState } from '@tagflow/domain';
 import {
-  Database, ReservedNameEntity, TaskDepEntity, TaskEntity, TaskEventEntity, TaskTagEntity, WorkflowEntity, WorkflowTagEntity,
+  Database, insertRows, ReservedNameEntity, TaskDepEntity, TaskEntity, TaskEventEntity, TaskTagEntity, WorkflowEntity, WorkflowTagEntity,
 } from '@tagflow/persistence';
 import { conflict, notFound } from '../common/errors.js';
 import { decodeCursor, pageOf, type Page } from '../common/pagination.js';
@@ -28,7 +27,7 @@ export class WorkflowsService {
   async create(dto: CreateWorkflowDto): Promise<WorkflowEntity> {
     const now = Date.now();
     const wf: WorkflowEntity = {
-      id: randomUUID(),
+      id: newId(now),
       name: dto.name,
       description: dto.description ?? null,
       tags: canonicalTags(dto.tags ?? []),
@@ -43,8 +42,8 @@ export class WorkflowsService {
     };
     const tasks = (dto.tasks ?? []) as unknown as TaskSpecLike[];
     await this.engine.inTransaction(async (ctx) => {
-      await ctx.em.getRepository(WorkflowEntity).insert(wf);
-      if (wf.tags.length) await ctx.em.getRepository(WorkflowTagEntity).insert(wf.tags.map((tag) => ({ workflow_id: wf.id, tag })));
+      await insertRows(ctx.em, WorkflowEntity, [wf]);
+      await insertRows(ctx.em, WorkflowTagEntity, wf.tags.map((tag) => ({ workflow_id: wf.id, tag })));
       if (tasks.length) await this.engine.addTasks(ctx, wf, tasks, { kind: 'task', creating: true });
       // A sealed workflow with nothing in it is already done.
       await this.engine.checkCompletion(ctx, wf);

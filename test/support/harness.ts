@@ -1,0 +1,241 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+
+/**
+ * End-to-end harness: the real API (`node dist/apps/api/main.js`, built by `npm test`)
+ * as a child process, against the real Redis and database started by scripts/test.sh.
+ * Each suite gets a fresh database and a fresh Redis key prefix.
+ */
+
+export const DATABASE = (process.env.TEST_DATABASE ?? 'sqlite') as 'sqlite' | 'postgres';
+const WORK = process.env.TEST_WORK_DIR ?? join(tmpdir(), 'tagflow-e2e');
+
+export function redisUrl(): string {
+  const url = process.env.TEST_REDIS_URL;
+  if (!url) throw new Error('TEST_REDIS_URL is not set: run the suites through `npm test`');
+  return url;
+}
+
+export function shortId(): string {
+  return randomUUID().replace(/-/g, '').slice(0, 12);
+}
+
+/** A new, empty database of the kind under test. */
+export async function freshDatabaseUrl(): Promise<string> {
+  const id = shortId();
+  if (DATABASE === 'sqlite') {
+    mkdirSync(join(WORK, 'sqlite'), { recursive: true });
+    return `sqlite:${join(WORK, 'sqlite', `${id}.db`)}`;
+  }
+  const admin = process.env.TEST_PG_URL;
+  if (!admin) throw new Error('TEST_PG_URL is not set: run the suites through `npm test`');
+  const client = new pg.Client({ connectionString: admin });
+  await client.connect();
+  try {
+    await client.query(`CREATE DATABASE tf_${id}`);
+  } finally {
+    await client.end();
+  }
+  const url = new URL(admin);
+  url.pathname = `/tf_${id}`;
+  return url.toString();
+}
+
+export interface HttpResult<T = any> {
+  status: number;
+  body: T;
+}
+
+export interface ApiOptions {
+  databaseUrl?: string;
+  prefix?: string;
+  env?: Record<string, string>;
+}
+
+export class Api {
+  private exited: Promise<number | null>;
+  readonly logs: string[] = [];
+
+  private constructor(
+    readonly proc: ChildProcess,
+    readonly url: string,
+    readonly databaseUrl: string,
+    readonly prefix: string,
+    exited: Promise<number | null>,
+  ) {
+    this.exited = exited;
+  }
+
+  static async start(opts: ApiOptions = {}): Promise<Api> {
+    const databaseUrl = opts.databaseUrl ?? (await freshDatabaseUrl());
+    const prefix = opts.prefix ?? `t${shortId()}`;
+    const proc = spawn(process.execPath, ['dist/apps/api/main.js'], {
+      env: {
+        PATH: process.env.PATH ?? '',
+        PORT: '0',
+        HOST: '127.0.0.1',
+        DATABASE_URL: databaseUrl,
+        REDIS_URL: redisUrl(),
+        QUEUE_PREFIX: prefix,
+        RECONCILE_INTERVAL_MS: '200',
+        LOG_LEVEL: 'info',
+        ...opts.env,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const logs: string[] = [];
+    const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
+    const port = await new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`API did not start within 20 s:\n${logs.join('')}`)), 20_000);
+      const onData = (chunk: Buffer) => {
+        logs.push(chunk.toString());
+        const m = /"msg":"tagflow api listening".*?"port":(\d+)/.exec(chunk.toString());
+        if (m) {
+          clearTimeout(timer);
+          resolve(Number(m[1]));
+        }
+      };
+      proc.stdout.on('data', onData);
+      proc.stderr.on('data', (c: Buffer) => logs.push(c.toString()));
+      void exited.then((code) => {
+        clearTimeout(timer);
+        reject(new Error(`API exited with ${code} before listening:\n${logs.join('')}`));
+      });
+    });
+    const api = new Api(proc, `http://127.0.0.1:${port}`, databaseUrl, prefix, exited);
+    api.logs.push(...logs);
+    proc.stdout.on('data', (c: Buffer) => api.logs.push(c.toString()));
+    return api;
+  }
+
+  /** Graceful stop (SIGTERM); resolves with the exit code. */
+  async stop(): Promise<number | null> {
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return this.proc.exitCode;
+    this.proc.kill('SIGTERM');
+    return this.exited;
+  }
+
+  async kill9(): Promise<void> {
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return;
+    this.proc.kill('SIGKILL');
+    await this.exited;
+  }
+
+  async request<T = any>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<HttpResult<T>> {
+    const res = await fetch(this.url + path, {
+      method,
+      headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
+      body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+    });
+    const text = await res.text();
+    let parsed: unknown = text;
+    try {
+      parsed = text ? JSON.parse(text) : null;
+    } catch {
+      // keep the text
+    }
+    return { status: res.status, body: parsed as T };
+  }
+
+  get<T = any>(path: string) {
+    return this.request<T>('GET', path);
+  }
+  post<T = any>(path: string, body: unknown = {}) {
+    return this.request<T>('POST', path, body);
+  }
+  patch<T = any>(path: string, body: unknown) {
+    return this.request<T>('PATCH', path, body);
+  }
+  del<T = any>(path: string) {
+    return this.request<T>('DELETE', path);
+  }
+
+  // ---- acting as a worker ----
+
+  async poll(tags: string[], opts: { wait_s?: number; max_tasks?: number; worker_id?: string } = {}): Promise<LeasedTask[]> {
+    const r = await this.post<{ tasks: LeasedTask[] }>('/v1/tasks/poll', { tags, wait_s: 0, ...opts });
+    if (r.status !== 200) throw new Error(`poll failed: ${r.status} ${JSON.stringify(r.body)}`);
+    return r.body.tasks;
+  }
+
+  /** Polls until one task arrives (or the deadline passes). */
+  async take(tags: string[], waitS = 10): Promise<LeasedTask> {
+    const [task] = await this.poll(tags, { wait_s: waitS });
+    if (!task) throw new Error(`no task for tags [${tags.join(', ')}] within ${waitS} s`);
+    return task;
+  }
+
+  complete(task: LeasedTask, output: object = {}, extra: object = {}) {
+    return this.post(`/v1/tasks/${task.id}/complete`, { lease_token: task.lease.token, output, ...extra });
+  }
+
+  fail(task: LeasedTask, error: { message: string; code?: string; retryable?: boolean }, extra: object = {}) {
+    return this.post(`/v1/tasks/${task.id}/fail`, { lease_token: task.lease.token, error, ...extra });
+  }
+
+  async workflow(id: string): Promise<any> {
+    return (await this.get(`/v1/workflows/${id}`)).body;
+  }
+
+  async task(workflowId: string, name: string): Promise<any> {
+    return (await this.get(`/v1/workflows/${workflowId}/tasks/${name}`)).body;
+  }
+
+  /** Creates a workflow and fails the test with the API's answer if that did not work. */
+  async createWorkflow(spec: object): Promise<any> {
+    const r = await this.post('/v1/workflows', spec);
+    if (r.status !== 201) throw new Error(`create workflow: ${r.status} ${JSON.stringify(r.body)}`);
+    return r.body;
+  }
+}
+
+export interface LeasedTask {
+  id: string;
+  workflow_id: string;
+  name: string;
+  tags: string[];
+  state: string;
+  attempt: number;
+  input: Record<string, unknown>;
+  lease: { token: string; expires_at: string };
+  [key: string]: unknown;
+}
+
+/** Waits until `check` returns something truthy; fails with `what` at the deadline. */
+export async function waitFor<T>(what: string, check: () => Promise<T | undefined | null | false>, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v) return v;
+      last = v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${String(last)})`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** Waits until the workflow is in one of `states` and returns it. */
+export function waitForWorkflow(api: Api, id: string, states: string[], timeoutMs = 10_000): Promise<any> {
+  return waitFor(`workflow ${id} to be ${states.join('|')}`, async () => {
+    const wf = await api.workflow(id);
+    return states.includes(wf.state) ? wf : undefined;
+  }, timeoutMs);
+}
+
+// ---- factories ----
+
+export function task(name: string, overrides: Record<string, unknown> = {}) {
+  return { name, action: { type: 'noop' }, ...overrides };
+}
+
+export function workflow(overrides: Record<string, unknown> = {}) {
+  return { name: `wf-${shortId()}`, ...overrides };
+}
