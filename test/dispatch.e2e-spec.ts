@@ -1,0 +1,134 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { Redis } from 'ioredis';
+import { Api, redisUrl, task, waitFor, waitForWorkflow, workflow } from './support/harness.js';
+
+/** How ready tasks reach workers: tags, leases, long-polls, and Redis as a mere carrier. */
+describe('dispatch by tag', () => {
+  let api: Api;
+  beforeAll(async () => {
+    api = await Api.start();
+  });
+  afterAll(async () => {
+    await api.stop();
+  });
+
+  it('runs A on server X, B on Y and C on X after A, added one by one while the workflow runs', async () => {
+    const x = (await api.post('/v1/workers', { name: 'x', tags: ['server-x'] })).body;
+    const wf = await api.createWorkflow(workflow());
+    expect((await api.post(`/v1/workflows/${wf.id}/tasks`, task('A', { tags: ['server-x'] }))).status).toBe(201);
+    expect((await api.post(`/v1/workflows/${wf.id}/tasks`, task('B', { tags: ['server-y'] }))).status).toBe(201);
+    expect((await api.post(`/v1/workflows/${wf.id}/tasks`, task('C', { tags: ['server-x'], requires: ['A'] }))).status).toBe(201);
+    await api.post(`/v1/workflows/${wf.id}/seal`);
+
+    const onX = await api.poll(['server-x'], { wait_s: 5, max_tasks: 10, worker_id: x.id });
+    expect(onX.map((t) => t.name)).toEqual(['A']); // C waits for A
+    expect((await api.get(`/v1/workers/${x.id}`)).body.running_task_ids).toEqual([onX[0].id]);
+    const onY = await api.take(['server-y']);
+    expect(onY.name).toBe('B');
+    expect(onY.worker_id).toBeNull();
+
+    expect((await api.complete(onX[0], { built: true })).status).toBe(200);
+    const c = await api.take(['server-x']);
+    expect(c.name).toBe('C');
+    expect(c.state).toBe('RUNNING');
+    await api.complete(c);
+    expect((await api.workflow(wf.id)).state).toBe('RUNNING'); // B still runs
+    await api.complete(onY);
+    const done = await waitForWorkflow(api, wf.id, ['SUCCESS']);
+    expect(done.task_counts.SUCCESS).toBe(3);
+    expect(done.finished_at).not.toBeNull();
+  });
+
+  it('offers a task only to polls whose every tag the task carries', async () => {
+    const wf = await api.createWorkflow(workflow({ tasks: [task('t', { tags: ['linux', 'web', 'eu'] })] }));
+    expect(await api.poll(['db'])).toEqual([]);
+    expect(await api.poll(['web', 'mac'])).toEqual([]);
+    const [got] = await api.poll(['web', 'linux'], { wait_s: 5 });
+    expect(got.workflow_id).toBe(wf.id);
+    expect(got.lease.token).toEqual(expect.any(String));
+    expect(new Date(got.lease.expires_at).getTime()).toBeGreaterThan(Date.now());
+  });
+
+  it('hands out at most max_tasks, oldest ready first', async () => {
+    const tag = `batch-${Date.now()}`;
+    const wf = await api.createWorkflow(workflow({ tasks: Array.from({ length: 5 }, (_, i) => task(`n${i}`, { tags: [tag] })) }));
+    const first = await api.poll([tag], { max_tasks: 3, wait_s: 5 });
+    expect(first.map((t) => t.name)).toEqual(['n0', 'n1', 'n2']);
+    const rest = await api.poll([tag], { max_tasks: 10 });
+    expect(rest.map((t) => t.name)).toEqual(['n3', 'n4']);
+    expect(rest.every((t) => t.workflow_id === wf.id)).toBe(true);
+  });
+
+  it('gives each task to exactly one of many concurrent polls', async () => {
+    const tag = `race-${Date.now()}`;
+    await api.createWorkflow(workflow({ tasks: Array.from({ length: 40 }, (_, i) => task(`r${i}`, { tags: [tag] })) }));
+    const polls = await Promise.all(Array.from({ length: 12 }, () => api.poll([tag], { max_tasks: 5, wait_s: 1 })));
+    const ids = polls.flat().map((t) => t.id);
+    expect(ids).toHaveLength(40);
+    expect(new Set(ids).size).toBe(40);
+  });
+
+  it('wakes a parked long-poll as soon as a matching task becomes ready', async () => {
+    const tag = `wake-${Date.now()}`;
+    const wf = await api.createWorkflow(workflow());
+    const started = Date.now();
+    const parked = api.poll([tag], { wait_s: 20 });
+    // Not a sleep: we only add the task once the poll had a chance to park.
+    await new Promise((r) => setTimeout(r, 300));
+    await api.post(`/v1/workflows/${wf.id}/tasks`, task('late', { tags: [tag] }));
+    const [got] = await parked;
+    expect(got.name).toBe('late');
+    expect(Date.now() - started).toBeLessThan(10_000); // long before the 20 s wait ran out
+  });
+
+  it('returns an empty list when the wait ends with nothing to do', async () => {
+    const started = Date.now();
+    expect(await api.poll([`idle-${Date.now()}`], { wait_s: 1 })).toEqual([]);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(950);
+  });
+
+  it('grows a tag selector while the task waits, and waits for every member', async () => {
+    const tag = `grow-${Date.now()}`;
+    const wf = await api.createWorkflow(workflow({ tasks: [task('lb', { tags: ['lb'], requires_tags: [tag] }), task('web1', { tags: [tag] })] }));
+    await api.post(`/v1/workflows/${wf.id}/tasks`, task('web2', { tags: [tag] }));
+    const a = await api.take([tag]);
+    await api.complete(a);
+    expect((await api.task(wf.id, 'lb')).state).toBe('WAITING'); // web2 joined while lb waited
+    const b = await api.take([tag]);
+    expect(b.name).not.toBe(a.name);
+    await api.complete(b);
+    await waitFor('lb to be READY', async () => (await api.task(wf.id, 'lb')).state === 'READY');
+  });
+
+  it('holds a selector that matches nothing until the workflow is sealed', async () => {
+    const wf = await api.createWorkflow(workflow({ tasks: [task('after-all', { requires_tags: ['never-added'] })] }));
+    expect((await api.task(wf.id, 'after-all')).state).toBe('WAITING');
+    await api.post(`/v1/workflows/${wf.id}/seal`);
+    expect((await api.task(wf.id, 'after-all')).state).toBe('READY');
+  });
+
+  it('never makes a task wait on itself through its own tag', async () => {
+    const wf = await api.createWorkflow(workflow({ sealed: true, tasks: [task('solo', { tags: ['grp'], requires_tags: ['grp'] })] }));
+    expect((await api.task(wf.id, 'solo')).state).toBe('READY');
+  });
+
+  it('dispatches again every READY task within 10 s when Redis loses its data', async () => {
+    const tag = `lost-${Date.now()}`;
+    await api.createWorkflow(workflow({ tasks: Array.from({ length: 10 }, (_, i) => task(`l${i}`, { tags: [tag] })) }));
+    const redis = new Redis(redisUrl());
+    try {
+      const keys = await redis.keys(`${api.prefix}:*`);
+      expect(keys.length).toBeGreaterThan(0);
+      await redis.del(...keys); // as if Redis restarted empty
+      expect(await redis.keys(`${api.prefix}:ts-*`)).toEqual([]);
+    } finally {
+      redis.disconnect();
+    }
+    const got: string[] = [];
+    await waitFor('all 10 tasks to be offered again', async () => {
+      got.push(...(await api.poll([tag], { max_tasks: 10, wait_s: 1 })).map((t) => t.name));
+      return got.length >= 10;
+    }, 10_000);
+    expect(new Set(got).size).toBe(10);
+  });
+});

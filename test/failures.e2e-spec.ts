@@ -1,0 +1,224 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { Api, task, waitFor, waitForWorkflow, workflow } from './support/harness.js';
+
+/** Retries, on_error handlers, on_failure modes and leases that run out. */
+describe('failures and leases', () => {
+  let api: Api;
+  beforeAll(async () => {
+    api = await Api.start();
+  });
+  afterAll(async () => {
+    await api.stop();
+  });
+  const tag = () => `f-${Math.random().toString(36).slice(2, 10)}`;
+
+  it('retries a failed attempt, and answers a repeated report the same way', async () => {
+    const t = tag();
+    const wf = await api.createWorkflow(workflow({ sealed: true, tasks: [task('flaky', { tags: [t], retry: { count: 1 } })] }));
+    const first = await api.take([t]);
+    expect(first.attempt).toBe(1);
+    const r1 = await api.fail(first, { message: 'disk full', code: 'ENOSPC' }, { stderr: 'no space', exit_code: 1 });
+    expect(r1.status).toBe(200);
+    expect(r1.body).toMatchObject({ state: 'READY', attempt: 2, error: { message: 'disk full', code: 'ENOSPC' } });
+    const again = await api.fail(first, { message: 'disk full', code: 'ENOSPC' });
+    expect(again.status).toBe(200); // same report, same answer
+    expect(again.body.attempt).toBe(2); // ...and nothing happened twice
+    expect((await api.complete(first)).status).toBe(409); // a different report on that lease
+
+    const second = await api.take([t]);
+    expect(second.attempt).toBe(2);
+    expect(second.lease.token).not.toBe(first.lease.token);
+    expect((await api.fail(first, { message: 'disk full' })).status).toBe(409); // that lease is no longer current
+    await api.complete(second, { ok: true });
+    const done = await waitForWorkflow(api, wf.id, ['SUCCESS']);
+    expect(done.task_counts.SUCCESS).toBe(1);
+    const events = (await api.get(`/v1/tasks/${first.id}/events`)).body.map((e: any) => `${e.from ?? '-'}>${e.to}`);
+    expect(events).toEqual(['WAITING>READY', 'READY>RUNNING', 'RUNNING>READY', 'READY>RUNNING', 'RUNNING>SUCCESS']);
+  });
+
+  it('waits out the retry delay before offering the next attempt', async () => {
+    const t = tag();
+    await api.createWorkflow(workflow({ tasks: [task('slow', { tags: [t], retry: { count: 2, delay_s: 1, backoff: 2 } })] }));
+    const first = await api.take([t]);
+    const failedAt = Date.now();
+    const r = await api.fail(first, { message: 'try later' });
+    expect(new Date(r.body.ready_at).getTime()).toBeGreaterThanOrEqual(failedAt + 900);
+    expect(await api.poll([t])).toEqual([]); // not yet
+    const second = await api.take([t], 10);
+    expect(Date.now() - failedAt).toBeGreaterThanOrEqual(900);
+    expect(second.attempt).toBe(2);
+  });
+
+  it('fails for good at once when the worker says the error is not retryable', async () => {
+    const t = tag();
+    const wf = await api.createWorkflow(workflow({ sealed: true, tasks: [task('bad-input', { tags: [t], retry: { count: 5 } })] }));
+    const got = await api.take([t]);
+    const r = await api.fail(got, { message: 'unknown package', code: 'BAD_ARGS', retryable: false });
+    expect(r.body).toMatchObject({ state: 'ERROR', attempt: 1 });
+    expect((await waitForWorkflow(api, wf.id, ['ERROR'])).state).toBe('ERROR');
+  });
+
+  it('runs the on_error handler chosen by exit code; when it succeeds the failure is handled', async () => {
+    const t = tag();
+    const wf = await api.createWorkflow(workflow({
+      sealed: true,
+      tasks: [
+        task('migrate', {
+          tags: [t],
+          on_error: [
+            { codes: ['TIMEOUT'], run: [task('never', { tags: [t] })] },
+            { codes: ['3'], run: [task('restore', { tags: [t], input: { from: 'backup' } }), task('notify', { tags: [t], requires: ['restore'] })] },
+          ],
+        }),
+        task('app', { tags: [t], requires: ['migrate'] }),
+      ],
+    }));
+    const migrate = await api.take([t]);
+    const failed = await api.fail(migrate, { message: 'exit status 3' }, { exit_code: 3 });
+    expect(failed.body).toMatchObject({ state: 'ERROR', handled: false, error: { code: '3' } });
+    expect((await api.task(wf.id, 'app')).state).toBe('WAITING');
+    expect((await api.get(`/v1/workflows/${wf.id}/tasks/never`)).status).toBe(404);
+
+    const restore = await api.take([t]);
+    expect(restore.name).toBe('restore');
+    expect(restore.input).toMatchObject({ from: 'backup', error: { code: '3' }, failed_task: { name: 'migrate', exit_code: 3 } });
+    await api.complete(restore);
+    const notify = await api.take([t]);
+    expect(notify.name).toBe('notify');
+    await api.complete(notify);
+
+    await waitFor('migrate to be handled', async () => (await api.task(wf.id, 'migrate')).handled === true);
+    expect((await api.task(wf.id, 'migrate')).state).toBe('ERROR');
+    const app = await api.take([t]);
+    expect(app.name).toBe('app'); // dependents go on as if it had succeeded
+    await api.complete(app);
+    expect((await waitForWorkflow(api, wf.id, ['SUCCESS', 'ERROR'])).state).toBe('SUCCESS');
+  });
+
+  it('treats a failing handler as an unhandled failure: on_failure "fail" ends the workflow at once', async () => {
+    const t = tag();
+    const wf = await api.createWorkflow(workflow({
+      sealed: true,
+      tasks: [
+        task('step', { tags: [t], on_error: [{ run: [task('fix', { tags: [t] })] }] }),
+        task('other', { tags: [`${t}-other`] }),
+        task('later', { tags: [t], requires: ['step'] }),
+      ],
+    }));
+    const other = await api.take([`${t}-other`]);
+    await api.fail(await api.take([t]), { message: 'boom' });
+    await api.fail(await api.take([t]), { message: 'fix failed too' });
+    const ended = await waitForWorkflow(api, wf.id, ['ERROR']);
+    expect(ended.finished_at).not.toBeNull();
+    const later = await api.task(wf.id, 'later');
+    expect(later).toMatchObject({ state: 'SKIPPED', error: { code: 'WORKFLOW_FAILED' } });
+    // The task still running is asked to stop through its heartbeat.
+    const hb = await api.post(`/v1/tasks/${other.id}/heartbeat`, { lease_token: other.lease.token });
+    expect(hb.body.cancel_requested).toBe(true);
+    expect((await api.task(wf.id, 'step')).handled).toBe(false);
+  });
+
+  it('with on_failure "continue" skips only what depends on the failure, then ends ERROR', async () => {
+    const t = tag();
+    const wf = await api.createWorkflow(workflow({
+      sealed: true, on_failure: 'continue',
+      tasks: [task('a', { tags: [t] }), task('b', { tags: [t], requires: ['a'] }), task('c', { tags: [t], requires: ['b'] }), task('d', { tags: [`${t}-d`] })],
+    }));
+    await api.fail(await api.take([t]), { message: 'nope' });
+    expect((await api.task(wf.id, 'b')).error.code).toBe('DEPENDENCY_FAILED');
+    expect((await api.task(wf.id, 'c')).state).toBe('SKIPPED');
+    expect((await api.workflow(wf.id)).state).toBe('RUNNING'); // d still to run
+    await api.complete(await api.take([`${t}-d`]));
+    expect((await waitForWorkflow(api, wf.id, ['ERROR', 'SUCCESS'])).state).toBe('ERROR');
+  });
+
+  it('with on_failure "rollback" reverts what succeeded in reverse dependency order, on the same tags', async () => {
+    const t = tag();
+    const wf = await api.createWorkflow(workflow({
+      sealed: true, on_failure: 'rollback',
+      tasks: [
+        task('db', { tags: [t, 'db'], revert: { type: 'shell', command: 'drop db' } }),
+        task('schema', { tags: [t], requires: ['db'] }),
+        task('app', { tags: [t, 'app'], requires: ['schema'], revert: { type: 'shell', command: 'undeploy' } }),
+        task('smoke', { tags: [t], requires: ['app'] }),
+      ],
+    }));
+    for (const name of ['db', 'schema', 'app']) {
+      const got = await api.take([t]);
+      expect(got.name).toBe(name);
+      await api.complete(got, { done: name });
+    }
+    await api.fail(await api.take([t]), { message: 'smoke test failed' });
+    const r1 = await api.take([t]);
+    expect(r1).toMatchObject({ name: 'app.revert', tags: [t, 'app'].sort(), action: { type: 'shell', command: 'undeploy' } });
+    expect(r1.input).toMatchObject({ task: 'app', output: { done: 'app' } });
+    expect(await api.poll([t])).toEqual([]); // db's revert waits for app's
+    expect((await api.workflow(wf.id)).state).toBe('RUNNING');
+    await api.complete(r1);
+    const r2 = await api.take([t]);
+    expect(r2).toMatchObject({ name: 'db.revert', tags: [t, 'db'].sort() });
+    await api.complete(r2);
+    expect((await waitForWorkflow(api, wf.id, ['ERROR', 'SUCCESS'])).state).toBe('ERROR');
+  });
+
+  it('counts an expired lease as a failed attempt: retried on a new lease, the late report refused', async () => {
+    const t = tag();
+    const wf = await api.createWorkflow(workflow({ sealed: true, tasks: [task('lost', { tags: [t], lease_s: 1, retry: { count: 1 } })] }));
+    const first = await api.take([t]);
+    // No heartbeat: the lease runs out after 1 s.
+    const second = await api.take([t], 10);
+    expect(second.attempt).toBe(2);
+    expect(second.error).toMatchObject({ code: 'LEASE_EXPIRED' });
+    const late = await api.complete(first, { from: 'the dead worker' });
+    expect(late.status).toBe(409);
+    expect(late.body.message).toContain('not the current lease');
+    expect((await api.post(`/v1/tasks/${first.id}/heartbeat`, { lease_token: first.lease.token })).status).toBe(409);
+    const ok = await api.complete(second, { from: 'the live worker' });
+    expect(ok.body).toMatchObject({ state: 'SUCCESS', output: { from: 'the live worker' } });
+    expect((await api.complete(second, { from: 'the live worker' })).status).toBe(200);
+    expect((await waitForWorkflow(api, wf.id, ['SUCCESS'])).task_counts.SUCCESS).toBe(1);
+  });
+
+  it('keeps a lease alive while the worker heartbeats', async () => {
+    const t = tag();
+    const wf = await api.createWorkflow(workflow({ tasks: [task('long', { tags: [t], lease_s: 1 })] }));
+    const got = await api.take([t]);
+    const until = Date.now() + 2500;
+    while (Date.now() < until) {
+      const hb = await api.post(`/v1/tasks/${got.id}/heartbeat`, { lease_token: got.lease.token, progress: { pct: 50 } });
+      expect(hb.status).toBe(200);
+      expect(hb.body.cancel_requested).toBe(false);
+      await new Promise((r) => setTimeout(r, 300)); // the worker's heartbeat period, not a wait for a result
+    }
+    const now = await api.task(wf.id, 'long');
+    expect(now).toMatchObject({ state: 'RUNNING', attempt: 1, progress: { pct: 50 } });
+    expect((await api.complete(got)).status).toBe(200);
+  });
+
+  it('stops an attempt that runs past timeout_s with code TIMEOUT', async () => {
+    const t = tag();
+    const wf = await api.createWorkflow(workflow({ sealed: true, tasks: [task('hang', { tags: [t], timeout_s: 1, lease_s: 30 })] }));
+    const got = await api.take([t]);
+    const failed = await waitFor('the attempt to time out', async () => {
+      const tk = await api.task(wf.id, 'hang');
+      return tk.state === 'ERROR' ? tk : undefined;
+    });
+    expect(failed.error.code).toBe('TIMEOUT');
+    expect((await api.complete(got)).status).toBe(409);
+  });
+
+  it('bounds reports: output over 256 KiB is refused, logs keep their last 64 KiB', async () => {
+    const t = tag();
+    await api.createWorkflow(workflow({ tasks: [task('chatty', { tags: [t] })] }));
+    const got = await api.take([t]);
+    const big = await api.complete(got, { blob: 'x'.repeat(300 * 1024) });
+    expect(big.status).toBe(413);
+    expect(big.body.message).toContain('output');
+    const log = 'a'.repeat(100 * 1024) + 'THE END';
+    const ok = await api.complete(got, { small: true }, { stdout: log, stderr: 'warn', exit_code: 0 });
+    expect(ok.status).toBe(200);
+    expect(Buffer.byteLength(ok.body.stdout)).toBe(64 * 1024);
+    expect(ok.body.stdout.endsWith('THE END')).toBe(true);
+    expect(ok.body).toMatchObject({ stderr: 'warn', exit_code: 0, output: { small: true } });
+  });
+});
