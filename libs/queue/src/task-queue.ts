@@ -81,8 +81,18 @@ export class TaskQueue {
   }
 
   async start(): Promise<void> {
-    await this.connection.connect();
-    await this.subscriber.connect();
+    let lastError = '';
+    const remember = (e: Error) => (lastError = e.message);
+    this.connection.on('error', remember);
+    try {
+      await this.connection.connect();
+      await this.subscriber.connect();
+    } catch (e) {
+      const reason = lastError || (e instanceof Error ? e.message : String(e));
+      throw new Error(`cannot reach Redis at ${redact(this.config.redisUrl)}: ${reason}`);
+    } finally {
+      this.connection.off('error', remember);
+    }
     this.root = new Queue('root', { connection: this.connection, prefix: this.config.prefix });
     this.root.on('error', () => undefined);
     this.subscriber.on('message', (channel, message) => {
@@ -249,6 +259,16 @@ export class TaskQueue {
     const entry: TagsetQueue = { queue, worker };
     this.queues.set(tagset, entry);
     return entry;
+  }
+}
+
+function redact(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return 'REDIS_URL';
   }
 }
 

@@ -1,0 +1,65 @@
+import { describe, expect, it } from '@jest/globals';
+import { spawn } from 'node:child_process';
+import { Api, freshDatabaseUrl, redisUrl, task, workflow } from './support/harness.js';
+
+function runWithEnv(env: Record<string, string>): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve) => {
+    const proc = spawn(process.execPath, ['dist/apps/api/main.js'], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    proc.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    proc.on('exit', (code) => resolve({ code, stderr }));
+  });
+}
+
+/** Starting, configuring, protecting and stopping the API. */
+describe('operations', () => {
+  it('refuses bad configuration, naming the variable', async () => {
+    const port = await runWithEnv({ PORT: 'eighty', REDIS_URL: redisUrl() });
+    expect(port.code).toBe(2);
+    expect(port.stderr).toContain('PORT="eighty"');
+    const db = await runWithEnv({ DATABASE_URL: 'mysql://x', QUEUE_PREFIX: 'bad prefix!' });
+    expect(db.code).toBe(2);
+    expect(db.stderr).toContain('DATABASE_URL');
+    expect(db.stderr).toContain('QUEUE_PREFIX');
+  });
+
+  it('says why it cannot start when Redis is not there', async () => {
+    const r = await runWithEnv({ DATABASE_URL: await freshDatabaseUrl(), REDIS_URL: 'redis://127.0.0.1:1', PORT: '0' });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/failed to start: .*(ECONNREFUSED|connect)/);
+  });
+
+  it('requires the bearer token when API_TOKEN is set', async () => {
+    const api = await Api.start({ env: { API_TOKEN: 'a-long-enough-secret-token' } });
+    try {
+      const none = await api.get('/v1/workflows');
+      expect(none.status).toBe(401);
+      const wrong = await api.request('GET', '/v1/workflows', undefined, { authorization: 'Bearer nope' });
+      expect(wrong.status).toBe(403);
+      const right = await api.request('GET', '/v1/workflows', undefined, { authorization: 'Bearer a-long-enough-secret-token' });
+      expect(right.status).toBe(200);
+      expect((await api.get('/health')).status).toBe(200); // probes need no token
+    } finally {
+      await api.stop();
+    }
+  });
+
+  it('stops gracefully on SIGTERM: parked polls are answered, the process exits 0, and work survives a restart', async () => {
+    const api = await Api.start();
+    const wf = await api.createWorkflow(workflow({ tasks: [task('kept', { tags: ['op'] })] }));
+    const parked = api.poll(['nothing-here'], { wait_s: 30 });
+    await new Promise((r) => setTimeout(r, 200)); // let it park
+    const started = Date.now();
+    expect(await api.stop()).toBe(0);
+    expect(await parked).toEqual([]);
+    expect(Date.now() - started).toBeLessThan(5000);
+
+    const again = await Api.start({ databaseUrl: api.databaseUrl, prefix: api.prefix });
+    try {
+      const got = await again.take(['op']);
+      expect(got).toMatchObject({ name: 'kept', workflow_id: wf.id });
+    } finally {
+      await again.stop();
+    }
+  });
+});

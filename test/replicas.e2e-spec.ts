@@ -1,0 +1,84 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import pg from 'pg';
+import { Api, DATABASE, task, waitForWorkflow, workflow, type LeasedTask } from './support/harness.js';
+
+/**
+ * Two API processes on one PostgreSQL and one Redis. (SQLite is for a single API
+ * process; scripts/test.sh runs this suite on PostgreSQL only.)
+ */
+describe('two API replicas on one database and Redis', () => {
+  let a: Api;
+  let b: Api;
+  beforeAll(async () => {
+    if (DATABASE !== 'postgres') throw new Error('the replica suite needs TEST_DATABASE=postgres');
+    a = await Api.start();
+    b = await Api.start({ databaseUrl: a.databaseUrl, prefix: a.prefix });
+  });
+  afterAll(async () => {
+    await Promise.all([a?.stop(), b?.stop()]);
+  });
+
+  it('wakes a long-poll parked on one replica when a task becomes ready through the other', async () => {
+    const t = `xr-${Date.now()}`;
+    const wf = await a.createWorkflow(workflow());
+    const parked = a.poll([t], { wait_s: 20 });
+    await new Promise((r) => setTimeout(r, 300)); // let the poll park on replica a
+    const started = Date.now();
+    await b.post(`/v1/workflows/${wf.id}/tasks`, task('via-b', { tags: [t] }));
+    const [got] = await parked;
+    expect(got.name).toBe('via-b');
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+
+  it('leases every attempt once, releases every dependency once, and finishes every workflow once', async () => {
+    const groups = 6;
+    const perGroup = 40;
+    const workflows = [];
+    for (let w = 0; w < 3; w++) {
+      const tasks = [];
+      for (let g = 0; g < groups; g++) {
+        for (let i = 0; i < perGroup; i++) {
+          tasks.push(task(`g${g}-${i}`, { tags: ['rep', `g${g}`], ...(g > 0 ? { requires_tags: [`g${g - 1}`] } : {}) }));
+        }
+      }
+      workflows.push(await (w % 2 ? b : a).createWorkflow(workflow({ sealed: true, tasks })));
+    }
+    const total = 3 * groups * perGroup;
+    const leased: LeasedTask[] = [];
+    let done = 0;
+    const worker = async (api: Api) => {
+      while (done < total) {
+        const got = await api.poll(['rep'], { max_tasks: 8, wait_s: 1 });
+        leased.push(...got);
+        for (const t of got) {
+          const r = await api.complete(t, { by: api.url });
+          if (r.status !== 200) throw new Error(`complete ${t.id}: ${r.status} ${JSON.stringify(r.body)}`);
+          done++;
+        }
+      }
+    };
+    await Promise.all([a, b, a, b, a, b, a, b].map((api) => worker(api)));
+
+    const perTask = new Map<string, number>();
+    for (const t of leased) perTask.set(t.id, (perTask.get(t.id) ?? 0) + 1);
+    const doubled = [...perTask].filter(([, n]) => n > 1).map(([id]) => id);
+    expect(doubled).toEqual([]);
+    expect(perTask.size).toBe(total);
+
+    for (const wf of workflows) expect((await waitForWorkflow(a, wf.id, ['SUCCESS', 'ERROR'])).state).toBe('SUCCESS');
+
+    // The recorded history agrees: one release, one lease, one finish per task.
+    const db = new pg.Client({ connectionString: a.databaseUrl });
+    await db.connect();
+    try {
+      const { rows } = await db.query(`
+        SELECT task_id, to_state, COUNT(*)::int AS n FROM task_event
+        WHERE workflow_id = ANY($1) GROUP BY task_id, to_state HAVING COUNT(*) > 1`, [workflows.map((w) => w.id)]);
+      expect(rows).toEqual([]);
+      const finished = await db.query(`SELECT COUNT(*)::int AS n FROM workflow WHERE id = ANY($1) AND finished_at IS NOT NULL`, [workflows.map((w) => w.id)]);
+      expect(finished.rows[0].n).toBe(3);
+    } finally {
+      await db.end();
+    }
+  });
+});
