@@ -1,0 +1,3 @@
+#!/usr/bin/env node
+// The `tagflow-worker` command: the built worker agent.
+import '../dist/apps/worker/main.js';

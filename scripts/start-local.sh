@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Starts Tagflow for local use: the API on http://127.0.0.1:8080 with the embedded SQLite
+# database (./data/tagflow.db) and, unless REDIS_URL is set, a private redis-server on a
+# free port with its data under ./data/redis. Installs what is missing (npm packages;
+# redis-server through apt-get when run as root) or says exactly what to install.
+# Ctrl-C stops everything it started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib/services.sh
+
+node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=19)?0:1)' \
+  || die "Node.js >= 20.19 is required (found $(node --version))"
+[ -d node_modules ] || { note "installing npm dependencies (about 2 minutes the first time)"; npm install --no-audit --no-fund; }
+if [ ! -f dist/apps/api/main.js ] || [ -n "$(find apps libs -name '*.ts' -newer dist/apps/api/main.js -print -quit)" ]; then
+  note "building"; npm run build >/dev/null
+fi
+
+mkdir -p data
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  [ -n "${OWN_REDIS:-}" ] && stop_redis data/redis
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if [ -z "${REDIS_URL:-}" ]; then
+  ensure_redis_binary
+  REDIS_URL=$(start_redis "$PWD/data/redis")
+  OWN_REDIS=1
+  note "started redis-server at $REDIS_URL (data in ./data/redis)"
+fi
+export REDIS_URL
+export DATABASE_URL="${DATABASE_URL:-sqlite:./data/tagflow.db}"
+export PORT="${PORT:-8080}" HOST="${HOST:-127.0.0.1}"
+API_URL="http://$HOST:$PORT"
+
+node dist/apps/api/main.js &
+pids+=($!)
+for _ in $(seq 1 100); do
+  curl -fsS "$API_URL/health" >/dev/null 2>&1 && break
+  kill -0 "${pids[0]}" 2>/dev/null || die "the API exited; see the messages above"
+  sleep 0.1
+done
+if [ -f dist/apps/worker/main.js ] && [ "${TAGFLOW_NO_WORKER:-}" != 1 ]; then
+  node dist/apps/worker/main.js --api "$API_URL" --name "local-$(hostname)" --tags "${TAGFLOW_TAGS:-local}" &
+  pids+=($!)
+fi
+note "Tagflow API on $API_URL (database ${DATABASE_URL%%:*}); Ctrl-C stops it"
+wait -n "${pids[@]}"
