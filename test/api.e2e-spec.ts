@@ -173,6 +173,13 @@ describe('workflows and tasks over REST', () => {
     expect(unknownWorker.status).toBe(404);
   });
 
+  it('exposes Prometheus metrics', async () => {
+    const r = await api.get('/metrics');
+    expect(r.status).toBe(200);
+    expect(r.body).toContain('# TYPE tagflow_polls_waiting gauge');
+    expect(await api.metric('tagflow_tasks_leased_total')).toBeGreaterThanOrEqual(0);
+  });
+
   it('reports health of the database and Redis', async () => {
     const r = await api.get('/health');
     expect(r).toEqual({ status: 200, body: { status: 'ok', database: 'ok', redis: 'ok' } });

@@ -73,8 +73,7 @@ describe('dispatch by tag', () => {
     const wf = await api.createWorkflow(workflow());
     const started = Date.now();
     const parked = api.poll([tag], { wait_s: 20 });
-    // Not a sleep: we only add the task once the poll had a chance to park.
-    await new Promise((r) => setTimeout(r, 300));
+    await api.pollsParked();
     await api.post(`/v1/workflows/${wf.id}/tasks`, task('late', { tags: [tag] }));
     const [got] = await parked;
     expect(got.name).toBe('late');

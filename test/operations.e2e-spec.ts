@@ -48,7 +48,7 @@ describe('operations', () => {
     const api = await Api.start();
     const wf = await api.createWorkflow(workflow({ tasks: [task('kept', { tags: ['op'] })] }));
     const parked = api.poll(['nothing-here'], { wait_s: 30 });
-    await new Promise((r) => setTimeout(r, 200)); // let it park
+    await api.pollsParked();
     const started = Date.now();
     expect(await api.stop()).toBe(0);
     expect(await parked).toEqual([]);

@@ -22,7 +22,7 @@ describe('two API replicas on one database and Redis', () => {
     const t = `xr-${Date.now()}`;
     const wf = await a.createWorkflow(workflow());
     const parked = a.poll([t], { wait_s: 20 });
-    await new Promise((r) => setTimeout(r, 300)); // let the poll park on replica a
+    await a.pollsParked();
     const started = Date.now();
     await b.post(`/v1/workflows/${wf.id}/tasks`, task('via-b', { tags: [t] }));
     const [got] = await parked;

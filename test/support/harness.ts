@@ -154,6 +154,18 @@ export class Api {
     return this.request<T>('DELETE', path);
   }
 
+  /** A value from GET /metrics (first sample of that name). */
+  async metric(name: string): Promise<number> {
+    const text = (await this.get<string>('/metrics')).body;
+    const line = String(text).split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
+    return line ? Number(line.split(' ').pop()) : NaN;
+  }
+
+  /** Waits until at least `n` long-polls are parked in this API process. */
+  async pollsParked(n = 1): Promise<void> {
+    await waitFor(`${n} parked poll(s)`, async () => (await this.metric('tagflow_polls_waiting')) >= n);
+  }
+
   // ---- acting as a worker ----
 
   async poll(tags: string[], opts: { wait_s?: number; max_tasks?: number; worker_id?: string } = {}): Promise<LeasedTask[]> {

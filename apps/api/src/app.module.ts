@@ -12,6 +12,8 @@ import { TaskWaiters } from './dispatch/task-waiters.js';
 import { Engine } from './engine/engine.service.js';
 import { Transitions } from './engine/transitions.js';
 import { HealthController } from './health/health.controller.js';
+import { MetricsController } from './metrics/metrics.controller.js';
+import { MetricsService } from './metrics/metrics.service.js';
 import { TasksController } from './tasks/tasks.controller.js';
 import { TasksService } from './tasks/tasks.service.js';
 import { WorkersController } from './workers/workers.controller.js';
@@ -30,7 +32,7 @@ export class AppModule implements OnApplicationShutdown {
   static forRoot(config: AppConfig, logger: JsonLogger): DynamicModule {
     return {
       module: AppModule,
-      controllers: [WorkflowsController, TasksController, WorkersController, HealthController],
+      controllers: [WorkflowsController, TasksController, WorkersController, HealthController, MetricsController],
       providers: [
         { provide: AppConfig, useValue: config },
         { provide: JsonLogger, useValue: logger },
@@ -50,7 +52,7 @@ export class AppModule implements OnApplicationShutdown {
             return queue;
           },
         },
-        QueueService, Transitions, Engine, LeaseService, PollService, TaskWaiters, ReconcilerService,
+        MetricsService, QueueService, Transitions, Engine, LeaseService, PollService, TaskWaiters, ReconcilerService,
         WorkflowsService, TasksService, WorkersService,
       ],
     };

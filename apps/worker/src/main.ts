@@ -1,6 +1,68 @@
-/**
- * The Tagflow worker agent. Until the agent lands, this entry point says so plainly
- * instead of pretending to work.
- */
-process.stderr.write('tagflow-worker: the worker agent is not built yet; talk to the API over HTTP (see README, "Worker protocol").\n');
-process.exit(2);
+import { TagflowClient } from '@tagflow/client';
+import { ConfigError, parseConfig, USAGE } from './cli/config.js';
+import { jsonLogger } from './cli/logger.js';
+import { ExecutorRegistry } from './executors/registry.js';
+import { Agent } from './poller/agent.js';
+
+/** tagflow-worker: see USAGE in cli/config.ts and the README. */
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = parseConfig(process.argv.slice(2), process.env);
+  } catch (e) {
+    process.stderr.write(`tagflow-worker: ${(e as Error).message}\n\n${USAGE}`);
+    process.exit(2);
+  }
+  if (config === 'help') {
+    process.stdout.write(USAGE);
+    return;
+  }
+  const log = jsonLogger(config.logLevel);
+  const executors = new ExecutorRegistry();
+  for (const plugin of config.plugins) {
+    try {
+      const types = await executors.load(plugin);
+      log('info', 'plugin loaded', { plugin, types });
+    } catch (e) {
+      process.stderr.write(`tagflow-worker: cannot load plugin ${plugin}: ${(e as Error).message}\n`);
+      process.exit(2);
+    }
+  }
+  const client = new TagflowClient({
+    url: config.api,
+    token: config.token,
+    onRetry: ({ method, path, attempt, delayMs, error }) => log('debug', 'retrying a call', { method, path, attempt, delay_ms: delayMs, error: error.message }),
+  });
+  const agent = new Agent(config, client, executors, log);
+
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals++;
+    if (signals > 1) {
+      log('warn', 'second signal: exiting now', { signal });
+      process.exit(130);
+    }
+    log('info', 'stopping', { signal, grace_s: config.graceS });
+    agent.stop(config.graceS * 1000).then(
+      () => process.exit(0),
+      (e: unknown) => {
+        log('error', 'stop failed', { error: (e as Error).message });
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+
+  try {
+    await agent.run();
+  } catch (e) {
+    process.stderr.write(`tagflow-worker: ${(e as Error).message}\n`);
+    process.exit(1);
+  }
+}
+
+void main().catch((e: unknown) => {
+  process.stderr.write(`tagflow-worker: ${e instanceof ConfigError ? e.message : (e as Error).stack ?? String(e)}\n`);
+  process.exit(1);
+});

@@ -4,6 +4,7 @@ import { LIMITS } from '@tagflow/domain';
 import { Database, TaskEntity, type LeaseOutcome } from '@tagflow/persistence';
 import { conflict, notFound, tooLarge } from '../common/errors.js';
 import { JsonLogger } from '../common/logger.js';
+import { MetricsService } from '../metrics/metrics.service.js';
 import { Engine } from '../engine/engine.service.js';
 import { Transitions } from '../engine/transitions.js';
 import type { CompleteDto, FailDto, HeartbeatDto } from '../tasks/task.dto.js';
@@ -27,7 +28,16 @@ export class LeaseService {
     private readonly transitions: Transitions,
     private readonly queue: QueueService,
     @Inject(JsonLogger) private readonly logger: JsonLogger,
-  ) {}
+    metrics: MetricsService,
+  ) {
+    this.reports = metrics.counter('tagflow_task_reports_total', 'Reports accepted from workers, by kind.');
+    this.refused = metrics.counter('tagflow_task_reports_refused_total', 'Reports and heartbeats refused for a stale lease.');
+    this.expired = metrics.counter('tagflow_attempts_expired_total', 'Attempts ended by lease expiry or run timeout, by code.');
+  }
+
+  private readonly reports: (labels?: Record<string, string>) => void;
+  private readonly refused: (labels?: Record<string, string>) => void;
+  private readonly expired: (labels?: Record<string, string>) => void;
 
   newToken(): string {
     return randomUUID();
@@ -111,6 +121,7 @@ export class LeaseService {
         : { code: 'LEASE_EXPIRED', message: `the lease of attempt ${task.attempt} expired without a heartbeat (worker ${task.worker_id ?? 'unknown'})` };
       this.logger.event('info', 'lease', timedOut ? 'attempt timed out' : 'lease expired', { task_id: task.id, attempt: task.attempt });
       await this.engine.failAttempt(ctx, wf, task, error, true, {}, 'expired');
+      this.expired({ code: error.code });
     });
   }
 
@@ -130,6 +141,7 @@ export class LeaseService {
         throw conflict(`the lease of task ${task.id} expired at ${new Date(task.lease_expires_at ?? 0).toISOString()}; the attempt counts as failed`, { state: task.state });
       }
       await apply(ctx, wf, task);
+      this.reports({ kind });
       return ctx.em.getRepository(TaskEntity).findOneByOrFail({ id: taskId });
     });
   }
@@ -142,6 +154,7 @@ export class LeaseService {
 
   private checkToken(task: TaskEntity, token: string): void {
     if (task.lease_token !== token) {
+      this.refused();
       throw conflict(`lease_token is not the current lease of task ${task.id} (task is ${task.state}, attempt ${task.attempt})`, { state: task.state, attempt: task.attempt });
     }
   }

@@ -2,6 +2,7 @@ import { Inject, Injectable, type BeforeApplicationShutdown, type OnApplicationB
 import { LIMITS, TagsetIndex, tagsMatch } from '@tagflow/domain';
 import { TaskEntity } from '@tagflow/persistence';
 import { JsonLogger } from '../common/logger.js';
+import { MetricsService } from '../metrics/metrics.service.js';
 import { LeaseService } from './lease.service.js';
 import { QueueService } from './queue.service.js';
 
@@ -34,12 +35,17 @@ export class PollService implements OnApplicationBootstrap, BeforeApplicationShu
   private readonly seq = new Map<string, number>();
   private readonly waiters = new Set<Waiter>();
   private closing = false;
+  private readonly leased: (labels?: Record<string, string>, by?: number) => void;
 
   constructor(
     private readonly queue: QueueService,
     private readonly leases: LeaseService,
     @Inject(JsonLogger) private readonly logger: JsonLogger,
+    metrics: MetricsService,
   ) {
+    metrics.gauge('tagflow_polls_waiting', 'Long-polls parked in this replica.', () => this.waiters.size);
+    metrics.gauge('tagflow_tagsets_known', 'Distinct tag sets (queues) this replica knows.', () => this.index.size);
+    this.leased = metrics.counter('tagflow_tasks_leased_total', 'Tasks handed to a worker under a lease.');
     queue.onEvent((event) => {
       if (event.type !== 'ready') return;
       this.index.add(event.tagset, event.tags);
@@ -121,6 +127,7 @@ export class PollService implements OnApplicationBootstrap, BeforeApplicationShu
           await this.queue.queue.extend(tagset, job.jobId, token, task.lease_s * 1000).catch(() => undefined);
         }
         out.push({ task, lease: { token, expires_at: task.lease_expires_at ?? Date.now() } });
+        this.leased();
       }
       if (out.length >= req.maxTasks) break;
     }

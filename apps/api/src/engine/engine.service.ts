@@ -16,6 +16,8 @@ import { Transitions } from './transitions.js';
 import { Effects, type TxContext } from './tx-context.js';
 
 const OPEN_STATES: TaskState[] = ['WAITING', 'READY', 'RUNNING'];
+/** The error code of an attempt a worker gave back when it stopped (see the worker's graceful stop). */
+export const INTERRUPTED_CODE = 'WORKER_SHUTDOWN';
 const CHUNK = 500;
 
 export interface ReportFields {
@@ -247,8 +249,11 @@ export class Engine {
       await this.afterSettled(ctx, wf, await this.load(ctx, [task.id]));
       return;
     }
-    if (retryable && hasRetryLeft(task.retry, task.attempt) && !isTerminalWorkflow(wf.state)) {
-      const delayMs = retryDelayMs(task.retry, task.attempt);
+    // A worker that stopped mid-task hands it back: that attempt says nothing about the
+    // task, so it runs again at once whatever its retry budget.
+    const interrupted = error.code === INTERRUPTED_CODE;
+    if (retryable && (interrupted || hasRetryLeft(task.retry, task.attempt)) && !isTerminalWorkflow(wf.state)) {
+      const delayMs = interrupted ? 0 : retryDelayMs(task.retry, task.attempt);
       const moved = await this.transitions.tasks(ctx, {
         ids: [task.id], from: ['RUNNING'], to: 'READY',
         set: { attempt: task.attempt + 1, ready_at: ctx.now + delayMs, error, ...reportSet(report), lease_outcome: outcome, worker_id: null },

@@ -1,8 +1,9 @@
+import type { Task } from '@tagflow/client';
 import { isoOrNull } from '@tagflow/domain';
 import type { TaskEntity } from '@tagflow/persistence';
 
 /** The wire form of a task. Internal bookkeeping (lease token, tag set id) stays inside. */
-export function toTaskResponse(t: TaskEntity) {
+export function toTaskResponse(t: TaskEntity): Task {
   return {
     id: t.id,
     workflow_id: t.workflow_id,
@@ -14,7 +15,7 @@ export function toTaskResponse(t: TaskEntity) {
     input: t.input,
     requires: t.requires,
     requires_tags: t.requires_tags,
-    retry: t.retry,
+    retry: { ...t.retry, max_delay_s: t.retry.max_delay_s },
     timeout_s: t.timeout_s,
     lease_s: t.lease_s,
     on_error: t.on_error,
@@ -39,4 +40,4 @@ export function toTaskResponse(t: TaskEntity) {
   };
 }
 
-export type TaskResponse = ReturnType<typeof toTaskResponse>;
+export type TaskResponse = Task;

@@ -1,4 +1,5 @@
 import { IsOptional, IsString, Matches, MaxLength, MinLength } from 'class-validator';
+import type { WorkerInfo } from '@tagflow/client';
 import { isoOrNull } from '@tagflow/domain';
 import type { WorkerEntity } from '@tagflow/persistence';
 import { IsTagList } from '../common/validation.js';
@@ -17,7 +18,7 @@ export class RegisterWorkerDto {
   version?: string;
 }
 
-export function toWorkerResponse(w: WorkerEntity, running: string[]) {
+export function toWorkerResponse(w: WorkerEntity, running: string[]): WorkerInfo {
   return {
     id: w.id,
     name: w.name,

@@ -1,3 +1,4 @@
+import type { Workflow } from '@tagflow/client';
 import { isoOrNull, TASK_STATES, type TaskState } from '@tagflow/domain';
 import type { WorkflowEntity } from '@tagflow/persistence';
 
@@ -7,7 +8,7 @@ export function emptyCounts(): TaskCounts {
   return Object.fromEntries(TASK_STATES.map((s) => [s, 0])) as TaskCounts;
 }
 
-export function toWorkflowResponse(w: WorkflowEntity, counts: TaskCounts) {
+export function toWorkflowResponse(w: WorkflowEntity, counts: TaskCounts): Workflow {
   return {
     id: w.id,
     name: w.name,

@@ -1,0 +1,52 @@
+import { Injectable } from '@nestjs/common';
+
+type Labels = Record<string, string>;
+
+interface Metric {
+  help: string;
+  type: 'counter' | 'gauge';
+  values: Map<string, number>;
+  read?: () => number;
+}
+
+/** A few process-local metrics in the Prometheus text format; no dependency needed. */
+@Injectable()
+export class MetricsService {
+  private readonly metrics = new Map<string, Metric>();
+
+  counter(name: string, help: string): (labels?: Labels, by?: number) => void {
+    const metric = this.define(name, help, 'counter');
+    return (labels = {}, by = 1) => {
+      const key = labelKey(labels);
+      metric.values.set(key, (metric.values.get(key) ?? 0) + by);
+    };
+  }
+
+  /** A gauge read when scraped. */
+  gauge(name: string, help: string, read: () => number): void {
+    this.define(name, help, 'gauge').read = read;
+  }
+
+  render(): string {
+    const lines: string[] = [];
+    for (const [name, m] of this.metrics) {
+      lines.push(`# HELP ${name} ${m.help}`, `# TYPE ${name} ${m.type}`);
+      if (m.read) lines.push(`${name} ${m.read()}`);
+      else if (m.values.size === 0) lines.push(`${name} 0`);
+      for (const [labels, value] of m.values) lines.push(`${name}${labels} ${value}`);
+    }
+    return lines.join('\n') + '\n';
+  }
+
+  private define(name: string, help: string, type: Metric['type']): Metric {
+    let m = this.metrics.get(name);
+    if (!m) this.metrics.set(name, (m = { help, type, values: new Map() }));
+    return m;
+  }
+}
+
+function labelKey(labels: Labels): string {
+  const entries = Object.entries(labels);
+  if (entries.length === 0) return '';
+  return `{${entries.map(([k, v]) => `${k}="${v.replace(/["\\\n]/g, '_')}"`).join(',')}}`;
+}

@@ -1,0 +1,59 @@
+import type { JsonObject, LeasedTask } from '@tagflow/client';
+
+/**
+ * What an executor is given to run one attempt of one task. Plugins receive the same.
+ *
+ * - `signal` aborts when the task is cancelled, its lease is lost, it runs out of time,
+ *   or the worker stops; `signal.reason` is an ExecutionStop telling which.
+ * - `heartbeat(progress)` records progress (sent with the next heartbeat; heartbeats
+ *   themselves are sent by the agent).
+ * - `run(command, args, options)` runs a process the way the shell executor does:
+ *   its own process group, killed with the task, output captured and bounded.
+ */
+export interface ExecutorContext {
+  task: LeasedTask;
+  attempt: number;
+  signal: AbortSignal;
+  heartbeat(progress: unknown): void;
+  log(message: string, fields?: Record<string, unknown>): void;
+  /** A directory of this attempt's own, removed afterwards. */
+  workDir: string;
+  run(command: string, args: string[], options?: RunOptions): Promise<ProcessResult>;
+}
+
+export interface RunOptions {
+  cwd?: string;
+  env?: Record<string, string>;
+}
+
+export interface ProcessResult {
+  exitCode: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** How an attempt ended, as the agent reports it. */
+export type ExecutionResult =
+  | { status: 'success'; output?: JsonObject; stdout?: string; stderr?: string; exitCode?: number }
+  | { status: 'failure'; message: string; code: string; retryable: boolean; stdout?: string; stderr?: string; exitCode?: number };
+
+export interface Executor {
+  /** The action type it runs, e.g. "shell" or "ansible-playbook". */
+  type: string;
+  run(ctx: ExecutorContext): Promise<ExecutionResult>;
+}
+
+/** Why an execution was stopped from outside. */
+export class ExecutionStop extends Error {
+  constructor(readonly why: 'cancelled' | 'lease-lost' | 'timeout' | 'shutdown') {
+    super(why);
+  }
+}
+
+/** A failure an executor throws to choose its code; any other thrown error fails with EXECUTOR_ERROR. */
+export class ExecutionFailure extends Error {
+  constructor(message: string, readonly code: string, readonly retryable = false) {
+    super(message);
+  }
+}

@@ -1,0 +1,242 @@
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { backoffDelay, TagflowApiError, type Failure, type LeasedTask, type TagflowClient } from '@tagflow/client';
+import type { WorkerConfig } from '../cli/config.js';
+import type { Logger } from '../cli/logger.js';
+import { ExecutionFailure, ExecutionStop, type ExecutionResult, type ExecutorContext } from '../executors/executor.js';
+import { runProcess } from '../executors/process-runner.js';
+import type { ExecutorRegistry } from '../executors/registry.js';
+import { WORKER_VERSION } from '../version.js';
+
+interface Running {
+  task: LeasedTask;
+  abort: AbortController;
+  done: Promise<void>;
+}
+
+/** Environment variables of the worker itself that its tasks must not inherit. */
+const PRIVATE_ENV = ['TAGFLOW_TOKEN'];
+
+/**
+ * The worker's life: register, then long-poll for as many tasks as it has free slots,
+ * run each with its executor, heartbeat it well inside its lease, and report the result.
+ *
+ * - A heartbeat answer with `cancel_requested` aborts the task (reported CANCELLED).
+ * - A heartbeat refused with 409/404 means the lease is gone: the task is stopped and
+ *   not reported (another attempt owns it now).
+ * - Reports are retried until accepted; a 409 ends the retry (the task was taken back).
+ * - stop(): no new polls; running tasks get the grace period, then are stopped and
+ *   reported as a retryable WORKER_SHUTDOWN failure so another worker takes them.
+ */
+export class Agent {
+  private readonly running = new Map<string, Running>();
+  private readonly pollAbort = new AbortController();
+  private stopping = false;
+  private workerId: string | null = null;
+  private slotFreed: (() => void) | null = null;
+
+  constructor(
+    private readonly config: WorkerConfig,
+    private readonly client: TagflowClient,
+    private readonly executors: ExecutorRegistry,
+    private readonly log: Logger,
+  ) {}
+
+  get id(): string | null {
+    return this.workerId;
+  }
+
+  async run(): Promise<void> {
+    await mkdir(this.config.workDir, { recursive: true });
+    await this.register();
+    let failures = 0;
+    while (!this.stopping) {
+      const free = this.config.concurrency - this.running.size;
+      if (free <= 0) {
+        await new Promise<void>((resolve) => (this.slotFreed = resolve));
+        continue;
+      }
+      try {
+        const tasks = await this.client.poll(
+          { tags: this.config.tags, worker_id: this.workerId ?? undefined, wait_s: this.config.pollWaitS, max_tasks: free },
+          this.pollAbort.signal,
+        );
+        failures = 0;
+        for (const task of tasks) this.launch(task);
+      } catch (e) {
+        if (this.stopping) break;
+        if (e instanceof TagflowApiError && e.status === 404 && /worker/.test(e.message)) {
+          this.log('warn', 'the API does not know this worker any more; registering again');
+          await this.register();
+          continue;
+        }
+        const delay = backoffDelay(Math.min(failures++, 6), { baseMs: 500, maxMs: 15_000 });
+        this.log('warn', 'poll failed; retrying', { error: (e as Error).message, retry_in_ms: delay });
+        await this.pause(delay);
+      }
+    }
+  }
+
+  /** Graceful stop: see the class comment. Resolves when every task has been reported or dropped. */
+  async stop(graceMs: number): Promise<void> {
+    if (!this.stopping) {
+      this.stopping = true;
+      this.pollAbort.abort();
+      this.slotFreed?.();
+    }
+    const all = () => Promise.allSettled([...this.running.values()].map((r) => r.done));
+    if (this.running.size > 0) {
+      this.log('info', 'stopping: waiting for running tasks', { tasks: this.running.size, grace_s: graceMs / 1000 });
+      const finished = await Promise.race([all().then(() => true), delay(graceMs).then(() => false)]);
+      if (!finished) {
+        this.log('warn', 'grace period over; stopping the remaining tasks', { tasks: this.running.size });
+        for (const r of this.running.values()) r.abort.abort(new ExecutionStop('shutdown'));
+      }
+    }
+    await all();
+  }
+
+  private async register(): Promise<void> {
+    for (let attempt = 0; !this.stopping; attempt++) {
+      try {
+        const w = await this.client.registerWorker({ name: this.config.name, tags: this.config.tags, hostname: hostname(), version: WORKER_VERSION });
+        this.workerId = w.id;
+        this.log('info', 'registered', { worker_id: w.id, name: w.name, tags: w.tags, api: this.config.api, concurrency: this.config.concurrency });
+        return;
+      } catch (e) {
+        if (e instanceof TagflowApiError && e.status >= 400 && e.status < 500) throw e; // bad name, bad token: say so and stop
+        const wait = backoffDelay(Math.min(attempt, 6), { baseMs: 500, maxMs: 15_000 });
+        this.log('warn', 'cannot register yet; retrying', { error: (e as Error).message, retry_in_ms: wait });
+        await this.pause(wait);
+      }
+    }
+  }
+
+  private launch(task: LeasedTask): void {
+    const abort = new AbortController();
+    const entry: Running = { task, abort, done: Promise.resolve() };
+    this.running.set(task.id, entry);
+    entry.done = this.execute(task, abort)
+      .catch((e: unknown) => this.log('error', 'task handling failed', { task_id: task.id, error: (e as Error).message }))
+      .finally(() => {
+        this.running.delete(task.id);
+        this.slotFreed?.();
+        this.slotFreed = null;
+      });
+  }
+
+  private async execute(task: LeasedTask, abort: AbortController): Promise<void> {
+    this.log('info', 'task started', { task_id: task.id, name: task.name, attempt: task.attempt, action: task.action.type });
+    let progress: unknown = undefined;
+    const leaseMs = task.lease_s * 1000;
+    const beat = setInterval(() => void this.heartbeat(task, abort, () => progress), Math.max(500, Math.floor(leaseMs / 3)));
+    const timeout = task.timeout_s ? setTimeout(() => abort.abort(new ExecutionStop('timeout')), task.timeout_s * 1000) : undefined;
+    const workDir = await mkdtemp(join(this.config.workDir, `${task.id}-`));
+    const childEnv = Object.fromEntries(Object.entries(process.env).filter(([k, v]) => v !== undefined && !PRIVATE_ENV.includes(k))) as Record<string, string>;
+    const ctx: ExecutorContext = {
+      task,
+      attempt: task.attempt,
+      signal: abort.signal,
+      heartbeat: (p) => (progress = p),
+      log: (msg, fields) => this.log('info', msg, { task_id: task.id, ...fields }),
+      workDir,
+      run: (command, args, opts = {}) =>
+        runProcess(command, args, { cwd: opts.cwd ?? workDir, env: { ...childEnv, ...opts.env }, signal: abort.signal }),
+    };
+    let result: ExecutionResult;
+    try {
+      const executor = this.executors.get(task.action.type);
+      if (!executor) {
+        result = {
+          status: 'failure', code: 'UNSUPPORTED_ACTION', retryable: false,
+          message: `this worker has no executor for action type "${task.action.type}" (it knows: ${this.executors.types().join(', ')})`,
+        };
+      } else {
+        result = await executor.run(ctx);
+      }
+    } catch (e) {
+      result = e instanceof ExecutionFailure
+        ? { status: 'failure', message: e.message, code: e.code, retryable: e.retryable }
+        : { status: 'failure', message: `executor error: ${(e as Error).message}`, code: 'EXECUTOR_ERROR', retryable: true };
+    } finally {
+      clearInterval(beat);
+      clearTimeout(timeout);
+      await rm(workDir, { recursive: true, force: true }).catch(() => undefined);
+    }
+
+    const stop = abort.signal.aborted ? (abort.signal.reason as ExecutionStop).why : null;
+    if (stop === 'lease-lost') {
+      this.log('warn', 'task stopped: its lease is gone, so it is not reported', { task_id: task.id });
+      return;
+    }
+    if (stop) {
+      const byStop: Record<'cancelled' | 'timeout' | 'shutdown', Required<Failure>> = {
+        cancelled: { message: 'cancelled on request; the process group was stopped', code: 'CANCELLED', retryable: false },
+        timeout: { message: `ran longer than timeout_s=${task.timeout_s}; the process group was stopped`, code: 'TIMEOUT', retryable: true },
+        shutdown: { message: 'the worker stopped before the task finished; it will run again elsewhere', code: 'WORKER_SHUTDOWN', retryable: true },
+      };
+      result = { status: 'failure', ...byStop[stop], stdout: result.stdout, stderr: result.stderr, exitCode: result.exitCode };
+    }
+    await this.report(task, result);
+  }
+
+  private async heartbeat(task: LeasedTask, abort: AbortController, progress: () => unknown): Promise<void> {
+    if (abort.signal.aborted) return;
+    try {
+      const answer = await this.client.heartbeat(task.id, task.lease.token, progress());
+      if (answer.cancel_requested && !abort.signal.aborted) {
+        this.log('info', 'cancel requested; stopping the task', { task_id: task.id });
+        abort.abort(new ExecutionStop('cancelled'));
+      }
+    } catch (e) {
+      if (e instanceof TagflowApiError && (e.status === 409 || e.status === 404)) {
+        if (!abort.signal.aborted) abort.abort(new ExecutionStop('lease-lost'));
+        return;
+      }
+      // The API is away: keep running; the lease decides once it answers again.
+      this.log('warn', 'heartbeat failed', { task_id: task.id, error: (e as Error).message });
+    }
+  }
+
+  private async report(task: LeasedTask, result: ExecutionResult): Promise<void> {
+    const retry = { attempts: Infinity, baseMs: 250, maxMs: 5000 };
+    const logs = { stdout: result.stdout, stderr: result.stderr, exit_code: result.exitCode };
+    try {
+      if (result.status === 'success') {
+        await this.client.complete(task.id, task.lease.token, result.output ?? {}, logs, retry);
+        this.log('info', 'task succeeded', { task_id: task.id, name: task.name });
+      } else {
+        await this.client.fail(task.id, task.lease.token, { message: result.message, code: result.code, retryable: result.retryable }, logs, retry);
+        this.log('info', 'task failed', { task_id: task.id, name: task.name, code: result.code, message: result.message });
+      }
+    } catch (e) {
+      if (e instanceof TagflowApiError && (e.status === 409 || e.status === 404)) {
+        this.log('warn', 'report refused: the task was taken back', { task_id: task.id, status: e.status, message: e.body?.message });
+        return;
+      }
+      if (e instanceof TagflowApiError && e.status === 413) {
+        // Output too large: report that instead, so the task does not hang until its lease ends.
+        await this.client
+          .fail(task.id, task.lease.token, { message: `the task's output was refused: ${e.body?.message ?? 'too large'}`, code: 'OUTPUT_TOO_LARGE', retryable: false }, logs, retry)
+          .catch((err: unknown) => this.log('error', 'could not report', { task_id: task.id, error: (err as Error).message }));
+        return;
+      }
+      throw e;
+    }
+  }
+
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(resolve, ms);
+      this.pollAbort.signal.addEventListener('abort', () => {
+        clearTimeout(t);
+        resolve();
+      }, { once: true });
+    });
+  }
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

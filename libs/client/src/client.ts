@@ -1,0 +1,237 @@
+import { TagflowApiError, TagflowNetworkError } from './errors.js';
+import { backoffDelay, DEFAULT_BACKOFF, isRetryable, type BackoffOptions } from './retry-policy.js';
+import type {
+  ErrorBody, Failure, HeartbeatAnswer, JsonObject, LeasedTask, Page, PollRequest, Report, Task, TaskEvent, TaskSpec, TaskState,
+  WorkerInfo, Workflow, WorkflowSpec, WorkflowState,
+} from './types.js';
+
+export interface ClientOptions {
+  /** Base URL of the API, e.g. http://127.0.0.1:8080 */
+  url: string;
+  /** Sent as `Authorization: Bearer <token>`; never logged. */
+  token?: string;
+  /** Time limit of a call that does not long-poll. */
+  timeoutMs?: number;
+  retry?: Partial<BackoffOptions>;
+  /** Told about each retry (for logs); never sees the token. */
+  onRetry?: (info: { method: string; path: string; attempt: number; delayMs: number; error: Error }) => void;
+}
+
+interface CallOptions {
+  query?: Record<string, string | number | undefined>;
+  body?: unknown;
+  idempotent?: boolean;
+  /** Extra time on top of timeoutMs, for long-polls. */
+  waitMs?: number;
+  retry?: Partial<BackoffOptions>;
+  signal?: AbortSignal;
+}
+
+/** How much longer than its own wait a long-poll may take before the client gives up on it. */
+const LONG_POLL_MARGIN_MS = 10_000;
+
+/**
+ * The typed client for Tagflow's /v1 API, used by the worker agent and by engines that
+ * hand tasks over. Errors are TagflowApiError (with status and message) or
+ * TagflowNetworkError; network errors and 503 are retried with capped, jittered backoff.
+ */
+export class TagflowClient {
+  private readonly base: string;
+  private readonly timeoutMs: number;
+  private readonly retry: BackoffOptions;
+
+  constructor(private readonly options: ClientOptions) {
+    this.base = options.url.replace(/\/+$/, '');
+    this.timeoutMs = options.timeoutMs ?? 30_000;
+    this.retry = { ...DEFAULT_BACKOFF, ...options.retry };
+  }
+
+  // ---- workflows ----
+  createWorkflow(spec: WorkflowSpec): Promise<Workflow> {
+    return this.call('POST', '/v1/workflows', { body: spec });
+  }
+  getWorkflow(id: string): Promise<Workflow> {
+    return this.call('GET', `/v1/workflows/${enc(id)}`);
+  }
+  listWorkflows(q: { state?: WorkflowState; tag?: string; name?: string; limit?: number; cursor?: string } = {}): Promise<Page<Workflow>> {
+    return this.call('GET', '/v1/workflows', { query: q });
+  }
+  deleteWorkflow(id: string): Promise<void> {
+    return this.call('DELETE', `/v1/workflows/${enc(id)}`, { idempotent: true });
+  }
+  sealWorkflow(id: string): Promise<Workflow> {
+    return this.call('POST', `/v1/workflows/${enc(id)}/seal`, { idempotent: true });
+  }
+  cancelWorkflow(id: string): Promise<Workflow> {
+    return this.call('POST', `/v1/workflows/${enc(id)}/cancel`, { idempotent: true });
+  }
+  pauseWorkflow(id: string): Promise<Workflow> {
+    return this.call('POST', `/v1/workflows/${enc(id)}/pause`, { idempotent: true });
+  }
+  resumeWorkflow(id: string): Promise<Workflow> {
+    return this.call('POST', `/v1/workflows/${enc(id)}/resume`, { idempotent: true });
+  }
+
+  // ---- tasks ----
+  addTask(workflowId: string, spec: TaskSpec): Promise<Task> {
+    return this.call('POST', `/v1/workflows/${enc(workflowId)}/tasks`, { body: spec });
+  }
+  async addTasks(workflowId: string, specs: TaskSpec[]): Promise<Task[]> {
+    return (await this.call<{ tasks: Task[] }>('POST', `/v1/workflows/${enc(workflowId)}/tasks`, { body: { tasks: specs } })).tasks;
+  }
+  listTasks(workflowId: string, q: { state?: TaskState; tag?: string; limit?: number; cursor?: string } = {}): Promise<Page<Task>> {
+    return this.call('GET', `/v1/workflows/${enc(workflowId)}/tasks`, { query: q });
+  }
+  getTaskInWorkflow(workflowId: string, idOrName: string): Promise<Task> {
+    return this.call('GET', `/v1/workflows/${enc(workflowId)}/tasks/${enc(idOrName)}`);
+  }
+  /** With waitS, long-polls until the task is finished (or the wait ends). */
+  getTask(id: string, waitS?: number): Promise<Task> {
+    return this.call('GET', `/v1/tasks/${enc(id)}`, { query: { wait_s: waitS }, waitMs: (waitS ?? 0) * 1000 });
+  }
+  taskEvents(id: string): Promise<TaskEvent[]> {
+    return this.call('GET', `/v1/tasks/${enc(id)}/events`);
+  }
+  patchTask(id: string, patch: Omit<Partial<TaskSpec>, 'name'>): Promise<Task> {
+    return this.call('PATCH', `/v1/tasks/${enc(id)}`, { body: patch, idempotent: true });
+  }
+  deleteTask(id: string): Promise<void> {
+    return this.call('DELETE', `/v1/tasks/${enc(id)}`, { idempotent: true });
+  }
+  cancelTask(id: string): Promise<Task> {
+    return this.call('POST', `/v1/tasks/${enc(id)}/cancel`, { idempotent: true });
+  }
+  rerunTask(id: string): Promise<Task> {
+    return this.call('POST', `/v1/tasks/${enc(id)}/rerun`);
+  }
+  /** The single-task shortcut: a sealed one-task workflow. */
+  submitTask(spec: TaskSpec & { workflow_name?: string }): Promise<Task> {
+    return this.call('POST', '/v1/tasks', { body: spec });
+  }
+  /** Hands one task over and waits for its result, in as many long-polls as it takes. */
+  async runTask(spec: TaskSpec & { workflow_name?: string }, opts: { timeoutS?: number; signal?: AbortSignal } = {}): Promise<Task> {
+    const task = await this.submitTask(spec);
+    const deadline = Date.now() + (opts.timeoutS ?? Infinity) * 1000;
+    let current = task;
+    while (!isTerminal(current.state)) {
+      if (opts.signal?.aborted) throw opts.signal.reason;
+      const left = (deadline - Date.now()) / 1000;
+      if (left <= 0) return current;
+      current = await this.getTask(task.id, Math.min(60, Math.max(1, Math.floor(left))));
+    }
+    return current;
+  }
+
+  // ---- workers ----
+  registerWorker(w: { name: string; tags?: string[]; hostname?: string; version?: string }): Promise<WorkerInfo> {
+    return this.call('POST', '/v1/workers', { body: w });
+  }
+  listWorkers(q: { limit?: number; cursor?: string } = {}): Promise<Page<WorkerInfo>> {
+    return this.call('GET', '/v1/workers', { query: q });
+  }
+  getWorker(id: string): Promise<WorkerInfo> {
+    return this.call('GET', `/v1/workers/${enc(id)}`);
+  }
+
+  // ---- the worker protocol ----
+  async poll(req: PollRequest, signal?: AbortSignal): Promise<LeasedTask[]> {
+    const body = await this.call<{ tasks: LeasedTask[] }>('POST', '/v1/tasks/poll', {
+      body: req, waitMs: (req.wait_s ?? 30) * 1000, idempotent: false, signal, retry: { attempts: 1 },
+    });
+    return body.tasks;
+  }
+  heartbeat(taskId: string, leaseToken: string, progress?: unknown): Promise<HeartbeatAnswer> {
+    return this.call('POST', `/v1/tasks/${enc(taskId)}/heartbeat`, { body: { lease_token: leaseToken, progress }, idempotent: true, retry: { attempts: 2 } });
+  }
+  complete(taskId: string, leaseToken: string, output?: JsonObject, report: Report = {}, retry?: Partial<BackoffOptions>): Promise<Task> {
+    return this.call('POST', `/v1/tasks/${enc(taskId)}/complete`, { body: { lease_token: leaseToken, output, ...report }, idempotent: true, retry });
+  }
+  fail(taskId: string, leaseToken: string, error: Failure, report: Report = {}, retry?: Partial<BackoffOptions>): Promise<Task> {
+    return this.call('POST', `/v1/tasks/${enc(taskId)}/fail`, { body: { lease_token: leaseToken, error, ...report }, idempotent: true, retry });
+  }
+
+  async health(): Promise<{ status: string; database: string; redis: string }> {
+    return this.call('GET', '/health', { retry: { attempts: 1 } });
+  }
+
+  // ---- transport ----
+  private async call<T>(method: string, path: string, opts: CallOptions = {}): Promise<T> {
+    const retry = { ...this.retry, ...opts.retry };
+    const idempotent = opts.idempotent ?? method === 'GET';
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.once<T>(method, path, opts);
+      } catch (e) {
+        const error = e as Error;
+        if (opts.signal?.aborted || attempt >= retry.attempts || !isRetryable(error, idempotent)) throw error;
+        const delayMs = backoffDelay(attempt - 1, retry);
+        this.options.onRetry?.({ method, path, attempt, delayMs, error });
+        await sleep(delayMs, opts.signal);
+      }
+    }
+  }
+
+  private async once<T>(method: string, path: string, opts: CallOptions): Promise<T> {
+    const url = new URL(this.base + path);
+    for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (opts.body !== undefined) headers['content-type'] = 'application/json';
+    if (this.options.token) headers.authorization = `Bearer ${this.options.token}`;
+    const timeout = AbortSignal.timeout(this.timeoutMs + (opts.waitMs ? opts.waitMs + LONG_POLL_MARGIN_MS : 0));
+    const signal = opts.signal ? AbortSignal.any([timeout, opts.signal]) : timeout;
+    let res: Response;
+    try {
+      res = await fetch(url, { method, headers, body: opts.body === undefined ? undefined : JSON.stringify(opts.body), signal });
+    } catch (e) {
+      throw new TagflowNetworkError(describeNetworkError(e), method, path, wasNotSent(e), e);
+    }
+    const text = await res.text().catch(() => '');
+    let body: unknown = undefined;
+    if (text) {
+      try {
+        body = JSON.parse(text);
+      } catch {
+        body = text;
+      }
+    }
+    if (!res.ok) {
+      const err = (typeof body === 'object' && body !== null ? body : null) as Partial<ErrorBody> | null;
+      throw new TagflowApiError(res.status, err?.message ?? (typeof body === 'string' ? body.slice(0, 200) : res.statusText), err, method, path);
+    }
+    return body as T;
+  }
+}
+
+export function isTerminal(state: TaskState): boolean {
+  return state === 'SUCCESS' || state === 'ERROR' || state === 'CANCELLED' || state === 'SKIPPED';
+}
+
+function enc(s: string): string {
+  return encodeURIComponent(s);
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => {
+      clearTimeout(t);
+      resolve();
+    }, { once: true });
+  });
+}
+
+function causeCode(e: unknown): string | undefined {
+  const cause = (e as { cause?: { code?: string } } | null)?.cause;
+  return cause?.code;
+}
+
+function wasNotSent(e: unknown): boolean {
+  const code = causeCode(e);
+  return code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EHOSTUNREACH';
+}
+
+function describeNetworkError(e: unknown): string {
+  if (e instanceof Error && (e.name === 'TimeoutError' || e.name === 'AbortError')) return e.name === 'TimeoutError' ? 'no answer in time' : 'aborted';
+  const code = causeCode(e);
+  return code ? `cannot reach the API (${code})` : `cannot reach the API (${e instanceof Error ? e.message : String(e)})`;
+}

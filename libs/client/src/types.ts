@@ -1,0 +1,163 @@
+/** The wire types of Tagflow's /v1 API, shared by the API's mappers and every client. */
+
+export type TaskState = 'WAITING' | 'READY' | 'RUNNING' | 'SUCCESS' | 'ERROR' | 'CANCELLED' | 'SKIPPED';
+export type WorkflowState = 'RUNNING' | 'PAUSED' | 'SUCCESS' | 'ERROR' | 'CANCELLED';
+export type OnFailure = 'fail' | 'continue' | 'rollback';
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- JSON chosen by users
+export type JsonObject = Record<string, any>;
+
+export interface Action extends JsonObject {
+  type: string;
+}
+
+export interface RetrySpec {
+  count?: number;
+  delay_s?: number;
+  backoff?: number;
+  max_delay_s?: number | null;
+}
+
+export interface TaskSpec {
+  name?: string;
+  tags?: string[];
+  action: Action;
+  input?: JsonObject;
+  requires?: string[];
+  requires_tags?: string[];
+  retry?: RetrySpec;
+  timeout_s?: number;
+  lease_s?: number;
+  on_error?: { codes?: string[]; run: TaskSpec[] }[];
+  revert?: Action;
+}
+
+export interface TaskError {
+  message: string;
+  code: string | null;
+}
+
+export interface Task {
+  id: string;
+  workflow_id: string;
+  name: string;
+  kind: 'task' | 'handler' | 'revert';
+  parent_task_id: string | null;
+  tags: string[];
+  action: Action;
+  input: JsonObject;
+  requires: string[];
+  requires_tags: string[];
+  retry: Required<RetrySpec>;
+  timeout_s: number | null;
+  lease_s: number;
+  on_error: { codes?: string[]; run: JsonObject[] }[];
+  revert: Action | null;
+  state: TaskState;
+  attempt: number;
+  handled: boolean;
+  cancel_requested: boolean;
+  output: JsonObject | null;
+  error: TaskError | null;
+  stdout: string | null;
+  stderr: string | null;
+  exit_code: number | null;
+  progress: unknown;
+  worker_id: string | null;
+  lease_expires_at: string | null;
+  created_at: string | null;
+  updated_at: string | null;
+  ready_at: string | null;
+  started_at: string | null;
+  finished_at: string | null;
+}
+
+export interface Lease {
+  token: string;
+  expires_at: string;
+}
+
+export interface LeasedTask extends Task {
+  lease: Lease;
+}
+
+export interface Workflow {
+  id: string;
+  name: string;
+  description: string | null;
+  tags: string[];
+  input: JsonObject;
+  state: WorkflowState;
+  sealed: boolean;
+  on_failure: OnFailure;
+  created_at: string | null;
+  updated_at: string | null;
+  finished_at: string | null;
+  task_counts: Record<TaskState, number>;
+}
+
+export interface WorkflowSpec {
+  name: string;
+  description?: string;
+  tags?: string[];
+  input?: JsonObject;
+  tasks?: TaskSpec[];
+  sealed?: boolean;
+  on_failure?: OnFailure;
+}
+
+export interface WorkerInfo {
+  id: string;
+  name: string;
+  tags: string[];
+  hostname: string | null;
+  version: string | null;
+  created_at: string | null;
+  last_seen_at: string | null;
+  running_task_ids: string[];
+}
+
+export interface Page<T> {
+  items: T[];
+  next_cursor: string | null;
+}
+
+export interface TaskEvent {
+  from: TaskState | null;
+  to: TaskState;
+  attempt: number;
+  reason: string | null;
+  at: string;
+}
+
+export interface PollRequest {
+  tags: string[];
+  worker_id?: string;
+  wait_s?: number;
+  max_tasks?: number;
+}
+
+export interface HeartbeatAnswer {
+  expires_at: string;
+  cancel_requested: boolean;
+}
+
+export interface Report {
+  stdout?: string;
+  stderr?: string;
+  exit_code?: number;
+}
+
+export interface Failure {
+  message: string;
+  code?: string;
+  retryable?: boolean;
+}
+
+/** The error body every non-2xx answer carries. */
+export interface ErrorBody {
+  statusCode: number;
+  error: string;
+  message: string;
+  details?: unknown;
+  request_id?: string;
+}
