@@ -38,12 +38,8 @@ API_URL="http://$HOST:$PORT"
 
 node dist/apps/api/main.js &
 pids+=($!)
-for _ in $(seq 1 100); do
-  curl -fsS "$API_URL/health" >/dev/null 2>&1 && break
-  kill -0 "${pids[0]}" 2>/dev/null || die "the API exited; see the messages above"
-  sleep 0.1
-done
-if [ -f dist/apps/worker/main.js ] && [ "${TAGFLOW_NO_WORKER:-}" != 1 ]; then
+if [ "${TAGFLOW_NO_WORKER:-}" != 1 ]; then
+  # The worker registers as soon as the API answers (it retries until then).
   node dist/apps/worker/main.js --api "$API_URL" --name "local-$(hostname)" --tags "${TAGFLOW_TAGS:-local}" &
   pids+=($!)
 fi

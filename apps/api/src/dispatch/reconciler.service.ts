@@ -59,7 +59,7 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
     this.ticks++;
     await this.expireLeases();
     if (await this.queue.queue.redisWasReset()) {
-      this.logger.event('warn', 'reconciler', 'Redis lost its data; queueing every READY task again');
+      this.logger.event('info', 'reconciler', 'Redis holds no Tagflow state yet (new, flushed or restarted empty): queueing every READY task');
       await this.requeue(false);
     } else if (first || this.ticks % 5 === 0) {
       await this.requeue(true);

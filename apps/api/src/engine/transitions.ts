@@ -96,8 +96,8 @@ export class Transitions {
       e.workflow_id = row?.workflow_id ?? '';
       e.from_state = before ? (row?.state ?? null) : t.from[0];
       e.to_state = t.to;
-      // A retry moves RUNNING -> READY with the next attempt number: record the new one.
-      e.attempt = before ? (row?.attempt ?? 0) : (row?.attempt ?? 0);
+      // Single-row transitions read the row after the update: a retry records its new attempt.
+      e.attempt = row?.attempt ?? 0;
       e.reason = t.reason ?? null;
       e.at = ctx.now;
       return e;
