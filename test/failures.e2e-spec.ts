@@ -161,6 +161,23 @@ describe('failures and leases', () => {
     expect((await waitForWorkflow(api, wf.id, ['ERROR', 'SUCCESS'])).state).toBe('ERROR');
   });
 
+  it('takes no new tasks into an open workflow that is rolling back', async () => {
+    const t = tag();
+    const wf = await api.createWorkflow(workflow({
+      on_failure: 'rollback',
+      tasks: [task('done', { tags: [t], revert: { type: 'noop' } }), task('busy', { tags: [`${t}-busy`] }), task('bad', { tags: [`${t}-bad`] })],
+    }));
+    await api.complete(await api.take([t]));
+    const busy = await api.take([`${t}-busy`]);
+    await api.fail(await api.take([`${t}-bad`]), { message: 'bad failed' });
+    expect((await api.workflow(wf.id)).state).toBe('RUNNING'); // the rollback waits for `busy`
+    const late = await api.post(`/v1/workflows/${wf.id}/tasks`, task('late', { tags: [t] }));
+    expect(late.status).toBe(409);
+    expect(late.body.message).toContain('rolling back');
+    await api.complete(busy);
+    expect((await api.take([t])).name).toBe('done.revert');
+  });
+
   it('counts an expired lease as a failed attempt: retried on a new lease, the late report refused', async () => {
     const t = tag();
     const wf = await api.createWorkflow(workflow({ sealed: true, tasks: [task('lost', { tags: [t], lease_s: 1, retry: { count: 1 } })] }));

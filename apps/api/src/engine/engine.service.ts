@@ -76,6 +76,9 @@ export class Engine {
     if (!opts.engineAdded && !opts.creating) {
       if (isTerminalWorkflow(wf.state)) throw conflict(`workflow ${wf.id} is ${wf.state}: no tasks can be added`);
       if (wf.sealed) throw conflict(`workflow ${wf.id} is sealed: no tasks can be added`);
+      if (wf.on_failure === 'rollback' && (await this.hasUnhandledFailure(ctx, wf.id))) {
+        throw conflict(`workflow ${wf.id} is rolling back after a failure: no tasks can be added`, { state: wf.state });
+      }
     }
     const tasks = specs.map(normalizeSpec);
     await this.validateNewTasks(ctx, wf, tasks, opts);
