@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import pg from 'pg';
-import { Api, DATABASE, task, waitForWorkflow, workflow, type LeasedTask } from './support/harness.js';
+import { Api, DATABASE, task, waitFor, waitForWorkflow, workflow, type LeasedTask } from './support/harness.js';
 
 /**
  * Two API processes on one PostgreSQL and one Redis. (SQLite is for a single API
@@ -27,6 +27,17 @@ describe('two API replicas on one database and Redis', () => {
     await b.post(`/v1/workflows/${wf.id}/tasks`, task('via-b', { tags: [t] }));
     const [got] = await parked;
     expect(got.name).toBe('via-b');
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+
+  it('wakes a blocking data read on one replica when the key is written through the other', async () => {
+    const wf = await a.createWorkflow(workflow());
+    const blocked = a.get(`/v1/workflows/${wf.id}/data/cluster.master?wait_s=20`);
+    await waitFor('the read to block on replica a', async () => (await a.metric('tagflow_data_reads_waiting')) >= 1);
+    const started = Date.now();
+    expect((await b.request('PUT', `/v1/workflows/${wf.id}/data/cluster.master`, { value: { host: 'db1' } })).status).toBe(200);
+    const r = await blocked;
+    expect(r.body).toMatchObject({ key: 'cluster.master', value: { host: 'db1' } });
     expect(Date.now() - started).toBeLessThan(5000);
   });
 

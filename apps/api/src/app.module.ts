@@ -8,9 +8,12 @@ import { LeaseService } from './dispatch/lease.service.js';
 import { PollService } from './dispatch/poll.service.js';
 import { QueueService, TASK_QUEUE } from './dispatch/queue.service.js';
 import { ReconcilerService } from './dispatch/reconciler.service.js';
-import { TaskWaiters } from './dispatch/task-waiters.js';
+import { Waiters } from './dispatch/waiters.js';
 import { Engine } from './engine/engine.service.js';
+import { ReferenceResolver } from './engine/reference-resolver.js';
 import { Transitions } from './engine/transitions.js';
+import { DataController } from './data-space/data.controller.js';
+import { DataService } from './data-space/data.service.js';
 import { HealthController } from './health/health.controller.js';
 import { MetricsController } from './metrics/metrics.controller.js';
 import { MetricsService } from './metrics/metrics.service.js';
@@ -32,7 +35,7 @@ export class AppModule implements OnApplicationShutdown {
   static forRoot(config: AppConfig, logger: JsonLogger): DynamicModule {
     return {
       module: AppModule,
-      controllers: [WorkflowsController, TasksController, WorkersController, HealthController, MetricsController],
+      controllers: [WorkflowsController, TasksController, WorkersController, DataController, HealthController, MetricsController],
       providers: [
         { provide: AppConfig, useValue: config },
         { provide: JsonLogger, useValue: logger },
@@ -52,8 +55,8 @@ export class AppModule implements OnApplicationShutdown {
             return queue;
           },
         },
-        MetricsService, QueueService, Transitions, Engine, LeaseService, PollService, TaskWaiters, ReconcilerService,
-        WorkflowsService, TasksService, WorkersService,
+        MetricsService, QueueService, Transitions, Engine, ReferenceResolver, LeaseService, PollService, Waiters, ReconcilerService,
+        WorkflowsService, TasksService, WorkersService, DataService,
       ],
     };
   }

@@ -1,11 +1,20 @@
 import { TagflowClient } from '@tagflow/client';
 import { ConfigError, parseConfig, USAGE } from './cli/config.js';
+import { dataCommand } from './cli/data-command.js';
 import { jsonLogger } from './cli/logger.js';
 import { ExecutorRegistry } from './executors/registry.js';
 import { Agent } from './poller/agent.js';
 
 /** tagflow-worker: see USAGE in cli/config.ts and the README. */
 async function main(): Promise<void> {
+  if (process.argv[2] === 'data') {
+    const code = await dataCommand(process.argv.slice(3), process.env, {
+      out: (s) => process.stdout.write(s),
+      err: (s) => process.stderr.write(s),
+      stdin: () => readStdin(),
+    });
+    process.exit(code);
+  }
   let config;
   try {
     config = parseConfig(process.argv.slice(2), process.env);
@@ -60,6 +69,12 @@ async function main(): Promise<void> {
     process.stderr.write(`tagflow-worker: ${(e as Error).message}\n`);
     process.exit(1);
   }
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 void main().catch((e: unknown) => {

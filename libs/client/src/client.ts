@@ -1,7 +1,7 @@
 import { TagflowApiError, TagflowNetworkError } from './errors.js';
 import { backoffDelay, DEFAULT_BACKOFF, isRetryable, type BackoffOptions } from './retry-policy.js';
 import type {
-  ErrorBody, Failure, HeartbeatAnswer, JsonObject, LeasedTask, Page, PollRequest, Report, Task, TaskEvent, TaskSpec, TaskState,
+  DataEntry, ErrorBody, Failure, HeartbeatAnswer, JsonObject, LeasedTask, Page, PollRequest, Report, Task, TaskEvent, TaskSpec, TaskState,
   WorkerInfo, Workflow, WorkflowSpec, WorkflowState,
 } from './types.js';
 
@@ -120,6 +120,23 @@ export class TagflowClient {
       current = await this.getTask(task.id, Math.min(60, Math.max(1, Math.floor(left))));
     }
     return current;
+  }
+
+  // ---- the data space ----
+  putData(workflowId: string, key: string, value: unknown): Promise<DataEntry> {
+    return this.call('PUT', `/v1/workflows/${enc(workflowId)}/data/${enc(key)}`, { body: { value }, idempotent: true });
+  }
+  /** The entry, or null when it is not written within waitS (a blocking read). */
+  async getData(workflowId: string, key: string, waitS?: number): Promise<DataEntry | null> {
+    try {
+      return await this.call<DataEntry>('GET', `/v1/workflows/${enc(workflowId)}/data/${enc(key)}`, { query: { wait_s: waitS }, waitMs: (waitS ?? 0) * 1000 });
+    } catch (e) {
+      if (e instanceof TagflowApiError && e.status === 404 && (e.body as { pending?: boolean } | null)?.pending) return null;
+      throw e;
+    }
+  }
+  listData(workflowId: string): Promise<{ items: Omit<DataEntry, 'value'>[] }> {
+    return this.call('GET', `/v1/workflows/${enc(workflowId)}/data`);
   }
 
   // ---- workers ----

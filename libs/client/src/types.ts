@@ -29,6 +29,8 @@ export interface TaskSpec {
   lease_s?: number;
   on_error?: { codes?: string[]; run: TaskSpec[] }[];
   revert?: Action;
+  /** Data keys this task writes (readers of them wait for it; a cycle is refused). */
+  produces?: string[];
 }
 
 export interface TaskError {
@@ -160,4 +162,11 @@ export interface ErrorBody {
   message: string;
   details?: unknown;
   request_id?: string;
+}
+
+export interface DataEntry {
+  key: string;
+  value: unknown;
+  written_at: string | null;
+  task_id: string | null;
 }

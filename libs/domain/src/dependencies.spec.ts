@@ -86,6 +86,23 @@ describe('findCycle', () => {
   });
 });
 
+describe('data dependencies', () => {
+  it('waits for a missing key, and reports a deadlock once sealed with no producer left', () => {
+    const base = { task: task(), byName: new Map(), tagMembers: [] };
+    expect(evaluateReadiness({ ...base, sealed: false, data: { missing: ['k'], unproducible: ['k'] } }).kind).toBe('waiting');
+    expect(evaluateReadiness({ ...base, sealed: true, data: { missing: ['k'], unproducible: [] } }).kind).toBe('waiting');
+    expect(evaluateReadiness({ ...base, sealed: true, data: { missing: ['k', 'j'], unproducible: ['j'] } })).toEqual({
+      kind: 'deadlock', code: 'DEADLOCK', message: 'waits for data key j that no unfinished task of the sealed workflow produces',
+    });
+    expect(evaluateReadiness({ ...base, sealed: true, data: { missing: [], unproducible: [] } }).kind).toBe('ready');
+  });
+
+  it('finds a cycle through a data key and its producer', () => {
+    expect(findCycle([g('reader', { data_requires: ['k'], requires: [] }), g('writer', { produces: ['k'], requires: ['reader'] })])).toEqual(['reader', 'data:k', 'writer', 'reader']);
+    expect(findCycle([g('reader', { data_requires: ['k'] }), g('writer', { produces: ['k'] })])).toBeNull();
+  });
+});
+
 describe('reverseDependencyOrder', () => {
   it('reverts dependents first, also through tasks without a revert', () => {
     const all = [

@@ -57,12 +57,16 @@ export interface ReadinessInput {
   /** Every task of the workflow carrying any of `requires_tags` (the task itself may be among them). */
   tagMembers: readonly DependencyView[];
   sealed: boolean;
+  /** Data keys the task reads that are not written yet, and those of them no unfinished task declares in `produces`. */
+  data?: { missing: readonly string[]; unproducible: readonly string[] };
 }
 
 export type Readiness =
   | { kind: 'ready' }
   | { kind: 'waiting' }
-  | { kind: 'dead'; cause: DependencyView; code: string; message: string };
+  | { kind: 'dead'; cause: DependencyView; code: string; message: string }
+  /** Can never become ready: the workflow is sealed and a data key it reads has no producer left. */
+  | { kind: 'deadlock'; code: 'DEADLOCK'; message: string };
 
 /**
  * Whether a WAITING task may run. A task waits for every task named in `requires` and
@@ -100,6 +104,18 @@ export function evaluateReadiness(input: ReadinessInput): Readiness {
     }
   }
 
+  if (input.data && input.data.missing.length > 0) {
+    if (input.sealed && input.data.unproducible.length > 0) {
+      const keys = input.data.unproducible;
+      return {
+        kind: 'deadlock',
+        code: 'DEADLOCK',
+        message: `waits for data ${keys.length === 1 ? 'key' : 'keys'} ${keys.join(', ')} that no unfinished task of the sealed workflow produces`,
+      };
+    }
+    pending = true;
+  }
+
   return pending ? { kind: 'waiting' } : { kind: 'ready' };
 }
 
@@ -108,6 +124,9 @@ export interface GraphTask {
   tags: readonly string[];
   requires: readonly string[];
   requires_tags: readonly string[];
+  /** Data keys the task reads ({{ data.KEY }}) and writes (produces). */
+  data_requires?: readonly string[];
+  produces?: readonly string[];
   /** Only tasks still waiting have outgoing edges: the others are past their dependencies. */
   waiting: boolean;
 }
@@ -115,7 +134,7 @@ export interface GraphTask {
 /**
  * Finds a dependency cycle among the tasks, or returns null. The result is the path
  * that closes on itself, e.g. ["a", "b", "a"], where each step reads "waits for";
- * a step through a tag selector shows as "tag:NAME".
+ * a step through a tag selector shows as "tag:NAME", through a data key as "data:KEY".
  *
  * A tag selector becomes one virtual node with an edge to each member, so a selector
  * shared by many tasks costs one edge per member, not one per pair. A task that carries
@@ -131,9 +150,15 @@ export function findCycle(tasks: readonly GraphTask[]): string[] | null {
       list.push(t.name);
     }
   }
+  // A reader of a data key waits for every task that declares it produces the key.
+  const producers = new Map<string, string[]>();
+  for (const t of tasks) {
+    for (const key of new Set(t.produces ?? [])) (producers.get(key) ?? producers.set(key, []).get(key)!).push(t.name);
+  }
   const names = new Set(tasks.map((t) => t.name));
   const edges = new Map<string, string[]>();
   const usedTagNodes = new Set<string>();
+  const usedDataNodes = new Set<string>();
   for (const t of tasks) {
     if (!t.waiting) continue;
     const out: string[] = [];
@@ -148,9 +173,16 @@ export function findCycle(tasks: readonly GraphTask[]): string[] | null {
         usedTagNodes.add(tag);
       }
     }
+    for (const key of new Set(t.data_requires ?? [])) {
+      if ((producers.get(key) ?? []).length > 0) {
+        out.push(`data:${key}`);
+        usedDataNodes.add(key);
+      }
+    }
     edges.set(t.name, out);
   }
   for (const tag of usedTagNodes) edges.set(`tag:${tag}`, members.get(tag) ?? []);
+  for (const key of usedDataNodes) edges.set(`data:${key}`, producers.get(key) ?? []);
 
   // Iterative DFS with three colours; the stack holds the current path.
   const colour = new Map<string, 1 | 2>(); // 1 = on the path, 2 = done

@@ -7,3 +7,4 @@ export * from './dependencies.js';
 export * from './time.js';
 export * from './tagset-index.js';
 export * from './ids.js';
+export * from './references.js';

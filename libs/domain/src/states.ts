@@ -14,8 +14,9 @@ export const TERMINAL_WORKFLOW_STATES: readonly WorkflowState[] = ['SUCCESS', 'E
 
 /** Allowed task transitions: from -> the states it may move to. */
 export const TASK_TRANSITIONS: Readonly<Record<TaskState, readonly TaskState[]>> = {
-  // A task leaves WAITING when its dependencies are met, can never be met, or it is cancelled.
-  WAITING: ['READY', 'SKIPPED', 'CANCELLED'],
+  // A task leaves WAITING when its dependencies are met, can never be met (SKIPPED, or
+  // ERROR with code DEADLOCK when a data key it reads has no producer left), or it is cancelled.
+  WAITING: ['READY', 'SKIPPED', 'CANCELLED', 'ERROR'],
   // READY -> WAITING: a PATCH before it runs re-evaluates its dependencies.
   READY: ['RUNNING', 'WAITING', 'SKIPPED', 'CANCELLED'],
   // RUNNING -> READY: a failed attempt with retries left (or an expired lease).

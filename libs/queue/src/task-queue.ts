@@ -41,7 +41,8 @@ export interface TakenJob {
 
 export type BusEvent =
   | { type: 'ready'; tagset: string; tags: string[]; count: number }
-  | { type: 'task-finished'; task: string };
+  | { type: 'task-finished'; task: string }
+  | { type: 'data-written'; workflow: string; key: string };
 
 interface JobData {
   taskId: string;
@@ -173,6 +174,10 @@ export class TaskQueue {
 
   async publishTaskFinished(taskIds: readonly string[]): Promise<void> {
     for (const task of taskIds) await this.publish({ type: 'task-finished', task });
+  }
+
+  async publishDataWritten(writes: readonly { workflowId: string; key: string }[]): Promise<void> {
+    for (const w of writes) await this.publish({ type: 'data-written', workflow: w.workflowId, key: w.key });
   }
 
   /** Fetches and locks the oldest job of a tag set's queue, or undefined when it has none. */

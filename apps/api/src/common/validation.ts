@@ -3,7 +3,7 @@ import { plainToInstance } from 'class-transformer';
 import {
   ArrayMaxSize, IsArray, IsString, Matches, MaxLength, registerDecorator, validate, type ValidationArguments,
 } from 'class-validator';
-import { LIMITS } from '@tagflow/domain';
+import { DATA_KEY_MAX_LENGTH, DATA_KEY_PATTERN, LIMITS } from '@tagflow/domain';
 import { ApiError } from './errors.js';
 
 /** One entry per offending field, with its full path (`tasks.2.name`). */
@@ -81,6 +81,16 @@ export function IsNameList(max: number = LIMITS.dependenciesPerTask): PropertyDe
     IsString({ each: true })(target, key);
     MaxLength(LIMITS.nameMaxLength, { each: true })(target, key);
     Matches(LIMITS.namePattern, { each: true, message: `each of $property must match ${LIMITS.namePattern.source}` })(target, key);
+  };
+}
+
+export function IsDataKeyList(max = 100): PropertyDecorator {
+  return (target, key) => {
+    IsArray()(target, key);
+    ArrayMaxSize(max)(target, key);
+    IsString({ each: true })(target, key);
+    MaxLength(DATA_KEY_MAX_LENGTH, { each: true })(target, key);
+    Matches(DATA_KEY_PATTERN, { each: true, message: 'each of $property must be a dotted name of [A-Za-z0-9_-] parts' })(target, key);
   };
 }
 

@@ -108,6 +108,15 @@ export class LeaseService {
     });
   }
 
+  /** Fails a task just leased that cannot be handed out (its input does not resolve). Not retried. */
+  async failUnstarted(task: TaskEntity, error: { code: string; message: string }): Promise<void> {
+    await this.engine.inWorkflow(task.workflow_id, async (ctx, wf) => {
+      const current = await ctx.em.getRepository(TaskEntity).findOneBy({ id: task.id });
+      if (!current || current.state !== 'RUNNING' || current.lease_token !== task.lease_token) return;
+      await this.engine.failAttempt(ctx, wf, current, error, false, {}, 'fail');
+    });
+  }
+
   /** Called by the reconciler for a RUNNING task whose lease or run time is over. */
   async expire(taskId: string, workflowId: string): Promise<void> {
     await this.engine.inWorkflow(workflowId, async (ctx, wf) => {

@@ -1,8 +1,9 @@
 import { Inject, Injectable, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
-import { LIMITS, TagsetIndex, tagsMatch } from '@tagflow/domain';
+import { LIMITS, ResolutionError, TagsetIndex, tagsMatch } from '@tagflow/domain';
 import { TaskEntity } from '@tagflow/persistence';
 import { JsonLogger } from '../common/logger.js';
 import { MetricsService } from '../metrics/metrics.service.js';
+import { ReferenceResolver } from '../engine/reference-resolver.js';
 import { LeaseService } from './lease.service.js';
 import { QueueService } from './queue.service.js';
 
@@ -40,6 +41,7 @@ export class PollService implements OnApplicationBootstrap, BeforeApplicationShu
   constructor(
     private readonly queue: QueueService,
     private readonly leases: LeaseService,
+    private readonly resolver: ReferenceResolver,
     @Inject(JsonLogger) private readonly logger: JsonLogger,
     metrics: MetricsService,
   ) {
@@ -121,6 +123,14 @@ export class PollService implements OnApplicationBootstrap, BeforeApplicationShu
         if (task === null) {
           // Stale job (task moved on, cancelled, deleted, or its workflow is paused): drop it.
           await this.queue.queue.finish(tagset, job.jobId, token).catch(() => undefined);
+          continue;
+        }
+        try {
+          task.input = await this.resolver.resolve(task);
+        } catch (e) {
+          if (!(e instanceof ResolutionError)) throw e;
+          // The worker never sees it: the task fails here, naming the reference.
+          await this.leases.failUnstarted(task, { code: e.code, message: e.message });
           continue;
         }
         if (task.lease_s !== LIMITS.defaultLeaseSeconds) {

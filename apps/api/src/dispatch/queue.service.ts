@@ -42,6 +42,9 @@ export class QueueService implements OnApplicationShutdown {
     if (effects.finished.length > 0) {
       await this.queue.publishTaskFinished(effects.finished).catch((e: unknown) => this.warn('could not announce finished tasks', e));
     }
+    if (effects.dataWritten.length > 0) {
+      await this.queue.publishDataWritten(effects.dataWritten).catch((e: unknown) => this.warn('could not announce data writes', e));
+    }
   }
 
   /** A delayed retry becomes fetchable later: wake the pollers then (the reconciler covers a restart). */

@@ -1,11 +1,11 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { In } from 'typeorm';
 import {
-  describeCycle, evaluateReadiness, findCycle, hasRetryLeft, isTerminalWorkflow, matchOnError, retryDelayMs, reverseDependencyOrder,
+  describeCycle, evaluateReadiness, findCycle, hasRetryLeft, readPath, isTerminalWorkflow, matchOnError, retryDelayMs, reverseDependencyOrder,
   SKIP_CODES, type DependencyView, type GraphTask, type TaskState,
 } from '@tagflow/domain';
 import {
-  Database, insertRows, ReservedNameEntity, TaskDepEntity, TaskEntity, TaskTagEntity, WorkflowEntity, type JsonObject, type LeaseOutcome, type TaskErrorInfo,
+  Database, DataEntryEntity, insertRows, ReservedNameEntity, TaskDepEntity, TaskEntity, TaskTagEntity, WorkflowEntity, type JsonObject, type LeaseOutcome, type TaskErrorInfo,
   type TaskKind,
 } from '@tagflow/persistence';
 import { conflict, notFound, unprocessable } from '../common/errors.js';
@@ -99,6 +99,13 @@ export class Engine {
       if (batch.has(t.name)) throw unprocessable(`duplicate task name ${t.name} in the request`, [{ field: 'name', errors: [`duplicate: ${t.name}`] }]);
       batch.add(t.name);
     }
+    for (const t of tasks) {
+      if (t.referenceErrors.length > 0) {
+        throw unprocessable(`task ${t.name} has a malformed reference: ${t.referenceErrors[0]}`, t.referenceErrors.map((e) => ({ field: 'input', errors: [e] })));
+      }
+      const reserved = t.produces.find((k) => k.startsWith('tasks.'));
+      if (reserved) throw unprocessable(`task ${t.name} cannot produce ${reserved}: keys under "tasks." are its outputs`, [{ field: 'produces', errors: [`reserved: ${reserved}`] }]);
+    }
     const names = [...batch];
     const taken = await this.existingNames(ctx, wf.id, names);
     for (const name of names) {
@@ -171,14 +178,21 @@ export class Engine {
       if (tasks.length === 0) break;
       const byName = await this.viewsByName(ctx, wf.id, [...new Set(tasks.flatMap((t) => t.requires))]);
       const byTag = await this.viewsByTag(ctx, wf.id, [...new Set(tasks.flatMap((t) => t.requires_tags))]);
+      const data = await this.dataState(ctx, wf, [...new Set(tasks.flatMap((t) => t.data_requires))]);
       const ready: TaskEntity[] = [];
       const skipped: TaskEntity[] = [];
       for (const task of tasks) {
         const members = new Map<string, DependencyView>();
         for (const tag of task.requires_tags) for (const m of byTag.get(tag) ?? []) members.set(m.id, m);
-        const verdict = evaluateReadiness({ task, byName, tagMembers: [...members.values()], sealed: wf.sealed });
+        const missing = task.data_requires.filter((k) => !data.written.has(k));
+        const verdict = evaluateReadiness({
+          task, byName, tagMembers: [...members.values()], sealed: wf.sealed,
+          data: { missing, unproducible: missing.filter((k) => !data.producible.has(k)) },
+        });
         if (verdict.kind === 'ready') ready.push(task);
-        else if (verdict.kind === 'dead') {
+        else if (verdict.kind === 'deadlock') {
+          await this.deadlock(ctx, wf, task, verdict.message);
+        } else if (verdict.kind === 'dead') {
           const moved = await this.transitions.tasks(ctx, {
             ids: [task.id], from: ['WAITING'], to: 'SKIPPED',
             set: { error: { code: verdict.code, message: verdict.message } }, reason: verdict.message,
@@ -199,10 +213,59 @@ export class Engine {
     }
   }
 
+  /** Which of `keys` are written, and which missing ones an unfinished task still declares it produces. */
+  private async dataState(ctx: TxContext, wf: WorkflowEntity, keys: string[]): Promise<{ written: Set<string>; producible: Set<string> }> {
+    if (keys.length === 0) return { written: new Set(), producible: new Set() };
+    const rows = await ctx.em.getRepository(DataEntryEntity).find({ select: { key: true }, where: { workflow_id: wf.id, key: In(keys) } });
+    const written = new Set(rows.map((r) => r.key));
+    const missing = keys.filter((k) => !written.has(k));
+    const producible = new Set<string>();
+    if (missing.length > 0 && wf.sealed) {
+      const producers = await ctx.em
+        .createQueryBuilder(TaskDepEntity, 'd')
+        .select('DISTINCT d.dep_key', 'key')
+        .innerJoin(TaskEntity, 't', `t.id = d.task_id AND t.state IN ('WAITING', 'READY', 'RUNNING')`)
+        .where(`d.workflow_id = :wf AND d.kind = 'produces' AND d.dep_key IN (:...keys)`, { wf: wf.id, keys: missing })
+        .getRawMany<{ key: string }>();
+      for (const p of producers) producible.add(p.key);
+    }
+    return { written, producible };
+  }
+
+  /** A WAITING task that can never run fails with DEADLOCK; its on_error and the workflow's on_failure apply. */
+  private async deadlock(ctx: TxContext, wf: WorkflowEntity, task: TaskEntity, message: string): Promise<void> {
+    const moved = await this.transitions.tasks(ctx, {
+      ids: [task.id], from: ['WAITING'], to: 'ERROR', set: { error: { code: 'DEADLOCK', message } }, reason: `deadlock: ${message}`,
+    });
+    if (moved.length === 0) return;
+    this.logger.event('warn', 'engine', 'task can never run', { workflow_id: wf.id, task_id: task.id, reason: message });
+    await this.failedForGood(ctx, wf, (await this.load(ctx, [task.id]))[0]);
+  }
+
+  /**
+   * Writes a data key (never blocks): readers waiting for it are evaluated, and blocked
+   * reads anywhere are woken after commit.
+   */
+  async writeData(ctx: TxContext, wf: WorkflowEntity, key: string, value: unknown, taskId: string | null): Promise<void> {
+    const repo = ctx.em.getRepository(DataEntryEntity);
+    const updated = await repo.update({ workflow_id: wf.id, key }, { value: value as object, written_at: ctx.now, task_id: taskId });
+    if ((updated.affected ?? 0) === 0) await insertRows(ctx.em, DataEntryEntity, [{ workflow_id: wf.id, key, value, written_at: ctx.now, task_id: taskId }]);
+    ctx.effects.dataWritten.push({ workflowId: wf.id, key });
+    const readers = await ctx.em
+      .createQueryBuilder(TaskDepEntity, 'd')
+      .select('DISTINCT d.task_id', 'task_id')
+      .innerJoin(TaskEntity, 't', `t.id = d.task_id AND t.state = 'WAITING'`)
+      .where(`d.workflow_id = :wf AND d.kind = 'data' AND d.dep_key = :key`, { wf: wf.id, key })
+      .getRawMany<{ task_id: string }>();
+    await this.evaluate(ctx, wf, readers.map((r) => r.task_id));
+  }
+
   /** WAITING tasks that name one of `tasks` in requires or select one of their tags. */
-  async dependentsOf(ctx: TxContext, workflowId: string, tasks: readonly Pick<TaskEntity, 'name' | 'tags'>[]): Promise<string[]> {
+  async dependentsOf(ctx: TxContext, workflowId: string, tasks: readonly (Pick<TaskEntity, 'name' | 'tags'> & { produces?: string[] })[]): Promise<string[]> {
     const names = [...new Set(tasks.map((t) => t.name))];
     const tags = [...new Set(tasks.flatMap((t) => t.tags))];
+    // Readers of the keys a finished task produces: written now, or maybe never (a deadlock).
+    const keys = [...new Set(tasks.flatMap((t) => t.produces ?? []))];
     const qb = ctx.em
       .createQueryBuilder(TaskDepEntity, 'd')
       .select('DISTINCT d.task_id', 'task_id')
@@ -211,8 +274,9 @@ export class Engine {
     const clauses: string[] = [];
     if (names.length) clauses.push(`(d.kind = 'name' AND d.dep_key IN (:...names))`);
     if (tags.length) clauses.push(`(d.kind = 'tag' AND d.dep_key IN (:...tags))`);
+    if (keys.length) clauses.push(`(d.kind = 'data' AND d.dep_key IN (:...keys))`);
     if (clauses.length === 0) return [];
-    qb.andWhere(`(${clauses.join(' OR ')})`, { names, tags });
+    qb.andWhere(`(${clauses.join(' OR ')})`, { names, tags, keys });
     const rows = await qb.getRawMany<{ task_id: string }>();
     return rows.map((r) => r.task_id);
   }
@@ -233,6 +297,12 @@ export class Engine {
       set: { output, ...reportSet(report), lease_outcome: 'complete', error: null }, reason: 'completed',
     });
     this.releaseJob(ctx, task);
+    // A declared key found in the output (at that path) is written to the data space.
+    for (const key of task.produces) {
+      const found = readPath(output, key.split('.'));
+      if (found.found) await this.writeData(ctx, wf, key, found.value, task.id);
+    }
+    ctx.effects.dataWritten.push({ workflowId: wf.id, key: `tasks.${task.name}.output` });
     await this.afterSettled(ctx, wf, await this.load(ctx, [task.id]));
   }
 
@@ -368,10 +438,21 @@ export class Engine {
     const open = await ctx.em
       .getRepository(TaskEntity)
       .createQueryBuilder('t')
+      .select(['t.id', 't.state', 't.handling', 't.requires', 't.requires_tags', 't.data_requires'])
       .where('t.workflow_id = :wf', { wf: wf.id })
       .andWhere(`(t.state IN ('WAITING', 'READY', 'RUNNING') OR t.handling = :yes)`, { yes: true })
-      .getCount();
-    if (open > 0) return;
+      .getMany();
+    if (open.length > 0) {
+      // Never hang silently: in a sealed, running workflow where nothing can move any
+      // more, the tasks still waiting never will. (The rules above should always catch
+      // this first; reaching here is reported loudly.)
+      const stuck = wf.sealed && wf.state === 'RUNNING' && open.every((t) => t.state === 'WAITING' && !t.handling);
+      if (stuck) {
+        this.logger.event('warn', 'engine', 'sealed workflow cannot make progress; failing its waiting tasks', { workflow_id: wf.id, tasks: open.length });
+        for (const t of open) await this.deadlock(ctx, wf, t, `nothing left can satisfy what it waits for (${describeWaits(t)})`);
+      }
+      return;
+    }
     const failed = await this.hasUnhandledFailure(ctx, wf.id);
     if (failed && wf.on_failure === 'rollback') {
       if (!wf.rollback_started && (await this.startRollback(ctx, wf)) > 0) return;
@@ -497,10 +578,13 @@ export class Engine {
   /** The dependency graph of a workflow's existing tasks (only WAITING ones have edges). */
   private async graphOf(ctx: TxContext, workflowId: string): Promise<GraphTask[]> {
     const rows = await ctx.em.getRepository(TaskEntity).find({
-      select: { name: true, tags: true, requires: true, requires_tags: true, state: true },
+      select: { name: true, tags: true, requires: true, requires_tags: true, produces: true, data_requires: true, state: true },
       where: { workflow_id: workflowId },
     });
-    return rows.map((r) => ({ name: r.name, tags: r.tags, requires: r.requires, requires_tags: r.requires_tags, waiting: r.state === 'WAITING' }));
+    return rows.map((r) => ({
+      name: r.name, tags: r.tags, requires: r.requires, requires_tags: r.requires_tags, produces: r.produces, data_requires: r.data_requires,
+      waiting: r.state === 'WAITING',
+    }));
   }
 
 }
@@ -514,10 +598,22 @@ function startAt(cycle: string[], names: ReadonlySet<string>): string[] {
   return [...rotated, rotated[0]];
 }
 
+function describeWaits(t: Pick<TaskEntity, 'requires' | 'requires_tags' | 'data_requires'>): string {
+  const parts = [
+    t.requires.length ? `tasks ${t.requires.join(', ')}` : '',
+    t.requires_tags.length ? `tags ${t.requires_tags.join(', ')}` : '',
+    t.data_requires.length ? `data ${t.data_requires.join(', ')}` : '',
+  ].filter(Boolean);
+  return parts.join('; ') || 'nothing';
+}
+
 function depRows(t: TaskEntity): TaskDepEntity[] {
+  const row = (kind: TaskDepEntity['kind']) => (dep_key: string) => ({ task_id: t.id, kind, dep_key, workflow_id: t.workflow_id });
   return [
-    ...t.requires.map((dep_key) => ({ task_id: t.id, kind: 'name' as const, dep_key, workflow_id: t.workflow_id })),
-    ...t.requires_tags.map((dep_key) => ({ task_id: t.id, kind: 'tag' as const, dep_key, workflow_id: t.workflow_id })),
+    ...t.requires.map(row('name')),
+    ...t.requires_tags.map(row('tag')),
+    ...t.data_requires.map(row('data')),
+    ...t.produces.map(row('produces')),
   ];
 }
 

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { canonicalTags, LIMITS, newId, normalizeRetry, tagsetId, type RetryPolicy } from '@tagflow/domain';
+import { canonicalTags, collectReferences, LIMITS, newId, normalizeRetry, tagsetId, type RetryPolicy } from '@tagflow/domain';
 import type { ActionSpec, JsonObject, TaskEntity, TaskKind } from '@tagflow/persistence';
 
 /** A task as the engine adds it: every default filled in. */
@@ -15,6 +15,11 @@ export interface NewTask {
   lease_s: number;
   on_error: { codes?: string[]; run: JsonObject[] }[];
   revert: ActionSpec | null;
+  produces: string[];
+  /** Data keys its input reads: it waits until each is written. */
+  data_requires: string[];
+  /** Malformed references in its input (refused at submission). */
+  referenceErrors: string[];
 }
 
 /** The client-facing shape (a validated TaskSpecDto, or a handler spec stored in on_error). */
@@ -30,15 +35,27 @@ export interface TaskSpecLike {
   lease_s?: number;
   on_error?: { codes?: string[]; run: TaskSpecLike[] }[];
   revert?: ActionSpec;
+  produces?: string[];
 }
 
+/**
+ * Fills in defaults. References in the input add dependencies: `{{ tasks.NAME... }}`
+ * requires NAME, `{{ data.KEY }}` waits for KEY.
+ */
 export function normalizeSpec(spec: TaskSpecLike): NewTask {
+  const input = spec.input ?? {};
+  const { refs, errors } = collectReferences(input);
+  const referenced = refs.flatMap((r) => (r.kind === 'task' ? [r.task] : []));
+  const dataKeys = refs.flatMap((r) => (r.kind === 'data' ? [r.key] : []));
   return {
     name: spec.name ?? generatedName(spec.action.type),
     tags: canonicalTags(spec.tags ?? []),
     action: { ...spec.action },
-    input: spec.input ?? {},
-    requires: [...new Set(spec.requires ?? [])],
+    input,
+    requires: [...new Set([...(spec.requires ?? []), ...referenced])],
+    produces: [...new Set(spec.produces ?? [])].sort(),
+    data_requires: [...new Set(dataKeys)].sort(),
+    referenceErrors: errors,
     requires_tags: canonicalTags(spec.requires_tags ?? []),
     retry: normalizeRetry(spec.retry),
     timeout_s: spec.timeout_s ?? null,
@@ -78,6 +95,8 @@ export function buildTaskEntity(workflowId: string, t: NewTask, kind: TaskKind, 
     input: t.input,
     requires: t.requires,
     requires_tags: t.requires_tags,
+    produces: t.produces,
+    data_requires: t.data_requires,
     retry: t.retry,
     timeout_s: t.timeout_s,
     lease_s: t.lease_s,

@@ -6,6 +6,8 @@ export class Effects {
   readonly enqueue: EnqueueItem[] = [];
   /** Tasks that reached a terminal state: their waiters are woken. */
   readonly finished: string[] = [];
+  /** Data keys written: blocked reads are woken. */
+  readonly dataWritten: { workflowId: string; key: string }[] = [];
   /** BullMQ jobs whose lease ended: removed from Redis. */
   readonly releaseJobs: { tagsetId: string; jobId: string; token: string }[] = [];
 }

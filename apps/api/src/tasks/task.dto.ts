@@ -4,7 +4,7 @@ import {
   ValidateNested,
 } from 'class-validator';
 import { LIMITS, TASK_STATES, type TaskState } from '@tagflow/domain';
-import { IsAction, IsJsonObject, IsNameList, IsTagList, IsTaskName } from '../common/validation.js';
+import { IsAction, IsDataKeyList, IsJsonObject, IsNameList, IsTagList, IsTaskName } from '../common/validation.js';
 import { toInt } from '../common/pagination.js';
 
 export class RetryDto {
@@ -64,6 +64,9 @@ export class TaskSpecDto {
 
   @IsOptional() @IsAction()
   revert?: { type: string } & Record<string, unknown>;
+
+  @IsOptional() @IsDataKeyList()
+  produces?: string[];
 }
 
 export class TaskBatchDto {
@@ -89,6 +92,7 @@ export class TaskPatchDto {
   @IsOptional() @IsInt() @Min(1) @Max(LIMITS.leaseMaxSeconds) lease_s?: number;
   @IsOptional() @IsArray() @ArrayMaxSize(LIMITS.onErrorEntries) @ValidateNested({ each: true }) @Type(() => OnErrorDto) on_error?: OnErrorDto[];
   @IsOptional() @IsAction() revert?: { type: string } & Record<string, unknown>;
+  @IsOptional() @IsDataKeyList() produces?: string[];
 }
 
 export class TaskListQuery {

@@ -7,7 +7,7 @@ import { decodeCursor, pageOf, type Page } from '../common/pagination.js';
 import { Engine, depRowsOf } from '../engine/engine.service.js';
 import { handlerNames, normalizeSpec, type TaskSpecLike } from '../engine/task-spec.js';
 import { Transitions } from '../engine/transitions.js';
-import { TaskWaiters } from '../dispatch/task-waiters.js';
+import { Waiters } from '../dispatch/waiters.js';
 import { WorkflowsService } from '../workflows/workflows.service.js';
 import type { ShortcutTaskDto, TaskListQuery, TaskPatchDto } from './task.dto.js';
 import { toTaskResponse, type TaskResponse } from './task.mapper.js';
@@ -21,7 +21,7 @@ export class TasksService {
     private readonly engine: Engine,
     private readonly transitions: Transitions,
     private readonly workflows: WorkflowsService,
-    private readonly waiters: TaskWaiters,
+    private readonly waiters: Waiters,
   ) {}
 
   /** Adds tasks to an open workflow, all or none. */
@@ -51,7 +51,7 @@ export class TasksService {
   async getWhenFinished(id: string, waitS: number | undefined): Promise<TaskEntity> {
     const first = await this.get(id);
     if (!waitS || isTerminalTask(first.state)) return first;
-    const finished = await this.waiters.waitFor(id, Date.now() + waitS * 1000, async () => {
+    const finished = await this.waiters.waitFor(Waiters.task(id), Date.now() + waitS * 1000, async () => {
       const t = await this.get(id);
       return isTerminalTask(t.state) ? t : undefined;
     });

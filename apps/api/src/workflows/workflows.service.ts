@@ -91,8 +91,9 @@ export class WorkflowsService {
       if (isTerminalWorkflow(wf.state)) throw conflict(`workflow ${id} is ${wf.state}`, { state: wf.state });
       await ctx.em.getRepository(WorkflowEntity).update({ id }, { sealed: true, updated_at: ctx.now });
       wf.sealed = true;
-      // Tag selectors that matched nothing were waiting for exactly this.
-      const waiting = await this.waitingWithTagSelectors(ctx, id);
+      // Tag selectors that matched nothing were waiting for exactly this; data keys that
+      // no task declares it produces can no longer come (a deadlock, reported now).
+      const waiting = await this.waitingOnTagsOrData(ctx, id);
       await this.engine.evaluate(ctx, wf, waiting);
       await this.engine.checkCompletion(ctx, wf);
     });
@@ -129,12 +130,12 @@ export class WorkflowsService {
     return this.view(id);
   }
 
-  private async waitingWithTagSelectors(ctx: TxContext, workflowId: string): Promise<string[]> {
+  private async waitingOnTagsOrData(ctx: TxContext, workflowId: string): Promise<string[]> {
     const rows = await ctx.em
       .createQueryBuilder(TaskDepEntity, 'd')
       .select('DISTINCT d.task_id', 'task_id')
       .innerJoin(TaskEntity, 't', `t.id = d.task_id AND t.state = 'WAITING'`)
-      .where(`d.workflow_id = :wf AND d.kind = 'tag'`, { wf: workflowId })
+      .where(`d.workflow_id = :wf AND d.kind IN ('tag', 'data')`, { wf: workflowId })
       .getRawMany<{ task_id: string }>();
     return rows.map((r) => r.task_id);
   }

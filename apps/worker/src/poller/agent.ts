@@ -1,6 +1,7 @@
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { backoffDelay, TagflowApiError, type Failure, type LeasedTask, type TagflowClient } from '@tagflow/client';
 import type { WorkerConfig } from '../cli/config.js';
 import type { Logger } from '../cli/logger.js';
@@ -35,6 +36,7 @@ export class Agent {
   private stopping = false;
   private workerId: string | null = null;
   private slotFreed: (() => void) | null = null;
+  private helperDir = '';
 
   constructor(
     private readonly config: WorkerConfig,
@@ -49,6 +51,7 @@ export class Agent {
 
   async run(): Promise<void> {
     await mkdir(this.config.workDir, { recursive: true });
+    this.helperDir = await this.installHelper();
     await this.register();
     let failures = 0;
     while (!this.stopping) {
@@ -134,6 +137,15 @@ export class Agent {
     const timeout = task.timeout_s ? setTimeout(() => abort.abort(new ExecutionStop('timeout')), task.timeout_s * 1000) : undefined;
     const workDir = await mkdtemp(join(this.config.workDir, `${task.id}-`));
     const childEnv = Object.fromEntries(Object.entries(process.env).filter(([k, v]) => v !== undefined && !PRIVATE_ENV.includes(k))) as Record<string, string>;
+    // What `tagflow-worker data ...` needs inside the task: its workflow and its lease.
+    const taskEnv = {
+      TAGFLOW_API_URL: this.config.api,
+      TAGFLOW_WORKFLOW_ID: task.workflow_id,
+      TAGFLOW_TASK_ID: task.id,
+      TAGFLOW_ATTEMPT: String(task.attempt),
+      TAGFLOW_LEASE_TOKEN: task.lease.token,
+      PATH: `${this.helperDir}:${childEnv.PATH ?? '/usr/local/bin:/usr/bin:/bin'}`,
+    };
     const ctx: ExecutorContext = {
       task,
       attempt: task.attempt,
@@ -142,7 +154,7 @@ export class Agent {
       log: (msg, fields) => this.log('info', msg, { task_id: task.id, ...fields }),
       workDir,
       run: (command, args, opts = {}) =>
-        runProcess(command, args, { cwd: opts.cwd ?? workDir, env: { ...childEnv, ...opts.env }, signal: abort.signal }),
+        runProcess(command, args, { cwd: opts.cwd ?? workDir, env: { ...childEnv, ...taskEnv, ...opts.env }, signal: abort.signal }),
     };
     let result: ExecutionResult;
     try {
@@ -224,6 +236,15 @@ export class Agent {
       }
       throw e;
     }
+  }
+
+  /** A `tagflow-worker` command for tasks' PATH, running this very worker build. */
+  private async installHelper(): Promise<string> {
+    const dir = join(this.config.workDir, 'bin');
+    await mkdir(dir, { recursive: true });
+    const main = fileURLToPath(new URL('../main.js', import.meta.url));
+    await writeFile(join(dir, 'tagflow-worker'), `#!/bin/sh\nexec '${process.execPath}' '${main}' "$@"\n`, { mode: 0o755 });
+    return dir;
   }
 
   private pause(ms: number): Promise<void> {

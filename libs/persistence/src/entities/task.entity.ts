@@ -48,6 +48,14 @@ export class TaskEntity {
   @JsonColumn()
   requires_tags: string[];
 
+  /** Data keys this task declares it writes. */
+  @JsonColumn({ default: '[]' })
+  produces: string[];
+
+  /** Data keys its input reads ({{ data.KEY }}): it waits until each is written. */
+  @JsonColumn({ default: '[]' })
+  data_requires: string[];
+
   @JsonColumn()
   retry: RetryPolicy;
 
@@ -143,8 +151,9 @@ export class TaskTagEntity {
 }
 
 /**
- * One row per dependency a task declares: kind 'name' (requires) or 'tag' (requires_tags).
- * Finding the dependents of a finished task is one indexed lookup.
+ * One row per dependency a task declares: kind 'name' (requires), 'tag' (requires_tags),
+ * 'data' (a data key it reads), or 'produces' (a data key it writes). Finding the
+ * dependents of a finished task, or the producers of a key, is one indexed lookup.
  */
 @Entity('task_dep')
 export class TaskDepEntity {
@@ -152,7 +161,7 @@ export class TaskDepEntity {
   task_id: string;
 
   @PrimaryColumn({ type: 'varchar', length: 8 })
-  kind: 'name' | 'tag';
+  kind: 'name' | 'tag' | 'data' | 'produces';
 
   @PrimaryColumn({ type: 'varchar', length: 128 })
   dep_key: string;

@@ -1,0 +1,94 @@
+import { HttpException, HttpStatus, Injectable } from '@nestjs/common';
+import { DATA_KEY_MAX_LENGTH, DATA_KEY_PATTERN, isTerminalWorkflow } from '@tagflow/domain';
+import { Database, DataEntryEntity, TaskEntity, WorkflowEntity } from '@tagflow/persistence';
+import { ApiError, badRequest, conflict, notFound, tooLarge } from '../common/errors.js';
+import { Waiters } from '../dispatch/waiters.js';
+import { Engine } from '../engine/engine.service.js';
+import { toDataResponse, type DataEntryResponse } from './data.dto.js';
+
+const VALUE_MAX_BYTES = 256 * 1024;
+const TASK_OUTPUT_KEY = /^tasks\.([A-Za-z0-9_.-]+)\.output$/;
+
+/**
+ * A workflow's data space: writes never block; reads may wait until a key is written
+ * (from any replica: writes are announced on the Redis bus). Task outputs are readable
+ * as `tasks.NAME.output`.
+ */
+@Injectable()
+export class DataService {
+  constructor(
+    private readonly db: Database,
+    private readonly engine: Engine,
+    private readonly waiters: Waiters,
+  ) {}
+
+  async put(workflowId: string, key: string, value: unknown, taskId: string | null): Promise<DataEntryResponse> {
+    checkKey(key);
+    if (key.startsWith('tasks.')) throw badRequest(`data key ${key} is reserved: keys under "tasks." are task outputs, read-only`, [{ field: 'key', errors: ['reserved'] }]);
+    const size = Buffer.byteLength(JSON.stringify(value));
+    if (size > VALUE_MAX_BYTES) throw tooLarge(`value is ${size} bytes; the limit is ${VALUE_MAX_BYTES}`);
+    await this.engine.inWorkflow(workflowId, async (ctx, wf) => {
+      if (isTerminalWorkflow(wf.state)) throw conflict(`workflow ${workflowId} is ${wf.state}: its data space is read-only now`, { state: wf.state });
+      await this.engine.writeData(ctx, wf, key, value, taskId);
+    });
+    return (await this.read(workflowId, key))!;
+  }
+
+  /** The entry, waiting up to waitS for it; 404 with `pending: true` when the wait ends first. */
+  async get(workflowId: string, key: string, waitS: number | undefined): Promise<DataEntryResponse> {
+    if (!TASK_OUTPUT_KEY.test(key)) checkKey(key);
+    await this.requireWorkflow(workflowId);
+    const now = await this.read(workflowId, key);
+    if (now) return now;
+    const found = waitS ? await this.waiters.waitFor(Waiters.data(workflowId, key), Date.now() + waitS * 1000, () => this.read(workflowId, key)) : undefined;
+    if (found) return found;
+    throw new HttpException(
+      { statusCode: 404, error: 'Not Found', message: `data key ${key} of workflow ${workflowId} is not written yet`, pending: true },
+      HttpStatus.NOT_FOUND,
+    );
+  }
+
+  async list(workflowId: string): Promise<{ items: Omit<DataEntryResponse, 'value'>[] }> {
+    await this.requireWorkflow(workflowId);
+    const entries = await this.db.manager.getRepository(DataEntryEntity).find({
+      select: { key: true, written_at: true, task_id: true }, where: { workflow_id: workflowId }, order: { key: 'ASC' },
+    });
+    const outputs = await this.db.manager.getRepository(TaskEntity).find({
+      select: { id: true, name: true, finished_at: true }, where: { workflow_id: workflowId, state: 'SUCCESS' }, order: { name: 'ASC' },
+    });
+    const items = [
+      ...entries.map((e) => ({ key: e.key, written_at: toDataResponse({ ...e, value: null }).written_at, task_id: e.task_id })),
+      ...outputs.map((t) => ({ key: `tasks.${t.name}.output`, written_at: toDataResponse({ key: '', value: null, written_at: t.finished_at ?? 0, task_id: null }).written_at, task_id: t.id })),
+    ];
+    return { items };
+  }
+
+  /** The task whose lease this token is, if it runs in this workflow (403 otherwise). */
+  async leaseHolder(workflowId: string, token: string): Promise<string> {
+    const task = await this.db.manager.getRepository(TaskEntity).findOne({ select: { id: true }, where: { workflow_id: workflowId, lease_token: token, state: 'RUNNING' } });
+    if (!task) throw new ApiError(HttpStatus.FORBIDDEN, `the bearer token is neither the API token nor the lease of a running task of workflow ${workflowId}`);
+    return task.id;
+  }
+
+  private async read(workflowId: string, key: string): Promise<DataEntryResponse | undefined> {
+    const output = TASK_OUTPUT_KEY.exec(key);
+    if (output) {
+      const t = await this.db.manager.getRepository(TaskEntity).findOne({
+        select: { id: true, output: true, finished_at: true, state: true }, where: { workflow_id: workflowId, name: output[1], state: 'SUCCESS' },
+      });
+      return t ? toDataResponse({ key, value: t.output ?? {}, written_at: t.finished_at ?? 0, task_id: t.id }) : undefined;
+    }
+    const e = await this.db.manager.getRepository(DataEntryEntity).findOneBy({ workflow_id: workflowId, key });
+    return e ? toDataResponse(e) : undefined;
+  }
+
+  private async requireWorkflow(id: string): Promise<void> {
+    if (!(await this.db.manager.getRepository(WorkflowEntity).exists({ where: { id } }))) throw notFound('workflow', id);
+  }
+}
+
+function checkKey(key: string): void {
+  if (key.length > DATA_KEY_MAX_LENGTH || !DATA_KEY_PATTERN.test(key)) {
+    throw badRequest(`data key "${key.slice(0, 200)}" must be a dotted name of [A-Za-z0-9_-] parts, at most ${DATA_KEY_MAX_LENGTH} characters`, [{ field: 'key', errors: ['invalid data key'] }]);
+  }
+}
