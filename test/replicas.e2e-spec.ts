@@ -41,11 +41,14 @@ describe('two API replicas on one database and Redis', () => {
     expect(Date.now() - started).toBeLessThan(5000);
   });
 
-  it('leases every attempt once, releases every dependency once, and finishes every workflow once', async () => {
-    const groups = 6;
-    const perGroup = 40;
+  it('runs 2,000 tasks with tag dependencies: every attempt leased once, every dependency released once, every workflow finished once', async () => {
+    // Invariants (violations listed by task id): one lease per task, one WAITING->READY and
+    // one SUCCESS per task in the recorded history, and one finish per workflow.
+    const groups = 5;
+    const perGroup = 100;
+    const workflowCount = 4;
     const workflows = [];
-    for (let w = 0; w < 3; w++) {
+    for (let w = 0; w < workflowCount; w++) {
       const tasks = [];
       for (let g = 0; g < groups; g++) {
         for (let i = 0; i < perGroup; i++) {
@@ -54,7 +57,7 @@ describe('two API replicas on one database and Redis', () => {
       }
       workflows.push(await (w % 2 ? b : a).createWorkflow(workflow({ sealed: true, tasks })));
     }
-    const total = 3 * groups * perGroup;
+    const total = workflowCount * groups * perGroup;
     const leased: LeasedTask[] = [];
     let done = 0;
     const worker = async (api: Api) => {
@@ -87,7 +90,7 @@ describe('two API replicas on one database and Redis', () => {
         WHERE workflow_id = ANY($1) GROUP BY task_id, to_state HAVING COUNT(*) > 1`, [workflows.map((w) => w.id)]);
       expect(rows).toEqual([]);
       const finished = await db.query(`SELECT COUNT(*)::int AS n FROM workflow WHERE id = ANY($1) AND finished_at IS NOT NULL`, [workflows.map((w) => w.id)]);
-      expect(finished.rows[0].n).toBe(3);
+      expect(finished.rows[0].n).toBe(workflowCount);
     } finally {
       await db.end();
     }

@@ -48,6 +48,12 @@ export class WorkerProcess {
     return this.exited;
   }
 
+  async kill9(): Promise<void> {
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return;
+    this.proc.kill('SIGKILL');
+    await this.exited;
+  }
+
   async stop(): Promise<number | null> {
     if (this.proc.exitCode !== null || this.proc.signalCode !== null) return this.proc.exitCode;
     this.proc.kill('SIGTERM');

@@ -39,6 +39,8 @@ export interface TakenJob {
   token: string;
 }
 
+export type JobWhereabouts = { state: 'missing' } | { state: 'queued' } | { state: 'active'; activeSince: number };
+
 export type BusEvent =
   | { type: 'ready'; tagset: string; tags: string[]; count: number }
   | { type: 'task-finished'; task: string }
@@ -208,13 +210,35 @@ export class TaskQueue {
     }
   }
 
-  /** Which of the given jobs Redis still holds, in one round trip. */
-  async existing(jobs: readonly { tagsetId: string; jobId: string }[]): Promise<boolean[]> {
+  /**
+   * Where each job is, in one round trip: 'missing' (Redis lost it), 'queued' (waiting
+   * or delayed), or fetched (active) since `activeSince` ms.
+   */
+  async inspect(jobs: readonly { tagsetId: string; jobId: string }[]): Promise<JobWhereabouts[]> {
     if (jobs.length === 0) return [];
     const pipeline = this.connection.pipeline();
-    for (const j of jobs) pipeline.exists(`${this.config.prefix}:${queueName(j.tagsetId)}:${j.jobId}`);
+    for (const j of jobs) {
+      const key = `${this.config.prefix}:${queueName(j.tagsetId)}:${j.jobId}`;
+      pipeline.exists(key);
+      pipeline.hget(key, 'processedOn');
+    }
     const results = (await pipeline.exec()) ?? [];
-    return results.map(([err, value]) => !err && value === 1);
+    return jobs.map((_, i) => {
+      const [existsErr, exists] = results[2 * i] ?? [];
+      const [, processedOn] = results[2 * i + 1] ?? [];
+      if (existsErr || exists !== 1) return { state: 'missing' };
+      return processedOn ? { state: 'active', activeSince: Number(processedOn) } : { state: 'queued' };
+    });
+  }
+
+  /**
+   * Gives up a fetched job whose lease never started (the API died between fetching it
+   * and recording the lease): it is completed with its own lock token, or removed.
+   */
+  async releaseOrphan(tagset: string, jobId: string): Promise<void> {
+    const token = await this.connection.get(`${this.config.prefix}:${queueName(tagset)}:${jobId}:lock`);
+    if (token) await this.finish(tagset, jobId, token);
+    else await (await this.job(tagset, jobId))?.remove().catch(() => undefined);
   }
 
   /**

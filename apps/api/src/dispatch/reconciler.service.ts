@@ -9,13 +9,16 @@ import { QueueService } from './queue.service.js';
 const BATCH = 1000;
 /** A READY task this old whose job Redis does not hold was lost (API died before enqueue, Redis restarted). */
 const LOST_AFTER_MS = 3000;
+/** A claim takes milliseconds: a job fetched this long ago whose task is still READY has no API behind it. */
+const ORPHAN_AFTER_MS = 10_000;
 
 /**
  * Keeps Redis honest against the database, the source of truth. Every tick:
  * - expires leases and run timeouts that are over (a failed attempt each);
  * - when Redis lost its data (restarted empty), queues every READY task again;
- * - every few ticks, queues any READY task whose job is missing, and announces tag
- *   sets with due work (a delayed retry whose announcing replica died).
+ * - every few ticks, queues any READY task whose job is missing, releases jobs that an
+ *   API fetched but died before leasing, and announces tag sets with due work (a
+ *   delayed retry whose announcing replica died).
  * Replicas may all run this: every change it makes is a guarded update or an idempotent enqueue.
  */
 @Injectable()
@@ -104,10 +107,16 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
       after = { ready_at: rows[rows.length - 1].ready_at ?? 0, id: rows[rows.length - 1].id };
       let lost = rows;
       if (onlyMissing) {
-        const present = await this.queue.queue.existing(rows.map((r) => ({ tagsetId: r.tagset_id, jobId: this.queue.jobId(r.id, r.attempt) })));
-        lost = rows.filter((_, i) => !present[i]);
-        // Due work that is present: make sure pollers know (its announcing replica may have died).
-        const due = new Map(rows.filter((r, i) => present[i] && (r.ready_at ?? 0) <= now).map((r) => [r.tagset_id, r.tags]));
+        const jobs = rows.map((r) => ({ tagsetId: r.tagset_id, jobId: this.queue.jobId(r.id, r.attempt) }));
+        const where = await this.queue.queue.inspect(jobs);
+        // A job fetched long ago whose task is still READY lost its API between fetch and
+        // claim: nothing will ever finish it, so release it and queue the task again.
+        const orphans = rows.filter((_, i) => where[i].state === 'active' && (where[i] as { activeSince: number }).activeSince < now - ORPHAN_AFTER_MS);
+        for (const r of orphans) await this.queue.queue.releaseOrphan(r.tagset_id, this.queue.jobId(r.id, r.attempt));
+        if (orphans.length) this.logger.event('warn', 'reconciler', 'released jobs fetched by an API that died before leasing them', { count: orphans.length });
+        lost = rows.filter((r, i) => where[i].state === 'missing' || orphans.includes(r));
+        // Due work that is queued: make sure pollers know (its announcing replica may have died).
+        const due = new Map(rows.filter((r, i) => where[i].state === 'queued' && (r.ready_at ?? 0) <= now).map((r) => [r.tagset_id, r.tags]));
         for (const [tagset, tags] of due) this.polls.nudge(tagset, tags);
       }
       if (lost.length > 0) {

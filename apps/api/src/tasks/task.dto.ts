@@ -1,7 +1,7 @@
 import { Transform, Type } from 'class-transformer';
 import {
-  ArrayMaxSize, ArrayMinSize, IsArray, IsBoolean, IsIn, IsInt, IsNumber, IsOptional, IsString, IsUUID, Max, MaxLength, Min,
-  ValidateNested,
+  ArrayMaxSize, ArrayMinSize, IsArray, IsBoolean, IsDefined, IsIn, IsInt, IsNumber, IsObject, IsOptional, IsString, IsUUID, Max,
+  MaxLength, Min, ValidateNested,
 } from 'class-validator';
 import { LIMITS, TASK_STATES, type TaskState } from '@tagflow/domain';
 import { IsAction, IsDataKeyList, IsJsonObject, IsNameList, IsTagList, IsTaskName } from '../common/validation.js';
@@ -164,6 +164,7 @@ export class FailureDto {
 }
 
 export class FailDto extends ReportDto {
-  @ValidateNested() @Type(() => FailureDto)
+  // ValidateNested alone lets a missing object through.
+  @IsDefined({ message: 'error is required: {message, code?, retryable?}' }) @IsObject() @ValidateNested() @Type(() => FailureDto)
   error: FailureDto;
 }
