@@ -111,6 +111,18 @@ describe('dispatch by tag', () => {
     expect((await api.task(wf.id, 'solo')).state).toBe('READY');
   });
 
+  it('releases a task that selects its own tag once the other members are done', async () => {
+    const t = `self-${Date.now()}`;
+    const wf = await api.createWorkflow(workflow({ sealed: true, tasks: [task('m1', { tags: [t] }), task('m2', { tags: [t] }), task('joiner', { tags: [t], requires_tags: [t] })] }));
+    await api.complete(await api.take([t]));
+    expect((await api.task(wf.id, 'joiner')).state).toBe('WAITING');
+    await api.complete(await api.take([t]));
+    const joiner = await api.take([t]);
+    expect(joiner.name).toBe('joiner');
+    await api.complete(joiner);
+    expect((await waitForWorkflow(api, wf.id, ['SUCCESS', 'ERROR'])).state).toBe('SUCCESS');
+  });
+
   it('dispatches again every READY task within 10 s when Redis loses its data', async () => {
     const tag = `lost-${Date.now()}`;
     await api.createWorkflow(workflow({ tasks: Array.from({ length: 10 }, (_, i) => task(`l${i}`, { tags: [tag] })) }));

@@ -145,28 +145,31 @@ export class TaskQueue {
       if (list) list.push(item);
       else byTagset.set(item.tagsetId, [item]);
     }
-    for (const [tagset, list] of byTagset) {
-      const tags = [...list[0].tags];
-      if (!this.knownTagsets.has(tagset)) {
-        await this.connection.hset(`${this.config.prefix}:tagsets`, tagset, JSON.stringify(tags));
-        this.knownTagsets.add(tagset);
-      }
-      const { queue } = this.queueFor(tagset);
-      await queue.addBulk(
-        list.map((item) => ({
-          name: 'task',
-          data: { taskId: item.taskId, attempt: item.attempt },
-          opts: {
-            jobId: jobIdFor(item.taskId, item.attempt),
-            delay: item.delayMs > 0 ? item.delayMs : undefined,
-            removeOnComplete: true,
-            removeOnFail: true,
-            attempts: 1,
-          },
-        })),
-      );
-      await this.publish({ type: 'ready', tagset, tags, count: list.length });
-    }
+    // Tag sets are independent: queue them in parallel (a batch can span hundreds).
+    await Promise.all(
+      [...byTagset].map(async ([tagset, list]) => {
+        const tags = [...list[0].tags];
+        if (!this.knownTagsets.has(tagset)) {
+          await this.connection.hset(`${this.config.prefix}:tagsets`, tagset, JSON.stringify(tags));
+          this.knownTagsets.add(tagset);
+        }
+        const { queue } = this.queueFor(tagset);
+        await queue.addBulk(
+          list.map((item) => ({
+            name: 'task',
+            data: { taskId: item.taskId, attempt: item.attempt },
+            opts: {
+              jobId: jobIdFor(item.taskId, item.attempt),
+              delay: item.delayMs > 0 ? item.delayMs : undefined,
+              removeOnComplete: true,
+              removeOnFail: true,
+              attempts: 1,
+            },
+          })),
+        );
+        await this.publish({ type: 'ready', tagset, tags, count: list.length });
+      }),
+    );
   }
 
   /** Announces that a tag set may have work (used when a delayed job becomes due). */

@@ -285,8 +285,33 @@ export class Engine {
   async afterSettled(ctx: TxContext, wf: WorkflowEntity, tasks: readonly TaskEntity[]): Promise<void> {
     ctx.effects.finished.push(...tasks.map((t) => t.id));
     for (const t of tasks) if (t.kind === 'handler' && t.parent_task_id) await this.checkHandlers(ctx, wf, t.parent_task_id);
-    await this.evaluate(ctx, wf, await this.dependentsOf(ctx, wf.id, tasks));
+    // A tag selector is met only when every member is done: while another member of a tag
+    // is still open, its selectors need no evaluation (that would cost the group's size per
+    // member, the square of it in all). A dead member kills its selectors at once.
+    const open = await this.tagsWithOpenMembers(ctx, wf.id, [...new Set(tasks.filter((t) => !isDead(t)).flatMap((t) => t.tags))]);
+    const release = tasks.map((t) => ({ name: t.name, produces: t.produces, tags: isDead(t) ? t.tags : t.tags.filter((tag) => !open.has(tag)) }));
+    await this.evaluate(ctx, wf, await this.dependentsOf(ctx, wf.id, release));
     await this.checkCompletion(ctx, wf);
+  }
+
+  /** Which of `tags` some unfinished task of the workflow still carries (one indexed probe per tag). */
+  private async tagsWithOpenMembers(ctx: TxContext, workflowId: string, tags: string[]): Promise<Set<string>> {
+    const open = new Set<string>();
+    for (const tag of tags) {
+      const selected = await ctx.em.getRepository(TaskDepEntity).findOne({ select: { task_id: true }, where: { workflow_id: workflowId, kind: 'tag', dep_key: tag } });
+      if (!selected) continue; // nobody selects it: nothing to release either way
+      const member = await ctx.em
+        .createQueryBuilder(TaskTagEntity, 'tt')
+        .select('tt.task_id', 'id')
+        .innerJoin(TaskEntity, 't', `t.id = tt.task_id AND (t.state IN ('WAITING', 'READY', 'RUNNING') OR t.handling = :yes)`, { yes: true })
+        .where('tt.workflow_id = :wf AND tt.tag = :tag', { wf: workflowId, tag })
+        // A waiting member that selects this very tag waits for the others, not for itself.
+        .andWhere(`NOT (t.state = 'WAITING' AND EXISTS (SELECT 1 FROM task_dep sd WHERE sd.task_id = t.id AND sd.kind = 'tag' AND sd.dep_key = :tag))`)
+        .limit(1)
+        .getRawOne<{ id: string }>();
+      if (member) open.add(tag);
+    }
+    return open;
   }
 
   // ---------------------------------------------------------------- reports
@@ -435,21 +460,17 @@ export class Engine {
   /** A workflow is done when sealed and every task is terminal (a rollback ends it regardless of the seal). */
   async checkCompletion(ctx: TxContext, wf: WorkflowEntity): Promise<void> {
     if (isTerminalWorkflow(wf.state)) return;
-    const open = await ctx.em
-      .getRepository(TaskEntity)
-      .createQueryBuilder('t')
-      .select(['t.id', 't.state', 't.handling', 't.requires', 't.requires_tags', 't.data_requires'])
-      .where('t.workflow_id = :wf', { wf: wf.id })
-      .andWhere(`(t.state IN ('WAITING', 'READY', 'RUNNING') OR t.handling = :yes)`, { yes: true })
-      .getMany();
-    if (open.length > 0) {
+    // Indexed probes that stop at the first row: this runs after every report.
+    if (await this.anyTask(ctx, wf.id, `t.state IN ('READY', 'RUNNING')`)) return;
+    if (await this.anyTask(ctx, wf.id, `t.state = 'ERROR' AND t.handling = :yes`, { yes: true })) return;
+    if (await this.anyTask(ctx, wf.id, `t.state = 'WAITING'`)) {
       // Never hang silently: in a sealed, running workflow where nothing can move any
       // more, the tasks still waiting never will. (The rules above should always catch
       // this first; reaching here is reported loudly.)
-      const stuck = wf.sealed && wf.state === 'RUNNING' && open.every((t) => t.state === 'WAITING' && !t.handling);
-      if (stuck) {
-        this.logger.event('warn', 'engine', 'sealed workflow cannot make progress; failing its waiting tasks', { workflow_id: wf.id, tasks: open.length });
-        for (const t of open) await this.deadlock(ctx, wf, t, `nothing left can satisfy what it waits for (${describeWaits(t)})`);
+      if (wf.sealed && wf.state === 'RUNNING') {
+        const stuck = await ctx.em.getRepository(TaskEntity).find({ where: { workflow_id: wf.id, state: 'WAITING' } });
+        this.logger.event('warn', 'engine', 'sealed workflow cannot make progress; failing its waiting tasks', { workflow_id: wf.id, tasks: stuck.length });
+        for (const t of stuck) await this.deadlock(ctx, wf, t, `nothing left can satisfy what it waits for (${describeWaits(t)})`);
       }
       return;
     }
@@ -468,6 +489,17 @@ export class Engine {
       wf.finished_at = ctx.now;
       this.logger.event('info', 'engine', 'workflow finished', { workflow_id: wf.id, state: to });
     }
+  }
+
+  private async anyTask(ctx: TxContext, workflowId: string, where: string, params: Record<string, unknown> = {}): Promise<boolean> {
+    const row = await ctx.em
+      .createQueryBuilder(TaskEntity, 't')
+      .select('t.id', 'id')
+      .where('t.workflow_id = :wf', { wf: workflowId })
+      .andWhere(where, params)
+      .limit(1)
+      .getRawOne<{ id: string }>();
+    return row !== undefined;
   }
 
   /** An ERROR task whose failure was not handled, or a task skipped because of one. */
@@ -596,6 +628,11 @@ function startAt(cycle: string[], names: ReadonlySet<string>): string[] {
   if (i <= 0) return cycle;
   const rotated = [...ring.slice(i), ...ring.slice(0, i)];
   return [...rotated, rotated[0]];
+}
+
+/** A task that can never succeed: its dependents are skipped at once. */
+function isDead(t: Pick<TaskEntity, 'state' | 'handled' | 'handling'>): boolean {
+  return (t.state === 'ERROR' && !t.handled && !t.handling) || t.state === 'SKIPPED' || t.state === 'CANCELLED';
 }
 
 function describeWaits(t: Pick<TaskEntity, 'requires' | 'requires_tags' | 'data_requires'>): string {

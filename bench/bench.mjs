@@ -1,0 +1,271 @@
+#!/usr/bin/env node
+// Tagflow benchmarks: `npm run bench` (after `npm run build`). Starts its own Redis and
+// PostgreSQL (as scripts/test.sh does) and, per database, its own API; drives it over
+// HTTP with in-process polling clients that complete noop tasks; prints a table and
+// writes JSON to bench/results/. Sizes: --tasks 20000 --pollers 16 --chain 1000
+// --scale 100000 --groups 100 --tags 1000 --db sqlite,postgres --only throughput,ceiling,handoff,scale,tags
+import { execFileSync, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { Queue, Worker } from 'bullmq';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const { values: opt } = parseArgs({
+  options: {
+    tasks: { type: 'string', default: '20000' }, pollers: { type: 'string', default: '16' }, chain: { type: 'string', default: '1000' },
+    scale: { type: 'string', default: '100000' }, groups: { type: 'string', default: '100' }, tags: { type: 'string', default: '1000' },
+    db: { type: 'string', default: 'sqlite,postgres' }, only: { type: 'string', default: 'throughput,ceiling,handoff,scale,tags' },
+  },
+});
+const N = Number(opt.tasks), P = Number(opt.pollers), CHAIN = Number(opt.chain), SCALE = Number(opt.scale), GROUPS = Number(opt.groups), TAGS = Number(opt.tags);
+const only = new Set(opt.only.split(','));
+const work = mkdtempSync(join(tmpdir(), 'tagflow-bench-'));
+const sh = (script) => execFileSync('bash', ['-c', `. scripts/lib/services.sh; ${script}`], { cwd: root, encoding: 'utf8' }).trim();
+if (process.getuid?.() === 0) execFileSync('chmod', ['755', work]);
+
+const pct = (xs, p) => {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
+};
+const round = (x, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
+const log = (...a) => console.error('bench:', ...a);
+
+// ---------------------------------------------------------------- services
+
+const redisUrl = sh(`ensure_redis_binary; start_redis ${work}/redis`);
+let pgAdmin = null;
+const cleanup = () => {
+  try { sh(`stop_redis ${work}/redis; stop_postgres ${work}/pg`); } catch { /* best effort */ }
+  rmSync(work, { recursive: true, force: true });
+};
+process.on('exit', cleanup);
+process.on('SIGINT', () => process.exit(130));
+
+async function freshDb(kind) {
+  if (kind === 'sqlite') return `sqlite:${work}/bench-${randomUUID().slice(0, 8)}.db`;
+  if (!pgAdmin) pgAdmin = sh(`ensure_postgres_binary; start_postgres ${work}/pg`);
+  const name = `bench_${randomUUID().slice(0, 8)}`;
+  const c = new pg.Client({ connectionString: pgAdmin });
+  await c.connect();
+  await c.query(`CREATE DATABASE ${name}`);
+  await c.end();
+  const u = new URL(pgAdmin);
+  u.pathname = `/${name}`;
+  return u.toString();
+}
+
+async function startApi(databaseUrl) {
+  const prefix = `b${randomUUID().slice(0, 8)}`;
+  const proc = spawn(process.execPath, [join(root, 'dist/apps/api/main.js')], {
+    env: { PATH: process.env.PATH, PORT: '0', DATABASE_URL: databaseUrl, REDIS_URL: redisUrl, QUEUE_PREFIX: prefix, LOG_LEVEL: 'info', BODY_LIMIT_BYTES: String(16 * 1024 * 1024) },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const port = await new Promise((resolve, reject) => {
+    let buf = '';
+    proc.stdout.on('data', (c) => {
+      buf += c;
+      const m = /"msg":"tagflow api listening".*?"port":(\d+)/.exec(buf);
+      if (m) resolve(Number(m[1]));
+    });
+    proc.on('exit', (code) => reject(new Error(`API exited ${code}`)));
+  });
+  // Keep reading stdout (the API logs at info) so the pipe never fills.
+  proc.stdout.resume();
+  return { url: `http://127.0.0.1:${port}`, proc, prefix, peakRssMb: () => vmHwmMb(proc.pid) };
+}
+
+function vmHwmMb(pid) {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Math.round(Number(m[1]) / 1024) : NaN;
+}
+
+async function stopApi(api) {
+  api.proc.kill('SIGTERM');
+  await new Promise((r) => api.proc.on('exit', r));
+}
+
+async function http(api, method, path, body) {
+  const res = await fetch(api.url + path, { method, headers: body ? { 'content-type': 'application/json' } : {}, body: body ? JSON.stringify(body) : undefined });
+  const json = await res.json().catch(() => null);
+  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json)?.slice(0, 300)}`);
+  return json;
+}
+
+async function createTasks(api, wfId, specs) {
+  for (let i = 0; i < specs.length; i += 1000) await http(api, 'POST', `/v1/workflows/${wfId}/tasks`, { tasks: specs.slice(i, i + 1000) });
+}
+
+/** Polling clients that complete what they get until `done()`; returns lease latencies. */
+async function pollers(api, count, tags, done, { maxTasks = 10, waitS = 1 } = {}) {
+  let completed = 0;
+  const loop = async () => {
+    while (!done(completed)) {
+      const { tasks } = await http(api, 'POST', '/v1/tasks/poll', { tags, wait_s: waitS, max_tasks: maxTasks });
+      for (const t of tasks) {
+        await http(api, 'POST', `/v1/tasks/${t.id}/complete`, { lease_token: t.lease.token });
+        completed++;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: count }, loop));
+  return completed;
+}
+
+/** READY -> leased, from the tasks' own timestamps (server clock), in ms. */
+async function leaseLatencies(api, wfIds) {
+  const out = [];
+  for (const id of wfIds) {
+    let cursor = null;
+    do {
+      const page = await http(api, 'GET', `/v1/workflows/${id}/tasks?limit=500${cursor ? `&cursor=${cursor}` : ''}`);
+      for (const t of page.items) if (t.ready_at && t.started_at) out.push(Date.parse(t.started_at) - Date.parse(t.ready_at));
+      cursor = page.next_cursor;
+    } while (cursor);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- workloads
+
+async function throughput(api) {
+  const wfIds = [];
+  const perWf = 1000;
+  for (let w = 0; w < N / perWf; w++) {
+    const wf = await http(api, 'POST', '/v1/workflows', { name: `tp-${w}`, sealed: false });
+    await createTasks(api, wf.id, Array.from({ length: perWf }, (_, i) => ({ name: `t${i}`, tags: ['tp'], action: { type: 'noop' } })));
+    await http(api, 'POST', `/v1/workflows/${wf.id}/seal`);
+    wfIds.push(wf.id);
+  }
+  const t0 = performance.now();
+  await pollers(api, P, ['tp'], (c) => c >= N);
+  const secs = (performance.now() - t0) / 1000;
+  const lat = await leaseLatencies(api, wfIds);
+  return { tasks: N, pollers: P, seconds: round(secs, 2), tasks_per_s: round(N / secs), ready_to_leased_p50_ms: pct(lat, 50), ready_to_leased_p99_ms: pct(lat, 99) };
+}
+
+async function ceiling() {
+  const conn = new Redis(redisUrl, { maxRetriesPerRequest: null });
+  const name = `ceiling-${randomUUID().slice(0, 8)}`;
+  const queue = new Queue(name, { connection: conn, prefix: 'bench' });
+  const worker = new Worker(name, null, { connection: conn, prefix: 'bench', autorun: false });
+  for (let i = 0; i < N; i += 1000) {
+    await queue.addBulk(Array.from({ length: Math.min(1000, N - i) }, (_, j) => ({ name: 'j', data: { i: i + j }, opts: { jobId: `j-${i + j}`, removeOnComplete: true } })));
+  }
+  let done = 0;
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: P }, async () => {
+    for (;;) {
+      const token = randomUUID();
+      const job = await worker.getNextJob(token, { block: false });
+      if (!job) return;
+      await job.moveToCompleted(null, token, false);
+      done++;
+    }
+  }));
+  const secs = (performance.now() - t0) / 1000;
+  await worker.close();
+  await queue.obliterate({ force: true }).catch(() => undefined);
+  await queue.close();
+  conn.disconnect();
+  return { jobs: done, seconds: round(secs, 2), jobs_per_s: round(done / secs) };
+}
+
+async function handoff(api) {
+  const wf = await http(api, 'POST', '/v1/workflows', { name: 'chain' });
+  await createTasks(api, wf.id, Array.from({ length: CHAIN }, (_, i) => ({ name: `c${i}`, tags: ['chain'], action: { type: 'noop' }, ...(i ? { requires: [`c${i - 1}`] } : {}) })));
+  const hops = [];
+  let reportedAt = null;
+  for (let i = 0; i < CHAIN; i++) {
+    const { tasks } = await http(api, 'POST', '/v1/tasks/poll', { tags: ['chain'], wait_s: 30 });
+    const got = performance.now();
+    if (reportedAt !== null) hops.push(got - reportedAt);
+    const t = tasks[0];
+    reportedAt = performance.now();
+    await http(api, 'POST', `/v1/tasks/${t.id}/complete`, { lease_token: t.lease.token });
+  }
+  return { hops: hops.length, hop_p50_ms: round(pct(hops, 50), 2), hop_p99_ms: round(pct(hops, 99), 2) };
+}
+
+async function scale(api) {
+  const per = SCALE / GROUPS;
+  const wf = await http(api, 'POST', '/v1/workflows', { name: 'scale' });
+  const t0 = performance.now();
+  for (let g = 0; g < GROUPS; g++) {
+    await createTasks(api, wf.id, Array.from({ length: per }, (_, i) => ({
+      name: `g${g}-${i}`, tags: ['scale', `g${g}`], action: { type: 'noop' }, ...(g ? { requires_tags: [`g${g - 1}`] } : {}),
+    })));
+  }
+  await http(api, 'POST', `/v1/workflows/${wf.id}/seal`);
+  const acceptS = (performance.now() - t0) / 1000;
+  const t1 = performance.now();
+  await pollers(api, P, ['scale'], (c) => c >= SCALE);
+  const finishS = (performance.now() - t1) / 1000;
+  const state = (await http(api, 'GET', `/v1/workflows/${wf.id}`)).state;
+  return { tasks: SCALE, groups: GROUPS, accept_s: round(acceptS, 2), finish_s: round(finishS, 2), state, peak_api_rss_mb: api.peakRssMb() };
+}
+
+async function manyTags(api) {
+  const tags = Array.from({ length: TAGS }, (_, i) => `host-${i}`);
+  const wf = await http(api, 'POST', '/v1/workflows', { name: 'tags' });
+  // One parked long-poll per tag, then one task per tag.
+  const polls = tags.map((tag) => http(api, 'POST', '/v1/tasks/poll', { tags: [tag], wait_s: 60 }));
+  await new Promise((r) => setTimeout(r, 2000)); // let every poll park (they are all in flight by now)
+  await createTasks(api, wf.id, tags.map((tag, i) => ({ name: `t${i}`, tags: [tag], action: { type: 'noop' } })));
+  const got = (await Promise.all(polls)).flatMap((r) => r.tasks);
+  const lat = got.map((t) => Date.parse(t.started_at) - Date.parse(t.ready_at));
+  return { tags: TAGS, long_polls: TAGS, leased: got.length, ready_to_leased_p50_ms: pct(lat, 50), ready_to_leased_p99_ms: pct(lat, 99) };
+}
+
+// ---------------------------------------------------------------- run
+
+const results = { at: new Date().toISOString(), node: process.version, sizes: { tasks: N, pollers: P, chain: CHAIN, scale: SCALE, groups: GROUPS, tags: TAGS }, runs: {} };
+let ceil = null;
+if (only.has('ceiling')) {
+  log(`raw BullMQ ceiling: ${N} jobs, ${P} concurrent`);
+  ceil = results.ceiling = await ceiling();
+}
+for (const db of opt.db.split(',')) {
+  const r = (results.runs[db] = {});
+  const run = async (name, fn) => {
+    if (!only.has(name)) return;
+    const api = await startApi(await freshDb(db));
+    try {
+      log(`${db}: ${name}`);
+      r[name] = await fn(api);
+    } catch (e) {
+      r[name] = { error: e.message };
+    } finally {
+      await stopApi(api);
+    }
+  };
+  await run('throughput', throughput);
+  if (r.throughput?.tasks_per_s && ceil) r.throughput.ratio_to_bullmq = round(r.throughput.tasks_per_s / ceil.jobs_per_s, 3);
+  await run('handoff', handoff);
+  await run('scale', scale);
+  await run('tags', manyTags);
+}
+
+mkdirSync(join(root, 'bench/results'), { recursive: true });
+const file = join(root, 'bench/results', `${results.at.replace(/[:.]/g, '-')}.json`);
+writeFileSync(file, JSON.stringify(results, null, 2));
+
+const rows = [];
+if (ceil) rows.push(['raw BullMQ', 'ceiling', `${ceil.jobs_per_s} jobs/s (${ceil.jobs} jobs, ${P} concurrent)`]);
+for (const [db, r] of Object.entries(results.runs)) {
+  const f = (o, text) => (o?.error ? `error: ${o.error}` : o ? text(o) : 'skipped');
+  rows.push([db, 'throughput', f(r.throughput, (o) => `${o.tasks_per_s} tasks/s (${o.tasks} tasks, ${o.pollers} pollers), ${o.ratio_to_bullmq ?? '?'} of BullMQ; READY->leased p50 ${o.ready_to_leased_p50_ms} ms p99 ${o.ready_to_leased_p99_ms} ms`)]);
+  rows.push([db, 'hand-off', f(r.handoff, (o) => `p50 ${o.hop_p50_ms} ms, p99 ${o.hop_p99_ms} ms per hop (${o.hops} hops)`)]);
+  rows.push([db, 'scale', f(r.scale, (o) => `${o.tasks} tasks in ${o.groups} groups: accepted in ${o.accept_s} s, finished in ${o.finish_s} s (${o.state}), peak API RSS ${o.peak_api_rss_mb} MB`)]);
+  rows.push([db, 'many tags', f(r.tags, (o) => `${o.long_polls} long-polls on ${o.tags} tags: READY->leased p50 ${o.ready_to_leased_p50_ms} ms, p99 ${o.ready_to_leased_p99_ms} ms (${o.leased} leased)`)]);
+}
+const w0 = Math.max(...rows.map((r) => r[0].length)), w1 = Math.max(...rows.map((r) => r[1].length));
+console.log(rows.map((r) => `${r[0].padEnd(w0)}  ${r[1].padEnd(w1)}  ${r[2]}`).join('\n'));
+console.log(`\nresults: ${file}`);
+process.exit(0);
