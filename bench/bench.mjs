@@ -63,7 +63,7 @@ async function freshDb(kind) {
 
 async function startApi(databaseUrl) {
   const prefix = `b${randomUUID().slice(0, 8)}`;
-  const proc = spawn(process.execPath, [join(root, 'dist/apps/api/main.js')], {
+  const proc = spawn(process.execPath, [...(process.env.BENCH_API_NODE_ARGS ?? '').split(' ').filter(Boolean), join(root, 'dist/apps/api/main.js')], {
     env: { PATH: process.env.PATH, PORT: '0', DATABASE_URL: databaseUrl, REDIS_URL: redisUrl, QUEUE_PREFIX: prefix, LOG_LEVEL: 'info', BODY_LIMIT_BYTES: String(16 * 1024 * 1024) },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

@@ -32,6 +32,8 @@ export function createDataSource(url: string): DataSource {
       type: 'better-sqlite3',
       database: target,
       timeout: 5000,
+      // Prepared statements are reused by SQL text; the default 100 thrashes on Tagflow's queries.
+      statementCacheSize: 2000,
       // WAL lets readers go on while the single writer commits.
       prepareDatabase: (db: { pragma: (s: string) => unknown }) => {
         db.pragma('journal_mode = WAL');

@@ -156,7 +156,12 @@ export class Engine {
       }
     }
 
-    const cycle = findCycle([...(await this.graphOf(ctx, wf.id)), ...tasks.map((t) => ({ ...t, waiting: true }))]);
+    // A cycle through a new task must come back into the batch from an existing task, and
+    // existing tasks can only reach new ones by selecting their tags or reading keys they
+    // produce (names they require existed before). If none does, the batch alone decides.
+    const reachable = await this.existingTasksReach(ctx, wf.id, [...new Set(tasks.flatMap((t) => t.tags))], [...new Set(tasks.flatMap((t) => t.produces))]);
+    const graph = reachable ? await this.graphOf(ctx, wf.id) : [];
+    const cycle = findCycle([...graph, ...tasks.map((t) => ({ ...t, waiting: true }))]);
     if (cycle) {
       const message = describeCycle(startAt(cycle, batch));
       throw unprocessable(message, [{ field: 'requires', errors: [message] }]);
@@ -319,7 +324,7 @@ export class Engine {
   async completeTask(ctx: TxContext, wf: WorkflowEntity, task: TaskEntity, output: JsonObject, report: ReportFields): Promise<void> {
     await this.transitions.tasks(ctx, {
       ids: [task.id], from: ['RUNNING'], to: 'SUCCESS',
-      set: { output, ...reportSet(report), lease_outcome: 'complete', error: null }, reason: 'completed',
+      set: { output, ...reportSet(report), lease_outcome: 'complete', error: null }, reason: 'completed', known: task,
     });
     this.releaseJob(ctx, task);
     // A declared key found in the output (at that path) is written to the data space.
@@ -342,7 +347,7 @@ export class Engine {
       await this.transitions.tasks(ctx, {
         ids: [task.id], from: ['RUNNING'], to: 'CANCELLED',
         set: { error: { code: 'CANCELLED', message: `cancelled on request (${error.message})` }, ...reportSet(report), lease_outcome: outcome },
-        reason: 'cancel requested',
+        reason: 'cancel requested', known: task,
       });
       await this.afterSettled(ctx, wf, await this.load(ctx, [task.id]));
       return;
@@ -356,13 +361,14 @@ export class Engine {
         ids: [task.id], from: ['RUNNING'], to: 'READY',
         set: { attempt: task.attempt + 1, ready_at: ctx.now + delayMs, error, ...reportSet(report), lease_outcome: outcome, worker_id: null },
         guard: { attempt: task.attempt }, reason: `attempt ${task.attempt} failed: ${error.code ?? 'ERROR'}; retry in ${delayMs} ms`,
+        known: { workflow_id: task.workflow_id, attempt: task.attempt + 1 },
       });
       if (moved.length && wf.state === 'RUNNING') ctx.effects.enqueue.push(this.enqueueItem({ ...task, attempt: task.attempt + 1 }, delayMs));
       return;
     }
     await this.transitions.tasks(ctx, {
       ids: [task.id], from: ['RUNNING'], to: 'ERROR',
-      set: { error, ...reportSet(report), lease_outcome: outcome }, reason: `failed: ${error.code ?? 'ERROR'}`,
+      set: { error, ...reportSet(report), lease_outcome: outcome }, reason: `failed: ${error.code ?? 'ERROR'}`, known: task,
     });
     await this.failedForGood(ctx, wf, (await this.load(ctx, [task.id]))[0]);
   }
@@ -605,6 +611,23 @@ export class Engine {
       (map.get(r.tag) ?? map.set(r.tag, []).get(r.tag)!).push(view);
     }
     return map;
+  }
+
+  /** Whether a WAITING task of the workflow selects one of `tags` or reads one of `keys`. */
+  private async existingTasksReach(ctx: TxContext, workflowId: string, tags: string[], keys: string[]): Promise<boolean> {
+    const clauses: string[] = [];
+    if (tags.length) clauses.push(`(d.kind = 'tag' AND d.dep_key IN (:...tags))`);
+    if (keys.length) clauses.push(`(d.kind = 'data' AND d.dep_key IN (:...keys))`);
+    if (clauses.length === 0) return false;
+    const row = await ctx.em
+      .createQueryBuilder(TaskDepEntity, 'd')
+      .select('d.task_id', 'id')
+      .innerJoin(TaskEntity, 't', `t.id = d.task_id AND t.state = 'WAITING'`)
+      .where('d.workflow_id = :wf', { wf: workflowId })
+      .andWhere(`(${clauses.join(' OR ')})`, { tags, keys })
+      .limit(1)
+      .getRawOne<{ id: string }>();
+    return row !== undefined;
   }
 
   /** The dependency graph of a workflow's existing tasks (only WAITING ones have edges). */

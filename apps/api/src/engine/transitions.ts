@@ -12,6 +12,8 @@ export interface TaskTransition {
   reason?: string | null;
   /** Extra conditions: the attempt the caller saw, the queue it came from, a running workflow. */
   guard?: { attempt?: number; tagsetId?: string; workflowRunning?: boolean };
+  /** For one task whose row the caller holds: its workflow and its attempt after the change (saves a read). */
+  known?: { workflow_id: string; attempt: number };
 }
 
 const CHUNK = 500;
@@ -88,7 +90,11 @@ export class Transitions {
   }
 
   private async record(ctx: TxContext, ids: string[], before: Map<string, { state: TaskState; attempt: number; workflow_id: string }> | null, t: TaskTransition): Promise<void> {
-    const info = before ?? (await this.statesOf(ctx, ids, [t.to]));
+    const info =
+      before ??
+      (t.known && ids.length === 1
+        ? new Map([[ids[0], { state: t.to, attempt: t.known.attempt, workflow_id: t.known.workflow_id }]])
+        : await this.statesOf(ctx, ids, [t.to]));
     const events = ids.map((id) => {
       const row = info.get(id);
       const e = new TaskEventEntity();
