@@ -1,19 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { TagflowApiError, TagflowClient, TagflowNetworkError } from '@tagflow/client';
-import { Api, task, waitFor, workflow } from './support/harness.js';
+import { Api, freePort, task, waitFor, workflow } from './support/harness.js';
 import { WorkerProcess } from './support/worker-process.js';
 
-function freePort(): Promise<number> {
-  return new Promise((res) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => res(port));
-    });
-  });
-}
 
 /** The typed client against the real API, and the worker's command line. */
 describe('the typed client', () => {

@@ -1,25 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { Api, redisUrl, task, waitFor, waitForWorkflow, workflow } from './support/harness.js';
+import { Api, freePort, redisUrl, task, waitFor, waitForWorkflow, workflow } from './support/harness.js';
 import { dbSnapshot, httpWorker, transitionCounts } from './support/faults.js';
 import { alive, WorkerProcess } from './support/worker-process.js';
 
 const uniq = () => Math.random().toString(36).slice(2, 10);
 const scratch = mkdtempSync(join(tmpdir(), 'tagflow-faults-'));
 
-function freePort(): Promise<number> {
-  return new Promise((res) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => res(port));
-    });
-  });
-}
 
 async function allTasks(api: Api, workflowId: string): Promise<any[]> {
   const out: any[] = [];

@@ -1,31 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { Api, task, waitFor, waitForWorkflow, workflow } from './support/harness.js';
+import { Api, freePort, task, waitFor, waitForTask, waitForWorkflow, workflow } from './support/harness.js';
 import { alive, WorkerProcess } from './support/worker-process.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'tagflow-worker-e2e-'));
 const uniq = () => Math.random().toString(36).slice(2, 10);
 const sh = (command: string, extra: Record<string, unknown> = {}) => ({ action: { type: 'shell', command }, ...extra });
-
-async function waitTask(api: Api, wfId: string, name: string, states: string[], timeoutMs = 20_000) {
-  return waitFor(`task ${name} to be ${states.join('|')}`, async () => {
-    const t = await api.task(wfId, name);
-    return states.includes(t.state) ? t : undefined;
-  }, timeoutMs);
-}
-
-function freePort(): Promise<number> {
-  return new Promise((res) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => res(port));
-    });
-  });
-}
 
 /** The worker agent, as a real process running real shell commands against the real API. */
 describe('the worker agent', () => {
@@ -88,7 +70,7 @@ describe('the worker agent', () => {
   it('kills a run past timeout_s, with everything it started, and fails it with TIMEOUT', async () => {
     const pidFile = join(scratch, `timeout-${uniq()}`);
     const wf = await api.createWorkflow(workflow({ sealed: true, tasks: [task('hang', { tags: [tag], timeout_s: 1, ...sh(`sleep 60 & echo $! > ${pidFile}; wait`) })] }));
-    const t = await waitTask(api, wf.id, 'hang', ['ERROR']);
+    const t = await waitForTask(api, wf.id, 'hang', ['ERROR']);
     expect(t.error.code).toBe('TIMEOUT');
     const pid = Number(readFileSync(pidFile, 'utf8'));
     await waitFor('the background sleep to be killed too', async () => !alive(pid));
@@ -97,17 +79,17 @@ describe('the worker agent', () => {
   it('stops a running sleep when it is cancelled, and reports it CANCELLED', async () => {
     const pidFile = join(scratch, `cancel-${uniq()}`);
     const wf = await api.createWorkflow(workflow({ tasks: [task('sleeper', { tags: [tag], lease_s: 3, ...sh(`echo $$ > ${pidFile}; exec sleep 60`) })] }));
-    const running = await waitTask(api, wf.id, 'sleeper', ['RUNNING']);
+    const running = await waitForTask(api, wf.id, 'sleeper', ['RUNNING']);
     await waitFor('the pid file', async () => readFileSync(pidFile, 'utf8').trim() !== '' || undefined);
     await api.post(`/v1/tasks/${running.id}/cancel`);
-    const t = await waitTask(api, wf.id, 'sleeper', ['CANCELLED'], 10_000);
+    const t = await waitForTask(api, wf.id, 'sleeper', ['CANCELLED'], 10_000);
     expect(t.error.code).toBe('CANCELLED');
     await waitFor('the sleep to be gone', async () => !alive(Number(readFileSync(pidFile, 'utf8'))));
   });
 
   it('fails an unknown action type with UNSUPPORTED_ACTION and does not retry it', async () => {
     const wf = await api.createWorkflow(workflow({ sealed: true, tasks: [task('odd', { tags: [tag], action: { type: 'terraform-apply' }, retry: { count: 3 } })] }));
-    const t = await waitTask(api, wf.id, 'odd', ['ERROR']);
+    const t = await waitForTask(api, wf.id, 'odd', ['ERROR']);
     expect(t).toMatchObject({ attempt: 1, error: { code: 'UNSUPPORTED_ACTION' } });
     expect(t.error.message).toContain('terraform-apply');
   });
@@ -149,10 +131,10 @@ describe('the worker agent under stress', () => {
     const t = `term-${uniq()}`;
     const first = await WorkerProcess.start({ api: api.url, tags: [t], graceS: 1, name: 'first' });
     const wf = await api.createWorkflow(workflow({ sealed: true, tasks: [task('job', { tags: [t], ...sh('if [ "$TAGFLOW_ATTEMPT" = 1 ]; then sleep 60; fi; echo "done on attempt $TAGFLOW_ATTEMPT"') })] }));
-    await waitTask(api, wf.id, 'job', ['RUNNING']);
+    await waitForTask(api, wf.id, 'job', ['RUNNING']);
     first.signal('SIGTERM');
     expect(await first.exit()).toBe(0);
-    const handedBack = await waitTask(api, wf.id, 'job', ['READY']);
+    const handedBack = await waitForTask(api, wf.id, 'job', ['READY']);
     expect(handedBack).toMatchObject({ attempt: 2, error: { code: 'WORKER_SHUTDOWN' } });
     const second = await WorkerProcess.start({ api: api.url, tags: [t], name: 'second' });
     try {

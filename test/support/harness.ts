@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -232,6 +233,25 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${String(last)})`);
     await new Promise((r) => setTimeout(r, 25));
   }
+}
+
+/** Waits until a task of the workflow is in one of `states` and returns it. */
+export function waitForTask(api: Api, workflowId: string, name: string, states: string[], timeoutMs = 20_000): Promise<any> {
+  return waitFor(`task ${name} to be ${states.join('|')}`, async () => {
+    const t = await api.task(workflowId, name);
+    return states.includes(t.state) ? t : undefined;
+  }, timeoutMs);
+}
+
+/** A loopback port nothing listens on now (for an API that must come back on the same port). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
 }
 
 /** Waits until the workflow is in one of `states` and returns it. */
