@@ -1,6 +1,7 @@
 import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
+import type { NextFunction, Request, Response } from 'express';
 import { AppModule } from './app.module.js';
 import { loadConfig, type AppConfig } from './config/app-config.js';
 import { bearerAuth } from './common/auth.middleware.js';
@@ -23,6 +24,14 @@ async function bootstrap(): Promise<void> {
     bodyParser: false,
     abortOnError: false,
   });
+  // Once stopping, new requests get 503 and their connection closed, so clients back off
+  // and keep-alive connections let the server drain instead of feeding it more work.
+  let stopping = false;
+  app.use((_req: Request, res: Response, next: NextFunction) => {
+    if (!stopping) return next();
+    res.setHeader('connection', 'close');
+    res.status(503).json({ statusCode: 503, error: 'Service Unavailable', message: 'the API is shutting down; retry shortly' });
+  });
   app.useBodyParser('json', { limit: config.BODY_LIMIT_BYTES });
   app.use(jsonGuard);
   if (config.API_TOKEN) app.use(bearerAuth(config.API_TOKEN));
@@ -30,7 +39,6 @@ async function bootstrap(): Promise<void> {
   app.useGlobalFilters(new HttpExceptionFilter(logger));
   app.disable('x-powered-by');
 
-  let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;

@@ -78,6 +78,7 @@ export class PollService implements OnApplicationBootstrap, BeforeApplicationShu
   }
 
   async poll(req: PollRequest): Promise<{ task: TaskEntity; lease: { token: string; expires_at: number } }[]> {
+    if (this.closing) return []; // no new leases from a replica that is stopping
     const deadline = Date.now() + req.waitMs;
     const waiter: Waiter = { tags: req.tags, signalled: false, wake: null };
     this.waiters.add(waiter);
