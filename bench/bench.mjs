@@ -47,6 +47,7 @@ const cleanup = () => {
 };
 process.on('exit', cleanup);
 process.on('SIGINT', () => process.exit(130));
+process.on('SIGTERM', () => process.exit(143));
 
 async function freshDb(kind) {
   if (kind === 'sqlite') return `sqlite:${work}/bench-${randomUUID().slice(0, 8)}.db`;

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { spawn } from 'node:child_process';
 import { TagflowApiError, TagflowClient, TagflowNetworkError } from '@tagflow/client';
-import { Api, freePort, task, waitFor, workflow } from './support/harness.js';
+import { Api, freePort, task, track, waitFor, workflow } from './support/harness.js';
 import { WorkerProcess } from './support/worker-process.js';
 
 
@@ -70,7 +70,7 @@ describe('the typed client', () => {
 describe('the worker command line', () => {
   const run = (args: string[]) =>
     new Promise<{ code: number | null; out: string }>((resolve) => {
-      const p = spawn(process.execPath, ['bin/tagflow-worker.js', ...args], { env: { PATH: process.env.PATH ?? '' } });
+      const p = track(spawn(process.execPath, ['bin/tagflow-worker.js', ...args], { env: { PATH: process.env.PATH ?? '' } }));
       let out = '';
       p.stdout.on('data', (c: Buffer) => (out += c.toString()));
       p.stderr.on('data', (c: Buffer) => (out += c.toString()));

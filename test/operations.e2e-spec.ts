@@ -1,10 +1,10 @@
 import { describe, expect, it } from '@jest/globals';
 import { spawn } from 'node:child_process';
-import { Api, freshDatabaseUrl, redisUrl, task, workflow } from './support/harness.js';
+import { Api, freshDatabaseUrl, redisUrl, task, track, workflow } from './support/harness.js';
 
 function runWithEnv(env: Record<string, string>): Promise<{ code: number | null; stderr: string }> {
   return new Promise((resolve) => {
-    const proc = spawn(process.execPath, ['dist/apps/api/main.js'], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    const proc = track(spawn(process.execPath, ['dist/apps/api/main.js'], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'ignore', 'pipe'] }));
     let stderr = '';
     proc.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
     proc.on('exit', (code) => resolve({ code, stderr }));

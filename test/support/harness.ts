@@ -13,6 +13,23 @@ import pg from 'pg';
  */
 
 export const DATABASE = (process.env.TEST_DATABASE ?? 'sqlite') as 'sqlite' | 'postgres';
+
+/**
+ * Every process a suite starts. A test that fails half-way may leave some running; after
+ * each test file they are killed (test/support/teardown.ts), so a failing run ends and
+ * leaves nothing behind.
+ */
+const children = new Set<ChildProcess>();
+
+export function killTracked(): void {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+}
+
+export function track<T extends ChildProcess>(child: T): T {
+  children.add(child);
+  child.on('exit', () => children.delete(child));
+  return child;
+}
 const WORK = process.env.TEST_WORK_DIR ?? join(tmpdir(), 'tagflow-e2e');
 
 export function redisUrl(): string {
@@ -74,7 +91,7 @@ export class Api {
   static async start(opts: ApiOptions = {}): Promise<Api> {
     const databaseUrl = opts.databaseUrl ?? (await freshDatabaseUrl());
     const prefix = opts.prefix ?? `t${shortId()}`;
-    const proc = spawn(process.execPath, ['dist/apps/api/main.js'], {
+    const proc = track(spawn(process.execPath, ['dist/apps/api/main.js'], {
       env: {
         PATH: process.env.PATH ?? '',
         PORT: '0',
@@ -87,7 +104,7 @@ export class Api {
         ...opts.env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    }));
     const logs: string[] = [];
     const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
     const port = await new Promise<number>((resolve, reject) => {

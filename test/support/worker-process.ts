@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { waitFor } from './harness.js';
+import { track, waitFor } from './harness.js';
 
 export interface WorkerOptions {
   api: string;
@@ -30,7 +30,7 @@ export class WorkerProcess {
       '--concurrency', String(o.concurrency ?? 1), '--grace-s', String(o.graceS ?? 30), '--poll-wait-s', '5',
       '--work-dir', mkdtempSync(join(tmpdir(), 'tagflow-worker-test-'))];
     for (const p of o.plugins ?? []) args.push('--plugin', p);
-    const proc = spawn(process.execPath, args, { env: { PATH: process.env.PATH ?? '', ...o.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = track(spawn(process.execPath, args, { env: { PATH: process.env.PATH ?? '', ...o.env }, stdio: ['ignore', 'pipe', 'pipe'] }));
     const w = new WorkerProcess(proc);
     await waitFor('the worker to register', async () => w.logs.join('').includes('"msg":"registered"') || (proc.exitCode !== null && Promise.reject(new Error(w.logs.join('')))), 15_000);
     return w;
