@@ -106,6 +106,21 @@ describe('controlling workflows and tasks', () => {
     expect((await api.task(wf.id, 'b')).tags).toEqual([]);
   });
 
+  it('applies the data rules to a change: a new data reference makes the task wait, a data cycle is refused', async () => {
+    const t = `pd-${Math.random().toString(36).slice(2, 10)}`;
+    const wf = await api.createWorkflow(workflow({ tasks: [task('reader', { tags: [t] }), task('writer', { tags: [`${t}-w`], produces: ['cfg'] })] }));
+    const reader = await api.task(wf.id, 'reader');
+    const p = await api.patch(`/v1/tasks/${reader.id}`, { input: { cfg: '{{ data.cfg }}' } });
+    expect(p.body.state).toBe('WAITING');
+    const writer = await api.task(wf.id, 'writer');
+    const cycle = await api.patch(`/v1/tasks/${writer.id}`, { input: { x: '{{ tasks.reader.output }}' } });
+    expect(cycle.status).toBe(422);
+    expect(cycle.body.message).toContain('data:cfg');
+    expect((await api.task(wf.id, 'writer')).produces).toEqual(['cfg']); // a change keeps what it does not name
+    await api.request('PUT', `/v1/workflows/${wf.id}/data/cfg`, { value: 7 });
+    expect((await api.take([t])).input).toEqual({ cfg: 7 });
+  });
+
   it('deletes a task before it runs unless another requires it by name', async () => {
     const wf = await api.createWorkflow(workflow({ tasks: [task('base'), task('top', { requires: ['base'] }), task('gate', { requires_tags: ['opt'] }), task('optional', { tags: ['opt'], requires: ['top'] })] }));
     const base = await api.task(wf.id, 'base');

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { Api, task, waitFor, waitForWorkflow, workflow } from './support/harness.js';
+import { Api, task, waitFor, waitForTask, waitForWorkflow, workflow } from './support/harness.js';
 import { WorkerProcess } from './support/worker-process.js';
 
 const uniq = () => Math.random().toString(36).slice(2, 10);
@@ -50,10 +50,7 @@ describe('data flow', () => {
     const wf = await api.createWorkflow(workflow({ sealed: true, tasks: [task('a', { tags: [t] }), task('b', { tags: [t], retry: { count: 3 }, input: { x: '{{ tasks.a.output.nope.deeper }}' } })] }));
     await api.complete(await api.take([t]), { yes: 1 });
     expect(await api.poll([t], { wait_s: 1 })).toEqual([]); // b never reaches a worker
-    const b = await waitFor('b to fail', async () => {
-      const x = await api.task(wf.id, 'b');
-      return x.state === 'ERROR' ? x : undefined;
-    });
+    const b = await waitForTask(api, wf.id, 'b', ['ERROR']);
     expect(b.error).toEqual({ code: 'INPUT_RESOLUTION', message: 'cannot resolve {{ tasks.a.output.nope.deeper }}: no field nope.deeper' });
     expect(b.attempt).toBe(1);
     expect((await waitForWorkflow(api, wf.id, ['ERROR'])).state).toBe('ERROR');
@@ -112,10 +109,7 @@ describe('data flow', () => {
     await api.post(`/v1/workflows/${wf.id}/seal`);
     expect((await api.task(wf.id, 'reader')).state).toBe('WAITING'); // the writer may still write it
     await api.complete(await api.take([t]), { nothing: 'useful' }); // ...but does not
-    const reader = await waitFor('reader to fail', async () => {
-      const r = await api.task(wf.id, 'reader');
-      return r.state === 'ERROR' ? r : undefined;
-    });
+    const reader = await waitForTask(api, wf.id, 'reader', ['ERROR']);
     expect(reader.error).toEqual({ code: 'DEADLOCK', message: 'waits for data key token that no unfinished task of the sealed workflow produces' });
     expect((await waitForWorkflow(api, wf.id, ['ERROR', 'SUCCESS'])).state).toBe('ERROR');
   });

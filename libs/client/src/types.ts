@@ -49,6 +49,7 @@ export interface Task {
   input: JsonObject;
   requires: string[];
   requires_tags: string[];
+  produces: string[];
   retry: Required<RetrySpec>;
   timeout_s: number | null;
   lease_s: number;

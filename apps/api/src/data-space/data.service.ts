@@ -1,5 +1,5 @@
 import { HttpException, HttpStatus, Injectable } from '@nestjs/common';
-import { DATA_KEY_MAX_LENGTH, DATA_KEY_PATTERN, isTerminalWorkflow } from '@tagflow/domain';
+import { DATA_KEY_MAX_LENGTH, DATA_KEY_PATTERN, isoOrNull, isTerminalWorkflow } from '@tagflow/domain';
 import { Database, DataEntryEntity, TaskEntity, WorkflowEntity } from '@tagflow/persistence';
 import { ApiError, badRequest, conflict, notFound, tooLarge } from '../common/errors.js';
 import { Waiters } from '../dispatch/waiters.js';
@@ -57,8 +57,8 @@ export class DataService {
       select: { id: true, name: true, finished_at: true }, where: { workflow_id: workflowId, state: 'SUCCESS' }, order: { name: 'ASC' },
     });
     const items = [
-      ...entries.map((e) => ({ key: e.key, written_at: toDataResponse({ ...e, value: null }).written_at, task_id: e.task_id })),
-      ...outputs.map((t) => ({ key: `tasks.${t.name}.output`, written_at: toDataResponse({ key: '', value: null, written_at: t.finished_at ?? 0, task_id: null }).written_at, task_id: t.id })),
+      ...entries.map((e) => ({ key: e.key, written_at: isoOrNull(e.written_at), task_id: e.task_id })),
+      ...outputs.map((t) => ({ key: `tasks.${t.name}.output`, written_at: isoOrNull(t.finished_at), task_id: t.id })),
     ];
     return { items };
   }

@@ -1,12 +1,13 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import { LIMITS } from '@tagflow/domain';
-import { Database, TaskEntity, type LeaseOutcome } from '@tagflow/persistence';
+import { Database, TaskEntity, type LeaseOutcome, type WorkflowEntity } from '@tagflow/persistence';
 import { conflict, notFound, tooLarge } from '../common/errors.js';
 import { JsonLogger } from '../common/logger.js';
 import { MetricsService } from '../metrics/metrics.service.js';
 import { Engine } from '../engine/engine.service.js';
 import { Transitions } from '../engine/transitions.js';
+import type { TxContext } from '../engine/tx-context.js';
 import type { CompleteDto, FailDto, HeartbeatDto } from '../tasks/task.dto.js';
 import { QueueService } from './queue.service.js';
 
@@ -138,7 +139,7 @@ export class LeaseService {
     taskId: string,
     token: string,
     kind: LeaseOutcome,
-    apply: (ctx: Parameters<Parameters<Engine['inWorkflow']>[1]>[0], wf: Parameters<Parameters<Engine['inWorkflow']>[1]>[1], task: TaskEntity) => Promise<void>,
+    apply: (ctx: TxContext, wf: WorkflowEntity, task: TaskEntity) => Promise<void>,
   ): Promise<TaskEntity> {
     const first = await this.find(taskId);
     return this.engine.inWorkflow(first.workflow_id, async (ctx, wf) => {

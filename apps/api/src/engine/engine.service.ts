@@ -99,13 +99,7 @@ export class Engine {
       if (batch.has(t.name)) throw unprocessable(`duplicate task name ${t.name} in the request`, [{ field: 'name', errors: [`duplicate: ${t.name}`] }]);
       batch.add(t.name);
     }
-    for (const t of tasks) {
-      if (t.referenceErrors.length > 0) {
-        throw unprocessable(`task ${t.name} has a malformed reference: ${t.referenceErrors[0]}`, t.referenceErrors.map((e) => ({ field: 'input', errors: [e] })));
-      }
-      const reserved = t.produces.find((k) => k.startsWith('tasks.'));
-      if (reserved) throw unprocessable(`task ${t.name} cannot produce ${reserved}: keys under "tasks." are its outputs`, [{ field: 'produces', errors: [`reserved: ${reserved}`] }]);
-    }
+    for (const t of tasks) checkReferences(t);
     const names = [...batch];
     const taken = await this.existingNames(ctx, wf.id, names);
     for (const name of names) {
@@ -136,8 +130,10 @@ export class Engine {
       if (res.length > 0) throw unprocessable(`on_error handler name ${res[0].name} is already reserved by task ${res[0].owner_task_id}`);
     }
 
-    // References by name must point at a task of the workflow (or of this batch).
-    const referenced = new Set(tasks.flatMap((t) => t.requires));
+    // References by name must point at a task of the workflow (or of this batch); handlers'
+    // too, looked up in the same query.
+    const handlerRequires = tasks.flatMap((t) => t.on_error.flatMap((e) => e.run.flatMap((r) => (r.requires as string[] | undefined) ?? [])));
+    const referenced = new Set([...tasks.flatMap((t) => t.requires), ...handlerRequires]);
     const known = new Set([...batch, ...(await this.existingNames(ctx, wf.id, [...referenced]))]);
     for (const t of tasks) {
       for (const r of t.requires) {
@@ -148,7 +144,7 @@ export class Engine {
         const local = new Set(entry.run.map((r) => r.name as unknown).filter((n): n is string => typeof n === 'string'));
         for (const run of entry.run) {
           for (const r of (run.requires as string[] | undefined) ?? []) {
-            if (!local.has(r) && !known.has(r) && !(await this.existingNames(ctx, wf.id, [r])).has(r)) {
+            if (!local.has(r) && !known.has(r)) {
               throw unprocessable(`on_error handler of task ${t.name} requires unknown task ${r}`);
             }
           }
@@ -631,7 +627,7 @@ export class Engine {
   }
 
   /** The dependency graph of a workflow's existing tasks (only WAITING ones have edges). */
-  private async graphOf(ctx: TxContext, workflowId: string): Promise<GraphTask[]> {
+  async graphOf(ctx: TxContext, workflowId: string): Promise<GraphTask[]> {
     const rows = await ctx.em.getRepository(TaskEntity).find({
       select: { name: true, tags: true, requires: true, requires_tags: true, produces: true, data_requires: true, state: true },
       where: { workflow_id: workflowId },
@@ -667,7 +663,16 @@ function describeWaits(t: Pick<TaskEntity, 'requires' | 'requires_tags' | 'data_
   return parts.join('; ') || 'nothing';
 }
 
-function depRows(t: TaskEntity): TaskDepEntity[] {
+/** Malformed references and keys a task may not declare; 422 naming them. */
+export function checkReferences(t: NewTask): void {
+  if (t.referenceErrors.length > 0) {
+    throw unprocessable(`task ${t.name} has a malformed reference: ${t.referenceErrors[0]}`, t.referenceErrors.map((e) => ({ field: 'input', errors: [e] })));
+  }
+  const reserved = t.produces.find((k) => k.startsWith('tasks.'));
+  if (reserved) throw unprocessable(`task ${t.name} cannot produce ${reserved}: keys under "tasks." are its outputs`, [{ field: 'produces', errors: [`reserved: ${reserved}`] }]);
+}
+
+export function depRows(t: TaskEntity): TaskDepEntity[] {
   const row = (kind: TaskDepEntity['kind']) => (dep_key: string) => ({ task_id: t.id, kind, dep_key, workflow_id: t.workflow_id });
   return [
     ...t.requires.map(row('name')),
@@ -675,10 +680,6 @@ function depRows(t: TaskEntity): TaskDepEntity[] {
     ...t.data_requires.map(row('data')),
     ...t.produces.map(row('produces')),
   ];
-}
-
-export function depRowsOf(t: TaskEntity): TaskDepEntity[] {
-  return depRows(t);
 }
 
 function toView(t: Pick<TaskEntity, 'id' | 'name' | 'state' | 'handled' | 'handling' | 'error'>): DependencyView {

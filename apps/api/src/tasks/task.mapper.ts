@@ -15,6 +15,7 @@ export function toTaskResponse(t: TaskEntity): Task {
     input: t.input,
     requires: t.requires,
     requires_tags: t.requires_tags,
+    produces: t.produces,
     retry: { ...t.retry, max_delay_s: t.retry.max_delay_s },
     timeout_s: t.timeout_s,
     lease_s: t.lease_s,

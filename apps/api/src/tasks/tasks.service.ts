@@ -4,8 +4,9 @@ import { canonicalTags, describeCycle, findCycle, isTerminalTask, isTerminalWork
 import { Database, insertRows, ReservedNameEntity, TaskDepEntity, TaskEntity, TaskEventEntity, TaskTagEntity } from '@tagflow/persistence';
 import { conflict, notFound, unprocessable } from '../common/errors.js';
 import { decodeCursor, pageOf, type Page } from '../common/pagination.js';
-import { Engine, depRowsOf } from '../engine/engine.service.js';
-import { handlerNames, normalizeSpec, type TaskSpecLike } from '../engine/task-spec.js';
+import { checkReferences, depRows, Engine } from '../engine/engine.service.js';
+import { handlerNames, normalizeSpec, type NewTask, type TaskSpecLike } from '../engine/task-spec.js';
+import type { TxContext } from '../engine/tx-context.js';
 import { Transitions } from '../engine/transitions.js';
 import { Waiters } from '../dispatch/waiters.js';
 import { WorkflowsService } from '../workflows/workflows.service.js';
@@ -103,6 +104,7 @@ export class TasksService {
         lease_s: dto.lease_s ?? t.lease_s,
         on_error: (dto.on_error ?? t.on_error) as unknown as TaskSpecLike['on_error'],
         revert: dto.revert ?? t.revert ?? undefined,
+        produces: dto.produces ?? t.produces,
       });
       await this.checkPatch(ctx, wf.id, t, merged);
       if (t.state === 'READY') await this.transitions.tasks(ctx, { ids: [id], from: ['READY'], to: 'WAITING', reason: 'changed before it ran' });
@@ -110,13 +112,13 @@ export class TasksService {
       await ctx.em.getRepository(TaskEntity).update({ id }, {
         tags, tagset_id: tagsetId(tags), action: merged.action, input: merged.input, requires: merged.requires,
         requires_tags: merged.requires_tags, retry: merged.retry, timeout_s: merged.timeout_s, lease_s: merged.lease_s,
-        on_error: merged.on_error, revert: merged.revert, updated_at: ctx.now,
+        on_error: merged.on_error, revert: merged.revert, produces: merged.produces, data_requires: merged.data_requires, updated_at: ctx.now,
       });
       const updated = await ctx.em.getRepository(TaskEntity).findOneByOrFail({ id });
       await ctx.em.getRepository(TaskTagEntity).delete({ task_id: id });
       if (tags.length) await insertRows(ctx.em, TaskTagEntity, tags.map((tag) => ({ task_id: id, tag, workflow_id: wf.id })));
       await ctx.em.getRepository(TaskDepEntity).delete({ task_id: id });
-      const deps = depRowsOf(updated);
+      const deps = depRows(updated);
       if (deps.length) await insertRows(ctx.em, TaskDepEntity, deps);
       await ctx.em.getRepository(ReservedNameEntity).delete({ owner_task_id: id });
       const reserved = handlerNames(merged);
@@ -128,12 +130,11 @@ export class TasksService {
     });
   }
 
-  private async checkPatch(ctx: Parameters<Parameters<Engine['inWorkflow']>[1]>[0], workflowId: string, t: TaskEntity, merged: ReturnType<typeof normalizeSpec>): Promise<void> {
-    const others = await ctx.em.getRepository(TaskEntity).find({
-      select: { id: true, name: true, tags: true, requires: true, requires_tags: true, state: true },
-      where: { workflow_id: workflowId },
-    });
-    const names = new Set(others.map((o) => o.name));
+  /** The submission rules of the engine, for one task changed in place. */
+  private async checkPatch(ctx: TxContext, workflowId: string, t: TaskEntity, merged: NewTask): Promise<void> {
+    checkReferences(merged);
+    const graph = await this.engine.graphOf(ctx, workflowId);
+    const names = new Set(graph.map((g) => g.name));
     for (const r of merged.requires) {
       if (r === t.name) throw unprocessable(describeCycle([t.name, t.name]));
       if (!names.has(r)) throw unprocessable(`task ${t.name} requires unknown task ${r}`, [{ field: 'requires', errors: [`unknown task: ${r}`] }]);
@@ -143,12 +144,7 @@ export class TasksService {
       const owner = await ctx.em.getRepository(ReservedNameEntity).findOneBy({ workflow_id: workflowId, name: h });
       if (owner && owner.owner_task_id !== t.id) throw unprocessable(`on_error handler name ${h} is already reserved by task ${owner.owner_task_id}`);
     }
-    const graph = others.map((o) =>
-      o.id === t.id
-        ? { name: t.name, tags: merged.tags, requires: merged.requires, requires_tags: merged.requires_tags, waiting: true }
-        : { name: o.name, tags: o.tags, requires: o.requires, requires_tags: o.requires_tags, waiting: o.state === 'WAITING' },
-    );
-    const cycle = findCycle(graph);
+    const cycle = findCycle(graph.map((g) => (g.name === t.name ? { ...merged, waiting: true } : g)));
     if (cycle) throw unprocessable(describeCycle(cycle), [{ field: 'requires', errors: [describeCycle(cycle)] }]);
   }
 
