@@ -51,6 +51,21 @@ export class Database {
       return fn(em, await qb.getOne());
     });
   }
+
+  /**
+   * `withWorkflowLock` for the workflow of a task, found in the same statement (a task
+   * never changes workflow); `workflow` is null when the task does not exist.
+   */
+  async withTaskWorkflowLock<T>(taskId: string, fn: (em: EntityManager, workflow: WorkflowEntity | null) => Promise<T>): Promise<T> {
+    return this.transaction(async (em) => {
+      const qb = em
+        .getRepository(WorkflowEntity)
+        .createQueryBuilder('w')
+        .where('w.id = (SELECT t.workflow_id FROM task t WHERE t.id = :id)', { id: taskId });
+      if (this.kind === 'postgres') qb.setLock('pessimistic_write');
+      return fn(em, await qb.getOne());
+    });
+  }
 }
 
 /**

@@ -46,6 +46,14 @@ export type BusEvent =
   | { type: 'task-finished'; task: string }
   | { type: 'data-written'; workflow: string; key: string };
 
+/** One bus message: the events of one operation, from one replica. */
+interface BusMessage {
+  origin: string;
+  events: readonly BusEvent[];
+}
+
+const JOB_OPTIONS = { removeOnComplete: true, removeOnFail: true, attempts: 1 };
+
 interface JobData {
   taskId: string;
   attempt: number;
@@ -69,6 +77,8 @@ export class TaskQueue {
   private readonly listeners: ((event: BusEvent) => void)[] = [];
   private readonly channel: string;
   private readonly epochKey: string;
+  /** Tells this replica's own bus messages apart: they were delivered locally already. */
+  private readonly origin = `${process.pid}-${Math.random().toString(36).slice(2)}`;
   private epoch: string | null = null;
 
   constructor(private readonly config: QueueConfig) {
@@ -100,14 +110,14 @@ export class TaskQueue {
     this.root.on('error', () => undefined);
     this.subscriber.on('message', (channel, message) => {
       if (channel !== this.channel) return;
-      let event: BusEvent;
+      let envelope: BusMessage;
       try {
-        event = JSON.parse(message) as BusEvent;
+        envelope = JSON.parse(message) as BusMessage;
       } catch {
         return;
       }
-      if (event.type === 'ready') this.knownTagsets.add(event.tagset);
-      for (const listener of this.listeners) listener(event);
+      if (envelope.origin === this.origin || !Array.isArray(envelope.events)) return;
+      this.deliver(envelope.events);
     });
     await this.subscriber.subscribe(this.channel);
   }
@@ -135,10 +145,11 @@ export class TaskQueue {
 
   /**
    * Puts tasks on their queues. Idempotent: a job id is the task id and attempt, and
-   * BullMQ ignores an add whose id exists. Announces the new work on the bus.
+   * BullMQ ignores an add whose id exists. Returns the `ready` announcements to publish
+   * (see `publish`), one per tag set.
    */
-  async enqueue(items: readonly EnqueueItem[]): Promise<void> {
-    if (items.length === 0) return;
+  async enqueue(items: readonly EnqueueItem[]): Promise<BusEvent[]> {
+    if (items.length === 0) return [];
     const byTagset = new Map<string, EnqueueItem[]>();
     for (const item of items) {
       const list = byTagset.get(item.tagsetId);
@@ -146,7 +157,7 @@ export class TaskQueue {
       else byTagset.set(item.tagsetId, [item]);
     }
     // Tag sets are independent: queue them in parallel (a batch can span hundreds).
-    await Promise.all(
+    return Promise.all(
       [...byTagset].map(async ([tagset, list]) => {
         const tags = [...list[0].tags];
         if (!this.knownTagsets.has(tagset)) {
@@ -158,53 +169,50 @@ export class TaskQueue {
           list.map((item) => ({
             name: 'task',
             data: { taskId: item.taskId, attempt: item.attempt },
-            opts: {
-              jobId: jobIdFor(item.taskId, item.attempt),
-              delay: item.delayMs > 0 ? item.delayMs : undefined,
-              removeOnComplete: true,
-              removeOnFail: true,
-              attempts: 1,
-            },
+            opts: { ...JOB_OPTIONS, jobId: jobIdFor(item.taskId, item.attempt), delay: item.delayMs > 0 ? item.delayMs : undefined },
           })),
         );
-        await this.publish({ type: 'ready', tagset, tags, count: list.length });
+        const event: BusEvent = { type: 'ready', tagset, tags, count: list.length };
+        return event;
       }),
     );
   }
 
-  /** Announces that a tag set may have work (used when a delayed job becomes due). */
-  async announce(tagset: string, tags: readonly string[]): Promise<void> {
-    await this.publish({ type: 'ready', tagset, tags: [...tags], count: 1 });
+  /**
+   * Announces events to every replica in one message: this replica's listeners are
+   * called at once (no round trip through Redis), the others' when the message arrives.
+   */
+  async publish(events: readonly BusEvent[]): Promise<void> {
+    if (events.length === 0) return;
+    this.deliver(events);
+    const message: BusMessage = { origin: this.origin, events };
+    await this.connection.publish(this.channel, JSON.stringify(message));
   }
 
-  async publishTaskFinished(taskIds: readonly string[]): Promise<void> {
-    for (const task of taskIds) await this.publish({ type: 'task-finished', task });
-  }
-
-  async publishDataWritten(writes: readonly { workflowId: string; key: string }[]): Promise<void> {
-    for (const w of writes) await this.publish({ type: 'data-written', workflow: w.workflowId, key: w.key });
-  }
-
-  /** Fetches and locks the oldest job of a tag set's queue, or undefined when it has none. */
-  async take(tagset: string, token: string, lockMs: number): Promise<TakenJob | undefined> {
+  /**
+   * Fetches and locks up to `tokens.length` of the oldest jobs of a tag set's queue (one
+   * per token, the token becoming the job's lock token); fewer when the queue runs dry.
+   */
+  async take(tagset: string, tokens: readonly string[], lockMs: number): Promise<TakenJob[]> {
     const { worker } = this.queueFor(tagset);
-    const job = (await worker.getNextJob(token, { block: false })) as Job<JobData> | undefined;
-    if (!job || !job.id) return undefined;
-    if (lockMs !== this.config.defaultLockMs) await job.extendLock(token, lockMs);
-    return { taskId: job.data.taskId, attempt: job.data.attempt, jobId: job.id, token };
+    const jobs = await Promise.all(tokens.map((token) => worker.getNextJob(token, { block: false }) as Promise<Job<JobData> | undefined>));
+    const taken: TakenJob[] = [];
+    for (const [i, job] of jobs.entries()) {
+      if (!job?.id) continue;
+      taken.push({ taskId: job.data.taskId, attempt: job.data.attempt, jobId: job.id, token: tokens[i] });
+    }
+    if (lockMs !== this.config.defaultLockMs) await Promise.all(taken.map((t) => this.extend(tagset, t.jobId, t.token, lockMs)));
+    return taken;
   }
 
   /** Extends a job's lock; false when the job or the lock is gone (Redis lost it). */
   async extend(tagset: string, jobId: string, token: string, lockMs: number): Promise<boolean> {
-    const job = await this.job(tagset, jobId);
-    if (!job) return false;
-    return (await job.extendLock(token, lockMs)) === 1;
+    return (await this.handle(tagset, jobId).extendLock(token, lockMs)) === 1;
   }
 
   /** Removes a fetched job. Missing jobs and lost locks are fine: the database decides. */
   async finish(tagset: string, jobId: string, token: string): Promise<void> {
-    const job = await this.job(tagset, jobId);
-    if (!job) return;
+    const job = this.handle(tagset, jobId);
     try {
       await job.moveToCompleted(null, token, false);
     } catch {
@@ -241,7 +249,7 @@ export class TaskQueue {
   async releaseOrphan(tagset: string, jobId: string): Promise<void> {
     const token = await this.connection.get(`${this.config.prefix}:${queueName(tagset)}:${jobId}:lock`);
     if (token) await this.finish(tagset, jobId, token);
-    else await (await this.job(tagset, jobId))?.remove().catch(() => undefined);
+    else await this.handle(tagset, jobId).remove().catch(() => undefined);
   }
 
   /**
@@ -265,12 +273,20 @@ export class TaskQueue {
     return !first;
   }
 
-  private async job(tagset: string, jobId: string): Promise<Job<JobData> | undefined> {
-    return Job.fromId<JobData>(this.queueFor(tagset).queue, jobId);
+  /**
+   * A handle on a job for the scripts that only need its id and options (lock, complete,
+   * remove), built without reading the job from Redis. The options are those `enqueue`
+   * gives every job.
+   */
+  private handle(tagset: string, jobId: string): Job<JobData> {
+    return new Job<JobData>(this.queueFor(tagset).queue, 'task', { taskId: '', attempt: 0 }, JOB_OPTIONS, jobId);
   }
 
-  private async publish(event: BusEvent): Promise<void> {
-    await this.connection.publish(this.channel, JSON.stringify(event));
+  private deliver(events: readonly BusEvent[]): void {
+    for (const event of events) {
+      if (event.type === 'ready') this.knownTagsets.add(event.tagset);
+      for (const listener of this.listeners) listener(event);
+    }
   }
 
   private queueFor(tagset: string): TagsetQueue {

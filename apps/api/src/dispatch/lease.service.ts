@@ -45,30 +45,12 @@ export class LeaseService {
   }
 
   /**
-   * Turns a job fetched from a tag set's queue into a lease: READY -> RUNNING, guarded
-   * by the attempt and the queue the job came from, and by a running workflow. Null
-   * when the job was stale (task moved on, cancelled, deleted, paused): the caller drops it.
+   * Turns jobs fetched from a tag set's queue into leases (READY -> RUNNING, see
+   * Transitions.claim), in one transaction. Returns the tasks leased; a job missing from
+   * the answer was stale (task moved on, cancelled, deleted, paused): the caller drops it.
    */
-  async claim(taskId: string, attempt: number, tagsetId: string, token: string, workerId: string | null): Promise<TaskEntity | null> {
-    return this.engine.inTransaction(async (ctx) => {
-      const moved = await this.transitions.tasks(ctx, {
-        ids: [taskId], from: ['READY'], to: 'RUNNING',
-        set: {
-          worker_id: workerId,
-          lease_token: token,
-          lease_expires_at: () => `${ctx.now} + lease_s * 1000`,
-          deadline_at: () => `CASE WHEN timeout_s IS NULL THEN NULL ELSE ${ctx.now} + timeout_s * 1000 END`,
-          started_at: ctx.now,
-          lease_outcome: null,
-          progress: () => "NULL",
-          cancel_requested: false,
-        },
-        guard: { attempt, tagsetId, workflowRunning: true },
-        reason: workerId ? `leased by worker ${workerId}` : 'leased',
-      });
-      if (moved.length === 0) return null;
-      return ctx.em.getRepository(TaskEntity).findOneBy({ id: taskId });
-    });
+  async claim(jobs: readonly { taskId: string; attempt: number; token: string }[], tagsetId: string, workerId: string | null): Promise<TaskEntity[]> {
+    return this.engine.inTransaction((ctx) => this.transitions.claim(ctx, jobs, tagsetId, workerId));
   }
 
   async heartbeat(taskId: string, dto: HeartbeatDto): Promise<{ expires_at: number; cancel_requested: boolean }> {
@@ -99,6 +81,7 @@ export class LeaseService {
     if (size > LIMITS.outputMaxBytes) throw tooLarge(`output is ${size} bytes; the limit is ${LIMITS.outputMaxBytes}`);
     return this.report(taskId, dto.lease_token, 'complete', async (ctx, wf, task) => {
       await this.engine.completeTask(ctx, wf, task, output, dto);
+      return task; // completeTask keeps it in step with its row
     });
   }
 
@@ -106,6 +89,7 @@ export class LeaseService {
     const error = { message: dto.error.message, code: dto.error.code ?? (dto.exit_code !== undefined ? String(dto.exit_code) : null) };
     return this.report(taskId, dto.lease_token, 'fail', async (ctx, wf, task) => {
       await this.engine.failAttempt(ctx, wf, task, error, dto.error.retryable !== false, dto, 'fail');
+      return ctx.em.getRepository(TaskEntity).findOneByOrFail({ id: taskId });
     });
   }
 
@@ -135,24 +119,26 @@ export class LeaseService {
     });
   }
 
+  /**
+   * Runs a report under the task's workflow lock once its token, state and lease are
+   * checked; `apply` returns the task as it is afterwards.
+   */
   private async report(
     taskId: string,
     token: string,
     kind: LeaseOutcome,
-    apply: (ctx: TxContext, wf: WorkflowEntity, task: TaskEntity) => Promise<void>,
+    apply: (ctx: TxContext, wf: WorkflowEntity, task: TaskEntity) => Promise<TaskEntity>,
   ): Promise<TaskEntity> {
-    const first = await this.find(taskId);
-    return this.engine.inWorkflow(first.workflow_id, async (ctx, wf) => {
-      const task = await ctx.em.getRepository(TaskEntity).findOneByOrFail({ id: taskId });
+    return this.engine.inTaskWorkflow(taskId, async (ctx, wf, task) => {
       this.checkToken(task, token);
       if (task.lease_outcome === kind) return task; // the same report again: same answer
       if (task.lease_outcome !== null || task.state !== 'RUNNING') throw this.ended(task);
       if ((task.lease_expires_at ?? 0) < ctx.now) {
         throw conflict(`the lease of task ${task.id} expired at ${new Date(task.lease_expires_at ?? 0).toISOString()}; the attempt counts as failed`, { state: task.state });
       }
-      await apply(ctx, wf, task);
+      const after = await apply(ctx, wf, task);
       this.reports({ kind });
-      return ctx.em.getRepository(TaskEntity).findOneByOrFail({ id: taskId });
+      return after;
     });
   }
 

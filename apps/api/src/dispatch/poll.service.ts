@@ -105,40 +105,41 @@ export class PollService implements OnApplicationBootstrap, BeforeApplicationShu
     for (const tagset of candidates) {
       while (out.length < req.maxTasks) {
         const seqBefore = this.seq.get(tagset) ?? 0;
-        const token = this.leases.newToken();
-        const job = await this.queue.queue.take(tagset, token, LIMITS.defaultLeaseSeconds * 1000);
-        if (!job) {
-          if ((this.seq.get(tagset) ?? 0) === seqBefore) this.hints.delete(tagset);
-          break;
-        }
-        const task = await this.leases.claim(job.taskId, job.attempt, tagset, token, req.workerId).catch((e: unknown) => {
-          this.logger.event('error', 'poll', 'claim failed; the job goes back', { task_id: job.taskId, error: String(e) });
-          return undefined;
-        });
-        if (task === undefined) {
-          // The database did not answer: give the job up. The task is still READY in the
-          // database, so the reconciler queues it again.
-          await this.queue.queue.finish(tagset, job.jobId, token).catch(() => undefined);
+        const want = req.maxTasks - out.length;
+        const tokens = Array.from({ length: want }, () => this.leases.newToken());
+        const jobs = await this.queue.queue.take(tagset, tokens, LIMITS.defaultLeaseSeconds * 1000);
+        if (jobs.length < want && (this.seq.get(tagset) ?? 0) === seqBefore) this.hints.delete(tagset);
+        if (jobs.length === 0) break;
+        let claimed: TaskEntity[];
+        try {
+          claimed = await this.leases.claim(jobs.map((j) => ({ taskId: j.taskId, attempt: j.attempt, token: j.token })), tagset, req.workerId);
+        } catch (e) {
+          // The database did not answer: give the jobs up. Their tasks are still READY in
+          // the database, so the reconciler queues them again.
+          this.logger.event('error', 'poll', 'claim failed; the jobs go back', { tasks: jobs.map((j) => j.taskId), error: String(e) });
+          await Promise.all(jobs.map((j) => this.queue.queue.finish(tagset, j.jobId, j.token).catch(() => undefined)));
           return out;
         }
-        if (task === null) {
-          // Stale job (task moved on, cancelled, deleted, or its workflow is paused): drop it.
-          await this.queue.queue.finish(tagset, job.jobId, token).catch(() => undefined);
-          continue;
+        // Stale jobs (task moved on, cancelled, deleted, or its workflow is paused): dropped.
+        const byId = new Map(claimed.map((t) => [t.id, t]));
+        const stale = jobs.filter((j) => byId.get(j.taskId)?.lease_token !== j.token);
+        await Promise.all(stale.map((j) => this.queue.queue.finish(tagset, j.jobId, j.token).catch(() => undefined)));
+        for (const task of claimed) {
+          try {
+            task.input = await this.resolver.resolve(task);
+          } catch (e) {
+            if (!(e instanceof ResolutionError)) throw e;
+            // The worker never sees it: the task fails here, naming the reference.
+            await this.leases.failUnstarted(task, { code: e.code, message: e.message });
+            continue;
+          }
+          if (task.lease_s !== LIMITS.defaultLeaseSeconds) {
+            await this.queue.queue.extend(tagset, this.queue.jobId(task.id, task.attempt), task.lease_token!, task.lease_s * 1000).catch(() => undefined);
+          }
+          out.push({ task, lease: { token: task.lease_token!, expires_at: task.lease_expires_at ?? Date.now() } });
+          this.leased();
         }
-        try {
-          task.input = await this.resolver.resolve(task);
-        } catch (e) {
-          if (!(e instanceof ResolutionError)) throw e;
-          // The worker never sees it: the task fails here, naming the reference.
-          await this.leases.failUnstarted(task, { code: e.code, message: e.message });
-          continue;
-        }
-        if (task.lease_s !== LIMITS.defaultLeaseSeconds) {
-          await this.queue.queue.extend(tagset, job.jobId, token, task.lease_s * 1000).catch(() => undefined);
-        }
-        out.push({ task, lease: { token, expires_at: task.lease_expires_at ?? Date.now() } });
-        this.leased();
+        if (jobs.length < want) break;
       }
       if (out.length >= req.maxTasks) break;
     }

@@ -27,31 +27,38 @@ export class QueueService implements OnApplicationShutdown {
     this.queue.onEvent(listener);
   }
 
+  /**
+   * Queues, removes finished jobs, then announces everything in one bus message. Each
+   * step is independent of the others' failure: what Redis missed, the reconciler redoes.
+   */
   async apply(effects: Effects): Promise<void> {
+    const events: BusEvent[] = [];
+    const steps: Promise<unknown>[] = [];
     if (effects.enqueue.length > 0) {
-      try {
-        await this.queue.enqueue(effects.enqueue);
-        for (const item of effects.enqueue) if (item.delayMs > 0) this.announceWhenDue(item.tagsetId, item.tags, item.delayMs);
-      } catch (e) {
-        this.warn('enqueue failed; the reconciler will retry', e, { tasks: effects.enqueue.length });
-      }
+      steps.push(
+        this.queue.enqueue(effects.enqueue).then(
+          (ready) => {
+            events.push(...ready);
+            for (const item of effects.enqueue) if (item.delayMs > 0) this.announceWhenDue(item.tagsetId, item.tags, item.delayMs);
+          },
+          (e: unknown) => this.warn('enqueue failed; the reconciler will retry', e, { tasks: effects.enqueue.length }),
+        ),
+      );
     }
     for (const job of effects.releaseJobs) {
-      await this.queue.finish(job.tagsetId, job.jobId, job.token).catch((e: unknown) => this.warn('could not remove a finished job', e, job));
+      steps.push(this.queue.finish(job.tagsetId, job.jobId, job.token).catch((e: unknown) => this.warn('could not remove a finished job', e, job)));
     }
-    if (effects.finished.length > 0) {
-      await this.queue.publishTaskFinished(effects.finished).catch((e: unknown) => this.warn('could not announce finished tasks', e));
-    }
-    if (effects.dataWritten.length > 0) {
-      await this.queue.publishDataWritten(effects.dataWritten).catch((e: unknown) => this.warn('could not announce data writes', e));
-    }
+    await Promise.all(steps);
+    for (const task of effects.finished) events.push({ type: 'task-finished', task });
+    for (const w of effects.dataWritten) events.push({ type: 'data-written', workflow: w.workflowId, key: w.key });
+    await this.queue.publish(events).catch((e: unknown) => this.warn('could not announce on the bus', e, { events: events.length }));
   }
 
   /** A delayed retry becomes fetchable later: wake the pollers then (the reconciler covers a restart). */
   private announceWhenDue(tagset: string, tags: readonly string[], delayMs: number): void {
     const timer = setTimeout(() => {
       this.dueTimers.delete(timer);
-      this.queue.announce(tagset, tags).catch((e: unknown) => this.warn('could not announce a due retry', e));
+      this.queue.publish([{ type: 'ready', tagset, tags: [...tags], count: 1 }]).catch((e: unknown) => this.warn('could not announce a due retry', e));
     }, delayMs + 5);
     timer.unref();
     this.dueTimers.add(timer);

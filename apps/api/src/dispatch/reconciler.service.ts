@@ -121,9 +121,10 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
       }
       if (lost.length > 0) {
         if (onlyMissing) this.logger.event('warn', 'reconciler', 'queueing READY tasks missing from Redis', { count: lost.length });
-        await this.queue.queue.enqueue(lost.map((r) => ({
+        const ready = await this.queue.queue.enqueue(lost.map((r) => ({
           taskId: r.id, attempt: r.attempt, tagsetId: r.tagset_id, tags: r.tags, delayMs: Math.max(0, (r.ready_at ?? 0) - now),
         })));
+        await this.queue.queue.publish(ready);
       }
       if (rows.length < BATCH) return;
     }

@@ -62,6 +62,18 @@ export class Engine {
     return result;
   }
 
+  /** Runs `fn` under the lock of the task's workflow, with the task read under it; 404 when the task does not exist. */
+  async inTaskWorkflow<T>(taskId: string, fn: (ctx: TxContext, wf: WorkflowEntity, task: TaskEntity) => Promise<T>): Promise<T> {
+    const effects = new Effects();
+    const result = await this.db.withTaskWorkflowLock(taskId, async (em, wf) => {
+      const task = wf && (await em.getRepository(TaskEntity).findOneBy({ id: taskId }));
+      if (!wf || !task) throw notFound('task', taskId);
+      return fn({ em, now: Date.now(), effects }, wf, task);
+    });
+    await this.queue.apply(effects);
+    return result;
+  }
+
   /** A transaction without the workflow lock (claims, heartbeats: single guarded rows). */
   async inTransaction<T>(fn: (ctx: TxContext) => Promise<T>): Promise<T> {
     const effects = new Effects();
@@ -317,11 +329,12 @@ export class Engine {
 
   // ---------------------------------------------------------------- reports
 
+  /** RUNNING -> SUCCESS for the task the caller holds (and has checked); `task` is updated to match the row. */
   async completeTask(ctx: TxContext, wf: WorkflowEntity, task: TaskEntity, output: JsonObject, report: ReportFields): Promise<void> {
-    await this.transitions.tasks(ctx, {
-      ids: [task.id], from: ['RUNNING'], to: 'SUCCESS',
-      set: { output, ...reportSet(report), lease_outcome: 'complete', error: null }, reason: 'completed', known: task,
-    });
+    const set = { output, ...reportSet(report), lease_outcome: 'complete' as const, error: null };
+    const moved = await this.transitions.tasks(ctx, { ids: [task.id], from: ['RUNNING'], to: 'SUCCESS', set, reason: 'completed', known: task });
+    if (moved.length === 0) throw new Error(`task ${task.id} was not RUNNING when completed under its workflow's lock`);
+    Object.assign(task, set, { state: 'SUCCESS', updated_at: ctx.now, finished_at: ctx.now });
     this.releaseJob(ctx, task);
     // A declared key found in the output (at that path) is written to the data space.
     for (const key of task.produces) {
@@ -329,7 +342,7 @@ export class Engine {
       if (found.found) await this.writeData(ctx, wf, key, found.value, task.id);
     }
     ctx.effects.dataWritten.push({ workflowId: wf.id, key: `tasks.${task.name}.output` });
-    await this.afterSettled(ctx, wf, await this.load(ctx, [task.id]));
+    await this.afterSettled(ctx, wf, [task]);
   }
 
   /**

@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import type { QueryDeepPartialEntity } from 'typeorm';
+import { In, type QueryDeepPartialEntity } from 'typeorm';
 import { canTransitionTask, canTransitionWorkflow, isTerminalTask, type TaskState, type WorkflowState } from '@tagflow/domain';
 import { insertRows, TaskEntity, TaskEventEntity, WorkflowEntity } from '@tagflow/persistence';
 import type { TxContext } from './tx-context.js';
@@ -63,6 +63,62 @@ export class Transitions {
       moved.push(...movedNow);
     }
     return moved;
+  }
+
+  /**
+   * READY -> RUNNING for jobs fetched from one tag set's queue, each under its own lease
+   * token, in one statement: guarded by the attempt each job was queued for, the queue it
+   * came from, and a running workflow. Returns the rows that moved (with their token);
+   * the others were stale.
+   */
+  async claim(ctx: TxContext, jobs: readonly { taskId: string; attempt: number; token: string }[], tagsetId: string, workerId: string | null): Promise<TaskEntity[]> {
+    if (jobs.length === 0) return [];
+    const params: Record<string, unknown> = { tagset: tagsetId };
+    const tokenCases: string[] = [];
+    const pairs: string[] = [];
+    jobs.forEach((j, i) => {
+      params[`i${i}`] = j.taskId;
+      params[`a${i}`] = j.attempt;
+      params[`t${i}`] = j.token;
+      tokenCases.push(`WHEN :i${i} THEN :t${i}`);
+      pairs.push(`(id = :i${i} AND attempt = :a${i})`);
+    });
+    const result = await ctx.em
+      .createQueryBuilder()
+      .update(TaskEntity)
+      .set({
+        state: 'RUNNING',
+        updated_at: ctx.now,
+        worker_id: workerId,
+        lease_token: () => `CASE id ${tokenCases.join(' ')} END`,
+        lease_expires_at: () => `${ctx.now} + lease_s * 1000`,
+        deadline_at: () => `CASE WHEN timeout_s IS NULL THEN NULL ELSE ${ctx.now} + timeout_s * 1000 END`,
+        started_at: ctx.now,
+        lease_outcome: null,
+        progress: () => 'NULL',
+        cancel_requested: false,
+      })
+      .where(`state = 'READY'`)
+      .andWhere('tagset_id = :tagset')
+      .andWhere(`(${pairs.join(' OR ')})`)
+      .andWhere(`EXISTS (SELECT 1 FROM workflow w WHERE w.id = task.workflow_id AND w.state = 'RUNNING')`)
+      .setParameters(params)
+      .execute();
+    if ((result.affected ?? 0) === 0) return [];
+    const rows = await ctx.em.getRepository(TaskEntity).findBy({ id: In(jobs.map((j) => j.taskId)), lease_token: In(jobs.map((j) => j.token)) });
+    const events = rows.map((r) => {
+      const e = new TaskEventEntity();
+      e.task_id = r.id;
+      e.workflow_id = r.workflow_id;
+      e.from_state = 'READY';
+      e.to_state = 'RUNNING';
+      e.attempt = r.attempt;
+      e.reason = workerId ? `leased by worker ${workerId}` : 'leased';
+      e.at = ctx.now;
+      return e;
+    });
+    await insertRows(ctx.em, TaskEventEntity, events);
+    return rows;
   }
 
   /** Moves a workflow from one of `from` to `to`; false when it was no longer in `from`. */
