@@ -1,6 +1,7 @@
 import type { DataSource, EntityManager } from 'typeorm';
 import { WorkflowEntity } from './entities/workflow.entity.js';
 import type { DatabaseKind } from './data-source.js';
+import { hydrate, sql } from './sql.js';
 
 /**
  * Transactions and the per-workflow lock.
@@ -45,11 +46,7 @@ export class Database {
 
   /** Runs `fn` holding the workflow's lock; `workflow` is null when the id is unknown. */
   async withWorkflowLock<T>(workflowId: string, fn: (em: EntityManager, workflow: WorkflowEntity | null) => Promise<T>): Promise<T> {
-    return this.transaction(async (em) => {
-      const qb = em.getRepository(WorkflowEntity).createQueryBuilder('w').where('w.id = :id', { id: workflowId });
-      if (this.kind === 'postgres') qb.setLock('pessimistic_write');
-      return fn(em, await qb.getOne());
-    });
+    return this.transaction(async (em) => fn(em, await this.lockWorkflow(em, 'SELECT * FROM workflow WHERE id = :id', workflowId)));
   }
 
   /**
@@ -57,14 +54,12 @@ export class Database {
    * never changes workflow); `workflow` is null when the task does not exist.
    */
   async withTaskWorkflowLock<T>(taskId: string, fn: (em: EntityManager, workflow: WorkflowEntity | null) => Promise<T>): Promise<T> {
-    return this.transaction(async (em) => {
-      const qb = em
-        .getRepository(WorkflowEntity)
-        .createQueryBuilder('w')
-        .where('w.id = (SELECT t.workflow_id FROM task t WHERE t.id = :id)', { id: taskId });
-      if (this.kind === 'postgres') qb.setLock('pessimistic_write');
-      return fn(em, await qb.getOne());
-    });
+    return this.transaction(async (em) => fn(em, await this.lockWorkflow(em, 'SELECT * FROM workflow WHERE id = (SELECT t.workflow_id FROM task t WHERE t.id = :id)', taskId)));
+  }
+
+  private async lockWorkflow(em: EntityManager, select: string, id: string): Promise<WorkflowEntity | null> {
+    const { rows } = await sql(em, this.kind === 'postgres' ? `${select} FOR UPDATE` : select, { id });
+    return rows.length ? hydrate(em, WorkflowEntity, rows[0]) : null;
   }
 }
 

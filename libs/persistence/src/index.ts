@@ -5,3 +5,4 @@ export * from './entities/worker.entity.js';
 export * from './entities/data-entry.entity.js';
 export * from './data-source.js';
 export * from './database.js';
+export * from './sql.js';

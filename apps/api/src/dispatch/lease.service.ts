@@ -6,10 +6,19 @@ import { conflict, notFound, tooLarge } from '../common/errors.js';
 import { JsonLogger } from '../common/logger.js';
 import { MetricsService } from '../metrics/metrics.service.js';
 import { Engine } from '../engine/engine.service.js';
-import { Transitions } from '../engine/transitions.js';
+import { Transitions, type ClaimJob } from '../engine/transitions.js';
 import type { TxContext } from '../engine/tx-context.js';
 import type { CompleteDto, FailDto, HeartbeatDto } from '../tasks/task.dto.js';
 import { QueueService } from './queue.service.js';
+
+/** Jobs written in one claim transaction at most (five parameters each). */
+const CLAIM_BATCH = 500;
+
+interface PendingClaim {
+  jobs: readonly ClaimJob[];
+  resolve: (tasks: TaskEntity[]) => void;
+  reject: (e: unknown) => void;
+}
 
 export interface Lease {
   token: string;
@@ -36,6 +45,8 @@ export class LeaseService {
     this.expired = metrics.counter('tagflow_attempts_expired_total', 'Attempts ended by lease expiry or run timeout, by code.');
   }
 
+  private readonly claimQueue: PendingClaim[] = [];
+  private claiming = false;
   private readonly reports: (labels?: Record<string, string>) => void;
   private readonly refused: (labels?: Record<string, string>) => void;
   private readonly expired: (labels?: Record<string, string>) => void;
@@ -45,12 +56,41 @@ export class LeaseService {
   }
 
   /**
-   * Turns jobs fetched from a tag set's queue into leases (READY -> RUNNING, see
-   * Transitions.claim), in one transaction. Returns the tasks leased; a job missing from
-   * the answer was stale (task moved on, cancelled, deleted, paused): the caller drops it.
+   * Turns jobs fetched from tag sets' queues into leases (READY -> RUNNING, see
+   * Transitions.claim). Claims arriving while one is being written are written together
+   * in the next transaction (a thousand woken polls make a few transactions, not a
+   * thousand). Resolves to the tasks leased; a job missing from the answer was stale
+   * (task moved on, cancelled, deleted, paused) and the caller drops it.
    */
-  async claim(jobs: readonly { taskId: string; attempt: number; token: string }[], tagsetId: string, workerId: string | null): Promise<TaskEntity[]> {
-    return this.engine.inTransaction((ctx) => this.transitions.claim(ctx, jobs, tagsetId, workerId));
+  claim(jobs: readonly ClaimJob[]): Promise<TaskEntity[]> {
+    return new Promise((resolve, reject) => {
+      this.claimQueue.push({ jobs, resolve, reject });
+      if (!this.claiming) void this.writeClaims();
+    });
+  }
+
+  private async writeClaims(): Promise<void> {
+    this.claiming = true;
+    try {
+      while (this.claimQueue.length > 0) {
+        const batch: PendingClaim[] = [];
+        let size = 0;
+        while (this.claimQueue.length > 0 && (batch.length === 0 || size + this.claimQueue[0].jobs.length <= CLAIM_BATCH)) {
+          const next = this.claimQueue.shift()!;
+          batch.push(next);
+          size += next.jobs.length;
+        }
+        try {
+          const leased = await this.engine.inTransaction((ctx) => this.transitions.claim(ctx, batch.flatMap((b) => b.jobs)));
+          const byToken = new Map(leased.map((t) => [t.lease_token, t]));
+          for (const b of batch) b.resolve(b.jobs.flatMap((j) => byToken.get(j.token) ?? []));
+        } catch (e) {
+          for (const b of batch) b.reject(e);
+        }
+      }
+    } finally {
+      this.claiming = false;
+    }
   }
 
   async heartbeat(taskId: string, dto: HeartbeatDto): Promise<{ expires_at: number; cancel_requested: boolean }> {

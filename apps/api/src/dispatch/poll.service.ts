@@ -112,7 +112,7 @@ export class PollService implements OnApplicationBootstrap, BeforeApplicationShu
         if (jobs.length === 0) break;
         let claimed: TaskEntity[];
         try {
-          claimed = await this.leases.claim(jobs.map((j) => ({ taskId: j.taskId, attempt: j.attempt, token: j.token })), tagset, req.workerId);
+          claimed = await this.leases.claim(jobs.map((j) => ({ taskId: j.taskId, attempt: j.attempt, tagsetId: tagset, token: j.token, workerId: req.workerId })));
         } catch (e) {
           // The database did not answer: give the jobs up. Their tasks are still READY in
           // the database, so the reconciler queues them again.

@@ -1,11 +1,11 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { In } from 'typeorm';
+import { In, type EntityManager } from 'typeorm';
 import {
   describeCycle, evaluateReadiness, findCycle, hasRetryLeft, readPath, isTerminalWorkflow, matchOnError, retryDelayMs, reverseDependencyOrder,
   SKIP_CODES, type DependencyView, type GraphTask, type TaskState,
 } from '@tagflow/domain';
 import {
-  Database, DataEntryEntity, insertRows, ReservedNameEntity, TaskDepEntity, TaskEntity, TaskTagEntity, WorkflowEntity, type JsonObject, type LeaseOutcome, type TaskErrorInfo,
+  Database, DataEntryEntity, hydrate, insertRows, sql, ReservedNameEntity, TaskDepEntity, TaskEntity, TaskTagEntity, WorkflowEntity, type JsonObject, type LeaseOutcome, type TaskErrorInfo,
   type TaskKind,
 } from '@tagflow/persistence';
 import { conflict, notFound, unprocessable } from '../common/errors.js';
@@ -66,7 +66,7 @@ export class Engine {
   async inTaskWorkflow<T>(taskId: string, fn: (ctx: TxContext, wf: WorkflowEntity, task: TaskEntity) => Promise<T>): Promise<T> {
     const effects = new Effects();
     const result = await this.db.withTaskWorkflowLock(taskId, async (em, wf) => {
-      const task = wf && (await em.getRepository(TaskEntity).findOneBy({ id: taskId }));
+      const task = wf && (await this.loadOne(em, taskId));
       if (!wf || !task) throw notFound('task', taskId);
       return fn({ em, now: Date.now(), effects }, wf, task);
     });
@@ -279,19 +279,18 @@ export class Engine {
     const tags = [...new Set(tasks.flatMap((t) => t.tags))];
     // Readers of the keys a finished task produces: written now, or maybe never (a deadlock).
     const keys = [...new Set(tasks.flatMap((t) => t.produces ?? []))];
-    const qb = ctx.em
-      .createQueryBuilder(TaskDepEntity, 'd')
-      .select('DISTINCT d.task_id', 'task_id')
-      .innerJoin(TaskEntity, 't', `t.id = d.task_id AND t.state = 'WAITING'`)
-      .where('d.workflow_id = :wf', { wf: workflowId });
     const clauses: string[] = [];
-    if (names.length) clauses.push(`(d.kind = 'name' AND d.dep_key IN (:...names))`);
-    if (tags.length) clauses.push(`(d.kind = 'tag' AND d.dep_key IN (:...tags))`);
-    if (keys.length) clauses.push(`(d.kind = 'data' AND d.dep_key IN (:...keys))`);
+    if (names.length) clauses.push(`(d.kind = 'name' AND d.dep_key IN (:names))`);
+    if (tags.length) clauses.push(`(d.kind = 'tag' AND d.dep_key IN (:tags))`);
+    if (keys.length) clauses.push(`(d.kind = 'data' AND d.dep_key IN (:keys))`);
     if (clauses.length === 0) return [];
-    qb.andWhere(`(${clauses.join(' OR ')})`, { names, tags, keys });
-    const rows = await qb.getRawMany<{ task_id: string }>();
-    return rows.map((r) => r.task_id);
+    const { rows } = await sql(
+      ctx.em,
+      `SELECT DISTINCT d.task_id FROM task_dep d JOIN task t ON t.id = d.task_id AND t.state = 'WAITING'
+        WHERE d.workflow_id = :wf AND (${clauses.join(' OR ')})`,
+      { wf: workflowId, names, tags, keys },
+    );
+    return rows.map((r) => r.task_id as string);
   }
 
   /** After tasks reached a terminal state (or were handled): wake waiters, release dependents, maybe finish. */
@@ -311,18 +310,19 @@ export class Engine {
   private async tagsWithOpenMembers(ctx: TxContext, workflowId: string, tags: string[]): Promise<Set<string>> {
     const open = new Set<string>();
     for (const tag of tags) {
-      const selected = await ctx.em.getRepository(TaskDepEntity).findOne({ select: { task_id: true }, where: { workflow_id: workflowId, kind: 'tag', dep_key: tag } });
-      if (!selected) continue; // nobody selects it: nothing to release either way
-      const member = await ctx.em
-        .createQueryBuilder(TaskTagEntity, 'tt')
-        .select('tt.task_id', 'id')
-        .innerJoin(TaskEntity, 't', `t.id = tt.task_id AND (t.state IN ('WAITING', 'READY', 'RUNNING') OR t.handling = :yes)`, { yes: true })
-        .where('tt.workflow_id = :wf AND tt.tag = :tag', { wf: workflowId, tag })
-        // A waiting member that selects this very tag waits for the others, not for itself.
-        .andWhere(`NOT (t.state = 'WAITING' AND EXISTS (SELECT 1 FROM task_dep sd WHERE sd.task_id = t.id AND sd.kind = 'tag' AND sd.dep_key = :tag))`)
-        .limit(1)
-        .getRawOne<{ id: string }>();
-      if (member) open.add(tag);
+      const member = await sql(
+        ctx.em,
+        // Only tags some task selects matter (nobody waiting: nothing to release either
+        // way). A waiting member that selects this very tag waits for the others, not for itself.
+        `SELECT tt.task_id FROM task_tag tt JOIN task t ON t.id = tt.task_id
+          WHERE tt.workflow_id = :wf AND tt.tag = :tag
+            AND EXISTS (SELECT 1 FROM task_dep sel WHERE sel.workflow_id = :wf AND sel.kind = 'tag' AND sel.dep_key = :tag)
+            AND (t.state IN ('WAITING', 'READY', 'RUNNING') OR t.handling = :yes)
+            AND NOT (t.state = 'WAITING' AND EXISTS (SELECT 1 FROM task_dep sd WHERE sd.task_id = t.id AND sd.kind = 'tag' AND sd.dep_key = :tag))
+          LIMIT 1`,
+        { wf: workflowId, tag, yes: true },
+      );
+      if (member.rows.length > 0) open.add(tag);
     }
     return open;
   }
@@ -507,14 +507,8 @@ export class Engine {
   }
 
   private async anyTask(ctx: TxContext, workflowId: string, where: string, params: Record<string, unknown> = {}): Promise<boolean> {
-    const row = await ctx.em
-      .createQueryBuilder(TaskEntity, 't')
-      .select('t.id', 'id')
-      .where('t.workflow_id = :wf', { wf: workflowId })
-      .andWhere(where, params)
-      .limit(1)
-      .getRawOne<{ id: string }>();
-    return row !== undefined;
+    const { rows } = await sql(ctx.em, `SELECT id FROM task t WHERE t.workflow_id = :wf AND ${where} LIMIT 1`, { ...params, wf: workflowId });
+    return rows.length > 0;
   }
 
   /** An ERROR task whose failure was not handled, or a task skipped because of one. */
@@ -572,9 +566,17 @@ export class Engine {
   async load(ctx: TxContext, ids: readonly string[]): Promise<TaskEntity[]> {
     if (ids.length === 0) return [];
     const out: TaskEntity[] = [];
-    for (let i = 0; i < ids.length; i += CHUNK) out.push(...(await ctx.em.getRepository(TaskEntity).findBy({ id: In(ids.slice(i, i + CHUNK)) })));
+    for (let i = 0; i < ids.length; i += CHUNK) {
+      const { rows } = await sql(ctx.em, 'SELECT * FROM task WHERE id IN (:ids)', { ids: ids.slice(i, i + CHUNK) });
+      for (const r of rows) out.push(hydrate(ctx.em, TaskEntity, r));
+    }
     const order = new Map(ids.map((id, i) => [id, i]));
     return out.sort((a, b) => order.get(a.id)! - order.get(b.id)!);
+  }
+
+  private async loadOne(em: EntityManager, id: string): Promise<TaskEntity | null> {
+    const { rows } = await sql(em, 'SELECT * FROM task WHERE id = :id', { id });
+    return rows.length ? hydrate(em, TaskEntity, rows[0]) : null;
   }
 
   private async loadWhere(ctx: TxContext, ids: readonly string[], states: TaskState[]): Promise<TaskEntity[]> {

@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
-import { In, type QueryDeepPartialEntity } from 'typeorm';
+import type { QueryDeepPartialEntity } from 'typeorm';
 import { canTransitionTask, canTransitionWorkflow, isTerminalTask, type TaskState, type WorkflowState } from '@tagflow/domain';
-import { insertRows, TaskEntity, TaskEventEntity, WorkflowEntity } from '@tagflow/persistence';
+import { hydrate, persisted, sql, TaskEntity, TaskEventEntity, WorkflowEntity } from '@tagflow/persistence';
 import type { TxContext } from './tx-context.js';
 
 export interface TaskTransition {
@@ -17,6 +17,16 @@ export interface TaskTransition {
 }
 
 const CHUNK = 500;
+/** Seven parameters per event row: 100 rows stay far below either database's limit. */
+const EVENT_CHUNK = 100;
+
+export interface ClaimJob {
+  taskId: string;
+  attempt: number;
+  tagsetId: string;
+  token: string;
+  workerId: string | null;
+}
 
 /**
  * The one place where a task's or a workflow's state changes. Each change is a guarded
@@ -30,27 +40,21 @@ export class Transitions {
     for (const from of t.from) {
       if (!canTransitionTask(from, t.to)) throw new Error(`illegal task transition ${from} -> ${t.to}`);
     }
+    const assign: QueryDeepPartialEntity<TaskEntity> = { ...t.set, state: t.to, updated_at: ctx.now };
+    if (isTerminalTask(t.to)) assign.finished_at = ctx.now;
+    const { clause, params } = setClause(ctx, assign);
+    const guards: string[] = [];
+    if (t.guard?.attempt !== undefined) guards.push('AND attempt = :g_attempt');
+    if (t.guard?.tagsetId !== undefined) guards.push('AND tagset_id = :g_tagset');
+    if (t.guard?.workflowRunning) guards.push(`AND EXISTS (SELECT 1 FROM workflow w WHERE w.id = task.workflow_id AND w.state = 'RUNNING')`);
+    const update = `UPDATE task SET ${clause} WHERE id IN (:ids) AND state IN (:from) ${guards.join(' ')}`;
     const moved: string[] = [];
     for (let i = 0; i < t.ids.length; i += CHUNK) {
       const ids = t.ids.slice(i, i + CHUNK);
       const before = ids.length === 1 ? null : await this.statesOf(ctx, ids, t.from);
       if (before && before.size === 0) continue;
       const candidates = before ? [...before.keys()] : ids;
-      const set: QueryDeepPartialEntity<TaskEntity> = { ...t.set, state: t.to, updated_at: ctx.now };
-      if (isTerminalTask(t.to)) set.finished_at = ctx.now;
-      const qb = ctx.em
-        .createQueryBuilder()
-        .update(TaskEntity)
-        .set(set)
-        .where('id IN (:...ids)', { ids: candidates })
-        .andWhere('state IN (:...from)', { from: t.from });
-      if (t.guard?.attempt !== undefined) qb.andWhere('attempt = :attempt', { attempt: t.guard.attempt });
-      if (t.guard?.tagsetId !== undefined) qb.andWhere('tagset_id = :tagset', { tagset: t.guard.tagsetId });
-      if (t.guard?.workflowRunning) {
-        qb.andWhere(`EXISTS (SELECT 1 FROM workflow w WHERE w.id = task.workflow_id AND w.state = 'RUNNING')`);
-      }
-      const result = await qb.execute();
-      const affected = result.affected ?? 0;
+      const { affected } = await sql(ctx.em, update, { ...params, ids: candidates, from: t.from, g_attempt: t.guard?.attempt, g_tagset: t.guard?.tagsetId });
       let movedNow: string[];
       if (affected === candidates.length) movedNow = candidates;
       else if (affected === 0) movedNow = [];
@@ -66,59 +70,46 @@ export class Transitions {
   }
 
   /**
-   * READY -> RUNNING for jobs fetched from one tag set's queue, each under its own lease
+   * READY -> RUNNING for jobs fetched from the tag sets' queues, each under its own lease
    * token, in one statement: guarded by the attempt each job was queued for, the queue it
    * came from, and a running workflow. Returns the rows that moved (with their token);
    * the others were stale.
    */
-  async claim(ctx: TxContext, jobs: readonly { taskId: string; attempt: number; token: string }[], tagsetId: string, workerId: string | null): Promise<TaskEntity[]> {
+  async claim(ctx: TxContext, jobs: readonly ClaimJob[]): Promise<TaskEntity[]> {
     if (jobs.length === 0) return [];
-    const params: Record<string, unknown> = { tagset: tagsetId };
-    const tokenCases: string[] = [];
+    const params: Record<string, unknown> = { now: ctx.now, no: false };
+    const tokens: string[] = [];
+    const workers: string[] = [];
     const pairs: string[] = [];
     jobs.forEach((j, i) => {
-      params[`i${i}`] = j.taskId;
-      params[`a${i}`] = j.attempt;
-      params[`t${i}`] = j.token;
-      tokenCases.push(`WHEN :i${i} THEN :t${i}`);
-      pairs.push(`(id = :i${i} AND attempt = :a${i})`);
+      Object.assign(params, { [`i${i}`]: j.taskId, [`a${i}`]: j.attempt, [`s${i}`]: j.tagsetId, [`t${i}`]: j.token, [`w${i}`]: j.workerId });
+      tokens.push(`WHEN :i${i} THEN :t${i}`);
+      workers.push(`WHEN :i${i} THEN :w${i}`);
+      pairs.push(`(id = :i${i} AND attempt = :a${i} AND tagset_id = :s${i})`);
     });
-    const result = await ctx.em
-      .createQueryBuilder()
-      .update(TaskEntity)
-      .set({
-        state: 'RUNNING',
-        updated_at: ctx.now,
-        worker_id: workerId,
-        lease_token: () => `CASE id ${tokenCases.join(' ')} END`,
-        lease_expires_at: () => `${ctx.now} + lease_s * 1000`,
-        deadline_at: () => `CASE WHEN timeout_s IS NULL THEN NULL ELSE ${ctx.now} + timeout_s * 1000 END`,
-        started_at: ctx.now,
-        lease_outcome: null,
-        progress: () => 'NULL',
-        cancel_requested: false,
-      })
-      .where(`state = 'READY'`)
-      .andWhere('tagset_id = :tagset')
-      .andWhere(`(${pairs.join(' OR ')})`)
-      .andWhere(`EXISTS (SELECT 1 FROM workflow w WHERE w.id = task.workflow_id AND w.state = 'RUNNING')`)
-      .setParameters(params)
-      .execute();
-    if ((result.affected ?? 0) === 0) return [];
-    const rows = await ctx.em.getRepository(TaskEntity).findBy({ id: In(jobs.map((j) => j.taskId)), lease_token: In(jobs.map((j) => j.token)) });
-    const events = rows.map((r) => {
-      const e = new TaskEventEntity();
-      e.task_id = r.id;
-      e.workflow_id = r.workflow_id;
-      e.from_state = 'READY';
-      e.to_state = 'RUNNING';
-      e.attempt = r.attempt;
-      e.reason = workerId ? `leased by worker ${workerId}` : 'leased';
-      e.at = ctx.now;
-      return e;
+    // The clock is inlined where it meets integer columns: PostgreSQL would type the parameter as integer.
+    const { affected } = await sql(
+      ctx.em,
+      `UPDATE task SET state = 'RUNNING', updated_at = :now, started_at = :now,
+         worker_id = CASE id ${workers.join(' ')} END, lease_token = CASE id ${tokens.join(' ')} END,
+         lease_expires_at = ${ctx.now} + lease_s * 1000,
+         deadline_at = CASE WHEN timeout_s IS NULL THEN NULL ELSE ${ctx.now} + timeout_s * 1000 END,
+         lease_outcome = NULL, progress = NULL, cancel_requested = :no
+       WHERE state = 'READY' AND (${pairs.join(' OR ')})
+         AND EXISTS (SELECT 1 FROM workflow w WHERE w.id = task.workflow_id AND w.state = 'RUNNING')`,
+      params,
+    );
+    if (affected === 0) return [];
+    const { rows } = await sql(ctx.em, 'SELECT * FROM task WHERE id IN (:ids) AND lease_token IN (:tokens)', {
+      ids: jobs.map((j) => j.taskId), tokens: jobs.map((j) => j.token),
     });
-    await insertRows(ctx.em, TaskEventEntity, events);
-    return rows;
+    const tasks = rows.map((r) => hydrate(ctx.em, TaskEntity, r));
+    const workerOf = new Map(jobs.map((j) => [j.taskId, j.workerId]));
+    await this.insertEvents(ctx, tasks.map((r) => {
+      const worker = workerOf.get(r.id);
+      return { task_id: r.id, workflow_id: r.workflow_id, from_state: 'READY', to_state: 'RUNNING', attempt: r.attempt, reason: worker ? `leased by worker ${worker}` : 'leased' };
+    }));
+    return tasks;
   }
 
   /** Moves a workflow from one of `from` to `to`; false when it was no longer in `from`. */
@@ -136,13 +127,8 @@ export class Transitions {
   }
 
   private async statesOf(ctx: TxContext, ids: readonly string[], states: readonly TaskState[]): Promise<Map<string, { state: TaskState; attempt: number; workflow_id: string }>> {
-    const rows = await ctx.em
-      .createQueryBuilder(TaskEntity, 't')
-      .select(['t.id', 't.state', 't.attempt', 't.workflow_id'])
-      .where('t.id IN (:...ids)', { ids })
-      .andWhere('t.state IN (:...states)', { states })
-      .getMany();
-    return new Map(rows.map((r) => [r.id, { state: r.state, attempt: r.attempt, workflow_id: r.workflow_id }]));
+    const { rows } = await sql(ctx.em, 'SELECT id, state, attempt, workflow_id FROM task WHERE id IN (:ids) AND state IN (:states)', { ids, states });
+    return new Map(rows.map((r) => [r.id as string, { state: r.state as TaskState, attempt: Number(r.attempt), workflow_id: r.workflow_id as string }]));
   }
 
   private async record(ctx: TxContext, ids: string[], before: Map<string, { state: TaskState; attempt: number; workflow_id: string }> | null, t: TaskTransition): Promise<void> {
@@ -151,19 +137,40 @@ export class Transitions {
       (t.known && ids.length === 1
         ? new Map([[ids[0], { state: t.to, attempt: t.known.attempt, workflow_id: t.known.workflow_id }]])
         : await this.statesOf(ctx, ids, [t.to]));
-    const events = ids.map((id) => {
+    await this.insertEvents(ctx, ids.map((id) => {
       const row = info.get(id);
-      const e = new TaskEventEntity();
-      e.task_id = id;
-      e.workflow_id = row?.workflow_id ?? '';
-      e.from_state = before ? (row?.state ?? null) : t.from[0];
-      e.to_state = t.to;
-      // Single-row transitions read the row after the update: a retry records its new attempt.
-      e.attempt = row?.attempt ?? 0;
-      e.reason = t.reason ?? null;
-      e.at = ctx.now;
-      return e;
-    });
-    await insertRows(ctx.em, TaskEventEntity, events);
+      return {
+        task_id: id,
+        workflow_id: row?.workflow_id ?? '',
+        from_state: before ? (row?.state ?? null) : t.from[0],
+        to_state: t.to,
+        // Single-row transitions read the row after the update: a retry records its new attempt.
+        attempt: row?.attempt ?? 0,
+        reason: t.reason ?? null,
+      };
+    }));
   }
+
+  private async insertEvents(ctx: TxContext, events: readonly Omit<TaskEventEntity, 'id' | 'at'>[]): Promise<void> {
+    for (let i = 0; i < events.length; i += EVENT_CHUNK) {
+      const chunk = events.slice(i, i + EVENT_CHUNK);
+      const params: Record<string, unknown> = { at: ctx.now };
+      const values = chunk.map((e, j) => {
+        Object.assign(params, { [`t${j}`]: e.task_id, [`w${j}`]: e.workflow_id, [`f${j}`]: e.from_state, [`s${j}`]: e.to_state, [`a${j}`]: e.attempt, [`r${j}`]: e.reason });
+        return `(:t${j}, :w${j}, :f${j}, :s${j}, :a${j}, :r${j}, :at)`;
+      });
+      await sql(ctx.em, `INSERT INTO task_event (task_id, workflow_id, from_state, to_state, attempt, reason, at) VALUES ${values.join(', ')}`, params);
+    }
+  }
+}
+
+/** `col = :s_col, ...` for an UPDATE, with values as the columns store them; functions are raw SQL. */
+function setClause(ctx: TxContext, assign: QueryDeepPartialEntity<TaskEntity>): { clause: string; params: Record<string, unknown> } {
+  const params: Record<string, unknown> = {};
+  const parts = Object.entries(assign).map(([property, value]) => {
+    if (typeof value === 'function') return `${property} = ${value()}`;
+    params[`s_${property}`] = persisted(ctx.em, TaskEntity, property, value);
+    return `${property} = :s_${property}`;
+  });
+  return { clause: parts.join(', '), params };
 }
