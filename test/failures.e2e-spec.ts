@@ -36,6 +36,37 @@ describe('failures and leases', () => {
     expect(events).toEqual(['WAITING>READY', 'READY>RUNNING', 'RUNNING>READY', 'READY>RUNNING', 'RUNNING>SUCCESS']);
   });
 
+  it('answers each of many concurrent reports on its own: duplicates alike, a stale token refused, dependents released once', async () => {
+    const t = tag();
+    // Two workflows; in each, `after` waits for both `a` and `b`.
+    const wfs = await Promise.all([1, 2].map(() => api.createWorkflow(workflow({
+      sealed: true,
+      tasks: [task('a', { tags: [t] }), task('b', { tags: [t] }), task('after', { tags: [`${t}-after`], requires: ['a', 'b'] })],
+    }))));
+    const leased = await api.poll([t], { max_tasks: 10, wait_s: 5 });
+    expect(leased).toHaveLength(4);
+    const [x, ...rest] = leased;
+    const stale = { ...rest[0], lease: { ...rest[0].lease, token: x.lease.token } };
+    const answers = await Promise.all([
+      api.complete(x, { n: 1 }), api.complete(x, { n: 1 }), api.complete(stale), ...rest.map((r) => api.complete(r, { n: 2 })),
+    ]);
+    expect(answers.map((r) => r.status)).toEqual([200, 200, 409, 200, 200, 200]);
+    expect(answers[1].body).toEqual(answers[0].body);
+    expect(answers[2].body.message).toMatch(/lease_token is not the current lease/);
+    for (const r of answers.filter((a) => a.status === 200)) expect(r.body.state).toBe('SUCCESS');
+
+    const afters = [await api.take([`${t}-after`]), await api.take([`${t}-after`])];
+    expect(afters.map((a) => a.workflow_id).sort()).toEqual(wfs.map((w) => w.id).sort());
+    expect(await api.poll([`${t}-after`])).toEqual([]); // released once each, not twice
+    for (const a of afters) await api.complete(a);
+    for (const wf of wfs) {
+      const done = await waitForWorkflow(api, wf.id, ['SUCCESS']);
+      expect(done.task_counts.SUCCESS).toBe(3);
+    }
+    const events = (await api.get(`/v1/tasks/${x.id}/events`)).body.map((e: any) => `${e.from ?? '-'}>${e.to}`);
+    expect(events).toEqual(['WAITING>READY', 'READY>RUNNING', 'RUNNING>SUCCESS']);
+  });
+
   it('waits out the retry delay before offering the next attempt', async () => {
     const t = tag();
     await api.createWorkflow(workflow({ tasks: [task('slow', { tags: [t], retry: { count: 2, delay_s: 1, backoff: 2 } })] }));

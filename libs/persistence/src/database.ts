@@ -57,6 +57,15 @@ export class Database {
     return this.transaction(async (em) => fn(em, await this.lockWorkflow(em, 'SELECT * FROM workflow WHERE id = (SELECT t.workflow_id FROM task t WHERE t.id = :id)', taskId)));
   }
 
+  /** `withWorkflowLock` for the workflows of several tasks, locked in id order. */
+  async withTasksWorkflowsLock<T>(taskIds: readonly string[], fn: (em: EntityManager, workflows: WorkflowEntity[]) => Promise<T>): Promise<T> {
+    return this.transaction(async (em) => {
+      const select = 'SELECT * FROM workflow WHERE id IN (SELECT t.workflow_id FROM task t WHERE t.id IN (:ids)) ORDER BY id';
+      const { rows } = await sql(em, this.kind === 'postgres' ? `${select} FOR UPDATE` : select, { ids: taskIds });
+      return fn(em, rows.map((r) => hydrate(em, WorkflowEntity, r)));
+    });
+  }
+
   private async lockWorkflow(em: EntityManager, select: string, id: string): Promise<WorkflowEntity | null> {
     const { rows } = await sql(em, this.kind === 'postgres' ? `${select} FOR UPDATE` : select, { id });
     return rows.length ? hydrate(em, WorkflowEntity, rows[0]) : null;

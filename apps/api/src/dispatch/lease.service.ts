@@ -1,8 +1,9 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import { LIMITS } from '@tagflow/domain';
-import { Database, TaskEntity, type LeaseOutcome, type WorkflowEntity } from '@tagflow/persistence';
-import { conflict, notFound, tooLarge } from '../common/errors.js';
+import { Database, TaskEntity, type JsonObject, type LeaseOutcome, type WorkflowEntity } from '@tagflow/persistence';
+import { Batcher } from '../common/batcher.js';
+import { conflict, notFound, tooLarge, type ApiError } from '../common/errors.js';
 import { JsonLogger } from '../common/logger.js';
 import { MetricsService } from '../metrics/metrics.service.js';
 import { Engine } from '../engine/engine.service.js';
@@ -13,11 +14,13 @@ import { QueueService } from './queue.service.js';
 
 /** Jobs written in one claim transaction at most (five parameters each). */
 const CLAIM_BATCH = 500;
+/** Completions written in one transaction at most. */
+const COMPLETION_BATCH = 100;
 
-interface PendingClaim {
-  jobs: readonly ClaimJob[];
-  resolve: (tasks: TaskEntity[]) => void;
-  reject: (e: unknown) => void;
+interface Completion {
+  taskId: string;
+  dto: CompleteDto;
+  output: JsonObject;
 }
 
 export interface Lease {
@@ -45,8 +48,8 @@ export class LeaseService {
     this.expired = metrics.counter('tagflow_attempts_expired_total', 'Attempts ended by lease expiry or run timeout, by code.');
   }
 
-  private readonly claimQueue: PendingClaim[] = [];
-  private claiming = false;
+  private readonly claims = new Batcher<readonly ClaimJob[], TaskEntity[]>((b) => this.writeClaims(b), CLAIM_BATCH, (jobs) => jobs.length);
+  private readonly completions = new Batcher<Completion, TaskEntity>((b) => this.writeCompletions(b), COMPLETION_BATCH);
   private readonly reports: (labels?: Record<string, string>) => void;
   private readonly refused: (labels?: Record<string, string>) => void;
   private readonly expired: (labels?: Record<string, string>) => void;
@@ -57,40 +60,19 @@ export class LeaseService {
 
   /**
    * Turns jobs fetched from tag sets' queues into leases (READY -> RUNNING, see
-   * Transitions.claim). Claims arriving while one is being written are written together
-   * in the next transaction (a thousand woken polls make a few transactions, not a
-   * thousand). Resolves to the tasks leased; a job missing from the answer was stale
-   * (task moved on, cancelled, deleted, paused) and the caller drops it.
+   * Transitions.claim). Claims of concurrent polls are written together (a thousand
+   * woken polls make a few transactions, not a thousand). Resolves to the tasks leased;
+   * a job missing from the answer was stale (task moved on, cancelled, deleted, paused)
+   * and the caller drops it.
    */
   claim(jobs: readonly ClaimJob[]): Promise<TaskEntity[]> {
-    return new Promise((resolve, reject) => {
-      this.claimQueue.push({ jobs, resolve, reject });
-      if (!this.claiming) void this.writeClaims();
-    });
+    return this.claims.submit(jobs);
   }
 
-  private async writeClaims(): Promise<void> {
-    this.claiming = true;
-    try {
-      while (this.claimQueue.length > 0) {
-        const batch: PendingClaim[] = [];
-        let size = 0;
-        while (this.claimQueue.length > 0 && (batch.length === 0 || size + this.claimQueue[0].jobs.length <= CLAIM_BATCH)) {
-          const next = this.claimQueue.shift()!;
-          batch.push(next);
-          size += next.jobs.length;
-        }
-        try {
-          const leased = await this.engine.inTransaction((ctx) => this.transitions.claim(ctx, batch.flatMap((b) => b.jobs)));
-          const byToken = new Map(leased.map((t) => [t.lease_token, t]));
-          for (const b of batch) b.resolve(b.jobs.flatMap((j) => byToken.get(j.token) ?? []));
-        } catch (e) {
-          for (const b of batch) b.reject(e);
-        }
-      }
-    } finally {
-      this.claiming = false;
-    }
+  private async writeClaims(batch: (readonly ClaimJob[])[]): Promise<TaskEntity[][]> {
+    const leased = await this.engine.inTransaction((ctx) => this.transitions.claim(ctx, batch.flat()));
+    const byToken = new Map(leased.map((t) => [t.lease_token, t]));
+    return batch.map((jobs) => jobs.flatMap((j) => byToken.get(j.token) ?? []));
   }
 
   async heartbeat(taskId: string, dto: HeartbeatDto): Promise<{ expires_at: number; cancel_requested: boolean }> {
@@ -119,9 +101,34 @@ export class LeaseService {
     const output = dto.output ?? {};
     const size = Buffer.byteLength(JSON.stringify(output));
     if (size > LIMITS.outputMaxBytes) throw tooLarge(`output is ${size} bytes; the limit is ${LIMITS.outputMaxBytes}`);
-    return this.report(taskId, dto.lease_token, 'complete', async (ctx, wf, task) => {
-      await this.engine.completeTask(ctx, wf, task, output, dto);
-      return task; // completeTask keeps it in step with its row
+    return this.completions.submit({ taskId, dto, output });
+  }
+
+  /**
+   * Completions of concurrent reports, in one transaction holding the lock of each
+   * workflow involved: each report is checked on its own (a stale one gets its 409 and
+   * changes nothing), then the dependents and the completion of each workflow are
+   * evaluated once for all its tasks that finished.
+   */
+  private async writeCompletions(batch: Completion[]): Promise<(TaskEntity | Error)[]> {
+    return this.engine.inTasksWorkflows(batch.map((c) => c.taskId), async (ctx, workflows, tasks) => {
+      const answers: (TaskEntity | Error)[] = [];
+      const settled = new Map<string, TaskEntity[]>();
+      for (const c of batch) {
+        const task = tasks.get(c.taskId);
+        const refusal = task ? this.refusal(ctx, task, c.dto.lease_token, 'complete') : notFound('task', c.taskId);
+        if (!task || refusal === 'same') answers.push(task ?? notFound('task', c.taskId));
+        else if (refusal) answers.push(refusal);
+        else {
+          // The task object follows its row, so the same report twice in a batch gets the same answer.
+          await this.engine.markCompleted(ctx, workflows.get(task.workflow_id)!, task, c.output, c.dto);
+          settled.set(task.workflow_id, [...(settled.get(task.workflow_id) ?? []), task]);
+          this.reports({ kind: 'complete' });
+          answers.push(task);
+        }
+      }
+      for (const [workflowId, done] of settled) await this.engine.afterSettled(ctx, workflows.get(workflowId)!, done);
+      return answers;
     });
   }
 
@@ -170,12 +177,9 @@ export class LeaseService {
     apply: (ctx: TxContext, wf: WorkflowEntity, task: TaskEntity) => Promise<TaskEntity>,
   ): Promise<TaskEntity> {
     return this.engine.inTaskWorkflow(taskId, async (ctx, wf, task) => {
-      this.checkToken(task, token);
-      if (task.lease_outcome === kind) return task; // the same report again: same answer
-      if (task.lease_outcome !== null || task.state !== 'RUNNING') throw this.ended(task);
-      if ((task.lease_expires_at ?? 0) < ctx.now) {
-        throw conflict(`the lease of task ${task.id} expired at ${new Date(task.lease_expires_at ?? 0).toISOString()}; the attempt counts as failed`, { state: task.state });
-      }
+      const refusal = this.refusal(ctx, task, token, kind);
+      if (refusal === 'same') return task; // the same report again: same answer
+      if (refusal) throw refusal;
       const after = await apply(ctx, wf, task);
       this.reports({ kind });
       return after;
@@ -188,11 +192,24 @@ export class LeaseService {
     return task;
   }
 
-  private checkToken(task: TaskEntity, token: string): void {
-    if (task.lease_token !== token) {
-      this.refused();
-      throw conflict(`lease_token is not the current lease of task ${task.id} (task is ${task.state}, attempt ${task.attempt})`, { state: task.state, attempt: task.attempt });
+  /** Why a report cannot be applied (409), 'same' when it repeats the report that ended the lease, or null. */
+  private refusal(ctx: TxContext, task: TaskEntity, token: string, kind: LeaseOutcome): ApiError | 'same' | null {
+    if (task.lease_token !== token) return this.staleToken(task);
+    if (task.lease_outcome === kind) return 'same';
+    if (task.lease_outcome !== null || task.state !== 'RUNNING') return this.ended(task);
+    if ((task.lease_expires_at ?? 0) < ctx.now) {
+      return conflict(`the lease of task ${task.id} expired at ${new Date(task.lease_expires_at ?? 0).toISOString()}; the attempt counts as failed`, { state: task.state });
     }
+    return null;
+  }
+
+  private checkToken(task: TaskEntity, token: string): void {
+    if (task.lease_token !== token) throw this.staleToken(task);
+  }
+
+  private staleToken(task: TaskEntity): ApiError {
+    this.refused();
+    return conflict(`lease_token is not the current lease of task ${task.id} (task is ${task.state}, attempt ${task.attempt})`, { state: task.state, attempt: task.attempt });
   }
 
   private ended(task: TaskEntity) {

@@ -74,6 +74,23 @@ export class Engine {
     return result;
   }
 
+  /**
+   * Runs `fn` holding the locks of the workflows of `taskIds` (taken in id order, so two
+   * replicas never wait on each other in a circle), with those tasks read under them.
+   * Unknown tasks are simply absent from `tasks`.
+   */
+  async inTasksWorkflows<T>(taskIds: readonly string[], fn: (ctx: TxContext, workflows: Map<string, WorkflowEntity>, tasks: Map<string, TaskEntity>) => Promise<T>): Promise<T> {
+    const effects = new Effects();
+    const ids = [...new Set(taskIds)];
+    const result = await this.db.withTasksWorkflowsLock(ids, async (em, workflows) => {
+      const ctx = { em, now: Date.now(), effects };
+      const tasks = new Map((await this.load(ctx, ids)).map((t) => [t.id, t]));
+      return fn(ctx, new Map(workflows.map((w) => [w.id, w])), tasks);
+    });
+    await this.queue.apply(effects);
+    return result;
+  }
+
   /** A transaction without the workflow lock (claims, heartbeats: single guarded rows). */
   async inTransaction<T>(fn: (ctx: TxContext) => Promise<T>): Promise<T> {
     const effects = new Effects();
@@ -329,8 +346,12 @@ export class Engine {
 
   // ---------------------------------------------------------------- reports
 
-  /** RUNNING -> SUCCESS for the task the caller holds (and has checked); `task` is updated to match the row. */
-  async completeTask(ctx: TxContext, wf: WorkflowEntity, task: TaskEntity, output: JsonObject, report: ReportFields): Promise<void> {
+  /**
+   * RUNNING -> SUCCESS for a task the caller holds (and has checked), with its declared
+   * data written; `task` is updated to match its row. The caller then runs afterSettled
+   * (once for all the tasks of a workflow it completes together).
+   */
+  async markCompleted(ctx: TxContext, wf: WorkflowEntity, task: TaskEntity, output: JsonObject, report: ReportFields): Promise<void> {
     const set = { output, ...reportSet(report), lease_outcome: 'complete' as const, error: null };
     const moved = await this.transitions.tasks(ctx, { ids: [task.id], from: ['RUNNING'], to: 'SUCCESS', set, reason: 'completed', known: task });
     if (moved.length === 0) throw new Error(`task ${task.id} was not RUNNING when completed under its workflow's lock`);
@@ -342,7 +363,6 @@ export class Engine {
       if (found.found) await this.writeData(ctx, wf, key, found.value, task.id);
     }
     ctx.effects.dataWritten.push({ workflowId: wf.id, key: `tasks.${task.name}.output` });
-    await this.afterSettled(ctx, wf, [task]);
   }
 
   /**
