@@ -14,6 +14,7 @@ import { parseArgs } from 'node:util';
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import pg from 'pg';
+import { TagflowClient } from '../dist/libs/client/src/index.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { values: opt } = parseArgs({
@@ -79,7 +80,8 @@ async function startApi(databaseUrl) {
   });
   // Keep reading stdout (the API logs at info) so the pipe never fills.
   proc.stdout.resume();
-  return { url: `http://127.0.0.1:${port}`, proc, prefix, peakRssMb: () => vmHwmMb(proc.pid) };
+  const url = `http://127.0.0.1:${port}`;
+  return { url, client: new TagflowClient({ url, timeoutMs: 120_000 }), proc, prefix, peakRssMb: () => vmHwmMb(proc.pid) };
 }
 
 function vmHwmMb(pid) {
@@ -92,25 +94,19 @@ async function stopApi(api) {
   await new Promise((r) => api.proc.on('exit', r));
 }
 
-async function http(api, method, path, body) {
-  const res = await fetch(api.url + path, { method, headers: body ? { 'content-type': 'application/json' } : {}, body: body ? JSON.stringify(body) : undefined });
-  const json = await res.json().catch(() => null);
-  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json)?.slice(0, 300)}`);
-  return json;
+/** Adds tasks in batches of 1,000 (the API's limit per request). */
+async function createTasks(client, wfId, specs) {
+  for (let i = 0; i < specs.length; i += 1000) await client.addTasks(wfId, specs.slice(i, i + 1000));
 }
 
-async function createTasks(api, wfId, specs) {
-  for (let i = 0; i < specs.length; i += 1000) await http(api, 'POST', `/v1/workflows/${wfId}/tasks`, { tasks: specs.slice(i, i + 1000) });
-}
-
-/** Polling clients that complete what they get until `done()`; returns lease latencies. */
-async function pollers(api, count, tags, done, { maxTasks = 10, waitS = 1 } = {}) {
+/** Polling clients that complete what they get until `done()`; returns how many they completed. */
+async function pollers(client, count, tags, done, { maxTasks = 10, waitS = 1 } = {}) {
   let completed = 0;
   const loop = async () => {
     while (!done(completed)) {
-      const { tasks } = await http(api, 'POST', '/v1/tasks/poll', { tags, wait_s: waitS, max_tasks: maxTasks });
+      const tasks = await client.poll({ tags, wait_s: waitS, max_tasks: maxTasks });
       for (const t of tasks) {
-        await http(api, 'POST', `/v1/tasks/${t.id}/complete`, { lease_token: t.lease.token });
+        await client.complete(t.id, t.lease.token);
         completed++;
       }
     }
@@ -120,17 +116,24 @@ async function pollers(api, count, tags, done, { maxTasks = 10, waitS = 1 } = {}
 }
 
 /** READY -> leased, from the tasks' own timestamps (server clock), in ms. */
-async function leaseLatencies(api, wfIds) {
+async function leaseLatencies(client, wfIds) {
   const out = [];
   for (const id of wfIds) {
-    let cursor = null;
+    let cursor;
     do {
-      const page = await http(api, 'GET', `/v1/workflows/${id}/tasks?limit=500${cursor ? `&cursor=${cursor}` : ''}`);
+      const page = await client.listTasks(id, { limit: 500, cursor });
       for (const t of page.items) if (t.ready_at && t.started_at) out.push(Date.parse(t.started_at) - Date.parse(t.ready_at));
-      cursor = page.next_cursor;
+      cursor = page.next_cursor ?? undefined;
     } while (cursor);
   }
   return out;
+}
+
+/** A value from the API's /metrics (first sample of that name). */
+async function metric(api, name) {
+  const text = await (await fetch(`${api.url}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
+  return line ? Number(line.split(' ').pop()) : NaN;
 }
 
 // ---------------------------------------------------------------- workloads
@@ -139,15 +142,15 @@ async function throughput(api) {
   const wfIds = [];
   const perWf = 1000;
   for (let w = 0; w < N / perWf; w++) {
-    const wf = await http(api, 'POST', '/v1/workflows', { name: `tp-${w}`, sealed: false });
-    await createTasks(api, wf.id, Array.from({ length: perWf }, (_, i) => ({ name: `t${i}`, tags: ['tp'], action: { type: 'noop' } })));
-    await http(api, 'POST', `/v1/workflows/${wf.id}/seal`);
+    const wf = await api.client.createWorkflow({ name: `tp-${w}`, sealed: false });
+    await createTasks(api.client, wf.id, Array.from({ length: perWf }, (_, i) => ({ name: `t${i}`, tags: ['tp'], action: { type: 'noop' } })));
+    await api.client.sealWorkflow(wf.id);
     wfIds.push(wf.id);
   }
   const t0 = performance.now();
-  await pollers(api, P, ['tp'], (c) => c >= N);
+  await pollers(api.client, P, ['tp'], (c) => c >= N);
   const secs = (performance.now() - t0) / 1000;
-  const lat = await leaseLatencies(api, wfIds);
+  const lat = await leaseLatencies(api.client, wfIds);
   return { tasks: N, pollers: P, seconds: round(secs, 2), tasks_per_s: round(N / secs), ready_to_leased_p50_ms: pct(lat, 50), ready_to_leased_p99_ms: pct(lat, 99) };
 }
 
@@ -179,47 +182,51 @@ async function ceiling() {
 }
 
 async function handoff(api) {
-  const wf = await http(api, 'POST', '/v1/workflows', { name: 'chain' });
-  await createTasks(api, wf.id, Array.from({ length: CHAIN }, (_, i) => ({ name: `c${i}`, tags: ['chain'], action: { type: 'noop' }, ...(i ? { requires: [`c${i - 1}`] } : {}) })));
+  const wf = await api.client.createWorkflow({ name: 'chain' });
+  await createTasks(api.client, wf.id, Array.from({ length: CHAIN }, (_, i) => ({ name: `c${i}`, tags: ['chain'], action: { type: 'noop' }, ...(i ? { requires: [`c${i - 1}`] } : {}) })));
   const hops = [];
   let reportedAt = null;
   for (let i = 0; i < CHAIN; i++) {
-    const { tasks } = await http(api, 'POST', '/v1/tasks/poll', { tags: ['chain'], wait_s: 30 });
+    const tasks = await api.client.poll({ tags: ['chain'], wait_s: 30 });
     const got = performance.now();
     if (reportedAt !== null) hops.push(got - reportedAt);
     const t = tasks[0];
     reportedAt = performance.now();
-    await http(api, 'POST', `/v1/tasks/${t.id}/complete`, { lease_token: t.lease.token });
+    await api.client.complete(t.id, t.lease.token);
   }
   return { hops: hops.length, hop_p50_ms: round(pct(hops, 50), 2), hop_p99_ms: round(pct(hops, 99), 2) };
 }
 
 async function scale(api) {
   const per = SCALE / GROUPS;
-  const wf = await http(api, 'POST', '/v1/workflows', { name: 'scale' });
+  const wf = await api.client.createWorkflow({ name: 'scale' });
   const t0 = performance.now();
   for (let g = 0; g < GROUPS; g++) {
-    await createTasks(api, wf.id, Array.from({ length: per }, (_, i) => ({
+    await createTasks(api.client, wf.id, Array.from({ length: per }, (_, i) => ({
       name: `g${g}-${i}`, tags: ['scale', `g${g}`], action: { type: 'noop' }, ...(g ? { requires_tags: [`g${g - 1}`] } : {}),
     })));
   }
-  await http(api, 'POST', `/v1/workflows/${wf.id}/seal`);
+  await api.client.sealWorkflow(wf.id);
   const acceptS = (performance.now() - t0) / 1000;
   const t1 = performance.now();
-  await pollers(api, P, ['scale'], (c) => c >= SCALE);
+  await pollers(api.client, P, ['scale'], (c) => c >= SCALE);
   const finishS = (performance.now() - t1) / 1000;
-  const state = (await http(api, 'GET', `/v1/workflows/${wf.id}`)).state;
+  const { state } = await api.client.getWorkflow(wf.id);
   return { tasks: SCALE, groups: GROUPS, accept_s: round(acceptS, 2), finish_s: round(finishS, 2), state, peak_api_rss_mb: api.peakRssMb() };
 }
 
 async function manyTags(api) {
   const tags = Array.from({ length: TAGS }, (_, i) => `host-${i}`);
-  const wf = await http(api, 'POST', '/v1/workflows', { name: 'tags' });
+  const wf = await api.client.createWorkflow({ name: 'tags' });
   // One parked long-poll per tag, then one task per tag.
-  const polls = tags.map((tag) => http(api, 'POST', '/v1/tasks/poll', { tags: [tag], wait_s: 60 }));
-  await new Promise((r) => setTimeout(r, 2000)); // let every poll park (they are all in flight by now)
-  await createTasks(api, wf.id, tags.map((tag, i) => ({ name: `t${i}`, tags: [tag], action: { type: 'noop' } })));
-  const got = (await Promise.all(polls)).flatMap((r) => r.tasks);
+  const polls = tags.map((tag) => api.client.poll({ tags: [tag], wait_s: 60 }));
+  const deadline = Date.now() + 30_000;
+  while ((await metric(api, 'tagflow_polls_waiting')) < TAGS) {
+    if (Date.now() > deadline) throw new Error(`not every long-poll parked within 30 s`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  await createTasks(api.client, wf.id, tags.map((tag, i) => ({ name: `t${i}`, tags: [tag], action: { type: 'noop' } })));
+  const got = (await Promise.all(polls)).flat();
   const lat = got.map((t) => Date.parse(t.started_at) - Date.parse(t.ready_at));
   return { tags: TAGS, long_polls: TAGS, leased: got.length, ready_to_leased_p50_ms: pct(lat, 50), ready_to_leased_p99_ms: pct(lat, 99) };
 }
