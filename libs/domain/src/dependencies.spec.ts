@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
-import { describeCycle, evaluateReadiness, findCycle, reverseDependencyOrder, type DependencyView, type GraphTask } from './dependencies.js';
+import { describeCycle, evaluateReadiness, findCycle, reverseDependencyOrder, TagSelection, type DependencyView, type GraphTask } from './dependencies.js';
 import type { TaskState } from './states.js';
 
 const view = (name: string, state: TaskState, extra: Partial<DependencyView> = {}): DependencyView => ({
@@ -10,35 +10,47 @@ const byName = (...views: DependencyView[]) => new Map(views.map((v) => [v.name,
 
 describe('evaluateReadiness', () => {
   it('is ready when every named dependency succeeded', () => {
-    expect(evaluateReadiness({ task: task(['a', 'b']), byName: byName(view('a', 'SUCCESS'), view('b', 'SUCCESS')), tagMembers: [], sealed: false }).kind).toBe('ready');
+    expect(evaluateReadiness({ task: task(['a', 'b']), byName: byName(view('a', 'SUCCESS'), view('b', 'SUCCESS')), tags: TagSelection.none, sealed: false }).kind).toBe('ready');
   });
 
   it('waits while a dependency is still open, and while a handler runs', () => {
-    expect(evaluateReadiness({ task: task(['a']), byName: byName(view('a', 'RUNNING')), tagMembers: [], sealed: false }).kind).toBe('waiting');
-    expect(evaluateReadiness({ task: task(['a']), byName: byName(view('a', 'ERROR', { handling: true })), tagMembers: [], sealed: false }).kind).toBe('waiting');
+    expect(evaluateReadiness({ task: task(['a']), byName: byName(view('a', 'RUNNING')), tags: TagSelection.none, sealed: false }).kind).toBe('waiting');
+    expect(evaluateReadiness({ task: task(['a']), byName: byName(view('a', 'ERROR', { handling: true })), tags: TagSelection.none, sealed: false }).kind).toBe('waiting');
   });
 
   it('treats a handled ERROR as done and an unhandled one as dead', () => {
-    expect(evaluateReadiness({ task: task(['a']), byName: byName(view('a', 'ERROR', { handled: true })), tagMembers: [], sealed: false }).kind).toBe('ready');
-    const dead = evaluateReadiness({ task: task(['a']), byName: byName(view('a', 'ERROR')), tagMembers: [], sealed: false });
+    expect(evaluateReadiness({ task: task(['a']), byName: byName(view('a', 'ERROR', { handled: true })), tags: TagSelection.none, sealed: false }).kind).toBe('ready');
+    const dead = evaluateReadiness({ task: task(['a']), byName: byName(view('a', 'ERROR')), tags: TagSelection.none, sealed: false });
     expect(dead).toMatchObject({ kind: 'dead', code: 'DEPENDENCY_FAILED' });
   });
 
   it('tells a cancel upstream from a failure upstream', () => {
-    expect(evaluateReadiness({ task: task(['a']), byName: byName(view('a', 'CANCELLED')), tagMembers: [], sealed: false })).toMatchObject({ code: 'DEPENDENCY_CANCELLED' });
-    expect(evaluateReadiness({ task: task(['a']), byName: byName(view('a', 'SKIPPED', { errorCode: 'DEPENDENCY_CANCELLED' })), tagMembers: [], sealed: false })).toMatchObject({ code: 'DEPENDENCY_CANCELLED' });
-    expect(evaluateReadiness({ task: task(['a']), byName: byName(view('a', 'SKIPPED', { errorCode: 'WORKFLOW_FAILED' })), tagMembers: [], sealed: false })).toMatchObject({ code: 'DEPENDENCY_FAILED' });
+    expect(evaluateReadiness({ task: task(['a']), byName: byName(view('a', 'CANCELLED')), tags: TagSelection.none, sealed: false })).toMatchObject({ code: 'DEPENDENCY_CANCELLED' });
+    expect(evaluateReadiness({ task: task(['a']), byName: byName(view('a', 'SKIPPED', { errorCode: 'DEPENDENCY_CANCELLED' })), tags: TagSelection.none, sealed: false })).toMatchObject({ code: 'DEPENDENCY_CANCELLED' });
+    expect(evaluateReadiness({ task: task(['a']), byName: byName(view('a', 'SKIPPED', { errorCode: 'WORKFLOW_FAILED' })), tags: TagSelection.none, sealed: false })).toMatchObject({ code: 'DEPENDENCY_FAILED' });
   });
 
   it('waits for every member of a tag selector but never for itself', () => {
     const self = { ...view('self', 'WAITING'), id: 'id-self' };
-    expect(evaluateReadiness({ task: task([], ['web']), byName: new Map(), tagMembers: [self, view('w1', 'SUCCESS')], sealed: false }).kind).toBe('ready');
-    expect(evaluateReadiness({ task: task([], ['web']), byName: new Map(), tagMembers: [view('w1', 'SUCCESS'), view('w2', 'READY')], sealed: true }).kind).toBe('waiting');
+    expect(evaluateReadiness({ task: task([], ['web']), byName: new Map(), tags: TagSelection.of([self, view('w1', 'SUCCESS')]), sealed: false }).kind).toBe('ready');
+    expect(evaluateReadiness({ task: task([], ['web']), byName: new Map(), tags: TagSelection.of([view('w1', 'SUCCESS'), view('w2', 'READY')]), sealed: true }).kind).toBe('waiting');
+  });
+
+  it('summarizes tag members once: a member in two selected tags counts once, a dead one wins over pending ones', () => {
+    const self = { ...view('self', 'WAITING'), id: 'id-self' };
+    const shared = TagSelection.of([self, view('w1', 'SUCCESS'), view('w1', 'SUCCESS'), self]);
+    expect(shared.size).toBe(2);
+    const other = { ...task([], ['web']), id: 'id-other' };
+    // The same summary serves every selecting task: for `self` only w1 counts, for another task `self` is pending.
+    expect(evaluateReadiness({ task: task([], ['web']), byName: new Map(), tags: shared, sealed: false }).kind).toBe('ready');
+    expect(evaluateReadiness({ task: other, byName: new Map(), tags: shared, sealed: false }).kind).toBe('waiting');
+    const withDead = evaluateReadiness({ task: task([], ['web']), byName: new Map(), tags: TagSelection.of([view('w2', 'RUNNING'), view('w3', 'CANCELLED')]), sealed: true });
+    expect(withDead).toMatchObject({ kind: 'dead', code: 'DEPENDENCY_CANCELLED' });
   });
 
   it('holds an empty tag selector until the workflow is sealed', () => {
-    expect(evaluateReadiness({ task: task([], ['db']), byName: new Map(), tagMembers: [], sealed: false }).kind).toBe('waiting');
-    expect(evaluateReadiness({ task: task([], ['db']), byName: new Map(), tagMembers: [], sealed: true }).kind).toBe('ready');
+    expect(evaluateReadiness({ task: task([], ['db']), byName: new Map(), tags: TagSelection.none, sealed: false }).kind).toBe('waiting');
+    expect(evaluateReadiness({ task: task([], ['db']), byName: new Map(), tags: TagSelection.none, sealed: true }).kind).toBe('ready');
   });
 });
 
@@ -88,7 +100,7 @@ describe('findCycle', () => {
 
 describe('data dependencies', () => {
   it('waits for a missing key, and reports a deadlock once sealed with no producer left', () => {
-    const base = { task: task(), byName: new Map(), tagMembers: [] };
+    const base = { task: task(), byName: new Map(), tags: TagSelection.none };
     expect(evaluateReadiness({ ...base, sealed: false, data: { missing: ['k'], unproducible: ['k'] } }).kind).toBe('waiting');
     expect(evaluateReadiness({ ...base, sealed: true, data: { missing: ['k'], unproducible: [] } }).kind).toBe('waiting');
     expect(evaluateReadiness({ ...base, sealed: true, data: { missing: ['k', 'j'], unproducible: ['j'] } })).toEqual({

@@ -50,12 +50,58 @@ export function skipCodeFor(dep: DependencyView): string {
   return SKIP_CODES.dependencyFailed;
 }
 
+/**
+ * The members of a set of tags, summarized once for every task that selects them (a
+ * group of a thousand tasks selecting a tag of a thousand members costs two thousand
+ * steps, not a million): their ids, the first that can never succeed, and which are pending.
+ */
+export class TagSelection {
+  readonly size: number;
+  readonly dead: DependencyView | null;
+  readonly pending: number;
+  private readonly ids: ReadonlySet<string>;
+  private readonly pendingIds: ReadonlySet<string>;
+
+  private constructor(members: readonly DependencyView[]) {
+    const ids = new Set<string>();
+    const pendingIds = new Set<string>();
+    let dead: DependencyView | null = null;
+    for (const m of members) {
+      if (ids.has(m.id)) continue;
+      ids.add(m.id);
+      const status = dependencyStatus(m);
+      if (status === 'dead') dead ??= m;
+      else if (status === 'pending') pendingIds.add(m.id);
+    }
+    this.ids = ids;
+    this.pendingIds = pendingIds;
+    this.size = ids.size;
+    this.dead = dead;
+    this.pending = pendingIds.size;
+  }
+
+  /** Members may repeat (a task carrying two selected tags): each counts once. */
+  static of(members: readonly DependencyView[]): TagSelection {
+    return new TagSelection(members);
+  }
+
+  static readonly none = new TagSelection([]);
+
+  has(id: string): boolean {
+    return this.ids.has(id);
+  }
+
+  isPending(id: string): boolean {
+    return this.pendingIds.has(id);
+  }
+}
+
 export interface ReadinessInput {
   task: { id: string; requires: readonly string[]; requires_tags: readonly string[] };
   /** The tasks named in `requires`, by name (missing names count as pending). */
   byName: ReadonlyMap<string, DependencyView>;
-  /** Every task of the workflow carrying any of `requires_tags` (the task itself may be among them). */
-  tagMembers: readonly DependencyView[];
+  /** The tasks of the workflow carrying any of `requires_tags` (the task itself may be among them). */
+  tags: TagSelection;
   sealed: boolean;
   /** Data keys the task reads that are not written yet, and those of them no unfinished task declares in `produces`. */
   data?: { missing: readonly string[]; unproducible: readonly string[] };
@@ -95,13 +141,12 @@ export function evaluateReadiness(input: ReadinessInput): Readiness {
   }
 
   if (task.requires_tags.length > 0) {
-    const members = input.tagMembers.filter((m) => m.id !== task.id);
-    if (members.length === 0 && !input.sealed) pending = true;
-    for (const member of members) {
-      const status = dependencyStatus(member);
-      if (status === 'dead') return dead(member, 'selected by tag can never succeed');
-      if (status === 'pending') pending = true;
-    }
+    const { tags } = input;
+    const self = tags.has(task.id) ? 1 : 0;
+    if (tags.size - self === 0 && !input.sealed) pending = true;
+    // The task being evaluated is WAITING, so it is never the dead member.
+    if (tags.dead) return dead(tags.dead, 'selected by tag can never succeed');
+    if (tags.pending - (tags.isPending(task.id) ? 1 : 0) > 0) pending = true;
   }
 
   if (input.data && input.data.missing.length > 0) {

@@ -2,7 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { In, type EntityManager } from 'typeorm';
 import {
   describeCycle, evaluateReadiness, findCycle, hasRetryLeft, readPath, isTerminalWorkflow, matchOnError, retryDelayMs, reverseDependencyOrder,
-  SKIP_CODES, type DependencyView, type GraphTask, type TaskState,
+  SKIP_CODES, TagSelection, type DependencyView, type GraphTask, type TaskState,
 } from '@tagflow/domain';
 import {
   Database, DataEntryEntity, hydrate, insertRows, sql, ReservedNameEntity, TaskDepEntity, TaskEntity, TaskTagEntity, WorkflowEntity, type JsonObject, type LeaseOutcome, type TaskErrorInfo,
@@ -211,12 +211,18 @@ export class Engine {
       const data = await this.dataState(ctx, wf, [...new Set(tasks.flatMap((t) => t.data_requires))]);
       const ready: TaskEntity[] = [];
       const skipped: TaskEntity[] = [];
+      // Tasks selecting the same tags share one summary of the members.
+      const selections = new Map<string, TagSelection>();
+      const selectionOf = (tags: readonly string[]) => {
+        const key = tags.join('\n');
+        let sel = selections.get(key);
+        if (!sel) selections.set(key, (sel = TagSelection.of(tags.flatMap((tag) => byTag.get(tag) ?? []))));
+        return sel;
+      };
       for (const task of tasks) {
-        const members = new Map<string, DependencyView>();
-        for (const tag of task.requires_tags) for (const m of byTag.get(tag) ?? []) members.set(m.id, m);
         const missing = task.data_requires.filter((k) => !data.written.has(k));
         const verdict = evaluateReadiness({
-          task, byName, tagMembers: [...members.values()], sealed: wf.sealed,
+          task, byName, tags: task.requires_tags.length ? selectionOf(task.requires_tags) : TagSelection.none, sealed: wf.sealed,
           data: { missing, unproducible: missing.filter((k) => !data.producible.has(k)) },
         });
         if (verdict.kind === 'ready') ready.push(task);
