@@ -342,6 +342,8 @@ export class Engine {
             AND EXISTS (SELECT 1 FROM task_dep sel WHERE sel.workflow_id = :wf AND sel.kind = 'tag' AND sel.dep_key = :tag)
             AND (t.state IN ('WAITING', 'READY', 'RUNNING') OR t.handling = :yes)
             AND NOT (t.state = 'WAITING' AND EXISTS (SELECT 1 FROM task_dep sd WHERE sd.task_id = t.id AND sd.kind = 'tag' AND sd.dep_key = :tag))
+          -- Newest first (ids are time-ordered): tasks finish roughly oldest first, so an open member is near the top.
+          ORDER BY tt.task_id DESC
           LIMIT 1`,
         { wf: workflowId, tag, yes: true },
       );
