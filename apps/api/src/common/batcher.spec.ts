@@ -1,16 +1,22 @@
 import { describe, expect, it } from '@jest/globals';
 import { Batcher } from './batcher.js';
 
+/** A batcher whose first write waits for `release()`, recording every batch it writes. */
+function gated(maxWeight: number, weight?: (i: number) => number) {
+  const batches: number[][] = [];
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const b = new Batcher<number, number>(async (items) => {
+    batches.push(items);
+    if (batches.length === 1) await gate;
+    return items.map((i) => i * 10);
+  }, maxWeight, weight);
+  return { b, batches, release };
+}
+
 describe('Batcher', () => {
   it('writes an idle call alone and at once, and calls made meanwhile together next', async () => {
-    const batches: number[][] = [];
-    let release!: () => void;
-    const gate = new Promise<void>((r) => (release = r));
-    const b = new Batcher<number, number>(async (items) => {
-      batches.push(items);
-      if (batches.length === 1) await gate;
-      return items.map((i) => i * 10);
-    }, 100);
+    const { b, batches, release } = gated(100);
     const first = b.submit(1);
     const later = [b.submit(2), b.submit(3), b.submit(4)];
     release();
@@ -20,14 +26,7 @@ describe('Batcher', () => {
   });
 
   it('keeps batches under the weight limit, in order', async () => {
-    const batches: number[][] = [];
-    let release!: () => void;
-    const gate = new Promise<void>((r) => (release = r));
-    const b = new Batcher<number, number>(async (items) => {
-      batches.push(items);
-      if (batches.length === 1) await gate;
-      return items;
-    }, 5, (i) => i);
+    const { b, batches, release } = gated(5, (i) => i);
     const all = [b.submit(9), b.submit(2), b.submit(3), b.submit(4), b.submit(1)];
     release();
     await Promise.all(all);
