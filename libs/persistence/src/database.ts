@@ -46,29 +46,18 @@ export class Database {
 
   /** Runs `fn` holding the workflow's lock; `workflow` is null when the id is unknown. */
   async withWorkflowLock<T>(workflowId: string, fn: (em: EntityManager, workflow: WorkflowEntity | null) => Promise<T>): Promise<T> {
-    return this.transaction(async (em) => fn(em, await this.lockWorkflow(em, 'SELECT * FROM workflow WHERE id = :id', workflowId)));
+    return this.transaction(async (em) => fn(em, (await this.lockWorkflows(em, 'WHERE id = :id', { id: workflowId }))[0] ?? null));
   }
 
-  /**
-   * `withWorkflowLock` for the workflow of a task, found in the same statement (a task
-   * never changes workflow); `workflow` is null when the task does not exist.
-   */
-  async withTaskWorkflowLock<T>(taskId: string, fn: (em: EntityManager, workflow: WorkflowEntity | null) => Promise<T>): Promise<T> {
-    return this.transaction(async (em) => fn(em, await this.lockWorkflow(em, 'SELECT * FROM workflow WHERE id = (SELECT t.workflow_id FROM task t WHERE t.id = :id)', taskId)));
-  }
-
-  /** `withWorkflowLock` for the workflows of several tasks, locked in id order. */
+  /** `withWorkflowLock` for the workflows of several tasks (a task never changes workflow), locked in id order. */
   async withTasksWorkflowsLock<T>(taskIds: readonly string[], fn: (em: EntityManager, workflows: WorkflowEntity[]) => Promise<T>): Promise<T> {
-    return this.transaction(async (em) => {
-      const select = 'SELECT * FROM workflow WHERE id IN (SELECT t.workflow_id FROM task t WHERE t.id IN (:ids)) ORDER BY id';
-      const { rows } = await sql(em, this.kind === 'postgres' ? `${select} FOR UPDATE` : select, { ids: taskIds });
-      return fn(em, rows.map((r) => hydrate(em, WorkflowEntity, r)));
-    });
+    return this.transaction(async (em) => fn(em, await this.lockWorkflows(em, 'WHERE id IN (SELECT t.workflow_id FROM task t WHERE t.id IN (:ids))', { ids: taskIds })));
   }
 
-  private async lockWorkflow(em: EntityManager, select: string, id: string): Promise<WorkflowEntity | null> {
-    const { rows } = await sql(em, this.kind === 'postgres' ? `${select} FOR UPDATE` : select, { id });
-    return rows.length ? hydrate(em, WorkflowEntity, rows[0]) : null;
+  private async lockWorkflows(em: EntityManager, where: string, params: Record<string, unknown>): Promise<WorkflowEntity[]> {
+    const select = `SELECT * FROM workflow ${where} ORDER BY id`;
+    const { rows } = await sql(em, this.kind === 'postgres' ? `${select} FOR UPDATE` : select, params);
+    return rows.map((r) => hydrate(em, WorkflowEntity, r));
   }
 }
 

@@ -190,10 +190,11 @@ export class TaskQueue {
   }
 
   /**
-   * Fetches and locks up to `tokens.length` of the oldest jobs of a tag set's queue (one
-   * per token, the token becoming the job's lock token); fewer when the queue runs dry.
+   * Fetches and locks (for `defaultLockMs`; see `extend`) up to `tokens.length` of the
+   * oldest jobs of a tag set's queue, one per token, the token becoming the job's lock
+   * token; fewer when the queue runs dry.
    */
-  async take(tagset: string, tokens: readonly string[], lockMs: number): Promise<TakenJob[]> {
+  async take(tagset: string, tokens: readonly string[]): Promise<TakenJob[]> {
     const { worker } = this.queueFor(tagset);
     const jobs = await Promise.all(tokens.map((token) => worker.getNextJob(token, { block: false }) as Promise<Job<JobData> | undefined>));
     const taken: TakenJob[] = [];
@@ -201,7 +202,6 @@ export class TaskQueue {
       if (!job?.id) continue;
       taken.push({ taskId: job.data.taskId, attempt: job.data.attempt, jobId: job.id, token: tokens[i] });
     }
-    if (lockMs !== this.config.defaultLockMs) await Promise.all(taken.map((t) => this.extend(tagset, t.jobId, t.token, lockMs)));
     return taken;
   }
 

@@ -117,15 +117,18 @@ export class LeaseService {
       for (const c of batch) {
         const task = tasks.get(c.taskId);
         const refusal = task ? this.refusal(ctx, task, c.dto.lease_token, 'complete') : notFound('task', c.taskId);
-        if (!task || refusal === 'same') answers.push(task ?? notFound('task', c.taskId));
-        else if (refusal) answers.push(refusal);
-        else {
-          // The task object follows its row, so the same report twice in a batch gets the same answer.
-          await this.engine.markCompleted(ctx, workflows.get(task.workflow_id)!, task, c.output, c.dto);
-          settled.set(task.workflow_id, [...(settled.get(task.workflow_id) ?? []), task]);
-          this.reports({ kind: 'complete' });
-          answers.push(task);
+        if (!task || refusal instanceof Error) {
+          answers.push(refusal as Error);
+          continue;
         }
+        answers.push(task);
+        if (refusal === 'same') continue;
+        // The task object follows its row, so the same report twice in a batch gets the same answer.
+        await this.engine.markCompleted(ctx, workflows.get(task.workflow_id)!, task, c.output, c.dto);
+        const done = settled.get(task.workflow_id);
+        if (done) done.push(task);
+        else settled.set(task.workflow_id, [task]);
+        this.reports({ kind: 'complete' });
       }
       for (const [workflowId, done] of settled) await this.engine.afterSettled(ctx, workflows.get(workflowId)!, done);
       return answers;
@@ -176,7 +179,10 @@ export class LeaseService {
     kind: LeaseOutcome,
     apply: (ctx: TxContext, wf: WorkflowEntity, task: TaskEntity) => Promise<TaskEntity>,
   ): Promise<TaskEntity> {
-    return this.engine.inTaskWorkflow(taskId, async (ctx, wf, task) => {
+    return this.engine.inTasksWorkflows([taskId], async (ctx, workflows, tasks) => {
+      const task = tasks.get(taskId);
+      if (!task) throw notFound('task', taskId);
+      const wf = workflows.get(task.workflow_id)!;
       const refusal = this.refusal(ctx, task, token, kind);
       if (refusal === 'same') return task; // the same report again: same answer
       if (refusal) throw refusal;

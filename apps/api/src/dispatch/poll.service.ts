@@ -107,7 +107,7 @@ export class PollService implements OnApplicationBootstrap, BeforeApplicationShu
         const seqBefore = this.seq.get(tagset) ?? 0;
         const want = req.maxTasks - out.length;
         const tokens = Array.from({ length: want }, () => this.leases.newToken());
-        const jobs = await this.queue.queue.take(tagset, tokens, LIMITS.defaultLeaseSeconds * 1000);
+        const jobs = await this.queue.queue.take(tagset, tokens);
         if (jobs.length < want && (this.seq.get(tagset) ?? 0) === seqBefore) this.hints.delete(tagset);
         if (jobs.length === 0) break;
         let claimed: TaskEntity[];
@@ -121,8 +121,8 @@ export class PollService implements OnApplicationBootstrap, BeforeApplicationShu
           return out;
         }
         // Stale jobs (task moved on, cancelled, deleted, or its workflow is paused): dropped.
-        const byId = new Map(claimed.map((t) => [t.id, t]));
-        const stale = jobs.filter((j) => byId.get(j.taskId)?.lease_token !== j.token);
+        const leased = new Set(claimed.map((t) => t.lease_token));
+        const stale = jobs.filter((j) => !leased.has(j.token));
         await Promise.all(stale.map((j) => this.queue.queue.finish(tagset, j.jobId, j.token).catch(() => undefined)));
         for (const task of claimed) {
           try {

@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { In, type EntityManager } from 'typeorm';
+import { In } from 'typeorm';
 import {
   describeCycle, evaluateReadiness, findCycle, hasRetryLeft, readPath, isTerminalWorkflow, matchOnError, retryDelayMs, reverseDependencyOrder,
   SKIP_CODES, TagSelection, type DependencyView, type GraphTask, type TaskState,
@@ -62,18 +62,6 @@ export class Engine {
     return result;
   }
 
-  /** Runs `fn` under the lock of the task's workflow, with the task read under it; 404 when the task does not exist. */
-  async inTaskWorkflow<T>(taskId: string, fn: (ctx: TxContext, wf: WorkflowEntity, task: TaskEntity) => Promise<T>): Promise<T> {
-    const effects = new Effects();
-    const result = await this.db.withTaskWorkflowLock(taskId, async (em, wf) => {
-      const task = wf && (await this.loadOne(em, taskId));
-      if (!wf || !task) throw notFound('task', taskId);
-      return fn({ em, now: Date.now(), effects }, wf, task);
-    });
-    await this.queue.apply(effects);
-    return result;
-  }
-
   /**
    * Runs `fn` holding the locks of the workflows of `taskIds` (taken in id order, so two
    * replicas never wait on each other in a circle), with those tasks read under them.
@@ -91,7 +79,7 @@ export class Engine {
     return result;
   }
 
-  /** A transaction without the workflow lock (claims, heartbeats: single guarded rows). */
+  /** A transaction without the workflow lock (claims: guarded rows of any workflow). */
   async inTransaction<T>(fn: (ctx: TxContext) => Promise<T>): Promise<T> {
     const effects = new Effects();
     const result = await this.db.transaction((em) => fn({ em, now: Date.now(), effects }));
@@ -600,11 +588,6 @@ export class Engine {
     }
     const order = new Map(ids.map((id, i) => [id, i]));
     return out.sort((a, b) => order.get(a.id)! - order.get(b.id)!);
-  }
-
-  private async loadOne(em: EntityManager, id: string): Promise<TaskEntity | null> {
-    const { rows } = await sql(em, 'SELECT * FROM task WHERE id = :id', { id });
-    return rows.length ? hydrate(em, TaskEntity, rows[0]) : null;
   }
 
   private async loadWhere(ctx: TxContext, ids: readonly string[], states: TaskState[]): Promise<TaskEntity[]> {

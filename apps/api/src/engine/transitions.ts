@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import type { QueryDeepPartialEntity } from 'typeorm';
 import { canTransitionTask, canTransitionWorkflow, isTerminalTask, type TaskState, type WorkflowState } from '@tagflow/domain';
-import { hydrate, persisted, sql, TaskEntity, TaskEventEntity, WorkflowEntity } from '@tagflow/persistence';
+import { hydrate, insertRows, persisted, sql, TaskEntity, TaskEventEntity, WorkflowEntity } from '@tagflow/persistence';
 import type { TxContext } from './tx-context.js';
 
 export interface TaskTransition {
@@ -17,8 +17,6 @@ export interface TaskTransition {
 }
 
 const CHUNK = 500;
-/** Seven parameters per event row: 100 rows stay far below either database's limit. */
-const EVENT_CHUNK = 100;
 
 export interface ClaimJob {
   taskId: string;
@@ -152,15 +150,7 @@ export class Transitions {
   }
 
   private async insertEvents(ctx: TxContext, events: readonly Omit<TaskEventEntity, 'id' | 'at'>[]): Promise<void> {
-    for (let i = 0; i < events.length; i += EVENT_CHUNK) {
-      const chunk = events.slice(i, i + EVENT_CHUNK);
-      const params: Record<string, unknown> = { at: ctx.now };
-      const values = chunk.map((e, j) => {
-        Object.assign(params, { [`t${j}`]: e.task_id, [`w${j}`]: e.workflow_id, [`f${j}`]: e.from_state, [`s${j}`]: e.to_state, [`a${j}`]: e.attempt, [`r${j}`]: e.reason });
-        return `(:t${j}, :w${j}, :f${j}, :s${j}, :a${j}, :r${j}, :at)`;
-      });
-      await sql(ctx.em, `INSERT INTO task_event (task_id, workflow_id, from_state, to_state, attempt, reason, at) VALUES ${values.join(', ')}`, params);
-    }
+    await insertRows(ctx.em, TaskEventEntity, events.map((e) => ({ ...e, at: ctx.now })));
   }
 }
 
