@@ -1,7 +1,7 @@
 import type { DataSource, EntityManager } from 'typeorm';
 import { WorkflowEntity } from './entities/workflow.entity.js';
 import type { DatabaseKind } from './data-source.js';
-import { hydrate, sql } from './sql.js';
+import { hydrate, query, sql } from './sql.js';
 
 /**
  * Transactions and the per-workflow lock.
@@ -62,31 +62,57 @@ export class Database {
 }
 
 /**
- * Inserts rows in multi-row statements, as the entity's columns store them (JSON as
- * text, transformers applied); a property a row lacks takes the column's default, or
- * NULL. Hand-written rather than TypeORM's insert builder, whose parameter handling
- * grows with the square of a batch's size (it was the largest cost of accepting a
- * thousand tasks), and which re-reads inserted rows on SQLite.
+ * Inserts rows as the entity's columns store them (JSON as text, transformers applied);
+ * a property a row lacks takes the column's default, or NULL. Hand-written rather than
+ * TypeORM's insert builder, whose parameter handling grows with the square of a batch's
+ * size and which re-reads inserted rows on SQLite. On SQLite one prepared single-row
+ * statement runs per row on the connection's own handle (the connection that holds the
+ * transaction: SQLite has only one), which costs microseconds a row; on PostgreSQL rows
+ * go in multi-row statements, as few round trips as the parameter limit allows.
  */
 export async function insertRows<T extends object>(em: EntityManager, entity: new () => T, rows: readonly object[]): Promise<void> {
   if (rows.length === 0) return;
   const meta = em.connection.getMetadata(entity);
   const present = new Set(rows.flatMap((r) => Object.keys(r).filter((k) => (r as Record<string, unknown>)[k] !== undefined)));
   const columns = meta.columns.filter((c) => present.has(c.propertyName) || (!c.isGenerated && c.default !== undefined));
-  // Both databases take at least 32,766 parameters per statement.
-  const chunk = Math.max(1, Math.floor(30_000 / columns.length));
   const names = columns.map((c) => c.databaseName).join(', ');
   const driver = em.connection.driver;
-  for (let i = 0; i < rows.length; i += chunk) {
-    const params: Record<string, unknown> = {};
-    const tuples = rows.slice(i, i + chunk).map((row, r) => {
-      const values = columns.map((c, k) => {
-        const value = (row as Record<string, unknown>)[c.propertyName];
-        params[`v${r}_${k}`] = value === undefined ? (c.default ?? null) : driver.preparePersistentValue(value, c);
-        return `:v${r}_${k}`;
-      });
-      return `(${values.join(', ')})`;
-    });
-    await sql(em, `INSERT INTO ${meta.tableName} (${names}) VALUES ${tuples.join(', ')}`, params);
+  const stored = (row: object, c: (typeof columns)[number]) => {
+    const value = (row as Record<string, unknown>)[c.propertyName];
+    return (value === undefined ? (c.default ?? null) : driver.preparePersistentValue(value, c)) as unknown;
+  };
+  if (em.connection.options.type !== 'postgres') {
+    const insert = sqliteStatement(em, `INSERT INTO ${meta.tableName} (${names}) VALUES (${columns.map(() => '?').join(', ')})`);
+    for (const row of rows) insert.run(columns.map((c) => sqliteBindable(stored(row, c))));
+    return;
   }
+  // PostgreSQL takes at most 65,535 parameters per statement.
+  const chunk = Math.max(1, Math.floor(30_000 / columns.length));
+  for (let i = 0; i < rows.length; i += chunk) {
+    const values: unknown[] = [];
+    const tuples = rows.slice(i, i + chunk).map((row) => `(${columns.map((c) => (values.push(stored(row, c)), `$${values.length}`)).join(', ')})`);
+    await query(em, `INSERT INTO ${meta.tableName} (${names}) VALUES ${tuples.join(', ')}`, values);
+  }
+}
+
+interface SqliteStatement {
+  run(params: unknown[]): unknown;
+}
+interface SqliteHandle {
+  prepare(text: string): SqliteStatement;
+}
+const sqliteStatements = new WeakMap<SqliteHandle, Map<string, SqliteStatement>>();
+
+/** A statement prepared once on the SQLite connection (texts here are a handful of fixed INSERTs). */
+function sqliteStatement(em: EntityManager, text: string): SqliteStatement {
+  const handle = (em.connection.driver as unknown as { databaseConnection: SqliteHandle }).databaseConnection;
+  let cache = sqliteStatements.get(handle);
+  if (!cache) sqliteStatements.set(handle, (cache = new Map<string, SqliteStatement>()));
+  let statement = cache.get(text);
+  if (!statement) cache.set(text, (statement = handle.prepare(text)));
+  return statement;
+}
+
+function sqliteBindable(value: unknown): unknown {
+  return typeof value === 'boolean' ? (value ? 1 : 0) : value;
 }

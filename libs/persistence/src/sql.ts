@@ -60,9 +60,14 @@ export async function sql(em: EntityManager, text: string, params: Record<string
       out += placeholder();
     }
   }
+  return query(em, out, values);
+}
+
+/** Runs one statement with positional parameters (`?` on SQLite, `$n` on PostgreSQL) in `em`'s transaction. */
+export async function query(em: EntityManager, text: string, values: unknown[]): Promise<SqlResult> {
   const own: QueryRunner | undefined = em.queryRunner ? undefined : em.connection.createQueryRunner();
   try {
-    const result = await (em.queryRunner ?? own!).query(out, values, true);
+    const result = await (em.queryRunner ?? own!).query(text, values, true);
     const rows = Array.isArray(result.records) ? (result.records as Record<string, unknown>[]) : [];
     return { rows, affected: result.affected ?? rows.length };
   } finally {

@@ -105,8 +105,11 @@ export class Engine {
     await insertRows(ctx.em, TaskTagEntity, rows.flatMap((r) => r.tags.map((tag) => ({ task_id: r.id, tag, workflow_id: wf.id }))));
     await insertRows(ctx.em, TaskDepEntity, rows.flatMap((r) => depRows(r)));
     await insertRows(ctx.em, ReservedNameEntity, rows.flatMap((r, i) => handlerNames(tasks[i]).map((name) => ({ workflow_id: wf.id, name, owner_task_id: r.id }))));
-    await this.evaluate(ctx, wf, rows.map((r) => r.id));
-    return this.load(ctx, rows.map((r) => r.id));
+    // The new rows are the WAITING tasks to evaluate; those that become READY are updated
+    // in place. A task that ends at once (skipped, deadlocked) may take others with it
+    // (on_failure), so then the batch is read back.
+    const ended = await this.evaluateWaiting(ctx, wf, rows);
+    return ended.size === 0 ? rows : this.load(ctx, rows.map((r) => r.id));
   }
 
   /** Names, references and cycles; throws 422 naming the offender, before anything is written. */
@@ -189,11 +192,18 @@ export class Engine {
    * SKIPPED, and their own dependents are evaluated in turn.
    */
   async evaluate(ctx: TxContext, wf: WorkflowEntity, candidateIds: readonly string[]): Promise<void> {
-    let pending = [...new Set(candidateIds)];
-    while (pending.length > 0) {
-      const tasks = await this.loadWhere(ctx, pending, ['WAITING']);
-      pending = [];
-      if (tasks.length === 0) break;
+    await this.evaluateWaiting(ctx, wf, await this.loadWhere(ctx, [...new Set(candidateIds)], ['WAITING']));
+  }
+
+  /**
+   * `evaluate` for WAITING tasks the caller holds: a task that becomes READY is updated in
+   * place. Returns the ids of those that ended instead (skipped or failed), whose rows
+   * changed in more ways than that.
+   */
+  private async evaluateWaiting(ctx: TxContext, wf: WorkflowEntity, waiting: TaskEntity[]): Promise<Set<string>> {
+    const ended = new Set<string>();
+    let tasks = waiting;
+    while (tasks.length > 0) {
       const byName = await this.viewsByName(ctx, wf.id, [...new Set(tasks.flatMap((t) => t.requires))]);
       const byTag = await this.viewsByTag(ctx, wf.id, [...new Set(tasks.flatMap((t) => t.requires_tags))]);
       const data = await this.dataState(ctx, wf, [...new Set(tasks.flatMap((t) => t.data_requires))]);
@@ -215,6 +225,7 @@ export class Engine {
         });
         if (verdict.kind === 'ready') ready.push(task);
         else if (verdict.kind === 'deadlock') {
+          ended.add(task.id);
           await this.deadlock(ctx, wf, task, verdict.message);
         } else if (verdict.kind === 'dead') {
           const moved = await this.transitions.tasks(ctx, {
@@ -226,15 +237,20 @@ export class Engine {
       }
       if (ready.length > 0) {
         const moved = new Set(await this.transitions.tasks(ctx, { ids: ready.map((t) => t.id), from: ['WAITING'], to: 'READY', set: { ready_at: ctx.now }, reason: 'dependencies met' }));
-        if (wf.state === 'RUNNING') {
-          for (const t of ready) if (moved.has(t.id)) ctx.effects.enqueue.push(this.enqueueItem(t, 0));
+        for (const t of ready) {
+          if (!moved.has(t.id)) continue;
+          Object.assign(t, { state: 'READY', ready_at: ctx.now, updated_at: ctx.now });
+          if (wf.state === 'RUNNING') ctx.effects.enqueue.push(this.enqueueItem(t, 0));
         }
       }
+      tasks = [];
       if (skipped.length > 0) {
+        for (const t of skipped) ended.add(t.id);
         ctx.effects.finished.push(...skipped.map((t) => t.id));
-        pending = await this.dependentsOf(ctx, wf.id, skipped);
+        tasks = await this.loadWhere(ctx, await this.dependentsOf(ctx, wf.id, skipped), ['WAITING']);
       }
     }
+    return ended;
   }
 
   /** Which of `keys` are written, and which missing ones an unfinished task still declares it produces. */
