@@ -67,8 +67,8 @@ export class Database {
  * TypeORM's insert builder, whose parameter handling grows with the square of a batch's
  * size and which re-reads inserted rows on SQLite. On SQLite one prepared single-row
  * statement runs per row on the connection's own handle (the connection that holds the
- * transaction: SQLite has only one), which costs microseconds a row; on PostgreSQL rows
- * go in multi-row statements, as few round trips as the parameter limit allows.
+ * transaction: SQLite has only one), which costs microseconds a row; on PostgreSQL one
+ * statement takes every row, a column per array parameter.
  */
 export async function insertRows<T extends object>(em: EntityManager, entity: new () => T, rows: readonly object[]): Promise<void> {
   if (rows.length === 0) return;
@@ -86,13 +86,10 @@ export async function insertRows<T extends object>(em: EntityManager, entity: ne
     for (const row of rows) insert.run(columns.map((c) => sqliteBindable(stored(row, c))));
     return;
   }
-  // PostgreSQL takes at most 65,535 parameters per statement.
-  const chunk = Math.max(1, Math.floor(30_000 / columns.length));
-  for (let i = 0; i < rows.length; i += chunk) {
-    const values: unknown[] = [];
-    const tuples = rows.slice(i, i + chunk).map((row) => `(${columns.map((c) => (values.push(stored(row, c)), `$${values.length}`)).join(', ')})`);
-    await query(em, `INSERT INTO ${meta.tableName} (${names}) VALUES ${tuples.join(', ')}`, values);
-  }
+  // One array parameter per column, zipped by unnest: parsing and binding a multi-row
+  // VALUES list costs the server more than running it (a parameter per cell).
+  const arrays = columns.map((c, i) => `$${i + 1}::${driver.normalizeType(c)}[]`).join(', ');
+  await query(em, `INSERT INTO ${meta.tableName} (${names}) SELECT * FROM unnest(${arrays})`, columns.map((c) => rows.map((row) => stored(row, c))));
 }
 
 interface SqliteStatement {
