@@ -1,7 +1,10 @@
-import { randomBytes } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 
 let lastMs = 0;
 let counter = 0;
+// Random bytes are drawn 4 KiB at a time: one call per id was most of the cost of an id.
+const pool = Buffer.alloc(4096);
+let poolOffset = pool.length;
 
 /**
  * A UUIDv7 (RFC 9562): 48 bits of milliseconds, then a 12-bit counter that keeps ids
@@ -21,7 +24,11 @@ export function newId(now: number = Date.now()): string {
     counter = 0;
   }
   lastMs = ms;
-  const b = randomBytes(16);
+  if (poolOffset + 16 > pool.length) {
+    randomFillSync(pool);
+    poolOffset = 0;
+  }
+  const b = Buffer.from(pool.subarray(poolOffset, (poolOffset += 16)));
   b.writeUIntBE(ms, 0, 6);
   b[6] = 0x70 | (counter >> 8);
   b[7] = counter & 0xff;

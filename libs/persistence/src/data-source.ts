@@ -7,10 +7,11 @@ import { WorkerEntity } from './entities/worker.entity.js';
 import { InitialSchema1700000000000 } from './migrations/1700000000000-initial-schema.js';
 import { DataSpace1700000000001 } from './migrations/1700000000001-data-space.js';
 import { TagMemberOrder1700000000002 } from './migrations/1700000000002-tag-member-order.js';
+import { DropRedundantTagIndex1700000000003 } from './migrations/1700000000003-drop-redundant-tag-index.js';
 import { DataEntryEntity } from './entities/data-entry.entity.js';
 
 export const ENTITIES = [WorkflowEntity, WorkflowTagEntity, TaskEntity, TaskTagEntity, TaskDepEntity, ReservedNameEntity, TaskEventEntity, WorkerEntity, DataEntryEntity];
-export const MIGRATIONS = [InitialSchema1700000000000, DataSpace1700000000001, TagMemberOrder1700000000002];
+export const MIGRATIONS = [InitialSchema1700000000000, DataSpace1700000000001, TagMemberOrder1700000000002, DropRedundantTagIndex1700000000003];
 
 export type DatabaseKind = 'sqlite' | 'postgres';
 
