@@ -1,5 +1,5 @@
 import { Inject, Injectable, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
-import { LIMITS, ResolutionError, TagsetIndex, tagsMatch } from '@tagflow/domain';
+import { LIMITS, PollIndex, ResolutionError, TagsetIndex } from '@tagflow/domain';
 import { TaskEntity } from '@tagflow/persistence';
 import { JsonLogger } from '../common/logger.js';
 import { MetricsService } from '../metrics/metrics.service.js';
@@ -34,7 +34,7 @@ export class PollService implements OnApplicationBootstrap, BeforeApplicationShu
   private readonly index = new TagsetIndex();
   private readonly hints = new Map<string, number>();
   private readonly seq = new Map<string, number>();
-  private readonly waiters = new Set<Waiter>();
+  private readonly waiters = new PollIndex<Waiter>();
   private closing = false;
   private readonly leased: (labels?: Record<string, string>, by?: number) => void;
 
@@ -52,7 +52,7 @@ export class PollService implements OnApplicationBootstrap, BeforeApplicationShu
       if (event.type !== 'ready') return;
       this.index.add(event.tagset, event.tags);
       this.hint(event.tagset, Date.now());
-      for (const w of this.waiters) if (tagsMatch(event.tags, w.tags)) this.signal(w);
+      for (const w of this.waiters.matching(event.tags)) this.signal(w);
     });
   }
 
@@ -67,14 +67,14 @@ export class PollService implements OnApplicationBootstrap, BeforeApplicationShu
   /** Parked polls answer at once (empty) so the HTTP server can close. */
   beforeApplicationShutdown(): void {
     this.closing = true;
-    for (const w of this.waiters) this.signal(w);
+    for (const w of this.waiters.all()) this.signal(w);
   }
 
   /** Wakes every parked poll that could take from this tag set (after a resume or reconcile). */
   nudge(tagset: string, tags: readonly string[]): void {
     this.index.add(tagset, tags);
     this.hint(tagset, Date.now());
-    for (const w of this.waiters) if (tagsMatch(tags, w.tags)) this.signal(w);
+    for (const w of this.waiters.matching(tags)) this.signal(w);
   }
 
   async poll(req: PollRequest): Promise<{ task: TaskEntity; lease: { token: string; expires_at: number } }[]> {
