@@ -85,13 +85,15 @@ export class Transitions {
       workers.push(`WHEN :i${i} THEN :w${i}`);
       pairs.push(`(id = :i${i} AND attempt = :a${i} AND tagset_id = :s${i})`);
     });
-    // The clock is inlined where it meets integer columns: PostgreSQL would type the parameter as integer.
+    // The clock is cast where it meets integer columns (PostgreSQL would type the parameter as
+    // integer), not inlined: the text stays the same from one claim to the next, so SQLite's
+    // statement cache serves it instead of preparing and keeping one statement per claim.
     const { affected } = await sql(
       ctx.em,
       `UPDATE task SET state = 'RUNNING', updated_at = :now, started_at = :now,
          worker_id = CASE id ${workers.join(' ')} END, lease_token = CASE id ${tokens.join(' ')} END,
-         lease_expires_at = ${ctx.now} + lease_s * 1000,
-         deadline_at = CASE WHEN timeout_s IS NULL THEN NULL ELSE ${ctx.now} + timeout_s * 1000 END,
+         lease_expires_at = CAST(:now AS BIGINT) + lease_s * 1000,
+         deadline_at = CASE WHEN timeout_s IS NULL THEN NULL ELSE CAST(:now AS BIGINT) + timeout_s * 1000 END,
          lease_outcome = NULL, progress = NULL, cancel_requested = :no
        WHERE state = 'READY' AND (${pairs.join(' OR ')})
          AND EXISTS (SELECT 1 FROM workflow w WHERE w.id = task.workflow_id AND w.state = 'RUNNING')`,
