@@ -1,7 +1,7 @@
 import type { DataSource, EntityManager } from 'typeorm';
 import { WorkflowEntity } from './entities/workflow.entity.js';
 import type { DatabaseKind } from './data-source.js';
-import { hydrate, query, sql } from './sql.js';
+import { bindable, hydrate, query, sql } from './sql.js';
 
 /**
  * Transactions and the per-workflow lock.
@@ -83,7 +83,7 @@ export async function insertRows<T extends object>(em: EntityManager, entity: ne
   };
   if (em.connection.options.type !== 'postgres') {
     const insert = sqliteStatement(em, `INSERT INTO ${meta.tableName} (${names}) VALUES (${columns.map(() => '?').join(', ')})`);
-    for (const row of rows) insert.run(columns.map((c) => sqliteBindable(stored(row, c))));
+    for (const row of rows) insert.run(columns.map((c) => bindable(stored(row, c), true)));
     return;
   }
   // One array parameter per column, zipped by unnest: parsing and binding a multi-row
@@ -108,8 +108,4 @@ function sqliteStatement(em: EntityManager, text: string): SqliteStatement {
   let statement = cache.get(text);
   if (!statement) cache.set(text, (statement = handle.prepare(text)));
   return statement;
-}
-
-function sqliteBindable(value: unknown): unknown {
-  return typeof value === 'boolean' ? (value ? 1 : 0) : value;
 }

@@ -33,7 +33,8 @@ function parse(text: string): Segment[] {
   return segments;
 }
 
-function bindable(value: unknown, sqlite: boolean): unknown {
+/** A value as the driver binds it: undefined as NULL; booleans as 0/1 on SQLite, which has no boolean. */
+export function bindable(value: unknown, sqlite: boolean): unknown {
   if (value === undefined) return null;
   if (sqlite && typeof value === 'boolean') return value ? 1 : 0;
   return value;

@@ -108,8 +108,8 @@ export class Engine {
     // The new rows are the WAITING tasks to evaluate; those that become READY are updated
     // in place. A task that ends at once (skipped, deadlocked) may take others with it
     // (on_failure), so then the batch is read back.
-    const ended = await this.evaluateWaiting(ctx, wf, rows);
-    return ended.size === 0 ? rows : this.load(ctx, rows.map((r) => r.id));
+    const someEnded = await this.evaluateWaiting(ctx, wf, rows);
+    return someEnded ? this.load(ctx, rows.map((r) => r.id)) : rows;
   }
 
   /** Names, references and cycles; throws 422 naming the offender, before anything is written. */
@@ -197,11 +197,11 @@ export class Engine {
 
   /**
    * `evaluate` for WAITING tasks the caller holds: a task that becomes READY is updated in
-   * place. Returns the ids of those that ended instead (skipped or failed), whose rows
-   * changed in more ways than that.
+   * place. Returns whether any ended instead (skipped or failed), whose rows changed in
+   * more ways than that.
    */
-  private async evaluateWaiting(ctx: TxContext, wf: WorkflowEntity, waiting: TaskEntity[]): Promise<Set<string>> {
-    const ended = new Set<string>();
+  private async evaluateWaiting(ctx: TxContext, wf: WorkflowEntity, waiting: TaskEntity[]): Promise<boolean> {
+    let someEnded = false;
     let tasks = waiting;
     while (tasks.length > 0) {
       const byName = await this.viewsByName(ctx, wf.id, [...new Set(tasks.flatMap((t) => t.requires))]);
@@ -225,7 +225,7 @@ export class Engine {
         });
         if (verdict.kind === 'ready') ready.push(task);
         else if (verdict.kind === 'deadlock') {
-          ended.add(task.id);
+          someEnded = true;
           await this.deadlock(ctx, wf, task, verdict.message);
         } else if (verdict.kind === 'dead') {
           const moved = await this.transitions.tasks(ctx, {
@@ -245,12 +245,12 @@ export class Engine {
       }
       tasks = [];
       if (skipped.length > 0) {
-        for (const t of skipped) ended.add(t.id);
+        someEnded = true;
         ctx.effects.finished.push(...skipped.map((t) => t.id));
         tasks = await this.loadWhere(ctx, await this.dependentsOf(ctx, wf.id, skipped), ['WAITING']);
       }
     }
-    return ended;
+    return someEnded;
   }
 
   /** Which of `keys` are written, and which missing ones an unfinished task still declares it produces. */
