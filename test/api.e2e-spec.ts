@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Api, task, workflow } from './support/harness.js';
+import { dbSnapshot } from './support/faults.js';
 
 /** The REST surface for workflows and tasks, and what bad input gets. */
 describe('workflows and tasks over REST', () => {
@@ -146,14 +147,17 @@ describe('workflows and tasks over REST', () => {
     expect((await api.get('/v1/workflows/00000000-0000-4000-8000-000000000000/tasks/x')).status).toBe(404);
   });
 
-  it('deletes only a finished workflow', async () => {
-    const wf = await api.createWorkflow(workflow({ tasks: [task('a')] }));
+  it('deletes only a finished workflow, and leaves none of its rows behind', async () => {
+    const before = await dbSnapshot(api.databaseUrl);
+    const wf = await api.createWorkflow(workflow({ tags: ['deleted'], tasks: [task('a', { tags: ['t'] }), task('b', { requires: ['a'], requires_tags: ['t'] })] }));
+    expect((await api.request('PUT', `/v1/workflows/${wf.id}/data/k`, { value: 1 })).status).toBe(200);
     const early = await api.del(`/v1/workflows/${wf.id}`);
     expect(early.status).toBe(409);
     expect(early.body.message).toContain('RUNNING');
     await api.post(`/v1/workflows/${wf.id}/cancel`);
     expect((await api.del(`/v1/workflows/${wf.id}`)).status).toBe(204);
     expect((await api.get(`/v1/workflows/${wf.id}`)).status).toBe(404);
+    expect(await dbSnapshot(api.databaseUrl)).toEqual(before);
   });
 
   it('finishes an empty sealed workflow at once', async () => {

@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { In } from 'typeorm';
 import { canonicalTags, isTerminalWorkflow, newId, type TaskState } from '@tagflow/domain';
 import {
-  Database, insertRows, ReservedNameEntity, TaskDepEntity, TaskEntity, TaskEventEntity, TaskTagEntity, WorkflowEntity, WorkflowTagEntity,
+  Database, DataEntryEntity, insertRows, ReservedNameEntity, TaskDepEntity, TaskEntity, TaskEventEntity, TaskTagEntity, WorkflowEntity, WorkflowTagEntity,
 } from '@tagflow/persistence';
 import { conflict, notFound } from '../common/errors.js';
 import { decodeCursor, pageOf, type Page } from '../common/pagination.js';
@@ -78,7 +78,7 @@ export class WorkflowsService {
     await this.engine.inWorkflow(id, async (ctx, wf) => {
       if (!isTerminalWorkflow(wf.state)) throw conflict(`workflow ${id} is ${wf.state}; only a finished workflow can be deleted (cancel it first)`, { state: wf.state });
       const repo = <T extends object>(e: new () => T) => ctx.em.getRepository(e);
-      for (const entity of [TaskEventEntity, TaskTagEntity, TaskDepEntity, ReservedNameEntity, TaskEntity, WorkflowTagEntity] as const) {
+      for (const entity of [TaskEventEntity, TaskTagEntity, TaskDepEntity, ReservedNameEntity, DataEntryEntity, TaskEntity, WorkflowTagEntity] as const) {
         await repo(entity as new () => object).delete({ workflow_id: id });
       }
       await repo(WorkflowEntity).delete({ id });
