@@ -44,6 +44,35 @@ describe('operations', () => {
     }
   });
 
+  it('serves the OpenAPI document at /docs, without a token, listing every route of the contract', async () => {
+    const api = await Api.start({ env: { API_TOKEN: 'a-long-enough-secret-token' } });
+    try {
+      const page = await api.get<string>('/docs');
+      expect(page.status).toBe(200);
+      expect(page.body).toContain('swagger-ui');
+      const doc = await api.get<{ paths: Record<string, Record<string, unknown>>; components: { schemas: Record<string, any> } }>('/docs/json');
+      expect(doc.status).toBe(200);
+      const routes = Object.entries(doc.body.paths).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`));
+      const contract = [
+        'POST /v1/workflows', 'GET /v1/workflows', 'GET /v1/workflows/{id}', 'DELETE /v1/workflows/{id}',
+        'POST /v1/workflows/{id}/seal', 'POST /v1/workflows/{id}/cancel', 'POST /v1/workflows/{id}/pause', 'POST /v1/workflows/{id}/resume',
+        'POST /v1/workflows/{id}/tasks', 'GET /v1/workflows/{id}/tasks', 'GET /v1/workflows/{id}/tasks/{task}',
+        'GET /v1/tasks/{id}', 'PATCH /v1/tasks/{id}', 'DELETE /v1/tasks/{id}', 'POST /v1/tasks/{id}/cancel', 'POST /v1/tasks/{id}/rerun', 'POST /v1/tasks',
+        'POST /v1/workers', 'POST /v1/tasks/poll', 'POST /v1/tasks/{id}/heartbeat', 'POST /v1/tasks/{id}/complete', 'POST /v1/tasks/{id}/fail',
+        'PUT /v1/workflows/{id}/data/{key}', 'GET /v1/workflows/{id}/data/{key}', 'GET /health', 'GET /metrics',
+      ];
+      expect(contract.filter((r) => !routes.includes(r))).toEqual([]);
+      // The request schemas carry the rules the API enforces.
+      const poll = doc.body.components.schemas.PollDto;
+      expect(poll.required).toEqual(['tags']);
+      expect(poll.properties.wait_s).toMatchObject({ minimum: 0, maximum: 60 });
+      expect(poll.properties.max_tasks).toMatchObject({ minimum: 1, maximum: 100 });
+      expect(doc.body.components.schemas.TaskSpecDto.required).toContain('action');
+    } finally {
+      await api.stop();
+    }
+  });
+
   it('stops gracefully on SIGTERM: parked polls are answered, the process exits 0, and work survives a restart', async () => {
     const api = await Api.start();
     const wf = await api.createWorkflow(workflow({ tasks: [task('kept', { tags: ['op'] })] }));

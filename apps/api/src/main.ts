@@ -9,6 +9,8 @@ import { HttpExceptionFilter } from './common/http-exception.filter.js';
 import { jsonGuard } from './common/json-guard.middleware.js';
 import { JsonLogger } from './common/logger.js';
 import { createValidationPipe } from './common/validation.js';
+import { serveDocs } from './common/docs.js';
+import { TAGFLOW_VERSION } from '@tagflow/client';
 
 async function bootstrap(): Promise<void> {
   let config: AppConfig;
@@ -38,6 +40,7 @@ async function bootstrap(): Promise<void> {
   app.useGlobalPipes(createValidationPipe());
   app.useGlobalFilters(new HttpExceptionFilter(logger));
   app.disable('x-powered-by');
+  serveDocs(app, TAGFLOW_VERSION);
 
   const stop = (signal: string) => {
     if (stopping) return;

@@ -1,8 +1,10 @@
 import { Controller, Get, HttpStatus, Res } from '@nestjs/common';
+import { ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
 import { Database } from '@tagflow/persistence';
 import { QueueService } from '../dispatch/queue.service.js';
 
+@ApiTags('operations')
 @Controller()
 export class HealthController {
   constructor(

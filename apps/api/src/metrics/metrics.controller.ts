@@ -1,10 +1,13 @@
 import { Controller, Get, Header } from '@nestjs/common';
+import { ApiTags } from '@nestjs/swagger';
 import { MetricsService } from './metrics.service.js';
 
+@ApiTags('operations')
 @Controller()
 export class MetricsController {
   constructor(private readonly metrics: MetricsService) {}
 
+  /** Prometheus text format. */
   @Get('metrics')
   @Header('content-type', 'text/plain; version=0.0.4')
   render(): string {

@@ -1,23 +1,28 @@
 import { Body, Controller, Get, Param, Post, Query } from '@nestjs/common';
+import { ApiTags } from '@nestjs/swagger';
 import { idParam } from '../common/params.js';
 import { PageQuery } from '../common/pagination.js';
 import { RegisterWorkerDto } from './worker.dto.js';
 import { WorkersService } from './workers.service.js';
 
+@ApiTags('worker protocol')
 @Controller('v1/workers')
 export class WorkersController {
   constructor(private readonly workers: WorkersService) {}
 
+  /** Registers a worker; polls that pass its id keep its last_seen_at and running tasks current. */
   @Post()
   register(@Body() dto: RegisterWorkerDto) {
     return this.workers.register(dto);
   }
 
+  /** Workers, newest first, with the tasks each is running; cursor-paginated. */
   @Get()
   list(@Query() q: PageQuery) {
     return this.workers.list(q);
   }
 
+  /** One worker. */
   @Get(':id')
   get(@Param('id', idParam('worker')) id: string) {
     return this.workers.get(id);

@@ -1,4 +1,5 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Post, Query } from '@nestjs/common';
+import { ApiBody, ApiExtraModels, ApiTags, getSchemaPath } from '@nestjs/swagger';
 import { idParam } from '../common/params.js';
 import { validateBody } from '../common/validation.js';
 import { TaskBatchDto, TaskListQuery, TaskSpecDto } from '../tasks/task.dto.js';
@@ -9,6 +10,7 @@ import { WorkflowsService } from './workflows.service.js';
 
 const id = idParam('workflow');
 
+@ApiTags('workflows')
 @Controller('v1/workflows')
 export class WorkflowsController {
   constructor(
@@ -16,49 +18,59 @@ export class WorkflowsController {
     private readonly tasks: TasksService,
   ) {}
 
+  /** Creates a workflow, with its first tasks if given; sealed unless `sealed: false`. */
   @Post()
   async create(@Body() dto: CreateWorkflowDto) {
     const wf = await this.workflows.create(dto);
     return this.workflows.view(wf.id);
   }
 
+  /** Workflows, newest first, filtered by state, tag or name; cursor-paginated. */
   @Get()
   list(@Query() q: WorkflowListQuery) {
     return this.workflows.list(q);
   }
 
+  /** A workflow with its task counts by state. */
   @Get(':id')
   get(@Param('id', id) wfId: string) {
     return this.workflows.view(wfId);
   }
 
+  /** Deletes a finished workflow with its tasks and data; 409 while it runs. */
   @Delete(':id')
   @HttpCode(204)
   async remove(@Param('id', id) wfId: string): Promise<void> {
     await this.workflows.remove(wfId);
   }
 
+  /** No more tasks will be added: the workflow can finish once its tasks have. */
   @Post(':id/seal') @HttpCode(200)
   seal(@Param('id', id) wfId: string) {
     return this.workflows.seal(wfId);
   }
 
+  /** Cancels every unfinished task of the workflow. */
   @Post(':id/cancel') @HttpCode(200)
   cancel(@Param('id', id) wfId: string) {
     return this.workflows.cancel(wfId);
   }
 
+  /** Stops handing out the workflow's tasks; running ones finish. */
   @Post(':id/pause') @HttpCode(200)
   pause(@Param('id', id) wfId: string) {
     return this.workflows.pause(wfId);
   }
 
+  /** Hands out the workflow's tasks again. */
   @Post(':id/resume') @HttpCode(200)
   resume(@Param('id', id) wfId: string) {
     return this.workflows.resume(wfId);
   }
 
   /** One TaskSpec, or `{"tasks": [TaskSpec, ...]}` added atomically. */
+  @ApiExtraModels(TaskSpecDto, TaskBatchDto)
+  @ApiBody({ schema: { oneOf: [{ $ref: getSchemaPath(TaskSpecDto) }, { $ref: getSchemaPath(TaskBatchDto) }] } })
   @Post(':id/tasks')
   async addTasks(@Param('id', id) wfId: string, @Body() body: unknown) {
     const isBatch = typeof body === 'object' && body !== null && 'tasks' in body;
@@ -72,11 +84,13 @@ export class WorkflowsController {
     return toTaskResponse(created);
   }
 
+  /** The workflow's tasks, filtered by state or tag; cursor-paginated. */
   @Get(':id/tasks')
   listTasks(@Param('id', id) wfId: string, @Query() q: TaskListQuery) {
     return this.tasks.list(wfId, q);
   }
 
+  /** One task of the workflow, by id or by name. */
   @Get(':id/tasks/:task')
   async getTask(@Param('id', id) wfId: string, @Param('task') idOrName: string) {
     return toTaskResponse(await this.tasks.getInWorkflow(wfId, idOrName));

@@ -2,13 +2,12 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { backoffDelay, TagflowApiError, type Failure, type LeasedTask, type TagflowClient } from '@tagflow/client';
+import { backoffDelay, TAGFLOW_VERSION, TagflowApiError, type Failure, type LeasedTask, type TagflowClient } from '@tagflow/client';
 import type { WorkerConfig } from '../cli/config.js';
 import type { Logger } from '../cli/logger.js';
 import { ExecutionFailure, ExecutionStop, type ExecutionResult, type ExecutorContext } from '../executors/executor.js';
 import { runProcess } from '../executors/process-runner.js';
 import type { ExecutorRegistry } from '../executors/registry.js';
-import { WORKER_VERSION } from '../version.js';
 
 interface Running {
   task: LeasedTask;
@@ -103,7 +102,7 @@ export class Agent {
   private async register(): Promise<void> {
     for (let attempt = 0; !this.stopping; attempt++) {
       try {
-        const w = await this.client.registerWorker({ name: this.config.name, tags: this.config.tags, hostname: hostname(), version: WORKER_VERSION });
+        const w = await this.client.registerWorker({ name: this.config.name, tags: this.config.tags, hostname: hostname(), version: TAGFLOW_VERSION });
         this.workerId = w.id;
         this.log('info', 'registered', { worker_id: w.id, name: w.name, tags: w.tags, api: this.config.api, concurrency: this.config.concurrency });
         return;
