@@ -19,6 +19,9 @@ TEST_REDIS_URL=$(start_redis "$WORK/redis")
 TEST_PG_URL=$(start_postgres "$WORK/pg")
 export TEST_REDIS_URL TEST_PG_URL TEST_WORK_DIR="$WORK"
 note "redis at $TEST_REDIS_URL, postgres at $TEST_PG_URL"
+# Scratch directories the tests make (worker work dirs, stand-in binaries) go away with $WORK.
+export TMPDIR="$WORK/tmp"
+mkdir -p "$TMPDIR"
 
 npm run build
 npm run test:unit
