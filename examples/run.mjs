@@ -8,7 +8,7 @@
 //
 // TAGFLOW_API_URL (default http://127.0.0.1:8080) and TAGFLOW_TOKEN are honoured.
 import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,9 +29,10 @@ await client.health().catch((e) => {
   process.exit(2);
 });
 
+const scratch = mkdtempSync(join(tmpdir(), 'tagflow-example-'));
 const workers = Object.entries(example.servers).map(([server, tags]) =>
   spawn(process.execPath, [join(root, 'dist/apps/worker/main.js'), '--api', api, '--name', server, '--tags', tags.join(','),
-    '--concurrency', '4', '--work-dir', mkdtempSync(join(tmpdir(), `tagflow-example-${server}-`)), '--log-level', 'warn'],
+    '--concurrency', '4', '--work-dir', join(scratch, server), '--log-level', 'warn'],
   { stdio: ['ignore', 'ignore', 'inherit'], env: process.env }));
 const stopWorkers = () => Promise.all(workers.map((w) => new Promise((r) => (w.exitCode !== null ? r() : (w.on('exit', r), w.kill('SIGTERM'))))));
 
@@ -61,5 +62,6 @@ try {
   code = done.state === 'SUCCESS' ? 0 : 1;
 } finally {
   await stopWorkers();
+  rmSync(scratch, { recursive: true, force: true });
 }
 process.exit(code);
