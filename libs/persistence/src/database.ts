@@ -92,8 +92,57 @@ export async function insertRows<T extends object>(em: EntityManager, entity: ne
   await query(em, `INSERT INTO ${meta.tableName} (${names}) SELECT * FROM unnest(${arrays})`, columns.map((c) => rows.map((row) => stored(row, c))));
 }
 
+/**
+ * Gives each row (matched by `id`) its own values, only where `where` holds for it
+ * (`column = value`, e.g. the state a transition starts from), and returns how many
+ * rows changed. Every row sets the same properties. PostgreSQL: one `UPDATE … FROM
+ * unnest(…)` with an array parameter per column; SQLite: one prepared statement run per
+ * row on the connection holding the transaction.
+ */
+export async function updateEach<T extends object>(
+  em: EntityManager,
+  entity: new () => T,
+  rows: readonly ({ id: string } & Record<string, unknown>)[],
+  where: Record<string, unknown>,
+): Promise<number> {
+  if (rows.length === 0) return 0;
+  const meta = em.connection.getMetadata(entity);
+  const column = (property: string) => {
+    const c = meta.findColumnWithPropertyName(property);
+    if (!c) throw new Error(`${meta.tableName} has no column ${property}`);
+    return c;
+  };
+  const properties = Object.keys(rows[0]).filter((p) => p !== 'id');
+  for (const row of rows) {
+    if (Object.keys(row).length !== properties.length + 1 || properties.some((p) => !(p in row))) throw new Error('updateEach: every row must set the same properties');
+  }
+  const id = column('id');
+  const set = properties.map(column);
+  const guards = Object.keys(where).map(column);
+  const driver = em.connection.driver;
+  const stored = (value: unknown, c: (typeof set)[number]) => driver.preparePersistentValue(value, c) as unknown;
+  if (em.connection.options.type !== 'postgres') {
+    const update = sqliteStatement(
+      em,
+      `UPDATE ${meta.tableName} SET ${set.map((c) => `${c.databaseName} = ?`).join(', ')} WHERE ${id.databaseName} = ?${guards.map((c) => ` AND ${c.databaseName} = ?`).join('')}`,
+    );
+    const guardValues = guards.map((c) => bindable(stored(where[c.propertyName], c), true));
+    let changed = 0;
+    for (const row of rows) changed += update.run([...set.map((c) => bindable(stored(row[c.propertyName], c), true)), row.id, ...guardValues]).changes;
+    return changed;
+  }
+  const zipped = [id, ...set];
+  const arrays = zipped.map((c, i) => `$${i + 1}::${driver.normalizeType(c)}[]`).join(', ');
+  const text =
+    `UPDATE ${meta.tableName} t SET ${set.map((c) => `${c.databaseName} = v.${c.databaseName}`).join(', ')}` +
+    ` FROM unnest(${arrays}) AS v(${zipped.map((c) => c.databaseName).join(', ')})` +
+    ` WHERE t.${id.databaseName} = v.${id.databaseName}${guards.map((c, i) => ` AND t.${c.databaseName} = $${zipped.length + i + 1}`).join('')}`;
+  const values = [rows.map((r) => r.id), ...set.map((c) => rows.map((r) => stored(r[c.propertyName], c))), ...guards.map((c) => stored(where[c.propertyName], c))];
+  return (await query(em, text, values)).affected;
+}
+
 interface SqliteStatement {
-  run(params: unknown[]): unknown;
+  run(params: unknown[]): { changes: number };
 }
 interface SqliteHandle {
   prepare(text: string): SqliteStatement;

@@ -113,7 +113,7 @@ export class LeaseService {
   private async writeCompletions(batch: Completion[]): Promise<(TaskEntity | Error)[]> {
     return this.engine.inTasksWorkflows(batch.map((c) => c.taskId), async (ctx, workflows, tasks) => {
       const answers: (TaskEntity | Error)[] = [];
-      const settled = new Map<string, TaskEntity[]>();
+      const accepted = new Map<string, { wf: WorkflowEntity; task: TaskEntity; output: JsonObject; report: CompleteDto }>();
       for (const c of batch) {
         const task = tasks.get(c.taskId);
         const refusal = task ? this.refusal(ctx, task, c.dto.lease_token, 'complete') : notFound('task', c.taskId);
@@ -121,10 +121,15 @@ export class LeaseService {
           answers.push(refusal as Error);
           continue;
         }
+        // The answer is the task object, which follows its row once the batch is written; the
+        // same report twice in a batch gets the same answer.
         answers.push(task);
-        if (refusal === 'same') continue;
-        // The task object follows its row, so the same report twice in a batch gets the same answer.
-        await this.engine.markCompleted(ctx, workflows.get(task.workflow_id)!, task, c.output, c.dto);
+        if (refusal === 'same' || accepted.has(task.id)) continue;
+        accepted.set(task.id, { wf: workflows.get(task.workflow_id)!, task, output: c.output, report: c.dto });
+      }
+      await this.engine.markCompleted(ctx, [...accepted.values()]);
+      const settled = new Map<string, TaskEntity[]>();
+      for (const { task } of accepted.values()) {
         const done = settled.get(task.workflow_id);
         if (done) done.push(task);
         else settled.set(task.workflow_id, [task]);

@@ -363,18 +363,23 @@ export class Engine {
    * data written; `task` is updated to match its row. The caller then runs afterSettled
    * (once for all the tasks of a workflow it completes together).
    */
-  async markCompleted(ctx: TxContext, wf: WorkflowEntity, task: TaskEntity, output: JsonObject, report: ReportFields): Promise<void> {
-    const set = { output, ...reportSet(report), lease_outcome: 'complete' as const, error: null };
-    const moved = await this.transitions.tasks(ctx, { ids: [task.id], from: ['RUNNING'], to: 'SUCCESS', set, reason: 'completed', known: task });
-    if (moved.length === 0) throw new Error(`task ${task.id} was not RUNNING when completed under its workflow's lock`);
-    Object.assign(task, set, { state: 'SUCCESS', updated_at: ctx.now, finished_at: ctx.now });
-    this.releaseJob(ctx, task);
-    // A declared key found in the output (at that path) is written to the data space.
-    for (const key of task.produces) {
-      const found = readPath(output, key.split('.'));
-      if (found.found) await this.writeData(ctx, wf, key, found.value, task.id);
+  /**
+   * RUNNING -> SUCCESS for a batch of reports checked under their workflows' locks (one
+   * statement for all), then what each output declares in `produces` goes to the data
+   * space. The task objects follow their rows.
+   */
+  async markCompleted(ctx: TxContext, reports: readonly { wf: WorkflowEntity; task: TaskEntity; output: JsonObject; report: ReportFields }[]): Promise<void> {
+    const items = reports.map(({ task, output, report }) => ({ task, set: { output, ...reportSet(report), lease_outcome: 'complete' as const, error: null } }));
+    await this.transitions.each(ctx, 'RUNNING', 'SUCCESS', items, 'completed');
+    for (const { wf, task, output } of reports) {
+      this.releaseJob(ctx, task);
+      // A declared key found in the output (at that path) is written to the data space.
+      for (const key of task.produces) {
+        const found = readPath(output, key.split('.'));
+        if (found.found) await this.writeData(ctx, wf, key, found.value, task.id);
+      }
+      ctx.effects.dataWritten.push({ workflowId: wf.id, key: `tasks.${task.name}.output` });
     }
-    ctx.effects.dataWritten.push({ workflowId: wf.id, key: `tasks.${task.name}.output` });
   }
 
   /**

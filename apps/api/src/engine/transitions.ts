@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import type { QueryDeepPartialEntity } from 'typeorm';
 import { canTransitionTask, canTransitionWorkflow, isTerminalTask, type TaskState, type WorkflowState } from '@tagflow/domain';
-import { hydrate, insertRows, persisted, sql, TaskEntity, TaskEventEntity, WorkflowEntity } from '@tagflow/persistence';
+import { hydrate, insertRows, persisted, sql, TaskEntity, TaskEventEntity, updateEach, WorkflowEntity } from '@tagflow/persistence';
 import type { TxContext } from './tx-context.js';
 
 export interface TaskTransition {
@@ -65,6 +65,25 @@ export class Transitions {
       moved.push(...movedNow);
     }
     return moved;
+  }
+
+  /**
+   * One transition for several tasks whose rows the caller holds under their workflows'
+   * locks, each task with its own values (a batch of reports): one UPDATE and one event
+   * insert for them all. The task objects follow their rows. Throws unless every task was
+   * still in `from`.
+   */
+  async each(ctx: TxContext, from: TaskState, to: TaskState, items: readonly { task: TaskEntity; set: Partial<TaskEntity> }[], reason: string): Promise<void> {
+    if (items.length === 0) return;
+    if (!canTransitionTask(from, to)) throw new Error(`illegal task transition ${from} -> ${to}`);
+    const moved = { state: to, updated_at: ctx.now, ...(isTerminalTask(to) ? { finished_at: ctx.now } : {}) };
+    const rows = items.map(({ task, set }) => ({ id: task.id, ...set, ...moved }));
+    const changed = await updateEach(ctx.em, TaskEntity, rows, { state: from });
+    if (changed !== items.length) {
+      throw new Error(`${items.length - changed} of tasks ${items.map((i) => i.task.id).join(', ')} were not ${from} under their workflows' locks`);
+    }
+    for (const { task, set } of items) Object.assign(task, set, moved);
+    await this.insertEvents(ctx, items.map(({ task }) => ({ task_id: task.id, workflow_id: task.workflow_id, from_state: from, to_state: to, attempt: task.attempt, reason })));
   }
 
   /**
