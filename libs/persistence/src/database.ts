@@ -141,6 +141,13 @@ export async function updateEach<T extends object>(
   return (await query(em, text, values)).affected;
 }
 
+/** PostgreSQL: the array type of one column (`character varying[]`), for `unnest($n::…)` statements. */
+export function pgArrayType<T extends object>(em: EntityManager, entity: new () => T, property: string): string {
+  const c = em.connection.getMetadata(entity).findColumnWithPropertyName(property);
+  if (!c) throw new Error(`no column ${property}`);
+  return `${em.connection.driver.normalizeType(c)}[]`;
+}
+
 interface SqliteStatement {
   run(params: unknown[]): { changes: number };
 }

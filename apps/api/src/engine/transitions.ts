@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import type { QueryDeepPartialEntity } from 'typeorm';
 import { canTransitionTask, canTransitionWorkflow, isTerminalTask, type TaskState, type WorkflowState } from '@tagflow/domain';
-import { hydrate, insertRows, persisted, sql, TaskEntity, TaskEventEntity, updateEach, WorkflowEntity } from '@tagflow/persistence';
+import { hydrate, insertRows, persisted, pgArrayType, query, sql, TaskEntity, TaskEventEntity, updateEach, WorkflowEntity } from '@tagflow/persistence';
 import type { TxContext } from './tx-context.js';
 
 export interface TaskTransition {
@@ -94,6 +94,41 @@ export class Transitions {
    */
   async claim(ctx: TxContext, jobs: readonly ClaimJob[]): Promise<TaskEntity[]> {
     if (jobs.length === 0) return [];
+    const rows = ctx.em.connection.options.type === 'postgres' ? await this.claimPostgres(ctx, jobs) : await this.claimSqlite(ctx, jobs);
+    const tasks = rows.map((r) => hydrate(ctx.em, TaskEntity, r));
+    const workerOf = new Map(jobs.map((j) => [j.taskId, j.workerId]));
+    await this.insertEvents(ctx, tasks.map((r) => {
+      const worker = workerOf.get(r.id);
+      return { task_id: r.id, workflow_id: r.workflow_id, from_state: 'READY', to_state: 'RUNNING', attempt: r.attempt, reason: worker ? `leased by worker ${worker}` : 'leased' };
+    }));
+    return tasks;
+  }
+
+  /**
+   * The jobs joined to their rows through `unnest`: each row found by its primary key. A
+   * list of `(id = … AND …) OR …` made PostgreSQL scan every READY task through the
+   * state index instead (2.4 ms a claim with a few thousand queued).
+   */
+  private async claimPostgres(ctx: TxContext, jobs: readonly ClaimJob[]): Promise<Record<string, unknown>[]> {
+    const type = (property: string) => pgArrayType(ctx.em, TaskEntity, property);
+    const { rows } = await query(
+      ctx.em,
+      `UPDATE task t SET state = 'RUNNING', updated_at = $1, started_at = $1, worker_id = v.worker_id, lease_token = v.lease_token,
+         lease_expires_at = CAST($1 AS BIGINT) + t.lease_s * 1000,
+         deadline_at = CASE WHEN t.timeout_s IS NULL THEN NULL ELSE CAST($1 AS BIGINT) + t.timeout_s * 1000 END,
+         lease_outcome = NULL, progress = NULL, cancel_requested = false
+       FROM unnest($2::${type('id')}, $3::${type('attempt')}, $4::${type('tagset_id')}, $5::${type('lease_token')}, $6::${type('worker_id')})
+         AS v(id, attempt, tagset_id, lease_token, worker_id)
+       WHERE t.id = v.id AND t.attempt = v.attempt AND t.tagset_id = v.tagset_id AND t.state = 'READY'
+         AND EXISTS (SELECT 1 FROM workflow w WHERE w.id = t.workflow_id AND w.state = 'RUNNING')
+       RETURNING t.*`,
+      [ctx.now, jobs.map((j) => j.taskId), jobs.map((j) => j.attempt), jobs.map((j) => j.tagsetId), jobs.map((j) => j.token), jobs.map((j) => j.workerId)],
+    );
+    return rows;
+  }
+
+  /** One UPDATE with a CASE per leased column; SQLite finds each row by its primary key (a multi-index OR). */
+  private async claimSqlite(ctx: TxContext, jobs: readonly ClaimJob[]): Promise<Record<string, unknown>[]> {
     const params: Record<string, unknown> = { now: ctx.now, no: false };
     const tokens: string[] = [];
     const workers: string[] = [];
@@ -104,9 +139,8 @@ export class Transitions {
       workers.push(`WHEN :i${i} THEN :w${i}`);
       pairs.push(`(id = :i${i} AND attempt = :a${i} AND tagset_id = :s${i})`);
     });
-    // The clock is cast where it meets integer columns (PostgreSQL would type the parameter as
-    // integer), not inlined: the text stays the same from one claim to the next, so SQLite's
-    // statement cache serves it instead of preparing and keeping one statement per claim.
+    // The clock is a parameter, not inlined: the text stays the same from one claim of as
+    // many jobs to the next, so the statement cache serves it instead of preparing a new one.
     const { affected } = await sql(
       ctx.em,
       `UPDATE task SET state = 'RUNNING', updated_at = :now, started_at = :now,
@@ -122,13 +156,7 @@ export class Transitions {
     const { rows } = await sql(ctx.em, 'SELECT * FROM task WHERE id IN (:ids) AND lease_token IN (:tokens)', {
       ids: jobs.map((j) => j.taskId), tokens: jobs.map((j) => j.token),
     });
-    const tasks = rows.map((r) => hydrate(ctx.em, TaskEntity, r));
-    const workerOf = new Map(jobs.map((j) => [j.taskId, j.workerId]));
-    await this.insertEvents(ctx, tasks.map((r) => {
-      const worker = workerOf.get(r.id);
-      return { task_id: r.id, workflow_id: r.workflow_id, from_state: 'READY', to_state: 'RUNNING', attempt: r.attempt, reason: worker ? `leased by worker ${worker}` : 'leased' };
-    }));
-    return tasks;
+    return rows;
   }
 
   /** Moves a workflow from one of `from` to `to`; false when it was no longer in `from`. */
