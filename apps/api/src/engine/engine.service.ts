@@ -359,14 +359,10 @@ export class Engine {
   // ---------------------------------------------------------------- reports
 
   /**
-   * RUNNING -> SUCCESS for a task the caller holds (and has checked), with its declared
-   * data written; `task` is updated to match its row. The caller then runs afterSettled
-   * (once for all the tasks of a workflow it completes together).
-   */
-  /**
    * RUNNING -> SUCCESS for a batch of reports checked under their workflows' locks (one
    * statement for all), then what each output declares in `produces` goes to the data
-   * space. The task objects follow their rows.
+   * space. The task objects follow their rows; the caller then runs afterSettled (once
+   * for all the tasks of a workflow it completes together).
    */
   async markCompleted(ctx: TxContext, reports: readonly { wf: WorkflowEntity; task: TaskEntity; output: JsonObject; report: ReportFields }[]): Promise<void> {
     const items = reports.map(({ task, output, report }) => ({ task, set: { output, ...reportSet(report), lease_outcome: 'complete' as const, error: null } }));
