@@ -306,18 +306,19 @@ export class Engine {
     const tags = [...new Set(tasks.flatMap((t) => t.tags))];
     // Readers of the keys a finished task produces: written now, or maybe never (a deadlock).
     const keys = [...new Set(tasks.flatMap((t) => t.produces ?? []))];
-    const clauses: string[] = [];
-    if (names.length) clauses.push(`(d.kind = 'name' AND d.dep_key IN (:names))`);
-    if (tags.length) clauses.push(`(d.kind = 'tag' AND d.dep_key IN (:tags))`);
-    if (keys.length) clauses.push(`(d.kind = 'data' AND d.dep_key IN (:keys))`);
-    if (clauses.length === 0) return [];
-    const { rows } = await sql(
-      ctx.em,
-      `SELECT DISTINCT d.task_id FROM task_dep d JOIN task t ON t.id = d.task_id AND t.state = 'WAITING'
-        WHERE d.workflow_id = :wf AND (${clauses.join(' OR ')})`,
-      { wf: workflowId, names, tags, keys },
-    );
-    return rows.map((r) => r.task_id as string);
+    // One indexed probe per kind (workflow_id, kind, dep_key), joined by UNION: with the
+    // kinds ORed in one WHERE, SQLite used only the index's workflow_id and read every
+    // dependency of the workflow (13 ms a call with 99,000 of them).
+    const parts: string[] = [];
+    const probe = (kind: string, list: string) =>
+      `SELECT d.task_id FROM task_dep d JOIN task t ON t.id = d.task_id AND t.state = 'WAITING'
+        WHERE d.workflow_id = :wf AND d.kind = '${kind}' AND d.dep_key IN (:${list})`;
+    if (names.length) parts.push(probe('name', 'names'));
+    if (tags.length) parts.push(probe('tag', 'tags'));
+    if (keys.length) parts.push(probe('data', 'keys'));
+    if (parts.length === 0) return [];
+    const { rows } = await sql(ctx.em, parts.join(' UNION '), { wf: workflowId, names, tags, keys });
+    return [...new Set(rows.map((r) => r.task_id as string))];
   }
 
   /** After tasks reached a terminal state (or were handled): wake waiters, release dependents, maybe finish. */
