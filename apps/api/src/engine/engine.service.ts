@@ -334,20 +334,26 @@ export class Engine {
     await this.checkCompletion(ctx, wf);
   }
 
-  /** Which of `tags` some unfinished task of the workflow still carries (one indexed probe per tag). */
+  /**
+   * Which of `tags` some unfinished task of the workflow still carries. Only tags some task
+   * selects matter (nobody waiting: nothing to release either way): per tag, one indexed
+   * probe for a selector, then one for an open member.
+   */
   private async tagsWithOpenMembers(ctx: TxContext, workflowId: string, tags: string[]): Promise<Set<string>> {
     const open = new Set<string>();
     for (const tag of tags) {
+      const selected = await sql(ctx.em, `SELECT 1 AS one FROM task_dep WHERE workflow_id = :wf AND kind = 'tag' AND dep_key = :tag LIMIT 1`, { wf: workflowId, tag });
+      if (selected.rows.length === 0) continue;
       const member = await sql(
         ctx.em,
-        // Only tags some task selects matter (nobody waiting: nothing to release either
-        // way). A waiting member that selects this very tag waits for the others, not for itself.
+        // A waiting member that selects this very tag waits for the others, not for itself.
+        // Newest first (ids are time-ordered): tasks finish roughly oldest first, so an open
+        // member is near the top, and the walk follows ix_task_tag_members. (Folding the
+        // "is selected" test in as an EXISTS made SQLite sort every member first.)
         `SELECT tt.task_id FROM task_tag tt JOIN task t ON t.id = tt.task_id
           WHERE tt.workflow_id = :wf AND tt.tag = :tag
-            AND EXISTS (SELECT 1 FROM task_dep sel WHERE sel.workflow_id = :wf AND sel.kind = 'tag' AND sel.dep_key = :tag)
             AND (t.state IN ('WAITING', 'READY', 'RUNNING') OR t.handling = :yes)
             AND NOT (t.state = 'WAITING' AND EXISTS (SELECT 1 FROM task_dep sd WHERE sd.task_id = t.id AND sd.kind = 'tag' AND sd.dep_key = :tag))
-          -- Newest first (ids are time-ordered): tasks finish roughly oldest first, so an open member is near the top.
           ORDER BY tt.task_id DESC
           LIMIT 1`,
         { wf: workflowId, tag, yes: true },
