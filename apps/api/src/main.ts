@@ -2,6 +2,7 @@ import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import type { NextFunction, Request, Response } from 'express';
+import { TAGFLOW_VERSION } from '@tagflow/client';
 import { AppModule } from './app.module.js';
 import { loadConfig, type AppConfig } from './config/app-config.js';
 import { bearerAuth } from './common/auth.middleware.js';
@@ -10,7 +11,6 @@ import { jsonGuard } from './common/json-guard.middleware.js';
 import { JsonLogger } from './common/logger.js';
 import { createValidationPipe } from './common/validation.js';
 import { serveDocs } from './common/docs.js';
-import { TAGFLOW_VERSION } from '@tagflow/client';
 
 async function bootstrap(): Promise<void> {
   let config: AppConfig;
