@@ -1,7 +1,9 @@
-import type { DataSource, EntityManager } from 'typeorm';
+import type { DataSource, EntityManager, EntityMetadata } from 'typeorm';
 import { WorkflowEntity } from './entities/workflow.entity.js';
 import type { DatabaseKind } from './data-source.js';
 import { bindable, hydrate, query, sql } from './sql.js';
+
+type ColumnMetadata = EntityMetadata['columns'][number];
 
 /**
  * Transactions and the per-workflow lock.
@@ -88,7 +90,7 @@ export async function insertRows<T extends object>(em: EntityManager, entity: ne
   }
   // One array parameter per column, zipped by unnest: parsing and binding a multi-row
   // VALUES list costs the server more than running it (a parameter per cell).
-  const arrays = columns.map((c, i) => `$${i + 1}::${driver.normalizeType(c)}[]`).join(', ');
+  const arrays = columns.map((c, i) => `$${i + 1}::${arrayType(em, c)}`).join(', ');
   await query(em, `INSERT INTO ${meta.tableName} (${names}) SELECT * FROM unnest(${arrays})`, columns.map((c) => rows.map((row) => stored(row, c))));
 }
 
@@ -107,11 +109,7 @@ export async function updateEach<T extends object>(
 ): Promise<number> {
   if (rows.length === 0) return 0;
   const meta = em.connection.getMetadata(entity);
-  const column = (property: string) => {
-    const c = meta.findColumnWithPropertyName(property);
-    if (!c) throw new Error(`${meta.tableName} has no column ${property}`);
-    return c;
-  };
+  const column = (property: string) => columnOf(meta, property);
   const properties = Object.keys(rows[0]).filter((p) => p !== 'id');
   for (const row of rows) {
     if (Object.keys(row).length !== properties.length + 1 || properties.some((p) => !(p in row))) throw new Error('updateEach: every row must set the same properties');
@@ -132,7 +130,7 @@ export async function updateEach<T extends object>(
     return changed;
   }
   const zipped = [id, ...set];
-  const arrays = zipped.map((c, i) => `$${i + 1}::${driver.normalizeType(c)}[]`).join(', ');
+  const arrays = zipped.map((c, i) => `$${i + 1}::${arrayType(em, c)}`).join(', ');
   const text =
     `UPDATE ${meta.tableName} t SET ${set.map((c) => `${c.databaseName} = v.${c.databaseName}`).join(', ')}` +
     ` FROM unnest(${arrays}) AS v(${zipped.map((c) => c.databaseName).join(', ')})` +
@@ -143,9 +141,17 @@ export async function updateEach<T extends object>(
 
 /** PostgreSQL: the array type of one column (`character varying[]`), for `unnest($n::…)` statements. */
 export function pgArrayType<T extends object>(em: EntityManager, entity: new () => T, property: string): string {
-  const c = em.connection.getMetadata(entity).findColumnWithPropertyName(property);
-  if (!c) throw new Error(`no column ${property}`);
-  return `${em.connection.driver.normalizeType(c)}[]`;
+  return arrayType(em, columnOf(em.connection.getMetadata(entity), property));
+}
+
+function arrayType(em: EntityManager, column: ColumnMetadata): string {
+  return `${em.connection.driver.normalizeType(column)}[]`;
+}
+
+function columnOf(meta: EntityMetadata, property: string): ColumnMetadata {
+  const c = meta.findColumnWithPropertyName(property);
+  if (!c) throw new Error(`${meta.tableName} has no column ${property}`);
+  return c;
 }
 
 interface SqliteStatement {

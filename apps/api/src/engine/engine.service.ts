@@ -318,7 +318,7 @@ export class Engine {
     if (keys.length) parts.push(probe('data', 'keys'));
     if (parts.length === 0) return [];
     const { rows } = await sql(ctx.em, parts.join(' UNION '), { wf: workflowId, names, tags, keys });
-    return [...new Set(rows.map((r) => r.task_id as string))];
+    return rows.map((r) => r.task_id as string); // UNION has removed duplicates
   }
 
   /** After tasks reached a terminal state (or were handled): wake waiters, release dependents, maybe finish. */
