@@ -121,6 +121,22 @@ describe('data flow', () => {
     expect((await waitForWorkflow(api, wf.id, ['ERROR'])).state).toBe('ERROR');
   });
 
+  it('deadlocks only the task that waits for a key nobody writes, when both arrive with the sealed workflow', async () => {
+    const t = `dl-${uniq()}`;
+    const wf = await api.createWorkflow(workflow({
+      sealed: true, on_failure: 'continue',
+      tasks: [task('ok', { tags: [t] }), task('stuck', { tags: [t], input: { v: '{{ data.never.written }}' } })],
+    }));
+    const stuck = await api.task(wf.id, 'stuck');
+    expect(stuck).toMatchObject({ state: 'ERROR', error: { code: 'DEADLOCK', message: 'waits for data key never.written that no unfinished task of the sealed workflow produces' } });
+    expect((await api.task(wf.id, 'ok')).state).toBe('READY'); // not caught by the workflow-wide check
+    const ok = await api.take([t]);
+    expect(ok.name).toBe('ok');
+    expect((await api.complete(ok)).body.state).toBe('SUCCESS');
+    const done = await waitForWorkflow(api, wf.id, ['ERROR', 'SUCCESS']);
+    expect(done).toMatchObject({ state: 'ERROR', task_counts: { SUCCESS: 1, ERROR: 1 } });
+  });
+
   it('blocks a read until the key is written, and answers 404 pending when the wait ends', async () => {
     const wf = await api.createWorkflow(workflow());
     const started = Date.now();

@@ -1,24 +1,25 @@
 import { Module, type DynamicModule, type OnApplicationShutdown } from '@nestjs/common';
 import { createDataSource, Database } from '@tagflow/persistence';
-import { TaskQueue } from '@tagflow/queue';
+import { Bus, JobQueue, RedisConnections, RedisEpoch, TagsetRegistry } from '@tagflow/queue';
 import { LIMITS } from '@tagflow/domain';
 import { AppConfig } from './config/app-config.js';
 import { JsonLogger } from './common/logger.js';
-import { LeaseService } from './dispatch/lease.service.js';
-import { PollService } from './dispatch/poll.service.js';
-import { QueueService, TASK_QUEUE } from './dispatch/queue.service.js';
+import { EffectsPublisher } from './dispatch/effects.publisher.js';
 import { ReconcilerService } from './dispatch/reconciler.service.js';
-import { Waiters } from './dispatch/waiters.js';
-import { Engine } from './engine/engine.service.js';
+import { Engine } from './engine/engine.js';
 import { ReferenceResolver } from './engine/reference-resolver.js';
-import { Transitions } from './engine/transitions.js';
+import { EFFECTS_PORT } from './engine/unit-of-work.js';
 import { DataController } from './data-space/data.controller.js';
 import { DataService } from './data-space/data.service.js';
 import { HealthController } from './health/health.controller.js';
+import { LongWaits } from './long-wait/long-waits.js';
 import { MetricsController } from './metrics/metrics.controller.js';
 import { MetricsService } from './metrics/metrics.service.js';
 import { TasksController } from './tasks/tasks.controller.js';
 import { TasksService } from './tasks/tasks.service.js';
+import { LeaseService } from './worker-protocol/lease.service.js';
+import { PollService } from './worker-protocol/poll.service.js';
+import { WorkerProtocolController } from './worker-protocol/worker-protocol.controller.js';
 import { WorkersController } from './workers/workers.controller.js';
 import { WorkersService } from './workers/workers.service.js';
 import { WorkflowsController } from './workflows/workflows.controller.js';
@@ -30,12 +31,16 @@ import { WorkflowsService } from './workflows/workflows.service.js';
  */
 @Module({})
 export class AppModule implements OnApplicationShutdown {
-  constructor(private readonly db: Database) {}
+  constructor(
+    private readonly db: Database,
+    private readonly redis: RedisConnections,
+    private readonly jobs: JobQueue,
+  ) {}
 
   static forRoot(config: AppConfig, logger: JsonLogger): DynamicModule {
     return {
       module: AppModule,
-      controllers: [WorkflowsController, TasksController, WorkersController, DataController, HealthController, MetricsController],
+      controllers: [WorkflowsController, TasksController, WorkerProtocolController, WorkersController, DataController, HealthController, MetricsController],
       providers: [
         { provide: AppConfig, useValue: config },
         { provide: JsonLogger, useValue: logger },
@@ -48,14 +53,37 @@ export class AppModule implements OnApplicationShutdown {
           },
         },
         {
-          provide: TASK_QUEUE,
+          provide: RedisConnections,
           useFactory: async () => {
-            const queue = new TaskQueue({ redisUrl: config.REDIS_URL, prefix: config.QUEUE_PREFIX, defaultLockMs: LIMITS.defaultLeaseSeconds * 1000 });
-            await queue.start();
-            return queue;
+            const redis = new RedisConnections({ redisUrl: config.REDIS_URL, prefix: config.QUEUE_PREFIX, defaultLockMs: LIMITS.defaultLeaseSeconds * 1000 });
+            await redis.start();
+            return redis;
           },
         },
-        MetricsService, QueueService, Transitions, Engine, ReferenceResolver, LeaseService, PollService, Waiters, ReconcilerService,
+        { provide: TagsetRegistry, inject: [RedisConnections], useFactory: (redis: RedisConnections) => new TagsetRegistry(redis) },
+        {
+          provide: Bus,
+          inject: [RedisConnections, TagsetRegistry],
+          useFactory: async (redis: RedisConnections, registry: TagsetRegistry) => {
+            const bus = new Bus(redis);
+            // Work announced on a tag set means some replica has recorded it.
+            bus.onEvent((e) => e.type === 'ready' && registry.markKnown(e.tagset));
+            await bus.start();
+            return bus;
+          },
+        },
+        {
+          provide: JobQueue,
+          inject: [RedisConnections, TagsetRegistry],
+          useFactory: (redis: RedisConnections, registry: TagsetRegistry) => {
+            const jobs = new JobQueue(redis, registry);
+            jobs.start();
+            return jobs;
+          },
+        },
+        { provide: RedisEpoch, inject: [RedisConnections, TagsetRegistry], useFactory: (redis: RedisConnections, registry: TagsetRegistry) => new RedisEpoch(redis, () => registry.forget()) },
+        { provide: EFFECTS_PORT, useExisting: EffectsPublisher },
+        MetricsService, EffectsPublisher, Engine, ReferenceResolver, LongWaits, LeaseService, PollService, ReconcilerService,
         WorkflowsService, TasksService, WorkersService, DataService,
       ],
     };
@@ -63,6 +91,8 @@ export class AppModule implements OnApplicationShutdown {
 
   /** Module hooks run after the providers' (the reconciler has stopped by now). */
   async onApplicationShutdown(): Promise<void> {
+    await this.jobs.close();
+    await this.redis.close();
     await this.db.close();
   }
 }

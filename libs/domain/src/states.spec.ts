@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
-import { canTransitionTask, canTransitionWorkflow, isTerminalTask, TASK_STATES, taskSourcesOf } from './states.js';
+import { canChangeTaskFlag, canChangeWorkflowFlag, canTransitionTask, canTransitionWorkflow, isTerminalTask, TASK_STATES, taskSourcesOf } from './states.js';
 
 describe('task state machine', () => {
   it('allows the lifecycle of DESIGN.md and nothing out of terminal states but a rerun', () => {
@@ -32,5 +32,18 @@ describe('workflow state machine', () => {
     expect(canTransitionWorkflow('PAUSED', 'CANCELLED')).toBe(true);
     expect(canTransitionWorkflow('SUCCESS', 'RUNNING')).toBe(false);
     expect(canTransitionWorkflow('ERROR', 'PAUSED')).toBe(false);
+  });
+});
+
+describe('side flags', () => {
+  it('change only in the states the table lists', () => {
+    expect(canChangeTaskFlag('handling', 'ERROR', 'ERROR')).toBe(true);
+    expect(canChangeTaskFlag('handling', 'RUNNING', 'RUNNING')).toBe(false);
+    expect(canChangeTaskFlag('cancel_requested', 'RUNNING', 'RUNNING')).toBe(true);
+    expect(canChangeTaskFlag('cancel_requested', 'WAITING', 'WAITING')).toBe(false);
+    expect(canChangeTaskFlag('cancel_requested', 'READY', 'RUNNING')).toBe(true); // reset by a new lease
+    expect(canChangeTaskFlag('handled', 'ERROR', 'READY')).toBe(true); // reset by a rerun
+    expect(canChangeWorkflowFlag('sealed', 'RUNNING')).toBe(true);
+    expect(canChangeWorkflowFlag('rollback_started', 'SUCCESS')).toBe(false);
   });
 });

@@ -57,3 +57,37 @@ export function isTerminalTask(state: TaskState): boolean {
 export function isTerminalWorkflow(state: WorkflowState): boolean {
   return TERMINAL_WORKFLOW_STATES.includes(state);
 }
+
+/**
+ * A task's side flags and the states in which each may change. They change through the
+ * same guarded, recorded transition as the state (in place, or together with a state
+ * change whose source or target is listed).
+ * - handling: the task failed for good and its on_error handlers are running;
+ * - handled: every handler succeeded (reset when an ERROR task is rerun);
+ * - cancel_requested: asked of a running task, told on its next heartbeat (reset when a
+ *   new attempt is leased, and by a rerun).
+ */
+export const TASK_FLAGS = {
+  handling: ['ERROR'],
+  handled: ['ERROR', 'READY'],
+  cancel_requested: ['RUNNING', 'READY'],
+} as const satisfies Record<string, readonly TaskState[]>;
+export type TaskFlag = keyof typeof TASK_FLAGS;
+
+/** A workflow's flags: sealed (no tasks may be added) and rollback_started (the reverts were added). */
+export const WORKFLOW_FLAGS = {
+  sealed: ['RUNNING', 'PAUSED'],
+  rollback_started: ['RUNNING', 'PAUSED'],
+} as const satisfies Record<string, readonly WorkflowState[]>;
+export type WorkflowFlag = keyof typeof WORKFLOW_FLAGS;
+
+/** Whether `flag` may change in a task moving from `from` to `to` (the same state for an in-place change). */
+export function canChangeTaskFlag(flag: TaskFlag, from: TaskState, to: TaskState): boolean {
+  const allowed: readonly TaskState[] = TASK_FLAGS[flag];
+  return allowed.includes(from) || allowed.includes(to);
+}
+
+export function canChangeWorkflowFlag(flag: WorkflowFlag, state: WorkflowState): boolean {
+  const allowed: readonly WorkflowState[] = WORKFLOW_FLAGS[flag];
+  return allowed.includes(state);
+}

@@ -2,16 +2,17 @@ import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { DataSource, type DataSourceOptions } from 'typeorm';
 import { TaskDepEntity, TaskEntity, TaskEventEntity, TaskTagEntity, ReservedNameEntity } from './entities/task.entity.js';
-import { WorkflowEntity, WorkflowTagEntity } from './entities/workflow.entity.js';
+import { WorkflowEntity, WorkflowEventEntity, WorkflowTagEntity } from './entities/workflow.entity.js';
 import { WorkerEntity } from './entities/worker.entity.js';
 import { InitialSchema1700000000000 } from './migrations/1700000000000-initial-schema.js';
 import { DataSpace1700000000001 } from './migrations/1700000000001-data-space.js';
 import { TagMemberOrder1700000000002 } from './migrations/1700000000002-tag-member-order.js';
 import { DropRedundantTagIndex1700000000003 } from './migrations/1700000000003-drop-redundant-tag-index.js';
+import { ResolvedInputAndWorkflowEvents1700000000004 } from './migrations/1700000000004-resolved-input-and-workflow-events.js';
 import { DataEntryEntity } from './entities/data-entry.entity.js';
 
-export const ENTITIES = [WorkflowEntity, WorkflowTagEntity, TaskEntity, TaskTagEntity, TaskDepEntity, ReservedNameEntity, TaskEventEntity, WorkerEntity, DataEntryEntity];
-export const MIGRATIONS = [InitialSchema1700000000000, DataSpace1700000000001, TagMemberOrder1700000000002, DropRedundantTagIndex1700000000003];
+export const ENTITIES = [WorkflowEntity, WorkflowTagEntity, TaskEntity, TaskTagEntity, TaskDepEntity, ReservedNameEntity, TaskEventEntity, WorkflowEventEntity, WorkerEntity, DataEntryEntity];
+export const MIGRATIONS = [InitialSchema1700000000000, DataSpace1700000000001, TagMemberOrder1700000000002, DropRedundantTagIndex1700000000003, ResolvedInputAndWorkflowEvents1700000000004];
 
 export type DatabaseKind = 'sqlite' | 'postgres';
 

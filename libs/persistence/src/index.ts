@@ -5,4 +5,5 @@ export * from './entities/worker.entity.js';
 export * from './entities/data-entry.entity.js';
 export * from './data-source.js';
 export * from './database.js';
-export * from './sql.js';
+export type { ClaimJob } from './dialect.js';
+export * from './repositories/index.js';

@@ -1,9 +1,10 @@
 import { HttpException, HttpStatus, Injectable } from '@nestjs/common';
 import { DATA_KEY_MAX_LENGTH, DATA_KEY_PATTERN, isoOrNull, isTerminalWorkflow } from '@tagflow/domain';
-import { Database, DataEntryEntity, TaskEntity, WorkflowEntity } from '@tagflow/persistence';
+import { Database } from '@tagflow/persistence';
 import { ApiError, badRequest, conflict, notFound, tooLarge } from '../common/errors.js';
-import { Waiters } from '../dispatch/waiters.js';
-import { Engine } from '../engine/engine.service.js';
+import { Engine } from '../engine/engine.js';
+import { writeData } from '../engine/reports.js';
+import { LongWaits } from '../long-wait/long-waits.js';
 import { toDataResponse, type DataEntryResponse } from './data.dto.js';
 
 const VALUE_MAX_BYTES = 256 * 1024;
@@ -19,7 +20,7 @@ export class DataService {
   constructor(
     private readonly db: Database,
     private readonly engine: Engine,
-    private readonly waiters: Waiters,
+    private readonly waits: LongWaits,
   ) {}
 
   async put(workflowId: string, key: string, value: unknown, taskId: string | null): Promise<DataEntryResponse> {
@@ -27,9 +28,9 @@ export class DataService {
     if (key.startsWith('tasks.')) throw badRequest(`data key ${key} is reserved: keys under "tasks." are task outputs, read-only`, [{ field: 'key', errors: ['reserved'] }]);
     const size = Buffer.byteLength(JSON.stringify(value));
     if (size > VALUE_MAX_BYTES) throw tooLarge(`value is ${size} bytes; the limit is ${VALUE_MAX_BYTES}`);
-    await this.engine.inWorkflow(workflowId, async (ctx, wf) => {
+    await this.engine.inWorkflow(workflowId, async (uow, wf) => {
       if (isTerminalWorkflow(wf.state)) throw conflict(`workflow ${workflowId} is ${wf.state}: its data space is read-only now`, { state: wf.state });
-      await this.engine.writeData(ctx, wf, key, value, taskId);
+      await writeData(uow, wf, key, value, taskId);
     });
     return (await this.read(workflowId, key))!;
   }
@@ -40,7 +41,7 @@ export class DataService {
     await this.requireWorkflow(workflowId);
     const now = await this.read(workflowId, key);
     if (now) return now;
-    const found = waitS ? await this.waiters.waitFor(Waiters.data(workflowId, key), Date.now() + waitS * 1000, () => this.read(workflowId, key)) : undefined;
+    const found = waitS ? await this.waits.until(LongWaits.data(workflowId, key), Date.now() + waitS * 1000, () => this.read(workflowId, key)) : undefined;
     if (found) return found;
     throw new HttpException(
       { statusCode: 404, error: 'Not Found', message: `data key ${key} of workflow ${workflowId} is not written yet`, pending: true },
@@ -50,12 +51,9 @@ export class DataService {
 
   async list(workflowId: string): Promise<{ items: Omit<DataEntryResponse, 'value'>[] }> {
     await this.requireWorkflow(workflowId);
-    const entries = await this.db.manager.getRepository(DataEntryEntity).find({
-      select: { key: true, written_at: true, task_id: true }, where: { workflow_id: workflowId }, order: { key: 'ASC' },
-    });
-    const outputs = await this.db.manager.getRepository(TaskEntity).find({
-      select: { id: true, name: true, finished_at: true }, where: { workflow_id: workflowId, state: 'SUCCESS' }, order: { name: 'ASC' },
-    });
+    const repos = this.db.read();
+    const entries = await repos.data.keys(workflowId);
+    const outputs = await repos.tasks.succeeded(workflowId);
     const items = [
       ...entries.map((e) => ({ key: e.key, written_at: isoOrNull(e.written_at), task_id: e.task_id })),
       ...outputs.map((t) => ({ key: `tasks.${t.name}.output`, written_at: isoOrNull(t.finished_at), task_id: t.id })),
@@ -65,25 +63,23 @@ export class DataService {
 
   /** The task whose lease this token is, if it runs in this workflow (403 otherwise). */
   async leaseHolder(workflowId: string, token: string): Promise<string> {
-    const task = await this.db.manager.getRepository(TaskEntity).findOne({ select: { id: true }, where: { workflow_id: workflowId, lease_token: token, state: 'RUNNING' } });
+    const task = await this.db.read().tasks.leaseHolder(workflowId, token);
     if (!task) throw new ApiError(HttpStatus.FORBIDDEN, `the bearer token is neither the API token nor the lease of a running task of workflow ${workflowId}`);
-    return task.id;
+    return task;
   }
 
   private async read(workflowId: string, key: string): Promise<DataEntryResponse | undefined> {
     const output = TASK_OUTPUT_KEY.exec(key);
     if (output) {
-      const t = await this.db.manager.getRepository(TaskEntity).findOne({
-        select: { id: true, output: true, finished_at: true, state: true }, where: { workflow_id: workflowId, name: output[1], state: 'SUCCESS' },
-      });
+      const t = (await this.db.read().tasks.outputs(workflowId, [output[1]])).find((o) => o.state === 'SUCCESS');
       return t ? toDataResponse({ key, value: t.output ?? {}, written_at: t.finished_at ?? 0, task_id: t.id }) : undefined;
     }
-    const e = await this.db.manager.getRepository(DataEntryEntity).findOneBy({ workflow_id: workflowId, key });
+    const e = await this.db.read().data.get(workflowId, key);
     return e ? toDataResponse(e) : undefined;
   }
 
   private async requireWorkflow(id: string): Promise<void> {
-    if (!(await this.db.manager.getRepository(WorkflowEntity).exists({ where: { id } }))) throw notFound('workflow', id);
+    if (!(await this.db.read().workflows.get(id))) throw notFound('workflow', id);
   }
 }
 

@@ -1,10 +1,10 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
-import { Database, TaskEntity } from '@tagflow/persistence';
+import { Database } from '@tagflow/persistence';
+import { Bus, JobQueue, jobIdFor, RedisEpoch } from '@tagflow/queue';
 import { AppConfig } from '../config/app-config.js';
 import { JsonLogger } from '../common/logger.js';
-import { LeaseService } from './lease.service.js';
-import { PollService } from './poll.service.js';
-import { QueueService } from './queue.service.js';
+import { LeaseService } from '../worker-protocol/lease.service.js';
+import { PollService } from '../worker-protocol/poll.service.js';
 
 const BATCH = 1000;
 /** A READY task this old whose job Redis does not hold was lost (API died before enqueue, Redis restarted). */
@@ -29,7 +29,9 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
 
   constructor(
     private readonly db: Database,
-    private readonly queue: QueueService,
+    private readonly jobs: JobQueue,
+    private readonly bus: Bus,
+    private readonly epoch: RedisEpoch,
     private readonly leases: LeaseService,
     private readonly polls: PollService,
     private readonly config: AppConfig,
@@ -61,7 +63,7 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
     const first = this.ticks === 0;
     this.ticks++;
     await this.expireLeases();
-    if (await this.queue.queue.redisWasReset()) {
+    if (await this.epoch.wasReset()) {
       this.logger.event('info', 'reconciler', 'Redis holds no Tagflow state yet (new, flushed or restarted empty): queueing every READY task');
       await this.requeue(false);
     } else if (first || this.ticks % 5 === 0) {
@@ -70,15 +72,7 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
   }
 
   private async expireLeases(): Promise<void> {
-    const now = Date.now();
-    const rows = await this.db.manager
-      .getRepository(TaskEntity)
-      .createQueryBuilder('t')
-      .select(['t.id', 't.workflow_id'])
-      .where(`t.state = 'RUNNING'`)
-      .andWhere('(t.lease_expires_at < :now OR t.deadline_at < :now)', { now })
-      .limit(500)
-      .getMany();
+    const rows = await this.db.read().tasks.overdue(Date.now(), 500);
     for (const t of rows) {
       await this.leases.expire(t.id, t.workflow_id).catch((e: unknown) =>
         this.logger.event('warn', 'reconciler', 'could not expire a lease', { task_id: t.id, error: String(e) }),
@@ -91,28 +85,16 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
     const now = Date.now();
     let after = { ready_at: -1, id: '' };
     for (;;) {
-      const qb = this.db.manager
-        .getRepository(TaskEntity)
-        .createQueryBuilder('t')
-        .select(['t.id', 't.attempt', 't.tagset_id', 't.tags', 't.ready_at'])
-        .innerJoin('workflow', 'w', `w.id = t.workflow_id AND w.state = 'RUNNING'`)
-        .where(`t.state = 'READY'`)
-        .andWhere('(t.ready_at > :ra OR (t.ready_at = :ra AND t.id > :id))', { ra: after.ready_at, id: after.id })
-        .orderBy('t.ready_at', 'ASC')
-        .addOrderBy('t.id', 'ASC')
-        .limit(BATCH);
-      if (onlyMissing) qb.andWhere('t.ready_at <= :old', { old: now - LOST_AFTER_MS });
-      const rows = await qb.getMany();
+      const rows = await this.db.read().tasks.readyPage(after, BATCH, onlyMissing ? now - LOST_AFTER_MS : undefined);
       if (rows.length === 0) return;
       after = { ready_at: rows[rows.length - 1].ready_at ?? 0, id: rows[rows.length - 1].id };
       let lost = rows;
       if (onlyMissing) {
-        const jobs = rows.map((r) => ({ tagsetId: r.tagset_id, jobId: this.queue.jobId(r.id, r.attempt) }));
-        const where = await this.queue.queue.inspect(jobs);
+        const where = await this.jobs.inspect(rows.map((r) => ({ tagsetId: r.tagset_id, jobId: jobIdFor(r.id, r.attempt) })));
         // A job fetched long ago whose task is still READY lost its API between fetch and
         // claim: nothing will ever finish it, so release it and queue the task again.
         const orphans = rows.filter((_, i) => where[i].state === 'active' && (where[i] as { activeSince: number }).activeSince < now - ORPHAN_AFTER_MS);
-        for (const r of orphans) await this.queue.queue.releaseOrphan(r.tagset_id, this.queue.jobId(r.id, r.attempt));
+        for (const r of orphans) await this.jobs.releaseOrphan(r.tagset_id, jobIdFor(r.id, r.attempt));
         if (orphans.length) this.logger.event('warn', 'reconciler', 'released jobs fetched by an API that died before leasing them', { count: orphans.length });
         lost = rows.filter((r, i) => where[i].state === 'missing' || orphans.includes(r));
         // Due work that is queued: make sure pollers know (its announcing replica may have died).
@@ -121,10 +103,10 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
       }
       if (lost.length > 0) {
         if (onlyMissing) this.logger.event('warn', 'reconciler', 'queueing READY tasks missing from Redis', { count: lost.length });
-        const ready = await this.queue.queue.enqueue(lost.map((r) => ({
+        const queued = await this.jobs.enqueue(lost.map((r) => ({
           taskId: r.id, attempt: r.attempt, tagsetId: r.tagset_id, tags: r.tags, delayMs: Math.max(0, (r.ready_at ?? 0) - now),
         })));
-        await this.queue.queue.publish(ready);
+        await this.bus.publish(queued.map((q) => ({ type: 'ready' as const, ...q })));
       }
       if (rows.length < BATCH) return;
     }

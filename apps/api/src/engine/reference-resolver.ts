@@ -1,7 +1,6 @@
 import { Injectable } from '@nestjs/common';
-import { In } from 'typeorm';
 import { collectReferences, readPath, resolveReferences, type Lookup } from '@tagflow/domain';
-import { Database, DataEntryEntity, TaskEntity, WorkflowEntity, type JsonObject } from '@tagflow/persistence';
+import { Database, type JsonObject, type TaskEntity } from '@tagflow/persistence';
 
 /**
  * Resolves a task's input references when it is handed to a worker: every referenced
@@ -15,20 +14,12 @@ export class ReferenceResolver {
   async resolve(task: Pick<TaskEntity, 'workflow_id' | 'input'>): Promise<JsonObject> {
     const { refs } = collectReferences(task.input);
     if (refs.length === 0) return task.input;
-    const em = this.db.manager;
+    const repos = this.db.read();
     const names = [...new Set(refs.flatMap((r) => (r.kind === 'task' ? [r.task] : [])))];
     const keys = [...new Set(refs.flatMap((r) => (r.kind === 'data' ? [r.key] : [])))];
-    const tasks = names.length
-      ? await em.getRepository(TaskEntity).find({ select: { name: true, state: true, output: true }, where: { workflow_id: task.workflow_id, name: In(names) } })
-      : [];
-    const data = keys.length
-      ? await em.getRepository(DataEntryEntity).find({ select: { key: true, value: true }, where: { workflow_id: task.workflow_id, key: In(keys) } })
-      : [];
-    const wf = refs.some((r) => r.kind === 'workflow')
-      ? await em.getRepository(WorkflowEntity).findOne({ select: { id: true, input: true }, where: { id: task.workflow_id } })
-      : null;
-    const byName = new Map(tasks.map((t) => [t.name, t]));
-    const byKey = new Map(data.map((d) => [d.key, d.value as unknown]));
+    const byName = new Map((await repos.tasks.outputs(task.workflow_id, names)).map((t) => [t.name, t]));
+    const byKey = await repos.data.values(task.workflow_id, keys);
+    const wf = refs.some((r) => r.kind === 'workflow') ? await repos.workflows.get(task.workflow_id) : null;
     const lookup: Lookup = (ref) => {
       switch (ref.kind) {
         case 'task': {

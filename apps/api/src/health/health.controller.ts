@@ -2,14 +2,14 @@ import { Controller, Get, HttpStatus, Res } from '@nestjs/common';
 import { ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
 import { Database } from '@tagflow/persistence';
-import { QueueService } from '../dispatch/queue.service.js';
+import { RedisConnections } from '@tagflow/queue';
 
 @ApiTags('operations')
 @Controller()
 export class HealthController {
   constructor(
     private readonly db: Database,
-    private readonly queue: QueueService,
+    private readonly redis: RedisConnections,
   ) {}
 
   /** 200 when the database and Redis both answer, else 503 naming the one that does not. */
@@ -23,7 +23,7 @@ export class HealthController {
         return `error: ${e instanceof Error ? e.message : String(e)}`;
       }
     };
-    const [database, redis] = await Promise.all([check(() => this.db.ping()), check(() => this.queue.queue.ping())]);
+    const [database, redis] = await Promise.all([check(() => this.db.ping()), check(() => this.redis.ping())]);
     const ok = database === 'ok' && redis === 'ok';
     res.status(ok ? HttpStatus.OK : HttpStatus.SERVICE_UNAVAILABLE).json({ status: ok ? 'ok' : 'unavailable', database, redis });
   }

@@ -1,6 +1,6 @@
 import { Transform, Type } from 'class-transformer';
 import {
-  ArrayMaxSize, ArrayMinSize, IsArray, IsBoolean, IsDefined, IsIn, IsInt, IsNumber, IsObject, IsOptional, IsString, IsUUID, Max,
+  ArrayMaxSize, ArrayMinSize, IsArray, IsIn, IsInt, IsNumber, IsOptional, IsString, Max,
   MaxLength, Min, ValidateNested,
 } from 'class-validator';
 import { LIMITS, TASK_STATES, type TaskState } from '@tagflow/domain';
@@ -109,62 +109,3 @@ export class TaskWaitQuery {
 }
 
 // ---- Worker protocol ----
-
-export class PollDto {
-  @IsTagList()
-  tags: string[];
-
-  @IsOptional() @IsUUID()
-  worker_id?: string;
-
-  @IsOptional() @IsNumber() @Min(0) @Max(LIMITS.pollWaitMaxSeconds)
-  wait_s?: number;
-
-  @IsOptional() @IsInt() @Min(1) @Max(LIMITS.pollMaxTasks)
-  max_tasks?: number;
-}
-
-export class HeartbeatDto {
-  @IsString() @MaxLength(64)
-  lease_token: string;
-
-  @IsOptional()
-  progress?: unknown;
-}
-
-class ReportDto {
-  @IsString() @MaxLength(64)
-  lease_token: string;
-
-  /** Longer logs are accepted and cut to their last LIMITS.logTailBytes. */
-  @IsOptional() @IsString()
-  stdout?: string;
-
-  @IsOptional() @IsString()
-  stderr?: string;
-
-  @IsOptional() @IsInt() @Min(-2147483648) @Max(2147483647)
-  exit_code?: number;
-}
-
-export class CompleteDto extends ReportDto {
-  @IsOptional() @IsJsonObject()
-  output?: Record<string, unknown>;
-}
-
-export class FailureDto {
-  @IsString() @MaxLength(LIMITS.errorMessageMaxLength)
-  message: string;
-
-  @IsOptional() @IsString() @MaxLength(LIMITS.errorCodeMaxLength)
-  code?: string;
-
-  @IsOptional() @IsBoolean()
-  retryable?: boolean;
-}
-
-export class FailDto extends ReportDto {
-  // ValidateNested alone lets a missing object through.
-  @IsDefined({ message: 'error is required: {message, code?, retryable?}' }) @IsObject() @ValidateNested() @Type(() => FailureDto)
-  error: FailureDto;
-}

@@ -87,6 +87,10 @@ export class TaskEntity {
   @Column({ type: 'boolean', default: false })
   cancel_requested: boolean;
 
+  /** The input the worker received for the current attempt, references replaced; null when it has none. */
+  @JsonColumn({ nullable: true })
+  resolved_input: JsonObject | null;
+
   @JsonColumn({ nullable: true })
   output: JsonObject | null;
 

@@ -1,4 +1,4 @@
-import { Column, Entity, PrimaryColumn } from 'typeorm';
+import { Column, Entity, PrimaryColumn, PrimaryGeneratedColumn } from 'typeorm';
 import type { WorkflowState } from '@tagflow/domain';
 import { JsonColumn, MsColumn, type JsonObject } from './columns.js';
 
@@ -52,4 +52,26 @@ export class WorkflowTagEntity {
 
   @PrimaryColumn({ type: 'varchar', length: 64 })
   tag: string;
+}
+
+/** Every change of a workflow's state or flags, with its time. */
+@Entity('workflow_event')
+export class WorkflowEventEntity {
+  @PrimaryGeneratedColumn('increment')
+  id: number;
+
+  @Column({ type: 'varchar', length: 36 })
+  workflow_id: string;
+
+  @Column({ type: 'varchar', length: 16 })
+  from_state: WorkflowState;
+
+  @Column({ type: 'varchar', length: 16 })
+  to_state: WorkflowState;
+
+  @Column({ type: 'text', nullable: true })
+  reason: string | null;
+
+  @MsColumn({ nullable: false })
+  at: number;
 }

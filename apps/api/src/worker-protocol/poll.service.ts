@@ -1,17 +1,12 @@
-import { Inject, Injectable, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
-import { LIMITS, PollIndex, ResolutionError, TagsetIndex } from '@tagflow/domain';
-import { TaskEntity } from '@tagflow/persistence';
+import { Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common';
+import { collectReferences, LIMITS, ResolutionError, TagsetIndex } from '@tagflow/domain';
+import type { TaskEntity } from '@tagflow/persistence';
+import { Bus, JobQueue, jobIdFor, TagsetRegistry } from '@tagflow/queue';
 import { JsonLogger } from '../common/logger.js';
 import { MetricsService } from '../metrics/metrics.service.js';
 import { ReferenceResolver } from '../engine/reference-resolver.js';
+import { LongWaits } from '../long-wait/long-waits.js';
 import { LeaseService } from './lease.service.js';
-import { QueueService } from './queue.service.js';
-
-interface Waiter {
-  tags: readonly string[];
-  signalled: boolean;
-  wake: (() => void) | null;
-}
 
 export interface PollRequest {
   tags: string[];
@@ -20,84 +15,72 @@ export interface PollRequest {
   maxTasks: number;
 }
 
+export interface Leased {
+  task: TaskEntity;
+  lease: { token: string; expires_at: number };
+}
+
 /**
  * Long-polls. A poll takes from the queues of the tag sets that contain every tag it
- * names, oldest hinted first. It waits without any sleep loop: it parks until a
- * `ready` announcement on the Redis bus (from any replica) names a matching tag set.
+ * names, oldest hinted first, and parks in LongWaits until a `ready` announcement (from
+ * any replica) names a matching tag set.
  *
  * `hints` remembers which tag sets may have jobs (and since when), so an idle tag set
  * costs nothing per poll. A hint is dropped when its queue is found empty, unless an
  * announcement for it arrived meanwhile (`seq`), so no wake-up is lost.
  */
 @Injectable()
-export class PollService implements OnApplicationBootstrap, BeforeApplicationShutdown {
+export class PollService implements OnApplicationBootstrap {
   private readonly index = new TagsetIndex();
   private readonly hints = new Map<string, number>();
   private readonly seq = new Map<string, number>();
-  private readonly waiters = new PollIndex<Waiter>();
-  private closing = false;
   private readonly leased: (labels?: Record<string, string>, by?: number) => void;
 
   constructor(
-    private readonly queue: QueueService,
+    private readonly jobs: JobQueue,
+    private readonly registry: TagsetRegistry,
+    private readonly waits: LongWaits,
     private readonly leases: LeaseService,
     private readonly resolver: ReferenceResolver,
     @Inject(JsonLogger) private readonly logger: JsonLogger,
+    bus: Bus,
     metrics: MetricsService,
   ) {
-    metrics.gauge('tagflow_polls_waiting', 'Long-polls parked in this replica.', () => this.waiters.size);
     metrics.gauge('tagflow_tagsets_known', 'Distinct tag sets (queues) this replica knows.', () => this.index.size);
     this.leased = metrics.counter('tagflow_tasks_leased_total', 'Tasks handed to a worker under a lease.');
-    queue.onEvent((event) => {
+    bus.onEvent((event) => {
       if (event.type !== 'ready') return;
       this.index.add(event.tagset, event.tags);
       this.hint(event.tagset, Date.now());
-      for (const w of this.waiters.matching(event.tags)) this.signal(w);
     });
   }
 
   async onApplicationBootstrap(): Promise<void> {
     // A fresh replica knows every tag set and assumes each may hold work until looked at.
-    for (const [id, tags] of await this.queue.queue.registeredTagsets()) {
+    for (const [id, tags] of await this.registry.all()) {
       this.index.add(id, tags);
       this.hint(id, 0);
     }
-  }
-
-  /** Parked polls answer at once (empty) so the HTTP server can close. */
-  beforeApplicationShutdown(): void {
-    this.closing = true;
-    for (const w of this.waiters.all()) this.signal(w);
   }
 
   /** Wakes every parked poll that could take from this tag set (after a resume or reconcile). */
   nudge(tagset: string, tags: readonly string[]): void {
     this.index.add(tagset, tags);
     this.hint(tagset, Date.now());
-    for (const w of this.waiters.matching(tags)) this.signal(w);
+    this.waits.wakeTags(tags);
   }
 
-  async poll(req: PollRequest): Promise<{ task: TaskEntity; lease: { token: string; expires_at: number } }[]> {
-    if (this.closing) return []; // no new leases from a replica that is stopping
-    const deadline = Date.now() + req.waitMs;
-    const waiter: Waiter = { tags: req.tags, signalled: false, wake: null };
-    this.waiters.add(waiter);
-    try {
-      for (;;) {
-        waiter.signalled = false;
-        const taken = await this.fetch(req);
-        if (taken.length > 0 || this.closing) return taken;
-        const left = deadline - Date.now();
-        if (left <= 0) return [];
-        if (!waiter.signalled) await this.park(waiter, left);
-      }
-    } finally {
-      this.waiters.delete(waiter);
-    }
+  async poll(req: PollRequest): Promise<Leased[]> {
+    if (this.waits.isClosing) return []; // no new leases from a replica that is stopping
+    const taken = await this.waits.until({ tags: req.tags }, Date.now() + req.waitMs, async () => {
+      const out = await this.fetch(req);
+      return out.length > 0 ? out : undefined;
+    });
+    return taken ?? [];
   }
 
-  private async fetch(req: PollRequest) {
-    const out: { task: TaskEntity; lease: { token: string; expires_at: number } }[] = [];
+  private async fetch(req: PollRequest): Promise<Leased[]> {
+    const out: Leased[] = [];
     const candidates = this.index
       .matching(req.tags)
       .filter((id) => this.hints.has(id))
@@ -107,7 +90,7 @@ export class PollService implements OnApplicationBootstrap, BeforeApplicationShu
         const seqBefore = this.seq.get(tagset) ?? 0;
         const want = req.maxTasks - out.length;
         const tokens = Array.from({ length: want }, () => this.leases.newToken());
-        const jobs = await this.queue.queue.take(tagset, tokens);
+        const jobs = await this.jobs.take(tagset, tokens);
         if (jobs.length < want && (this.seq.get(tagset) ?? 0) === seqBefore) this.hints.delete(tagset);
         if (jobs.length === 0) break;
         let claimed: TaskEntity[];
@@ -117,27 +100,16 @@ export class PollService implements OnApplicationBootstrap, BeforeApplicationShu
           // The database did not answer: give the jobs up. Their tasks are still READY in
           // the database, so the reconciler queues them again.
           this.logger.event('error', 'poll', 'claim failed; the jobs go back', { tasks: jobs.map((j) => j.taskId), error: String(e) });
-          await Promise.all(jobs.map((j) => this.queue.queue.finish(tagset, j.jobId, j.token).catch(() => undefined)));
+          await Promise.all(jobs.map((j) => this.jobs.finish(tagset, j.jobId, j.token).catch(() => undefined)));
           return out;
         }
         // Stale jobs (task moved on, cancelled, deleted, or its workflow is paused): dropped.
         const leased = new Set(claimed.map((t) => t.lease_token));
         const stale = jobs.filter((j) => !leased.has(j.token));
-        await Promise.all(stale.map((j) => this.queue.queue.finish(tagset, j.jobId, j.token).catch(() => undefined)));
+        await Promise.all(stale.map((j) => this.jobs.finish(tagset, j.jobId, j.token).catch(() => undefined)));
         for (const task of claimed) {
-          try {
-            task.input = await this.resolver.resolve(task);
-          } catch (e) {
-            if (!(e instanceof ResolutionError)) throw e;
-            // The worker never sees it: the task fails here, naming the reference.
-            await this.leases.failUnstarted(task, { code: e.code, message: e.message });
-            continue;
-          }
-          if (task.lease_s !== LIMITS.defaultLeaseSeconds) {
-            await this.queue.queue.extend(tagset, this.queue.jobId(task.id, task.attempt), task.lease_token!, task.lease_s * 1000).catch(() => undefined);
-          }
-          out.push({ task, lease: { token: task.lease_token!, expires_at: task.lease_expires_at ?? Date.now() } });
-          this.leased();
+          const handed = await this.handOut(task, tagset);
+          if (handed) out.push(handed);
         }
         if (jobs.length < want) break;
       }
@@ -146,24 +118,31 @@ export class PollService implements OnApplicationBootstrap, BeforeApplicationShu
     return out;
   }
 
+  /**
+   * A leased task as its worker receives it: input references replaced (and that input
+   * kept with the attempt), the Redis lock set to the task's own lease. A reference with
+   * no value fails the task here, naming it: the worker never sees it.
+   */
+  private async handOut(task: TaskEntity, tagset: string): Promise<Leased | null> {
+    if (collectReferences(task.input).refs.length > 0) {
+      try {
+        task.input = await this.resolver.resolve(task);
+      } catch (e) {
+        if (!(e instanceof ResolutionError)) throw e;
+        await this.leases.failUnstarted(task, { code: e.code, message: e.message });
+        return null;
+      }
+    }
+    if (task.lease_s !== LIMITS.defaultLeaseSeconds) {
+      await this.jobs.extend(tagset, jobIdFor(task.id, task.attempt), task.lease_token!, task.lease_s * 1000).catch(() => undefined);
+    }
+    this.leased();
+    return { task, lease: { token: task.lease_token!, expires_at: task.lease_expires_at ?? Date.now() } };
+  }
+
   private hint(tagset: string, since: number): void {
     this.seq.set(tagset, (this.seq.get(tagset) ?? 0) + 1);
     const current = this.hints.get(tagset);
     if (current === undefined || since < current) this.hints.set(tagset, since);
-  }
-
-  private signal(w: Waiter): void {
-    w.signalled = true;
-    w.wake?.();
-  }
-
-  private async park(w: Waiter, ms: number): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    await new Promise<void>((resolve) => {
-      w.wake = resolve;
-      timer = setTimeout(resolve, ms);
-    });
-    clearTimeout(timer);
-    w.wake = null;
   }
 }

@@ -1,31 +1,27 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import { LIMITS } from '@tagflow/domain';
-import { Database, TaskEntity, type JsonObject, type LeaseOutcome, type WorkflowEntity } from '@tagflow/persistence';
+import { Database, type ClaimJob, type JsonObject, type LeaseOutcome, type TaskEntity } from '@tagflow/persistence';
+import { JobQueue, jobIdFor } from '@tagflow/queue';
 import { Batcher } from '../common/batcher.js';
 import { conflict, notFound, tooLarge, type ApiError } from '../common/errors.js';
 import { JsonLogger } from '../common/logger.js';
 import { MetricsService } from '../metrics/metrics.service.js';
-import { Engine } from '../engine/engine.service.js';
-import { Transitions, type ClaimJob } from '../engine/transitions.js';
-import type { TxContext } from '../engine/tx-context.js';
-import type { CompleteDto, FailDto, HeartbeatDto } from '../tasks/task.dto.js';
-import { QueueService } from './queue.service.js';
+import { Engine } from '../engine/engine.js';
+import { failAttempt } from '../engine/failure.js';
+import { markCompleted, type Completion } from '../engine/reports.js';
+import type { UnitOfWork } from '../engine/unit-of-work.js';
+import type { CompleteDto, FailDto, HeartbeatDto } from './worker-protocol.dto.js';
 
 /** Jobs written in one claim transaction at most (five parameters each). */
 const CLAIM_BATCH = 500;
 /** Completions written in one transaction at most. */
 const COMPLETION_BATCH = 100;
 
-interface Completion {
+interface Report {
   taskId: string;
   dto: CompleteDto;
   output: JsonObject;
-}
-
-export interface Lease {
-  token: string;
-  expires_at: number;
 }
 
 /**
@@ -35,11 +31,16 @@ export interface Lease {
  */
 @Injectable()
 export class LeaseService {
+  private readonly claims = new Batcher<readonly ClaimJob[], TaskEntity[]>((b) => this.writeClaims(b), CLAIM_BATCH, (jobs) => jobs.length);
+  private readonly completions = new Batcher<Report, TaskEntity>((b) => this.writeCompletions(b), COMPLETION_BATCH);
+  private readonly reports: (labels?: Record<string, string>) => void;
+  private readonly refused: (labels?: Record<string, string>) => void;
+  private readonly expired: (labels?: Record<string, string>) => void;
+
   constructor(
     private readonly db: Database,
     private readonly engine: Engine,
-    private readonly transitions: Transitions,
-    private readonly queue: QueueService,
+    private readonly jobs: JobQueue,
     @Inject(JsonLogger) private readonly logger: JsonLogger,
     metrics: MetricsService,
   ) {
@@ -48,52 +49,37 @@ export class LeaseService {
     this.expired = metrics.counter('tagflow_attempts_expired_total', 'Attempts ended by lease expiry or run timeout, by code.');
   }
 
-  private readonly claims = new Batcher<readonly ClaimJob[], TaskEntity[]>((b) => this.writeClaims(b), CLAIM_BATCH, (jobs) => jobs.length);
-  private readonly completions = new Batcher<Completion, TaskEntity>((b) => this.writeCompletions(b), COMPLETION_BATCH);
-  private readonly reports: (labels?: Record<string, string>) => void;
-  private readonly refused: (labels?: Record<string, string>) => void;
-  private readonly expired: (labels?: Record<string, string>) => void;
-
   newToken(): string {
     return randomUUID();
   }
 
   /**
-   * Turns jobs fetched from tag sets' queues into leases (READY -> RUNNING, see
-   * Transitions.claim). Claims of concurrent polls are written together (a thousand
-   * woken polls make a few transactions, not a thousand). Resolves to the tasks leased;
-   * a job missing from the answer was stale (task moved on, cancelled, deleted, paused)
-   * and the caller drops it.
+   * Turns jobs fetched from tag sets' queues into leases (READY -> RUNNING). Claims of
+   * concurrent polls are written together (a thousand woken polls make a few
+   * transactions, not a thousand). Resolves to the tasks leased; a job missing from the
+   * answer was stale (task moved on, cancelled, deleted, paused) and the caller drops it.
    */
   claim(jobs: readonly ClaimJob[]): Promise<TaskEntity[]> {
     return this.claims.submit(jobs);
   }
 
   private async writeClaims(batch: (readonly ClaimJob[])[]): Promise<TaskEntity[][]> {
-    const leased = await this.engine.inTransaction((ctx) => this.transitions.claim(ctx, batch.flat()));
+    const leased = await this.engine.inTransaction((uow) => uow.repos.transitions.claim(batch.flat()));
     const byToken = new Map(leased.map((t) => [t.lease_token, t]));
     return batch.map((jobs) => jobs.flatMap((j) => byToken.get(j.token) ?? []));
   }
 
   async heartbeat(taskId: string, dto: HeartbeatDto): Promise<{ expires_at: number; cancel_requested: boolean }> {
     const task = await this.find(taskId);
-    this.checkToken(task, dto.lease_token);
+    if (task.lease_token !== dto.lease_token) throw this.staleToken(task);
     if (task.lease_outcome !== null || task.state !== 'RUNNING') throw this.ended(task);
     const now = Date.now();
-    if ((task.lease_expires_at ?? 0) < now) throw conflict(`the lease of task ${task.id} expired at ${new Date(task.lease_expires_at ?? 0).toISOString()}`, { state: task.state });
+    if ((task.lease_expires_at ?? 0) < now) throw conflict(expiredText(task), { state: task.state });
     const expires = now + task.lease_s * 1000;
-    const progress = dto.progress === undefined ? {} : { progress: dto.progress as object };
-    const updated = await this.db.transaction((em) =>
-      em.getRepository(TaskEntity).update(
-        { id: task.id, state: 'RUNNING', lease_token: dto.lease_token },
-        { lease_expires_at: expires, updated_at: now, ...progress },
-      ),
-    );
-    if ((updated.affected ?? 0) === 0) throw this.ended(await this.find(taskId));
+    const extended = await this.db.transaction((repos) => repos.tasks.extendLease(task.id, dto.lease_token, expires, now, dto.progress), now);
+    if (!extended) throw this.ended(await this.find(taskId));
     // The Redis lock mirrors the lease; losing it (Redis restarted) does not end the lease.
-    this.queue.queue
-      .extend(task.tagset_id, this.queue.jobId(task.id, task.attempt), dto.lease_token, task.lease_s * 1000)
-      .catch(() => undefined);
+    this.jobs.extend(task.tagset_id, jobIdFor(task.id, task.attempt), dto.lease_token, task.lease_s * 1000).catch(() => undefined);
     return { expires_at: expires, cancel_requested: task.cancel_requested };
   }
 
@@ -107,16 +93,15 @@ export class LeaseService {
   /**
    * Completions of concurrent reports, in one transaction holding the lock of each
    * workflow involved: each report is checked on its own (a stale one gets its 409 and
-   * changes nothing), then the dependents and the completion of each workflow are
-   * evaluated once for all its tasks that finished.
+   * changes nothing); the settle loop then moves each workflow once for all its tasks.
    */
-  private async writeCompletions(batch: Completion[]): Promise<(TaskEntity | Error)[]> {
-    return this.engine.inTasksWorkflows(batch.map((c) => c.taskId), async (ctx, workflows, tasks) => {
+  private async writeCompletions(batch: Report[]): Promise<(TaskEntity | Error)[]> {
+    return this.engine.inTasksWorkflows(batch.map((c) => c.taskId), async (uow, workflows, tasks) => {
       const answers: (TaskEntity | Error)[] = [];
-      const accepted = new Map<string, { wf: WorkflowEntity; task: TaskEntity; output: JsonObject; report: CompleteDto }>();
+      const accepted = new Map<string, Completion>();
       for (const c of batch) {
         const task = tasks.get(c.taskId);
-        const refusal = task ? this.refusal(ctx, task, c.dto.lease_token, 'complete') : notFound('task', c.taskId);
+        const refusal = task ? this.refusal(uow, task, c.dto.lease_token, 'complete') : notFound('task', c.taskId);
         if (!task || refusal instanceof Error) {
           answers.push(refusal as Error);
           continue;
@@ -126,96 +111,67 @@ export class LeaseService {
         answers.push(task);
         if (refusal === 'same' || accepted.has(task.id)) continue;
         accepted.set(task.id, { wf: workflows.get(task.workflow_id)!, task, output: c.output, report: c.dto });
-      }
-      await this.engine.markCompleted(ctx, [...accepted.values()]);
-      const settled = new Map<string, TaskEntity[]>();
-      for (const { task } of accepted.values()) {
-        const done = settled.get(task.workflow_id);
-        if (done) done.push(task);
-        else settled.set(task.workflow_id, [task]);
         this.reports({ kind: 'complete' });
       }
-      for (const [workflowId, done] of settled) await this.engine.afterSettled(ctx, workflows.get(workflowId)!, done);
+      await markCompleted(uow, [...accepted.values()]);
       return answers;
     });
   }
 
   async fail(taskId: string, dto: FailDto): Promise<TaskEntity> {
     const error = { message: dto.error.message, code: dto.error.code ?? (dto.exit_code !== undefined ? String(dto.exit_code) : null) };
-    return this.report(taskId, dto.lease_token, 'fail', async (ctx, wf, task) => {
-      await this.engine.failAttempt(ctx, wf, task, error, dto.error.retryable !== false, dto, 'fail');
-      return ctx.em.getRepository(TaskEntity).findOneByOrFail({ id: taskId });
+    return this.engine.inTasksWorkflows([taskId], async (uow, workflows, tasks) => {
+      const task = tasks.get(taskId);
+      if (!task) throw notFound('task', taskId);
+      const refusal = this.refusal(uow, task, dto.lease_token, 'fail');
+      if (refusal === 'same') return task; // the same report again: same answer
+      if (refusal) throw refusal;
+      await failAttempt(uow, workflows.get(task.workflow_id)!, task, error, dto.error.retryable !== false, dto, 'fail');
+      this.reports({ kind: 'fail' });
+      await uow.settle();
+      return (await uow.repos.tasks.get(taskId))!;
     });
   }
 
   /** Fails a task just leased that cannot be handed out (its input does not resolve). Not retried. */
   async failUnstarted(task: TaskEntity, error: { code: string; message: string }): Promise<void> {
-    await this.engine.inWorkflow(task.workflow_id, async (ctx, wf) => {
-      const current = await ctx.em.getRepository(TaskEntity).findOneBy({ id: task.id });
+    await this.engine.inWorkflow(task.workflow_id, async (uow, wf) => {
+      const current = await uow.repos.tasks.get(task.id);
       if (!current || current.state !== 'RUNNING' || current.lease_token !== task.lease_token) return;
-      await this.engine.failAttempt(ctx, wf, current, error, false, {}, 'fail');
+      await failAttempt(uow, wf, current, error, false, {}, 'fail');
     });
   }
 
   /** Called by the reconciler for a RUNNING task whose lease or run time is over. */
   async expire(taskId: string, workflowId: string): Promise<void> {
-    await this.engine.inWorkflow(workflowId, async (ctx, wf) => {
-      const task = await ctx.em.getRepository(TaskEntity).findOneBy({ id: taskId });
+    await this.engine.inWorkflow(workflowId, async (uow, wf) => {
+      const task = await uow.repos.tasks.get(taskId);
       if (!task || task.state !== 'RUNNING') return;
-      const timedOut = task.deadline_at !== null && task.deadline_at <= ctx.now;
-      const leaseOver = (task.lease_expires_at ?? 0) <= ctx.now;
+      const timedOut = task.deadline_at !== null && task.deadline_at <= uow.now;
+      const leaseOver = (task.lease_expires_at ?? 0) <= uow.now;
       if (!timedOut && !leaseOver) return;
       const error = timedOut
         ? { code: 'TIMEOUT', message: `attempt ${task.attempt} ran longer than timeout_s=${task.timeout_s}` }
         : { code: 'LEASE_EXPIRED', message: `the lease of attempt ${task.attempt} expired without a heartbeat (worker ${task.worker_id ?? 'unknown'})` };
       this.logger.event('info', 'lease', timedOut ? 'attempt timed out' : 'lease expired', { task_id: task.id, attempt: task.attempt });
-      await this.engine.failAttempt(ctx, wf, task, error, true, {}, 'expired');
+      await failAttempt(uow, wf, task, error, true, {}, 'expired');
       this.expired({ code: error.code });
     });
   }
 
-  /**
-   * Runs a report under the task's workflow lock once its token, state and lease are
-   * checked; `apply` returns the task as it is afterwards.
-   */
-  private async report(
-    taskId: string,
-    token: string,
-    kind: LeaseOutcome,
-    apply: (ctx: TxContext, wf: WorkflowEntity, task: TaskEntity) => Promise<TaskEntity>,
-  ): Promise<TaskEntity> {
-    return this.engine.inTasksWorkflows([taskId], async (ctx, workflows, tasks) => {
-      const task = tasks.get(taskId);
-      if (!task) throw notFound('task', taskId);
-      const wf = workflows.get(task.workflow_id)!;
-      const refusal = this.refusal(ctx, task, token, kind);
-      if (refusal === 'same') return task; // the same report again: same answer
-      if (refusal) throw refusal;
-      const after = await apply(ctx, wf, task);
-      this.reports({ kind });
-      return after;
-    });
-  }
-
   private async find(taskId: string): Promise<TaskEntity> {
-    const task = await this.db.manager.getRepository(TaskEntity).findOneBy({ id: taskId });
+    const task = await this.db.read().tasks.get(taskId);
     if (!task) throw notFound('task', taskId);
     return task;
   }
 
   /** Why a report cannot be applied (409), 'same' when it repeats the report that ended the lease, or null. */
-  private refusal(ctx: TxContext, task: TaskEntity, token: string, kind: LeaseOutcome): ApiError | 'same' | null {
+  private refusal(uow: UnitOfWork, task: TaskEntity, token: string, kind: LeaseOutcome): ApiError | 'same' | null {
     if (task.lease_token !== token) return this.staleToken(task);
     if (task.lease_outcome === kind) return 'same';
     if (task.lease_outcome !== null || task.state !== 'RUNNING') return this.ended(task);
-    if ((task.lease_expires_at ?? 0) < ctx.now) {
-      return conflict(`the lease of task ${task.id} expired at ${new Date(task.lease_expires_at ?? 0).toISOString()}; the attempt counts as failed`, { state: task.state });
-    }
+    if ((task.lease_expires_at ?? 0) < uow.now) return conflict(`${expiredText(task)}; the attempt counts as failed`, { state: task.state });
     return null;
-  }
-
-  private checkToken(task: TaskEntity, token: string): void {
-    if (task.lease_token !== token) throw this.staleToken(task);
   }
 
   private staleToken(task: TaskEntity): ApiError {
@@ -223,7 +179,12 @@ export class LeaseService {
     return conflict(`lease_token is not the current lease of task ${task.id} (task is ${task.state}, attempt ${task.attempt})`, { state: task.state, attempt: task.attempt });
   }
 
-  private ended(task: TaskEntity) {
+
+  private ended(task: TaskEntity): ApiError {
     return conflict(`the lease of task ${task.id} has ended (${task.lease_outcome ?? 'task moved on'}); task is ${task.state}, attempt ${task.attempt}`, { state: task.state, attempt: task.attempt });
   }
+}
+
+function expiredText(task: TaskEntity): string {
+  return `the lease of task ${task.id} expired at ${new Date(task.lease_expires_at ?? 0).toISOString()}`;
 }

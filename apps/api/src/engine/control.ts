@@ -1,0 +1,92 @@
+import { isTerminalTask, isTerminalWorkflow } from '@tagflow/domain';
+import type { TaskEntity, WorkflowEntity } from '@tagflow/persistence';
+import { conflict } from '../common/errors.js';
+import { stopWorkflow } from './completion.js';
+import { addTasks } from './submission.js';
+import type { TaskSpecLike } from './task-spec.js';
+import type { UnitOfWork } from './unit-of-work.js';
+
+/**
+ * What people ask of a workflow or a task besides adding work: create, seal, pause,
+ * resume and cancel a workflow; cancel, rerun and delete a task. Each checks the state
+ * (409 naming it), changes it through the transitions and records what follows.
+ */
+
+/** Writes a new workflow and its inline tasks (the settle loop evaluates them, and finishes an empty sealed one). */
+export async function createWorkflow(uow: UnitOfWork, wf: WorkflowEntity, tasks: readonly TaskSpecLike[]): Promise<void> {
+  await uow.repos.workflows.insert(wf);
+  if (tasks.length) await addTasks(uow, wf, tasks, { kind: 'task', creating: true });
+  uow.touch(wf);
+}
+
+export async function seal(uow: UnitOfWork, wf: WorkflowEntity): Promise<void> {
+  if (wf.sealed) return;
+  if (isTerminalWorkflow(wf.state)) throw conflict(`workflow ${wf.id} is ${wf.state}`, { state: wf.state });
+  await uow.repos.transitions.workflow(wf, { from: ['RUNNING', 'PAUSED'], flags: { sealed: true }, reason: 'sealed' });
+  // Tag selectors that matched nothing were waiting for exactly this; data keys that no
+  // task declares it produces can no longer come (a deadlock, reported now).
+  uow.record({ kind: 'evaluate-ids', wf, ids: await uow.repos.deps.waitingOn(wf.id, ['tag', 'data']) });
+}
+
+export async function cancelWorkflow(uow: UnitOfWork, wf: WorkflowEntity): Promise<void> {
+  if (wf.state === 'CANCELLED') return;
+  if (isTerminalWorkflow(wf.state)) throw conflict(`workflow ${wf.id} is ${wf.state}`, { state: wf.state });
+  await stopWorkflow(uow, wf, 'CANCELLED', 'workflow cancelled on request');
+}
+
+export async function pause(uow: UnitOfWork, wf: WorkflowEntity): Promise<void> {
+  if (wf.state === 'PAUSED') return;
+  if (wf.state !== 'RUNNING') throw conflict(`workflow ${wf.id} is ${wf.state}; only a RUNNING workflow can be paused`, { state: wf.state });
+  await uow.repos.transitions.workflow(wf, { from: ['RUNNING'], to: 'PAUSED', reason: 'paused on request' });
+}
+
+export async function resume(uow: UnitOfWork, wf: WorkflowEntity): Promise<void> {
+  if (wf.state === 'RUNNING') return;
+  if (wf.state !== 'PAUSED') throw conflict(`workflow ${wf.id} is ${wf.state}; only a PAUSED workflow can be resumed`, { state: wf.state });
+  await uow.repos.transitions.workflow(wf, { from: ['PAUSED'], to: 'RUNNING', reason: 'resumed on request' });
+  // Jobs of READY tasks may have been dropped while paused: queue them all again (idempotent).
+  for (const t of await uow.repos.tasks.load(await uow.repos.tasks.idsIn(wf.id, ['READY']))) uow.taskReady(t, Math.max(0, (t.ready_at ?? 0) - uow.now));
+}
+
+/** Cancels a task: at once if it has not started, else through its worker's next heartbeat. */
+export async function cancelTask(uow: UnitOfWork, wf: WorkflowEntity, t: TaskEntity): Promise<void> {
+  if (isTerminalTask(t.state)) throw conflict(`task ${t.id} is ${t.state}`, { state: t.state });
+  const { transitions } = uow.repos;
+  if (t.state === 'RUNNING') {
+    await transitions.tasks({ ids: [t.id], from: ['RUNNING'], flags: { cancel_requested: true }, reason: 'cancel requested' });
+    return;
+  }
+  const set = { error: { code: 'CANCELLED', message: 'cancelled on request' } };
+  const moved = await transitions.tasks({ ids: [t.id], from: ['WAITING', 'READY'], to: 'CANCELLED', set, reason: 'cancelled on request' });
+  if (moved.length) uow.record({ kind: 'settled', wf, tasks: [Object.assign(t, set, { state: 'CANCELLED' as const })] });
+}
+
+/** Runs an ERROR task again as a new attempt, while its workflow is unfinished. */
+export async function rerun(uow: UnitOfWork, wf: WorkflowEntity, t: TaskEntity): Promise<void> {
+  if (t.state !== 'ERROR') throw conflict(`task ${t.id} is ${t.state}; only an ERROR task can be rerun`, { state: t.state });
+  if (isTerminalWorkflow(wf.state)) throw conflict(`workflow ${wf.id} is ${wf.state}; a finished workflow's tasks cannot be rerun`, { state: wf.state });
+  if (t.handling) throw conflict(`task ${t.id} has on_error handlers running`);
+  const { repos } = uow;
+  await repos.transitions.tasks({
+    ids: [t.id], from: ['ERROR'], to: 'READY', flags: { handled: false, cancel_requested: false },
+    set: { attempt: t.attempt + 1, ready_at: uow.now, error: null, output: null, exit_code: null, worker_id: null, finished_at: null },
+    reason: 'rerun on request',
+  });
+  if (wf.state === 'RUNNING') uow.taskReady({ ...t, attempt: t.attempt + 1 });
+}
+
+/** Deletes a task before it runs, unless another task requires it by name. */
+export async function deleteTask(uow: UnitOfWork, wf: WorkflowEntity, t: TaskEntity): Promise<void> {
+  if (t.state !== 'WAITING' && t.state !== 'READY') throw conflict(`task ${t.id} is ${t.state}; only a WAITING or READY task can be deleted`, { state: t.state });
+  const { repos } = uow;
+  const others = (await repos.deps.requiringName(wf.id, t.name)).filter((id) => id !== t.id);
+  if (others.length > 0) {
+    const names = (await repos.tasks.load(others)).map((n) => n.name);
+    throw conflict(`task ${t.name} is required by ${names.join(', ')}`, { required_by: names });
+  }
+  await repos.events.deleteOfTask(t.id);
+  await repos.deps.deleteFor(t.id);
+  await repos.tasks.delete(t.id);
+  // Tasks that selected it by tag no longer wait for it.
+  uow.record({ kind: 'evaluate-ids', wf, ids: await repos.deps.dependentsOf(wf.id, [t]) });
+}

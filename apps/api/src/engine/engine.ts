@@ -1,0 +1,62 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { Database, type TaskEntity, type WorkflowEntity } from '@tagflow/persistence';
+import { notFound } from '../common/errors.js';
+import { JsonLogger } from '../common/logger.js';
+import { settle } from './settle.js';
+import { EFFECTS_PORT, UnitOfWork, type EffectsPort } from './unit-of-work.js';
+
+/**
+ * Runs engine operations. Each is one transaction: the operation's changes, then the
+ * settle loop (settle.ts) until nothing follows from them, then the commit; the effects
+ * go to the queue and the bus after the commit. Operations that can release a
+ * dependency or finish a workflow hold that workflow's lock, so two API processes never
+ * evaluate one workflow at once.
+ */
+@Injectable()
+export class Engine {
+  constructor(
+    private readonly db: Database,
+    @Inject(EFFECTS_PORT) private readonly effects: EffectsPort,
+    @Inject(JsonLogger) private readonly logger: JsonLogger,
+  ) {}
+
+  /** Runs `fn` under the workflow's lock; 404 when the workflow does not exist. */
+  inWorkflow<T>(workflowId: string, fn: (uow: UnitOfWork, wf: WorkflowEntity) => Promise<T>): Promise<T> {
+    return this.run(async (uow) => {
+      const wf = await uow.repos.workflows.lock(workflowId);
+      if (!wf) throw notFound('workflow', workflowId);
+      return fn(uow, wf);
+    });
+  }
+
+  /**
+   * Runs `fn` holding the locks of the workflows of `taskIds` (taken in id order, so two
+   * replicas never wait on each other in a circle), with those tasks read under them.
+   * Unknown tasks are absent from `tasks`.
+   */
+  inTasksWorkflows<T>(taskIds: readonly string[], fn: (uow: UnitOfWork, workflows: Map<string, WorkflowEntity>, tasks: Map<string, TaskEntity>) => Promise<T>): Promise<T> {
+    const ids = [...new Set(taskIds)];
+    return this.run(async (uow) => {
+      const workflows = await uow.repos.workflows.lockOfTasks(ids);
+      const tasks = await uow.repos.tasks.load(ids);
+      return fn(uow, new Map(workflows.map((w) => [w.id, w])), new Map(tasks.map((t) => [t.id, t])));
+    });
+  }
+
+  /** A transaction without a workflow lock (claims: guarded rows of any workflow; a new workflow). */
+  inTransaction<T>(fn: (uow: UnitOfWork) => Promise<T>): Promise<T> {
+    return this.run(fn);
+  }
+
+  private async run<T>(fn: (uow: UnitOfWork) => Promise<T>): Promise<T> {
+    let uow: UnitOfWork | undefined;
+    const result = await this.db.transaction(async (repos) => {
+      uow = new UnitOfWork(repos, this.logger, settle);
+      const value = await fn(uow);
+      await uow.settle();
+      return value;
+    });
+    await this.effects.publish(uow!.effects);
+    return result;
+  }
+}

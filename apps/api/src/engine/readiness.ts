@@ -1,0 +1,124 @@
+import { evaluateReadiness, TagSelection, type DependencyView } from '@tagflow/domain';
+import type { TaskEntity, WorkflowEntity } from '@tagflow/persistence';
+import type { UnitOfWork } from './unit-of-work.js';
+
+/**
+ * When a WAITING task may run. Each verdict is the domain's (`evaluateReadiness`); this
+ * file gathers what it needs in a few queries per batch and applies the outcome:
+ * READY (queued if the workflow runs), SKIPPED (a dependency can never succeed) or
+ * ERROR DEADLOCK (a data key it reads can no longer come). Ended tasks become facts for
+ * the settle loop; nothing here asks whether the workflow is done.
+ */
+export async function evaluate(uow: UnitOfWork, wf: WorkflowEntity, waiting: readonly TaskEntity[]): Promise<void> {
+  const tasks = waiting.filter((t) => t.state === 'WAITING');
+  if (tasks.length === 0) return;
+  const { repos } = uow;
+  const byName = await repos.tasks.viewsByName(wf.id, unique(tasks.flatMap((t) => t.requires)));
+  const byTag = await repos.tasks.viewsByTag(wf.id, unique(tasks.flatMap((t) => t.requires_tags)));
+  const data = await dataState(uow, wf, unique(tasks.flatMap((t) => t.data_requires)));
+  const selection = selections(byTag);
+  const ready: TaskEntity[] = [];
+  const skipped: TaskEntity[] = [];
+  for (const task of tasks) {
+    const missing = task.data_requires.filter((k) => !data.written.has(k));
+    const verdict = evaluateReadiness({
+      task, byName, tags: selection(task.requires_tags), sealed: wf.sealed,
+      data: { missing, unproducible: missing.filter((k) => !data.producible.has(k)) },
+    });
+    switch (verdict.kind) {
+      case 'ready':
+        ready.push(task);
+        break;
+      case 'deadlock':
+        await deadlock(uow, wf, task, verdict.message);
+        break;
+      case 'dead': {
+        const moved = await repos.transitions.tasks({
+          ids: [task.id], from: ['WAITING'], to: 'SKIPPED', set: { error: { code: verdict.code, message: verdict.message } }, reason: verdict.message,
+        });
+        if (moved.length) {
+          Object.assign(task, { state: 'SKIPPED', error: { code: verdict.code, message: verdict.message } });
+          skipped.push(task);
+        }
+        break;
+      }
+      case 'waiting':
+        break;
+    }
+  }
+  if (ready.length > 0) {
+    const moved = new Set(await repos.transitions.tasks({ ids: ready.map((t) => t.id), from: ['WAITING'], to: 'READY', set: { ready_at: uow.now }, reason: 'dependencies met' }));
+    for (const t of ready) {
+      if (!moved.has(t.id)) continue;
+      Object.assign(t, { state: 'READY', ready_at: uow.now, updated_at: uow.now });
+      if (wf.state === 'RUNNING') uow.taskReady(t);
+    }
+  }
+  if (skipped.length > 0) uow.record({ kind: 'settled', wf, tasks: skipped });
+}
+
+/** `evaluate` for tasks known by id: those still WAITING are read and evaluated. */
+export async function evaluateIds(uow: UnitOfWork, wf: WorkflowEntity, ids: readonly string[]): Promise<void> {
+  if (ids.length === 0) return;
+  await evaluate(uow, wf, await uow.repos.tasks.load(unique(ids)));
+}
+
+/**
+ * Tasks reached a terminal state (or were handled): their waiters are woken after commit
+ * and the tasks that wait for them are evaluated. A tag selector is met only when every
+ * member is done: while another member of a tag is still open, its selectors need no
+ * evaluation (that would cost the group's size per member, the square of it in all). A
+ * dead member kills its selectors at once.
+ */
+export async function release(uow: UnitOfWork, wf: WorkflowEntity, tasks: readonly TaskEntity[]): Promise<void> {
+  uow.tasksFinished(tasks.map((t) => t.id));
+  const open = await uow.repos.deps.tagsWithOpenMembers(wf.id, unique(tasks.filter((t) => !isDead(t)).flatMap((t) => t.tags)));
+  const releasing = tasks.map((t) => ({ name: t.name, produces: t.produces, tags: isDead(t) ? t.tags : t.tags.filter((tag) => !open.has(tag)) }));
+  await evaluateIds(uow, wf, await uow.repos.deps.dependentsOf(wf.id, releasing));
+}
+
+/** A data key was written: the tasks that read it are evaluated. */
+export async function dataWritten(uow: UnitOfWork, wf: WorkflowEntity, key: string): Promise<void> {
+  await evaluateIds(uow, wf, await uow.repos.deps.dependentsOf(wf.id, [{ name: '', tags: [], produces: [key] }]));
+}
+
+/** A WAITING task that can never run fails with DEADLOCK; its on_error and the workflow's on_failure then apply. */
+export async function deadlock(uow: UnitOfWork, wf: WorkflowEntity, task: TaskEntity, message: string): Promise<void> {
+  const error = { code: 'DEADLOCK', message };
+  const moved = await uow.repos.transitions.tasks({ ids: [task.id], from: ['WAITING'], to: 'ERROR', set: { error }, reason: `deadlock: ${message}` });
+  if (moved.length === 0) return;
+  uow.logger.event('warn', 'engine', 'task can never run', { workflow_id: wf.id, task_id: task.id, reason: message });
+  Object.assign(task, { state: 'ERROR', error, finished_at: uow.now, updated_at: uow.now });
+  uow.endedAny = true;
+  uow.record({ kind: 'failed-for-good', wf, task });
+}
+
+/** Which of `keys` are written, and which missing ones an unfinished task still declares it produces. */
+async function dataState(uow: UnitOfWork, wf: WorkflowEntity, keys: string[]): Promise<{ written: Set<string>; producible: Set<string> }> {
+  const written = await uow.repos.data.written(wf.id, keys);
+  const missing = keys.filter((k) => !written.has(k));
+  // Only a sealed workflow can know that no task will ever produce a key.
+  const producible = missing.length > 0 && wf.sealed ? await uow.repos.deps.producible(wf.id, missing) : new Set<string>();
+  return { written, producible };
+}
+
+/** Tasks selecting the same tags share one summary of the members. */
+function selections(byTag: Map<string, DependencyView[]>): (tags: readonly string[]) => TagSelection {
+  const cache = new Map<string, TagSelection>();
+  return (tags) => {
+    if (tags.length === 0) return TagSelection.none;
+    const key = tags.join('\n');
+    let sel = cache.get(key);
+    if (!sel) cache.set(key, (sel = TagSelection.of(tags.flatMap((tag) => byTag.get(tag) ?? []))));
+    return sel;
+  };
+}
+
+/** A task that can never succeed: its dependents are skipped at once. */
+export function isDead(t: Pick<TaskEntity, 'state' | 'handled' | 'handling'>): boolean {
+  return (t.state === 'ERROR' && !t.handled && !t.handling) || t.state === 'SKIPPED' || t.state === 'CANCELLED';
+}
+
+function unique<T>(xs: readonly T[]): T[] {
+  return [...new Set(xs)];
+}

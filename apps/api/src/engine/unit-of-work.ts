@@ -1,0 +1,117 @@
+import type { Repositories, TaskEntity, WorkflowEntity } from '@tagflow/persistence';
+import type { JsonLogger } from '../common/logger.js';
+
+/**
+ * What a state change leaves for the settle loop to do, in the same transaction. The
+ * loop (settle.ts) applies them in the order they were recorded; a fact never calls back
+ * into the code that recorded it.
+ */
+export type Fact =
+  /** WAITING tasks to evaluate; objects the caller holds are updated in place when they become READY. */
+  | { kind: 'evaluate'; wf: WorkflowEntity; tasks: TaskEntity[] }
+  /** The same, for tasks known by id (only those still WAITING are evaluated). */
+  | { kind: 'evaluate-ids'; wf: WorkflowEntity; ids: string[] }
+  /** Tasks reached a terminal state, or an ERROR became handled: their dependents and handler parents move. */
+  | { kind: 'settled'; wf: WorkflowEntity; tasks: TaskEntity[] }
+  /** An ERROR with nothing left to retry: its on_error handlers start, or the workflow's on_failure applies. */
+  | { kind: 'failed-for-good'; wf: WorkflowEntity; task: TaskEntity }
+  /** A data key was written: the tasks reading it are evaluated. */
+  | { kind: 'data-written'; wf: WorkflowEntity; key: string };
+
+/**
+ * What the outside world must hear once the transaction has committed (effects.ts sends
+ * them to the job queue and the bus).
+ */
+export type Effect =
+  | { kind: 'task-ready'; taskId: string; attempt: number; tagsetId: string; tags: readonly string[]; delayMs: number }
+  | { kind: 'task-finished'; taskId: string }
+  | { kind: 'lease-ended'; tagsetId: string; taskId: string; attempt: number; token: string }
+  | { kind: 'data-written'; workflowId: string; key: string }
+  | { kind: 'workflow-finished'; workflowId: string; state: string };
+
+/** Where effects go after commit. */
+export interface EffectsPort {
+  publish(effects: readonly Effect[]): Promise<void>;
+}
+export const EFFECTS_PORT = Symbol('EFFECTS_PORT');
+
+/**
+ * One engine operation: its transaction's repositories and clock, the facts still to
+ * settle, the workflows whose workflow-wide questions (done? deadlocked? roll back?)
+ * must be asked once nothing else is pending, and the effects for after commit.
+ */
+export class UnitOfWork {
+  readonly effects: Effect[] = [];
+  /** Whether a task ended (skipped, failed, cancelled) during this operation: callers holding rows read them again. */
+  endedAny = false;
+  private readonly facts: Fact[] = [];
+  private head = 0;
+  private readonly touched = new Map<string, WorkflowEntity>();
+
+  constructor(
+    readonly repos: Repositories,
+    readonly logger: JsonLogger,
+    private readonly settler: (uow: UnitOfWork) => Promise<void>,
+  ) {}
+
+  get now(): number {
+    return this.repos.now;
+  }
+
+  record(fact: Fact): void {
+    this.facts.push(fact);
+    this.touch(fact.wf);
+  }
+
+  /** The next fact to apply, oldest first. */
+  next(): Fact | undefined {
+    if (this.head === this.facts.length) return undefined;
+    const fact = this.facts[this.head++];
+    if (this.head > 1024) {
+      this.facts.splice(0, this.head);
+      this.head = 0;
+    }
+    return fact;
+  }
+
+  /** Marks a workflow for the workflow-wide check. */
+  touch(wf: WorkflowEntity): void {
+    this.touched.set(wf.id, wf);
+  }
+
+  /** The workflows to check now (and forgets them: a check that records facts touches its workflow again). */
+  takeTouched(): WorkflowEntity[] {
+    const list = [...this.touched.values()];
+    this.touched.clear();
+    return list;
+  }
+
+  /** Applies every recorded fact, then the workflow-wide checks (see settle.ts). */
+  settle(): Promise<void> {
+    return this.settler(this);
+  }
+
+  // ------------------------------------------------------------ effects
+
+  taskReady(t: Pick<TaskEntity, 'id' | 'attempt' | 'tagset_id' | 'tags'>, delayMs = 0): void {
+    this.effects.push({ kind: 'task-ready', taskId: t.id, attempt: t.attempt, tagsetId: t.tagset_id, tags: t.tags, delayMs });
+  }
+
+  tasksFinished(ids: readonly string[]): void {
+    if (ids.length > 0) this.endedAny = true;
+    for (const taskId of ids) this.effects.push({ kind: 'task-finished', taskId });
+  }
+
+  /** The attempt's lease ended: its job leaves the queue. */
+  leaseEnded(t: Pick<TaskEntity, 'id' | 'attempt' | 'tagset_id' | 'lease_token'>): void {
+    if (t.lease_token) this.effects.push({ kind: 'lease-ended', tagsetId: t.tagset_id, taskId: t.id, attempt: t.attempt, token: t.lease_token });
+  }
+
+  dataWritten(workflowId: string, key: string): void {
+    this.effects.push({ kind: 'data-written', workflowId, key });
+  }
+
+  workflowFinished(wf: WorkflowEntity): void {
+    this.effects.push({ kind: 'workflow-finished', workflowId: wf.id, state: wf.state });
+  }
+}

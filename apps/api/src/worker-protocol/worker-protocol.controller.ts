@@ -1,0 +1,66 @@
+import { Body, Controller, HttpCode, Param, Post } from '@nestjs/common';
+import { ApiTags } from '@nestjs/swagger';
+import { LIMITS } from '@tagflow/domain';
+import { idParam } from '../common/params.js';
+import { toTaskResponse } from '../tasks/task.mapper.js';
+import { WorkersService } from '../workers/workers.service.js';
+import { LeaseService } from './lease.service.js';
+import { PollService } from './poll.service.js';
+import { CompleteDto, FailDto, HeartbeatDto, PollDto } from './worker-protocol.dto.js';
+
+const id = idParam('task');
+
+/** What workers call: poll for tasks, heartbeat a lease, report success or failure. */
+@ApiTags('worker protocol')
+@Controller('v1/tasks')
+export class WorkerProtocolController {
+  constructor(
+    private readonly leases: LeaseService,
+    private readonly polls: PollService,
+    private readonly workers: WorkersService,
+  ) {}
+
+  /**
+   * Long-poll for READY tasks whose tags include every tag named; each comes with a lease.
+   * An empty list when the wait ends first.
+   */
+  @Post('poll') @HttpCode(200)
+  async poll(@Body() dto: PollDto) {
+    const workerId = dto.worker_id ?? null;
+    if (workerId) await this.workers.touch(workerId);
+    const taken = await this.polls.poll({
+      tags: dto.tags,
+      workerId,
+      waitMs: (dto.wait_s ?? LIMITS.pollWaitDefaultSeconds) * 1000,
+      maxTasks: dto.max_tasks ?? 1,
+    });
+    return {
+      tasks: taken.map(({ task, lease }) => ({
+        ...toTaskResponse(task),
+        lease: { token: lease.token, expires_at: new Date(lease.expires_at).toISOString() },
+      })),
+    };
+  }
+
+  /** Extends the lease; answers whether a cancel was requested. */
+  @Post(':id/heartbeat') @HttpCode(200)
+  async heartbeat(@Param('id', id) taskId: string, @Body() dto: HeartbeatDto) {
+    const r = await this.leases.heartbeat(taskId, dto);
+    return { expires_at: new Date(r.expires_at).toISOString(), cancel_requested: r.cancel_requested };
+  }
+
+  /**
+   * Reports success with the current lease token. A stale token gets 409 and changes
+   * nothing; the same report sent twice is answered the same way twice.
+   */
+  @Post(':id/complete') @HttpCode(200)
+  async complete(@Param('id', id) taskId: string, @Body() dto: CompleteDto) {
+    return toTaskResponse(await this.leases.complete(taskId, dto));
+  }
+
+  /** Reports failure with the current lease token; retried by the task's policy, then on_error. */
+  @Post(':id/fail') @HttpCode(200)
+  async fail(@Param('id', id) taskId: string, @Body() dto: FailDto) {
+    return toTaskResponse(await this.leases.fail(taskId, dto));
+  }
+}

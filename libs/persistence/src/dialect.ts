@@ -1,0 +1,282 @@
+import type { EntityManager, EntityMetadata, QueryRunner } from 'typeorm';
+import { TaskEntity } from './entities/task.entity.js';
+import type { DatabaseKind } from './data-source.js';
+
+type ColumnMetadata = EntityMetadata['columns'][number];
+
+/**
+ * Everything that differs between SQLite and PostgreSQL, in one place: how parameters
+ * are written, how a workflow row is locked, how many rows are inserted or updated at
+ * once, and the claim statement. The repositories call these; nothing else forks on the
+ * database.
+ */
+
+export function kindOf(em: EntityManager): DatabaseKind {
+  return em.connection.options.type === 'postgres' ? 'postgres' : 'sqlite';
+}
+
+/** A value as the driver binds it: undefined as NULL; booleans as 0/1 on SQLite, which has no boolean. */
+export function bindable(value: unknown, sqlite: boolean): unknown {
+  if (value === undefined) return null;
+  if (sqlite && typeof value === 'boolean') return value ? 1 : 0;
+  return value;
+}
+
+/** The n-th positional parameter: `?` on SQLite, `$n` on PostgreSQL. */
+export function placeholder(kind: DatabaseKind, n: number): string {
+  return kind === 'postgres' ? `$${n}` : '?';
+}
+
+/** Appended to a SELECT that locks the rows it reads: PostgreSQL locks them; SQLite has one writer, serialized in process. */
+export function forUpdate(kind: DatabaseKind): string {
+  return kind === 'postgres' ? ' FOR UPDATE' : '';
+}
+
+/**
+ * Statements are written with `:name` parameters on both databases; an array parameter
+ * expands to a list (`id IN (:ids)`, never empty); booleans become 0/1 on SQLite. Rows
+ * come back raw (see rows.ts `hydrate`).
+ */
+export interface SqlResult {
+  rows: Record<string, unknown>[];
+  affected: number;
+}
+
+type Segment = string | { name: string };
+
+const parsed = new Map<string, Segment[]>();
+
+function parse(text: string): Segment[] {
+  const cached = parsed.get(text);
+  if (cached) return cached;
+  const segments: Segment[] = [];
+  let last = 0;
+  // `:name`, but not PostgreSQL's `::type` casts.
+  for (const m of text.matchAll(/(?<!:):([A-Za-z_][A-Za-z0-9_]*)/g)) {
+    segments.push(text.slice(last, m.index), { name: m[1] });
+    last = m.index + m[0].length;
+  }
+  segments.push(text.slice(last));
+  parsed.set(text, segments);
+  return segments;
+}
+
+/** Runs one statement in `em`'s transaction (or on its own when `em` has none). */
+export async function sql(em: EntityManager, text: string, params: Record<string, unknown> = {}): Promise<SqlResult> {
+  const kind = kindOf(em);
+  const sqlite = kind === 'sqlite';
+  const values: unknown[] = [];
+  const next = () => placeholder(kind, values.length);
+  let out = '';
+  for (const s of parse(text)) {
+    if (typeof s === 'string') {
+      out += s;
+      continue;
+    }
+    if (!(s.name in params)) throw new Error(`SQL parameter :${s.name} has no value`);
+    const value = params[s.name];
+    if (Array.isArray(value)) {
+      if (value.length === 0) throw new Error(`SQL parameter :${s.name} is an empty list`);
+      out += value.map((v) => (values.push(bindable(v, sqlite)), next())).join(', ');
+    } else {
+      values.push(bindable(value, sqlite));
+      out += next();
+    }
+  }
+  return query(em, out, values);
+}
+
+/** Runs one statement with positional parameters (`?` on SQLite, `$n` on PostgreSQL) in `em`'s transaction. */
+export async function query(em: EntityManager, text: string, values: unknown[]): Promise<SqlResult> {
+  const own: QueryRunner | undefined = em.queryRunner ? undefined : em.connection.createQueryRunner();
+  try {
+    const result = await (em.queryRunner ?? own!).query(text, values, true);
+    const rows = Array.isArray(result.records) ? (result.records as Record<string, unknown>[]) : [];
+    return { rows, affected: result.affected ?? rows.length };
+  } finally {
+    await own?.release();
+  }
+}
+
+/**
+ * Inserts rows as the entity's columns store them (JSON as text, transformers applied);
+ * a property a row lacks takes the column's default, or NULL. Hand-written rather than
+ * TypeORM's insert builder, whose parameter handling grows with the square of a batch's
+ * size and which re-reads inserted rows on SQLite. On SQLite one prepared single-row
+ * statement runs per row on the connection's own handle (the connection that holds the
+ * transaction: SQLite has only one), which costs microseconds a row; on PostgreSQL one
+ * statement takes every row, a column per array parameter.
+ */
+export async function insertRows<T extends object>(em: EntityManager, entity: new () => T, rows: readonly object[]): Promise<void> {
+  if (rows.length === 0) return;
+  const meta = em.connection.getMetadata(entity);
+  const present = new Set(rows.flatMap((r) => Object.keys(r).filter((k) => (r as Record<string, unknown>)[k] !== undefined)));
+  const columns = meta.columns.filter((c) => present.has(c.propertyName) || (!c.isGenerated && c.default !== undefined));
+  const names = columns.map((c) => c.databaseName).join(', ');
+  const driver = em.connection.driver;
+  const stored = (row: object, c: (typeof columns)[number]) => {
+    const value = (row as Record<string, unknown>)[c.propertyName];
+    return (value === undefined ? (c.default ?? null) : driver.preparePersistentValue(value, c)) as unknown;
+  };
+  if (kindOf(em) !== 'postgres') {
+    const insert = sqliteStatement(em, `INSERT INTO ${meta.tableName} (${names}) VALUES (${columns.map(() => '?').join(', ')})`);
+    for (const row of rows) insert.run(columns.map((c) => bindable(stored(row, c), true)));
+    return;
+  }
+  // One array parameter per column, zipped by unnest: parsing and binding a multi-row
+  // VALUES list costs the server more than running it (a parameter per cell).
+  const arrays = columns.map((c, i) => `$${i + 1}::${arrayType(em, c)}`).join(', ');
+  await query(em, `INSERT INTO ${meta.tableName} (${names}) SELECT * FROM unnest(${arrays})`, columns.map((c) => rows.map((row) => stored(row, c))));
+}
+
+/**
+ * Gives each row (matched by `id`) its own values, only where `where` holds for it
+ * (`column = value`, e.g. the state a transition starts from), and returns how many
+ * rows changed. Every row sets the same properties. PostgreSQL: one `UPDATE … FROM
+ * unnest(…)` with an array parameter per column; SQLite: one prepared statement run per
+ * row on the connection holding the transaction.
+ */
+export async function updateEach<T extends object>(
+  em: EntityManager,
+  entity: new () => T,
+  rows: readonly ({ id: string } & Record<string, unknown>)[],
+  where: Record<string, unknown>,
+): Promise<number> {
+  if (rows.length === 0) return 0;
+  const meta = em.connection.getMetadata(entity);
+  const column = (property: string) => columnOf(meta, property);
+  const properties = Object.keys(rows[0]).filter((p) => p !== 'id');
+  for (const row of rows) {
+    if (Object.keys(row).length !== properties.length + 1 || properties.some((p) => !(p in row))) throw new Error('updateEach: every row must set the same properties');
+  }
+  const id = column('id');
+  const set = properties.map(column);
+  const guards = Object.keys(where).map(column);
+  const driver = em.connection.driver;
+  const stored = (value: unknown, c: (typeof set)[number]) => driver.preparePersistentValue(value, c) as unknown;
+  if (kindOf(em) !== 'postgres') {
+    const update = sqliteStatement(
+      em,
+      `UPDATE ${meta.tableName} SET ${set.map((c) => `${c.databaseName} = ?`).join(', ')} WHERE ${id.databaseName} = ?${guards.map((c) => ` AND ${c.databaseName} = ?`).join('')}`,
+    );
+    const guardValues = guards.map((c) => bindable(stored(where[c.propertyName], c), true));
+    let changed = 0;
+    for (const row of rows) changed += update.run([...set.map((c) => bindable(stored(row[c.propertyName], c), true)), row.id, ...guardValues]).changes;
+    return changed;
+  }
+  const zipped = [id, ...set];
+  const arrays = zipped.map((c, i) => `$${i + 1}::${arrayType(em, c)}`).join(', ');
+  const text =
+    `UPDATE ${meta.tableName} t SET ${set.map((c) => `${c.databaseName} = v.${c.databaseName}`).join(', ')}` +
+    ` FROM unnest(${arrays}) AS v(${zipped.map((c) => c.databaseName).join(', ')})` +
+    ` WHERE t.${id.databaseName} = v.${id.databaseName}${guards.map((c, i) => ` AND t.${c.databaseName} = $${zipped.length + i + 1}`).join('')}`;
+  const values = [rows.map((r) => r.id), ...set.map((c) => rows.map((r) => stored(r[c.propertyName], c))), ...guards.map((c) => stored(where[c.propertyName], c))];
+  return (await query(em, text, values)).affected;
+}
+
+/** PostgreSQL: the array type of one column (`character varying[]`), for `unnest($n::…)` statements. */
+export function pgArrayType<T extends object>(em: EntityManager, entity: new () => T, property: string): string {
+  return arrayType(em, columnOf(em.connection.getMetadata(entity), property));
+}
+
+function arrayType(em: EntityManager, column: ColumnMetadata): string {
+  return `${em.connection.driver.normalizeType(column)}[]`;
+}
+
+function columnOf(meta: EntityMetadata, property: string): ColumnMetadata {
+  const c = meta.findColumnWithPropertyName(property);
+  if (!c) throw new Error(`${meta.tableName} has no column ${property}`);
+  return c;
+}
+
+interface SqliteStatement {
+  run(params: unknown[]): { changes: number };
+}
+interface SqliteHandle {
+  prepare(text: string): SqliteStatement;
+}
+const sqliteStatements = new WeakMap<SqliteHandle, Map<string, SqliteStatement>>();
+
+/** A statement prepared once on the SQLite connection (texts here are a handful of fixed INSERTs). */
+function sqliteStatement(em: EntityManager, text: string): SqliteStatement {
+  const handle = (em.connection.driver as unknown as { databaseConnection: SqliteHandle }).databaseConnection;
+  let cache = sqliteStatements.get(handle);
+  if (!cache) sqliteStatements.set(handle, (cache = new Map<string, SqliteStatement>()));
+  let statement = cache.get(text);
+  if (!statement) cache.set(text, (statement = handle.prepare(text)));
+  return statement;
+}
+
+export interface ClaimJob {
+  taskId: string;
+  attempt: number;
+  tagsetId: string;
+  token: string;
+  workerId: string | null;
+}
+
+/**
+ * READY -> RUNNING for fetched jobs, each under its own lease token, in one statement.
+ * Takes: the clock and the jobs (task id, the attempt and tag set each job was queued
+ * for, the token, the worker). Guards: the task is READY at that attempt in that tag set
+ * and its workflow is RUNNING. Returns: every column of the rows that moved; the others
+ * were stale.
+ */
+export async function claimRows(em: EntityManager, now: number, jobs: readonly ClaimJob[]): Promise<Record<string, unknown>[]> {
+  return kindOf(em) === 'postgres' ? claimPostgres(em, now, jobs) : claimSqlite(em, now, jobs);
+}
+
+/**
+ * The jobs joined to their rows through `unnest`: each row found by its primary key. A
+ * list of `(id = … AND …) OR …` made PostgreSQL scan every READY task through the
+ * state index instead.
+ */
+async function claimPostgres(em: EntityManager, now: number, jobs: readonly ClaimJob[]): Promise<Record<string, unknown>[]> {
+  const type = (property: string) => pgArrayType(em, TaskEntity, property);
+  const { rows } = await query(
+    em,
+    `UPDATE task t SET state = 'RUNNING', updated_at = $1, started_at = $1, worker_id = v.worker_id, lease_token = v.lease_token,
+       lease_expires_at = CAST($1 AS BIGINT) + t.lease_s * 1000,
+       deadline_at = CASE WHEN t.timeout_s IS NULL THEN NULL ELSE CAST($1 AS BIGINT) + t.timeout_s * 1000 END,
+       lease_outcome = NULL, progress = NULL, resolved_input = NULL, cancel_requested = false
+     FROM unnest($2::${type('id')}, $3::${type('attempt')}, $4::${type('tagset_id')}, $5::${type('lease_token')}, $6::${type('worker_id')})
+       AS v(id, attempt, tagset_id, lease_token, worker_id)
+     WHERE t.id = v.id AND t.attempt = v.attempt AND t.tagset_id = v.tagset_id AND t.state = 'READY'
+       AND EXISTS (SELECT 1 FROM workflow w WHERE w.id = t.workflow_id AND w.state = 'RUNNING')
+     RETURNING t.*`,
+    [now, jobs.map((j) => j.taskId), jobs.map((j) => j.attempt), jobs.map((j) => j.tagsetId), jobs.map((j) => j.token), jobs.map((j) => j.workerId)],
+  );
+  return rows;
+}
+
+/** One UPDATE with a CASE per leased column; SQLite finds each row by its primary key (a multi-index OR). */
+async function claimSqlite(em: EntityManager, now: number, jobs: readonly ClaimJob[]): Promise<Record<string, unknown>[]> {
+  const params: Record<string, unknown> = { now, no: false };
+  const tokens: string[] = [];
+  const workers: string[] = [];
+  const pairs: string[] = [];
+  jobs.forEach((j, i) => {
+    Object.assign(params, { [`i${i}`]: j.taskId, [`a${i}`]: j.attempt, [`s${i}`]: j.tagsetId, [`t${i}`]: j.token, [`w${i}`]: j.workerId });
+    tokens.push(`WHEN :i${i} THEN :t${i}`);
+    workers.push(`WHEN :i${i} THEN :w${i}`);
+    pairs.push(`(id = :i${i} AND attempt = :a${i} AND tagset_id = :s${i})`);
+  });
+  // The clock is a parameter, not inlined: the text stays the same from one claim of as
+  // many jobs to the next, so the statement cache serves it.
+  const { affected } = await sql(
+    em,
+    `UPDATE task SET state = 'RUNNING', updated_at = :now, started_at = :now,
+       worker_id = CASE id ${workers.join(' ')} END, lease_token = CASE id ${tokens.join(' ')} END,
+       lease_expires_at = CAST(:now AS BIGINT) + lease_s * 1000,
+       deadline_at = CASE WHEN timeout_s IS NULL THEN NULL ELSE CAST(:now AS BIGINT) + timeout_s * 1000 END,
+       lease_outcome = NULL, progress = NULL, resolved_input = NULL, cancel_requested = :no
+     WHERE state = 'READY' AND (${pairs.join(' OR ')})
+       AND EXISTS (SELECT 1 FROM workflow w WHERE w.id = task.workflow_id AND w.state = 'RUNNING')`,
+    params,
+  );
+  if (affected === 0) return [];
+  const { rows } = await sql(em, 'SELECT * FROM task WHERE id IN (:ids) AND lease_token IN (:tokens)', {
+    ids: jobs.map((j) => j.taskId), tokens: jobs.map((j) => j.token),
+  });
+  return rows;
+}

@@ -1,0 +1,152 @@
+import type { EntityManager } from 'typeorm';
+import { ReservedNameEntity, TaskDepEntity, TaskTagEntity, type TaskEntity } from '../entities/task.entity.js';
+import { insertRows, sql } from '../dialect.js';
+
+/** What a finished task can release: its name, its tags, and the data keys it produces. */
+export interface Releasing {
+  name: string;
+  tags: readonly string[];
+  produces?: readonly string[];
+}
+
+export type DepKind = TaskDepEntity['kind'];
+
+/**
+ * The edges of a workflow's graph: task_tag (a task's tags, for tag selectors),
+ * task_dep (what each task waits for, by kind: `name`, `tag`, `data`, and the `produces`
+ * keys it writes) and reserved_name (names on_error handlers will take). A new kind of
+ * dependency is a new `kind` here, one probe in `dependentsOf`, and one rule in
+ * libs/domain `evaluateReadiness`.
+ */
+export class DependencyRepository {
+  constructor(private readonly em: EntityManager) {}
+
+  /** Takes: new tasks and the handler names each reserves. Writes their tag, dependency and reserved-name rows. */
+  async insertFor(tasks: readonly TaskEntity[], reserved: readonly (readonly string[])[]): Promise<void> {
+    await insertRows(this.em, TaskTagEntity, tasks.flatMap((t) => t.tags.map((tag) => ({ task_id: t.id, tag, workflow_id: t.workflow_id }))));
+    await insertRows(this.em, TaskDepEntity, tasks.flatMap(depRows));
+    await insertRows(this.em, ReservedNameEntity, tasks.flatMap((t, i) => (reserved[i] ?? []).map((name) => ({ workflow_id: t.workflow_id, name, owner_task_id: t.id }))));
+  }
+
+  /** Takes: a task as it is now and the handler names it reserves. Replaces its rows (a PATCH). */
+  async replaceFor(task: TaskEntity, reserved: readonly string[]): Promise<void> {
+    await this.deleteFor(task.id);
+    await this.insertFor([task], [reserved]);
+  }
+
+  /** Takes: a task id. Deletes its tag, dependency and reserved-name rows. */
+  async deleteFor(taskId: string): Promise<void> {
+    await sql(this.em, 'DELETE FROM task_tag WHERE task_id = :id', { id: taskId });
+    await sql(this.em, 'DELETE FROM task_dep WHERE task_id = :id', { id: taskId });
+    await sql(this.em, 'DELETE FROM reserved_name WHERE owner_task_id = :id', { id: taskId });
+  }
+
+  /** Takes: a workflow id and names. Returns: those reserved for handlers, with the task that reserves each. */
+  async reserved(workflowId: string, names: readonly string[]): Promise<{ name: string; owner_task_id: string }[]> {
+    if (names.length === 0) return [];
+    const out: { name: string; owner_task_id: string }[] = [];
+    for (let i = 0; i < names.length; i += 500) {
+      const { rows } = await sql(this.em, 'SELECT name, owner_task_id FROM reserved_name WHERE workflow_id = :wf AND name IN (:names)', { wf: workflowId, names: names.slice(i, i + 500) });
+      out.push(...rows.map((r) => ({ name: r.name as string, owner_task_id: r.owner_task_id as string })));
+    }
+    return out;
+  }
+
+  /** Takes: a workflow id and a task name. Returns: the ids of the tasks that require it by name. */
+  async requiringName(workflowId: string, name: string): Promise<string[]> {
+    const { rows } = await sql(this.em, `SELECT task_id FROM task_dep WHERE workflow_id = :wf AND kind = 'name' AND dep_key = :name`, { wf: workflowId, name });
+    return rows.map((r) => r.task_id as string);
+  }
+
+  /**
+   * Takes: a workflow id and what some tasks release (names, tags, produced keys).
+   * Returns: the WAITING tasks that require one of the names, select one of the tags or
+   * read one of the keys. One indexed probe (workflow_id, kind, dep_key) per kind, joined
+   * by UNION: with the kinds ORed in one WHERE, SQLite used only the index's workflow_id
+   * and read every dependency of the workflow.
+   */
+  async dependentsOf(workflowId: string, releasing: readonly Releasing[], states: readonly string[] = ['WAITING']): Promise<string[]> {
+    const names = [...new Set(releasing.map((t) => t.name))];
+    const tags = [...new Set(releasing.flatMap((t) => t.tags))];
+    const keys = [...new Set(releasing.flatMap((t) => t.produces ?? []))];
+    const probe = (kind: DepKind, list: string) =>
+      `SELECT d.task_id FROM task_dep d JOIN task t ON t.id = d.task_id AND t.state IN (:states)
+        WHERE d.workflow_id = :wf AND d.kind = '${kind}' AND d.dep_key IN (:${list})`;
+    const parts: string[] = [];
+    if (names.length) parts.push(probe('name', 'names'));
+    if (tags.length) parts.push(probe('tag', 'tags'));
+    if (keys.length) parts.push(probe('data', 'keys'));
+    if (parts.length === 0) return [];
+    const { rows } = await sql(this.em, parts.join(' UNION '), { wf: workflowId, names, tags, keys, states });
+    return rows.map((r) => r.task_id as string);
+  }
+
+  /** Takes: a workflow id and dependency kinds. Returns: the WAITING tasks with a dependency of those kinds. */
+  async waitingOn(workflowId: string, kinds: readonly DepKind[]): Promise<string[]> {
+    const { rows } = await sql(
+      this.em,
+      `SELECT DISTINCT d.task_id FROM task_dep d JOIN task t ON t.id = d.task_id AND t.state = 'WAITING'
+        WHERE d.workflow_id = :wf AND d.kind IN (:kinds)`,
+      { wf: workflowId, kinds },
+    );
+    return rows.map((r) => r.task_id as string);
+  }
+
+  /** Takes: a workflow id and data keys. Returns: those an unfinished task still declares it produces. */
+  async producible(workflowId: string, keys: readonly string[]): Promise<Set<string>> {
+    if (keys.length === 0) return new Set();
+    const { rows } = await sql(
+      this.em,
+      `SELECT DISTINCT d.dep_key FROM task_dep d JOIN task t ON t.id = d.task_id AND t.state IN ('WAITING', 'READY', 'RUNNING')
+        WHERE d.workflow_id = :wf AND d.kind = 'produces' AND d.dep_key IN (:keys)`,
+      { wf: workflowId, keys },
+    );
+    return new Set(rows.map((r) => r.dep_key as string));
+  }
+
+  /** Takes: a workflow id, tags and data keys. Returns: whether a WAITING task selects one of the tags or reads one of the keys. */
+  async anyWaitingFor(workflowId: string, tags: readonly string[], keys: readonly string[]): Promise<boolean> {
+    const probe = (kind: DepKind, list: string) =>
+      `SELECT d.task_id FROM task_dep d JOIN task t ON t.id = d.task_id AND t.state = 'WAITING'
+        WHERE d.workflow_id = :wf AND d.kind = '${kind}' AND d.dep_key IN (:${list})`;
+    const parts: string[] = [];
+    if (tags.length) parts.push(probe('tag', 'tags'));
+    if (keys.length) parts.push(probe('data', 'keys'));
+    if (parts.length === 0) return false;
+    const { rows } = await sql(this.em, `${parts.join(' UNION ')} LIMIT 1`, { wf: workflowId, tags, keys });
+    return rows.length > 0;
+  }
+
+  /**
+   * Takes: a workflow id and tags. Returns: those that some task selects and some
+   * unfinished task still carries (a WAITING member that selects the tag itself does not
+   * count: it waits for the others). Per tag, one probe for a selector, then one for an
+   * open member, newest first (ids are time-ordered and tasks finish roughly oldest first,
+   * so an open member is near the top; the walk follows ix_task_tag_members).
+   */
+  async tagsWithOpenMembers(workflowId: string, tags: readonly string[]): Promise<Set<string>> {
+    const open = new Set<string>();
+    for (const tag of tags) {
+      const selected = await sql(this.em, `SELECT 1 AS one FROM task_dep WHERE workflow_id = :wf AND kind = 'tag' AND dep_key = :tag LIMIT 1`, { wf: workflowId, tag });
+      if (selected.rows.length === 0) continue;
+      const member = await sql(
+        this.em,
+        `SELECT tt.task_id FROM task_tag tt JOIN task t ON t.id = tt.task_id
+          WHERE tt.workflow_id = :wf AND tt.tag = :tag
+            AND (t.state IN ('WAITING', 'READY', 'RUNNING') OR t.handling = :yes)
+            AND NOT (t.state = 'WAITING' AND EXISTS (SELECT 1 FROM task_dep sd WHERE sd.task_id = t.id AND sd.kind = 'tag' AND sd.dep_key = :tag))
+          ORDER BY tt.task_id DESC
+          LIMIT 1`,
+        { wf: workflowId, tag, yes: true },
+      );
+      if (member.rows.length > 0) open.add(tag);
+    }
+    return open;
+  }
+}
+
+/** The task_dep rows of a task: one per name it requires, tag it selects, key it reads, key it produces. */
+function depRows(t: TaskEntity): TaskDepEntity[] {
+  const row = (kind: DepKind) => (dep_key: string) => ({ task_id: t.id, kind, dep_key, workflow_id: t.workflow_id });
+  return [...t.requires.map(row('name')), ...t.requires_tags.map(row('tag')), ...t.data_requires.map(row('data')), ...t.produces.map(row('produces'))];
+}

@@ -1,0 +1,40 @@
+import type { EntityManager } from 'typeorm';
+import { TaskEventEntity } from '../entities/task.entity.js';
+import { WorkflowEventEntity } from '../entities/workflow.entity.js';
+import { insertRows, sql } from '../dialect.js';
+import { hydrate } from '../rows.js';
+
+export type NewTaskEvent = Omit<TaskEventEntity, 'id'>;
+export type NewWorkflowEvent = Omit<WorkflowEventEntity, 'id'>;
+
+/** The history: one task_event row per task transition, one workflow_event row per workflow one. */
+export class EventRepository {
+  constructor(private readonly em: EntityManager) {}
+
+  /** Takes: task events. Writes them (one statement for all). */
+  async addTaskEvents(events: readonly NewTaskEvent[]): Promise<void> {
+    await insertRows(this.em, TaskEventEntity, events);
+  }
+
+  /** Takes: a workflow event. Writes it. */
+  async addWorkflowEvent(event: NewWorkflowEvent): Promise<void> {
+    await insertRows(this.em, WorkflowEventEntity, [event]);
+  }
+
+  /** Takes: a task id. Returns: its events, oldest first. */
+  async ofTask(taskId: string): Promise<TaskEventEntity[]> {
+    const { rows } = await sql(this.em, 'SELECT * FROM task_event WHERE task_id = :id ORDER BY id', { id: taskId });
+    return rows.map((r) => hydrate(this.em, TaskEventEntity, r));
+  }
+
+  /** Takes: a workflow id. Returns: its own events (state and flag changes), oldest first. */
+  async ofWorkflow(workflowId: string): Promise<WorkflowEventEntity[]> {
+    const { rows } = await sql(this.em, 'SELECT * FROM workflow_event WHERE workflow_id = :id ORDER BY id', { id: workflowId });
+    return rows.map((r) => hydrate(this.em, WorkflowEventEntity, r));
+  }
+
+  /** Takes: a task id. Deletes its events. */
+  async deleteOfTask(taskId: string): Promise<void> {
+    await sql(this.em, 'DELETE FROM task_event WHERE task_id = :id', { id: taskId });
+  }
+}

@@ -1,0 +1,40 @@
+import type { EntityManager } from 'typeorm';
+import { DataRepository } from './data.repository.js';
+import { DependencyRepository } from './dependency.repository.js';
+import { EventRepository } from './event.repository.js';
+import { TaskRepository } from './task.repository.js';
+import { TransitionRepository } from './transition.repository.js';
+import { WorkerRepository } from './worker.repository.js';
+import { WorkflowRepository } from './workflow.repository.js';
+
+export * from './data.repository.js';
+export * from './dependency.repository.js';
+export * from './event.repository.js';
+export * from './task.repository.js';
+export * from './transition.repository.js';
+export * from './worker.repository.js';
+export * from './workflow.repository.js';
+
+/**
+ * The repositories of one transaction (or of plain reads outside one), at one clock:
+ * the only code in Tagflow that speaks SQL.
+ */
+export class Repositories {
+  readonly tasks: TaskRepository;
+  readonly deps: DependencyRepository;
+  readonly transitions: TransitionRepository;
+  readonly workflows: WorkflowRepository;
+  readonly data: DataRepository;
+  readonly workers: WorkerRepository;
+  readonly events: EventRepository;
+
+  constructor(em: EntityManager, readonly now: number) {
+    this.tasks = new TaskRepository(em);
+    this.deps = new DependencyRepository(em);
+    this.transitions = new TransitionRepository(em, now);
+    this.workflows = new WorkflowRepository(em);
+    this.data = new DataRepository(em);
+    this.workers = new WorkerRepository(em);
+    this.events = new EventRepository(em);
+  }
+}

@@ -1,0 +1,268 @@
+import type { EntityManager } from 'typeorm';
+import { SKIP_CODES, type DependencyView, type GraphTask, type TaskState } from '@tagflow/domain';
+import { TaskEntity } from '../entities/task.entity.js';
+import type { JsonObject } from '../entities/columns.js';
+import { insertRows, sql } from '../dialect.js';
+import { hydrate, persisted } from '../rows.js';
+
+/** Ids per statement at most: SQLite binds at most 32,766 parameters, and short lists plan better. */
+export const CHUNK = 500;
+
+export interface TaskPageQuery {
+  state?: TaskState;
+  tag?: string;
+  after?: { created_at: number; id: string } | null;
+  limit: number;
+}
+
+/**
+ * The task table. Every statement names what it takes and returns; rows come back as
+ * entities (JSON, booleans and times as the entity declares them). State and flag
+ * changes are not here: they go through TransitionRepository.
+ */
+export class TaskRepository {
+  constructor(private readonly em: EntityManager) {}
+
+  /** Takes: new task rows. Writes them as they are (their tags and dependencies: DependencyRepository). */
+  async insert(rows: readonly TaskEntity[]): Promise<void> {
+    await insertRows(this.em, TaskEntity, rows);
+  }
+
+  /** Takes: task ids. Returns: the tasks that exist, in the order of `ids`. */
+  async load(ids: readonly string[]): Promise<TaskEntity[]> {
+    if (ids.length === 0) return [];
+    const out: TaskEntity[] = [];
+    for (let i = 0; i < ids.length; i += CHUNK) {
+      const { rows } = await sql(this.em, 'SELECT * FROM task WHERE id IN (:ids)', { ids: ids.slice(i, i + CHUNK) });
+      for (const r of rows) out.push(hydrate(this.em, TaskEntity, r));
+    }
+    const order = new Map(ids.map((id, i) => [id, i]));
+    return out.sort((a, b) => order.get(a.id)! - order.get(b.id)!);
+  }
+
+  /** Takes: a task id. Returns: the task, or null. */
+  async get(id: string): Promise<TaskEntity | null> {
+    return (await this.load([id]))[0] ?? null;
+  }
+
+  /** Takes: a workflow id and a task id or name. Returns: that task of the workflow, or null. */
+  async getInWorkflow(workflowId: string, idOrName: string, byId: boolean): Promise<TaskEntity | null> {
+    const { rows } = await sql(
+      this.em,
+      byId ? 'SELECT * FROM task WHERE workflow_id = :wf AND (id = :key OR name = :key) ORDER BY (id = :key) DESC LIMIT 1' : 'SELECT * FROM task WHERE workflow_id = :wf AND name = :key',
+      { wf: workflowId, key: idOrName },
+    );
+    return rows[0] ? hydrate(this.em, TaskEntity, rows[0]) : null;
+  }
+
+  /** Takes: a workflow id. Returns: its oldest task (the single-task shortcut's only one), or null. */
+  async firstOf(workflowId: string): Promise<TaskEntity | null> {
+    const { rows } = await sql(this.em, 'SELECT * FROM task WHERE workflow_id = :wf ORDER BY created_at, id LIMIT 1', { wf: workflowId });
+    return rows[0] ? hydrate(this.em, TaskEntity, rows[0]) : null;
+  }
+
+  /** Takes: a workflow id, filters and a cursor. Returns: up to limit + 1 tasks, oldest first. */
+  async page(workflowId: string, q: TaskPageQuery): Promise<TaskEntity[]> {
+    const where = ['t.workflow_id = :wf'];
+    if (q.state) where.push('t.state = :state');
+    if (q.tag) where.push('EXISTS (SELECT 1 FROM task_tag tt WHERE tt.task_id = t.id AND tt.tag = :tag)');
+    if (q.after) where.push('(t.created_at > :c OR (t.created_at = :c AND t.id > :i))');
+    const { rows } = await sql(this.em, `SELECT t.* FROM task t WHERE ${where.join(' AND ')} ORDER BY t.created_at, t.id LIMIT :lim`, {
+      wf: workflowId, state: q.state, tag: q.tag, c: q.after?.created_at, i: q.after?.id, lim: q.limit + 1,
+    });
+    return rows.map((r) => hydrate(this.em, TaskEntity, r));
+  }
+
+  /** Takes: a workflow id and task names. Returns: those that name a task of the workflow. */
+  async existingNames(workflowId: string, names: readonly string[]): Promise<Set<string>> {
+    const found = new Set<string>();
+    for (let i = 0; i < names.length; i += CHUNK) {
+      const { rows } = await sql(this.em, 'SELECT name FROM task WHERE workflow_id = :wf AND name IN (:names)', { wf: workflowId, names: names.slice(i, i + CHUNK) });
+      for (const r of rows) found.add(r.name as string);
+    }
+    return found;
+  }
+
+  /** Takes: a workflow id and task names. Returns: each named task as a dependency sees it, by name. */
+  async viewsByName(workflowId: string, names: readonly string[]): Promise<Map<string, DependencyView>> {
+    const map = new Map<string, DependencyView>();
+    for (let i = 0; i < names.length; i += CHUNK) {
+      const { rows } = await sql(this.em, 'SELECT id, name, state, handled, handling, error FROM task WHERE workflow_id = :wf AND name IN (:names)', {
+        wf: workflowId, names: names.slice(i, i + CHUNK),
+      });
+      for (const r of rows) map.set(r.name as string, this.view(r));
+    }
+    return map;
+  }
+
+  /** Takes: a workflow id and tags. Returns: per tag, every task of the workflow carrying it, as a dependency sees it. */
+  async viewsByTag(workflowId: string, tags: readonly string[]): Promise<Map<string, DependencyView[]>> {
+    const map = new Map<string, DependencyView[]>();
+    if (tags.length === 0) return map;
+    const { rows } = await sql(
+      this.em,
+      `SELECT tt.tag AS tag, t.id, t.name, t.state, t.handled, t.handling, t.error
+         FROM task_tag tt JOIN task t ON t.id = tt.task_id
+        WHERE tt.workflow_id = :wf AND tt.tag IN (:tags)`,
+      { wf: workflowId, tags },
+    );
+    for (const r of rows) {
+      const tag = r.tag as string;
+      (map.get(tag) ?? map.set(tag, []).get(tag)!).push(this.view(r));
+    }
+    return map;
+  }
+
+  /** Takes: a workflow id. Returns: the dependency graph of its tasks (only WAITING ones have edges that matter). */
+  async graph(workflowId: string): Promise<GraphTask[]> {
+    const { rows } = await sql(this.em, 'SELECT name, tags, requires, requires_tags, produces, data_requires, state FROM task WHERE workflow_id = :wf', { wf: workflowId });
+    return rows.map((r) => {
+      const t = hydrate(this.em, TaskEntity, r);
+      return { name: t.name, tags: t.tags, requires: t.requires, requires_tags: t.requires_tags, produces: t.produces, data_requires: t.data_requires, waiting: t.state === 'WAITING' };
+    });
+  }
+
+  /** Takes: a workflow id. Returns: every task of it (a rollback reads them all once). */
+  async allOf(workflowId: string): Promise<TaskEntity[]> {
+    const { rows } = await sql(this.em, 'SELECT * FROM task WHERE workflow_id = :wf ORDER BY created_at, id', { wf: workflowId });
+    return rows.map((r) => hydrate(this.em, TaskEntity, r));
+  }
+
+  /** Takes: a workflow id and states. Returns: the ids of its tasks in those states. */
+  async idsIn(workflowId: string, states: readonly TaskState[]): Promise<string[]> {
+    const { rows } = await sql(this.em, 'SELECT id FROM task WHERE workflow_id = :wf AND state IN (:states) ORDER BY id', { wf: workflowId, states });
+    return rows.map((r) => r.id as string);
+  }
+
+  /** Takes: a workflow id and states. Returns: whether one of its tasks is in them (an indexed probe that stops at the first row). */
+  async anyIn(workflowId: string, states: readonly TaskState[]): Promise<boolean> {
+    const { rows } = await sql(this.em, 'SELECT id FROM task WHERE workflow_id = :wf AND state IN (:states) LIMIT 1', { wf: workflowId, states });
+    return rows.length > 0;
+  }
+
+  /** Takes: a workflow id. Returns: whether a failed task of it has handlers running. */
+  async anyHandling(workflowId: string): Promise<boolean> {
+    const { rows } = await sql(this.em, `SELECT id FROM task WHERE workflow_id = :wf AND state = 'ERROR' AND handling = :yes LIMIT 1`, { wf: workflowId, yes: true });
+    return rows.length > 0;
+  }
+
+  /** Takes: a workflow id. Returns: whether it holds an ERROR whose failure was not handled, or a task skipped because of one. */
+  async anyUnhandledFailure(workflowId: string): Promise<boolean> {
+    const { rows } = await sql(this.em, `SELECT state, handled, error FROM task WHERE workflow_id = :wf AND state IN ('ERROR', 'SKIPPED')`, { wf: workflowId });
+    return rows.some((r) => {
+      const t = hydrate(this.em, TaskEntity, r);
+      return (t.state === 'ERROR' && !t.handled) || (t.state === 'SKIPPED' && (t.error?.code === SKIP_CODES.dependencyFailed || t.error?.code === SKIP_CODES.workflowFailed));
+    });
+  }
+
+  /** Takes: a failed task's id and when it failed. Returns: the handlers it started for that failure. */
+  async handlersOf(parentId: string, since: number): Promise<TaskEntity[]> {
+    const { rows } = await sql(this.em, `SELECT * FROM task WHERE parent_task_id = :p AND kind = 'handler' AND created_at >= :since`, { p: parentId, since });
+    return rows.map((r) => hydrate(this.em, TaskEntity, r));
+  }
+
+  /** Takes: a workflow id and a lease token. Returns: the id of the RUNNING task holding that lease, or null. */
+  async leaseHolder(workflowId: string, token: string): Promise<string | null> {
+    const { rows } = await sql(this.em, `SELECT id FROM task WHERE workflow_id = :wf AND lease_token = :token AND state = 'RUNNING'`, { wf: workflowId, token });
+    return (rows[0]?.id as string | undefined) ?? null;
+  }
+
+  /** Takes: a workflow id and task names. Returns: name, state and output of each (input references read them). */
+  async outputs(workflowId: string, names: readonly string[]): Promise<Pick<TaskEntity, 'id' | 'name' | 'state' | 'output' | 'finished_at'>[]> {
+    if (names.length === 0) return [];
+    const { rows } = await sql(this.em, 'SELECT id, name, state, output, finished_at FROM task WHERE workflow_id = :wf AND name IN (:names)', { wf: workflowId, names });
+    return rows.map((r) => hydrate(this.em, TaskEntity, r));
+  }
+
+  /** Takes: a workflow id. Returns: id, name and finish time of its SUCCESS tasks, by name (their outputs are data keys). */
+  async succeeded(workflowId: string): Promise<Pick<TaskEntity, 'id' | 'name' | 'finished_at'>[]> {
+    const { rows } = await sql(this.em, `SELECT id, name, finished_at FROM task WHERE workflow_id = :wf AND state = 'SUCCESS' ORDER BY name`, { wf: workflowId });
+    return rows.map((r) => hydrate(this.em, TaskEntity, r));
+  }
+
+  /** Takes: a task id, lease token and the changed spec columns. Writes them (a PATCH before the task runs). */
+  async updateSpec(id: string, fields: Partial<TaskEntity>, now: number): Promise<void> {
+    const assign = { ...fields, updated_at: now };
+    const sets = Object.keys(assign).map((p) => `${p} = :s_${p}`);
+    const params = Object.fromEntries(Object.entries(assign).map(([p, v]) => [`s_${p}`, persisted(this.em, TaskEntity, p, v)]));
+    await sql(this.em, `UPDATE task SET ${sets.join(', ')} WHERE id = :id`, { ...params, id });
+  }
+
+  /**
+   * Takes: a task id, its lease token, the new expiry and progress (undefined: unchanged).
+   * Writes the heartbeat while that lease is the RUNNING task's. Returns: whether it was.
+   */
+  async extendLease(id: string, token: string, expiresAt: number, now: number, progress: unknown): Promise<boolean> {
+    const withProgress = progress === undefined ? '' : ', progress = :progress';
+    const { affected } = await sql(
+      this.em,
+      `UPDATE task SET lease_expires_at = :exp, updated_at = :now${withProgress} WHERE id = :id AND state = 'RUNNING' AND lease_token = :token`,
+      { exp: expiresAt, now, id, token, progress: progress === undefined ? undefined : persisted(this.em, TaskEntity, 'progress', progress) },
+    );
+    return affected > 0;
+  }
+
+  /** Takes: a task id, its lease token and the input its worker received. Writes it as that attempt's resolved input (not once the lease moved on). */
+  async setResolvedInput(id: string, token: string, input: JsonObject): Promise<void> {
+    await sql(this.em, 'UPDATE task SET resolved_input = :v WHERE id = :id AND lease_token = :token', { id, token, v: persisted(this.em, TaskEntity, 'resolved_input', input) });
+  }
+
+  /** Takes: a task id. Deletes the task row (its events, tags and dependencies: their repositories). */
+  async delete(id: string): Promise<void> {
+    await sql(this.em, 'DELETE FROM task WHERE id = :id', { id });
+  }
+
+  /** Takes: the clock and a bound. Returns: RUNNING tasks whose lease or run time is over, up to `limit`. */
+  async overdue(now: number, limit: number): Promise<Pick<TaskEntity, 'id' | 'workflow_id'>[]> {
+    const { rows } = await sql(this.em, `SELECT id, workflow_id FROM task WHERE state = 'RUNNING' AND (lease_expires_at < :now OR deadline_at < :now) LIMIT :lim`, { now, lim: limit });
+    return rows.map((r) => ({ id: r.id as string, workflow_id: r.workflow_id as string }));
+  }
+
+  /**
+   * Takes: a keyset position, a bound, and optionally a time: only tasks READY since before it.
+   * Returns: READY tasks of RUNNING workflows after that position, by ready_at then id (to queue again).
+   */
+  async readyPage(after: { ready_at: number; id: string }, limit: number, readyBefore?: number): Promise<Pick<TaskEntity, 'id' | 'attempt' | 'tagset_id' | 'tags' | 'ready_at'>[]> {
+    const old = readyBefore === undefined ? '' : 'AND t.ready_at <= :old';
+    const { rows } = await sql(
+      this.em,
+      `SELECT t.id, t.attempt, t.tagset_id, t.tags, t.ready_at FROM task t
+         JOIN workflow w ON w.id = t.workflow_id AND w.state = 'RUNNING'
+        WHERE t.state = 'READY' AND (t.ready_at > :ra OR (t.ready_at = :ra AND t.id > :id)) ${old}
+        ORDER BY t.ready_at, t.id LIMIT :lim`,
+      { ra: after.ready_at, id: after.id, old: readyBefore, lim: limit },
+    );
+    return rows.map((r) => hydrate(this.em, TaskEntity, r));
+  }
+
+  /** Takes: worker ids. Returns: the ids of the tasks each is running. */
+  async runningBy(workerIds: readonly string[]): Promise<Map<string, string[]>> {
+    const map = new Map<string, string[]>();
+    if (workerIds.length === 0) return map;
+    const { rows } = await sql(this.em, `SELECT id, worker_id FROM task WHERE worker_id IN (:ids) AND state = 'RUNNING' ORDER BY id`, { ids: workerIds });
+    for (const r of rows) {
+      const w = r.worker_id as string;
+      (map.get(w) ?? map.set(w, []).get(w)!).push(r.id as string);
+    }
+    return map;
+  }
+
+  /** Takes: workflow ids. Returns: per workflow, how many of its tasks are in each state. */
+  async countsByState(workflowIds: readonly string[]): Promise<Map<string, Partial<Record<TaskState, number>>>> {
+    const map = new Map<string, Partial<Record<TaskState, number>>>();
+    if (workflowIds.length === 0) return map;
+    const { rows } = await sql(this.em, 'SELECT workflow_id, state, COUNT(*) AS n FROM task WHERE workflow_id IN (:ids) GROUP BY workflow_id, state', { ids: workflowIds });
+    for (const r of rows) {
+      const counts = map.get(r.workflow_id as string) ?? {};
+      counts[r.state as TaskState] = Number(r.n);
+      map.set(r.workflow_id as string, counts);
+    }
+    return map;
+  }
+
+  /** A row (id, name, state, handled, handling, error) as a dependency sees it. */
+  private view(r: Record<string, unknown>): DependencyView {
+    const t = hydrate(this.em, TaskEntity, r);
+    return { id: t.id, name: t.name, state: t.state, handled: t.handled, handling: t.handling, errorCode: t.error?.code ?? null };
+  }
+}

@@ -1,0 +1,72 @@
+import type { EntityManager } from 'typeorm';
+import type { WorkflowState } from '@tagflow/domain';
+import { WorkflowEntity, WorkflowTagEntity } from '../entities/workflow.entity.js';
+import { forUpdate, insertRows, kindOf, sql } from '../dialect.js';
+import { hydrate } from '../rows.js';
+
+export interface WorkflowPageQuery {
+  state?: WorkflowState;
+  name?: string;
+  tag?: string;
+  before?: { created_at: number; id: string } | null;
+  limit: number;
+}
+
+/** Tables a workflow's rows live in, children first (a delete walks them in this order). */
+const OWNED_TABLES = ['task_event', 'task_tag', 'task_dep', 'reserved_name', 'data_entry', 'task', 'workflow_tag', 'workflow_event'] as const;
+
+/** The workflow table and its tags. State and flag changes: TransitionRepository. */
+export class WorkflowRepository {
+  constructor(private readonly em: EntityManager) {}
+
+  /** Takes: a new workflow. Writes it and its tag rows. */
+  async insert(wf: WorkflowEntity): Promise<void> {
+    await insertRows(this.em, WorkflowEntity, [wf]);
+    await insertRows(this.em, WorkflowTagEntity, wf.tags.map((tag) => ({ workflow_id: wf.id, tag })));
+  }
+
+  /** Takes: an id. Returns: the workflow, or null. */
+  async get(id: string): Promise<WorkflowEntity | null> {
+    const { rows } = await sql(this.em, 'SELECT * FROM workflow WHERE id = :id', { id });
+    return rows[0] ? hydrate(this.em, WorkflowEntity, rows[0]) : null;
+  }
+
+  /** Takes: filters and a cursor. Returns: up to limit + 1 workflows, newest first. */
+  async page(q: WorkflowPageQuery): Promise<WorkflowEntity[]> {
+    const where: string[] = [];
+    if (q.state) where.push('w.state = :state');
+    if (q.name) where.push('w.name = :name');
+    if (q.tag) where.push('EXISTS (SELECT 1 FROM workflow_tag wt WHERE wt.workflow_id = w.id AND wt.tag = :tag)');
+    if (q.before) where.push('(w.created_at < :c OR (w.created_at = :c AND w.id < :i))');
+    const { rows } = await sql(
+      this.em,
+      `SELECT w.* FROM workflow w ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY w.created_at DESC, w.id DESC LIMIT :lim`,
+      { state: q.state, name: q.name, tag: q.tag, c: q.before?.created_at, i: q.before?.id, lim: q.limit + 1 },
+    );
+    return rows.map((r) => hydrate(this.em, WorkflowEntity, r));
+  }
+
+  /**
+   * Takes: a workflow id. Locks its row for the rest of the transaction (PostgreSQL: FOR
+   * UPDATE; SQLite: its one writer is serialized in process). Returns: the row, or null.
+   */
+  async lock(id: string): Promise<WorkflowEntity | null> {
+    return (await this.lockWhere('WHERE id = :id', { id }))[0] ?? null;
+  }
+
+  /** Takes: task ids. Locks the workflows they belong to, in id order (two replicas never wait in a circle). Returns: those rows. */
+  async lockOfTasks(taskIds: readonly string[]): Promise<WorkflowEntity[]> {
+    return this.lockWhere('WHERE id IN (SELECT t.workflow_id FROM task t WHERE t.id IN (:ids))', { ids: taskIds });
+  }
+
+  /** Takes: a workflow id. Deletes it and every row it owns. */
+  async deleteWithEverything(id: string): Promise<void> {
+    for (const table of OWNED_TABLES) await sql(this.em, `DELETE FROM ${table} WHERE workflow_id = :id`, { id });
+    await sql(this.em, 'DELETE FROM workflow WHERE id = :id', { id });
+  }
+
+  private async lockWhere(where: string, params: Record<string, unknown>): Promise<WorkflowEntity[]> {
+    const { rows } = await sql(this.em, `SELECT * FROM workflow ${where} ORDER BY id${forUpdate(kindOf(this.em))}`, params);
+    return rows.map((r) => hydrate(this.em, WorkflowEntity, r));
+  }
+}

@@ -1,0 +1,166 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { newId, tagsetId } from '@tagflow/domain';
+import { createDataSource, Database, type TaskEntity, type WorkflowEntity } from '@tagflow/persistence';
+import { DATABASE, freshDatabaseUrl } from './support/harness.js';
+
+/**
+ * Every repository statement against the real database of the run (SQLite, then
+ * PostgreSQL): what each takes and returns, as its header says. The statements are the
+ * only SQL in Tagflow, and two dialects must agree on each.
+ */
+describe(`repositories on ${DATABASE}`, () => {
+  let db: Database;
+  beforeAll(async () => {
+    db = new Database(createDataSource(await freshDatabaseUrl()));
+    await db.initialize();
+  });
+  afterAll(async () => {
+    await db.close();
+  });
+
+  const now = Date.now();
+  const wfRow = (overrides: Partial<WorkflowEntity> = {}): WorkflowEntity => ({
+    id: newId(now), name: 'wf', description: null, tags: ['team:ops'], input: { region: 'eu' }, state: 'RUNNING', sealed: false,
+    on_failure: 'fail', rollback_started: false, created_at: now, updated_at: now, finished_at: null, ...overrides,
+  });
+  const taskRow = (wf: WorkflowEntity, name: string, overrides: Partial<TaskEntity> = {}): TaskEntity => {
+    const tags = overrides.tags ?? [];
+    return {
+      id: newId(Date.now()), workflow_id: wf.id, name, kind: 'task', parent_task_id: null, tags, tagset_id: tagsetId(tags), action: { type: 'noop' },
+      input: {}, requires: [], requires_tags: [], produces: [], data_requires: [], retry: { count: 0, delay_s: 0, backoff: 1, max_delay_s: null },
+      timeout_s: null, lease_s: 30, on_error: [], revert: null, state: 'WAITING', attempt: 1, handled: false, handling: false, cancel_requested: false,
+      resolved_input: null, output: null, error: null, stdout: null, stderr: null, exit_code: null, progress: null, worker_id: null, lease_token: null,
+      lease_expires_at: null, deadline_at: null, lease_outcome: null, created_at: now, updated_at: now, ready_at: null, started_at: null, finished_at: null,
+      ...overrides,
+    };
+  };
+
+  /** A workflow with: a (tags web), b (requires a, tags web), c (selects web, reads key k), p (produces k). */
+  async function seed() {
+    const wf = wfRow();
+    const a = taskRow(wf, 'a', { tags: ['web'] });
+    const b = taskRow(wf, 'b', { tags: ['web'], requires: ['a'] });
+    const c = taskRow(wf, 'c', { requires_tags: ['web'], data_requires: ['k'], on_error: [{ run: [{ name: 'c-fix', action: { type: 'noop' } }] }] });
+    const p = taskRow(wf, 'p', { produces: ['k'], output: { n: 1 } });
+    await db.transaction(async (r) => {
+      await r.workflows.insert(wf);
+      await r.tasks.insert([a, b, c, p]);
+      await r.deps.insertFor([a, b, c, p], [[], [], ['c-fix'], []]);
+    });
+    return { wf, a, b, c, p };
+  }
+
+  it('writes and reads tasks as entities: JSON, booleans and times as declared', async () => {
+    const { wf, a, c } = await seed();
+    const r = db.read();
+    const [loadedC, loadedA] = await r.tasks.load([c.id, a.id]);
+    expect(loadedA).toEqual(a);
+    expect(loadedC.on_error).toEqual(c.on_error);
+    expect(loadedC.handled).toBe(false);
+    expect(await r.tasks.get('00000000-0000-0000-0000-000000000000')).toBeNull();
+    expect((await r.tasks.getInWorkflow(wf.id, 'a', false))?.id).toBe(a.id);
+    expect((await r.tasks.getInWorkflow(wf.id, a.id, true))?.name).toBe('a');
+    expect((await r.tasks.firstOf(wf.id))?.id).toBe(a.id);
+    expect([...(await r.tasks.existingNames(wf.id, ['a', 'zz', 'c']))].sort()).toEqual(['a', 'c']);
+    expect((await r.tasks.page(wf.id, { tag: 'web', limit: 1 })).map((t) => t.name)).toEqual(['a', 'b']); // limit + 1
+    expect((await r.tasks.page(wf.id, { limit: 10, after: { created_at: a.created_at, id: a.id } })).map((t) => t.name)).toEqual(['b', 'c', 'p']);
+    expect((await r.tasks.graph(wf.id)).find((g) => g.name === 'c')).toEqual({ name: 'c', tags: [], requires: [], requires_tags: ['web'], produces: [], data_requires: ['k'], waiting: true });
+    expect((await r.tasks.countsByState([wf.id])).get(wf.id)).toEqual({ WAITING: 4 });
+  });
+
+  it('finds dependents by name, tag and data key, and open members of selected tags', async () => {
+    const { wf, a, b, c, p } = await seed();
+    const r = db.read();
+    expect((await r.deps.dependentsOf(wf.id, [a])).sort()).toEqual([b.id, c.id].sort()); // b by name, c by tag web
+    expect(await r.deps.dependentsOf(wf.id, [p])).toEqual([c.id]); // c reads k, which p produces
+    expect(await r.deps.dependentsOf(wf.id, [{ name: 'nobody', tags: [] }])).toEqual([]);
+    expect([...(await r.deps.tagsWithOpenMembers(wf.id, ['web', 'unselected']))]).toEqual(['web']);
+    expect((await r.deps.waitingOn(wf.id, ['tag', 'data']))).toEqual([c.id]);
+    expect([...(await r.deps.producible(wf.id, ['k', 'other']))]).toEqual(['k']);
+    expect(await r.deps.anyWaitingFor(wf.id, ['web'], [])).toBe(true);
+    expect(await r.deps.anyWaitingFor(wf.id, ['db'], ['other'])).toBe(false);
+    expect(await r.deps.reserved(wf.id, ['c-fix', 'x'])).toEqual([{ name: 'c-fix', owner_task_id: c.id }]);
+    expect(await r.deps.requiringName(wf.id, 'a')).toEqual([b.id]);
+    const byTag = await r.tasks.viewsByTag(wf.id, ['web']);
+    expect(byTag.get('web')?.map((v) => v.name).sort()).toEqual(['a', 'b']);
+    expect((await r.tasks.viewsByName(wf.id, ['a'])).get('a')).toEqual({ id: a.id, name: 'a', state: 'WAITING', handled: false, handling: false, errorCode: null });
+  });
+
+  it('changes states and flags only as the state machine allows, each with an event row', async () => {
+    const { a, b } = await seed();
+    await db.transaction(async (r) => {
+      expect(await r.transitions.tasks({ ids: [a.id, b.id], from: ['WAITING'], to: 'READY', set: { ready_at: now }, reason: 'met' })).toEqual([a.id, b.id]);
+      // A guarded change of rows no longer in `from` changes nothing.
+      expect(await r.transitions.tasks({ ids: [a.id], from: ['WAITING'], to: 'SKIPPED', reason: 'late' })).toEqual([]);
+      await expect(r.transitions.tasks({ ids: [a.id], from: ['READY'], to: 'SUCCESS', reason: 'skip ahead' })).rejects.toThrow('illegal task transition READY -> SUCCESS');
+      await expect(r.transitions.tasks({ ids: [a.id], from: ['READY'], flags: { handling: true }, reason: 'x' })).rejects.toThrow('task flag handling cannot change in READY -> READY');
+      await expect(r.transitions.tasks({ ids: [a.id], from: ['READY'], to: 'WAITING', set: { handled: true }, reason: 'x' })).rejects.toThrow('handled changes only as a transition');
+    });
+    const leased = await db.transaction((r) => r.transitions.claim([
+      { taskId: a.id, attempt: 1, tagsetId: a.tagset_id, token: 'tok-a', workerId: null },
+      { taskId: b.id, attempt: 2, tagsetId: b.tagset_id, token: 'tok-b', workerId: null }, // a stale attempt
+    ]));
+    expect(leased.map((t) => [t.id, t.state, t.lease_token])).toEqual([[a.id, 'RUNNING', 'tok-a']]);
+    await db.transaction(async (r) => {
+      expect(await r.transitions.tasks({ ids: [a.id], from: ['RUNNING'], flags: { cancel_requested: true }, reason: 'cancel requested' })).toEqual([a.id]);
+      expect(await r.transitions.tasks({ ids: [a.id], from: ['RUNNING'], flags: { cancel_requested: true }, reason: 'again' })).toEqual([]); // already set
+      expect(await r.tasks.extendLease(a.id, 'tok-a', now + 60_000, now, { pct: 50 })).toBe(true);
+      expect(await r.tasks.extendLease(a.id, 'other', now + 60_000, now, undefined)).toBe(false);
+      await r.tasks.setResolvedInput(a.id, 'tok-a', { x: 1 });
+      const [task] = await r.tasks.load([a.id]);
+      await r.transitions.each('RUNNING', 'SUCCESS', [{ task, set: { output: { ok: true }, lease_outcome: 'complete' } }], 'completed');
+      expect(task.state).toBe('SUCCESS');
+    });
+    const r = db.read();
+    const done = (await r.tasks.get(a.id))!;
+    expect(done).toMatchObject({ state: 'SUCCESS', cancel_requested: true, progress: { pct: 50 }, resolved_input: { x: 1 }, output: { ok: true }, lease_expires_at: now + 60_000 });
+    expect((await r.events.ofTask(a.id)).map((e) => `${e.from_state}>${e.to_state}:${e.reason}`)).toEqual([
+      'WAITING>READY:met', 'READY>RUNNING:leased', 'RUNNING>RUNNING:cancel requested', 'RUNNING>SUCCESS:completed',
+    ]);
+  });
+
+  it('locks, changes and deletes a workflow with everything it owns', async () => {
+    const { wf, a } = await seed();
+    await db.transaction(async (r) => {
+      const locked = (await r.workflows.lock(wf.id))!;
+      expect(locked).toEqual(wf);
+      expect((await r.workflows.lockOfTasks([a.id])).map((w) => w.id)).toEqual([wf.id]);
+      expect(await r.transitions.workflow(locked, { from: ['RUNNING'], flags: { sealed: true }, reason: 'sealed' })).toBe(true);
+      expect(await r.transitions.workflow(locked, { from: ['RUNNING'], to: 'CANCELLED', reason: 'stop' })).toBe(true);
+      expect(await r.transitions.workflow(locked, { from: ['RUNNING'], to: 'PAUSED', reason: 'too late' })).toBe(false);
+      await r.data.write(wf.id, 'k', { v: 1 }, null, now);
+      await r.data.write(wf.id, 'k', { v: 2 }, a.id, now + 1);
+    });
+    const r = db.read();
+    expect(await r.workflows.get(wf.id)).toMatchObject({ state: 'CANCELLED', sealed: true, finished_at: expect.any(Number) });
+    expect((await r.events.ofWorkflow(wf.id)).map((e) => `${e.from_state}>${e.to_state}:${e.reason}`)).toEqual(['RUNNING>RUNNING:sealed', 'RUNNING>CANCELLED:stop']);
+    expect(await r.data.get(wf.id, 'k')).toMatchObject({ value: { v: 2 }, task_id: a.id, written_at: now + 1 });
+    expect(await r.data.values(wf.id, ['k', 'missing'])).toEqual(new Map([['k', { v: 2 }]]));
+    expect((await r.workflows.page({ limit: 500 })).some((w) => w.id === wf.id)).toBe(true);
+    expect((await r.workflows.page({ tag: 'team:ops', state: 'CANCELLED', limit: 500 })).map((w) => w.id)).toContain(wf.id);
+    await db.transaction((tx) => tx.workflows.deleteWithEverything(wf.id));
+    expect(await r.workflows.get(wf.id)).toBeNull();
+    expect(await r.tasks.load([a.id])).toEqual([]);
+    expect(await r.data.get(wf.id, 'k')).toBeNull();
+  });
+
+  it('finds overdue leases, READY tasks to queue again, and workers with their running tasks', async () => {
+    const wf = wfRow();
+    const late = taskRow(wf, 'late', { state: 'RUNNING', lease_expires_at: now - 1, worker_id: null });
+    const ready = taskRow(wf, 'ready', { state: 'READY', ready_at: now - 10_000 });
+    const worker = { id: newId(now), name: 'w1', tags: ['web'], hostname: null, version: null, created_at: now, last_seen_at: now };
+    await db.transaction(async (r) => {
+      await r.workflows.insert(wf);
+      await r.tasks.insert([{ ...late, worker_id: worker.id }, ready]);
+      await r.workers.insert(worker);
+    });
+    const r = db.read();
+    expect((await r.tasks.overdue(now, 1000)).map((t) => t.id)).toContain(late.id);
+    const page = await r.tasks.readyPage({ ready_at: -1, id: '' }, 1000, now - 5000);
+    expect(page.find((t) => t.id === ready.id)).toMatchObject({ attempt: 1, tagset_id: ready.tagset_id, tags: [] });
+    expect((await r.tasks.runningBy([worker.id])).get(worker.id)).toEqual([late.id]);
+    expect(await db.transaction((tx) => tx.workers.touch(worker.id, now + 5))).toBe(true);
+    expect(await db.transaction((tx) => tx.workers.touch(newId(now), now))).toBe(false);
+    expect((await r.workers.get(worker.id))?.last_seen_at).toBe(now + 5);
+  });
+});
