@@ -137,6 +137,24 @@ describe('data flow', () => {
     expect(done).toMatchObject({ state: 'ERROR', task_counts: { SUCCESS: 1, ERROR: 1 } });
   });
 
+  it('keeps the input a worker received, references replaced, with the attempt', async () => {
+    const t = `ri-${uniq()}`;
+    const wf = await api.createWorkflow(workflow({
+      input: { region: 'eu-west' }, sealed: true,
+      tasks: [task('first', { tags: [t] }), task('second', { tags: [t], input: { from: '{{ tasks.first.output.n }}', where: 'in {{ workflow.input.region }}', plain: 1 } })],
+    }));
+    const first = await api.take([t]);
+    expect((await api.task(wf.id, 'first')).resolved_input).toBeNull(); // no references: the input itself
+    await api.complete(first, { n: 42 });
+    const second = await api.take([t]);
+    expect(second.input).toEqual({ from: 42, where: 'in eu-west', plain: 1 });
+    const shown = await api.task(wf.id, 'second');
+    expect(shown.input).toEqual({ from: '{{ tasks.first.output.n }}', where: 'in {{ workflow.input.region }}', plain: 1 });
+    expect(shown.resolved_input).toEqual({ from: 42, where: 'in eu-west', plain: 1 });
+    await api.complete(second);
+    expect((await api.task(wf.id, 'second')).resolved_input).toEqual({ from: 42, where: 'in eu-west', plain: 1 });
+  });
+
   it('blocks a read until the key is written, and answers 404 pending when the wait ends', async () => {
     const wf = await api.createWorkflow(workflow());
     const started = Date.now();

@@ -47,6 +47,8 @@ export interface Task {
   tags: string[];
   action: Action;
   input: JsonObject;
+  /** The input the current attempt's worker received, references replaced; null when the input has no references (or no attempt has started). */
+  resolved_input: JsonObject | null;
   requires: string[];
   requires_tags: string[];
   produces: string[];

@@ -13,6 +13,7 @@ export function toTaskResponse(t: TaskEntity): Task {
     tags: t.tags,
     action: t.action,
     input: t.input,
+    resolved_input: t.resolved_input,
     requires: t.requires,
     requires_tags: t.requires_tags,
     produces: t.produces,

@@ -142,6 +142,11 @@ export class LeaseService {
     });
   }
 
+  /** Records the input a leased task's worker receives, references replaced (shown on the task). */
+  async recordResolvedInput(task: TaskEntity, input: JsonObject): Promise<void> {
+    await this.db.transaction((repos) => repos.tasks.setResolvedInput(task.id, task.lease_token!, input));
+  }
+
   /** Called by the reconciler for a RUNNING task whose lease or run time is over. */
   async expire(taskId: string, workflowId: string): Promise<void> {
     await this.engine.inWorkflow(workflowId, async (uow, wf) => {

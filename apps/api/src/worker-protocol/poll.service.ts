@@ -132,6 +132,8 @@ export class PollService implements OnApplicationBootstrap {
         await this.leases.failUnstarted(task, { code: e.code, message: e.message });
         return null;
       }
+      task.resolved_input = task.input;
+      await this.leases.recordResolvedInput(task, task.input);
     }
     if (task.lease_s !== LIMITS.defaultLeaseSeconds) {
       await this.jobs.extend(tagset, jobIdFor(task.id, task.attempt), task.lease_token!, task.lease_s * 1000).catch(() => undefined);
