@@ -83,6 +83,42 @@ describe('controlling workflows and tasks', () => {
     expect((await waitForWorkflow(api, wf.id, ['SUCCESS', 'ERROR'])).state).toBe('SUCCESS');
   });
 
+  it('brings back, on a rerun, the tasks that were skipped because the task failed', async () => {
+    const t = tag();
+    const wf = await api.createWorkflow(workflow({
+      on_failure: 'continue',
+      tasks: [
+        task('build', { tags: [t] }),
+        task('deploy', { tags: [t], requires: ['build'] }),
+        task('notify', { tags: [t], requires: ['deploy'] }),
+        task('audit', { tags: [`${t}-audit`], requires_tags: [`${t}-deployers`] }),
+        task('smoke', { tags: [t, `${t}-deployers`], requires: ['build'] }),
+      ],
+    }));
+    await api.fail(await api.take([t]), { message: 'compiler crashed' });
+    for (const name of ['deploy', 'notify', 'smoke', 'audit']) {
+      expect(await api.task(wf.id, name)).toMatchObject({ state: 'SKIPPED', error: { code: 'DEPENDENCY_FAILED' } });
+    }
+    const rerun = await api.post(`/v1/tasks/${(await api.task(wf.id, 'build')).id}/rerun`);
+    expect(rerun.body).toMatchObject({ state: 'READY', attempt: 2 });
+    for (const name of ['deploy', 'notify', 'smoke', 'audit']) {
+      expect(await api.task(wf.id, name)).toMatchObject({ state: 'WAITING', error: null, finished_at: null });
+    }
+    await api.complete(await api.take([t]));
+    const ran: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const got = await api.take([t]);
+      ran.push(got.name);
+      await api.complete(got);
+    }
+    expect(ran.sort()).toEqual(['deploy', 'notify', 'smoke']);
+    await api.complete(await api.take([`${t}-audit`]));
+    await api.post(`/v1/workflows/${wf.id}/seal`);
+    expect((await waitForWorkflow(api, wf.id, ['SUCCESS', 'ERROR'])).state).toBe('SUCCESS');
+    const events = (await api.get(`/v1/tasks/${(await api.task(wf.id, 'notify')).id}/events`)).body.map((e: any) => `${e.from ?? '-'}>${e.to}`);
+    expect(events).toEqual(['WAITING>SKIPPED', 'SKIPPED>WAITING', 'WAITING>READY', 'READY>RUNNING', 'RUNNING>SUCCESS']);
+  });
+
   it('changes a task before it runs, and refuses once it runs', async () => {
     const t = tag();
     const wf = await api.createWorkflow(workflow({ tasks: [task('movable', { tags: [`${t}-old`], input: { v: 1 } })] }));

@@ -2,7 +2,7 @@ import { describe, expect, it } from '@jest/globals';
 import { canChangeTaskFlag, canChangeWorkflowFlag, canTransitionTask, canTransitionWorkflow, isTerminalTask, TASK_STATES, taskSourcesOf } from './states.js';
 
 describe('task state machine', () => {
-  it('allows the lifecycle of DESIGN.md and nothing out of terminal states but a rerun', () => {
+  it('allows the lifecycle of DESIGN.md and nothing out of terminal states but a rerun and what it revives', () => {
     expect(canTransitionTask('WAITING', 'READY')).toBe(true);
     expect(canTransitionTask('READY', 'RUNNING')).toBe(true);
     expect(canTransitionTask('RUNNING', 'SUCCESS')).toBe(true);
@@ -10,9 +10,11 @@ describe('task state machine', () => {
     expect(canTransitionTask('ERROR', 'READY')).toBe(true); // rerun
     expect(canTransitionTask('WAITING', 'RUNNING')).toBe(false);
     expect(canTransitionTask('SUCCESS', 'READY')).toBe(false);
-    for (const from of ['SUCCESS', 'CANCELLED', 'SKIPPED'] as const) {
+    for (const from of ['SUCCESS', 'CANCELLED'] as const) {
       for (const to of TASK_STATES) expect(canTransitionTask(from, to)).toBe(false);
     }
+    // A task skipped because of a failure waits again when that failure is rerun.
+    expect(TASK_STATES.filter((to) => canTransitionTask('SKIPPED', to))).toEqual(['WAITING']);
   });
 
   it('lists where a state can be reached from', () => {

@@ -25,7 +25,8 @@ export const TASK_TRANSITIONS: Readonly<Record<TaskState, readonly TaskState[]>>
   // ERROR -> READY: POST /tasks/:id/rerun.
   ERROR: ['READY'],
   CANCELLED: [],
-  SKIPPED: [],
+  // SKIPPED -> WAITING: the failed task it was skipped for is rerun, so it may run after all.
+  SKIPPED: ['WAITING'],
 };
 
 export const WORKFLOW_TRANSITIONS: Readonly<Record<WorkflowState, readonly WorkflowState[]>> = {

@@ -1,4 +1,4 @@
-import { isTerminalTask, isTerminalWorkflow } from '@tagflow/domain';
+import { isTerminalTask, isTerminalWorkflow, SKIP_CODES } from '@tagflow/domain';
 import type { TaskEntity, WorkflowEntity } from '@tagflow/persistence';
 import { conflict } from '../common/errors.js';
 import { stopWorkflow } from './completion.js';
@@ -61,7 +61,11 @@ export async function cancelTask(uow: UnitOfWork, wf: WorkflowEntity, t: TaskEnt
   if (moved.length) uow.record({ kind: 'settled', wf, tasks: [Object.assign(t, set, { state: 'CANCELLED' as const })] });
 }
 
-/** Runs an ERROR task again as a new attempt, while its workflow is unfinished. */
+/**
+ * Runs an ERROR task again as a new attempt, while its workflow is unfinished. The tasks
+ * that were SKIPPED because it failed (and theirs, in turn) wait again: they may run
+ * after all.
+ */
 export async function rerun(uow: UnitOfWork, wf: WorkflowEntity, t: TaskEntity): Promise<void> {
   if (t.state !== 'ERROR') throw conflict(`task ${t.id} is ${t.state}; only an ERROR task can be rerun`, { state: t.state });
   if (isTerminalWorkflow(wf.state)) throw conflict(`workflow ${wf.id} is ${wf.state}; a finished workflow's tasks cannot be rerun`, { state: wf.state });
@@ -73,6 +77,25 @@ export async function rerun(uow: UnitOfWork, wf: WorkflowEntity, t: TaskEntity):
     reason: 'rerun on request',
   });
   if (wf.state === 'RUNNING') uow.taskReady({ ...t, attempt: t.attempt + 1 });
+  await reviveSkipped(uow, wf, t);
+}
+
+/** SKIPPED -> WAITING for every task skipped because `failed` failed, transitively; each is then evaluated. */
+async function reviveSkipped(uow: UnitOfWork, wf: WorkflowEntity, failed: TaskEntity): Promise<void> {
+  const { repos } = uow;
+  const revived: string[] = [];
+  let frontier: TaskEntity[] = [failed];
+  while (frontier.length > 0) {
+    const skipped = (await repos.tasks.load(await repos.deps.dependentsOf(wf.id, frontier, ['SKIPPED'])))
+      .filter((s) => s.error?.code === SKIP_CODES.dependencyFailed);
+    const moved = new Set(await repos.transitions.tasks({
+      ids: skipped.map((s) => s.id), from: ['SKIPPED'], to: 'WAITING', set: { error: null, finished_at: null },
+      reason: `task ${failed.name} is rerun`,
+    }));
+    frontier = skipped.filter((s) => moved.has(s.id));
+    revived.push(...frontier.map((s) => s.id));
+  }
+  if (revived.length) uow.record({ kind: 'evaluate-ids', wf, ids: revived });
 }
 
 /** Deletes a task before it runs, unless another task requires it by name. */
