@@ -1,28 +1,32 @@
 // Builds every app with the TypeScript compiler (keeps decorator metadata, needs no
 // bundler) and Nest's OpenAPI plugin, which reads the DTOs' types and class-validator
-// rules into the document served at GET /docs. Then rewrites the @tagflow/* path
-// aliases to relative imports and writes dist/apps/<app>/main.js so each app starts as
-// `node dist/apps/<app>/main.js`.
+// rules into the document served at GET /docs. The apps, the tsconfig and the plugin's
+// options come from nest-cli.json, as the Nest CLI's tsc builder would read them. Then
+// rewrites the @tagflow/* path aliases to relative imports and writes
+// dist/apps/<app>/main.js so each app starts as `node dist/apps/<app>/main.js`.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import ts from 'typescript';
 import { before as openApiPlugin } from '@nestjs/swagger/plugin';
 
-const CONFIG = 'tsconfig.build.json';
+const nest = JSON.parse(readFileSync('nest-cli.json', 'utf8'));
+const CONFIG = nest.compilerOptions.tsConfigPath;
+const swagger = nest.compilerOptions.plugins.find((p) => p.name === '@nestjs/swagger');
+const apps = Object.entries(nest.projects).filter(([, p]) => p.type === 'application');
 
 rmSync('dist', { recursive: true, force: true });
 compile(CONFIG);
 execFileSync(process.execPath, ['node_modules/tsc-alias/dist/bin/index.js', '-p', CONFIG], { stdio: 'inherit' });
-for (const app of ['api', 'worker']) {
-  mkdirSync(`dist/apps/${app}`, { recursive: true });
-  writeFileSync(`dist/apps/${app}/main.js`, `import './src/main.js';\n`);
+for (const [name, project] of apps) {
+  mkdirSync(`dist/apps/${name}`, { recursive: true });
+  writeFileSync(`dist/apps/${name}/main.js`, `import './src/${project.entryFile}.js';\n`);
 }
 
 /** What `tsc -p` does, plus the plugin's transformer; exits 1 on any diagnostic. */
 function compile(configPath) {
   const parsed = ts.getParsedCommandLineOfConfigFile(configPath, {}, { ...ts.sys, onUnRecoverableConfigFileDiagnostic: fail });
   const program = ts.createProgram({ rootNames: parsed.fileNames, options: parsed.options, projectReferences: parsed.projectReferences });
-  const plugin = openApiPlugin({ dtoFileNameSuffix: ['.dto.ts'], esmCompatible: true, classValidatorShim: true, introspectComments: true }, program);
+  const plugin = openApiPlugin(swagger.options, program);
   const emitted = program.emit(undefined, undefined, undefined, false, { before: [plugin] });
   const diagnostics = [...parsed.errors, ...ts.getPreEmitDiagnostics(program), ...emitted.diagnostics];
   if (diagnostics.length > 0) fail(...diagnostics);

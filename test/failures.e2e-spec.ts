@@ -163,6 +163,22 @@ describe('failures and leases', () => {
     expect((await waitForWorkflow(api, wf.id, ['ERROR', 'SUCCESS'])).state).toBe('ERROR');
   });
 
+  it('treats a handler that can never run (skipped) as a failed one: the failure is unhandled and the workflow ends', async () => {
+    const t = tag();
+    const wf = await api.createWorkflow(workflow({
+      sealed: true, on_failure: 'continue',
+      tasks: [task('prep', { tags: [t] }), task('main', { tags: [t], on_error: [{ run: [task('fix', { tags: [t], requires: ['prep'] })] }] })],
+    }));
+    const prep = await api.take([t]);
+    expect(prep.name).toBe('prep');
+    await api.fail(prep, { message: 'no disk', retryable: false });
+    const main = await api.take([t]);
+    await api.fail(main, { message: 'broken', retryable: false });
+    expect(await api.task(wf.id, 'fix')).toMatchObject({ state: 'SKIPPED', error: { code: 'DEPENDENCY_FAILED' } });
+    expect(await api.task(wf.id, 'main')).toMatchObject({ state: 'ERROR', handled: false });
+    expect((await waitForWorkflow(api, wf.id, ['ERROR', 'SUCCESS'])).state).toBe('ERROR');
+  });
+
   it('with on_failure "rollback" reverts what succeeded in reverse dependency order, on the same tags', async () => {
     const t = tag();
     const wf = await api.createWorkflow(workflow({

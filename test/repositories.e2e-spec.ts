@@ -144,6 +144,43 @@ describe(`repositories on ${DATABASE}`, () => {
     expect(await r.data.get(wf.id, 'k')).toBeNull();
   });
 
+  it('answers the engine\'s probes: states, handlers, failures, outputs, leases, data keys, and a changed spec', async () => {
+    const { wf, a, b, c, p } = await seed();
+    const h = taskRow(wf, 'c-fix', { kind: 'handler', parent_task_id: c.id, created_at: now + 5 });
+    await db.transaction(async (r) => {
+      await r.tasks.insert([h]);
+      await r.deps.insertFor([h], [[]]);
+      await r.transitions.tasks({ ids: [a.id], from: ['WAITING'], to: 'READY', reason: 'met' });
+      await r.transitions.tasks({ ids: [p.id], from: ['WAITING'], to: 'SKIPPED', set: { error: { code: 'DEPENDENCY_FAILED', message: 'x' } }, reason: 'dead' });
+      await r.transitions.tasks({ ids: [c.id], from: ['WAITING'], to: 'ERROR', set: { error: { code: 'DEADLOCK', message: 'y' } }, reason: 'stuck' });
+      expect(await r.transitions.tasks({ ids: [c.id], from: ['ERROR'], flags: { handling: true }, reason: 'handlers' })).toEqual([c.id]);
+      await r.data.write(wf.id, 'k', 'v', p.id, now);
+    });
+    const r = db.read();
+    expect(await r.tasks.idsIn(wf.id, ['WAITING'])).toEqual([b.id, h.id]);
+    expect(await r.tasks.anyIn(wf.id, ['READY'])).toBe(true);
+    expect(await r.tasks.anyIn(wf.id, ['RUNNING'])).toBe(false);
+    expect(await r.tasks.anyHandling(wf.id)).toBe(true);
+    expect(await r.tasks.anyUnhandledFailure(wf.id)).toBe(true);
+    expect((await r.tasks.handlersOf(c.id, now)).map((t) => t.name)).toEqual(['c-fix']);
+    expect((await r.tasks.allOf(wf.id)).map((t) => t.name)).toEqual(['a', 'b', 'c', 'p', 'c-fix']);
+    expect(await r.tasks.outputs(wf.id, ['p'])).toEqual([{ id: p.id, name: 'p', state: 'SKIPPED', output: { n: 1 }, finished_at: expect.any(Number) }]);
+    expect(await r.tasks.succeeded(wf.id)).toEqual([]);
+    expect([...(await r.data.written(wf.id, ['k', 'z']))]).toEqual(['k']);
+    expect(await r.data.keys(wf.id)).toEqual([{ key: 'k', written_at: now, task_id: p.id }]);
+    await db.transaction(async (tx) => {
+      await tx.tasks.updateSpec(b.id, { tags: ['db'], requires: [], requires_tags: ['web'] }, now + 9);
+      const [changed] = await tx.tasks.load([b.id]);
+      expect(changed).toMatchObject({ tags: ['db'], requires: [], requires_tags: ['web'], updated_at: now + 9 });
+      await tx.deps.replaceFor(changed, ['b-fix']);
+    });
+    expect(await r.deps.requiringName(wf.id, 'a')).toEqual([]);
+    expect((await r.tasks.viewsByTag(wf.id, ['db'])).get('db')?.map((v) => v.name)).toEqual(['b']);
+    expect(await r.deps.reserved(wf.id, ['b-fix'])).toEqual([{ name: 'b-fix', owner_task_id: b.id }]);
+    await db.transaction((tx) => tx.deps.deleteFor(b.id));
+    expect(await r.deps.reserved(wf.id, ['b-fix'])).toEqual([]);
+  });
+
   it('finds overdue leases, READY tasks to queue again, and workers with their running tasks', async () => {
     const wf = wfRow();
     const late = taskRow(wf, 'late', { state: 'RUNNING', lease_expires_at: now - 1, worker_id: null });

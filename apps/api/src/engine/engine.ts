@@ -25,6 +25,7 @@ export class Engine {
     return this.run(async (uow) => {
       const wf = await uow.repos.workflows.lock(workflowId);
       if (!wf) throw notFound('workflow', workflowId);
+      uow.repos.restartClock();
       return fn(uow, wf);
     });
   }
@@ -38,6 +39,7 @@ export class Engine {
     const ids = [...new Set(taskIds)];
     return this.run(async (uow) => {
       const workflows = await uow.repos.workflows.lockOfTasks(ids);
+      uow.repos.restartClock();
       const tasks = await uow.repos.tasks.load(ids);
       return fn(uow, new Map(workflows.map((w) => [w.id, w])), new Map(tasks.map((t) => [t.id, t])));
     });
@@ -56,7 +58,7 @@ export class Engine {
       await uow.settle();
       return value;
     });
-    await this.effects.publish(uow!.effects);
+    await this.effects.publish(uow!.publishable());
     return result;
   }
 }

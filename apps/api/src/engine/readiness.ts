@@ -79,7 +79,7 @@ export async function release(uow: UnitOfWork, wf: WorkflowEntity, tasks: readon
 
 /** A data key was written: the tasks that read it are evaluated. */
 export async function dataWritten(uow: UnitOfWork, wf: WorkflowEntity, key: string): Promise<void> {
-  await evaluateIds(uow, wf, await uow.repos.deps.dependentsOf(wf.id, [{ name: '', tags: [], produces: [key] }]));
+  await evaluateIds(uow, wf, await uow.repos.deps.dependentsOf(wf.id, [{ tags: [], produces: [key] }]));
 }
 
 /** A WAITING task that can never run fails with DEADLOCK; its on_error and the workflow's on_failure then apply. */

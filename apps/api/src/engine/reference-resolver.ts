@@ -11,9 +11,10 @@ import { Database, type JsonObject, type TaskEntity } from '@tagflow/persistence
 export class ReferenceResolver {
   constructor(private readonly db: Database) {}
 
-  async resolve(task: Pick<TaskEntity, 'workflow_id' | 'input'>): Promise<JsonObject> {
+  /** The input with its references replaced; null when it has none (then the input is what the worker gets). */
+  async resolve(task: Pick<TaskEntity, 'workflow_id' | 'input'>): Promise<JsonObject | null> {
     const { refs } = collectReferences(task.input);
-    if (refs.length === 0) return task.input;
+    if (refs.length === 0) return null;
     const repos = this.db.read();
     const names = [...new Set(refs.flatMap((r) => (r.kind === 'task' ? [r.task] : [])))];
     const keys = [...new Set(refs.flatMap((r) => (r.kind === 'data' ? [r.key] : [])))];

@@ -47,6 +47,7 @@ export class UnitOfWork {
   private readonly facts: Fact[] = [];
   private head = 0;
   private readonly touched = new Map<string, WorkflowEntity>();
+  private readonly finished = new Set<string>();
 
   constructor(
     readonly repos: Repositories,
@@ -99,7 +100,16 @@ export class UnitOfWork {
 
   tasksFinished(ids: readonly string[]): void {
     if (ids.length > 0) this.endedAny = true;
-    for (const taskId of ids) this.effects.push({ kind: 'task-finished', taskId });
+    for (const taskId of ids) {
+      this.finished.add(taskId);
+      this.effects.push({ kind: 'task-finished', taskId });
+    }
+  }
+
+  /** The effects to send after commit: a task that became ready and then ended in the same operation is not queued. */
+  publishable(): Effect[] {
+    if (this.finished.size === 0) return this.effects;
+    return this.effects.filter((e) => e.kind !== 'task-ready' || !this.finished.has(e.taskId));
   }
 
   /** The attempt's lease ended: its job leaves the queue. */

@@ -107,5 +107,3 @@ export class TaskWaitQuery {
   @IsNumber() @Min(0) @Max(LIMITS.taskWaitMaxSeconds)
   wait_s?: number;
 }
-
-// ---- Worker protocol ----

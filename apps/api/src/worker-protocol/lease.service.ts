@@ -142,9 +142,19 @@ export class LeaseService {
     });
   }
 
-  /** Records the input a leased task's worker receives, references replaced (shown on the task). */
-  async recordResolvedInput(task: TaskEntity, input: JsonObject): Promise<void> {
-    await this.db.transaction((repos) => repos.tasks.setResolvedInput(task.id, task.lease_token!, input));
+  /**
+   * Records the inputs leased tasks' workers receive, references replaced (shown on each
+   * task), in one transaction. A failure here loses only that record: the leases stand.
+   */
+  async recordResolvedInputs(tasks: readonly TaskEntity[]): Promise<void> {
+    if (tasks.length === 0) return;
+    try {
+      await this.db.transaction(async (repos) => {
+        for (const t of tasks) await repos.tasks.setResolvedInput(t.id, t.lease_token!, t.resolved_input!);
+      });
+    } catch (e) {
+      this.logger.event('warn', 'lease', 'could not record the resolved inputs of leased tasks', { tasks: tasks.map((t) => t.id), error: String(e) });
+    }
   }
 
   /** Called by the reconciler for a RUNNING task whose lease or run time is over. */

@@ -1,5 +1,5 @@
 import { Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common';
-import { collectReferences, LIMITS, ResolutionError, TagsetIndex } from '@tagflow/domain';
+import { LIMITS, ResolutionError, TagsetIndex } from '@tagflow/domain';
 import type { TaskEntity } from '@tagflow/persistence';
 import { Bus, JobQueue, jobIdFor, TagsetRegistry } from '@tagflow/queue';
 import { JsonLogger } from '../common/logger.js';
@@ -107,10 +107,13 @@ export class PollService implements OnApplicationBootstrap {
         const leased = new Set(claimed.map((t) => t.lease_token));
         const stale = jobs.filter((j) => !leased.has(j.token));
         await Promise.all(stale.map((j) => this.jobs.finish(tagset, j.jobId, j.token).catch(() => undefined)));
+        const handed: Leased[] = [];
         for (const task of claimed) {
-          const handed = await this.handOut(task, tagset);
-          if (handed) out.push(handed);
+          const one = await this.handOut(task, tagset);
+          if (one) handed.push(one);
         }
+        await this.leases.recordResolvedInputs(handed.map((h) => h.task).filter((t) => t.resolved_input !== null));
+        out.push(...handed);
         if (jobs.length < want) break;
       }
       if (out.length >= req.maxTasks) break;
@@ -119,21 +122,19 @@ export class PollService implements OnApplicationBootstrap {
   }
 
   /**
-   * A leased task as its worker receives it: input references replaced (and that input
-   * kept with the attempt), the Redis lock set to the task's own lease. A reference with
-   * no value fails the task here, naming it: the worker never sees it.
+   * A leased task as its worker receives it: input references replaced (that input is
+   * then kept with the attempt, for the whole poll at once), the Redis lock set to the
+   * task's own lease. A reference with no value fails the task here, naming it: the
+   * worker never sees it.
    */
   private async handOut(task: TaskEntity, tagset: string): Promise<Leased | null> {
-    if (collectReferences(task.input).refs.length > 0) {
-      try {
-        task.input = await this.resolver.resolve(task);
-      } catch (e) {
-        if (!(e instanceof ResolutionError)) throw e;
-        await this.leases.failUnstarted(task, { code: e.code, message: e.message });
-        return null;
-      }
-      task.resolved_input = task.input;
-      await this.leases.recordResolvedInput(task, task.input);
+    try {
+      const resolved = await this.resolver.resolve(task);
+      if (resolved) task.input = task.resolved_input = resolved;
+    } catch (e) {
+      if (!(e instanceof ResolutionError)) throw e;
+      await this.leases.failUnstarted(task, { code: e.code, message: e.message });
+      return null;
     }
     if (task.lease_s !== LIMITS.defaultLeaseSeconds) {
       await this.jobs.extend(tagset, jobIdFor(task.id, task.attempt), task.lease_token!, task.lease_s * 1000).catch(() => undefined);

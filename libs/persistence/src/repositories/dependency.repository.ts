@@ -1,10 +1,11 @@
 import type { EntityManager } from 'typeorm';
 import { ReservedNameEntity, TaskDepEntity, TaskTagEntity, type TaskEntity } from '../entities/task.entity.js';
 import { insertRows, sql } from '../dialect.js';
+import { CHUNK } from './task.repository.js';
 
 /** What a finished task can release: its name, its tags, and the data keys it produces. */
 export interface Releasing {
-  name: string;
+  name?: string;
   tags: readonly string[];
   produces?: readonly string[];
 }
@@ -45,8 +46,8 @@ export class DependencyRepository {
   async reserved(workflowId: string, names: readonly string[]): Promise<{ name: string; owner_task_id: string }[]> {
     if (names.length === 0) return [];
     const out: { name: string; owner_task_id: string }[] = [];
-    for (let i = 0; i < names.length; i += 500) {
-      const { rows } = await sql(this.em, 'SELECT name, owner_task_id FROM reserved_name WHERE workflow_id = :wf AND name IN (:names)', { wf: workflowId, names: names.slice(i, i + 500) });
+    for (let i = 0; i < names.length; i += CHUNK) {
+      const { rows } = await sql(this.em, 'SELECT name, owner_task_id FROM reserved_name WHERE workflow_id = :wf AND name IN (:names)', { wf: workflowId, names: names.slice(i, i + CHUNK) });
       out.push(...rows.map((r) => ({ name: r.name as string, owner_task_id: r.owner_task_id as string })));
     }
     return out;
@@ -61,23 +62,15 @@ export class DependencyRepository {
   /**
    * Takes: a workflow id and what some tasks release (names, tags, produced keys).
    * Returns: the WAITING tasks that require one of the names, select one of the tags or
-   * read one of the keys. One indexed probe (workflow_id, kind, dep_key) per kind, joined
-   * by UNION: with the kinds ORed in one WHERE, SQLite used only the index's workflow_id
-   * and read every dependency of the workflow.
+   * read one of the keys (see `union`).
    */
   async dependentsOf(workflowId: string, releasing: readonly Releasing[], states: readonly string[] = ['WAITING']): Promise<string[]> {
-    const names = [...new Set(releasing.map((t) => t.name))];
+    const names = [...new Set(releasing.flatMap((t) => (t.name ? [t.name] : [])))];
     const tags = [...new Set(releasing.flatMap((t) => t.tags))];
     const keys = [...new Set(releasing.flatMap((t) => t.produces ?? []))];
-    const probe = (kind: DepKind, list: string) =>
-      `SELECT d.task_id FROM task_dep d JOIN task t ON t.id = d.task_id AND t.state IN (:states)
-        WHERE d.workflow_id = :wf AND d.kind = '${kind}' AND d.dep_key IN (:${list})`;
-    const parts: string[] = [];
-    if (names.length) parts.push(probe('name', 'names'));
-    if (tags.length) parts.push(probe('tag', 'tags'));
-    if (keys.length) parts.push(probe('data', 'keys'));
-    if (parts.length === 0) return [];
-    const { rows } = await sql(this.em, parts.join(' UNION '), { wf: workflowId, names, tags, keys, states });
+    const probes = union({ name: names, tag: tags, data: keys });
+    if (!probes) return [];
+    const { rows } = await sql(this.em, probes, { wf: workflowId, name: names, tag: tags, data: keys, states });
     return rows.map((r) => r.task_id as string);
   }
 
@@ -106,14 +99,9 @@ export class DependencyRepository {
 
   /** Takes: a workflow id, tags and data keys. Returns: whether a WAITING task selects one of the tags or reads one of the keys. */
   async anyWaitingFor(workflowId: string, tags: readonly string[], keys: readonly string[]): Promise<boolean> {
-    const probe = (kind: DepKind, list: string) =>
-      `SELECT d.task_id FROM task_dep d JOIN task t ON t.id = d.task_id AND t.state = 'WAITING'
-        WHERE d.workflow_id = :wf AND d.kind = '${kind}' AND d.dep_key IN (:${list})`;
-    const parts: string[] = [];
-    if (tags.length) parts.push(probe('tag', 'tags'));
-    if (keys.length) parts.push(probe('data', 'keys'));
-    if (parts.length === 0) return false;
-    const { rows } = await sql(this.em, `${parts.join(' UNION ')} LIMIT 1`, { wf: workflowId, tags, keys });
+    const probes = union({ tag: tags, data: keys });
+    if (!probes) return false;
+    const { rows } = await sql(this.em, `${probes} LIMIT 1`, { wf: workflowId, tag: tags, data: keys, states: ['WAITING'] });
     return rows.length > 0;
   }
 
@@ -143,6 +131,20 @@ export class DependencyRepository {
     }
     return open;
   }
+}
+
+/**
+ * Tasks (in `:states`) with a dependency of each kind on one of its keys (`:name`,
+ * `:tag`, `:data` lists): one probe of the index (workflow_id, kind, dep_key) per kind
+ * with keys, joined by UNION (ORed kinds in one WHERE made SQLite use only the index's
+ * workflow_id and read every dependency of the workflow). Null when no kind has keys.
+ */
+function union(keys: Partial<Record<DepKind, readonly string[]>>): string | null {
+  const parts = (Object.entries(keys) as [DepKind, readonly string[]][])
+    .filter(([, list]) => list.length > 0)
+    .map(([kind]) => `SELECT d.task_id FROM task_dep d JOIN task t ON t.id = d.task_id AND t.state IN (:states)
+        WHERE d.workflow_id = :wf AND d.kind = '${kind}' AND d.dep_key IN (:${kind})`);
+  return parts.length ? parts.join(' UNION ') : null;
 }
 
 /** The task_dep rows of a task: one per name it requires, tag it selects, key it reads, key it produces. */

@@ -28,13 +28,22 @@ export class Repositories {
   readonly workers: WorkerRepository;
   readonly events: EventRepository;
 
-  constructor(em: EntityManager, readonly now: number) {
+  /** The clock of the operation: every row it writes carries this time. */
+  now: number;
+
+  constructor(em: EntityManager, now: number) {
+    this.now = now;
     this.tasks = new TaskRepository(em);
     this.deps = new DependencyRepository(em);
-    this.transitions = new TransitionRepository(em, now);
+    this.transitions = new TransitionRepository(em, () => this.now);
     this.workflows = new WorkflowRepository(em);
     this.data = new DataRepository(em);
     this.workers = new WorkerRepository(em);
     this.events = new EventRepository(em);
+  }
+
+  /** Reads the clock again (after waiting for a lock, so times follow the order of the locks). */
+  restartClock(): void {
+    this.now = Date.now();
   }
 }

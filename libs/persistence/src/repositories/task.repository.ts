@@ -180,7 +180,7 @@ export class TaskRepository {
     return rows.map((r) => hydrate(this.em, TaskEntity, r));
   }
 
-  /** Takes: a task id, lease token and the changed spec columns. Writes them (a PATCH before the task runs). */
+  /** Takes: a task id, the changed spec columns and the clock. Writes them (a PATCH before the task runs). */
   async updateSpec(id: string, fields: Partial<TaskEntity>, now: number): Promise<void> {
     const assign = { ...fields, updated_at: now };
     const sets = Object.keys(assign).map((p) => `${p} = :s_${p}`);

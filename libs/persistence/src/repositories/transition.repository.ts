@@ -37,8 +37,12 @@ type RowInfo = { state: TaskState; attempt: number; workflow_id: string };
 export class TransitionRepository {
   private readonly events: EventRepository;
 
-  constructor(private readonly em: EntityManager, private readonly now: number) {
+  constructor(private readonly em: EntityManager, private readonly clock: () => number) {
     this.events = new EventRepository(em);
+  }
+
+  private get now(): number {
+    return this.clock();
   }
 
   /**
@@ -61,7 +65,9 @@ export class TransitionRepository {
     const moved: string[] = [];
     for (let i = 0; i < t.ids.length; i += CHUNK) {
       const ids = t.ids.slice(i, i + CHUNK);
-      const before = ids.length === 1 && t.to ? null : await this.statesOf(ids, t.from);
+      // Read first when several rows or a flag change in place: the events name each row's
+      // state, and a flag already at its value is no change (and gets no event).
+      const before = ids.length === 1 && t.to ? null : await this.statesOf(ids, t.from, t.to ? undefined : t.flags);
       if (before && before.size === 0) continue;
       const candidates = before ? [...before.keys()] : ids;
       const { affected } = await sql(this.em, update, { ...params, ids: candidates, from: t.from, g_attempt: t.guard?.attempt, g_tagset: t.guard?.tagsetId });
@@ -69,10 +75,9 @@ export class TransitionRepository {
       if (affected === candidates.length) movedNow = candidates;
       else if (affected === 0) movedNow = [];
       else {
-        // Some rows changed under us (a claim, or a flag already set); read which are ours.
+        // Some rows changed under us (a claim); read which are ours: in `to`, or with the flags now set.
         const after = await this.statesOf(candidates, t.to ? [t.to] : t.from);
-        movedNow = candidates.filter((id) => after.has(id) && (t.to || before?.has(id)));
-        if (!t.to && t.flags) movedNow = await this.withFlags(movedNow, t.flags);
+        movedNow = t.to ? candidates.filter((id) => after.has(id)) : await this.withFlags(candidates.filter((id) => after.has(id)), t.flags!);
       }
       if (movedNow.length > 0) await this.record(movedNow, before, t);
       moved.push(...movedNow);
@@ -139,8 +144,11 @@ export class TransitionRepository {
     return true;
   }
 
-  private async statesOf(ids: readonly string[], states: readonly TaskState[]): Promise<Map<string, RowInfo>> {
-    const { rows } = await sql(this.em, 'SELECT id, state, attempt, workflow_id FROM task WHERE id IN (:ids) AND state IN (:states)', { ids, states });
+  /** The rows of `ids` in one of `states` (with `flags`: only those where a flag differs from its value). */
+  private async statesOf(ids: readonly string[], states: readonly TaskState[], flags?: Partial<Record<TaskFlag, boolean>>): Promise<Map<string, RowInfo>> {
+    const differs = flags ? ` AND (${Object.keys(flags).map((f) => `${f} <> :f_${f}`).join(' OR ')})` : '';
+    const params = Object.fromEntries(Object.entries(flags ?? {}).map(([f, v]) => [`f_${f}`, v]));
+    const { rows } = await sql(this.em, `SELECT id, state, attempt, workflow_id FROM task WHERE id IN (:ids) AND state IN (:states)${differs}`, { ids, states, ...params });
     return new Map(rows.map((r) => [r.id as string, { state: r.state as TaskState, attempt: Number(r.attempt), workflow_id: r.workflow_id as string }]));
   }
 
@@ -154,8 +162,6 @@ export class TransitionRepository {
     const info =
       before ??
       (t.known && ids.length === 1 ? new Map([[ids[0], { state: t.to!, attempt: t.known.attempt, workflow_id: t.known.workflow_id }]]) : await this.statesOf(ids, [t.to!]));
-    // A single-row change reads the row after the update: a retry records its new attempt.
-    const attemptAfter = before && t.set?.attempt !== undefined ? Number(t.set.attempt) : undefined;
     const events: NewTaskEvent[] = ids.map((id) => {
       const row = info.get(id);
       return {
@@ -163,7 +169,8 @@ export class TransitionRepository {
         workflow_id: row?.workflow_id ?? '',
         from_state: before ? (row?.state ?? null) : t.from[0],
         to_state: t.to ?? row?.state ?? t.from[0],
-        attempt: attemptAfter ?? row?.attempt ?? 0,
+        // A single-row change reads the row after the update: a retry records its new attempt.
+        attempt: row?.attempt ?? 0,
         reason: t.reason,
         at: this.now,
       };
