@@ -19,7 +19,8 @@ COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY --from=build /app/bin ./bin
-RUN mkdir -p /app/data && chown node:node /app/data
+# /keys, /worker-key: a fresh named volume mounted there takes this owner, so the keys service (as node) can write it.
+RUN mkdir -p /app/data /keys /worker-key && chown node:node /app/data /keys /worker-key
 USER node
 EXPOSE 8080
 CMD ["node", "dist/apps/api/main.js"]

@@ -5,7 +5,7 @@
 // writes JSON to bench/results/. Sizes: --tasks 20000 --pollers 16 --chain 1000
 // --scale 100000 --groups 100 --tags 1000 --db sqlite,postgres --only throughput,ceiling,handoff,scale,tags
 import { execFileSync, spawn } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -63,10 +63,13 @@ async function freshDb(kind) {
   return u.toString();
 }
 
+/** The API runs as it is deployed: with an admin key, which every request of the bench carries. */
+const TOKEN = `tfk_${randomBytes(24).toString('base64url')}`;
+
 async function startApi(databaseUrl) {
   const prefix = `b${randomUUID().slice(0, 8)}`;
   const proc = spawn(process.execPath, [...(process.env.BENCH_API_NODE_ARGS ?? '').split(' ').filter(Boolean), join(root, 'dist/apps/api/main.js')], {
-    env: { PATH: process.env.PATH, PORT: '0', DATABASE_URL: databaseUrl, REDIS_URL: redisUrl, QUEUE_PREFIX: prefix, LOG_LEVEL: 'info', BODY_LIMIT_BYTES: String(16 * 1024 * 1024) },
+    env: { PATH: process.env.PATH, PORT: '0', DATABASE_URL: databaseUrl, REDIS_URL: redisUrl, QUEUE_PREFIX: prefix, LOG_LEVEL: 'info', BODY_LIMIT_BYTES: String(16 * 1024 * 1024), TAGFLOW_ADMIN_TOKEN: TOKEN },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const port = await new Promise((resolve, reject) => {
@@ -81,7 +84,7 @@ async function startApi(databaseUrl) {
   // Keep reading stdout (the API logs at info) so the pipe never fills.
   proc.stdout.resume();
   const url = `http://127.0.0.1:${port}`;
-  return { url, client: new TagflowClient({ url, timeoutMs: 120_000 }), proc, prefix, peakRssMb: () => vmHwmMb(proc.pid) };
+  return { url, client: new TagflowClient({ url, token: TOKEN, timeoutMs: 120_000 }), proc, prefix, peakRssMb: () => vmHwmMb(proc.pid) };
 }
 
 function vmHwmMb(pid) {

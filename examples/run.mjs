@@ -30,10 +30,15 @@ await client.health().catch((e) => {
 });
 
 const scratch = mkdtempSync(join(tmpdir(), 'tagflow-example-'));
-const workers = Object.entries(example.servers).map(([server, tags]) =>
-  spawn(process.execPath, [join(root, 'dist/apps/worker/main.js'), '--api', api, '--name', server, '--tags', tags.join(','),
-    '--concurrency', '4', '--work-dir', join(scratch, server), '--log-level', 'warn'],
-  { stdio: ['ignore', 'ignore', 'inherit'], env: process.env }));
+// The workers get the key on their standard input: a worker reads none from its environment.
+const { TAGFLOW_TOKEN: token, ...workerEnv } = process.env;
+const workers = Object.entries(example.servers).map(([server, tags]) => {
+  const w = spawn(process.execPath, [join(root, 'dist/apps/worker/main.js'), '--api', api, '--name', server, '--tags', tags.join(','),
+    '--concurrency', '4', '--work-dir', join(scratch, server), '--log-level', 'warn', ...(token ? ['--token-stdin'] : [])],
+  { stdio: [token ? 'pipe' : 'ignore', 'ignore', 'inherit'], env: workerEnv });
+  if (token) w.stdin.end(`${token}\n`);
+  return w;
+});
 const stopWorkers = () => Promise.all(workers.map((w) => new Promise((r) => (w.exitCode !== null ? r() : (w.on('exit', r), w.kill('SIGTERM'))))));
 
 let code = 1;

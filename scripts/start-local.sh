@@ -3,6 +3,8 @@
 # database (./data/tagflow.db) and, unless REDIS_URL is set, a private redis-server on a
 # free port with its data under ./data/redis. Installs what is missing (npm packages;
 # redis-server through apt-get when run as root) or says exactly what to install.
+# Keys: an admin key (./data/admin.token) and a worker key for the local worker
+# (./data/worker.token), both mode 0600, made the first time.
 # Ctrl-C stops everything it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,13 +37,27 @@ export REDIS_URL
 export DATABASE_URL="${DATABASE_URL:-sqlite:./data/tagflow.db}"
 export PORT="${PORT:-8080}" HOST="${HOST:-127.0.0.1}"
 API_URL="http://$HOST:$PORT"
+TAGS="${TAGFLOW_TAGS:-local}"
+
+# The keys are written into the database here (no key passes through an environment a task
+# could read): an admin key for you, and the worker's, granted only the local worker's tags.
+# The local worker runs its tasks as you, so they can read your files, these included:
+# `npm start` is for trying Tagflow on your own machine.
+( umask 077; set -f
+  for key in "admin admin *" "worker worker $TAGS"; do
+    set -- $key
+    out=$(node dist/apps/api/main.js keys create --name "local-$1" --role "$2" --tags "$3" --token-file "data/$1.token" 2>&1) \
+      || die "could not write the local $1 key: $out"
+  done )
 
 node dist/apps/api/main.js &
 pids+=($!)
 if [ "${TAGFLOW_NO_WORKER:-}" != 1 ]; then
   # The worker registers as soon as the API answers (it retries until then).
-  node dist/apps/worker/main.js --api "$API_URL" --name "local-$(hostname)" --tags "${TAGFLOW_TAGS:-local}" &
+  # No key reaches the worker's environment (its tasks inherit it).
+  env -u TAGFLOW_ADMIN_TOKEN -u TAGFLOW_TOKEN -u API_TOKEN node dist/apps/worker/main.js --api "$API_URL" --name "local-$(hostname)" --tags "$TAGS" --token-file data/worker.token &
   pids+=($!)
 fi
 note "Tagflow API on $API_URL (database ${DATABASE_URL%%:*}); Ctrl-C stops it"
+note "admin key in ./data/admin.token: export TAGFLOW_TOKEN=\$(cat data/admin.token), then curl -H \"Authorization: Bearer \$TAGFLOW_TOKEN\" ..."
 wait -n "${pids[@]}"

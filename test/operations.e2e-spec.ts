@@ -1,5 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 import { spawn } from 'node:child_process';
+import { request } from 'node:http';
 import { Api, freshDatabaseUrl, redisUrl, task, track, workflow } from './support/harness.js';
 
 function runWithEnv(env: Record<string, string>): Promise<{ code: number | null; stderr: string }> {
@@ -29,18 +30,41 @@ describe('operations', () => {
     expect(r.stderr).toMatch(/failed to start: .*(ECONNREFUSED|connect)/);
   });
 
-  it('requires the bearer token when API_TOKEN is set', async () => {
+  it('requires a key once one exists (API_TOKEN, deprecated, makes an admin key)', async () => {
     const api = await Api.start({ env: { API_TOKEN: 'a-long-enough-secret-token' } });
     try {
       const none = await api.get('/v1/workflows');
       expect(none.status).toBe(401);
       const wrong = await api.request('GET', '/v1/workflows', undefined, { authorization: 'Bearer nope' });
-      expect(wrong.status).toBe(403);
+      expect(wrong.status).toBe(401); // an unknown credential is unauthenticated (contract, second edition)
       const right = await api.request('GET', '/v1/workflows', undefined, { authorization: 'Bearer a-long-enough-secret-token' });
       expect(right.status).toBe(200);
       expect((await api.get('/health')).status).toBe(200); // probes need no token
     } finally {
       await api.stop();
+    }
+  });
+
+  it('with no key, starts only on loopback (open, and says so); anywhere else it refuses, saying how to make the first key', async () => {
+    const refused = await runWithEnv({ DATABASE_URL: await freshDatabaseUrl(), REDIS_URL: redisUrl(), HOST: '0.0.0.0', PORT: '0', QUEUE_PREFIX: 'tref' });
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain('refusing to listen on 0.0.0.0 with no API key');
+    expect(refused.stderr).toContain('TAGFLOW_ADMIN_TOKEN');
+    const open = await Api.start();
+    try {
+      expect(open.logs.join('')).toContain('no API key exists: the API is open');
+      expect((await open.get('/v1/workflows')).status).toBe(200);
+      // ...to loopback names only: a web page reaching it under another name (DNS rebinding) is refused.
+      const rebound = await new Promise<number>((resolve, reject) => {
+        const u = new URL(`${open.url}/v1/workflows`);
+        request({ hostname: u.hostname, port: u.port, path: u.pathname, headers: { host: 'attacker.example:8080' } }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        }).on('error', reject).end();
+      });
+      expect(rebound).toBe(401);
+    } finally {
+      await open.stop();
     }
   });
 

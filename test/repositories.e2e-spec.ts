@@ -166,6 +166,7 @@ describe(`repositories on ${DATABASE}`, () => {
     expect((await r.tasks.allOf(wf.id)).map((t) => t.name)).toEqual(['a', 'b', 'c', 'p', 'c-fix']);
     expect(await r.tasks.outputs(wf.id, ['p'])).toEqual([{ id: p.id, name: 'p', state: 'SKIPPED', output: { n: 1 }, finished_at: expect.any(Number) }]);
     expect(await r.tasks.succeeded(wf.id)).toEqual([]);
+    expect(await r.tasks.leaseHolder(wf.id, 'no-such-lease', now)).toBeNull();
     expect([...(await r.data.written(wf.id, ['k', 'z']))]).toEqual(['k']);
     expect(await r.data.keys(wf.id)).toEqual([{ key: 'k', written_at: now, task_id: p.id }]);
     await db.transaction(async (tx) => {

@@ -59,7 +59,8 @@ export default {
         action: { type: 'shell', script: pick },
       },
       ...hosts.map((h) => ({
-        name: `setup-${h}`, tags: [`host:${h}`, 'setup'], timeout_s: 300,
+        // Whichever becomes the master announces itself: a task's lease may write only the keys it produces.
+        name: `setup-${h}`, tags: [`host:${h}`, 'setup'], timeout_s: 300, produces: ['sql.master.ready'],
         input: { master: '{{ data.sql.master }}' },
         action: { type: 'shell', script: setup(h) },
       })),

@@ -12,6 +12,8 @@ export interface WorkerOptions {
   graceS?: number;
   plugins?: string[];
   env?: Record<string, string>;
+  /** More command-line arguments (e.g. --token-file FILE). */
+  args?: string[];
 }
 
 /** The real worker agent (`node dist/apps/worker/main.js`) as a child process. */
@@ -30,6 +32,7 @@ export class WorkerProcess {
       '--concurrency', String(o.concurrency ?? 1), '--grace-s', String(o.graceS ?? 30), '--poll-wait-s', '5',
       '--work-dir', mkdtempSync(join(tmpdir(), 'tagflow-worker-test-'))];
     for (const p of o.plugins ?? []) args.push('--plugin', p);
+    args.push(...(o.args ?? []));
     const proc = track(spawn(process.execPath, args, { env: { PATH: process.env.PATH ?? '', ...o.env }, stdio: ['ignore', 'pipe', 'pipe'] }));
     const w = new WorkerProcess(proc);
     await waitFor('the worker to register', async () => w.logs.join('').includes('"msg":"registered"') || (proc.exitCode !== null && Promise.reject(new Error(w.logs.join('')))), 15_000);

@@ -1,9 +1,13 @@
 import { Module, type DynamicModule, type OnApplicationShutdown } from '@nestjs/common';
+import { APP_GUARD } from '@nestjs/core';
 import { createDataSource, Database } from '@tagflow/persistence';
 import { Bus, JobQueue, RedisConnections, RedisEpoch, TagsetRegistry } from '@tagflow/queue';
 import { LIMITS } from '@tagflow/domain';
 import { AppConfig } from './config/app-config.js';
 import { JsonLogger } from './common/logger.js';
+import { AuthGuard } from './auth/auth.guard.js';
+import { KeysController } from './auth/keys.controller.js';
+import { KeysService } from './auth/keys.service.js';
 import { EffectsPublisher } from './dispatch/effects.publisher.js';
 import { ReconcilerService } from './dispatch/reconciler.service.js';
 import { Engine } from './engine/engine.js';
@@ -40,7 +44,7 @@ export class AppModule implements OnApplicationShutdown {
   static forRoot(config: AppConfig, logger: JsonLogger): DynamicModule {
     return {
       module: AppModule,
-      controllers: [WorkflowsController, TasksController, WorkerProtocolController, WorkersController, DataController, HealthController, MetricsController],
+      controllers: [WorkflowsController, TasksController, WorkerProtocolController, WorkersController, DataController, KeysController, HealthController, MetricsController],
       providers: [
         { provide: AppConfig, useValue: config },
         { provide: JsonLogger, useValue: logger },
@@ -83,6 +87,8 @@ export class AppModule implements OnApplicationShutdown {
         },
         { provide: RedisEpoch, inject: [RedisConnections, TagsetRegistry], useFactory: (redis: RedisConnections, registry: TagsetRegistry) => new RedisEpoch(redis, () => registry.forget()) },
         { provide: EFFECTS_PORT, useExisting: EffectsPublisher },
+        { provide: APP_GUARD, useClass: AuthGuard },
+        KeysService,
         MetricsService, EffectsPublisher, Engine, ReferenceResolver, LongWaits, LeaseService, PollService, ReconcilerService,
         WorkflowsService, TasksService, WorkersService, DataService,
       ],

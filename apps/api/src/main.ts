@@ -5,7 +5,8 @@ import type { NextFunction, Request, Response } from 'express';
 import { TAGFLOW_VERSION } from '@tagflow/client';
 import { AppModule } from './app.module.js';
 import { loadConfig, type AppConfig } from './config/app-config.js';
-import { bearerAuth } from './common/auth.middleware.js';
+import { KeysService } from './auth/keys.service.js';
+import { keysCommand } from './auth/keys-command.js';
 import { HttpExceptionFilter } from './common/http-exception.filter.js';
 import { jsonGuard } from './common/json-guard.middleware.js';
 import { JsonLogger } from './common/logger.js';
@@ -36,7 +37,6 @@ async function bootstrap(): Promise<void> {
   });
   app.useBodyParser('json', { limit: config.BODY_LIMIT_BYTES });
   app.use(jsonGuard);
-  if (config.API_TOKEN) app.use(bearerAuth(config.API_TOKEN));
   app.useGlobalPipes(createValidationPipe());
   app.useGlobalFilters(new HttpExceptionFilter(logger));
   app.disable('x-powered-by');
@@ -62,13 +62,45 @@ async function bootstrap(): Promise<void> {
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
 
+  await app.init();
+  // Secure by default: with no key, the API is open, so it may only listen on loopback.
+  if (app.get(KeysService).isOpen) {
+    if (!isLoopback(config.HOST)) {
+      process.stderr.write(
+        `tagflow-api: refusing to listen on ${config.HOST} with no API key: anyone reaching it could run commands on your workers.\n` +
+          '  Create the first admin key: set TAGFLOW_ADMIN_TOKEN=$(node dist/apps/api/main.js keys token) (keep it secret),\n' +
+          '  or run: node dist/apps/api/main.js keys create --name admin --role admin\n',
+      );
+      await app.close();
+      process.exit(2);
+    }
+    logger.event('warn', 'main', 'no API key exists: the API is open to anyone on this machine until one is created (POST /v1/keys, or TAGFLOW_ADMIN_TOKEN)');
+  }
   await app.listen(config.PORT, config.HOST);
   const address = app.getHttpServer().address();
   const port = typeof address === 'object' && address ? address.port : config.PORT;
   logger.event('info', 'main', 'tagflow api listening', { host: config.HOST, port, database: config.DATABASE_URL.split(':')[0] });
 }
 
-bootstrap().catch((e: unknown) => {
-  process.stderr.write(`tagflow-api: failed to start: ${e instanceof Error ? e.message : String(e)}\n`);
-  process.exit(1);
-});
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127(\.\d{1,3}){3}$/.test(host);
+}
+
+if (process.argv[2] === 'keys') {
+  keysCommand(process.argv.slice(3)).then(
+    (code) => process.exit(code),
+    (e: unknown) => {
+      process.stderr.write(`tagflow-api keys: ${e instanceof Error ? e.message : String(e)}\n`);
+      process.exit(1);
+    },
+  );
+} else {
+  void run();
+}
+
+function run(): Promise<void> {
+  return bootstrap().catch((e: unknown) => {
+    process.stderr.write(`tagflow-api: failed to start: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exit(1);
+  });
+}

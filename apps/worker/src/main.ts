@@ -1,5 +1,6 @@
 import { TagflowClient } from '@tagflow/client';
 import { ConfigError, parseConfig, USAGE } from './cli/config.js';
+import { readToken } from './cli/token.js';
 import { dataCommand } from './cli/data-command.js';
 import { jsonLogger } from './cli/logger.js';
 import { ExecutorRegistry } from './executors/registry.js';
@@ -26,6 +27,13 @@ async function main(): Promise<void> {
     process.stdout.write(USAGE);
     return;
   }
+  let token: string | undefined;
+  try {
+    token = await readToken(config);
+  } catch (e) {
+    process.stderr.write(`tagflow-worker: ${(e as Error).message}\n`);
+    process.exit(2);
+  }
   const log = jsonLogger(config.logLevel);
   const executors = new ExecutorRegistry();
   for (const plugin of config.plugins) {
@@ -39,7 +47,7 @@ async function main(): Promise<void> {
   }
   const client = new TagflowClient({
     url: config.api,
-    token: config.token,
+    token,
     onRetry: ({ method, path, attempt, delayMs, error }) => log('debug', 'retrying a call', { method, path, attempt, delay_ms: delayMs, error: error.message }),
   });
   const agent = new Agent(config, client, executors, log);

@@ -9,10 +9,12 @@ import { DataSpace1700000000001 } from './migrations/1700000000001-data-space.js
 import { TagMemberOrder1700000000002 } from './migrations/1700000000002-tag-member-order.js';
 import { DropRedundantTagIndex1700000000003 } from './migrations/1700000000003-drop-redundant-tag-index.js';
 import { ResolvedInputAndWorkflowEvents1700000000004 } from './migrations/1700000000004-resolved-input-and-workflow-events.js';
+import { ApiKeys1700000000005 } from './migrations/1700000000005-api-keys.js';
+import { ApiKeyEntity } from './entities/api-key.entity.js';
 import { DataEntryEntity } from './entities/data-entry.entity.js';
 
-export const ENTITIES = [WorkflowEntity, WorkflowTagEntity, TaskEntity, TaskTagEntity, TaskDepEntity, ReservedNameEntity, TaskEventEntity, WorkflowEventEntity, WorkerEntity, DataEntryEntity];
-export const MIGRATIONS = [InitialSchema1700000000000, DataSpace1700000000001, TagMemberOrder1700000000002, DropRedundantTagIndex1700000000003, ResolvedInputAndWorkflowEvents1700000000004];
+export const ENTITIES = [WorkflowEntity, WorkflowTagEntity, TaskEntity, TaskTagEntity, TaskDepEntity, ReservedNameEntity, TaskEventEntity, WorkflowEventEntity, WorkerEntity, DataEntryEntity, ApiKeyEntity];
+export const MIGRATIONS = [InitialSchema1700000000000, DataSpace1700000000001, TagMemberOrder1700000000002, DropRedundantTagIndex1700000000003, ResolvedInputAndWorkflowEvents1700000000004, ApiKeys1700000000005];
 
 export type DatabaseKind = 'sqlite' | 'postgres';
 

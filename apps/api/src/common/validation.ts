@@ -1,7 +1,7 @@
 import { HttpStatus, ValidationPipe, type ValidationError } from '@nestjs/common';
 import { plainToInstance } from 'class-transformer';
 import {
-  ArrayMaxSize, IsArray, IsString, Matches, MaxLength, registerDecorator, validate, type ValidationArguments,
+  ArrayMaxSize, ArrayMinSize, IsArray, IsString, Matches, MaxLength, registerDecorator, validate, type ValidationArguments,
 } from 'class-validator';
 import { DATA_KEY_MAX_LENGTH, DATA_KEY_PATTERN, LIMITS } from '@tagflow/domain';
 import { ApiError } from './errors.js';
@@ -71,6 +71,18 @@ export function IsTagList(max: number = LIMITS.tagsPerItem): PropertyDecorator {
     IsString({ each: true })(target, key);
     MaxLength(LIMITS.tagMaxLength, { each: true, message: `each of $property must be at most ${LIMITS.tagMaxLength} characters` })(target, key);
     Matches(LIMITS.tagPattern, { each: true, message: `each of $property must match ${LIMITS.tagPattern.source}` })(target, key);
+  };
+}
+
+/** Tag grants: tags, prefixes ending in `*`, or `*` alone. */
+export function IsTagGrantList(max: number = LIMITS.tagsPerItem): PropertyDecorator {
+  return (target, key) => {
+    IsArray()(target, key);
+    ArrayMinSize(1)(target, key);
+    ArrayMaxSize(max)(target, key);
+    IsString({ each: true })(target, key);
+    MaxLength(LIMITS.tagMaxLength, { each: true, message: `each of $property must be at most ${LIMITS.tagMaxLength} characters` })(target, key);
+    Matches(/^(\*|[A-Za-z0-9_.:\/=-]+\*?)$/, { each: true, message: 'each of $property must be a tag, a prefix ending in *, or * alone' })(target, key);
   };
 }
 

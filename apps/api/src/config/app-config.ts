@@ -29,7 +29,15 @@ export class AppConfig {
   @IsOptional() @Transform(toInt) @IsInt() @Min(1024) @Max(64 * 1024 * 1024)
   BODY_LIMIT_BYTES = 1024 * 1024;
 
-  /** When set, every /v1 request must carry `Authorization: Bearer <API_TOKEN>`. */
+  /**
+   * The first admin key's token (`tfk_` and at least 22 base64url characters, 128 bits):
+   * written as a key at start when absent. Without any key the API runs open, and only
+   * on a loopback address.
+   */
+  @IsOptional() @IsString() @Matches(/^tfk_[A-Za-z0-9_-]{22,200}$/, { message: 'TAGFLOW_ADMIN_TOKEN must be tfk_ followed by at least 22 characters of [A-Za-z0-9_-] (make one with: node dist/apps/api/main.js keys token)' })
+  TAGFLOW_ADMIN_TOKEN?: string;
+
+  /** Deprecated: taken as TAGFLOW_ADMIN_TOKEN (an admin key with this token). */
   @IsOptional() @IsString() @MinLength(16, { message: 'API_TOKEN must be at least 16 characters' })
   API_TOKEN?: string;
 
@@ -46,7 +54,7 @@ export class AppConfig {
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
-  const keys = Object.keys(new AppConfig()).concat('API_TOKEN');
+  const keys = Object.keys(new AppConfig()).concat('API_TOKEN', 'TAGFLOW_ADMIN_TOKEN');
   const raw: Record<string, string> = {};
   for (const key of keys) {
     const value = env[key];

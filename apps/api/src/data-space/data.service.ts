@@ -61,11 +61,18 @@ export class DataService {
     return { items };
   }
 
-  /** The task whose lease this token is, if it runs in this workflow (403 otherwise). */
-  async leaseHolder(workflowId: string, token: string): Promise<string> {
-    const task = await this.db.read().tasks.leaseHolder(workflowId, token);
-    if (!task) throw new ApiError(HttpStatus.FORBIDDEN, `the bearer token is neither the API token nor the lease of a running task of workflow ${workflowId}`);
+  /** The task whose live lease this token is, in this workflow (401 otherwise: a token that is no key and no live lease here). */
+  async leaseHolder(workflowId: string, token: string): Promise<{ id: string; name: string; produces: string[] }> {
+    const task = await this.db.read().tasks.leaseHolder(workflowId, token, Date.now());
+    if (!task) throw new ApiError(HttpStatus.UNAUTHORIZED, `the bearer token is neither a valid key nor the live lease of a running task of workflow ${workflowId}`);
     return task;
+  }
+
+  /** A task's lease may write only the keys the task declares in `produces` (403 naming the key). */
+  checkProduces(task: { name: string; produces: string[] }, key: string): void {
+    if (!task.produces.includes(key)) {
+      throw new ApiError(HttpStatus.FORBIDDEN, `task ${task.name} may write only the keys it produces (${task.produces.join(', ') || 'none'}), not ${key}`, { key });
+    }
   }
 
   private async read(workflowId: string, key: string): Promise<DataEntryResponse | undefined> {

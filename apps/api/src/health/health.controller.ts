@@ -3,6 +3,7 @@ import { ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
 import { Database } from '@tagflow/persistence';
 import { RedisConnections } from '@tagflow/queue';
+import { Public } from '../auth/access.js';
 
 @ApiTags('operations')
 @Controller()
@@ -13,7 +14,7 @@ export class HealthController {
   ) {}
 
   /** 200 when the database and Redis both answer, else 503 naming the one that does not. */
-  @Get('health')
+  @Get('health') @Public()
   async health(@Res() res: Response): Promise<void> {
     const check = async (fn: () => Promise<void>) => {
       try {

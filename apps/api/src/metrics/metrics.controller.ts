@@ -1,6 +1,7 @@
 import { Controller, Get, Header } from '@nestjs/common';
 import { ApiTags } from '@nestjs/swagger';
 import { MetricsService } from './metrics.service.js';
+import { Public } from '../auth/access.js';
 
 @ApiTags('operations')
 @Controller()
@@ -8,7 +9,7 @@ export class MetricsController {
   constructor(private readonly metrics: MetricsService) {}
 
   /** Prometheus text format. */
-  @Get('metrics')
+  @Get('metrics') @Public()
   @Header('content-type', 'text/plain; version=0.0.4')
   render(): string {
     return this.metrics.render();

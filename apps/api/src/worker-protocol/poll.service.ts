@@ -2,6 +2,7 @@ import { Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common'
 import { LIMITS, ResolutionError, TagsetIndex } from '@tagflow/domain';
 import type { TaskEntity } from '@tagflow/persistence';
 import { Bus, JobQueue, jobIdFor, TagsetRegistry } from '@tagflow/queue';
+import { coveredBy } from '../auth/grants.js';
 import { JsonLogger } from '../common/logger.js';
 import { MetricsService } from '../metrics/metrics.service.js';
 import { ReferenceResolver } from '../engine/reference-resolver.js';
@@ -13,6 +14,8 @@ export interface PollRequest {
   workerId: string | null;
   waitMs: number;
   maxTasks: number;
+  /** The caller's tag grants: only tasks all of whose tags they cover are offered (absent: all). */
+  grants?: readonly string[];
 }
 
 export interface Leased {
@@ -83,7 +86,7 @@ export class PollService implements OnApplicationBootstrap {
     const out: Leased[] = [];
     const candidates = this.index
       .matching(req.tags)
-      .filter((id) => this.hints.has(id))
+      .filter((id) => this.hints.has(id) && (!req.grants || coveredBy(req.grants, this.index.tagsOf(id) ?? [])))
       .sort((a, b) => this.hints.get(a)! - this.hints.get(b)!);
     for (const tagset of candidates) {
       while (out.length < req.maxTasks) {

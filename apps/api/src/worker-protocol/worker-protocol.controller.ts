@@ -7,6 +7,8 @@ import { WorkersService } from '../workers/workers.service.js';
 import { LeaseService } from './lease.service.js';
 import { PollService } from './poll.service.js';
 import { CompleteDto, FailDto, HeartbeatDto, PollDto } from './worker-protocol.dto.js';
+import { Allow, CallerOf, WORKERS, type Caller } from '../auth/access.js';
+import { checkPollGrants } from '../auth/grants.js';
 
 const id = idParam('task');
 
@@ -24,8 +26,9 @@ export class WorkerProtocolController {
    * Long-poll for READY tasks whose tags include every tag named; each comes with a lease.
    * An empty list when the wait ends first.
    */
-  @Post('poll') @HttpCode(200)
-  async poll(@Body() dto: PollDto) {
+  @Post('poll') @HttpCode(200) @Allow(WORKERS)
+  async poll(@Body() dto: PollDto, @CallerOf() caller: Caller) {
+    checkPollGrants(caller, dto.tags);
     const workerId = dto.worker_id ?? null;
     if (workerId) await this.workers.touch(workerId);
     const taken = await this.polls.poll({
@@ -33,6 +36,7 @@ export class WorkerProtocolController {
       workerId,
       waitMs: (dto.wait_s ?? LIMITS.pollWaitDefaultSeconds) * 1000,
       maxTasks: dto.max_tasks ?? 1,
+      grants: caller.kind === 'key' && caller.role !== 'admin' ? caller.grants : undefined,
     });
     return {
       tasks: taken.map(({ task, lease }) => ({
@@ -43,7 +47,7 @@ export class WorkerProtocolController {
   }
 
   /** Extends the lease; answers whether a cancel was requested. */
-  @Post(':id/heartbeat') @HttpCode(200)
+  @Post(':id/heartbeat') @HttpCode(200) @Allow(WORKERS)
   async heartbeat(@Param('id', id) taskId: string, @Body() dto: HeartbeatDto) {
     const r = await this.leases.heartbeat(taskId, dto);
     return { expires_at: new Date(r.expires_at).toISOString(), cancel_requested: r.cancel_requested };
@@ -53,13 +57,13 @@ export class WorkerProtocolController {
    * Reports success with the current lease token. A stale token gets 409 and changes
    * nothing; the same report sent twice is answered the same way twice.
    */
-  @Post(':id/complete') @HttpCode(200)
+  @Post(':id/complete') @HttpCode(200) @Allow(WORKERS)
   async complete(@Param('id', id) taskId: string, @Body() dto: CompleteDto) {
     return toTaskResponse(await this.leases.complete(taskId, dto));
   }
 
   /** Reports failure with the current lease token; retried by the task's policy, then on_error. */
-  @Post(':id/fail') @HttpCode(200)
+  @Post(':id/fail') @HttpCode(200) @Allow(WORKERS)
   async fail(@Param('id', id) taskId: string, @Body() dto: FailDto) {
     return toTaskResponse(await this.leases.fail(taskId, dto));
   }

@@ -4,6 +4,7 @@ import { idParam } from '../common/params.js';
 import { PageQuery } from '../common/pagination.js';
 import { RegisterWorkerDto } from './worker.dto.js';
 import { WorkersService } from './workers.service.js';
+import { Allow, READERS, WORKERS } from '../auth/access.js';
 
 @ApiTags('worker protocol')
 @Controller('v1/workers')
@@ -11,19 +12,19 @@ export class WorkersController {
   constructor(private readonly workers: WorkersService) {}
 
   /** Registers a worker; polls that pass its id keep its last_seen_at and running tasks current. */
-  @Post()
+  @Post() @Allow(WORKERS)
   register(@Body() dto: RegisterWorkerDto) {
     return this.workers.register(dto);
   }
 
   /** Workers, newest first, with the tasks each is running; cursor-paginated. */
-  @Get()
+  @Get() @Allow(READERS)
   list(@Query() q: PageQuery) {
     return this.workers.list(q);
   }
 
   /** One worker. */
-  @Get(':id')
+  @Get(':id') @Allow(READERS)
   get(@Param('id', idParam('worker')) id: string) {
     return this.workers.get(id);
   }

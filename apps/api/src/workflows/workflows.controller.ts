@@ -7,6 +7,8 @@ import { toTaskResponse } from '../tasks/task.mapper.js';
 import { TasksService } from '../tasks/tasks.service.js';
 import { CreateWorkflowDto, WorkflowListQuery } from './workflow.dto.js';
 import { WorkflowsService } from './workflows.service.js';
+import { Allow, CallerOf, OPERATORS, READERS, type Caller } from '../auth/access.js';
+import { checkSubmitGrants } from '../auth/grants.js';
 
 const id = idParam('workflow');
 
@@ -19,51 +21,52 @@ export class WorkflowsController {
   ) {}
 
   /** Creates a workflow, with its first tasks if given; sealed unless `sealed: false`. */
-  @Post()
-  async create(@Body() dto: CreateWorkflowDto) {
+  @Post() @Allow(OPERATORS)
+  async create(@Body() dto: CreateWorkflowDto, @CallerOf() caller: Caller) {
+    checkSubmitGrants(caller, dto.tasks ?? []);
     const wf = await this.workflows.create(dto);
     return this.workflows.view(wf.id);
   }
 
   /** Workflows, newest first, filtered by state, tag or name; cursor-paginated. */
-  @Get()
+  @Get() @Allow(READERS)
   list(@Query() q: WorkflowListQuery) {
     return this.workflows.list(q);
   }
 
   /** A workflow with its task counts by state. */
-  @Get(':id')
+  @Get(':id') @Allow(READERS)
   get(@Param('id', id) wfId: string) {
     return this.workflows.view(wfId);
   }
 
   /** Deletes a finished workflow with its tasks and data; 409 while it runs. */
-  @Delete(':id')
+  @Delete(':id') @Allow(OPERATORS)
   @HttpCode(204)
   async remove(@Param('id', id) wfId: string): Promise<void> {
     await this.workflows.remove(wfId);
   }
 
   /** No more tasks will be added: the workflow can finish once its tasks have. */
-  @Post(':id/seal') @HttpCode(200)
+  @Post(':id/seal') @HttpCode(200) @Allow(OPERATORS)
   seal(@Param('id', id) wfId: string) {
     return this.workflows.seal(wfId);
   }
 
   /** Cancels every unfinished task of the workflow. */
-  @Post(':id/cancel') @HttpCode(200)
+  @Post(':id/cancel') @HttpCode(200) @Allow(OPERATORS)
   cancel(@Param('id', id) wfId: string) {
     return this.workflows.cancel(wfId);
   }
 
   /** Stops handing out the workflow's tasks; running ones finish. */
-  @Post(':id/pause') @HttpCode(200)
+  @Post(':id/pause') @HttpCode(200) @Allow(OPERATORS)
   pause(@Param('id', id) wfId: string) {
     return this.workflows.pause(wfId);
   }
 
   /** Hands out the workflow's tasks again. */
-  @Post(':id/resume') @HttpCode(200)
+  @Post(':id/resume') @HttpCode(200) @Allow(OPERATORS)
   resume(@Param('id', id) wfId: string) {
     return this.workflows.resume(wfId);
   }
@@ -71,27 +74,29 @@ export class WorkflowsController {
   /** One TaskSpec, or `{"tasks": [TaskSpec, ...]}` added atomically. */
   @ApiExtraModels(TaskSpecDto, TaskBatchDto)
   @ApiBody({ schema: { oneOf: [{ $ref: getSchemaPath(TaskSpecDto) }, { $ref: getSchemaPath(TaskBatchDto) }] } })
-  @Post(':id/tasks')
-  async addTasks(@Param('id', id) wfId: string, @Body() body: unknown) {
+  @Post(':id/tasks') @Allow(OPERATORS)
+  async addTasks(@Param('id', id) wfId: string, @Body() body: unknown, @CallerOf() caller: Caller) {
     const isBatch = typeof body === 'object' && body !== null && 'tasks' in body;
     if (isBatch) {
       const dto = await validateBody(TaskBatchDto, body);
+      checkSubmitGrants(caller, dto.tasks);
       const created = await this.tasks.add(wfId, dto.tasks);
       return { tasks: created.map(toTaskResponse) };
     }
     const dto = await validateBody(TaskSpecDto, body);
+    checkSubmitGrants(caller, [dto]);
     const [created] = await this.tasks.add(wfId, [dto]);
     return toTaskResponse(created);
   }
 
   /** The workflow's tasks, filtered by state or tag; cursor-paginated. */
-  @Get(':id/tasks')
+  @Get(':id/tasks') @Allow(READERS)
   listTasks(@Param('id', id) wfId: string, @Query() q: TaskListQuery) {
     return this.tasks.list(wfId, q);
   }
 
   /** One task of the workflow, by id or by name. */
-  @Get(':id/tasks/:task')
+  @Get(':id/tasks/:task') @Allow(READERS)
   async getTask(@Param('id', id) wfId: string, @Param('task') idOrName: string) {
     return toTaskResponse(await this.tasks.getInWorkflow(wfId, idOrName));
   }

@@ -1,10 +1,12 @@
-import { hostname, tmpdir } from 'node:os';
+import { hostname, tmpdir, userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
 export interface WorkerConfig {
   api: string;
-  token?: string;
+  /** A file holding the worker's key (mode 0600), or the key on standard input. */
+  tokenFile?: string;
+  tokenStdin: boolean;
   tags: string[];
   name: string;
   concurrency: number;
@@ -21,11 +23,12 @@ Long-polls Tagflow for tasks carrying its tags, runs them, and reports back.
 
 Options (each also read from the environment variable shown):
   --api URL            Tagflow API (TAGFLOW_API_URL, default http://127.0.0.1:8080)
-  --token TOKEN        bearer token (TAGFLOW_TOKEN); never logged
+  --token-file FILE    the worker's API key, in a file only its user can read (TAGFLOW_TOKEN_FILE)
+  --token-stdin        read the API key from standard input instead
   --tags a,b           take tasks that carry every one of these tags (TAGFLOW_TAGS)
   --name NAME          worker name (TAGFLOW_WORKER_NAME, default the host name)
   --concurrency N      tasks run at once (TAGFLOW_CONCURRENCY, default 1)
-  --work-dir DIR       per-task scratch directories (TAGFLOW_WORK_DIR, default $TMPDIR/tagflow-worker)
+  --work-dir DIR       per-task scratch directories (TAGFLOW_WORK_DIR, default $TMPDIR/tagflow-worker-USER, mode 0700)
   --plugin FILE        load an executor module; repeatable (TAGFLOW_PLUGINS, comma-separated)
   --grace-s N          on SIGTERM, time for running tasks to finish (TAGFLOW_GRACE_S, default 30)
   --poll-wait-s N      long-poll length (TAGFLOW_POLL_WAIT_S, default 30)
@@ -41,7 +44,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): WorkerConfi
   const { values } = parseArgs({
     args: argv,
     options: {
-      api: { type: 'string' }, token: { type: 'string' }, tags: { type: 'string' }, name: { type: 'string' },
+      api: { type: 'string' }, token: { type: 'string' }, 'token-file': { type: 'string' }, 'token-stdin': { type: 'boolean' }, tags: { type: 'string' }, name: { type: 'string' },
       concurrency: { type: 'string' }, 'work-dir': { type: 'string' }, plugin: { type: 'string', multiple: true },
       'grace-s': { type: 'string' }, 'poll-wait-s': { type: 'string' }, 'log-level': { type: 'string' }, help: { type: 'boolean', short: 'h' },
     },
@@ -50,6 +53,11 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): WorkerConfi
   });
   if (values.help) return 'help';
   const pick = (flag: string | undefined, name: string) => (flag !== undefined ? flag : env[name] !== '' ? env[name] : undefined);
+  // A key on the command line or in the environment is readable by every task the worker runs (/proc).
+  if (values.token !== undefined) throw new ConfigError('--token is not accepted: a command line is readable by every process of the machine; put the key in a file (chmod 600) and pass --token-file FILE, or pipe it to --token-stdin');
+  if (env.TAGFLOW_TOKEN) throw new ConfigError('TAGFLOW_TOKEN is not read by the worker: its tasks could read it from /proc; put the key in a file (chmod 600) and pass --token-file FILE (or TAGFLOW_TOKEN_FILE)');
+  const tokenFile = pick(values['token-file'], 'TAGFLOW_TOKEN_FILE');
+  if (tokenFile !== undefined && values['token-stdin']) throw new ConfigError('give --token-file or --token-stdin, not both');
 
   const api = pick(values.api, 'TAGFLOW_API_URL') ?? 'http://127.0.0.1:8080';
   try {
@@ -74,11 +82,12 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): WorkerConfi
   const envPlugins = (env.TAGFLOW_PLUGINS ?? '').split(',').map((p) => p.trim()).filter(Boolean);
   return {
     api,
-    token: pick(values.token, 'TAGFLOW_TOKEN'),
+    tokenFile: tokenFile === undefined ? undefined : resolve(tokenFile),
+    tokenStdin: values['token-stdin'] === true,
     tags,
     name,
     concurrency: int(pick(values.concurrency, 'TAGFLOW_CONCURRENCY'), '--concurrency / TAGFLOW_CONCURRENCY', 1, 256, 1),
-    workDir: resolve(pick(values['work-dir'], 'TAGFLOW_WORK_DIR') ?? join(tmpdir(), 'tagflow-worker')),
+    workDir: resolve(pick(values['work-dir'], 'TAGFLOW_WORK_DIR') ?? join(tmpdir(), `tagflow-worker-${userInfo().username}`)),
     plugins: values.plugin?.length ? values.plugin : envPlugins,
     graceS: int(pick(values['grace-s'], 'TAGFLOW_GRACE_S'), '--grace-s / TAGFLOW_GRACE_S', 0, 86_400, 30),
     pollWaitS: int(pick(values['poll-wait-s'], 'TAGFLOW_POLL_WAIT_S'), '--poll-wait-s / TAGFLOW_POLL_WAIT_S', 1, 60, 30),

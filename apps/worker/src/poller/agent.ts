@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,7 +16,7 @@ interface Running {
 }
 
 /** Environment variables of the worker itself that its tasks must not inherit. */
-const PRIVATE_ENV = ['TAGFLOW_TOKEN'];
+const PRIVATE_ENV = ['TAGFLOW_TOKEN', 'TAGFLOW_TOKEN_FILE', 'TAGFLOW_ADMIN_TOKEN', 'API_TOKEN'];
 
 /**
  * The worker's life: register, then long-poll for as many tasks as it has free slots,
@@ -49,7 +49,7 @@ export class Agent {
   }
 
   async run(): Promise<void> {
-    await mkdir(this.config.workDir, { recursive: true });
+    await privateDir(this.config.workDir);
     this.helperDir = await this.installHelper();
     await this.register();
     let failures = 0;
@@ -259,4 +259,20 @@ export class Agent {
 
 function delay(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/**
+ * The work directory holds every task's input, output and scripts: it must be the
+ * worker's own. Made 0700 when new; refused when another user owns it or others may
+ * write to it (they could plant or swap a task's files).
+ */
+async function privateDir(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const st = await lstat(dir);
+  if (st.isSymbolicLink() || !st.isDirectory()) throw new Error(`work directory ${dir} is not a directory (a link is refused: it could point anywhere)`);
+  if (typeof process.getuid === 'function' && st.uid !== process.getuid()) {
+    throw new Error(`work directory ${dir} belongs to another user (uid ${st.uid}); give --work-dir a directory of your own`);
+  }
+  if ((st.mode & 0o022) !== 0) throw new Error(`work directory ${dir} can be written by other users (mode ${(st.mode & 0o777).toString(8)}): chmod 700 it`);
+  if ((st.mode & 0o077) !== 0) await chmod(dir, 0o700);
 }

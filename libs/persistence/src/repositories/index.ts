@@ -2,6 +2,7 @@ import type { EntityManager } from 'typeorm';
 import { DataRepository } from './data.repository.js';
 import { DependencyRepository } from './dependency.repository.js';
 import { EventRepository } from './event.repository.js';
+import { KeyRepository } from './key.repository.js';
 import { TaskRepository } from './task.repository.js';
 import { TransitionRepository } from './transition.repository.js';
 import { WorkerRepository } from './worker.repository.js';
@@ -10,6 +11,7 @@ import { WorkflowRepository } from './workflow.repository.js';
 export * from './data.repository.js';
 export * from './dependency.repository.js';
 export * from './event.repository.js';
+export * from './key.repository.js';
 export * from './task.repository.js';
 export * from './transition.repository.js';
 export * from './worker.repository.js';
@@ -27,6 +29,7 @@ export class Repositories {
   readonly data: DataRepository;
   readonly workers: WorkerRepository;
   readonly events: EventRepository;
+  readonly keys: KeyRepository;
 
   /** The clock of the operation: every row it writes carries this time. */
   now: number;
@@ -40,6 +43,7 @@ export class Repositories {
     this.data = new DataRepository(em);
     this.workers = new WorkerRepository(em);
     this.events = new EventRepository(em);
+    this.keys = new KeyRepository(em);
   }
 
   /** Reads the clock again (after waiting for a lock, so times follow the order of the locks). */

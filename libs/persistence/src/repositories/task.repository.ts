@@ -161,10 +161,16 @@ export class TaskRepository {
     return rows.map((r) => hydrate(this.em, TaskEntity, r));
   }
 
-  /** Takes: a workflow id and a lease token. Returns: the id of the RUNNING task holding that lease, or null. */
-  async leaseHolder(workflowId: string, token: string): Promise<string | null> {
-    const { rows } = await sql(this.em, `SELECT id FROM task WHERE workflow_id = :wf AND lease_token = :token AND state = 'RUNNING'`, { wf: workflowId, token });
-    return (rows[0]?.id as string | undefined) ?? null;
+  /** Takes: a workflow id, a lease token and the clock. Returns: id, name and produced keys of the RUNNING task whose lease that is and is not over, or null. */
+  async leaseHolder(workflowId: string, token: string, now: number): Promise<{ id: string; name: string; produces: string[] } | null> {
+    const { rows } = await sql(
+      this.em,
+      `SELECT id, name, produces FROM task WHERE workflow_id = :wf AND lease_token = :token AND state = 'RUNNING' AND lease_expires_at >= :now`,
+      { wf: workflowId, token, now },
+    );
+    if (!rows[0]) return null;
+    const t = hydrate(this.em, TaskEntity, rows[0]);
+    return { id: t.id, name: t.name, produces: t.produces };
   }
 
   /** Takes: a workflow id and task names. Returns: name, state and output of each (input references read them). */

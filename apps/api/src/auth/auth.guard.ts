@@ -1,0 +1,72 @@
+import { HttpStatus, Injectable, type CanActivate, type ExecutionContext } from '@nestjs/common';
+import { Reflector } from '@nestjs/core';
+import type { Request } from 'express';
+import { ApiError } from '../common/errors.js';
+import { ACCESS, CALLER, LEASE_TOKEN_ACCESS, type Access, type Caller } from './access.js';
+import { KeysService } from './keys.service.js';
+
+/**
+ * Authentication and roles, for every route, decided on the route the router matched
+ * (its handler's `@Public()` / `@Allow(...)`), never on the URL's spelling: `/V1/...`,
+ * `//v1/...`, a trailing slash or percent-encoding reach the same handler and the same
+ * check. Missing or unknown credentials: 401; a role doing what it may not: 403 naming
+ * the role and the route.
+ */
+@Injectable()
+export class AuthGuard implements CanActivate {
+  constructor(
+    private readonly reflector: Reflector,
+    private readonly keys: KeysService,
+  ) {}
+
+  async canActivate(ctx: ExecutionContext): Promise<boolean> {
+    const access = this.reflector.getAllAndOverride<Access | undefined>(ACCESS, [ctx.getHandler(), ctx.getClass()]);
+    const req = ctx.switchToHttp().getRequest<Request & Record<symbol, Caller>>();
+    const action = `${req.method} ${routeOf(req)}`;
+    if (access === undefined) throw new ApiError(HttpStatus.FORBIDDEN, `${action} declares no access rule; nobody may call it`);
+    if (access === 'public') return true;
+    const token = bearer(req);
+    if (token === null) {
+      if (await this.keys.stillOpen()) {
+        // A web page could reach a loopback API through a name that resolves to it (DNS rebinding).
+        if (!loopbackHost(req.headers.host)) throw new ApiError(HttpStatus.UNAUTHORIZED, 'with no API key, the API answers only requests to a loopback host name');
+        req[CALLER] = { kind: 'open' };
+        return true;
+      }
+      throw new ApiError(HttpStatus.UNAUTHORIZED, 'missing Authorization: Bearer <token> header');
+    }
+    const found = await this.keys.verify(token);
+    if (found === null) {
+      // A running task's lease token, where the route takes one (checked by the route's service).
+      if (this.reflector.get<boolean>(LEASE_TOKEN_ACCESS, ctx.getHandler())) {
+        req[CALLER] = { kind: 'lease', token };
+        return true;
+      }
+      throw new ApiError(HttpStatus.UNAUTHORIZED, 'the bearer token is not a valid key');
+    }
+    if ('refused' in found) throw new ApiError(HttpStatus.UNAUTHORIZED, found.refused);
+    const { key } = found;
+    if (!access.includes(key.role)) throw new ApiError(HttpStatus.FORBIDDEN, `role ${key.role} may not ${action}`, { role: key.role });
+    req[CALLER] = { kind: 'key', keyId: key.id, keyName: key.name, role: key.role, namespace: key.namespace, grants: key.tags };
+    return true;
+  }
+}
+
+function loopbackHost(host: string | undefined): boolean {
+  const name = (host ?? '').replace(/:\d+$/, '').toLowerCase();
+  return name === 'localhost' || name === '[::1]' || /^127(\.\d{1,3}){3}$/.test(name);
+}
+
+function bearer(req: Request): string | null {
+  const header = req.headers.authorization;
+  if (header === undefined) return null;
+  const match = /^Bearer ([\x21-\x7e]{1,512})$/.exec(header);
+  if (!match) throw new ApiError(HttpStatus.UNAUTHORIZED, 'the Authorization header must be "Bearer <token>"');
+  return match[1];
+}
+
+/** The route pattern the router matched (`/v1/tasks/:id`), not the path as the client spelled it. */
+function routeOf(req: Request): string {
+  const route = (req as unknown as { route?: { path?: unknown } }).route;
+  return typeof route?.path === 'string' ? route.path : req.path;
+}

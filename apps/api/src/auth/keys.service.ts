@@ -1,0 +1,126 @@
+import { Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { newId } from '@tagflow/domain';
+import { Database, type ApiKeyEntity, type Role } from '@tagflow/persistence';
+import { conflict, notFound } from '../common/errors.js';
+import { JsonLogger } from '../common/logger.js';
+import { decodeCursor, pageOf, type Page, type PageQuery } from '../common/pagination.js';
+import { AppConfig } from '../config/app-config.js';
+
+export interface NewKey {
+  name: string;
+  role: Role;
+  tags?: string[];
+  expires_at?: number | null;
+}
+
+export interface KeyResponse {
+  id: string;
+  name: string;
+  role: Role;
+  namespace: string;
+  tags: string[];
+  expires_at: string | null;
+  revoked_at: string | null;
+  created_at: string;
+}
+
+/** `tfk_` and 192 random bits, base64url. */
+export function newToken(): string {
+  return `tfk_${randomBytes(24).toString('base64url')}`;
+}
+
+export function tokenHash(token: string): string {
+  return createHash('sha256').update(token).digest('hex');
+}
+
+/** Writes a key for `token` (hashed) in its own transaction; the caller shows the token once. */
+export async function insertKey(db: Database, spec: NewKey, token: string, now = Date.now()): Promise<ApiKeyEntity> {
+  const key: ApiKeyEntity = {
+    id: newId(now), name: spec.name, role: spec.role, namespace: spec.role === 'admin' ? '*' : 'default', tags: spec.tags ?? ['*'],
+    token_hash: tokenHash(token), created_at: now, expires_at: spec.expires_at ?? null, revoked_at: null,
+  };
+  await db.transaction((repos) => repos.keys.insert(key), now);
+  return key;
+}
+
+/**
+ * API keys: created (the token shown once), listed, revoked; and the lookup behind every
+ * request. A key is read from the database at each request, so a revocation or an
+ * expiry holds at the next request on every replica.
+ *
+ * With no key at all, the API is open: allowed only on a loopback address (main.ts refuses
+ * any other, and the guard answers only loopback Host names), until the first key is made.
+ */
+@Injectable()
+export class KeysService implements OnApplicationBootstrap {
+  private open = false;
+
+  constructor(
+    private readonly db: Database,
+    private readonly config: AppConfig,
+    @Inject(JsonLogger) private readonly logger: JsonLogger,
+  ) {}
+
+  /** The first admin key comes from TAGFLOW_ADMIN_TOKEN: written if absent. */
+  async onApplicationBootstrap(): Promise<void> {
+    const token = this.config.TAGFLOW_ADMIN_TOKEN ?? this.config.API_TOKEN;
+    if (token) {
+      if (this.config.API_TOKEN && !this.config.TAGFLOW_ADMIN_TOKEN) this.logger.event('warn', 'auth', 'API_TOKEN is deprecated: it now creates an admin key; set TAGFLOW_ADMIN_TOKEN instead');
+      const existing = await this.db.read().keys.byHash(tokenHash(token));
+      if (!existing) await insertKey(this.db, { name: 'admin (from TAGFLOW_ADMIN_TOKEN)', role: 'admin' }, token);
+      else if (existing.revoked_at !== null) this.logger.event('warn', 'auth', 'the key of TAGFLOW_ADMIN_TOKEN was revoked; it stays revoked');
+    }
+    this.open = !(await this.db.read().keys.any());
+  }
+
+  /**
+   * True while no key was ever made (the local open mode). Keys are only revoked, never
+   * deleted, so once one exists this stays false; while it is true it is checked again,
+   * so a key made by another replica or by `keys create` ends it at once.
+   */
+  get isOpen(): boolean {
+    return this.open;
+  }
+
+  async stillOpen(): Promise<boolean> {
+    if (this.open && (await this.db.read().keys.any())) this.open = false;
+    return this.open;
+  }
+
+  /** The live key a token belongs to, or why not. */
+  async verify(token: string): Promise<{ key: ApiKeyEntity } | { refused: string } | null> {
+    const hash = tokenHash(token);
+    const key = await this.db.read().keys.byHash(hash);
+    if (!key || !timingSafeEqual(Buffer.from(key.token_hash), Buffer.from(hash))) return null;
+    if (key.revoked_at !== null) return { refused: `key ${key.name} was revoked` };
+    if (key.expires_at !== null && key.expires_at <= Date.now()) return { refused: `key ${key.name} expired at ${new Date(key.expires_at).toISOString()}` };
+    return { key };
+  }
+
+  async create(spec: NewKey): Promise<KeyResponse & { token: string }> {
+    if (spec.expires_at !== undefined && spec.expires_at !== null && spec.expires_at <= Date.now()) throw conflict('expires_at is in the past');
+    const token = newToken();
+    const key = await insertKey(this.db, spec, token);
+    this.open = false;
+    this.logger.event('info', 'auth', 'key created', { key_id: key.id, name: key.name, role: key.role });
+    return { ...toKeyResponse(key), token };
+  }
+
+  async list(q: PageQuery): Promise<Page<KeyResponse>> {
+    const rows = await this.db.read().keys.page(decodeCursor(q.cursor), q.limit);
+    return pageOf(rows, q.limit, toKeyResponse);
+  }
+
+  async revoke(id: string): Promise<void> {
+    const now = Date.now();
+    const revoked = await this.db.transaction((repos) => repos.keys.revoke(id, now), now);
+    if (!revoked && !(await this.db.read().keys.get(id))) throw notFound('key', id);
+    this.logger.event('info', 'auth', 'key revoked', { key_id: id });
+  }
+}
+
+export function toKeyResponse(k: ApiKeyEntity): KeyResponse {
+  const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+  return { id: k.id, name: k.name, role: k.role, namespace: k.namespace, tags: k.tags, expires_at: iso(k.expires_at), revoked_at: iso(k.revoked_at), created_at: iso(k.created_at)! };
+}

@@ -1,0 +1,44 @@
+import type { EntityManager } from 'typeorm';
+import { ApiKeyEntity } from '../entities/api-key.entity.js';
+import { insertRows, sql } from '../dialect.js';
+import { hydrate } from '../rows.js';
+
+/** API keys, found by the hash of their token. */
+export class KeyRepository {
+  constructor(private readonly em: EntityManager) {}
+
+  /** Takes: a new key. Writes it. */
+  async insert(key: ApiKeyEntity): Promise<void> {
+    await insertRows(this.em, ApiKeyEntity, [key]);
+  }
+
+  /** Takes: the SHA-256 of a token (hex). Returns: the key with that hash, revoked or not, or null. */
+  async byHash(tokenHash: string): Promise<ApiKeyEntity | null> {
+    const { rows } = await sql(this.em, 'SELECT * FROM api_key WHERE token_hash = :h', { h: tokenHash });
+    return rows[0] ? hydrate(this.em, ApiKeyEntity, rows[0]) : null;
+  }
+
+  /** Takes: an id. Returns: the key, or null. */
+  async get(id: string): Promise<ApiKeyEntity | null> {
+    const { rows } = await sql(this.em, 'SELECT * FROM api_key WHERE id = :id', { id });
+    return rows[0] ? hydrate(this.em, ApiKeyEntity, rows[0]) : null;
+  }
+
+  /** Takes: a cursor. Returns: up to limit + 1 keys, newest first (revoked ones included). */
+  async page(before: { created_at: number; id: string } | null, limit: number): Promise<ApiKeyEntity[]> {
+    const where = before ? 'WHERE (created_at < :c OR (created_at = :c AND id < :i))' : '';
+    const { rows } = await sql(this.em, `SELECT * FROM api_key ${where} ORDER BY created_at DESC, id DESC LIMIT :lim`, { c: before?.created_at, i: before?.id, lim: limit + 1 });
+    return rows.map((r) => hydrate(this.em, ApiKeyEntity, r));
+  }
+
+  /** Returns: whether any key was ever made (revoked and expired ones count: keys are never deleted). */
+  async any(): Promise<boolean> {
+    const { rows } = await sql(this.em, 'SELECT id FROM api_key LIMIT 1');
+    return rows.length > 0;
+  }
+
+  /** Takes: an id and the clock. Revokes the key. Returns: whether it was live until now. */
+  async revoke(id: string, now: number): Promise<boolean> {
+    return (await sql(this.em, 'UPDATE api_key SET revoked_at = :now WHERE id = :id AND revoked_at IS NULL', { now, id })).affected > 0;
+  }
+}
