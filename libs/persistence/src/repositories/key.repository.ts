@@ -2,6 +2,7 @@ import type { EntityManager } from 'typeorm';
 import { ApiKeyEntity } from '../entities/api-key.entity.js';
 import { insertRows, sql } from '../dialect.js';
 import { hydrate } from '../rows.js';
+import { newestFirst, rowById } from './pages.js';
 
 /** API keys, found by the hash of their token. */
 export class KeyRepository {
@@ -19,16 +20,13 @@ export class KeyRepository {
   }
 
   /** Takes: an id. Returns: the key, or null. */
-  async get(id: string): Promise<ApiKeyEntity | null> {
-    const { rows } = await sql(this.em, 'SELECT * FROM api_key WHERE id = :id', { id });
-    return rows[0] ? hydrate(this.em, ApiKeyEntity, rows[0]) : null;
+  get(id: string): Promise<ApiKeyEntity | null> {
+    return rowById(this.em, ApiKeyEntity, 'api_key', id);
   }
 
   /** Takes: a cursor. Returns: up to limit + 1 keys, newest first (revoked ones included). */
-  async page(before: { created_at: number; id: string } | null, limit: number): Promise<ApiKeyEntity[]> {
-    const where = before ? 'WHERE (created_at < :c OR (created_at = :c AND id < :i))' : '';
-    const { rows } = await sql(this.em, `SELECT * FROM api_key ${where} ORDER BY created_at DESC, id DESC LIMIT :lim`, { c: before?.created_at, i: before?.id, lim: limit + 1 });
-    return rows.map((r) => hydrate(this.em, ApiKeyEntity, r));
+  page(before: { created_at: number; id: string } | null, limit: number): Promise<ApiKeyEntity[]> {
+    return newestFirst(this.em, ApiKeyEntity, 'api_key', before, limit);
   }
 
   /** Returns: whether any key was ever made (revoked and expired ones count: keys are never deleted). */

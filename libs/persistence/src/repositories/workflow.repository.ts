@@ -3,6 +3,7 @@ import type { WorkflowState } from '@tagflow/domain';
 import { WorkflowEntity, WorkflowTagEntity } from '../entities/workflow.entity.js';
 import { forUpdate, insertRows, kindOf, sql } from '../dialect.js';
 import { hydrate } from '../rows.js';
+import { rowById } from './pages.js';
 
 export interface WorkflowPageQuery {
   state?: WorkflowState;
@@ -26,9 +27,8 @@ export class WorkflowRepository {
   }
 
   /** Takes: an id. Returns: the workflow, or null. */
-  async get(id: string): Promise<WorkflowEntity | null> {
-    const { rows } = await sql(this.em, 'SELECT * FROM workflow WHERE id = :id', { id });
-    return rows[0] ? hydrate(this.em, WorkflowEntity, rows[0]) : null;
+  get(id: string): Promise<WorkflowEntity | null> {
+    return rowById(this.em, WorkflowEntity, 'workflow', id);
   }
 
   /** Takes: filters and a cursor. Returns: up to limit + 1 workflows, newest first. */
