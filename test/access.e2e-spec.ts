@@ -6,6 +6,7 @@ import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ACCESS, type Access } from '../apps/api/src/auth/access.js';
+import { AuditController } from '../apps/api/src/auth/audit.controller.js';
 import { KeysController } from '../apps/api/src/auth/keys.controller.js';
 import { DataController } from '../apps/api/src/data-space/data.controller.js';
 import { HealthController } from '../apps/api/src/health/health.controller.js';
@@ -17,7 +18,7 @@ import { WorkflowsController } from '../apps/api/src/workflows/workflows.control
 import { Api, task, waitFor, workflow } from './support/harness.js';
 import { WorkerProcess } from './support/worker-process.js';
 
-const CONTROLLERS = [WorkflowsController, TasksController, WorkerProtocolController, WorkersController, DataController, KeysController, HealthController, MetricsController];
+const CONTROLLERS = [WorkflowsController, TasksController, WorkerProtocolController, WorkersController, DataController, KeysController, AuditController, HealthController, MetricsController];
 const ROLES = ['admin', 'operator', 'reader', 'worker'] as const;
 type Role = (typeof ROLES)[number];
 
@@ -195,6 +196,33 @@ describe('access control', () => {
     expect((await call('GET', `/v1/workflows/${wf.id}`, lease)).status).toBe(401); // a lease is no key
     expect((await call('POST', `/v1/tasks/${leased.id}/complete`, keys.worker, { lease_token: lease })).status).toBe(200);
     expect((await call('GET', `/v1/workflows/${wf.id}/data/x.result`, lease)).status).toBe(401);
+  });
+
+  it('records who made each workflow and task, and every state-changing request in the audit log', async () => {
+    const op = await newKey({ name: 'auditor-test', role: 'operator' });
+    const wf = (await call('POST', '/v1/workflows', op.token, workflow({ tasks: [task('first', { tags: ['audit-t'] })] }))).body;
+    expect(wf.created_by).toEqual({ key_id: op.id, key_name: 'auditor-test' });
+    const second = await call('POST', `/v1/workflows/${wf.id}/tasks`, op.token, task('second', { tags: ['audit-t'] }));
+    expect(second.status).toBe(201);
+    expect((await call('GET', `/v1/workflows/${wf.id}/tasks/second`, admin)).body.created_by).toEqual({ key_id: op.id, key_name: 'auditor-test' });
+    expect((await call('POST', `/v1/workflows/${wf.id}/pause`, op.token)).status).toBe(200);
+    expect((await call('POST', `/v1/workflows/${wf.id}/tasks`, op.token, { tasks: 'nope' })).status).toBe(400);
+    expect((await call('POST', `/v1/workflows/${wf.id}/cancel`, op.token)).status).toBe(200);
+    expect((await call('GET', '/v1/audit', op.token)).status).toBe(403);
+    const log = (await call('GET', '/v1/audit?limit=500', admin)).body.items.filter((e: { key_id: string | null }) => e.key_id === op.id);
+    // The resource: the one an answer made (the workflow, the task), else the one in the path.
+    expect(log.map((e: { method: string; path: string; status: number; resource_id: string }) => `${e.method} ${e.path} ${e.status} ${e.resource_id}`).reverse()).toEqual([
+      `POST /v1/workflows 201 ${wf.id}`,
+      `POST /v1/workflows/${wf.id}/tasks 201 ${second.body.id}`,
+      `POST /v1/workflows/${wf.id}/pause 200 ${wf.id}`,
+      `POST /v1/workflows/${wf.id}/tasks 400 ${wf.id}`,
+      `POST /v1/workflows/${wf.id}/cancel 200 ${wf.id}`,
+    ]);
+    expect(log[0]).toMatchObject({ key_name: 'auditor-test', namespace: 'default', at: expect.stringMatching(/^\d{4}-/) });
+    const page = (await call('GET', '/v1/audit?limit=2', admin)).body;
+    expect(page.items).toHaveLength(2);
+    const next = (await call('GET', `/v1/audit?limit=2&cursor=${page.next_cursor}`, admin)).body;
+    expect(next.items[0].id).toBeLessThan(page.items[1].id);
   });
 
   it('runs a shell task that cannot find the worker\'s key: not in its environment, its parent\'s, nor the key file', async () => {

@@ -1,10 +1,12 @@
 import { Module, type DynamicModule, type OnApplicationShutdown } from '@nestjs/common';
-import { APP_GUARD } from '@nestjs/core';
+import { APP_GUARD, APP_INTERCEPTOR } from '@nestjs/core';
 import { createDataSource, Database } from '@tagflow/persistence';
 import { Bus, JobQueue, RedisConnections, RedisEpoch, TagsetRegistry } from '@tagflow/queue';
 import { LIMITS } from '@tagflow/domain';
 import { AppConfig } from './config/app-config.js';
 import { JsonLogger } from './common/logger.js';
+import { AuditController } from './auth/audit.controller.js';
+import { AuditInterceptor } from './auth/audit.interceptor.js';
 import { AuthGuard } from './auth/auth.guard.js';
 import { KeysController } from './auth/keys.controller.js';
 import { KeysService } from './auth/keys.service.js';
@@ -44,7 +46,7 @@ export class AppModule implements OnApplicationShutdown {
   static forRoot(config: AppConfig, logger: JsonLogger): DynamicModule {
     return {
       module: AppModule,
-      controllers: [WorkflowsController, TasksController, WorkerProtocolController, WorkersController, DataController, KeysController, HealthController, MetricsController],
+      controllers: [WorkflowsController, TasksController, WorkerProtocolController, WorkersController, DataController, KeysController, AuditController, HealthController, MetricsController],
       providers: [
         { provide: AppConfig, useValue: config },
         { provide: JsonLogger, useValue: logger },
@@ -88,6 +90,7 @@ export class AppModule implements OnApplicationShutdown {
         { provide: RedisEpoch, inject: [RedisConnections, TagsetRegistry], useFactory: (redis: RedisConnections, registry: TagsetRegistry) => new RedisEpoch(redis, () => registry.forget()) },
         { provide: EFFECTS_PORT, useExisting: EffectsPublisher },
         { provide: APP_GUARD, useClass: AuthGuard },
+        { provide: APP_INTERCEPTOR, useClass: AuditInterceptor },
         KeysService,
         MetricsService, EffectsPublisher, Engine, ReferenceResolver, LongWaits, LeaseService, PollService, ReconcilerService,
         WorkflowsService, TasksService, WorkersService, DataService,

@@ -74,6 +74,8 @@ export interface Task {
   ready_at: string | null;
   started_at: string | null;
   finished_at: string | null;
+  /** The key whose request added it (handlers and reverts: that of the task they answer); null when no key was involved. */
+  created_by: { key_id: string | null; key_name: string } | null;
 }
 
 export interface Lease {
@@ -98,6 +100,8 @@ export interface Workflow {
   updated_at: string | null;
   finished_at: string | null;
   task_counts: Record<TaskState, number>;
+  /** The key whose request made it. */
+  created_by: { key_id: string | null; key_name: string } | null;
 }
 
 export interface WorkflowSpec {

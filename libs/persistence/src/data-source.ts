@@ -10,11 +10,13 @@ import { TagMemberOrder1700000000002 } from './migrations/1700000000002-tag-memb
 import { DropRedundantTagIndex1700000000003 } from './migrations/1700000000003-drop-redundant-tag-index.js';
 import { ResolvedInputAndWorkflowEvents1700000000004 } from './migrations/1700000000004-resolved-input-and-workflow-events.js';
 import { ApiKeys1700000000005 } from './migrations/1700000000005-api-keys.js';
+import { Audit1700000000006 } from './migrations/1700000000006-audit.js';
+import { AuditEntity } from './entities/audit.entity.js';
 import { ApiKeyEntity } from './entities/api-key.entity.js';
 import { DataEntryEntity } from './entities/data-entry.entity.js';
 
-export const ENTITIES = [WorkflowEntity, WorkflowTagEntity, TaskEntity, TaskTagEntity, TaskDepEntity, ReservedNameEntity, TaskEventEntity, WorkflowEventEntity, WorkerEntity, DataEntryEntity, ApiKeyEntity];
-export const MIGRATIONS = [InitialSchema1700000000000, DataSpace1700000000001, TagMemberOrder1700000000002, DropRedundantTagIndex1700000000003, ResolvedInputAndWorkflowEvents1700000000004, ApiKeys1700000000005];
+export const ENTITIES = [WorkflowEntity, WorkflowTagEntity, TaskEntity, TaskTagEntity, TaskDepEntity, ReservedNameEntity, TaskEventEntity, WorkflowEventEntity, WorkerEntity, DataEntryEntity, ApiKeyEntity, AuditEntity];
+export const MIGRATIONS = [InitialSchema1700000000000, DataSpace1700000000001, TagMemberOrder1700000000002, DropRedundantTagIndex1700000000003, ResolvedInputAndWorkflowEvents1700000000004, ApiKeys1700000000005, Audit1700000000006];
 
 export type DatabaseKind = 'sqlite' | 'postgres';
 

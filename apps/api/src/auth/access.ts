@@ -33,6 +33,13 @@ export type Caller =
 
 export const CALLER = Symbol('tagflow:caller');
 
+/** What a workflow or task records of who made it. */
+export function createdByOf(caller: Caller): { key_id: string | null; key_name: string } | null {
+  if (caller.kind === 'key') return { key_id: caller.keyId, key_name: caller.keyName };
+  if (caller.kind === 'open') return { key_id: null, key_name: '(open: no key on a loopback API)' };
+  return null;
+}
+
 /** The caller the guard admitted (`@CallerOf() caller: Caller`). */
 export const CallerOf = createParamDecorator((_data: unknown, ctx: ExecutionContext): Caller => {
   const req = ctx.switchToHttp().getRequest<Record<symbol, Caller>>();

@@ -83,7 +83,7 @@ async function startRollback(uow: UnitOfWork, wf: WorkflowEntity): Promise<numbe
     lease_s: t.lease_s,
     ...(t.timeout_s ? { timeout_s: t.timeout_s } : {}),
   }));
-  await addTasks(uow, wf, specs, { kind: 'revert', engineAdded: true });
+  await addTasks(uow, wf, specs, { kind: 'revert', engineAdded: true, createdBy: wf.created_by });
   uow.logger.event('info', 'engine', 'rollback started', { workflow_id: wf.id, reverts: specs.length });
   return specs.length;
 }

@@ -15,7 +15,7 @@ import type { UnitOfWork } from './unit-of-work.js';
 /** Writes a new workflow and its inline tasks (the settle loop evaluates them, and finishes an empty sealed one). */
 export async function createWorkflow(uow: UnitOfWork, wf: WorkflowEntity, tasks: readonly TaskSpecLike[]): Promise<void> {
   await uow.repos.workflows.insert(wf);
-  if (tasks.length) await addTasks(uow, wf, tasks, { kind: 'task', creating: true });
+  if (tasks.length) await addTasks(uow, wf, tasks, { kind: 'task', creating: true, createdBy: wf.created_by });
   uow.touch(wf);
 }
 

@@ -90,7 +90,7 @@ async function startHandlers(uow: UnitOfWork, wf: WorkflowEntity, task: TaskEnti
     input: { ...(r.input ?? {}), ...failure },
   }));
   try {
-    await addTasks(uow, wf, specs, { kind: 'handler', parentId: task.id, engineAdded: true });
+    await addTasks(uow, wf, specs, { kind: 'handler', parentId: task.id, engineAdded: true, createdBy: task.created_by });
   } catch (e) {
     uow.logger.event('warn', 'engine', 'on_error handlers could not be added; the failure is unhandled', {
       task_id: task.id, error: e instanceof Error ? e.message : String(e),

@@ -1,5 +1,5 @@
 import { canonicalTags, describeCycle, findCycle, isTerminalWorkflow, tagsetId, type GraphTask } from '@tagflow/domain';
-import type { TaskEntity, TaskKind, WorkflowEntity } from '@tagflow/persistence';
+import type { CreatedBy, TaskEntity, TaskKind, WorkflowEntity } from '@tagflow/persistence';
 import { conflict, unprocessable } from '../common/errors.js';
 import { buildTaskEntity, handlerNames, normalizeSpec, type NewTask, type TaskSpecLike } from './task-spec.js';
 import type { UnitOfWork } from './unit-of-work.js';
@@ -11,6 +11,8 @@ export interface AddOptions {
   engineAdded?: boolean;
   /** The workflow is being created with these tasks: its seal applies after them. */
   creating?: boolean;
+  /** The key whose request adds them. */
+  createdBy?: CreatedBy | null;
 }
 
 /**
@@ -22,7 +24,7 @@ export async function addTasks(uow: UnitOfWork, wf: WorkflowEntity, specs: reado
   if (!opts.engineAdded && !opts.creating) await checkOpen(uow, wf);
   const tasks = specs.map(normalizeSpec);
   await checkSubmission(uow, wf, tasks, { parentId: opts.parentId ?? null });
-  const rows = tasks.map((t) => buildTaskEntity(wf.id, t, opts.kind, opts.parentId ?? null, uow.now));
+  const rows = tasks.map((t) => buildTaskEntity(wf.id, t, opts.kind, opts.parentId ?? null, uow.now, opts.createdBy ?? null));
   await uow.repos.tasks.insert(rows);
   await uow.repos.deps.insertFor(rows, tasks.map(handlerNames));
   uow.record({ kind: 'evaluate', wf, tasks: rows });

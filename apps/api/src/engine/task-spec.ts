@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { canonicalTags, collectReferences, LIMITS, newId, normalizeRetry, tagsetId, type RetryPolicy } from '@tagflow/domain';
-import type { ActionSpec, JsonObject, TaskEntity, TaskKind } from '@tagflow/persistence';
+import type { ActionSpec, CreatedBy, JsonObject, TaskEntity, TaskKind } from '@tagflow/persistence';
 
 /** A task as the engine adds it: every default filled in. */
 export interface NewTask {
@@ -82,7 +82,7 @@ export function handlerNames(task: Pick<NewTask, 'on_error'>): string[] {
   return [...names];
 }
 
-export function buildTaskEntity(workflowId: string, t: NewTask, kind: TaskKind, parentId: string | null, now: number): TaskEntity {
+export function buildTaskEntity(workflowId: string, t: NewTask, kind: TaskKind, parentId: string | null, now: number, createdBy: CreatedBy | null): TaskEntity {
   return {
     id: newId(now),
     workflow_id: workflowId,
@@ -119,6 +119,7 @@ export function buildTaskEntity(workflowId: string, t: NewTask, kind: TaskKind, 
     lease_expires_at: null,
     deadline_at: null,
     lease_outcome: null,
+    created_by: createdBy,
     created_at: now,
     updated_at: now,
     ready_at: null,

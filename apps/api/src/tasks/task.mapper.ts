@@ -33,6 +33,7 @@ export function toTaskResponse(t: TaskEntity): Task {
     exit_code: t.exit_code,
     progress: (t.progress ?? null) as unknown,
     worker_id: t.worker_id,
+    created_by: t.created_by,
     lease_expires_at: t.state === 'RUNNING' ? isoOrNull(t.lease_expires_at) : null,
     created_at: isoOrNull(t.created_at),
     updated_at: isoOrNull(t.updated_at),

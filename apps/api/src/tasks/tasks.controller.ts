@@ -4,7 +4,7 @@ import { idParam } from '../common/params.js';
 import { ShortcutTaskDto, TaskPatchDto, TaskWaitQuery } from './task.dto.js';
 import { toTaskResponse } from './task.mapper.js';
 import { TasksService } from './tasks.service.js';
-import { Allow, CallerOf, OPERATORS, READERS, type Caller } from '../auth/access.js';
+import { Allow, CallerOf, createdByOf, OPERATORS, READERS, type Caller } from '../auth/access.js';
 import { checkSubmitGrants, checkTaskGrants } from '../auth/grants.js';
 
 const id = idParam('task');
@@ -18,7 +18,7 @@ export class TasksController {
   @Post() @Allow(OPERATORS)
   async shortcut(@Body() dto: ShortcutTaskDto, @CallerOf() caller: Caller) {
     checkSubmitGrants(caller, [dto]);
-    return toTaskResponse(await this.tasks.shortcut(dto));
+    return toTaskResponse(await this.tasks.shortcut(dto, createdByOf(caller)));
   }
 
   /** A task; with `wait_s`, waits until it is finished (or the wait ends) before answering. */

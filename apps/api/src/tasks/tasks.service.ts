@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { isTerminalTask } from '@tagflow/domain';
-import { Database, type TaskEntity, type WorkflowEntity } from '@tagflow/persistence';
+import { Database, type CreatedBy, type TaskEntity, type WorkflowEntity } from '@tagflow/persistence';
 import { notFound } from '../common/errors.js';
 import { decodeCursor, pageOf, type Page } from '../common/pagination.js';
 import { cancelTask, deleteTask, rerun } from '../engine/control.js';
@@ -25,9 +25,9 @@ export class TasksService {
   ) {}
 
   /** Adds tasks to an open workflow, all or none; answers them as they are once evaluated. */
-  async add(workflowId: string, specs: TaskSpecLike[]): Promise<TaskEntity[]> {
+  async add(workflowId: string, specs: TaskSpecLike[], createdBy: CreatedBy | null): Promise<TaskEntity[]> {
     return this.engine.inWorkflow(workflowId, async (uow, wf) => {
-      const rows = await addTasks(uow, wf, specs, { kind: 'task' });
+      const rows = await addTasks(uow, wf, specs, { kind: 'task', createdBy });
       await uow.settle();
       // Rows that became READY followed along; one that ended may have taken others with it.
       return uow.endedAny ? uow.repos.tasks.load(rows.map((r) => r.id)) : rows;
@@ -35,13 +35,13 @@ export class TasksService {
   }
 
   /** POST /v1/tasks: a sealed workflow holding this one task. */
-  async shortcut(dto: ShortcutTaskDto): Promise<TaskEntity> {
+  async shortcut(dto: ShortcutTaskDto, createdBy: CreatedBy | null): Promise<TaskEntity> {
     const { workflow_name, ...spec } = dto;
     const wf = await this.workflows.create({
       name: workflow_name ?? spec.name ?? spec.action.type.replace(/[^A-Za-z0-9_.-]/g, '-'),
       sealed: true,
       tasks: [spec],
-    });
+    }, createdBy);
     return (await this.db.read().tasks.firstOf(wf.id))!;
   }
 

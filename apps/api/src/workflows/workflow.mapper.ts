@@ -18,6 +18,7 @@ export function toWorkflowResponse(w: WorkflowEntity, counts: TaskCounts): Workf
     state: w.state,
     sealed: w.sealed,
     on_failure: w.on_failure,
+    created_by: w.created_by,
     created_at: isoOrNull(w.created_at),
     updated_at: isoOrNull(w.updated_at),
     finished_at: isoOrNull(w.finished_at),

@@ -7,7 +7,7 @@ import { toTaskResponse } from '../tasks/task.mapper.js';
 import { TasksService } from '../tasks/tasks.service.js';
 import { CreateWorkflowDto, WorkflowListQuery } from './workflow.dto.js';
 import { WorkflowsService } from './workflows.service.js';
-import { Allow, CallerOf, OPERATORS, READERS, type Caller } from '../auth/access.js';
+import { Allow, CallerOf, createdByOf, OPERATORS, READERS, type Caller } from '../auth/access.js';
 import { checkSubmitGrants } from '../auth/grants.js';
 
 const id = idParam('workflow');
@@ -24,7 +24,7 @@ export class WorkflowsController {
   @Post() @Allow(OPERATORS)
   async create(@Body() dto: CreateWorkflowDto, @CallerOf() caller: Caller) {
     checkSubmitGrants(caller, dto.tasks ?? []);
-    const wf = await this.workflows.create(dto);
+    const wf = await this.workflows.create(dto, createdByOf(caller));
     return this.workflows.view(wf.id);
   }
 
@@ -80,12 +80,12 @@ export class WorkflowsController {
     if (isBatch) {
       const dto = await validateBody(TaskBatchDto, body);
       checkSubmitGrants(caller, dto.tasks);
-      const created = await this.tasks.add(wfId, dto.tasks);
+      const created = await this.tasks.add(wfId, dto.tasks, createdByOf(caller));
       return { tasks: created.map(toTaskResponse) };
     }
     const dto = await validateBody(TaskSpecDto, body);
     checkSubmitGrants(caller, [dto]);
-    const [created] = await this.tasks.add(wfId, [dto]);
+    const [created] = await this.tasks.add(wfId, [dto], createdByOf(caller));
     return toTaskResponse(created);
   }
 

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { canonicalTags, isTerminalWorkflow, newId } from '@tagflow/domain';
-import { Database, type WorkflowEntity } from '@tagflow/persistence';
+import { Database, type CreatedBy, type WorkflowEntity } from '@tagflow/persistence';
 import { conflict, notFound } from '../common/errors.js';
 import { decodeCursor, pageOf, type Page } from '../common/pagination.js';
 import { cancelWorkflow, createWorkflow, pause, resume, seal } from '../engine/control.js';
@@ -20,7 +20,7 @@ export class WorkflowsService {
   ) {}
 
   /** Creates the workflow and its inline tasks atomically. */
-  async create(dto: CreateWorkflowDto): Promise<WorkflowEntity> {
+  async create(dto: CreateWorkflowDto, createdBy: CreatedBy | null): Promise<WorkflowEntity> {
     const now = Date.now();
     const wf: WorkflowEntity = {
       id: newId(now),
@@ -32,6 +32,7 @@ export class WorkflowsService {
       sealed: dto.sealed ?? false,
       on_failure: dto.on_failure ?? 'fail',
       rollback_started: false,
+      created_by: createdBy,
       created_at: now,
       updated_at: now,
       finished_at: null,

@@ -1,6 +1,7 @@
 import { Column, Entity, PrimaryColumn, PrimaryGeneratedColumn } from 'typeorm';
 import type { RetryPolicy, TaskState } from '@tagflow/domain';
 import { JsonColumn, MsColumn, type Json, type JsonObject } from './columns.js';
+import type { CreatedBy } from './audit.entity.js';
 
 export type TaskKind = 'task' | 'handler' | 'revert';
 export type ActionSpec = { type: string } & JsonObject;
@@ -124,6 +125,10 @@ export class TaskEntity {
 
   @Column({ type: 'varchar', length: 16, nullable: true })
   lease_outcome: LeaseOutcome | null;
+
+  /** The key whose request added it (for handlers and reverts: the task's they answer). */
+  @JsonColumn({ nullable: true })
+  created_by: CreatedBy | null;
 
   @MsColumn({ nullable: false })
   created_at: number;

@@ -1,6 +1,7 @@
 import { Column, Entity, PrimaryColumn, PrimaryGeneratedColumn } from 'typeorm';
 import type { WorkflowState } from '@tagflow/domain';
 import { JsonColumn, MsColumn, type JsonObject } from './columns.js';
+import type { CreatedBy } from './audit.entity.js';
 
 export type OnFailure = 'fail' | 'continue' | 'rollback';
 
@@ -33,6 +34,10 @@ export class WorkflowEntity {
   /** Set once the revert tasks of a rollback have been added. */
   @Column({ type: 'boolean', default: false })
   rollback_started: boolean;
+
+  /** The key whose request made it. */
+  @JsonColumn({ nullable: true })
+  created_by: CreatedBy | null;
 
   @MsColumn({ nullable: false })
   created_at: number;

@@ -1,4 +1,5 @@
 import type { EntityManager } from 'typeorm';
+import { AuditRepository } from './audit.repository.js';
 import { DataRepository } from './data.repository.js';
 import { DependencyRepository } from './dependency.repository.js';
 import { EventRepository } from './event.repository.js';
@@ -8,6 +9,7 @@ import { TransitionRepository } from './transition.repository.js';
 import { WorkerRepository } from './worker.repository.js';
 import { WorkflowRepository } from './workflow.repository.js';
 
+export * from './audit.repository.js';
 export * from './data.repository.js';
 export * from './dependency.repository.js';
 export * from './event.repository.js';
@@ -30,6 +32,7 @@ export class Repositories {
   readonly workers: WorkerRepository;
   readonly events: EventRepository;
   readonly keys: KeyRepository;
+  readonly audit: AuditRepository;
 
   /** The clock of the operation: every row it writes carries this time. */
   now: number;
@@ -44,6 +47,7 @@ export class Repositories {
     this.workers = new WorkerRepository(em);
     this.events = new EventRepository(em);
     this.keys = new KeyRepository(em);
+    this.audit = new AuditRepository(em);
   }
 
   /** Reads the clock again (after waiting for a lock, so times follow the order of the locks). */

@@ -1,0 +1,21 @@
+import type { EntityManager } from 'typeorm';
+import { AuditEntity } from '../entities/audit.entity.js';
+import { insertRows, sql } from '../dialect.js';
+import { hydrate } from '../rows.js';
+
+/** The audit log. */
+export class AuditRepository {
+  constructor(private readonly em: EntityManager) {}
+
+  /** Takes: one record (without its id). Writes it. */
+  async add(entry: Omit<AuditEntity, 'id'>): Promise<void> {
+    await insertRows(this.em, AuditEntity, [entry]);
+  }
+
+  /** Takes: the id of the last record seen (or null) and a bound. Returns: up to limit + 1 older records, newest first. */
+  async page(beforeId: number | null, limit: number): Promise<AuditEntity[]> {
+    const where = beforeId === null ? '' : 'WHERE id < :before';
+    const { rows } = await sql(this.em, `SELECT * FROM audit ${where} ORDER BY id DESC LIMIT :lim`, { before: beforeId, lim: limit + 1 });
+    return rows.map((r) => hydrate(this.em, AuditEntity, r));
+  }
+}
