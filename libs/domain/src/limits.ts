@@ -5,6 +5,11 @@ export const LIMITS = {
   tagsPerItem: 32,
   tagMaxLength: 64,
   tagPattern: /^[A-Za-z0-9_.:/=-]+$/,
+  /** A key's tag grant: a tag, a prefix ending in `*`, or `*` alone (length: tagMaxLength). */
+  tagGrantPattern: /^(\*|[A-Za-z0-9_.:/=-]+\*?)$/,
+  keyNamePattern: /^[A-Za-z0-9_.:@ -]{1,128}$/,
+  /** An API key's token: `tfk_` and at least 22 base64url characters (128 bits). */
+  keyTokenPattern: /^tfk_[A-Za-z0-9_-]{22,200}$/,
   actionTypePattern: /^[A-Za-z0-9_.:-]{1,64}$/,
   descriptionMaxLength: 4096,
   tasksPerBatch: 1000,

@@ -1,5 +1,6 @@
 import { lstatSync, readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { LIMITS } from '@tagflow/domain';
 import { createDataSource, Database, type Role } from '@tagflow/persistence';
 import { ROLES } from './access.js';
 import { granted } from './grants.js';
@@ -35,10 +36,10 @@ export async function keysCommand(args: string[]): Promise<number> {
     return 2;
   }
   const problems: string[] = [];
-  if (!values.name || !/^[A-Za-z0-9_.:@ -]{1,128}$/.test(values.name)) problems.push('--name is required: 1-128 characters of letters, digits, space and _.:@-');
+  if (!values.name || !LIMITS.keyNamePattern.test(values.name)) problems.push('--name is required: 1-128 characters of letters, digits, space and _.:@-');
   if (!ROLES.includes(values.role as Role)) problems.push(`--role must be one of ${ROLES.join(', ')}`);
   const tags = values.tags === undefined ? ['*'] : values.tags.split(',').map((t) => t.trim()).filter(Boolean);
-  if (tags.length === 0 || tags.some((t) => !/^(\*|[A-Za-z0-9_.:/=-]{1,64}\*?)$/.test(t))) problems.push('--tags must be tags, prefixes ending in *, or *, separated by commas');
+  if (tags.length === 0 || tags.some((t) => t.length > LIMITS.tagMaxLength || !LIMITS.tagGrantPattern.test(t))) problems.push('--tags must be tags, prefixes ending in *, or *, separated by commas');
   const expires = values.expires === undefined ? null : Date.parse(values.expires);
   if (expires !== null && (Number.isNaN(expires) || expires <= Date.now())) problems.push('--expires must be an ISO-8601 time in the future');
   if (problems.length > 0) {
@@ -87,6 +88,6 @@ function tokenInFile(file: string): string {
   if ((st.mode & 0o077) !== 0) throw new Error(`${file} can be read by other users (mode ${(st.mode & 0o777).toString(8)}): chmod 600 it`);
   if (typeof process.getuid === 'function' && st.uid !== process.getuid()) throw new Error(`${file} belongs to another user`);
   const token = readFileSync(file, 'utf8').trim();
-  if (!/^tfk_[A-Za-z0-9_-]{22,200}$/.test(token)) throw new Error(`${file} does not hold a tfk_ token`);
+  if (!LIMITS.keyTokenPattern.test(token)) throw new Error(`${file} does not hold a tfk_ token`);
   return token;
 }

@@ -1,10 +1,11 @@
 import { IsDateString, IsIn, IsOptional, IsString, Matches, MaxLength } from 'class-validator';
+import { LIMITS } from '@tagflow/domain';
 import type { Role } from '@tagflow/persistence';
 import { IsTagGrantList } from '../common/validation.js';
 import { ROLES } from './access.js';
 
 export class CreateKeyDto {
-  @IsString() @Matches(/^[A-Za-z0-9_.:@ -]{1,128}$/, { message: 'name must be 1-128 characters of letters, digits, space and _.:@-' })
+  @IsString() @Matches(LIMITS.keyNamePattern, { message: 'name must be 1-128 characters of letters, digits, space and _.:@-' })
   name: string;
 
   @IsIn(ROLES as Role[], { message: `role must be one of ${ROLES.join(', ')}` })

@@ -82,7 +82,7 @@ export function IsTagGrantList(max: number = LIMITS.tagsPerItem): PropertyDecora
     ArrayMaxSize(max)(target, key);
     IsString({ each: true })(target, key);
     MaxLength(LIMITS.tagMaxLength, { each: true, message: `each of $property must be at most ${LIMITS.tagMaxLength} characters` })(target, key);
-    Matches(/^(\*|[A-Za-z0-9_.:\/=-]+\*?)$/, { each: true, message: 'each of $property must be a tag, a prefix ending in *, or * alone' })(target, key);
+    Matches(LIMITS.tagGrantPattern, { each: true, message: 'each of $property must be a tag, a prefix ending in *, or * alone' })(target, key);
   };
 }
 

@@ -1,5 +1,6 @@
 import { plainToInstance, Transform } from 'class-transformer';
 import { IsIn, IsInt, IsOptional, IsString, Matches, Max, Min, MinLength, validateSync } from 'class-validator';
+import { LIMITS } from '@tagflow/domain';
 
 const toInt = ({ value }: { value: unknown }) => (typeof value === 'string' && /^-?\d+$/.test(value.trim()) ? Number(value) : value);
 
@@ -34,7 +35,7 @@ export class AppConfig {
    * written as a key at start when absent. Without any key the API runs open, and only
    * on a loopback address.
    */
-  @IsOptional() @IsString() @Matches(/^tfk_[A-Za-z0-9_-]{22,200}$/, { message: 'TAGFLOW_ADMIN_TOKEN must be tfk_ followed by at least 22 characters of [A-Za-z0-9_-] (make one with: node dist/apps/api/main.js keys token)' })
+  @IsOptional() @IsString() @Matches(LIMITS.keyTokenPattern, { message: 'TAGFLOW_ADMIN_TOKEN must be tfk_ followed by at least 22 characters of [A-Za-z0-9_-] (make one with: node dist/apps/api/main.js keys token)' })
   TAGFLOW_ADMIN_TOKEN?: string;
 
   /** Deprecated: taken as TAGFLOW_ADMIN_TOKEN (an admin key with this token). */
