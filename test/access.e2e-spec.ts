@@ -208,6 +208,8 @@ describe('access control', () => {
     expect((await call('POST', `/v1/workflows/${wf.id}/pause`, op.token)).status).toBe(200);
     expect((await call('POST', `/v1/workflows/${wf.id}/tasks`, op.token, { tasks: 'nope' })).status).toBe(400);
     expect((await call('POST', `/v1/workflows/${wf.id}/cancel`, op.token)).status).toBe(200);
+    // Refused by role: recorded too, so an operator trying to mint keys shows up.
+    expect((await call('POST', '/v1/keys', op.token, { name: 'escalate', role: 'admin' })).status).toBe(403);
     expect((await call('GET', '/v1/audit', op.token)).status).toBe(403);
     const log = (await call('GET', '/v1/audit?limit=500', admin)).body.items.filter((e: { key_id: string | null }) => e.key_id === op.id);
     // The resource: the one an answer made (the workflow, the task), else the one in the path.
@@ -217,6 +219,7 @@ describe('access control', () => {
       `POST /v1/workflows/${wf.id}/pause 200 ${wf.id}`,
       `POST /v1/workflows/${wf.id}/tasks 400 ${wf.id}`,
       `POST /v1/workflows/${wf.id}/cancel 200 ${wf.id}`,
+      'POST /v1/keys 403 null',
     ]);
     expect(log[0]).toMatchObject({ key_name: 'auditor-test', namespace: 'default', at: expect.stringMatching(/^\d{4}-/) });
     const page = (await call('GET', '/v1/audit?limit=2', admin)).body;
@@ -257,5 +260,57 @@ describe('access control', () => {
     }
     const exposed = await WorkerProcess.start({ api: api.url, tags: [t], env: { TAGFLOW_TOKEN: workerKey } }).then(() => 'started', (e: Error) => e.message);
     expect(exposed).toContain('TAGFLOW_TOKEN is not read by the worker');
+  });
+
+  // Starting processes as another user needs root; the suite runs as root in CI (see .ci/run).
+  (process.getuid?.() === 0 ? it : it.skip)('runs tasks as another user with --run-as: the key file, the worker process, its environment and root-only directories are out of reach', async () => {
+    const t = `runas-${randomUUID().slice(0, 8)}`;
+    const dir = mkdtempSync(join(tmpdir(), 'tagflow-key-'));
+    const file = join(dir, 'worker.token');
+    const workerKey = (await newKey({ name: 'runas-worker', role: 'worker', tags: [t] })).token;
+    writeFileSync(file, `${workerKey}\n`, { mode: 0o600 });
+    const worker = await WorkerProcess.start({ api: api.url, tags: [t], args: ['--token-file', file, '--run-as', 'nobody'], env: { UNIT_SECRET: 'in-the-unit' } });
+    try {
+      const probe = [
+        'id -un',
+        `cat '${file}' >/dev/null 2>&1 && echo read-the-key || echo key-file-refused`,
+        'cat /proc/$PPID/environ >/dev/null 2>&1 && echo read-worker-environ || echo worker-environ-refused',
+        'ls .. >/dev/null 2>&1 && echo listed-work-dir || echo work-dir-unlisted',
+        `env | grep -cF -- '${workerKey.slice(4, 20)}' || true`,
+        'echo "${UNIT_SECRET:-not-passed}"',
+        'tagflow-worker data put probe.user "\\"$(id -un)\\""',
+        'echo "{\\"home\\": \\"$HOME\\"}" > "$TAGFLOW_OUTPUT"',
+      ].join('; ');
+      // A task that swaps its output file for a link to the worker's key must not get the key read for it.
+      const swap = `rm -f "$TAGFLOW_OUTPUT"; ln -s '${file}' "$TAGFLOW_OUTPUT"`;
+      const wf = (await call('POST', '/v1/workflows', admin, workflow({
+        sealed: true,
+        on_failure: 'continue',
+        tasks: [
+          task('probe', { tags: [t], produces: ['probe.user'], action: { type: 'shell', command: probe } }),
+          task('swap', { tags: [t], requires: ['probe'], action: { type: 'shell', command: swap } }),
+          // root may enter the key's directory; the task's user may not, and the task enters it as that user.
+          task('enter', { tags: [t], requires: ['probe'], action: { type: 'shell', command: 'ls', cwd: dir } }),
+        ],
+      }))).body;
+      const finished = async (name: string) => waitFor(`${name} to finish`, async () => {
+        const r = (await call('GET', `/v1/workflows/${wf.id}/tasks/${name}`, admin)).body;
+        return r.state === 'SUCCESS' || r.state === 'ERROR' ? r : undefined;
+      }, 20_000);
+      const done = await finished('probe');
+      expect({ state: done.state, stderr: done.stderr }).toEqual({ state: 'SUCCESS', stderr: '' });
+      expect(done.stdout.trim().split('\n')).toEqual(['nobody', 'key-file-refused', 'worker-environ-refused', 'work-dir-unlisted', '0', 'not-passed']);
+      expect(done.output).toEqual({ home: expect.stringMatching(/^\/(nonexistent|var)/) });
+      expect((await call('GET', `/v1/workflows/${wf.id}/data/probe.user`, admin)).body.value).toBe('nobody');
+      const swapped = await finished('swap');
+      expect(swapped).toMatchObject({ state: 'ERROR', error: { code: 'INVALID_OUTPUT', message: expect.stringContaining('symbolic link') } });
+      expect(JSON.stringify(swapped)).not.toContain(workerKey.slice(4));
+      const entered = await finished('enter');
+      expect(entered).toMatchObject({ state: 'ERROR', stdout: '', stderr: expect.stringContaining('cannot change directory') });
+    } finally {
+      await worker.stop();
+    }
+    const asUser = await WorkerProcess.start({ api: api.url, tags: [t], args: ['--token-file', file, '--run-as', 'no-such-user-here'] }).then(() => 'started', (e: Error) => e.message);
+    expect(asUser).toContain('--run-as no-such-user-here: no such user');
   });
 });

@@ -20,13 +20,13 @@ describe(`repositories on ${DATABASE}`, () => {
 
   const now = Date.now();
   const wfRow = (overrides: Partial<WorkflowEntity> = {}): WorkflowEntity => ({
-    id: newId(now), name: 'wf', description: null, tags: ['team:ops'], input: { region: 'eu' }, state: 'RUNNING', sealed: false,
+    id: newId(now), name: 'wf', namespace: 'default', description: null, tags: ['team:ops'], input: { region: 'eu' }, state: 'RUNNING', sealed: false,
     on_failure: 'fail', rollback_started: false, created_by: null, created_at: now, updated_at: now, finished_at: null, ...overrides,
   });
   const taskRow = (wf: WorkflowEntity, name: string, overrides: Partial<TaskEntity> = {}): TaskEntity => {
     const tags = overrides.tags ?? [];
     return {
-      id: newId(Date.now()), workflow_id: wf.id, name, kind: 'task', parent_task_id: null, tags, tagset_id: tagsetId(tags), action: { type: 'noop' },
+      id: newId(Date.now()), workflow_id: wf.id, namespace: wf.namespace, name, kind: 'task', parent_task_id: null, tags, tagset_id: tagsetId(tags), action: { type: 'noop' },
       input: {}, requires: [], requires_tags: [], produces: [], data_requires: [], retry: { count: 0, delay_s: 0, backoff: 1, max_delay_s: null },
       timeout_s: null, lease_s: 30, on_error: [], revert: null, state: 'WAITING', attempt: 1, handled: false, handling: false, cancel_requested: false,
       resolved_input: null, output: null, error: null, stdout: null, stderr: null, exit_code: null, progress: null, worker_id: null, lease_token: null,
@@ -136,8 +136,8 @@ describe(`repositories on ${DATABASE}`, () => {
     expect((await r.events.ofWorkflow(wf.id)).map((e) => `${e.from_state}>${e.to_state}:${e.reason}`)).toEqual(['RUNNING>RUNNING:sealed', 'RUNNING>CANCELLED:stop']);
     expect(await r.data.get(wf.id, 'k')).toMatchObject({ value: { v: 2 }, task_id: a.id, written_at: now + 1 });
     expect(await r.data.values(wf.id, ['k', 'missing'])).toEqual(new Map([['k', { v: 2 }]]));
-    expect((await r.workflows.page({ limit: 500 })).some((w) => w.id === wf.id)).toBe(true);
-    expect((await r.workflows.page({ tag: 'team:ops', state: 'CANCELLED', limit: 500 })).map((w) => w.id)).toContain(wf.id);
+    expect((await r.workflows.page({ namespace: 'default', limit: 500 })).some((w) => w.id === wf.id)).toBe(true);
+    expect((await r.workflows.page({ namespace: 'default', tag: 'team:ops', state: 'CANCELLED', limit: 500 })).map((w) => w.id)).toContain(wf.id);
     await db.transaction((tx) => tx.workflows.deleteWithEverything(wf.id));
     expect(await r.workflows.get(wf.id)).toBeNull();
     expect(await r.tasks.load([a.id])).toEqual([]);
@@ -186,7 +186,7 @@ describe(`repositories on ${DATABASE}`, () => {
     const wf = wfRow();
     const late = taskRow(wf, 'late', { state: 'RUNNING', lease_expires_at: now - 1, worker_id: null });
     const ready = taskRow(wf, 'ready', { state: 'READY', ready_at: now - 10_000 });
-    const worker = { id: newId(now), name: 'w1', tags: ['web'], hostname: null, version: null, created_at: now, last_seen_at: now };
+    const worker = { id: newId(now), name: 'w1', namespace: 'default', tags: ['web'], hostname: null, version: null, created_at: now, last_seen_at: now };
     await db.transaction(async (r) => {
       await r.workflows.insert(wf);
       await r.tasks.insert([{ ...late, worker_id: worker.id }, ready]);
@@ -197,8 +197,10 @@ describe(`repositories on ${DATABASE}`, () => {
     const page = await r.tasks.readyPage({ ready_at: -1, id: '' }, 1000, now - 5000);
     expect(page.find((t) => t.id === ready.id)).toMatchObject({ attempt: 1, tagset_id: ready.tagset_id, tags: [] });
     expect((await r.tasks.runningBy([worker.id])).get(worker.id)).toEqual([late.id]);
-    expect(await db.transaction((tx) => tx.workers.touch(worker.id, now + 5))).toBe(true);
-    expect(await db.transaction((tx) => tx.workers.touch(newId(now), now))).toBe(false);
-    expect((await r.workers.get(worker.id))?.last_seen_at).toBe(now + 5);
+    expect(await db.transaction((tx) => tx.workers.touch(worker.id, 'default', now + 5))).toBe(true);
+    expect(await db.transaction((tx) => tx.workers.touch(worker.id, 'other', now + 9))).toBe(false);
+    expect(await db.transaction((tx) => tx.workers.touch(newId(now), 'default', now))).toBe(false);
+    expect((await r.workers.get(worker.id, 'default'))?.last_seen_at).toBe(now + 5);
+    expect(await r.workers.get(worker.id, 'other')).toBeNull();
   });
 });

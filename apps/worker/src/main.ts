@@ -1,6 +1,7 @@
 import { TagflowClient } from '@tagflow/client';
 import { ConfigError, parseConfig, USAGE } from './cli/config.js';
 import { readToken } from './cli/token.js';
+import { resolveRunAs, SHARED_USERS, type RunAsUser } from './cli/run-as.js';
 import { dataCommand } from './cli/data-command.js';
 import { jsonLogger } from './cli/logger.js';
 import { ExecutorRegistry } from './executors/registry.js';
@@ -28,7 +29,9 @@ async function main(): Promise<void> {
     return;
   }
   let token: string | undefined;
+  let runAs: RunAsUser | undefined;
   try {
+    if (config.runAs !== undefined) runAs = resolveRunAs(config.runAs);
     token = await readToken(config);
   } catch (e) {
     process.stderr.write(`tagflow-worker: ${(e as Error).message}\n`);
@@ -50,7 +53,9 @@ async function main(): Promise<void> {
     token,
     onRetry: ({ method, path, attempt, delayMs, error }) => log('debug', 'retrying a call', { method, path, attempt, delay_ms: delayMs, error: error.message }),
   });
-  const agent = new Agent(config, client, executors, log);
+  const agent = new Agent(config, client, executors, log, runAs);
+  if (runAs) log('info', 'tasks run as another user', { user: runAs.name, uid: runAs.uid, gid: runAs.gid });
+  if (runAs && SHARED_USERS.has(runAs.name)) log('warn', 'tasks run as a user other software shares; make them one of their own (useradd --system tagflow-task)', { user: runAs.name });
 
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals) => {

@@ -10,6 +10,11 @@ export interface ClientOptions {
   url: string;
   /** Sent as `Authorization: Bearer <token>`; never logged. */
   token?: string;
+  /**
+   * Sent as `Tagflow-Namespace`: the namespace an all-namespaces admin key acts in (any
+   * other key acts in its own; naming another is 403).
+   */
+  namespace?: string;
   /** Time limit of a call that does not long-poll. */
   timeoutMs?: number;
   retry?: Partial<BackoffOptions>;
@@ -194,6 +199,7 @@ export class TagflowClient {
     const headers: Record<string, string> = { accept: 'application/json' };
     if (opts.body !== undefined) headers['content-type'] = 'application/json';
     if (this.options.token) headers.authorization = `Bearer ${this.options.token}`;
+    if (this.options.namespace) headers['tagflow-namespace'] = this.options.namespace;
     const timeout = AbortSignal.timeout(this.timeoutMs + (opts.waitMs ? opts.waitMs + LONG_POLL_MARGIN_MS : 0));
     const signal = opts.signal ? AbortSignal.any([timeout, opts.signal]) : timeout;
     let res: Response;

@@ -41,6 +41,7 @@ export interface TaskError {
 export interface Task {
   id: string;
   workflow_id: string;
+  namespace: string;
   name: string;
   kind: 'task' | 'handler' | 'revert';
   parent_task_id: string | null;
@@ -90,6 +91,7 @@ export interface LeasedTask extends Task {
 export interface Workflow {
   id: string;
   name: string;
+  namespace: string;
   description: string | null;
   tags: string[];
   input: JsonObject;
@@ -117,6 +119,7 @@ export interface WorkflowSpec {
 export interface WorkerInfo {
   id: string;
   name: string;
+  namespace: string;
   tags: string[];
   hostname: string | null;
   version: string | null;

@@ -6,11 +6,14 @@ export function canonicalTags(tags: readonly string[]): string[] {
 }
 
 /**
- * A stable id for a set of tags: every task with the same tags shares one queue.
+ * A stable id for a set of tags in a namespace: every task of that namespace with the
+ * same tags shares one queue; two namespaces never share one.
  * Short enough for a Redis key, long enough that collisions do not happen in practice.
  */
-export function tagsetId(tags: readonly string[]): string {
-  return createHash('sha256').update(JSON.stringify(canonicalTags(tags))).digest('hex').slice(0, 24);
+export function tagsetId(tags: readonly string[], namespace = DEFAULT_NAMESPACE): string {
+  // The default namespace keeps the ids of the tag sets recorded before namespaces existed.
+  const key = namespace === DEFAULT_NAMESPACE ? canonicalTags(tags) : queueTags(namespace, tags);
+  return createHash('sha256').update(JSON.stringify(key)).digest('hex').slice(0, 24);
 }
 
 /** A poll naming `wanted` may take a task carrying `taskTags` only if it carries every wanted tag. */
@@ -18,4 +21,41 @@ export function tagsMatch(taskTags: readonly string[], wanted: readonly string[]
   if (wanted.length === 0) return true;
   const have = new Set(taskTags);
   return wanted.every((t) => have.has(t));
+}
+
+/** Namespaces: `[a-z0-9-]`, at most 63 characters; `default` unless a key says otherwise. */
+export const DEFAULT_NAMESPACE = 'default';
+export const NAMESPACE_PATTERN = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+
+/**
+ * The tag that puts a tag set in its namespace on the queue side. `@` is not allowed in
+ * a task's tags, so this tag is never one a client wrote: a poll in namespace A names it
+ * and so never matches a tag set of namespace B, whatever their other tags.
+ */
+export function namespaceTag(namespace: string): string {
+  return `@ns:${namespace}`;
+}
+
+/** A task's tags as its queue knows them: its own and its namespace's. */
+export function queueTags(namespace: string, tags: readonly string[]): string[] {
+  return canonicalTags([...tags, namespaceTag(namespace)]);
+}
+
+/** The tags a client wrote, without the namespace tag. */
+export function clientTags(tags: readonly string[]): string[] {
+  return tags.filter((t) => !t.startsWith('@ns:'));
+}
+
+/**
+ * Tags as the queue side knows them, whoever recorded or announced them: a tag set recorded
+ * (or announced by a replica) from before namespaces existed gets the `default` namespace's tag.
+ */
+export function asQueueTags(tags: readonly string[]): string[] {
+  return queueTags(namespaceOfTags(tags), clientTags(tags));
+}
+
+/** The namespace a queue tag set belongs to (a set recorded before namespaces existed is `default`'s). */
+export function namespaceOfTags(tags: readonly string[]): string {
+  const tag = tags.find((t) => t.startsWith('@ns:'));
+  return tag ? tag.slice(4) : DEFAULT_NAMESPACE;
 }

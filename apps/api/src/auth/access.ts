@@ -25,11 +25,17 @@ export const Public = () => SetMetadata(ACCESS, 'public' satisfies Access);
 export const Allow = (roles: readonly Role[]) => SetMetadata(ACCESS, roles satisfies Access);
 export const AllowLeaseToken = () => SetMetadata(LEASE_TOKEN_ACCESS, true);
 
-/** Who is calling: a key (or, with no key configured on a loopback address, the local open mode), or a task's lease. */
+/**
+ * Who is calling: a key (or, with no key configured on a loopback address, the local open
+ * mode), or a task's lease. `namespace` is the one the request acts in: the key's, or for
+ * an all-namespaces admin key (and the open mode) the `Tagflow-Namespace` header's
+ * (`default` without it). A lease acts in its task's namespace, known once the route has
+ * found the task.
+ */
 export type Caller =
-  | { kind: 'key'; keyId: string; keyName: string; role: Role; namespace: string; grants: readonly string[] }
-  | { kind: 'open' }
-  | { kind: 'lease'; token: string };
+  | { kind: 'key'; keyId: string; keyName: string; role: Role; namespace: string; allNamespaces: boolean; grants: readonly string[] }
+  | { kind: 'open'; namespace: string }
+  | { kind: 'lease'; token: string; namespace?: string };
 
 export const CALLER = Symbol('tagflow:caller');
 
@@ -39,6 +45,23 @@ export function createdByOf(caller: Caller): { key_id: string | null; key_name: 
   if (caller.kind === 'open') return { key_id: null, key_name: '(open: no key on a loopback API)' };
   return null;
 }
+
+/** Whether the caller may see and manage every namespace (an all-namespaces admin key, or the local open mode). */
+export function seesAllNamespaces(caller: Caller): boolean {
+  return caller.kind === 'open' || (caller.kind === 'key' && caller.allNamespaces);
+}
+
+/** The namespace a key's (or the open mode's) request acts in. */
+export function namespaceOf(caller: Caller): string {
+  if (caller.kind === 'lease') throw new Error('a lease acts in its task\'s namespace; the route must look the task up');
+  return caller.namespace;
+}
+
+/** The namespace the request acts in (`@NamespaceOf() ns: string`), on routes a lease cannot call. */
+export const NamespaceOf = createParamDecorator((_data: unknown, ctx: ExecutionContext): string => {
+  const req = ctx.switchToHttp().getRequest<Record<symbol, Caller>>();
+  return namespaceOf(req[CALLER]);
+});
 
 /** The caller the guard admitted (`@CallerOf() caller: Caller`). */
 export const CallerOf = createParamDecorator((_data: unknown, ctx: ExecutionContext): Caller => {

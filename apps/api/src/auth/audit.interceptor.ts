@@ -2,8 +2,10 @@ import { HttpException, Inject, Injectable, type CallHandler, type ExecutionCont
 import { HTTP_CODE_METADATA } from '@nestjs/common/constants.js';
 import type { Request } from 'express';
 import { catchError, from, mergeMap, throwError, type Observable } from 'rxjs';
+import { DEFAULT_NAMESPACE } from '@tagflow/domain';
 import { Database } from '@tagflow/persistence';
 import { JsonLogger } from '../common/logger.js';
+import { MetricsService } from '../metrics/metrics.service.js';
 import { CALLER, type Caller } from './access.js';
 
 /**
@@ -14,25 +16,51 @@ import { CALLER, type Caller } from './access.js';
  */
 @Injectable()
 export class AuditInterceptor implements NestInterceptor {
+  private readonly refusals = new Map<string, { since: number; n: number }>();
+  private readonly refusalsDropped: (labels?: Record<string, string>) => void;
+
   constructor(
     private readonly db: Database,
     @Inject(JsonLogger) private readonly logger: JsonLogger,
-  ) {}
+    metrics: MetricsService,
+  ) {
+    this.refusalsDropped = metrics.counter('tagflow_audit_refusals_dropped_total', 'Refused requests not recorded in the audit log: their key passed REFUSALS_PER_MINUTE.');
+  }
 
   intercept(ctx: ExecutionContext, next: CallHandler): Observable<unknown> {
     const req = ctx.switchToHttp().getRequest<Request & Record<symbol, Caller | undefined>>();
-    if (req.method === 'GET' || req.method === 'HEAD' || WORKER_PROTOCOL.test(req.path)) return next.handle();
+    if (!audited(req)) return next.handle();
     return next.handle().pipe(
       mergeMap((body: unknown) => from(this.record(req, statusOf(ctx), resourceOf(body, req)).then(() => body))),
       catchError((e: unknown) => from(this.record(req, e instanceof HttpException ? e.getStatus() : 500, resourceOf(undefined, req))).pipe(mergeMap(() => throwError(() => e)))),
     );
   }
 
-  private async record(req: Request & Record<symbol, Caller | undefined>, status: number, resourceId: string | null): Promise<void> {
-    const caller = req[CALLER];
+  /**
+   * Records a request the guard refused (403) to a known key: what it tried is worth
+   * knowing. At most REFUSALS_PER_MINUTE per key, so a key cannot fill the log (and the
+   * database's writer) with refusals; the rest are counted.
+   */
+  async refused(req: Request, caller: Caller, status: number): Promise<void> {
+    if (!audited(req)) return;
+    const id = caller.kind === 'key' ? caller.keyId : '';
+    const now = Date.now();
+    let window = this.refusals.get(id);
+    if (!window || now - window.since >= 60_000) {
+      if (this.refusals.size >= 10_000) this.refusals.clear();
+      this.refusals.set(id, (window = { since: now, n: 0 }));
+    }
+    if (++window.n > REFUSALS_PER_MINUTE) {
+      this.refusalsDropped();
+      return;
+    }
+    await this.record(req, status, resourceOf(undefined, req), caller);
+  }
+
+  private async record(req: Request, status: number, resourceId: string | null, caller = (req as Request & Record<symbol, Caller | undefined>)[CALLER]): Promise<void> {
     const who = caller?.kind === 'key' ? { key_id: caller.keyId, key_name: caller.keyName, namespace: caller.namespace }
-      : caller?.kind === 'lease' ? { key_id: null, key_name: '(task lease)', namespace: 'default' }
-        : { key_id: null, key_name: caller ? '(open: no key on a loopback API)' : '(none)', namespace: 'default' };
+      : caller?.kind === 'lease' ? { key_id: null, key_name: '(task lease)', namespace: caller.namespace ?? DEFAULT_NAMESPACE }
+        : { key_id: null, key_name: caller ? '(open: no key on a loopback API)' : '(none)', namespace: caller?.namespace ?? DEFAULT_NAMESPACE };
     const at = Date.now();
     try {
       await this.db.transaction((repos) => repos.audit.add({ at, ...who, method: req.method, path: req.path.slice(0, 512), status, resource_id: resourceId }), at);
@@ -43,7 +71,13 @@ export class AuditInterceptor implements NestInterceptor {
   }
 }
 
+const REFUSALS_PER_MINUTE = 30;
 const WORKER_PROTOCOL = /^\/v1\/tasks\/(poll|[^/]+\/(heartbeat|complete|fail))\/?$/i;
+
+/** State-changing requests, but the worker protocol's. */
+function audited(req: Request): boolean {
+  return req.method !== 'GET' && req.method !== 'HEAD' && !WORKER_PROTOCOL.test(req.path);
+}
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** The status Nest will answer a handler's result with (it is set only when the answer is sent). */

@@ -1,9 +1,11 @@
 import { HttpStatus, Injectable, type CanActivate, type ExecutionContext } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import type { Request } from 'express';
-import { ApiError } from '../common/errors.js';
+import { DEFAULT_NAMESPACE, NAMESPACE_PATTERN } from '@tagflow/domain';
+import { ApiError, badRequest } from '../common/errors.js';
 import { ACCESS, CALLER, LEASE_TOKEN_ACCESS, type Access, type Caller } from './access.js';
 import { KeysService } from './keys.service.js';
+import { AuditInterceptor } from './audit.interceptor.js';
 
 /**
  * Authentication and roles, for every route, decided on the route the router matched
@@ -17,6 +19,7 @@ export class AuthGuard implements CanActivate {
   constructor(
     private readonly reflector: Reflector,
     private readonly keys: KeysService,
+    private readonly audit: AuditInterceptor,
   ) {}
 
   async canActivate(ctx: ExecutionContext): Promise<boolean> {
@@ -30,7 +33,7 @@ export class AuthGuard implements CanActivate {
       if (await this.keys.stillOpen()) {
         // A web page could reach a loopback API through a name that resolves to it (DNS rebinding).
         if (!loopbackHost(req.headers.host)) throw new ApiError(HttpStatus.UNAUTHORIZED, 'with no API key, the API answers only requests to a loopback host name');
-        req[CALLER] = { kind: 'open' };
+        req[CALLER] = { kind: 'open', namespace: namespaceHeader(req) ?? DEFAULT_NAMESPACE };
         return true;
       }
       throw new ApiError(HttpStatus.UNAUTHORIZED, 'missing Authorization: Bearer <token> header');
@@ -46,8 +49,20 @@ export class AuthGuard implements CanActivate {
     }
     if ('refused' in found) throw new ApiError(HttpStatus.UNAUTHORIZED, found.refused);
     const { key } = found;
-    if (!access.includes(key.role)) throw new ApiError(HttpStatus.FORBIDDEN, `role ${key.role} may not ${action}`, { role: key.role });
-    req[CALLER] = { kind: 'key', keyId: key.id, keyName: key.name, role: key.role, namespace: key.namespace, grants: key.tags };
+    const asked = namespaceHeader(req);
+    const allNamespaces = key.namespace === '*';
+    const namespace = allNamespaces ? (asked ?? DEFAULT_NAMESPACE) : key.namespace;
+    const caller: Caller = { kind: 'key', keyId: key.id, keyName: key.name, role: key.role, namespace, allNamespaces, grants: key.tags };
+    // A known key refused: recorded in the audit log (an unknown token is not: anyone can send one).
+    const refuse = async (message: string, details: object) => {
+      await this.audit.refused(req, caller, HttpStatus.FORBIDDEN);
+      return new ApiError(HttpStatus.FORBIDDEN, message, details);
+    };
+    if (!access.includes(key.role)) throw await refuse(`role ${key.role} may not ${action}`, { role: key.role });
+    if (!allNamespaces && asked !== null && asked !== key.namespace) {
+      throw await refuse(`key ${key.name} belongs to namespace ${key.namespace}; it may not act in namespace ${asked} (Tagflow-Namespace)`, { namespace: asked });
+    }
+    req[CALLER] = caller;
     return true;
   }
 }
@@ -55,6 +70,16 @@ export class AuthGuard implements CanActivate {
 function loopbackHost(host: string | undefined): boolean {
   const name = (host ?? '').replace(/:\d+$/, '').toLowerCase();
   return name === 'localhost' || name === '[::1]' || /^127(\.\d{1,3}){3}$/.test(name);
+}
+
+/** The `Tagflow-Namespace` header, checked; null without one. */
+function namespaceHeader(req: Request): string | null {
+  const value = req.headers['tagflow-namespace'];
+  if (value === undefined) return null;
+  if (typeof value !== 'string' || !NAMESPACE_PATTERN.test(value)) {
+    throw badRequest('the Tagflow-Namespace header must be a namespace: 1-63 characters of a-z, 0-9 and -, starting and ending with a letter or digit', [{ field: 'Tagflow-Namespace', errors: ['invalid namespace'] }]);
+  }
+  return value;
 }
 
 function bearer(req: Request): string | null {

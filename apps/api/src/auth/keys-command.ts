@@ -1,14 +1,14 @@
 import { lstatSync, readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { LIMITS } from '@tagflow/domain';
+import { LIMITS, NAMESPACE_PATTERN } from '@tagflow/domain';
 import { createDataSource, Database, type Role } from '@tagflow/persistence';
 import { ROLES } from './access.js';
 import { granted } from './grants.js';
 import { insertKey, newToken, tokenHash } from './keys.service.js';
 
 const USAGE = `usage:
-  tagflow-api keys create --name NAME --role admin|operator|reader|worker [--tags web*,host:db01] [--expires ISO-TIME] [--token-file FILE]
-      writes a key into the database of DATABASE_URL (default sqlite:./data/tagflow.db) and prints its token, once;
+  tagflow-api keys create --name NAME --role admin|operator|reader|worker [--namespace NS] [--tags web*,host:db01] [--expires ISO-TIME] [--token-file FILE]
+      writes a key (in namespace NS: default "default", and "*", every namespace, for an admin key) into the database of DATABASE_URL (default sqlite:./data/tagflow.db) and prints its token, once;
       with --token-file, the token is the one in FILE (a new one is written there, mode 0600, if FILE does not exist)
       and a key that already has it is left as it is
   tagflow-api keys token
@@ -28,9 +28,9 @@ export async function keysCommand(args: string[]): Promise<number> {
     process.stderr.write(`${USAGE}\n`);
     return 2;
   }
-  let values: { name?: string; role?: string; tags?: string; expires?: string; 'token-file'?: string };
+  let values: { name?: string; role?: string; namespace?: string; tags?: string; expires?: string; 'token-file'?: string };
   try {
-    ({ values } = parseArgs({ args: rest, options: { name: { type: 'string' }, role: { type: 'string' }, tags: { type: 'string' }, expires: { type: 'string' }, 'token-file': { type: 'string' } } }));
+    ({ values } = parseArgs({ args: rest, options: { name: { type: 'string' }, role: { type: 'string' }, namespace: { type: 'string' }, tags: { type: 'string' }, expires: { type: 'string' }, 'token-file': { type: 'string' } } }));
   } catch (e) {
     process.stderr.write(`tagflow-api keys: ${e instanceof Error ? e.message : String(e)}\n${USAGE}\n`);
     return 2;
@@ -38,6 +38,9 @@ export async function keysCommand(args: string[]): Promise<number> {
   const problems: string[] = [];
   if (!values.name || !LIMITS.keyNamePattern.test(values.name)) problems.push('--name is required: 1-128 characters of letters, digits, space and _.:@-');
   if (!ROLES.includes(values.role as Role)) problems.push(`--role must be one of ${ROLES.join(', ')}`);
+  if (values.namespace !== undefined && !(NAMESPACE_PATTERN.test(values.namespace) || (values.namespace === '*' && values.role === 'admin'))) {
+    problems.push('--namespace must be 1-63 characters of a-z, 0-9 and - (or * for an admin key)');
+  }
   const tags = values.tags === undefined ? ['*'] : values.tags.split(',').map((t) => t.trim()).filter(Boolean);
   if (tags.length === 0 || tags.some((t) => t.length > LIMITS.tagMaxLength || !LIMITS.tagGrantPattern.test(t))) problems.push('--tags must be tags, prefixes ending in *, or *, separated by commas');
   const expires = values.expires === undefined ? null : Date.parse(values.expires);
@@ -60,8 +63,8 @@ export async function keysCommand(args: string[]): Promise<number> {
       process.stderr.write(`the key ${existing.name} (${existing.id}) already has the token of ${file}; left as it is\n`);
       return 0;
     }
-    const key = await insertKey(db, { name: values.name!, role: values.role as Role, tags, expires_at: expires }, token);
-    const grants = granted(tags, '*') ? '' : ` granted ${tags.join(', ')}`;
+    const key = await insertKey(db, { name: values.name!, role: values.role as Role, namespace: values.namespace, tags, expires_at: expires }, token);
+    const grants = `${key.namespace === '*' ? ' for every namespace' : ` in namespace ${key.namespace}`}${granted(tags, '*') ? '' : `, granted ${tags.join(', ')}`}`;
     if (file) {
       process.stderr.write(`created ${key.role} key ${key.name} (${key.id})${grants}; its token is in ${file}\n`);
     } else {

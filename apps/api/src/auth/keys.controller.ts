@@ -2,7 +2,7 @@ import { Body, Controller, Delete, Get, HttpCode, Param, Post, Query } from '@ne
 import { ApiTags } from '@nestjs/swagger';
 import { idParam } from '../common/params.js';
 import { PageQuery } from '../common/pagination.js';
-import { ADMINS, Allow } from './access.js';
+import { ADMINS, Allow, CallerOf, type Caller } from './access.js';
 import { CreateKeyDto } from './keys.dto.js';
 import { KeysService } from './keys.service.js';
 
@@ -13,19 +13,19 @@ export class KeysController {
 
   /** Creates a key; the answer holds its token, shown this once. */
   @Post() @Allow(ADMINS)
-  create(@Body() dto: CreateKeyDto) {
-    return this.keys.create({ name: dto.name, role: dto.role, tags: dto.tags, expires_at: dto.expires_at ? Date.parse(dto.expires_at) : null });
+  create(@Body() dto: CreateKeyDto, @CallerOf() caller: Caller) {
+    return this.keys.create({ name: dto.name, role: dto.role, namespace: dto.namespace, tags: dto.tags, expires_at: dto.expires_at ? Date.parse(dto.expires_at) : null }, caller);
   }
 
   /** Keys, newest first (never their tokens). */
   @Get() @Allow(ADMINS)
-  list(@Query() q: PageQuery) {
-    return this.keys.list(q);
+  list(@Query() q: PageQuery, @CallerOf() caller: Caller) {
+    return this.keys.list(q, caller);
   }
 
   /** Revokes a key: the next request with it is 401, on every replica. */
   @Delete(':id') @HttpCode(204) @Allow(ADMINS)
-  async revoke(@Param('id', idParam('key')) id: string): Promise<void> {
-    await this.keys.revoke(id);
+  async revoke(@Param('id', idParam('key')) id: string, @CallerOf() caller: Caller): Promise<void> {
+    await this.keys.revoke(id, caller);
   }
 }

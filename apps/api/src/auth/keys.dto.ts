@@ -11,6 +11,13 @@ export class CreateKeyDto {
   @IsIn(ROLES as Role[], { message: `role must be one of ${ROLES.join(', ')}` })
   role: Role;
 
+  /**
+   * The namespace the key acts in; `*` (admin keys only) for every namespace, picked per
+   * request with the `Tagflow-Namespace` header. Default: the namespace the request acts in.
+   */
+  @IsOptional() @IsString() @Matches(/^(\*|[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)$/, { message: 'namespace must be 1-63 characters of a-z, 0-9 and - (starting and ending with a letter or digit), or * for an admin key' })
+  namespace?: string;
+
   /** Tag grants: exact tags, prefixes ending in `*` (`host:web*`), or `*` alone (the default). */
   @IsOptional() @IsTagGrantList()
   tags?: string[];

@@ -1,8 +1,9 @@
-import { Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common';
+import { HttpStatus, Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { newId } from '@tagflow/domain';
+import { DEFAULT_NAMESPACE, newId } from '@tagflow/domain';
 import { Database, type ApiKeyEntity, type Role } from '@tagflow/persistence';
-import { conflict, notFound } from '../common/errors.js';
+import { ApiError, badRequest, conflict, notFound } from '../common/errors.js';
+import { namespaceOf, seesAllNamespaces, type Caller } from './access.js';
 import { JsonLogger } from '../common/logger.js';
 import { decodeCursor, pageOf, type Page, type PageQuery } from '../common/pagination.js';
 import { AppConfig } from '../config/app-config.js';
@@ -10,6 +11,8 @@ import { AppConfig } from '../config/app-config.js';
 export interface NewKey {
   name: string;
   role: Role;
+  /** Default: `*` for an admin key, else `default`. */
+  namespace?: string;
   tags?: string[];
   expires_at?: number | null;
 }
@@ -37,7 +40,7 @@ export function tokenHash(token: string): string {
 /** Writes a key for `token` (hashed) in its own transaction; the caller shows the token once. */
 export async function insertKey(db: Database, spec: NewKey, token: string, now = Date.now()): Promise<ApiKeyEntity> {
   const key: ApiKeyEntity = {
-    id: newId(now), name: spec.name, role: spec.role, namespace: spec.role === 'admin' ? '*' : 'default', tags: spec.tags ?? ['*'],
+    id: newId(now), name: spec.name, role: spec.role, namespace: spec.namespace ?? (spec.role === 'admin' ? '*' : DEFAULT_NAMESPACE), tags: spec.tags ?? ['*'],
     token_hash: tokenHash(token), created_at: now, expires_at: spec.expires_at ?? null, revoked_at: null,
   };
   await db.transaction((repos) => repos.keys.insert(key), now);
@@ -98,7 +101,18 @@ export class KeysService implements OnApplicationBootstrap {
     return { key };
   }
 
-  async create(spec: NewKey): Promise<KeyResponse & { token: string }> {
+  /**
+   * A key in the namespace the request acts in unless the spec names one (an admin key made
+   * by an all-namespaces caller: `*`, as the first key and `keys create` make them); only a
+   * caller who sees every namespace may name another, or `*` (admin keys only).
+   */
+  async create(spec: NewKey, caller: Caller): Promise<KeyResponse & { token: string }> {
+    const namespace = spec.namespace ?? (spec.role === 'admin' && seesAllNamespaces(caller) ? '*' : namespaceOf(caller));
+    if (namespace === '*' && spec.role !== 'admin') throw badRequest(`namespace * is for admin keys only, not ${spec.role}`, [{ field: 'namespace', errors: ['* needs role admin'] }]);
+    if (namespace !== namespaceOf(caller) && !seesAllNamespaces(caller)) {
+      throw new ApiError(HttpStatus.FORBIDDEN, `an admin key of namespace ${namespaceOf(caller)} may create keys only in that namespace, not ${namespace}`, { namespace });
+    }
+    spec = { ...spec, namespace };
     if (spec.expires_at !== undefined && spec.expires_at !== null && spec.expires_at <= Date.now()) throw conflict('expires_at is in the past');
     const token = newToken();
     const key = await insertKey(this.db, spec, token);
@@ -107,12 +121,14 @@ export class KeysService implements OnApplicationBootstrap {
     return { ...toKeyResponse(key), token };
   }
 
-  async list(q: PageQuery): Promise<Page<KeyResponse>> {
-    const rows = await this.db.read().keys.page(decodeCursor(q.cursor), q.limit);
+  /** Keys of the caller's namespace (every key for a caller who sees every namespace). */
+  async list(q: PageQuery, caller: Caller): Promise<Page<KeyResponse>> {
+    const rows = await this.db.read().keys.page(seesAllNamespaces(caller) ? undefined : namespaceOf(caller), decodeCursor(q.cursor), q.limit);
     return pageOf(rows, q.limit, toKeyResponse);
   }
 
-  async revoke(id: string): Promise<void> {
+  async revoke(id: string, caller: Caller): Promise<void> {
+    if (!seesAllNamespaces(caller) && !(await this.db.read().keys.get(id, namespaceOf(caller)))) throw notFound('key', id);
     const now = Date.now();
     const revoked = await this.db.transaction((repos) => repos.keys.revoke(id, now), now);
     if (!revoked && !(await this.db.read().keys.get(id))) throw notFound('key', id);

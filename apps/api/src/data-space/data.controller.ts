@@ -16,14 +16,14 @@ export class DataController {
   @Get() @Allow(READERS) @AllowLeaseToken()
   async list(@Param('id', id) workflowId: string, @CallerOf() caller: Caller) {
     await this.leaseHolder(workflowId, caller);
-    return this.data.list(workflowId);
+    return this.data.list(workflowId, caller.namespace!);
   }
 
   /** Blocking read: waits up to `wait_s` for the key; 404 `{"pending": true}` when the wait ends first. */
   @Get(':key') @Allow(READERS) @AllowLeaseToken()
   async get(@Param('id', id) workflowId: string, @Param('key') key: string, @Query() q: DataWaitQuery, @CallerOf() caller: Caller) {
     await this.leaseHolder(workflowId, caller);
-    return this.data.get(workflowId, key, q.wait_s);
+    return this.data.get(workflowId, key, q.wait_s, caller.namespace!);
   }
 
   /** Writes a key (never blocks); wakes readers waiting for it and tasks held on `{{ data.KEY }}`. */
@@ -31,11 +31,23 @@ export class DataController {
   async put(@Param('id', id) workflowId: string, @Param('key') key: string, @Body() dto: PutDataDto, @CallerOf() caller: Caller) {
     const holder = await this.leaseHolder(workflowId, caller);
     if (holder) this.data.checkProduces(holder, key);
-    return this.data.put(workflowId, key, dto.value, holder?.id ?? null);
+    return this.data.put(workflowId, key, dto.value, holder?.id ?? null, caller.namespace!);
   }
 
-  /** A live lease's token opens its own workflow's data space: the task holding it, or null for a key. */
+  /**
+   * A live lease's token opens its own workflow's data space: the task holding it (the
+   * lease then acts in that task's namespace), or null for a key.
+   */
   private async leaseHolder(workflowId: string, caller: Caller): Promise<{ id: string; name: string; produces: string[] } | null> {
-    return caller.kind === 'lease' ? this.data.leaseHolder(workflowId, caller.token) : null;
+    if (caller.kind !== 'lease') return null;
+    try {
+      const holder = await this.data.leaseHolder(workflowId, caller.token);
+      caller.namespace = holder.namespace;
+      return holder;
+    } catch (e) {
+      // The refusal is recorded in the audit log under the workflow's namespace, not another's.
+      caller.namespace = (await this.data.namespaceOf(workflowId)) ?? '-';
+      throw e;
+    }
   }
 }

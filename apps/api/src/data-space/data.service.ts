@@ -23,7 +23,7 @@ export class DataService {
     private readonly waits: LongWaits,
   ) {}
 
-  async put(workflowId: string, key: string, value: unknown, taskId: string | null): Promise<DataEntryResponse> {
+  async put(workflowId: string, key: string, value: unknown, taskId: string | null, namespace: string): Promise<DataEntryResponse> {
     checkKey(key);
     if (key.startsWith('tasks.')) throw badRequest(`data key ${key} is reserved: keys under "tasks." are task outputs, read-only`, [{ field: 'key', errors: ['reserved'] }]);
     const size = Buffer.byteLength(JSON.stringify(value));
@@ -31,14 +31,14 @@ export class DataService {
     await this.engine.inWorkflow(workflowId, async (uow, wf) => {
       if (isTerminalWorkflow(wf.state)) throw conflict(`workflow ${workflowId} is ${wf.state}: its data space is read-only now`, { state: wf.state });
       await writeData(uow, wf, key, value, taskId);
-    });
+    }, namespace);
     return (await this.read(workflowId, key))!;
   }
 
   /** The entry, waiting up to waitS for it; 404 with `pending: true` when the wait ends first. */
-  async get(workflowId: string, key: string, waitS: number | undefined): Promise<DataEntryResponse> {
+  async get(workflowId: string, key: string, waitS: number | undefined, namespace: string): Promise<DataEntryResponse> {
     if (!TASK_OUTPUT_KEY.test(key)) checkKey(key);
-    await this.requireWorkflow(workflowId);
+    await this.requireWorkflow(workflowId, namespace);
     const now = await this.read(workflowId, key);
     if (now) return now;
     const found = waitS ? await this.waits.until(LongWaits.data(workflowId, key), Date.now() + waitS * 1000, () => this.read(workflowId, key)) : undefined;
@@ -49,8 +49,8 @@ export class DataService {
     );
   }
 
-  async list(workflowId: string): Promise<{ items: Omit<DataEntryResponse, 'value'>[] }> {
-    await this.requireWorkflow(workflowId);
+  async list(workflowId: string, namespace: string): Promise<{ items: Omit<DataEntryResponse, 'value'>[] }> {
+    await this.requireWorkflow(workflowId, namespace);
     const repos = this.db.read();
     const entries = await repos.data.keys(workflowId);
     const outputs = await repos.tasks.succeeded(workflowId);
@@ -62,10 +62,15 @@ export class DataService {
   }
 
   /** The task whose live lease this token is, in this workflow (401 otherwise: a token that is no key and no live lease here). */
-  async leaseHolder(workflowId: string, token: string): Promise<{ id: string; name: string; produces: string[] }> {
+  async leaseHolder(workflowId: string, token: string): Promise<{ id: string; name: string; namespace: string; produces: string[] }> {
     const task = await this.db.read().tasks.leaseHolder(workflowId, token, Date.now());
     if (!task) throw new ApiError(HttpStatus.UNAUTHORIZED, `the bearer token is neither a valid key nor the live lease of a running task of workflow ${workflowId}`);
     return task;
+  }
+
+  /** The namespace a workflow lives in, or null (for records about a request, not for access). */
+  async namespaceOf(workflowId: string): Promise<string | null> {
+    return (await this.db.read().workflows.get(workflowId))?.namespace ?? null;
   }
 
   /** A task's lease may write only the keys the task declares in `produces` (403 naming the key). */
@@ -85,8 +90,8 @@ export class DataService {
     return e ? toDataResponse(e) : undefined;
   }
 
-  private async requireWorkflow(id: string): Promise<void> {
-    if (!(await this.db.read().workflows.get(id))) throw notFound('workflow', id);
+  private async requireWorkflow(id: string, namespace: string): Promise<void> {
+    if (!(await this.db.read().workflows.get(id, namespace))) throw notFound('workflow', id);
   }
 }
 

@@ -1,4 +1,5 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { queueTags } from '@tagflow/domain';
 import { Database } from '@tagflow/persistence';
 import { Bus, JobQueue, jobIdFor, RedisEpoch } from '@tagflow/queue';
 import { AppConfig } from '../config/app-config.js';
@@ -98,13 +99,13 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
         if (orphans.length) this.logger.event('warn', 'reconciler', 'released jobs fetched by an API that died before leasing them', { count: orphans.length });
         lost = rows.filter((r, i) => where[i].state === 'missing' || orphans.includes(r));
         // Due work that is queued: make sure pollers know (its announcing replica may have died).
-        const due = new Map(rows.filter((r, i) => where[i].state === 'queued' && (r.ready_at ?? 0) <= now).map((r) => [r.tagset_id, r.tags]));
+        const due = new Map(rows.filter((r, i) => where[i].state === 'queued' && (r.ready_at ?? 0) <= now).map((r) => [r.tagset_id, queueTags(r.namespace, r.tags)]));
         for (const [tagset, tags] of due) this.polls.nudge(tagset, tags);
       }
       if (lost.length > 0) {
         if (onlyMissing) this.logger.event('warn', 'reconciler', 'queueing READY tasks missing from Redis', { count: lost.length });
         const queued = await this.jobs.enqueue(lost.map((r) => ({
-          taskId: r.id, attempt: r.attempt, tagsetId: r.tagset_id, tags: r.tags, delayMs: Math.max(0, (r.ready_at ?? 0) - now),
+          taskId: r.id, attempt: r.attempt, tagsetId: r.tagset_id, tags: queueTags(r.namespace, r.tags), delayMs: Math.max(0, (r.ready_at ?? 0) - now),
         })));
         await this.bus.publish(queued.map((q) => ({ type: 'ready' as const, ...q })));
       }

@@ -20,10 +20,13 @@ export class Engine {
     @Inject(JsonLogger) private readonly logger: JsonLogger,
   ) {}
 
-  /** Runs `fn` under the workflow's lock; 404 when the workflow does not exist. */
-  inWorkflow<T>(workflowId: string, fn: (uow: UnitOfWork, wf: WorkflowEntity) => Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` under the workflow's lock; 404 when the workflow does not exist or (for a
+   * request, which names the namespace it acts in) lives in another namespace.
+   */
+  inWorkflow<T>(workflowId: string, fn: (uow: UnitOfWork, wf: WorkflowEntity) => Promise<T>, namespace?: string): Promise<T> {
     return this.run(async (uow) => {
-      const wf = await uow.repos.workflows.lock(workflowId);
+      const wf = await uow.repos.workflows.lock(workflowId, namespace);
       if (!wf) throw notFound('workflow', workflowId);
       uow.repos.restartClock();
       return fn(uow, wf);

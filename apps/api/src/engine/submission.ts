@@ -24,7 +24,7 @@ export async function addTasks(uow: UnitOfWork, wf: WorkflowEntity, specs: reado
   if (!opts.engineAdded && !opts.creating) await checkOpen(uow, wf);
   const tasks = specs.map(normalizeSpec);
   await checkSubmission(uow, wf, tasks, { parentId: opts.parentId ?? null });
-  const rows = tasks.map((t) => buildTaskEntity(wf.id, t, opts.kind, opts.parentId ?? null, uow.now, opts.createdBy ?? null));
+  const rows = tasks.map((t) => buildTaskEntity(wf, t, opts.kind, opts.parentId ?? null, uow.now, opts.createdBy ?? null));
   await uow.repos.tasks.insert(rows);
   await uow.repos.deps.insertFor(rows, tasks.map(handlerNames));
   uow.record({ kind: 'evaluate', wf, tasks: rows });
@@ -61,7 +61,7 @@ export async function patchTask(uow: UnitOfWork, wf: WorkflowEntity, t: TaskEnti
   const tags = canonicalTags(merged.tags);
   const before = { name: t.name, tags: t.tags };
   const fields = {
-    tags, tagset_id: tagsetId(tags), action: merged.action, input: merged.input, requires: merged.requires, requires_tags: merged.requires_tags,
+    tags, tagset_id: tagsetId(tags, t.namespace), action: merged.action, input: merged.input, requires: merged.requires, requires_tags: merged.requires_tags,
     retry: merged.retry, timeout_s: merged.timeout_s, lease_s: merged.lease_s, on_error: merged.on_error, revert: merged.revert,
     produces: merged.produces, data_requires: merged.data_requires,
   };

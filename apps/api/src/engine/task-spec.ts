@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { canonicalTags, collectReferences, LIMITS, newId, normalizeRetry, tagsetId, type RetryPolicy } from '@tagflow/domain';
-import type { ActionSpec, CreatedBy, JsonObject, TaskEntity, TaskKind } from '@tagflow/persistence';
+import type { ActionSpec, CreatedBy, JsonObject, TaskEntity, TaskKind, WorkflowEntity } from '@tagflow/persistence';
 
 /** A task as the engine adds it: every default filled in. */
 export interface NewTask {
@@ -82,15 +82,16 @@ export function handlerNames(task: Pick<NewTask, 'on_error'>): string[] {
   return [...names];
 }
 
-export function buildTaskEntity(workflowId: string, t: NewTask, kind: TaskKind, parentId: string | null, now: number, createdBy: CreatedBy | null): TaskEntity {
+export function buildTaskEntity(wf: Pick<WorkflowEntity, 'id' | 'namespace'>, t: NewTask, kind: TaskKind, parentId: string | null, now: number, createdBy: CreatedBy | null): TaskEntity {
   return {
     id: newId(now),
-    workflow_id: workflowId,
+    workflow_id: wf.id,
+    namespace: wf.namespace,
     name: t.name,
     kind,
     parent_task_id: parentId,
     tags: t.tags,
-    tagset_id: tagsetId(t.tags),
+    tagset_id: tagsetId(t.tags, wf.namespace),
     action: t.action,
     input: t.input,
     requires: t.requires,

@@ -1,3 +1,4 @@
+import { queueTags } from '@tagflow/domain';
 import type { Repositories, TaskEntity, WorkflowEntity } from '@tagflow/persistence';
 import type { JsonLogger } from '../common/logger.js';
 
@@ -23,6 +24,7 @@ export type Fact =
  * them to the job queue and the bus).
  */
 export type Effect =
+  /** `tags`: as its queue knows them, its namespace's tag included. */
   | { kind: 'task-ready'; taskId: string; attempt: number; tagsetId: string; tags: readonly string[]; delayMs: number }
   | { kind: 'task-finished'; taskId: string }
   | { kind: 'lease-ended'; tagsetId: string; taskId: string; attempt: number; token: string }
@@ -94,8 +96,8 @@ export class UnitOfWork {
 
   // ------------------------------------------------------------ effects
 
-  taskReady(t: Pick<TaskEntity, 'id' | 'attempt' | 'tagset_id' | 'tags'>, delayMs = 0): void {
-    this.effects.push({ kind: 'task-ready', taskId: t.id, attempt: t.attempt, tagsetId: t.tagset_id, tags: t.tags, delayMs });
+  taskReady(t: Pick<TaskEntity, 'id' | 'namespace' | 'attempt' | 'tagset_id' | 'tags'>, delayMs = 0): void {
+    this.effects.push({ kind: 'task-ready', taskId: t.id, attempt: t.attempt, tagsetId: t.tagset_id, tags: queueTags(t.namespace, t.tags), delayMs });
   }
 
   tasksFinished(ids: readonly string[]): void {

@@ -1,5 +1,5 @@
 import { Injectable, type BeforeApplicationShutdown } from '@nestjs/common';
-import { PollIndex } from '@tagflow/domain';
+import { asQueueTags, PollIndex } from '@tagflow/domain';
 import { Bus } from '@tagflow/queue';
 import { MetricsService } from '../metrics/metrics.service.js';
 
@@ -40,7 +40,7 @@ export class LongWaits implements BeforeApplicationShutdown {
     bus.onEvent((event) => {
       if (event.type === 'task-finished') this.wakeKey(LongWaits.task(event.task));
       else if (event.type === 'data-written') this.wakeKey(LongWaits.data(event.workflow, event.key));
-      else if (event.type === 'ready') this.wakeTags(event.tags);
+      else if (event.type === 'ready') this.wakeTags(asQueueTags(event.tags));
     });
   }
 

@@ -7,6 +7,7 @@ export function toTaskResponse(t: TaskEntity): Task {
   return {
     id: t.id,
     workflow_id: t.workflow_id,
+    namespace: t.namespace,
     name: t.name,
     kind: t.kind,
     parent_task_id: t.parent_task_id,

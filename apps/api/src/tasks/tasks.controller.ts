@@ -4,7 +4,7 @@ import { idParam } from '../common/params.js';
 import { ShortcutTaskDto, TaskPatchDto, TaskWaitQuery } from './task.dto.js';
 import { toTaskResponse } from './task.mapper.js';
 import { TasksService } from './tasks.service.js';
-import { Allow, CallerOf, createdByOf, OPERATORS, READERS, type Caller } from '../auth/access.js';
+import { Allow, CallerOf, createdByOf, NamespaceOf, namespaceOf, OPERATORS, READERS, type Caller } from '../auth/access.js';
 import { checkSubmitGrants, checkTaskGrants } from '../auth/grants.js';
 
 const id = idParam('task');
@@ -18,49 +18,53 @@ export class TasksController {
   @Post() @Allow(OPERATORS)
   async shortcut(@Body() dto: ShortcutTaskDto, @CallerOf() caller: Caller) {
     checkSubmitGrants(caller, [dto]);
-    return toTaskResponse(await this.tasks.shortcut(dto, createdByOf(caller)));
+    return toTaskResponse(await this.tasks.shortcut(dto, createdByOf(caller), namespaceOf(caller)));
   }
 
   /** A task; with `wait_s`, waits until it is finished (or the wait ends) before answering. */
   @Get(':id') @Allow(READERS)
-  async get(@Param('id', id) taskId: string, @Query() q: TaskWaitQuery) {
-    return toTaskResponse(await this.tasks.getWhenFinished(taskId, q.wait_s));
+  async get(@Param('id', id) taskId: string, @Query() q: TaskWaitQuery, @NamespaceOf() ns: string) {
+    return toTaskResponse(await this.tasks.getWhenFinished(taskId, q.wait_s, ns));
   }
 
   /** Every state transition of the task, oldest first. */
   @Get(':id/events') @Allow(READERS)
-  events(@Param('id', id) taskId: string) {
-    return this.tasks.events(taskId);
+  events(@Param('id', id) taskId: string, @NamespaceOf() ns: string) {
+    return this.tasks.events(taskId, ns);
   }
 
   /** Changes a task that has not run yet. */
   @Patch(':id') @Allow(OPERATORS)
   async patch(@Param('id', id) taskId: string, @Body() dto: TaskPatchDto, @CallerOf() caller: Caller) {
     // The task as it is must be the caller's to change, and as it will be (tags and handlers kept) its to submit.
-    const current = await this.tasks.get(taskId);
+    const ns = namespaceOf(caller);
+    const current = await this.tasks.get(taskId, ns);
     checkTaskGrants(caller, current);
     checkSubmitGrants(caller, [{ name: current.name, tags: dto.tags ?? current.tags, on_error: dto.on_error ?? current.on_error }]);
-    return toTaskResponse(await this.tasks.patch(taskId, dto));
+    return toTaskResponse(await this.tasks.patch(taskId, dto, ns));
   }
 
   /** Removes a task that has not run yet; 409 if another task requires it by name. */
   @Delete(':id') @HttpCode(204) @Allow(OPERATORS)
   async remove(@Param('id', id) taskId: string, @CallerOf() caller: Caller): Promise<void> {
-    checkTaskGrants(caller, await this.tasks.get(taskId));
-    await this.tasks.remove(taskId);
+    const ns = namespaceOf(caller);
+    checkTaskGrants(caller, await this.tasks.get(taskId, ns));
+    await this.tasks.remove(taskId, ns);
   }
 
   /** Cancels the task; a running one is told so on its next heartbeat. */
   @Post(':id/cancel') @HttpCode(200) @Allow(OPERATORS)
   async cancel(@Param('id', id) taskId: string, @CallerOf() caller: Caller) {
-    checkTaskGrants(caller, await this.tasks.get(taskId));
-    return toTaskResponse(await this.tasks.cancel(taskId));
+    const ns = namespaceOf(caller);
+    checkTaskGrants(caller, await this.tasks.get(taskId, ns));
+    return toTaskResponse(await this.tasks.cancel(taskId, ns));
   }
 
   /** Runs an ERROR task of an unfinished workflow again. */
   @Post(':id/rerun') @HttpCode(200) @Allow(OPERATORS)
   async rerun(@Param('id', id) taskId: string, @CallerOf() caller: Caller) {
-    checkTaskGrants(caller, await this.tasks.get(taskId));
-    return toTaskResponse(await this.tasks.rerun(taskId));
+    const ns = namespaceOf(caller);
+    checkTaskGrants(caller, await this.tasks.get(taskId, ns));
+    return toTaskResponse(await this.tasks.rerun(taskId, ns));
   }
 }

@@ -25,91 +25,92 @@ export class TasksService {
   ) {}
 
   /** Adds tasks to an open workflow, all or none; answers them as they are once evaluated. */
-  async add(workflowId: string, specs: TaskSpecLike[], createdBy: CreatedBy | null): Promise<TaskEntity[]> {
+  async add(workflowId: string, specs: TaskSpecLike[], createdBy: CreatedBy | null, namespace: string): Promise<TaskEntity[]> {
     return this.engine.inWorkflow(workflowId, async (uow, wf) => {
       const rows = await addTasks(uow, wf, specs, { kind: 'task', createdBy });
       await uow.settle();
       // Rows that became READY followed along; one that ended may have taken others with it.
       return uow.endedAny ? uow.repos.tasks.load(rows.map((r) => r.id)) : rows;
-    });
+    }, namespace);
   }
 
   /** POST /v1/tasks: a sealed workflow holding this one task. */
-  async shortcut(dto: ShortcutTaskDto, createdBy: CreatedBy | null): Promise<TaskEntity> {
+  async shortcut(dto: ShortcutTaskDto, createdBy: CreatedBy | null, namespace: string): Promise<TaskEntity> {
     const { workflow_name, ...spec } = dto;
     const wf = await this.workflows.create({
       name: workflow_name ?? spec.name ?? spec.action.type.replace(/[^A-Za-z0-9_.-]/g, '-'),
       sealed: true,
       tasks: [spec],
-    }, createdBy);
+    }, createdBy, namespace);
     return (await this.db.read().tasks.firstOf(wf.id))!;
   }
 
-  async get(id: string): Promise<TaskEntity> {
-    const task = UUID.test(id) ? await this.db.read().tasks.get(id) : null;
+  /** The task; 404 unless it lives in `namespace`. */
+  async get(id: string, namespace: string): Promise<TaskEntity> {
+    const task = UUID.test(id) ? await this.db.read().tasks.get(id, namespace) : null;
     if (!task) throw notFound('task', id);
     return task;
   }
 
   /** Long-poll until the task is terminal or the wait ends; returns it either way. */
-  async getWhenFinished(id: string, waitS: number | undefined): Promise<TaskEntity> {
-    const first = await this.get(id);
+  async getWhenFinished(id: string, waitS: number | undefined, namespace: string): Promise<TaskEntity> {
+    const first = await this.get(id, namespace);
     if (!waitS || isTerminalTask(first.state)) return first;
     const finished = await this.waits.until(LongWaits.task(id), Date.now() + waitS * 1000, async () => {
-      const t = await this.get(id);
+      const t = await this.get(id, namespace);
       return isTerminalTask(t.state) ? t : undefined;
     });
-    return finished ?? (await this.get(id));
+    return finished ?? (await this.get(id, namespace));
   }
 
-  async getInWorkflow(workflowId: string, idOrName: string): Promise<TaskEntity> {
-    await this.workflows.get(workflowId);
+  async getInWorkflow(workflowId: string, idOrName: string, namespace: string): Promise<TaskEntity> {
+    await this.workflows.get(workflowId, namespace);
     const task = await this.db.read().tasks.getInWorkflow(workflowId, idOrName, UUID.test(idOrName));
     if (!task) throw notFound('task', `${idOrName} in workflow ${workflowId}`);
     return task;
   }
 
-  async list(workflowId: string, q: TaskListQuery): Promise<Page<TaskResponse>> {
-    await this.workflows.get(workflowId);
+  async list(workflowId: string, q: TaskListQuery, namespace: string): Promise<Page<TaskResponse>> {
+    await this.workflows.get(workflowId, namespace);
     const rows = await this.db.read().tasks.page(workflowId, { state: q.state, tag: q.tag, after: decodeCursor(q.cursor), limit: q.limit });
     return pageOf(rows, q.limit, toTaskResponse);
   }
 
-  async events(id: string) {
-    await this.get(id);
+  async events(id: string, namespace: string) {
+    await this.get(id, namespace);
     const rows = await this.db.read().events.ofTask(id);
     return rows.map((e) => ({ from: e.from_state, to: e.to_state, attempt: e.attempt, reason: e.reason, at: new Date(e.at).toISOString() }));
   }
 
   /** Changes a task before it runs; its dependencies are evaluated again. */
-  patch(id: string, dto: TaskPatchDto): Promise<TaskEntity> {
-    return this.inTaskWorkflow(id, (uow, wf, t) => patchTask(uow, wf, t, dto));
+  patch(id: string, dto: TaskPatchDto, namespace: string): Promise<TaskEntity> {
+    return this.inTaskWorkflow(id, namespace, (uow, wf, t) => patchTask(uow, wf, t, dto));
   }
 
   /** Deletes a task before it runs, unless another task requires it by name. */
-  async remove(id: string): Promise<void> {
-    await this.inTaskWorkflow(id, deleteTask, false);
+  async remove(id: string, namespace: string): Promise<void> {
+    await this.inTaskWorkflow(id, namespace, deleteTask, false);
   }
 
   /** Cancels a task: at once if it has not started, else through its worker's next heartbeat. */
-  cancel(id: string): Promise<TaskEntity> {
-    return this.inTaskWorkflow(id, cancelTask);
+  cancel(id: string, namespace: string): Promise<TaskEntity> {
+    return this.inTaskWorkflow(id, namespace, cancelTask);
   }
 
   /** Runs an ERROR task again as a new attempt (and the tasks skipped for its failure wait again). */
-  rerun(id: string): Promise<TaskEntity> {
-    return this.inTaskWorkflow(id, rerun);
+  rerun(id: string, namespace: string): Promise<TaskEntity> {
+    return this.inTaskWorkflow(id, namespace, rerun);
   }
 
   /** Runs `op` on the task under its workflow's lock; answers the task as it is once everything settled. */
-  private async inTaskWorkflow(id: string, op: (uow: UnitOfWork, wf: WorkflowEntity, t: TaskEntity) => Promise<void>, reread = true): Promise<TaskEntity> {
-    const task = await this.get(id);
+  private async inTaskWorkflow(id: string, namespace: string, op: (uow: UnitOfWork, wf: WorkflowEntity, t: TaskEntity) => Promise<void>, reread = true): Promise<TaskEntity> {
+    const task = await this.get(id, namespace);
     return this.engine.inWorkflow(task.workflow_id, async (uow, wf) => {
       const t = await uow.repos.tasks.get(id);
       if (!t) throw notFound('task', id);
       await op(uow, wf, t);
       await uow.settle();
       return reread ? ((await uow.repos.tasks.get(id)) ?? t) : t;
-    });
+    }, namespace);
   }
 }

@@ -20,6 +20,7 @@ const COMPLETION_BATCH = 100;
 
 interface Report {
   taskId: string;
+  namespace: string;
   dto: CompleteDto;
   output: JsonObject;
 }
@@ -69,25 +70,25 @@ export class LeaseService {
     return batch.map((jobs) => jobs.flatMap((j) => byToken.get(j.token) ?? []));
   }
 
-  async heartbeat(taskId: string, dto: HeartbeatDto): Promise<{ expires_at: number; cancel_requested: boolean }> {
-    const task = await this.find(taskId);
+  async heartbeat(taskId: string, dto: HeartbeatDto, namespace: string): Promise<{ expires_at: number; cancel_requested: boolean }> {
+    const task = await this.find(taskId, namespace);
     if (task.lease_token !== dto.lease_token) throw this.staleToken(task);
     if (task.lease_outcome !== null || task.state !== 'RUNNING') throw this.ended(task);
     const now = Date.now();
     if ((task.lease_expires_at ?? 0) < now) throw conflict(expiredText(task), { state: task.state });
     const expires = now + task.lease_s * 1000;
     const extended = await this.db.transaction((repos) => repos.tasks.extendLease(task.id, dto.lease_token, expires, now, dto.progress), now);
-    if (!extended) throw this.ended(await this.find(taskId));
+    if (!extended) throw this.ended(await this.find(taskId, namespace));
     // The Redis lock mirrors the lease; losing it (Redis restarted) does not end the lease.
     this.jobs.extend(task.tagset_id, jobIdFor(task.id, task.attempt), dto.lease_token, task.lease_s * 1000).catch(() => undefined);
     return { expires_at: expires, cancel_requested: task.cancel_requested };
   }
 
-  async complete(taskId: string, dto: CompleteDto): Promise<TaskEntity> {
+  async complete(taskId: string, dto: CompleteDto, namespace: string): Promise<TaskEntity> {
     const output = dto.output ?? {};
     const size = Buffer.byteLength(JSON.stringify(output));
     if (size > LIMITS.outputMaxBytes) throw tooLarge(`output is ${size} bytes; the limit is ${LIMITS.outputMaxBytes}`);
-    return this.completions.submit({ taskId, dto, output });
+    return this.completions.submit({ taskId, namespace, dto, output });
   }
 
   /**
@@ -100,7 +101,8 @@ export class LeaseService {
       const answers: (TaskEntity | Error)[] = [];
       const accepted = new Map<string, Completion>();
       for (const c of batch) {
-        const task = tasks.get(c.taskId);
+        const found = tasks.get(c.taskId);
+        const task = found?.namespace === c.namespace ? found : undefined;
         const refusal = task ? this.refusal(uow, task, c.dto.lease_token, 'complete') : notFound('task', c.taskId);
         if (!task || refusal instanceof Error) {
           answers.push(refusal as Error);
@@ -118,11 +120,11 @@ export class LeaseService {
     });
   }
 
-  async fail(taskId: string, dto: FailDto): Promise<TaskEntity> {
+  async fail(taskId: string, dto: FailDto, namespace: string): Promise<TaskEntity> {
     const error = { message: dto.error.message, code: dto.error.code ?? (dto.exit_code !== undefined ? String(dto.exit_code) : null) };
     return this.engine.inTasksWorkflows([taskId], async (uow, workflows, tasks) => {
       const task = tasks.get(taskId);
-      if (!task) throw notFound('task', taskId);
+      if (!task || task.namespace !== namespace) throw notFound('task', taskId);
       const refusal = this.refusal(uow, task, dto.lease_token, 'fail');
       if (refusal === 'same') return task; // the same report again: same answer
       if (refusal) throw refusal;
@@ -174,8 +176,8 @@ export class LeaseService {
     });
   }
 
-  private async find(taskId: string): Promise<TaskEntity> {
-    const task = await this.db.read().tasks.get(taskId);
+  private async find(taskId: string, namespace: string): Promise<TaskEntity> {
+    const task = await this.db.read().tasks.get(taskId, namespace);
     if (!task) throw notFound('task', taskId);
     return task;
   }

@@ -1,5 +1,5 @@
 import { Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common';
-import { LIMITS, ResolutionError, TagsetIndex } from '@tagflow/domain';
+import { asQueueTags, clientTags, LIMITS, namespaceTag, ResolutionError, TagsetIndex } from '@tagflow/domain';
 import type { TaskEntity } from '@tagflow/persistence';
 import { Bus, JobQueue, jobIdFor, TagsetRegistry } from '@tagflow/queue';
 import { coveredBy } from '../auth/grants.js';
@@ -10,6 +10,8 @@ import { LongWaits } from '../long-wait/long-waits.js';
 import { LeaseService } from './lease.service.js';
 
 export interface PollRequest {
+  /** Only this namespace's tag sets are looked at. */
+  namespace: string;
   tags: string[];
   workerId: string | null;
   waitMs: number;
@@ -24,8 +26,9 @@ export interface Leased {
 }
 
 /**
- * Long-polls. A poll takes from the queues of the tag sets that contain every tag it
- * names, oldest hinted first, and parks in LongWaits until a `ready` announcement (from
+ * Long-polls. A poll takes from the queues of its namespace's tag sets that contain every
+ * tag it names (a tag set's tags include its namespace's tag, which the poll names too,
+ * so two namespaces' queues never meet), oldest hinted first, and parks in LongWaits until a `ready` announcement (from
  * any replica) names a matching tag set.
  *
  * `hints` remembers which tag sets may have jobs (and since when), so an idle tag set
@@ -53,15 +56,15 @@ export class PollService implements OnApplicationBootstrap {
     this.leased = metrics.counter('tagflow_tasks_leased_total', 'Tasks handed to a worker under a lease.');
     bus.onEvent((event) => {
       if (event.type !== 'ready') return;
-      this.index.add(event.tagset, event.tags);
+      this.index.add(event.tagset, asQueueTags(event.tags));
       this.hint(event.tagset, Date.now());
     });
   }
 
   async onApplicationBootstrap(): Promise<void> {
     // A fresh replica knows every tag set and assumes each may hold work until looked at.
-    for (const [id, tags] of await this.registry.all()) {
-      this.index.add(id, tags);
+    for (const [id, recorded] of await this.registry.all()) {
+      this.index.add(id, asQueueTags(recorded));
       this.hint(id, 0);
     }
   }
@@ -75,7 +78,7 @@ export class PollService implements OnApplicationBootstrap {
 
   async poll(req: PollRequest): Promise<Leased[]> {
     if (this.waits.isClosing) return []; // no new leases from a replica that is stopping
-    const taken = await this.waits.until({ tags: req.tags }, Date.now() + req.waitMs, async () => {
+    const taken = await this.waits.until({ tags: [...req.tags, namespaceTag(req.namespace)] }, Date.now() + req.waitMs, async () => {
       const out = await this.fetch(req);
       return out.length > 0 ? out : undefined;
     });
@@ -85,8 +88,8 @@ export class PollService implements OnApplicationBootstrap {
   private async fetch(req: PollRequest): Promise<Leased[]> {
     const out: Leased[] = [];
     const candidates = this.index
-      .matching(req.tags)
-      .filter((id) => this.hints.has(id) && (!req.grants || coveredBy(req.grants, this.index.tagsOf(id) ?? [])))
+      .matching([...req.tags, namespaceTag(req.namespace)])
+      .filter((id) => this.hints.has(id) && (!req.grants || coveredBy(req.grants, clientTags(this.index.tagsOf(id) ?? []))))
       .sort((a, b) => this.hints.get(a)! - this.hints.get(b)!);
     for (const tagset of candidates) {
       while (out.length < req.maxTasks) {

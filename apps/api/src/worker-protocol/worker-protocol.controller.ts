@@ -7,7 +7,7 @@ import { WorkersService } from '../workers/workers.service.js';
 import { LeaseService } from './lease.service.js';
 import { PollService } from './poll.service.js';
 import { CompleteDto, FailDto, HeartbeatDto, PollDto } from './worker-protocol.dto.js';
-import { Allow, CallerOf, WORKERS, type Caller } from '../auth/access.js';
+import { Allow, CallerOf, NamespaceOf, namespaceOf, WORKERS, type Caller } from '../auth/access.js';
 import { checkPollGrants } from '../auth/grants.js';
 
 const id = idParam('task');
@@ -29,9 +29,11 @@ export class WorkerProtocolController {
   @Post('poll') @HttpCode(200) @Allow(WORKERS)
   async poll(@Body() dto: PollDto, @CallerOf() caller: Caller) {
     checkPollGrants(caller, dto.tags);
+    const namespace = namespaceOf(caller);
     const workerId = dto.worker_id ?? null;
-    if (workerId) await this.workers.touch(workerId);
+    if (workerId) await this.workers.touch(workerId, namespace);
     const taken = await this.polls.poll({
+      namespace,
       tags: dto.tags,
       workerId,
       waitMs: (dto.wait_s ?? LIMITS.pollWaitDefaultSeconds) * 1000,
@@ -48,8 +50,8 @@ export class WorkerProtocolController {
 
   /** Extends the lease; answers whether a cancel was requested. */
   @Post(':id/heartbeat') @HttpCode(200) @Allow(WORKERS)
-  async heartbeat(@Param('id', id) taskId: string, @Body() dto: HeartbeatDto) {
-    const r = await this.leases.heartbeat(taskId, dto);
+  async heartbeat(@Param('id', id) taskId: string, @Body() dto: HeartbeatDto, @NamespaceOf() ns: string) {
+    const r = await this.leases.heartbeat(taskId, dto, ns);
     return { expires_at: new Date(r.expires_at).toISOString(), cancel_requested: r.cancel_requested };
   }
 
@@ -58,13 +60,13 @@ export class WorkerProtocolController {
    * nothing; the same report sent twice is answered the same way twice.
    */
   @Post(':id/complete') @HttpCode(200) @Allow(WORKERS)
-  async complete(@Param('id', id) taskId: string, @Body() dto: CompleteDto) {
-    return toTaskResponse(await this.leases.complete(taskId, dto));
+  async complete(@Param('id', id) taskId: string, @Body() dto: CompleteDto, @NamespaceOf() ns: string) {
+    return toTaskResponse(await this.leases.complete(taskId, dto, ns));
   }
 
   /** Reports failure with the current lease token; retried by the task's policy, then on_error. */
   @Post(':id/fail') @HttpCode(200) @Allow(WORKERS)
-  async fail(@Param('id', id) taskId: string, @Body() dto: FailDto) {
-    return toTaskResponse(await this.leases.fail(taskId, dto));
+  async fail(@Param('id', id) taskId: string, @Body() dto: FailDto, @NamespaceOf() ns: string) {
+    return toTaskResponse(await this.leases.fail(taskId, dto, ns));
   }
 }

@@ -22,6 +22,7 @@ export function toWorkerResponse(w: WorkerEntity, running: string[]): WorkerInfo
   return {
     id: w.id,
     name: w.name,
+    namespace: w.namespace,
     tags: w.tags,
     hostname: w.hostname,
     version: w.version,

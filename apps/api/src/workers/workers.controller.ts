@@ -4,7 +4,7 @@ import { idParam } from '../common/params.js';
 import { PageQuery } from '../common/pagination.js';
 import { RegisterWorkerDto } from './worker.dto.js';
 import { WorkersService } from './workers.service.js';
-import { Allow, READERS, WORKERS } from '../auth/access.js';
+import { Allow, NamespaceOf, READERS, WORKERS } from '../auth/access.js';
 
 @ApiTags('worker protocol')
 @Controller('v1/workers')
@@ -13,19 +13,19 @@ export class WorkersController {
 
   /** Registers a worker; polls that pass its id keep its last_seen_at and running tasks current. */
   @Post() @Allow(WORKERS)
-  register(@Body() dto: RegisterWorkerDto) {
-    return this.workers.register(dto);
+  register(@Body() dto: RegisterWorkerDto, @NamespaceOf() ns: string) {
+    return this.workers.register(dto, ns);
   }
 
   /** Workers, newest first, with the tasks each is running; cursor-paginated. */
   @Get() @Allow(READERS)
-  list(@Query() q: PageQuery) {
-    return this.workers.list(q);
+  list(@Query() q: PageQuery, @NamespaceOf() ns: string) {
+    return this.workers.list(q, ns);
   }
 
   /** One worker. */
   @Get(':id') @Allow(READERS)
-  get(@Param('id', idParam('worker')) id: string) {
-    return this.workers.get(id);
+  get(@Param('id', idParam('worker')) id: string, @NamespaceOf() ns: string) {
+    return this.workers.get(id, ns);
   }
 }

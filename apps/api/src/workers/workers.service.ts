@@ -14,36 +14,37 @@ export class WorkersService {
 
   constructor(private readonly db: Database) {}
 
-  async register(dto: RegisterWorkerDto) {
+  async register(dto: RegisterWorkerDto, namespace: string) {
     const now = Date.now();
     const worker: WorkerEntity = {
-      id: newId(now), name: dto.name, tags: canonicalTags(dto.tags ?? []), hostname: dto.hostname ?? null,
+      id: newId(now), name: dto.name, namespace, tags: canonicalTags(dto.tags ?? []), hostname: dto.hostname ?? null,
       version: dto.version ?? null, created_at: now, last_seen_at: now,
     };
     await this.db.transaction((repos) => repos.workers.insert(worker), now);
     return toWorkerResponse(worker, []);
   }
 
-  async get(id: string) {
+  async get(id: string, namespace: string) {
     const repos = this.db.read();
-    const w = await repos.workers.get(id);
+    const w = await repos.workers.get(id, namespace);
     if (!w) throw notFound('worker', id);
     return toWorkerResponse(w, (await repos.tasks.runningBy([id])).get(id) ?? []);
   }
 
-  async list(q: PageQuery) {
+  async list(q: PageQuery, namespace: string) {
     const repos = this.db.read();
-    const rows = await repos.workers.page(decodeCursor(q.cursor), q.limit);
+    const rows = await repos.workers.page(namespace, decodeCursor(q.cursor), q.limit);
     const running = await repos.tasks.runningBy(rows.map((r) => r.id));
     return pageOf(rows, q.limit, (w) => toWorkerResponse(w, running.get(w.id) ?? []));
   }
 
-  /** Records that a worker polled; 404 for an id that was never registered. */
-  async touch(id: string): Promise<void> {
+  /** Records that a worker polled; 404 for an id that was never registered in this namespace. */
+  async touch(id: string, namespace: string): Promise<void> {
     const now = Date.now();
-    if (now - (this.touched.get(id) ?? 0) < TOUCH_EVERY_MS) return;
-    if (!(await this.db.transaction((repos) => repos.workers.touch(id, now), now))) throw notFound('worker', id);
+    const key = `${namespace}/${id}`;
+    if (now - (this.touched.get(key) ?? 0) < TOUCH_EVERY_MS) return;
+    if (!(await this.db.transaction((repos) => repos.workers.touch(id, namespace, now), now))) throw notFound('worker', id);
     if (this.touched.size > 100_000) this.touched.clear();
-    this.touched.set(id, now);
+    this.touched.set(key, now);
   }
 }

@@ -12,6 +12,7 @@ export function toWorkflowResponse(w: WorkflowEntity, counts: TaskCounts): Workf
   return {
     id: w.id,
     name: w.name,
+    namespace: w.namespace,
     description: w.description,
     tags: w.tags,
     input: w.input,

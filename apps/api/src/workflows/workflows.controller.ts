@@ -7,7 +7,7 @@ import { toTaskResponse } from '../tasks/task.mapper.js';
 import { TasksService } from '../tasks/tasks.service.js';
 import { CreateWorkflowDto, WorkflowListQuery } from './workflow.dto.js';
 import { WorkflowsService } from './workflows.service.js';
-import { Allow, CallerOf, createdByOf, OPERATORS, READERS, type Caller } from '../auth/access.js';
+import { Allow, CallerOf, createdByOf, NamespaceOf, namespaceOf, OPERATORS, READERS, type Caller } from '../auth/access.js';
 import { checkSubmitGrants } from '../auth/grants.js';
 
 const id = idParam('workflow');
@@ -24,51 +24,52 @@ export class WorkflowsController {
   @Post() @Allow(OPERATORS)
   async create(@Body() dto: CreateWorkflowDto, @CallerOf() caller: Caller) {
     checkSubmitGrants(caller, dto.tasks ?? []);
-    const wf = await this.workflows.create(dto, createdByOf(caller));
-    return this.workflows.view(wf.id);
+    const ns = namespaceOf(caller);
+    const wf = await this.workflows.create(dto, createdByOf(caller), ns);
+    return this.workflows.view(wf.id, ns);
   }
 
   /** Workflows, newest first, filtered by state, tag or name; cursor-paginated. */
   @Get() @Allow(READERS)
-  list(@Query() q: WorkflowListQuery) {
-    return this.workflows.list(q);
+  list(@Query() q: WorkflowListQuery, @NamespaceOf() ns: string) {
+    return this.workflows.list(q, ns);
   }
 
   /** A workflow with its task counts by state. */
   @Get(':id') @Allow(READERS)
-  get(@Param('id', id) wfId: string) {
-    return this.workflows.view(wfId);
+  get(@Param('id', id) wfId: string, @NamespaceOf() ns: string) {
+    return this.workflows.view(wfId, ns);
   }
 
   /** Deletes a finished workflow with its tasks and data; 409 while it runs. */
   @Delete(':id') @Allow(OPERATORS)
   @HttpCode(204)
-  async remove(@Param('id', id) wfId: string): Promise<void> {
-    await this.workflows.remove(wfId);
+  async remove(@Param('id', id) wfId: string, @NamespaceOf() ns: string): Promise<void> {
+    await this.workflows.remove(wfId, ns);
   }
 
   /** No more tasks will be added: the workflow can finish once its tasks have. */
   @Post(':id/seal') @HttpCode(200) @Allow(OPERATORS)
-  seal(@Param('id', id) wfId: string) {
-    return this.workflows.seal(wfId);
+  seal(@Param('id', id) wfId: string, @NamespaceOf() ns: string) {
+    return this.workflows.seal(wfId, ns);
   }
 
   /** Cancels every unfinished task of the workflow. */
   @Post(':id/cancel') @HttpCode(200) @Allow(OPERATORS)
-  cancel(@Param('id', id) wfId: string) {
-    return this.workflows.cancel(wfId);
+  cancel(@Param('id', id) wfId: string, @NamespaceOf() ns: string) {
+    return this.workflows.cancel(wfId, ns);
   }
 
   /** Stops handing out the workflow's tasks; running ones finish. */
   @Post(':id/pause') @HttpCode(200) @Allow(OPERATORS)
-  pause(@Param('id', id) wfId: string) {
-    return this.workflows.pause(wfId);
+  pause(@Param('id', id) wfId: string, @NamespaceOf() ns: string) {
+    return this.workflows.pause(wfId, ns);
   }
 
   /** Hands out the workflow's tasks again. */
   @Post(':id/resume') @HttpCode(200) @Allow(OPERATORS)
-  resume(@Param('id', id) wfId: string) {
-    return this.workflows.resume(wfId);
+  resume(@Param('id', id) wfId: string, @NamespaceOf() ns: string) {
+    return this.workflows.resume(wfId, ns);
   }
 
   /** One TaskSpec, or `{"tasks": [TaskSpec, ...]}` added atomically. */
@@ -80,24 +81,24 @@ export class WorkflowsController {
     if (isBatch) {
       const dto = await validateBody(TaskBatchDto, body);
       checkSubmitGrants(caller, dto.tasks);
-      const created = await this.tasks.add(wfId, dto.tasks, createdByOf(caller));
+      const created = await this.tasks.add(wfId, dto.tasks, createdByOf(caller), namespaceOf(caller));
       return { tasks: created.map(toTaskResponse) };
     }
     const dto = await validateBody(TaskSpecDto, body);
     checkSubmitGrants(caller, [dto]);
-    const [created] = await this.tasks.add(wfId, [dto], createdByOf(caller));
+    const [created] = await this.tasks.add(wfId, [dto], createdByOf(caller), namespaceOf(caller));
     return toTaskResponse(created);
   }
 
   /** The workflow's tasks, filtered by state or tag; cursor-paginated. */
   @Get(':id/tasks') @Allow(READERS)
-  listTasks(@Param('id', id) wfId: string, @Query() q: TaskListQuery) {
-    return this.tasks.list(wfId, q);
+  listTasks(@Param('id', id) wfId: string, @Query() q: TaskListQuery, @NamespaceOf() ns: string) {
+    return this.tasks.list(wfId, q, ns);
   }
 
   /** One task of the workflow, by id or by name. */
   @Get(':id/tasks/:task') @Allow(READERS)
-  async getTask(@Param('id', id) wfId: string, @Param('task') idOrName: string) {
-    return toTaskResponse(await this.tasks.getInWorkflow(wfId, idOrName));
+  async getTask(@Param('id', id) wfId: string, @Param('task') idOrName: string, @NamespaceOf() ns: string) {
+    return toTaskResponse(await this.tasks.getInWorkflow(wfId, idOrName, ns));
   }
 }

@@ -20,11 +20,12 @@ export class WorkflowsService {
   ) {}
 
   /** Creates the workflow and its inline tasks atomically. */
-  async create(dto: CreateWorkflowDto, createdBy: CreatedBy | null): Promise<WorkflowEntity> {
+  async create(dto: CreateWorkflowDto, createdBy: CreatedBy | null, namespace: string): Promise<WorkflowEntity> {
     const now = Date.now();
     const wf: WorkflowEntity = {
       id: newId(now),
       name: dto.name,
+      namespace,
       description: dto.description ?? null,
       tags: canonicalTags(dto.tags ?? []),
       input: dto.input ?? {},
@@ -38,53 +39,54 @@ export class WorkflowsService {
       finished_at: null,
     };
     await this.engine.inTransaction((uow) => createWorkflow(uow, wf, (dto.tasks ?? []) as unknown as TaskSpecLike[]));
-    return (await this.get(wf.id)).entity;
+    return (await this.get(wf.id, namespace)).entity;
   }
 
-  async get(id: string): Promise<{ entity: WorkflowEntity; counts: TaskCounts }> {
+  /** The workflow with its task counts; 404 unless it lives in `namespace`. */
+  async get(id: string, namespace: string): Promise<{ entity: WorkflowEntity; counts: TaskCounts }> {
     const repos = this.db.read();
-    const entity = await repos.workflows.get(id);
+    const entity = await repos.workflows.get(id, namespace);
     if (!entity) throw notFound('workflow', id);
     return { entity, counts: { ...emptyCounts(), ...(await repos.tasks.countsByState([id])).get(id) } };
   }
 
-  async view(id: string): Promise<WorkflowResponse> {
-    const { entity, counts } = await this.get(id);
+  async view(id: string, namespace: string): Promise<WorkflowResponse> {
+    const { entity, counts } = await this.get(id, namespace);
     return toWorkflowResponse(entity, counts);
   }
 
-  async list(q: WorkflowListQuery): Promise<Page<WorkflowResponse>> {
+  async list(q: WorkflowListQuery, namespace: string): Promise<Page<WorkflowResponse>> {
     const repos = this.db.read();
-    const rows = await repos.workflows.page({ state: q.state, name: q.name, tag: q.tag, before: decodeCursor(q.cursor), limit: q.limit });
+    const rows = await repos.workflows.page({ namespace, state: q.state, name: q.name, tag: q.tag, before: decodeCursor(q.cursor), limit: q.limit });
     const counts = await repos.tasks.countsByState(rows.slice(0, q.limit).map((r) => r.id));
     return pageOf(rows, q.limit, (w) => toWorkflowResponse(w, { ...emptyCounts(), ...counts.get(w.id) }));
   }
 
-  async remove(id: string): Promise<void> {
+  async remove(id: string, namespace: string): Promise<void> {
     await this.engine.inWorkflow(id, async (uow, wf) => {
       if (!isTerminalWorkflow(wf.state)) throw conflict(`workflow ${id} is ${wf.state}; only a finished workflow can be deleted (cancel it first)`, { state: wf.state });
       await uow.repos.workflows.deleteWithEverything(id);
-    });
+    }, namespace);
   }
 
-  seal(id: string): Promise<WorkflowResponse> {
-    return this.change(id, seal);
+  seal(id: string, namespace: string): Promise<WorkflowResponse> {
+    return this.change(id, namespace, seal);
   }
 
-  cancel(id: string): Promise<WorkflowResponse> {
-    return this.change(id, cancelWorkflow);
+  cancel(id: string, namespace: string): Promise<WorkflowResponse> {
+    return this.change(id, namespace, cancelWorkflow);
   }
 
-  pause(id: string): Promise<WorkflowResponse> {
-    return this.change(id, pause);
+  pause(id: string, namespace: string): Promise<WorkflowResponse> {
+    return this.change(id, namespace, pause);
   }
 
-  resume(id: string): Promise<WorkflowResponse> {
-    return this.change(id, resume);
+  resume(id: string, namespace: string): Promise<WorkflowResponse> {
+    return this.change(id, namespace, resume);
   }
 
-  private async change(id: string, op: (uow: UnitOfWork, wf: WorkflowEntity) => Promise<void>): Promise<WorkflowResponse> {
-    await this.engine.inWorkflow(id, op);
-    return this.view(id);
+  private async change(id: string, namespace: string, op: (uow: UnitOfWork, wf: WorkflowEntity) => Promise<void>): Promise<WorkflowResponse> {
+    await this.engine.inWorkflow(id, op, namespace);
+    return this.view(id, namespace);
   }
 }

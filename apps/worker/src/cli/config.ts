@@ -11,6 +11,8 @@ export interface WorkerConfig {
   name: string;
   concurrency: number;
   workDir: string;
+  /** Run tasks as this user (the worker starts as root; its key and work directory stay root's). */
+  runAs?: string;
   plugins: string[];
   graceS: number;
   pollWaitS: number;
@@ -29,6 +31,8 @@ Options (each also read from the environment variable shown):
   --name NAME          worker name (TAGFLOW_WORKER_NAME, default the host name)
   --concurrency N      tasks run at once (TAGFLOW_CONCURRENCY, default 1)
   --work-dir DIR       per-task scratch directories (TAGFLOW_WORK_DIR, default $TMPDIR/tagflow-worker-USER, mode 0700)
+  --run-as USER        run tasks as USER; the worker itself starts as root, so tasks cannot read
+                       its key file or its process (TAGFLOW_RUN_AS)
   --plugin FILE        load an executor module; repeatable (TAGFLOW_PLUGINS, comma-separated)
   --grace-s N          on SIGTERM, time for running tasks to finish (TAGFLOW_GRACE_S, default 30)
   --poll-wait-s N      long-poll length (TAGFLOW_POLL_WAIT_S, default 30)
@@ -45,7 +49,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): WorkerConfi
     args: argv,
     options: {
       api: { type: 'string' }, token: { type: 'string' }, 'token-file': { type: 'string' }, 'token-stdin': { type: 'boolean' }, tags: { type: 'string' }, name: { type: 'string' },
-      concurrency: { type: 'string' }, 'work-dir': { type: 'string' }, plugin: { type: 'string', multiple: true },
+      concurrency: { type: 'string' }, 'work-dir': { type: 'string' }, 'run-as': { type: 'string' }, plugin: { type: 'string', multiple: true },
       'grace-s': { type: 'string' }, 'poll-wait-s': { type: 'string' }, 'log-level': { type: 'string' }, help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -88,6 +92,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): WorkerConfi
     name,
     concurrency: int(pick(values.concurrency, 'TAGFLOW_CONCURRENCY'), '--concurrency / TAGFLOW_CONCURRENCY', 1, 256, 1),
     workDir: resolve(pick(values['work-dir'], 'TAGFLOW_WORK_DIR') ?? join(tmpdir(), `tagflow-worker-${userInfo().username}`)),
+    runAs: pick(values['run-as'], 'TAGFLOW_RUN_AS'),
     plugins: values.plugin?.length ? values.plugin : envPlugins,
     graceS: int(pick(values['grace-s'], 'TAGFLOW_GRACE_S'), '--grace-s / TAGFLOW_GRACE_S', 0, 86_400, 30),
     pollWaitS: int(pick(values['poll-wait-s'], 'TAGFLOW_POLL_WAIT_S'), '--poll-wait-s / TAGFLOW_POLL_WAIT_S', 1, 60, 30),

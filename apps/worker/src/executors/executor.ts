@@ -16,14 +16,23 @@ export interface ExecutorContext {
   signal: AbortSignal;
   heartbeat(progress: unknown): void;
   log(message: string, fields?: Record<string, unknown>): void;
-  /** A directory of this attempt's own, removed afterwards. */
+  /** A directory of this attempt's own (the task's user's, under `--run-as`), removed afterwards. */
   workDir: string;
+  /** Runs a process as the task's user, in its own process group, stopped with the attempt. */
   run(command: string, args: string[], options?: RunOptions): Promise<ProcessResult>;
+  /** Writes a new file in workDir that the task's processes may read or write (theirs under `--run-as`). */
+  writeFile(path: string, data: string, mode?: number): Promise<void>;
 }
 
 export interface RunOptions {
   cwd?: string;
   env?: Record<string, string>;
+}
+
+/** Who a task's processes run as (`--run-as`); absent: the worker's own user. */
+export interface ProcessUser {
+  uid: number;
+  gid: number;
 }
 
 export interface ProcessResult {

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import type { ProcessResult, RunOptions } from './executor.js';
+import type { ProcessResult, ProcessUser, RunOptions } from './executor.js';
 
 export const LOG_TAIL_BYTES = 64 * 1024;
 /** Between SIGTERM and SIGKILL when a process group is stopped. */
@@ -36,14 +36,21 @@ export class TailBuffer {
 }
 
 /**
- * Runs a process in its own process group, so stopping it stops everything it started.
+ * Runs a process in its own process group, so stopping it stops everything it started;
+ * with `user`, as that user (the worker runs as root).
  * When `signal` aborts: SIGTERM to the group, SIGKILL after the grace period.
  */
-export function runProcess(command: string, args: string[], options: RunOptions & { signal: AbortSignal; graceMs?: number }): Promise<ProcessResult> {
+export function runProcess(command: string, args: string[], options: RunOptions & { signal: AbortSignal; graceMs?: number; user?: ProcessUser }): Promise<ProcessResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, {
-      cwd: options.cwd,
+    // As another user, the directory is entered by that user (`env -C`), not by root before
+    // the switch: a directory root may enter and the user may not stays closed to the task.
+    const [file, argv, cwd] = options.user ? ['/usr/bin/env', ['-C', options.cwd ?? '/', '--', command, ...args], '/'] : [command, args, options.cwd];
+    const child = spawn(file, argv, {
+      cwd,
       env: options.env,
+      // As another user, the child also drops the worker's supplementary groups (libuv calls setgroups(0)).
+      uid: options.user?.uid,
+      gid: options.user?.gid,
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -74,8 +81,9 @@ export function runProcess(command: string, args: string[], options: RunOptions 
     child.on('close', (exitCode, sig) => {
       options.signal.removeEventListener('abort', onAbort);
       clearTimeout(killTimer);
-      // Whatever the group left behind goes with it.
-      if (options.signal.aborted) killGroup('SIGKILL');
+      // Whatever the group left behind goes with it (as another user, always: a process left
+      // running could reach the next attempt of that user).
+      if (options.signal.aborted || options.user) killGroup('SIGKILL');
       resolve({ exitCode, signal: sig, stdout: stdout.toString(), stderr: stderr.toString() });
     });
   });

@@ -1,6 +1,6 @@
-import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ExecutionFailure, type ExecutionResult, type Executor, type ExecutorContext } from './executor.js';
+import { OUTPUT_MAX_BYTES, readTaskFile, TaskFileRefused } from './task-files.js';
 
 /**
  * `{"type": "shell", "command": "..."}` runs with `/bin/sh -c`;
@@ -27,8 +27,8 @@ export class ShellExecutor implements Executor {
     }
     const inputFile = join(ctx.workDir, 'input.json');
     const outputFile = join(ctx.workDir, 'output.json');
-    await writeFile(inputFile, JSON.stringify(ctx.task.input ?? {}));
-    await writeFile(outputFile, '');
+    await ctx.writeFile(inputFile, JSON.stringify(ctx.task.input ?? {}), 0o600);
+    await ctx.writeFile(outputFile, '', 0o600);
     const vars: Record<string, string> = {
       ...(env as Record<string, string>),
       TAGFLOW_INPUT: inputFile,
@@ -43,7 +43,7 @@ export class ShellExecutor implements Executor {
       result = await ctx.run('/bin/sh', ['-c', command], { cwd, env: vars });
     } else {
       const file = join(ctx.workDir, 'script');
-      await writeFile(file, script!, { mode: 0o700 });
+      await ctx.writeFile(file, script!, 0o700);
       const shell = typeof action.shell === 'string' ? action.shell : '/bin/bash';
       result = await ctx.run(shell, [file], { cwd, env: vars });
     }
@@ -53,7 +53,17 @@ export class ShellExecutor implements Executor {
       const message = result.exitCode === null ? `killed by ${result.signal}` : `exit status ${result.exitCode}`;
       return { status: 'failure', message, code, retryable: true, ...logs, exitCode: result.exitCode ?? undefined };
     }
-    const raw = (await readFile(outputFile, 'utf8')).trim();
+    let read;
+    try {
+      read = await readTaskFile(outputFile, OUTPUT_MAX_BYTES);
+    } catch (e) {
+      if (!(e instanceof TaskFileRefused)) throw e;
+      return { status: 'failure', message: `$TAGFLOW_OUTPUT was not read: ${e.message}`, code: 'INVALID_OUTPUT', retryable: false, ...logs, exitCode: 0 };
+    }
+    if (read.tooLarge) {
+      return { status: 'failure', message: `$TAGFLOW_OUTPUT holds more than ${OUTPUT_MAX_BYTES} bytes, the largest output the API takes`, code: 'OUTPUT_TOO_LARGE', retryable: false, ...logs, exitCode: 0 };
+    }
+    const raw = read.text.trim();
     if (!raw) return { status: 'success', output: {}, ...logs, exitCode: 0 };
     let output: unknown;
     try {

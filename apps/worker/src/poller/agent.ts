@@ -1,4 +1,4 @@
-import { chmod, lstat, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, lstat, mkdir, mkdtemp, rm, rmdir, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -8,6 +8,8 @@ import type { Logger } from '../cli/logger.js';
 import { ExecutionFailure, ExecutionStop, type ExecutionResult, type ExecutorContext } from '../executors/executor.js';
 import { runProcess } from '../executors/process-runner.js';
 import type { ExecutorRegistry } from '../executors/registry.js';
+import { writeTaskFile } from '../executors/task-files.js';
+import type { RunAsUser } from '../cli/run-as.js';
 
 interface Running {
   task: LeasedTask;
@@ -17,6 +19,11 @@ interface Running {
 
 /** Environment variables of the worker itself that its tasks must not inherit. */
 const PRIVATE_ENV = ['TAGFLOW_TOKEN', 'TAGFLOW_TOKEN_FILE', 'TAGFLOW_ADMIN_TOKEN', 'API_TOKEN'];
+/**
+ * Under --run-as, the only variables of the worker's (root's) environment a task gets: a
+ * unit's other settings (credentials, DATABASE_URL) do not cross to the task's user.
+ */
+const RUN_AS_ENV = /^(PATH|LANG|LANGUAGE|LC_[A-Z_]+|TZ|TERM|TAGFLOW_API_URL)$/;
 
 /**
  * The worker's life: register, then long-poll for as many tasks as it has free slots,
@@ -42,6 +49,8 @@ export class Agent {
     private readonly client: TagflowClient,
     private readonly executors: ExecutorRegistry,
     private readonly log: Logger,
+    /** With `--run-as`: the user tasks run as (the worker is root). */
+    private readonly runAs?: RunAsUser,
   ) {}
 
   get id(): string | null {
@@ -49,7 +58,9 @@ export class Agent {
   }
 
   async run(): Promise<void> {
-    await privateDir(this.config.workDir);
+    // Under --run-as the task's user must reach its own attempt directory inside: it may
+    // pass through (x) but not list (r) the worker's directory.
+    await privateDir(this.config.workDir, this.runAs ? 0o711 : 0o700);
     this.helperDir = await this.installHelper();
     await this.register();
     let failures = 0;
@@ -135,7 +146,9 @@ export class Agent {
     const beat = setInterval(() => void this.heartbeat(task, abort, () => progress), Math.max(500, Math.floor(leaseMs / 3)));
     const timeout = task.timeout_s ? setTimeout(() => abort.abort(new ExecutionStop('timeout')), task.timeout_s * 1000) : undefined;
     const workDir = await mkdtemp(join(this.config.workDir, `${task.id}-`));
-    const childEnv = Object.fromEntries(Object.entries(process.env).filter(([k, v]) => v !== undefined && !PRIVATE_ENV.includes(k))) as Record<string, string>;
+    if (this.runAs) await chown(workDir, this.runAs.uid, this.runAs.gid);
+    const passed = (k: string) => (this.runAs ? RUN_AS_ENV.test(k) : !PRIVATE_ENV.includes(k));
+    const childEnv = Object.fromEntries(Object.entries(process.env).filter(([k, v]) => v !== undefined && passed(k))) as Record<string, string>;
     // What `tagflow-worker data ...` needs inside the task: its workflow and its lease.
     const taskEnv = {
       TAGFLOW_API_URL: this.config.api,
@@ -144,6 +157,7 @@ export class Agent {
       TAGFLOW_ATTEMPT: String(task.attempt),
       TAGFLOW_LEASE_TOKEN: task.lease.token,
       PATH: `${this.helperDir}:${childEnv.PATH ?? '/usr/local/bin:/usr/bin:/bin'}`,
+      ...(this.runAs ? { HOME: this.runAs.home, USER: this.runAs.name, LOGNAME: this.runAs.name } : {}),
     };
     const ctx: ExecutorContext = {
       task,
@@ -153,7 +167,8 @@ export class Agent {
       log: (msg, fields) => this.log('info', msg, { task_id: task.id, ...fields }),
       workDir,
       run: (command, args, opts = {}) =>
-        runProcess(command, args, { cwd: opts.cwd ?? workDir, env: { ...childEnv, ...taskEnv, ...opts.env }, signal: abort.signal }),
+        runProcess(command, args, { cwd: opts.cwd ?? workDir, env: { ...childEnv, ...taskEnv, ...opts.env }, signal: abort.signal, user: this.runAs }),
+      writeFile: (path, data, mode = 0o600) => writeTaskFile(path, data, mode, this.runAs),
     };
     let result: ExecutionResult;
     try {
@@ -173,7 +188,7 @@ export class Agent {
     } finally {
       clearInterval(beat);
       clearTimeout(timeout);
-      await rm(workDir, { recursive: true, force: true }).catch(() => undefined);
+      await this.removeAttemptDir(workDir);
     }
 
     const stop = abort.signal.aborted ? (abort.signal.reason as ExecutionStop).why : null;
@@ -237,10 +252,29 @@ export class Agent {
     }
   }
 
+  /**
+   * Removes an attempt's directory. Under --run-as it is the task's user's: its content is
+   * removed by that user (root walking a directory a task owns could be sent through a link
+   * swapped in meanwhile), then the empty directory by root.
+   */
+  private async removeAttemptDir(dir: string): Promise<void> {
+    try {
+      if (!this.runAs) {
+        await rm(dir, { recursive: true, force: true });
+        return;
+      }
+      await runProcess('/usr/bin/find', [dir, '-mindepth', '1', '-delete'], { cwd: '/', env: { PATH: '/usr/bin:/bin' }, signal: new AbortController().signal, user: this.runAs });
+      await rmdir(dir);
+    } catch (e) {
+      this.log('warn', 'could not remove an attempt directory', { dir, error: (e as Error).message });
+    }
+  }
+
   /** A `tagflow-worker` command for tasks' PATH, running this very worker build. */
   private async installHelper(): Promise<string> {
     const dir = join(this.config.workDir, 'bin');
     await mkdir(dir, { recursive: true });
+    await chmod(dir, 0o755); // tasks run it, as another user too
     const main = fileURLToPath(new URL('../main.js', import.meta.url));
     await writeFile(join(dir, 'tagflow-worker'), `#!/bin/sh\nexec '${process.execPath}' '${main}' "$@"\n`, { mode: 0o755 });
     return dir;
@@ -263,16 +297,16 @@ function delay(ms: number): Promise<void> {
 
 /**
  * The work directory holds every task's input, output and scripts: it must be the
- * worker's own. Made 0700 when new; refused when another user owns it or others may
- * write to it (they could plant or swap a task's files).
+ * worker's own. Made `mode` (0700; 0711 under --run-as) when new; refused when another
+ * user owns it or others may write to it (they could plant or swap a task's files).
  */
-async function privateDir(dir: string): Promise<void> {
-  await mkdir(dir, { recursive: true, mode: 0o700 });
+async function privateDir(dir: string, mode: number): Promise<void> {
+  await mkdir(dir, { recursive: true, mode });
   const st = await lstat(dir);
   if (st.isSymbolicLink() || !st.isDirectory()) throw new Error(`work directory ${dir} is not a directory (a link is refused: it could point anywhere)`);
   if (typeof process.getuid === 'function' && st.uid !== process.getuid()) {
     throw new Error(`work directory ${dir} belongs to another user (uid ${st.uid}); give --work-dir a directory of your own`);
   }
   if ((st.mode & 0o022) !== 0) throw new Error(`work directory ${dir} can be written by other users (mode ${(st.mode & 0o777).toString(8)}): chmod 700 it`);
-  if ((st.mode & 0o077) !== 0) await chmod(dir, 0o700);
+  if ((st.mode & 0o777) !== mode) await chmod(dir, mode);
 }

@@ -20,6 +20,10 @@ export class TaskEntity {
   @Column({ type: 'varchar', length: 36 })
   workflow_id: string;
 
+  /** The namespace it lives in (`[a-z0-9-]`, at most 63). */
+  @Column({ type: 'varchar', length: 63, default: 'default' })
+  namespace: string;
+
   @Column({ type: 'varchar', length: 128 })
   name: string;
 

@@ -9,6 +9,10 @@ export class WorkerEntity {
   @Column({ type: 'varchar', length: 128 })
   name: string;
 
+  /** The namespace it lives in (`[a-z0-9-]`, at most 63). */
+  @Column({ type: 'varchar', length: 63, default: 'default' })
+  namespace: string;
+
   @JsonColumn()
   tags: string[];
 

@@ -13,6 +13,10 @@ export class WorkflowEntity {
   @Column({ type: 'varchar', length: 128 })
   name: string;
 
+  /** The namespace it lives in (`[a-z0-9-]`, at most 63). */
+  @Column({ type: 'varchar', length: 63, default: 'default' })
+  namespace: string;
+
   @Column({ type: 'text', nullable: true })
   description: string | null;
 

@@ -12,10 +12,17 @@ export class AuditRepository {
     await insertRows(this.em, AuditEntity, [entry]);
   }
 
-  /** Takes: the id of the last record seen (or null) and a bound. Returns: up to limit + 1 older records, newest first. */
-  async page(beforeId: number | null, limit: number): Promise<AuditEntity[]> {
-    const where = beforeId === null ? '' : 'WHERE id < :before';
-    const { rows } = await sql(this.em, `SELECT * FROM audit ${where} ORDER BY id DESC LIMIT :lim`, { before: beforeId, lim: limit + 1 });
+  /**
+   * Takes: a namespace (undefined: all), the id of the last record seen (or null) and a
+   * bound. Returns: up to limit + 1 older records, newest first.
+   */
+  async page(namespace: string | undefined, beforeId: number | null, limit: number): Promise<AuditEntity[]> {
+    const where = [...(namespace === undefined ? [] : ['namespace = :ns']), ...(beforeId === null ? [] : ['id < :before'])];
+    const { rows } = await sql(
+      this.em,
+      `SELECT * FROM audit ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT :lim`,
+      { ns: namespace, before: beforeId, lim: limit + 1 },
+    );
     return rows.map((r) => hydrate(this.em, AuditEntity, r));
   }
 }

@@ -19,14 +19,14 @@ export class KeyRepository {
     return rows[0] ? hydrate(this.em, ApiKeyEntity, rows[0]) : null;
   }
 
-  /** Takes: an id. Returns: the key, or null. */
-  get(id: string): Promise<ApiKeyEntity | null> {
-    return rowById(this.em, ApiKeyEntity, 'api_key', id);
+  /** Takes: an id and a namespace (undefined: any). Returns: the key (if it belongs there), or null. */
+  get(id: string, namespace?: string): Promise<ApiKeyEntity | null> {
+    return rowById(this.em, ApiKeyEntity, 'api_key', id, namespace);
   }
 
-  /** Takes: a cursor. Returns: up to limit + 1 keys, newest first (revoked ones included). */
-  page(before: { created_at: number; id: string } | null, limit: number): Promise<ApiKeyEntity[]> {
-    return newestFirst(this.em, ApiKeyEntity, 'api_key', before, limit);
+  /** Takes: a namespace (undefined: all) and a cursor. Returns: up to limit + 1 keys, newest first (revoked ones included). */
+  page(namespace: string | undefined, before: { created_at: number; id: string } | null, limit: number): Promise<ApiKeyEntity[]> {
+    return newestFirst(this.em, ApiKeyEntity, 'api_key', namespace, before, limit);
   }
 
   /** Returns: whether any key was ever made (revoked and expired ones count: keys are never deleted). */

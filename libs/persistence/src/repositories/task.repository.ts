@@ -4,6 +4,7 @@ import { TaskEntity } from '../entities/task.entity.js';
 import type { JsonObject } from '../entities/columns.js';
 import { insertRows, sql } from '../dialect.js';
 import { hydrate, persisted } from '../rows.js';
+import { rowById } from './pages.js';
 
 /** Ids per statement at most: SQLite binds at most 32,766 parameters, and short lists plan better. */
 export const CHUNK = 500;
@@ -40,9 +41,10 @@ export class TaskRepository {
     return out.sort((a, b) => order.get(a.id)! - order.get(b.id)!);
   }
 
-  /** Takes: a task id. Returns: the task, or null. */
-  async get(id: string): Promise<TaskEntity | null> {
-    return (await this.load([id]))[0] ?? null;
+  /** Takes: a task id and, for a request, its namespace. Returns: the task (if it lives there), or null. */
+  async get(id: string, namespace?: string): Promise<TaskEntity | null> {
+    if (namespace === undefined) return (await this.load([id]))[0] ?? null;
+    return rowById(this.em, TaskEntity, 'task', id, namespace);
   }
 
   /** Takes: a workflow id and a task id or name. Returns: that task of the workflow, or null. */
@@ -162,15 +164,15 @@ export class TaskRepository {
   }
 
   /** Takes: a workflow id, a lease token and the clock. Returns: id, name and produced keys of the RUNNING task whose lease that is and is not over, or null. */
-  async leaseHolder(workflowId: string, token: string, now: number): Promise<{ id: string; name: string; produces: string[] } | null> {
+  async leaseHolder(workflowId: string, token: string, now: number): Promise<{ id: string; name: string; namespace: string; produces: string[] } | null> {
     const { rows } = await sql(
       this.em,
-      `SELECT id, name, produces FROM task WHERE workflow_id = :wf AND lease_token = :token AND state = 'RUNNING' AND lease_expires_at >= :now`,
+      `SELECT id, name, namespace, produces FROM task WHERE workflow_id = :wf AND lease_token = :token AND state = 'RUNNING' AND lease_expires_at >= :now`,
       { wf: workflowId, token, now },
     );
     if (!rows[0]) return null;
     const t = hydrate(this.em, TaskEntity, rows[0]);
-    return { id: t.id, name: t.name, produces: t.produces };
+    return { id: t.id, name: t.name, namespace: t.namespace, produces: t.produces };
   }
 
   /** Takes: a workflow id and task names. Returns: name, state and output of each (input references read them). */
@@ -228,11 +230,11 @@ export class TaskRepository {
    * Takes: a keyset position, a bound, and optionally a time: only tasks READY since before it.
    * Returns: READY tasks of RUNNING workflows after that position, by ready_at then id (to queue again).
    */
-  async readyPage(after: { ready_at: number; id: string }, limit: number, readyBefore?: number): Promise<Pick<TaskEntity, 'id' | 'attempt' | 'tagset_id' | 'tags' | 'ready_at'>[]> {
+  async readyPage(after: { ready_at: number; id: string }, limit: number, readyBefore?: number): Promise<Pick<TaskEntity, 'id' | 'namespace' | 'attempt' | 'tagset_id' | 'tags' | 'ready_at'>[]> {
     const old = readyBefore === undefined ? '' : 'AND t.ready_at <= :old';
     const { rows } = await sql(
       this.em,
-      `SELECT t.id, t.attempt, t.tagset_id, t.tags, t.ready_at FROM task t
+      `SELECT t.id, t.namespace, t.attempt, t.tagset_id, t.tags, t.ready_at FROM task t
          JOIN workflow w ON w.id = t.workflow_id AND w.state = 'RUNNING'
         WHERE t.state = 'READY' AND (t.ready_at > :ra OR (t.ready_at = :ra AND t.id > :id)) ${old}
         ORDER BY t.ready_at, t.id LIMIT :lim`,

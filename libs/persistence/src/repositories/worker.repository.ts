@@ -12,18 +12,18 @@ export class WorkerRepository {
     await insertRows(this.em, WorkerEntity, [worker]);
   }
 
-  /** Takes: an id. Returns: the worker, or null. */
-  get(id: string): Promise<WorkerEntity | null> {
-    return rowById(this.em, WorkerEntity, 'worker', id);
+  /** Takes: an id and its namespace. Returns: the worker (if it lives there), or null. */
+  get(id: string, namespace: string): Promise<WorkerEntity | null> {
+    return rowById(this.em, WorkerEntity, 'worker', id, namespace);
   }
 
-  /** Takes: a cursor. Returns: up to limit + 1 workers, newest first. */
-  page(before: { created_at: number; id: string } | null, limit: number): Promise<WorkerEntity[]> {
-    return newestFirst(this.em, WorkerEntity, 'worker', before, limit);
+  /** Takes: a namespace and a cursor. Returns: up to limit + 1 of its workers, newest first. */
+  page(namespace: string, before: { created_at: number; id: string } | null, limit: number): Promise<WorkerEntity[]> {
+    return newestFirst(this.em, WorkerEntity, 'worker', namespace, before, limit);
   }
 
-  /** Takes: an id and the clock. Writes last_seen_at. Returns: whether the worker exists. */
-  async touch(id: string, now: number): Promise<boolean> {
-    return (await sql(this.em, 'UPDATE worker SET last_seen_at = :now WHERE id = :id', { now, id })).affected > 0;
+  /** Takes: an id, its namespace and the clock. Writes last_seen_at. Returns: whether the worker exists there. */
+  async touch(id: string, namespace: string, now: number): Promise<boolean> {
+    return (await sql(this.em, 'UPDATE worker SET last_seen_at = :now WHERE id = :id AND namespace = :ns', { now, id, ns: namespace })).affected > 0;
   }
 }

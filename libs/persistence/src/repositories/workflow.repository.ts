@@ -6,6 +6,7 @@ import { hydrate } from '../rows.js';
 import { rowById } from './pages.js';
 
 export interface WorkflowPageQuery {
+  namespace: string;
   state?: WorkflowState;
   name?: string;
   tag?: string;
@@ -26,32 +27,34 @@ export class WorkflowRepository {
     await insertRows(this.em, WorkflowTagEntity, wf.tags.map((tag) => ({ workflow_id: wf.id, tag })));
   }
 
-  /** Takes: an id. Returns: the workflow, or null. */
-  get(id: string): Promise<WorkflowEntity | null> {
-    return rowById(this.em, WorkflowEntity, 'workflow', id);
+  /** Takes: an id and, for a request, its namespace. Returns: the workflow (if it lives there), or null. */
+  get(id: string, namespace?: string): Promise<WorkflowEntity | null> {
+    return rowById(this.em, WorkflowEntity, 'workflow', id, namespace);
   }
 
   /** Takes: filters and a cursor. Returns: up to limit + 1 workflows, newest first. */
   async page(q: WorkflowPageQuery): Promise<WorkflowEntity[]> {
-    const where: string[] = [];
+    const where: string[] = ['w.namespace = :ns'];
     if (q.state) where.push('w.state = :state');
     if (q.name) where.push('w.name = :name');
     if (q.tag) where.push('EXISTS (SELECT 1 FROM workflow_tag wt WHERE wt.workflow_id = w.id AND wt.tag = :tag)');
     if (q.before) where.push('(w.created_at < :c OR (w.created_at = :c AND w.id < :i))');
     const { rows } = await sql(
       this.em,
-      `SELECT w.* FROM workflow w ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY w.created_at DESC, w.id DESC LIMIT :lim`,
-      { state: q.state, name: q.name, tag: q.tag, c: q.before?.created_at, i: q.before?.id, lim: q.limit + 1 },
+      `SELECT w.* FROM workflow w WHERE ${where.join(' AND ')} ORDER BY w.created_at DESC, w.id DESC LIMIT :lim`,
+      { ns: q.namespace, state: q.state, name: q.name, tag: q.tag, c: q.before?.created_at, i: q.before?.id, lim: q.limit + 1 },
     );
     return rows.map((r) => hydrate(this.em, WorkflowEntity, r));
   }
 
   /**
-   * Takes: a workflow id. Locks its row for the rest of the transaction (PostgreSQL: FOR
-   * UPDATE; SQLite: its one writer is serialized in process). Returns: the row, or null.
+   * Takes: a workflow id and, for a request, its namespace. Locks its row for the rest of
+   * the transaction (PostgreSQL: FOR UPDATE; SQLite: its one writer is serialized in
+   * process). Returns: the row, or null (also when it lives in another namespace).
    */
-  async lock(id: string): Promise<WorkflowEntity | null> {
-    return (await this.lockWhere('WHERE id = :id', { id }))[0] ?? null;
+  async lock(id: string, namespace?: string): Promise<WorkflowEntity | null> {
+    if (namespace === undefined) return (await this.lockWhere('WHERE id = :id', { id }))[0] ?? null;
+    return (await this.lockWhere('WHERE id = :id AND namespace = :ns', { id, ns: namespace }))[0] ?? null;
   }
 
   /** Takes: task ids. Locks the workflows they belong to, in id order (two replicas never wait in a circle). Returns: those rows. */
