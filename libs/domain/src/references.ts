@@ -18,7 +18,6 @@ export type Reference =
 export const DATA_KEY_PATTERN = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
 export const DATA_KEY_MAX_LENGTH = 128;
 
-const EXPR = /\{\{\s*(.+?)\s*\}\}/g;
 const TASK_NAME = /^[A-Za-z0-9_.-]{1,128}$/;
 
 export function parseReference(expr: string): Reference | null | { error: string } {
@@ -38,7 +37,7 @@ export function parseReference(expr: string): Reference | null | { error: string
   }
   if (expr.startsWith('data.')) {
     const key = expr.slice('data.'.length);
-    if (!DATA_KEY_PATTERN.test(key) || key.length > DATA_KEY_MAX_LENGTH) return { error: `${text}: "${key}" is not a data key (dotted names of [A-Za-z0-9_-])` };
+    if (key.length > DATA_KEY_MAX_LENGTH || !DATA_KEY_PATTERN.test(key)) return { error: `${text}: "${key}" is not a data key (dotted names of [A-Za-z0-9_-])` };
     return { kind: 'data', key, text };
   }
   return null;
@@ -51,13 +50,54 @@ function pathOf(rest: string): { parts: string[] } | { error: string } {
   return { parts: toPath(trimmed) };
 }
 
+/** A `{{ ... }}` in a string: where it starts and ends, and the expression inside, trimmed. */
+interface Template {
+  start: number;
+  end: number;
+  expr: string;
+}
+
+const OPEN_BRACE = 0x7b;
+const CLOSE_BRACE = 0x7d;
+
+function breaksTemplate(c: number): boolean {
+  return c === OPEN_BRACE || c === CLOSE_BRACE || c === 0x0a || c === 0x0d || c === 0x2028 || c === 0x2029;
+}
+
+/**
+ * The `{{ EXPR }}` templates of a string, left to right: `{{`, then characters that are
+ * not braces or line breaks, then `}}`. A scanner, not a pattern, so the time is linear
+ * in the length of the string whatever it holds (a backtracking pattern took seconds on
+ * `{{` followed by a few thousand spaces). Each character is looked at at most twice: a
+ * template broken by a `{` is looked for again from that brace.
+ */
+function* templates(s: string): Generator<Template> {
+  let from = 0;
+  for (;;) {
+    const start = s.indexOf('{{', from);
+    if (start < 0) return;
+    let k = start + 2;
+    while (k < s.length && !breaksTemplate(s.charCodeAt(k))) k++;
+    if (k + 1 < s.length && s.charCodeAt(k) === CLOSE_BRACE && s.charCodeAt(k + 1) === CLOSE_BRACE) {
+      const expr = s.slice(start + 2, k).trim();
+      if (expr) yield { start, end: k + 2, expr };
+      from = k + 2;
+    } else if (k < s.length && s.charCodeAt(k) === OPEN_BRACE) {
+      from = s.charCodeAt(k - 1) === OPEN_BRACE ? k - 1 : k;
+    } else {
+      from = k + 1;
+    }
+    if (from >= s.length) return;
+  }
+}
+
 /** Every reference in a JSON value, and the malformed ones. */
 export function collectReferences(value: unknown): { refs: Reference[]; errors: string[] } {
   const refs: Reference[] = [];
   const errors: string[] = [];
   walkStrings(value, (s) => {
-    for (const m of s.matchAll(EXPR)) {
-      const r = parseReference(m[1]);
+    for (const t of templates(s)) {
+      const r = parseReference(t.expr);
       if (r === null) continue;
       if ('error' in r) errors.push(r.error);
       else refs.push(r);
@@ -79,17 +119,23 @@ export class ResolutionError extends Error {
  */
 export function resolveReferences<T>(value: T, lookup: Lookup): T {
   return mapStrings(value, (s) => {
-    const whole = /^\{\{\s*(.+?)\s*\}\}$/.exec(s);
-    if (whole && !whole[1].includes('}}')) {
-      const r = parseReference(whole[1]);
+    const found = [...templates(s)];
+    if (found.length === 0) return s;
+    if (found.length === 1 && found[0].start === 0 && found[0].end === s.length) {
+      const r = parseReference(found[0].expr);
       if (r && !('error' in r)) return valueOf(r, lookup);
     }
-    return s.replace(EXPR, (match, expr: string) => {
-      const r = parseReference(expr);
-      if (r === null || 'error' in r) return match;
+    const parts: string[] = [];
+    let at = 0;
+    for (const t of found) {
+      const r = parseReference(t.expr);
+      if (r === null || 'error' in r) continue;
       const v = valueOf(r, lookup);
-      return typeof v === 'string' ? v : JSON.stringify(v);
-    });
+      parts.push(s.slice(at, t.start), typeof v === 'string' ? v : JSON.stringify(v));
+      at = t.end;
+    }
+    parts.push(s.slice(at));
+    return parts.join('');
   }) as T;
 }
 
