@@ -127,13 +127,13 @@ describe('the worker agent under stress', () => {
     }
   });
 
-  it('on SIGTERM hands a task in flight back; another worker runs it; the first exits 0', async () => {
+  it('on SIGTERM hands a task in flight back; another worker runs it; the first exits 143 (stopped by a signal)', async () => {
     const t = `term-${uniq()}`;
     const first = await WorkerProcess.start({ api: api.url, tags: [t], graceS: 1, name: 'first' });
     const wf = await api.createWorkflow(workflow({ sealed: true, tasks: [task('job', { tags: [t], ...sh('if [ "$TAGFLOW_ATTEMPT" = 1 ]; then sleep 60; fi; echo "done on attempt $TAGFLOW_ATTEMPT"') })] }));
     await waitForTask(api, wf.id, 'job', ['RUNNING']);
     first.signal('SIGTERM');
-    expect(await first.exit()).toBe(0);
+    expect(await first.exit()).toBe(143);
     const handedBack = await waitForTask(api, wf.id, 'job', ['READY']);
     expect(handedBack).toMatchObject({ attempt: 2, error: { code: 'WORKER_SHUTDOWN' } });
     const second = await WorkerProcess.start({ api: api.url, tags: [t], name: 'second' });
@@ -143,6 +143,24 @@ describe('the worker agent under stress', () => {
     } finally {
       await second.stop();
     }
+  });
+
+  it('does not let a task that stops its worker go round the fleet for ever', async () => {
+    // The task signals the worker running it, which hands it back as it stops. A
+    // supervisor restarts each worker that exits non-zero (systemd's Restart=on-failure).
+    const t = `fleet-${uniq()}`;
+    const wf = await api.createWorkflow(workflow({ sealed: true, tasks: [task('killer', { tags: [t], retry: { count: 0 }, ...sh('kill -TERM $PPID; sleep 30') })] }));
+    const exits: (number | null)[] = [];
+    for (let i = 0; i < 6; i++) {
+      const w = await WorkerProcess.start({ api: api.url, tags: [t], graceS: 1, name: `fleet-${i}` });
+      // Each worker takes the task and is stopped by it (the report goes in before it exits).
+      exits.push(await waitFor(`worker ${i} to be stopped by the task`, async () => (w.proc.exitCode === null && w.proc.signalCode === null ? undefined : w.exit()), 30_000));
+      if ((await api.task(wf.id, 'killer')).state === 'ERROR') break;
+    }
+    const ended = await waitForTask(api, wf.id, 'killer', ['ERROR'], 30_000);
+    // Three hand-backs outside the budget of zero retries, then the fourth counts: ERROR.
+    expect(ended).toMatchObject({ state: 'ERROR', attempt: 4, error: { code: 'WORKER_SHUTDOWN' } });
+    expect(exits).toEqual([143, 143, 143, 143]);
   });
 
   it('keeps polling through an API restart', async () => {

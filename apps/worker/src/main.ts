@@ -1,3 +1,4 @@
+import { constants as osConstants } from 'node:os';
 import { TagflowClient } from '@tagflow/client';
 import { ConfigError, parseConfig, USAGE } from './cli/config.js';
 import { readToken } from './cli/token.js';
@@ -65,8 +66,10 @@ async function main(): Promise<void> {
       process.exit(130);
     }
     log('info', 'stopping', { signal, grace_s: config.graceS });
+    // Stopped by a signal is not a clean exit (128 + the signal's number), so a supervisor
+    // that restarts on failure brings back a worker that a task, or anything else, stopped.
     agent.stop(config.graceS * 1000).then(
-      () => process.exit(0),
+      () => process.exit(128 + osConstants.signals[signal]),
       (e: unknown) => {
         log('error', 'stop failed', { error: (e as Error).message });
         process.exit(1);

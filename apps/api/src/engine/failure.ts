@@ -8,6 +8,12 @@ import type { UnitOfWork } from './unit-of-work.js';
 
 /** The error code of an attempt a worker gave back when it stopped (see the worker's graceful stop). */
 export const INTERRUPTED_CODE = 'WORKER_SHUTDOWN';
+/**
+ * Hand-backs a task gets outside its retry budget. Beyond them a WORKER_SHUTDOWN is an
+ * ordinary failed attempt: a task that stops every worker it lands on (`kill $PPID`)
+ * cannot go round the fleet for ever, and a report claiming the code cannot buy more.
+ */
+export const FREE_HANDBACKS = 3;
 
 /**
  * A failed attempt (reported, timed out, or lease expired): retried after its delay
@@ -26,13 +32,15 @@ export async function failAttempt(
     return;
   }
   // A worker that stopped mid-task hands it back: that attempt says nothing about the
-  // task, so it runs again at once whatever its retry budget.
-  const interrupted = error.code === INTERRUPTED_CODE;
-  if (retryable && (interrupted || hasRetryLeft(task.retry, task.attempt)) && !isTerminalWorkflow(wf.state)) {
-    const delayMs = interrupted ? 0 : retryDelayMs(task.retry, task.attempt);
+  // task, so it runs again at once outside its retry budget (a few times; see FREE_HANDBACKS).
+  const interrupted = error.code === INTERRUPTED_CODE && task.handbacks < FREE_HANDBACKS;
+  const counted = task.attempt - task.handbacks; // attempts the retry policy counts
+  if (retryable && (interrupted || hasRetryLeft(task.retry, counted)) && !isTerminalWorkflow(wf.state)) {
+    const delayMs = interrupted ? 0 : retryDelayMs(task.retry, counted);
+    const handbacks = task.handbacks + (interrupted ? 1 : 0);
     const moved = await repos.transitions.tasks({
       ids: [task.id], from: ['RUNNING'], to: 'READY',
-      set: { attempt: task.attempt + 1, ready_at: uow.now + delayMs, error, ...reportSet(report), lease_outcome: outcome, worker_id: null },
+      set: { attempt: task.attempt + 1, handbacks, ready_at: uow.now + delayMs, error, ...reportSet(report), lease_outcome: outcome, worker_id: null },
       guard: { attempt: task.attempt }, reason: `attempt ${task.attempt} failed: ${error.code ?? 'ERROR'}; retry in ${delayMs} ms`,
       known: { workflow_id: task.workflow_id, attempt: task.attempt + 1 },
     });

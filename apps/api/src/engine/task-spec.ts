@@ -105,6 +105,7 @@ export function buildTaskEntity(wf: Pick<WorkflowEntity, 'id' | 'namespace'>, t:
     revert: t.revert,
     state: 'WAITING',
     attempt: 1,
+    handbacks: 0,
     handled: false,
     handling: false,
     cancel_requested: false,

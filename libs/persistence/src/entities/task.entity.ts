@@ -82,6 +82,10 @@ export class TaskEntity {
   @Column({ type: 'integer' })
   attempt: number;
 
+  /** Attempts its workers gave back while stopping (WORKER_SHUTDOWN); the first few do not count against the retry budget. */
+  @Column({ type: 'integer', default: 0 })
+  handbacks: number;
+
   @Column({ type: 'boolean', default: false })
   handled: boolean;
 
