@@ -22,22 +22,23 @@ const TASK_NAME = /^[A-Za-z0-9_.-]{1,128}$/;
 
 export function parseReference(expr: string): Reference | null | { error: string } {
   const text = `{{ ${expr} }}`;
+  const shown = text.length > 200 ? `${text.slice(0, 200)}…` : text; // for messages
   if (expr.startsWith('tasks.')) {
     const rest = expr.slice('tasks.'.length);
     const m = /\.output(?=$|[.[])/.exec(rest);
-    if (!m) return { error: `${text}: a task reference reads tasks.NAME.output[.PATH]` };
+    if (!m) return { error: `${shown}: a task reference reads tasks.NAME.output[.PATH]` };
     const task = rest.slice(0, m.index);
-    if (!TASK_NAME.test(task)) return { error: `${text}: "${task}" is not a task name` };
+    if (!TASK_NAME.test(task)) return { error: `${shown}: "${task.slice(0, 130)}" is not a task name` };
     const path = pathOf(rest.slice(m.index + '.output'.length));
-    return 'error' in path ? { error: `${text}: ${path.error}` } : { kind: 'task', task, path: path.parts, text };
+    return 'error' in path ? { error: `${shown}: ${path.error}` } : { kind: 'task', task, path: path.parts, text };
   }
   if (expr === 'workflow.input' || expr.startsWith('workflow.input.') || expr.startsWith('workflow.input[')) {
     const path = pathOf(expr.slice('workflow.input'.length));
-    return 'error' in path ? { error: `${text}: ${path.error}` } : { kind: 'workflow', path: path.parts, text };
+    return 'error' in path ? { error: `${shown}: ${path.error}` } : { kind: 'workflow', path: path.parts, text };
   }
   if (expr.startsWith('data.')) {
     const key = expr.slice('data.'.length);
-    if (key.length > DATA_KEY_MAX_LENGTH || !DATA_KEY_PATTERN.test(key)) return { error: `${text}: "${key}" is not a data key (dotted names of [A-Za-z0-9_-])` };
+    if (key.length > DATA_KEY_MAX_LENGTH || !DATA_KEY_PATTERN.test(key)) return { error: `${shown}: "${key.slice(0, 130)}" is not a data key (dotted names of [A-Za-z0-9_-])` };
     return { kind: 'data', key, text };
   }
   return null;

@@ -107,6 +107,21 @@ export async function query(em: EntityManager, text: string, values: unknown[]):
  * transaction: SQLite has only one), which costs microseconds a row; on PostgreSQL one
  * statement takes every row, a column per array parameter.
  */
+/**
+ * Most list parameters (`IN (:list)`) one statement takes. SQLite refuses a statement with
+ * more than 32,766 parameters and PostgreSQL 65,535; a valid request can name more (a
+ * thousand tasks producing a hundred keys each), so lists are read in slices.
+ */
+export const IN_CHUNK = 500;
+
+/** Runs `read` over slices of at most IN_CHUNK of `list`, in order, and concatenates the answers. */
+export async function inChunks<T, R>(list: readonly T[], read: (slice: readonly T[]) => Promise<R[]>): Promise<R[]> {
+  if (list.length <= IN_CHUNK) return list.length === 0 ? [] : read(list);
+  const out: R[] = [];
+  for (let i = 0; i < list.length; i += IN_CHUNK) out.push(...(await read(list.slice(i, i + IN_CHUNK))));
+  return out;
+}
+
 export async function insertRows<T extends object>(em: EntityManager, entity: new () => T, rows: readonly object[]): Promise<void> {
   if (rows.length === 0) return;
   const meta = em.connection.getMetadata(entity);

@@ -1,6 +1,6 @@
 import type { EntityManager } from 'typeorm';
 import { DataEntryEntity } from '../entities/data-entry.entity.js';
-import { insertRows, sql } from '../dialect.js';
+import { inChunks, insertRows, sql } from '../dialect.js';
 import { hydrate, persisted } from '../rows.js';
 
 /** A workflow's data space (task outputs are read from the task table: TaskRepository.outputs). */
@@ -25,14 +25,14 @@ export class DataRepository {
   /** Takes: a workflow and keys. Returns: the values of those written. */
   async values(workflowId: string, keys: readonly string[]): Promise<Map<string, unknown>> {
     if (keys.length === 0) return new Map();
-    const { rows } = await sql(this.em, 'SELECT key, value FROM data_entry WHERE workflow_id = :wf AND key IN (:keys)', { wf: workflowId, keys });
+    const rows = await inChunks(keys, async (slice) => (await sql(this.em, 'SELECT key, value FROM data_entry WHERE workflow_id = :wf AND key IN (:keys)', { wf: workflowId, keys: slice })).rows);
     return new Map(rows.map((r) => { const e = hydrate(this.em, DataEntryEntity, r); return [e.key, e.value as unknown]; }));
   }
 
   /** Takes: a workflow and keys. Returns: those written. */
   async written(workflowId: string, keys: readonly string[]): Promise<Set<string>> {
     if (keys.length === 0) return new Set();
-    const { rows } = await sql(this.em, 'SELECT key FROM data_entry WHERE workflow_id = :wf AND key IN (:keys)', { wf: workflowId, keys });
+    const rows = await inChunks(keys, async (slice) => (await sql(this.em, 'SELECT key FROM data_entry WHERE workflow_id = :wf AND key IN (:keys)', { wf: workflowId, keys: slice })).rows);
     return new Set(rows.map((r) => r.key as string));
   }
 

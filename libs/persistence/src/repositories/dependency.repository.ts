@@ -1,6 +1,6 @@
 import type { EntityManager } from 'typeorm';
 import { ReservedNameEntity, TaskDepEntity, TaskTagEntity, type TaskEntity } from '../entities/task.entity.js';
-import { insertRows, sql } from '../dialect.js';
+import { IN_CHUNK, inChunks, insertRows, sql } from '../dialect.js';
 import { CHUNK } from './task.repository.js';
 
 /** What a finished task can release: its name, its tags, and the data keys it produces. */
@@ -68,10 +68,12 @@ export class DependencyRepository {
     const names = [...new Set(releasing.flatMap((t) => (t.name ? [t.name] : [])))];
     const tags = [...new Set(releasing.flatMap((t) => t.tags))];
     const keys = [...new Set(releasing.flatMap((t) => t.produces ?? []))];
-    const probes = union({ name: names, tag: tags, data: keys });
-    if (!probes) return [];
-    const { rows } = await sql(this.em, probes, { wf: workflowId, name: names, tag: tags, data: keys, states });
-    return rows.map((r) => r.task_id as string);
+    const ids = new Set<string>();
+    for (const lists of slicesOf({ name: names, tag: tags, data: keys })) {
+      const { rows } = await sql(this.em, union(lists)!, { wf: workflowId, ...lists, states });
+      for (const r of rows) ids.add(r.task_id as string);
+    }
+    return [...ids];
   }
 
   /** Takes: a workflow id and dependency kinds. Returns: the WAITING tasks with a dependency of those kinds. */
@@ -87,22 +89,22 @@ export class DependencyRepository {
 
   /** Takes: a workflow id and data keys. Returns: those an unfinished task still declares it produces. */
   async producible(workflowId: string, keys: readonly string[]): Promise<Set<string>> {
-    if (keys.length === 0) return new Set();
-    const { rows } = await sql(
+    const rows = await inChunks(keys, async (slice) => (await sql(
       this.em,
       `SELECT DISTINCT d.dep_key FROM task_dep d JOIN task t ON t.id = d.task_id AND t.state IN ('WAITING', 'READY', 'RUNNING')
         WHERE d.workflow_id = :wf AND d.kind = 'produces' AND d.dep_key IN (:keys)`,
-      { wf: workflowId, keys },
-    );
+      { wf: workflowId, keys: slice },
+    )).rows);
     return new Set(rows.map((r) => r.dep_key as string));
   }
 
   /** Takes: a workflow id, tags and data keys. Returns: whether a WAITING task selects one of the tags or reads one of the keys. */
   async anyWaitingFor(workflowId: string, tags: readonly string[], keys: readonly string[]): Promise<boolean> {
-    const probes = union({ tag: tags, data: keys });
-    if (!probes) return false;
-    const { rows } = await sql(this.em, `${probes} LIMIT 1`, { wf: workflowId, tag: tags, data: keys, states: ['WAITING'] });
-    return rows.length > 0;
+    for (const lists of slicesOf({ tag: tags, data: keys })) {
+      const { rows } = await sql(this.em, `${union(lists)!} LIMIT 1`, { wf: workflowId, ...lists, states: ['WAITING'] });
+      if (rows.length > 0) return true;
+    }
+    return false;
   }
 
   /**
@@ -145,6 +147,20 @@ function union(keys: Partial<Record<DepKind, readonly string[]>>): string | null
     .map(([kind]) => `SELECT d.task_id FROM task_dep d JOIN task t ON t.id = d.task_id AND t.state IN (:states)
         WHERE d.workflow_id = :wf AND d.kind = '${kind}' AND d.dep_key IN (:${kind})`);
   return parts.length ? parts.join(' UNION ') : null;
+}
+
+/**
+ * The key lists of a UNION probe as statements can take them: all in one while they hold
+ * at most IN_CHUNK keys together (the usual case), else each kind's list in slices.
+ */
+function* slicesOf(keys: Partial<Record<DepKind, readonly string[]>>): Generator<Partial<Record<DepKind, readonly string[]>>> {
+  const kinds = (Object.entries(keys) as [DepKind, readonly string[]][]).filter(([, list]) => list.length > 0);
+  if (kinds.length === 0) return;
+  if (kinds.reduce((n, [, list]) => n + list.length, 0) <= IN_CHUNK) {
+    yield Object.fromEntries(kinds);
+    return;
+  }
+  for (const [kind, list] of kinds) for (let i = 0; i < list.length; i += IN_CHUNK) yield { [kind]: list.slice(i, i + IN_CHUNK) };
 }
 
 /** The task_dep rows of a task: one per name it requires, tag it selects, key it reads, key it produces. */

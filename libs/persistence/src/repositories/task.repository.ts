@@ -2,7 +2,7 @@ import type { EntityManager } from 'typeorm';
 import { SKIP_CODES, type DependencyView, type GraphTask, type TaskState } from '@tagflow/domain';
 import { TaskEntity } from '../entities/task.entity.js';
 import type { JsonObject } from '../entities/columns.js';
-import { insertRows, sql } from '../dialect.js';
+import { inChunks, insertRows, sql } from '../dialect.js';
 import { hydrate, persisted } from '../rows.js';
 import { rowById } from './pages.js';
 
@@ -101,13 +101,13 @@ export class TaskRepository {
   async viewsByTag(workflowId: string, tags: readonly string[]): Promise<Map<string, DependencyView[]>> {
     const map = new Map<string, DependencyView[]>();
     if (tags.length === 0) return map;
-    const { rows } = await sql(
+    const rows = await inChunks(tags, async (slice) => (await sql(
       this.em,
       `SELECT tt.tag AS tag, t.id, t.name, t.state, t.handled, t.handling, t.error
          FROM task_tag tt JOIN task t ON t.id = tt.task_id
         WHERE tt.workflow_id = :wf AND tt.tag IN (:tags)`,
-      { wf: workflowId, tags },
-    );
+      { wf: workflowId, tags: slice },
+    )).rows);
     for (const r of rows) {
       const tag = r.tag as string;
       (map.get(tag) ?? map.set(tag, []).get(tag)!).push(this.view(r));
@@ -178,7 +178,7 @@ export class TaskRepository {
   /** Takes: a workflow id and task names. Returns: name, state and output of each (input references read them). */
   async outputs(workflowId: string, names: readonly string[]): Promise<Pick<TaskEntity, 'id' | 'name' | 'state' | 'output' | 'finished_at'>[]> {
     if (names.length === 0) return [];
-    const { rows } = await sql(this.em, 'SELECT id, name, state, output, finished_at FROM task WHERE workflow_id = :wf AND name IN (:names)', { wf: workflowId, names });
+    const rows = await inChunks(names, async (slice) => (await sql(this.em, 'SELECT id, name, state, output, finished_at FROM task WHERE workflow_id = :wf AND name IN (:names)', { wf: workflowId, names: slice })).rows);
     return rows.map((r) => hydrate(this.em, TaskEntity, r));
   }
 
