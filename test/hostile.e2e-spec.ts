@@ -47,4 +47,33 @@ describe('hostile and huge valid input', () => {
     expect(ok.status).toBe(201);
     expect((await api.task(ok.body.id, 'odd')).input).toEqual({ a: input.a, b: input.b });
   });
+
+  it('answers a creating request sent again with the same Idempotency-Key once, and creates once', async () => {
+    const name = `idem-${Date.now()}`;
+    const body = workflow({ name, tasks: [{ name: 'a', action: { type: 'noop' } }] });
+    const send = (key: string, b: unknown = body) => fetch(`${api.url}/v1/workflows`, {
+      method: 'POST', headers: { 'content-type': 'application/json', 'idempotency-key': key }, body: JSON.stringify(b),
+    });
+    const first = await send('k-1');
+    const again = await send('k-1');
+    expect([first.status, again.status]).toEqual([201, 201]);
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    expect(((await again.json()) as { id: string }).id).toBe(((await first.json()) as { id: string }).id);
+    const other = await send('k-1', { ...body, description: 'changed' });
+    expect(other.status).toBe(422);
+    expect(((await other.json()) as { message: string }).message).toContain('used with a different request');
+    expect((await send('bad key with spaces')).status).toBe(400);
+    // Ten at once with one key: one workflow; each answer is its answer or "still being answered".
+    const racing = await Promise.all(Array.from({ length: 10 }, () => send('k-race')));
+    expect(racing.every((r) => r.status === 201 || r.status === 409)).toBe(true);
+    expect(new Set(await Promise.all(racing.filter((r) => r.status === 201).map(async (r) => ((await r.json()) as { id: string }).id))).size).toBe(1);
+    // A refusal is kept too: the same invalid request gets the same 422 without being checked again.
+    const invalid = { ...body, name: `${name}-bad`, tasks: [{ name: 'b', action: { type: 'noop' }, requires: ['nobody'] }] };
+    const refused = await send('k-bad', invalid);
+    const refusedAgain = await send('k-bad', invalid);
+    expect([refused.status, refusedAgain.status]).toEqual([422, 422]);
+    expect(refusedAgain.headers.get('idempotent-replayed')).toBe('true');
+    const listed = await api.get(`/v1/workflows?name=${name}`);
+    expect(listed.body.items).toHaveLength(2); // k-1 and k-race
+  });
 });

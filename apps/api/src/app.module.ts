@@ -7,6 +7,7 @@ import { AppConfig } from './config/app-config.js';
 import { JsonLogger } from './common/logger.js';
 import { AuditController } from './auth/audit.controller.js';
 import { AuditInterceptor } from './auth/audit.interceptor.js';
+import { IdempotencyInterceptor } from './common/idempotency.interceptor.js';
 import { AuthGuard } from './auth/auth.guard.js';
 import { KeysController } from './auth/keys.controller.js';
 import { KeysService } from './auth/keys.service.js';
@@ -91,6 +92,7 @@ export class AppModule implements OnApplicationShutdown {
         { provide: EFFECTS_PORT, useExisting: EffectsPublisher },
         { provide: APP_GUARD, useClass: AuthGuard },
         { provide: APP_INTERCEPTOR, useExisting: AuditInterceptor },
+        { provide: APP_INTERCEPTOR, useClass: IdempotencyInterceptor },
         AuditInterceptor, KeysService,
         MetricsService, EffectsPublisher, Engine, ReferenceResolver, LongWaits, LeaseService, PollService, ReconcilerService,
         WorkflowsService, TasksService, WorkersService, DataService,

@@ -30,6 +30,16 @@ interface CallOptions {
   waitMs?: number;
   retry?: Partial<BackoffOptions>;
   signal?: AbortSignal;
+  /** Sent as `Idempotency-Key`: the same on every retry of this call. */
+  idempotencyKey?: string;
+}
+
+/**
+ * A creating call: one Idempotency-Key for it and all its retries, so a retry after a
+ * lost answer gets the first answer instead of making a second resource; hence safe to retry.
+ */
+function creating(): Pick<CallOptions, 'idempotencyKey' | 'idempotent'> {
+  return { idempotencyKey: globalThis.crypto.randomUUID(), idempotent: true };
 }
 
 /** How much longer than its own wait a long-poll may take before the client gives up on it. */
@@ -53,7 +63,7 @@ export class TagflowClient {
 
   // ---- workflows ----
   createWorkflow(spec: WorkflowSpec): Promise<Workflow> {
-    return this.call('POST', '/v1/workflows', { body: spec });
+    return this.call('POST', '/v1/workflows', { body: spec, ...creating() });
   }
   getWorkflow(id: string): Promise<Workflow> {
     return this.call('GET', `/v1/workflows/${enc(id)}`);
@@ -82,7 +92,7 @@ export class TagflowClient {
     return this.call('POST', `/v1/workflows/${enc(workflowId)}/tasks`, { body: spec });
   }
   async addTasks(workflowId: string, specs: TaskSpec[]): Promise<Task[]> {
-    return (await this.call<{ tasks: Task[] }>('POST', `/v1/workflows/${enc(workflowId)}/tasks`, { body: { tasks: specs } })).tasks;
+    return (await this.call<{ tasks: Task[] }>('POST', `/v1/workflows/${enc(workflowId)}/tasks`, { body: { tasks: specs }, ...creating() })).tasks;
   }
   listTasks(workflowId: string, q: { state?: TaskState; tag?: string; limit?: number; cursor?: string } = {}): Promise<Page<Task>> {
     return this.call('GET', `/v1/workflows/${enc(workflowId)}/tasks`, { query: q });
@@ -111,7 +121,7 @@ export class TagflowClient {
   }
   /** The single-task shortcut: a sealed one-task workflow. */
   submitTask(spec: TaskSpec & { workflow_name?: string }): Promise<Task> {
-    return this.call('POST', '/v1/tasks', { body: spec });
+    return this.call('POST', '/v1/tasks', { body: spec, ...creating() });
   }
   /** Hands one task over and waits for its result, in as many long-polls as it takes. */
   async runTask(spec: TaskSpec & { workflow_name?: string }, opts: { timeoutS?: number; signal?: AbortSignal } = {}): Promise<Task> {
@@ -146,7 +156,7 @@ export class TagflowClient {
 
   // ---- workers ----
   registerWorker(w: { name: string; tags?: string[]; hostname?: string; version?: string }): Promise<WorkerInfo> {
-    return this.call('POST', '/v1/workers', { body: w });
+    return this.call('POST', '/v1/workers', { body: w, ...creating() });
   }
   listWorkers(q: { limit?: number; cursor?: string } = {}): Promise<Page<WorkerInfo>> {
     return this.call('GET', '/v1/workers', { query: q });
@@ -200,6 +210,7 @@ export class TagflowClient {
     if (opts.body !== undefined) headers['content-type'] = 'application/json';
     if (this.options.token) headers.authorization = `Bearer ${this.options.token}`;
     if (this.options.namespace) headers['tagflow-namespace'] = this.options.namespace;
+    if (opts.idempotencyKey) headers['idempotency-key'] = opts.idempotencyKey;
     const timeout = AbortSignal.timeout(this.timeoutMs + (opts.waitMs ? opts.waitMs + LONG_POLL_MARGIN_MS : 0));
     const signal = opts.signal ? AbortSignal.any([timeout, opts.signal]) : timeout;
     let res: Response;

@@ -13,12 +13,13 @@ import { ApiKeys1700000000005 } from './migrations/1700000000005-api-keys.js';
 import { Audit1700000000006 } from './migrations/1700000000006-audit.js';
 import { Namespaces1700000000007 } from './migrations/1700000000007-namespaces.js';
 import { Handbacks1700000000008 } from './migrations/1700000000008-handbacks.js';
+import { Idempotency1700000000009 } from './migrations/1700000000009-idempotency.js';
 import { AuditEntity } from './entities/audit.entity.js';
 import { ApiKeyEntity } from './entities/api-key.entity.js';
 import { DataEntryEntity } from './entities/data-entry.entity.js';
 
 export const ENTITIES = [WorkflowEntity, WorkflowTagEntity, TaskEntity, TaskTagEntity, TaskDepEntity, ReservedNameEntity, TaskEventEntity, WorkflowEventEntity, WorkerEntity, DataEntryEntity, ApiKeyEntity, AuditEntity];
-export const MIGRATIONS = [InitialSchema1700000000000, DataSpace1700000000001, TagMemberOrder1700000000002, DropRedundantTagIndex1700000000003, ResolvedInputAndWorkflowEvents1700000000004, ApiKeys1700000000005, Audit1700000000006, Namespaces1700000000007, Handbacks1700000000008];
+export const MIGRATIONS = [InitialSchema1700000000000, DataSpace1700000000001, TagMemberOrder1700000000002, DropRedundantTagIndex1700000000003, ResolvedInputAndWorkflowEvents1700000000004, ApiKeys1700000000005, Audit1700000000006, Namespaces1700000000007, Handbacks1700000000008, Idempotency1700000000009];
 
 export type DatabaseKind = 'sqlite' | 'postgres';
 
@@ -51,7 +52,13 @@ export function createDataSource(url: string): DataSource {
       },
     };
   } else {
-    options = { ...common, type: 'postgres', url: target, extra: { max: 20 } };
+    // Bounded waits, so a database that is away, locked or slow answers a request with an
+    // error (503) in seconds instead of holding it: connecting, a lock, a statement, and a
+    // transaction left idle by a client that went away.
+    options = {
+      ...common, type: 'postgres', url: target,
+      extra: { max: 20, connectionTimeoutMillis: 5000, lock_timeout: 10_000, statement_timeout: 30_000, idle_in_transaction_session_timeout: 60_000 },
+    };
   }
   return new DataSource(options);
 }

@@ -56,6 +56,11 @@ export class Bus {
     await this.redis.command.publish(this.channel, JSON.stringify(message));
   }
 
+  /** Tells only this replica's listeners (Redis is away; the others learn from the reconciler and their own waits' deadlines). */
+  deliverHere(events: readonly BusEvent[]): void {
+    this.deliver(events);
+  }
+
   private deliver(events: readonly BusEvent[]): void {
     for (const event of events) for (const listener of this.listeners) listener(event);
   }

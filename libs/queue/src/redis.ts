@@ -41,6 +41,11 @@ export class RedisConnections {
     }
   }
 
+  /** Whether the command connection is up now (while it is not, commands would wait in ioredis's queue). */
+  get ready(): boolean {
+    return this.command.status === 'ready';
+  }
+
   async ping(): Promise<void> {
     await this.command.ping();
   }

@@ -1,4 +1,5 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Post, Query } from '@nestjs/common';
+import { Idempotent } from '../common/idempotency.interceptor.js';
 import { ApiTags } from '@nestjs/swagger';
 import { idParam } from '../common/params.js';
 import { PageQuery } from '../common/pagination.js';
@@ -12,7 +13,7 @@ export class KeysController {
   constructor(private readonly keys: KeysService) {}
 
   /** Creates a key; the answer holds its token, shown this once. */
-  @Post() @Allow(ADMINS)
+  @Post() @Idempotent() @Allow(ADMINS)
   create(@Body() dto: CreateKeyDto, @CallerOf() caller: Caller) {
     return this.keys.create({ name: dto.name, role: dto.role, namespace: dto.namespace, tags: dto.tags, expires_at: dto.expires_at ? Date.parse(dto.expires_at) : null }, caller);
   }

@@ -15,9 +15,17 @@ export class Batcher<I, O> {
     /** The most a batch may weigh (rows, statement parameters); a heavier single item goes alone. */
     private readonly maxWeight: number,
     private readonly weight: (item: I) => number = () => 1,
+    /** Items waiting at most; beyond, submit rejects with `onFull()` (the database is slower than the callers). */
+    private readonly maxPending = Infinity,
+    private readonly onFull: () => Error = () => new Error('the batch queue is full'),
   ) {}
 
+  get waiting(): number {
+    return this.pending.length;
+  }
+
   submit(item: I): Promise<O> {
+    if (this.pending.length >= this.maxPending) return Promise.reject(this.onFull());
     return new Promise<O>((resolve, reject) => {
       this.pending.push({ item, resolve, reject });
       if (!this.writing) void this.drain();

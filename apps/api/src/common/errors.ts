@@ -13,6 +13,25 @@ export const unprocessable = (message: string, details?: unknown) => new ApiErro
 export const badRequest = (message: string, details?: unknown) => new ApiError(HttpStatus.BAD_REQUEST, message, details);
 export const tooLarge = (message: string) => new ApiError(HttpStatus.PAYLOAD_TOO_LARGE, message);
 
+/** 503 with `Retry-After`: a part the request needs is away or full; the same request may be sent again. */
+export class Unavailable extends ApiError {
+  constructor(message: string, readonly retryAfterS = 2) {
+    super(HttpStatus.SERVICE_UNAVAILABLE, message);
+  }
+}
+
+/**
+ * Resolves as `work` does, or rejects with `onLate()` once `ms` have passed (the work
+ * goes on in the background: for calls into a part that stopped answering).
+ */
+export function withDeadline<T>(work: Promise<T>, ms: number, onLate: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(onLate()), ms);
+  });
+  return Promise.race([work, late]).finally(() => clearTimeout(timer));
+}
+
 export function reasonPhrase(status: number): string {
   const phrases: Record<number, string> = {
     400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed',

@@ -1,7 +1,7 @@
 import { ArgumentsHost, Catch, HttpException, type ExceptionFilter } from '@nestjs/common';
 import type { Request, Response } from 'express';
 import { randomUUID } from 'node:crypto';
-import { reasonPhrase } from './errors.js';
+import { reasonPhrase, Unavailable } from './errors.js';
 import type { JsonLogger } from './logger.js';
 
 /**
@@ -28,9 +28,16 @@ export class HttpExceptionFilter implements ExceptionFilter {
       body = { message: describeParserError(parserError) };
     } else if (exception instanceof HttpException) {
       status = exception.getStatus();
+      if (exception instanceof Unavailable) res.setHeader('Retry-After', String(exception.retryAfterS));
       const response = exception.getResponse();
       body = typeof response === 'string' ? { message: response } : { ...(response as Record<string, unknown>) };
       if (Array.isArray(body.message)) body.message = body.message.join('; ');
+    } else if (unavailablePart(exception)) {
+      // The database or Redis is away, busy or slow: the request may be sent again as it is.
+      status = 503;
+      res.setHeader('Retry-After', '2');
+      this.logger.event('warn', 'http', 'a part is unavailable', { request_id: requestId, method: req.method, path: req.path, part: unavailablePart(exception), error: String(exception) });
+      body = { message: `the ${unavailablePart(exception)} is unavailable; send the request again shortly` };
     } else {
       this.logger.event('error', 'http', 'unhandled error', {
         request_id: requestId,
@@ -70,4 +77,20 @@ function describeParserError(e: BodyParserError): string {
 function isBodyParserError(e: unknown): e is BodyParserError {
   const err = e as Partial<BodyParserError> | null;
   return !!err && typeof err.status === 'number' && err.status >= 400 && err.status < 500 && typeof err.type === 'string';
+}
+
+/** PostgreSQL error codes of a server away, restarting, full, or a statement given up on (timeouts, deadlocks). */
+const PG_UNAVAILABLE = /^(08\d\d\d|53300|57P0[123]|57014|55P03|40001|40P01)$/;
+const NET_UNAVAILABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'SQLITE_BUSY', 'SQLITE_LOCKED']);
+
+/** Which part an error says is away ('database' or 'Redis'), or null for any other error. */
+export function unavailablePart(e: unknown): 'database' | 'Redis' | null {
+  if (!(e instanceof Error)) return null;
+  const driver = (e as { driverError?: { code?: unknown } }).driverError;
+  const raw = (e as { code?: unknown }).code ?? driver?.code;
+  const code = typeof raw === 'string' ? raw : '';
+  if (e.name === 'MaxRetriesPerRequestError' || /^(Connection is closed|Stream isn't writeable)/.test(e.message)) return 'Redis';
+  if (PG_UNAVAILABLE.test(code) || NET_UNAVAILABLE.has(code)) return 'database';
+  if (/Connection terminated|timeout exceeded when trying to connect|the database system is (starting up|shutting down)/.test(e.message)) return 'database';
+  return null;
 }

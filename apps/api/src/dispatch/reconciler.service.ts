@@ -4,6 +4,7 @@ import { Database } from '@tagflow/persistence';
 import { Bus, JobQueue, jobIdFor, RedisEpoch } from '@tagflow/queue';
 import { AppConfig } from '../config/app-config.js';
 import { JsonLogger } from '../common/logger.js';
+import { IDEMPOTENCY_TTL_MS } from '../common/idempotency.interceptor.js';
 import { LeaseService } from '../worker-protocol/lease.service.js';
 import { PollService } from '../worker-protocol/poll.service.js';
 
@@ -64,12 +65,21 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
     const first = this.ticks === 0;
     this.ticks++;
     await this.expireLeases();
+    if (this.ticks % 60 === 1) await this.forgetIdempotencyKeys();
     if (await this.epoch.wasReset()) {
       this.logger.event('info', 'reconciler', 'Redis holds no Tagflow state yet (new, flushed or restarted empty): queueing every READY task');
       await this.requeue(false);
     } else if (first || this.ticks % 5 === 0) {
       await this.requeue(true);
     }
+  }
+
+  /** Answers kept for Idempotency-Keys live a day; older ones go, a thousand a tick at most. */
+  private async forgetIdempotencyKeys(): Promise<void> {
+    const now = Date.now();
+    await this.db.transaction((repos) => repos.idempotency.expire(now - IDEMPOTENCY_TTL_MS, 1000), now).catch((e: unknown) =>
+      this.logger.event('warn', 'reconciler', 'could not delete expired idempotency records', { error: String(e) }),
+    );
   }
 
   private async expireLeases(): Promise<void> {

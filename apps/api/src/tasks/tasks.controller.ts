@@ -1,4 +1,5 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Patch, Post, Query } from '@nestjs/common';
+import { Idempotent } from '../common/idempotency.interceptor.js';
 import { ApiTags } from '@nestjs/swagger';
 import { idParam } from '../common/params.js';
 import { ShortcutTaskDto, TaskPatchDto, TaskWaitQuery } from './task.dto.js';
@@ -15,7 +16,7 @@ export class TasksController {
   constructor(private readonly tasks: TasksService) {}
 
   /** The single-task shortcut: a sealed one-task workflow. */
-  @Post() @Allow(OPERATORS)
+  @Post() @Idempotent() @Allow(OPERATORS)
   async shortcut(@Body() dto: ShortcutTaskDto, @CallerOf() caller: Caller) {
     checkSubmitGrants(caller, [dto]);
     return toTaskResponse(await this.tasks.shortcut(dto, createdByOf(caller), namespaceOf(caller)));

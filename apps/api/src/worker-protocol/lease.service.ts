@@ -4,7 +4,7 @@ import { LIMITS } from '@tagflow/domain';
 import { Database, type ClaimJob, type JsonObject, type LeaseOutcome, type TaskEntity } from '@tagflow/persistence';
 import { JobQueue, jobIdFor } from '@tagflow/queue';
 import { Batcher } from '../common/batcher.js';
-import { conflict, notFound, tooLarge, type ApiError } from '../common/errors.js';
+import { conflict, notFound, tooLarge, Unavailable, type ApiError } from '../common/errors.js';
 import { JsonLogger } from '../common/logger.js';
 import { MetricsService } from '../metrics/metrics.service.js';
 import { Engine } from '../engine/engine.js';
@@ -17,6 +17,8 @@ import type { CompleteDto, FailDto, HeartbeatDto } from './worker-protocol.dto.j
 const CLAIM_BATCH = 500;
 /** Completions written in one transaction at most. */
 const COMPLETION_BATCH = 100;
+/** Completions waiting for their transaction at most; more answer 503 (the worker sends them again). */
+const REPORTS_WAITING_MAX = 5000;
 
 interface Report {
   taskId: string;
@@ -33,7 +35,10 @@ interface Report {
 @Injectable()
 export class LeaseService {
   private readonly claims = new Batcher<readonly ClaimJob[], TaskEntity[]>((b) => this.writeClaims(b), CLAIM_BATCH, (jobs) => jobs.length);
-  private readonly completions = new Batcher<Report, TaskEntity>((b) => this.writeCompletions(b), COMPLETION_BATCH);
+  private readonly completions = new Batcher<Report, TaskEntity>(
+    (b) => this.writeCompletions(b), COMPLETION_BATCH, undefined, REPORTS_WAITING_MAX,
+    () => new Unavailable(`${REPORTS_WAITING_MAX} reports are waiting for the database; send this one again shortly`),
+  );
   private readonly reports: (labels?: Record<string, string>) => void;
   private readonly refused: (labels?: Record<string, string>) => void;
   private readonly expired: (labels?: Record<string, string>) => void;

@@ -1,13 +1,17 @@
 import { Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common';
 import { asQueueTags, clientTags, LIMITS, namespaceTag, ResolutionError, TagsetIndex } from '@tagflow/domain';
 import type { TaskEntity } from '@tagflow/persistence';
-import { Bus, JobQueue, jobIdFor, TagsetRegistry } from '@tagflow/queue';
+import { Bus, JobQueue, jobIdFor, RedisConnections, TagsetRegistry } from '@tagflow/queue';
+import { Unavailable, withDeadline } from '../common/errors.js';
 import { coveredBy } from '../auth/grants.js';
 import { JsonLogger } from '../common/logger.js';
 import { MetricsService } from '../metrics/metrics.service.js';
 import { ReferenceResolver } from '../engine/reference-resolver.js';
 import { LongWaits } from '../long-wait/long-waits.js';
 import { LeaseService } from './lease.service.js';
+
+/** How long a poll waits for one Redis fetch before answering 503. */
+const REDIS_WAIT_MS = 3000;
 
 export interface PollRequest {
   /** Only this namespace's tag sets are looked at. */
@@ -44,6 +48,7 @@ export class PollService implements OnApplicationBootstrap {
 
   constructor(
     private readonly jobs: JobQueue,
+    private readonly redis: RedisConnections,
     private readonly registry: TagsetRegistry,
     private readonly waits: LongWaits,
     private readonly leases: LeaseService,
@@ -78,6 +83,7 @@ export class PollService implements OnApplicationBootstrap {
 
   async poll(req: PollRequest): Promise<Leased[]> {
     if (this.waits.isClosing) return []; // no new leases from a replica that is stopping
+    if (!this.redis.ready) throw new Unavailable('Redis, which holds the queues, is unavailable; poll again shortly');
     const taken = await this.waits.until({ tags: [...req.tags, namespaceTag(req.namespace)] }, Date.now() + req.waitMs, async () => {
       const out = await this.fetch(req);
       return out.length > 0 ? out : undefined;
@@ -96,7 +102,10 @@ export class PollService implements OnApplicationBootstrap {
         const seqBefore = this.seq.get(tagset) ?? 0;
         const want = req.maxTasks - out.length;
         const tokens = Array.from({ length: want }, () => this.leases.newToken());
-        const jobs = await this.jobs.take(tagset, tokens);
+        if (!this.redis.ready) return out;
+        // A Redis that stopped answering: the poll answers 503 instead of hanging. A job
+        // fetched after that has no claim; the reconciler releases it (an orphan).
+        const jobs = await withDeadline(this.jobs.take(tagset, tokens), REDIS_WAIT_MS, () => new Unavailable('Redis, which holds the queues, did not answer in time; poll again shortly'));
         if (jobs.length < want && (this.seq.get(tagset) ?? 0) === seqBefore) this.hints.delete(tagset);
         if (jobs.length === 0) break;
         let claimed: TaskEntity[];

@@ -1,4 +1,5 @@
 import { Body, Controller, Get, Param, Post, Query } from '@nestjs/common';
+import { Idempotent } from '../common/idempotency.interceptor.js';
 import { ApiTags } from '@nestjs/swagger';
 import { idParam } from '../common/params.js';
 import { PageQuery } from '../common/pagination.js';
@@ -12,7 +13,7 @@ export class WorkersController {
   constructor(private readonly workers: WorkersService) {}
 
   /** Registers a worker; polls that pass its id keep its last_seen_at and running tasks current. */
-  @Post() @Allow(WORKERS)
+  @Post() @Idempotent() @Allow(WORKERS)
   register(@Body() dto: RegisterWorkerDto, @NamespaceOf() ns: string) {
     return this.workers.register(dto, ns);
   }

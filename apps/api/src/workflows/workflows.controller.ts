@@ -1,4 +1,5 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Post, Query } from '@nestjs/common';
+import { Idempotent } from '../common/idempotency.interceptor.js';
 import { ApiBody, ApiExtraModels, ApiTags, getSchemaPath } from '@nestjs/swagger';
 import { idParam } from '../common/params.js';
 import { validateBody } from '../common/validation.js';
@@ -21,7 +22,7 @@ export class WorkflowsController {
   ) {}
 
   /** Creates a workflow, with its first tasks if given; sealed unless `sealed: false`. */
-  @Post() @Allow(OPERATORS)
+  @Post() @Idempotent() @Allow(OPERATORS)
   async create(@Body() dto: CreateWorkflowDto, @CallerOf() caller: Caller) {
     checkSubmitGrants(caller, dto.tasks ?? []);
     const ns = namespaceOf(caller);
@@ -75,7 +76,7 @@ export class WorkflowsController {
   /** One TaskSpec, or `{"tasks": [TaskSpec, ...]}` added atomically. */
   @ApiExtraModels(TaskSpecDto, TaskBatchDto)
   @ApiBody({ schema: { oneOf: [{ $ref: getSchemaPath(TaskSpecDto) }, { $ref: getSchemaPath(TaskBatchDto) }] } })
-  @Post(':id/tasks') @Allow(OPERATORS)
+  @Post(':id/tasks') @Idempotent() @Allow(OPERATORS)
   async addTasks(@Param('id', id) wfId: string, @Body() body: unknown, @CallerOf() caller: Caller) {
     const isBatch = typeof body === 'object' && body !== null && 'tasks' in body;
     if (isBatch) {

@@ -3,6 +3,7 @@ import { AuditRepository } from './audit.repository.js';
 import { DataRepository } from './data.repository.js';
 import { DependencyRepository } from './dependency.repository.js';
 import { EventRepository } from './event.repository.js';
+import { IdempotencyRepository } from './idempotency.repository.js';
 import { KeyRepository } from './key.repository.js';
 import { TaskRepository } from './task.repository.js';
 import { TransitionRepository } from './transition.repository.js';
@@ -13,6 +14,7 @@ export * from './audit.repository.js';
 export * from './data.repository.js';
 export * from './dependency.repository.js';
 export * from './event.repository.js';
+export * from './idempotency.repository.js';
 export * from './key.repository.js';
 export * from './task.repository.js';
 export * from './transition.repository.js';
@@ -33,6 +35,7 @@ export class Repositories {
   readonly events: EventRepository;
   readonly keys: KeyRepository;
   readonly audit: AuditRepository;
+  readonly idempotency: IdempotencyRepository;
 
   /** The clock of the operation: every row it writes carries this time. */
   now: number;
@@ -48,6 +51,7 @@ export class Repositories {
     this.events = new EventRepository(em);
     this.keys = new KeyRepository(em);
     this.audit = new AuditRepository(em);
+    this.idempotency = new IdempotencyRepository(em);
   }
 
   /** Reads the clock again (after waiting for a lock, so times follow the order of the locks). */

@@ -1,0 +1,28 @@
+import { describe, expect, it } from '@jest/globals';
+import { unavailablePart } from './http-exception.filter.js';
+
+describe('which part an error says is unavailable', () => {
+  const withCode = (message: string, code: string, asDriverError = false) =>
+    Object.assign(new Error(message), asDriverError ? { driverError: { code } } : { code });
+
+  it('names the database for a server away, restarting, full, or a statement given up on', () => {
+    for (const code of ['08006', '08001', '57P01', '57P03', '53300', '57014', '55P03', '40001', '40P01']) {
+      expect({ code, part: unavailablePart(withCode('x', code, true)) }).toEqual({ code, part: 'database' });
+    }
+    expect(unavailablePart(withCode('connect ECONNREFUSED 127.0.0.1:5432', 'ECONNREFUSED'))).toBe('database');
+    expect(unavailablePart(withCode('database is locked', 'SQLITE_BUSY'))).toBe('database');
+    expect(unavailablePart(new Error('Connection terminated unexpectedly'))).toBe('database');
+    expect(unavailablePart(new Error('timeout exceeded when trying to connect'))).toBe('database');
+  });
+
+  it('names Redis for a closed connection', () => {
+    expect(unavailablePart(new Error('Connection is closed.'))).toBe('Redis');
+    expect(unavailablePart(Object.assign(new Error('Reached the max retries per request limit'), { name: 'MaxRetriesPerRequestError' }))).toBe('Redis');
+  });
+
+  it('leaves every other error a 500', () => {
+    expect(unavailablePart(withCode('duplicate key value violates unique constraint', '23505', true))).toBeNull();
+    expect(unavailablePart(new TypeError('x is undefined'))).toBeNull();
+    expect(unavailablePart('a string')).toBeNull();
+  });
+});

@@ -1,0 +1,118 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Api, freePort, task, track, waitFor, waitForTask, workflow } from './support/harness.js';
+
+/** A Redis of this suite's own, so it can be stopped, frozen and started again. */
+class OwnRedis {
+  private proc: ChildProcess | null = null;
+  private constructor(readonly port: number, private readonly dir: string) {}
+
+  static async start(): Promise<OwnRedis> {
+    const r = new OwnRedis(await freePort(), mkdtempSync(join(tmpdir(), 'tagflow-redis-')));
+    await r.up();
+    return r;
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  async up(): Promise<void> {
+    const proc = track(spawn('redis-server', ['--bind', '127.0.0.1', '--port', String(this.port), '--dir', this.dir, '--save', '', '--appendonly', 'yes'], { stdio: ['ignore', 'pipe', 'pipe'] }));
+    this.proc = proc;
+    const logs: string[] = [];
+    proc.stdout.on('data', (c: Buffer) => logs.push(c.toString()));
+    await waitFor('redis to accept connections', async () => logs.join('').includes('Ready to accept connections') || (proc.exitCode !== null && Promise.reject(new Error(logs.join('')))), 10_000);
+  }
+
+  async down(): Promise<void> {
+    const proc = this.proc;
+    if (!proc || proc.exitCode !== null) return;
+    const exited = new Promise((resolve) => proc.once('exit', resolve));
+    proc.kill('SIGKILL');
+    await exited;
+  }
+
+  freeze(): void {
+    this.proc?.kill('SIGSTOP');
+  }
+
+  thaw(): void {
+    this.proc?.kill('SIGCONT');
+  }
+}
+
+const timed = async <T>(work: Promise<T>): Promise<{ value: T; ms: number }> => {
+  const started = Date.now();
+  const value = await work;
+  return { value, ms: Date.now() - started };
+};
+
+/** Redis away or frozen: answers within seconds (503 where Redis is needed), nothing accepted is lost. */
+describe('outages', () => {
+  let redis: OwnRedis;
+  let api: Api;
+  beforeAll(async () => {
+    redis = await OwnRedis.start();
+    api = await Api.start({ env: { REDIS_URL: redis.url } });
+  });
+  afterAll(async () => {
+    redis?.thaw();
+    await api?.stop();
+    await redis?.down();
+  });
+
+  it('Redis stopped: tasks are still accepted at once, polls answer 503 with Retry-After, health names Redis; all runs once it is back', async () => {
+    const t = `down-${Date.now()}`;
+    await redis.down();
+    await waitFor('the API to notice', async () => (await api.get('/health')).status === 503);
+    expect((await api.get('/health')).body).toMatchObject({ status: 'unavailable', database: 'ok' });
+
+    const created = await timed(api.post('/v1/workflows', workflow({ sealed: true, tasks: [task('during', { tags: [t] })] })));
+    expect(created.value.status).toBe(201);
+    expect(created.ms).toBeLessThan(5000);
+    const poll = await timed(fetch(`${api.url}/v1/tasks/poll`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ tags: [t], wait_s: 10 }) }));
+    expect(poll.value.status).toBe(503);
+    expect(poll.value.headers.get('retry-after')).toMatch(/^\d+$/);
+    expect(poll.ms).toBeLessThan(5000);
+    console.log(`Redis stopped: POST /v1/workflows answered 201 in ${created.ms} ms, a poll 503 in ${poll.ms} ms`);
+
+    await redis.up();
+    await waitFor('the API to reconnect', async () => (await api.get('/health')).status === 200, 15_000);
+    // Redis came back empty of this task's job: the reconciler queues it again.
+    const got = await api.take([t], 20);
+    expect(got.name).toBe('during');
+    expect((await api.post(`/v1/tasks/${got.id}/complete`, { lease_token: got.lease.token, output: { ok: true } })).status).toBe(200);
+    expect(await waitForTask(api, created.value.body.id, 'during', ['SUCCESS'])).toMatchObject({ attempt: 1, output: { ok: true } });
+  });
+
+  it('Redis frozen (up, not answering): a request the database accepted is answered within seconds, a poll that needs Redis gets 503, nothing is lost', async () => {
+    const t = `frozen-${Date.now()}`;
+    await waitFor('Redis to be up', async () => (await api.get('/health')).status === 200, 15_000);
+    // A task queued before: a poll for its tags has to ask Redis.
+    const before = await api.post('/v1/workflows', workflow({ sealed: true, tasks: [task('before-freeze', { tags: [t] })] }));
+    await waitForTask(api, before.body.id, 'before-freeze', ['READY']);
+    redis.freeze();
+    try {
+      const created = await timed(api.post('/v1/workflows', workflow({ sealed: true, tasks: [task('while-frozen', { tags: [t] })] })));
+      expect(created.value.status).toBe(201);
+      expect(created.ms).toBeLessThan(5000);
+      const poll = await timed(api.post('/v1/tasks/poll', { tags: [t], wait_s: 1 }));
+      expect(poll.value.status).toBe(503);
+      expect(poll.ms).toBeLessThan(6000);
+      console.log(`Redis frozen: POST /v1/workflows answered 201 in ${created.ms} ms, a poll 503 in ${poll.ms} ms`);
+    } finally {
+      redis.thaw();
+    }
+    await waitFor('Redis to answer again', async () => (await api.get('/health')).status === 200, 15_000);
+    const names: string[] = [];
+    await waitFor('both tasks to be handed out', async () => {
+      for (const x of await api.poll([t], { wait_s: 2, max_tasks: 2 })) names.push(x.name);
+      return names.length >= 2;
+    }, 30_000);
+    expect(names.sort()).toEqual(['before-freeze', 'while-frozen']);
+  });
+});
