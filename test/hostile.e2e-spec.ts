@@ -76,4 +76,14 @@ describe('hostile and huge valid input', () => {
     const listed = await api.get(`/v1/workflows?name=${name}`);
     expect(listed.body.items).toHaveLength(2); // k-1 and k-race
   });
+
+  it('bounds a heartbeat\'s progress', async () => {
+    const t = `progress-${Date.now()}`;
+    await api.post('/v1/workflows', workflow({ tasks: [{ name: 'p', action: { type: 'noop' }, tags: [t] }] }));
+    const leased = await api.take([t], 10);
+    const big = await api.post(`/v1/tasks/${leased.id}/heartbeat`, { lease_token: leased.lease.token, progress: { log: 'x'.repeat(20_000) } });
+    expect(big.status).toBe(400);
+    expect(big.body.message).toContain('progress must be JSON of at most 16384 bytes');
+    expect((await api.post(`/v1/tasks/${leased.id}/heartbeat`, { lease_token: leased.lease.token, progress: { done: 3, of: 10 } })).status).toBe(200);
+  });
 });

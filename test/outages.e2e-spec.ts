@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Redis } from 'ioredis';
 import { Api, freePort, task, track, waitFor, waitForTask, workflow } from './support/harness.js';
 
 /** A Redis of this suite's own, so it can be stopped, frozen and started again. */
@@ -114,5 +115,25 @@ describe('outages', () => {
       return names.length >= 2;
     }, 30_000);
     expect(names.sort()).toEqual(['before-freeze', 'while-frozen']);
+  });
+
+  it('starts with an unreadable tag set entry in Redis, says so in /metrics, and runs that tag set\'s tasks', async () => {
+    const prefix = `bad${Date.now()}`;
+    const raw = new Redis(redis.url);
+    try {
+      await raw.hset(`${prefix}:tagsets`, 'deadbeefdeadbeefdeadbeef', '{not json', 'cafecafecafecafecafecafe', '[1,2]');
+    } finally {
+      raw.disconnect();
+    }
+    const other = await Api.start({ prefix, env: { REDIS_URL: redis.url } });
+    try {
+      expect(await other.metric('tagflow_errors_ignored_total')).toBe(2);
+      const t = `after-bad-${Date.now()}`;
+      const wf = await other.createWorkflow(workflow({ sealed: true, tasks: [task('runs', { tags: [t] })] }));
+      const got = await other.take([t], 10);
+      expect(got.workflow_id).toBe(wf.id);
+    } finally {
+      await other.stop();
+    }
   });
 });

@@ -21,6 +21,8 @@ export const LIMITS = {
   errorMessageMaxLength: 4096,
   /** Serialized size of a task's output. */
   outputMaxBytes: 256 * 1024,
+  /** A heartbeat's progress, serialized. */
+  progressMaxBytes: 16 * 1024,
   /** stdout/stderr: only the last bytes are kept. */
   logTailBytes: 64 * 1024,
   /** How deeply JSON values may nest (input, output, action). */

@@ -29,9 +29,25 @@ export class TagsetRegistry {
     this.known.clear();
   }
 
-  /** Every tag set recorded, with its tags. */
-  async all(): Promise<Map<string, string[]>> {
+  /**
+   * Every tag set recorded, with its tags. An entry that is not a list of strings (written
+   * by hand, or damaged) is left out and handed to `onBad`: one bad entry must not stop a
+   * replica from starting. Its tasks are not lost: the reconciler queues READY tasks again
+   * and the next enqueue records their tag set anew.
+   */
+  async all(onBad: (id: string, raw: string) => void = () => undefined): Promise<Map<string, string[]>> {
     const raw = await this.redis.command.hgetall(this.key);
-    return new Map(Object.entries(raw).map(([id, tags]) => [id, JSON.parse(tags) as string[]]));
+    const sets = new Map<string, string[]>();
+    for (const [id, text] of Object.entries(raw)) {
+      let tags: unknown;
+      try {
+        tags = JSON.parse(text);
+      } catch {
+        tags = undefined;
+      }
+      if (Array.isArray(tags) && tags.every((t) => typeof t === 'string')) sets.set(id, tags);
+      else onBad(id, text);
+    }
+    return sets;
   }
 }

@@ -120,6 +120,20 @@ export function IsJsonObject(): PropertyDecorator {
     });
 }
 
+/** Any JSON value whose text is at most `maxBytes` (a heartbeat's progress, say). */
+export function IsJsonAtMost(maxBytes: number): PropertyDecorator {
+  return (target, key) =>
+    registerDecorator({
+      name: 'isJsonAtMost',
+      target: target.constructor,
+      propertyName: key as string,
+      validator: {
+        validate: (value: unknown) => Buffer.byteLength(JSON.stringify(value) ?? '') <= maxBytes,
+        defaultMessage: (args?: ValidationArguments) => `${args?.property} must be JSON of at most ${maxBytes} bytes`,
+      },
+    });
+}
+
 /** `{"type": "...", ...params}`: params are passed to the worker untouched. */
 export function IsAction(): PropertyDecorator {
   return (target, key) =>

@@ -22,6 +22,19 @@ export class MetricsService {
     };
   }
 
+  /**
+   * For errors a step may go on without (a Redis mirror write the reconciler redoes, say):
+   * a handler that counts the error in `tagflow_errors_ignored_total{where}` and tells
+   * `log`, so nothing is dropped silently.
+   */
+  ignored(where: string, log: (where: string, error: string) => void): (e: unknown) => void {
+    const count = this.counter('tagflow_errors_ignored_total', 'Errors a step went on without (the reconciler or a retry covers them), by where.');
+    return (e: unknown) => {
+      count({ where });
+      log(where, e instanceof Error ? e.message : String(e));
+    };
+  }
+
   /** A gauge read when scraped. */
   gauge(name: string, help: string, read: () => number): void {
     this.define(name, help, 'gauge').read = read;

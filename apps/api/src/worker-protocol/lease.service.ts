@@ -42,6 +42,7 @@ export class LeaseService {
   private readonly reports: (labels?: Record<string, string>) => void;
   private readonly refused: (labels?: Record<string, string>) => void;
   private readonly expired: (labels?: Record<string, string>) => void;
+  private readonly lockNotExtended: (e: unknown) => void;
 
   constructor(
     private readonly db: Database,
@@ -53,6 +54,7 @@ export class LeaseService {
     this.reports = metrics.counter('tagflow_task_reports_total', 'Reports accepted from workers, by kind.');
     this.refused = metrics.counter('tagflow_task_reports_refused_total', 'Reports and heartbeats refused for a stale lease.');
     this.expired = metrics.counter('tagflow_attempts_expired_total', 'Attempts ended by lease expiry or run timeout, by code.');
+    this.lockNotExtended = metrics.ignored('lease.redis-lock-extend', (where, error) => this.logger.event('debug', 'lease', 'the Redis lock of a lease was not extended (the lease, in the database, was)', { where, error }));
   }
 
   newToken(): string {
@@ -85,7 +87,7 @@ export class LeaseService {
     const extended = await this.db.transaction((repos) => repos.tasks.extendLease(task.id, dto.lease_token, expires, now, dto.progress), now);
     if (!extended) throw this.ended(await this.find(taskId, namespace));
     // The Redis lock mirrors the lease; losing it (Redis restarted) does not end the lease.
-    this.jobs.extend(task.tagset_id, jobIdFor(task.id, task.attempt), dto.lease_token, task.lease_s * 1000).catch(() => undefined);
+    this.jobs.extend(task.tagset_id, jobIdFor(task.id, task.attempt), dto.lease_token, task.lease_s * 1000).catch(this.lockNotExtended);
     return { expires_at: expires, cancel_requested: task.cancel_requested };
   }
 

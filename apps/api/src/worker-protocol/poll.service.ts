@@ -45,6 +45,9 @@ export class PollService implements OnApplicationBootstrap {
   private readonly hints = new Map<string, number>();
   private readonly seq = new Map<string, number>();
   private readonly leased: (labels?: Record<string, string>, by?: number) => void;
+  private readonly notFinished: (e: unknown) => void;
+  private readonly notExtended: (e: unknown) => void;
+  private readonly unreadable: (e: unknown) => void;
 
   constructor(
     private readonly jobs: JobQueue,
@@ -59,6 +62,10 @@ export class PollService implements OnApplicationBootstrap {
   ) {
     metrics.gauge('tagflow_tagsets_known', 'Distinct tag sets (queues) this replica knows.', () => this.index.size);
     this.leased = metrics.counter('tagflow_tasks_leased_total', 'Tasks handed to a worker under a lease.');
+    const tell = (where: string, error: string) => this.logger.event('warn', 'poll', 'a Redis job step failed; the reconciler releases or requeues the job', { where, error });
+    this.notFinished = metrics.ignored('poll.job-finish', tell);
+    this.notExtended = metrics.ignored('poll.job-extend', tell);
+    this.unreadable = metrics.ignored('poll.tagset-registry-entry', (where, error) => this.logger.event('error', 'poll', 'a tag set entry in Redis is unreadable; left out', { where, error }));
     bus.onEvent((event) => {
       if (event.type !== 'ready') return;
       this.index.add(event.tagset, asQueueTags(event.tags));
@@ -68,7 +75,7 @@ export class PollService implements OnApplicationBootstrap {
 
   async onApplicationBootstrap(): Promise<void> {
     // A fresh replica knows every tag set and assumes each may hold work until looked at.
-    for (const [id, recorded] of await this.registry.all()) {
+    for (const [id, recorded] of await this.registry.all((id, raw) => this.unreadable(new Error(`tag set ${id}: ${raw.slice(0, 200)}`)))) {
       this.index.add(id, asQueueTags(recorded));
       this.hint(id, 0);
     }
@@ -115,13 +122,13 @@ export class PollService implements OnApplicationBootstrap {
           // The database did not answer: give the jobs up. Their tasks are still READY in
           // the database, so the reconciler queues them again.
           this.logger.event('error', 'poll', 'claim failed; the jobs go back', { tasks: jobs.map((j) => j.taskId), error: String(e) });
-          await Promise.all(jobs.map((j) => this.jobs.finish(tagset, j.jobId, j.token).catch(() => undefined)));
+          await Promise.all(jobs.map((j) => this.jobs.finish(tagset, j.jobId, j.token).catch(this.notFinished)));
           return out;
         }
         // Stale jobs (task moved on, cancelled, deleted, or its workflow is paused): dropped.
         const leased = new Set(claimed.map((t) => t.lease_token));
         const stale = jobs.filter((j) => !leased.has(j.token));
-        await Promise.all(stale.map((j) => this.jobs.finish(tagset, j.jobId, j.token).catch(() => undefined)));
+        await Promise.all(stale.map((j) => this.jobs.finish(tagset, j.jobId, j.token).catch(this.notFinished)));
         const handed: Leased[] = [];
         for (const task of claimed) {
           const one = await this.handOut(task, tagset);
@@ -152,7 +159,7 @@ export class PollService implements OnApplicationBootstrap {
       return null;
     }
     if (task.lease_s !== LIMITS.defaultLeaseSeconds) {
-      await this.jobs.extend(tagset, jobIdFor(task.id, task.attempt), task.lease_token!, task.lease_s * 1000).catch(() => undefined);
+      await this.jobs.extend(tagset, jobIdFor(task.id, task.attempt), task.lease_token!, task.lease_s * 1000).catch(this.notExtended);
     }
     this.leased();
     return { task, lease: { token: task.lease_token!, expires_at: task.lease_expires_at ?? Date.now() } };

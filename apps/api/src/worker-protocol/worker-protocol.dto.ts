@@ -1,7 +1,7 @@
 import { Type } from 'class-transformer';
 import { IsBoolean, IsDefined, IsInt, IsNumber, IsObject, IsOptional, IsString, IsUUID, Max, MaxLength, Min, ValidateNested } from 'class-validator';
 import { LIMITS } from '@tagflow/domain';
-import { IsJsonObject, IsTagList } from '../common/validation.js';
+import { IsJsonAtMost, IsJsonObject, IsTagList } from '../common/validation.js';
 
 export class PollDto {
   @IsTagList()
@@ -21,7 +21,8 @@ export class HeartbeatDto {
   @IsString() @MaxLength(64)
   lease_token: string;
 
-  @IsOptional()
+  /** Whatever the task says of its progress; kept on the task until the next heartbeat. */
+  @IsOptional() @IsJsonAtMost(LIMITS.progressMaxBytes)
   progress?: unknown;
 }
 
