@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { Api, waitForWorkflow, workflow } from './support/harness.js';
+import { randomBytes } from 'node:crypto';
+import { Api, waitFor, waitForWorkflow, workflow } from './support/harness.js';
 
 /** Requests that are valid but large, or built to make the API work hard: answered, never a 5xx. */
 describe('hostile and huge valid input', () => {
@@ -85,5 +86,30 @@ describe('hostile and huge valid input', () => {
     expect(big.status).toBe(400);
     expect(big.body.message).toContain('progress must be JSON of at most 16384 bytes');
     expect((await api.post(`/v1/tasks/${leased.id}/heartbeat`, { lease_token: leased.lease.token, progress: { done: 3, of: 10 } })).status).toBe(200);
+  });
+});
+
+describe('rate limits', () => {
+  let api: Api;
+  const admin = `tfk_${randomBytes(24).toString('base64url')}`;
+  beforeAll(async () => {
+    api = await Api.start({ env: { TAGFLOW_ADMIN_TOKEN: admin, RATE_LIMIT_RPS: '5', RATE_LIMIT_BURST: '10' } });
+  });
+  afterAll(async () => {
+    await api.stop();
+  });
+
+  it('answers a credential over its rate 429 with Retry-After, and no other credential', async () => {
+    const as = (token: string) => ({ authorization: `Bearer ${token}` });
+    const reader = (await api.request('POST', '/v1/keys', { name: 'reader', role: 'reader' }, as(admin))).body.token as string;
+    const answers = await Promise.all(Array.from({ length: 30 }, () => fetch(`${api.url}/v1/workflows`, { headers: as(reader) })));
+    const limited = answers.filter((r) => r.status === 429);
+    expect(answers.filter((r) => r.status === 200).length).toBeGreaterThanOrEqual(10);
+    expect(limited.length).toBeGreaterThanOrEqual(15);
+    expect(limited[0].headers.get('retry-after')).toMatch(/^[1-9]\d*$/);
+    expect(((await limited[0].json()) as { message: string }).message).toContain('RATE_LIMIT_RPS');
+    // The admin's own budget is untouched; the reader's refills at its rate.
+    expect((await api.request('GET', '/v1/workflows', undefined, as(admin))).status).toBe(200);
+    await waitFor('the reader\'s budget to refill', async () => (await fetch(`${api.url}/v1/workflows`, { headers: as(reader) })).status === 200, 5000);
   });
 });

@@ -7,6 +7,7 @@ import { AppConfig } from './config/app-config.js';
 import { JsonLogger } from './common/logger.js';
 import { AuditController } from './auth/audit.controller.js';
 import { AuditInterceptor } from './auth/audit.interceptor.js';
+import { RateLimiter } from './auth/rate-limiter.js';
 import { IdempotencyInterceptor } from './common/idempotency.interceptor.js';
 import { AuthGuard } from './auth/auth.guard.js';
 import { KeysController } from './auth/keys.controller.js';
@@ -93,7 +94,7 @@ export class AppModule implements OnApplicationShutdown {
         { provide: APP_GUARD, useClass: AuthGuard },
         { provide: APP_INTERCEPTOR, useExisting: AuditInterceptor },
         { provide: APP_INTERCEPTOR, useClass: IdempotencyInterceptor },
-        AuditInterceptor, KeysService,
+        AuditInterceptor, KeysService, RateLimiter,
         MetricsService, EffectsPublisher, Engine, ReferenceResolver, LongWaits, LeaseService, PollService, ReconcilerService,
         WorkflowsService, TasksService, WorkersService, DataService,
       ],

@@ -17,6 +17,7 @@ describe('client retry rules', () => {
   it('retries 503 always, network errors when the call is idempotent or was never sent', () => {
     const api = (status: number) => new TagflowApiError(status, 'x', null, 'POST', '/v1/x');
     expect(isRetryable(api(503), false)).toBe(true);
+    expect(isRetryable(api(429), false)).toBe(true);
     expect(isRetryable(api(502), true)).toBe(true);
     expect(isRetryable(api(502), false)).toBe(false);
     for (const status of [400, 401, 404, 409, 413, 422, 500]) expect(isRetryable(api(status), true)).toBe(false);

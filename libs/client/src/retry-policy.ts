@@ -21,12 +21,13 @@ export function backoffDelay(retry: number, opts: Pick<BackoffOptions, 'baseMs' 
 }
 
 /**
- * Whether a failed call may be sent again. 503 (the API is starting or stopping) and
- * network errors are; a request that changes state and may have reached the API is
+ * Whether a failed call may be sent again. 503 (the API is starting or stopping, or a
+ * part it needs is away), 429 (over the credential's rate: nothing was done) and network
+ * errors are; a request that changes state and may have reached the API is
  * retried only when the call is idempotent (reports and heartbeats are, by their lease token).
  */
 export function isRetryable(error: unknown, idempotent: boolean): boolean {
-  if (error instanceof TagflowApiError) return error.status === 503 || ((error.status === 502 || error.status === 504) && idempotent);
+  if (error instanceof TagflowApiError) return error.status === 503 || error.status === 429 || ((error.status === 502 || error.status === 504) && idempotent);
   if (error instanceof TagflowNetworkError) return idempotent || error.notSent;
   return false;
 }

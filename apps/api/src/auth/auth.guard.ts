@@ -2,9 +2,11 @@ import { HttpStatus, Injectable, type CanActivate, type ExecutionContext } from 
 import { Reflector } from '@nestjs/core';
 import type { Request } from 'express';
 import { DEFAULT_NAMESPACE, NAMESPACE_PATTERN } from '@tagflow/domain';
-import { ApiError, badRequest } from '../common/errors.js';
+import { ApiError, badRequest, RateLimited } from '../common/errors.js';
 import { ACCESS, CALLER, LEASE_TOKEN_ACCESS, type Access, type Caller } from './access.js';
-import { KeysService } from './keys.service.js';
+import { KeysService, tokenHash } from './keys.service.js';
+import { RateLimiter } from './rate-limiter.js';
+import { AppConfig } from '../config/app-config.js';
 import { AuditInterceptor } from './audit.interceptor.js';
 
 /**
@@ -20,6 +22,8 @@ export class AuthGuard implements CanActivate {
     private readonly reflector: Reflector,
     private readonly keys: KeysService,
     private readonly audit: AuditInterceptor,
+    private readonly limiter: RateLimiter,
+    private readonly config: AppConfig,
   ) {}
 
   async canActivate(ctx: ExecutionContext): Promise<boolean> {
@@ -38,6 +42,9 @@ export class AuthGuard implements CanActivate {
       }
       throw new ApiError(HttpStatus.UNAUTHORIZED, 'missing Authorization: Bearer <token> header');
     }
+    // Per credential, counted before the key is looked up (so a flood with one token does not reach the database).
+    const wait = this.limiter.take(tokenHash(token));
+    if (wait !== null) throw new RateLimited(`this credential sent more than ${this.config.RATE_LIMIT_RPS} requests a second (RATE_LIMIT_RPS); retry in ${wait} s`, wait);
     const found = await this.keys.verify(token);
     if (found === null) {
       // A running task's lease token, where the route takes one (checked by the route's service).

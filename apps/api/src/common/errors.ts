@@ -13,10 +13,24 @@ export const unprocessable = (message: string, details?: unknown) => new ApiErro
 export const badRequest = (message: string, details?: unknown) => new ApiError(HttpStatus.BAD_REQUEST, message, details);
 export const tooLarge = (message: string) => new ApiError(HttpStatus.PAYLOAD_TOO_LARGE, message);
 
-/** 503 with `Retry-After`: a part the request needs is away or full; the same request may be sent again. */
-export class Unavailable extends ApiError {
-  constructor(message: string, readonly retryAfterS = 2) {
-    super(HttpStatus.SERVICE_UNAVAILABLE, message);
+/** An error whose answer carries `Retry-After`: the same request may be sent again after it. */
+export class RetryLater extends ApiError {
+  constructor(status: HttpStatus, message: string, readonly retryAfterS: number) {
+    super(status, message);
+  }
+}
+
+/** 503: a part the request needs is away or full. */
+export class Unavailable extends RetryLater {
+  constructor(message: string, retryAfterS = 2) {
+    super(HttpStatus.SERVICE_UNAVAILABLE, message, retryAfterS);
+  }
+}
+
+/** 429: the credential sent more requests than its rate allows. */
+export class RateLimited extends RetryLater {
+  constructor(message: string, retryAfterS: number) {
+    super(HttpStatus.TOO_MANY_REQUESTS, message, retryAfterS);
   }
 }
 

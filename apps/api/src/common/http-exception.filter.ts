@@ -1,7 +1,7 @@
 import { ArgumentsHost, Catch, HttpException, type ExceptionFilter } from '@nestjs/common';
 import type { Request, Response } from 'express';
 import { randomUUID } from 'node:crypto';
-import { reasonPhrase, Unavailable } from './errors.js';
+import { reasonPhrase, RetryLater } from './errors.js';
 import type { JsonLogger } from './logger.js';
 
 /**
@@ -28,7 +28,7 @@ export class HttpExceptionFilter implements ExceptionFilter {
       body = { message: describeParserError(parserError) };
     } else if (exception instanceof HttpException) {
       status = exception.getStatus();
-      if (exception instanceof Unavailable) res.setHeader('Retry-After', String(exception.retryAfterS));
+      if (exception instanceof RetryLater) res.setHeader('Retry-After', String(exception.retryAfterS));
       const response = exception.getResponse();
       body = typeof response === 'string' ? { message: response } : { ...(response as Record<string, unknown>) };
       if (Array.isArray(body.message)) body.message = body.message.join('; ');

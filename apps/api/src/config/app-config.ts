@@ -49,6 +49,14 @@ export class AppConfig {
   @IsOptional() @Transform(toInt) @IsInt() @Min(50) @Max(60000)
   RECONCILE_INTERVAL_MS = 1000;
 
+  /** Requests a second each credential may make, on average, per API replica (0: no limit). */
+  @IsOptional() @Transform(toInt) @IsInt() @Min(0) @Max(1_000_000)
+  RATE_LIMIT_RPS = 2000;
+
+  /** Requests a credential may make at once above its rate, per API replica. */
+  @IsOptional() @Transform(toInt) @IsInt() @Min(1) @Max(10_000_000)
+  RATE_LIMIT_BURST = 4000;
+
   /** How long graceful shutdown waits for in-flight requests. */
   @IsOptional() @Transform(toInt) @IsInt() @Min(0) @Max(600000)
   SHUTDOWN_GRACE_MS = 10000;

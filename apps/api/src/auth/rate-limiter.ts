@@ -1,0 +1,49 @@
+import { Injectable } from '@nestjs/common';
+import { AppConfig } from '../config/app-config.js';
+import { MetricsService } from '../metrics/metrics.service.js';
+
+interface Bucket {
+  tokens: number;
+  at: number;
+}
+
+/** Buckets kept at most; the least recently used go first beyond it. */
+const BUCKETS_MAX = 100_000;
+
+/**
+ * Per credential (a key, a lease, the local open mode), a token bucket: RATE_LIMIT_RPS a
+ * second on average, RATE_LIMIT_BURST at once. Per replica: N replicas allow N times the
+ * rate. A request beyond it is refused with how long to wait.
+ */
+@Injectable()
+export class RateLimiter {
+  private readonly buckets = new Map<string, Bucket>();
+  private readonly limited: (labels?: Record<string, string>) => void;
+
+  constructor(private readonly config: AppConfig, metrics: MetricsService) {
+    this.limited = metrics.counter('tagflow_requests_rate_limited_total', 'Requests refused with 429: their credential went over RATE_LIMIT_RPS.');
+  }
+
+  /** Takes one request's token for `credential`: null when allowed, else the seconds to wait. */
+  take(credential: string, now = Date.now()): number | null {
+    const rate = this.config.RATE_LIMIT_RPS;
+    if (rate === 0) return null;
+    const burst = this.config.RATE_LIMIT_BURST;
+    let bucket = this.buckets.get(credential);
+    if (bucket) {
+      this.buckets.delete(credential); // re-inserted below: the map stays in least-recently-used order
+      bucket.tokens = Math.min(burst, bucket.tokens + ((now - bucket.at) / 1000) * rate);
+      bucket.at = now;
+    } else {
+      bucket = { tokens: burst, at: now };
+      if (this.buckets.size >= BUCKETS_MAX) this.buckets.delete(this.buckets.keys().next().value!);
+    }
+    this.buckets.set(credential, bucket);
+    if (bucket.tokens >= 1) {
+      bucket.tokens -= 1;
+      return null;
+    }
+    this.limited();
+    return Math.max(1, Math.ceil((1 - bucket.tokens) / rate));
+  }
+}
