@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { resolve } from 'node:path';
 import pg from 'pg';
 import { Api, DATABASE, task, waitFor, waitForWorkflow, workflow, type LeasedTask } from './support/harness.js';
 
@@ -93,6 +94,35 @@ describe('two API replicas on one database and Redis', () => {
       expect(finished.rows[0].n).toBe(workflowCount);
     } finally {
       await db.end();
+    }
+  });
+
+  it('sets and judges leases by the database clock, though one replica\'s host clock runs 20 s ahead', async () => {
+    const skewed = await Api.start({
+      databaseUrl: a.databaseUrl, prefix: a.prefix,
+      env: { NODE_OPTIONS: `--require ${resolve('test/support/skewed-clock.cjs')}`, TEST_CLOCK_SKEW_MS: '20000' },
+    });
+    try {
+      const t = `skew-${Date.now()}`;
+      const wf = await a.createWorkflow(workflow({ sealed: true, tasks: [task('leased', { tags: [t], lease_s: 3, retry: { count: 1 } })] }));
+      const [leased] = await skewed.poll([t], { wait_s: 10 });
+      expect(leased.name).toBe('leased');
+      // Set by the skewed replica, the lease still ends 3 s from now by the database's clock.
+      const expiresIn = Date.parse(leased.lease.expires_at) - Date.now();
+      expect(expiresIn).toBeGreaterThan(1000);
+      expect(expiresIn).toBeLessThan(5000);
+      // A report arriving in time at the skewed replica is accepted...
+      const started = Date.now();
+      expect((await skewed.post(`/v1/tasks/${leased.id}/heartbeat`, { lease_token: leased.lease.token })).status).toBe(200);
+      // ...and with no more heartbeats the lease ends about 3 s later (it would take 23 s by the skewed clock).
+      const retried = await waitFor('the lease to expire', async () => {
+        const x = await a.task(wf.id, 'leased');
+        return x.attempt === 2 ? x : undefined;
+      }, 15_000);
+      expect(retried.error.code).toBe('LEASE_EXPIRED');
+      expect(Date.now() - started).toBeLessThan(10_000);
+    } finally {
+      await skewed.stop();
     }
   });
 });

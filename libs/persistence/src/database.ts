@@ -11,6 +11,8 @@ import { Repositories } from './repositories/index.js';
 export class Database {
   readonly kind: DatabaseKind;
   private sqliteTail: Promise<unknown> = Promise.resolve();
+  /** This process's clock minus the database server's (PostgreSQL; 0 for SQLite, which is in process). */
+  private offsetMs = 0;
 
   constructor(private readonly dataSource: DataSource) {
     this.kind = kindOf(dataSource.manager);
@@ -19,6 +21,26 @@ export class Database {
   async initialize(): Promise<void> {
     await this.dataSource.initialize();
     await this.dataSource.runMigrations({ transaction: 'each' });
+    await this.syncClock();
+  }
+
+  /**
+   * The time by the database server's clock, so every replica sets and judges leases,
+   * retries and timeouts by one clock however far the hosts' clocks drift apart. Read
+   * from this process's clock and the offset last measured (syncClock), not by a query.
+   */
+  now(): number {
+    return Date.now() + this.offsetMs;
+  }
+
+  /** Measures the offset to the server's clock (the midpoint of the round trip). Returns: it, in ms. */
+  async syncClock(): Promise<number> {
+    if (this.kind !== 'postgres') return 0;
+    const before = Date.now();
+    const rows = await this.dataSource.query<{ ms: number }[]>('SELECT (extract(epoch from clock_timestamp()) * 1000)::float8 AS ms');
+    const after = Date.now();
+    this.offsetMs = Math.round(Number(rows[0].ms) - (before + after) / 2);
+    return this.offsetMs;
   }
 
   async close(): Promise<void> {
@@ -31,12 +53,12 @@ export class Database {
 
   /** Repositories for reads outside a transaction (each statement on its own). */
   read(): Repositories {
-    return new Repositories(this.dataSource.manager, Date.now());
+    return new Repositories(this.dataSource.manager, this.now(), () => this.now());
   }
 
   /** Runs `fn` in one transaction, its repositories at one clock (`now` when given). */
   async transaction<T>(fn: (repos: Repositories) => Promise<T>, now?: number): Promise<T> {
-    const run = () => this.dataSource.transaction((em) => fn(new Repositories(em, now ?? Date.now())));
+    const run = () => this.dataSource.transaction((em) => fn(new Repositories(em, now ?? this.now(), () => this.now())));
     if (this.kind === 'postgres') return run();
     const next = this.sqliteTail.then(run);
     this.sqliteTail = next.catch(() => undefined);

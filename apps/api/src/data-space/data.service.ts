@@ -63,7 +63,7 @@ export class DataService {
 
   /** The task whose live lease this token is, in this workflow (401 otherwise: a token that is no key and no live lease here). */
   async leaseHolder(workflowId: string, token: string): Promise<{ id: string; name: string; namespace: string; produces: string[] }> {
-    const task = await this.db.read().tasks.leaseHolder(workflowId, token, Date.now());
+    const task = await this.db.read().tasks.leaseHolder(workflowId, token, this.db.now());
     if (!task) throw new ApiError(HttpStatus.UNAUTHORIZED, `the bearer token is neither a valid key nor the live lease of a running task of workflow ${workflowId}`);
     return task;
   }

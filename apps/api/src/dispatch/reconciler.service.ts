@@ -65,12 +65,25 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
     const first = this.ticks === 0;
     this.ticks++;
     await this.expireLeases();
-    if (this.ticks % 60 === 1) await this.forgetIdempotencyKeys();
+    if (this.ticks % 60 === 1) {
+      await this.forgetIdempotencyKeys();
+      await this.syncClock();
+    }
     if (await this.epoch.wasReset()) {
       this.logger.event('info', 'reconciler', 'Redis holds no Tagflow state yet (new, flushed or restarted empty): queueing every READY task');
       await this.requeue(false);
     } else if (first || this.ticks % 5 === 0) {
       await this.requeue(true);
+    }
+  }
+
+  /** Measures again how far this host's clock is from the database's (leases are set and judged by the database's). */
+  private async syncClock(): Promise<void> {
+    try {
+      const offset = await this.db.syncClock();
+      if (Math.abs(offset) > 1000) this.logger.event('warn', 'reconciler', "this host's clock is off the database's; Tagflow follows the database's", { offset_ms: offset });
+    } catch (e) {
+      this.logger.event('warn', 'reconciler', "could not read the database's clock", { error: String(e) });
     }
   }
 
@@ -83,7 +96,7 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
   }
 
   private async expireLeases(): Promise<void> {
-    const rows = await this.db.read().tasks.overdue(Date.now(), 500);
+    const rows = await this.db.read().tasks.overdue(this.db.now(), 500);
     for (const t of rows) {
       await this.leases.expire(t.id, t.workflow_id).catch((e: unknown) =>
         this.logger.event('warn', 'reconciler', 'could not expire a lease', { task_id: t.id, error: String(e) }),
@@ -93,7 +106,8 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
 
   /** Queues READY tasks of running workflows again; with onlyMissing, only those Redis lacks. */
   private async requeue(onlyMissing: boolean): Promise<void> {
-    const now = Date.now();
+    const now = this.db.now(); // READY times are the database clock's
+    const hostNow = Date.now(); // BullMQ's are this host's
     let after = { ready_at: -1, id: '' };
     for (;;) {
       const rows = await this.db.read().tasks.readyPage(after, BATCH, onlyMissing ? now - LOST_AFTER_MS : undefined);
@@ -104,7 +118,7 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
         const where = await this.jobs.inspect(rows.map((r) => ({ tagsetId: r.tagset_id, jobId: jobIdFor(r.id, r.attempt) })));
         // A job fetched long ago whose task is still READY lost its API between fetch and
         // claim: nothing will ever finish it, so release it and queue the task again.
-        const orphans = rows.filter((_, i) => where[i].state === 'active' && (where[i] as { activeSince: number }).activeSince < now - ORPHAN_AFTER_MS);
+        const orphans = rows.filter((_, i) => where[i].state === 'active' && (where[i] as { activeSince: number }).activeSince < hostNow - ORPHAN_AFTER_MS);
         for (const r of orphans) await this.jobs.releaseOrphan(r.tagset_id, jobIdFor(r.id, r.attempt));
         if (orphans.length) this.logger.event('warn', 'reconciler', 'released jobs fetched by an API that died before leasing them', { count: orphans.length });
         lost = rows.filter((r, i) => where[i].state === 'missing' || orphans.includes(r));

@@ -10,7 +10,6 @@ import { MetricsService } from '../metrics/metrics.service.js';
 import { Engine } from '../engine/engine.js';
 import { failAttempt } from '../engine/failure.js';
 import { markCompleted, type Completion } from '../engine/reports.js';
-import type { UnitOfWork } from '../engine/unit-of-work.js';
 import type { CompleteDto, FailDto, HeartbeatDto } from './worker-protocol.dto.js';
 
 /** Jobs written in one claim transaction at most (five parameters each). */
@@ -23,6 +22,8 @@ const REPORTS_WAITING_MAX = 5000;
 interface Report {
   taskId: string;
   namespace: string;
+  /** When the report arrived (database clock): its lease is judged at that time, not when its batch is written. */
+  arrivedAt: number;
   dto: CompleteDto;
   output: JsonObject;
 }
@@ -81,7 +82,7 @@ export class LeaseService {
     const task = await this.find(taskId, namespace);
     if (task.lease_token !== dto.lease_token) throw this.staleToken(task);
     if (task.lease_outcome !== null || task.state !== 'RUNNING') throw this.ended(task);
-    const now = Date.now();
+    const now = this.db.now();
     if ((task.lease_expires_at ?? 0) < now) throw conflict(expiredText(task), { state: task.state });
     const expires = now + task.lease_s * 1000;
     const extended = await this.db.transaction((repos) => repos.tasks.extendLease(task.id, dto.lease_token, expires, now, dto.progress), now);
@@ -92,10 +93,11 @@ export class LeaseService {
   }
 
   async complete(taskId: string, dto: CompleteDto, namespace: string): Promise<TaskEntity> {
+    const arrivedAt = this.db.now();
     const output = dto.output ?? {};
     const size = Buffer.byteLength(JSON.stringify(output));
     if (size > LIMITS.outputMaxBytes) throw tooLarge(`output is ${size} bytes; the limit is ${LIMITS.outputMaxBytes}`);
-    return this.completions.submit({ taskId, namespace, dto, output });
+    return this.completions.submit({ taskId, namespace, arrivedAt, dto, output });
   }
 
   /**
@@ -110,7 +112,7 @@ export class LeaseService {
       for (const c of batch) {
         const found = tasks.get(c.taskId);
         const task = found?.namespace === c.namespace ? found : undefined;
-        const refusal = task ? this.refusal(uow, task, c.dto.lease_token, 'complete') : notFound('task', c.taskId);
+        const refusal = task ? this.refusal(task, c.dto.lease_token, 'complete', c.arrivedAt) : notFound('task', c.taskId);
         if (!task || refusal instanceof Error) {
           answers.push(refusal as Error);
           continue;
@@ -128,11 +130,12 @@ export class LeaseService {
   }
 
   async fail(taskId: string, dto: FailDto, namespace: string): Promise<TaskEntity> {
+    const arrivedAt = this.db.now();
     const error = { message: dto.error.message, code: dto.error.code ?? (dto.exit_code !== undefined ? String(dto.exit_code) : null) };
     return this.engine.inTasksWorkflows([taskId], async (uow, workflows, tasks) => {
       const task = tasks.get(taskId);
       if (!task || task.namespace !== namespace) throw notFound('task', taskId);
-      const refusal = this.refusal(uow, task, dto.lease_token, 'fail');
+      const refusal = this.refusal(task, dto.lease_token, 'fail', arrivedAt);
       if (refusal === 'same') return task; // the same report again: same answer
       if (refusal) throw refusal;
       await failAttempt(uow, workflows.get(task.workflow_id)!, task, error, dto.error.retryable !== false, dto, 'fail');
@@ -189,12 +192,16 @@ export class LeaseService {
     return task;
   }
 
-  /** Why a report cannot be applied (409), 'same' when it repeats the report that ended the lease, or null. */
-  private refusal(uow: UnitOfWork, task: TaskEntity, token: string, kind: LeaseOutcome): ApiError | 'same' | null {
+  /**
+   * Why a report cannot be applied (409), 'same' when it repeats the report that ended the
+   * lease, or null. The lease is judged at the report's arrival: waiting for its batch's
+   * transaction does not make a report late.
+   */
+  private refusal(task: TaskEntity, token: string, kind: LeaseOutcome, arrivedAt: number): ApiError | 'same' | null {
     if (task.lease_token !== token) return this.staleToken(task);
     if (task.lease_outcome === kind) return 'same';
     if (task.lease_outcome !== null || task.state !== 'RUNNING') return this.ended(task);
-    if ((task.lease_expires_at ?? 0) < uow.now) return conflict(`${expiredText(task)}; the attempt counts as failed`, { state: task.state });
+    if ((task.lease_expires_at ?? 0) < arrivedAt) return conflict(`${expiredText(task)}; the attempt counts as failed`, { state: task.state });
     return null;
   }
 

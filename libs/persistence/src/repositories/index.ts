@@ -40,7 +40,7 @@ export class Repositories {
   /** The clock of the operation: every row it writes carries this time. */
   now: number;
 
-  constructor(em: EntityManager, now: number) {
+  constructor(em: EntityManager, now: number, private readonly clock: () => number = Date.now) {
     this.now = now;
     this.tasks = new TaskRepository(em);
     this.deps = new DependencyRepository(em);
@@ -56,6 +56,6 @@ export class Repositories {
 
   /** Reads the clock again (after waiting for a lock, so times follow the order of the locks). */
   restartClock(): void {
-    this.now = Date.now();
+    this.now = this.clock();
   }
 }
