@@ -78,6 +78,24 @@ describe('hostile and huge valid input', () => {
     expect(listed.body.items).toHaveLength(2); // k-1 and k-race
   });
 
+  it('deletes a finished workflow with its tasks and data once its retention_days are over, and keeps the others', async () => {
+    const t = `ret-${Date.now()}`;
+    const brief = await api.post('/v1/workflows', workflow({ sealed: true, retention_days: 0, tasks: [{ name: 'x', action: { type: 'noop' }, tags: [t] }] }));
+    const kept = await api.post('/v1/workflows', workflow({ sealed: true, tasks: [{ name: 'y', action: { type: 'noop' }, tags: [t] }] }));
+    expect(brief.body.retention_days).toBe(0);
+    expect(kept.body.retention_days).toBeNull();
+    const taskId = (await api.task(brief.body.id, 'x')).id as string;
+    expect((await api.request('PUT', `/v1/workflows/${brief.body.id}/data/note`, { value: 1 })).status).toBe(200);
+    for (const leased of await api.poll([t], { wait_s: 5, max_tasks: 2 })) {
+      expect((await api.post(`/v1/tasks/${leased.id}/complete`, { lease_token: leased.lease.token })).status).toBe(200);
+    }
+    await waitForWorkflow(api, kept.body.id, ['SUCCESS']);
+    await waitFor('the brief workflow to be deleted', async () => (await api.get(`/v1/workflows/${brief.body.id}`)).status === 404, 20_000);
+    expect((await api.get(`/v1/tasks/${taskId}`)).status).toBe(404);
+    expect((await api.get(`/v1/workflows/${brief.body.id}/data/note`)).status).toBe(404);
+    expect((await api.get(`/v1/workflows/${kept.body.id}`)).body.state).toBe('SUCCESS');
+  });
+
   it('bounds a heartbeat\'s progress', async () => {
     const t = `progress-${Date.now()}`;
     await api.post('/v1/workflows', workflow({ tasks: [{ name: 'p', action: { type: 'noop' }, tags: [t] }] }));

@@ -98,6 +98,8 @@ export interface Workflow {
   state: WorkflowState;
   sealed: boolean;
   on_failure: OnFailure;
+  /** Days kept once finished; null: the API's RETENTION_DAYS. */
+  retention_days: number | null;
   created_at: string | null;
   updated_at: string | null;
   finished_at: string | null;
@@ -114,6 +116,7 @@ export interface WorkflowSpec {
   tasks?: TaskSpec[];
   sealed?: boolean;
   on_failure?: OnFailure;
+  retention_days?: number;
 }
 
 export interface WorkerInfo {

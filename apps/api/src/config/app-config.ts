@@ -49,6 +49,10 @@ export class AppConfig {
   @IsOptional() @Transform(toInt) @IsInt() @Min(50) @Max(60000)
   RECONCILE_INTERVAL_MS = 1000;
 
+  /** Days a finished workflow (and an audit record) is kept, unless the workflow says otherwise. */
+  @IsOptional() @Transform(toInt) @IsInt() @Min(0) @Max(3650)
+  RETENTION_DAYS = 30;
+
   /** Requests a second each credential may make, on average, per API replica (0: no limit). */
   @IsOptional() @Transform(toInt) @IsInt() @Min(0) @Max(1_000_000)
   RATE_LIMIT_RPS = 2000;

@@ -1,9 +1,10 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
-import { queueTags } from '@tagflow/domain';
+import { isTerminalWorkflow, queueTags } from '@tagflow/domain';
 import { Database } from '@tagflow/persistence';
 import { Bus, JobQueue, jobIdFor, RedisEpoch } from '@tagflow/queue';
 import { AppConfig } from '../config/app-config.js';
 import { JsonLogger } from '../common/logger.js';
+import { Engine } from '../engine/engine.js';
 import { IDEMPOTENCY_TTL_MS } from '../common/idempotency.interceptor.js';
 import { LeaseService } from '../worker-protocol/lease.service.js';
 import { PollService } from '../worker-protocol/poll.service.js';
@@ -37,6 +38,7 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
     private readonly leases: LeaseService,
     private readonly polls: PollService,
     private readonly config: AppConfig,
+    private readonly engine: Engine,
     @Inject(JsonLogger) private readonly logger: JsonLogger,
   ) {}
 
@@ -65,6 +67,7 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
     const first = this.ticks === 0;
     this.ticks++;
     await this.expireLeases();
+    if (this.ticks % 10 === 1) await this.deleteExpired();
     if (this.ticks % 60 === 1) {
       await this.forgetIdempotencyKeys();
       await this.syncClock();
@@ -85,6 +88,39 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
     } catch (e) {
       this.logger.event('warn', 'reconciler', "could not read the database's clock", { error: String(e) });
     }
+  }
+
+  /**
+   * Retention: finished workflows whose `retention_days` (default RETENTION_DAYS) are over
+   * go with their tasks, events and data, a hundred a tick at most, each in its own
+   * transaction under its lock; audit records older than RETENTION_DAYS too. One that
+   * cannot be deleted is reported and tried again next time; the others go on.
+   */
+  private async deleteExpired(): Promise<void> {
+    const now = this.db.now();
+    let ids: string[];
+    try {
+      ids = await this.db.read().workflows.expired(now, this.config.RETENTION_DAYS, 100);
+    } catch (e) {
+      this.logger.event('warn', 'reconciler', 'could not look for workflows past their retention', { error: String(e) });
+      return;
+    }
+    let deleted = 0;
+    for (const id of ids) {
+      try {
+        await this.engine.inWorkflow(id, async (uow, wf) => {
+          if (!isTerminalWorkflow(wf.state)) return; // rerun meanwhile: not finished after all
+          await uow.repos.workflows.deleteWithEverything(id);
+          deleted++;
+        });
+      } catch (e) {
+        this.logger.event('warn', 'reconciler', 'could not delete a workflow past its retention; trying again later', { workflow_id: id, error: String(e) });
+      }
+    }
+    if (deleted > 0) this.logger.event('info', 'reconciler', 'deleted finished workflows past their retention', { count: deleted });
+    await this.db.transaction((repos) => repos.audit.expire(now - this.config.RETENTION_DAYS * 86_400_000, 1000), now).catch((e: unknown) =>
+      this.logger.event('warn', 'reconciler', 'could not delete old audit records', { error: String(e) }),
+    );
   }
 
   /** Answers kept for Idempotency-Keys live a day; older ones go, a thousand a tick at most. */

@@ -27,6 +27,10 @@ export class CreateWorkflowDto {
 
   @IsOptional() @IsIn(['fail', 'continue', 'rollback'])
   on_failure?: OnFailure;
+
+  /** Days the workflow is kept once finished, then deleted with its tasks, events and data (default RETENTION_DAYS). */
+  @IsOptional() @IsInt() @Min(0) @Max(3650)
+  retention_days?: number;
 }
 
 export class WorkflowListQuery {

@@ -19,6 +19,7 @@ export function toWorkflowResponse(w: WorkflowEntity, counts: TaskCounts): Workf
     state: w.state,
     sealed: w.sealed,
     on_failure: w.on_failure,
+    retention_days: w.retention_days,
     created_by: w.created_by,
     created_at: isoOrNull(w.created_at),
     updated_at: isoOrNull(w.updated_at),

@@ -32,6 +32,7 @@ export class WorkflowsService {
       state: 'RUNNING',
       sealed: dto.sealed ?? false,
       on_failure: dto.on_failure ?? 'fail',
+      retention_days: dto.retention_days ?? null,
       rollback_started: false,
       created_by: createdBy,
       created_at: now,

@@ -39,6 +39,10 @@ export class WorkflowEntity {
   @Column({ type: 'boolean', default: false })
   rollback_started: boolean;
 
+  /** Days it is kept once finished (null: RETENTION_DAYS). */
+  @Column({ type: 'integer', nullable: true })
+  retention_days: number | null;
+
   /** The key whose request made it. */
   @JsonColumn({ nullable: true })
   created_by: CreatedBy | null;

@@ -12,6 +12,11 @@ export class AuditRepository {
     await insertRows(this.em, AuditEntity, [entry]);
   }
 
+  /** Takes: a time and a bound. Deletes up to `limit` records made before it. Returns: how many. */
+  async expire(before: number, limit: number): Promise<number> {
+    return (await sql(this.em, 'DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at < :before ORDER BY id LIMIT :lim)', { before, lim: limit })).affected;
+  }
+
   /**
    * Takes: a namespace (undefined: all), the id of the last record seen (or null) and a
    * bound. Returns: up to limit + 1 older records, newest first.

@@ -57,6 +57,21 @@ export class WorkflowRepository {
     return (await this.lockWhere('WHERE id = :id AND namespace = :ns', { id, ns: namespace }))[0] ?? null;
   }
 
+  /**
+   * Takes: the clock, the default retention in days and a bound. Returns: ids of finished
+   * workflows whose retention is over, oldest finished first (the walk follows ix_workflow_finished).
+   */
+  async expired(now: number, defaultDays: number, limit: number): Promise<string[]> {
+    const { rows } = await sql(
+      this.em,
+      `SELECT id FROM workflow WHERE finished_at IS NOT NULL AND finished_at < :now
+          AND finished_at + CAST(COALESCE(retention_days, :dflt) AS BIGINT) * 86400000 < :now
+        ORDER BY finished_at LIMIT :lim`,
+      { now, dflt: defaultDays, lim: limit },
+    );
+    return rows.map((r) => r.id as string);
+  }
+
   /** Takes: task ids. Locks the workflows they belong to, in id order (two replicas never wait in a circle). Returns: those rows. */
   async lockOfTasks(taskIds: readonly string[]): Promise<WorkflowEntity[]> {
     return this.lockWhere('WHERE id IN (SELECT t.workflow_id FROM task t WHERE t.id IN (:ids))', { ids: taskIds });
