@@ -136,4 +136,45 @@ describe('outages', () => {
       await other.stop();
     }
   });
+
+  it('forgets the queues of 1,000 one-off tag sets once idle (process and Redis), and brings one back with its next task', async () => {
+    const prefix = `idle${Date.now()}`;
+    const other = await Api.start({ prefix, env: { REDIS_URL: redis.url, TAGSET_IDLE_S: '1' } });
+    const raw = new Redis(redis.url);
+    const keys = async () => {
+      let n = 0;
+      let cursor = '0';
+      do {
+        const [next, found] = await raw.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+        cursor = next;
+        n += found.length;
+      } while (cursor !== '0');
+      return n;
+    };
+    try {
+      const before = { tagsets: await other.metric('tagflow_tagsets_known'), keys: await keys() };
+      // One task per short-lived host, each its own tag set; a poll naming no tag takes them all.
+      const tasks = Array.from({ length: 1000 }, (_, i) => task(`h${i}`, { tags: [`host:${prefix}-${i}`] }));
+      await other.createWorkflow(workflow({ sealed: true, tasks }));
+      const peak = { tagsets: await other.metric('tagflow_tagsets_known'), keys: await keys() };
+      expect(peak.tagsets).toBeGreaterThanOrEqual(before.tagsets + 1000);
+      let done = 0;
+      while (done < 1000) {
+        const leased = await other.poll([], { wait_s: 5, max_tasks: 100 });
+        for (const x of leased) expect((await other.post(`/v1/tasks/${x.id}/complete`, { lease_token: x.lease.token })).status).toBe(200);
+        done += leased.length;
+      }
+      await waitFor('the idle tag sets to be forgotten', async () => (await other.metric('tagflow_tagsets_known')) <= before.tagsets, 30_000);
+      const after = { tagsets: await other.metric('tagflow_tagsets_known'), keys: await keys() };
+      console.log(`1,000 one-off tag sets: known ${before.tagsets} -> ${peak.tagsets} -> ${after.tagsets}; Redis keys ${before.keys} -> ${peak.keys} -> ${after.keys}`);
+      expect(after.keys).toBeLessThanOrEqual(before.keys + 5);
+      expect(await other.metric('tagflow_tagsets_forgotten_total')).toBeGreaterThanOrEqual(1000);
+      // A forgotten tag set comes back with its next task.
+      await other.createWorkflow(workflow({ sealed: true, tasks: [task('again', { tags: [`host:${prefix}-7`] })] }));
+      expect((await other.take([`host:${prefix}-7`], 10)).name).toBe('again');
+    } finally {
+      raw.disconnect();
+      await other.stop();
+    }
+  });
 });

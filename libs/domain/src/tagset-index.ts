@@ -20,6 +20,24 @@ export class TagsetIndex {
     return true;
   }
 
+  /** Forgets a tag set (its queue was closed). Returns false when it was not known. */
+  remove(id: string): boolean {
+    const tags = this.tagsById.get(id);
+    if (!tags) return false;
+    this.tagsById.delete(id);
+    for (const tag of tags) {
+      const ids = this.idsByTag.get(tag);
+      ids?.delete(id);
+      if (ids?.size === 0) this.idsByTag.delete(tag);
+    }
+    return true;
+  }
+
+  /** Every tag set known. */
+  ids(): IterableIterator<string> {
+    return this.tagsById.keys();
+  }
+
   tagsOf(id: string): readonly string[] | undefined {
     return this.tagsById.get(id);
   }

@@ -4,7 +4,8 @@ export type BusEvent =
   | { type: 'ready'; tagset: string; tags: string[]; count: number }
   | { type: 'task-finished'; task: string }
   | { type: 'data-written'; workflow: string; key: string }
-  | { type: 'workflow-finished'; workflow: string; state: string };
+  | { type: 'workflow-finished'; workflow: string; state: string }
+  | { type: 'tagsets-forgotten'; tagsets: string[] };
 
 /** One bus message: the events of one operation, from one replica. */
 interface BusMessage {

@@ -58,6 +58,8 @@ export function jobIdFor(taskId: string, attempt: number): string {
 export class JobQueue {
   private root!: Queue;
   private readonly queues = new Map<string, TagsetQueue>();
+  /** When this replica last used each tag set's queue (enqueue, fetch, lock, finish). */
+  private readonly lastUsed = new Map<string, number>();
 
   constructor(
     private readonly redis: RedisConnections,
@@ -175,7 +177,33 @@ export class JobQueue {
     return new Job<JobData>(this.queueFor(tagset).queue, 'task', { taskId: '', attempt: 0 }, JOB_OPTIONS, jobId);
   }
 
+  /** When this replica last used the tag set's queue, or undefined when it never did (or forgot it). */
+  lastUsedAt(tagset: string): number | undefined {
+    return this.lastUsed.get(tagset);
+  }
+
+  /**
+   * Forgets a tag set's queue in this replica (its objects closed); with `destroy`, first
+   * deletes its keys from Redis, unless a job is waiting, delayed or fetched there (then
+   * nothing happens and the answer is false). A job added while it is destroyed is lost
+   * from Redis only: its task is READY in the database and the reconciler queues it again.
+   */
+  async forget(tagset: string, destroy: boolean): Promise<boolean> {
+    if (destroy) {
+      const { queue } = this.queueFor(tagset);
+      const counts = await queue.getJobCounts('wait', 'delayed', 'active', 'prioritized', 'waiting-children');
+      if (Object.values(counts).some((n) => n > 0)) return false;
+      await queue.obliterate();
+    }
+    const entry = this.queues.get(tagset);
+    this.queues.delete(tagset);
+    this.lastUsed.delete(tagset);
+    if (entry) await Promise.allSettled([entry.worker.close(), entry.queue.close()]);
+    return true;
+  }
+
   private queueFor(tagset: string): TagsetQueue {
+    this.lastUsed.set(tagset, Date.now());
     const existing = this.queues.get(tagset);
     if (existing) return existing;
     const name = queueName(tagset);

@@ -19,6 +19,17 @@ export class TagsetRegistry {
     this.known.add(tagset);
   }
 
+  /** The tag set's queue was destroyed: its entry goes (the next enqueue records it again). */
+  async unregister(tagset: string): Promise<void> {
+    this.known.delete(tagset);
+    await this.redis.command.hdel(this.key, tagset);
+  }
+
+  /** Another replica destroyed its queue: record it again at the next enqueue here. */
+  forgetLocally(tagset: string): void {
+    this.known.delete(tagset);
+  }
+
   /** Another replica announced work on it, so it is recorded. */
   markKnown(tagset: string): void {
     this.known.add(tagset);

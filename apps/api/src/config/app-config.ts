@@ -49,6 +49,10 @@ export class AppConfig {
   @IsOptional() @Transform(toInt) @IsInt() @Min(50) @Max(60000)
   RECONCILE_INTERVAL_MS = 1000;
 
+  /** A tag set with no READY or RUNNING task and no use for this long has its queue closed and removed from Redis. */
+  @IsOptional() @Transform(toInt) @IsInt() @Min(1) @Max(7 * 86400)
+  TAGSET_IDLE_S = 600;
+
   /** Days a finished workflow (and an audit record) is kept, unless the workflow says otherwise. */
   @IsOptional() @Transform(toInt) @IsInt() @Min(0) @Max(3650)
   RETENTION_DAYS = 30;

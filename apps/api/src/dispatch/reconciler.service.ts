@@ -68,6 +68,7 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
     this.ticks++;
     await this.expireLeases();
     if (this.ticks % 10 === 1) await this.deleteExpired();
+    if (this.ticks % 10 === 5) await this.sweepTagsets();
     if (this.ticks % 60 === 1) {
       await this.forgetIdempotencyKeys();
       await this.syncClock();
@@ -87,6 +88,17 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
       if (Math.abs(offset) > 1000) this.logger.event('warn', 'reconciler', "this host's clock is off the database's; Tagflow follows the database's", { offset_ms: offset });
     } catch (e) {
       this.logger.event('warn', 'reconciler', "could not read the database's clock", { error: String(e) });
+    }
+  }
+
+  /** Idle tag sets' queues go (see PollService.sweepIdle); one that fails is tried again next time. */
+  private async sweepTagsets(): Promise<void> {
+    try {
+      const busy = await this.db.read().tasks.busyTagsets();
+      const n = await this.polls.sweepIdle(busy, Date.now(), this.config.TAGSET_IDLE_S * 1000);
+      if (n > 0) this.logger.event('info', 'reconciler', 'closed the queues of idle tag sets', { count: n });
+    } catch (e) {
+      this.logger.event('warn', 'reconciler', 'could not close idle tag sets; trying again later', { error: String(e) });
     }
   }
 

@@ -48,6 +48,10 @@ export class PollService implements OnApplicationBootstrap {
   private readonly notFinished: (e: unknown) => void;
   private readonly notExtended: (e: unknown) => void;
   private readonly unreadable: (e: unknown) => void;
+  private readonly forgotten: (labels?: Record<string, string>, by?: number) => void;
+  private readonly startedAt = Date.now();
+  /** When work on each tag set was last announced (by any replica). */
+  private readonly announced = new Map<string, number>();
 
   constructor(
     private readonly jobs: JobQueue,
@@ -57,7 +61,7 @@ export class PollService implements OnApplicationBootstrap {
     private readonly leases: LeaseService,
     private readonly resolver: ReferenceResolver,
     @Inject(JsonLogger) private readonly logger: JsonLogger,
-    bus: Bus,
+    private readonly bus: Bus,
     metrics: MetricsService,
   ) {
     metrics.gauge('tagflow_tagsets_known', 'Distinct tag sets (queues) this replica knows.', () => this.index.size);
@@ -65,11 +69,17 @@ export class PollService implements OnApplicationBootstrap {
     const tell = (where: string, error: string) => this.logger.event('warn', 'poll', 'a Redis job step failed; the reconciler releases or requeues the job', { where, error });
     this.notFinished = metrics.ignored('poll.job-finish', tell);
     this.notExtended = metrics.ignored('poll.job-extend', tell);
+    this.forgotten = metrics.counter('tagflow_tagsets_forgotten_total', 'Idle tag sets whose queues were closed and removed from Redis.');
     this.unreadable = metrics.ignored('poll.tagset-registry-entry', (where, error) => this.logger.event('error', 'poll', 'a tag set entry in Redis is unreadable; left out', { where, error }));
     bus.onEvent((event) => {
+      if (event.type === 'tagsets-forgotten') {
+        for (const id of event.tagsets) void this.forgetHere(id);
+        return;
+      }
       if (event.type !== 'ready') return;
       this.index.add(event.tagset, asQueueTags(event.tags));
       this.hint(event.tagset, Date.now());
+      this.announced.set(event.tagset, Date.now());
     });
   }
 
@@ -81,10 +91,53 @@ export class PollService implements OnApplicationBootstrap {
     }
   }
 
+  /**
+   * Forgets the tag sets that had no READY or RUNNING task and no use here for `idleMs`:
+   * their queues are destroyed in Redis (unless a job is there), their registry entries
+   * removed, and every replica told to drop them from memory. A tag set comes back with its
+   * next task. Without this, each distinct tag set ever seen (a tag per short-lived host)
+   * kept its queue objects, index entries and Redis keys for ever. Returns: how many went.
+   */
+  async sweepIdle(busy: ReadonlySet<string>, now: number, idleMs: number, limit = 1000): Promise<number> {
+    const idle: string[] = [];
+    for (const id of this.index.ids()) {
+      if (idle.length >= limit) break;
+      const lastUse = Math.max(this.jobs.lastUsedAt(id) ?? 0, this.announced.get(id) ?? 0, this.startedAt);
+      if (!busy.has(id) && lastUse < now - idleMs) idle.push(id);
+    }
+    const forgotten: string[] = [];
+    for (const id of idle) {
+      if (!(await this.jobs.forget(id, true))) continue;
+      await this.registry.unregister(id);
+      this.drop(id);
+      forgotten.push(id);
+    }
+    if (forgotten.length > 0) {
+      this.forgotten(undefined, forgotten.length);
+      await this.bus.publish([{ type: 'tagsets-forgotten', tagsets: forgotten }]);
+    }
+    return forgotten.length;
+  }
+
+  /** Another replica destroyed this tag set's queue: drop what this replica holds of it. */
+  private async forgetHere(id: string): Promise<void> {
+    this.registry.forgetLocally(id);
+    this.drop(id);
+    await this.jobs.forget(id, false);
+  }
+
+  private drop(id: string): void {
+    this.index.remove(id);
+    this.hints.delete(id);
+    this.seq.delete(id);
+    this.announced.delete(id);
+  }
+
   /** Wakes every parked poll that could take from this tag set (after a resume or reconcile). */
   nudge(tagset: string, tags: readonly string[]): void {
     this.index.add(tagset, tags);
     this.hint(tagset, Date.now());
+    this.announced.set(tagset, Date.now());
     this.waits.wakeTags(tags);
   }
 

@@ -41,6 +41,12 @@ export class TaskRepository {
     return out.sort((a, b) => order.get(a.id)! - order.get(b.id)!);
   }
 
+  /** Returns: the tag sets that have a READY or RUNNING task (their queues are in use). */
+  async busyTagsets(): Promise<Set<string>> {
+    const { rows } = await sql(this.em, `SELECT DISTINCT tagset_id FROM task WHERE state IN ('READY', 'RUNNING')`);
+    return new Set(rows.map((r) => r.tagset_id as string));
+  }
+
   /** Takes: a task id and, for a request, its namespace. Returns: the task (if it lives there), or null. */
   async get(id: string, namespace?: string): Promise<TaskEntity | null> {
     if (namespace === undefined) return (await this.load([id]))[0] ?? null;
