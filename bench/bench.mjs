@@ -3,7 +3,7 @@
 // PostgreSQL (as scripts/test.sh does) and, per database, its own API; drives it over
 // HTTP with in-process polling clients that complete noop tasks; prints a table and
 // writes JSON to bench/results/. Sizes: --tasks 20000 --pollers 16 --chain 1000
-// --scale 100000 --groups 100 --tags 1000 --db sqlite,postgres --only throughput,ceiling,handoff,scale,tags
+// --scale 100000 --groups 100 --tags 1000 --fanout 33000 --db sqlite,postgres --only throughput,ceiling,handoff,scale,tags,fanout
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -21,9 +21,11 @@ const { values: opt } = parseArgs({
   options: {
     tasks: { type: 'string', default: '20000' }, pollers: { type: 'string', default: '16' }, chain: { type: 'string', default: '1000' },
     scale: { type: 'string', default: '100000' }, groups: { type: 'string', default: '100' }, tags: { type: 'string', default: '1000' },
-    db: { type: 'string', default: 'sqlite,postgres' }, only: { type: 'string', default: 'throughput,ceiling,handoff,scale,tags' },
+    fanout: { type: 'string', default: '33000' },
+    db: { type: 'string', default: 'sqlite,postgres' }, only: { type: 'string', default: 'throughput,ceiling,handoff,scale,tags,fanout' },
   },
 });
+const FANOUT = Number(opt.fanout);
 const N = Number(opt.tasks), P = Number(opt.pollers), CHAIN = Number(opt.chain), SCALE = Number(opt.scale), GROUPS = Number(opt.groups), TAGS = Number(opt.tags);
 const only = new Set(opt.only.split(','));
 const work = mkdtempSync(join(tmpdir(), 'tagflow-bench-'));
@@ -184,6 +186,28 @@ async function ceiling() {
   return { jobs: done, seconds: round(secs, 2), jobs_per_s: round(done / secs) };
 }
 
+/** A root failing under --fanout dependents (on_failure: continue): how long its report takes, how long /health waits meanwhile. */
+async function fanout(api) {
+  const tag = `fan-${randomUUID().slice(0, 8)}`;
+  const wf = await api.client.createWorkflow({ name: 'fanout', on_failure: 'continue', tasks: [{ name: 'root', tags: [tag], action: { type: 'noop' }, retry: { count: 0 } }] });
+  await createTasks(api.client, wf.id, Array.from({ length: FANOUT }, (_, i) => ({ name: `d${i}`, tags: ['never-polled'], action: { type: 'noop' }, requires: ['root'] })));
+  await api.client.sealWorkflow(wf.id);
+  const [root] = await api.client.poll({ tags: [tag], wait_s: 10 });
+  let healthMs = NaN;
+  const probe = (async () => {
+    await new Promise((r) => setTimeout(r, 50));
+    const started = performance.now();
+    await fetch(`${api.url}/health`);
+    healthMs = performance.now() - started;
+  })();
+  const started = performance.now();
+  await api.client.fail(root.id, root.lease.token, { message: 'boom', retryable: false });
+  const failMs = performance.now() - started;
+  await probe;
+  const done = await api.client.getWorkflow(wf.id);
+  return { dependents: FANOUT, fail_ms: round(failMs, 0), health_ms: round(healthMs, 0), state: done.state, skipped: done.task_counts.SKIPPED };
+}
+
 async function handoff(api) {
   const wf = await api.client.createWorkflow({ name: 'chain' });
   await createTasks(api.client, wf.id, Array.from({ length: CHAIN }, (_, i) => ({ name: `c${i}`, tags: ['chain'], action: { type: 'noop' }, ...(i ? { requires: [`c${i - 1}`] } : {}) })));
@@ -276,7 +300,7 @@ async function manyTags(api) {
 
 // ---------------------------------------------------------------- run
 
-const results = { at: new Date().toISOString(), node: process.version, sizes: { tasks: N, pollers: P, chain: CHAIN, scale: SCALE, groups: GROUPS, tags: TAGS }, runs: {} };
+const results = { at: new Date().toISOString(), node: process.version, sizes: { tasks: N, pollers: P, chain: CHAIN, scale: SCALE, groups: GROUPS, tags: TAGS, fanout: FANOUT }, runs: {} };
 let ceil = null;
 if (only.has('ceiling')) {
   log(`raw BullMQ ceiling: ${N} jobs, ${P} concurrent`);
@@ -301,6 +325,7 @@ for (const db of opt.db.split(',')) {
   await run('handoff', handoff);
   await run('scale', scale);
   await run('tags', manyTags);
+  await run('fanout', fanout);
 }
 
 mkdirSync(join(root, 'bench/results'), { recursive: true });
@@ -314,6 +339,7 @@ for (const [db, r] of Object.entries(results.runs)) {
   rows.push([db, 'throughput', f(r.throughput, (o) => `${o.tasks_per_s} tasks/s (${o.tasks} tasks, ${o.pollers} pollers), ${o.ratio_to_bullmq ?? '?'} of BullMQ; READY->leased p50 ${o.ready_to_leased_p50_ms} ms p99 ${o.ready_to_leased_p99_ms} ms`)]);
   rows.push([db, 'hand-off', f(r.handoff, (o) => `p50 ${o.hop_p50_ms} ms, p99 ${o.hop_p99_ms} ms per hop (${o.hops} hops)`)]);
   rows.push([db, 'scale', f(r.scale, (o) => `${o.tasks} tasks in ${o.groups} groups: accepted in ${o.accept_s} s, finished in ${o.finish_s} s (${o.state}), peak API RSS ${o.peak_api_rss_mb} MB`)]);
+  rows.push([db, 'fan-out', f(r.fanout, (o) => `a root failing under ${o.dependents} dependents: reported in ${o.fail_ms} ms, /health meanwhile ${o.health_ms} ms; workflow ${o.state}, ${o.skipped} skipped`)]);
   rows.push([db, 'many tags', f(r.tags, (o) => `${o.long_polls} long-polls on ${o.tags} tags, READY->leased: one batch of ${o.leased} p50 ${o.ready_to_leased_p50_ms} ms, p99 ${o.ready_to_leased_p99_ms} ms; one at a time p50 ${o.one_at_a_time_p50_ms} ms, p99 ${o.one_at_a_time_p99_ms} ms`)]);
 }
 const w0 = Math.max(...rows.map((r) => r[0].length)), w1 = Math.max(...rows.map((r) => r[1].length));

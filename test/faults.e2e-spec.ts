@@ -38,6 +38,25 @@ describe('faults', () => {
     await api?.stop();
   });
 
+  it('the API paused (SIGSTOP) past a lease: the late report is refused, the task runs again and finishes once', async () => {
+    const t = `stop-${uniq()}`;
+    const wf = await api.createWorkflow(workflow({ sealed: true, tasks: [task('paused', { tags: [t], lease_s: 2, retry: { count: 2 } })] }));
+    const first = await api.take([t], 10);
+    api.proc.kill('SIGSTOP');
+    await new Promise((r) => setTimeout(r, 4000)); // the API is frozen: nothing to poll for, only time passing
+    api.proc.kill('SIGCONT');
+    // Sent at once: it arrives after its lease ended (judged at arrival, whether or not the reconciler ran yet).
+    const late = await api.post(`/v1/tasks/${first.id}/complete`, { lease_token: first.lease.token, output: { by: 'attempt 1' } });
+    expect(late.status).toBe(409);
+    const second = await api.take([t], 15);
+    expect(second.attempt).toBe(2);
+    expect((await api.post(`/v1/tasks/${second.id}/complete`, { lease_token: second.lease.token, output: { by: 'attempt 2' } })).status).toBe(200);
+    const done = await waitForWorkflow(api, wf.id, ['SUCCESS']);
+    expect(done.task_counts.SUCCESS).toBe(1);
+    expect(await api.task(wf.id, 'paused')).toMatchObject({ attempt: 2, output: { by: 'attempt 2' } });
+    expect(await notExactlyOnce(api.databaseUrl, [wf.id], [first.id], 'SUCCESS')).toEqual([]);
+  });
+
   it('kill -9 a worker mid-task: the task runs again elsewhere after its lease, the late report is refused, it finishes once', async () => {
     // Invariant: exactly one SUCCESS for the task, from the second attempt; the dead lease's report changes nothing.
     const t = `kw-${uniq()}`;
