@@ -5,6 +5,7 @@ import { Bus, JobQueue, jobIdFor, RedisEpoch } from '@tagflow/queue';
 import { AppConfig } from '../config/app-config.js';
 import { JsonLogger } from '../common/logger.js';
 import { Engine } from '../engine/engine.js';
+import { continueSettling, settled } from '../engine/readiness.js';
 import { IDEMPOTENCY_TTL_MS } from '../common/idempotency.interceptor.js';
 import { LeaseService } from '../worker-protocol/lease.service.js';
 import { PollService } from '../worker-protocol/poll.service.js';
@@ -29,6 +30,9 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
   private ticks = 0;
+
+  /** Where this replica is in each workflow's continuation, and whether that walk left nothing for later so far. */
+  private readonly walks = new Map<string, { after: string; clean: boolean }>();
 
   constructor(
     private readonly db: Database,
@@ -67,6 +71,7 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
     const first = this.ticks === 0;
     this.ticks++;
     await this.expireLeases();
+    await this.continueSettles();
     if (this.ticks % 10 === 1) await this.deleteExpired();
     if (this.ticks % 10 === 5) await this.sweepTagsets();
     if (this.ticks % 60 === 1) {
@@ -89,6 +94,44 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
     } catch (e) {
       this.logger.event('warn', 'reconciler', "could not read the database's clock", { error: String(e) });
     }
+  }
+
+  /**
+   * Workflows whose waiting tasks an operation left for later (EVALUATION_BUDGET): a
+   * budget's worth of them evaluated per workflow and tick, each step its own transaction
+   * under the workflow's lock, in id order. Once a walk through all of them left nothing
+   * for later, the mark goes and the workflow-wide questions (done? stuck?) are asked.
+   */
+  private async continueSettles(): Promise<void> {
+    let ids: string[];
+    try {
+      ids = await this.db.read().workflows.settlePending(5);
+    } catch (e) {
+      this.logger.event('warn', 'reconciler', 'could not look for workflows left settling', { error: String(e) });
+      return;
+    }
+    for (const id of ids) {
+      const walk = this.walks.get(id) ?? { after: '', clean: true };
+      try {
+        const step = await this.engine.inWorkflow(id, async (uow, wf) => {
+          if (!wf.settle_pending) return 'done' as const;
+          const last = await continueSettling(uow, wf, walk.after);
+          if (last === null) {
+            if (!walk.clean) return 'again' as const;
+            await settled(uow, wf);
+            return 'done' as const;
+          }
+          await uow.settle();
+          return { last, deferred: uow.isDeferred(wf.id) };
+        });
+        if (step === 'done') this.walks.delete(id);
+        else if (step === 'again') this.walks.set(id, { after: '', clean: true });
+        else this.walks.set(id, { after: step.last, clean: walk.clean && !step.deferred });
+      } catch (e) {
+        this.logger.event('warn', 'reconciler', 'could not continue settling a workflow; trying again later', { workflow_id: id, error: String(e) });
+      }
+    }
+    if (this.walks.size > 10_000) this.walks.clear();
   }
 
   /** Idle tag sets' queues go (see PollService.sweepIdle); one that fails is tried again next time. */

@@ -1,6 +1,6 @@
 import { evaluateReadiness, TagSelection, type DependencyView } from '@tagflow/domain';
 import type { TaskEntity, WorkflowEntity } from '@tagflow/persistence';
-import type { UnitOfWork } from './unit-of-work.js';
+import { EVALUATION_BUDGET, type UnitOfWork } from './unit-of-work.js';
 
 /**
  * When a WAITING task may run. Each verdict is the domain's (`evaluateReadiness`); this
@@ -65,10 +65,37 @@ export async function evaluate(uow: UnitOfWork, wf: WorkflowEntity, waiting: rea
   if (skipped.length > 0) uow.record({ kind: 'settled', wf, tasks: skipped });
 }
 
-/** `evaluate` for tasks known by id: those still WAITING are read and evaluated. */
+/**
+ * `evaluate` for tasks known by id: those still WAITING are read and evaluated, as many as
+ * the operation's budget allows; the others are left for the continuation (the workflow is
+ * marked settle_pending, and its WAITING tasks are evaluated again in later transactions).
+ */
 export async function evaluateIds(uow: UnitOfWork, wf: WorkflowEntity, ids: readonly string[]): Promise<void> {
   if (ids.length === 0) return;
-  await evaluate(uow, wf, await uow.repos.tasks.load(unique(ids)));
+  const all = unique(ids);
+  const now = uow.takeBudget(all.length);
+  if (now < all.length) uow.defer(wf);
+  if (now === 0) return;
+  await evaluate(uow, wf, await uow.repos.tasks.load(all.slice(0, now)));
+}
+
+/**
+ * One step of a settle left for later: evaluates the next WAITING tasks of the workflow
+ * after `after` (id order), a budget's worth. Returns: the last id evaluated, or null when
+ * none is left after `after`.
+ */
+export async function continueSettling(uow: UnitOfWork, wf: WorkflowEntity, after: string): Promise<string | null> {
+  const ids = await uow.repos.tasks.waitingAfter(wf.id, after, EVALUATION_BUDGET);
+  if (ids.length === 0) return null;
+  uow.record({ kind: 'evaluate-ids', wf, ids });
+  return ids[ids.length - 1];
+}
+
+/** The continuation went through every WAITING task with nothing left for later: the workflow-wide questions apply again. */
+export async function settled(uow: UnitOfWork, wf: WorkflowEntity): Promise<void> {
+  await uow.repos.workflows.setSettlePending(wf.id, false);
+  wf.settle_pending = false;
+  uow.touch(wf);
 }
 
 /**

@@ -15,7 +15,15 @@ export async function settle(uow: UnitOfWork): Promise<void> {
     for (let fact = uow.next(); fact; fact = uow.next()) await apply(uow, fact);
     const touched = uow.takeTouched();
     if (touched.length === 0) return;
-    for (const wf of touched) await checkWorkflow(uow, wf);
+    for (const wf of touched) {
+      // Evaluations left for later (EVALUATION_BUDGET): the workflow is not done nor stuck
+      // until the continuation has been through its waiting tasks.
+      if (uow.isDeferred(wf.id) && !wf.settle_pending) {
+        await uow.repos.workflows.setSettlePending(wf.id, true);
+        wf.settle_pending = true;
+      }
+      if (!wf.settle_pending) await checkWorkflow(uow, wf);
+    }
   }
 }
 

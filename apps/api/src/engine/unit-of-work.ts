@@ -42,8 +42,20 @@ export const EFFECTS_PORT = Symbol('EFFECTS_PORT');
  * settle, the workflows whose workflow-wide questions (done? deadlocked? roll back?)
  * must be asked once nothing else is pending, and the effects for after commit.
  */
+/**
+ * Waiting tasks one operation evaluates at most. Beyond it (a root failing under 100,000
+ * dependents), the rest is left for later transactions (`settle_pending`, continued by
+ * the reconciler), so no single transaction holds the workflow, and SQLite's writer, for
+ * the whole cascade.
+ */
+export const EVALUATION_BUDGET = 5000;
+
 export class UnitOfWork {
   readonly effects: Effect[] = [];
+  /** Evaluations this operation may still do (see EVALUATION_BUDGET). */
+  private budget = EVALUATION_BUDGET;
+  /** Workflows with evaluations left for later: marked settle_pending when this operation settles. */
+  private readonly deferred = new Set<string>();
   /** Whether a task ended (skipped, failed, cancelled) during this operation: callers holding rows read them again. */
   endedAny = false;
   private readonly facts: Fact[] = [];
@@ -78,6 +90,22 @@ export class UnitOfWork {
   }
 
   /** Marks a workflow for the workflow-wide check. */
+  /** Takes up to `wanted` evaluations of the budget; returns how many may be done now. */
+  takeBudget(wanted: number): number {
+    const granted = Math.max(0, Math.min(wanted, this.budget));
+    this.budget -= wanted;
+    return granted;
+  }
+
+  /** Some of the workflow's evaluations were left for later. */
+  defer(wf: WorkflowEntity): void {
+    this.deferred.add(wf.id);
+  }
+
+  isDeferred(id: string): boolean {
+    return this.deferred.has(id);
+  }
+
   touch(wf: WorkflowEntity): void {
     this.touched.set(wf.id, wf);
   }

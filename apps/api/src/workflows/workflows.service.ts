@@ -34,6 +34,7 @@ export class WorkflowsService {
       on_failure: dto.on_failure ?? 'fail',
       retention_days: dto.retention_days ?? null,
       rollback_started: false,
+      settle_pending: false,
       created_by: createdBy,
       created_at: now,
       updated_at: now,

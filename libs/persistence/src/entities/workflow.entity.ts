@@ -39,6 +39,10 @@ export class WorkflowEntity {
   @Column({ type: 'boolean', default: false })
   rollback_started: boolean;
 
+  /** Its waiting tasks are still being evaluated, in later transactions (a cascade too large for one). */
+  @Column({ type: 'boolean', default: false })
+  settle_pending: boolean;
+
   /** Days it is kept once finished (null: RETENTION_DAYS). */
   @Column({ type: 'integer', nullable: true })
   retention_days: number | null;

@@ -41,6 +41,12 @@ export class TaskRepository {
     return out.sort((a, b) => order.get(a.id)! - order.get(b.id)!);
   }
 
+  /** Takes: a workflow id, an id to start after and a bound. Returns: ids of its WAITING tasks after it, in id order. */
+  async waitingAfter(workflowId: string, after: string, limit: number): Promise<string[]> {
+    const { rows } = await sql(this.em, `SELECT id FROM task WHERE workflow_id = :wf AND state = 'WAITING' AND id > :after ORDER BY id LIMIT :lim`, { wf: workflowId, after, lim: limit });
+    return rows.map((r) => r.id as string);
+  }
+
   /** Returns: the tag sets that have a READY or RUNNING task (their queues are in use). */
   async busyTagsets(): Promise<Set<string>> {
     const { rows } = await sql(this.em, `SELECT DISTINCT tagset_id FROM task WHERE state IN ('READY', 'RUNNING')`);

@@ -57,6 +57,17 @@ export class WorkflowRepository {
     return (await this.lockWhere('WHERE id = :id AND namespace = :ns', { id, ns: namespace }))[0] ?? null;
   }
 
+  /** Takes: a workflow id and a value. Writes settle_pending. */
+  async setSettlePending(id: string, pending: boolean): Promise<void> {
+    await sql(this.em, 'UPDATE workflow SET settle_pending = :p WHERE id = :id', { id, p: pending });
+  }
+
+  /** Takes: a bound. Returns: ids of workflows whose waiting tasks are still being evaluated. */
+  async settlePending(limit: number): Promise<string[]> {
+    const { rows } = await sql(this.em, 'SELECT id FROM workflow WHERE settle_pending = :yes ORDER BY id LIMIT :lim', { yes: true, lim: limit });
+    return rows.map((r) => r.id as string);
+  }
+
   /**
    * Takes: the clock, the default retention in days and a bound. Returns: ids of finished
    * workflows whose retention is over, oldest finished first (the walk follows ix_workflow_finished).
