@@ -110,28 +110,42 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
       this.logger.event('warn', 'reconciler', 'could not look for workflows left settling', { error: String(e) });
       return;
     }
+    // A workflow's steps go on back to back (other requests run between them) until it is
+    // settled or the tick's second is up.
+    const until = Date.now() + 1000;
     for (const id of ids) {
-      const walk = this.walks.get(id) ?? { after: '', clean: true };
-      try {
-        const step = await this.engine.inWorkflow(id, async (uow, wf) => {
-          if (!wf.settle_pending) return 'done' as const;
-          const last = await continueSettling(uow, wf, walk.after);
-          if (last === null) {
-            if (!walk.clean) return 'again' as const;
-            await settled(uow, wf);
-            return 'done' as const;
-          }
-          await uow.settle();
-          return { last, deferred: uow.isDeferred(wf.id) };
-        });
-        if (step === 'done') this.walks.delete(id);
-        else if (step === 'again') this.walks.set(id, { after: '', clean: true });
-        else this.walks.set(id, { after: step.last, clean: walk.clean && !step.deferred });
-      } catch (e) {
-        this.logger.event('warn', 'reconciler', 'could not continue settling a workflow; trying again later', { workflow_id: id, error: String(e) });
-      }
+      while ((await this.continueOne(id)) === 'more' && Date.now() < until);
+      if (Date.now() >= until) break;
     }
     if (this.walks.size > 10_000) this.walks.clear();
+  }
+
+  /** One step of a workflow's continuation (see continueSettles). */
+  private async continueOne(id: string): Promise<'done' | 'more' | 'failed'> {
+    const walk = this.walks.get(id) ?? { after: '', clean: true };
+    try {
+      const step = await this.engine.inWorkflow(id, async (uow, wf) => {
+        if (!wf.settle_pending) return 'done' as const;
+        const last = await continueSettling(uow, wf, walk.after);
+        if (last === null) {
+          if (!walk.clean) return 'again' as const;
+          await settled(uow, wf);
+          return 'done' as const;
+        }
+        await uow.settle();
+        return { last, deferred: uow.isDeferred(wf.id) };
+      });
+      if (step === 'done') {
+        this.walks.delete(id);
+        return 'done';
+      }
+      this.walks.set(id, step === 'again' ? { after: '', clean: true } : { after: step.last, clean: walk.clean && !step.deferred });
+      return 'more';
+    } catch (e) {
+      this.logger.event('warn', 'reconciler', 'could not continue settling a workflow; trying again later', { workflow_id: id, error: String(e) });
+      this.walks.delete(id);
+      return 'failed';
+    }
   }
 
   /** Idle tag sets' queues go (see PollService.sweepIdle); one that fails is tried again next time. */
