@@ -119,6 +119,7 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
   /** One step of a workflow's continuation (see continueSettles). */
   private async continueOne(id: string): Promise<'done' | 'more' | 'failed'> {
     const walk = this.walks.get(id) ?? { after: '', clean: true };
+    const started = Date.now();
     try {
       const step = await this.engine.inWorkflow(id, async (uow, wf) => {
         if (!wf.settle_pending) return 'done' as const;
@@ -131,6 +132,9 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
         await uow.settle();
         return { last, deferred: uow.isDeferred(wf.id) };
       });
+      const ms = Date.now() - started;
+      // Reports on this workflow wait for the step: a slow one is worth knowing about.
+      if (ms > 2000) this.logger.event('warn', 'reconciler', "a continuation step held its workflow's lock for long", { workflow_id: id, ms });
       if (step === 'done') {
         this.walks.delete(id);
         return 'done';

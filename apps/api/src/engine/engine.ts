@@ -53,15 +53,44 @@ export class Engine {
     return this.run(fn);
   }
 
+  /**
+   * One transaction; run again (a fresh unit of work, everything read anew) when the
+   * database refused it for a conflict with another transaction: a lock not granted within
+   * lock_timeout, a deadlock, a serialization failure. Nothing of a refused transaction
+   * was written or published, so running it again is safe; a report waiting behind a long
+   * operation on its workflow is then applied instead of answering 503.
+   */
   private async run<T>(fn: (uow: UnitOfWork) => Promise<T>): Promise<T> {
-    let uow: UnitOfWork | undefined;
-    const result = await this.db.transaction(async (repos) => {
-      uow = new UnitOfWork(repos, this.logger, settle);
-      const value = await fn(uow);
-      await uow.settle();
-      return value;
-    });
-    await this.effects.publish(uow!.publishable());
-    return result;
+    const started = Date.now();
+    for (let attempt = 1; ; attempt++) {
+      let uow: UnitOfWork | undefined;
+      try {
+        const result = await this.db.transaction(async (repos) => {
+          uow = new UnitOfWork(repos, this.logger, settle);
+          const value = await fn(uow);
+          await uow.settle();
+          return value;
+        });
+        await this.effects.publish(uow!.publishable());
+        return result;
+      } catch (e) {
+        const conflict = conflictOf(e);
+        if (!conflict || attempt >= CONFLICT_ATTEMPTS || Date.now() - started > CONFLICT_RETRY_WITHIN_MS) throw e;
+        this.logger.event('info', 'engine', 'transaction refused for a conflict; running it again', { conflict, attempt, waited_ms: Date.now() - started });
+        await new Promise((r) => setTimeout(r, 20 + Math.random() * 80 * attempt));
+      }
+    }
   }
+}
+
+/** Attempts of a transaction refused for a conflict, and the time after which it is not tried again. */
+const CONFLICT_ATTEMPTS = 4;
+const CONFLICT_RETRY_WITHIN_MS = 25_000;
+
+/** PostgreSQL's codes for a transaction refused because of another one (not because the database is away). */
+const CONFLICTS: Record<string, string> = { '55P03': 'lock timeout', '40P01': 'deadlock', '40001': 'serialization failure' };
+
+function conflictOf(e: unknown): string | null {
+  const raw = (e as { code?: unknown; driverError?: { code?: unknown } } | null)?.code ?? (e as { driverError?: { code?: unknown } } | null)?.driverError?.code;
+  return typeof raw === 'string' ? (CONFLICTS[raw] ?? null) : null;
 }
