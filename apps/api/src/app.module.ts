@@ -20,6 +20,7 @@ import { EFFECTS_PORT } from './engine/unit-of-work.js';
 import { DataController } from './data-space/data.controller.js';
 import { DataService } from './data-space/data.service.js';
 import { HealthController } from './health/health.controller.js';
+import { WaitLimitInterceptor } from './long-wait/wait-limit.interceptor.js';
 import { LongWaits } from './long-wait/long-waits.js';
 import { MetricsController } from './metrics/metrics.controller.js';
 import { MetricsService } from './metrics/metrics.service.js';
@@ -94,6 +95,7 @@ export class AppModule implements OnApplicationShutdown {
         { provide: APP_GUARD, useClass: AuthGuard },
         { provide: APP_INTERCEPTOR, useExisting: AuditInterceptor },
         { provide: APP_INTERCEPTOR, useClass: IdempotencyInterceptor },
+        { provide: APP_INTERCEPTOR, useClass: WaitLimitInterceptor },
         AuditInterceptor, KeysService, RateLimiter,
         MetricsService, EffectsPublisher, Engine, ReferenceResolver, LongWaits, LeaseService, PollService, ReconcilerService,
         WorkflowsService, TasksService, WorkersService, DataService,

@@ -65,6 +65,10 @@ export class AppConfig {
   @IsOptional() @Transform(toInt) @IsInt() @Min(1) @Max(10_000_000)
   RATE_LIMIT_BURST = 4000;
 
+  /** Requests one credential may have parked at once per API replica: long-polls and blocking reads (`wait_s`). */
+  @IsOptional() @Transform(toInt) @IsInt() @Min(1) @Max(1_000_000)
+  LONG_WAITS_PER_CREDENTIAL = 5000;
+
   /** How long graceful shutdown waits for in-flight requests. */
   @IsOptional() @Transform(toInt) @IsInt() @Min(0) @Max(600000)
   SHUTDOWN_GRACE_MS = 10000;

@@ -3,6 +3,7 @@ import { ApiTags } from '@nestjs/swagger';
 import { idParam } from '../common/params.js';
 import { DataWaitQuery, PutDataDto } from './data.dto.js';
 import { DataService } from './data.service.js';
+import { LongWait, whenWaitAsked } from '../long-wait/wait-limit.interceptor.js';
 import { Allow, AllowLeaseToken, CallerOf, OPERATORS, READERS, type Caller } from '../auth/access.js';
 
 const id = idParam('workflow');
@@ -20,7 +21,7 @@ export class DataController {
   }
 
   /** Blocking read: waits up to `wait_s` for the key; 404 `{"pending": true}` when the wait ends first. */
-  @Get(':key') @Allow(READERS) @AllowLeaseToken()
+  @Get(':key') @Allow(READERS) @AllowLeaseToken() @LongWait(whenWaitAsked)
   async get(@Param('id', id) workflowId: string, @Param('key') key: string, @Query() q: DataWaitQuery, @CallerOf() caller: Caller) {
     await this.leaseHolder(workflowId, caller);
     return this.data.get(workflowId, key, q.wait_s, caller.namespace!);

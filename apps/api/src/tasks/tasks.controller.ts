@@ -5,6 +5,7 @@ import { idParam } from '../common/params.js';
 import { ShortcutTaskDto, TaskPatchDto, TaskWaitQuery } from './task.dto.js';
 import { toTaskResponse } from './task.mapper.js';
 import { TasksService } from './tasks.service.js';
+import { LongWait, whenWaitAsked } from '../long-wait/wait-limit.interceptor.js';
 import { Allow, CallerOf, createdByOf, NamespaceOf, namespaceOf, OPERATORS, READERS, type Caller } from '../auth/access.js';
 import { checkSubmitGrants, checkTaskGrants } from '../auth/grants.js';
 
@@ -23,7 +24,7 @@ export class TasksController {
   }
 
   /** A task; with `wait_s`, waits until it is finished (or the wait ends) before answering. */
-  @Get(':id') @Allow(READERS)
+  @Get(':id') @Allow(READERS) @LongWait(whenWaitAsked)
   async get(@Param('id', id) taskId: string, @Query() q: TaskWaitQuery, @NamespaceOf() ns: string) {
     return toTaskResponse(await this.tasks.getWhenFinished(taskId, q.wait_s, ns));
   }

@@ -6,6 +6,7 @@ import { toTaskResponse } from '../tasks/task.mapper.js';
 import { WorkersService } from '../workers/workers.service.js';
 import { LeaseService } from './lease.service.js';
 import { PollService } from './poll.service.js';
+import { LongWait, unlessNoWait } from '../long-wait/wait-limit.interceptor.js';
 import { CompleteDto, FailDto, HeartbeatDto, PollDto } from './worker-protocol.dto.js';
 import { Allow, CallerOf, NamespaceOf, namespaceOf, WORKERS, type Caller } from '../auth/access.js';
 import { checkPollGrants } from '../auth/grants.js';
@@ -26,7 +27,7 @@ export class WorkerProtocolController {
    * Long-poll for READY tasks whose tags include every tag named; each comes with a lease.
    * An empty list when the wait ends first.
    */
-  @Post('poll') @HttpCode(200) @Allow(WORKERS)
+  @Post('poll') @HttpCode(200) @Allow(WORKERS) @LongWait(unlessNoWait)
   async poll(@Body() dto: PollDto, @CallerOf() caller: Caller) {
     checkPollGrants(caller, dto.tags);
     const namespace = namespaceOf(caller);

@@ -1,0 +1,65 @@
+import { Injectable, SetMetadata, type CallHandler, type ExecutionContext, type NestInterceptor } from '@nestjs/common';
+import { Reflector } from '@nestjs/core';
+import type { Request } from 'express';
+import { createHash } from 'node:crypto';
+import { finalize, type Observable } from 'rxjs';
+import { CALLER, type Caller } from '../auth/access.js';
+import { RateLimited } from '../common/errors.js';
+import { AppConfig } from '../config/app-config.js';
+import { MetricsService } from '../metrics/metrics.service.js';
+
+const LONG_WAIT = 'tagflow:long-wait';
+
+/** Whether a request to a `@LongWait` route parks (a long-poll, a blocking read), from its raw query and body. */
+type Parks = (req: Request) => boolean;
+
+/** A route that can park the request; `parks` says whether this request does. */
+export const LongWait = (parks: Parks) => SetMetadata(LONG_WAIT, parks);
+
+/** Parks when `?wait_s` is a positive number (GET a task, a blocking data read). */
+export const whenWaitAsked: Parks = (req) => Number(req.query.wait_s) > 0;
+/** A poll parks unless its body says `wait_s: 0` (the default wait is not zero). */
+export const unlessNoWait: Parks = (req) => (req.body as { wait_s?: unknown } | undefined)?.wait_s !== 0;
+
+/**
+ * Requests parked at once per credential (a key, a lease token, the open mode), per
+ * replica: at most LONG_WAITS_PER_CREDENTIAL. The rate limit bounds how fast requests
+ * arrive, not how many stay parked; each parked one holds a socket and memory until its
+ * wait ends. One more is answered 429 with Retry-After, and changes nothing.
+ */
+@Injectable()
+export class WaitLimitInterceptor implements NestInterceptor {
+  private readonly parked = new Map<string, number>();
+  private readonly refused: () => void;
+
+  constructor(private readonly reflector: Reflector, private readonly config: AppConfig, metrics: MetricsService) {
+    this.refused = metrics.counter('tagflow_long_waits_refused_total', 'Long-polls and blocking reads refused with 429: their credential had LONG_WAITS_PER_CREDENTIAL parked.');
+  }
+
+  intercept(ctx: ExecutionContext, next: CallHandler): Observable<unknown> {
+    const parks = this.reflector.get<Parks | undefined>(LONG_WAIT, ctx.getHandler());
+    const req = ctx.switchToHttp().getRequest<Request & Record<symbol, Caller | undefined>>();
+    if (!parks || !parks(req)) return next.handle();
+    const owner = credentialOf(req[CALLER]);
+    const n = this.parked.get(owner) ?? 0;
+    const max = this.config.LONG_WAITS_PER_CREDENTIAL;
+    if (n >= max) {
+      this.refused();
+      throw new RateLimited(`this credential already has ${n} requests waiting on this API replica (long-polls, blocking reads), the most LONG_WAITS_PER_CREDENTIAL allows; send this one once one of them is answered`, 1);
+    }
+    this.parked.set(owner, n + 1);
+    return next.handle().pipe(
+      finalize(() => {
+        const left = (this.parked.get(owner) ?? 1) - 1;
+        if (left > 0) this.parked.set(owner, left);
+        else this.parked.delete(owner);
+      }),
+    );
+  }
+}
+
+function credentialOf(caller: Caller | undefined): string {
+  if (caller?.kind === 'key') return `key:${caller.keyId}`;
+  if (caller?.kind === 'lease') return `lease:${createHash('sha256').update(caller.token).digest('hex').slice(0, 32)}`;
+  return 'open';
+}
