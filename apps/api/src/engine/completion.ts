@@ -22,7 +22,12 @@ export async function checkWorkflow(uow: UnitOfWork, wf: WorkflowEntity): Promis
     if (wf.sealed && wf.state === 'RUNNING') {
       const stuck = await tasks.load(await tasks.idsIn(wf.id, ['WAITING']));
       uow.logger.event('warn', 'engine', 'sealed workflow cannot make progress; failing its waiting tasks', { workflow_id: wf.id, tasks: stuck.length });
-      for (const t of stuck) await deadlock(uow, wf, t, `nothing left can satisfy what it waits for (${describeWaits(t)})`);
+      const byReason = new Map<string, TaskEntity[]>();
+      for (const t of stuck) {
+        const reason = `nothing left can satisfy what it waits for (${describeWaits(t)})`;
+        (byReason.get(reason) ?? byReason.set(reason, []).get(reason)!).push(t);
+      }
+      await deadlock(uow, wf, byReason);
     }
     return;
   }

@@ -21,6 +21,7 @@ export async function evaluate(uow: UnitOfWork, wf: WorkflowEntity, waiting: rea
   // Dead tasks by verdict: one guarded UPDATE per verdict (500 rows a statement), not one per
   // task: a root failing under 100,000 dependents skips them in a few hundred statements.
   const dead = new Map<string, { code: string; message: string; tasks: TaskEntity[] }>();
+  const stuck = new Map<string, TaskEntity[]>();
   for (const task of tasks) {
     const missing = task.data_requires.filter((k) => !data.written.has(k));
     const verdict = evaluateReadiness({
@@ -32,7 +33,7 @@ export async function evaluate(uow: UnitOfWork, wf: WorkflowEntity, waiting: rea
         ready.push(task);
         break;
       case 'deadlock':
-        await deadlock(uow, wf, task, verdict.message);
+        (stuck.get(verdict.message) ?? stuck.set(verdict.message, []).get(verdict.message)!).push(task);
         break;
       case 'dead': {
         const key = `${verdict.code}\n${verdict.message}`;
@@ -52,6 +53,7 @@ export async function evaluate(uow: UnitOfWork, wf: WorkflowEntity, waiting: rea
       if (wf.state === 'RUNNING') uow.taskReady(t);
     }
   }
+  await deadlock(uow, wf, stuck);
   const skipped: TaskEntity[] = [];
   for (const { code, message, tasks: group } of dead.values()) {
     const error = { code, message };
@@ -117,15 +119,24 @@ export async function dataWritten(uow: UnitOfWork, wf: WorkflowEntity, key: stri
   await evaluateIds(uow, wf, await uow.repos.deps.dependentsOf(wf.id, [{ tags: [], produces: [key] }]));
 }
 
-/** A WAITING task that can never run fails with DEADLOCK; its on_error and the workflow's on_failure then apply. */
-export async function deadlock(uow: UnitOfWork, wf: WorkflowEntity, task: TaskEntity, message: string): Promise<void> {
-  const error = { code: 'DEADLOCK', message };
-  const moved = await uow.repos.transitions.tasks({ ids: [task.id], from: ['WAITING'], to: 'ERROR', set: { error }, reason: `deadlock: ${message}` });
-  if (moved.length === 0) return;
-  uow.logger.event('warn', 'engine', 'task can never run', { workflow_id: wf.id, task_id: task.id, reason: message });
-  Object.assign(task, { state: 'ERROR', error, finished_at: uow.now, updated_at: uow.now });
-  uow.endedAny = true;
-  uow.record({ kind: 'failed-for-good', wf, task });
+/**
+ * WAITING tasks that can never run fail with DEADLOCK (one guarded UPDATE per reason, 500
+ * rows a statement); each one's on_error and the workflow's on_failure then apply.
+ */
+export async function deadlock(uow: UnitOfWork, wf: WorkflowEntity, byReason: ReadonlyMap<string, readonly TaskEntity[]>): Promise<void> {
+  for (const [message, tasks] of byReason) {
+    const error = { code: 'DEADLOCK', message };
+    const moved = new Set(await uow.repos.transitions.tasks({ ids: tasks.map((t) => t.id), from: ['WAITING'], to: 'ERROR', set: { error }, reason: `deadlock: ${message}` }));
+    if (moved.size === 0) continue;
+    const ids = tasks.filter((t) => moved.has(t.id)).map((t) => t.id);
+    uow.logger.event('warn', 'engine', 'tasks can never run', { workflow_id: wf.id, count: ids.length, task_ids: ids.slice(0, 20), reason: message });
+    uow.endedAny = true;
+    for (const task of tasks) {
+      if (!moved.has(task.id)) continue;
+      Object.assign(task, { state: 'ERROR', error, finished_at: uow.now, updated_at: uow.now });
+      uow.record({ kind: 'failed-for-good', wf, task });
+    }
+  }
 }
 
 /** Which of `keys` are written, and which missing ones an unfinished task still declares it produces. */
