@@ -25,6 +25,7 @@ mkdir -p "$TMPDIR"
 
 npm run build
 npm run test:unit
-# Two API processes on one SQLite file are not a supported setup: the replica suite runs on PostgreSQL.
-TEST_DATABASE=sqlite npm run test:e2e -- --testPathIgnorePatterns replicas
+# Two API processes on one SQLite file are not a supported setup, and SQLite cannot be restarted apart
+# from the API: the replica and restart suites run on PostgreSQL.
+TEST_DATABASE=sqlite npm run test:e2e -- --testPathIgnorePatterns 'replicas|postgres-restart'
 TEST_DATABASE=postgres npm run test:e2e

@@ -75,10 +75,17 @@ start_postgres() {
   mkdir -p "$dir"
   [ "$(id -u)" = 0 ] && chown postgres:postgres "$dir"
   as_pg "$bindir/initdb" -D "$dir/data" -A trust -U tagflow --no-sync >"$dir/initdb.log" 2>&1 || die "initdb failed (see $dir/initdb.log)"
+  postgres_up "$dir" "$port"
+  echo "postgres://tagflow@127.0.0.1:$port/postgres"
+}
+
+# postgres_up DIR PORT: starts (again) the cluster start_postgres made in DIR, on PORT.
+postgres_up() {
+  local dir="$1" port="$2" bindir
+  bindir=$(pg_bindir)
   as_pg "$bindir/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 30 \
     -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
     start >/dev/null || die "PostgreSQL did not start (see $dir/postgres.log)"
-  echo "postgres://tagflow@127.0.0.1:$port/postgres"
 }
 
 stop_postgres() {
