@@ -89,6 +89,25 @@ describe('failures and leases', () => {
     expect((await waitForWorkflow(api, wf.id, ['ERROR'])).state).toBe('ERROR');
   });
 
+  it('takes a WORKER_SHUTDOWN hand-back outside the retry budget only from a registered worker, which may then not poll again', async () => {
+    const t = `handback-${Date.now()}`;
+    await api.createWorkflow(workflow({ sealed: true, tasks: [task('a', { tags: [t], retry: { count: 0 } }), task('b', { tags: [t], retry: { count: 0 } })] }));
+    const shutdown = { message: 'stopping', code: 'WORKER_SHUTDOWN', retryable: true };
+    const worker = (await api.post('/v1/workers', { name: 'stopping-one', tags: [t] })).body;
+    const [first] = await api.poll([t], { wait_s: 5, worker_id: worker.id });
+    expect((await api.post(`/v1/tasks/${first.id}/fail`, { lease_token: first.lease.token, error: shutdown })).status).toBe(200);
+    expect(await api.get(`/v1/tasks/${first.id}`).then((r) => r.body)).toMatchObject({ state: 'READY', attempt: 2, error: { code: 'WORKER_SHUTDOWN' } });
+    // The worker said it is stopping: under that id it polls no more.
+    const again = await api.post('/v1/tasks/poll', { tags: [t], worker_id: worker.id, wait_s: 0 });
+    expect(again.status).toBe(409);
+    expect(again.body.message).toContain('registers again');
+    expect((await api.get(`/v1/workers/${worker.id}`)).body.stopping_at).toEqual(expect.any(String));
+    // A poll that named no worker cannot claim a stop: its WORKER_SHUTDOWN is an ordinary failed attempt.
+    const anonymous = await api.take([t], 5);
+    expect((await api.post(`/v1/tasks/${anonymous.id}/fail`, { lease_token: anonymous.lease.token, error: shutdown })).status).toBe(200);
+    expect(await api.get(`/v1/tasks/${anonymous.id}`).then((r) => r.body)).toMatchObject({ state: 'ERROR', attempt: anonymous.attempt, error: { code: 'WORKER_SHUTDOWN' } });
+  });
+
   it('runs the on_error handler chosen by exit code; when it succeeds the failure is handled', async () => {
     const t = tag();
     const wf = await api.createWorkflow(workflow({

@@ -128,6 +128,8 @@ export interface WorkerInfo {
   version: string | null;
   created_at: string | null;
   last_seen_at: string | null;
+  /** When it handed a task back as it stopped; it polls no more under this id. */
+  stopping_at: string | null;
   running_task_ids: string[];
 }
 

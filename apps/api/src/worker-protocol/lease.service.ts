@@ -8,7 +8,7 @@ import { conflict, notFound, tooLarge, Unavailable, type ApiError } from '../com
 import { JsonLogger } from '../common/logger.js';
 import { MetricsService } from '../metrics/metrics.service.js';
 import { Engine } from '../engine/engine.js';
-import { failAttempt } from '../engine/failure.js';
+import { failAttempt, INTERRUPTED_CODE } from '../engine/failure.js';
 import { markCompleted, type Completion } from '../engine/reports.js';
 import type { CompleteDto, FailDto, HeartbeatDto } from './worker-protocol.dto.js';
 
@@ -129,19 +129,25 @@ export class LeaseService {
     });
   }
 
-  async fail(taskId: string, dto: FailDto, namespace: string): Promise<TaskEntity> {
+  /**
+   * A failed attempt. A `WORKER_SHUTDOWN` hand-back from a registered worker also marks that
+   * worker stopping (`stoppingWorker` in the answer): it may not poll again under its id.
+   */
+  async fail(taskId: string, dto: FailDto, namespace: string): Promise<{ task: TaskEntity; stoppingWorker: string | null }> {
     const arrivedAt = this.db.now();
     const error = { message: dto.error.message, code: dto.error.code ?? (dto.exit_code !== undefined ? String(dto.exit_code) : null) };
     return this.engine.inTasksWorkflows([taskId], async (uow, workflows, tasks) => {
       const task = tasks.get(taskId);
       if (!task || task.namespace !== namespace) throw notFound('task', taskId);
       const refusal = this.refusal(task, dto.lease_token, 'fail', arrivedAt);
-      if (refusal === 'same') return task; // the same report again: same answer
+      if (refusal === 'same') return { task, stoppingWorker: null }; // the same report again: same answer
       if (refusal) throw refusal;
+      const stoppingWorker = error.code === INTERRUPTED_CODE ? task.worker_id : null;
+      if (stoppingWorker) await uow.repos.workers.markStopping(stoppingWorker, uow.now);
       await failAttempt(uow, workflows.get(task.workflow_id)!, task, error, dto.error.retryable !== false, dto, 'fail');
       this.reports({ kind: 'fail' });
       await uow.settle();
-      return (await uow.repos.tasks.get(taskId))!;
+      return { task: (await uow.repos.tasks.get(taskId))!, stoppingWorker };
     });
   }
 

@@ -68,6 +68,8 @@ export class WorkerProtocolController {
   /** Reports failure with the current lease token; retried by the task's policy, then on_error. */
   @Post(':id/fail') @HttpCode(200) @Allow(WORKERS)
   async fail(@Param('id', id) taskId: string, @Body() dto: FailDto, @NamespaceOf() ns: string) {
-    return toTaskResponse(await this.leases.fail(taskId, dto, ns));
+    const { task, stoppingWorker } = await this.leases.fail(taskId, dto, ns);
+    if (stoppingWorker) this.workers.stopping(stoppingWorker, ns);
+    return toTaskResponse(task);
   }
 }

@@ -28,6 +28,7 @@ export function toWorkerResponse(w: WorkerEntity, running: string[]): WorkerInfo
     version: w.version,
     created_at: isoOrNull(w.created_at),
     last_seen_at: isoOrNull(w.last_seen_at),
+    stopping_at: isoOrNull(w.stopping_at),
     running_task_ids: running,
   };
 }

@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { canonicalTags, newId } from '@tagflow/domain';
 import { Database, type WorkerEntity } from '@tagflow/persistence';
-import { notFound } from '../common/errors.js';
+import { conflict, notFound } from '../common/errors.js';
 import { decodeCursor, pageOf, type PageQuery } from '../common/pagination.js';
 import { toWorkerResponse, type RegisterWorkerDto } from './worker.dto.js';
 
@@ -18,7 +18,7 @@ export class WorkersService {
     const now = Date.now();
     const worker: WorkerEntity = {
       id: newId(now), name: dto.name, namespace, tags: canonicalTags(dto.tags ?? []), hostname: dto.hostname ?? null,
-      version: dto.version ?? null, created_at: now, last_seen_at: now,
+      version: dto.version ?? null, created_at: now, last_seen_at: now, stopping_at: null,
     };
     await this.db.transaction((repos) => repos.workers.insert(worker), now);
     return toWorkerResponse(worker, []);
@@ -38,13 +38,24 @@ export class WorkersService {
     return pageOf(rows, q.limit, (w) => toWorkerResponse(w, running.get(w.id) ?? []));
   }
 
-  /** Records that a worker polled; 404 for an id that was never registered in this namespace. */
+  /**
+   * Records that a worker polled; 404 for an id that was never registered in this
+   * namespace, 409 for a worker that handed a task back as it stopped (seen within
+   * TOUCH_EVERY_MS on other replicas; at once on the one that took the hand-back).
+   */
   async touch(id: string, namespace: string): Promise<void> {
     const now = Date.now();
     const key = `${namespace}/${id}`;
     if (now - (this.touched.get(key) ?? 0) < TOUCH_EVERY_MS) return;
-    if (!(await this.db.transaction((repos) => repos.workers.touch(id, namespace, now), now))) throw notFound('worker', id);
+    const found = await this.db.transaction((repos) => repos.workers.touch(id, namespace, now), now);
+    if (found === 'unknown') throw notFound('worker', id);
+    if (found === 'stopping') throw conflict(`worker ${id} handed a task back as it stopped (WORKER_SHUTDOWN); it may not poll again: a worker that goes on registers again`);
     if (this.touched.size > 100_000) this.touched.clear();
     this.touched.set(key, now);
+  }
+
+  /** A worker handed a task back as it stopped: its next poll here is checked against the database. */
+  stopping(id: string, namespace: string): void {
+    this.touched.delete(`${namespace}/${id}`);
   }
 }

@@ -27,4 +27,8 @@ export class WorkerEntity {
 
   @MsColumn({ nullable: false })
   last_seen_at: number;
+
+  /** When it handed a task back as it stopped (WORKER_SHUTDOWN); its polls are refused from then on. */
+  @MsColumn()
+  stopping_at: number | null;
 }

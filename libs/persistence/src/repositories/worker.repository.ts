@@ -22,8 +22,19 @@ export class WorkerRepository {
     return newestFirst(this.em, WorkerEntity, 'worker', namespace, before, limit);
   }
 
-  /** Takes: an id, its namespace and the clock. Writes last_seen_at. Returns: whether the worker exists there. */
-  async touch(id: string, namespace: string, now: number): Promise<boolean> {
-    return (await sql(this.em, 'UPDATE worker SET last_seen_at = :now WHERE id = :id AND namespace = :ns', { now, id, ns: namespace })).affected > 0;
+  /**
+   * Takes: an id, its namespace and the clock. Writes last_seen_at of a worker that has not
+   * said it is stopping. Returns: 'ok', 'stopping' (it handed a task back as it stopped), or
+   * 'unknown' (no such worker there).
+   */
+  async touch(id: string, namespace: string, now: number): Promise<'ok' | 'stopping' | 'unknown'> {
+    const touched = await sql(this.em, 'UPDATE worker SET last_seen_at = :now WHERE id = :id AND namespace = :ns AND stopping_at IS NULL', { now, id, ns: namespace });
+    if (touched.affected > 0) return 'ok';
+    return (await this.get(id, namespace)) ? 'stopping' : 'unknown';
+  }
+
+  /** Takes: a worker's id and the clock. Writes stopping_at, once (the first hand-back's time). */
+  async markStopping(id: string, now: number): Promise<void> {
+    await sql(this.em, 'UPDATE worker SET stopping_at = :now WHERE id = :id AND stopping_at IS NULL', { now, id });
   }
 }
