@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -137,9 +137,11 @@ describe('outages', () => {
     }
   });
 
-  it('forgets the queues of 1,000 one-off tag sets once idle (process and Redis), and brings one back with its next task', async () => {
+  it('forgets the queues of 10,000 one-off tag sets once their workflow is deleted (process memory and Redis), and brings one back with its next task', async () => {
     const prefix = `idle${Date.now()}`;
-    const other = await Api.start({ prefix, env: { REDIS_URL: redis.url, TAGSET_IDLE_S: '1' } });
+    // A heap snapshot (SIGUSR2) collects garbage first: the heap then shows what is still held.
+    const diagnostics = mkdtempSync(join(tmpdir(), 'tagflow-heap-'));
+    const other = await Api.start({ prefix, env: { REDIS_URL: redis.url, TAGSET_IDLE_S: '1', NODE_OPTIONS: `--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${diagnostics}` } });
     const raw = new Redis(redis.url);
     const keys = async () => {
       let n = 0;
@@ -151,24 +153,31 @@ describe('outages', () => {
       } while (cursor !== '0');
       return n;
     };
+    const mib = async (metric: string) => Math.round((await other.metric(metric)) / 2 ** 20);
+    const memory = async () => ({ rss: await mib('process_resident_memory_bytes'), heap: await mib('nodejs_heap_used_bytes') });
+    const n = 10_000;
     try {
-      const before = { tagsets: await other.metric('tagflow_tagsets_known'), keys: await keys() };
-      // One task per short-lived host, each its own tag set; a poll naming no tag takes them all.
-      const tasks = Array.from({ length: 1000 }, (_, i) => task(`h${i}`, { tags: [`host:${prefix}-${i}`] }));
-      await other.createWorkflow(workflow({ sealed: true, tasks }));
-      const peak = { tagsets: await other.metric('tagflow_tagsets_known'), keys: await keys() };
-      expect(peak.tagsets).toBeGreaterThanOrEqual(before.tagsets + 1000);
-      let done = 0;
-      while (done < 1000) {
-        const leased = await other.poll([], { wait_s: 5, max_tasks: 100 });
-        for (const x of leased) expect((await other.post(`/v1/tasks/${x.id}/complete`, { lease_token: x.lease.token })).status).toBe(200);
-        done += leased.length;
+      const before = { tagsets: await other.metric('tagflow_tagsets_known'), keys: await keys(), memory: await memory() };
+      // One task per short-lived host, each its own tag set.
+      const wf = await other.createWorkflow(workflow());
+      for (let i = 0; i < n; i += 1000) {
+        const tasks = Array.from({ length: 1000 }, (_, k) => task(`h${i + k}`, { tags: [`host:${prefix}-${i + k}`] }));
+        expect((await other.post(`/v1/workflows/${wf.id}/tasks`, { tasks })).status).toBe(201);
       }
-      await waitFor('the idle tag sets to be forgotten', async () => (await other.metric('tagflow_tagsets_known')) <= before.tagsets, 30_000);
-      const after = { tagsets: await other.metric('tagflow_tagsets_known'), keys: await keys() };
-      console.log(`1,000 one-off tag sets: known ${before.tagsets} -> ${peak.tagsets} -> ${after.tagsets}; Redis keys ${before.keys} -> ${peak.keys} -> ${after.keys}`);
-      expect(after.keys).toBeLessThanOrEqual(before.keys + 5);
-      expect(await other.metric('tagflow_tagsets_forgotten_total')).toBeGreaterThanOrEqual(1000);
+      await waitFor('every tag set to be known', async () => (await other.metric('tagflow_tagsets_known')) >= before.tagsets + n, 30_000);
+      const peak = { tagsets: await other.metric('tagflow_tagsets_known'), keys: await keys(), memory: await memory() };
+      expect((await other.post(`/v1/workflows/${wf.id}/cancel`)).status).toBe(200);
+      expect((await other.del(`/v1/workflows/${wf.id}`)).status).toBe(204);
+      await waitFor('the idle tag sets to be forgotten', async () => (await other.metric('tagflow_tagsets_known')) <= before.tagsets, 60_000);
+      const forgotten = { tagsets: await other.metric('tagflow_tagsets_known'), keys: await keys() };
+      other.proc.kill('SIGUSR2');
+      const after = await waitFor('the heap to be back near its start after a collection', async () => {
+        const m = await memory();
+        return m.heap <= before.memory.heap + 32 ? m : undefined;
+      }, 60_000);
+      console.log(`10,000 one-off tag sets, created then deleted: known ${before.tagsets} -> ${peak.tagsets} -> ${forgotten.tagsets}; Redis keys ${before.keys} -> ${peak.keys} -> ${forgotten.keys}; heap ${before.memory.heap} -> ${peak.memory.heap} -> ${after.heap} MiB (after a collection); RSS ${before.memory.rss} -> ${peak.memory.rss} -> ${after.rss} MiB`);
+      expect(forgotten.keys).toBeLessThanOrEqual(before.keys + 5);
+      expect(await other.metric('tagflow_tagsets_forgotten_total')).toBeGreaterThanOrEqual(n);
       // A forgotten tag set comes back with its next task.
       await other.createWorkflow(workflow({ sealed: true, tasks: [task('again', { tags: [`host:${prefix}-7`] })] }));
       expect((await other.take([`host:${prefix}-7`], 10)).name).toBe('again');
@@ -176,5 +185,5 @@ describe('outages', () => {
       raw.disconnect();
       await other.stop();
     }
-  });
+  }, 180_000);
 });

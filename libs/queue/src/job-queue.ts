@@ -184,22 +184,20 @@ export class JobQueue {
 
   /**
    * Forgets a tag set's queue in this replica (its objects closed); with `destroy`, first
-   * deletes its keys from Redis, unless a job is waiting, delayed or fetched there (then
-   * nothing happens and the answer is false). A job added while it is destroyed is lost
-   * from Redis only: its task is READY in the database and the reconciler queues it again.
+   * deletes its keys from Redis, jobs and all: the caller knows from the database that no
+   * task of the tag set is READY or RUNNING, so its jobs are stale (their tasks were
+   * cancelled, skipped or deleted). A job added while it is destroyed is lost from Redis
+   * only: its task is READY in the database and the reconciler queues it again.
    */
-  async forget(tagset: string, destroy: boolean): Promise<boolean> {
+  async forget(tagset: string, destroy: boolean): Promise<void> {
     if (destroy) {
-      const { queue } = this.queueFor(tagset);
-      const counts = await queue.getJobCounts('wait', 'delayed', 'active', 'prioritized', 'waiting-children');
-      if (Object.values(counts).some((n) => n > 0)) return false;
-      await queue.obliterate();
+      const { queue } = this.queues.get(tagset) ?? this.queueFor(tagset);
+      await queue.obliterate({ force: true });
     }
     const entry = this.queues.get(tagset);
     this.queues.delete(tagset);
     this.lastUsed.delete(tagset);
     if (entry) await Promise.allSettled([entry.worker.close(), entry.queue.close()]);
-    return true;
   }
 
   private queueFor(tagset: string): TagsetQueue {

@@ -14,6 +14,11 @@ interface Metric {
 export class MetricsService {
   private readonly metrics = new Map<string, Metric>();
 
+  constructor() {
+    this.gauge('process_resident_memory_bytes', 'Resident memory of this API process.', () => process.memoryUsage.rss());
+    this.gauge('nodejs_heap_used_bytes', 'JavaScript heap in use in this API process.', () => process.memoryUsage().heapUsed);
+  }
+
   counter(name: string, help: string): (labels?: Labels, by?: number) => void {
     const metric = this.define(name, help, 'counter');
     return (labels = {}, by = 1) => {

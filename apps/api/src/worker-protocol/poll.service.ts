@@ -93,7 +93,8 @@ export class PollService implements OnApplicationBootstrap {
 
   /**
    * Forgets the tag sets that had no READY or RUNNING task and no use here for `idleMs`:
-   * their queues are destroyed in Redis (unless a job is there), their registry entries
+   * their queues are destroyed in Redis (with the stale jobs of tasks cancelled, skipped or
+   * deleted while READY), their registry entries
    * removed, and every replica told to drop them from memory. A tag set comes back with its
    * next task. Without this, each distinct tag set ever seen (a tag per short-lived host)
    * kept its queue objects, index entries and Redis keys for ever. Returns: how many went.
@@ -107,7 +108,9 @@ export class PollService implements OnApplicationBootstrap {
     }
     const forgotten: string[] = [];
     for (const id of idle) {
-      if (!(await this.jobs.forget(id, true))) continue;
+      // Used since the list was made (a task of it queued here, or announced by another replica): kept.
+      if (Math.max(this.jobs.lastUsedAt(id) ?? 0, this.announced.get(id) ?? 0) >= now - idleMs) continue;
+      await this.jobs.forget(id, true);
       await this.registry.unregister(id);
       this.drop(id);
       forgotten.push(id);
