@@ -129,6 +129,35 @@ describe('hostile and huge valid input', () => {
     console.log(`a root failing under 20,000 dependents: /fail answered in ${ms} ms`);
   }, 120_000); // adding 20,000 tasks, then the cascade in steps
 
+  it('ends a workflow at once when a root with 11,000 dependents fails (on_failure "fail"), and skips them in later transactions', async () => {
+    const t = `stop-${Date.now()}`;
+    const n = 11_000;
+    const wf = await api.createWorkflow(workflow({ on_failure: 'fail', tasks: [task('root', { tags: [t], retry: { count: 0 } })] }));
+    for (let i = 0; i < n; i += 1000) {
+      const batch = Array.from({ length: 1000 }, (_, k) => task(`d${i + k}`, { requires: ['root'], tags: ['never-polled'] }));
+      expect((await api.post(`/v1/workflows/${wf.id}/tasks`, { tasks: batch })).status).toBe(201);
+    }
+    expect((await api.post(`/v1/workflows/${wf.id}/seal`)).status).toBe(200);
+    const root = await api.take([t], 10);
+    const started = Date.now();
+    const failed = await api.post(`/v1/tasks/${root.id}/fail`, { lease_token: root.lease.token, error: { message: 'boom', retryable: false } });
+    const ms = Date.now() - started;
+    expect(failed.status).toBe(200);
+    // The workflow ended with the report; its open tasks go in steps of 5,000.
+    expect((await api.workflow(wf.id)).state).toBe('ERROR');
+    await waitFor('every dependent to be skipped', async () => (await api.workflow(wf.id)).task_counts.SKIPPED === n, 30_000);
+    expect((await api.workflow(wf.id)).task_counts).toMatchObject({ ERROR: 1, SKIPPED: n, WAITING: 0 });
+    const finishedAt = new Set<string>();
+    let cursor: string | null = null;
+    do {
+      const page: any = await api.get(`/v1/workflows/${wf.id}/tasks?state=SKIPPED&limit=500${cursor ? `&cursor=${cursor}` : ''}`);
+      for (const x of page.body.items) finishedAt.add(x.finished_at);
+      cursor = page.body.next_cursor;
+    } while (cursor);
+    expect(finishedAt.size).toBeGreaterThanOrEqual(2);
+    console.log(`a root failing under ${n} dependents with on_failure "fail": /fail answered in ${ms} ms; skipped in ${finishedAt.size} transactions`);
+  }, 120_000);
+
   it('bounds a heartbeat\'s progress', async () => {
     const t = `progress-${Date.now()}`;
     await api.post('/v1/workflows', workflow({ tasks: [{ name: 'p', action: { type: 'noop' }, tags: [t] }] }));

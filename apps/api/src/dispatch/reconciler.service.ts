@@ -6,6 +6,7 @@ import { AppConfig } from '../config/app-config.js';
 import { JsonLogger } from '../common/logger.js';
 import { Engine } from '../engine/engine.js';
 import { continueSettling, settled } from '../engine/readiness.js';
+import { continueStopping } from '../engine/completion.js';
 import { IDEMPOTENCY_TTL_MS } from '../common/idempotency.interceptor.js';
 import { LeaseService } from '../worker-protocol/lease.service.js';
 import { PollService } from '../worker-protocol/poll.service.js';
@@ -123,6 +124,12 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
     try {
       const step = await this.engine.inWorkflow(id, async (uow, wf) => {
         if (!wf.settle_pending) return 'done' as const;
+        if (isTerminalWorkflow(wf.state)) {
+          // A stop left open tasks for later (completion.ts STOP_BATCH).
+          if (!(await continueStopping(uow, wf))) return 'again' as const;
+          await settled(uow, wf);
+          return 'done' as const;
+        }
         const last = await continueSettling(uow, wf, walk.after);
         if (last === null) {
           if (!walk.clean) return 'again' as const;

@@ -40,21 +40,47 @@ export async function checkWorkflow(uow: UnitOfWork, wf: WorkflowEntity): Promis
   if (wf.sealed) await finish(uow, wf, failed ? 'ERROR' : 'SUCCESS', failed ? 'a task failed' : 'every task finished');
 }
 
-/** Ends the workflow now: waiting work is skipped or cancelled, running work asked to cancel. */
+/**
+ * Ends the workflow now: waiting work is skipped or cancelled (STOP_BATCH tasks in this
+ * transaction, the rest in later ones: see continueStopping), running work asked to cancel.
+ */
 export async function stopWorkflow(uow: UnitOfWork, wf: WorkflowEntity, to: 'ERROR' | 'CANCELLED', message: string): Promise<void> {
   const code = to === 'ERROR' ? SKIP_CODES.workflowFailed : SKIP_CODES.workflowCancelled;
-  await stopTasks(uow, wf, to === 'ERROR' ? 'SKIPPED' : 'CANCELLED', code, message);
+  await stopTasks(uow, wf, to === 'ERROR' ? 'SKIPPED' : 'CANCELLED', code, message, true);
   if (await uow.repos.transitions.workflow(wf, { from: ['RUNNING', 'PAUSED'], to, reason: message })) uow.workflowFinished(wf);
 }
 
-/** WAITING and READY tasks end as `to`; RUNNING ones are asked to cancel (told at their next heartbeat). */
-export async function stopTasks(uow: UnitOfWork, wf: WorkflowEntity, to: 'SKIPPED' | 'CANCELLED', code: string, message: string): Promise<void> {
+/** WAITING and READY tasks a stop moves in one transaction at most, when it may leave the rest for later. */
+export const STOP_BATCH = 5000;
+
+/**
+ * WAITING and READY tasks end as `to`; RUNNING ones are asked to cancel (told at their
+ * next heartbeat). With `inSteps` (the workflow ends with this stop), STOP_BATCH of them
+ * now and the workflow is marked for the reconciler to go on (continueStopping).
+ */
+export async function stopTasks(uow: UnitOfWork, wf: WorkflowEntity, to: 'SKIPPED' | 'CANCELLED', code: string, message: string, inSteps = false): Promise<void> {
   const { repos } = uow;
-  const open = await repos.tasks.idsIn(wf.id, ['WAITING', 'READY']);
+  const open = await repos.tasks.idsIn(wf.id, ['WAITING', 'READY'], inSteps ? STOP_BATCH + 1 : undefined);
+  if (open.length > STOP_BATCH && inSteps) {
+    open.length = STOP_BATCH;
+    uow.defer(wf);
+    uow.touch(wf);
+  }
   const moved = await repos.transitions.tasks({ ids: open, from: ['WAITING', 'READY'], to, set: { error: { code, message } }, reason: message });
   uow.tasksFinished(moved);
   const running = await repos.tasks.idsIn(wf.id, ['RUNNING']);
   await repos.transitions.tasks({ ids: running, from: ['RUNNING'], flags: { cancel_requested: true }, reason: `cancel requested: ${message}` });
+}
+
+/**
+ * One step of a stop left for later (a workflow that ended with more than STOP_BATCH
+ * tasks open): the next of them end as the first did. Returns: whether none is left.
+ */
+export async function continueStopping(uow: UnitOfWork, wf: WorkflowEntity): Promise<boolean> {
+  const cancelled = wf.state === 'CANCELLED';
+  const message = `the workflow ended ${wf.state}: stopped with the rest of its open tasks`;
+  await stopTasks(uow, wf, cancelled ? 'CANCELLED' : 'SKIPPED', cancelled ? SKIP_CODES.workflowCancelled : SKIP_CODES.workflowFailed, message, true);
+  return !uow.isDeferred(wf.id);
 }
 
 async function finish(uow: UnitOfWork, wf: WorkflowEntity, to: 'SUCCESS' | 'ERROR', reason: string): Promise<void> {

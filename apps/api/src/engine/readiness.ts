@@ -73,7 +73,9 @@ export async function evaluate(uow: UnitOfWork, wf: WorkflowEntity, waiting: rea
  * marked settle_pending, and its WAITING tasks are evaluated again in later transactions).
  */
 export async function evaluateIds(uow: UnitOfWork, wf: WorkflowEntity, ids: readonly string[]): Promise<void> {
-  if (ids.length === 0) return;
+  // A workflow that ended ERROR or CANCELLED stops its open tasks (completion.ts stopTasks,
+  // in steps); none of them will run, so none is worth evaluating.
+  if (ids.length === 0 || hasEnded(wf)) return;
   const all = unique(ids);
   const now = uow.takeBudget(all.length);
   if (now < all.length) uow.defer(wf);
@@ -109,6 +111,7 @@ export async function settled(uow: UnitOfWork, wf: WorkflowEntity): Promise<void
  */
 export async function release(uow: UnitOfWork, wf: WorkflowEntity, tasks: readonly TaskEntity[]): Promise<void> {
   uow.tasksFinished(tasks.map((t) => t.id));
+  if (hasEnded(wf)) return;
   const open = await uow.repos.deps.tagsWithOpenMembers(wf.id, unique(tasks.filter((t) => !isDead(t)).flatMap((t) => t.tags)));
   const releasing = tasks.map((t) => ({ name: t.name, produces: t.produces, tags: isDead(t) ? t.tags : t.tags.filter((tag) => !open.has(tag)) }));
   await evaluateIds(uow, wf, await uow.repos.deps.dependentsOf(wf.id, releasing));
@@ -158,6 +161,11 @@ function selections(byTag: Map<string, DependencyView[]>): (tags: readonly strin
     if (!sel) cache.set(key, (sel = TagSelection.of(tags.flatMap((tag) => byTag.get(tag) ?? []))));
     return sel;
   };
+}
+
+/** The workflow ended ERROR or CANCELLED: its open tasks are being stopped, none will run. */
+function hasEnded(wf: WorkflowEntity): boolean {
+  return wf.state === 'ERROR' || wf.state === 'CANCELLED';
 }
 
 /** A task that can never succeed: its dependents are skipped at once. */

@@ -143,8 +143,8 @@ export class TaskRepository {
   }
 
   /** Takes: a workflow id and states. Returns: the ids of its tasks in those states. */
-  async idsIn(workflowId: string, states: readonly TaskState[]): Promise<string[]> {
-    const { rows } = await sql(this.em, 'SELECT id FROM task WHERE workflow_id = :wf AND state IN (:states) ORDER BY id', { wf: workflowId, states });
+  async idsIn(workflowId: string, states: readonly TaskState[], limit?: number): Promise<string[]> {
+    const { rows } = await sql(this.em, `SELECT id FROM task WHERE workflow_id = :wf AND state IN (:states) ORDER BY id${limit === undefined ? '' : ' LIMIT :limit'}`, { wf: workflowId, states, ...(limit === undefined ? {} : { limit }) });
     return rows.map((r) => r.id as string);
   }
 
