@@ -184,6 +184,7 @@ describe('outages', () => {
     } finally {
       raw.disconnect();
       await other.stop();
+      rmSync(diagnostics, { recursive: true, force: true });
     }
-  }, 180_000);
+  }, 120_000);
 });
