@@ -186,7 +186,7 @@ describe(`repositories on ${DATABASE}`, () => {
     const wf = wfRow();
     const late = taskRow(wf, 'late', { state: 'RUNNING', lease_expires_at: now - 1, worker_id: null });
     const ready = taskRow(wf, 'ready', { state: 'READY', ready_at: now - 10_000 });
-    const worker = { id: newId(now), name: 'w1', namespace: 'default', tags: ['web'], hostname: null, version: null, created_at: now, last_seen_at: now, stopping_at: null };
+    const worker = { id: newId(now), name: 'w1', namespace: 'default', tags: ['web'], hostname: null, version: null, created_at: now, last_seen_at: now, stopping_at: null, key_id: 'key-1' };
     await db.transaction(async (r) => {
       await r.workflows.insert(wf);
       await r.tasks.insert([{ ...late, worker_id: worker.id }, ready]);
@@ -197,12 +197,14 @@ describe(`repositories on ${DATABASE}`, () => {
     const page = await r.tasks.readyPage({ ready_at: -1, id: '' }, 1000, now - 5000);
     expect(page.find((t) => t.id === ready.id)).toMatchObject({ attempt: 1, tagset_id: ready.tagset_id, tags: [] });
     expect((await r.tasks.runningBy([worker.id])).get(worker.id)).toEqual([late.id]);
-    expect(await db.transaction((tx) => tx.workers.touch(worker.id, 'default', now + 5))).toBe('ok');
-    expect(await db.transaction((tx) => tx.workers.touch(worker.id, 'other', now + 9))).toBe('unknown');
-    expect(await db.transaction((tx) => tx.workers.touch(newId(now), 'default', now))).toBe('unknown');
+    expect(await db.transaction((tx) => tx.workers.touch(worker.id, 'default', 'key-1', now + 5))).toBe('ok');
+    expect(await db.transaction((tx) => tx.workers.touch(worker.id, 'default', 'key-2', now + 5))).toBe('unknown');
+    expect(await db.transaction((tx) => tx.workers.touch(worker.id, 'default', null, now + 5))).toBe('unknown');
+    expect(await db.transaction((tx) => tx.workers.touch(worker.id, 'other', 'key-1', now + 9))).toBe('unknown');
+    expect(await db.transaction((tx) => tx.workers.touch(newId(now), 'default', 'key-1', now))).toBe('unknown');
     expect((await r.workers.get(worker.id, 'default'))?.last_seen_at).toBe(now + 5);
     await db.transaction((tx) => tx.workers.markStopping(worker.id, now + 6));
-    expect(await db.transaction((tx) => tx.workers.touch(worker.id, 'default', now + 7))).toBe('stopping');
+    expect(await db.transaction((tx) => tx.workers.touch(worker.id, 'default', 'key-1', now + 7))).toBe('stopping');
     expect((await r.workers.get(worker.id, 'default'))).toMatchObject({ last_seen_at: now + 5, stopping_at: now + 6 });
     expect(await r.workers.get(worker.id, 'other')).toBeNull();
   });

@@ -158,8 +158,7 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
   /** Idle tag sets' queues go (see PollService.sweepIdle); one that fails is tried again next time. */
   private async sweepTagsets(): Promise<void> {
     try {
-      const busy = await this.db.read().tasks.busyTagsets();
-      const n = await this.polls.sweepIdle(busy, Date.now(), this.config.TAGSET_IDLE_S * 1000);
+      const n = await this.polls.sweepIdle(() => this.db.read().tasks.busyTagsets(), Date.now(), this.config.TAGSET_IDLE_S * 1000);
       if (n > 0) this.logger.event('info', 'reconciler', 'closed the queues of idle tag sets', { count: n });
     } catch (e) {
       this.logger.event('warn', 'reconciler', 'could not close idle tag sets; trying again later', { error: String(e) });
@@ -184,11 +183,12 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
     let deleted = 0;
     for (const id of ids) {
       try {
-        await this.engine.inWorkflow(id, async (uow, wf) => {
-          if (!isTerminalWorkflow(wf.state)) return; // rerun meanwhile: not finished after all
+        const gone = await this.engine.inWorkflow(id, async (uow, wf) => {
+          if (!isTerminalWorkflow(wf.state)) return false; // rerun meanwhile: not finished after all
           await uow.repos.workflows.deleteWithEverything(id);
-          deleted++;
+          return true;
         });
+        if (gone) deleted++;
       } catch (e) {
         this.logger.event('warn', 'reconciler', 'could not delete a workflow past its retention; trying again later', { workflow_id: id, error: String(e) });
       }

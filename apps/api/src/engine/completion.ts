@@ -45,6 +45,8 @@ export async function checkWorkflow(uow: UnitOfWork, wf: WorkflowEntity): Promis
  * transaction, the rest in later ones: see continueStopping), running work asked to cancel.
  */
 export async function stopWorkflow(uow: UnitOfWork, wf: WorkflowEntity, to: 'ERROR' | 'CANCELLED', message: string): Promise<void> {
+  // Ended already: its stop goes on in steps as it began (continueStopping), with its own code.
+  if (isTerminalWorkflow(wf.state)) return;
   const code = to === 'ERROR' ? SKIP_CODES.workflowFailed : SKIP_CODES.workflowCancelled;
   await stopTasks(uow, wf, to === 'ERROR' ? 'SKIPPED' : 'CANCELLED', code, message, true);
   if (await uow.repos.transitions.workflow(wf, { from: ['RUNNING', 'PAUSED'], to, reason: message })) uow.workflowFinished(wf);

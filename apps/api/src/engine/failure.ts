@@ -113,6 +113,8 @@ async function startHandlers(uow: UnitOfWork, wf: WorkflowEntity, task: TaskEnti
 
 /** The workflow's on_failure, for a failure nothing handled. */
 async function unhandledFailure(uow: UnitOfWork, wf: WorkflowEntity, task: TaskEntity): Promise<void> {
+  // An ended workflow's open tasks are being stopped already (completion.ts continueStopping).
+  if (isTerminalWorkflow(wf.state)) return;
   const message = `task ${task.name} failed: ${task.error?.message ?? 'unknown error'}`;
   switch (wf.on_failure) {
     case 'fail':

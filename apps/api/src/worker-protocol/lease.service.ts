@@ -40,7 +40,7 @@ export class LeaseService {
     (b) => this.writeCompletions(b), COMPLETION_BATCH, undefined, REPORTS_WAITING_MAX,
     () => new Unavailable(`${REPORTS_WAITING_MAX} reports are waiting for the database; send this one again shortly`),
   );
-  private readonly reports: (labels?: Record<string, string>) => void;
+  private readonly reports: (labels?: Record<string, string>, by?: number) => void;
   private readonly refused: (labels?: Record<string, string>) => void;
   private readonly expired: (labels?: Record<string, string>) => void;
   private readonly lockNotExtended: (e: unknown) => void;
@@ -106,7 +106,9 @@ export class LeaseService {
    * changes nothing); the settle loop then moves each workflow once for all its tasks.
    */
   private async writeCompletions(batch: Report[]): Promise<(TaskEntity | Error)[]> {
-    return this.engine.inTasksWorkflows(batch.map((c) => c.taskId), async (uow, workflows, tasks) => {
+    // Counted once the transaction is committed (it may run again: Engine.run).
+    let written = 0;
+    const answers = await this.engine.inTasksWorkflows(batch.map((c) => c.taskId), async (uow, workflows, tasks) => {
       const answers: (TaskEntity | Error)[] = [];
       const accepted = new Map<string, Completion>();
       for (const c of batch) {
@@ -122,11 +124,13 @@ export class LeaseService {
         answers.push(task);
         if (refusal === 'same' || accepted.has(task.id)) continue;
         accepted.set(task.id, { wf: workflows.get(task.workflow_id)!, task, output: c.output, report: c.dto });
-        this.reports({ kind: 'complete' });
       }
       await markCompleted(uow, [...accepted.values()]);
+      written = accepted.size;
       return answers;
     });
+    if (written > 0) this.reports({ kind: 'complete' }, written);
+    return answers;
   }
 
   /**
@@ -136,19 +140,20 @@ export class LeaseService {
   async fail(taskId: string, dto: FailDto, namespace: string): Promise<{ task: TaskEntity; stoppingWorker: string | null }> {
     const arrivedAt = this.db.now();
     const error = { message: dto.error.message, code: dto.error.code ?? (dto.exit_code !== undefined ? String(dto.exit_code) : null) };
-    return this.engine.inTasksWorkflows([taskId], async (uow, workflows, tasks) => {
+    const done = await this.engine.inTasksWorkflows([taskId], async (uow, workflows, tasks) => {
       const task = tasks.get(taskId);
       if (!task || task.namespace !== namespace) throw notFound('task', taskId);
       const refusal = this.refusal(task, dto.lease_token, 'fail', arrivedAt);
-      if (refusal === 'same') return { task, stoppingWorker: null }; // the same report again: same answer
+      if (refusal === 'same') return { task, stoppingWorker: null, counted: false }; // the same report again: same answer
       if (refusal) throw refusal;
       const stoppingWorker = error.code === INTERRUPTED_CODE ? task.worker_id : null;
       if (stoppingWorker) await uow.repos.workers.markStopping(stoppingWorker, uow.now);
       await failAttempt(uow, workflows.get(task.workflow_id)!, task, error, dto.error.retryable !== false, dto, 'fail');
-      this.reports({ kind: 'fail' });
       await uow.settle();
-      return { task: (await uow.repos.tasks.get(taskId))!, stoppingWorker };
+      return { task: (await uow.repos.tasks.get(taskId))!, stoppingWorker, counted: true };
     });
+    if (done.counted) this.reports({ kind: 'fail' }); // once committed (the transaction may run again)
+    return { task: done.task, stoppingWorker: done.stoppingWorker };
   }
 
   /** Fails a task just leased that cannot be handed out (its input does not resolve). Not retried. */
@@ -177,19 +182,20 @@ export class LeaseService {
 
   /** Called by the reconciler for a RUNNING task whose lease or run time is over. */
   async expire(taskId: string, workflowId: string): Promise<void> {
-    await this.engine.inWorkflow(workflowId, async (uow, wf) => {
+    const code = await this.engine.inWorkflow(workflowId, async (uow, wf) => {
       const task = await uow.repos.tasks.get(taskId);
-      if (!task || task.state !== 'RUNNING') return;
+      if (!task || task.state !== 'RUNNING') return null;
       const timedOut = task.deadline_at !== null && task.deadline_at <= uow.now;
       const leaseOver = (task.lease_expires_at ?? 0) <= uow.now;
-      if (!timedOut && !leaseOver) return;
+      if (!timedOut && !leaseOver) return null;
       const error = timedOut
         ? { code: 'TIMEOUT', message: `attempt ${task.attempt} ran longer than timeout_s=${task.timeout_s}` }
         : { code: 'LEASE_EXPIRED', message: `the lease of attempt ${task.attempt} expired without a heartbeat (worker ${task.worker_id ?? 'unknown'})` };
       this.logger.event('info', 'lease', timedOut ? 'attempt timed out' : 'lease expired', { task_id: task.id, attempt: task.attempt });
       await failAttempt(uow, wf, task, error, true, {}, 'expired');
-      this.expired({ code: error.code });
+      return error.code;
     });
+    if (code) this.expired({ code });
   }
 
   private async find(taskId: string, namespace: string): Promise<TaskEntity> {

@@ -29,10 +29,13 @@ export interface Leased {
   lease: { token: string; expires_at: number };
 }
 
+/** Idle tag sets destroyed between two looks at the database (sweepIdle). */
+const SWEEP_CHUNK = 100;
+
 /**
- * Long-polls. A poll takes from the queues of its namespace's tag sets that contain every
- * tag it names (a tag set's tags include its namespace's tag, which the poll names too,
- * so two namespaces' queues never meet), oldest hinted first, and parks in LongWaits until a `ready` announcement (from
+ * Long-polls. A poll's tags are capabilities: it takes from the queues of its namespace's
+ * tag sets whose every tag it names (a tag set's tags include its namespace's tag, which
+ * the poll names too, so two namespaces' queues never meet), oldest hinted first, and parks in LongWaits until a `ready` announcement (from
  * any replica) names a matching tag set.
  *
  * `hints` remembers which tag sets may have jobs (and since when), so an idle tag set
@@ -99,21 +102,25 @@ export class PollService implements OnApplicationBootstrap {
    * next task. Without this, each distinct tag set ever seen (a tag per short-lived host)
    * kept its queue objects, index entries and Redis keys for ever. Returns: how many went.
    */
-  async sweepIdle(busy: ReadonlySet<string>, now: number, idleMs: number, limit = 1000): Promise<number> {
+  async sweepIdle(busyTagsets: () => Promise<ReadonlySet<string>>, now: number, idleMs: number, limit = 1000): Promise<number> {
+    const unused = (id: string) => Math.max(this.jobs.lastUsedAt(id) ?? 0, this.announced.get(id) ?? 0, this.startedAt) < now - idleMs;
+    const busy = await busyTagsets();
     const idle: string[] = [];
     for (const id of this.index.ids()) {
       if (idle.length >= limit) break;
-      const lastUse = Math.max(this.jobs.lastUsedAt(id) ?? 0, this.announced.get(id) ?? 0, this.startedAt);
-      if (!busy.has(id) && lastUse < now - idleMs) idle.push(id);
+      if (!busy.has(id) && unused(id)) idle.push(id);
     }
     const forgotten: string[] = [];
-    for (const id of idle) {
-      // Used since the list was made (a task of it queued here, or announced by another replica): kept.
-      if (Math.max(this.jobs.lastUsedAt(id) ?? 0, this.announced.get(id) ?? 0) >= now - idleMs) continue;
-      await this.jobs.forget(id, true);
-      await this.registry.unregister(id);
-      this.drop(id);
-      forgotten.push(id);
+    for (let i = 0; i < idle.length; i += SWEEP_CHUNK) {
+      // Asked again just before they go: a task of one may have become READY meanwhile (on any replica).
+      const busyNow = i === 0 ? busy : await busyTagsets();
+      for (const id of idle.slice(i, i + SWEEP_CHUNK)) {
+        if (busyNow.has(id) || !unused(id)) continue;
+        await this.jobs.forget(id, true);
+        await this.registry.unregister(id);
+        this.drop(id);
+        forgotten.push(id);
+      }
     }
     if (forgotten.length > 0) {
       this.forgotten(undefined, forgotten.length);

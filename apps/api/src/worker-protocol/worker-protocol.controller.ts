@@ -24,7 +24,8 @@ export class WorkerProtocolController {
   ) {}
 
   /**
-   * Long-poll for READY tasks whose tags include every tag named; each comes with a lease.
+   * Long-poll for READY tasks whose every tag is among the poll's tags (capabilities;
+   * untagged tasks fit any poll, `*` every task); each comes with a lease.
    * An empty list when the wait ends first.
    */
   @Post('poll') @HttpCode(200) @Allow(WORKERS) @LongWait(unlessNoWait)
@@ -32,7 +33,7 @@ export class WorkerProtocolController {
     checkPollGrants(caller, dto.tags);
     const namespace = namespaceOf(caller);
     const workerId = dto.worker_id ?? null;
-    if (workerId) await this.workers.touch(workerId, namespace);
+    if (workerId) await this.workers.touch(workerId, namespace, caller.kind === 'key' ? caller.keyId : null);
     const taken = await this.polls.poll({
       namespace,
       tags: dto.tags,

@@ -5,7 +5,7 @@ import { idParam } from '../common/params.js';
 import { PageQuery } from '../common/pagination.js';
 import { RegisterWorkerDto } from './worker.dto.js';
 import { WorkersService } from './workers.service.js';
-import { Allow, NamespaceOf, READERS, WORKERS } from '../auth/access.js';
+import { Allow, CallerOf, NamespaceOf, READERS, WORKERS, type Caller } from '../auth/access.js';
 
 @ApiTags('worker protocol')
 @Controller('v1/workers')
@@ -14,8 +14,8 @@ export class WorkersController {
 
   /** Registers a worker; polls that pass its id keep its last_seen_at and running tasks current. */
   @Post() @Idempotent() @Allow(WORKERS)
-  register(@Body() dto: RegisterWorkerDto, @NamespaceOf() ns: string) {
-    return this.workers.register(dto, ns);
+  register(@Body() dto: RegisterWorkerDto, @NamespaceOf() ns: string, @CallerOf() caller: Caller) {
+    return this.workers.register(dto, ns, caller.kind === 'key' ? caller.keyId : null);
   }
 
   /** Workers, newest first, with the tasks each is running; cursor-paginated. */

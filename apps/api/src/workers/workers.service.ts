@@ -14,11 +14,11 @@ export class WorkersService {
 
   constructor(private readonly db: Database) {}
 
-  async register(dto: RegisterWorkerDto, namespace: string) {
+  async register(dto: RegisterWorkerDto, namespace: string, keyId: string | null) {
     const now = Date.now();
     const worker: WorkerEntity = {
       id: newId(now), name: dto.name, namespace, tags: canonicalTags(dto.tags ?? []), hostname: dto.hostname ?? null,
-      version: dto.version ?? null, created_at: now, last_seen_at: now, stopping_at: null,
+      version: dto.version ?? null, created_at: now, last_seen_at: now, stopping_at: null, key_id: keyId,
     };
     await this.db.transaction((repos) => repos.workers.insert(worker), now);
     return toWorkerResponse(worker, []);
@@ -40,14 +40,14 @@ export class WorkersService {
 
   /**
    * Records that a worker polled; 404 for an id that was never registered in this
-   * namespace, 409 for a worker that handed a task back as it stopped (seen within
+   * namespace or that another key registered, 409 for a worker that handed a task back as it stopped (seen within
    * TOUCH_EVERY_MS on other replicas; at once on the one that took the hand-back).
    */
-  async touch(id: string, namespace: string): Promise<void> {
+  async touch(id: string, namespace: string, keyId: string | null): Promise<void> {
     const now = Date.now();
-    const key = `${namespace}/${id}`;
+    const key = `${namespace}/${id}/${keyId ?? ''}`;
     if (now - (this.touched.get(key) ?? 0) < TOUCH_EVERY_MS) return;
-    const found = await this.db.transaction((repos) => repos.workers.touch(id, namespace, now), now);
+    const found = await this.db.transaction((repos) => repos.workers.touch(id, namespace, keyId, now), now);
     if (found === 'unknown') throw notFound('worker', id);
     if (found === 'stopping') throw conflict(`worker ${id} handed a task back as it stopped (WORKER_SHUTDOWN); it may not poll again: a worker that goes on registers again`);
     if (this.touched.size > 100_000) this.touched.clear();
@@ -56,6 +56,6 @@ export class WorkersService {
 
   /** A worker handed a task back as it stopped: its next poll here is checked against the database. */
   stopping(id: string, namespace: string): void {
-    this.touched.delete(`${namespace}/${id}`);
+    for (const key of this.touched.keys()) if (key.startsWith(`${namespace}/${id}/`)) this.touched.delete(key);
   }
 }

@@ -40,7 +40,8 @@ export class WorkflowsService {
       updated_at: now,
       finished_at: null,
     };
-    await this.engine.inTransaction((uow) => createWorkflow(uow, wf, (dto.tasks ?? []) as unknown as TaskSpecLike[]));
+    // A copy per attempt: the transaction changes the row it is given, and may run again (Engine.run).
+    await this.engine.inTransaction((uow) => createWorkflow(uow, { ...wf }, (dto.tasks ?? []) as unknown as TaskSpecLike[]));
     return (await this.get(wf.id, namespace)).entity;
   }
 

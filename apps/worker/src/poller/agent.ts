@@ -84,6 +84,12 @@ export class Agent {
           await this.register();
           continue;
         }
+        if (e instanceof TagflowApiError && e.status === 409 && /registers again/.test(e.message)) {
+          // A hand-back under this id said it was stopping (this process did not): start afresh.
+          this.log('warn', 'the API holds this worker as stopping; registering again', { message: e.message });
+          await this.register();
+          continue;
+        }
         const delay = backoffDelay(Math.min(failures++, 6), { baseMs: 500, maxMs: 15_000 });
         this.log('warn', 'poll failed; retrying', { error: (e as Error).message, retry_in_ms: delay });
         await this.pause(delay);

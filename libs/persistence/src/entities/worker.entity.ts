@@ -31,4 +31,8 @@ export class WorkerEntity {
   /** When it handed a task back as it stopped (WORKER_SHUTDOWN); its polls are refused from then on. */
   @MsColumn()
   stopping_at: number | null;
+
+  /** The key that registered it (null: the open mode, or a worker from before keys were tracked); only that key polls under its id. */
+  @Column({ type: 'varchar', length: 36, nullable: true })
+  key_id: string | null;
 }

@@ -23,14 +23,16 @@ export class WorkerRepository {
   }
 
   /**
-   * Takes: an id, its namespace and the clock. Writes last_seen_at of a worker that has not
-   * said it is stopping. Returns: 'ok', 'stopping' (it handed a task back as it stopped), or
-   * 'unknown' (no such worker there).
+   * Takes: an id, its namespace, the key polling under it (null: the open mode) and the
+   * clock. Writes last_seen_at of a worker that key registered and that has not said it is
+   * stopping. Returns: 'ok', 'stopping' (it handed a task back as it stopped), or 'unknown'
+   * (no such worker there, or another key's).
    */
-  async touch(id: string, namespace: string, now: number): Promise<'ok' | 'stopping' | 'unknown'> {
-    const touched = await sql(this.em, 'UPDATE worker SET last_seen_at = :now WHERE id = :id AND namespace = :ns AND stopping_at IS NULL', { now, id, ns: namespace });
-    if (touched.affected > 0) return 'ok';
-    return (await this.get(id, namespace)) ? 'stopping' : 'unknown';
+  async touch(id: string, namespace: string, keyId: string | null, now: number): Promise<'ok' | 'stopping' | 'unknown'> {
+    const worker = await this.get(id, namespace);
+    if (!worker || worker.key_id !== keyId) return 'unknown';
+    const touched = await sql(this.em, 'UPDATE worker SET last_seen_at = :now WHERE id = :id AND stopping_at IS NULL', { now, id });
+    return touched.affected > 0 ? 'ok' : 'stopping';
   }
 
   /** Takes: a worker's id and the clock. Writes stopping_at, once (the first hand-back's time). */
