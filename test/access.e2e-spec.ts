@@ -144,7 +144,7 @@ describe('access control', () => {
       expect(r.body.message).toContain(tag === null ? 'untagged task' : `not granted tag ${tag}`);
     };
     await refused('/v1/workflows', workflow({ tasks: [task('migrate', { tags: ['db'] })] }), 'db');
-    await refused('/v1/workflows', workflow({ tasks: [task('anything')] }), null);
+    await refused('/v1/workflows', workflow({ tasks: [task('anything', { tags: [] })] }), null);
     await refused('/v1/workflows', workflow({ tasks: [task('deploy', { tags: ['web'], on_error: [{ run: [task('page', { tags: ['db'] })] }] })] }), 'db');
     await refused('/v1/tasks', { tags: ['db'], action: { type: 'noop' } }, 'db');
     const wf = await call('POST', '/v1/workflows', op, workflow({ tasks: [task('deploy', { tags: ['web', 'web-eu'] })] }));
@@ -174,13 +174,25 @@ describe('access control', () => {
     expect(outside.body.message).toContain('not granted capability db');
     expect((await call('POST', '/v1/tasks/poll', w, { tags: ['host:web01'], wait_s: 0 })).status).toBe(200);
     expect((await call('POST', '/v1/workflows', w, workflow())).status).toBe(403);
-    // It is offered only tasks its grants cover, however broad its poll: not an untagged
-    // task, not one that also carries a tag outside them.
+    // It is offered only tasks its grants cover: not an untagged task (that needs the grant *),
+    // not one that also carries a tag outside them; and, as any poll, only tasks whose tags it names.
     const wf = (await call('POST', '/v1/workflows', admin, workflow({ tasks: [task('any'), task('web-and-db', { tags: ['web', 'db'] }), task('mine', { tags: ['web', 'host:web01'] })] }))).body;
-    const got = (await call('POST', '/v1/tasks/poll', w, { tags: [], wait_s: 1, max_tasks: 10 })).body.tasks.filter((x: { workflow_id: string }) => x.workflow_id === wf.id);
-    expect(got.map((x: { name: string }) => x.name)).toEqual(['mine']);
     const web = (await call('POST', '/v1/tasks/poll', w, { tags: ['web'], wait_s: 0, max_tasks: 10 })).body.tasks.filter((x: { workflow_id: string }) => x.workflow_id === wf.id);
     expect(web).toEqual([]);
+    const got = (await call('POST', '/v1/tasks/poll', w, { tags: ['web', 'host:web01'], wait_s: 1, max_tasks: 10 })).body.tasks.filter((x: { workflow_id: string }) => x.workflow_id === wf.id);
+    expect(got.map((x: { name: string }) => x.name)).toEqual(['mine']);
+    // Its untagged task would fit any later poll of this suite.
+    expect((await call('POST', `/v1/workflows/${wf.id}/cancel`, admin)).status).toBe(200);
+  });
+
+  it('lets only the key that registered a worker poll under its id (so no other key can hand back as it, and stop it)', async () => {
+    const a = (await newKey({ name: 'fleet-a', role: 'worker' })).token;
+    const b = (await newKey({ name: 'fleet-b', role: 'worker' })).token;
+    const worker = (await call('POST', '/v1/workers', a, { name: 'a-01', tags: ['x'] })).body;
+    expect((await call('POST', '/v1/tasks/poll', a, { tags: ['x'], worker_id: worker.id, wait_s: 0 })).status).toBe(200);
+    const other = await call('POST', '/v1/tasks/poll', b, { tags: ['x'], worker_id: worker.id, wait_s: 0 });
+    expect(other.status).toBe(404);
+    expect(other.body.message).toContain(`worker ${worker.id} not found`);
   });
 
   it('lets a lease token write only the keys its task produces, and nothing once the lease ends', async () => {

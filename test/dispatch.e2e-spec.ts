@@ -39,11 +39,11 @@ describe('dispatch by tag', () => {
     expect(done.finished_at).not.toBeNull();
   });
 
-  it('offers a task only to polls whose every tag the task carries', async () => {
+  it('offers a task only to polls that have every tag the task carries (capabilities)', async () => {
     const wf = await api.createWorkflow(workflow({ tasks: [task('t', { tags: ['linux', 'web', 'eu'] })] }));
     expect(await api.poll(['db'])).toEqual([]);
-    expect(await api.poll(['web', 'mac'])).toEqual([]);
-    const [got] = await api.poll(['web', 'linux'], { wait_s: 5 });
+    expect(await api.poll(['web', 'linux'])).toEqual([]);
+    const [got] = await api.poll(['eu', 'linux', 'mac', 'web'], { wait_s: 5 });
     expect(got.workflow_id).toBe(wf.id);
     expect(got.lease.token).toEqual(expect.any(String));
     expect(new Date(got.lease.expires_at).getTime()).toBeGreaterThan(Date.now());

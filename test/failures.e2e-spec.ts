@@ -200,6 +200,7 @@ describe('failures and leases', () => {
 
   it('with on_failure "rollback" reverts what succeeded in reverse dependency order, on the same tags', async () => {
     const t = tag();
+    const all = [t, 'app', 'db']; // a poll able to run every task here
     const wf = await api.createWorkflow(workflow({
       sealed: true, on_failure: 'rollback',
       tasks: [
@@ -210,18 +211,18 @@ describe('failures and leases', () => {
       ],
     }));
     for (const name of ['db', 'schema', 'app']) {
-      const got = await api.take([t]);
+      const got = await api.take(all);
       expect(got.name).toBe(name);
       await api.complete(got, { done: name });
     }
-    await api.fail(await api.take([t]), { message: 'smoke test failed' });
-    const r1 = await api.take([t]);
+    await api.fail(await api.take(all), { message: 'smoke test failed' });
+    const r1 = await api.take(all);
     expect(r1).toMatchObject({ name: 'app.revert', tags: [t, 'app'].sort(), action: { type: 'shell', command: 'undeploy' } });
     expect(r1.input).toMatchObject({ task: 'app', output: { done: 'app' } });
-    expect(await api.poll([t])).toEqual([]); // db's revert waits for app's
+    expect(await api.poll(all)).toEqual([]); // db's revert waits for app's
     expect((await api.workflow(wf.id)).state).toBe('RUNNING');
     await api.complete(r1);
-    const r2 = await api.take([t]);
+    const r2 = await api.take(all);
     expect(r2).toMatchObject({ name: 'db.revert', tags: [t, 'db'].sort() });
     await api.complete(r2);
     expect((await waitForWorkflow(api, wf.id, ['ERROR', 'SUCCESS'])).state).toBe('ERROR');

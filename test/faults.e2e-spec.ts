@@ -209,7 +209,7 @@ function malformedRequests(n: number, wfId: string, taskId: string, rnd: () => n
   const huge = 'x'.repeat(2_000_000);
   const deep = `${'['.repeat(3000)}${']'.repeat(3000)}`;
   const wrong = [null, 42, -1, 1.5, true, 'str', [], {}, [1, 'a'], { a: 1 }, '', ' ', '\u0000', 'x'.repeat(300)];
-  const validTask = { name: 'ok', action: { type: 'noop' } };
+  const validTask = { name: 'ok', action: { type: 'noop' }, tags: ['never-polled'] };
   const defects: (() => Req)[] = [
     () => ({ method: 'POST', path: '/v1/workflows', body: JSON.stringify({ name: pick(wrong.filter((w) => typeof w !== 'string' || w.length !== 0)) === 'str' ? 42 : pick([null, 42, true, [], {}, 'bad name', 'x'.repeat(200)]) }) }),
     () => ({ method: 'POST', path: '/v1/workflows', body: JSON.stringify({ name: 'w', tasks: pick([42, 'x', {}, [42], [{}], [{ action: pick(wrong) }], [{ ...validTask, tags: pick([[1], ['bad tag'], 'x', Array(40).fill('t')]) }]]) }) }),

@@ -106,7 +106,7 @@ describe('namespaces', () => {
     // A poll parked in b waits; a's untagged task, made ready meanwhile, must not wake it into taking it.
     const parkedB = call(b, tb.worker, 'POST', '/v1/tasks/poll', { tags: [], wait_s: 3 });
     await b.pollsParked();
-    const wf = await call(a, ta.operator, 'POST', '/v1/workflows', workflow({ name: 'untagged', tasks: [task('anywhere')] }));
+    const wf = await call(a, ta.operator, 'POST', '/v1/workflows', workflow({ name: 'untagged', tasks: [task('anywhere', { tags: [] })] }));
     expect(wf.status).toBe(201);
     expect((await parkedB).body.tasks).toEqual([]);
     const gotA = await call(a, ta.worker, 'POST', '/v1/tasks/poll', { tags: [], wait_s: 5 });

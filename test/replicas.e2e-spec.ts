@@ -59,11 +59,12 @@ describe('two API replicas on one database and Redis', () => {
       workflows.push(await (w % 2 ? b : a).createWorkflow(workflow({ sealed: true, tasks })));
     }
     const total = workflowCount * groups * perGroup;
+    const capabilities = ['rep', ...Array.from({ length: groups }, (_, g) => `g${g}`)]; // able to run every group
     const leased: LeasedTask[] = [];
     let done = 0;
     const worker = async (api: Api) => {
       while (done < total) {
-        const got = await api.poll(['rep'], { max_tasks: 8, wait_s: 1 });
+        const got = await api.poll(capabilities, { max_tasks: 8, wait_s: 1 });
         leased.push(...got);
         for (const t of got) {
           const r = await api.complete(t, { by: api.url });

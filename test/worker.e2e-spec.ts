@@ -94,6 +94,36 @@ describe('the worker agent', () => {
     expect(t.error.message).toContain('terraform-apply');
   });
 
+  it('takes what the README says: a worker tagged web,eu-west,host:web01 runs ["web"], ["host:web01"] and ["web","eu-west"], not ["web","host:web02"] nor ["db"]', async () => {
+    const u = uniq();
+    const [web, eu, web01, web02, db] = ['web', 'eu-west', 'host:web01', 'host:web02', 'db'].map((t) => `${t}-${u}`);
+    const w = await WorkerProcess.start({ api: api.url, tags: [web, eu, web01], name: 'web01' });
+    const others: WorkerProcess[] = [];
+    try {
+      const workerId = /"msg":"registered".*?"worker_id":"([^"]+)"/.exec(w.output)![1];
+      const wf = await api.createWorkflow(workflow({
+        sealed: true,
+        tasks: [
+          task('any-web', { tags: [web] }), task('this-host', { tags: [web01] }), task('web-in-eu', { tags: [eu, web] }),
+          task('other-host', { tags: [web, web02] }), task('database', { tags: [db] }),
+        ],
+      }));
+      for (const name of ['any-web', 'this-host', 'web-in-eu']) {
+        expect(await waitForTask(api, wf.id, name, ['SUCCESS'], 20_000)).toMatchObject({ worker_id: workerId });
+      }
+      // Both workers are parked again, having been offered nothing else: the other two wait.
+      await waitFor('both workers to park a poll', async () => (await api.metric('tagflow_polls_waiting')) >= 2, 10_000);
+      expect((await api.task(wf.id, 'other-host')).state).toBe('READY');
+      expect((await api.task(wf.id, 'database')).state).toBe('READY');
+      // Each runs on a worker that has all of its tags.
+      others.push(await WorkerProcess.start({ api: api.url, tags: [web, web02], name: 'web02' }));
+      others.push(await WorkerProcess.start({ api: api.url, tags: [db], name: 'db' }));
+      expect((await waitForWorkflow(api, wf.id, ['SUCCESS'], 20_000)).state).toBe('SUCCESS');
+    } finally {
+      await Promise.all([w.stop(), ...others.map((o) => o.stop())]);
+    }
+  });
+
   it('runs noop and echo', async () => {
     const wf = await api.createWorkflow(workflow({ sealed: true, tasks: [task('n', { tags: [tag] }), task('e', { tags: [tag], action: { type: 'echo', output: { hello: 'world' } } })] }));
     await waitForWorkflow(api, wf.id, ['SUCCESS'], 20_000);

@@ -24,7 +24,8 @@ echo "{\\"node\\": \\"${node}\\", \\"config\\": $cfg}" > "$TAGFLOW_OUTPUT"
 `;
 
 export default {
-  servers: { manager: ['host:manager'], ...Object.fromEntries(nodes.map((n) => [n, [`host:${n}`]])) },
+  // A worker's tags are what it can do: the nodes run `cluster-node` tasks, each on its host.
+  servers: { manager: ['host:manager'], ...Object.fromEntries(nodes.map((n) => [n, [`host:${n}`, 'cluster-node']])) },
   workflow: {
     name: 'clustered-app',
     sealed: true,

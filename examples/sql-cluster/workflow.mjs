@@ -47,7 +47,9 @@ fi
 `;
 
 export default {
-  servers: Object.fromEntries(hosts.map((h) => [h, [`host:${h}`]])),
+  // A worker's tags are what it can do: its host, and the phases of this cluster's setup (a
+  // task runs where every one of its tags is; `requires_tags: ['setup']` waits for the phase).
+  servers: Object.fromEntries(hosts.map((h) => [h, [`host:${h}`, 'prepare', 'setup']])),
   workflow: {
     name: 'sql-cluster',
     sealed: true,

@@ -281,8 +281,12 @@ export function waitForWorkflow(api: Api, id: string, states: string[], timeoutM
 
 // ---- factories ----
 
+/**
+ * A task spec. Unless told otherwise it carries the tag `never-polled`: an untagged task fits
+ * every poll (a poll's tags are capabilities), and would be taken by whichever test polls next.
+ */
 export function task(name: string, overrides: Record<string, unknown> = {}) {
-  return { name, action: { type: 'noop' }, ...overrides };
+  return { name, action: { type: 'noop' }, tags: ['never-polled'], ...overrides };
 }
 
 export function workflow(overrides: Record<string, unknown> = {}) {

@@ -5,6 +5,8 @@ export const LIMITS = {
   tagsPerItem: 32,
   tagMaxLength: 64,
   tagPattern: /^[A-Za-z0-9_.:/=-]+$/,
+  /** A poll's capabilities: tags, or `*` (every task; only for credentials granted `*`). */
+  capabilityPattern: /^(\*|[A-Za-z0-9_.:/=-]+)$/,
   /** A key's tag grant: a tag, a prefix ending in `*`, or `*` alone (length: tagMaxLength). */
   tagGrantPattern: /^(\*|[A-Za-z0-9_.:/=-]+\*?)$/,
   keyNamePattern: /^[A-Za-z0-9_.:@ -]{1,128}$/,

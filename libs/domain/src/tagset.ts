@@ -16,11 +16,26 @@ export function tagsetId(tags: readonly string[], namespace = DEFAULT_NAMESPACE)
   return createHash('sha256').update(JSON.stringify(key)).digest('hex').slice(0, 24);
 }
 
-/** A poll naming `wanted` may take a task carrying `taskTags` only if it carries every wanted tag. */
-export function tagsMatch(taskTags: readonly string[], wanted: readonly string[]): boolean {
-  if (wanted.length === 0) return true;
-  const have = new Set(taskTags);
-  return wanted.every((t) => have.has(t));
+/** The capability that fits every task (for credentials granted `*`). */
+export const ANY_TAG = '*';
+
+/**
+ * Scope tags (`@ns:NAME`, added on the queue side) are not capabilities: a task's must be
+ * among the poll's even for `*`, so a poll never reaches into another namespace.
+ */
+export function isScopeTag(tag: string): boolean {
+  return tag.startsWith('@');
+}
+
+/**
+ * A poll's tags are its worker's capabilities: it may take a task when every tag of the
+ * task is among them (an untagged task fits any poll; `*` fits every task of the poll's
+ * scope).
+ */
+export function tagsMatch(taskTags: readonly string[], pollTags: readonly string[]): boolean {
+  const have = new Set(pollTags);
+  const any = have.has(ANY_TAG);
+  return taskTags.every((t) => have.has(t) || (any && !isScopeTag(t)));
 }
 
 /** Namespaces: `[a-z0-9-]`, at most 63 characters; `default` unless a key says otherwise. */

@@ -74,6 +74,17 @@ export function IsTagList(max: number = LIMITS.tagsPerItem): PropertyDecorator {
   };
 }
 
+/** A poll's capabilities: tags, or `*` alone (every task). */
+export function IsCapabilityList(max: number = LIMITS.tagsPerItem): PropertyDecorator {
+  return (target, key) => {
+    IsArray()(target, key);
+    ArrayMaxSize(max)(target, key);
+    IsString({ each: true })(target, key);
+    MaxLength(LIMITS.tagMaxLength, { each: true, message: `each of $property must be at most ${LIMITS.tagMaxLength} characters` })(target, key);
+    Matches(LIMITS.capabilityPattern, { each: true, message: `each of $property must be a tag (${LIMITS.tagPattern.source}) or * alone` })(target, key);
+  };
+}
+
 /** Tag grants: tags, prefixes ending in `*`, or `*` alone. */
 export function IsTagGrantList(max: number = LIMITS.tagsPerItem): PropertyDecorator {
   return (target, key) => {

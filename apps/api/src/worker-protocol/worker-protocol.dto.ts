@@ -1,10 +1,11 @@
 import { Type } from 'class-transformer';
 import { IsBoolean, IsDefined, IsInt, IsNumber, IsObject, IsOptional, IsString, IsUUID, Max, MaxLength, Min, ValidateNested } from 'class-validator';
 import { LIMITS } from '@tagflow/domain';
-import { IsJsonAtMost, IsJsonObject, IsTagList } from '../common/validation.js';
+import { IsCapabilityList, IsJsonAtMost, IsJsonObject } from '../common/validation.js';
 
 export class PollDto {
-  @IsTagList()
+  /** Capabilities: a task fits when every tag of it is among them; `*` fits every task. */
+  @IsCapabilityList()
   tags: string[];
 
   @IsOptional() @IsUUID()

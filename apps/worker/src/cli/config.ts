@@ -21,13 +21,14 @@ export interface WorkerConfig {
 
 export const USAGE = `Usage: tagflow-worker [options]
 
-Long-polls Tagflow for tasks carrying its tags, runs them, and reports back.
+Long-polls Tagflow for the tasks it is able to run, runs them, and reports back.
 
 Options (each also read from the environment variable shown):
   --api URL            Tagflow API (TAGFLOW_API_URL, default http://127.0.0.1:8080)
   --token-file FILE    the worker's API key, in a file only its user can read (TAGFLOW_TOKEN_FILE)
   --token-stdin        read the API key from standard input instead
-  --tags a,b           take tasks that carry every one of these tags (TAGFLOW_TAGS)
+  --tags a,b           what this worker is (web,eu-west,host:web01): it takes every task whose
+                       tags are all among these, and untagged tasks; * takes every task (TAGFLOW_TAGS)
   --name NAME          worker name (TAGFLOW_WORKER_NAME, default the host name)
   --concurrency N      tasks run at once (TAGFLOW_CONCURRENCY, default 1)
   --work-dir DIR       per-task scratch directories (TAGFLOW_WORK_DIR, default $TMPDIR/tagflow-worker-USER, mode 0700)
@@ -40,7 +41,7 @@ Options (each also read from the environment variable shown):
   -h, --help           this text
 `;
 
-const TAG = /^[A-Za-z0-9_.:/=-]{1,64}$/;
+const TAG = /^(\*|[A-Za-z0-9_.:/=-]{1,64})$/;
 
 export class ConfigError extends Error {}
 
@@ -71,7 +72,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): WorkerConfi
     throw new ConfigError(`--api / TAGFLOW_API_URL must be an http(s) URL (got "${api}")`);
   }
   const tags = (pick(values.tags, 'TAGFLOW_TAGS') ?? '').split(',').map((t) => t.trim()).filter(Boolean);
-  for (const t of tags) if (!TAG.test(t)) throw new ConfigError(`--tags / TAGFLOW_TAGS: "${t}" is not a tag (1-64 characters of [A-Za-z0-9_.:/=-])`);
+  for (const t of tags) if (!TAG.test(t)) throw new ConfigError(`--tags / TAGFLOW_TAGS: "${t}" is not a tag (1-64 characters of [A-Za-z0-9_.:/=-]) or *`);
   if (tags.length > 32) throw new ConfigError('--tags / TAGFLOW_TAGS: at most 32 tags');
   const name = pick(values.name, 'TAGFLOW_WORKER_NAME') ?? hostname();
   if (!/^[A-Za-z0-9_.:@-]{1,128}$/.test(name)) throw new ConfigError(`--name / TAGFLOW_WORKER_NAME: "${name}" must be 1-128 characters of [A-Za-z0-9_.:@-]`);
