@@ -18,13 +18,29 @@ describe('the typed client', () => {
   });
 
   it('round-trips workflows and tasks with typed answers', async () => {
-    const wf = await client.createWorkflow({ name: 'typed', tasks: [{ name: 'a', action: { type: 'noop' } }] });
+    const wf = await client.createWorkflow({ name: 'typed', tasks: [{ name: 'a', action: { type: 'noop' }, tags: ['never-polled'] }] });
     expect(wf.state).toBe('RUNNING');
-    const [b] = await client.addTasks(wf.id, [{ name: 'b', action: { type: 'noop' }, requires: ['a'] }]);
+    const [b] = await client.addTasks(wf.id, [{ name: 'b', action: { type: 'noop' }, tags: ['never-polled'], requires: ['a'] }]);
     expect(b.state).toBe('WAITING');
     expect((await client.getTaskInWorkflow(wf.id, 'b')).id).toBe(b.id);
     expect((await client.listTasks(wf.id, { state: 'READY' })).items.map((t) => t.name)).toEqual(['a']);
     expect((await client.sealWorkflow(wf.id)).sealed).toBe(true);
+  });
+
+  it('reports finished tasks and polls for the next in one call, each report with its own result', async () => {
+    const t = `rp-${Date.now()}`;
+    const wf = await client.createWorkflow({ name: 'batched', sealed: true, tasks: [{ name: 'x', tags: [t], action: { type: 'noop' } }, { name: 'y', tags: [t], action: { type: 'noop' }, requires: ['x'] }] });
+    const [x] = await client.poll({ tags: [t], wait_s: 5 });
+    const { results, tasks } = await client.report([
+      { task_id: x.id, lease_token: x.lease.token, status: 'complete', output: { built: true } },
+      { task_id: x.id, lease_token: 'stale', status: 'fail', error: { message: 'late' } },
+    ], { tags: [t], wait_s: 5 });
+    expect(results).toEqual([{ task_id: x.id, status: 200 }, { task_id: x.id, status: 409, message: expect.stringContaining('not the current lease') }]);
+    // y was released by x's report and handed to the poll of the same call.
+    expect(tasks.map((n) => n.name)).toEqual(['y']);
+    const done = await client.report([{ task_id: tasks[0].id, lease_token: tasks[0].lease.token, status: 'complete' }]);
+    expect(done).toEqual({ results: [{ task_id: tasks[0].id, status: 200 }], tasks: [] });
+    expect((await client.getWorkflow(wf.id)).state).toBe('SUCCESS');
   });
 
   it('raises TagflowApiError with the status and the API\'s message', async () => {

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Api, task, waitFor, waitForWorkflow, workflow } from './support/harness.js';
+import type { LeasedTask } from './support/harness.js';
 
 /** Retries, on_error handlers, on_failure modes and leases that run out. */
 describe('failures and leases', () => {
@@ -106,6 +107,41 @@ describe('failures and leases', () => {
     const anonymous = await api.take([t], 5);
     expect((await api.post(`/v1/tasks/${anonymous.id}/fail`, { lease_token: anonymous.lease.token, error: shutdown })).status).toBe(200);
     expect(await api.get(`/v1/tasks/${anonymous.id}`).then((r) => r.body)).toMatchObject({ state: 'ERROR', attempt: anonymous.attempt, error: { code: 'WORKER_SHUTDOWN' } });
+  });
+
+  it('takes several reports and the next poll in one request, judging each report alone', async () => {
+    const t = tag();
+    const wf = await api.createWorkflow(workflow({ sealed: true, on_failure: 'continue', tasks: ['a', 'b', 'c', 'd'].map((n) => task(n, { tags: [t], retry: { count: 0 } })) }));
+    const leased: LeasedTask[] = [];
+    await waitFor('three leases', async () => (leased.push(...(await api.poll([t], { wait_s: 1, max_tasks: 3 - leased.length }))), leased.length === 3));
+    const [a, b, c] = leased;
+    const reports = [
+      { task_id: a.id, lease_token: a.lease.token, status: 'complete', output: { n: 1 } },
+      { task_id: b.id, lease_token: 'not-the-lease', status: 'complete' },
+      { task_id: c.id, lease_token: c.lease.token, status: 'fail', error: { message: 'boom', retryable: false } },
+      { task_id: '00000000-0000-4000-8000-000000000000', lease_token: 'x', status: 'complete' },
+      { task_id: b.id, lease_token: b.lease.token, status: 'complete', output: { big: 'x'.repeat(300_000) } },
+    ];
+    const r = await api.post('/v1/tasks/report', { reports, poll: { tags: [t], wait_s: 5 } });
+    expect(r.status).toBe(200);
+    expect(r.body.results.map((x: { status: number }) => x.status)).toEqual([200, 409, 200, 404, 422]);
+    expect(r.body.results[1].message).toContain('not the current lease');
+    expect(r.body.results[4].message).toContain('the limit is');
+    // The poll was answered after the reports: the one task left.
+    const left = ['a', 'b', 'c', 'd'].find((n) => !leased.some((x) => x.name === n));
+    expect(r.body.tasks.map((x: { name: string }) => x.name)).toEqual([left]);
+    expect(await api.task(wf.id, a.name)).toMatchObject({ state: 'SUCCESS', output: { n: 1 } });
+    expect(await api.task(wf.id, b.name)).toMatchObject({ state: 'RUNNING' });
+    expect(await api.task(wf.id, c.name)).toMatchObject({ state: 'ERROR', error: { message: 'boom' } });
+    // The same reports again (a worker that lost the answer): the same results, nothing applied twice.
+    const again = await api.post('/v1/tasks/report', { reports: reports.slice(0, 4) });
+    expect(again.body).toEqual({ results: r.body.results.slice(0, 4), tasks: [] });
+    // The whole request is refused for a malformed report, and for more than 100.
+    const malformed = await api.post('/v1/tasks/report', { reports: [{ task_id: b.id, lease_token: b.lease.token, status: 'fail' }] });
+    expect(malformed.status).toBe(400);
+    expect(JSON.stringify(malformed.body)).toContain('error is required when status is fail');
+    expect((await api.post('/v1/tasks/report', { reports: Array.from({ length: 101 }, () => reports[0]) })).status).toBe(400);
+    expect(await api.task(wf.id, b.name)).toMatchObject({ state: 'RUNNING' });
   });
 
   it('runs the on_error handler chosen by exit code; when it succeeds the failure is handled', async () => {

@@ -1,7 +1,7 @@
 import { TagflowApiError, TagflowNetworkError } from './errors.js';
 import { backoffDelay, DEFAULT_BACKOFF, isRetryable, type BackoffOptions } from './retry-policy.js';
 import type {
-  DataEntry, ErrorBody, Failure, HeartbeatAnswer, JsonObject, LeasedTask, Page, PollRequest, Report, Task, TaskEvent, TaskSpec, TaskState,
+  BatchReport, DataEntry, ErrorBody, Failure, HeartbeatAnswer, JsonObject, LeasedTask, Page, PollRequest, Report, ReportResult, Task, TaskEvent, TaskSpec, TaskState,
   WorkerInfo, Workflow, WorkflowSpec, WorkflowState,
 } from './types.js';
 
@@ -174,6 +174,20 @@ export class TagflowClient {
   }
   heartbeat(taskId: string, leaseToken: string, progress?: unknown): Promise<HeartbeatAnswer> {
     return this.call('POST', `/v1/tasks/${enc(taskId)}/heartbeat`, { body: { lease_token: leaseToken, progress }, idempotent: true, retry: { attempts: 2 } });
+  }
+  /**
+   * Up to 100 reports and, optionally, the next poll in one request. Each report is judged
+   * alone (see `ReportResult`); the poll is answered after them. Without a poll the call is
+   * sent again on a network error or 503 (a report already applied is answered the same);
+   * with one it is sent once (a lost answer would lose its leases until they expire), and
+   * the caller sends its reports again.
+   */
+  report(reports: BatchReport[], poll?: PollRequest, signal?: AbortSignal): Promise<{ results: ReportResult[]; tasks: LeasedTask[] }> {
+    return this.call('POST', '/v1/tasks/report', {
+      body: { reports, ...(poll ? { poll } : {}) },
+      ...(poll ? { waitMs: (poll.wait_s ?? 30) * 1000, idempotent: false, retry: { attempts: 1 } } : { idempotent: true }),
+      signal,
+    });
   }
   complete(taskId: string, leaseToken: string, output?: JsonObject, report: Report = {}, retry?: Partial<BackoffOptions>): Promise<Task> {
     return this.call('POST', `/v1/tasks/${enc(taskId)}/complete`, { body: { lease_token: leaseToken, output, ...report }, idempotent: true, retry });

@@ -170,6 +170,19 @@ export interface Failure {
   retryable?: boolean;
 }
 
+/** One report of a batch (`report()`): a completion or a failure of a leased task. */
+export type BatchReport = Report & { task_id: string; lease_token: string } & (
+  | { status: 'complete'; output?: JsonObject }
+  | { status: 'fail'; error: Failure }
+);
+
+/** How one report of a batch was judged: 200, or 404 / 409 / 422 with the reason. */
+export interface ReportResult {
+  task_id: string;
+  status: number;
+  message?: string;
+}
+
 /** The error body every non-2xx answer carries. */
 export interface ErrorBody {
   statusCode: number;

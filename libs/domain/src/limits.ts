@@ -3,6 +3,8 @@ export const LIMITS = {
   nameMaxLength: 128,
   namePattern: /^[A-Za-z0-9_.-]+$/,
   tagsPerItem: 32,
+  /** Reports in one `POST /v1/tasks/report`. */
+  reportsPerRequest: 100,
   tagMaxLength: 64,
   tagPattern: /^[A-Za-z0-9_.:/=-]+$/,
   /** A poll's capabilities: tags, or `*` (every task; only for credentials granted `*`). */

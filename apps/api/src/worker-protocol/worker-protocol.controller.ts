@@ -1,4 +1,5 @@
-import { Body, Controller, HttpCode, Param, Post } from '@nestjs/common';
+import { Body, Controller, HttpCode, HttpException, Param, Post } from '@nestjs/common';
+import type { Request } from 'express';
 import { ApiTags } from '@nestjs/swagger';
 import { LIMITS } from '@tagflow/domain';
 import { idParam } from '../common/params.js';
@@ -7,11 +8,18 @@ import { WorkersService } from '../workers/workers.service.js';
 import { LeaseService } from './lease.service.js';
 import { PollService } from './poll.service.js';
 import { LongWait, unlessNoWait } from '../long-wait/wait-limit.interceptor.js';
-import { CompleteDto, FailDto, HeartbeatDto, PollDto } from './worker-protocol.dto.js';
+import { RetryLater } from '../common/errors.js';
+import { CompleteDto, FailDto, HeartbeatDto, PollDto, ReportAndPollDto, type BatchReportDto } from './worker-protocol.dto.js';
 import { Allow, CallerOf, NamespaceOf, namespaceOf, WORKERS, type Caller } from '../auth/access.js';
 import { checkPollGrants } from '../auth/grants.js';
 
 const id = idParam('task');
+
+/** A report-and-poll request parks when it carries a poll that may wait. */
+const pollParks = (req: Request) => {
+  const poll = (req.body as { poll?: { wait_s?: unknown } } | undefined)?.poll;
+  return typeof poll === 'object' && poll !== null && poll.wait_s !== 0;
+};
 
 /** What workers call: poll for tasks, heartbeat a lease, report success or failure. */
 @ApiTags('worker protocol')
@@ -31,6 +39,42 @@ export class WorkerProtocolController {
   @Post('poll') @HttpCode(200) @Allow(WORKERS) @LongWait(unlessNoWait)
   async poll(@Body() dto: PollDto, @CallerOf() caller: Caller) {
     checkPollGrants(caller, dto.tags);
+    return { tasks: await this.take(dto, caller) };
+  }
+
+  /**
+   * Several reports of finished tasks and, optionally, the next poll, in one request. Each
+   * report is judged alone and answered in `results`, in order: 200, or the status the
+   * single route would give (404, 409; 422 for an output over the limit). The poll is
+   * answered once the reports are applied. A part the request needs being away (503)
+   * refuses the whole request: sending it again is safe, as a report already applied is
+   * answered the same way again.
+   */
+  @Post('report') @HttpCode(200) @Allow(WORKERS) @LongWait(pollParks)
+  async report(@Body() dto: ReportAndPollDto, @CallerOf() caller: Caller) {
+    if (dto.poll) checkPollGrants(caller, dto.poll.tags); // refused before any report is applied
+    const namespace = namespaceOf(caller);
+    const results = await Promise.all(dto.reports.map((r) => this.apply(r, namespace)));
+    return { results, tasks: dto.poll ? await this.take(dto.poll, caller) : [] };
+  }
+
+  private async apply(r: BatchReportDto, namespace: string): Promise<{ task_id: string; status: number; message?: string }> {
+    try {
+      if (r.status === 'complete') {
+        await this.leases.complete(r.task_id, r, namespace);
+      } else {
+        const { stoppingWorker } = await this.leases.fail(r.task_id, r as FailDto, namespace);
+        if (stoppingWorker) this.workers.stopping(stoppingWorker, namespace);
+      }
+      return { task_id: r.task_id, status: 200 };
+    } catch (e) {
+      if (!(e instanceof HttpException) || e instanceof RetryLater || e.getStatus() >= 500) throw e;
+      const body = e.getResponse() as { message?: unknown };
+      return { task_id: r.task_id, status: e.getStatus() === 413 ? 422 : e.getStatus(), message: String(body?.message ?? e.message) };
+    }
+  }
+
+  private async take(dto: PollDto, caller: Caller) {
     const namespace = namespaceOf(caller);
     const workerId = dto.worker_id ?? null;
     if (workerId) await this.workers.touch(workerId, namespace, caller.kind === 'key' ? caller.keyId : null);
@@ -42,12 +86,10 @@ export class WorkerProtocolController {
       maxTasks: dto.max_tasks ?? 1,
       grants: caller.kind === 'key' && caller.role !== 'admin' ? caller.grants : undefined,
     });
-    return {
-      tasks: taken.map(({ task, lease }) => ({
-        ...toTaskResponse(task),
-        lease: { token: lease.token, expires_at: new Date(lease.expires_at).toISOString() },
-      })),
-    };
+    return taken.map(({ task, lease }) => ({
+      ...toTaskResponse(task),
+      lease: { token: lease.token, expires_at: new Date(lease.expires_at).toISOString() },
+    }));
   }
 
   /** Extends the lease; answers whether a cancel was requested. */

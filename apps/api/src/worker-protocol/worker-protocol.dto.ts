@@ -1,5 +1,5 @@
 import { Type } from 'class-transformer';
-import { IsBoolean, IsDefined, IsInt, IsNumber, IsObject, IsOptional, IsString, IsUUID, Max, MaxLength, Min, ValidateNested } from 'class-validator';
+import { ArrayMaxSize, IsArray, IsBoolean, IsDefined, IsIn, IsInt, IsNumber, IsObject, IsOptional, IsString, IsUUID, Max, MaxLength, Min, ValidateIf, ValidateNested } from 'class-validator';
 import { LIMITS } from '@tagflow/domain';
 import { IsCapabilityList, IsJsonAtMost, IsJsonObject } from '../common/validation.js';
 
@@ -62,4 +62,29 @@ export class FailDto extends ReportDto {
   // ValidateNested alone lets a missing object through.
   @IsDefined({ message: 'error is required: {message, code?, retryable?}' }) @IsObject() @ValidateNested() @Type(() => FailureDto)
   error: FailureDto;
+}
+
+/** One report of a batch (`POST /v1/tasks/report`): a complete or a fail, as the single routes take them. */
+export class BatchReportDto extends ReportDto {
+  @IsUUID()
+  task_id: string;
+
+  @IsIn(['complete', 'fail'], { message: 'status must be complete or fail' })
+  status: 'complete' | 'fail';
+
+  @IsOptional() @IsJsonObject()
+  output?: Record<string, unknown>;
+
+  @ValidateIf((r: BatchReportDto) => r.status === 'fail')
+  @IsDefined({ message: 'error is required when status is fail: {message, code?, retryable?}' }) @IsObject() @ValidateNested() @Type(() => FailureDto)
+  error?: FailureDto;
+}
+
+/** Reports of a worker's finished tasks and, optionally, its next poll, in one request. */
+export class ReportAndPollDto {
+  @IsArray() @ArrayMaxSize(LIMITS.reportsPerRequest) @ValidateNested({ each: true }) @Type(() => BatchReportDto)
+  reports: BatchReportDto[];
+
+  @IsOptional() @IsObject() @ValidateNested() @Type(() => PollDto)
+  poll?: PollDto;
 }
