@@ -70,7 +70,7 @@ export class WorkerProtocolController {
     } catch (e) {
       if (!(e instanceof HttpException) || e instanceof RetryLater || e.getStatus() >= 500) throw e;
       const body = e.getResponse() as { message?: unknown };
-      return { task_id: r.task_id, status: e.getStatus() === 413 ? 422 : e.getStatus(), message: String(body?.message ?? e.message) };
+      return { task_id: r.task_id, status: e.getStatus() === 413 ? 422 : e.getStatus(), message: typeof body?.message === 'string' ? body.message : e.message };
     }
   }
 
