@@ -144,6 +144,32 @@ describe('failures and leases', () => {
     expect(await api.task(wf.id, b.name)).toMatchObject({ state: 'RUNNING' });
   });
 
+  it('extends all of a worker\'s leases in one heartbeat, each answered alone', async () => {
+    const t = tag();
+    const wf = await api.createWorkflow(workflow({ sealed: true, tasks: ['p', 'q'].map((n) => task(n, { tags: [t], lease_s: 5 })) }));
+    const worker = (await api.post('/v1/workers', { name: 'beater', tags: [t] })).body;
+    const leased: LeasedTask[] = [];
+    await waitFor('two leases', async () => (leased.push(...(await api.poll([t], { wait_s: 1, max_tasks: 2 - leased.length, worker_id: worker.id }))), leased.length === 2));
+    const [p, q] = leased;
+    expect((await api.post(`/v1/tasks/${q.id}/cancel`)).status).toBe(200);
+    const beat = await api.post(`/v1/workers/${worker.id}/heartbeat`, { leases: [
+      { task_id: p.id, lease_token: p.lease.token, progress: { step: 2 } },
+      { task_id: q.id, lease_token: q.lease.token },
+      { task_id: p.id, lease_token: 'stale' },
+    ] });
+    expect(beat.status).toBe(200);
+    expect(beat.body.leases).toEqual([
+      { task_id: p.id, status: 200, expires_at: expect.any(String), cancel_requested: false },
+      { task_id: q.id, status: 200, expires_at: expect.any(String), cancel_requested: true },
+      { task_id: p.id, status: 409, message: expect.stringContaining('not the current lease') },
+    ]);
+    expect(Date.parse(beat.body.leases[0].expires_at)).toBeGreaterThan(Date.parse(p.lease.expires_at));
+    expect(await api.task(wf.id, p.name)).toMatchObject({ state: 'RUNNING', progress: { step: 2 } });
+    // Only a registered worker beats: an unknown id is 404, and nothing is extended.
+    expect((await api.post('/v1/workers/00000000-0000-4000-8000-000000000000/heartbeat', { leases: [] })).status).toBe(404);
+    expect((await api.post(`/v1/workers/${worker.id}/heartbeat`, { leases: Array.from({ length: 101 }, () => ({ task_id: p.id, lease_token: 'x' })) })).status).toBe(400);
+  });
+
   it('runs the on_error handler chosen by exit code; when it succeeds the failure is handled', async () => {
     const t = tag();
     const wf = await api.createWorkflow(workflow({
@@ -285,10 +311,12 @@ describe('failures and leases', () => {
     const t = tag();
     const wf = await api.createWorkflow(workflow({ sealed: true, tasks: [task('lost', { tags: [t], lease_s: 1, retry: { count: 1 } })] }));
     const first = await api.take([t]);
-    // No heartbeat: the lease runs out after 1 s.
+    // One heartbeat, then none: the lease runs out a second later.
+    expect((await api.post(`/v1/tasks/${first.id}/heartbeat`, { lease_token: first.lease.token })).status).toBe(200);
     const second = await api.take([t], 10);
     expect(second.attempt).toBe(2);
     expect(second.error).toMatchObject({ code: 'LEASE_EXPIRED' });
+    expect((second.error as { message: string }).message).not.toContain('handed back');
     const late = await api.complete(first, { from: 'the dead worker' });
     expect(late.status).toBe(409);
     expect(late.body.message).toContain('not the current lease');
@@ -297,6 +325,19 @@ describe('failures and leases', () => {
     expect(ok.body).toMatchObject({ state: 'SUCCESS', output: { from: 'the live worker' } });
     expect((await api.complete(second, { from: 'the live worker' })).status).toBe(200);
     expect((await waitForWorkflow(api, wf.id, ['SUCCESS'])).task_counts.SUCCESS).toBe(1);
+  });
+
+  it('hands back, outside the retry budget, an attempt nobody was heard from before its lease ran out', async () => {
+    // A lease whose worker never said anything may never have reached it (a lost answer, a
+    // claim committed as the database went down): with no retry left, the task still runs.
+    const t = tag();
+    const wf = await api.createWorkflow(workflow({ sealed: true, tasks: [task('unheard', { tags: [t], lease_s: 1, retry: { count: 0 } })] }));
+    await api.take([t]);
+    const second = await api.take([t], 10);
+    expect(second).toMatchObject({ attempt: 2, error: { code: 'LEASE_EXPIRED' } });
+    expect((second.error as { message: string }).message).toContain('nothing was heard from it: handed back');
+    expect((await api.complete(second, { ok: true })).body).toMatchObject({ state: 'SUCCESS' });
+    expect((await waitForWorkflow(api, wf.id, ['SUCCESS'])).state).toBe('SUCCESS');
   });
 
   it('keeps a lease alive while the worker heartbeats', async () => {

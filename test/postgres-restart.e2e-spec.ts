@@ -85,6 +85,13 @@ describe('PostgreSQL restarted under load', () => {
     const outageMs = Date.now() - downAt;
 
     const ended = await waitForWorkflow(api, wf.id, ['SUCCESS', 'ERROR'], 120_000);
+    if (ended.state !== 'SUCCESS') {
+      // What failed, and how: printed before the assertion says only that something did.
+      for (const t of (await api.get(`/v1/workflows/${wf.id}/tasks?state=ERROR&limit=20`)).body.items) {
+        const events = (await api.get(`/v1/tasks/${t.id}/events`)).body.map((e: { from: string; to: string; reason: string }) => `${e.from}>${e.to} ${e.reason}`);
+        console.log(`task ${t.name} attempt ${t.attempt}: ${JSON.stringify(t.error)}; ${events.join(' | ')}`);
+      }
+    }
     expect(ended.state).toBe('SUCCESS');
     expect(ended.task_counts).toMatchObject({ SUCCESS: n });
     // Exactly one success per task, whatever the outage did to reports in flight.

@@ -1,7 +1,7 @@
 import { TagflowApiError, TagflowNetworkError } from './errors.js';
 import { backoffDelay, DEFAULT_BACKOFF, isRetryable, type BackoffOptions } from './retry-policy.js';
 import type {
-  BatchReport, DataEntry, ErrorBody, Failure, HeartbeatAnswer, JsonObject, LeasedTask, Page, PollRequest, Report, ReportResult, Task, TaskEvent, TaskSpec, TaskState,
+  BatchReport, DataEntry, ErrorBody, Failure, HeartbeatAnswer, JsonObject, LeaseBeat, LeaseBeatResult, LeasedTask, Page, PollRequest, Report, ReportResult, Task, TaskEvent, TaskSpec, TaskState,
   WorkerInfo, Workflow, WorkflowSpec, WorkflowState,
 } from './types.js';
 
@@ -171,6 +171,11 @@ export class TagflowClient {
       body: req, waitMs: (req.wait_s ?? 30) * 1000, idempotent: false, signal, retry: { attempts: 1 },
     });
     return body.tasks;
+  }
+  /** Extends every lease a worker holds in one request; each lease answered alone. */
+  async heartbeatWorker(workerId: string, leases: LeaseBeat[]): Promise<LeaseBeatResult[]> {
+    const body = await this.call<{ leases: LeaseBeatResult[] }>('POST', `/v1/workers/${enc(workerId)}/heartbeat`, { body: { leases }, idempotent: true, retry: { attempts: 2 } });
+    return body.leases;
   }
   heartbeat(taskId: string, leaseToken: string, progress?: unknown): Promise<HeartbeatAnswer> {
     return this.call('POST', `/v1/tasks/${enc(taskId)}/heartbeat`, { body: { lease_token: leaseToken, progress }, idempotent: true, retry: { attempts: 2 } });

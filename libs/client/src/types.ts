@@ -176,6 +176,22 @@ export type BatchReport = Report & { task_id: string; lease_token: string } & (
   | { status: 'fail'; error: Failure }
 );
 
+/** One lease of a worker's heartbeat (`heartbeatWorker()`). */
+export interface LeaseBeat {
+  task_id: string;
+  lease_token: string;
+  progress?: unknown;
+}
+
+/** A lease after the heartbeat: extended (200), or gone (404, 409: stop the task, do not report it). */
+export interface LeaseBeatResult {
+  task_id: string;
+  status: number;
+  expires_at?: string;
+  cancel_requested?: boolean;
+  message?: string;
+}
+
 /** How one report of a batch was judged: 200, or 404 / 409 / 422 with the reason. */
 export interface ReportResult {
   task_id: string;

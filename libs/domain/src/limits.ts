@@ -5,6 +5,8 @@ export const LIMITS = {
   tagsPerItem: 32,
   /** Reports in one `POST /v1/tasks/report`. */
   reportsPerRequest: 100,
+  /** Leases in one worker heartbeat (`POST /v1/workers/:id/heartbeat`). */
+  leasesPerHeartbeat: 100,
   tagMaxLength: 64,
   tagPattern: /^[A-Za-z0-9_.:/=-]+$/,
   /** A poll's capabilities: tags, or `*` (every task; only for credentials granted `*`). */

@@ -54,3 +54,14 @@ export function reasonPhrase(status: number): string {
   };
   return phrases[status] ?? 'Error';
 }
+
+/**
+ * How one item of a batch (a report, a lease of a heartbeat) was refused: its status and
+ * message, as the single route would answer. An error worth sending the whole request
+ * again for (5xx, 503 with Retry-After, anything unexpected) is thrown on.
+ */
+export function itemRefusal(e: unknown): { status: number; message: string } {
+  if (!(e instanceof HttpException) || e instanceof RetryLater || e.getStatus() >= 500) throw e;
+  const body = e.getResponse() as { message?: unknown };
+  return { status: e.getStatus(), message: typeof body?.message === 'string' ? body.message : e.message };
+}

@@ -1,4 +1,4 @@
-import { Body, Controller, HttpCode, HttpException, Param, Post } from '@nestjs/common';
+import { Body, Controller, HttpCode, Param, Post } from '@nestjs/common';
 import type { Request } from 'express';
 import { ApiTags } from '@nestjs/swagger';
 import { LIMITS } from '@tagflow/domain';
@@ -8,7 +8,7 @@ import { WorkersService } from '../workers/workers.service.js';
 import { LeaseService } from './lease.service.js';
 import { PollService } from './poll.service.js';
 import { LongWait, unlessNoWait } from '../long-wait/wait-limit.interceptor.js';
-import { RetryLater } from '../common/errors.js';
+import { itemRefusal } from '../common/errors.js';
 import { CompleteDto, FailDto, HeartbeatDto, PollDto, ReportAndPollDto, type BatchReportDto } from './worker-protocol.dto.js';
 import { Allow, CallerOf, NamespaceOf, namespaceOf, WORKERS, type Caller } from '../auth/access.js';
 import { checkPollGrants } from '../auth/grants.js';
@@ -68,9 +68,8 @@ export class WorkerProtocolController {
       }
       return { task_id: r.task_id, status: 200 };
     } catch (e) {
-      if (!(e instanceof HttpException) || e instanceof RetryLater || e.getStatus() >= 500) throw e;
-      const body = e.getResponse() as { message?: unknown };
-      return { task_id: r.task_id, status: e.getStatus() === 413 ? 422 : e.getStatus(), message: typeof body?.message === 'string' ? body.message : e.message };
+      const { status, message } = itemRefusal(e);
+      return { task_id: r.task_id, status: status === 413 ? 422 : status, message };
     }
   }
 

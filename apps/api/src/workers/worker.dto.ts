@@ -1,4 +1,7 @@
-import { IsOptional, IsString, Matches, MaxLength, MinLength } from 'class-validator';
+import { Type } from 'class-transformer';
+import { ArrayMaxSize, IsArray, IsOptional, IsString, IsUUID, Matches, MaxLength, MinLength, ValidateNested } from 'class-validator';
+import { LIMITS } from '@tagflow/domain';
+import { IsJsonAtMost } from '../common/validation.js';
 import type { WorkerInfo } from '@tagflow/client';
 import { isoOrNull } from '@tagflow/domain';
 import type { WorkerEntity } from '@tagflow/persistence';
@@ -31,4 +34,23 @@ export function toWorkerResponse(w: WorkerEntity, running: string[]): WorkerInfo
     stopping_at: isoOrNull(w.stopping_at),
     running_task_ids: running,
   };
+}
+
+/** One lease of a worker's heartbeat. */
+export class LeaseBeatDto {
+  @IsUUID()
+  task_id: string;
+
+  @IsString() @MaxLength(64)
+  lease_token: string;
+
+  /** Whatever the task says of its progress; kept on the task until the next heartbeat. */
+  @IsOptional() @IsJsonAtMost(LIMITS.progressMaxBytes)
+  progress?: unknown;
+}
+
+/** All of a worker's leases, extended in one request. */
+export class WorkerHeartbeatDto {
+  @IsArray() @ArrayMaxSize(LIMITS.leasesPerHeartbeat) @ValidateNested({ each: true }) @Type(() => LeaseBeatDto)
+  leases: LeaseBeatDto[];
 }
