@@ -1,10 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { spawn } from 'node:child_process';
-import { Api, track } from './support/harness.js';
+import { Api, trackGroup } from './support/harness.js';
 
 function runExample(name: string, api: Api): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve) => {
-    const p = track(spawn(process.execPath, ['examples/run.mjs', name], { env: { PATH: process.env.PATH ?? '', TAGFLOW_API_URL: api.url } }));
+    // Its own process group: the workers it starts go with it if the test gives up on it.
+    const p = trackGroup(spawn(process.execPath, ['examples/run.mjs', name], { env: { PATH: process.env.PATH ?? '', TAGFLOW_API_URL: api.url }, detached: true }));
     let out = '';
     p.stdout.on('data', (c: Buffer) => (out += c.toString()));
     p.stderr.on('data', (c: Buffer) => (out += c.toString()));

@@ -23,6 +23,25 @@ const children = new Set<ChildProcess>();
 
 export function killTracked(): void {
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  for (const pid of groups) {
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch {
+      // the group is gone already
+    }
+  }
+  groups.clear();
+}
+
+const groups = new Set<number>();
+
+/**
+ * A child started with `detached: true` leads its own process group: what it starts in turn
+ * (the workers of an example) is killed with it, even when the child itself has exited.
+ */
+export function trackGroup<T extends ChildProcess>(child: T): T {
+  if (child.pid !== undefined) groups.add(child.pid);
+  return track(child);
 }
 
 export function track<T extends ChildProcess>(child: T): T {
