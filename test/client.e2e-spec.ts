@@ -33,9 +33,9 @@ describe('the typed client', () => {
     const [x] = await client.poll({ tags: [t], wait_s: 5 });
     const { results, tasks } = await client.report([
       { task_id: x.id, lease_token: x.lease.token, status: 'complete', output: { built: true } },
-      { task_id: x.id, lease_token: 'stale', status: 'fail', error: { message: 'late' } },
+      { task_id: '00000000-0000-4000-8000-000000000000', lease_token: 'stale', status: 'fail', error: { message: 'late' } },
     ], { tags: [t], wait_s: 5 });
-    expect(results).toEqual([{ task_id: x.id, status: 200 }, { task_id: x.id, status: 409, message: expect.stringContaining('not the current lease') }]);
+    expect(results).toEqual([{ task_id: x.id, status: 200 }, { task_id: '00000000-0000-4000-8000-000000000000', status: 404, message: expect.stringContaining('not found') }]);
     // y was released by x's report and handed to the poll of the same call.
     expect(tasks.map((n) => n.name)).toEqual(['y']);
     const done = await client.report([{ task_id: tasks[0].id, lease_token: tasks[0].lease.token, status: 'complete' }]);

@@ -208,6 +208,11 @@ describe('rate limits', () => {
     const { message } = (await fourth.json()) as { message: string };
     expect(message).toContain('LONG_WAITS_PER_CREDENTIAL');
     expect(message).toContain('3 requests waiting');
+    // A report-and-poll over the limit is not refused (its reports count): its poll answers at once.
+    const started = Date.now();
+    const reported = await api.request('POST', '/v1/tasks/report', { reports: [], poll: { tags: [tag], wait_s: 3 } }, as(worker));
+    expect(reported).toMatchObject({ status: 200, body: { results: [], tasks: [] } });
+    expect(Date.now() - started).toBeLessThan(2000);
     // A poll that does not wait is not parked, and another credential's wait is its own.
     expect((await poll(worker, 0)).status).toBe(200);
     expect((await poll(admin, 1)).status).toBe(200);

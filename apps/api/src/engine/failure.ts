@@ -22,7 +22,6 @@ export const FREE_HANDBACKS = 3;
  */
 export async function failAttempt(
   uow: UnitOfWork, wf: WorkflowEntity, task: TaskEntity, error: TaskErrorInfo, retryable: boolean, report: ReportFields, outcome: LeaseOutcome,
-  handBack = false,
 ): Promise<void> {
   const { repos } = uow;
   uow.leaseEnded(task);
@@ -34,9 +33,8 @@ export async function failAttempt(
   }
   // A worker that stopped mid-task hands it back: that attempt says nothing about the
   // task, so it runs again at once outside its retry budget (a few times; see FREE_HANDBACKS).
-  // Only a registered worker may: the hand-back marks it stopping (LeaseService.fail). A
-  // lease nobody was heard from is handed back too (`handBack`: LeaseService.expire).
-  const interrupted = (handBack || (error.code === INTERRUPTED_CODE && task.worker_id !== null)) && task.handbacks < FREE_HANDBACKS;
+  // Only a registered worker may: the hand-back marks it stopping (LeaseService.fail).
+  const interrupted = error.code === INTERRUPTED_CODE && task.worker_id !== null && task.handbacks < FREE_HANDBACKS;
   const counted = task.attempt - task.handbacks; // attempts the retry policy counts
   if (retryable && (interrupted || hasRetryLeft(task.retry, counted)) && !isTerminalWorkflow(wf.state)) {
     const delayMs = interrupted ? 0 : retryDelayMs(task.retry, counted);

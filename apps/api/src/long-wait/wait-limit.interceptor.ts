@@ -13,8 +13,12 @@ const LONG_WAIT = 'tagflow:long-wait';
 /** Whether a request to a `@LongWait` route parks (a long-poll, a blocking read), from its raw query and body. */
 type Parks = (req: Request) => boolean;
 
-/** A route that can park the request; `parks` says whether this request does. */
-export const LongWait = (parks: Parks) => SetMetadata(LONG_WAIT, parks);
+/**
+ * A route that can park the request; `parks` says whether this request does. With
+ * `overLimit`, a request over the limit is not refused: `overLimit` makes it one that does
+ * not park (report-and-poll: its reports are applied and its poll answered at once).
+ */
+export const LongWait = (parks: Parks, overLimit?: (req: Request) => void) => SetMetadata(LONG_WAIT, { parks, overLimit });
 
 /** Parks when `?wait_s` is a positive number (GET a task, a blocking data read). */
 export const whenWaitAsked: Parks = (req) => Number(req.query.wait_s) > 0;
@@ -37,12 +41,16 @@ export class WaitLimitInterceptor implements NestInterceptor {
   }
 
   intercept(ctx: ExecutionContext, next: CallHandler): Observable<unknown> {
-    const parks = this.reflector.get<Parks | undefined>(LONG_WAIT, ctx.getHandler());
+    const rule = this.reflector.get<{ parks: Parks; overLimit?: (req: Request) => void } | undefined>(LONG_WAIT, ctx.getHandler());
     const req = ctx.switchToHttp().getRequest<Request & Record<symbol, Caller | undefined>>();
-    if (!parks || !parks(req)) return next.handle();
+    if (!rule || !rule.parks(req)) return next.handle();
     const owner = credentialOf(req[CALLER]);
     const n = this.parked.get(owner) ?? 0;
     const max = this.config.LONG_WAITS_PER_CREDENTIAL;
+    if (n >= max && rule.overLimit) {
+      rule.overLimit(req);
+      return next.handle();
+    }
     if (n >= max) {
       this.refused();
       throw new RateLimited(`this credential already has ${n} requests waiting on this API replica (long-polls, blocking reads), the most LONG_WAITS_PER_CREDENTIAL allows; send this one once one of them is answered`, 1);

@@ -188,16 +188,11 @@ export class LeaseService {
       const timedOut = task.deadline_at !== null && task.deadline_at <= uow.now;
       const leaseOver = (task.lease_expires_at ?? 0) <= uow.now;
       if (!timedOut && !leaseOver) return null;
-      // Never extended since the claim: no heartbeat and no report ever came. The worker may
-      // never have received the lease (a poll's answer lost, a claim committed as the database
-      // went down): handed back like a stopping worker's attempt, outside the retry budget
-      // (FREE_HANDBACKS at most), so such a loss costs a task no retry.
-      const unheard = !timedOut && task.started_at !== null && task.lease_expires_at === task.started_at + task.lease_s * 1000;
       const error = timedOut
         ? { code: 'TIMEOUT', message: `attempt ${task.attempt} ran longer than timeout_s=${task.timeout_s}` }
-        : { code: 'LEASE_EXPIRED', message: `the lease of attempt ${task.attempt} expired without a heartbeat (worker ${task.worker_id ?? 'unknown'})${unheard ? '; nothing was heard from it: handed back, not counted as a retry' : ''}` };
+        : { code: 'LEASE_EXPIRED', message: `the lease of attempt ${task.attempt} expired without a heartbeat (worker ${task.worker_id ?? 'unknown'})` };
       this.logger.event('info', 'lease', timedOut ? 'attempt timed out' : 'lease expired', { task_id: task.id, attempt: task.attempt });
-      await failAttempt(uow, wf, task, error, true, {}, 'expired', unheard);
+      await failAttempt(uow, wf, task, error, true, {}, 'expired');
       return error.code;
     });
     if (code) this.expired({ code });

@@ -8,7 +8,7 @@ import { WorkersService } from '../workers/workers.service.js';
 import { LeaseService } from './lease.service.js';
 import { PollService } from './poll.service.js';
 import { LongWait, unlessNoWait } from '../long-wait/wait-limit.interceptor.js';
-import { itemRefusal } from '../common/errors.js';
+import { badRequest, itemRefusal } from '../common/errors.js';
 import { CompleteDto, FailDto, HeartbeatDto, PollDto, ReportAndPollDto, type BatchReportDto } from './worker-protocol.dto.js';
 import { Allow, CallerOf, NamespaceOf, namespaceOf, WORKERS, type Caller } from '../auth/access.js';
 import { checkPollGrants } from '../auth/grants.js';
@@ -19,6 +19,10 @@ const id = idParam('task');
 const pollParks = (req: Request) => {
   const poll = (req.body as { poll?: { wait_s?: unknown } } | undefined)?.poll;
   return typeof poll === 'object' && poll !== null && poll.wait_s !== 0;
+};
+/** Over LONG_WAITS_PER_CREDENTIAL its reports still count: its poll answers at once instead. */
+const pollAtOnce = (req: Request) => {
+  (req.body as { poll: { wait_s?: number } }).poll.wait_s = 0;
 };
 
 /** What workers call: poll for tasks, heartbeat a lease, report success or failure. */
@@ -50,11 +54,30 @@ export class WorkerProtocolController {
    * refuses the whole request: sending it again is safe, as a report already applied is
    * answered the same way again.
    */
-  @Post('report') @HttpCode(200) @Allow(WORKERS) @LongWait(pollParks)
+  @Post('report') @HttpCode(200) @Allow(WORKERS) @LongWait(pollParks, pollAtOnce)
   async report(@Body() dto: ReportAndPollDto, @CallerOf() caller: Caller) {
     if (dto.poll) checkPollGrants(caller, dto.poll.tags); // refused before any report is applied
+    const ids = dto.reports.map((r) => r.task_id);
+    if (new Set(ids).size !== ids.length) throw badRequest('a task may appear once in reports', [{ field: 'reports', errors: ['a task_id appears twice'] }]);
     const namespace = namespaceOf(caller);
-    const results = await Promise.all(dto.reports.map((r) => this.apply(r, namespace)));
+    const results: { task_id: string; status: number; message?: string }[] = [];
+    // Completions go together (written in one transaction); failures one after another (each
+    // its own transaction, so a batch does not take a connection per report).
+    const completing = Promise.allSettled(dto.reports.map(async (r, i) => {
+      if (r.status === 'complete') results[i] = await this.apply(r, namespace);
+    }));
+    let refused: unknown;
+    for (const [i, r] of dto.reports.entries()) {
+      if (r.status !== 'fail') continue;
+      try {
+        results[i] = await this.apply(r, namespace);
+      } catch (e) {
+        refused = e;
+        break;
+      }
+    }
+    const failed = (await completing).find((s): s is PromiseRejectedResult => s.status === 'rejected');
+    if (refused ?? failed) throw refused ?? failed!.reason;
     return { results, tasks: dto.poll ? await this.take(dto.poll, caller) : [] };
   }
 
