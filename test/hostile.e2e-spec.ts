@@ -103,10 +103,7 @@ describe('hostile and huge valid input', () => {
     const t = `root-${Date.now()}`;
     // A long lease: a report re-sent after 503s must still find its lease (see below).
     const wf = await api.createWorkflow(workflow({ on_failure: 'continue', tasks: [task('root', { tags: [t], retry: { count: 0 }, lease_s: 600 })] }));
-    for (let i = 0; i < 20_000; i += 1000) {
-      const batch = Array.from({ length: 1000 }, (_, k) => task(`d${i + k}`, { requires: ['root'], tags: ['never-polled'] }));
-      expect((await api.post(`/v1/workflows/${wf.id}/tasks`, { tasks: batch })).status).toBe(201);
-    }
+    await addDependents(api, wf.id, 20_000);
     expect((await api.post(`/v1/workflows/${wf.id}/seal`)).status).toBe(200);
     const root = await api.take([t], 10);
     const started = Date.now();
@@ -130,13 +127,7 @@ describe('hostile and huge valid input', () => {
     expect(ended.task_counts).toMatchObject({ ERROR: 1, SKIPPED: 20_000, WAITING: 0 });
     // The request evaluated a budget's worth (5,000) of dependents; later transactions did the
     // rest. The rows of one transaction share its clock: four or more finish times.
-    const finishedAt = new Set<string>();
-    let cursor: string | null = null;
-    do {
-      const page: any = await api.get(`/v1/workflows/${wf.id}/tasks?state=SKIPPED&limit=500${cursor ? `&cursor=${cursor}` : ''}`);
-      for (const x of page.body.items) finishedAt.add(x.finished_at);
-      cursor = page.body.next_cursor;
-    } while (cursor);
+    const finishedAt = await skippedFinishTimes(api, wf.id);
     expect(finishedAt.size).toBeGreaterThanOrEqual(4);
     console.log(`a root failing under 20,000 dependents: /fail answered in ${ms} ms${refusals ? ` after ${refusals} x 503` : ''}`);
   }, 240_000); // adding 20,000 tasks, a report sent again after 503s (30 s each in CI), then the cascade in steps
@@ -145,10 +136,7 @@ describe('hostile and huge valid input', () => {
     const t = `stop-${Date.now()}`;
     const n = 11_000;
     const wf = await api.createWorkflow(workflow({ on_failure: 'fail', tasks: [task('root', { tags: [t], retry: { count: 0 } })] }));
-    for (let i = 0; i < n; i += 1000) {
-      const batch = Array.from({ length: 1000 }, (_, k) => task(`d${i + k}`, { requires: ['root'], tags: ['never-polled'] }));
-      expect((await api.post(`/v1/workflows/${wf.id}/tasks`, { tasks: batch })).status).toBe(201);
-    }
+    await addDependents(api, wf.id, n);
     expect((await api.post(`/v1/workflows/${wf.id}/seal`)).status).toBe(200);
     const root = await api.take([t], 10);
     const started = Date.now();
@@ -159,13 +147,7 @@ describe('hostile and huge valid input', () => {
     expect((await api.workflow(wf.id)).state).toBe('ERROR');
     await waitFor('every dependent to be skipped', async () => (await api.workflow(wf.id)).task_counts.SKIPPED === n, 30_000);
     expect((await api.workflow(wf.id)).task_counts).toMatchObject({ ERROR: 1, SKIPPED: n, WAITING: 0 });
-    const finishedAt = new Set<string>();
-    let cursor: string | null = null;
-    do {
-      const page: any = await api.get(`/v1/workflows/${wf.id}/tasks?state=SKIPPED&limit=500${cursor ? `&cursor=${cursor}` : ''}`);
-      for (const x of page.body.items) finishedAt.add(x.finished_at);
-      cursor = page.body.next_cursor;
-    } while (cursor);
+    const finishedAt = await skippedFinishTimes(api, wf.id);
     expect(finishedAt.size).toBeGreaterThanOrEqual(2);
     console.log(`a root failing under ${n} dependents with on_failure "fail": /fail answered in ${ms} ms; skipped in ${finishedAt.size} transactions`);
   }, 120_000);
@@ -231,3 +213,23 @@ describe('rate limits', () => {
     expect(await api.metric('tagflow_long_waits_refused_total')).toBe(1);
   });
 });
+
+/** Adds `n` tasks requiring `root` (tagged never-polled), a thousand a request. */
+async function addDependents(api: Api, workflowId: string, n: number): Promise<void> {
+  for (let i = 0; i < n; i += 1000) {
+    const tasks = Array.from({ length: Math.min(1000, n - i) }, (_, k) => task(`d${i + k}`, { requires: ['root'], tags: ['never-polled'] }));
+    expect((await api.post(`/v1/workflows/${workflowId}/tasks`, { tasks })).status).toBe(201);
+  }
+}
+
+/** The distinct finish times of a workflow's SKIPPED tasks: the rows of one transaction share its clock. */
+async function skippedFinishTimes(api: Api, workflowId: string): Promise<Set<string>> {
+  const times = new Set<string>();
+  let cursor: string | null = null;
+  do {
+    const page: any = await api.get(`/v1/workflows/${workflowId}/tasks?state=SKIPPED&limit=500${cursor ? `&cursor=${cursor}` : ''}`);
+    for (const x of page.body.items) times.add(x.finished_at);
+    cursor = page.body.next_cursor;
+  } while (cursor);
+  return times;
+}

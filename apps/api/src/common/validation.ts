@@ -64,37 +64,30 @@ export function IsTaskName(): PropertyDecorator {
   };
 }
 
-export function IsTagList(max: number = LIMITS.tagsPerItem): PropertyDecorator {
+/** A list of tag-like strings: at most `max`, each at most LIMITS.tagMaxLength and matching `pattern`. */
+function tagListOf(max: number, pattern: RegExp, patternMessage: string, minSize = 0): PropertyDecorator {
   return (target, key) => {
     IsArray()(target, key);
+    if (minSize > 0) ArrayMinSize(minSize)(target, key);
     ArrayMaxSize(max)(target, key);
     IsString({ each: true })(target, key);
     MaxLength(LIMITS.tagMaxLength, { each: true, message: `each of $property must be at most ${LIMITS.tagMaxLength} characters` })(target, key);
-    Matches(LIMITS.tagPattern, { each: true, message: `each of $property must match ${LIMITS.tagPattern.source}` })(target, key);
+    Matches(pattern, { each: true, message: patternMessage })(target, key);
   };
+}
+
+export function IsTagList(max: number = LIMITS.tagsPerItem): PropertyDecorator {
+  return tagListOf(max, LIMITS.tagPattern, `each of $property must match ${LIMITS.tagPattern.source}`);
 }
 
 /** A poll's capabilities: tags, or `*` alone (every task). */
 export function IsCapabilityList(max: number = LIMITS.tagsPerItem): PropertyDecorator {
-  return (target, key) => {
-    IsArray()(target, key);
-    ArrayMaxSize(max)(target, key);
-    IsString({ each: true })(target, key);
-    MaxLength(LIMITS.tagMaxLength, { each: true, message: `each of $property must be at most ${LIMITS.tagMaxLength} characters` })(target, key);
-    Matches(LIMITS.capabilityPattern, { each: true, message: `each of $property must be a tag (${LIMITS.tagPattern.source}) or * alone` })(target, key);
-  };
+  return tagListOf(max, LIMITS.capabilityPattern, `each of $property must be a tag (${LIMITS.tagPattern.source}) or * alone`);
 }
 
 /** Tag grants: tags, prefixes ending in `*`, or `*` alone. */
 export function IsTagGrantList(max: number = LIMITS.tagsPerItem): PropertyDecorator {
-  return (target, key) => {
-    IsArray()(target, key);
-    ArrayMinSize(1)(target, key);
-    ArrayMaxSize(max)(target, key);
-    IsString({ each: true })(target, key);
-    MaxLength(LIMITS.tagMaxLength, { each: true, message: `each of $property must be at most ${LIMITS.tagMaxLength} characters` })(target, key);
-    Matches(LIMITS.tagGrantPattern, { each: true, message: 'each of $property must be a tag, a prefix ending in *, or * alone' })(target, key);
-  };
+  return tagListOf(max, LIMITS.tagGrantPattern, 'each of $property must be a tag, a prefix ending in *, or * alone', 1);
 }
 
 export function IsNameList(max: number = LIMITS.dependenciesPerTask): PropertyDecorator {

@@ -10,7 +10,8 @@ const TOUCH_EVERY_MS = 5000;
 
 @Injectable()
 export class WorkersService {
-  private readonly touched = new Map<string, number>();
+  /** When each worker's poll was last written, and by which key (another key's poll is checked anew). */
+  private readonly touched = new Map<string, { at: number; keyId: string | null }>();
 
   constructor(private readonly db: Database) {}
 
@@ -45,17 +46,18 @@ export class WorkersService {
    */
   async touch(id: string, namespace: string, keyId: string | null): Promise<void> {
     const now = Date.now();
-    const key = `${namespace}/${id}/${keyId ?? ''}`;
-    if (now - (this.touched.get(key) ?? 0) < TOUCH_EVERY_MS) return;
+    const key = `${namespace}/${id}`;
+    const last = this.touched.get(key);
+    if (last && last.keyId === keyId && now - last.at < TOUCH_EVERY_MS) return;
     const found = await this.db.transaction((repos) => repos.workers.touch(id, namespace, keyId, now), now);
     if (found === 'unknown') throw notFound('worker', id);
     if (found === 'stopping') throw conflict(`worker ${id} handed a task back as it stopped (WORKER_SHUTDOWN); it may not poll again: a worker that goes on registers again`);
     if (this.touched.size > 100_000) this.touched.clear();
-    this.touched.set(key, now);
+    this.touched.set(key, { at: now, keyId });
   }
 
   /** A worker handed a task back as it stopped: its next poll here is checked against the database. */
   stopping(id: string, namespace: string): void {
-    for (const key of this.touched.keys()) if (key.startsWith(`${namespace}/${id}/`)) this.touched.delete(key);
+    this.touched.delete(`${namespace}/${id}`);
   }
 }
