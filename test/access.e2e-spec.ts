@@ -9,6 +9,7 @@ import { ACCESS, type Access } from '../apps/api/src/auth/access.js';
 import { AuditController } from '../apps/api/src/auth/audit.controller.js';
 import { KeysController } from '../apps/api/src/auth/keys.controller.js';
 import { DataController } from '../apps/api/src/data-space/data.controller.js';
+import { StreamsController } from '../apps/api/src/streams/streams.controller.js';
 import { HealthController } from '../apps/api/src/health/health.controller.js';
 import { MetricsController } from '../apps/api/src/metrics/metrics.controller.js';
 import { TasksController } from '../apps/api/src/tasks/tasks.controller.js';
@@ -18,7 +19,7 @@ import { WorkflowsController } from '../apps/api/src/workflows/workflows.control
 import { Api, task, waitFor, workflow } from './support/harness.js';
 import { WorkerProcess } from './support/worker-process.js';
 
-const CONTROLLERS = [WorkflowsController, TasksController, WorkerProtocolController, WorkersController, DataController, KeysController, AuditController, HealthController, MetricsController];
+const CONTROLLERS = [WorkflowsController, TasksController, WorkerProtocolController, WorkersController, DataController, KeysController, AuditController, HealthController, MetricsController, StreamsController];
 const ROLES = ['admin', 'operator', 'reader', 'worker'] as const;
 type Role = (typeof ROLES)[number];
 

@@ -34,6 +34,9 @@ import { WorkersService } from './workers/workers.service.js';
 import { WorkflowsController } from './workflows/workflows.controller.js';
 import { WorkflowsService } from './workflows/workflows.service.js';
 
+import { StreamsController } from './streams/streams.controller.js';
+import { LogsService } from './streams/logs.service.js';
+import { WorkflowEventsService } from './streams/workflow-events.service.js';
 /**
  * One module: the API is small enough that splitting it into Nest modules would add
  * wiring without adding boundaries. The folders are the rooms.
@@ -49,7 +52,7 @@ export class AppModule implements OnApplicationShutdown {
   static forRoot(config: AppConfig, logger: JsonLogger): DynamicModule {
     return {
       module: AppModule,
-      controllers: [WorkflowsController, TasksController, WorkerProtocolController, WorkersController, DataController, KeysController, AuditController, HealthController, MetricsController],
+      controllers: [WorkflowsController, TasksController, WorkerProtocolController, WorkersController, DataController, KeysController, AuditController, HealthController, MetricsController, StreamsController],
       providers: [
         { provide: AppConfig, useValue: config },
         { provide: JsonLogger, useValue: logger },
@@ -98,7 +101,7 @@ export class AppModule implements OnApplicationShutdown {
         { provide: APP_INTERCEPTOR, useClass: WaitLimitInterceptor },
         AuditInterceptor, KeysService, RateLimiter,
         MetricsService, EffectsPublisher, Engine, ReferenceResolver, LongWaits, LeaseService, PollService, ReconcilerService,
-        WorkflowsService, TasksService, WorkersService, DataService,
+        WorkflowsService, TasksService, WorkersService, DataService, LogsService, WorkflowEventsService,
       ],
     };
   }

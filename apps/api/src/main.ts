@@ -12,6 +12,7 @@ import { jsonGuard } from './common/json-guard.middleware.js';
 import { JsonLogger } from './common/logger.js';
 import { createValidationPipe } from './common/validation.js';
 import { serveDocs } from './common/docs.js';
+import { MetricsService } from './metrics/metrics.service.js';
 
 async function bootstrap(): Promise<void> {
   let config: AppConfig;
@@ -34,6 +35,15 @@ async function bootstrap(): Promise<void> {
     if (!stopping) return next();
     res.setHeader('connection', 'close');
     res.status(503).json({ statusCode: 503, error: 'Service Unavailable', message: 'the API is shutting down; retry shortly' });
+  });
+  // Requests by route and status: which calls workers and clients make, and how they end.
+  const requests = app.get(MetricsService).counter('tagflow_http_requests_total', 'HTTP requests answered, by method, route and status.');
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    res.on('finish', () => {
+      const route = (req.route as { path?: string } | undefined)?.path ?? 'unmatched';
+      requests({ method: req.method, route, status: String(res.statusCode) });
+    });
+    next();
   });
   app.useBodyParser('json', { limit: config.BODY_LIMIT_BYTES });
   app.use(jsonGuard);

@@ -1,7 +1,7 @@
 import { TagflowApiError, TagflowNetworkError } from './errors.js';
 import { backoffDelay, DEFAULT_BACKOFF, isRetryable, type BackoffOptions } from './retry-policy.js';
 import type {
-  BatchReport, DataEntry, ErrorBody, Failure, HeartbeatAnswer, JsonObject, LeaseBeat, LeaseBeatResult, LeasedTask, Page, PollRequest, Report, ReportResult, Task, TaskEvent, TaskSpec, TaskState,
+  BatchReport, DataEntry, ErrorBody, LogChunk, LogEnd, LogStream, WorkflowStreamEvent, Failure, HeartbeatAnswer, JsonObject, LeaseBeat, LeaseBeatResult, LeasedTask, Page, PollRequest, Report, ReportResult, Task, TaskEvent, TaskSpec, TaskState,
   WorkerInfo, Workflow, WorkflowSpec, WorkflowState,
 } from './types.js';
 
@@ -32,6 +32,8 @@ interface CallOptions {
   signal?: AbortSignal;
   /** Sent as `Idempotency-Key`: the same on every retry of this call. */
   idempotencyKey?: string;
+  /** `text/plain`: the answer's text is returned as it is. */
+  accept?: string;
 }
 
 /**
@@ -106,6 +108,31 @@ export class TagflowClient {
   }
   taskEvents(id: string): Promise<TaskEvent[]> {
     return this.call('GET', `/v1/tasks/${enc(id)}/events`);
+  }
+  /** An attempt's output as kept by the API (the last 1 MiB per stream); default the latest attempt, both streams interleaved. */
+  async taskLogs(id: string, q: { attempt?: number; stream?: LogStream } = {}): Promise<string> {
+    return this.call<string>('GET', `/v1/tasks/${enc(id)}/logs`, { query: q, accept: 'text/plain' });
+  }
+  /**
+   * Follows an attempt's output as it is written, until the attempt ends (then one `end`
+   * item with the task's state). Resumes after `after` (a chunk's `seq`) when given.
+   */
+  async *followTaskLogs(id: string, q: { attempt?: number; stream?: LogStream; after?: number } = {}, signal?: AbortSignal): AsyncGenerator<LogChunk | LogEnd> {
+    const { after, ...query } = q;
+    for await (const e of this.events(`/v1/tasks/${enc(id)}/logs`, { ...query, follow: 1 }, after === undefined ? undefined : String(after), signal)) {
+      if (e.event === 'end') yield { type: 'end', ...(JSON.parse(e.data) as Omit<LogEnd, 'type'>) };
+      else if (e.event === 'stdout' || e.event === 'stderr') yield { type: 'chunk', stream: e.event, seq: Number(e.id), text: JSON.parse(e.data) as string };
+    }
+  }
+  /** A workflow's history so far: its own and its tasks' transitions, oldest first (`after`: a previous `id`). */
+  workflowEvents(id: string, q: { after?: string; limit?: number } = {}): Promise<{ items: WorkflowStreamEvent[]; next: string | null }> {
+    return this.call('GET', `/v1/workflows/${enc(id)}/events`, { query: q });
+  }
+  /** Every transition of a workflow and its tasks, from the start (or after `after`), as it happens; ends when `signal` aborts. */
+  async *followWorkflowEvents(id: string, after?: string, signal?: AbortSignal): AsyncGenerator<WorkflowStreamEvent> {
+    for await (const e of this.events(`/v1/workflows/${enc(id)}/events`, { follow: 1 }, after, signal)) {
+      if (e.event === 'transition') yield JSON.parse(e.data) as WorkflowStreamEvent;
+    }
   }
   patchTask(id: string, patch: Omit<Partial<TaskSpec>, 'name'>): Promise<Task> {
     return this.call('PATCH', `/v1/tasks/${enc(id)}`, { body: patch, idempotent: true });
@@ -194,6 +221,10 @@ export class TagflowClient {
       signal,
     });
   }
+  /** Appends live output of a running attempt (sent once: a retry could append it twice). */
+  appendLog(taskId: string, leaseToken: string, stream: LogStream, data: string): Promise<{ seq: number }> {
+    return this.call('POST', `/v1/tasks/${enc(taskId)}/logs`, { body: { lease_token: leaseToken, stream, data }, idempotent: false, retry: { attempts: 1 } });
+  }
   complete(taskId: string, leaseToken: string, output?: JsonObject, report: Report = {}, retry?: Partial<BackoffOptions>): Promise<Task> {
     return this.call('POST', `/v1/tasks/${enc(taskId)}/complete`, { body: { lease_token: leaseToken, output, ...report }, idempotent: true, retry });
   }
@@ -206,6 +237,19 @@ export class TagflowClient {
   }
 
   // ---- transport ----
+  private events(path: string, query: Record<string, string | number | undefined>, after: string | undefined, signal?: AbortSignal): AsyncGenerator<ServerEvent> {
+    const url = new URL(this.base + path);
+    for (const [k, v] of Object.entries(query)) if (v !== undefined) url.searchParams.set(k, String(v));
+    const open = (lastId: string | undefined) => {
+      const headers: Record<string, string> = { accept: 'text/event-stream' };
+      if (this.options.token) headers.authorization = `Bearer ${this.options.token}`;
+      if (this.options.namespace) headers['tagflow-namespace'] = this.options.namespace;
+      if (lastId !== undefined) headers['last-event-id'] = lastId;
+      return fetch(url, { headers, signal });
+    };
+    return readEvents(open, after, signal);
+  }
+
   private async call<T>(method: string, path: string, opts: CallOptions = {}): Promise<T> {
     const retry = { ...this.retry, ...opts.retry };
     const idempotent = opts.idempotent ?? method === 'GET';
@@ -225,7 +269,7 @@ export class TagflowClient {
   private async once<T>(method: string, path: string, opts: CallOptions): Promise<T> {
     const url = new URL(this.base + path);
     for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
-    const headers: Record<string, string> = { accept: 'application/json' };
+    const headers: Record<string, string> = { accept: opts.accept ?? 'application/json' };
     if (opts.body !== undefined) headers['content-type'] = 'application/json';
     if (this.options.token) headers.authorization = `Bearer ${this.options.token}`;
     if (this.options.namespace) headers['tagflow-namespace'] = this.options.namespace;
@@ -239,6 +283,7 @@ export class TagflowClient {
       throw new TagflowNetworkError(describeNetworkError(e), method, path, wasNotSent(e), e);
     }
     const text = await res.text().catch(() => '');
+    if (res.ok && opts.accept === 'text/plain') return text as T;
     let body: unknown = undefined;
     if (text) {
       try {
@@ -253,6 +298,81 @@ export class TagflowClient {
     }
     return body as T;
   }
+}
+
+/**
+ * Reads a `text/event-stream` answer. A dropped connection is opened again (with
+ * `Last-Event-ID`) after a short wait; the stream ends when the server closes it after its
+ * last event, or when `signal` aborts.
+ */
+async function* readEvents(open: (lastId: string | undefined) => Promise<Response>, lastId: string | undefined, signal?: AbortSignal): AsyncGenerator<ServerEvent> {
+  for (let failures = 0; !signal?.aborted; ) {
+    let res: Response;
+    try {
+      res = await open(lastId);
+    } catch (e) {
+      if (signal?.aborted) return;
+      if (++failures > 5) throw new TagflowNetworkError(describeNetworkError(e), 'GET', 'event stream', wasNotSent(e), e);
+      await sleep(backoffDelay(failures, DEFAULT_BACKOFF), signal);
+      continue;
+    }
+    if (!res.ok || !res.body) {
+      const text = await res.text().catch(() => '');
+      let err: Partial<ErrorBody> | null = null;
+      try {
+        err = JSON.parse(text) as Partial<ErrorBody>;
+      } catch {
+        // not JSON
+      }
+      if (res.status === 503 && ++failures <= 5) {
+        await sleep(backoffDelay(failures, DEFAULT_BACKOFF), signal);
+        continue;
+      }
+      throw new TagflowApiError(res.status, err?.message ?? text.slice(0, 200), err, 'GET', 'event stream');
+    }
+    failures = 0;
+    let ended = false;
+    let buffer = '';
+    let event: ServerEvent = { event: 'message', data: '' };
+    const decoder = new TextDecoder();
+    try {
+      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+        buffer += decoder.decode(chunk, { stream: true });
+        let nl: number;
+        while ((nl = buffer.indexOf('\n')) >= 0) {
+          const line = buffer.slice(0, nl).replace(/\r$/, '');
+          buffer = buffer.slice(nl + 1);
+          if (line === '') {
+            if (event.data !== '' || event.event !== 'message') {
+              if (event.id !== undefined) lastId = event.id;
+              if (event.event === 'end') ended = true;
+              yield event;
+            }
+            event = { event: 'message', data: '' };
+          } else if (!line.startsWith(':')) {
+            const colon = line.indexOf(':');
+            const field = colon < 0 ? line : line.slice(0, colon);
+            const value = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
+            if (field === 'data') event.data = event.data === '' ? value : `${event.data}\n${value}`;
+            else if (field === 'event') event.event = value;
+            else if (field === 'id') event.id = value;
+          }
+        }
+      }
+    } catch (e) {
+      if (signal?.aborted) return;
+      if (++failures > 5) throw new TagflowNetworkError(describeNetworkError(e), 'GET', 'event stream', false, e);
+      await sleep(backoffDelay(failures, DEFAULT_BACKOFF), signal);
+      continue;
+    }
+    if (ended) return;
+  }
+}
+
+interface ServerEvent {
+  id?: string;
+  event: string;
+  data: string;
 }
 
 export function isTerminal(state: TaskState): boolean {

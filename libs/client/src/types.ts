@@ -214,3 +214,34 @@ export interface DataEntry {
   written_at: string | null;
   task_id: string | null;
 }
+
+export type LogStream = 'stdout' | 'stderr';
+
+/** A piece of an attempt's live output (`followTaskLogs`). */
+export interface LogChunk {
+  type: 'chunk';
+  stream: LogStream;
+  /** Its place in the attempt's output: resume after it with `after`. */
+  seq: number;
+  text: string;
+}
+
+/** The attempt followed has ended. */
+export interface LogEnd {
+  type: 'end';
+  attempt: number;
+  state: TaskState;
+}
+
+/** One transition of a workflow (no `task_id`) or of one of its tasks, as the event stream sends it. */
+export interface WorkflowStreamEvent {
+  /** Resume after this event with `after` / `Last-Event-ID`. */
+  id: string;
+  at: string;
+  task_id?: string;
+  name?: string;
+  from: string | null;
+  to: string;
+  attempt?: number;
+  reason?: string | null;
+}

@@ -29,8 +29,12 @@ export const LIMITS = {
   outputMaxBytes: 256 * 1024,
   /** A heartbeat's progress, serialized. */
   progressMaxBytes: 16 * 1024,
-  /** stdout/stderr: only the last bytes are kept. */
+  /** stdout/stderr in a report: only the last bytes are kept. */
   logTailBytes: 64 * 1024,
+  /** Live output (`POST /v1/tasks/:id/logs`): the most one request appends. */
+  logAppendMaxBytes: 256 * 1024,
+  /** Live output kept per stream per attempt: the last bytes. */
+  logStreamKeptBytes: 1024 * 1024,
   /** How deeply JSON values may nest (input, output, action). */
   jsonMaxDepth: 32,
   retryCountMax: 100,

@@ -5,6 +5,7 @@ export * from './entities/worker.entity.js';
 export * from './entities/data-entry.entity.js';
 export * from './entities/api-key.entity.js';
 export * from './entities/audit.entity.js';
+export * from './entities/task-log.entity.js';
 export * from './data-source.js';
 export * from './database.js';
 export type { ClaimJob } from './dialect.js';

@@ -5,7 +5,8 @@ export type BusEvent =
   | { type: 'task-finished'; task: string }
   | { type: 'data-written'; workflow: string; key: string }
   | { type: 'workflow-finished'; workflow: string; state: string }
-  | { type: 'tagsets-forgotten'; tagsets: string[] };
+  | { type: 'tagsets-forgotten'; tagsets: string[] }
+  | { type: 'log-appended'; task: string };
 
 /** One bus message: the events of one operation, from one replica. */
 interface BusMessage {

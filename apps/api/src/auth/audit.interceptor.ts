@@ -72,7 +72,7 @@ export class AuditInterceptor implements NestInterceptor {
 }
 
 const REFUSALS_PER_MINUTE = 30;
-const WORKER_PROTOCOL = /^\/v1\/tasks\/(poll|[^/]+\/(heartbeat|complete|fail))\/?$/i;
+const WORKER_PROTOCOL = /^\/v1\/(tasks\/(poll|report|[^/]+\/(heartbeat|complete|fail|logs))|workers\/[^/]+\/heartbeat)\/?$/i;
 
 /** State-changing requests, but the worker protocol's. */
 function audited(req: Request): boolean {

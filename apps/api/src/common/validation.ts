@@ -138,6 +138,20 @@ export function IsJsonAtMost(maxBytes: number): PropertyDecorator {
     });
 }
 
+/** A string of at most `maxBytes` in UTF-8 (live output: its size on the wire, not in characters). */
+export function IsUtf8At(maxBytes: number): PropertyDecorator {
+  return (target, key) =>
+    registerDecorator({
+      name: 'isUtf8At',
+      target: target.constructor,
+      propertyName: key as string,
+      validator: {
+        validate: (value: unknown) => typeof value === 'string' && value.length <= maxBytes && Buffer.byteLength(value) <= maxBytes,
+        defaultMessage: (args?: ValidationArguments) => `${args?.property} must be at most ${maxBytes} bytes (UTF-8); send it in parts`,
+      },
+    });
+}
+
 /** `{"type": "...", ...params}`: params are passed to the worker untouched. */
 export function IsAction(): PropertyDecorator {
   return (target, key) =>

@@ -33,14 +33,30 @@ export class LongWaits implements BeforeApplicationShutdown {
     return { key: `data:${workflowId}:${key}` };
   }
 
+  /** Followers of a task's live output: woken when a piece is appended. */
+  static log(taskId: string): WaitOn {
+    return { key: `log:${taskId}` };
+  }
+
+  /** Followers of a workflow's event stream: woken when it finishes (else they look on a timer). */
+  static workflow(workflowId: string): WaitOn {
+    return { key: `workflow:${workflowId}` };
+  }
+
   constructor(bus: Bus, metrics: MetricsService) {
     metrics.gauge('tagflow_polls_waiting', 'Long-polls parked in this replica.', () => this.byTags.size);
     metrics.gauge('tagflow_data_reads_waiting', 'Blocking data-space reads parked in this replica.', () => this.count('data:'));
     metrics.gauge('tagflow_task_waits_waiting', 'GET /tasks/:id?wait_s long-polls parked in this replica.', () => this.count('task:'));
+    metrics.gauge('tagflow_streams_following', 'Live output and workflow event streams followed in this replica.', () => this.count('log:') + this.count('workflow:'));
     bus.onEvent((event) => {
-      if (event.type === 'task-finished') this.wakeKey(LongWaits.task(event.task));
+      if (event.type === 'task-finished') {
+        this.wakeKey(LongWaits.task(event.task));
+        this.wakeKey(LongWaits.log(event.task));
+      }
       else if (event.type === 'data-written') this.wakeKey(LongWaits.data(event.workflow, event.key));
       else if (event.type === 'ready') this.wakeTags(asQueueTags(event.tags));
+      else if (event.type === 'log-appended') this.wakeKey(LongWaits.log(event.task));
+      else if (event.type === 'workflow-finished') this.wakeKey(LongWaits.workflow(event.workflow));
     });
   }
 
@@ -71,6 +87,18 @@ export class LongWaits implements BeforeApplicationShutdown {
         if (left <= 0 || this.closing) return undefined;
         if (!waiter.signalled) await park(waiter, left);
       }
+    } finally {
+      release();
+    }
+  }
+
+  /** Parks until `on` is signalled, `ms` pass or the replica stops (a follower between two looks). */
+  async nap(on: WaitOn, ms: number): Promise<void> {
+    if (this.closing) return;
+    const waiter: Waiter = { tags: 'tags' in on ? on.tags : [], signalled: false, wake: null };
+    const release = this.register(on, waiter);
+    try {
+      await park(waiter, ms);
     } finally {
       release();
     }

@@ -78,12 +78,18 @@ export class LeaseService {
     return batch.map((jobs) => jobs.flatMap((j) => byToken.get(j.token) ?? []));
   }
 
-  async heartbeat(taskId: string, dto: HeartbeatDto, namespace: string): Promise<{ expires_at: number; cancel_requested: boolean }> {
+  /** The task, when `token` is its current, unexpired lease; else 404 / 409 saying why. */
+  async current(taskId: string, token: string, namespace: string): Promise<TaskEntity> {
     const task = await this.find(taskId, namespace);
-    if (task.lease_token !== dto.lease_token) throw this.staleToken(task);
+    if (task.lease_token !== token) throw this.staleToken(task);
     if (task.lease_outcome !== null || task.state !== 'RUNNING') throw this.ended(task);
+    if ((task.lease_expires_at ?? 0) < this.db.now()) throw conflict(expiredText(task), { state: task.state });
+    return task;
+  }
+
+  async heartbeat(taskId: string, dto: HeartbeatDto, namespace: string): Promise<{ expires_at: number; cancel_requested: boolean }> {
+    const task = await this.current(taskId, dto.lease_token, namespace);
     const now = this.db.now();
-    if ((task.lease_expires_at ?? 0) < now) throw conflict(expiredText(task), { state: task.state });
     const expires = now + task.lease_s * 1000;
     const extended = await this.db.transaction((repos) => repos.tasks.extendLease(task.id, dto.lease_token, expires, now, dto.progress), now);
     if (!extended) throw this.ended(await this.find(taskId, namespace));

@@ -33,6 +33,24 @@ export class EventRepository {
     return rows.map((r) => hydrate(this.em, WorkflowEventEntity, r));
   }
 
+  /**
+   * Takes: a workflow id, the last task event and workflow event already seen, a limit.
+   * Returns: up to `limit` of each that came after, oldest first (task events with their task's name).
+   */
+  async streamOf(workflowId: string, afterTask: number, afterWorkflow: number, limit: number): Promise<{ tasks: (TaskEventEntity & { name: string | null })[]; workflow: WorkflowEventEntity[] }> {
+    const n = Math.floor(limit);
+    const t = await sql(
+      this.em,
+      `SELECT e.*, t.name AS task_name FROM task_event e LEFT JOIN task t ON t.id = e.task_id WHERE e.workflow_id = :wf AND e.id > :after ORDER BY e.id LIMIT ${n}`,
+      { wf: workflowId, after: afterTask },
+    );
+    const w = await sql(this.em, `SELECT * FROM workflow_event WHERE workflow_id = :wf AND id > :after ORDER BY id LIMIT ${n}`, { wf: workflowId, after: afterWorkflow });
+    return {
+      tasks: t.rows.map((r) => Object.assign(hydrate(this.em, TaskEventEntity, r), { name: (r.task_name as string | null) ?? null })),
+      workflow: w.rows.map((r) => hydrate(this.em, WorkflowEventEntity, r)),
+    };
+  }
+
   /** Takes: a task id. Deletes its events. */
   async deleteOfTask(taskId: string): Promise<void> {
     await sql(this.em, 'DELETE FROM task_event WHERE task_id = :id', { id: taskId });

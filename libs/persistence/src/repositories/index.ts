@@ -5,6 +5,7 @@ import { DependencyRepository } from './dependency.repository.js';
 import { EventRepository } from './event.repository.js';
 import { IdempotencyRepository } from './idempotency.repository.js';
 import { KeyRepository } from './key.repository.js';
+import { LogRepository } from './log.repository.js';
 import { TaskRepository } from './task.repository.js';
 import { TransitionRepository } from './transition.repository.js';
 import { WorkerRepository } from './worker.repository.js';
@@ -16,6 +17,7 @@ export * from './dependency.repository.js';
 export * from './event.repository.js';
 export * from './idempotency.repository.js';
 export * from './key.repository.js';
+export * from './log.repository.js';
 export * from './task.repository.js';
 export * from './transition.repository.js';
 export * from './worker.repository.js';
@@ -36,6 +38,7 @@ export class Repositories {
   readonly keys: KeyRepository;
   readonly audit: AuditRepository;
   readonly idempotency: IdempotencyRepository;
+  readonly logs: LogRepository;
 
   /** The clock of the operation: every row it writes carries this time. */
   now: number;
@@ -52,6 +55,7 @@ export class Repositories {
     this.keys = new KeyRepository(em);
     this.audit = new AuditRepository(em);
     this.idempotency = new IdempotencyRepository(em);
+    this.logs = new LogRepository(em);
   }
 
   /** Reads the clock again (after waiting for a lock, so times follow the order of the locks). */

@@ -1,0 +1,52 @@
+import type { Request, Response } from 'express';
+
+/** Silence longer than this gets a comment line, so proxies and clients keep the stream open. */
+const KEEP_ALIVE_MS = 15_000;
+
+/**
+ * A `text/event-stream` answer (server-sent events) written as things happen. Each event
+ * is `id`, `event` and one `data` line (JSON, so a newline in the payload cannot end it).
+ * The client going away is noticed (`closed`); the handler stops then.
+ */
+export class EventStream {
+  private gone = false;
+  private lastWrite = Date.now();
+
+  constructor(req: Request, private readonly res: Response) {
+    res.status(200);
+    res.setHeader('content-type', 'text/event-stream; charset=utf-8');
+    res.setHeader('cache-control', 'no-cache, no-transform');
+    res.setHeader('x-accel-buffering', 'no');
+    res.flushHeaders();
+    res.write('retry: 2000\n\n');
+    req.on('close', () => (this.gone = true));
+  }
+
+  get closed(): boolean {
+    return this.gone || this.res.writableEnded;
+  }
+
+  send(event: string, data: unknown, id?: string | number): void {
+    if (this.closed) return;
+    this.res.write(`${id === undefined ? '' : `id: ${id}\n`}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+    this.lastWrite = Date.now();
+  }
+
+  keepAlive(): void {
+    if (this.closed || Date.now() - this.lastWrite < KEEP_ALIVE_MS) return;
+    this.res.write(': keep-alive\n\n');
+    this.lastWrite = Date.now();
+  }
+
+  /** Ends the answer; an error after the headers went out is told as an `error` event. */
+  end(error?: { status: number; message: string }): void {
+    if (error) this.send('error', error);
+    if (!this.res.writableEnded) this.res.end();
+  }
+}
+
+/** `Last-Event-ID` (a reconnecting EventSource sends it) or `?after`, whichever is given. */
+export function resumeFrom(req: Request, after: string | undefined): string | undefined {
+  const header = req.headers['last-event-id'];
+  return (typeof header === 'string' && header !== '' ? header : undefined) ?? after;
+}

@@ -1,0 +1,90 @@
+import { Body, Controller, Get, HttpCode, Param, Post, Query, Req, Res } from '@nestjs/common';
+import { ApiProduces, ApiTags } from '@nestjs/swagger';
+import type { Request, Response } from 'express';
+import { Type } from 'class-transformer';
+import { IsIn, IsInt, IsOptional, IsString, Max, Min } from 'class-validator';
+import { Allow, NamespaceOf, READERS, WORKERS } from '../auth/access.js';
+import { ApiError, badRequest } from '../common/errors.js';
+import { idParam } from '../common/params.js';
+import { LongWait } from '../long-wait/wait-limit.interceptor.js';
+import { EventStream, resumeFrom } from './event-stream.js';
+import { AppendLogDto, LogQuery } from './logs.dto.js';
+import { LogsService } from './logs.service.js';
+import { WorkflowEventsService } from './workflow-events.service.js';
+
+/** A stream request parks for as long as it follows. */
+const follows = (req: Request) => req.query.follow === '1' || req.query.follow === 'true';
+
+export class WorkflowEventsQuery {
+  /** `1`: keep streaming (`text/event-stream`) as transitions happen. */
+  @IsOptional() @IsIn(['0', '1', 'true', 'false'], { message: 'follow must be 1 or 0' })
+  follow?: string;
+
+  /** Resume after this event id (`Last-Event-ID` does the same). */
+  @IsOptional() @IsString()
+  after?: string;
+
+  @IsOptional() @Type(() => Number) @IsInt() @Min(1) @Max(1000)
+  limit?: number;
+}
+
+/**
+ * Watching work as it happens: a running attempt's output (workers append it; readers
+ * read or follow it) and a workflow's transitions. Followed streams are server-sent
+ * events; each counts as a long wait of its credential.
+ */
+@ApiTags('live output')
+@Controller('v1')
+export class StreamsController {
+  constructor(private readonly logs: LogsService, private readonly events: WorkflowEventsService) {}
+
+  /** Appends output of the running attempt (current lease only: a stale one gets 409). */
+  @Post('tasks/:id/logs') @HttpCode(200) @Allow(WORKERS)
+  append(@Param('id', idParam('task')) taskId: string, @Body() dto: AppendLogDto, @NamespaceOf() ns: string) {
+    return this.logs.append(taskId, dto.lease_token, dto.stream, dto.data, ns);
+  }
+
+  /**
+   * An attempt's output (default the current attempt; the last 1 MiB per stream), as
+   * text; with `follow=1`, server-sent events `stdout` / `stderr` (data: the text as a
+   * JSON string; id: its seq) as it is written, then `end` with the task's state.
+   */
+  @Get('tasks/:id/logs') @Allow(READERS) @LongWait(follows) @ApiProduces('text/plain', 'text/event-stream')
+  async logsOf(@Param('id', idParam('task')) taskId: string, @Query() q: LogQuery, @NamespaceOf() ns: string, @Req() req: Request, @Res() res: Response): Promise<void> {
+    const query = { attempt: q.attempt, stream: q.stream };
+    if (!follows(req)) {
+      const kept = await this.logs.read(taskId, query, ns);
+      res.setHeader('tagflow-attempt', String(kept.attempt));
+      res.setHeader('tagflow-log-truncated', String(kept.truncated));
+      res.type('text/plain; charset=utf-8').send(kept.text);
+      return;
+    }
+    const resume = resumeFrom(req, q.after === undefined ? undefined : String(q.after));
+    if (resume !== undefined && !/^\d{1,15}$/.test(resume)) throw badRequest('Last-Event-ID (or after) must be a seq from this stream (a number)', [{ field: 'after', errors: ['not a seq'] }]);
+    await this.logs.read(taskId, query, ns); // 404 before the stream starts
+    const out = new EventStream(req, res);
+    await this.logs.follow(taskId, query, Number(resume ?? 0), out, ns).then(() => out.end(), (e: unknown) => out.end(streamError(e)));
+  }
+
+  /**
+   * A workflow's transitions and its tasks', oldest first: `{items, next}` pages; with
+   * `follow=1`, server-sent `transition` events from the start (or after `Last-Event-ID`)
+   * as they happen, until the client closes the stream.
+   */
+  @Get('workflows/:id/events') @Allow(READERS) @LongWait(follows) @ApiProduces('application/json', 'text/event-stream')
+  async eventsOf(@Param('id', idParam('workflow')) workflowId: string, @Query() q: WorkflowEventsQuery, @NamespaceOf() ns: string, @Req() req: Request, @Res() res: Response): Promise<void> {
+    if (!follows(req)) {
+      res.json(await this.events.page(workflowId, q.after, q.limit ?? 1000, ns));
+      return;
+    }
+    const after = resumeFrom(req, q.after);
+    await this.events.page(workflowId, after, 1, ns); // 404 or 400 before the stream starts
+    const out = new EventStream(req, res);
+    await this.events.follow(workflowId, after, out, ns).then(() => out.end(), (e: unknown) => out.end(streamError(e)));
+  }
+}
+
+function streamError(e: unknown): { status: number; message: string } {
+  if (e instanceof ApiError) return { status: e.getStatus(), message: e.message };
+  return { status: 503, message: 'the stream stopped; connect again to resume' };
+}
