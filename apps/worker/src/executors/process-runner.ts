@@ -39,8 +39,13 @@ export class TailBuffer {
  * Runs a process in its own process group, so stopping it stops everything it started;
  * with `user`, as that user (the worker runs as root).
  * When `signal` aborts: SIGTERM to the group, SIGKILL after the grace period.
+ * `onOutput` sees each chunk of output as it is written (for live logs).
  */
-export function runProcess(command: string, args: string[], options: RunOptions & { signal: AbortSignal; graceMs?: number; user?: ProcessUser }): Promise<ProcessResult> {
+export function runProcess(
+  command: string,
+  args: string[],
+  options: RunOptions & { signal: AbortSignal; graceMs?: number; user?: ProcessUser; onOutput?: (stream: 'stdout' | 'stderr', chunk: Buffer) => void },
+): Promise<ProcessResult> {
   return new Promise((resolve, reject) => {
     // As another user, the directory is entered by that user (`env -C`), not by root before
     // the switch: a directory root may enter and the user may not stays closed to the task.
@@ -56,8 +61,14 @@ export function runProcess(command: string, args: string[], options: RunOptions 
     });
     const stdout = new TailBuffer();
     const stderr = new TailBuffer();
-    child.stdout.on('data', (c: Buffer) => stdout.push(c));
-    child.stderr.on('data', (c: Buffer) => stderr.push(c));
+    child.stdout.on('data', (c: Buffer) => {
+      stdout.push(c);
+      options.onOutput?.('stdout', c);
+    });
+    child.stderr.on('data', (c: Buffer) => {
+      stderr.push(c);
+      options.onOutput?.('stderr', c);
+    });
     let killTimer: NodeJS.Timeout | undefined;
     const killGroup = (sig: NodeJS.Signals) => {
       if (child.pid === undefined) return;

@@ -2,7 +2,7 @@ import { chmod, chown, lstat, mkdir, mkdtemp, rm, rmdir, writeFile } from 'node:
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { backoffDelay, TAGFLOW_VERSION, TagflowApiError, type Failure, type LeasedTask, type TagflowClient } from '@tagflow/client';
+import { backoffDelay, TAGFLOW_VERSION, TagflowApiError, type BatchReport, type Failure, type LeasedTask, type TagflowClient } from '@tagflow/client';
 import type { WorkerConfig } from '../cli/config.js';
 import type { Logger } from '../cli/logger.js';
 import { ExecutionFailure, ExecutionStop, type ExecutionResult, type ExecutorContext } from '../executors/executor.js';
@@ -10,11 +10,17 @@ import { runProcess } from '../executors/process-runner.js';
 import type { ExecutorRegistry } from '../executors/registry.js';
 import { writeTaskFile } from '../executors/task-files.js';
 import type { RunAsUser } from '../cli/run-as.js';
+import { LeaseKeeper } from './lease-keeper.js';
+import { LogStreamer } from './log-streamer.js';
+import { Reporter } from './reporter.js';
 
 interface Running {
   task: LeasedTask;
   abort: AbortController;
+  /** Settles once the attempt has run and its report was judged (or dropped). */
   done: Promise<void>;
+  /** Executing (holds a slot); false once only its report is on its way. */
+  executing: boolean;
 }
 
 /** Environment variables of the worker itself that its tasks must not inherit. */
@@ -27,12 +33,15 @@ const RUN_AS_ENV = /^(PATH|LANG|LANGUAGE|LC_[A-Z_]+|TZ|TERM|TAGFLOW_API_URL)$/;
 
 /**
  * The worker's life: register, then long-poll for as many tasks as it has free slots,
- * run each with its executor, heartbeat it well inside its lease, and report the result.
+ * run each with its executor, and report the result.
  *
- * - A heartbeat answer with `cancel_requested` aborts the task (reported CANCELLED).
- * - A heartbeat refused with 409/404 means the lease is gone: the task is stopped and
- *   not reported (another attempt owns it now).
- * - Reports are retried until accepted; a 409 ends the retry (the task was taken back).
+ * - Reports ride on the next poll (`POST /v1/tasks/report` with a poll): a task ends, its
+ *   slot frees, and one request carries its report and asks for the next task. While a
+ *   poll is parked, reports go at once in a request of their own (see Reporter).
+ * - One heartbeat per worker extends every lease that is due (see LeaseKeeper); a
+ *   cancel request stops the task (reported CANCELLED), a lost lease stops it unreported.
+ * - Output is streamed to the API while the task runs (see LogStreamer); the report
+ *   still carries the last 64 KiB.
  * - stop(): no new polls; running tasks get the grace period, then are stopped and
  *   reported as a retryable WORKER_SHUTDOWN failure so another worker takes them.
  */
@@ -43,6 +52,9 @@ export class Agent {
   private workerId: string | null = null;
   private slotFreed: (() => void) | null = null;
   private helperDir = '';
+  private readonly reporter: Reporter;
+  private readonly leases: LeaseKeeper;
+  private readonly output: LogStreamer;
 
   constructor(
     private readonly config: WorkerConfig,
@@ -51,7 +63,11 @@ export class Agent {
     private readonly log: Logger,
     /** With `--run-as`: the user tasks run as (the worker is root). */
     private readonly runAs?: RunAsUser,
-  ) {}
+  ) {
+    this.reporter = new Reporter(client, (level, msg, fields) => this.log(level, msg, fields), () => this.wakePoller());
+    this.leases = new LeaseKeeper(client, () => this.workerId, (msg, fields) => this.log('warn', msg, fields));
+    this.output = new LogStreamer(client, (msg, fields) => this.log('warn', msg, fields));
+  }
 
   get id(): string | null {
     return this.workerId;
@@ -65,19 +81,30 @@ export class Agent {
     await this.register();
     let failures = 0;
     while (!this.stopping) {
-      const free = this.config.concurrency - this.running.size;
+      const free = this.config.concurrency - this.executing();
       if (free <= 0) {
+        if (this.reporter.pending > 0) void this.reporter.flush();
         await new Promise<void>((resolve) => (this.slotFreed = resolve));
+        this.slotFreed = null;
         continue;
       }
+      const reports = this.reporter.take();
       try {
-        const tasks = await this.client.poll(
-          { tags: this.config.tags, worker_id: this.workerId ?? undefined, wait_s: this.config.pollWaitS, max_tasks: free },
-          this.pollAbort.signal,
-        );
+        const poll = { tags: this.config.tags, worker_id: this.workerId ?? undefined, wait_s: this.config.pollWaitS, max_tasks: free };
+        let tasks: LeasedTask[];
+        if (reports.length === 0) {
+          tasks = await this.client.poll(poll, this.pollAbort.signal);
+        } else {
+          const answer = await this.client.report(reports.map((r) => r.report), poll, this.pollAbort.signal);
+          this.reporter.settle(reports, answer.results);
+          tasks = answer.tasks;
+        }
         failures = 0;
         for (const task of tasks) this.launch(task);
       } catch (e) {
+        // Sent once, so its reports may or may not have been applied: they are sent again
+        // (a report already applied is answered the same way).
+        this.reporter.giveBack(reports);
         if (this.stopping) break;
         if (e instanceof TagflowApiError && e.status === 404 && /worker/.test(e.message)) {
           this.log('warn', 'the API does not know this worker any more; registering again');
@@ -97,6 +124,19 @@ export class Agent {
     }
   }
 
+  private executing(): number {
+    let n = 0;
+    for (const r of this.running.values()) if (r.executing) n++;
+    return n;
+  }
+
+  /** A report is queued: when the poll loop waits for a free slot, it carries it (true). */
+  private wakePoller(): boolean {
+    if (this.stopping || !this.slotFreed) return false;
+    this.slotFreed();
+    return true;
+  }
+
   /** Graceful stop: see the class comment. Resolves when every task has been reported or dropped. */
   async stop(graceMs: number): Promise<void> {
     if (!this.stopping) {
@@ -114,6 +154,9 @@ export class Agent {
       }
     }
     await all();
+    await this.reporter.flush();
+    this.leases.stop();
+    this.output.stop();
   }
 
   private async register(): Promise<void> {
@@ -134,22 +177,28 @@ export class Agent {
 
   private launch(task: LeasedTask): void {
     const abort = new AbortController();
-    const entry: Running = { task, abort, done: Promise.resolve() };
+    const entry: Running = { task, abort, done: Promise.resolve(), executing: true };
     this.running.set(task.id, entry);
-    entry.done = this.execute(task, abort)
+    entry.done = this.execute(task, entry)
       .catch((e: unknown) => this.log('error', 'task handling failed', { task_id: task.id, error: (e as Error).message }))
       .finally(() => {
         this.running.delete(task.id);
-        this.slotFreed?.();
-        this.slotFreed = null;
+        this.freeSlot(entry);
       });
   }
 
-  private async execute(task: LeasedTask, abort: AbortController): Promise<void> {
+  private freeSlot(entry: Running): void {
+    if (!entry.executing) return;
+    entry.executing = false;
+    this.slotFreed?.();
+  }
+
+  private async execute(task: LeasedTask, entry: Running): Promise<void> {
+    const { abort } = entry;
     this.log('info', 'task started', { task_id: task.id, name: task.name, attempt: task.attempt, action: task.action.type });
     let progress: unknown = undefined;
-    const leaseMs = task.lease_s * 1000;
-    const beat = setInterval(() => void this.heartbeat(task, abort, () => progress), Math.max(500, Math.floor(leaseMs / 3)));
+    this.leases.hold(task, abort, () => progress);
+    this.output.open(task);
     const timeout = task.timeout_s ? setTimeout(() => abort.abort(new ExecutionStop('timeout')), task.timeout_s * 1000) : undefined;
     const workDir = await mkdtemp(join(this.config.workDir, `${task.id}-`));
     if (this.runAs) await chown(workDir, this.runAs.uid, this.runAs.gid);
@@ -173,7 +222,10 @@ export class Agent {
       log: (msg, fields) => this.log('info', msg, { task_id: task.id, ...fields }),
       workDir,
       run: (command, args, opts = {}) =>
-        runProcess(command, args, { cwd: opts.cwd ?? workDir, env: { ...childEnv, ...taskEnv, ...opts.env }, signal: abort.signal, user: this.runAs }),
+        runProcess(command, args, {
+          cwd: opts.cwd ?? workDir, env: { ...childEnv, ...taskEnv, ...opts.env }, signal: abort.signal, user: this.runAs,
+          onOutput: (stream, chunk) => this.output.write(task.id, stream, chunk),
+        }),
       writeFile: (path, data, mode = 0o600) => writeTaskFile(path, data, mode, this.runAs),
     };
     let result: ExecutionResult;
@@ -192,16 +244,18 @@ export class Agent {
         ? { status: 'failure', message: e.message, code: e.code, retryable: e.retryable }
         : { status: 'failure', message: `executor error: ${(e as Error).message}`, code: 'EXECUTOR_ERROR', retryable: true };
     } finally {
-      clearInterval(beat);
+      this.leases.release(task.id);
       clearTimeout(timeout);
       await this.removeAttemptDir(workDir);
     }
 
     const stop = abort.signal.aborted ? (abort.signal.reason as ExecutionStop).why : null;
     if (stop === 'lease-lost') {
+      await this.output.close(task.id, 0);
       this.log('warn', 'task stopped: its lease is gone, so it is not reported', { task_id: task.id });
       return;
     }
+    await this.output.close(task.id);
     if (stop) {
       const byStop: Record<'cancelled' | 'timeout' | 'shutdown', Required<Failure>> = {
         cancelled: { message: 'cancelled on request; the process group was stopped', code: 'CANCELLED', retryable: false },
@@ -210,52 +264,19 @@ export class Agent {
       };
       result = { status: 'failure', ...byStop[stop], stdout: result.stdout, stderr: result.stderr, exitCode: result.exitCode };
     }
+    this.freeSlot(entry);
     await this.report(task, result);
   }
 
-  private async heartbeat(task: LeasedTask, abort: AbortController, progress: () => unknown): Promise<void> {
-    if (abort.signal.aborted) return;
-    try {
-      const answer = await this.client.heartbeat(task.id, task.lease.token, progress());
-      if (answer.cancel_requested && !abort.signal.aborted) {
-        this.log('info', 'cancel requested; stopping the task', { task_id: task.id });
-        abort.abort(new ExecutionStop('cancelled'));
-      }
-    } catch (e) {
-      if (e instanceof TagflowApiError && (e.status === 409 || e.status === 404)) {
-        if (!abort.signal.aborted) abort.abort(new ExecutionStop('lease-lost'));
-        return;
-      }
-      // The API is away: keep running; the lease decides once it answers again.
-      this.log('warn', 'heartbeat failed', { task_id: task.id, error: (e as Error).message });
-    }
-  }
-
   private async report(task: LeasedTask, result: ExecutionResult): Promise<void> {
-    const retry = { attempts: Infinity, baseMs: 250, maxMs: 5000 };
     const logs = { stdout: result.stdout, stderr: result.stderr, exit_code: result.exitCode };
-    try {
-      if (result.status === 'success') {
-        await this.client.complete(task.id, task.lease.token, result.output ?? {}, logs, retry);
-        this.log('info', 'task succeeded', { task_id: task.id, name: task.name });
-      } else {
-        await this.client.fail(task.id, task.lease.token, { message: result.message, code: result.code, retryable: result.retryable }, logs, retry);
-        this.log('info', 'task failed', { task_id: task.id, name: task.name, code: result.code, message: result.message });
-      }
-    } catch (e) {
-      if (e instanceof TagflowApiError && (e.status === 409 || e.status === 404)) {
-        this.log('warn', 'report refused: the task was taken back', { task_id: task.id, status: e.status, message: e.body?.message });
-        return;
-      }
-      if (e instanceof TagflowApiError && e.status === 413) {
-        // Output too large: report that instead, so the task does not hang until its lease ends.
-        await this.client
-          .fail(task.id, task.lease.token, { message: `the task's output was refused: ${e.body?.message ?? 'too large'}`, code: 'OUTPUT_TOO_LARGE', retryable: false }, logs, retry)
-          .catch((err: unknown) => this.log('error', 'could not report', { task_id: task.id, error: (err as Error).message }));
-        return;
-      }
-      throw e;
-    }
+    const report: BatchReport = result.status === 'success'
+      ? { task_id: task.id, lease_token: task.lease.token, status: 'complete', output: result.output ?? {}, ...logs }
+      : { task_id: task.id, lease_token: task.lease.token, status: 'fail', error: { message: result.message, code: result.code, retryable: result.retryable }, ...logs };
+    const judged = await this.reporter.submit(report);
+    if (judged.status !== 200) return; // logged by the reporter
+    if (result.status === 'success') this.log('info', 'task succeeded', { task_id: task.id, name: task.name });
+    else this.log('info', 'task failed', { task_id: task.id, name: task.name, code: result.code, message: result.message });
   }
 
   /**
