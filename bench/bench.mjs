@@ -3,7 +3,7 @@
 // PostgreSQL (as scripts/test.sh does) and, per database, its own API; drives it over
 // HTTP with in-process polling clients that complete noop tasks; prints a table and
 // writes JSON to bench/results/. Sizes: --tasks 20000 --pollers 16 --chain 1000
-// --scale 100000 --groups 100 --tags 1000 --fanout 33000 --fanout-policy continue --db sqlite,postgres --only throughput,ceiling,handoff,scale,tags,fanout
+// --scale 100000 --groups 100 --tags 1000 --fanout 33000 --fanout-policy continue --db sqlite,postgres --only throughput,ceiling,probe,workers,handoff,handoff-batch,burst,scale,tags,fanout
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -23,7 +23,7 @@ const { values: opt } = parseArgs({
     scale: { type: 'string', default: '100000' }, groups: { type: 'string', default: '100' }, tags: { type: 'string', default: '1000' },
     fanout: { type: 'string', default: '33000' },
     'fanout-policy': { type: 'string', default: 'continue' },
-    db: { type: 'string', default: 'sqlite,postgres' }, only: { type: 'string', default: 'throughput,ceiling,handoff,scale,tags,fanout' },
+    db: { type: 'string', default: 'sqlite,postgres' }, only: { type: 'string', default: 'throughput,ceiling,probe,workers,handoff,handoff-batch,burst,scale,tags,fanout' },
   },
 });
 const FANOUT = Number(opt.fanout);
@@ -310,6 +310,101 @@ async function manyTags(api) {
   };
 }
 
+/** Independent noop tasks in workflows of 1,000, sealed; returns their workflow ids. */
+async function backlog(api, tag, n) {
+  const wfIds = [];
+  for (let w = 0; w < n / 1000; w++) {
+    const wf = await api.client.createWorkflow({ name: `${tag}-${w}`, sealed: false });
+    await createTasks(api.client, wf.id, Array.from({ length: Math.min(1000, n - w * 1000) }, (_, i) => ({ name: `t${i}`, tags: [tag], action: { type: 'noop' } })));
+    await api.client.sealWorkflow(wf.id);
+    wfIds.push(wf.id);
+  }
+  return wfIds;
+}
+
+/**
+ * The second edition's probe: --pollers clients, each taking up to 8 tasks a request and
+ * reporting all of them with its next poll in one call (POST /v1/tasks/report).
+ */
+async function probe(api) {
+  const wfIds = await backlog(api, 'probe', N);
+  let completed = 0;
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: P }, async () => {
+    let tasks = await api.client.poll({ tags: ['probe'], wait_s: 1, max_tasks: 8 });
+    while (tasks.length > 0 || completed < N) {
+      const reports = tasks.map((t) => ({ task_id: t.id, lease_token: t.lease.token, status: 'complete' }));
+      completed += reports.length;
+      if (completed >= N) {
+        if (reports.length) await api.client.report(reports);
+        return;
+      }
+      tasks = (await api.client.report(reports, { tags: ['probe'], wait_s: 1, max_tasks: 8 })).tasks;
+    }
+  }));
+  const secs = (performance.now() - t0) / 1000;
+  const lat = await leaseLatencies(api.client, wfIds);
+  return { tasks: N, clients: P, seconds: round(secs, 2), tasks_per_s: round(N / secs), ready_to_leased_p50_ms: pct(lat, 50), ready_to_leased_p99_ms: pct(lat, 99) };
+}
+
+/** A chain of --chain tasks, one client reporting each with the next poll in the same call: per hop, from sending it to the next task. */
+async function handoffBatch(api) {
+  const wf = await api.client.createWorkflow({ name: 'chain2' });
+  await createTasks(api.client, wf.id, Array.from({ length: CHAIN }, (_, i) => ({ name: `c${i}`, tags: ['chain2'], action: { type: 'noop' }, ...(i ? { requires: [`c${i - 1}`] } : {}) })));
+  const hops = [];
+  let [t] = await api.client.poll({ tags: ['chain2'], wait_s: 30 });
+  for (let i = 1; i < CHAIN; i++) {
+    const sent = performance.now();
+    const { tasks } = await api.client.report([{ task_id: t.id, lease_token: t.lease.token, status: 'complete' }], { tags: ['chain2'], wait_s: 30 });
+    hops.push(performance.now() - sent);
+    t = tasks[0];
+  }
+  await api.client.report([{ task_id: t.id, lease_token: t.lease.token, status: 'complete' }]);
+  return { hops: hops.length, hop_p50_ms: round(pct(hops, 50), 2), hop_p99_ms: round(pct(hops, 99), 2) };
+}
+
+/** The bundled worker as deployed: 4 processes with --concurrency 16 run --tasks noop tasks. */
+async function realWorkers(api) {
+  const wfIds = await backlog(api, 'wk', N);
+  const tokenFile = join(work, 'worker-token');
+  writeFileSync(tokenFile, TOKEN, { mode: 0o600 });
+  const t0 = performance.now();
+  const procs = Array.from({ length: 4 }, (_, i) => spawn(process.execPath, [join(root, 'dist/apps/worker/main.js'), '--api', api.url, '--tags', 'wk', '--name', `bench-${i}`,
+    '--concurrency', '16', '--work-dir', mkdtempSync(join(work, 'worker-')), '--token-file', tokenFile, '--log-level', 'warn'], { env: { PATH: process.env.PATH }, stdio: ['ignore', 'ignore', 'inherit'] }));
+  try {
+    for (;;) {
+      if (procs.some((p) => p.exitCode !== null)) throw new Error('a worker process exited early (see its output above)');
+      const states = await Promise.all(wfIds.map((id) => api.client.getWorkflow(id)));
+      if (states.every((w) => w.state === 'SUCCESS')) break;
+      if (performance.now() - t0 > 600_000) throw new Error('the workers did not finish in 10 min');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } finally {
+    for (const p of procs) p.kill('SIGTERM');
+    await Promise.all(procs.map((p) => new Promise((r) => (p.exitCode !== null ? r() : p.on('exit', r)))));
+  }
+  const secs = (performance.now() - t0) / 1000;
+  const lat = await leaseLatencies(api.client, wfIds);
+  return { tasks: N, workers: 4, concurrency: 16, seconds: round(secs, 2), tasks_per_s: round(N / secs), ready_to_leased_p50_ms: pct(lat, 50), ready_to_leased_p99_ms: pct(lat, 99) };
+}
+
+/** 1,000 long-polls parked on one tag, then 1,000 tasks in one request: READY -> leased, and until the last poll answered. */
+async function burst(api) {
+  const polls = 1000;
+  const answered = [];
+  const t = Array.from({ length: polls }, () => api.client.poll({ tags: ['burst'], wait_s: 60, max_tasks: 1 }).then((tasks) => answered.push(performance.now()) && tasks));
+  while ((await metric(api, 'tagflow_polls_waiting')) < polls) await new Promise((r) => setTimeout(r, 50));
+  const wf = await api.client.createWorkflow({ name: 'burst' });
+  const sent = performance.now();
+  await createTasks(api.client, wf.id, Array.from({ length: polls }, (_, i) => ({ name: `b${i}`, tags: ['burst'], action: { type: 'noop' } })));
+  const accepted = performance.now() - sent;
+  const got = (await Promise.all(t)).flat();
+  const lastMs = Math.max(...answered) - sent;
+  const lat = await leaseLatencies(api.client, [wf.id]);
+  await api.client.report(got.map((x) => ({ task_id: x.id, lease_token: x.lease.token, status: 'complete' })).slice(0, 100));
+  return { polls, leased: got.length, accept_ms: round(accepted, 0), last_answer_ms: round(lastMs, 0), ready_to_leased_p50_ms: pct(lat, 50), ready_to_leased_p99_ms: pct(lat, 99) };
+}
+
 // ---------------------------------------------------------------- run
 
 const results = { at: new Date().toISOString(), node: process.version, sizes: { tasks: N, pollers: P, chain: CHAIN, scale: SCALE, groups: GROUPS, tags: TAGS, fanout: FANOUT }, runs: {} };
@@ -334,7 +429,12 @@ for (const db of opt.db.split(',')) {
   };
   await run('throughput', throughput);
   if (r.throughput?.tasks_per_s && ceil) r.throughput.ratio_to_bullmq = round(r.throughput.tasks_per_s / ceil.jobs_per_s, 3);
+  await run('probe', probe);
+  await run('workers', realWorkers);
+  for (const k of ['probe', 'workers']) if (r[k]?.tasks_per_s && ceil) r[k].ratio_to_bullmq = round(r[k].tasks_per_s / ceil.jobs_per_s, 3);
   await run('handoff', handoff);
+  await run('handoff-batch', handoffBatch);
+  await run('burst', burst);
   await run('scale', scale);
   await run('tags', manyTags);
   await run('fanout', fanout);
@@ -349,6 +449,10 @@ if (ceil) rows.push(['raw BullMQ', 'ceiling', `${ceil.jobs_per_s} jobs/s (${ceil
 for (const [db, r] of Object.entries(results.runs)) {
   const f = (o, text) => (o?.error ? `error: ${o.error}` : o ? text(o) : 'skipped');
   rows.push([db, 'throughput', f(r.throughput, (o) => `${o.tasks_per_s} tasks/s (${o.tasks} tasks, ${o.pollers} pollers), ${o.ratio_to_bullmq ?? '?'} of BullMQ; READY->leased p50 ${o.ready_to_leased_p50_ms} ms p99 ${o.ready_to_leased_p99_ms} ms`)]);
+  rows.push([db, 'probe', f(r.probe, (o) => `${o.tasks_per_s} tasks/s (${o.tasks} tasks, ${o.clients} clients, report-and-poll, 8 a request), ${o.ratio_to_bullmq ?? '?'} of BullMQ; READY->leased p50 ${o.ready_to_leased_p50_ms} ms p99 ${o.ready_to_leased_p99_ms} ms`)]);
+  rows.push([db, 'workers', f(r.workers, (o) => `${o.tasks_per_s} tasks/s (${o.tasks} noop tasks, ${o.workers} worker processes x ${o.concurrency}), ${o.ratio_to_bullmq ?? '?'} of BullMQ; READY->leased p50 ${o.ready_to_leased_p50_ms} ms p99 ${o.ready_to_leased_p99_ms} ms`)]);
+  rows.push([db, 'hand-off (report+poll)', f(r['handoff-batch'], (o) => `p50 ${o.hop_p50_ms} ms, p99 ${o.hop_p99_ms} ms per hop (${o.hops} hops)`)]);
+  rows.push([db, 'burst', f(r.burst, (o) => `${o.polls} parked polls, ${o.leased} tasks in one request (accepted in ${o.accept_ms} ms): READY->leased p50 ${o.ready_to_leased_p50_ms} ms p99 ${o.ready_to_leased_p99_ms} ms, last poll answered ${o.last_answer_ms} ms after sending`)]);
   rows.push([db, 'hand-off', f(r.handoff, (o) => `p50 ${o.hop_p50_ms} ms, p99 ${o.hop_p99_ms} ms per hop (${o.hops} hops)`)]);
   rows.push([db, 'scale', f(r.scale, (o) => `${o.tasks} tasks in ${o.groups} groups: accepted in ${o.accept_s} s, finished in ${o.finish_s} s (${o.state}), peak API RSS ${o.peak_api_rss_mb} MB`)]);
   rows.push([db, 'fan-out', f(r.fanout, (o) => `a root failing under ${o.dependents} dependents (on_failure ${o.on_failure}): reported in ${o.fail_ms} ms, /health meanwhile ${o.health_ms} ms; workflow ${o.state} after ${o.ended_ms} ms, ${o.skipped} skipped after ${o.settled_ms} ms`)]);

@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomBytes } from 'node:crypto';
-import { Api, task, waitFor, waitForWorkflow, workflow } from './support/harness.js';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Api, DATABASE, task, waitFor, waitForWorkflow, workflow } from './support/harness.js';
 
 /** Requests that are valid but large, or built to make the API work hard: answered, never a 5xx. */
 describe('hostile and huge valid input', () => {
@@ -116,7 +118,7 @@ describe('hostile and huge valid input', () => {
     let refusals = 0;
     while (failed.status === 503 && Date.now() - started < 150_000) {
       refusals++;
-      console.log(`the root's report answered 503 (${String(failed.body?.message)}); the API logged:\n${api.logs.join('').split('\n').filter((l) => /unavailable|conflict|continu/.test(l)).slice(-10).join('\n')}`);
+      console.log(`the root's report answered 503 (${String(failed.body?.message)}); the API logged:\n${api.logs.join('').split('\n').filter((l) => /unavailable|conflict|continu/.test(l)).slice(-10).join('\n')}${databaseLog()}`);
       const refusedAt = Date.now();
       await waitFor('the Retry-After (2 s) to pass', async () => Date.now() - refusedAt >= 2000, 5000);
       failed = await report();
@@ -232,4 +234,11 @@ async function skippedFinishTimes(api: Api, workflowId: string): Promise<Set<str
     cursor = page.body.next_cursor;
   } while (cursor);
   return times;
+}
+
+/** The test PostgreSQL's log tail (statements over 5 s, lock waits; see scripts/lib/services.sh), when there is one. */
+function databaseLog(): string {
+  const file = join(process.env.TEST_WORK_DIR ?? '', 'pg', 'postgres.log');
+  if (DATABASE !== 'postgres' || !existsSync(file)) return '';
+  return `\nPostgreSQL logged:\n${readFileSync(file, 'utf8').split('\n').slice(-40).join('\n')}`;
 }
