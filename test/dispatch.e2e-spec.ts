@@ -59,6 +59,17 @@ describe('dispatch by tag', () => {
     expect(rest.every((t) => t.workflow_id === wf.id)).toBe(true);
   });
 
+  it('takes turns between the tag sets a poll fits, so a backlog on one does not starve the others', async () => {
+    const [big, small] = [`big-${Date.now()}`, `small-${Date.now()}`];
+    await api.createWorkflow(workflow({ sealed: true, tasks: Array.from({ length: 20 }, (_, i) => task(`big${i}`, { tags: [big] })) }));
+    await api.createWorkflow(workflow({ sealed: true, tasks: Array.from({ length: 4 }, (_, i) => task(`small${i}`, { tags: [small] })) }));
+    const names: string[] = [];
+    for (let i = 0; i < 8; i++) names.push(...(await api.poll([big, small], { wait_s: 5 })).map((t) => t.name));
+    // The backlog came first, yet the small tag set's tasks are not left until it is done.
+    expect(names.filter((n) => n.startsWith('small'))).toHaveLength(4);
+    expect(names.filter((n) => n.startsWith('big'))).toEqual(['big0', 'big1', 'big2', 'big3']); // oldest first within a tag set
+  });
+
   it('gives each task to exactly one of many concurrent polls', async () => {
     const tag = `race-${Date.now()}`;
     await api.createWorkflow(workflow({ tasks: Array.from({ length: 40 }, (_, i) => task(`r${i}`, { tags: [tag] })) }));
@@ -78,6 +89,31 @@ describe('dispatch by tag', () => {
     const [got] = await parked;
     expect(got.name).toBe('late');
     expect(Date.now() - started).toBeLessThan(10_000); // long before the 20 s wait ran out
+  });
+
+  it('hands tasks a report releases straight to the polls parked here, one each, and their leases work', async () => {
+    const [tagA, tagB] = [`src-${Date.now()}`, `dst-${Date.now()}`];
+    const wf = await api.createWorkflow(workflow({
+      sealed: true,
+      tasks: [task('a', { tags: [tagA] }), ...['b1', 'b2', 'b3'].map((n) => task(n, { tags: [tagB], requires: ['a'] }))],
+    }));
+    const a = await api.take([tagA]);
+    const handedBefore = (await api.metric('tagflow_tasks_handed_directly_total')) || 0;
+    const parked = Array.from({ length: 5 }, () => api.poll([tagB], { wait_s: 3 }));
+    await api.pollsParked(5);
+    expect((await api.complete(a)).status).toBe(200);
+    const answers = await Promise.all(parked);
+    // Three polls got one task each; the other two had nothing to take and answered empty.
+    expect(answers.map((x) => x.length).sort()).toEqual([0, 0, 1, 1, 1]);
+    const got = answers.flat();
+    expect(got.map((t) => t.name).sort()).toEqual(['b1', 'b2', 'b3']);
+    expect((await api.metric('tagflow_tasks_handed_directly_total')) - handedBefore).toBe(3);
+    for (const t of got) {
+      expect((await api.post(`/v1/tasks/${t.id}/heartbeat`, { lease_token: t.lease.token })).status).toBe(200);
+      expect((await api.complete(t)).status).toBe(200);
+    }
+    await waitForWorkflow(api, wf.id, ['SUCCESS']);
+    expect(await api.poll([tagB], { wait_s: 0 })).toEqual([]); // nothing left queued for them
   });
 
   it('returns an empty list when the wait ends with nothing to do', async () => {

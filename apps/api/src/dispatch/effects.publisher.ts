@@ -8,6 +8,9 @@ import { MetricsService } from '../metrics/metrics.service.js';
 const REDIS_WAIT_MS = 2000;
 import type { Effect, EffectsPort } from '../engine/unit-of-work.js';
 
+/** A task a committed change made READY, as its effect says. */
+export type ReadyTask = Extract<Effect, { kind: 'task-ready' }>;
+
 /**
  * Sends what a committed engine operation asks for to Redis: ready tasks onto their
  * queues, ended leases' jobs off them, then every announcement in one bus message.
@@ -20,6 +23,8 @@ import type { Effect, EffectsPort } from '../engine/unit-of-work.js';
 @Injectable()
 export class EffectsPublisher implements EffectsPort, OnApplicationShutdown {
   private readonly dueTimers = new Set<NodeJS.Timeout>();
+  /** Polls parked on this replica, offered ready tasks before they are queued (PollService.offer). */
+  private handOff: ((ready: readonly ReadyTask[]) => Promise<ReadonlySet<string>>) | null = null;
   private readonly deferred: (labels?: Record<string, string>, by?: number) => void;
 
   constructor(
@@ -30,6 +35,10 @@ export class EffectsPublisher implements EffectsPort, OnApplicationShutdown {
     metrics: MetricsService,
   ) {
     this.deferred = metrics.counter('tagflow_effects_deferred_total', 'Redis work of committed changes left to the reconciler (Redis away or slow), by why.');
+  }
+
+  handOffTo(offer: (ready: readonly ReadyTask[]) => Promise<ReadonlySet<string>>): void {
+    this.handOff = offer;
   }
 
   async publish(effects: readonly Effect[]): Promise<void> {
@@ -50,7 +59,10 @@ export class EffectsPublisher implements EffectsPort, OnApplicationShutdown {
     const events = announcements(effects);
     const enqueue: EnqueueItem[] = [];
     const steps: Promise<unknown>[] = [];
+    const ready = effects.filter((e): e is ReadyTask => e.kind === 'task-ready');
+    const handed = ready.length > 0 && this.handOff ? await this.handOff(ready) : new Set<string>();
     for (const e of effects) {
+      if (e.kind === 'task-ready' && handed.has(e.taskId)) continue; // leased to a poll parked here
       if (e.kind === 'task-ready') enqueue.push({ taskId: e.taskId, attempt: e.attempt, tagsetId: e.tagsetId, tags: e.tags, delayMs: e.delayMs });
       else if (e.kind === 'lease-ended') {
         steps.push(this.jobs.finish(e.tagsetId, jobIdFor(e.taskId, e.attempt), e.token).catch((err: unknown) => this.warn('could not remove a finished job', err, { task_id: e.taskId })));

@@ -74,9 +74,11 @@ export class LongWaits implements BeforeApplicationShutdown {
   /**
    * Calls `check` until it returns a value or the deadline passes (or the replica stops).
    * Registers before the first check, so a wake-up between the check and the wait is not lost.
+   * `handle.wake`, set here, wakes this wait alone (a task handed to this very poll).
    */
-  async until<T>(on: WaitOn, deadline: number, check: () => Promise<T | undefined>): Promise<T | undefined> {
+  async until<T>(on: WaitOn, deadline: number, check: () => Promise<T | undefined>, handle?: { wake?: () => void }): Promise<T | undefined> {
     const waiter: Waiter = { tags: 'tags' in on ? on.tags : [], signalled: false, wake: null };
+    if (handle) handle.wake = () => signal(waiter);
     const release = this.register(on, waiter);
     try {
       for (;;) {

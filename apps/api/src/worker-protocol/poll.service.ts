@@ -1,7 +1,8 @@
 import { Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common';
-import { asQueueTags, clientTags, LIMITS, namespaceTag, ResolutionError, TagsetIndex } from '@tagflow/domain';
-import type { TaskEntity } from '@tagflow/persistence';
-import { Bus, JobQueue, jobIdFor, RedisConnections, TagsetRegistry } from '@tagflow/queue';
+import { asQueueTags, clientTags, LIMITS, namespaceTag, PollIndex, ResolutionError, TagsetIndex } from '@tagflow/domain';
+import type { ClaimJob, TaskEntity } from '@tagflow/persistence';
+import { Bus, DIRECT_LEASE_PREFIX, JobQueue, jobIdFor, RedisConnections, TagsetRegistry } from '@tagflow/queue';
+import { EffectsPublisher, type ReadyTask } from '../dispatch/effects.publisher.js';
 import { Unavailable, withDeadline } from '../common/errors.js';
 import { coveredBy } from '../auth/grants.js';
 import { JsonLogger } from '../common/logger.js';
@@ -29,22 +30,43 @@ export interface Leased {
   lease: { token: string; expires_at: number };
 }
 
+/** A poll parked on this replica, open to tasks handed to it directly (offer). */
+interface Parked {
+  /** The poll's tags and its namespace's. */
+  tags: string[];
+  req: PollRequest;
+  /** Tasks handed to it: the poll answers with them. */
+  delivery: Promise<Leased[]> | null;
+  /** Wakes this poll alone. */
+  handle: { wake?: () => void };
+}
+
 /** Idle tag sets destroyed between two looks at the database (sweepIdle). */
 const SWEEP_CHUNK = 100;
 
 /**
  * Long-polls. A poll's tags are capabilities: it takes from the queues of its namespace's
  * tag sets whose every tag it names (a tag set's tags include its namespace's tag, which
- * the poll names too, so two namespaces' queues never meet), oldest hinted first, and parks in LongWaits until a `ready` announcement (from
+ * the poll names too, so two namespaces' queues never meet), oldest hinted first (a tag set
+ * taken from goes behind the others, so a backlog on one does not starve the rest), and parks in LongWaits until a `ready` announcement (from
  * any replica) names a matching tag set.
  *
  * `hints` remembers which tag sets may have jobs (and since when), so an idle tag set
  * costs nothing per poll. A hint is dropped when its queue is found empty, unless an
  * announcement for it arrived meanwhile (`seq`), so no wake-up is lost.
+ *
+ * Hand-off without a detour: a task made READY by a change on this replica is offered to
+ * the polls parked here first (`offer`, called with the change's effects once it is
+ * committed). A poll that fits gets it claimed for it in the database and answers with
+ * it; the task is never queued in Redis. Tasks no poll here takes are queued as always. A
+ * replica dying between the claim and the answer leaves a lease nobody holds, which
+ * expires like any other.
  */
 @Injectable()
 export class PollService implements OnApplicationBootstrap {
   private readonly index = new TagsetIndex();
+  private readonly parked = new PollIndex<Parked>();
+  private readonly handedDirectly: (labels?: Record<string, string>, by?: number) => void;
   private readonly hints = new Map<string, number>();
   private readonly seq = new Map<string, number>();
   private readonly leased: (labels?: Record<string, string>, by?: number) => void;
@@ -65,8 +87,11 @@ export class PollService implements OnApplicationBootstrap {
     private readonly resolver: ReferenceResolver,
     @Inject(JsonLogger) private readonly logger: JsonLogger,
     private readonly bus: Bus,
+    effects: EffectsPublisher,
     metrics: MetricsService,
   ) {
+    effects.handOffTo((ready) => this.offer(ready));
+    this.handedDirectly = metrics.counter('tagflow_tasks_handed_directly_total', 'Tasks made READY on this replica and leased at once to a poll parked here, without a trip through the queue.');
     metrics.gauge('tagflow_tagsets_known', 'Distinct tag sets (queues) this replica knows.', () => this.index.size);
     this.leased = metrics.counter('tagflow_tasks_leased_total', 'Tasks handed to a worker under a lease.');
     const tell = (where: string, error: string) => this.logger.event('warn', 'poll', 'a Redis job step failed; the reconciler releases or requeues the job', { where, error });
@@ -154,11 +179,70 @@ export class PollService implements OnApplicationBootstrap {
   async poll(req: PollRequest): Promise<Leased[]> {
     if (this.waits.isClosing) return []; // no new leases from a replica that is stopping
     if (!this.redis.ready) throw new Unavailable('Redis, which holds the queues, is unavailable; poll again shortly');
-    const taken = await this.waits.until({ tags: [...req.tags, namespaceTag(req.namespace)] }, Date.now() + req.waitMs, async () => {
+    const me: Parked = { tags: [...req.tags, namespaceTag(req.namespace)], req, delivery: null, handle: {} };
+    // Open to hand-offs only while parked: not while it fetches, so nothing is handed to a poll that has answered.
+    const look = async (): Promise<Leased[] | undefined> => {
+      this.parked.delete(me);
+      const handed = await this.collect(me);
+      if (handed.length > 0) return handed;
       const out = await this.fetch(req);
-      return out.length > 0 ? out : undefined;
+      if (out.length > 0) return out;
+      this.parked.add(me);
+      return undefined;
+    };
+    let taken: Leased[] | undefined;
+    try {
+      taken = await this.waits.until({ tags: me.tags }, Date.now() + req.waitMs, look, me.handle);
+    } finally {
+      this.parked.delete(me);
+    }
+    // Handed to it as its wait ended.
+    const late = await this.collect(me);
+    return [...(taken ?? []), ...late];
+  }
+
+  private async collect(me: Parked): Promise<Leased[]> {
+    if (!me.delivery) return [];
+    const delivery = me.delivery;
+    me.delivery = null;
+    return delivery;
+  }
+
+  /**
+   * Tasks just made READY by a committed change on this replica, offered to the polls
+   * parked here (see the class comment): each goes to the first parked poll it fits, up to
+   * that poll's max_tasks, claimed in one transaction. Returns the ids of the tasks leased;
+   * the others (no poll fits, or the claim found them moved on) are queued by the caller.
+   */
+  async offer(ready: readonly ReadyTask[]): Promise<Set<string>> {
+    const handed = new Set<string>();
+    if (this.parked.size === 0 || this.waits.isClosing) return handed;
+    const plan = new Map<Parked, ClaimJob[]>();
+    for (const r of ready) {
+      if (r.delayMs > 0) continue;
+      const poll = this.parked
+        .matching(r.tags)
+        .find((p) => (plan.get(p)?.length ?? 0) < p.req.maxTasks && (!p.req.grants || coveredBy(p.req.grants, clientTags(r.tags))));
+      if (!poll) continue;
+      const jobs = plan.get(poll) ?? [];
+      plan.set(poll, jobs);
+      jobs.push({ taskId: r.taskId, attempt: r.attempt, tagsetId: r.tagsetId, token: `${DIRECT_LEASE_PREFIX}${this.leases.newToken()}`, workerId: poll.req.workerId });
+    }
+    if (plan.size === 0) return handed;
+    const claimed = this.leases.claim([...plan.values()].flat()).catch((e: unknown) => {
+      this.logger.event('warn', 'poll', 'claiming tasks for parked polls failed; they are queued instead', { error: String(e) });
+      return [] as TaskEntity[];
     });
-    return taken ?? [];
+    for (const [poll, jobs] of plan) {
+      // Reserved for these tasks: the poll takes nothing else and answers with them.
+      this.parked.delete(poll);
+      const tokens = new Set(jobs.map((j) => j.token));
+      poll.delivery = claimed.then((tasks) => this.deliver(tasks.filter((t) => tokens.has(t.lease_token ?? ''))));
+      poll.handle.wake?.();
+    }
+    for (const t of await claimed) handed.add(t.id);
+    if (handed.size > 0) this.handedDirectly(undefined, handed.size);
+    return handed;
   }
 
   private async fetch(req: PollRequest): Promise<Leased[]> {
@@ -177,6 +261,8 @@ export class PollService implements OnApplicationBootstrap {
         // fetched after that has no claim; the reconciler releases it (an orphan).
         const jobs = await withDeadline(this.jobs.take(tagset, tokens), REDIS_WAIT_MS, () => new Unavailable('Redis, which holds the queues, did not answer in time; poll again shortly'));
         if (jobs.length < want && (this.seq.get(tagset) ?? 0) === seqBefore) this.hints.delete(tagset);
+        // Taken from: it goes behind the other tag sets with work, so a backlog on one does not starve the rest.
+        else if (jobs.length > 0 && this.hints.has(tagset)) this.hints.set(tagset, Date.now());
         if (jobs.length === 0) break;
         let claimed: TaskEntity[];
         try {
@@ -192,18 +278,23 @@ export class PollService implements OnApplicationBootstrap {
         const leased = new Set(claimed.map((t) => t.lease_token));
         const stale = jobs.filter((j) => !leased.has(j.token));
         await Promise.all(stale.map((j) => this.jobs.finish(tagset, j.jobId, j.token).catch(this.notFinished)));
-        const handed: Leased[] = [];
-        for (const task of claimed) {
-          const one = await this.handOut(task, tagset);
-          if (one) handed.push(one);
-        }
-        await this.leases.recordResolvedInputs(handed.map((h) => h.task).filter((t) => t.resolved_input !== null));
-        out.push(...handed);
+        out.push(...(await this.deliver(claimed)));
         if (jobs.length < want) break;
       }
       if (out.length >= req.maxTasks) break;
     }
     return out;
+  }
+
+  /** Leased tasks as their worker receives them (see handOut); resolved inputs kept for the whole poll at once. */
+  private async deliver(claimed: readonly TaskEntity[]): Promise<Leased[]> {
+    const handed: Leased[] = [];
+    for (const task of claimed) {
+      const one = await this.handOut(task, task.tagset_id);
+      if (one) handed.push(one);
+    }
+    await this.leases.recordResolvedInputs(handed.map((h) => h.task).filter((t) => t.resolved_input !== null));
+    return handed;
   }
 
   /**
