@@ -6,7 +6,7 @@
 // --scale 100000 --groups 100 --tags 1000 --fanout 33000 --fanout-policy continue --db sqlite,postgres --only throughput,ceiling,probe,workers,handoff,handoff-batch,burst,scale,tags,fanout
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -310,6 +310,46 @@ async function manyTags(api) {
   };
 }
 
+/** CPU time (user + system, ms) a process has used so far; 0 once it is gone. */
+function cpuMs(pid) {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
+  } catch {
+    return 0;
+  }
+}
+const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+
+/** PostgreSQL's server processes: the postmaster of the bench's cluster and its children. */
+function postgresPids() {
+  let master;
+  try {
+    master = Number(readFileSync(join(work, 'pg/data/postmaster.pid'), 'utf8').split('\n')[0]);
+  } catch {
+    return [];
+  }
+  const pids = [master];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (Number(readFileSync(`/proc/${d}/stat`, 'utf8').split(') ')[1].split(' ')[1]) === master) pids.push(Number(d));
+    } catch { /* gone */ }
+  }
+  return pids;
+}
+
+/** CPU per process kind over a workload: `take()` before, `per(n)` after gives ms per task. */
+function cpuBudget(api, extra = () => ({})) {
+  const redisPid = Number(readFileSync(join(work, 'redis/redis.pid'), 'utf8'));
+  const read = () => ({ api: cpuMs(api.proc.pid), redis: cpuMs(redisPid), postgres: postgresPids().reduce((n, p) => n + cpuMs(p), 0), clients: process.cpuUsage().user / 1000 + process.cpuUsage().system / 1000, ...extra() });
+  const before = read();
+  return (tasks) => {
+    const after = read();
+    return Object.fromEntries(Object.keys(after).map((k) => [k, round((after[k] - (before[k] ?? 0)) / tasks, 3)]).filter(([, v]) => v > 0));
+  };
+}
+
 /** Independent noop tasks in workflows of 1,000, sealed; returns their workflow ids. */
 async function backlog(api, tag, n) {
   const wfIds = [];
@@ -329,6 +369,7 @@ async function backlog(api, tag, n) {
 async function probe(api) {
   const wfIds = await backlog(api, 'probe', N);
   let completed = 0;
+  const budget = cpuBudget(api);
   const t0 = performance.now();
   await Promise.all(Array.from({ length: P }, async () => {
     let tasks = await api.client.poll({ tags: ['probe'], wait_s: 1, max_tasks: 8 });
@@ -343,8 +384,9 @@ async function probe(api) {
     }
   }));
   const secs = (performance.now() - t0) / 1000;
+  const cpu = budget(N);
   const lat = await leaseLatencies(api.client, wfIds);
-  return { tasks: N, clients: P, seconds: round(secs, 2), tasks_per_s: round(N / secs), ready_to_leased_p50_ms: pct(lat, 50), ready_to_leased_p99_ms: pct(lat, 99) };
+  return { tasks: N, clients: P, seconds: round(secs, 2), tasks_per_s: round(N / secs), ready_to_leased_p50_ms: pct(lat, 50), ready_to_leased_p99_ms: pct(lat, 99), cpu_ms_per_task: cpu };
 }
 
 /** A chain of --chain tasks, one client reporting each with the next poll in the same call: per hop, from sending it to the next task. */
@@ -371,11 +413,16 @@ async function realWorkers(api) {
   const t0 = performance.now();
   const procs = Array.from({ length: 4 }, (_, i) => spawn(process.execPath, [join(root, 'dist/apps/worker/main.js'), '--api', api.url, '--tags', 'wk', '--name', `bench-${i}`,
     '--concurrency', '16', '--work-dir', mkdtempSync(join(work, 'worker-')), '--token-file', tokenFile, '--log-level', 'warn'], { env: { PATH: process.env.PATH }, stdio: ['ignore', 'ignore', 'inherit'] }));
+  const budget = cpuBudget(api, () => ({ workers: procs.reduce((n, p) => n + cpuMs(p.pid), 0) }));
+  let cpu;
   try {
     for (;;) {
       if (procs.some((p) => p.exitCode !== null)) throw new Error('a worker process exited early (see its output above)');
       const states = await Promise.all(wfIds.map((id) => api.client.getWorkflow(id)));
-      if (states.every((w) => w.state === 'SUCCESS')) break;
+      if (states.every((w) => w.state === 'SUCCESS')) {
+        cpu = budget(N);
+        break;
+      }
       if (performance.now() - t0 > 600_000) throw new Error('the workers did not finish in 10 min');
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -385,7 +432,7 @@ async function realWorkers(api) {
   }
   const secs = (performance.now() - t0) / 1000;
   const lat = await leaseLatencies(api.client, wfIds);
-  return { tasks: N, workers: 4, concurrency: 16, seconds: round(secs, 2), tasks_per_s: round(N / secs), ready_to_leased_p50_ms: pct(lat, 50), ready_to_leased_p99_ms: pct(lat, 99) };
+  return { tasks: N, workers: 4, concurrency: 16, seconds: round(secs, 2), tasks_per_s: round(N / secs), ready_to_leased_p50_ms: pct(lat, 50), ready_to_leased_p99_ms: pct(lat, 99), cpu_ms_per_task: cpu };
 }
 
 /** 1,000 long-polls parked on one tag, then 1,000 tasks in one request: READY -> leased, and until the last poll answered. */
@@ -451,6 +498,7 @@ for (const [db, r] of Object.entries(results.runs)) {
   rows.push([db, 'throughput', f(r.throughput, (o) => `${o.tasks_per_s} tasks/s (${o.tasks} tasks, ${o.pollers} pollers), ${o.ratio_to_bullmq ?? '?'} of BullMQ; READY->leased p50 ${o.ready_to_leased_p50_ms} ms p99 ${o.ready_to_leased_p99_ms} ms`)]);
   rows.push([db, 'probe', f(r.probe, (o) => `${o.tasks_per_s} tasks/s (${o.tasks} tasks, ${o.clients} clients, report-and-poll, 8 a request), ${o.ratio_to_bullmq ?? '?'} of BullMQ; READY->leased p50 ${o.ready_to_leased_p50_ms} ms p99 ${o.ready_to_leased_p99_ms} ms`)]);
   rows.push([db, 'workers', f(r.workers, (o) => `${o.tasks_per_s} tasks/s (${o.tasks} noop tasks, ${o.workers} worker processes x ${o.concurrency}), ${o.ratio_to_bullmq ?? '?'} of BullMQ; READY->leased p50 ${o.ready_to_leased_p50_ms} ms p99 ${o.ready_to_leased_p99_ms} ms`)]);
+  for (const k of ['probe', 'workers']) if (r[k]?.cpu_ms_per_task) rows.push([db, `  CPU/task (${k})`, Object.entries(r[k].cpu_ms_per_task).map(([p, ms]) => `${p} ${ms} ms`).join(', ')]);
   rows.push([db, 'hand-off (report+poll)', f(r['handoff-batch'], (o) => `p50 ${o.hop_p50_ms} ms, p99 ${o.hop_p99_ms} ms per hop (${o.hops} hops)`)]);
   rows.push([db, 'burst', f(r.burst, (o) => `${o.polls} parked polls, ${o.leased} tasks in one request (accepted in ${o.accept_ms} ms): READY->leased p50 ${o.ready_to_leased_p50_ms} ms p99 ${o.ready_to_leased_p99_ms} ms, last poll answered ${o.last_answer_ms} ms after sending`)]);
   rows.push([db, 'hand-off', f(r.handoff, (o) => `p50 ${o.hop_p50_ms} ms, p99 ${o.hop_p99_ms} ms per hop (${o.hops} hops)`)]);
