@@ -411,7 +411,7 @@ async function realWorkers(api) {
   const tokenFile = join(work, 'worker-token');
   writeFileSync(tokenFile, TOKEN, { mode: 0o600 });
   const t0 = performance.now();
-  const procs = Array.from({ length: 4 }, (_, i) => spawn(process.execPath, [join(root, 'dist/apps/worker/main.js'), '--api', api.url, '--tags', 'wk', '--name', `bench-${i}`,
+  const procs = Array.from({ length: 4 }, (_, i) => spawn(process.execPath, [...(process.env.BENCH_WORKER_NODE_ARGS ?? '').split(' ').filter(Boolean), join(root, 'dist/apps/worker/main.js'), '--api', api.url, '--tags', 'wk', '--name', `bench-${i}`,
     '--concurrency', '16', '--work-dir', mkdtempSync(join(work, 'worker-')), '--token-file', tokenFile, '--log-level', 'warn'], { env: { PATH: process.env.PATH }, stdio: ['ignore', 'ignore', 'inherit'] }));
   const budget = cpuBudget(api, () => ({ workers: procs.reduce((n, p) => n + cpuMs(p.pid), 0) }));
   let cpu;
