@@ -4,7 +4,7 @@ const common = {
   extensionsToTreatAsEsm: ['.ts'],
   transform: { '^.+\\.ts$': tsJest },
   moduleNameMapper: {
-    '^@tagflow/(domain|persistence|queue|client)$': '<rootDir>/libs/$1/src/index.ts',
+    '^@tagflow/(domain|persistence|queue|client|spec)$': '<rootDir>/libs/$1/src/index.ts',
     '^(\\.{1,2}/.*)\\.js$': '$1',
   },
   testEnvironment: 'node',

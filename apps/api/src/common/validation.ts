@@ -1,29 +1,9 @@
 import { HttpStatus, ValidationPipe, type ValidationError } from '@nestjs/common';
-import { plainToInstance } from 'class-transformer';
-import {
-  ArrayMaxSize, ArrayMinSize, IsArray, IsString, Matches, MaxLength, registerDecorator, validate, type ValidationArguments,
-} from 'class-validator';
-import { DATA_KEY_MAX_LENGTH, DATA_KEY_PATTERN, LIMITS } from '@tagflow/domain';
+import { flattenValidationErrors, VALIDATE_OPTIONS, validateAs, type FieldError } from '@tagflow/spec';
 import { ApiError } from './errors.js';
 
-/** One entry per offending field, with its full path (`tasks.2.name`). */
-export interface FieldError {
-  field: string;
-  errors: string[];
-}
-
-export function flattenValidationErrors(errors: ValidationError[], parent = ''): FieldError[] {
-  const out: FieldError[] = [];
-  for (const e of errors) {
-    const field = parent ? `${parent}.${e.property}` : e.property;
-    if (e.constraints) {
-      // class-validator's whitelist message reads "property x should not exist"; say which field.
-      out.push({ field, errors: Object.values(e.constraints) });
-    }
-    if (e.children?.length) out.push(...flattenValidationErrors(e.children, field));
-  }
-  return out;
-}
+// The rules of what clients send are shared with the command line (libs/spec).
+export * from '@tagflow/spec';
 
 export function validationFailed(fields: FieldError[]): ApiError {
   const summary = fields.map((f) => `${f.field}: ${f.errors.join(', ')}`).join('; ');
@@ -31,11 +11,8 @@ export function validationFailed(fields: FieldError[]): ApiError {
 }
 
 const PIPE_OPTIONS = {
-  whitelist: true,
-  forbidNonWhitelisted: true,
-  forbidUnknownValues: true,
+  ...VALIDATE_OPTIONS,
   transform: true,
-  validationError: { target: false, value: false },
   exceptionFactory: (errors: ValidationError[]) => validationFailed(flattenValidationErrors(errors)),
 };
 
@@ -45,129 +22,7 @@ export function createValidationPipe(): ValidationPipe {
 
 /** Validates a body whose shape is chosen at run time (a TaskSpec, or `{tasks: [...]}`). */
 export async function validateBody<T extends object>(cls: new () => T, body: unknown): Promise<T> {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
-    throw validationFailed([{ field: 'body', errors: ['must be a JSON object'] }]);
-  }
-  const instance = plainToInstance(cls, body);
-  const errors = await validate(instance, { whitelist: true, forbidNonWhitelisted: true, forbidUnknownValues: true, validationError: { target: false, value: false } });
-  if (errors.length > 0) throw validationFailed(flattenValidationErrors(errors));
-  return instance;
-}
-
-// ---- Composite decorators for rules used in several DTOs ----
-
-export function IsTaskName(): PropertyDecorator {
-  return (target, key) => {
-    IsString()(target, key);
-    MaxLength(LIMITS.nameMaxLength)(target, key);
-    Matches(LIMITS.namePattern, { message: `$property must match ${LIMITS.namePattern.source}` })(target, key);
-  };
-}
-
-/** A list of tag-like strings: at most `max`, each at most LIMITS.tagMaxLength and matching `pattern`. */
-function tagListOf(max: number, pattern: RegExp, patternMessage: string, minSize = 0): PropertyDecorator {
-  return (target, key) => {
-    IsArray()(target, key);
-    if (minSize > 0) ArrayMinSize(minSize)(target, key);
-    ArrayMaxSize(max)(target, key);
-    IsString({ each: true })(target, key);
-    MaxLength(LIMITS.tagMaxLength, { each: true, message: `each of $property must be at most ${LIMITS.tagMaxLength} characters` })(target, key);
-    Matches(pattern, { each: true, message: patternMessage })(target, key);
-  };
-}
-
-export function IsTagList(max: number = LIMITS.tagsPerItem): PropertyDecorator {
-  return tagListOf(max, LIMITS.tagPattern, `each of $property must match ${LIMITS.tagPattern.source}`);
-}
-
-/** A poll's capabilities: tags, or `*` alone (every task). */
-export function IsCapabilityList(max: number = LIMITS.tagsPerItem): PropertyDecorator {
-  return tagListOf(max, LIMITS.capabilityPattern, `each of $property must be a tag (${LIMITS.tagPattern.source}) or * alone`);
-}
-
-/** Tag grants: tags, prefixes ending in `*`, or `*` alone. */
-export function IsTagGrantList(max: number = LIMITS.tagsPerItem): PropertyDecorator {
-  return tagListOf(max, LIMITS.tagGrantPattern, 'each of $property must be a tag, a prefix ending in *, or * alone', 1);
-}
-
-export function IsNameList(max: number = LIMITS.dependenciesPerTask): PropertyDecorator {
-  return (target, key) => {
-    IsArray()(target, key);
-    ArrayMaxSize(max)(target, key);
-    IsString({ each: true })(target, key);
-    MaxLength(LIMITS.nameMaxLength, { each: true })(target, key);
-    Matches(LIMITS.namePattern, { each: true, message: `each of $property must match ${LIMITS.namePattern.source}` })(target, key);
-  };
-}
-
-export function IsDataKeyList(max = 100): PropertyDecorator {
-  return (target, key) => {
-    IsArray()(target, key);
-    ArrayMaxSize(max)(target, key);
-    IsString({ each: true })(target, key);
-    MaxLength(DATA_KEY_MAX_LENGTH, { each: true })(target, key);
-    Matches(DATA_KEY_PATTERN, { each: true, message: 'each of $property must be a dotted name of [A-Za-z0-9_-] parts' })(target, key);
-  };
-}
-
-/** A plain JSON object (not an array, not null). */
-export function IsJsonObject(): PropertyDecorator {
-  return (target, key) =>
-    registerDecorator({
-      name: 'isJsonObject',
-      target: target.constructor,
-      propertyName: key as string,
-      validator: {
-        validate: (value: unknown) => isPlainObject(value),
-        defaultMessage: (args?: ValidationArguments) => `${args?.property} must be a JSON object`,
-      },
-    });
-}
-
-/** Any JSON value whose text is at most `maxBytes` (a heartbeat's progress, say). */
-export function IsJsonAtMost(maxBytes: number): PropertyDecorator {
-  return (target, key) =>
-    registerDecorator({
-      name: 'isJsonAtMost',
-      target: target.constructor,
-      propertyName: key as string,
-      validator: {
-        validate: (value: unknown) => Buffer.byteLength(JSON.stringify(value) ?? '') <= maxBytes,
-        defaultMessage: (args?: ValidationArguments) => `${args?.property} must be JSON of at most ${maxBytes} bytes`,
-      },
-    });
-}
-
-/** A string of at most `maxBytes` in UTF-8 (live output: its size on the wire, not in characters). */
-export function IsUtf8At(maxBytes: number): PropertyDecorator {
-  return (target, key) =>
-    registerDecorator({
-      name: 'isUtf8At',
-      target: target.constructor,
-      propertyName: key as string,
-      validator: {
-        validate: (value: unknown) => typeof value === 'string' && value.length <= maxBytes && Buffer.byteLength(value) <= maxBytes,
-        defaultMessage: (args?: ValidationArguments) => `${args?.property} must be at most ${maxBytes} bytes (UTF-8); send it in parts`,
-      },
-    });
-}
-
-/** `{"type": "...", ...params}`: params are passed to the worker untouched. */
-export function IsAction(): PropertyDecorator {
-  return (target, key) =>
-    registerDecorator({
-      name: 'isAction',
-      target: target.constructor,
-      propertyName: key as string,
-      validator: {
-        validate: (value: unknown) =>
-          isPlainObject(value) && typeof value.type === 'string' && LIMITS.actionTypePattern.test(value.type),
-        defaultMessage: (args?: ValidationArguments) =>
-          `${args?.property} must be an object with a "type" of 1-64 characters [A-Za-z0-9_.:-]`,
-      },
-    });
-}
-
-export function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
+  const { value, errors } = await validateAs(cls, body, 'body');
+  if (errors.length > 0) throw validationFailed(errors);
+  return value!;
 }

@@ -1,78 +1,11 @@
 import { Transform, Type } from 'class-transformer';
-import {
-  ArrayMaxSize, ArrayMinSize, IsArray, IsIn, IsInt, IsNumber, IsOptional, IsString, Max,
-  MaxLength, Min, ValidateNested,
-} from 'class-validator';
+import { ArrayMaxSize, IsArray, IsIn, IsInt, IsNumber, IsOptional, IsString, Max, MaxLength, Min, ValidateNested } from 'class-validator';
 import { LIMITS, TASK_STATES, type TaskState } from '@tagflow/domain';
+import { OnErrorDto, RetryDto, TaskSpecDto } from '@tagflow/spec';
 import { IsAction, IsDataKeyList, IsJsonObject, IsNameList, IsTagList, IsTaskName } from '../common/validation.js';
 import { toInt } from '../common/pagination.js';
 
-export class RetryDto {
-  @IsOptional() @IsInt() @Min(0) @Max(LIMITS.retryCountMax)
-  count?: number;
-
-  @IsOptional() @IsNumber() @Min(0) @Max(LIMITS.delayMaxSeconds)
-  delay_s?: number;
-
-  @IsOptional() @IsNumber() @Min(1) @Max(10)
-  backoff?: number;
-
-  @IsOptional() @IsNumber() @Min(0) @Max(LIMITS.delayMaxSeconds)
-  max_delay_s?: number;
-}
-
-export class OnErrorDto {
-  @IsOptional() @IsArray() @ArrayMaxSize(LIMITS.errorCodes) @IsString({ each: true }) @MaxLength(LIMITS.errorCodeMaxLength, { each: true })
-  codes?: string[];
-
-  @IsArray() @ArrayMinSize(1) @ArrayMaxSize(LIMITS.handlerTasksPerEntry)
-  @ValidateNested({ each: true }) @Type(() => TaskSpecDto)
-  run: TaskSpecDto[];
-}
-
-/** What a client says about a task; everything but `action` has a default. */
-export class TaskSpecDto {
-  @IsOptional() @IsTaskName()
-  name?: string;
-
-  @IsOptional() @IsTagList()
-  tags?: string[];
-
-  @IsAction()
-  action: { type: string } & Record<string, unknown>;
-
-  @IsOptional() @IsJsonObject()
-  input?: Record<string, unknown>;
-
-  @IsOptional() @IsNameList()
-  requires?: string[];
-
-  @IsOptional() @IsTagList()
-  requires_tags?: string[];
-
-  @IsOptional() @ValidateNested() @Type(() => RetryDto)
-  retry?: RetryDto;
-
-  @IsOptional() @IsInt() @Min(1) @Max(LIMITS.timeoutMaxSeconds)
-  timeout_s?: number;
-
-  @IsOptional() @IsInt() @Min(1) @Max(LIMITS.leaseMaxSeconds)
-  lease_s?: number;
-
-  @IsOptional() @IsArray() @ArrayMaxSize(LIMITS.onErrorEntries) @ValidateNested({ each: true }) @Type(() => OnErrorDto)
-  on_error?: OnErrorDto[];
-
-  @IsOptional() @IsAction()
-  revert?: { type: string } & Record<string, unknown>;
-
-  @IsOptional() @IsDataKeyList()
-  produces?: string[];
-}
-
-export class TaskBatchDto {
-  @IsArray() @ArrayMinSize(1) @ArrayMaxSize(LIMITS.tasksPerBatch) @ValidateNested({ each: true }) @Type(() => TaskSpecDto)
-  tasks: TaskSpecDto[];
-}
+export { OnErrorDto, RetryDto, TaskBatchDto, TaskSpecDto } from '@tagflow/spec';
 
 /** POST /v1/tasks: a task that becomes a sealed one-task workflow. */
 export class ShortcutTaskDto extends TaskSpecDto {

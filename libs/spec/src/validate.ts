@@ -1,0 +1,22 @@
+import { plainToInstance } from 'class-transformer';
+import { validate } from 'class-validator';
+import { flattenValidationErrors, type FieldError } from './validators.js';
+
+/** How the API validates what clients send: unknown fields are errors, not dropped. */
+export const VALIDATE_OPTIONS = {
+  whitelist: true,
+  forbidNonWhitelisted: true,
+  forbidUnknownValues: true,
+  validationError: { target: false, value: false },
+} as const;
+
+/**
+ * Checks a parsed JSON value against a spec class the way the API will: the instance, or
+ * one entry per offending field (`tasks.2.name`). `what` names a value that is not an object.
+ */
+export async function validateAs<T extends object>(cls: new () => T, plain: unknown, what = 'body'): Promise<{ value?: T; errors: FieldError[] }> {
+  if (typeof plain !== 'object' || plain === null || Array.isArray(plain)) return { errors: [{ field: what, errors: ['must be a JSON object'] }] };
+  const value = plainToInstance(cls, plain);
+  const errors = flattenValidationErrors(await validate(value, VALIDATE_OPTIONS));
+  return errors.length > 0 ? { errors } : { value, errors };
+}

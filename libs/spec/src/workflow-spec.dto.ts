@@ -1,0 +1,35 @@
+import { Type } from 'class-transformer';
+import { ArrayMaxSize, IsArray, IsBoolean, IsIn, IsInt, IsOptional, IsString, Max, MaxLength, Min, ValidateNested } from 'class-validator';
+import { LIMITS } from '@tagflow/domain';
+import { IsJsonObject, IsTagList, IsTaskName } from './validators.js';
+import { TaskSpecDto } from './task-spec.dto.js';
+
+export type OnFailure = 'fail' | 'continue' | 'rollback';
+
+/** `POST /v1/workflows`, and a workflow file (`tagflow apply`). */
+export class CreateWorkflowDto {
+  @IsTaskName()
+  name: string;
+
+  @IsOptional() @IsString() @MaxLength(LIMITS.descriptionMaxLength)
+  description?: string;
+
+  @IsOptional() @IsTagList()
+  tags?: string[];
+
+  @IsOptional() @IsJsonObject()
+  input?: Record<string, unknown>;
+
+  @IsOptional() @IsArray() @ArrayMaxSize(LIMITS.tasksPerBatch) @ValidateNested({ each: true }) @Type(() => TaskSpecDto)
+  tasks?: TaskSpecDto[];
+
+  @IsOptional() @IsBoolean()
+  sealed?: boolean;
+
+  @IsOptional() @IsIn(['fail', 'continue', 'rollback'])
+  on_failure?: OnFailure;
+
+  /** Days the workflow is kept once finished, then deleted with its tasks, events and data (default RETENTION_DAYS). */
+  @IsOptional() @IsInt() @Min(0) @Max(3650)
+  retention_days?: number;
+}
