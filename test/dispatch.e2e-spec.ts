@@ -116,6 +116,23 @@ describe('dispatch by tag', () => {
     expect(await api.poll([tagB], { wait_s: 0 })).toEqual([]); // nothing left queued for them
   });
 
+  it('forgets a parked poll whose client went away: its task goes to the next poll, not to a closed socket', async () => {
+    const tag = `gone-${Date.now()}`;
+    const leaving = new AbortController();
+    const abandoned = fetch(`${api.url}/v1/tasks/poll`, {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ tags: [tag], wait_s: 30 }), signal: leaving.signal,
+    }).catch(() => null);
+    await api.pollsParked(1);
+    leaving.abort();
+    await abandoned;
+    await waitFor('the abandoned poll to leave', async () => (await api.metric('tagflow_polls_waiting')) === 0);
+    const wf = await api.createWorkflow(workflow({ sealed: true, tasks: [task('after-leaving', { tags: [tag] })] }));
+    const [got] = await api.poll([tag], { wait_s: 5 });
+    expect(got?.name).toBe('after-leaving');
+    expect((await api.complete(got)).status).toBe(200);
+    await waitForWorkflow(api, wf.id, ['SUCCESS']);
+  });
+
   it('returns an empty list when the wait ends with nothing to do', async () => {
     const started = Date.now();
     expect(await api.poll([`idle-${Date.now()}`], { wait_s: 1 })).toEqual([]);

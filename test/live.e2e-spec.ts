@@ -44,7 +44,7 @@ describe('live output and event streams', () => {
   let client: TagflowClient;
   const tag = `live-${uniq()}`;
   beforeAll(async () => {
-    api = await Api.start();
+    api = await Api.start({ env: { STREAMS_PER_CREDENTIAL: '3' } });
     worker = await WorkerProcess.start({ api: api.url, tags: [tag], concurrency: 4, name: 'live-worker' });
     client = new TagflowClient({ url: api.url });
   });
@@ -135,9 +135,15 @@ describe('live output and event streams', () => {
     expect(text.startsWith('1')).toBe(true);
     expect(text.endsWith('4')).toBe(true);
 
+    // Empty pieces are refused (they would pile up rows); NUL, which PostgreSQL's text refuses, is kept as U+FFFD.
+    expect((await append({ lease_token: leased.lease.token, stream: 'stderr', data: '' })).status).toBe(400);
+    expect((await append({ lease_token: leased.lease.token, stream: 'stderr', data: 'a\u0000b' })).status).toBe(200);
+    expect(await client.taskLogs(leased.id, { stream: 'stderr' })).toBe('a\uFFFDb');
+
     // Once the lease has ended, its holder may append no more.
-    expect((await api.complete(leased)).status).toBe(200);
+    expect((await api.complete(leased, {}, { stdout: 'binary\u0000tail' })).status).toBe(200);
     expect((await append({ lease_token: leased.lease.token, stream: 'stdout', data: 'late' })).status).toBe(409);
+    expect((await api.get(`/v1/tasks/${leased.id}`)).body.stdout).toBe('binary\uFFFDtail');
   }, 60_000);
 
   it('streams a workflow\'s transitions and its tasks\' as they happen, and resumes from an event id', async () => {
@@ -174,10 +180,33 @@ describe('live output and event streams', () => {
     const firstPage = await client.workflowEvents(wf.id, { limit: 2 });
     expect(firstPage.items).toEqual(all.slice(0, 2));
     expect((await client.workflowEvents(wf.id, { after: firstPage.next! })).items).toEqual(all.slice(2));
-    const resumed = await readStreamUntil(`${api.url}/v1/workflows/${wf.id}/events?follow=1`, { 'last-event-id': all[all.length - 3].id }, 2);
-    expect(resumed.map((e) => JSON.parse(e.data) as WorkflowStreamEvent)).toEqual(all.slice(-2));
+    // The workflow is finished: the followed stream sends what is left, then `end`, and closes.
+    const resumed = await readStream(await fetch(`${api.url}/v1/workflows/${wf.id}/events?follow=1`, { headers: { 'last-event-id': all[all.length - 3].id } }));
+    expect(resumed.map((e) => e.event)).toEqual(['transition', 'transition', 'end']);
+    expect(resumed.slice(0, 2).map((e) => JSON.parse(e.data) as WorkflowStreamEvent)).toEqual(all.slice(-2));
+    expect(JSON.parse(resumed[2].data)).toEqual({ state: 'SUCCESS' });
     expect((await api.get(`/v1/workflows/${wf.id}/events?after=nonsense`)).status).toBe(400);
     expect((await api.get(`/v1/workflows/00000000-0000-4000-8000-000000000000/events?follow=1`)).status).toBe(404);
+  }, 60_000);
+
+  it('lets a credential follow at most STREAMS_PER_CREDENTIAL streams at once', async () => {
+    const wf = await api.createWorkflow(workflow({ tasks: [task('idle', { tags: [`nobody-${uniq()}`] })] }));
+    const aborts = Array.from({ length: 3 }, () => new AbortController());
+    const open = await Promise.all(aborts.map((a) => fetch(`${api.url}/v1/workflows/${wf.id}/events?follow=1`, { signal: a.signal })));
+    expect(open.map((r) => r.status)).toEqual([200, 200, 200]);
+    const fourth = await api.get(`/v1/workflows/${wf.id}/events?follow=1`);
+    expect(fourth.status).toBe(429);
+    expect(String(fourth.body.message)).toContain('STREAMS_PER_CREDENTIAL');
+    // Pages are not streams, and a closed stream frees its place.
+    expect((await api.get(`/v1/workflows/${wf.id}/events`)).status).toBe(200);
+    aborts[0].abort();
+    await waitFor('a closed stream to free its place', async () => {
+      const r = await fetch(`${api.url}/v1/workflows/${wf.id}/events?follow=1`, { signal: AbortSignal.timeout(2000) }).catch(() => null);
+      if (r?.status !== 200) return false;
+      void r.body?.cancel();
+      return true;
+    });
+    for (const a of aborts) a.abort();
   }, 60_000);
 
   it('is served to the worker through report-and-poll and one heartbeat per worker', async () => {
@@ -202,30 +231,4 @@ function touchGoFile(worker: WorkerProcess, taskId: string): void {
   const dir = readdirSync(workDir).find((d) => d.startsWith(`${taskId}-`));
   if (!dir) throw new Error(`no attempt directory of ${taskId} in ${workDir}`);
   writeFileSync(join(workDir, dir, 'input.json.go'), '');
-}
-
-/** Reads a followed stream until `n` data events arrived, then closes it. */
-async function readStreamUntil(url: string, headers: Record<string, string>, n: number): Promise<{ event: string; data: string }[]> {
-  const abort = new AbortController();
-  const res = await fetch(url, { headers, signal: abort.signal });
-  const got: { event: string; data: string }[] = [];
-  let buffer = '';
-  const decoder = new TextDecoder();
-  try {
-    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-      buffer += decoder.decode(chunk, { stream: true });
-      let end: number;
-      while ((end = buffer.indexOf('\n\n')) >= 0) {
-        const block = buffer.slice(0, end);
-        buffer = buffer.slice(end + 2);
-        const data = block.split('\n').find((l) => l.startsWith('data: '));
-        const event = block.split('\n').find((l) => l.startsWith('event: '));
-        if (data && event) got.push({ event: event.slice(7), data: data.slice(6) });
-      }
-      if (got.length >= n) break;
-    }
-  } finally {
-    abort.abort();
-  }
-  return got;
 }

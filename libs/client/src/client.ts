@@ -121,7 +121,7 @@ export class TagflowClient {
     const { after, ...query } = q;
     for await (const e of this.events(`/v1/tasks/${enc(id)}/logs`, { ...query, follow: 1 }, after === undefined ? undefined : String(after), signal)) {
       if (e.event === 'end') yield { type: 'end', ...(JSON.parse(e.data) as Omit<LogEnd, 'type'>) };
-      else if (e.event === 'stdout' || e.event === 'stderr') yield { type: 'chunk', stream: e.event, seq: Number(e.id), text: JSON.parse(e.data) as string };
+      else if (e.event === 'stdout' || e.event === 'stderr') yield { type: 'chunk', stream: e.event, seq: Number(e.id ?? 0), text: JSON.parse(e.data) as string };
     }
   }
   /** A workflow's history so far: its own and its tasks' transitions, oldest first (`after`: a previous `id`). */
@@ -330,8 +330,8 @@ async function* readEvents(open: (lastId: string | undefined) => Promise<Respons
       }
       throw new TagflowApiError(res.status, err?.message ?? text.slice(0, 200), err, 'GET', 'event stream');
     }
-    failures = 0;
     let ended = false;
+    let received = 0;
     let buffer = '';
     let event: ServerEvent = { event: 'message', data: '' };
     const decoder = new TextDecoder();
@@ -344,9 +344,16 @@ async function* readEvents(open: (lastId: string | undefined) => Promise<Respons
           buffer = buffer.slice(nl + 1);
           if (line === '') {
             if (event.data !== '' || event.event !== 'message') {
-              if (event.id !== undefined) lastId = event.id;
-              if (event.event === 'end') ended = true;
-              yield event;
+              if (event.event === 'error') {
+                // The server stopped the stream: a client error is final, anything else is tried again.
+                const told = JSON.parse(event.data || '{}') as { status?: number; message?: string };
+                if ((told.status ?? 500) < 500) throw new TagflowApiError(told.status ?? 400, told.message ?? 'the stream was refused', null, 'GET', 'event stream');
+              } else {
+                if (event.id !== undefined && event.id !== '0') lastId = event.id;
+                if (event.event === 'end') ended = true;
+                received++;
+                yield event;
+              }
             }
             event = { event: 'message', data: '' };
           } else if (!line.startsWith(':')) {
@@ -366,6 +373,10 @@ async function* readEvents(open: (lastId: string | undefined) => Promise<Respons
       continue;
     }
     if (ended) return;
+    // Closed without its end: connect again, backing off when connections bring nothing.
+    failures = received > 0 ? 0 : failures + 1;
+    if (failures > 5) throw new TagflowNetworkError('the event stream keeps closing without an answer', 'GET', 'event stream', false, null);
+    await sleep(backoffDelay(failures, DEFAULT_BACKOFF), signal);
   }
 }
 

@@ -221,12 +221,12 @@ export type LogStream = 'stdout' | 'stderr';
 export interface LogChunk {
   type: 'chunk';
   stream: LogStream;
-  /** Its place in the attempt's output: resume after it with `after`. */
+  /** Its place in the attempt's output: resume after it with `after` (0: the report's tail of an attempt that streamed nothing). */
   seq: number;
   text: string;
 }
 
-/** The attempt followed has ended. */
+/** The attempt followed has ended; `state` is the task's state now (after a failed attempt, the retry's). */
 export interface LogEnd {
   type: 'end';
   attempt: number;

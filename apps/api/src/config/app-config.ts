@@ -69,6 +69,10 @@ export class AppConfig {
   @IsOptional() @Transform(toInt) @IsInt() @Min(1) @Max(1_000_000)
   LONG_WAITS_PER_CREDENTIAL = 5000;
 
+  /** Followed streams (live output, workflow events) one credential may hold open at once per API replica. */
+  @IsOptional() @Transform(toInt) @IsInt() @Min(1) @Max(100_000)
+  STREAMS_PER_CREDENTIAL = 50;
+
   /** How long graceful shutdown waits for in-flight requests. */
   @IsOptional() @Transform(toInt) @IsInt() @Min(0) @Max(600000)
   SHUTDOWN_GRACE_MS = 10000;

@@ -7,9 +7,18 @@ export interface ReportFields {
 
 const LOG_TAIL = 64 * 1024;
 
-/** Keeps the last 64 KiB of a log (cut on a character boundary). */
-export function tail(text: string | null | undefined): string | null {
-  if (text === null || text === undefined) return null;
+/**
+ * Output as a text column can hold it: NUL (which `find -print0` and binary output write, and
+ * PostgreSQL's text refuses) becomes U+FFFD.
+ */
+export function storableText(text: string): string {
+  return text.includes('\u0000') ? text.replace(/\u0000/g, '\uFFFD') : text;
+}
+
+/** Keeps the last 64 KiB of a log (cut on a character boundary), storable. */
+export function tail(raw: string | null | undefined): string | null {
+  if (raw === null || raw === undefined) return null;
+  const text = storableText(raw);
   if (Buffer.byteLength(text) <= LOG_TAIL) return text;
   const buf = Buffer.from(text);
   return buf.subarray(buf.length - LOG_TAIL).toString('utf8').replace(/^\uFFFD+/, '');

@@ -20,6 +20,9 @@ type Parks = (req: Request) => boolean;
  */
 export const LongWait = (parks: Parks, overLimit?: (req: Request) => void) => SetMetadata(LONG_WAIT, { parks, overLimit });
 
+/** A followed stream: counted apart, against STREAMS_PER_CREDENTIAL (each costs the API a look at the database every second or so). */
+export const FollowedStream = (parks: Parks) => SetMetadata(LONG_WAIT, { parks, stream: true });
+
 /** Parks when `?wait_s` is a positive number (GET a task, a blocking data read). */
 export const whenWaitAsked: Parks = (req) => Number(req.query.wait_s) > 0;
 /** A poll parks unless its body says `wait_s: 0` (the default wait is not zero). */
@@ -41,19 +44,21 @@ export class WaitLimitInterceptor implements NestInterceptor {
   }
 
   intercept(ctx: ExecutionContext, next: CallHandler): Observable<unknown> {
-    const rule = this.reflector.get<{ parks: Parks; overLimit?: (req: Request) => void } | undefined>(LONG_WAIT, ctx.getHandler());
+    const rule = this.reflector.get<{ parks: Parks; overLimit?: (req: Request) => void; stream?: boolean } | undefined>(LONG_WAIT, ctx.getHandler());
     const req = ctx.switchToHttp().getRequest<Request & Record<symbol, Caller | undefined>>();
     if (!rule || !rule.parks(req)) return next.handle();
-    const owner = credentialOf(req[CALLER]);
+    const owner = `${rule.stream ? 'stream/' : ''}${credentialOf(req[CALLER])}`;
     const n = this.parked.get(owner) ?? 0;
-    const max = this.config.LONG_WAITS_PER_CREDENTIAL;
+    const max = rule.stream ? this.config.STREAMS_PER_CREDENTIAL : this.config.LONG_WAITS_PER_CREDENTIAL;
     if (n >= max && rule.overLimit) {
       rule.overLimit(req);
       return next.handle();
     }
     if (n >= max) {
       this.refused();
-      throw new RateLimited(`this credential already has ${n} requests waiting on this API replica (long-polls, blocking reads), the most LONG_WAITS_PER_CREDENTIAL allows; send this one once one of them is answered`, 1);
+      throw new RateLimited(rule.stream
+        ? `this credential already follows ${n} streams on this API replica, the most STREAMS_PER_CREDENTIAL allows; close one first`
+        : `this credential already has ${n} requests waiting on this API replica (long-polls, blocking reads), the most LONG_WAITS_PER_CREDENTIAL allows; send this one once one of them is answered`, 1);
     }
     this.parked.set(owner, n + 1);
     return next.handle().pipe(

@@ -32,6 +32,20 @@ export class EventStream {
     this.lastWrite = Date.now();
   }
 
+  /** Resolves once what was written has gone out (or the client left): a client that does not read holds its follower, not the API's memory. */
+  async flushed(): Promise<void> {
+    if (this.closed || !this.res.writableNeedDrain) return;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        this.res.off('drain', done);
+        this.res.off('close', done);
+        resolve();
+      };
+      this.res.on('drain', done);
+      this.res.on('close', done);
+    });
+  }
+
   keepAlive(): void {
     if (this.closed || Date.now() - this.lastWrite < KEEP_ALIVE_MS) return;
     this.res.write(': keep-alive\n\n');

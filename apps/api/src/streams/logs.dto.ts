@@ -1,5 +1,5 @@
 import { Transform } from 'class-transformer';
-import { IsIn, IsInt, IsOptional, IsString, MaxLength, Min } from 'class-validator';
+import { IsIn, IsInt, IsOptional, IsString, MaxLength, Min, MinLength } from 'class-validator';
 import { LIMITS } from '@tagflow/domain';
 import { IsUtf8At } from '../common/validation.js';
 
@@ -13,8 +13,8 @@ export class AppendLogDto {
   @IsIn(['stdout', 'stderr'], { message: 'stream must be stdout or stderr' })
   stream: 'stdout' | 'stderr';
 
-  /** At most LIMITS.logAppendMaxBytes (UTF-8) per request. */
-  @IsString() @IsUtf8At(LIMITS.logAppendMaxBytes)
+  /** 1 byte to LIMITS.logAppendMaxBytes (UTF-8) per request. */
+  @IsString() @MinLength(1) @IsUtf8At(LIMITS.logAppendMaxBytes)
   data: string;
 }
 

@@ -6,7 +6,7 @@ import { IsIn, IsInt, IsOptional, IsString, Max, Min } from 'class-validator';
 import { Allow, NamespaceOf, READERS, WORKERS } from '../auth/access.js';
 import { ApiError, badRequest } from '../common/errors.js';
 import { idParam } from '../common/params.js';
-import { LongWait } from '../long-wait/wait-limit.interceptor.js';
+import { FollowedStream } from '../long-wait/wait-limit.interceptor.js';
 import { EventStream, resumeFrom } from './event-stream.js';
 import { AppendLogDto, LogQuery } from './logs.dto.js';
 import { LogsService } from './logs.service.js';
@@ -49,7 +49,7 @@ export class StreamsController {
    * text; with `follow=1`, server-sent events `stdout` / `stderr` (data: the text as a
    * JSON string; id: its seq) as it is written, then `end` with the task's state.
    */
-  @Get('tasks/:id/logs') @Allow(READERS) @LongWait(follows) @ApiProduces('text/plain', 'text/event-stream')
+  @Get('tasks/:id/logs') @Allow(READERS) @FollowedStream(follows) @ApiProduces('text/plain', 'text/event-stream')
   async logsOf(@Param('id', idParam('task')) taskId: string, @Query() q: LogQuery, @NamespaceOf() ns: string, @Req() req: Request, @Res() res: Response): Promise<void> {
     const query = { attempt: q.attempt, stream: q.stream };
     if (!follows(req)) {
@@ -61,7 +61,7 @@ export class StreamsController {
     }
     const resume = resumeFrom(req, q.after === undefined ? undefined : String(q.after));
     if (resume !== undefined && !/^\d{1,15}$/.test(resume)) throw badRequest('Last-Event-ID (or after) must be a seq from this stream (a number)', [{ field: 'after', errors: ['not a seq'] }]);
-    await this.logs.read(taskId, query, ns); // 404 before the stream starts
+    await this.logs.attemptOf(taskId, query.attempt, ns); // 404 before the stream starts
     const out = new EventStream(req, res);
     await this.logs.follow(taskId, query, Number(resume ?? 0), out, ns).then(() => out.end(), (e: unknown) => out.end(streamError(e)));
   }
@@ -69,9 +69,9 @@ export class StreamsController {
   /**
    * A workflow's transitions and its tasks', oldest first: `{items, next}` pages; with
    * `follow=1`, server-sent `transition` events from the start (or after `Last-Event-ID`)
-   * as they happen, until the client closes the stream.
+   * as they happen, then `end` once the workflow is finished and all of it was sent.
    */
-  @Get('workflows/:id/events') @Allow(READERS) @LongWait(follows) @ApiProduces('application/json', 'text/event-stream')
+  @Get('workflows/:id/events') @Allow(READERS) @FollowedStream(follows) @ApiProduces('application/json', 'text/event-stream')
   async eventsOf(@Param('id', idParam('workflow')) workflowId: string, @Query() q: WorkflowEventsQuery, @NamespaceOf() ns: string, @Req() req: Request, @Res() res: Response): Promise<void> {
     if (!follows(req)) {
       res.json(await this.events.page(workflowId, q.after, q.limit ?? 1000, ns));

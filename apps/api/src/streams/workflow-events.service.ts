@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
-import { Database } from '@tagflow/persistence';
+import { isTerminalWorkflow } from '@tagflow/domain';
+import { Database, type EventPlace } from '@tagflow/persistence';
 import { badRequest, notFound } from '../common/errors.js';
 import { LongWaits } from '../long-wait/long-waits.js';
 import type { EventStream } from './event-stream.js';
@@ -20,10 +21,10 @@ export interface StreamEvent {
   reason: string | null;
 }
 
-/** A place in a workflow's history: the last task event and workflow event seen, `"T.W"`. */
+/** A place in a workflow's history: the last task event and workflow event seen, each as (transaction, id): `"tx:id.tx:id"`. */
 interface Cursor {
-  task: number;
-  workflow: number;
+  task: EventPlace;
+  workflow: EventPlace;
 }
 
 /**
@@ -40,15 +41,27 @@ export class WorkflowEventsService {
     return { items, next: items.length === limit ? format(cursor) : null };
   }
 
-  /** Sends every transition after `after` as a `transition` event, then each new one, until the client goes away. */
+  /**
+   * Sends every transition after `after` as a `transition` event, then each new one as it
+   * happens; once the workflow is finished and everything was sent, an `end` event
+   * `{state}` (a rerun reopens it: follow again).
+   */
   async follow(workflowId: string, after: string | undefined, out: EventStream, namespace: string): Promise<void> {
     await this.workflow(workflowId, namespace);
     let cursor = parseCursor(after);
     while (!out.closed && !this.waits.isClosing) {
+      // Read before the look at its state: a workflow seen finished has had all its events read.
+      const wf = await this.db.read().workflows.get(workflowId, namespace);
       const { items, cursor: next } = await this.read(workflowId, cursor, PAGE_MAX);
       for (const e of items) out.send('transition', e, e.id);
+      await out.flushed();
       cursor = next;
       if (items.length === PAGE_MAX) continue;
+      if (!wf) throw notFound('workflow', workflowId); // deleted meanwhile
+      if (isTerminalWorkflow(wf.state)) {
+        out.send('end', { state: wf.state });
+        return;
+      }
       out.keepAlive();
       await this.waits.nap(LongWaits.workflow(workflowId), FOLLOW_EVERY_MS);
     }
@@ -56,10 +69,10 @@ export class WorkflowEventsService {
 
   private async read(workflowId: string, from: Cursor, limit: number): Promise<{ items: StreamEvent[]; cursor: Cursor }> {
     const { tasks, workflow } = await this.db.read().events.streamOf(workflowId, from.task, from.workflow, limit);
-    // Each table in id order (a cursor is the last id seen in each), merged by time; at the
+    // Each table in (transaction, id) order (a cursor is the last seen in each), merged by time; at the
     // same millisecond the task's event first (the workflow's follows its tasks' changes).
     // Past the end of a full page the other table may hold earlier events: stop there.
-    const cursor = { ...from };
+    const cursor = { task: { ...from.task }, workflow: { ...from.workflow } };
     const items: StreamEvent[] = [];
     let i = 0;
     let j = 0;
@@ -68,11 +81,11 @@ export class WorkflowEventsService {
       const w = workflow[j];
       if ((!t && tasks.length === limit) || (!w && workflow.length === limit) || (!t && !w)) break;
       if (t && (!w || t.at <= w.at)) {
-        cursor.task = t.id;
+        cursor.task = { tx: t.tx, id: t.id };
         items.push({ id: format(cursor), at: iso(t.at), task_id: t.task_id, name: t.name, from: t.from_state, to: t.to_state, attempt: t.attempt, reason: t.reason });
         i++;
       } else {
-        cursor.workflow = w.id;
+        cursor.workflow = { tx: w.tx, id: w.id };
         items.push({ id: format(cursor), at: iso(w.at), from: w.from_state, to: w.to_state, reason: w.reason });
         j++;
       }
@@ -87,14 +100,14 @@ export class WorkflowEventsService {
 }
 
 function parseCursor(s: string | undefined): Cursor {
-  if (s === undefined || s === '') return { task: 0, workflow: 0 };
-  const m = /^(\d{1,15})\.(\d{1,15})$/.exec(s);
-  if (!m) throw badRequest('after (or Last-Event-ID) must be an event id from this stream, like "120.3"', [{ field: 'after', errors: ['not an event id'] }]);
-  return { task: Number(m[1]), workflow: Number(m[2]) };
+  if (s === undefined || s === '') return { task: { tx: 0, id: 0 }, workflow: { tx: 0, id: 0 } };
+  const m = /^(?:(\d{1,19}):)?(\d{1,15})\.(?:(\d{1,19}):)?(\d{1,15})$/.exec(s);
+  if (!m) throw badRequest('after (or Last-Event-ID) must be an event id from this stream, like "0:120.0:3"', [{ field: 'after', errors: ['not an event id'] }]);
+  return { task: { tx: Number(m[1] ?? 0), id: Number(m[2]) }, workflow: { tx: Number(m[3] ?? 0), id: Number(m[4]) } };
 }
 
 function format(c: Cursor): string {
-  return `${c.task}.${c.workflow}`;
+  return `${c.task.tx}:${c.task.id}.${c.workflow.tx}:${c.workflow.id}`;
 }
 
 function iso(ms: number): string {

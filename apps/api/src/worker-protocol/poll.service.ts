@@ -23,6 +23,8 @@ export interface PollRequest {
   maxTasks: number;
   /** The caller's tag grants: only tasks all of whose tags they cover are offered (absent: all). */
   grants?: readonly string[];
+  /** Aborts when the client has gone: the poll stops waiting and is offered nothing more. */
+  gone?: AbortSignal;
 }
 
 export interface Leased {
@@ -183,6 +185,7 @@ export class PollService implements OnApplicationBootstrap {
     // Open to hand-offs only while parked: not while it fetches, so nothing is handed to a poll that has answered.
     const look = async (): Promise<Leased[] | undefined> => {
       this.parked.delete(me);
+      if (req.gone?.aborted) return [];
       const handed = await this.collect(me);
       if (handed.length > 0) return handed;
       const out = await this.fetch(req);
@@ -190,11 +193,17 @@ export class PollService implements OnApplicationBootstrap {
       this.parked.add(me);
       return undefined;
     };
+    const leave = () => {
+      this.parked.delete(me);
+      me.handle.wake?.();
+    };
+    req.gone?.addEventListener('abort', leave, { once: true });
     let taken: Leased[] | undefined;
     try {
       taken = await this.waits.until({ tags: me.tags }, Date.now() + req.waitMs, look, me.handle);
     } finally {
       this.parked.delete(me);
+      req.gone?.removeEventListener('abort', leave);
     }
     // Handed to it as its wait ended.
     const late = await this.collect(me);

@@ -1,4 +1,4 @@
-import { Body, Controller, HttpCode, Param, Post } from '@nestjs/common';
+import { Body, Controller, HttpCode, Param, Post, Req } from '@nestjs/common';
 import type { Request } from 'express';
 import { ApiTags } from '@nestjs/swagger';
 import { LIMITS } from '@tagflow/domain';
@@ -41,9 +41,9 @@ export class WorkerProtocolController {
    * An empty list when the wait ends first.
    */
   @Post('poll') @HttpCode(200) @Allow(WORKERS) @LongWait(unlessNoWait)
-  async poll(@Body() dto: PollDto, @CallerOf() caller: Caller) {
+  async poll(@Body() dto: PollDto, @CallerOf() caller: Caller, @Req() req: Request) {
     checkPollGrants(caller, dto.tags);
-    return { tasks: await this.take(dto, caller) };
+    return { tasks: await this.take(dto, caller, goneSignal(req)) };
   }
 
   /**
@@ -55,7 +55,7 @@ export class WorkerProtocolController {
    * answered the same way again.
    */
   @Post('report') @HttpCode(200) @Allow(WORKERS) @LongWait(pollParks, pollAtOnce)
-  async report(@Body() dto: ReportAndPollDto, @CallerOf() caller: Caller) {
+  async report(@Body() dto: ReportAndPollDto, @CallerOf() caller: Caller, @Req() req: Request) {
     if (dto.poll) checkPollGrants(caller, dto.poll.tags); // refused before any report is applied
     const ids = dto.reports.map((r) => r.task_id);
     if (new Set(ids).size !== ids.length) throw badRequest('a task may appear once in reports', [{ field: 'reports', errors: ['a task_id appears twice'] }]);
@@ -78,7 +78,7 @@ export class WorkerProtocolController {
     }
     const failed = (await completing).find((s): s is PromiseRejectedResult => s.status === 'rejected');
     if (refused ?? failed) throw refused ?? failed!.reason;
-    return { results, tasks: dto.poll ? await this.take(dto.poll, caller) : [] };
+    return { results, tasks: dto.poll ? await this.take(dto.poll, caller, goneSignal(req)) : [] };
   }
 
   private async apply(r: BatchReportDto, namespace: string): Promise<{ task_id: string; status: number; message?: string }> {
@@ -96,7 +96,7 @@ export class WorkerProtocolController {
     }
   }
 
-  private async take(dto: PollDto, caller: Caller) {
+  private async take(dto: PollDto, caller: Caller, gone?: AbortSignal) {
     const namespace = namespaceOf(caller);
     const workerId = dto.worker_id ?? null;
     if (workerId) await this.workers.touch(workerId, namespace, caller.kind === 'key' ? caller.keyId : null);
@@ -107,6 +107,7 @@ export class WorkerProtocolController {
       waitMs: (dto.wait_s ?? LIMITS.pollWaitDefaultSeconds) * 1000,
       maxTasks: dto.max_tasks ?? 1,
       grants: caller.kind === 'key' && caller.role !== 'admin' ? caller.grants : undefined,
+      gone,
     });
     return taken.map(({ task, lease }) => ({
       ...toTaskResponse(task),
@@ -137,4 +138,13 @@ export class WorkerProtocolController {
     if (stoppingWorker) this.workers.stopping(stoppingWorker, ns);
     return toTaskResponse(task);
   }
+}
+
+/** Aborts when the client closed the connection before its answer was written (a worker that stopped). */
+function goneSignal(req: Request): AbortSignal {
+  const gone = new AbortController();
+  req.res?.on('close', () => {
+    if (!req.res?.writableFinished) gone.abort();
+  });
+  return gone.signal;
 }

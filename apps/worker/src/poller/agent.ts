@@ -178,11 +178,12 @@ export class Agent {
   private launch(task: LeasedTask): void {
     const abort = new AbortController();
     const entry: Running = { task, abort, done: Promise.resolve(), executing: true };
-    this.running.set(task.id, entry);
+    // By lease, not task: the next attempt of a task may arrive here before this one's report is settled.
+    this.running.set(task.lease.token, entry);
     entry.done = this.execute(task, entry)
       .catch((e: unknown) => this.log('error', 'task handling failed', { task_id: task.id, error: (e as Error).message }))
       .finally(() => {
-        this.running.delete(task.id);
+        this.running.delete(task.lease.token);
         this.freeSlot(entry);
       });
   }
@@ -224,7 +225,7 @@ export class Agent {
       run: (command, args, opts = {}) =>
         runProcess(command, args, {
           cwd: opts.cwd ?? workDir, env: { ...childEnv, ...taskEnv, ...opts.env }, signal: abort.signal, user: this.runAs,
-          onOutput: (stream, chunk) => this.output.write(task.id, stream, chunk),
+          onOutput: (stream, chunk) => this.output.write(task.lease.token, stream, chunk),
         }),
       writeFile: (path, data, mode = 0o600) => writeTaskFile(path, data, mode, this.runAs),
     };
@@ -244,18 +245,18 @@ export class Agent {
         ? { status: 'failure', message: e.message, code: e.code, retryable: e.retryable }
         : { status: 'failure', message: `executor error: ${(e as Error).message}`, code: 'EXECUTOR_ERROR', retryable: true };
     } finally {
-      this.leases.release(task.id);
+      this.leases.release(task.lease.token);
       clearTimeout(timeout);
       await this.removeAttemptDir(workDir);
     }
 
     const stop = abort.signal.aborted ? (abort.signal.reason as ExecutionStop).why : null;
     if (stop === 'lease-lost') {
-      await this.output.close(task.id, 0);
+      await this.output.close(task.lease.token, 0);
       this.log('warn', 'task stopped: its lease is gone, so it is not reported', { task_id: task.id });
       return;
     }
-    await this.output.close(task.id);
+    await this.output.close(task.lease.token);
     if (stop) {
       const byStop: Record<'cancelled' | 'timeout' | 'shutdown', Required<Failure>> = {
         cancelled: { message: 'cancelled on request; the process group was stopped', code: 'CANCELLED', retryable: false },

@@ -39,12 +39,13 @@ export class LeaseKeeper {
     this.timer.unref();
   }
 
+  /** Held by lease token: a later attempt of the same task is another lease. */
   hold(task: LeasedTask, abort: AbortController, progress: () => unknown): void {
-    this.held.set(task.id, { task, abort, progress, dueAt: Date.now() + every(task) });
+    this.held.set(task.lease.token, { task, abort, progress, dueAt: Date.now() + every(task) });
   }
 
-  release(taskId: string): void {
-    this.held.delete(taskId);
+  release(leaseToken: string): void {
+    this.held.delete(leaseToken);
   }
 
   stop(): void {
@@ -79,9 +80,9 @@ export class LeaseKeeper {
         return;
       }
     }
-    const byTask = new Map(results.map((r) => [r.task_id, r]));
-    for (const h of batch) {
-      const r = byTask.get(h.task.id);
+    // Answered in order, one per lease (two attempts of one task may both be in a batch).
+    for (const [i, h] of batch.entries()) {
+      const r = results[i]?.task_id === h.task.id ? results[i] : undefined;
       if (!r || h.abort.signal.aborted) continue;
       if (r.status === 200) {
         h.dueAt = Date.now() + every(h.task);

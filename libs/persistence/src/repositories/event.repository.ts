@@ -1,10 +1,15 @@
 import type { EntityManager } from 'typeorm';
 import { TaskEventEntity } from '../entities/task.entity.js';
 import { WorkflowEventEntity } from '../entities/workflow.entity.js';
-import { insertRows, sql } from '../dialect.js';
+import { insertRows, kindOf, sql } from '../dialect.js';
 import { hydrate } from '../rows.js';
 
 export type NewTaskEvent = Omit<TaskEventEntity, 'id'>;
+/** Where a follower of a workflow's events is in one table: the last event's transaction and id. */
+export interface EventPlace {
+  tx: number;
+  id: number;
+}
 export type NewWorkflowEvent = Omit<WorkflowEventEntity, 'id'>;
 
 /** The history: one task_event row per task transition, one workflow_event row per workflow one. */
@@ -34,20 +39,30 @@ export class EventRepository {
   }
 
   /**
-   * Takes: a workflow id, the last task event and workflow event already seen, a limit.
-   * Returns: up to `limit` of each that came after, oldest first (task events with their task's name).
+   * Takes: a workflow id, the last task event and workflow event already seen (each as
+   * its transaction and id), a limit. Returns: up to `limit` of each that came after, in
+   * (transaction, id) order, only from transactions older than every one still running
+   * (see migration 15): an event read later can never sort before one read now. Task
+   * events come with their task's name and each event with its `tx`.
    */
-  async streamOf(workflowId: string, afterTask: number, afterWorkflow: number, limit: number): Promise<{ tasks: (TaskEventEntity & { name: string | null })[]; workflow: WorkflowEventEntity[] }> {
+  async streamOf(workflowId: string, afterTask: EventPlace, afterWorkflow: EventPlace, limit: number): Promise<{ tasks: (TaskEventEntity & { name: string | null; tx: number })[]; workflow: (WorkflowEventEntity & { tx: number })[] }> {
     const n = Math.floor(limit);
+    const settled = kindOf(this.em) === 'postgres' ? ' AND e.tx < pg_snapshot_xmin(pg_current_snapshot())::text::bigint' : '';
+    const after = (p: EventPlace) => ({ wf: workflowId, tx: p.tx, id: p.id });
     const t = await sql(
       this.em,
-      `SELECT e.*, t.name AS task_name FROM task_event e LEFT JOIN task t ON t.id = e.task_id WHERE e.workflow_id = :wf AND e.id > :after ORDER BY e.id LIMIT ${n}`,
-      { wf: workflowId, after: afterTask },
+      `SELECT e.*, t.name AS task_name FROM task_event e LEFT JOIN task t ON t.id = e.task_id
+        WHERE e.workflow_id = :wf AND (e.tx > :tx OR (e.tx = :tx AND e.id > :id))${settled} ORDER BY e.tx, e.id LIMIT ${n}`,
+      after(afterTask),
     );
-    const w = await sql(this.em, `SELECT * FROM workflow_event WHERE workflow_id = :wf AND id > :after ORDER BY id LIMIT ${n}`, { wf: workflowId, after: afterWorkflow });
+    const w = await sql(
+      this.em,
+      `SELECT e.* FROM workflow_event e WHERE e.workflow_id = :wf AND (e.tx > :tx OR (e.tx = :tx AND e.id > :id))${settled} ORDER BY e.tx, e.id LIMIT ${n}`,
+      after(afterWorkflow),
+    );
     return {
-      tasks: t.rows.map((r) => Object.assign(hydrate(this.em, TaskEventEntity, r), { name: (r.task_name as string | null) ?? null })),
-      workflow: w.rows.map((r) => hydrate(this.em, WorkflowEventEntity, r)),
+      tasks: t.rows.map((r) => Object.assign(hydrate(this.em, TaskEventEntity, r), { name: (r.task_name as string | null) ?? null, tx: Number(r.tx) })),
+      workflow: w.rows.map((r) => Object.assign(hydrate(this.em, WorkflowEventEntity, r), { tx: Number(r.tx) })),
     };
   }
 
