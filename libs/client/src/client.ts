@@ -1,7 +1,7 @@
 import { TagflowApiError, TagflowNetworkError } from './errors.js';
 import { backoffDelay, DEFAULT_BACKOFF, isRetryable, type BackoffOptions } from './retry-policy.js';
 import type {
-  BatchReport, DataEntry, ErrorBody, LogChunk, LogEnd, LogStream, WorkflowStreamEvent, Failure, HeartbeatAnswer, JsonObject, LeaseBeat, LeaseBeatResult, LeasedTask, Page, PollRequest, Report, ReportResult, Task, TaskEvent, TaskSpec, TaskState,
+  ApiKey, BatchReport, DataEntry, ErrorBody, KeyRole, LogChunk, LogEnd, LogStream, WorkflowStreamEvent, Failure, HeartbeatAnswer, JsonObject, LeaseBeat, LeaseBeatResult, LeasedTask, Page, PollRequest, Report, ReportResult, Task, TaskEvent, TaskSpec, TaskState,
   WorkerInfo, Workflow, WorkflowSpec, WorkflowState,
 } from './types.js';
 
@@ -190,6 +190,18 @@ export class TagflowClient {
   }
   getWorker(id: string): Promise<WorkerInfo> {
     return this.call('GET', `/v1/workers/${enc(id)}`);
+  }
+
+  // ---- keys (admin) ----
+  /** The answer carries the token, once. */
+  createKey(k: { name: string; role: KeyRole; namespace?: string; tags?: string[]; expires_at?: string }): Promise<ApiKey & { token: string }> {
+    return this.call('POST', '/v1/keys', { body: k, ...creating() });
+  }
+  listKeys(q: { limit?: number; cursor?: string } = {}): Promise<Page<ApiKey>> {
+    return this.call('GET', '/v1/keys', { query: q });
+  }
+  revokeKey(id: string): Promise<void> {
+    return this.call('DELETE', `/v1/keys/${enc(id)}`, { idempotent: true });
   }
 
   // ---- the worker protocol ----

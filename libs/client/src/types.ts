@@ -245,3 +245,17 @@ export interface WorkflowStreamEvent {
   attempt?: number;
   reason?: string | null;
 }
+
+export type KeyRole = 'admin' | 'operator' | 'reader' | 'worker';
+
+/** An API key as listed (the token is shown only when it is created). */
+export interface ApiKey {
+  id: string;
+  name: string;
+  role: KeyRole;
+  namespace: string;
+  tags: string[];
+  expires_at: string | null;
+  revoked_at: string | null;
+  created_at: string;
+}

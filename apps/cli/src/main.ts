@@ -1,0 +1,278 @@
+import { Command, Option } from 'commander';
+import { isTerminal, TAGFLOW_VERSION, TagflowApiError, TagflowClient, TagflowNetworkError, type KeyRole, type Task, type Workflow } from '@tagflow/client';
+import { connection, UsageError } from './config.js';
+import { counts, print, when, type Format } from './output.js';
+import { loadWorkflowFile, WorkflowFileError } from './workflow-file.js';
+
+const program = new Command('tagflow')
+  .description('Tagflow from a terminal: apply workflow files, see what runs, follow output.')
+  .version(TAGFLOW_VERSION)
+  .option('--url <url>', 'the API (TAGFLOW_URL, config file; default http://127.0.0.1:8080)')
+  .option('--namespace <ns>', 'act in this namespace (an all-namespaces admin key only; TAGFLOW_NAMESPACE)')
+  .option('--config <file>', 'config file: url, token or token_file, namespace (TAGFLOW_CONFIG; default ~/.config/tagflow/config.yaml)')
+  .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json', 'yaml']).default('table'))
+  .addHelpText('after', '\nThe key is read from TAGFLOW_TOKEN or the config file (never from the command line, where other users could see it).')
+  .showHelpAfterError();
+
+function client(): TagflowClient {
+  const opts = program.opts<{ url?: string; namespace?: string; config?: string }>();
+  const c = connection(opts);
+  return new TagflowClient({ url: c.url, token: c.token, namespace: c.namespace });
+}
+const format = () => program.opts<{ output: Format }>().output;
+const out = (s: string): void => void process.stdout.write(s);
+
+// ---- apply ----
+program
+  .command('apply')
+  .description('create a workflow from a YAML or JSON file (checked here first, with line numbers)')
+  .requiredOption('-f, --file <file>', 'the workflow file')
+  .option('--set <key=value>', 'set workflow.input.KEY (value read as YAML); repeatable', (v: string, all: string[]) => [...all, v], [] as string[])
+  .option('--dry-run', 'check the file and print the workflow; send nothing')
+  .option('--wait', 'wait until the workflow is finished; exit 0 only if it succeeded')
+  .option('--timeout <s>', 'with --wait: give up after this many seconds (exit 124)', positive)
+  .action(async (o: { file: string; set: string[]; dryRun?: boolean; wait?: boolean; timeout?: number }) => {
+    const spec = await loadWorkflowFile(o.file, o.set);
+    if (o.wait && spec.sealed !== true) {
+      throw new UsageError(`${o.file} does not say "sealed: true": the workflow would wait for more tasks and --wait for ever (seal it in the file, or apply without --wait and seal it later)`);
+    }
+    if (o.dryRun) return print(format() === 'table' ? 'yaml' : format(), spec, () => ({ head: [], rows: [] }));
+    const tf = client();
+    let wf = await tf.createWorkflow(spec);
+    if (format() === 'table') out(`workflow ${wf.id} created (${wf.name}, ${wf.state})\n`);
+    if (o.wait) {
+      wf = await waitForWorkflow(tf, wf, o.timeout);
+      if (format() === 'table') out(`workflow ${wf.id} ${wf.state}: ${counts(wf.task_counts)}\n`);
+      else print(format(), wf, () => ({ head: [], rows: [] }));
+      process.exitCode = wf.state === 'SUCCESS' ? 0 : !isTerminalWorkflowState(wf.state) ? 124 : 1;
+    } else if (format() !== 'table') {
+      print(format(), wf, () => ({ head: [], rows: [] }));
+    }
+  });
+
+// ---- get ----
+const get = program.command('get').description('list workflows, a workflow\'s tasks, or workers');
+get
+  .command('workflows')
+  .option('--state <state>').option('--name <name>').option('--tag <tag>').option('--limit <n>', 'at most this many (newest first)', positive, 50)
+  .action(async (o: { state?: Workflow['state']; name?: string; tag?: string; limit: number }) => {
+    const page = await client().listWorkflows({ state: o.state, name: o.name, tag: o.tag, limit: Math.min(o.limit, 500) });
+    print(format(), page.items, () => ({
+      head: ['ID', 'NAME', 'STATE', 'TASKS', 'CREATED'],
+      rows: page.items.map((w) => [w.id, w.name, w.state + (w.sealed ? '' : ' (open)'), counts(w.task_counts), when(w.created_at)]),
+    }));
+  });
+get
+  .command('tasks <workflow>')
+  .option('--state <state>').option('--tag <tag>')
+  .action(async (workflow: string, o: { state?: Task['state']; tag?: string }) => {
+    const tf = client();
+    const tasks: Task[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await tf.listTasks(workflow, { state: o.state, tag: o.tag, limit: 500, cursor });
+      tasks.push(...page.items);
+      cursor = page.next_cursor ?? undefined;
+    } while (cursor);
+    print(format(), tasks, () => ({
+      head: ['ID', 'NAME', 'STATE', 'ATTEMPT', 'TAGS', 'WORKER'],
+      rows: tasks.map((t) => [t.id, t.name, t.state, String(t.attempt), t.tags.join(',') || '-', t.worker_id ?? '-']),
+    }));
+  });
+get
+  .command('workers')
+  .action(async () => {
+    const page = await client().listWorkers({ limit: 500 });
+    print(format(), page.items, () => ({
+      head: ['ID', 'NAME', 'TAGS', 'LAST SEEN', 'RUNNING'],
+      rows: page.items.map((w) => [w.id, w.name, w.tags.join(',') || '-', when(w.last_seen_at), String((w as { running_task_ids?: string[] }).running_task_ids?.length ?? 0)]),
+    }));
+  });
+
+// ---- describe ----
+const describe = program.command('describe').description('a workflow or a task in full');
+describe
+  .command('workflow <id>')
+  .action(async (id: string) => {
+    const tf = client();
+    const wf = await tf.getWorkflow(id);
+    const tasks = (await tf.listTasks(id, { limit: 500 })).items;
+    if (format() !== 'table') return print(format(), { ...wf, tasks }, () => ({ head: [], rows: [] }));
+    out(fields([['ID', wf.id], ['Name', wf.name], ['State', wf.state], ['Sealed', String(wf.sealed)], ['On failure', wf.on_failure], ['Tags', wf.tags.join(', ') || '-'],
+      ['Tasks', counts(wf.task_counts)], ['Created', when(wf.created_at)], ['Finished', when(wf.finished_at)], ['Input', JSON.stringify(wf.input)]]));
+    out('\n');
+    print('table', tasks, () => ({ head: ['ID', 'NAME', 'STATE', 'ATTEMPT', 'TAGS'], rows: tasks.map((t) => [t.id, t.name, t.state, String(t.attempt), t.tags.join(',') || '-']) }));
+  });
+describe
+  .command('task <id>')
+  .action(async (id: string) => {
+    const tf = client();
+    const t = await tf.getTask(id);
+    const events = await tf.taskEvents(id);
+    if (format() !== 'table') return print(format(), { ...t, events }, () => ({ head: [], rows: [] }));
+    out(fields([['ID', t.id], ['Name', t.name], ['Workflow', t.workflow_id], ['State', t.state], ['Attempt', String(t.attempt)], ['Tags', t.tags.join(', ') || '-'],
+      ['Worker', t.worker_id ?? '-'], ['Action', JSON.stringify(t.action)], ['Input', JSON.stringify(t.input)], ['Resolved input', t.resolved_input ? JSON.stringify(t.resolved_input) : '-'],
+      ['Output', t.output ? JSON.stringify(t.output) : '-'], ['Error', t.error ? `${t.error.code ?? ''} ${t.error.message}`.trim() : '-'], ['Exit code', t.exit_code === null ? '-' : String(t.exit_code)]]));
+    out('\n');
+    print('table', events, () => ({ head: ['AT', 'FROM', 'TO', 'ATTEMPT', 'REASON'], rows: events.map((e) => [when(e.at), e.from ?? '-', e.to, String(e.attempt), e.reason ?? '']) }));
+  });
+
+// ---- logs ----
+program
+  .command('logs <task>')
+  .description('a task\'s output (the last 1 MiB per stream); -f follows it as it is written')
+  .option('-f, --follow', 'keep printing until the attempt ends')
+  .option('--attempt <n>', 'an earlier attempt', positive)
+  .addOption(new Option('--stream <stream>', 'one stream only').choices(['stdout', 'stderr']))
+  .action(async (id: string, o: { follow?: boolean; attempt?: number; stream?: 'stdout' | 'stderr' }) => {
+    const tf = client();
+    if (!o.follow) {
+      out(await tf.taskLogs(id, { attempt: o.attempt, stream: o.stream }));
+      return;
+    }
+    for await (const piece of tf.followTaskLogs(id, { attempt: o.attempt, stream: o.stream })) {
+      if (piece.type === 'chunk') (piece.stream === 'stderr' ? process.stderr : process.stdout).write(piece.text);
+    }
+  });
+
+// ---- changes ----
+for (const [verb, what] of [['cancel', 'a workflow, or a task'], ['seal', 'a workflow: no more tasks will be added'], ['pause', 'a workflow: nothing new starts'], ['resume', 'a paused workflow'], ['rerun', 'a failed or cancelled task']] as const) {
+  program
+    .command(`${verb} <id>`)
+    .description(`${verb} ${what}`)
+    .action(async (id: string) => {
+      const tf = client();
+      const done = await change(tf, verb, id);
+      if (format() === 'table') out(`${done.kind} ${id} ${done.state}\n`);
+      else print(format(), done.value, () => ({ head: [], rows: [] }));
+    });
+}
+
+// ---- run ----
+program
+  .command('run')
+  .description('run one command as a task on a worker with these tags; print its output; exit with its exit code')
+  .requiredOption('--tags <a,b>', 'tags of the task (a worker whose tags include them all runs it)', (v: string) => v.split(',').map((t) => t.trim()).filter(Boolean))
+  .option('--timeout <s>', 'the task\'s timeout_s', positive)
+  .option('--name <name>', 'the task\'s name')
+  .argument('<command...>', 'the command and its arguments (after --)')
+  .action(async (command: string[], o: { tags: string[]; timeout?: number; name?: string }) => {
+    const tf = client();
+    const task = await tf.submitTask({ name: o.name, tags: o.tags, timeout_s: o.timeout, action: { type: 'shell', command: command.map(shellQuote).join(' ') } });
+    process.stderr.write(`task ${task.id} submitted\n`);
+    let current = task;
+    for (let attempt = Math.max(1, task.attempt); ; attempt++) {
+      for await (const piece of tf.followTaskLogs(task.id, { attempt })) {
+        if (piece.type === 'chunk') (piece.stream === 'stderr' ? process.stderr : process.stdout).write(piece.text);
+      }
+      current = await tf.getTask(task.id);
+      if (isTerminal(current.state)) break;
+    }
+    if (current.state !== 'SUCCESS') process.stderr.write(`task ${current.id} ${current.state}${current.error ? `: ${current.error.message}` : ''}\n`);
+    process.exitCode = current.exit_code ?? (current.state === 'SUCCESS' ? 0 : 1);
+  });
+
+// ---- keys ----
+const keys = program.command('keys').description('API keys (admin)');
+keys
+  .command('create')
+  .requiredOption('--name <name>')
+  .addOption(new Option('--role <role>').choices(['admin', 'operator', 'reader', 'worker']).makeOptionMandatory())
+  .option('--tags <grants>', 'tag grants: tags, prefixes ending in *, or *', (v: string) => v.split(',').map((t) => t.trim()).filter(Boolean))
+  .option('--key-namespace <ns>', 'the namespace the key acts in')
+  .option('--expires-at <iso>')
+  .action(async (o: { name: string; role: KeyRole; tags?: string[]; keyNamespace?: string; expiresAt?: string }) => {
+    const key = await client().createKey({ name: o.name, role: o.role, tags: o.tags, namespace: o.keyNamespace, expires_at: o.expiresAt });
+    if (format() === 'table') out(`key ${key.id} (${key.name}, ${key.role}, namespace ${key.namespace}); its token, shown once:\n${key.token}\n`);
+    else print(format(), key, () => ({ head: [], rows: [] }));
+  });
+keys
+  .command('list')
+  .action(async () => {
+    const page = await client().listKeys({ limit: 500 });
+    print(format(), page.items, () => ({
+      head: ['ID', 'NAME', 'ROLE', 'NAMESPACE', 'TAGS', 'EXPIRES', 'REVOKED'],
+      rows: page.items.map((k) => [k.id, k.name, k.role, k.namespace, k.tags.join(',') || '-', when(k.expires_at), when(k.revoked_at)]),
+    }));
+  });
+keys
+  .command('revoke <id>')
+  .action(async (id: string) => {
+    await client().revokeKey(id);
+    if (format() === 'table') out(`key ${id} revoked\n`);
+  });
+
+// ---- helpers ----
+function positive(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`"${v}" is not a positive whole number`);
+  return n;
+}
+
+function fields(rows: [string, string][]): string {
+  const w = Math.max(...rows.map(([k]) => k.length));
+  return rows.map(([k, v]) => `${`${k}:`.padEnd(w + 2)}${v}\n`).join('');
+}
+
+function shellQuote(arg: string): string {
+  return /^[A-Za-z0-9_./:=@%+,-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
+}
+
+function isTerminalWorkflowState(state: string): boolean {
+  return state === 'SUCCESS' || state === 'ERROR' || state === 'CANCELLED';
+}
+
+/** Waits for a workflow to finish; on a terminal, a progress line (tasks done / total). */
+async function waitForWorkflow(tf: TagflowClient, wf: Workflow, timeoutS?: number): Promise<Workflow> {
+  const deadline = Date.now() + (timeoutS ?? Infinity) * 1000;
+  const tty = process.stderr.isTTY && format() === 'table';
+  let current = wf;
+  while (!isTerminalWorkflowState(current.state) && Date.now() < deadline) {
+    if (tty) {
+      const c = current.task_counts ?? {};
+      const total = Object.values(c).reduce((a, b) => a + b, 0);
+      const done = (c.SUCCESS ?? 0) + (c.ERROR ?? 0) + (c.CANCELLED ?? 0) + (c.SKIPPED ?? 0);
+      process.stderr.write(`\r${current.name}: ${done}/${total} tasks done, ${c.RUNNING ?? 0} running   `);
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+    current = await tf.getWorkflow(wf.id);
+  }
+  if (tty) process.stderr.write('\n');
+  return current;
+}
+
+/** cancel, seal, pause, resume a workflow; cancel or rerun a task. An id is tried as a workflow first (cancel). */
+async function change(tf: TagflowClient, verb: 'cancel' | 'seal' | 'pause' | 'resume' | 'rerun', id: string): Promise<{ kind: string; state: string; value: unknown }> {
+  if (verb === 'rerun') {
+    const t = await tf.rerunTask(id);
+    return { kind: 'task', state: t.state, value: t };
+  }
+  if (verb === 'cancel') {
+    try {
+      const wf = await tf.cancelWorkflow(id);
+      return { kind: 'workflow', state: wf.state, value: wf };
+    } catch (e) {
+      if (!(e instanceof TagflowApiError && e.status === 404)) throw e;
+      const t = await tf.cancelTask(id);
+      return { kind: 'task', state: t.state + (t.cancel_requested && t.state === 'RUNNING' ? ' (cancel requested)' : ''), value: t };
+    }
+  }
+  const wf = await (verb === 'seal' ? tf.sealWorkflow(id) : verb === 'pause' ? tf.pauseWorkflow(id) : tf.resumeWorkflow(id));
+  return { kind: 'workflow', state: wf.state, value: wf };
+}
+
+program.parseAsync(process.argv).catch((e: unknown) => {
+  if (e instanceof WorkflowFileError) {
+    process.stderr.write(`${e.message}\n`);
+    process.exitCode = 2;
+  } else if (e instanceof UsageError) {
+    process.stderr.write(`tagflow: ${e.message}\n`);
+    process.exitCode = 2;
+  } else if (e instanceof TagflowApiError || e instanceof TagflowNetworkError) {
+    process.stderr.write(`tagflow: ${e.message}${e instanceof TagflowApiError ? ` (HTTP ${e.status})` : ''}\n`);
+    process.exitCode = 1;
+  } else {
+    process.stderr.write(`tagflow: ${(e as Error).message}\n`);
+    process.exitCode = 1;
+  }
+});

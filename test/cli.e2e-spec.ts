@@ -1,0 +1,165 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Api } from './support/harness.js';
+import { WorkerProcess } from './support/worker-process.js';
+
+const scratch = mkdtempSync(join(tmpdir(), 'tagflow-cli-e2e-'));
+const admin = `tfk_${randomBytes(24).toString('base64url')}`;
+const uniq = () => Math.random().toString(36).slice(2, 10);
+
+interface Ran {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** The `tagflow` command as a user runs it: bin/tagflow.js in its own process. */
+function tagflow(args: string[], env: Record<string, string> = {}): Promise<Ran> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, ['bin/tagflow.js', ...args], { env: { PATH: process.env.PATH ?? '', HOME: scratch, ...env }, timeout: 60_000 }, (error, stdout, stderr) => {
+      resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+function file(name: string, text: string): string {
+  const path = join(scratch, name);
+  writeFileSync(path, text);
+  return path;
+}
+
+/** The command line against the real API and a real worker: workflow files, listings, output, exit codes. */
+describe('the tagflow command line', () => {
+  let api: Api;
+  let worker: WorkerProcess;
+  let env: Record<string, string>;
+  const tag = `cli-${uniq()}`;
+  beforeAll(async () => {
+    api = await Api.start({ env: { TAGFLOW_ADMIN_TOKEN: admin } });
+    const tokenFile = file('worker.token', admin);
+    chmodSync(tokenFile, 0o600);
+    worker = await WorkerProcess.start({ api: api.url, tags: [tag, 'local'], concurrency: 2, args: ['--token-file', tokenFile] });
+    env = { TAGFLOW_URL: api.url, TAGFLOW_TOKEN: admin };
+  });
+  afterAll(async () => {
+    await worker?.stop();
+    await api?.stop();
+  });
+
+  it('applies a YAML workflow file, fills its input with --set, waits for it and exits 0', async () => {
+    const wfFile = file('deploy.yaml', `# a deploy in two steps
+name: cli-deploy
+sealed: true
+input:
+  release: "1.0"
+tasks:
+  - name: build
+    tags: [${tag}]
+    action:
+      type: shell
+      command: echo built
+  - name: ship
+    tags: [${tag}]
+    requires: [build]
+    action: {type: shell, command: "echo shipping; echo careful >&2"}
+`);
+    const applied = await tagflow(['apply', '-f', wfFile, '--set', 'release=2.1', '--set', 'hosts=[a, b]', '--wait', '--timeout', '60'], env);
+    expect(applied).toMatchObject({ code: 0 });
+    const id = /workflow (\S+) created/.exec(applied.stdout)?.[1];
+    expect(applied.stdout).toContain(`workflow ${id} SUCCESS: 2 SUCCESS`);
+
+    const described = JSON.parse((await tagflow(['describe', 'workflow', id!, '-o', 'json'], env)).stdout) as { input: unknown; tasks: { name: string; id: string }[] };
+    expect(described.input).toEqual({ release: 2.1, hosts: ['a', 'b'] });
+    const ship = described.tasks.find((t) => t.name === 'ship')!;
+
+    const listed = await tagflow(['get', 'tasks', id!], env);
+    expect(listed.stdout).toMatch(/ID\s+NAME\s+STATE/);
+    expect(listed.stdout).toMatch(/ship\s+SUCCESS/);
+    expect((await tagflow(['get', 'workflows', '--name', 'cli-deploy'], env)).stdout).toContain(id);
+
+    const logs = await tagflow(['logs', ship.id], env);
+    expect(logs.stdout).toBe('shipping\ncareful\n');
+    expect((await tagflow(['logs', ship.id, '--stream', 'stderr'], env)).stdout).toBe('careful\n');
+    const task = await tagflow(['describe', 'task', ship.id], env);
+    expect(task.stdout).toMatch(/State:\s+SUCCESS/);
+    expect(task.stdout).toMatch(/RUNNING\s+SUCCESS/);
+  }, 90_000);
+
+  it('runs the README\'s first workflow from examples/hello.yaml as the README says', async () => {
+    const r = await tagflow(['apply', '-f', 'examples/hello.yaml', '--wait', '--timeout', '60'], env);
+    expect(r.stdout).toMatch(/workflow \S+ SUCCESS: 2 SUCCESS, 1 ERROR\n$/);
+    expect(r.code).toBe(0);
+  }, 90_000);
+
+  it('refuses a bad file before sending anything, naming file, line and column', async () => {
+    const workflows = async () => ((await api.request('GET', '/v1/workflows?limit=500', undefined, { authorization: `Bearer ${admin}` })).body as { items: unknown[] }).items.length;
+    const before = await workflows();
+    const bad = file('bad.yaml', `name: broken
+tasks:
+  - name: a
+    tags: ["not a tag"]
+    action: {type: shell, command: "true"}
+  - name: a
+    action: {type: shell, command: "true"}
+    retry: {count: -1}
+`);
+    const r = await tagflow(['apply', '-f', bad], env);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`${bad}:4:5: tasks.0.tags: each of tags must match`);
+    expect(r.stderr).toContain(`${bad}:6:5: tasks.1.name: "a" is also the name of tasks.0`);
+    expect(r.stderr).toContain(`${bad}:8:13: tasks.1.retry.count: count must not be less than 0`);
+    const syntax = await tagflow(['apply', '-f', file('syntax.yaml', 'name: x\ntasks: [\n')], env);
+    expect(syntax.code).toBe(2);
+    expect(syntax.stderr).toMatch(/syntax\.yaml:\d+:\d+: /);
+    const open = await tagflow(['apply', '-f', file('open.yaml', 'name: x\ntasks: [{name: a, action: {type: noop}}]\n'), '--wait'], env);
+    expect(open).toMatchObject({ code: 2 });
+    expect(open.stderr).toContain('does not say "sealed: true"');
+    const unknown = await tagflow(['apply', '-f', file('unknown.yaml', 'name: x\nsealed: true\npriorty: 5\n')], env);
+    expect(unknown.stderr).toContain('unknown.yaml:3:1: priorty: property priorty should not exist');
+    // Nothing was created by any of them.
+    expect(await workflows()).toBe(before);
+  });
+
+  it('runs one command on a worker, prints its output and exits with its exit code', async () => {
+    const r = await tagflow(['run', '--tags', tag, '--', 'sh', '-c', 'echo "to stdout"; echo "to stderr" >&2; exit 3'], env);
+    expect(r.code).toBe(3);
+    expect(r.stdout).toBe('to stdout\n');
+    expect(r.stderr).toContain('to stderr\n');
+    expect(r.stderr).toMatch(/task \S+ ERROR/);
+    const ok = await tagflow(['run', '--tags', tag, '--', 'echo', "it's", 'fine'], env);
+    expect(ok).toMatchObject({ code: 0, stdout: "it's fine\n" });
+  }, 60_000);
+
+  it('cancels, seals and manages keys, and says what is wrong with its settings', async () => {
+    const open = file('open.yaml', `name: open-one\ntasks: [{name: waits, tags: [nobody-${uniq()}], action: {type: noop}}]\n`);
+    const id = /workflow (\S+) created/.exec((await tagflow(['apply', '-f', open], env)).stdout)?.[1];
+    expect((await tagflow(['seal', id!], env)).stdout).toBe(`workflow ${id} RUNNING\n`);
+    expect((await tagflow(['cancel', id!], env)).stdout).toBe(`workflow ${id} CANCELLED\n`);
+
+    const created = await tagflow(['keys', 'create', '--name', 'cli-reader', '--role', 'reader', '-o', 'json'], env);
+    const key = JSON.parse(created.stdout) as { id: string; token: string };
+    expect(key.token).toMatch(/^tfk_/);
+    expect((await tagflow(['keys', 'list'], env)).stdout).toMatch(/cli-reader\s+reader/);
+    // The reader reads, and may not change anything.
+    expect((await tagflow(['get', 'workflows'], { ...env, TAGFLOW_TOKEN: key.token })).code).toBe(0);
+    const refused = await tagflow(['cancel', id!], { ...env, TAGFLOW_TOKEN: key.token });
+    expect(refused).toMatchObject({ code: 1 });
+    expect(refused.stderr).toContain('HTTP 403');
+    expect((await tagflow(['keys', 'revoke', key.id], env)).stdout).toBe(`key ${key.id} revoked\n`);
+    expect((await tagflow(['get', 'workflows'], { ...env, TAGFLOW_TOKEN: key.token })).stderr).toContain('HTTP 401');
+
+    // A config file: used when the environment says nothing; refused when others can read its token.
+    const config = file('config.yaml', `url: ${api.url}\ntoken: ${admin}\n`);
+    chmodSync(config, 0o644);
+    const loose = await tagflow(['get', 'workers', '--config', config]);
+    expect(loose).toMatchObject({ code: 2 });
+    expect(loose.stderr).toContain(`chmod 600 ${config}`);
+    chmodSync(config, 0o600);
+    expect((await tagflow(['get', 'workers', '--config', config])).stdout).toMatch(/NAME\s+TAGS/);
+    expect((await tagflow(['get', 'workflows'], { TAGFLOW_URL: 'ftp://nowhere' })).stderr).toContain('must start with http://');
+  });
+});
