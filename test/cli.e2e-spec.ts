@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Api } from './support/harness.js';
+import { Api, waitFor } from './support/harness.js';
 import { WorkerProcess } from './support/worker-process.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'tagflow-cli-e2e-'));
@@ -118,6 +118,10 @@ tasks:
     const open = await tagflow(['apply', '-f', file('open.yaml', 'name: x\ntasks: [{name: a, action: {type: noop}}]\n'), '--wait'], env);
     expect(open).toMatchObject({ code: 2 });
     expect(open.stderr).toContain('does not say "sealed: true"');
+    expect((await tagflow(['apply'], env)).code).toBe(2); // no -f: a usage error
+    const badSet = await tagflow(['apply', '-f', bad, '--set', 'x=[a'], env);
+    expect(badSet).toMatchObject({ code: 2 });
+    expect(badSet.stderr).toContain('--set:1:3: the value of x is not valid YAML');
     const unknown = await tagflow(['apply', '-f', file('unknown.yaml', 'name: x\nsealed: true\npriorty: 5\n')], env);
     expect(unknown.stderr).toContain('unknown.yaml:3:1: priorty: property priorty should not exist');
     // Nothing was created by any of them.
@@ -132,6 +136,23 @@ tasks:
     expect(r.stderr).toMatch(/task \S+ ERROR/);
     const ok = await tagflow(['run', '--tags', tag, '--', 'echo', "it's", 'fine'], env);
     expect(ok).toMatchObject({ code: 0, stdout: "it's fine\n" });
+    // Failed with exit status 0 (its output was refused): still a failure.
+    const refusedOutput = await tagflow(['run', '--tags', tag, '--', 'sh', '-c', 'echo not-json > "$TAGFLOW_OUTPUT"'], env);
+    expect(refusedOutput.code).toBe(1);
+    expect(refusedOutput.stderr).toContain('is not valid JSON');
+  }, 60_000);
+
+  it('says when no worker takes the task, and cancels it on Ctrl-C', async () => {
+    const child = spawn(process.execPath, ['bin/tagflow.js', 'run', '--tags', `nobody-${uniq()}`, '--', 'touch', '/tmp/never'], { env: { PATH: process.env.PATH ?? '', HOME: scratch, ...env } });
+    let stderr = '';
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    await waitFor('the waiting notice', async () => stderr.includes('waiting for a worker whose tags include nobody-'), 15_000);
+    const id = /task (\S+) submitted/.exec(stderr)![1];
+    child.kill('SIGINT');
+    expect(await exited).toBe(130);
+    const task = (await api.request('GET', `/v1/tasks/${id}`, undefined, { authorization: `Bearer ${admin}` })).body as { state: string };
+    expect(task.state).toBe('CANCELLED');
   }, 60_000);
 
   it('cancels, seals and manages keys, and says what is wrong with its settings', async () => {
@@ -160,6 +181,22 @@ tasks:
     expect(loose.stderr).toContain(`chmod 600 ${config}`);
     chmodSync(config, 0o600);
     expect((await tagflow(['get', 'workers', '--config', config])).stdout).toMatch(/NAME\s+TAGS/);
+    // The file's token goes to the file's API only, not to another URL given in the environment.
+    const elsewhere = await tagflow(['get', 'workers', '--config', config], { TAGFLOW_URL: api.url.replace('127.0.0.1', 'localhost') });
+    expect(elsewhere.stderr).toContain('HTTP 401');
+    // A broken config file is reported by line, without quoting it (it may hold the token).
+    const broken = file('broken.yaml', `url: ${api.url}\ntoken: "${admin}\n`);
+    chmodSync(broken, 0o600);
+    const r = await tagflow(['get', 'workers', '--config', broken]);
+    expect(r).toMatchObject({ code: 2 });
+    expect(r.stderr).toMatch(/is not valid YAML \(line \d+, column \d+\)/);
+    expect(r.stderr).not.toContain(admin);
+    // Key creation keeps no answer to replay: the token is never stored in clear.
+    const create = () => api.request('POST', '/v1/keys', { name: 'same-name', role: 'reader' }, { authorization: `Bearer ${admin}`, 'idempotency-key': 'same-key' });
+    const first = await create();
+    expect(first.status).toBe(201);
+    const again = await create();
+    expect(again.body?.token === first.body.token).toBe(false); // not replayed (a new key, or refused)
     expect((await tagflow(['get', 'workflows'], { TAGFLOW_URL: 'ftp://nowhere' })).stderr).toContain('must start with http://');
   });
 });

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
-import { parse } from 'yaml';
+import { dirname, join, resolve } from 'node:path';
+import { LineCounter, parseDocument } from 'yaml';
 
 /** Where the command line finds the API and its key. */
 export interface Connection {
@@ -19,12 +19,17 @@ export class UsageError extends Error {}
  */
 export function connection(flags: { url?: string; token?: string; namespace?: string; config?: string }, env: NodeJS.ProcessEnv = process.env): Connection {
   const file = flags.config ?? env.TAGFLOW_CONFIG ?? join(env.XDG_CONFIG_HOME ?? join(homedir(), '.config'), 'tagflow', 'config.yaml');
-  const fromFile = readConfig(file, flags.config !== undefined || env.TAGFLOW_CONFIG !== undefined);
+  const named = flags.config !== undefined || env.TAGFLOW_CONFIG !== undefined;
+  // Everything given by flags and environment: the default file is not needed (nor checked).
+  const complete = (flags.url ?? env.TAGFLOW_URL) !== undefined && (flags.token ?? env.TAGFLOW_TOKEN) !== undefined;
+  const fromFile = complete && !named ? {} : readConfig(file, named);
   const url = flags.url ?? env.TAGFLOW_URL ?? fromFile.url ?? 'http://127.0.0.1:8080';
   if (!/^https?:\/\//.test(url)) throw new UsageError(`the API URL must start with http:// or https:// (got "${url}")`);
+  // The file's token goes only to the file's API: another URL from a flag or the environment does not get it.
+  const fileToken = fromFile.token !== undefined && (fromFile.url === undefined || fromFile.url === url) ? fromFile.token : undefined;
   return {
     url,
-    token: flags.token ?? env.TAGFLOW_TOKEN ?? fromFile.token,
+    token: flags.token ?? env.TAGFLOW_TOKEN ?? fileToken,
     namespace: flags.namespace ?? env.TAGFLOW_NAMESPACE ?? fromFile.namespace,
   };
 }
@@ -34,12 +39,23 @@ function readConfig(file: string, required: boolean): { url?: string; token?: st
     if (required) throw new UsageError(`config file ${file} does not exist`);
     return {};
   }
-  let raw: unknown;
+  // Others may not change where the key is sent.
+  const mode = statSync(file).mode;
+  if ((mode & 0o022) !== 0) throw new UsageError(`config file ${file} can be changed by other users (mode ${(mode & 0o777).toString(8)}): chmod go-w ${file}`);
+  let text: string;
   try {
-    raw = parse(readFileSync(file, 'utf8'));
+    text = readFileSync(file, 'utf8');
   } catch (e) {
-    throw new UsageError(`config file ${file} is not valid YAML: ${(e as Error).message}`);
+    throw new UsageError(`cannot read config file ${file}: ${(e as Error).message}`);
   }
+  // Errors say where, never what (the line may hold the token).
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { prettyErrors: false, lineCounter: lines });
+  if (doc.errors.length > 0) {
+    const at = lines.linePos(doc.errors[0].pos[0]);
+    throw new UsageError(`config file ${file} is not valid YAML (line ${at.line}, column ${at.col})`);
+  }
+  const raw: unknown = doc.toJS();
   if (raw === null || raw === undefined) return {};
   if (typeof raw !== 'object' || Array.isArray(raw)) throw new UsageError(`config file ${file} must be a mapping (url, token or token_file, namespace)`);
   const c = raw as Record<string, unknown>;
@@ -53,8 +69,10 @@ function readConfig(file: string, required: boolean): { url?: string; token?: st
   if (token !== undefined) privateFile(file, 'holds a token');
   const tokenFile = str('token_file');
   if (tokenFile !== undefined) {
-    privateFile(tokenFile, 'is a token file');
-    token = readFileSync(tokenFile, 'utf8').trim();
+    const path = tokenFile.startsWith('~/') ? join(homedir(), tokenFile.slice(2)) : resolve(dirname(file), tokenFile);
+    if (!existsSync(path)) throw new UsageError(`config file ${file}: token_file ${path} does not exist`);
+    privateFile(path, 'is a token file');
+    token = readFileSync(path, 'utf8').trim();
   }
   return { url: str('url'), token, namespace: str('namespace') };
 }

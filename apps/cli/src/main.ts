@@ -1,4 +1,4 @@
-import { Command, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { isTerminal, TAGFLOW_VERSION, TagflowApiError, TagflowClient, TagflowNetworkError, type KeyRole, type Task, type Workflow } from '@tagflow/client';
 import { connection, UsageError } from './config.js';
 import { counts, print, when, type Format } from './output.js';
@@ -38,7 +38,14 @@ program
     }
     if (o.dryRun) return print(format() === 'table' ? 'yaml' : format(), spec, () => ({ head: [], rows: [] }));
     const tf = client();
-    let wf = await tf.createWorkflow(spec);
+    let wf: Workflow;
+    try {
+      wf = await tf.createWorkflow(spec);
+    } catch (e) {
+      // What only the API can check (requires of unknown tasks, cycles, references): still the file's problem.
+      if (e instanceof TagflowApiError && (e.status === 400 || e.status === 422)) throw new UsageError(`${o.file}: the API refused it: ${e.message}`);
+      throw e;
+    }
     if (format() === 'table') out(`workflow ${wf.id} created (${wf.name}, ${wf.state})\n`);
     if (o.wait) {
       wf = await waitForWorkflow(tf, wf, o.timeout);
@@ -136,7 +143,7 @@ program
   });
 
 // ---- changes ----
-for (const [verb, what] of [['cancel', 'a workflow, or a task'], ['seal', 'a workflow: no more tasks will be added'], ['pause', 'a workflow: nothing new starts'], ['resume', 'a paused workflow'], ['rerun', 'a failed or cancelled task']] as const) {
+for (const [verb, what] of [['cancel', 'a workflow, or a task'], ['seal', 'a workflow: no more tasks will be added'], ['pause', 'a workflow: nothing new starts'], ['resume', 'a paused workflow'], ['rerun', 'a task that ended ERROR, in a workflow that is not finished']] as const) {
   program
     .command(`${verb} <id>`)
     .description(`${verb} ${what}`)
@@ -160,16 +167,38 @@ program
     const tf = client();
     const task = await tf.submitTask({ name: o.name, tags: o.tags, timeout_s: o.timeout, action: { type: 'shell', command: command.map(shellQuote).join(' ') } });
     process.stderr.write(`task ${task.id} submitted\n`);
+    // Interrupted: the task is cancelled, so it does not run later when a worker comes back.
+    const interrupt = (signal: NodeJS.Signals) => {
+      process.stderr.write(`\n${signal}: cancelling task ${task.id}\n`);
+      tf.cancelTask(task.id).catch((e: unknown) => process.stderr.write(`could not cancel it: ${(e as Error).message}\n`)).finally(() => process.exit(130));
+    };
+    process.once('SIGINT', interrupt);
+    process.once('SIGTERM', interrupt);
+    // Nothing after a few seconds: say whether it waits for a worker.
+    const notice = setTimeout(() => {
+      void tf.getTask(task.id).then((t) => {
+        if (t.state === 'READY' || t.state === 'WAITING') process.stderr.write(`waiting for a worker whose tags include ${o.tags.join(', ')} (Ctrl-C cancels the task)\n`);
+      }, () => undefined);
+    }, 5000);
     let current = task;
-    for (let attempt = Math.max(1, task.attempt); ; attempt++) {
-      for await (const piece of tf.followTaskLogs(task.id, { attempt })) {
-        if (piece.type === 'chunk') (piece.stream === 'stderr' ? process.stderr : process.stdout).write(piece.text);
+    try {
+      for (let attempt = Math.max(1, task.attempt); ; attempt++) {
+        for await (const piece of tf.followTaskLogs(task.id, { attempt })) {
+          if (piece.type !== 'chunk') continue;
+          clearTimeout(notice);
+          (piece.stream === 'stderr' ? process.stderr : process.stdout).write(piece.text);
+        }
+        current = await tf.getTask(task.id);
+        if (isTerminal(current.state)) break;
       }
-      current = await tf.getTask(task.id);
-      if (isTerminal(current.state)) break;
+    } finally {
+      clearTimeout(notice);
+      process.off('SIGINT', interrupt);
+      process.off('SIGTERM', interrupt);
     }
     if (current.state !== 'SUCCESS') process.stderr.write(`task ${current.id} ${current.state}${current.error ? `: ${current.error.message}` : ''}\n`);
-    process.exitCode = current.exit_code ?? (current.state === 'SUCCESS' ? 0 : 1);
+    // Its exit code when it failed with one; a failure without one (or with 0: its output was refused) is 1.
+    process.exitCode = current.state === 'SUCCESS' ? 0 : current.exit_code || 1;
   });
 
 // ---- keys ----
@@ -261,8 +290,14 @@ async function change(tf: TagflowClient, verb: 'cancel' | 'seal' | 'pause' | 're
   return { kind: 'workflow', state: wf.state, value: wf };
 }
 
+// Commander's own errors (a missing or unknown flag, a bad choice) are usage errors: exit 2.
+program.exitOverride();
+for (const sub of program.commands) sub.exitOverride();
+
 program.parseAsync(process.argv).catch((e: unknown) => {
-  if (e instanceof WorkflowFileError) {
+  if (e instanceof CommanderError) {
+    process.exitCode = e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help' ? 0 : 2;
+  } else if (e instanceof WorkflowFileError) {
     process.stderr.write(`${e.message}\n`);
     process.exitCode = 2;
   } else if (e instanceof UsageError) {

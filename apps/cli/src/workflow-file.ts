@@ -36,7 +36,7 @@ export async function loadWorkflowFile(file: string, sets: readonly string[] = [
     throw new WorkflowFileError([{ file, line: 1, column: 1, message: `cannot read it: ${(e as Error).message}` }]);
   }
   const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, merge: true });
   const at = (offset: number) => lines.linePos(offset);
   if (doc.errors.length > 0) {
     throw new WorkflowFileError(doc.errors.map((e) => {
@@ -53,7 +53,9 @@ export async function loadWorkflowFile(file: string, sets: readonly string[] = [
     const eq = set.indexOf('=');
     if (eq <= 0) throw new WorkflowFileError([{ file: '--set', line: 1, column: 1, message: `"${set}" is not key=value` }]);
     const input = (typeof workflow.input === 'object' && workflow.input !== null && !Array.isArray(workflow.input) ? workflow.input : {}) as Record<string, unknown>;
-    input[set.slice(0, eq)] = parseDocument(set.slice(eq + 1)).toJS() as unknown;
+    const value = parseDocument(set.slice(eq + 1), { prettyErrors: false });
+    if (value.errors.length > 0) throw new WorkflowFileError([{ file: '--set', line: 1, column: eq + 2, message: `the value of ${set.slice(0, eq)} is not valid YAML (quote it to keep it a string: ${set.slice(0, eq)}='"..."'): ${value.errors[0].message}` }]);
+    input[set.slice(0, eq)] = value.toJS() as unknown;
     workflow.input = input;
   }
   const { errors } = await validateAs(CreateWorkflowDto, workflow, 'the file');

@@ -193,9 +193,12 @@ export class TagflowClient {
   }
 
   // ---- keys (admin) ----
-  /** The answer carries the token, once. */
+  /**
+   * The answer carries the token, once. Sent once (not retried after it left: a second key
+   * would be made; the API keeps no answer to replay, as that would store the token).
+   */
   createKey(k: { name: string; role: KeyRole; namespace?: string; tags?: string[]; expires_at?: string }): Promise<ApiKey & { token: string }> {
-    return this.call('POST', '/v1/keys', { body: k, ...creating() });
+    return this.call('POST', '/v1/keys', { body: k, idempotent: false });
   }
   listKeys(q: { limit?: number; cursor?: string } = {}): Promise<Page<ApiKey>> {
     return this.call('GET', '/v1/keys', { query: q });

@@ -1,5 +1,4 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Post, Query } from '@nestjs/common';
-import { Idempotent } from '../common/idempotency.interceptor.js';
 import { ApiTags } from '@nestjs/swagger';
 import { idParam } from '../common/params.js';
 import { PageQuery } from '../common/pagination.js';
@@ -12,8 +11,11 @@ import { KeysService } from './keys.service.js';
 export class KeysController {
   constructor(private readonly keys: KeysService) {}
 
-  /** Creates a key; the answer holds its token, shown this once. */
-  @Post() @Idempotent() @Allow(ADMINS)
+  /**
+   * Creates a key; the answer holds its token, shown this once. Not `@Idempotent()`: a kept
+   * answer would store the token in clear for a day (an `Idempotency-Key` here is ignored).
+   */
+  @Post() @Allow(ADMINS)
   create(@Body() dto: CreateKeyDto, @CallerOf() caller: Caller) {
     return this.keys.create({ name: dto.name, role: dto.role, namespace: dto.namespace, tags: dto.tags, expires_at: dto.expires_at ? Date.parse(dto.expires_at) : null }, caller);
   }
