@@ -84,7 +84,7 @@ postgres_up() {
   local dir="$1" port="$2" bindir
   bindir=$(pg_bindir)
   as_pg "$bindir/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 30 \
-    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 -c log_min_duration_statement=5000 -c log_lock_waits=on" \
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 -c log_min_duration_statement=5000 -c log_lock_waits=on -c session_preload_libraries=auto_explain -c auto_explain.log_min_duration=5000" \
     start >/dev/null || die "PostgreSQL did not start (see $dir/postgres.log)"
 }
 

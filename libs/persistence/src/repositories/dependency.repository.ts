@@ -139,14 +139,19 @@ export class DependencyRepository {
  * Tasks (in `:states`) with a dependency of each kind on one of its keys (`:name`,
  * `:tag`, `:data` lists): one probe of the index (workflow_id, kind, dep_key) per kind
  * with keys, joined by UNION (ORed kinds in one WHERE made SQLite use only the index's
- * workflow_id and read every dependency of the workflow). Null when no kind has keys.
+ * workflow_id and read every dependency of the workflow), then their tasks' states by
+ * primary key. The dependencies are gathered first (MATERIALIZED): with statistics taken
+ * before a workflow grew (20,000 WAITING tasks added in seconds), PostgreSQL planned the
+ * join from `task` by state and probed the dependency index once per task, 20,000 × 20,000
+ * rows, past the 30 s statement timeout. Null when no kind has keys.
  */
 function union(keys: Partial<Record<DepKind, readonly string[]>>): string | null {
   const parts = (Object.entries(keys) as [DepKind, readonly string[]][])
     .filter(([, list]) => list.length > 0)
-    .map(([kind]) => `SELECT d.task_id FROM task_dep d JOIN task t ON t.id = d.task_id AND t.state IN (:states)
-        WHERE d.workflow_id = :wf AND d.kind = '${kind}' AND d.dep_key IN (:${kind})`);
-  return parts.length ? parts.join(' UNION ') : null;
+    .map(([kind]) => `SELECT task_id FROM task_dep WHERE workflow_id = :wf AND kind = '${kind}' AND dep_key IN (:${kind})`);
+  return parts.length
+    ? `WITH d AS MATERIALIZED (${parts.join(' UNION ')}) SELECT d.task_id FROM d JOIN task t ON t.id = d.task_id AND t.state IN (:states)`
+    : null;
 }
 
 /**
