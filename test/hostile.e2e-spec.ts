@@ -112,8 +112,8 @@ describe('hostile and huge valid input', () => {
     // Sent as the worker sends it: again after a 503 (a report is idempotent by its lease). A
     // 503 here is a finding, printed with what the API and PostgreSQL logged. It happened in CI
     // on PostgreSQL: "canceling statement due to statement timeout" on the dependents query,
-    // planned from stale statistics (DependencyRepository, `union`); fixed by gathering the
-    // dependencies before joining their tasks.
+    // planned from stale statistics (DependencyRepository.dependentsOf); fixed by reading the
+    // dependencies and their tasks in two statements, with no join to plan.
     const report = () => api.post(`/v1/tasks/${root.id}/fail`, { lease_token: root.lease.token, error: { message: 'boom', retryable: false } });
     let failed = await report();
     let refusals = 0;
