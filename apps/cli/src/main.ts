@@ -1,5 +1,6 @@
 import { Command, CommanderError, Option } from 'commander';
 import { isTerminal, TAGFLOW_VERSION, TagflowApiError, TagflowClient, TagflowNetworkError, type KeyRole, type Task, type Workflow } from '@tagflow/client';
+import { isTerminalWorkflow } from '@tagflow/domain';
 import { connection, UsageError } from './config.js';
 import { counts, print, when, type Format } from './output.js';
 import { loadWorkflowFile, WorkflowFileError } from './workflow-file.js';
@@ -51,7 +52,7 @@ program
       wf = await waitForWorkflow(tf, wf, o.timeout);
       if (format() === 'table') out(`workflow ${wf.id} ${wf.state}: ${counts(wf.task_counts)}\n`);
       else print(format(), wf, () => ({ head: [], rows: [] }));
-      process.exitCode = wf.state === 'SUCCESS' ? 0 : !isTerminalWorkflowState(wf.state) ? 124 : 1;
+      process.exitCode = wf.state === 'SUCCESS' ? 0 : !isTerminalWorkflow(wf.state) ? 124 : 1;
     } else if (format() !== 'table') {
       print(format(), wf, () => ({ head: [], rows: [] }));
     }
@@ -247,16 +248,12 @@ function shellQuote(arg: string): string {
   return /^[A-Za-z0-9_./:=@%+,-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
 }
 
-function isTerminalWorkflowState(state: string): boolean {
-  return state === 'SUCCESS' || state === 'ERROR' || state === 'CANCELLED';
-}
-
 /** Waits for a workflow to finish; on a terminal, a progress line (tasks done / total). */
 async function waitForWorkflow(tf: TagflowClient, wf: Workflow, timeoutS?: number): Promise<Workflow> {
   const deadline = Date.now() + (timeoutS ?? Infinity) * 1000;
   const tty = process.stderr.isTTY && format() === 'table';
   let current = wf;
-  while (!isTerminalWorkflowState(current.state) && Date.now() < deadline) {
+  while (!isTerminalWorkflow(current.state) && Date.now() < deadline) {
     if (tty) {
       const c = current.task_counts ?? {};
       const total = Object.values(c).reduce((a, b) => a + b, 0);
