@@ -5,6 +5,7 @@ const common = {
   transform: { '^.+\\.ts$': tsJest },
   moduleNameMapper: {
     '^@tagflow/(domain|persistence|queue|client|spec)$': '<rootDir>/libs/$1/src/index.ts',
+    '^@tagflow/domain/(.*)\\.js$': '<rootDir>/libs/domain/src/$1.ts',
     '^(\\.{1,2}/.*)\\.js$': '$1',
   },
   testEnvironment: 'node',

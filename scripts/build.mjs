@@ -3,10 +3,12 @@
 // rules into the document served at GET /docs. The apps, the tsconfig and the plugin's
 // options come from nest-cli.json, as the Nest CLI's tsc builder would read them. Then
 // rewrites the @tagflow/* path aliases to relative imports and writes
-// dist/apps/<app>/main.js so each app starts as `node dist/apps/<app>/main.js`.
+// dist/apps/<app>/main.js so each app starts as `node dist/apps/<app>/main.js`. Last, the web
+// UI (apps/ui, a browser app) is bundled by Vite into dist/ui, which the API serves at /ui.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import ts from 'typescript';
+import { build as buildUi } from 'vite';
 import { before as openApiPlugin } from '@nestjs/swagger/plugin';
 
 const nest = JSON.parse(readFileSync('nest-cli.json', 'utf8'));
@@ -21,6 +23,7 @@ for (const [name, project] of apps) {
   mkdirSync(`dist/apps/${name}`, { recursive: true });
   writeFileSync(`dist/apps/${name}/main.js`, `import './src/${project.entryFile}.js';\n`);
 }
+await buildUi({ configFile: 'apps/ui/vite.config.mjs' });
 
 /** What `tsc -p` does, plus the plugin's transformer; exits 1 on any diagnostic. */
 function compile(configPath) {

@@ -13,7 +13,8 @@ cd "$(dirname "$0")/.."
 node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=19)?0:1)' \
   || die "Node.js >= 20.19 is required (found $(node --version))"
 [ -d node_modules ] || { note "installing npm dependencies (about 2 minutes the first time)"; npm install --no-audit --no-fund; }
-if [ ! -f dist/apps/api/main.js ] || [ -n "$(find apps libs -name '*.ts' -newer dist/apps/api/main.js -print -quit)" ]; then
+if [ ! -f dist/apps/api/main.js ] || [ ! -f dist/ui/index.html ] \
+  || [ -n "$(find apps libs \( -name '*.ts' -o -name '*.tsx' -o -name '*.css' \) -newer dist/apps/api/main.js -print -quit)" ]; then
   note "building"; npm run build >/dev/null
 fi
 
@@ -60,4 +61,5 @@ if [ "${TAGFLOW_NO_WORKER:-}" != 1 ]; then
 fi
 note "Tagflow API on $API_URL (database ${DATABASE_URL%%:*}); Ctrl-C stops it"
 note "admin key in ./data/admin.token: export TAGFLOW_TOKEN=\$(cat data/admin.token), then curl -H \"Authorization: Bearer \$TAGFLOW_TOKEN\" ..."
+note "web UI: $API_URL/ui (sign in with the admin key in ./data/admin.token)"
 wait -n "${pids[@]}"

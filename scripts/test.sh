@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 [ -d node_modules ] || { note "installing npm dependencies"; npm install --no-audit --no-fund; }
 ensure_redis_binary
 ensure_postgres_binary
+ensure_chromium_binary
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tagflow-test.XXXXXX")
 cleanup() { stop_redis "$WORK/redis"; stop_postgres "$WORK/pg"; rm -rf "$WORK"; }

@@ -42,6 +42,12 @@ ensure_postgres_binary() {
   pg_bindir >/dev/null || die "PostgreSQL's initdb still not found"
 }
 
+# The browser the web UI's tests drive (Debian's chromium; CHROMIUM_PATH names another).
+ensure_chromium_binary() {
+  [ -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] || apt_install "Chromium (for the web UI's browser tests)" chromium
+  [ -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] || die "no browser at ${CHROMIUM_PATH:-/usr/bin/chromium}: apt-get install -y chromium, or set CHROMIUM_PATH"
+}
+
 # start_redis DIR [PORT] -> prints the redis:// URL. Data (AOF) lives in DIR.
 start_redis() {
   local dir="$1" port="${2:-$(free_port)}"

@@ -5,6 +5,7 @@ import { Bus, JobQueue, RedisConnections, RedisEpoch, TagsetRegistry } from '@ta
 import { LIMITS } from '@tagflow/domain';
 import { AppConfig } from './config/app-config.js';
 import { JsonLogger } from './common/logger.js';
+import { uiBuilt, uiModule } from './common/ui.js';
 import { AuditController } from './auth/audit.controller.js';
 import { AuditInterceptor } from './auth/audit.interceptor.js';
 import { RateLimiter } from './auth/rate-limiter.js';
@@ -52,6 +53,7 @@ export class AppModule implements OnApplicationShutdown {
   static forRoot(config: AppConfig, logger: JsonLogger): DynamicModule {
     return {
       module: AppModule,
+      imports: uiBuilt(config.UI_DIR) ? [uiModule(config.UI_DIR)] : [],
       controllers: [WorkflowsController, TasksController, WorkerProtocolController, WorkersController, DataController, KeysController, AuditController, HealthController, MetricsController, StreamsController],
       providers: [
         { provide: AppConfig, useValue: config },

@@ -12,6 +12,7 @@ import { jsonGuard } from './common/json-guard.middleware.js';
 import { JsonLogger } from './common/logger.js';
 import { createValidationPipe } from './common/validation.js';
 import { serveDocs } from './common/docs.js';
+import { uiBuilt, uiMissing } from './common/ui.js';
 import { MetricsService } from './metrics/metrics.service.js';
 
 async function bootstrap(): Promise<void> {
@@ -51,6 +52,7 @@ async function bootstrap(): Promise<void> {
   app.useGlobalFilters(new HttpExceptionFilter(logger));
   app.disable('x-powered-by');
   serveDocs(app, TAGFLOW_VERSION);
+  if (!uiBuilt(config.UI_DIR)) app.use(uiMissing(config.UI_DIR));
 
   const stop = (signal: string) => {
     if (stopping) return;

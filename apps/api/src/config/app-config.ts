@@ -1,6 +1,12 @@
 import { plainToInstance, Transform } from 'class-transformer';
 import { IsIn, IsInt, IsOptional, IsString, Matches, Max, Min, MinLength, validateSync } from 'class-validator';
+import { fileURLToPath } from 'node:url';
 import { LIMITS } from '@tagflow/domain';
+
+/** dist/ui beside the built API (this file is dist/apps/api/src/config/app-config.js). */
+function defaultUiDir(): string {
+  return fileURLToPath(new URL('../../../../ui', import.meta.url));
+}
 
 const toInt = ({ value }: { value: unknown }) => (typeof value === 'string' && /^-?\d+$/.test(value.trim()) ? Number(value) : value);
 
@@ -41,6 +47,10 @@ export class AppConfig {
   /** Deprecated: taken as TAGFLOW_ADMIN_TOKEN (an admin key with this token). */
   @IsOptional() @IsString() @MinLength(16, { message: 'API_TOKEN must be at least 16 characters' })
   API_TOKEN?: string;
+
+  /** The built web UI (`npm run build` writes it to dist/ui), served at /ui. */
+  @IsOptional() @IsString() @MinLength(1)
+  UI_DIR = defaultUiDir();
 
   @IsOptional() @IsIn(['error', 'warn', 'info', 'debug'])
   LOG_LEVEL: 'error' | 'warn' | 'info' | 'debug' = 'info';
