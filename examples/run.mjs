@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Runs an example workflow against a Tagflow API, with one local worker per simulated
-// server (each with that server's tags), and prints what ran where.
+// Runs an example workflow file (examples/NAME.yaml) against a Tagflow API with
+// `tagflow apply --wait`, with one local worker per simulated server (each with that
+// server's tags), and prints what ran where.
 //
 //   npm start                          # in one terminal
 //   node examples/run.mjs clustered-app
@@ -16,13 +17,18 @@ import { fileURLToPath } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { TagflowClient } = await import(join(root, 'dist/libs/client/src/index.js'));
 
+// The servers each example's workflow expects, by name, with their tags (a worker's tags are what it can do).
+const SERVERS = {
+  'clustered-app': { manager: ['host:manager'], node1: ['host:node1', 'cluster-node'], node2: ['host:node2', 'cluster-node'], node3: ['host:node3', 'cluster-node'] },
+  'sql-cluster': { db1: ['host:db1', 'prepare', 'setup'], db2: ['host:db2', 'prepare', 'setup'], db3: ['host:db3', 'prepare', 'setup'] },
+};
+
 const name = process.argv[2];
-if (!name) {
-  console.error('usage: node examples/run.mjs <clustered-app|sql-cluster>');
+if (!SERVERS[name]) {
+  console.error(`usage: node examples/run.mjs <${Object.keys(SERVERS).join('|')}>`);
   process.exit(2);
 }
 const api = process.env.TAGFLOW_API_URL ?? 'http://127.0.0.1:8080';
-const example = (await import(join(root, 'examples', name, 'workflow.mjs'))).default;
 const client = new TagflowClient({ url: api, token: process.env.TAGFLOW_TOKEN });
 await client.health().catch((e) => {
   console.error(`cannot reach Tagflow at ${api} (${e.message}); start it with npm start`);
@@ -32,7 +38,7 @@ await client.health().catch((e) => {
 const scratch = mkdtempSync(join(tmpdir(), 'tagflow-example-'));
 // The workers get the key on their standard input: a worker reads none from its environment.
 const { TAGFLOW_TOKEN: token, ...workerEnv } = process.env;
-const workers = Object.entries(example.servers).map(([server, tags]) => {
+const workers = Object.entries(SERVERS[name]).map(([server, tags]) => {
   const w = spawn(process.execPath, [join(root, 'dist/apps/worker/main.js'), '--api', api, '--name', server, '--tags', tags.join(','),
     '--concurrency', '4', '--work-dir', join(scratch, server), '--log-level', 'warn', ...(token ? ['--token-stdin'] : [])],
   { stdio: [token ? 'pipe' : 'ignore', 'ignore', 'inherit'], env: workerEnv });
@@ -43,25 +49,25 @@ const stopWorkers = () => Promise.all(workers.map((w) => new Promise((r) => (w.e
 
 let code = 1;
 try {
-  const wf = await client.createWorkflow(example.workflow);
-  console.log(`workflow ${wf.name} ${wf.id}`);
-  // Long-poll whichever task is still open until the workflow has finished.
-  const deadline = Date.now() + 300_000;
-  const finished = (s) => ['SUCCESS', 'ERROR', 'CANCELLED', 'SKIPPED'].includes(s);
-  let done = await client.getWorkflow(wf.id);
-  while (!finished(done.state)) {
-    if (Date.now() > deadline) throw new Error('the workflow did not finish within 5 minutes');
-    const open = (await client.listTasks(wf.id, { limit: 500 })).items.find((t) => !finished(t.state));
-    if (open) await client.getTask(open.id, 30);
-    done = await client.getWorkflow(wf.id);
-    if (!open && !finished(done.state)) throw new Error(`workflow is ${done.state} with no task left to run`);
-  }
+  // The workflow file applied as a user would: `tagflow apply -f examples/NAME.yaml --wait`.
+  const applied = await new Promise((resolve) => {
+    const cli = spawn(process.execPath, [join(root, 'bin/tagflow.js'), 'apply', '-f', join(root, 'examples', `${name}.yaml`), '--wait', '--timeout', '300'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, TAGFLOW_URL: api, ...(token ? { TAGFLOW_TOKEN: token } : {}) },
+    });
+    let out = '';
+    cli.stdout.on('data', (c) => { out += c; process.stdout.write(c); });
+    cli.on('exit', (status) => resolve({ status, out }));
+  });
+  const id = /workflow (\S+) created/.exec(applied.out)?.[1];
+  if (!id) throw new Error(`tagflow apply exited ${applied.status} without creating the workflow`);
+  const done = await client.getWorkflow(id);
   const names = new Map((await client.listWorkers({ limit: 500 })).items.map((w) => [w.id, w.name]));
-  for (const t of (await client.listTasks(wf.id, { limit: 500 })).items) {
+  for (const t of (await client.listTasks(id, { limit: 500 })).items) {
     const where = t.worker_id ? names.get(t.worker_id) ?? t.worker_id : '-';
     console.log(`  ${t.name.padEnd(16)} ${t.state.padEnd(8)} on ${String(where).padEnd(8)} ${JSON.stringify(t.output ?? t.error)}`);
   }
-  const keys = (await client.listData(wf.id)).items.filter((k) => !k.key.startsWith('tasks.')).map((k) => k.key);
+  const keys = (await client.listData(id)).items.filter((k) => !k.key.startsWith('tasks.')).map((k) => k.key);
   console.log(`data keys: ${keys.join(', ')}`);
   console.log(`workflow ${done.state}`);
   code = done.state === 'SUCCESS' ? 0 : 1;

@@ -13,7 +13,7 @@ function runExample(name: string, api: Api): Promise<{ code: number | null; out:
   });
 }
 
-/** The examples of the README, run as a user runs them: workers per server, real scripts. */
+/** The examples of the README, run as a user runs them: workers per server, real scripts, the YAML file applied with `tagflow apply --wait`. */
 describe('examples', () => {
   let api: Api;
   beforeAll(async () => {
@@ -25,6 +25,7 @@ describe('examples', () => {
 
   it('clustered application server: each node blocks on the config the manager publishes', async () => {
     const r = await runExample('clustered-app', api);
+    expect(r.out).toMatch(/workflow \S+ created[\s\S]*workflow \S+ SUCCESS: 5 SUCCESS/); // tagflow apply's own lines
     expect(r.out).toContain('workflow SUCCESS');
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/start-node2 +SUCCESS +on node2 +\{"node":"node2","config":\{"node_id":2,"heap":"1024m"/);
@@ -33,6 +34,7 @@ describe('examples', () => {
 
   it('SQL cluster: prepare, pick a master, pass its address, join the replicas', async () => {
     const r = await runExample('sql-cluster', api);
+    expect(r.out).toMatch(/workflow \S+ created[\s\S]*workflow \S+ SUCCESS: 8 SUCCESS/);
     expect(r.out).toContain('workflow SUCCESS');
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/pick-master +SUCCESS +on db1 +\{"sql":\{"master":\{"host":"db2","address":"127.0.0.12"\}\}\}/);
