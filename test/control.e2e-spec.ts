@@ -116,7 +116,7 @@ describe('controlling workflows and tasks', () => {
     await api.post(`/v1/workflows/${wf.id}/seal`);
     expect((await waitForWorkflow(api, wf.id, ['SUCCESS', 'ERROR'])).state).toBe('SUCCESS');
     const events = (await api.get(`/v1/tasks/${(await api.task(wf.id, 'notify')).id}/events`)).body.map((e: any) => `${e.from ?? '-'}>${e.to}`);
-    expect(events).toEqual(['WAITING>SKIPPED', 'SKIPPED>WAITING', 'WAITING>READY', 'READY>RUNNING', 'RUNNING>SUCCESS']);
+    expect(events).toEqual(['->WAITING', 'WAITING>SKIPPED', 'SKIPPED>WAITING', 'WAITING>READY', 'READY>RUNNING', 'RUNNING>SUCCESS']);
   });
 
   it('changes a task before it runs, and refuses once it runs', async () => {

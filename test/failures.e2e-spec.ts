@@ -34,7 +34,7 @@ describe('failures and leases', () => {
     const done = await waitForWorkflow(api, wf.id, ['SUCCESS']);
     expect(done.task_counts.SUCCESS).toBe(1);
     const events = (await api.get(`/v1/tasks/${first.id}/events`)).body.map((e: any) => `${e.from ?? '-'}>${e.to}`);
-    expect(events).toEqual(['WAITING>READY', 'READY>RUNNING', 'RUNNING>READY', 'READY>RUNNING', 'RUNNING>SUCCESS']);
+    expect(events).toEqual(['->WAITING', 'WAITING>READY', 'READY>RUNNING', 'RUNNING>READY', 'READY>RUNNING', 'RUNNING>SUCCESS']);
   });
 
   it('answers each of many concurrent reports on its own: duplicates alike, a stale token refused, dependents released once', async () => {
@@ -65,7 +65,7 @@ describe('failures and leases', () => {
       expect(done.task_counts.SUCCESS).toBe(3);
     }
     const events = (await api.get(`/v1/tasks/${x.id}/events`)).body.map((e: any) => `${e.from ?? '-'}>${e.to}`);
-    expect(events).toEqual(['WAITING>READY', 'READY>RUNNING', 'RUNNING>SUCCESS']);
+    expect(events).toEqual(['->WAITING', 'WAITING>READY', 'READY>RUNNING', 'RUNNING>SUCCESS']);
   });
 
   it('waits out the retry delay before offering the next attempt', async () => {

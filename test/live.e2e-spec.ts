@@ -167,6 +167,8 @@ describe('live output and event streams', () => {
     await following;
     const of = (name: string) => events.filter((e) => e.name === name).map((e) => e.to);
     for (const name of ['first', 'second', 'added']) expect(of(name).slice(-2)).toEqual(['RUNNING', 'SUCCESS']);
+    // A task's history starts with its arrival, so a watcher sees a task come even while it waits.
+    expect(events.find((e) => e.name === 'added')).toMatchObject({ from: null, to: 'WAITING', reason: 'added' });
     const at = (name: string, to: string) => events.findIndex((e) => e.name === name && e.to === to);
     expect(at('first', 'SUCCESS')).toBeLessThan(at('second', 'RUNNING'));
     expect(at('second', 'SUCCESS')).toBeLessThan(at('added', 'RUNNING'));

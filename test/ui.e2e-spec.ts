@@ -42,6 +42,7 @@ describe('the web UI in a real browser', () => {
   let client: TagflowClient;
   const tag = `ui-${uniq()}`;
   const workerName = `ui-worker-${uniq()}`;
+  const policyViolations: string[] = [];
 
   beforeAll(async () => {
     if (!existsSync(CHROMIUM)) throw new Error(`no browser at ${CHROMIUM}: apt-get install -y chromium (or set CHROMIUM_PATH)`);
@@ -54,6 +55,8 @@ describe('the web UI in a real browser', () => {
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
     page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
     page.on('dialog', (d) => void d.accept());
+    // The content policy must not break the app: a refused script or style shows up here.
+    page.on('console', (m) => { if (/Content Security Policy/i.test(m.text())) policyViolations.push(m.text()); });
   });
   afterAll(async () => {
     await browser?.close();
@@ -71,6 +74,23 @@ describe('the web UI in a real browser', () => {
     expect(res.headers.get('content-security-policy')).toContain("script-src 'self'");
     expect(res.headers.get('content-security-policy')).toContain("frame-ancestors 'none'");
     expect(res.headers.get('x-frame-options')).toBe('DENY');
+    // Every answer under /ui carries the policy: pages the app routes, missing files, dotfiles, escapes.
+    const policy = res.headers.get('content-security-policy');
+    for (const path of ['/ui/tasks/x', '/ui/assets/missing.js', '/ui/.env', '/ui/..%2fpackage.json']) {
+      const r = await fetch(`${api.url}${path}`);
+      const body = await r.text();
+      expect({ path, status: r.status, policy: r.headers.get('content-security-policy'), page: body.includes('<div id="root">') }).toEqual({ path, status: 200, policy, page: true });
+    }
+    // A way out of the directory finds nothing outside it.
+    for (const path of ['/ui/%2e%2e/package.json', '/ui/%2e%2e/%2e%2e/package.json', '/ui/..%5c..%5cpackage.json']) {
+      const r = await fetch(`${api.url}${path}`);
+      expect({ path, leaked: (await r.text()).includes('"devDependencies"') }).toEqual({ path, leaked: false });
+    }
+    const script = /src="(\/ui\/assets\/[^"]+\.js)"/.exec(await (await fetch(`${api.url}/ui/`)).text())![1];
+    const asset = await fetch(`${api.url}${script}`);
+    expect([asset.status, asset.headers.get('content-type'), asset.headers.get('cache-control'), asset.headers.get('content-security-policy')]).toEqual([200, expect.stringMatching(/javascript/), 'public, max-age=31536000, immutable', policy]);
+    expect((await fetch(`${api.url}${script}.map`)).headers.get('content-type')).toMatch(/text\/html/); // no source map: the page instead
+    expect((await fetch(`${api.url}/v1/workflows`)).headers.get('x-content-type-options')).toBe('nosniff');
     // The page holds no data: what it shows comes through calls that each need the key.
     expect((await fetch(`${api.url}/v1/workflows`)).status).toBe(401);
 
@@ -111,6 +131,9 @@ describe('the web UI in a real browser', () => {
     await graph.locator('[data-task="after"][data-state="WAITING"]').waitFor();
     // Data keys sit between producer and reader; tag selectors and requires are edges.
     await graph.getByText('data release').waitFor();
+    // A task added while we watch appears, even one that only waits.
+    await client.addTask(wf.id, { name: 'late', tags: [tag], requires: ['after'], action: shell('echo late') });
+    await graph.locator('[data-task="late"][data-state="WAITING"]').waitFor({ timeout: 10_000 });
     await shot(page, 'ui-workflow');
 
     // Cancel the waiting task from its page; the API agrees.
@@ -150,7 +173,7 @@ describe('the web UI in a real browser', () => {
     await page.getByRole('heading', { name: 'Attempt 2' }).waitFor();
 
     await page.getByRole('link', { name: 'workflow', exact: true }).click();
-    for (const [task, state] of [['build', 'SUCCESS'], ['after', 'CANCELLED'], ['deploy', 'SUCCESS'], ['flaky', 'SUCCESS']]) {
+    for (const [task, state] of [['build', 'SUCCESS'], ['after', 'CANCELLED'], ['late', 'SKIPPED'], ['deploy', 'SUCCESS'], ['flaky', 'SUCCESS']]) {
       await graph.locator(`[data-task="${task}"][data-state="${state}"]`).waitFor({ timeout: 15_000 });
     }
     // The data space: who wrote the key and its value.
@@ -245,5 +268,9 @@ describe('the web UI in a real browser', () => {
       expect({ path, ...width }).toEqual({ path, page: width.screen, screen: width.screen });
     }
     await phone.close();
+  });
+
+  it('broke no rule of its content policy on any page it showed', () => {
+    expect(policyViolations).toEqual([]);
   });
 });

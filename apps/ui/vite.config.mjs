@@ -21,7 +21,8 @@ export default defineConfig({
     emptyOutDir: true,
     // The graph library is most of the bundle; one chunk keeps the first load to two requests.
     chunkSizeWarningLimit: 1024,
-    sourcemap: true,
+    // No source maps: the API serves this directory to anyone.
+    sourcemap: false,
     rolldownOptions: {
       // React libraries mark modules "use client" for server components; a browser bundle has none.
       onLog(level, log, handler) {

@@ -29,6 +29,11 @@ async function bootstrap(): Promise<void> {
     bodyParser: false,
     abortOnError: false,
   });
+  // No answer is ever sniffed into another type (a task's log served as text stays text).
+  app.use((_req: Request, res: Response, next: NextFunction) => {
+    res.setHeader('x-content-type-options', 'nosniff');
+    next();
+  });
   // Once stopping, new requests get 503 and their connection closed, so clients back off
   // and keep-alive connections let the server drain instead of feeding it more work.
   let stopping = false;
@@ -52,7 +57,10 @@ async function bootstrap(): Promise<void> {
   app.useGlobalFilters(new HttpExceptionFilter(logger));
   app.disable('x-powered-by');
   serveDocs(app, TAGFLOW_VERSION);
-  if (!uiBuilt(config.UI_DIR)) app.use(uiMissing(config.UI_DIR));
+  if (!uiBuilt(config.UI_DIR)) {
+    logger.event('warn', 'main', 'the web UI is not built: /ui answers 404', { ui_dir: config.UI_DIR });
+    app.use(uiMissing());
+  }
 
   const stop = (signal: string) => {
     if (stopping) return;

@@ -1,6 +1,6 @@
-import { useMemo, useState } from 'react';
+import { useEffect, useMemo, useState } from 'react';
 import { QueryCache, QueryClient, QueryClientProvider } from '@tanstack/react-query';
-import { clearSession, clientFor, isUnauthorized, loadSession, type Session } from './session';
+import { clearSession, clientFor, isUnauthorized, loadSession, onUnauthorized, type Session } from './session';
 import { href, useRoute } from './router';
 import { SignIn } from './pages/SignIn';
 import { WorkflowsPage } from './pages/WorkflowsPage';
@@ -16,6 +16,7 @@ export function App() {
     setReason(why);
     setSession(null);
   };
+  useEffect(() => onUnauthorized(() => signOut('The API no longer accepts this key: sign in again.')), []);
   const queries = useMemo(
     () =>
       new QueryClient({

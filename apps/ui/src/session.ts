@@ -65,3 +65,15 @@ export function errorText(e: unknown): string {
 export function isUnauthorized(e: unknown): boolean {
   return e instanceof TagflowApiError && e.status === 401;
 }
+
+const UNAUTHORIZED = 'tagflow:unauthorized';
+
+/** A call outside the query cache met a 401 (the key was revoked or expired): back to sign-in. */
+export function reportUnauthorized(): void {
+  window.dispatchEvent(new Event(UNAUTHORIZED));
+}
+
+export function onUnauthorized(listener: () => void): () => void {
+  window.addEventListener(UNAUTHORIZED, listener);
+  return () => window.removeEventListener(UNAUTHORIZED, listener);
+}

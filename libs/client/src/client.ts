@@ -350,9 +350,13 @@ async function* readEvents(open: (lastId: string | undefined) => Promise<Respons
     let buffer = '';
     let event: ServerEvent = { event: 'message', data: '' };
     const decoder = new TextDecoder();
+    // A reader, not `for await` over the body: Safari's streams are not async iterable.
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
     try {
-      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-        buffer += decoder.decode(chunk, { stream: true });
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        buffer += decoder.decode(value, { stream: true });
         let nl: number;
         while ((nl = buffer.indexOf('\n')) >= 0) {
           const line = buffer.slice(0, nl).replace(/\r$/, '');
@@ -382,10 +386,17 @@ async function* readEvents(open: (lastId: string | undefined) => Promise<Respons
         }
       }
     } catch (e) {
+      // A refusal the server sent in the stream is final; a dropped connection is tried again.
+      if (e instanceof TagflowApiError) throw e;
       if (signal?.aborted) return;
-      if (++failures > 5) throw new TagflowNetworkError(describeNetworkError(e), 'GET', 'event stream', false, e);
+      // Counted from the last connection that brought something: a long stream may drop now and then.
+      failures = received > 0 ? 1 : failures + 1;
+      if (failures > 5) throw new TagflowNetworkError(describeNetworkError(e), 'GET', 'event stream', false, e);
       await sleep(backoffDelay(failures, DEFAULT_BACKOFF), signal);
       continue;
+    } finally {
+      // Frees the connection when the reader stops early (a `break` in the caller, an error).
+      reader.cancel().catch(() => undefined);
     }
     if (ended) return;
     // Closed without its end: connect again, backing off when connections bring nothing.

@@ -18,7 +18,9 @@ export interface AddOptions {
 /**
  * Adds tasks to a workflow, all or none: every check runs before anything is written,
  * then the rows go in WAITING and are left for the settle loop to evaluate. The returned
- * objects follow their rows through that evaluation (READY in place).
+ * objects follow their rows through that evaluation (READY in place). Each task's history
+ * starts with its arrival (none -> WAITING, "added"), so a follower of the workflow's
+ * events sees a task come even while it waits.
  */
 export async function addTasks(uow: UnitOfWork, wf: WorkflowEntity, specs: readonly TaskSpecLike[], opts: AddOptions): Promise<TaskEntity[]> {
   if (!opts.engineAdded && !opts.creating) await checkOpen(uow, wf);
@@ -27,6 +29,7 @@ export async function addTasks(uow: UnitOfWork, wf: WorkflowEntity, specs: reado
   const rows = tasks.map((t) => buildTaskEntity(wf, t, opts.kind, opts.parentId ?? null, uow.now, opts.createdBy ?? null));
   await uow.repos.tasks.insert(rows);
   await uow.repos.deps.insertFor(rows, tasks.map(handlerNames));
+  await uow.repos.events.addTaskEvents(rows.map((t) => ({ task_id: t.id, workflow_id: t.workflow_id, from_state: null, to_state: 'WAITING', attempt: t.attempt, reason: 'added', at: uow.now })));
   uow.record({ kind: 'evaluate', wf, tasks: rows });
   return rows;
 }

@@ -93,6 +93,13 @@ const KEYS: Record<Exclude<Grouping, 'auto' | 'none'>, KeyOf> = {
   state: (t) => `state:${t.state}`,
 };
 
+/** The id of the group of `kind` (the part of a group id before its value) a task falls in. */
+export function groupIdOf(t: GraphTask, groupId: string): string {
+  const kind = groupId.slice('group:'.length, groupId.indexOf(':', 'group:'.length)) as keyof typeof KEYS;
+  const key = KEYS[kind] as KeyOf | undefined;
+  return key ? `group:${key(t)}` : '';
+}
+
 function groupLabel(key: string): string {
   return key.slice(key.indexOf(':') + 1);
 }

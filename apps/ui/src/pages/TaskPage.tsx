@@ -6,6 +6,7 @@ import { href } from '../router';
 import { errorText } from '../session';
 
 const FINISHED = new Set(['SUCCESS', 'ERROR', 'CANCELLED', 'SKIPPED']);
+const WORKFLOW_FINISHED = new Set(['SUCCESS', 'ERROR', 'CANCELLED']);
 
 /** A task: what it was given and gave back, its attempts, its live output, cancel and rerun. */
 export function TaskPage({ client, id }: { client: TagflowClient; id: string }) {
@@ -13,8 +14,11 @@ export function TaskPage({ client, id }: { client: TagflowClient; id: string }) 
   const task = useQuery({
     queryKey: ['task', id],
     queryFn: () => client.getTask(id),
-    refetchInterval: (q) => (q.state.data && FINISHED.has(q.state.data.state) ? 5000 : 1000),
+    // Not again after an error (a 404 stays a 404); slower once it finished.
+    refetchInterval: (q) => (q.state.error ? false : q.state.data && FINISHED.has(q.state.data.state) ? 5000 : 1000),
   });
+  const workflowId = task.data?.workflow_id;
+  const workflow = useQuery({ queryKey: ['workflow', workflowId], queryFn: () => client.getWorkflow(workflowId!), enabled: !!workflowId, refetchInterval: 5000 });
   const events = useQuery({
     queryKey: ['task-events', id, task.data?.state, task.data?.attempt],
     queryFn: () => client.taskEvents(id),
@@ -49,7 +53,8 @@ export function TaskPage({ client, id }: { client: TagflowClient; id: string }) 
         </div>
         <div className="buttons">
           {!FINISHED.has(t.state) ? <ActionButton label="Cancel" danger confirm={`Cancel task ${t.name}?`} run={() => refresh(() => client.cancelTask(t.id))} /> : null}
-          {t.state === 'ERROR' ? <ActionButton label="Rerun" run={() => refresh(() => client.rerunTask(t.id))} /> : null}
+          {/* The API reruns an ERROR task of a workflow that has not finished. */}
+          {t.state === 'ERROR' && workflow.data && !WORKFLOW_FINISHED.has(workflow.data.state) ? <ActionButton label="Rerun" run={() => refresh(() => client.rerunTask(t.id))} /> : null}
         </div>
       </div>
       <div className="grid">
@@ -147,13 +152,15 @@ function LogPanel({ client, task }: { client: TagflowClient; task: Task }) {
       return;
     }
     const abort = new AbortController();
+    let timer: ReturnType<typeof setTimeout> | null = null;
     setStatus('following');
     void (async () => {
       try {
         let buffered: Piece[] = [];
-        let timer: ReturnType<typeof setTimeout> | null = null;
         const flush = () => {
           timer = null;
+          // Lines of an attempt no longer shown never reach the next one's log.
+          if (abort.signal.aborted) return;
           const add = buffered;
           buffered = [];
           setPieces((old) => trim([...old, ...add]));
@@ -172,7 +179,10 @@ function LogPanel({ client, task }: { client: TagflowClient; task: Task }) {
         if (!abort.signal.aborted) setError(errorText(e));
       }
     })();
-    return () => abort.abort();
+    return () => {
+      abort.abort();
+      if (timer) clearTimeout(timer);
+    };
   }, [client, task.id, attempt]);
 
   useEffect(() => {

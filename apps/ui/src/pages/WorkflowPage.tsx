@@ -2,7 +2,7 @@ import { useMemo, useState } from 'react';
 import { useQuery } from '@tanstack/react-query';
 import type { Task, TagflowClient, TaskState } from '@tagflow/client';
 import { ActionButton, Ago, Counts, ErrorBox, Json, StateBadge, Tags, TASK_STATES } from '../components';
-import { buildGraph, namePattern, readsOf, type Grouping } from '../graph/model';
+import { buildGraph, groupIdOf, namePattern, readsOf, type Grouping } from '../graph/model';
 import { WorkflowGraph } from '../graph/WorkflowGraph';
 import { useWorkflowLive, type LiveWorkflow } from '../live/useWorkflowLive';
 import { href } from '../router';
@@ -43,7 +43,7 @@ export function WorkflowPage({ client, id, tab }: { client: TagflowClient; id: s
           <h1>{w.name} <StateBadge state={w.state} /> {w.sealed ? null : <span className="badge-open" title="tasks may still be added">open</span>}</h1>
           <div className="sub">
             <Counts counts={counts} /> · <span className="mono small">{w.id}</span> · created <Ago at={w.created_at} />
-            {live.ended ? null : live.ready ? <span className="live" title="following the event stream">● live</span> : <span className="muted"> · loading {live.loaded} tasks…</span>}
+            <LiveBadge live={live} />
           </div>
         </div>
         <div className="buttons">
@@ -69,6 +69,21 @@ export function WorkflowPage({ client, id, tab }: { client: TagflowClient; id: s
       </details>
     </main>
   );
+}
+
+function LiveBadge({ live }: { live: LiveWorkflow }) {
+  switch (live.status) {
+    case 'loading':
+      return <span className="muted"> · loading {live.loaded} tasks…</span>;
+    case 'catching-up':
+      return <span className="muted"> · reading its history…</span>;
+    case 'live':
+      return <span className="live" title="following the event stream">● live</span>;
+    case 'reconnecting':
+      return <span className="warn" title="the event stream dropped; following again">● reconnecting…</span>;
+    case 'ended':
+      return null;
+  }
 }
 
 function GraphTab({ live, onShowTasks, id, client }: { live: LiveWorkflow; onShowTasks: (f: TaskFilter) => void; id: string; client: TagflowClient }) {
@@ -118,7 +133,7 @@ function GraphTab({ live, onShowTasks, id, client }: { live: LiveWorkflow; onSho
       {grouping === 'none' && live.tasks.size > 2000 ? (
         <div className="note">{live.tasks.size} tasks are too many to draw one by one; choose a grouping.</div>
       ) : live.tasks.size === 0 ? (
-        <p className="muted">{live.ready ? 'No tasks yet: they appear here as they are added.' : 'Loading…'}</p>
+        <p className="muted">{live.status === 'loading' ? 'Loading…' : 'No tasks yet: they appear here as they are added.'}</p>
       ) : (
         <WorkflowGraph
           graph={graph}
@@ -136,20 +151,19 @@ interface TaskFilter {
   name: string;
   state: TaskState | '';
   tag: string;
+  /** A group of the graph (its id): its tasks only. */
+  group?: string;
 }
 
 function filterForGroup(groupId: string): TaskFilter {
-  const [kind, ...rest] = groupId.slice('group:'.length).split(':');
-  const value = rest.join(':');
-  if (kind === 'name') return { name: value, state: '', tag: '' };
-  if (kind === 'state') return { name: '', state: value as TaskState, tag: '' };
-  return { name: '', state: '', tag: value.split(',')[0] === '(untagged)' ? '' : (value.split(',')[0] ?? '') };
+  return { name: '', state: '', tag: '', group: groupId };
 }
 
 function matcher(f: TaskFilter): (t: Task) => boolean {
   const name = f.name.trim();
   const pattern = name.includes('#') ? new RegExp(`^${name.split('#').map((p) => p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('\\d+')}$`) : null;
   return (t) =>
+    (!f.group || groupIdOf(t, f.group) === f.group) &&
     (!f.state || t.state === f.state) &&
     (!f.tag || t.tags.includes(f.tag.trim())) &&
     (!name || (pattern ? pattern.test(t.name) || namePattern(t.name) === name : t.name.includes(name)));
@@ -167,6 +181,7 @@ function TasksTab({ live, filter, setFilter }: { live: LiveWorkflow; filter: Tas
   const pages = Math.max(1, Math.ceil(rows.length / ROWS));
   const shown = rows.slice(Math.min(page, pages - 1) * ROWS, Math.min(page, pages - 1) * ROWS + ROWS);
   const set = (f: Partial<TaskFilter>) => { setFilter({ ...filter, ...f }); setPage(0); };
+  const group = filter.group ? filter.group.slice(filter.group.indexOf(':', 'group:'.length) + 1) : null;
   return (
     <section>
       <form className="filters" onSubmit={(e) => e.preventDefault()} aria-label="task filters">
@@ -179,6 +194,7 @@ function TasksTab({ live, filter, setFilter }: { live: LiveWorkflow; filter: Tas
           </select>
         </label>
         <label>Tag <input value={filter.tag} onChange={(e) => set({ tag: e.target.value })} /></label>
+        {group ? <span className="tag">group {group} <button type="button" className="link" aria-label="show every group" onClick={() => set({ group: undefined })}>×</button></span> : null}
         <span className="muted small">{rows.length} of {live.tasks.size}</span>
       </form>
       <div className="table-wrap">
