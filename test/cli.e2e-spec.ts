@@ -122,6 +122,23 @@ tasks:
     const badSet = await tagflow(['apply', '-f', bad, '--set', 'x=[a'], env);
     expect(badSet).toMatchObject({ code: 2 });
     expect(badSet.stderr).toContain('--set:1:3: the value of x is not valid YAML');
+    // The tasks together, as the API would judge them, with lines too.
+    const graph = file('graph.yaml', `name: graph
+tasks:
+  - name: a
+    requires: [ghost]
+    action: {type: noop}
+  - name: b
+    requires: [c]
+    action: {type: noop}
+  - name: c
+    input: {v: "{{ tasks.b.output.v }}"}
+    action: {type: noop}
+`);
+    const g = await tagflow(['apply', '-f', graph], env);
+    expect(g.code).toBe(2);
+    expect(g.stderr).toContain(`${graph}:4:16: tasks.0.requires.0: no task of this workflow is named ghost`);
+    expect(g.stderr).toContain(`${graph}:7:5: tasks.1.requires: dependency cycle: b -> c -> b`);
     const unknown = await tagflow(['apply', '-f', file('unknown.yaml', 'name: x\nsealed: true\npriorty: 5\n')], env);
     expect(unknown.stderr).toContain('unknown.yaml:3:1: priorty: property priorty should not exist');
     // Nothing was created by any of them.

@@ -1,5 +1,5 @@
 import { Command, CommanderError, Option } from 'commander';
-import { isTerminal, TAGFLOW_VERSION, TagflowApiError, TagflowClient, TagflowNetworkError, type KeyRole, type Task, type Workflow } from '@tagflow/client';
+import { isTerminal, TAGFLOW_VERSION, TagflowApiError, TagflowClient, TagflowNetworkError, type KeyRole, type Page, type Task, type Workflow } from '@tagflow/client';
 import { isTerminalWorkflow } from '@tagflow/domain';
 import { connection, UsageError } from './config.js';
 import { counts, print, when, type Format } from './output.js';
@@ -58,16 +58,29 @@ program
     }
   });
 
+/** Every item of a paged listing, 500 a page, up to `max`. */
+async function allPages<T>(page: (q: { limit: number; cursor?: string }) => Promise<Page<T>>, max = Infinity): Promise<T[]> {
+  const items: T[] = [];
+  let cursor: string | undefined;
+  do {
+    const p = await page({ limit: Math.min(500, max - items.length), cursor });
+    items.push(...p.items);
+    cursor = p.next_cursor ?? undefined;
+  } while (cursor && items.length < max);
+  return items;
+}
+
 // ---- get ----
 const get = program.command('get').description('list workflows, a workflow\'s tasks, or workers');
 get
   .command('workflows')
   .option('--state <state>').option('--name <name>').option('--tag <tag>').option('--limit <n>', 'at most this many (newest first)', positive, 50)
   .action(async (o: { state?: Workflow['state']; name?: string; tag?: string; limit: number }) => {
-    const page = await client().listWorkflows({ state: o.state, name: o.name, tag: o.tag, limit: Math.min(o.limit, 500) });
-    print(format(), page.items, () => ({
+    const tf = client();
+    const workflows = await allPages((q) => tf.listWorkflows({ state: o.state, name: o.name, tag: o.tag, ...q }), o.limit);
+    print(format(), workflows, () => ({
       head: ['ID', 'NAME', 'STATE', 'TASKS', 'CREATED'],
-      rows: page.items.map((w) => [w.id, w.name, w.state + (w.sealed ? '' : ' (open)'), counts(w.task_counts), when(w.created_at)]),
+      rows: workflows.map((w) => [w.id, w.name, w.state + (w.sealed ? '' : ' (open)'), counts(w.task_counts), when(w.created_at)]),
     }));
   });
 get
@@ -75,13 +88,7 @@ get
   .option('--state <state>').option('--tag <tag>')
   .action(async (workflow: string, o: { state?: Task['state']; tag?: string }) => {
     const tf = client();
-    const tasks: Task[] = [];
-    let cursor: string | undefined;
-    do {
-      const page = await tf.listTasks(workflow, { state: o.state, tag: o.tag, limit: 500, cursor });
-      tasks.push(...page.items);
-      cursor = page.next_cursor ?? undefined;
-    } while (cursor);
+    const tasks = await allPages((q) => tf.listTasks(workflow, { state: o.state, tag: o.tag, ...q }));
     print(format(), tasks, () => ({
       head: ['ID', 'NAME', 'STATE', 'ATTEMPT', 'TAGS', 'WORKER'],
       rows: tasks.map((t) => [t.id, t.name, t.state, String(t.attempt), t.tags.join(',') || '-', t.worker_id ?? '-']),
@@ -90,10 +97,11 @@ get
 get
   .command('workers')
   .action(async () => {
-    const page = await client().listWorkers({ limit: 500 });
-    print(format(), page.items, () => ({
+    const tf = client();
+    const workers = await allPages((q) => tf.listWorkers(q));
+    print(format(), workers, () => ({
       head: ['ID', 'NAME', 'TAGS', 'LAST SEEN', 'RUNNING'],
-      rows: page.items.map((w) => [w.id, w.name, w.tags.join(',') || '-', when(w.last_seen_at), String((w as { running_task_ids?: string[] }).running_task_ids?.length ?? 0)]),
+      rows: workers.map((w) => [w.id, w.name, w.tags.join(',') || '-', when(w.last_seen_at), String((w as { running_task_ids?: string[] }).running_task_ids?.length ?? 0)]),
     }));
   });
 
@@ -104,7 +112,7 @@ describe
   .action(async (id: string) => {
     const tf = client();
     const wf = await tf.getWorkflow(id);
-    const tasks = (await tf.listTasks(id, { limit: 500 })).items;
+    const tasks = await allPages((q) => tf.listTasks(id, q));
     if (format() !== 'table') return print(format(), { ...wf, tasks }, () => ({ head: [], rows: [] }));
     out(fields([['ID', wf.id], ['Name', wf.name], ['State', wf.state], ['Sealed', String(wf.sealed)], ['On failure', wf.on_failure], ['Tags', wf.tags.join(', ') || '-'],
       ['Tasks', counts(wf.task_counts)], ['Created', when(wf.created_at)], ['Finished', when(wf.finished_at)], ['Input', JSON.stringify(wf.input)]]));
@@ -219,10 +227,11 @@ keys
 keys
   .command('list')
   .action(async () => {
-    const page = await client().listKeys({ limit: 500 });
-    print(format(), page.items, () => ({
+    const tf = client();
+    const list = await allPages((q) => tf.listKeys(q));
+    print(format(), list, () => ({
       head: ['ID', 'NAME', 'ROLE', 'NAMESPACE', 'TAGS', 'EXPIRES', 'REVOKED'],
-      rows: page.items.map((k) => [k.id, k.name, k.role, k.namespace, k.tags.join(',') || '-', when(k.expires_at), when(k.revoked_at)]),
+      rows: list.map((k) => [k.id, k.name, k.role, k.namespace, k.tags.join(',') || '-', when(k.expires_at), when(k.revoked_at)]),
     }));
   });
 keys

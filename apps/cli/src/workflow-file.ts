@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
-import { CreateWorkflowDto, validateAs } from '@tagflow/spec';
+import { checkWorkflowTasks, CreateWorkflowDto, validateAs } from '@tagflow/spec';
 import type { WorkflowSpec } from '@tagflow/client';
 
 /** One thing wrong with a workflow file, where it is. */
@@ -26,7 +26,8 @@ export function formatProblem(p: FileProblem): string {
  * A workflow file: YAML (JSON is YAML too) with the fields of `POST /v1/workflows`, checked
  * with the API's own rules before anything is sent, each problem reported with its line and
  * column. `--set key=value` fills `input` (a value is read as YAML: `3`, `true`, `[a, b]`).
- * Also checked here: task names unique in the file.
+ * Then what the API checks about the tasks together (unique names, `requires` naming tasks of
+ * the file, references, cycles), so those errors have a line too.
  */
 export async function loadWorkflowFile(file: string, sets: readonly string[] = []): Promise<WorkflowSpec> {
   let text: string;
@@ -59,15 +60,8 @@ export async function loadWorkflowFile(file: string, sets: readonly string[] = [
     workflow.input = input;
   }
   const { errors } = await validateAs(CreateWorkflowDto, workflow, 'the file');
-  const problems: FileProblem[] = errors.map((e) => ({ file, ...where(doc, lines, e.field), field: e.field, message: e.errors.join('; ') }));
-  const seen = new Map<string, number>();
-  const tasks = Array.isArray(workflow.tasks) ? (workflow.tasks as { name?: unknown }[]) : [];
-  tasks.forEach((t, i) => {
-    if (typeof t?.name !== 'string') return;
-    const first = seen.get(t.name);
-    if (first !== undefined) problems.push({ file, ...where(doc, lines, `tasks.${i}.name`), field: `tasks.${i}.name`, message: `"${t.name}" is also the name of tasks.${first}` });
-    else seen.set(t.name, i);
-  });
+  const together = checkWorkflowTasks(Array.isArray(workflow.tasks) ? (workflow.tasks as unknown[]) : []);
+  const problems: FileProblem[] = [...errors, ...together].map((e) => ({ file, ...where(doc, lines, e.field), field: e.field, message: e.errors.join('; ') }));
   if (problems.length > 0) throw new WorkflowFileError(problems.sort((a, b) => a.line - b.line || a.column - b.column));
   return workflow as unknown as WorkflowSpec;
 }

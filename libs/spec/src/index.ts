@@ -2,3 +2,4 @@ export * from './validators.js';
 export * from './validate.js';
 export * from './task-spec.dto.js';
 export * from './workflow-spec.dto.js';
+export * from './workflow-checks.js';
