@@ -127,7 +127,7 @@ describe
     const events = await tf.taskEvents(id);
     if (format() !== 'table') return print(format(), { ...t, events }, () => ({ head: [], rows: [] }));
     out(fields([['ID', t.id], ['Name', t.name], ['Workflow', t.workflow_id], ['State', t.state], ['Attempt', String(t.attempt)], ['Tags', t.tags.join(', ') || '-'],
-      ['Worker', t.worker_id ?? '-'], ['Action', JSON.stringify(t.action)], ['Input', JSON.stringify(t.input)], ['Resolved input', t.resolved_input ? JSON.stringify(t.resolved_input) : '-'],
+      ['Worker', t.worker_id ?? '-'], ...(t.not_before ? [['Not before', t.not_before] as [string, string]] : []), ['Action', JSON.stringify(t.action)], ['Input', JSON.stringify(t.input)], ['Resolved input', t.resolved_input ? JSON.stringify(t.resolved_input) : '-'],
       ['Output', t.output ? JSON.stringify(t.output) : '-'], ['Error', t.error ? `${t.error.code ?? ''} ${t.error.message}`.trim() : '-'], ['Exit code', t.exit_code === null ? '-' : String(t.exit_code)]]));
     out('\n');
     print('table', events, () => ({ head: ['AT', 'FROM', 'TO', 'ATTEMPT', 'REASON'], rows: events.map((e) => [when(e.at), e.from ?? '-', e.to, String(e.attempt), e.reason ?? '']) }));

@@ -31,6 +31,8 @@ export interface TaskSpec {
   revert?: Action;
   /** Data keys this task writes (readers of them wait for it; a cycle is refused). */
   produces?: string[];
+  /** Not READY before this time (ISO 8601 with a zone, e.g. `2026-12-01T22:00:00Z`), even with its dependencies met. */
+  not_before?: string;
 }
 
 export interface TaskError {
@@ -73,6 +75,8 @@ export interface Task {
   created_at: string | null;
   updated_at: string | null;
   ready_at: string | null;
+  /** Not READY before this time. */
+  not_before: string | null;
   started_at: string | null;
   finished_at: string | null;
   /** The key whose request added it (handlers and reverts: that of the task they answer); null when no key was involved. */

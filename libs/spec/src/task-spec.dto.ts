@@ -1,7 +1,7 @@
 import { Type } from 'class-transformer';
 import { ArrayMaxSize, ArrayMinSize, IsArray, IsInt, IsNumber, IsOptional, IsString, Max, MaxLength, Min, ValidateNested } from 'class-validator';
 import { LIMITS } from '@tagflow/domain';
-import { IsAction, IsDataKeyList, IsJsonObject, IsNameList, IsTagList, IsTaskName } from './validators.js';
+import { IsAction, IsDataKeyList, IsJsonObject, IsNameList, IsTagList, IsTaskName, IsZonedTime } from './validators.js';
 
 export class RetryDto {
   @IsOptional() @IsInt() @Min(0) @Max(LIMITS.retryCountMax)
@@ -63,6 +63,10 @@ export class TaskSpecDto {
 
   @IsOptional() @IsDataKeyList()
   produces?: string[];
+
+  /** Not READY before this time (ISO 8601 with a zone), even with its dependencies met. */
+  @IsOptional() @IsZonedTime()
+  not_before?: string;
 }
 
 export class TaskBatchDto {

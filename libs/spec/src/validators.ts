@@ -79,6 +79,22 @@ export function IsDataKeyList(max = 100): PropertyDecorator {
   };
 }
 
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/;
+
+/** An ISO 8601 time with its time zone (`2026-12-01T06:00:00Z`, `...+01:00`): never the server's local time. */
+export function IsZonedTime(): PropertyDecorator {
+  return (target, key) =>
+    registerDecorator({
+      name: 'isZonedTime',
+      target: target.constructor,
+      propertyName: key as string,
+      validator: {
+        validate: (value: unknown) => typeof value === 'string' && ISO_TIME.test(value) && Number.isFinite(Date.parse(value)),
+        defaultMessage: (args?: ValidationArguments) => `${args?.property} must be an ISO 8601 time with a time zone, like 2026-12-01T06:00:00Z`,
+      },
+    });
+}
+
 /** A plain JSON object (not an array, not null). */
 export function IsJsonObject(): PropertyDecorator {
   return (target, key) =>

@@ -72,6 +72,7 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
     const first = this.ticks === 0;
     this.ticks++;
     await this.expireLeases();
+    await this.wakeDue();
     await this.continueSettles();
     if (this.ticks % 10 === 1) await this.deleteExpired();
     if (this.ticks % 10 === 5) await this.sweepTagsets();
@@ -205,6 +206,30 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
     await this.db.transaction((repos) => repos.idempotency.expire(now - IDEMPOTENCY_TTL_MS, 1000), now).catch((e: unknown) =>
       this.logger.event('warn', 'reconciler', 'could not delete expired idempotency records', { error: String(e) }),
     );
+  }
+
+  /**
+   * Tasks held only by their `not_before` whose time has come: each workflow's evaluated in
+   * one transaction under its lock (any replica may do it; evaluating twice changes nothing).
+   */
+  private async wakeDue(): Promise<void> {
+    let due: { id: string; workflow_id: string }[];
+    try {
+      due = await this.db.read().tasks.due(this.db.now(), 500);
+    } catch (e) {
+      this.logger.event('warn', 'reconciler', 'could not look for tasks whose not_before has come', { error: String(e) });
+      return;
+    }
+    const byWorkflow = new Map<string, string[]>();
+    for (const t of due) (byWorkflow.get(t.workflow_id) ?? byWorkflow.set(t.workflow_id, []).get(t.workflow_id)!).push(t.id);
+    for (const [workflowId, ids] of byWorkflow) {
+      await this.engine
+        .inWorkflow(workflowId, async (uow, wf) => {
+          await uow.repos.tasks.woken(ids);
+          uow.record({ kind: 'evaluate-ids', wf, ids });
+        })
+        .catch((e: unknown) => this.logger.event('warn', 'reconciler', 'could not wake tasks whose not_before has come', { workflow_id: workflowId, error: String(e) }));
+    }
   }
 
   private async expireLeases(): Promise<void> {

@@ -5,7 +5,8 @@ import { EVALUATION_BUDGET, type UnitOfWork } from './unit-of-work.js';
 /**
  * When a WAITING task may run. Each verdict is the domain's (`evaluateReadiness`); this
  * file gathers what it needs in a few queries per batch and applies the outcome:
- * READY (queued if the workflow runs), SKIPPED (a dependency can never succeed) or
+ * READY (queued if the workflow runs; a task whose `not_before` is still ahead is marked
+ * to be woken then instead), SKIPPED (a dependency can never succeed) or
  * ERROR DEADLOCK (a data key it reads can no longer come). Ended tasks become facts for
  * the settle loop; nothing here asks whether the workflow is done.
  */
@@ -22,6 +23,8 @@ export async function evaluate(uow: UnitOfWork, wf: WorkflowEntity, waiting: rea
   // task: a root failing under 100,000 dependents skips them in a few hundred statements.
   const dead = new Map<string, { code: string; message: string; tasks: TaskEntity[] }>();
   const stuck = new Map<string, TaskEntity[]>();
+  // Ready but for their not_before: they wait for that time (the reconciler wakes them).
+  const early: TaskEntity[] = [];
   for (const task of tasks) {
     const missing = task.data_requires.filter((k) => !data.written.has(k));
     const verdict = evaluateReadiness({
@@ -30,7 +33,8 @@ export async function evaluate(uow: UnitOfWork, wf: WorkflowEntity, waiting: rea
     });
     switch (verdict.kind) {
       case 'ready':
-        ready.push(task);
+        if (task.not_before !== null && task.not_before > uow.now) early.push(task);
+        else ready.push(task);
         break;
       case 'deadlock':
         (stuck.get(verdict.message) ?? stuck.set(verdict.message, []).get(verdict.message)!).push(task);
@@ -45,6 +49,7 @@ export async function evaluate(uow: UnitOfWork, wf: WorkflowEntity, waiting: rea
         break;
     }
   }
+  if (early.length > 0) await repos.tasks.holdUntilNotBefore(early.map((t) => t.id));
   if (ready.length > 0) {
     const moved = new Set(await repos.transitions.tasks({ ids: ready.map((t) => t.id), from: ['WAITING'], to: 'READY', set: { ready_at: uow.now }, reason: 'dependencies met' }));
     for (const t of ready) {

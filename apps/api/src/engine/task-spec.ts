@@ -20,6 +20,8 @@ export interface NewTask {
   data_requires: string[];
   /** Malformed references in its input (refused at submission). */
   referenceErrors: string[];
+  /** Not READY before this time (epoch ms). */
+  not_before: number | null;
 }
 
 /** The client-facing shape (a validated TaskSpecDto, or a handler spec stored in on_error). */
@@ -36,6 +38,8 @@ export interface TaskSpecLike {
   on_error?: { codes?: string[]; run: TaskSpecLike[] }[];
   revert?: ActionSpec;
   produces?: string[];
+  /** ISO 8601 with a zone (a stored task's, when changed in place: epoch ms). */
+  not_before?: string | number | null;
 }
 
 /**
@@ -63,6 +67,7 @@ export function normalizeSpec(spec: TaskSpecLike): NewTask {
     // Handler specs are kept as plain JSON (class instances would not survive the column).
     on_error: (spec.on_error ?? []).map((e) => ({ ...(e.codes ? { codes: [...e.codes] } : {}), run: e.run.map((r) => toPlain(r)) })),
     revert: spec.revert ? { ...spec.revert } : null,
+    not_before: typeof spec.not_before === 'string' ? Date.parse(spec.not_before) : (spec.not_before ?? null),
   };
 }
 
@@ -125,6 +130,8 @@ export function buildTaskEntity(wf: Pick<WorkflowEntity, 'id' | 'namespace'>, t:
     created_at: now,
     updated_at: now,
     ready_at: null,
+    not_before: t.not_before,
+    wake_at: null,
     started_at: null,
     finished_at: null,
   };

@@ -2,7 +2,7 @@ import { Transform, Type } from 'class-transformer';
 import { ArrayMaxSize, IsArray, IsIn, IsInt, IsNumber, IsOptional, IsString, Max, MaxLength, Min, ValidateNested } from 'class-validator';
 import { LIMITS, TASK_STATES, type TaskState } from '@tagflow/domain';
 import { OnErrorDto, RetryDto, TaskSpecDto } from '@tagflow/spec';
-import { IsAction, IsDataKeyList, IsJsonObject, IsNameList, IsTagList, IsTaskName } from '../common/validation.js';
+import { IsAction, IsDataKeyList, IsJsonObject, IsNameList, IsTagList, IsTaskName, IsZonedTime } from '../common/validation.js';
 import { toInt } from '../common/pagination.js';
 
 export { OnErrorDto, RetryDto, TaskBatchDto, TaskSpecDto } from '@tagflow/spec';
@@ -26,6 +26,7 @@ export class TaskPatchDto {
   @IsOptional() @IsArray() @ArrayMaxSize(LIMITS.onErrorEntries) @ValidateNested({ each: true }) @Type(() => OnErrorDto) on_error?: OnErrorDto[];
   @IsOptional() @IsAction() revert?: { type: string } & Record<string, unknown>;
   @IsOptional() @IsDataKeyList() produces?: string[];
+  @IsOptional() @IsZonedTime() not_before?: string;
 }
 
 export class TaskListQuery {

@@ -39,6 +39,7 @@ export function toTaskResponse(t: TaskEntity): Task {
     created_at: isoOrNull(t.created_at),
     updated_at: isoOrNull(t.updated_at),
     ready_at: isoOrNull(t.ready_at),
+    not_before: isoOrNull(t.not_before),
     started_at: isoOrNull(t.started_at),
     finished_at: isoOrNull(t.finished_at),
   };

@@ -147,6 +147,14 @@ export class TaskEntity {
   @MsColumn()
   ready_at: number | null;
 
+  /** Not READY before this time, even with its dependencies met. */
+  @MsColumn()
+  not_before: number | null;
+
+  /** Set while that time alone holds it WAITING: when to evaluate it again. */
+  @MsColumn()
+  wake_at: number | null;
+
   @MsColumn()
   started_at: number | null;
 

@@ -233,6 +233,24 @@ export class TaskRepository {
   }
 
   /** Takes: the clock and a bound. Returns: RUNNING tasks whose lease or run time is over, up to `limit`. */
+  /** Takes: waiting tasks that their `not_before` alone holds. Marks each to be evaluated again at that time. */
+  async holdUntilNotBefore(ids: readonly string[]): Promise<void> {
+    for (let i = 0; i < ids.length; i += 500) {
+      await sql(this.em, `UPDATE task SET wake_at = not_before WHERE id IN (:ids) AND state = 'WAITING'`, { ids: ids.slice(i, i + 500) });
+    }
+  }
+
+  /** Returns: up to `limit` tasks whose `not_before` has come (wake_at <= now), soonest first. */
+  async due(now: number, limit: number): Promise<Pick<TaskEntity, 'id' | 'workflow_id'>[]> {
+    const { rows } = await sql(this.em, 'SELECT id, workflow_id FROM task WHERE wake_at IS NOT NULL AND wake_at <= :now ORDER BY wake_at LIMIT :lim', { now, lim: limit });
+    return rows.map((r) => ({ id: r.id as string, workflow_id: r.workflow_id as string }));
+  }
+
+  /** Takes: tasks found `due`. Clears their mark (they are being evaluated now). */
+  async woken(ids: readonly string[]): Promise<void> {
+    if (ids.length > 0) await sql(this.em, 'UPDATE task SET wake_at = NULL WHERE id IN (:ids)', { ids: [...ids] });
+  }
+
   async overdue(now: number, limit: number): Promise<Pick<TaskEntity, 'id' | 'workflow_id'>[]> {
     const { rows } = await sql(this.em, `SELECT id, workflow_id FROM task WHERE state = 'RUNNING' AND (lease_expires_at < :now OR deadline_at < :now) LIMIT :lim`, { now, lim: limit });
     return rows.map((r) => ({ id: r.id as string, workflow_id: r.workflow_id as string }));
