@@ -79,3 +79,64 @@ describe('not_before', () => {
     }
   });
 });
+
+describe('priority', () => {
+  let api: Api;
+  beforeAll(async () => {
+    api = await Api.start();
+  });
+  afterAll(async () => {
+    await api?.stop();
+  });
+
+  const names = async (wfId: string, ids: string[]) => {
+    const tasks = (await api.get(`/v1/workflows/${wfId}/tasks?limit=500`)).body.items as { id: string; name: string }[];
+    return ids.map((id) => tasks.find((t) => t.id === id)?.name);
+  };
+
+  it('hands out the highest first among the ready tasks of a tag set, the oldest first at equal priority', async () => {
+    const tag = `pr-${uniq()}`;
+    const wf = await api.createWorkflow(workflow({
+      tasks: [
+        task('low', { tags: [tag], priority: -5 }),
+        task('plain-1', { tags: [tag] }),
+        task('high', { tags: [tag], priority: 50 }),
+        task('plain-2', { tags: [tag], priority: 0 }),
+        task('urgent', { tags: [tag], priority: 100 }),
+      ],
+    }));
+    expect((await api.task(wf.id, 'urgent')).priority).toBe(100);
+    const order: string[] = [];
+    for (let i = 0; i < 5; i++) order.push(...(await api.poll([tag], { wait_s: 2, max_tasks: 1 })).map((t) => t.id));
+    expect(await names(wf.id, order)).toEqual(['urgent', 'high', 'plain-1', 'plain-2', 'low']);
+  });
+
+  it('across the tag sets a poll fits, takes the highest first', async () => {
+    const [x, y] = [`prx-${uniq()}`, `pry-${uniq()}`];
+    const wf = await api.createWorkflow(workflow({ tasks: [task('x-plain', { tags: [x] }), task('y-high', { tags: [y], priority: 10 }), task('x-low', { tags: [x], priority: -10 })] }));
+    const order: string[] = [];
+    for (let i = 0; i < 3; i++) order.push(...(await api.poll([x, y], { wait_s: 2, max_tasks: 1 })).map((t) => t.id));
+    expect(await names(wf.id, order)).toEqual(['y-high', 'x-plain', 'x-low']);
+  });
+
+  it('gives a parked poll the highest of the tasks a report releases', async () => {
+    const tag = `prh-${uniq()}`;
+    const wf = await api.createWorkflow(workflow({
+      tasks: [task('root', { tags: [tag] }), task('after-low', { tags: [tag], requires: ['root'], priority: -1 }), task('after-high', { tags: [tag], requires: ['root'], priority: 1 })],
+    }));
+    const root = await api.take([tag]);
+    const parked = api.poll([tag], { wait_s: 10, max_tasks: 1 });
+    await api.pollsParked(1);
+    expect(await api.complete(root)).toMatchObject({ status: 200 });
+    const [got] = await parked;
+    expect(await names(wf.id, [got.id])).toEqual(['after-high']);
+  });
+
+  it('refuses a priority out of -100..100 or not an integer, naming the field', async () => {
+    for (const bad of [101, -101, 1.5, '5']) {
+      const r = await api.post('/v1/workflows', workflow({ name: `bad-${uniq()}`, tasks: [task('x', { priority: bad })] }));
+      expect({ bad, status: r.status }).toEqual({ bad, status: 400 });
+      expect(JSON.stringify(r.body)).toContain('tasks.0.priority');
+    }
+  });
+});

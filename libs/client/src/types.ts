@@ -33,6 +33,8 @@ export interface TaskSpec {
   produces?: string[];
   /** Not READY before this time (ISO 8601 with a zone, e.g. `2026-12-01T22:00:00Z`), even with its dependencies met. */
   not_before?: string;
+  /** -100..100 (default 0): higher first among ready tasks a poll fits; oldest first at equal priority. */
+  priority?: number;
 }
 
 export interface TaskError {
@@ -77,6 +79,7 @@ export interface Task {
   ready_at: string | null;
   /** Not READY before this time. */
   not_before: string | null;
+  priority: number;
   started_at: string | null;
   finished_at: string | null;
   /** The key whose request added it (handlers and reverts: that of the task they answer); null when no key was involved. */

@@ -48,4 +48,7 @@ export const LIMITS = {
   taskWaitMaxSeconds: 300,
   listDefaultLimit: 50,
   listMaxLimit: 500,
+  /** A task's priority: higher first. */
+  priorityMin: -100,
+  priorityMax: 100,
 } as const;

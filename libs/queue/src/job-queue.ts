@@ -20,6 +20,17 @@ export interface EnqueueItem {
   tags: readonly string[];
   /** Wait this long before the job may be fetched (retry delay). */
   delayMs: number;
+  /** The task's priority, -100..100: higher first. */
+  priority: number;
+}
+
+/**
+ * BullMQ's priority for a task's (1 = first, 201 = last). Every job is given one, the
+ * default 0 too (101): BullMQ takes a job without a priority before any job with one, so a
+ * task above 0 could not overtake the plain ones otherwise. At equal priority, oldest first.
+ */
+export function bullPriority(priority: number): number {
+  return 101 - Math.max(-100, Math.min(100, Math.trunc(priority)));
 }
 
 export interface TakenJob {
@@ -97,7 +108,7 @@ export class JobQueue {
           list.map((item) => ({
             name: 'task',
             data: { taskId: item.taskId, attempt: item.attempt },
-            opts: { ...JOB_OPTIONS, jobId: jobIdFor(item.taskId, item.attempt), delay: item.delayMs > 0 ? item.delayMs : undefined },
+            opts: { ...JOB_OPTIONS, jobId: jobIdFor(item.taskId, item.attempt), delay: item.delayMs > 0 ? item.delayMs : undefined, priority: bullPriority(item.priority) },
           })),
         );
         return { tagset, tags, count: list.length };
@@ -119,6 +130,25 @@ export class JobQueue {
       taken.push({ taskId: job.data.taskId, attempt: job.data.attempt, jobId: job.id, token: tokens[i] });
     }
     return taken;
+  }
+
+  /**
+   * The priority of the first job waiting in each tag set's queue (one round trip for all);
+   * a tag set with no job ready to fetch is absent. Polls spanning several tag sets take
+   * from the highest first.
+   */
+  async headPriorities(tagsets: readonly string[]): Promise<Map<string, number>> {
+    const heads = new Map<string, number>();
+    if (tagsets.length < 2) return heads;
+    const pipeline = this.redis.command.pipeline();
+    for (const t of tagsets) pipeline.zrange(this.redis.key(`${queueName(t)}:prioritized`), 0, 0, 'WITHSCORES');
+    const answers = (await pipeline.exec()) ?? [];
+    for (const [i, [err, row]] of answers.entries()) {
+      const score = !err && Array.isArray(row) && row.length === 2 ? Number(row[1]) : NaN;
+      // BullMQ's score: priority * 2^32 + a counter (insertion order within a priority).
+      if (Number.isFinite(score)) heads.set(tagsets[i], 101 - Math.floor(score / 0x100000000));
+    }
+    return heads;
   }
 
   /** Extends a job's lock; false when the job or the lock is gone (Redis lost it), or the lease never had a job. */

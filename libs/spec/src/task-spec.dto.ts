@@ -64,6 +64,10 @@ export class TaskSpecDto {
   @IsOptional() @IsDataKeyList()
   produces?: string[];
 
+  /** -100..100 (default 0): higher first among ready tasks a poll fits; oldest first at equal priority. */
+  @IsOptional() @IsInt() @Min(LIMITS.priorityMin) @Max(LIMITS.priorityMax)
+  priority?: number;
+
   /** Not READY before this time (ISO 8601 with a zone), even with its dependencies met. */
   @IsOptional() @IsZonedTime()
   not_before?: string;

@@ -63,7 +63,7 @@ export class EffectsPublisher implements EffectsPort, OnApplicationShutdown {
     const handed = ready.length > 0 && this.handOff ? await this.handOff(ready) : new Set<string>();
     for (const e of effects) {
       if (e.kind === 'task-ready' && handed.has(e.taskId)) continue; // leased to a poll parked here
-      if (e.kind === 'task-ready') enqueue.push({ taskId: e.taskId, attempt: e.attempt, tagsetId: e.tagsetId, tags: e.tags, delayMs: e.delayMs });
+      if (e.kind === 'task-ready') enqueue.push({ taskId: e.taskId, attempt: e.attempt, tagsetId: e.tagsetId, tags: e.tags, delayMs: e.delayMs, priority: e.priority });
       else if (e.kind === 'lease-ended') {
         steps.push(this.jobs.finish(e.tagsetId, jobIdFor(e.taskId, e.attempt), e.token).catch((err: unknown) => this.warn('could not remove a finished job', err, { task_id: e.taskId })));
       }

@@ -266,7 +266,7 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
       if (lost.length > 0) {
         if (onlyMissing) this.logger.event('warn', 'reconciler', 'queueing READY tasks missing from Redis', { count: lost.length });
         const queued = await this.jobs.enqueue(lost.map((r) => ({
-          taskId: r.id, attempt: r.attempt, tagsetId: r.tagset_id, tags: queueTags(r.namespace, r.tags), delayMs: Math.max(0, (r.ready_at ?? 0) - now),
+          taskId: r.id, attempt: r.attempt, tagsetId: r.tagset_id, tags: queueTags(r.namespace, r.tags), delayMs: Math.max(0, (r.ready_at ?? 0) - now), priority: r.priority,
         })));
         await this.bus.publish(queued.map((q) => ({ type: 'ready' as const, ...q })));
       }

@@ -58,6 +58,7 @@ export async function patchTask(uow: UnitOfWork, wf: WorkflowEntity, t: TaskEnti
     revert: patch.revert ?? t.revert ?? undefined,
     produces: patch.produces ?? t.produces,
     not_before: patch.not_before ?? t.not_before,
+    priority: patch.priority ?? t.priority,
   });
   await checkSubmission(uow, wf, [merged], { parentId: t.parent_task_id, replacing: t });
   const { repos } = uow;
@@ -67,7 +68,7 @@ export async function patchTask(uow: UnitOfWork, wf: WorkflowEntity, t: TaskEnti
   const fields = {
     tags, tagset_id: tagsetId(tags, t.namespace), action: merged.action, input: merged.input, requires: merged.requires, requires_tags: merged.requires_tags,
     retry: merged.retry, timeout_s: merged.timeout_s, lease_s: merged.lease_s, on_error: merged.on_error, revert: merged.revert,
-    produces: merged.produces, data_requires: merged.data_requires, not_before: merged.not_before, wake_at: null,
+    produces: merged.produces, data_requires: merged.data_requires, not_before: merged.not_before, wake_at: null, priority: merged.priority,
   };
   await repos.tasks.updateSpec(t.id, fields, uow.now);
   Object.assign(t, fields, { state: 'WAITING', updated_at: uow.now });

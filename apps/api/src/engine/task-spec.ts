@@ -22,6 +22,7 @@ export interface NewTask {
   referenceErrors: string[];
   /** Not READY before this time (epoch ms). */
   not_before: number | null;
+  priority: number;
 }
 
 /** The client-facing shape (a validated TaskSpecDto, or a handler spec stored in on_error). */
@@ -40,6 +41,7 @@ export interface TaskSpecLike {
   produces?: string[];
   /** ISO 8601 with a zone (a stored task's, when changed in place: epoch ms). */
   not_before?: string | number | null;
+  priority?: number;
 }
 
 /**
@@ -68,6 +70,7 @@ export function normalizeSpec(spec: TaskSpecLike): NewTask {
     on_error: (spec.on_error ?? []).map((e) => ({ ...(e.codes ? { codes: [...e.codes] } : {}), run: e.run.map((r) => toPlain(r)) })),
     revert: spec.revert ? { ...spec.revert } : null,
     not_before: typeof spec.not_before === 'string' ? Date.parse(spec.not_before) : (spec.not_before ?? null),
+    priority: spec.priority ?? 0,
   };
 }
 
@@ -132,6 +135,7 @@ export function buildTaskEntity(wf: Pick<WorkflowEntity, 'id' | 'namespace'>, t:
     ready_at: null,
     not_before: t.not_before,
     wake_at: null,
+    priority: t.priority,
     started_at: null,
     finished_at: null,
   };

@@ -25,7 +25,7 @@ export type Fact =
  */
 export type Effect =
   /** `tags`: as its queue knows them, its namespace's tag included. */
-  | { kind: 'task-ready'; taskId: string; attempt: number; tagsetId: string; tags: readonly string[]; delayMs: number }
+  | { kind: 'task-ready'; taskId: string; attempt: number; tagsetId: string; tags: readonly string[]; delayMs: number; priority: number }
   | { kind: 'task-finished'; taskId: string }
   | { kind: 'lease-ended'; tagsetId: string; taskId: string; attempt: number; token: string }
   | { kind: 'data-written'; workflowId: string; key: string }
@@ -124,8 +124,8 @@ export class UnitOfWork {
 
   // ------------------------------------------------------------ effects
 
-  taskReady(t: Pick<TaskEntity, 'id' | 'namespace' | 'attempt' | 'tagset_id' | 'tags'>, delayMs = 0): void {
-    this.effects.push({ kind: 'task-ready', taskId: t.id, attempt: t.attempt, tagsetId: t.tagset_id, tags: queueTags(t.namespace, t.tags), delayMs });
+  taskReady(t: Pick<TaskEntity, 'id' | 'namespace' | 'attempt' | 'tagset_id' | 'tags' | 'priority'>, delayMs = 0): void {
+    this.effects.push({ kind: 'task-ready', taskId: t.id, attempt: t.attempt, tagsetId: t.tagset_id, tags: queueTags(t.namespace, t.tags), delayMs, priority: t.priority });
   }
 
   tasksFinished(ids: readonly string[]): void {

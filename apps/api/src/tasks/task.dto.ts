@@ -27,6 +27,7 @@ export class TaskPatchDto {
   @IsOptional() @IsAction() revert?: { type: string } & Record<string, unknown>;
   @IsOptional() @IsDataKeyList() produces?: string[];
   @IsOptional() @IsZonedTime() not_before?: string;
+  @IsOptional() @IsInt() @Min(LIMITS.priorityMin) @Max(LIMITS.priorityMax) priority?: number;
 }
 
 export class TaskListQuery {

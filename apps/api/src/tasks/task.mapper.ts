@@ -40,6 +40,7 @@ export function toTaskResponse(t: TaskEntity): Task {
     updated_at: isoOrNull(t.updated_at),
     ready_at: isoOrNull(t.ready_at),
     not_before: isoOrNull(t.not_before),
+    priority: t.priority,
     started_at: isoOrNull(t.started_at),
     finished_at: isoOrNull(t.finished_at),
   };

@@ -227,7 +227,8 @@ export class PollService implements OnApplicationBootstrap {
     const handed = new Set<string>();
     if (this.parked.size === 0 || this.waits.isClosing) return handed;
     const plan = new Map<Parked, ClaimJob[]>();
-    for (const r of ready) {
+    // More ready than parked polls take: the highest priority first (sort is stable: then in order).
+    for (const r of [...ready].sort((a, b) => b.priority - a.priority)) {
       if (r.delayMs > 0) continue;
       const poll = this.parked
         .matching(r.tags)
@@ -260,6 +261,13 @@ export class PollService implements OnApplicationBootstrap {
       .matching([...req.tags, namespaceTag(req.namespace)])
       .filter((id) => this.hints.has(id) && (!req.grants || coveredBy(req.grants, clientTags(this.index.tagsOf(id) ?? []))))
       .sort((a, b) => this.hints.get(a)! - this.hints.get(b)!);
+    // Across tag sets, the one whose first waiting task has the highest priority goes first;
+    // at equal priority, the order above (a tag set taken from waits behind the others).
+    if (candidates.length > 1 && this.redis.ready) {
+      const heads = await withDeadline(this.jobs.headPriorities(candidates), REDIS_WAIT_MS, () => new Unavailable('Redis, which holds the queues, did not answer in time; poll again shortly'));
+      const rank = (t: string) => heads.get(t) ?? -Infinity;
+      candidates.sort((a, b) => (rank(b) > rank(a) ? 1 : rank(b) < rank(a) ? -1 : 0));
+    }
     for (const tagset of candidates) {
       while (out.length < req.maxTasks) {
         const seqBefore = this.seq.get(tagset) ?? 0;

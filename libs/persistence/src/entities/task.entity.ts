@@ -147,6 +147,10 @@ export class TaskEntity {
   @MsColumn()
   ready_at: number | null;
 
+  /** -100..100: higher first among ready tasks a poll fits. */
+  @Column({ type: 'integer', default: 0 })
+  priority: number;
+
   /** Not READY before this time, even with its dependencies met. */
   @MsColumn()
   not_before: number | null;
