@@ -145,7 +145,7 @@ describe('the web UI in a real browser', () => {
     expect((await client.getTask(after.id)).state).toBe('CANCELLED');
 
     // The running task: its output arrives while it runs, then it finishes before our eyes.
-    await page.getByRole('link', { name: 'workflow', exact: true }).click();
+    await page.getByTestId('workflow-link').click();
     await graph.locator('[data-task="build"]').click();
     const log = page.getByTestId('log');
     await log.getByText('first line').waitFor({ timeout: 15_000 });
@@ -163,7 +163,7 @@ describe('the web UI in a real browser', () => {
       const t = (await client.listTasks(wf.id)).items.find((x) => x.name === 'flaky');
       return t?.state === 'ERROR' ? t : undefined;
     }, 20_000);
-    await page.getByRole('link', { name: 'workflow', exact: true }).click();
+    await page.getByTestId('workflow-link').click();
     await graph.locator('[data-task="flaky"][data-state="ERROR"]').click();
     await page.getByTestId('log').getByText('not ready').waitFor({ timeout: 15_000 });
     writeFileSync(fixed, '');
@@ -172,7 +172,7 @@ describe('the web UI in a real browser', () => {
     expect((await client.getTask(flaky.id)).state).toBe('SUCCESS');
     await page.getByRole('heading', { name: 'Attempt 2' }).waitFor();
 
-    await page.getByRole('link', { name: 'workflow', exact: true }).click();
+    await page.getByTestId('workflow-link').click();
     for (const [task, state] of [['build', 'SUCCESS'], ['after', 'CANCELLED'], ['late', 'SKIPPED'], ['deploy', 'SUCCESS'], ['flaky', 'SUCCESS']]) {
       await graph.locator(`[data-task="${task}"][data-state="${state}"]`).waitFor({ timeout: 15_000 });
     }

@@ -91,7 +91,7 @@ get
     const tasks = await allPages((q) => tf.listTasks(workflow, { state: o.state, tag: o.tag, ...q }));
     print(format(), tasks, () => ({
       head: ['ID', 'NAME', 'STATE', 'ATTEMPT', 'TAGS', 'WORKER'],
-      rows: tasks.map((t) => [t.id, t.name, t.state, String(t.attempt), t.tags.join(',') || '-', t.worker_id ?? '-']),
+      rows: tasks.map((t) => [t.id, t.name, t.state + (t.handled ? ' (handled)' : ''), String(t.attempt), t.tags.join(',') || '-', t.worker_id ?? '-']),
     }));
   });
 get

@@ -43,7 +43,7 @@ export function TaskPage({ client, id }: { client: TagflowClient; id: string }) 
     <main className="page">
       <div className="page-head">
         <div>
-          <div className="crumbs"><a href={href.workflows()}>Workflows</a> / <a href={href.workflow(t.workflow_id)}>workflow</a> /</div>
+          <div className="crumbs"><a href={href.workflows()}>Workflows</a> / <a href={href.workflow(t.workflow_id)} data-testid="workflow-link">{workflow.data?.name ?? 'workflow'}</a> /</div>
           <h1>{t.name} <StateBadge state={t.state} />{t.handled ? <span className="badge-open" title="its failure was handled by on_error">handled</span> : null}</h1>
           <div className="sub">
             <span className="mono small">{t.id}</span> · attempt {t.attempt}{t.retry.count > 0 ? ` (retries: ${t.retry.count})` : ''}
@@ -87,7 +87,7 @@ export function TaskPage({ client, id }: { client: TagflowClient; id: string }) 
         <Section title="Input"><Json value={t.input} empty="{}" /></Section>
         <Section title="Resolved input"><Json value={t.resolved_input} empty={t.attempt > 0 ? 'the input as given (no references)' : 'resolved when handed to a worker'} /></Section>
       </div>
-      <Section title="Output"><Json value={t.output} empty="none yet" /></Section>
+      <Section title="Output"><Json value={t.output} empty={FINISHED.has(t.state) ? 'none' : 'none yet'} /></Section>
       <Section title="Attempts">
         <ErrorBox error={events.error} />
         <Attempts events={events.data ?? []} />

@@ -274,10 +274,11 @@ export class Agent {
     const report: BatchReport = result.status === 'success'
       ? { task_id: task.id, lease_token: task.lease.token, status: 'complete', output: result.output ?? {}, ...logs }
       : { task_id: task.id, lease_token: task.lease.token, status: 'fail', error: { message: result.message, code: result.code, retryable: result.retryable }, ...logs };
-    const judged = await this.reporter.submit(report);
-    if (judged.status !== 200) return; // logged by the reporter
+    // Logged as it ends: the report may ride on the next poll, up to its wait later. A report
+    // the API refuses is logged by the reporter.
     if (result.status === 'success') this.log('info', 'task succeeded', { task_id: task.id, name: task.name });
     else this.log('info', 'task failed', { task_id: task.id, name: task.name, code: result.code, message: result.message });
+    await this.reporter.submit(report);
   }
 
   /**
