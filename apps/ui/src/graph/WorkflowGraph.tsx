@@ -1,7 +1,7 @@
 import { memo, useEffect, useMemo, useRef, type RefObject } from 'react';
 import { Background, Controls, Handle, MiniMap, Position, ReactFlow, useNodesInitialized, useReactFlow, type Edge, type Node, type NodeProps } from '@xyflow/react';
 import '@xyflow/react/dist/style.css';
-import { layoutGraph, sizeOf } from './layout';
+import { layoutGraph, sizeOf, type Box } from './layout';
 import type { Graph, GraphNode, GraphTask } from './model';
 import { TASK_STATES } from '../components';
 
@@ -79,45 +79,59 @@ export interface GraphProps {
 }
 
 /**
+ * A graph node as React Flow draws it. Sizes and handles are fixed (the layout used them)
+ * and given, not measured: a node React Flow had to measure stayed hidden, without edges,
+ * when the page replaced it while it kept updating.
+ */
+function nodeOf(n: GraphNode, box: Box): Node {
+  const position = { x: box.x, y: box.y };
+  const { width, height } = box;
+  const fixed = {
+    draggable: false,
+    connectable: false,
+    width,
+    height,
+    measured: { width, height },
+    handles: [
+      { type: 'target' as const, position: Position.Left, x: -0.5, y: height / 2 - 0.5 },
+      { type: 'source' as const, position: Position.Right, x: width - 0.5, y: height / 2 - 0.5 },
+    ],
+  };
+  switch (n.type) {
+    case 'task':
+      return { id: n.id, type: 'task', position, data: { task: n.task }, ...fixed };
+    case 'cluster':
+      return { id: n.id, type: 'cluster', position, data: { ...n }, ...fixed };
+    case 'tag':
+      return { id: n.id, type: 'tag', position, data: { label: `tag ${n.tag}`, title: `requires_tags ${n.tag}: ${n.members} current member(s)` }, ...fixed };
+    case 'data':
+      return { id: n.id, type: 'data', position, data: { label: `data ${n.key}`, title: `data key ${n.key}${n.written ? '' : ' (not written yet)'}`, written: n.written }, ...fixed };
+  }
+}
+
+/**
  * The workflow's graph. Positions are laid out again only when its shape changes (a
  * task, selector member or data key comes); a state change only repaints a node.
  */
 export function WorkflowGraph({ graph, onOpenTask, onExpandGroup, onOpenData }: GraphProps) {
   // The shape key stands for the nodes and edges: a state change alone keeps the layout.
   const boxes = useMemo(() => layoutGraph(graph), [graph.shapeKey]);
-  const nodes = useMemo<Node[]>(
-    () =>
-      graph.nodes.map((n) => {
-        // Sizes and handles are fixed (the layout used them) and given, not measured: a node
-        // React Flow had to measure stayed hidden, without edges, when the page replaced it
-        // while it kept updating.
-        const box = boxes.get(n.id) ?? { x: 0, y: 0, ...sizeOf(n) };
-        const position = { x: box.x, y: box.y };
-        const { width, height } = box;
-        const fixed = {
-          draggable: false,
-          connectable: false,
-          width,
-          height,
-          measured: { width, height },
-          handles: [
-            { type: 'target' as const, position: Position.Left, x: -0.5, y: height / 2 - 0.5 },
-            { type: 'source' as const, position: Position.Right, x: width - 0.5, y: height / 2 - 0.5 },
-          ],
-        };
-        switch (n.type) {
-          case 'task':
-            return { id: n.id, type: 'task', position, data: { task: n.task }, ...fixed };
-          case 'cluster':
-            return { id: n.id, type: 'cluster', position, data: { ...n }, ...fixed };
-          case 'tag':
-            return { id: n.id, type: 'tag', position, data: { label: `tag ${n.tag}`, title: `requires_tags ${n.tag}: ${n.members} current member(s)` }, ...fixed };
-          case 'data':
-            return { id: n.id, type: 'data', position, data: { label: `data ${n.key}`, title: `data key ${n.key}${n.written ? '' : ' (not written yet)'}`, written: n.written }, ...fixed };
-        }
-      }),
-    [graph, boxes],
-  );
+  // A node whose content and place did not change is the same object as before, so React
+  // Flow and the memoized node components skip it: a state change repaints one box.
+  const previous = useRef(new Map<string, { box: Box; key: unknown; node: Node }>());
+  const nodes = useMemo<Node[]>(() => {
+    const next = new Map<string, { box: Box; key: unknown; node: Node }>();
+    const list = graph.nodes.map((n) => {
+      const box = boxes.get(n.id) ?? { x: 0, y: 0, ...sizeOf(n) };
+      const key = n.type === 'task' ? n.task : n.type === 'cluster' ? JSON.stringify([n.size, n.counts]) : n.type === 'tag' ? n.members : n.written;
+      const kept = previous.current.get(n.id);
+      const node = kept && kept.box === box && kept.key === key ? kept.node : nodeOf(n, box);
+      next.set(n.id, { box, key, node });
+      return node;
+    });
+    previous.current = next;
+    return list;
+  }, [graph, boxes]);
   const edges = useMemo<Edge[]>(
     () =>
       graph.edges.map((e) => ({

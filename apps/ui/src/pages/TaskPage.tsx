@@ -66,6 +66,7 @@ export function TaskPage({ client, id }: { client: TagflowClient; id: string }) 
             <dd>{workerId ? <><a href={href.workers()}>{worker.data?.name ?? workerId}</a>{worker.data?.hostname ? <span className="muted"> on {worker.data.hostname}</span> : null}</> : <span className="muted">—</span>}</dd>
             <dt>Requires</dt><dd>{[...t.requires, ...t.requires_tags.map((x) => `tag:${x}`)].join(', ') || '—'}</dd>
             <dt>Created</dt><dd><Ago at={t.created_at} /></dd>
+            {t.priority !== 0 ? <><dt>Priority</dt><dd>{t.priority}</dd></> : null}
             {t.not_before ? <><dt>Not before</dt><dd><time dateTime={t.not_before}>{new Date(t.not_before).toLocaleString()}</time></dd></> : null}
             <dt>Started</dt><dd><Ago at={t.started_at} /></dd>
             <dt>Finished</dt><dd><Ago at={t.finished_at} /></dd>
