@@ -55,22 +55,46 @@ describe('not_before', () => {
     expect((await api.task(wf.id, 'restarted')).state).toBe('WAITING');
     await api.stop();
     api = await Api.start({ databaseUrl: api.databaseUrl, prefix: api.prefix });
+    if (Date.now() < Date.parse(notBefore) - 500) expect((await api.task(wf.id, 'restarted')).state).toBe('WAITING');
     const [leased] = await api.poll([tag], { wait_s: 20 });
     expect(leased).toBeDefined();
     expect(Date.parse((await api.get(`/v1/tasks/${leased.id}`)).body.started_at)).toBeGreaterThanOrEqual(Date.parse(notBefore));
   });
 
-  it('can be moved earlier before the task runs', async () => {
+  it('can be moved earlier, later, or taken away before the task runs', async () => {
     const tag = `nb-${uniq()}`;
-    const wf = await api.createWorkflow(workflow({ tasks: [task('moved', { tags: [tag], not_before: at(3_600_000) })] }));
-    const t = await api.task(wf.id, 'moved');
-    expect((await api.request('PATCH', `/v1/tasks/${t.id}`, { not_before: at(-1000) })).status).toBe(200);
-    const [leased] = await api.poll([tag], { wait_s: 5 });
-    expect(leased?.id).toBe(t.id);
+    const wf = await api.createWorkflow(workflow({
+      tasks: [task('earlier', { tags: [tag], not_before: at(3_600_000) }), task('later', { tags: [tag], not_before: at(1000) }), task('cleared', { tags: [tag], not_before: at(3_600_000) })],
+    }));
+    const [earlier, later, cleared] = await Promise.all(['earlier', 'later', 'cleared'].map((n) => api.task(wf.id, n)));
+    const movedTo = at(4000);
+    expect((await api.request('PATCH', `/v1/tasks/${later.id}`, { not_before: movedTo })).status).toBe(200);
+    expect((await api.request('PATCH', `/v1/tasks/${earlier.id}`, { not_before: at(-1000) })).status).toBe(200);
+    expect((await api.request('PATCH', `/v1/tasks/${cleared.id}`, { not_before: null })).status).toBe(200);
+    const first = (await api.poll([tag], { wait_s: 5, max_tasks: 5 })).map((t) => t.id).sort();
+    expect(first).toEqual([earlier.id, cleared.id].sort());
+    // The one moved later is not handed out at its old time: a poll waiting past it gets nothing.
+    expect(await api.poll([tag], { wait_s: 2 })).toEqual([]);
+    expect((await api.task(wf.id, 'later')).state).toBe('WAITING');
+    const [last] = await api.poll([tag], { wait_s: 10 });
+    expect(last?.id).toBe(later.id);
+    expect(Date.parse((await api.get(`/v1/tasks/${later.id}`)).body.started_at)).toBeGreaterThanOrEqual(Date.parse(movedTo));
+  });
+
+  it('holds the task of a sealed workflow (the one-task shortcut) without calling it stuck', async () => {
+    const tag = `nb-${uniq()}`;
+    const notBefore = at(2000);
+    const r = await api.post('/v1/tasks', { tags: [tag], action: { type: 'noop' }, not_before: notBefore });
+    expect(r.status).toBe(201);
+    // Sealed, nothing ready or running: still not a deadlock while the time is ahead.
+    expect(await api.poll([tag], { wait_s: 1 })).toEqual([]);
+    expect((await api.get(`/v1/tasks/${r.body.id}`)).body).toMatchObject({ state: 'WAITING', error: null });
+    const [leased] = await api.poll([tag], { wait_s: 10 });
+    expect(leased?.id).toBe(r.body.id);
   });
 
   it('refuses a time without a zone, or not a time, naming the field, and creates nothing', async () => {
-    for (const bad of ['tomorrow', '2026-12-01T10:00:00', '2026-13-01T10:00:00Z', 1764583200000]) {
+    for (const bad of ['tomorrow', '2026-12-01T10:00:00', '2026-13-01T10:00:00Z', '2026-02-30T10:00:00Z', '2026-12-01T24:00:00Z', 1764583200000]) {
       const name = `bad-${uniq()}`;
       const r = await api.post('/v1/workflows', workflow({ name, tasks: [task('x', { not_before: bad })] }));
       expect({ bad, status: r.status }).toEqual({ bad, status: 400 });

@@ -81,6 +81,13 @@ export function IsDataKeyList(max = 100): PropertyDecorator {
 
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/;
 
+/** 2026-02-30 and 24:00 parse (as March 2, as the next day): refused, they are typos. */
+function realCalendarTime(value: string): boolean {
+  const [y, m, d, hh, mm, ss] = [value.slice(0, 4), value.slice(5, 7), value.slice(8, 10), value.slice(11, 13), value.slice(14, 16), value.slice(17, 19)].map(Number);
+  const day = new Date(Date.UTC(y, m - 1, d));
+  return day.getUTCMonth() === m - 1 && day.getUTCDate() === d && hh <= 23 && mm <= 59 && (Number.isNaN(ss) || ss <= 59);
+}
+
 /** An ISO 8601 time with its time zone (`2026-12-01T06:00:00Z`, `...+01:00`): never the server's local time. */
 export function IsZonedTime(): PropertyDecorator {
   return (target, key) =>
@@ -89,7 +96,7 @@ export function IsZonedTime(): PropertyDecorator {
       target: target.constructor,
       propertyName: key as string,
       validator: {
-        validate: (value: unknown) => typeof value === 'string' && ISO_TIME.test(value) && Number.isFinite(Date.parse(value)),
+        validate: (value: unknown) => typeof value === 'string' && ISO_TIME.test(value) && realCalendarTime(value) && Number.isFinite(Date.parse(value)),
         defaultMessage: (args?: ValidationArguments) => `${args?.property} must be an ISO 8601 time with a time zone, like 2026-12-01T06:00:00Z`,
       },
     });

@@ -12,6 +12,9 @@ import { LeaseService } from '../worker-protocol/lease.service.js';
 import { PollService } from '../worker-protocol/poll.service.js';
 
 const BATCH = 1000;
+/** Tasks whose not_before has come, woken a page at a time, at most this many pages a tick. */
+const WAKE_PAGE = 500;
+const WAKE_PAGES_PER_TICK = 20;
 /** A READY task this old whose job Redis does not hold was lost (API died before enqueue, Redis restarted). */
 const LOST_AFTER_MS = 3000;
 /** A claim takes milliseconds: a job fetched this long ago whose task is still READY has no API behind it. */
@@ -213,22 +216,31 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
    * one transaction under its lock (any replica may do it; evaluating twice changes nothing).
    */
   private async wakeDue(): Promise<void> {
-    let due: { id: string; workflow_id: string }[];
-    try {
-      due = await this.db.read().tasks.due(this.db.now(), 500);
-    } catch (e) {
-      this.logger.event('warn', 'reconciler', 'could not look for tasks whose not_before has come', { error: String(e) });
-      return;
-    }
-    const byWorkflow = new Map<string, string[]>();
-    for (const t of due) (byWorkflow.get(t.workflow_id) ?? byWorkflow.set(t.workflow_id, []).get(t.workflow_id)!).push(t.id);
-    for (const [workflowId, ids] of byWorkflow) {
-      await this.engine
-        .inWorkflow(workflowId, async (uow, wf) => {
-          await uow.repos.tasks.woken(ids);
-          uow.record({ kind: 'evaluate-ids', wf, ids });
-        })
-        .catch((e: unknown) => this.logger.event('warn', 'reconciler', 'could not wake tasks whose not_before has come', { workflow_id: workflowId, error: String(e) }));
+    // Page after page while pages come full (many tasks due at once), up to a bound per tick;
+    // a workflow that failed is left for the next tick, so its rows do not fill every page.
+    for (let page = 0; page < WAKE_PAGES_PER_TICK; page++) {
+      let due: { id: string; workflow_id: string }[];
+      try {
+        due = await this.db.read().tasks.due(this.db.now(), WAKE_PAGE);
+      } catch (e) {
+        this.logger.event('warn', 'reconciler', 'could not look for tasks whose not_before has come', { error: String(e) });
+        return;
+      }
+      const byWorkflow = new Map<string, string[]>();
+      for (const t of due) (byWorkflow.get(t.workflow_id) ?? byWorkflow.set(t.workflow_id, []).get(t.workflow_id)!).push(t.id);
+      let failed = false;
+      for (const [workflowId, ids] of byWorkflow) {
+        await this.engine
+          .inWorkflow(workflowId, async (uow, wf) => {
+            await uow.repos.tasks.woken(ids);
+            uow.record({ kind: 'evaluate-ids', wf, ids });
+          })
+          .catch((e: unknown) => {
+            failed = true;
+            this.logger.event('warn', 'reconciler', 'could not wake tasks whose not_before has come', { workflow_id: workflowId, error: String(e) });
+          });
+      }
+      if (failed || due.length < WAKE_PAGE) return;
     }
   }
 

@@ -16,6 +16,8 @@ export async function checkWorkflow(uow: UnitOfWork, wf: WorkflowEntity): Promis
   // Indexed probes that stop at the first row: this runs after every report.
   if (await tasks.anyIn(wf.id, ['READY', 'RUNNING'])) return;
   if (await tasks.anyHandling(wf.id)) return;
+  // A task waiting only for its not_before moves by itself when the time comes: not stuck.
+  if (await tasks.anyHeldForTime(wf.id)) return;
   if (await tasks.anyIn(wf.id, ['WAITING'])) {
     // Never hang silently: with every fact settled and nothing ready, running or being
     // handled, the tasks still waiting in a sealed, running workflow never will run.

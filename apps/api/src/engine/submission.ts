@@ -57,7 +57,7 @@ export async function patchTask(uow: UnitOfWork, wf: WorkflowEntity, t: TaskEnti
     on_error: patch.on_error ?? (t.on_error as unknown as TaskSpecLike['on_error']),
     revert: patch.revert ?? t.revert ?? undefined,
     produces: patch.produces ?? t.produces,
-    not_before: patch.not_before ?? t.not_before,
+    not_before: patch.not_before === undefined ? t.not_before : patch.not_before,
     priority: patch.priority ?? t.priority,
   });
   await checkSubmission(uow, wf, [merged], { parentId: t.parent_task_id, replacing: t });

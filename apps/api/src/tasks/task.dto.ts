@@ -26,7 +26,8 @@ export class TaskPatchDto {
   @IsOptional() @IsArray() @ArrayMaxSize(LIMITS.onErrorEntries) @ValidateNested({ each: true }) @Type(() => OnErrorDto) on_error?: OnErrorDto[];
   @IsOptional() @IsAction() revert?: { type: string } & Record<string, unknown>;
   @IsOptional() @IsDataKeyList() produces?: string[];
-  @IsOptional() @IsZonedTime() not_before?: string;
+  /** A new time, or null: no longer held by a time. */
+  @IsOptional() @IsZonedTime() not_before?: string | null;
   @IsOptional() @IsInt() @Min(LIMITS.priorityMin) @Max(LIMITS.priorityMax) priority?: number;
 }
 

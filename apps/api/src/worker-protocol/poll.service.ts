@@ -13,6 +13,9 @@ import { LeaseService } from './lease.service.js';
 
 /** How long a poll waits for one Redis fetch before answering 503. */
 const REDIS_WAIT_MS = 3000;
+/** Tag sets of a poll whose first task's priority is read before taking, and how long that may take. */
+const PEEK_MAX = 64;
+const PEEK_WAIT_MS = 200;
 
 export interface PollRequest {
   /** Only this namespace's tag sets are looked at. */
@@ -263,10 +266,13 @@ export class PollService implements OnApplicationBootstrap {
       .sort((a, b) => this.hints.get(a)! - this.hints.get(b)!);
     // Across tag sets, the one whose first waiting task has the highest priority goes first;
     // at equal priority, the order above (a tag set taken from waits behind the others).
+    // Only the first PEEK_MAX are looked at (a worker may span thousands of tag sets); if the
+    // look fails or is slow, the order stays as it is (priority orders, it never blocks a poll).
     if (candidates.length > 1 && this.redis.ready) {
-      const heads = await withDeadline(this.jobs.headPriorities(candidates), REDIS_WAIT_MS, () => new Unavailable('Redis, which holds the queues, did not answer in time; poll again shortly'));
+      const peeked = candidates.slice(0, PEEK_MAX);
+      const heads = await withDeadline(this.jobs.headPriorities(peeked), PEEK_WAIT_MS, () => new Error('slow')).catch(() => new Map<string, number>());
       const rank = (t: string) => heads.get(t) ?? -Infinity;
-      candidates.sort((a, b) => (rank(b) > rank(a) ? 1 : rank(b) < rank(a) ? -1 : 0));
+      candidates.splice(0, peeked.length, ...peeked.sort((a, b) => (rank(b) > rank(a) ? 1 : rank(b) < rank(a) ? -1 : 0)));
     }
     for (const tagset of candidates) {
       while (out.length < req.maxTasks) {

@@ -155,6 +155,12 @@ export class TaskRepository {
   }
 
   /** Takes: a workflow id. Returns: whether a failed task of it has handlers running. */
+  /** Does a task of the workflow wait for its `not_before` alone (it will move by itself then)? */
+  async anyHeldForTime(workflowId: string): Promise<boolean> {
+    const { rows } = await sql(this.em, `SELECT id FROM task WHERE workflow_id = :wf AND state = 'WAITING' AND wake_at IS NOT NULL LIMIT 1`, { wf: workflowId });
+    return rows.length > 0;
+  }
+
   async anyHandling(workflowId: string): Promise<boolean> {
     const { rows } = await sql(this.em, `SELECT id FROM task WHERE workflow_id = :wf AND state = 'ERROR' AND handling = :yes LIMIT 1`, { wf: workflowId, yes: true });
     return rows.length > 0;
@@ -232,7 +238,6 @@ export class TaskRepository {
     await sql(this.em, 'DELETE FROM task WHERE id = :id', { id });
   }
 
-  /** Takes: the clock and a bound. Returns: RUNNING tasks whose lease or run time is over, up to `limit`. */
   /** Takes: waiting tasks that their `not_before` alone holds. Marks each to be evaluated again at that time. */
   async holdUntilNotBefore(ids: readonly string[]): Promise<void> {
     for (let i = 0; i < ids.length; i += 500) {
@@ -251,6 +256,7 @@ export class TaskRepository {
     if (ids.length > 0) await sql(this.em, 'UPDATE task SET wake_at = NULL WHERE id IN (:ids)', { ids: [...ids] });
   }
 
+  /** Takes: the clock and a bound. Returns: RUNNING tasks whose lease or run time is over, up to `limit`. */
   async overdue(now: number, limit: number): Promise<Pick<TaskEntity, 'id' | 'workflow_id'>[]> {
     const { rows } = await sql(this.em, `SELECT id, workflow_id FROM task WHERE state = 'RUNNING' AND (lease_expires_at < :now OR deadline_at < :now) LIMIT :lim`, { now, lim: limit });
     return rows.map((r) => ({ id: r.id as string, workflow_id: r.workflow_id as string }));
