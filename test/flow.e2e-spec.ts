@@ -143,6 +143,17 @@ describe('priority', () => {
     expect(await names(wf.id, order)).toEqual(['y-high', 'x-plain', 'x-low']);
   });
 
+  it('a poll for several tasks takes them in priority order across its tag sets, not one tag set first', async () => {
+    const [x, y] = [`prx-${uniq()}`, `pry-${uniq()}`];
+    const wf = await api.createWorkflow(workflow({
+      tasks: [task('x-top', { tags: [x], priority: 60 }), task('x-bottom', { tags: [x], priority: -100 }), task('y-mid', { tags: [y], priority: 50 }), task('y-low', { tags: [y], priority: -50 })],
+    }));
+    const first = (await api.poll([x, y], { wait_s: 2, max_tasks: 3 })).map((t) => t.id);
+    expect((await names(wf.id, first)).sort()).toEqual(['x-top', 'y-low', 'y-mid']);
+    const rest = (await api.poll([x, y], { wait_s: 2, max_tasks: 3 })).map((t) => t.id);
+    expect(await names(wf.id, rest)).toEqual(['x-bottom']);
+  });
+
   it('gives a parked poll the highest of the tasks a report releases', async () => {
     const tag = `prh-${uniq()}`;
     const wf = await api.createWorkflow(workflow({

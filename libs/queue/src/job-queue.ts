@@ -151,6 +151,12 @@ export class JobQueue {
     return heads;
   }
 
+  /** How many jobs of a tag set's queue wait with a priority at least `priority` (taken before any lower one). */
+  async countAtLeast(tagset: string, priority: number): Promise<number> {
+    // Scores are BullMQ priority * 2^32 + a counter: at least `priority` is below the next BullMQ priority's first score.
+    return this.redis.command.zcount(this.redis.key(`${queueName(tagset)}:prioritized`), '-inf', `(${(bullPriority(priority) + 1) * 0x100000000}`);
+  }
+
   /** Extends a job's lock; false when the job or the lock is gone (Redis lost it), or the lease never had a job. */
   async extend(tagset: string, jobId: string, token: string, lockMs: number): Promise<boolean> {
     if (handedDirectly(token)) return false;

@@ -17,6 +17,14 @@ const REDIS_WAIT_MS = 3000;
 const PEEK_MAX = 64;
 const PEEK_WAIT_MS = 200;
 
+/** Highest head priority first among the first PEEK_MAX (stable: ties keep their order); the rest stay behind. */
+function rank(order: string[], heads: ReadonlyMap<string, number>): void {
+  if (heads.size === 0) return;
+  const of = (t: string) => heads.get(t) ?? -Infinity;
+  const first = order.slice(0, PEEK_MAX).sort((a, b) => (of(b) > of(a) ? 1 : of(b) < of(a) ? -1 : 0));
+  order.splice(0, first.length, ...first);
+}
+
 export interface PollRequest {
   /** Only this namespace's tag sets are looked at. */
   namespace: string;
@@ -260,53 +268,75 @@ export class PollService implements OnApplicationBootstrap {
 
   private async fetch(req: PollRequest): Promise<Leased[]> {
     const out: Leased[] = [];
-    const candidates = this.index
+    const order = this.index
       .matching([...req.tags, namespaceTag(req.namespace)])
       .filter((id) => this.hints.has(id) && (!req.grants || coveredBy(req.grants, clientTags(this.index.tagsOf(id) ?? []))))
       .sort((a, b) => this.hints.get(a)! - this.hints.get(b)!);
-    // Across tag sets, the one whose first waiting task has the highest priority goes first;
-    // at equal priority, the order above (a tag set taken from waits behind the others).
-    // Only the first PEEK_MAX are looked at (a worker may span thousands of tag sets); if the
-    // look fails or is slow, the order stays as it is (priority orders, it never blocks a poll).
-    if (candidates.length > 1 && this.redis.ready) {
-      const peeked = candidates.slice(0, PEEK_MAX);
-      const heads = await withDeadline(this.jobs.headPriorities(peeked), PEEK_WAIT_MS, () => new Error('slow')).catch(() => new Map<string, number>());
-      const rank = (t: string) => heads.get(t) ?? -Infinity;
-      candidates.splice(0, peeked.length, ...peeked.sort((a, b) => (rank(b) > rank(a) ? 1 : rank(b) < rank(a) ? -1 : 0)));
-    }
-    for (const tagset of candidates) {
-      while (out.length < req.maxTasks) {
-        const seqBefore = this.seq.get(tagset) ?? 0;
-        const want = req.maxTasks - out.length;
-        const tokens = Array.from({ length: want }, () => this.leases.newToken());
-        if (!this.redis.ready) return out;
-        // A Redis that stopped answering: the poll answers 503 instead of hanging. A job
-        // fetched after that has no claim; the reconciler releases it (an orphan).
-        const jobs = await withDeadline(this.jobs.take(tagset, tokens), REDIS_WAIT_MS, () => new Unavailable('Redis, which holds the queues, did not answer in time; poll again shortly'));
-        if (jobs.length < want && (this.seq.get(tagset) ?? 0) === seqBefore) this.hints.delete(tagset);
-        // Taken from: it goes behind the other tag sets with work, so a backlog on one does not starve the rest.
-        else if (jobs.length > 0 && this.hints.has(tagset)) this.hints.set(tagset, Date.now());
-        if (jobs.length === 0) break;
-        let claimed: TaskEntity[];
-        try {
-          claimed = await this.leases.claim(jobs.map((j) => ({ taskId: j.taskId, attempt: j.attempt, tagsetId: tagset, token: j.token, workerId: req.workerId })));
-        } catch (e) {
-          // The database did not answer: give the jobs up. Their tasks are still READY in
-          // the database, so the reconciler queues them again.
-          this.logger.event('error', 'poll', 'claim failed; the jobs go back', { tasks: jobs.map((j) => j.taskId), error: String(e) });
-          await Promise.all(jobs.map((j) => this.jobs.finish(tagset, j.jobId, j.token).catch(this.notFinished)));
-          return out;
-        }
-        // Stale jobs (task moved on, cancelled, deleted, or its workflow is paused): dropped.
-        const leased = new Set(claimed.map((t) => t.lease_token));
-        const stale = jobs.filter((j) => !leased.has(j.token));
-        await Promise.all(stale.map((j) => this.jobs.finish(tagset, j.jobId, j.token).catch(this.notFinished)));
-        out.push(...(await this.deliver(claimed)));
-        if (jobs.length < want) break;
+    // Across tag sets, the one whose first waiting task has the highest priority goes first,
+    // and only for its tasks that rank at least as high as the next tag set's first; then
+    // the heads are read again. At equal priority the order above holds (a tag set taken from
+    // waits behind the others). With one priority everywhere this is one round, as before.
+    let heads = await this.peek(order);
+    while (order.length > 0 && out.length < req.maxTasks) {
+      rank(order, heads);
+      const tagset = order[0];
+      const best = heads.get(tagset);
+      const next = order.length > 1 ? heads.get(order[1]) : undefined;
+      let quota = req.maxTasks - out.length;
+      if (best !== undefined && next !== undefined) {
+        const atLeast = await withDeadline(this.jobs.countAtLeast(tagset, next), PEEK_WAIT_MS, () => new Error('slow')).catch(() => quota);
+        quota = Math.max(1, Math.min(quota, atLeast));
       }
-      if (out.length >= req.maxTasks) break;
+      const taken = await this.takeFrom(tagset, quota, req, out);
+      if (taken === 'stop') return out;
+      if (taken === 'dry') order.shift();
+      else if (out.length < req.maxTasks && heads.size > 0) heads = await this.peek(order);
     }
     return out;
+  }
+
+  /** The head priority of the first PEEK_MAX tag sets; empty when there is nothing to choose or Redis is slow (the order then stays). */
+  private async peek(tagsets: readonly string[]): Promise<Map<string, number>> {
+    if (tagsets.length < 2 || !this.redis.ready) return new Map();
+    return withDeadline(this.jobs.headPriorities(tagsets.slice(0, PEEK_MAX)), PEEK_WAIT_MS, () => new Error('slow')).catch(() => new Map<string, number>());
+  }
+
+  /**
+   * Takes up to `quota` tasks of one tag set for the poll (into `out`): 'dry' when its queue
+   * ran out, 'taken' when the quota is met, 'stop' when Redis or the database failed.
+   */
+  private async takeFrom(tagset: string, quota: number, req: PollRequest, out: Leased[]): Promise<'dry' | 'taken' | 'stop'> {
+    const target = out.length + quota;
+    while (out.length < target) {
+      const seqBefore = this.seq.get(tagset) ?? 0;
+      const want = target - out.length;
+      const tokens = Array.from({ length: want }, () => this.leases.newToken());
+      if (!this.redis.ready) return 'stop';
+      // A Redis that stopped answering: the poll answers 503 instead of hanging. A job
+      // fetched after that has no claim; the reconciler releases it (an orphan).
+      const jobs = await withDeadline(this.jobs.take(tagset, tokens), REDIS_WAIT_MS, () => new Unavailable('Redis, which holds the queues, did not answer in time; poll again shortly'));
+      if (jobs.length < want && (this.seq.get(tagset) ?? 0) === seqBefore) this.hints.delete(tagset);
+      // Taken from: it goes behind the other tag sets with work, so a backlog on one does not starve the rest.
+      else if (jobs.length > 0 && this.hints.has(tagset)) this.hints.set(tagset, Date.now());
+      if (jobs.length === 0) return 'dry';
+      let claimed: TaskEntity[];
+      try {
+        claimed = await this.leases.claim(jobs.map((j) => ({ taskId: j.taskId, attempt: j.attempt, tagsetId: tagset, token: j.token, workerId: req.workerId })));
+      } catch (e) {
+        // The database did not answer: give the jobs up. Their tasks are still READY in
+        // the database, so the reconciler queues them again.
+        this.logger.event('error', 'poll', 'claim failed; the jobs go back', { tasks: jobs.map((j) => j.taskId), error: String(e) });
+        await Promise.all(jobs.map((j) => this.jobs.finish(tagset, j.jobId, j.token).catch(this.notFinished)));
+        return 'stop';
+      }
+      // Stale jobs (task moved on, cancelled, deleted, or its workflow is paused): dropped.
+      const leased = new Set(claimed.map((t) => t.lease_token));
+      const stale = jobs.filter((j) => !leased.has(j.token));
+      await Promise.all(stale.map((j) => this.jobs.finish(tagset, j.jobId, j.token).catch(this.notFinished)));
+      out.push(...(await this.deliver(claimed)));
+      if (jobs.length < want) return 'dry';
+    }
+    return 'taken';
   }
 
   /** Leased tasks as their worker receives them (see handOut); resolved inputs kept for the whole poll at once. */
