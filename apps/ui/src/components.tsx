@@ -1,8 +1,7 @@
 import { useState, type ReactNode } from 'react';
+import { TASK_STATES } from '@tagflow/domain/states.js';
 import { errorText } from './session';
 
-export const TASK_STATES = ['WAITING', 'READY', 'RUNNING', 'SUCCESS', 'ERROR', 'CANCELLED', 'SKIPPED'] as const;
-export const WORKFLOW_STATES = ['RUNNING', 'PAUSED', 'SUCCESS', 'ERROR', 'CANCELLED'] as const;
 
 export function StateBadge({ state }: { state: string }) {
   return <span className={`state state-${state}`} data-state={state}>{state}</span>;
@@ -25,6 +24,16 @@ export function Counts({ counts }: { counts: Partial<Record<string, number>> }) 
 export function Json({ value, empty = '—' }: { value: unknown; empty?: string }) {
   if (value === null || value === undefined) return <span className="muted">{empty}</span>;
   return <pre className="json">{JSON.stringify(value, null, 2)}</pre>;
+}
+
+/** A page whose data has not come: why not, or that it is coming. */
+export function PagePending({ error }: { error: unknown }) {
+  return (
+    <main className="page">
+      <ErrorBox error={error} />
+      {error ? null : <p className="muted">Loading…</p>}
+    </main>
+  );
 }
 
 export function ErrorBox({ error }: { error: unknown }) {

@@ -3,7 +3,7 @@ import { Background, Controls, Handle, MiniMap, Position, ReactFlow, useNodesIni
 import '@xyflow/react/dist/style.css';
 import { layoutGraph, sizeOf, type Box } from './layout';
 import type { Graph, GraphNode, GraphTask } from './model';
-import { TASK_STATES } from '../components';
+import { TASK_STATES } from '@tagflow/domain/states.js';
 
 type TaskNodeData = { task: GraphTask };
 type GroupNodeData = Extract<GraphNode, { type: 'cluster' }> & { expanded: false };

@@ -1,12 +1,11 @@
 import { useEffect, useRef, useState } from 'react';
 import { useQuery, useQueryClient } from '@tanstack/react-query';
 import type { LogStream, TagflowClient, Task, TaskEvent } from '@tagflow/client';
-import { ActionButton, Ago, ErrorBox, Json, Section, StateBadge, Tags } from '../components';
+import { isTerminalTask, isTerminalWorkflow } from '@tagflow/domain/states.js';
+import { ActionButton, Ago, ErrorBox, Json, PagePending, Section, StateBadge, Tags } from '../components';
 import { href } from '../router';
 import { errorText } from '../session';
 
-const FINISHED = new Set(['SUCCESS', 'ERROR', 'CANCELLED', 'SKIPPED']);
-const WORKFLOW_FINISHED = new Set(['SUCCESS', 'ERROR', 'CANCELLED']);
 
 /** A task: what it was given and gave back, its attempts, its live output, cancel and rerun. */
 export function TaskPage({ client, id }: { client: TagflowClient; id: string }) {
@@ -15,7 +14,7 @@ export function TaskPage({ client, id }: { client: TagflowClient; id: string }) 
     queryKey: ['task', id],
     queryFn: () => client.getTask(id),
     // Not again after an error (a 404 stays a 404); slower once it finished.
-    refetchInterval: (q) => (q.state.error ? false : q.state.data && FINISHED.has(q.state.data.state) ? 5000 : 1000),
+    refetchInterval: (q) => (q.state.error ? false : q.state.data && isTerminalTask(q.state.data.state) ? 5000 : 1000),
   });
   const workflowId = task.data?.workflow_id;
   const workflow = useQuery({ queryKey: ['workflow', workflowId], queryFn: () => client.getWorkflow(workflowId!), enabled: !!workflowId, refetchInterval: 5000 });
@@ -27,14 +26,7 @@ export function TaskPage({ client, id }: { client: TagflowClient; id: string }) 
   const workerId = task.data?.worker_id ?? null;
   const worker = useQuery({ queryKey: ['worker', workerId], queryFn: () => client.getWorker(workerId!), enabled: !!workerId, staleTime: 60_000 });
   const t = task.data;
-  if (!t) {
-    return (
-      <main className="page">
-        <ErrorBox error={task.error} />
-        {task.error ? null : <p className="muted">Loading…</p>}
-      </main>
-    );
-  }
+  if (!t) return <PagePending error={task.error} />;
   const refresh = async (run: () => Promise<Task>) => {
     const updated = await run();
     queries.setQueryData(['task', id], updated);
@@ -48,13 +40,13 @@ export function TaskPage({ client, id }: { client: TagflowClient; id: string }) 
           <div className="sub">
             <span className="mono small">{t.id}</span> · attempt {t.attempt}{t.retry.count > 0 ? ` (retries: ${t.retry.count})` : ''}
             {t.kind === 'task' ? null : <> · {t.kind === 'handler' ? 'on_error handler' : 'revert'} of <a href={href.task(t.parent_task_id ?? '')}>its task</a></>}
-            {t.cancel_requested && !FINISHED.has(t.state) ? <> · <span className="warn">cancel requested</span></> : null}
+            {t.cancel_requested && !isTerminalTask(t.state) ? <> · <span className="warn">cancel requested</span></> : null}
           </div>
         </div>
         <div className="buttons">
-          {!FINISHED.has(t.state) ? <ActionButton label="Cancel" danger confirm={`Cancel task ${t.name}?`} run={() => refresh(() => client.cancelTask(t.id))} /> : null}
+          {!isTerminalTask(t.state) ? <ActionButton label="Cancel" danger confirm={`Cancel task ${t.name}?`} run={() => refresh(() => client.cancelTask(t.id))} /> : null}
           {/* The API reruns an ERROR task of a workflow that has not finished. */}
-          {t.state === 'ERROR' && workflow.data && !WORKFLOW_FINISHED.has(workflow.data.state) ? <ActionButton label="Rerun" run={() => refresh(() => client.rerunTask(t.id))} /> : null}
+          {t.state === 'ERROR' && workflow.data && !isTerminalWorkflow(workflow.data.state) ? <ActionButton label="Rerun" run={() => refresh(() => client.rerunTask(t.id))} /> : null}
         </div>
       </div>
       <div className="grid">
@@ -88,7 +80,7 @@ export function TaskPage({ client, id }: { client: TagflowClient; id: string }) 
         <Section title="Input"><Json value={t.input} empty="{}" /></Section>
         <Section title="Resolved input"><Json value={t.resolved_input} empty={t.attempt > 0 ? 'the input as given (no references)' : 'resolved when handed to a worker'} /></Section>
       </div>
-      <Section title="Output"><Json value={t.output} empty={FINISHED.has(t.state) ? 'none' : 'none yet'} /></Section>
+      <Section title="Output"><Json value={t.output} empty={isTerminalTask(t.state) ? 'none' : 'none yet'} /></Section>
       <Section title="Attempts">
         <ErrorBox error={events.error} />
         <Attempts events={events.data ?? []} />

@@ -1,7 +1,8 @@
 import { useMemo, useState } from 'react';
 import { useQuery } from '@tanstack/react-query';
 import type { Task, TagflowClient, TaskState } from '@tagflow/client';
-import { ActionButton, Ago, Counts, ErrorBox, Json, StateBadge, Tags, TASK_STATES } from '../components';
+import { isTerminalWorkflow, TASK_STATES } from '@tagflow/domain/states.js';
+import { ActionButton, Ago, Counts, ErrorBox, Json, PagePending, StateBadge, Tags } from '../components';
 import { buildGraph, groupIdOf, namePattern, readsOf, type Grouping } from '../graph/model';
 import { WorkflowGraph } from '../graph/WorkflowGraph';
 import { useWorkflowLive, type LiveWorkflow } from '../live/useWorkflowLive';
@@ -10,7 +11,6 @@ import { href } from '../router';
 /** Above this many tasks the graph draws groups; a group this large is listed, not drawn. */
 const MAX_NODES = 300;
 
-const FINISHED = new Set(['SUCCESS', 'ERROR', 'CANCELLED']);
 
 export function WorkflowPage({ client, id, tab }: { client: TagflowClient; id: string; tab: 'graph' | 'tasks' | 'data' | 'events' }) {
   const live = useWorkflowLive(client, id);
@@ -22,15 +22,8 @@ export function WorkflowPage({ client, id, tab }: { client: TagflowClient; id: s
     return c;
   }, [live.tasks, live.version]);
 
-  if (!w) {
-    return (
-      <main className="page">
-        <ErrorBox error={live.error} />
-        {live.error ? null : <p className="muted">Loading…</p>}
-      </main>
-    );
-  }
-  const finished = FINISHED.has(w.state);
+  if (!w) return <PagePending error={live.error} />;
+  const finished = isTerminalWorkflow(w.state);
   const act = (run: () => Promise<unknown>) => async () => {
     await run();
     live.refresh();

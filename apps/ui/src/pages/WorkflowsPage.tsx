@@ -1,7 +1,8 @@
 import { useState } from 'react';
 import { keepPreviousData, useQuery } from '@tanstack/react-query';
 import type { TagflowClient, WorkflowState } from '@tagflow/client';
-import { Ago, Counts, ErrorBox, StateBadge, Tags, WORKFLOW_STATES } from '../components';
+import { WORKFLOW_STATES } from '@tagflow/domain/states.js';
+import { Ago, Counts, ErrorBox, StateBadge, Tags } from '../components';
 import { href } from '../router';
 
 const PAGE = 50;
