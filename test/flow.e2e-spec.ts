@@ -4,15 +4,16 @@ import { Api, task, waitFor, workflow } from './support/harness.js';
 const uniq = () => Math.random().toString(36).slice(2, 10);
 const at = (msFromNow: number) => new Date(Date.now() + msFromNow).toISOString();
 
-/** Flow control: when a task may start, whatever its dependencies say. */
+/** Flow control: when a task may start and which goes first, whatever its dependencies say. */
+let api: Api;
+beforeAll(async () => {
+  api = await Api.start();
+});
+afterAll(async () => {
+  await api?.stop();
+});
+
 describe('not_before', () => {
-  let api: Api;
-  beforeAll(async () => {
-    api = await Api.start();
-  });
-  afterAll(async () => {
-    await api?.stop();
-  });
 
   it('holds a task whose dependencies are met until its time, then hands it out within a second', async () => {
     const tag = `nb-${uniq()}`;
@@ -105,13 +106,6 @@ describe('not_before', () => {
 });
 
 describe('priority', () => {
-  let api: Api;
-  beforeAll(async () => {
-    api = await Api.start();
-  });
-  afterAll(async () => {
-    await api?.stop();
-  });
 
   const names = async (wfId: string, ids: string[]) => {
     const tasks = (await api.get(`/v1/workflows/${wfId}/tasks?limit=500`)).body.items as { id: string; name: string }[];

@@ -33,6 +33,14 @@ export function bullPriority(priority: number): number {
   return 101 - Math.max(-100, Math.min(100, Math.trunc(priority)));
 }
 
+/** BullMQ orders its prioritized set by priority * 2^32 + a counter (insertion order within a priority). */
+const SCORE_STEP = 0x100000000;
+
+/** The task priority of a job's score in the prioritized set (the inverse of bullPriority). */
+function priorityOfScore(score: number): number {
+  return 101 - Math.floor(score / SCORE_STEP);
+}
+
 export interface TakenJob {
   taskId: string;
   attempt: number;
@@ -139,22 +147,24 @@ export class JobQueue {
    */
   async headPriorities(tagsets: readonly string[]): Promise<Map<string, number>> {
     const heads = new Map<string, number>();
-    if (tagsets.length < 2) return heads;
     const pipeline = this.redis.command.pipeline();
-    for (const t of tagsets) pipeline.zrange(this.redis.key(`${queueName(t)}:prioritized`), 0, 0, 'WITHSCORES');
+    for (const t of tagsets) pipeline.zrange(this.prioritizedKey(t), 0, 0, 'WITHSCORES');
     const answers = (await pipeline.exec()) ?? [];
     for (const [i, [err, row]] of answers.entries()) {
       const score = !err && Array.isArray(row) && row.length === 2 ? Number(row[1]) : NaN;
-      // BullMQ's score: priority * 2^32 + a counter (insertion order within a priority).
-      if (Number.isFinite(score)) heads.set(tagsets[i], 101 - Math.floor(score / 0x100000000));
+      if (Number.isFinite(score)) heads.set(tagsets[i], priorityOfScore(score));
     }
     return heads;
   }
 
   /** How many jobs of a tag set's queue wait with a priority at least `priority` (taken before any lower one). */
   async countAtLeast(tagset: string, priority: number): Promise<number> {
-    // Scores are BullMQ priority * 2^32 + a counter: at least `priority` is below the next BullMQ priority's first score.
-    return this.redis.command.zcount(this.redis.key(`${queueName(tagset)}:prioritized`), '-inf', `(${(bullPriority(priority) + 1) * 0x100000000}`);
+    // At least `priority`: below the first score of the next BullMQ priority.
+    return this.redis.command.zcount(this.prioritizedKey(tagset), '-inf', `(${(bullPriority(priority) + 1) * SCORE_STEP}`);
+  }
+
+  private prioritizedKey(tagset: string): string {
+    return this.redis.key(`${queueName(tagset)}:prioritized`);
   }
 
   /** Extends a job's lock; false when the job or the lock is gone (Redis lost it), or the lease never had a job. */

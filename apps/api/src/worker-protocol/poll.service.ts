@@ -17,6 +17,11 @@ const REDIS_WAIT_MS = 3000;
 const PEEK_MAX = 64;
 const PEEK_WAIT_MS = 200;
 
+/** A look at the queues that only orders work: if it fails or takes longer than PEEK_WAIT_MS, `fallback`. */
+function orFallback<T>(look: Promise<T>, fallback: T): Promise<T> {
+  return withDeadline(look, PEEK_WAIT_MS, () => new Error('slow')).catch(() => fallback);
+}
+
 /** Highest head priority first among the first PEEK_MAX (stable: ties keep their order); the rest stay behind. */
 function rank(order: string[], heads: ReadonlyMap<string, number>): void {
   if (heads.size === 0) return;
@@ -284,8 +289,7 @@ export class PollService implements OnApplicationBootstrap {
       const next = order.length > 1 ? heads.get(order[1]) : undefined;
       let quota = req.maxTasks - out.length;
       if (best !== undefined && next !== undefined) {
-        const atLeast = await withDeadline(this.jobs.countAtLeast(tagset, next), PEEK_WAIT_MS, () => new Error('slow')).catch(() => quota);
-        quota = Math.max(1, Math.min(quota, atLeast));
+        quota = Math.max(1, Math.min(quota, await orFallback(this.jobs.countAtLeast(tagset, next), quota)));
       }
       const taken = await this.takeFrom(tagset, quota, req, out);
       if (taken === 'stop') return out;
@@ -298,7 +302,7 @@ export class PollService implements OnApplicationBootstrap {
   /** The head priority of the first PEEK_MAX tag sets; empty when there is nothing to choose or Redis is slow (the order then stays). */
   private async peek(tagsets: readonly string[]): Promise<Map<string, number>> {
     if (tagsets.length < 2 || !this.redis.ready) return new Map();
-    return withDeadline(this.jobs.headPriorities(tagsets.slice(0, PEEK_MAX)), PEEK_WAIT_MS, () => new Error('slow')).catch(() => new Map<string, number>());
+    return orFallback(this.jobs.headPriorities(tagsets.slice(0, PEEK_MAX)), new Map<string, number>());
   }
 
   /**

@@ -154,13 +154,13 @@ export class TaskRepository {
     return rows.length > 0;
   }
 
-  /** Takes: a workflow id. Returns: whether a failed task of it has handlers running. */
-  /** Does a task of the workflow wait for its `not_before` alone (it will move by itself then)? */
+  /** Takes: a workflow id. Returns: whether a task of it waits for its `not_before` alone (it will move by itself then). */
   async anyHeldForTime(workflowId: string): Promise<boolean> {
     const { rows } = await sql(this.em, `SELECT id FROM task WHERE workflow_id = :wf AND state = 'WAITING' AND wake_at IS NOT NULL LIMIT 1`, { wf: workflowId });
     return rows.length > 0;
   }
 
+  /** Takes: a workflow id. Returns: whether a failed task of it has handlers running. */
   async anyHandling(workflowId: string): Promise<boolean> {
     const { rows } = await sql(this.em, `SELECT id FROM task WHERE workflow_id = :wf AND state = 'ERROR' AND handling = :yes LIMIT 1`, { wf: workflowId, yes: true });
     return rows.length > 0;
@@ -240,8 +240,8 @@ export class TaskRepository {
 
   /** Takes: waiting tasks that their `not_before` alone holds. Marks each to be evaluated again at that time. */
   async holdUntilNotBefore(ids: readonly string[]): Promise<void> {
-    for (let i = 0; i < ids.length; i += 500) {
-      await sql(this.em, `UPDATE task SET wake_at = not_before WHERE id IN (:ids) AND state = 'WAITING'`, { ids: ids.slice(i, i + 500) });
+    for (let i = 0; i < ids.length; i += CHUNK) {
+      await sql(this.em, `UPDATE task SET wake_at = not_before WHERE id IN (:ids) AND state = 'WAITING'`, { ids: ids.slice(i, i + CHUNK) });
     }
   }
 
