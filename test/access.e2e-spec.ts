@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { ACCESS, type Access } from '../apps/api/src/auth/access.js';
 import { AuditController } from '../apps/api/src/auth/audit.controller.js';
 import { KeysController } from '../apps/api/src/auth/keys.controller.js';
+import { LimitsController } from '../apps/api/src/limits/limits.controller.js';
 import { DataController } from '../apps/api/src/data-space/data.controller.js';
 import { StreamsController } from '../apps/api/src/streams/streams.controller.js';
 import { HealthController } from '../apps/api/src/health/health.controller.js';
@@ -19,7 +20,7 @@ import { WorkflowsController } from '../apps/api/src/workflows/workflows.control
 import { Api, task, waitFor, workflow } from './support/harness.js';
 import { WorkerProcess } from './support/worker-process.js';
 
-const CONTROLLERS = [WorkflowsController, TasksController, WorkerProtocolController, WorkersController, DataController, KeysController, AuditController, HealthController, MetricsController, StreamsController];
+const CONTROLLERS = [WorkflowsController, TasksController, WorkerProtocolController, WorkersController, DataController, KeysController, AuditController, HealthController, MetricsController, StreamsController, LimitsController];
 const ROLES = ['admin', 'operator', 'reader', 'worker'] as const;
 type Role = (typeof ROLES)[number];
 
@@ -47,7 +48,7 @@ function routesFromDecorators(): Route[] {
   return routes;
 }
 
-const fill = (path: string) => path.replace(':id', randomUUID()).replace(':task', 'some-task').replace(':key', 'some.key');
+const fill = (path: string) => path.replace(':id', randomUUID()).replace(':task', 'some-task').replace(':key', 'some.key').replace(':tag', 'some-tag');
 
 /** Access control as an outsider and as each role would meet it, against the real API. */
 describe('access control', () => {

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { Api, task, waitFor, workflow } from './support/harness.js';
+import { Api, DATABASE, task, waitFor, waitForWorkflow, workflow } from './support/harness.js';
 
 const uniq = () => Math.random().toString(36).slice(2, 10);
 const at = (msFromNow: number) => new Date(Date.now() + msFromNow).toISOString();
@@ -167,5 +167,124 @@ describe('priority', () => {
       expect({ bad, status: r.status }).toEqual({ bad, status: 400 });
       expect(JSON.stringify(r.body)).toContain('tasks.0.priority');
     }
+  });
+});
+
+describe('concurrency limits', () => {
+  /** The most tasks RUNNING at once in a workflow, replayed from its recorded transitions (in commit order). */
+  async function mostRunning(on: Api, workflowId: string): Promise<number> {
+    let after: string | undefined;
+    let running = 0;
+    let most = 0;
+    for (;;) {
+      const page = (await on.get(`/v1/workflows/${workflowId}/events?limit=1000${after ? `&after=${after}` : ''}`)).body;
+      for (const e of page.items) {
+        if (!e.task_id) continue;
+        if (e.to === 'RUNNING') running++;
+        if (e.from === 'RUNNING') running--;
+        most = Math.max(most, running);
+      }
+      if (!page.next) return most;
+      after = page.next;
+    }
+  }
+
+  it('never runs more than a workflow limit allows, with 10 pollers on two replicas, and every task finishes', async () => {
+    const tag = `web-${uniq()}`;
+    // Two replicas share PostgreSQL; SQLite serves one API process, so there both sets of pollers use it.
+    const other = DATABASE === 'postgres' ? await Api.start({ databaseUrl: api.databaseUrl, prefix: api.prefix }) : api;
+    try {
+      const tasks = Array.from({ length: 20 }, (_, i) => task(`restart-web-${i}`, { tags: [tag] }));
+      const wf = await api.createWorkflow(workflow({ sealed: true, limits: { [tag]: 2 }, tasks }));
+      expect(wf.limits).toEqual({ [tag]: 2 });
+      let done = 0;
+      const poller = async (on: Api) => {
+        while (done < 20) {
+          const [t] = await on.poll([tag], { wait_s: 1 });
+          if (!t) continue;
+          // Holds the lease a little while, as a restart would.
+          await new Promise((r) => setTimeout(r, 30 + Math.random() * 70));
+          expect((await on.complete(t)).status).toBe(200);
+          done++;
+        }
+      };
+      await Promise.all(Array.from({ length: 10 }, (_, i) => poller(i % 2 ? other : api)));
+      await waitForWorkflow(api, wf.id, ['SUCCESS'], 20_000);
+      expect(await mostRunning(api, wf.id)).toBe(2);
+    } finally {
+      if (other !== api) await other.stop();
+    }
+  });
+
+  it('a namespace-wide limit holds tasks across workflows, shows them held, and releases them at once when raised', async () => {
+    const tag = `db-${uniq()}`;
+    const put = await api.request('PUT', `/v1/limits/${tag}`, { max_running: 1 });
+    expect(put).toMatchObject({ status: 200, body: { tag, max_running: 1, running: 0, held: 0 } });
+    const one = await api.createWorkflow(workflow({ tasks: [task('migrate-a', { tags: [tag] }), task('migrate-b', { tags: [tag] })] }));
+    const two = await api.createWorkflow(workflow({ tasks: [task('migrate-c', { tags: [tag] })] }));
+    const first = await api.poll([tag], { wait_s: 2, max_tasks: 5 });
+    expect(first).toHaveLength(1);
+    // The others are READY but held: no poll gets them while the first runs.
+    expect(await api.poll([tag], { wait_s: 1, max_tasks: 5 })).toEqual([]);
+    const held = (await Promise.all([api.task(one.id, 'migrate-a'), api.task(one.id, 'migrate-b'), api.task(two.id, 'migrate-c')])).filter((t) => t.id !== first[0].id);
+    for (const t of held) expect(t).toMatchObject({ state: 'READY', held_by_limit: { tag, scope: 'namespace' } });
+    expect((await api.get(`/v1/limits/${tag}`)).body).toMatchObject({ max_running: 1, running: 1, held: 2 });
+    expect((await api.get('/v1/limits')).body.items.map((l: { tag: string }) => l.tag)).toContain(tag);
+    // Raised: a poll parked now gets both held tasks without waiting for the running one.
+    const parked = api.poll([tag], { wait_s: 10, max_tasks: 5 });
+    await api.pollsParked(1);
+    const started = Date.now();
+    expect((await api.request('PUT', `/v1/limits/${tag}`, { max_running: 3 })).status).toBe(200);
+    const more = await parked;
+    const got = [...more];
+    if (got.length < 2) got.push(...(await api.poll([tag], { wait_s: 5, max_tasks: 5 })));
+    expect(got.map((t) => t.id).sort()).toEqual(held.map((t) => t.id).sort());
+    expect(Date.now() - started).toBeLessThan(5000);
+    // Lowered below what runs: nothing running is stopped; each still completes.
+    expect((await api.request('PUT', `/v1/limits/${tag}`, { max_running: 0 })).body).toMatchObject({ max_running: 0, running: 3 });
+    for (const t of [...first, ...got]) expect((await api.complete(t)).status).toBe(200);
+    expect((await api.request('DELETE', `/v1/limits/${tag}`)).status).toBe(204);
+    expect((await api.get(`/v1/limits/${tag}`)).status).toBe(404);
+    expect((await api.request('DELETE', `/v1/limits/${tag}`)).status).toBe(404);
+  });
+
+  it('gives the room back when a running task fails, is cancelled, or its lease expires', async () => {
+    const tag = `gate-${uniq()}`;
+    const wf = await api.createWorkflow(workflow({
+      limits: { [tag]: 1 },
+      on_failure: 'continue',
+      tasks: ['one', 'two', 'three', 'four'].map((n) => task(n, { tags: [tag], lease_s: 2 })),
+    }));
+    const a = await api.take([tag]);
+    expect(await api.poll([tag], { wait_s: 1 })).toEqual([]);
+    // A failure with no retry left ends its lease: the next one is handed out.
+    expect((await api.fail(a, { message: 'boom', retryable: false })).status).toBe(200);
+    const b = await api.take([tag], 5);
+    // Cancelled while running: it holds its place until its worker reports, then gives it back.
+    expect((await api.post(`/v1/tasks/${b.id}/cancel`)).status).toBe(200);
+    expect(await api.poll([tag], { wait_s: 1 })).toEqual([]);
+    expect((await api.fail(b, { message: 'stopped on cancel' })).status).toBe(200);
+    await api.take([tag], 5);
+    // This one is never heartbeated: its lease expires and the last task gets the room.
+    const d = await api.take([tag], 10);
+    expect((await api.get(`/v1/tasks/${d.id}`)).body.state).toBe('RUNNING');
+    const expired = (await api.get(`/v1/workflows/${wf.id}/events?limit=1000`)).body.items.filter((e: any) => e.from === 'RUNNING' && /LEASE_EXPIRED/.test(e.reason ?? ''));
+    expect(expired).toHaveLength(1);
+    expect(await mostRunning(api, wf.id)).toBe(1);
+  });
+
+  it('refuses a bad limit, naming the field, and creates nothing', async () => {
+    for (const [body, field] of [[{ max_running: -1 }, 'max_running'], [{ max_running: 1.5 }, 'max_running'], [{}, 'max_running'], [{ max_running: 100_001 }, 'max_running']] as const) {
+      const r = await api.request('PUT', `/v1/limits/ok-${uniq()}`, body);
+      expect({ body, status: r.status }).toEqual({ body, status: 400 });
+      expect(JSON.stringify(r.body)).toContain(field);
+    }
+    expect((await api.request('PUT', `/v1/limits/${encodeURIComponent('bad tag')}`, { max_running: 1 })).status).toBe(400);
+    for (const limits of [{ 'bad tag': 1 }, { web: -1 }, { web: 'two' }, ['web']]) {
+      const r = await api.post('/v1/workflows', workflow({ name: `bad-${uniq()}`, limits }));
+      expect({ limits, status: r.status }).toEqual({ limits, status: 400 });
+      expect(JSON.stringify(r.body)).toContain('limits');
+    }
+    expect((await api.get('/v1/limits')).body.items.filter((l: { tag: string }) => l.tag.startsWith('ok-'))).toEqual([]);
   });
 });

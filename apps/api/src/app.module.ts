@@ -36,6 +36,8 @@ import { WorkflowsController } from './workflows/workflows.controller.js';
 import { WorkflowsService } from './workflows/workflows.service.js';
 
 import { StreamsController } from './streams/streams.controller.js';
+import { LimitsController } from './limits/limits.controller.js';
+import { LimitsService } from './limits/limits.service.js';
 import { LogsService } from './streams/logs.service.js';
 import { WorkflowEventsService } from './streams/workflow-events.service.js';
 /**
@@ -54,7 +56,7 @@ export class AppModule implements OnApplicationShutdown {
     return {
       module: AppModule,
       imports: uiBuilt(config.UI_DIR) ? [uiModule(config.UI_DIR)] : [],
-      controllers: [WorkflowsController, TasksController, WorkerProtocolController, WorkersController, DataController, KeysController, AuditController, HealthController, MetricsController, StreamsController],
+      controllers: [WorkflowsController, TasksController, WorkerProtocolController, WorkersController, DataController, KeysController, AuditController, HealthController, MetricsController, StreamsController, LimitsController],
       providers: [
         { provide: AppConfig, useValue: config },
         { provide: JsonLogger, useValue: logger },
@@ -103,7 +105,7 @@ export class AppModule implements OnApplicationShutdown {
         { provide: APP_INTERCEPTOR, useClass: WaitLimitInterceptor },
         AuditInterceptor, KeysService, RateLimiter,
         MetricsService, EffectsPublisher, Engine, ReferenceResolver, LongWaits, LeaseService, PollService, ReconcilerService,
-        WorkflowsService, TasksService, WorkersService, DataService, LogsService, WorkflowEventsService,
+        WorkflowsService, TasksService, WorkersService, DataService, LogsService, WorkflowEventsService, LimitsService,
       ],
     };
   }

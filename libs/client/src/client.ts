@@ -1,7 +1,7 @@
 import { TagflowApiError, TagflowNetworkError } from './errors.js';
 import { backoffDelay, DEFAULT_BACKOFF, isRetryable, type BackoffOptions } from './retry-policy.js';
 import type {
-  ApiKey, BatchReport, DataEntry, ErrorBody, KeyRole, LogChunk, LogEnd, LogStream, WorkflowStreamEvent, Failure, HeartbeatAnswer, JsonObject, LeaseBeat, LeaseBeatResult, LeasedTask, Page, PollRequest, Report, ReportResult, Task, TaskEvent, TaskSpec, TaskState,
+  ApiKey, BatchReport, ConcurrencyLimit, DataEntry, ErrorBody, KeyRole, LogChunk, LogEnd, LogStream, WorkflowStreamEvent, Failure, HeartbeatAnswer, JsonObject, LeaseBeat, LeaseBeatResult, LeasedTask, Page, PollRequest, Report, ReportResult, Task, TaskEvent, TaskSpec, TaskState,
   WorkerInfo, Workflow, WorkflowSpec, WorkflowState,
 } from './types.js';
 
@@ -190,6 +190,21 @@ export class TagflowClient {
   }
   getWorker(id: string): Promise<WorkerInfo> {
     return this.call('GET', `/v1/workers/${enc(id)}`);
+  }
+
+  // ---- concurrency limits (namespace-wide) ----
+  listLimits(): Promise<{ items: ConcurrencyLimit[] }> {
+    return this.call('GET', '/v1/limits');
+  }
+  getLimit(tag: string): Promise<ConcurrencyLimit> {
+    return this.call('GET', `/v1/limits/${enc(tag)}`);
+  }
+  /** Sets the limit on a tag (PUT: safe to send again). Lowering it never stops running tasks. */
+  putLimit(tag: string, maxRunning: number): Promise<ConcurrencyLimit> {
+    return this.call('PUT', `/v1/limits/${enc(tag)}`, { body: { max_running: maxRunning }, idempotent: true });
+  }
+  deleteLimit(tag: string): Promise<void> {
+    return this.call('DELETE', `/v1/limits/${enc(tag)}`, { idempotent: true });
   }
 
   // ---- keys (admin) ----

@@ -80,6 +80,8 @@ export interface Task {
   /** Not READY before this time. */
   not_before: string | null;
   priority: number;
+  /** READY but kept off the queue by a full concurrency limit: which one (null otherwise). */
+  held_by_limit: { tag: string; scope: 'namespace' | 'workflow' } | null;
   started_at: string | null;
   finished_at: string | null;
   /** The key whose request added it (handlers and reverts: that of the task they answer); null when no key was involved. */
@@ -107,6 +109,8 @@ export interface Workflow {
   on_failure: OnFailure;
   /** Days kept once finished; null: the API's RETENTION_DAYS. */
   retention_days: number | null;
+  /** Concurrency limits within it: at most N of its tasks carrying TAG RUNNING at once. */
+  limits: Record<string, number>;
   created_at: string | null;
   updated_at: string | null;
   finished_at: string | null;
@@ -124,6 +128,21 @@ export interface WorkflowSpec {
   sealed?: boolean;
   on_failure?: OnFailure;
   retention_days?: number;
+  /** `{TAG: n}`: at most n of its tasks carrying TAG RUNNING at once (a rolling deploy: `{"web": 2}`). */
+  limits?: Record<string, number>;
+}
+
+/** A namespace-wide concurrency limit (`/v1/limits`). */
+export interface ConcurrencyLimit {
+  tag: string;
+  /** At most this many tasks carrying the tag RUNNING at once in the namespace (0: none). */
+  max_running: number;
+  /** Tasks carrying the tag RUNNING now. */
+  running: number;
+  /** READY tasks this limit keeps off the queue until it has room. */
+  held: number;
+  created_at: string;
+  updated_at: string;
 }
 
 export interface WorkerInfo {

@@ -51,4 +51,9 @@ export const LIMITS = {
   /** A task's priority: higher first. */
   priorityMin: -100,
   priorityMax: 100,
+  /** A concurrency limit's `max_running`. */
+  maxRunningMax: 100_000,
+  /** Namespace-wide limits per namespace; per-workflow limits per workflow. */
+  limitsPerNamespace: 1000,
+  limitsPerWorkflow: 32,
 } as const;

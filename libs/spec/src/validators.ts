@@ -116,6 +116,32 @@ export function IsJsonObject(): PropertyDecorator {
     });
 }
 
+/** Why a workflow's `limits` (`{TAG: max_running}`) is not acceptable, or null. */
+export function limitMapProblem(value: unknown): string | null {
+  if (!isPlainObject(value)) return 'must be a JSON object of tag: max_running';
+  const entries = Object.entries(value);
+  if (entries.length > LIMITS.limitsPerWorkflow) return `must have at most ${LIMITS.limitsPerWorkflow} tags`;
+  for (const [tag, max] of entries) {
+    if (tag.length > LIMITS.tagMaxLength || !LIMITS.tagPattern.test(tag)) return `key "${tag.slice(0, 80)}" must be a tag (at most ${LIMITS.tagMaxLength} characters matching ${LIMITS.tagPattern.source})`;
+    if (!Number.isInteger(max) || (max as number) < 0 || (max as number) > LIMITS.maxRunningMax) return `${tag} must be an integer from 0 to ${LIMITS.maxRunningMax}`;
+  }
+  return null;
+}
+
+/** A workflow's concurrency limits: `{TAG: max_running}`. */
+export function IsLimitMap(): PropertyDecorator {
+  return (target, key) =>
+    registerDecorator({
+      name: 'isLimitMap',
+      target: target.constructor,
+      propertyName: key as string,
+      validator: {
+        validate: (value: unknown) => limitMapProblem(value) === null,
+        defaultMessage: (args?: ValidationArguments) => `${args?.property} ${limitMapProblem(args?.value) ?? ''}`,
+      },
+    });
+}
+
 /** Any JSON value whose text is at most `maxBytes` (a heartbeat's progress, say). */
 export function IsJsonAtMost(maxBytes: number): PropertyDecorator {
   return (target, key) =>

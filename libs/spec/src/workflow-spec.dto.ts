@@ -1,7 +1,7 @@
 import { Type } from 'class-transformer';
 import { ArrayMaxSize, IsArray, IsBoolean, IsIn, IsInt, IsOptional, IsString, Max, MaxLength, Min, ValidateNested } from 'class-validator';
 import { LIMITS } from '@tagflow/domain';
-import { IsJsonObject, IsTagList, IsTaskName } from './validators.js';
+import { IsJsonObject, IsLimitMap, IsTagList, IsTaskName } from './validators.js';
 import { TaskSpecDto } from './task-spec.dto.js';
 
 export type OnFailure = 'fail' | 'continue' | 'rollback';
@@ -32,4 +32,8 @@ export class CreateWorkflowDto {
   /** Days the workflow is kept once finished, then deleted with its tasks, events and data (default RETENTION_DAYS). */
   @IsOptional() @IsInt() @Min(0) @Max(3650)
   retention_days?: number;
+
+  /** `{TAG: n}`: at most n of its tasks carrying TAG RUNNING at once (a rolling deploy: `{"web": 2}`). */
+  @IsOptional() @IsLimitMap()
+  limits?: Record<string, number>;
 }

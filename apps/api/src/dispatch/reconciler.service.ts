@@ -7,6 +7,7 @@ import { JsonLogger } from '../common/logger.js';
 import { Engine } from '../engine/engine.js';
 import { continueSettling, settled } from '../engine/readiness.js';
 import { continueStopping } from '../engine/completion.js';
+import { releaseHeld } from '../engine/limits.js';
 import { IDEMPOTENCY_TTL_MS } from '../common/idempotency.interceptor.js';
 import { LeaseService } from '../worker-protocol/lease.service.js';
 import { PollService } from '../worker-protocol/poll.service.js';
@@ -23,6 +24,7 @@ const ORPHAN_AFTER_MS = 10_000;
 /**
  * Keeps Redis honest against the database, the source of truth. Every tick:
  * - expires leases and run timeouts that are over (a failed attempt each);
+ * - queues tasks held by concurrency limits that have room again;
  * - when Redis lost its data (restarted empty), queues every READY task again;
  * - every few ticks, queues any READY task whose job is missing, releases jobs that an
  *   API fetched but died before leasing, and announces tag sets with due work (a
@@ -76,6 +78,7 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
     this.ticks++;
     await this.expireLeases();
     await this.wakeDue();
+    await this.releaseHeld();
     await this.continueSettles();
     if (this.ticks % 10 === 1) await this.deleteExpired();
     if (this.ticks % 10 === 5) await this.sweepTagsets();
@@ -241,6 +244,20 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
           });
       }
       if (failed || due.length < WAKE_PAGE) return;
+    }
+  }
+
+  /**
+   * Tasks held by a full concurrency limit that has room again: queued. Each lease's end
+   * releases them at once; this catches the rest (a hold that raced a release, a limit
+   * whose workflow was deleted).
+   */
+  private async releaseHeld(): Promise<void> {
+    try {
+      const n = await this.engine.inTransaction((uow) => releaseHeld(uow));
+      if (n > 0) this.logger.event('debug', 'reconciler', 'queued tasks that their concurrency limits now have room for', { count: n });
+    } catch (e) {
+      this.logger.event('warn', 'reconciler', 'could not release tasks held by concurrency limits', { error: String(e) });
     }
   }
 

@@ -15,6 +15,7 @@ import type { UnitOfWork } from './unit-of-work.js';
 /** Writes a new workflow and its inline tasks (the settle loop evaluates them, and finishes an empty sealed one). */
 export async function createWorkflow(uow: UnitOfWork, wf: WorkflowEntity, tasks: readonly TaskSpecLike[]): Promise<void> {
   await uow.repos.workflows.insert(wf);
+  await uow.repos.limits.putWorkflow(wf.namespace, wf.id, wf.limits, uow.now);
   if (tasks.length) await addTasks(uow, wf, tasks, { kind: 'task', creating: true, createdBy: wf.created_by });
   uow.touch(wf);
 }
@@ -45,7 +46,10 @@ export async function resume(uow: UnitOfWork, wf: WorkflowEntity): Promise<void>
   if (wf.state !== 'PAUSED') throw conflict(`workflow ${wf.id} is ${wf.state}; only a PAUSED workflow can be resumed`, { state: wf.state });
   await uow.repos.transitions.workflow(wf, { from: ['PAUSED'], to: 'RUNNING', reason: 'resumed on request' });
   // Jobs of READY tasks may have been dropped while paused: queue them all again (idempotent).
-  for (const t of await uow.repos.tasks.load(await uow.repos.tasks.idsIn(wf.id, ['READY']))) uow.taskReady(t, Math.max(0, (t.ready_at ?? 0) - uow.now));
+  // Those held by a full concurrency limit stay out: the next release (limits.ts) queues them.
+  for (const t of await uow.repos.tasks.load(await uow.repos.tasks.idsIn(wf.id, ['READY']))) {
+    if (t.held_limit === null) uow.taskReady(t, Math.max(0, (t.ready_at ?? 0) - uow.now));
+  }
 }
 
 /** Cancels a task: at once if it has not started, else through its worker's next heartbeat. */
@@ -73,7 +77,7 @@ export async function rerun(uow: UnitOfWork, wf: WorkflowEntity, t: TaskEntity):
   const { repos } = uow;
   await repos.transitions.tasks({
     ids: [t.id], from: ['ERROR'], to: 'READY', flags: { handled: false, cancel_requested: false },
-    set: { attempt: t.attempt + 1, ready_at: uow.now, error: null, output: null, exit_code: null, worker_id: null, finished_at: null },
+    set: { attempt: t.attempt + 1, ready_at: uow.now, error: null, output: null, exit_code: null, worker_id: null, finished_at: null, held_limit: null },
     reason: 'rerun on request',
   });
   if (wf.state === 'RUNNING') uow.taskReady({ ...t, attempt: t.attempt + 1 });

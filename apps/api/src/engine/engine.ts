@@ -2,6 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { Database, type TaskEntity, type WorkflowEntity } from '@tagflow/persistence';
 import { notFound } from '../common/errors.js';
 import { JsonLogger } from '../common/logger.js';
+import { releaseHeld } from './limits.js';
 import { settle } from './settle.js';
 import { EFFECTS_PORT, UnitOfWork, type EffectsPort } from './unit-of-work.js';
 
@@ -69,6 +70,8 @@ export class Engine {
           uow = new UnitOfWork(repos, this.logger, settle);
           const value = await fn(uow);
           await uow.settle();
+          // Tasks left RUNNING: tasks held by their concurrency limits may go now.
+          if (uow.leasesEndedIn.size > 0) await releaseHeld(uow, [...uow.leasesEndedIn]);
           return value;
         });
         await this.effects.publish(uow!.publishable());

@@ -136,6 +136,7 @@ export function buildTaskEntity(wf: Pick<WorkflowEntity, 'id' | 'namespace'>, t:
     not_before: t.not_before,
     wake_at: null,
     priority: t.priority,
+    held_limit: null,
     started_at: null,
     finished_at: null,
   };

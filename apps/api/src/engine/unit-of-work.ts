@@ -56,6 +56,8 @@ export class UnitOfWork {
   private budget = EVALUATION_BUDGET;
   /** Workflows with evaluations left for later: marked settle_pending when this operation settles. */
   private readonly deferred = new Set<string>();
+  /** Namespaces where a task left RUNNING during this operation: their concurrency limits may have room now. */
+  readonly leasesEndedIn = new Set<string>();
   /** Whether a task ended (skipped, failed, cancelled) during this operation: callers holding rows read them again. */
   endedAny = false;
   private readonly facts: Fact[] = [];
@@ -143,7 +145,8 @@ export class UnitOfWork {
   }
 
   /** The attempt's lease ended: its job leaves the queue. */
-  leaseEnded(t: Pick<TaskEntity, 'id' | 'attempt' | 'tagset_id' | 'lease_token'>): void {
+  leaseEnded(t: Pick<TaskEntity, 'id' | 'namespace' | 'attempt' | 'tagset_id' | 'lease_token'>): void {
+    this.leasesEndedIn.add(t.namespace);
     if (t.lease_token) this.effects.push({ kind: 'lease-ended', tagsetId: t.tagset_id, taskId: t.id, attempt: t.attempt, token: t.lease_token });
   }
 

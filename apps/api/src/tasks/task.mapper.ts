@@ -41,9 +41,17 @@ export function toTaskResponse(t: TaskEntity): Task {
     ready_at: isoOrNull(t.ready_at),
     not_before: isoOrNull(t.not_before),
     priority: t.priority,
+    held_by_limit: t.state === 'READY' ? heldBy(t.held_limit) : null,
     started_at: isoOrNull(t.started_at),
     finished_at: isoOrNull(t.finished_at),
   };
 }
 
 export type TaskResponse = Task;
+
+/** `held_limit` (`<workflow id or ''>|<tag>`) as clients see it. */
+function heldBy(held: string | null): Task['held_by_limit'] {
+  if (!held) return null;
+  const at = held.indexOf('|');
+  return { tag: held.slice(at + 1), scope: at === 0 ? 'namespace' : 'workflow' };
+}

@@ -20,6 +20,7 @@ export function toWorkflowResponse(w: WorkflowEntity, counts: TaskCounts): Workf
     sealed: w.sealed,
     on_failure: w.on_failure,
     retention_days: w.retention_days,
+    limits: w.limits,
     created_by: w.created_by,
     created_at: isoOrNull(w.created_at),
     updated_at: isoOrNull(w.updated_at),

@@ -33,6 +33,7 @@ export class WorkflowsService {
       sealed: dto.sealed ?? false,
       on_failure: dto.on_failure ?? 'fail',
       retention_days: dto.retention_days ?? null,
+      limits: dto.limits ?? {},
       rollback_started: false,
       settle_pending: false,
       created_by: createdBy,

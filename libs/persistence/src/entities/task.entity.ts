@@ -159,6 +159,10 @@ export class TaskEntity {
   @MsColumn()
   wake_at: number | null;
 
+  /** READY but kept out of the queue by a full concurrency limit (`<workflow id or ''>|<tag>`); queued again once it has room. */
+  @Column({ type: 'varchar', length: 101, nullable: true })
+  held_limit: string | null;
+
   @MsColumn()
   started_at: number | null;
 

@@ -43,6 +43,10 @@ export class WorkflowEntity {
   @Column({ type: 'boolean', default: false })
   settle_pending: boolean;
 
+  /** Concurrency limits within it, as created (`{TAG: max_running}`); enforced through the concurrency_limit rows. */
+  @JsonColumn({ default: '{}' })
+  limits: Record<string, number>;
+
   /** Days it is kept once finished (null: RETENTION_DAYS). */
   @Column({ type: 'integer', nullable: true })
   retention_days: number | null;

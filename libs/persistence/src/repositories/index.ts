@@ -5,6 +5,7 @@ import { DependencyRepository } from './dependency.repository.js';
 import { EventRepository } from './event.repository.js';
 import { IdempotencyRepository } from './idempotency.repository.js';
 import { KeyRepository } from './key.repository.js';
+import { LimitRepository } from './limit.repository.js';
 import { LogRepository } from './log.repository.js';
 import { TaskRepository } from './task.repository.js';
 import { TransitionRepository } from './transition.repository.js';
@@ -17,6 +18,7 @@ export * from './dependency.repository.js';
 export * from './event.repository.js';
 export * from './idempotency.repository.js';
 export * from './key.repository.js';
+export * from './limit.repository.js';
 export * from './log.repository.js';
 export * from './task.repository.js';
 export * from './transition.repository.js';
@@ -39,6 +41,7 @@ export class Repositories {
   readonly audit: AuditRepository;
   readonly idempotency: IdempotencyRepository;
   readonly logs: LogRepository;
+  readonly limits: LimitRepository;
 
   /** The clock of the operation: every row it writes carries this time. */
   now: number;
@@ -56,6 +59,7 @@ export class Repositories {
     this.audit = new AuditRepository(em);
     this.idempotency = new IdempotencyRepository(em);
     this.logs = new LogRepository(em);
+    this.limits = new LimitRepository(em);
   }
 
   /** Reads the clock again (after waiting for a lock, so times follow the order of the locks). */

@@ -264,7 +264,8 @@ export class TaskRepository {
 
   /**
    * Takes: a keyset position, a bound, and optionally a time: only tasks READY since before it.
-   * Returns: READY tasks of RUNNING workflows after that position, by ready_at then id (to queue again).
+   * Returns: READY tasks of RUNNING workflows after that position, by ready_at then id (to
+   * queue again); not those a concurrency limit holds (they have no job on purpose).
    */
   async readyPage(after: { ready_at: number; id: string }, limit: number, readyBefore?: number): Promise<Pick<TaskEntity, 'id' | 'namespace' | 'attempt' | 'tagset_id' | 'tags' | 'ready_at' | 'priority'>[]> {
     const old = readyBefore === undefined ? '' : 'AND t.ready_at <= :old';
@@ -272,7 +273,7 @@ export class TaskRepository {
       this.em,
       `SELECT t.id, t.namespace, t.attempt, t.tagset_id, t.tags, t.ready_at, t.priority FROM task t
          JOIN workflow w ON w.id = t.workflow_id AND w.state = 'RUNNING'
-        WHERE t.state = 'READY' AND (t.ready_at > :ra OR (t.ready_at = :ra AND t.id > :id)) ${old}
+        WHERE t.state = 'READY' AND t.held_limit IS NULL AND (t.ready_at > :ra OR (t.ready_at = :ra AND t.id > :id)) ${old}
         ORDER BY t.ready_at, t.id LIMIT :lim`,
       { ra: after.ready_at, id: after.id, old: readyBefore, lim: limit },
     );

@@ -8,6 +8,7 @@ import { WorkflowEntity } from '../entities/workflow.entity.js';
 import { claimRows, sql, updateEach, type ClaimJob } from '../dialect.js';
 import { hydrate, persisted } from '../rows.js';
 import { EventRepository, type NewTaskEvent } from './event.repository.js';
+import { LimitRepository } from './limit.repository.js';
 import { CHUNK } from './task.repository.js';
 
 /** A change of state (`to`) and/or of side flags, for the tasks among `ids` still in one of `from`. */
@@ -36,9 +37,11 @@ type RowInfo = { state: TaskState; attempt: number; workflow_id: string };
  */
 export class TransitionRepository {
   private readonly events: EventRepository;
+  private readonly limits: LimitRepository;
 
   constructor(private readonly em: EntityManager, private readonly clock: () => number) {
     this.events = new EventRepository(em);
+    this.limits = new LimitRepository(em);
   }
 
   private get now(): number {
@@ -106,10 +109,12 @@ export class TransitionRepository {
 
   /**
    * Takes: jobs fetched from tag sets' queues. READY -> RUNNING under each job's own lease
-   * token (see dialect `claimRows` for the guards). Returns: the tasks leased; a job
-   * missing from the answer was stale. Events: one READY -> RUNNING row each.
+   * token (see dialect `claimRows` for the guards), for the tasks whose concurrency limits
+   * have room (LimitRepository.admit: the others are held). Returns: the tasks leased; a
+   * job missing from the answer was stale or held. Events: one READY -> RUNNING row each.
    */
-  async claim(jobs: readonly ClaimJob[]): Promise<TaskEntity[]> {
+  async claim(fetched: readonly ClaimJob[]): Promise<TaskEntity[]> {
+    const jobs = await this.limits.admit(fetched);
     if (jobs.length === 0) return [];
     const tasks = (await claimRows(this.em, this.now, jobs)).map((r) => hydrate(this.em, TaskEntity, r));
     const workerOf = new Map(jobs.map((j) => [j.taskId, j.workerId]));

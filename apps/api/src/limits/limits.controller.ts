@@ -1,0 +1,39 @@
+import { Body, Controller, Delete, Get, HttpCode, Param, Put } from '@nestjs/common';
+import { ApiTags } from '@nestjs/swagger';
+import { Allow, CallerOf, NamespaceOf, OPERATORS, READERS, type Caller } from '../auth/access.js';
+import { checkSubmitGrants } from '../auth/grants.js';
+import { PutLimitDto } from './limits.dto.js';
+import { LimitsService } from './limits.service.js';
+
+@ApiTags('flow control')
+@Controller('v1/limits')
+export class LimitsController {
+  constructor(private readonly limits: LimitsService) {}
+
+  /** The namespace's limits, by tag, each with its RUNNING and held tasks. */
+  @Get() @Allow(READERS)
+  list(@NamespaceOf() ns: string) {
+    return this.limits.list(ns);
+  }
+
+  @Get(':tag') @Allow(READERS)
+  get(@Param('tag') tag: string, @NamespaceOf() ns: string) {
+    return this.limits.get(ns, tag);
+  }
+
+  /**
+   * Sets (creates or changes) the limit on a tag: at most `max_running` tasks carrying it
+   * RUNNING at once in the namespace. An operator's key must be granted the tag.
+   */
+  @Put(':tag') @Allow(OPERATORS)
+  put(@Param('tag') tag: string, @Body() dto: PutLimitDto, @NamespaceOf() ns: string, @CallerOf() caller: Caller) {
+    checkSubmitGrants(caller, [{ name: `limit ${tag}`, tags: [tag] }]);
+    return this.limits.put(ns, tag, dto.max_running);
+  }
+
+  @Delete(':tag') @HttpCode(204) @Allow(OPERATORS)
+  async remove(@Param('tag') tag: string, @NamespaceOf() ns: string, @CallerOf() caller: Caller) {
+    checkSubmitGrants(caller, [{ name: `limit ${tag}`, tags: [tag] }]);
+    await this.limits.remove(ns, tag);
+  }
+}
