@@ -6,6 +6,7 @@
 //   npm start                          # in one terminal
 //   node examples/run.mjs clustered-app
 //   node examples/run.mjs sql-cluster
+//   node examples/run.mjs rolling-restart
 //
 // TAGFLOW_API_URL (default http://127.0.0.1:8080) and TAGFLOW_TOKEN are honoured.
 import { spawn } from 'node:child_process';
@@ -21,7 +22,26 @@ const { TagflowClient } = await import(join(root, 'dist/libs/client/src/index.js
 const SERVERS = {
   'clustered-app': { manager: ['host:manager'], node1: ['host:node1', 'cluster-node'], node2: ['host:node2', 'cluster-node'], node3: ['host:node3', 'cluster-node'] },
   'sql-cluster': { db1: ['host:db1', 'prepare', 'setup'], db2: ['host:db2', 'prepare', 'setup'], db3: ['host:db3', 'prepare', 'setup'] },
+  'rolling-restart': Object.fromEntries([1, 2, 3, 4, 5, 6].map((n) => [`web${n}`, ['web', `host:web${n}`]])),
 };
+
+/** The most tasks RUNNING at once in a workflow, replayed from its recorded transitions. */
+async function mostRunning(client, id) {
+  let running = 0;
+  let most = 0;
+  let after;
+  do {
+    const page = await client.workflowEvents(id, { after, limit: 1000 });
+    for (const e of page.items) {
+      if (!e.task_id) continue;
+      if (e.to === 'RUNNING') running++;
+      if (e.from === 'RUNNING') running--;
+      most = Math.max(most, running);
+    }
+    after = page.next ?? undefined;
+  } while (after);
+  return most;
+}
 
 const name = process.argv[2];
 if (!SERVERS[name]) {
@@ -69,6 +89,7 @@ try {
   }
   const keys = (await client.listData(id)).items.filter((k) => !k.key.startsWith('tasks.')).map((k) => k.key);
   console.log(`data keys: ${keys.join(', ')}`);
+  console.log(`most tasks running at once: ${await mostRunning(client, id)}`);
   console.log(`workflow ${done.state}`);
   code = done.state === 'SUCCESS' ? 0 : 1;
 } finally {

@@ -41,4 +41,12 @@ describe('examples', () => {
     expect(r.out).toMatch(/setup-db3 +SUCCESS +on db3 +\{"role":"replica","following":"127.0.0.12"\}/);
     expect(r.out).toContain('{"roles":["replica","master","replica"]}');
   });
+
+  it('rolling restart (the README): six web servers restarted, never more than two at a time', async () => {
+    const r = await runExample('rolling-restart', api);
+    expect(r.out).toMatch(/workflow \S+ created[\s\S]*workflow \S+ SUCCESS: 6 SUCCESS/);
+    expect(r.code).toBe(0);
+    for (const n of [1, 2, 3, 4, 5, 6]) expect(r.out).toMatch(new RegExp(`restart-web${n} +SUCCESS +on web${n} +\\{"restarted":"web${n}"\\}`));
+    expect(r.out).toContain('most tasks running at once: 2');
+  });
 });
