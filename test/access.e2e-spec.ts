@@ -9,6 +9,8 @@ import { ACCESS, type Access } from '../apps/api/src/auth/access.js';
 import { AuditController } from '../apps/api/src/auth/audit.controller.js';
 import { KeysController } from '../apps/api/src/auth/keys.controller.js';
 import { LimitsController } from '../apps/api/src/limits/limits.controller.js';
+import { SchedulesController } from '../apps/api/src/schedules/schedules.controller.js';
+import { CallbacksController } from '../apps/api/src/callbacks/callbacks.controller.js';
 import { DataController } from '../apps/api/src/data-space/data.controller.js';
 import { StreamsController } from '../apps/api/src/streams/streams.controller.js';
 import { HealthController } from '../apps/api/src/health/health.controller.js';
@@ -20,7 +22,7 @@ import { WorkflowsController } from '../apps/api/src/workflows/workflows.control
 import { Api, task, waitFor, workflow } from './support/harness.js';
 import { WorkerProcess } from './support/worker-process.js';
 
-const CONTROLLERS = [WorkflowsController, TasksController, WorkerProtocolController, WorkersController, DataController, KeysController, AuditController, HealthController, MetricsController, StreamsController, LimitsController];
+const CONTROLLERS = [WorkflowsController, TasksController, WorkerProtocolController, WorkersController, DataController, KeysController, AuditController, HealthController, MetricsController, StreamsController, LimitsController, SchedulesController, CallbacksController];
 const ROLES = ['admin', 'operator', 'reader', 'worker'] as const;
 type Role = (typeof ROLES)[number];
 

@@ -21,7 +21,7 @@ describe(`repositories on ${DATABASE}`, () => {
   const now = Date.now();
   const wfRow = (overrides: Partial<WorkflowEntity> = {}): WorkflowEntity => ({
     id: newId(now), name: 'wf', namespace: 'default', description: null, tags: ['team:ops'], input: { region: 'eu' }, state: 'RUNNING', sealed: false,
-    on_failure: 'fail', rollback_started: false, settle_pending: false, retention_days: null, limits: {}, created_by: null, created_at: now, updated_at: now, finished_at: null, ...overrides,
+    on_failure: 'fail', rollback_started: false, settle_pending: false, retention_days: null, limits: {}, callback: null, created_by: null, created_at: now, updated_at: now, finished_at: null, ...overrides,
   });
   const taskRow = (wf: WorkflowEntity, name: string, overrides: Partial<TaskEntity> = {}): TaskEntity => {
     const tags = overrides.tags ?? [];
@@ -30,7 +30,7 @@ describe(`repositories on ${DATABASE}`, () => {
       input: {}, requires: [], requires_tags: [], produces: [], data_requires: [], retry: { count: 0, delay_s: 0, backoff: 1, max_delay_s: null },
       timeout_s: null, lease_s: 30, on_error: [], revert: null, state: 'WAITING', attempt: 1, handbacks: 0, handled: false, handling: false, cancel_requested: false,
       resolved_input: null, output: null, error: null, stdout: null, stderr: null, exit_code: null, progress: null, worker_id: null, lease_token: null,
-      lease_expires_at: null, deadline_at: null, lease_outcome: null, created_by: null, created_at: now, updated_at: now, ready_at: null, not_before: null, wake_at: null, priority: 0, held_limit: null, started_at: null, finished_at: null,
+      lease_expires_at: null, deadline_at: null, lease_outcome: null, created_by: null, created_at: now, updated_at: now, ready_at: null, not_before: null, wake_at: null, priority: 0, held_limit: null, callback: null, started_at: null, finished_at: null,
       ...overrides,
     };
   };

@@ -209,6 +209,25 @@ describe('the web UI in a real browser', () => {
     await row.getByText(tag).waitFor();
   });
 
+  it('lists schedules and limits, pauses a schedule and runs it now', async () => {
+    const name = `ui-nightly-${uniq()}`;
+    const schedule = await client.createSchedule({ name, cron: '0 2 * * *', timezone: 'Europe/Berlin', overlap: 'allow', workflow: { name, sealed: true } });
+    await client.putLimit(`${tag}-db`, 1);
+    await page.getByRole('link', { name: 'Schedules', exact: true }).click();
+    const row = page.locator(`[data-schedule="${name}"]`);
+    await row.getByText('0 2 * * *').waitFor();
+    await page.locator(`[data-limit="${tag}-db"]`).waitFor();
+    await row.getByRole('button', { name: 'Pause' }).click();
+    await row.getByText('· paused').waitFor();
+    expect((await client.getSchedule(schedule.id)).paused).toBe(true);
+    await row.getByRole('button', { name: 'Run now' }).click();
+    await row.locator('a').waitFor();
+    const ran = await client.getSchedule(schedule.id);
+    expect(ran.runs?.[0]).toMatchObject({ outcome: 'created', workflow_id: ran.last_workflow_id });
+    await row.locator('a').click();
+    await page.locator('h1').getByText(name).waitFor();
+  });
+
   it('shows a reader what it may not do, and sends a revoked key back to sign in', async () => {
     const reader = await client.createKey({ name: `ui-reader-${uniq()}`, role: 'reader' });
     const wf = await client.createWorkflow({ name: `ui-ro-${uniq()}`, tasks: [{ name: 'idle', tags: [`nobody-${uniq()}`], action: { type: 'shell', command: 'true' } }] });

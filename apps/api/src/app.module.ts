@@ -38,6 +38,11 @@ import { WorkflowsService } from './workflows/workflows.service.js';
 import { StreamsController } from './streams/streams.controller.js';
 import { LimitsController } from './limits/limits.controller.js';
 import { LimitsService } from './limits/limits.service.js';
+import { SchedulesController } from './schedules/schedules.controller.js';
+import { SchedulesService } from './schedules/schedules.service.js';
+import { CallbacksController } from './callbacks/callbacks.controller.js';
+import { CallbackDispatcher } from './callbacks/dispatcher.js';
+import { CallbackTargetsInterceptor } from './callbacks/callback-targets.interceptor.js';
 import { LogsService } from './streams/logs.service.js';
 import { WorkflowEventsService } from './streams/workflow-events.service.js';
 /**
@@ -56,7 +61,7 @@ export class AppModule implements OnApplicationShutdown {
     return {
       module: AppModule,
       imports: uiBuilt(config.UI_DIR) ? [uiModule(config.UI_DIR)] : [],
-      controllers: [WorkflowsController, TasksController, WorkerProtocolController, WorkersController, DataController, KeysController, AuditController, HealthController, MetricsController, StreamsController, LimitsController],
+      controllers: [WorkflowsController, TasksController, WorkerProtocolController, WorkersController, DataController, KeysController, AuditController, HealthController, MetricsController, StreamsController, LimitsController, SchedulesController, CallbacksController],
       providers: [
         { provide: AppConfig, useValue: config },
         { provide: JsonLogger, useValue: logger },
@@ -105,7 +110,7 @@ export class AppModule implements OnApplicationShutdown {
         { provide: APP_INTERCEPTOR, useClass: WaitLimitInterceptor },
         AuditInterceptor, KeysService, RateLimiter,
         MetricsService, EffectsPublisher, Engine, ReferenceResolver, LongWaits, LeaseService, PollService, ReconcilerService,
-        WorkflowsService, TasksService, WorkersService, DataService, LogsService, WorkflowEventsService, LimitsService,
+        WorkflowsService, TasksService, WorkersService, DataService, LogsService, WorkflowEventsService, LimitsService, SchedulesService, CallbackDispatcher, CallbackTargetsInterceptor,
       ],
     };
   }

@@ -71,7 +71,7 @@ async function allPages<T>(page: (q: { limit: number; cursor?: string }) => Prom
 }
 
 // ---- get ----
-const get = program.command('get').description('list workflows, a workflow\'s tasks, or workers');
+const get = program.command('get').description('list workflows, a workflow\'s tasks, workers, schedules or concurrency limits');
 get
   .command('workflows')
   .option('--state <state>').option('--name <name>').option('--tag <tag>').option('--limit <n>', 'at most this many (newest first)', positive, 50)
@@ -105,8 +105,29 @@ get
     }));
   });
 
+get
+  .command('schedules')
+  .action(async () => {
+    const tf = client();
+    const schedules = await allPages((q) => tf.listSchedules(q));
+    print(format(), schedules, () => ({
+      head: ['ID', 'NAME', 'CRON', 'TIMEZONE', 'STATE', 'NEXT RUN', 'LAST RUN'],
+      rows: schedules.map((s) => [s.id, s.name, s.cron, s.timezone, s.paused ? 'paused' : 'active', when(s.next_run_at), when(s.last_run_at)]),
+    }));
+  });
+get
+  .command('limits')
+  .action(async () => {
+    const tf = client();
+    const { items } = await tf.listLimits();
+    print(format(), items, () => ({
+      head: ['TAG', 'MAX RUNNING', 'RUNNING', 'HELD'],
+      rows: items.map((l) => [l.tag, String(l.max_running), String(l.running), String(l.held)]),
+    }));
+  });
+
 // ---- describe ----
-const describe = program.command('describe').description('a workflow or a task in full');
+const describe = program.command('describe').description('a workflow, a task or a schedule in full');
 describe
   .command('workflow <id>')
   .action(async (id: string) => {
@@ -118,6 +139,18 @@ describe
       ['Tasks', counts(wf.task_counts)], ['Created', when(wf.created_at)], ['Finished', when(wf.finished_at)], ['Input', JSON.stringify(wf.input)]]));
     out('\n');
     print('table', tasks, () => ({ head: ['ID', 'NAME', 'STATE', 'ATTEMPT', 'TAGS'], rows: tasks.map((t) => [t.id, t.name, t.state, String(t.attempt), t.tags.join(',') || '-']) }));
+  });
+describe
+  .command('schedule <id>')
+  .action(async (id: string) => {
+    const tf = client();
+    const s = await tf.getSchedule(id);
+    if (format() !== 'table') return print(format(), s, () => ({ head: [], rows: [] }));
+    out(fields([['ID', s.id], ['Name', s.name], ['Cron', `${s.cron} (${s.timezone})`], ['Overlap', s.overlap], ['State', s.paused ? 'paused' : 'active'],
+      ['Next run', when(s.next_run_at)], ['Last run', when(s.last_run_at)], ['Last workflow', s.last_workflow_id ?? '-']]));
+    out('\n');
+    const runs = s.runs ?? [];
+    print('table', runs, () => ({ head: ['TICK', 'OUTCOME', 'WORKFLOW', 'MESSAGE'], rows: runs.map((r) => [when(r.tick), r.outcome, r.workflow_id ?? '-', r.message ?? '']) }));
   });
 describe
   .command('task <id>')

@@ -7,6 +7,7 @@ import { WorkflowsPage } from './pages/WorkflowsPage';
 import { WorkflowPage } from './pages/WorkflowPage';
 import { TaskPage } from './pages/TaskPage';
 import { WorkersPage } from './pages/WorkersPage';
+import { SchedulesPage } from './pages/SchedulesPage';
 
 export function App() {
   const [session, setSession] = useState<Session | null>(loadSession);
@@ -44,6 +45,7 @@ function Shell({ session, onSignOut }: { session: Session; onSignOut: () => void
         <nav>
           <a href={href.workflows()} className={route.page === 'workflows' || route.page === 'workflow' || route.page === 'task' ? 'active' : undefined}>Workflows</a>
           <a href={href.workers()} className={route.page === 'workers' ? 'active' : undefined}>Workers</a>
+          <a href={href.schedules()} className={route.page === 'schedules' ? 'active' : undefined}>Schedules</a>
         </nav>
         <span className="spacer" />
         {session.namespace ? <span className="muted small">namespace {session.namespace}</span> : null}
@@ -53,6 +55,7 @@ function Shell({ session, onSignOut }: { session: Session; onSignOut: () => void
       {route.page === 'workflow' ? <WorkflowPage key={route.id} client={client} id={route.id} tab={route.tab} /> : null}
       {route.page === 'task' ? <TaskPage key={route.id} client={client} id={route.id} /> : null}
       {route.page === 'workers' ? <WorkersPage client={client} /> : null}
+      {route.page === 'schedules' ? <SchedulesPage client={client} /> : null}
     </div>
   );
 }

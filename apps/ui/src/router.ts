@@ -8,7 +8,8 @@ export type Route =
   | { page: 'workflows' }
   | { page: 'workflow'; id: string; tab: 'graph' | 'tasks' | 'data' | 'events' }
   | { page: 'task'; id: string }
-  | { page: 'workers' };
+  | { page: 'workers' }
+  | { page: 'schedules' };
 
 const TABS = ['graph', 'tasks', 'data', 'events'] as const;
 
@@ -20,6 +21,7 @@ export function parseRoute(hash: string): Route {
   }
   if (parts[0] === 'tasks' && parts[1]) return { page: 'task', id: parts[1] };
   if (parts[0] === 'workers') return { page: 'workers' };
+  if (parts[0] === 'schedules') return { page: 'schedules' };
   return { page: 'workflows' };
 }
 
@@ -28,6 +30,7 @@ export const href = {
   workflow: (id: string, tab: 'graph' | 'tasks' | 'data' | 'events' = 'graph') => `#/workflows/${encodeURIComponent(id)}${tab === 'graph' ? '' : `/${tab}`}`,
   task: (id: string) => `#/tasks/${encodeURIComponent(id)}`,
   workers: () => '#/workers',
+  schedules: () => '#/schedules',
 };
 
 export function useRoute(): Route {

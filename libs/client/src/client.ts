@@ -1,7 +1,7 @@
 import { TagflowApiError, TagflowNetworkError } from './errors.js';
 import { backoffDelay, DEFAULT_BACKOFF, isRetryable, type BackoffOptions } from './retry-policy.js';
 import type {
-  ApiKey, BatchReport, ConcurrencyLimit, DataEntry, ErrorBody, KeyRole, LogChunk, LogEnd, LogStream, WorkflowStreamEvent, Failure, HeartbeatAnswer, JsonObject, LeaseBeat, LeaseBeatResult, LeasedTask, Page, PollRequest, Report, ReportResult, Task, TaskEvent, TaskSpec, TaskState,
+  ApiKey, BatchReport, ConcurrencyLimit, DataEntry, Schedule, ScheduleSpec, ErrorBody, KeyRole, LogChunk, LogEnd, LogStream, WorkflowStreamEvent, Failure, HeartbeatAnswer, JsonObject, LeaseBeat, LeaseBeatResult, LeasedTask, Page, PollRequest, Report, ReportResult, Task, TaskEvent, TaskSpec, TaskState,
   WorkerInfo, Workflow, WorkflowSpec, WorkflowState,
 } from './types.js';
 
@@ -205,6 +205,30 @@ export class TagflowClient {
   }
   deleteLimit(tag: string): Promise<void> {
     return this.call('DELETE', `/v1/limits/${enc(tag)}`, { idempotent: true });
+  }
+
+  // ---- schedules ----
+  createSchedule(spec: ScheduleSpec): Promise<Schedule> {
+    return this.call('POST', '/v1/schedules', { body: spec, ...creating() });
+  }
+  listSchedules(q: { limit?: number; cursor?: string } = {}): Promise<Page<Schedule>> {
+    return this.call('GET', '/v1/schedules', { query: q });
+  }
+  getSchedule(id: string): Promise<Schedule> {
+    return this.call('GET', `/v1/schedules/${enc(id)}`);
+  }
+  deleteSchedule(id: string): Promise<void> {
+    return this.call('DELETE', `/v1/schedules/${enc(id)}`, { idempotent: true });
+  }
+  pauseSchedule(id: string): Promise<Schedule> {
+    return this.call('POST', `/v1/schedules/${enc(id)}/pause`, { idempotent: true });
+  }
+  resumeSchedule(id: string): Promise<Schedule> {
+    return this.call('POST', `/v1/schedules/${enc(id)}/resume`, { idempotent: true });
+  }
+  /** Runs the schedule once now; resolves to the workflow it created. */
+  triggerSchedule(id: string): Promise<Workflow> {
+    return this.call('POST', `/v1/schedules/${enc(id)}/trigger`, { ...creating() });
   }
 
   // ---- keys (admin) ----

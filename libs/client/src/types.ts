@@ -35,6 +35,8 @@ export interface TaskSpec {
   not_before?: string;
   /** -100..100 (default 0): higher first among ready tasks a poll fits; oldest first at equal priority. */
   priority?: number;
+  /** POSTed to when the task finishes, signed with `secret` (`Tagflow-Signature: sha256=<hex HMAC-SHA256>`). */
+  callback?: CallbackSpec;
 }
 
 export interface TaskError {
@@ -82,6 +84,8 @@ export interface Task {
   priority: number;
   /** READY but kept off the queue by a full concurrency limit: which one (null otherwise). */
   held_by_limit: { tag: string; scope: 'namespace' | 'workflow' } | null;
+  /** Where its finish is announced; `signed` when it has a secret (never shown). */
+  callback: { url: string; signed: boolean } | null;
   started_at: string | null;
   finished_at: string | null;
   /** The key whose request added it (handlers and reverts: that of the task they answer); null when no key was involved. */
@@ -111,6 +115,8 @@ export interface Workflow {
   retention_days: number | null;
   /** Concurrency limits within it: at most N of its tasks carrying TAG RUNNING at once. */
   limits: Record<string, number>;
+  /** Where its finish is announced; `signed` when it has a secret (never shown). */
+  callback: { url: string; signed: boolean } | null;
   created_at: string | null;
   updated_at: string | null;
   finished_at: string | null;
@@ -130,6 +136,54 @@ export interface WorkflowSpec {
   retention_days?: number;
   /** `{TAG: n}`: at most n of its tasks carrying TAG RUNNING at once (a rolling deploy: `{"web": 2}`). */
   limits?: Record<string, number>;
+  /** POSTed to when it finishes, signed with `secret` (`Tagflow-Signature: sha256=<hex HMAC-SHA256>`). */
+  callback?: CallbackSpec;
+}
+
+export interface CallbackSpec {
+  url: string;
+  secret?: string;
+}
+
+/** `POST /v1/schedules`: a workflow created on each tick of a cron expression. */
+export interface ScheduleSpec {
+  name: string;
+  /** Five fields (minute hour day month weekday), or six with seconds first. */
+  cron: string;
+  /** IANA zone the expression is read in (default UTC). */
+  timezone?: string;
+  /** `skip` (default): no new workflow while the previous run's is unfinished. */
+  overlap?: 'skip' | 'allow';
+  /** Created on each tick with `scheduled_at` merged into its input. */
+  workflow: WorkflowSpec;
+}
+
+export interface ScheduleRun {
+  tick: string;
+  outcome: 'created' | 'skipped' | 'failed';
+  workflow_id: string | null;
+  message: string | null;
+  at: string;
+}
+
+export interface Schedule {
+  id: string;
+  name: string;
+  namespace: string;
+  cron: string;
+  timezone: string;
+  overlap: 'skip' | 'allow';
+  paused: boolean;
+  workflow: JsonObject;
+  /** The next tick it acts on (null while paused). */
+  next_run_at: string | null;
+  last_run_at: string | null;
+  last_workflow_id: string | null;
+  created_by: { key_id: string | null; key_name: string } | null;
+  created_at: string;
+  updated_at: string;
+  /** The latest runs, newest first (on `GET /v1/schedules/:id`). */
+  runs?: ScheduleRun[];
 }
 
 /** A namespace-wide concurrency limit (`/v1/limits`). */

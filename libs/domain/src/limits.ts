@@ -56,4 +56,5 @@ export const LIMITS = {
   /** Namespace-wide limits per namespace; per-workflow limits per workflow. */
   limitsPerNamespace: 1000,
   limitsPerWorkflow: 32,
+  schedulesPerNamespace: 1000,
 } as const;

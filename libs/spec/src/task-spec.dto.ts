@@ -1,6 +1,7 @@
 import { Type } from 'class-transformer';
 import { ArrayMaxSize, ArrayMinSize, IsArray, IsInt, IsNumber, IsOptional, IsString, Max, MaxLength, Min, ValidateNested } from 'class-validator';
 import { LIMITS } from '@tagflow/domain';
+import { CallbackDto } from './callback.dto.js';
 import { IsAction, IsDataKeyList, IsJsonObject, IsNameList, IsTagList, IsTaskName, IsZonedTime } from './validators.js';
 
 export class RetryDto {
@@ -71,6 +72,10 @@ export class TaskSpecDto {
   /** Not READY before this time (ISO 8601 with a zone), even with its dependencies met. */
   @IsOptional() @IsZonedTime()
   not_before?: string;
+
+  /** POSTed to (signed with its secret) when the task finishes. */
+  @IsOptional() @ValidateNested() @Type(() => CallbackDto)
+  callback?: CallbackDto;
 }
 
 export class TaskBatchDto {

@@ -3,6 +3,7 @@ import { ArrayMaxSize, IsArray, IsBoolean, IsIn, IsInt, IsOptional, IsString, Ma
 import { LIMITS } from '@tagflow/domain';
 import { IsJsonObject, IsLimitMap, IsTagList, IsTaskName } from './validators.js';
 import { TaskSpecDto } from './task-spec.dto.js';
+import { CallbackDto } from './callback.dto.js';
 
 export type OnFailure = 'fail' | 'continue' | 'rollback';
 
@@ -36,4 +37,8 @@ export class CreateWorkflowDto {
   /** `{TAG: n}`: at most n of its tasks carrying TAG RUNNING at once (a rolling deploy: `{"web": 2}`). */
   @IsOptional() @IsLimitMap()
   limits?: Record<string, number>;
+
+  /** POSTed to (signed with its secret) when the workflow finishes. */
+  @IsOptional() @ValidateNested() @Type(() => CallbackDto)
+  callback?: CallbackDto;
 }

@@ -83,6 +83,25 @@ export class AppConfig {
   @IsOptional() @Transform(toInt) @IsInt() @Min(1) @Max(100_000)
   STREAMS_PER_CREDENTIAL = 50;
 
+  /** 1: callbacks may go to loopback and link-local addresses (127.0.0.0/8, ::1, 169.254.0.0/16, fe80::/10); refused by default. */
+  @IsOptional() @IsIn(['0', '1'], { message: 'CALLBACK_ALLOW_PRIVATE must be 0 or 1' })
+  CALLBACK_ALLOW_PRIVATE: '0' | '1' = '0';
+
+  /** How long a callback's receiver has to answer one try. */
+  @IsOptional() @Transform(toInt) @IsInt() @Min(100) @Max(120_000)
+  CALLBACK_TIMEOUT_MS = 10_000;
+
+  /** The first retry's delay; each next one doubles (with jitter), up to CALLBACK_RETRY_MAX_MS. */
+  @IsOptional() @Transform(toInt) @IsInt() @Min(10) @Max(3_600_000)
+  CALLBACK_RETRY_BASE_MS = 1000;
+
+  @IsOptional() @Transform(toInt) @IsInt() @Min(10) @Max(86_400_000)
+  CALLBACK_RETRY_MAX_MS = 600_000;
+
+  /** A callback still not answered 2xx this long after its finish is given up (recorded as failed). */
+  @IsOptional() @Transform(toInt) @IsInt() @Min(1) @Max(30 * 86400)
+  CALLBACK_GIVE_UP_S = 6 * 3600;
+
   /** How long graceful shutdown waits for in-flight requests. */
   @IsOptional() @Transform(toInt) @IsInt() @Min(0) @Max(600000)
   SHUTDOWN_GRACE_MS = 10000;

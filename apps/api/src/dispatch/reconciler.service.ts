@@ -11,6 +11,7 @@ import { releaseHeld } from '../engine/limits.js';
 import { IDEMPOTENCY_TTL_MS } from '../common/idempotency.interceptor.js';
 import { LeaseService } from '../worker-protocol/lease.service.js';
 import { PollService } from '../worker-protocol/poll.service.js';
+import { SchedulesService } from '../schedules/schedules.service.js';
 
 const BATCH = 1000;
 /** Tasks whose not_before has come, woken a page at a time, at most this many pages a tick. */
@@ -25,6 +26,7 @@ const ORPHAN_AFTER_MS = 10_000;
  * Keeps Redis honest against the database, the source of truth. Every tick:
  * - expires leases and run timeouts that are over (a failed attempt each);
  * - queues tasks held by concurrency limits that have room again;
+ * - creates the workflows of schedules whose tick has come (SchedulesService);
  * - when Redis lost its data (restarted empty), queues every READY task again;
  * - every few ticks, queues any READY task whose job is missing, releases jobs that an
  *   API fetched but died before leasing, and announces tag sets with due work (a
@@ -49,6 +51,7 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
     private readonly polls: PollService,
     private readonly config: AppConfig,
     private readonly engine: Engine,
+    private readonly schedules: SchedulesService,
     @Inject(JsonLogger) private readonly logger: JsonLogger,
   ) {}
 
@@ -79,6 +82,7 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
     await this.expireLeases();
     await this.wakeDue();
     await this.releaseHeld();
+    await this.schedules.fireDue().catch((e: unknown) => this.logger.event('warn', 'reconciler', 'could not look for due schedules', { error: String(e) }));
     await this.continueSettles();
     if (this.ticks % 10 === 1) await this.deleteExpired();
     if (this.ticks % 10 === 5) await this.sweepTagsets();

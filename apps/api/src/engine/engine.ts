@@ -2,6 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { Database, type TaskEntity, type WorkflowEntity } from '@tagflow/persistence';
 import { notFound } from '../common/errors.js';
 import { JsonLogger } from '../common/logger.js';
+import { recordCallbacks } from './callbacks.js';
 import { releaseHeld } from './limits.js';
 import { settle } from './settle.js';
 import { EFFECTS_PORT, UnitOfWork, type EffectsPort } from './unit-of-work.js';
@@ -72,6 +73,7 @@ export class Engine {
           await uow.settle();
           // Tasks left RUNNING: tasks held by their concurrency limits may go now.
           if (uow.leasesEndedIn.size > 0) await releaseHeld(uow, [...uow.leasesEndedIn]);
+          await recordCallbacks(uow);
           return value;
         });
         await this.effects.publish(uow!.publishable());

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { canonicalTags, collectReferences, LIMITS, newId, normalizeRetry, tagsetId, type RetryPolicy } from '@tagflow/domain';
-import type { ActionSpec, CreatedBy, JsonObject, TaskEntity, TaskKind, WorkflowEntity } from '@tagflow/persistence';
+import type { ActionSpec, CallbackTarget, CreatedBy, JsonObject, TaskEntity, TaskKind, WorkflowEntity } from '@tagflow/persistence';
 
 /** A task as the engine adds it: every default filled in. */
 export interface NewTask {
@@ -23,6 +23,7 @@ export interface NewTask {
   /** Not READY before this time (epoch ms). */
   not_before: number | null;
   priority: number;
+  callback: CallbackTarget | null;
 }
 
 /** The client-facing shape (a validated TaskSpecDto, or a handler spec stored in on_error). */
@@ -42,6 +43,7 @@ export interface TaskSpecLike {
   /** ISO 8601 with a zone (a stored task's, when changed in place: epoch ms). */
   not_before?: string | number | null;
   priority?: number;
+  callback?: CallbackTarget | null;
 }
 
 /**
@@ -71,6 +73,7 @@ export function normalizeSpec(spec: TaskSpecLike): NewTask {
     revert: spec.revert ? { ...spec.revert } : null,
     not_before: typeof spec.not_before === 'string' ? Date.parse(spec.not_before) : (spec.not_before ?? null),
     priority: spec.priority ?? 0,
+    callback: spec.callback ? { url: spec.callback.url, ...(spec.callback.secret ? { secret: spec.callback.secret } : {}) } : null,
   };
 }
 
@@ -137,6 +140,7 @@ export function buildTaskEntity(wf: Pick<WorkflowEntity, 'id' | 'namespace'>, t:
     wake_at: null,
     priority: t.priority,
     held_limit: null,
+    callback: t.callback,
     started_at: null,
     finished_at: null,
   };

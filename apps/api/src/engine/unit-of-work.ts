@@ -138,6 +138,11 @@ export class UnitOfWork {
     }
   }
 
+  /** Tasks that ended during this operation (their callbacks are written before it commits). */
+  finishedTasks(): string[] {
+    return [...this.finished];
+  }
+
   /** The effects to send after commit: a task that became ready and then ended in the same operation is not queued. */
   publishable(): Effect[] {
     if (this.finished.size === 0) return this.effects;

@@ -1,7 +1,7 @@
 import { Transform, Type } from 'class-transformer';
 import { ArrayMaxSize, IsArray, IsIn, IsInt, IsNumber, IsOptional, IsString, Max, MaxLength, Min, ValidateNested } from 'class-validator';
 import { LIMITS, TASK_STATES, type TaskState } from '@tagflow/domain';
-import { OnErrorDto, RetryDto, TaskSpecDto } from '@tagflow/spec';
+import { CallbackDto, OnErrorDto, RetryDto, TaskSpecDto } from '@tagflow/spec';
 import { IsAction, IsDataKeyList, IsJsonObject, IsNameList, IsTagList, IsTaskName, IsZonedTime } from '../common/validation.js';
 import { toInt } from '../common/pagination.js';
 
@@ -29,6 +29,8 @@ export class TaskPatchDto {
   /** A new time, or null: no longer held by a time. */
   @IsOptional() @IsZonedTime() not_before?: string | null;
   @IsOptional() @IsInt() @Min(LIMITS.priorityMin) @Max(LIMITS.priorityMax) priority?: number;
+  /** A new callback, or null: none. */
+  @IsOptional() @ValidateNested() @Type(() => CallbackDto) callback?: CallbackDto | null;
 }
 
 export class TaskListQuery {

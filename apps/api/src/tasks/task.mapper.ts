@@ -1,6 +1,6 @@
 import type { Task } from '@tagflow/client';
 import { isoOrNull } from '@tagflow/domain';
-import type { TaskEntity } from '@tagflow/persistence';
+import type { CallbackTarget, TaskEntity } from '@tagflow/persistence';
 
 /** The wire form of a task. Internal bookkeeping (lease token, tag set id) stays inside. */
 export function toTaskResponse(t: TaskEntity): Task {
@@ -42,6 +42,7 @@ export function toTaskResponse(t: TaskEntity): Task {
     not_before: isoOrNull(t.not_before),
     priority: t.priority,
     held_by_limit: t.state === 'READY' ? heldBy(t.held_limit) : null,
+    callback: callbackView(t.callback),
     started_at: isoOrNull(t.started_at),
     finished_at: isoOrNull(t.finished_at),
   };
@@ -54,4 +55,9 @@ function heldBy(held: string | null): Task['held_by_limit'] {
   if (!held) return null;
   const at = held.indexOf('|');
   return { tag: held.slice(at + 1), scope: at === 0 ? 'namespace' : 'workflow' };
+}
+
+/** A callback as clients see it: the URL and whether it is signed; the secret never leaves the API. */
+export function callbackView(c: CallbackTarget | null): { url: string; signed: boolean } | null {
+  return c ? { url: c.url, signed: Boolean(c.secret) } : null;
 }

@@ -1,3 +1,4 @@
+import { ChecksCallbacks } from '../callbacks/callback-targets.interceptor.js';
 import { Body, Controller, Delete, Get, HttpCode, Param, Patch, Post, Query } from '@nestjs/common';
 import { Idempotent } from '../common/idempotency.interceptor.js';
 import { ApiTags } from '@nestjs/swagger';
@@ -17,7 +18,7 @@ export class TasksController {
   constructor(private readonly tasks: TasksService) {}
 
   /** The single-task shortcut: a sealed one-task workflow. */
-  @Post() @Idempotent() @Allow(OPERATORS)
+  @Post() @Idempotent() @Allow(OPERATORS) @ChecksCallbacks()
   async shortcut(@Body() dto: ShortcutTaskDto, @CallerOf() caller: Caller) {
     checkSubmitGrants(caller, [dto]);
     return toTaskResponse(await this.tasks.shortcut(dto, createdByOf(caller), namespaceOf(caller)));
@@ -36,7 +37,7 @@ export class TasksController {
   }
 
   /** Changes a task that has not run yet. */
-  @Patch(':id') @Allow(OPERATORS)
+  @Patch(':id') @Allow(OPERATORS) @ChecksCallbacks()
   async patch(@Param('id', id) taskId: string, @Body() dto: TaskPatchDto, @CallerOf() caller: Caller) {
     // The task as it is must be the caller's to change, and as it will be (tags and handlers kept) its to submit.
     const ns = namespaceOf(caller);

@@ -1,6 +1,7 @@
 import type { Workflow } from '@tagflow/client';
 import { isoOrNull, TASK_STATES, type TaskState } from '@tagflow/domain';
 import type { WorkflowEntity } from '@tagflow/persistence';
+import { callbackView } from '../tasks/task.mapper.js';
 
 export type TaskCounts = Record<TaskState, number>;
 
@@ -21,6 +22,7 @@ export function toWorkflowResponse(w: WorkflowEntity, counts: TaskCounts): Workf
     on_failure: w.on_failure,
     retention_days: w.retention_days,
     limits: w.limits,
+    callback: callbackView(w.callback),
     created_by: w.created_by,
     created_at: isoOrNull(w.created_at),
     updated_at: isoOrNull(w.updated_at),

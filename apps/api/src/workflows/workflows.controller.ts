@@ -1,3 +1,4 @@
+import { ChecksCallbacks } from '../callbacks/callback-targets.interceptor.js';
 import { Body, Controller, Delete, Get, HttpCode, Param, Post, Query } from '@nestjs/common';
 import { Idempotent } from '../common/idempotency.interceptor.js';
 import { ApiBody, ApiExtraModels, ApiTags, getSchemaPath } from '@nestjs/swagger';
@@ -22,7 +23,7 @@ export class WorkflowsController {
   ) {}
 
   /** Creates a workflow, with its first tasks if given; sealed unless `sealed: false`. */
-  @Post() @Idempotent() @Allow(OPERATORS)
+  @Post() @Idempotent() @Allow(OPERATORS) @ChecksCallbacks()
   async create(@Body() dto: CreateWorkflowDto, @CallerOf() caller: Caller) {
     checkSubmitGrants(caller, dto.tasks ?? []);
     const ns = namespaceOf(caller);
@@ -76,7 +77,7 @@ export class WorkflowsController {
   /** One TaskSpec, or `{"tasks": [TaskSpec, ...]}` added atomically. */
   @ApiExtraModels(TaskSpecDto, TaskBatchDto)
   @ApiBody({ schema: { oneOf: [{ $ref: getSchemaPath(TaskSpecDto) }, { $ref: getSchemaPath(TaskBatchDto) }] } })
-  @Post(':id/tasks') @Idempotent() @Allow(OPERATORS)
+  @Post(':id/tasks') @Idempotent() @Allow(OPERATORS) @ChecksCallbacks()
   async addTasks(@Param('id', id) wfId: string, @Body() body: unknown, @CallerOf() caller: Caller) {
     const isBatch = typeof body === 'object' && body !== null && 'tasks' in body;
     if (isBatch) {

@@ -21,26 +21,7 @@ export class WorkflowsService {
 
   /** Creates the workflow and its inline tasks atomically. */
   async create(dto: CreateWorkflowDto, createdBy: CreatedBy | null, namespace: string): Promise<WorkflowEntity> {
-    const now = Date.now();
-    const wf: WorkflowEntity = {
-      id: newId(now),
-      name: dto.name,
-      namespace,
-      description: dto.description ?? null,
-      tags: canonicalTags(dto.tags ?? []),
-      input: dto.input ?? {},
-      state: 'RUNNING',
-      sealed: dto.sealed ?? false,
-      on_failure: dto.on_failure ?? 'fail',
-      retention_days: dto.retention_days ?? null,
-      limits: dto.limits ?? {},
-      rollback_started: false,
-      settle_pending: false,
-      created_by: createdBy,
-      created_at: now,
-      updated_at: now,
-      finished_at: null,
-    };
+    const wf = newWorkflowRow(dto, createdBy, namespace, Date.now());
     // A copy per attempt: the transaction changes the row it is given, and may run again (Engine.run).
     await this.engine.inTransaction((uow) => createWorkflow(uow, { ...wf }, (dto.tasks ?? []) as unknown as TaskSpecLike[]));
     return (await this.get(wf.id, namespace)).entity;
@@ -93,4 +74,28 @@ export class WorkflowsService {
     await this.engine.inWorkflow(id, op, namespace);
     return this.view(id, namespace);
   }
+}
+
+/** The row of a new workflow as `POST /v1/workflows` (or a schedule's tick) asks for it. */
+export function newWorkflowRow(dto: CreateWorkflowDto, createdBy: CreatedBy | null, namespace: string, now: number): WorkflowEntity {
+  return {
+    id: newId(now),
+    name: dto.name,
+    namespace,
+    description: dto.description ?? null,
+    tags: canonicalTags(dto.tags ?? []),
+    input: dto.input ?? {},
+    state: 'RUNNING',
+    sealed: dto.sealed ?? false,
+    on_failure: dto.on_failure ?? 'fail',
+    retention_days: dto.retention_days ?? null,
+    limits: dto.limits ?? {},
+    callback: dto.callback ? { url: dto.callback.url, ...(dto.callback.secret ? { secret: dto.callback.secret } : {}) } : null,
+    rollback_started: false,
+    settle_pending: false,
+    created_by: createdBy,
+    created_at: now,
+    updated_at: now,
+    finished_at: null,
+  };
 }

@@ -2,6 +2,7 @@ import { Column, Entity, PrimaryColumn, PrimaryGeneratedColumn } from 'typeorm';
 import type { RetryPolicy, TaskState } from '@tagflow/domain';
 import { JsonColumn, MsColumn, type Json, type JsonObject } from './columns.js';
 import type { CreatedBy } from './audit.entity.js';
+import type { CallbackTarget } from './workflow.entity.js';
 
 export type TaskKind = 'task' | 'handler' | 'revert';
 export type ActionSpec = { type: string } & JsonObject;
@@ -158,6 +159,10 @@ export class TaskEntity {
   /** Set while that time alone holds it WAITING: when to evaluate it again. */
   @MsColumn()
   wake_at: number | null;
+
+  /** Where its finish is announced (a signed POST), or null. */
+  @JsonColumn({ nullable: true })
+  callback: CallbackTarget | null;
 
   /** READY but kept out of the queue by a full concurrency limit (`<workflow id or ''>|<tag>`); queued again once it has room. */
   @Column({ type: 'varchar', length: 101, nullable: true })

@@ -5,6 +5,12 @@ import type { CreatedBy } from './audit.entity.js';
 
 export type OnFailure = 'fail' | 'continue' | 'rollback';
 
+/** A callback: a URL to POST to when it finishes, and the secret its body is signed with. */
+export interface CallbackTarget {
+  url: string;
+  secret?: string;
+}
+
 @Entity('workflow')
 export class WorkflowEntity {
   @PrimaryColumn({ type: 'varchar', length: 36 })
@@ -46,6 +52,10 @@ export class WorkflowEntity {
   /** Concurrency limits within it, as created (`{TAG: max_running}`); enforced through the concurrency_limit rows. */
   @JsonColumn({ default: '{}' })
   limits: Record<string, number>;
+
+  /** Where its finish is announced (a signed POST), or null. */
+  @JsonColumn({ nullable: true })
+  callback: CallbackTarget | null;
 
   /** Days it is kept once finished (null: RETENTION_DAYS). */
   @Column({ type: 'integer', nullable: true })

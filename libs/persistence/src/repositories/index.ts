@@ -1,5 +1,6 @@
 import type { EntityManager } from 'typeorm';
 import { AuditRepository } from './audit.repository.js';
+import { CallbackRepository } from './callback.repository.js';
 import { DataRepository } from './data.repository.js';
 import { DependencyRepository } from './dependency.repository.js';
 import { EventRepository } from './event.repository.js';
@@ -7,12 +8,14 @@ import { IdempotencyRepository } from './idempotency.repository.js';
 import { KeyRepository } from './key.repository.js';
 import { LimitRepository } from './limit.repository.js';
 import { LogRepository } from './log.repository.js';
+import { ScheduleRepository } from './schedule.repository.js';
 import { TaskRepository } from './task.repository.js';
 import { TransitionRepository } from './transition.repository.js';
 import { WorkerRepository } from './worker.repository.js';
 import { WorkflowRepository } from './workflow.repository.js';
 
 export * from './audit.repository.js';
+export * from './callback.repository.js';
 export * from './data.repository.js';
 export * from './dependency.repository.js';
 export * from './event.repository.js';
@@ -20,6 +23,7 @@ export * from './idempotency.repository.js';
 export * from './key.repository.js';
 export * from './limit.repository.js';
 export * from './log.repository.js';
+export * from './schedule.repository.js';
 export * from './task.repository.js';
 export * from './transition.repository.js';
 export * from './worker.repository.js';
@@ -42,6 +46,8 @@ export class Repositories {
   readonly idempotency: IdempotencyRepository;
   readonly logs: LogRepository;
   readonly limits: LimitRepository;
+  readonly schedules: ScheduleRepository;
+  readonly callbacks: CallbackRepository;
 
   /** The clock of the operation: every row it writes carries this time. */
   now: number;
@@ -60,6 +66,8 @@ export class Repositories {
     this.idempotency = new IdempotencyRepository(em);
     this.logs = new LogRepository(em);
     this.limits = new LimitRepository(em);
+    this.schedules = new ScheduleRepository(em);
+    this.callbacks = new CallbackRepository(em);
   }
 
   /** Reads the clock again (after waiting for a lock, so times follow the order of the locks). */

@@ -47,6 +47,16 @@ export class TaskRepository {
     return rows.map((r) => r.id as string);
   }
 
+  /** Takes: task ids. Returns: those of them that have a callback, whole. */
+  async withCallbacks(ids: readonly string[]): Promise<TaskEntity[]> {
+    const out: TaskEntity[] = [];
+    for (let i = 0; i < ids.length; i += CHUNK) {
+      const { rows } = await sql(this.em, 'SELECT * FROM task WHERE id IN (:ids) AND callback IS NOT NULL', { ids: ids.slice(i, i + CHUNK) });
+      for (const r of rows) out.push(hydrate(this.em, TaskEntity, r));
+    }
+    return out;
+  }
+
   /** Returns: the tag sets that have a READY or RUNNING task (their queues are in use). */
   async busyTagsets(): Promise<Set<string>> {
     const { rows } = await sql(this.em, `SELECT DISTINCT tagset_id FROM task WHERE state IN ('READY', 'RUNNING')`);

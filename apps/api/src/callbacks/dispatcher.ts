@@ -1,0 +1,146 @@
+import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { createHmac } from 'node:crypto';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { Database, type CallbackDeliveryRow } from '@tagflow/persistence';
+import { AppConfig } from '../config/app-config.js';
+import { JsonLogger } from '../common/logger.js';
+import { MetricsService } from '../metrics/metrics.service.js';
+import { BlockedAddressError, blockedHost, guardedLookup } from './addresses.js';
+
+/** Deliveries this replica has in flight at most. */
+const IN_FLIGHT_MAX = 32;
+/** The most of a receiver's answer read (the rest is dropped). */
+const ANSWER_MAX_BYTES = 64 * 1024;
+
+/** `sha256=<hex HMAC-SHA256 of the body with the secret>`: what `Tagflow-Signature` carries. */
+export function signature(secret: string, body: string): string {
+  return `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`;
+}
+
+/**
+ * Sends the callback outbox (engine/callbacks.ts writes it): every due delivery is claimed
+ * in the database (so two replicas do not send it at once), POSTed with its signature, and
+ * recorded: 2xx delivers it; anything else is tried again after a delay that doubles from
+ * CALLBACK_RETRY_BASE_MS up to CALLBACK_RETRY_MAX_MS, with jitter, until CALLBACK_GIVE_UP_S
+ * after the finish, when it is recorded as failed. A delivery whose sender died mid-try is
+ * sent again once its claim lapses: receivers may see one twice (`Tagflow-Delivery` is its id).
+ */
+@Injectable()
+export class CallbackDispatcher implements OnApplicationBootstrap, OnApplicationShutdown {
+  private timer: NodeJS.Timeout | null = null;
+  private stopping = false;
+  private readonly inFlight = new Set<Promise<void>>();
+  private readonly tries: (labels?: Record<string, string>) => void;
+
+  constructor(
+    private readonly db: Database,
+    private readonly config: AppConfig,
+    @Inject(JsonLogger) private readonly logger: JsonLogger,
+    metrics: MetricsService,
+  ) {
+    this.tries = metrics.counter('tagflow_callback_attempts_total', 'Callback deliveries tried, by outcome (delivered, retry, failed).');
+  }
+
+  onApplicationBootstrap(): void {
+    this.schedule(0);
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    this.stopping = true;
+    if (this.timer) clearTimeout(this.timer);
+    await Promise.all(this.inFlight);
+  }
+
+  private schedule(ms: number): void {
+    this.timer = setTimeout(() => {
+      void this.tick().finally(() => {
+        if (!this.stopping) this.schedule(this.config.RECONCILE_INTERVAL_MS);
+      });
+    }, ms);
+  }
+
+  private async tick(): Promise<void> {
+    const room = IN_FLIGHT_MAX - this.inFlight.size;
+    if (room <= 0) return;
+    const now = this.db.now();
+    let due: CallbackDeliveryRow[];
+    try {
+      due = await this.db.transaction((repos) => repos.callbacks.claimDue(now, room, this.config.CALLBACK_TIMEOUT_MS + 5000), now);
+    } catch (e) {
+      this.logger.event('warn', 'callbacks', 'could not look for due callbacks', { error: String(e) });
+      return;
+    }
+    for (const d of due) {
+      const sending: Promise<void> = this.deliver(d)
+        .catch((e: unknown) => this.logger.event('warn', 'callbacks', 'could not record a callback try; it is sent again later', { delivery_id: d.id, error: String(e) }))
+        .finally(() => this.inFlight.delete(sending));
+      this.inFlight.add(sending);
+    }
+  }
+
+  private async deliver(d: CallbackDeliveryRow): Promise<void> {
+    const started = Date.now();
+    let status: number | null = null;
+    let error: string | null = null;
+    let permanent = false;
+    try {
+      status = await this.post(d);
+      if (status < 200 || status > 299) error = `the receiver answered ${status}`;
+    } catch (e) {
+      error = e instanceof Error ? e.message : String(e);
+      permanent = e instanceof BlockedAddressError;
+    }
+    const now = this.db.now();
+    const attempt = { at: now, status, error, ms: Date.now() - started };
+    const delivered = error === null;
+    const giveUp = permanent || now >= d.created_at + this.config.CALLBACK_GIVE_UP_S * 1000;
+    const next = delivered || giveUp ? null : now + this.delay(d.attempts + 1);
+    await this.db.transaction((repos) => repos.callbacks.recordAttempt(d, attempt, delivered ? { delivered: true } : { delivered: false, next }, now), now);
+    this.tries({ outcome: delivered ? 'delivered' : next === null ? 'failed' : 'retry' });
+    if (!delivered) {
+      this.logger.event(next === null ? 'warn' : 'info', 'callbacks', next === null ? 'gave up a callback' : 'a callback try failed; trying again later', {
+        delivery_id: d.id, url: d.url, attempt: d.attempts + 1, error, ...(next ? { next_at: new Date(next).toISOString() } : {}),
+      });
+    }
+  }
+
+  /** The delay before try `n + 1`: doubling from the base, capped, then between half and all of it. */
+  private delay(n: number): number {
+    const full = Math.min(this.config.CALLBACK_RETRY_MAX_MS, this.config.CALLBACK_RETRY_BASE_MS * 2 ** Math.min(n - 1, 30));
+    return Math.round(full / 2 + Math.random() * (full / 2));
+  }
+
+  /** POSTs the body; resolves to the receiver's status. Refuses blocked addresses (BlockedAddressError). */
+  private post(d: CallbackDeliveryRow): Promise<number> {
+    const allowPrivate = this.config.CALLBACK_ALLOW_PRIVATE === '1';
+    const why = allowPrivate ? null : blockedHost(d.url);
+    if (why) return Promise.reject(new BlockedAddressError(`${why}: callbacks go there only with CALLBACK_ALLOW_PRIVATE=1`));
+    const url = new URL(d.url);
+    const headers: Record<string, string> = {
+      'content-type': 'application/json',
+      'content-length': String(Buffer.byteLength(d.body)),
+      'user-agent': 'tagflow-callbacks',
+      'tagflow-event': d.event,
+      'tagflow-delivery': d.id,
+      ...(d.secret ? { 'tagflow-signature': signature(d.secret, d.body) } : {}),
+    };
+    const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+    const timeoutMs = this.config.CALLBACK_TIMEOUT_MS;
+    return new Promise<number>((resolve, reject) => {
+      const req = send(url, { method: 'POST', headers, ...(allowPrivate ? {} : { lookup: guardedLookup }) }, (res: IncomingMessage) => {
+        let read = 0;
+        res.on('data', (chunk: Buffer) => {
+          read += chunk.length;
+          if (read > ANSWER_MAX_BYTES) res.destroy();
+        });
+        res.on('close', () => resolve(res.statusCode ?? 0));
+        res.on('error', () => resolve(res.statusCode ?? 0));
+      });
+      const timer = setTimeout(() => req.destroy(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+      req.on('error', (e) => reject(e.message.includes('resolves to') ? new BlockedAddressError(`${e.message}: callbacks go there only with CALLBACK_ALLOW_PRIVATE=1`) : e));
+      req.on('close', () => clearTimeout(timer));
+      req.end(d.body);
+    });
+  }
+}
