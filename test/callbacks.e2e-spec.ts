@@ -3,7 +3,8 @@ import { createHmac } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { hostname } from 'node:os';
-import { Api, freePort, task, waitFor, workflow } from './support/harness.js';
+import { spawn } from 'node:child_process';
+import { Api, freePort, task, track, waitFor, workflow } from './support/harness.js';
 
 const uniq = () => Math.random().toString(36).slice(2, 10);
 
@@ -116,7 +117,9 @@ describe('signed callbacks', () => {
 
   it('still delivers after the API is killed (kill -9) between the state change and the delivery', async () => {
     const downReceiver = new Receiver(await freePort()); // not listening yet: nothing can be delivered before the kill
-    const own = await Api.start({ env: FAST_RETRIES });
+    // Its dispatcher looks once at start, then once a minute: no try is made before the kill,
+    // so the delivery can only come from what the finishing transaction wrote.
+    const own = await Api.start({ env: { ...FAST_RETRIES, RECONCILE_INTERVAL_MS: '60000' } });
     try {
       const tag = `cbk-${uniq()}`;
       const r = await own.post('/v1/tasks', { tags: [tag], action: { type: 'noop' }, callback: { url: downReceiver.url('/after-crash'), secret: 'k' } });
@@ -130,12 +133,36 @@ describe('signed callbacks', () => {
         const [got] = downReceiver.at('/after-crash');
         expect(JSON.parse(got.body)).toMatchObject({ id: r.body.id, state: 'SUCCESS' });
         expect(got.headers['tagflow-signature']).toBe(sign('k', got.body));
+        // Its one and only try came from the restarted API.
+        const [delivery] = (await again.get(`/v1/workflows/${r.body.workflow_id}/callbacks`)).body.items;
+        expect(delivery.history.map((h: { status: number }) => h.status)).toEqual([204]);
       } finally {
         await again.stop();
       }
     } finally {
       await own.kill9();
       await downReceiver.stop();
+    }
+  });
+
+  it('the receiver of docs/flow-control.md (examples/callback-receiver.mjs) takes a signed callback and refuses a forged one', async () => {
+    const port = await freePort();
+    const proc = track(spawn(process.execPath, ['examples/callback-receiver.mjs'], { env: { PATH: process.env.PATH ?? '', PORT: String(port), HOST: '127.0.0.1', TAGFLOW_CALLBACK_SECRET: 'engine-secret' } }));
+    let out = '';
+    proc.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    try {
+      await waitFor('the receiver to listen', async () => out.includes('listening'));
+      const tag = `cbr-${uniq()}`;
+      const r = await api.post('/v1/tasks', { tags: [tag], action: { type: 'noop' }, callback: { url: `http://127.0.0.1:${port}/tagflow`, secret: 'engine-secret' } });
+      expect((await api.complete(await api.take([tag]), {}, { exit_code: 0 })).status).toBe(200);
+      await waitFor('the receiver to verify it', async () => out.includes(`verified task.finished ${r.body.id} SUCCESS exit 0`));
+      const forged = await fetch(`http://127.0.0.1:${port}/tagflow`, {
+        method: 'POST', body: JSON.stringify({ id: r.body.id, state: 'ERROR' }), headers: { 'tagflow-signature': sign('guess', '{}'), 'tagflow-delivery': 'x' },
+      });
+      expect(forged.status).toBe(401);
+      expect(out).not.toContain(`${r.body.id} ERROR`);
+    } finally {
+      proc.kill();
     }
   });
 
@@ -180,11 +207,14 @@ describe('callback addresses', () => {
       const w = await api.post('/v1/workflows', workflow({ name, callback: { url } }));
       expect({ url, status: w.status }).toEqual({ url, status: 400 });
     }
-    for (const url of ['ftp://example.com/x', 'not a url', 'http://user:pw@example.com/']) {
+    for (const url of ['ftp://example.com/x', 'not a url', 'http://user:pw@example.com/', 'http://example.com/a\u0000b']) {
       const r = await api.post('/v1/tasks', { action: { type: 'noop' }, callback: { url } });
       expect({ url, status: r.status }).toEqual({ url, status: 400 });
       expect(JSON.stringify(r.body)).toContain('callback.url');
     }
+    const nul = await api.post('/v1/tasks', { action: { type: 'noop' }, callback: { url: 'https://example.com/', secret: 'a\u0000b' } });
+    expect(nul.status).toBe(400);
+    expect(JSON.stringify(nul.body)).toContain('callback.secret');
     expect((await api.get(`/v1/workflows?name=${name}`)).body.items).toEqual([]);
   });
 

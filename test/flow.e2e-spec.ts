@@ -216,36 +216,54 @@ describe('concurrency limits', () => {
     }
   });
 
-  it('a namespace-wide limit holds tasks across workflows, shows them held, and releases them at once when raised', async () => {
-    const tag = `db-${uniq()}`;
-    const put = await api.request('PUT', `/v1/limits/${tag}`, { max_running: 1 });
-    expect(put).toMatchObject({ status: 200, body: { tag, max_running: 1, running: 0, held: 0 } });
-    const one = await api.createWorkflow(workflow({ tasks: [task('migrate-a', { tags: [tag] }), task('migrate-b', { tags: [tag] })] }));
-    const two = await api.createWorkflow(workflow({ tasks: [task('migrate-c', { tags: [tag] })] }));
-    const first = await api.poll([tag], { wait_s: 2, max_tasks: 5 });
-    expect(first).toHaveLength(1);
-    // The others are READY but held: no poll gets them while the first runs.
-    expect(await api.poll([tag], { wait_s: 1, max_tasks: 5 })).toEqual([]);
-    const held = (await Promise.all([api.task(one.id, 'migrate-a'), api.task(one.id, 'migrate-b'), api.task(two.id, 'migrate-c')])).filter((t) => t.id !== first[0].id);
-    for (const t of held) expect(t).toMatchObject({ state: 'READY', held_by_limit: { tag, scope: 'namespace' } });
-    expect((await api.get(`/v1/limits/${tag}`)).body).toMatchObject({ max_running: 1, running: 1, held: 2 });
-    expect((await api.get('/v1/limits')).body.items.map((l: { tag: string }) => l.tag)).toContain(tag);
-    // Raised: a poll parked now gets both held tasks without waiting for the running one.
-    const parked = api.poll([tag], { wait_s: 10, max_tasks: 5 });
-    await api.pollsParked(1);
-    const started = Date.now();
-    expect((await api.request('PUT', `/v1/limits/${tag}`, { max_running: 3 })).status).toBe(200);
-    const more = await parked;
-    const got = [...more];
-    if (got.length < 2) got.push(...(await api.poll([tag], { wait_s: 5, max_tasks: 5 })));
-    expect(got.map((t) => t.id).sort()).toEqual(held.map((t) => t.id).sort());
-    expect(Date.now() - started).toBeLessThan(5000);
-    // Lowered below what runs: nothing running is stopped; each still completes.
-    expect((await api.request('PUT', `/v1/limits/${tag}`, { max_running: 0 })).body).toMatchObject({ max_running: 0, running: 3 });
-    for (const t of [...first, ...got]) expect((await api.complete(t)).status).toBe(200);
-    expect((await api.request('DELETE', `/v1/limits/${tag}`)).status).toBe(204);
-    expect((await api.get(`/v1/limits/${tag}`)).status).toBe(404);
-    expect((await api.request('DELETE', `/v1/limits/${tag}`)).status).toBe(404);
+  it('a namespace-wide limit holds tasks across workflows, shows them held, and releases them at once when raised or when a task ends', async () => {
+    // The reconciler (which also releases held tasks) ticks once a minute here: what is
+    // released within the test is released by the change itself.
+    const api = await Api.start({ env: { RECONCILE_INTERVAL_MS: '60000' } });
+    try {
+      const tag = `db-${uniq()}`;
+      const put = await api.request('PUT', `/v1/limits/${tag}`, { max_running: 1 });
+      expect(put).toMatchObject({ status: 200, body: { tag, max_running: 1, running: 0, held: 0 } });
+      const one = await api.createWorkflow(workflow({ tasks: [task('migrate-a', { tags: [tag] }), task('migrate-b', { tags: [tag] })] }));
+      const two = await api.createWorkflow(workflow({ tasks: [task('migrate-c', { tags: [tag] })] }));
+      const first = await api.poll([tag], { wait_s: 2, max_tasks: 5 });
+      expect(first).toHaveLength(1);
+      // The others are READY but held: no poll gets them while the first runs.
+      expect(await api.poll([tag], { wait_s: 1, max_tasks: 5 })).toEqual([]);
+      const held = (await Promise.all([api.task(one.id, 'migrate-a'), api.task(one.id, 'migrate-b'), api.task(two.id, 'migrate-c')])).filter((t) => t.id !== first[0].id);
+      for (const t of held) expect(t).toMatchObject({ state: 'READY', held_by_limit: { tag, scope: 'namespace' } });
+      expect((await api.get(`/v1/limits/${tag}`)).body).toMatchObject({ max_running: 1, running: 1, held: 2 });
+      expect((await api.get('/v1/limits')).body.items.map((l: { tag: string }) => l.tag)).toContain(tag);
+      // The running one ends: a parked poll gets the next held task at once.
+      const next = api.poll([tag], { wait_s: 10, max_tasks: 5 });
+      await api.pollsParked(1);
+      expect((await api.complete(first[0])).status).toBe(200);
+      const second = await next;
+      expect(second).toHaveLength(1);
+      expect(held.map((t) => t.id)).toContain(second[0].id);
+      first[0] = second[0];
+      held.splice(held.findIndex((t) => t.id === second[0].id), 1);
+      const third = (await Promise.all([api.task(one.id, 'migrate-a'), api.task(one.id, 'migrate-b'), api.task(two.id, 'migrate-c')])).find((t) => t.state === 'READY');
+      expect(third.held_by_limit).toEqual({ tag, scope: 'namespace' });
+      // Raised: a poll parked now gets the task still held without waiting for the running one.
+      const parked = api.poll([tag], { wait_s: 10, max_tasks: 5 });
+      await api.pollsParked(1);
+      const started = Date.now();
+      expect((await api.request('PUT', `/v1/limits/${tag}`, { max_running: 3 })).status).toBe(200);
+      const more = await parked;
+      const got = [...more];
+      if (got.length < held.length) got.push(...(await api.poll([tag], { wait_s: 5, max_tasks: 5 })));
+      expect(got.map((t) => t.id).sort()).toEqual(held.map((t) => t.id).sort());
+      expect(Date.now() - started).toBeLessThan(5000);
+      // Lowered below what runs: nothing running is stopped; each still completes.
+      expect((await api.request('PUT', `/v1/limits/${tag}`, { max_running: 0 })).body).toMatchObject({ max_running: 0, running: 2 });
+      for (const t of [...first, ...got]) expect((await api.complete(t)).status).toBe(200);
+      expect((await api.request('DELETE', `/v1/limits/${tag}`)).status).toBe(204);
+      expect((await api.get(`/v1/limits/${tag}`)).status).toBe(404);
+      expect((await api.request('DELETE', `/v1/limits/${tag}`)).status).toBe(404);
+    } finally {
+      await api.stop();
+    }
   });
 
   it('gives the room back when a running task fails, is cancelled, or its lease expires', async () => {
@@ -271,6 +289,27 @@ describe('concurrency limits', () => {
     const expired = (await api.get(`/v1/workflows/${wf.id}/events?limit=1000`)).body.items.filter((e: any) => e.from === 'RUNNING' && /LEASE_EXPIRED/.test(e.reason ?? ''));
     expect(expired).toHaveLength(1);
     expect(await mostRunning(api, wf.id)).toBe(1);
+  });
+
+  it('lets only an operator granted every tag set a namespace-wide limit (it holds tasks of any other tags too)', async () => {
+    const admin = `tfk_${'a'.repeat(30)}`;
+    const guarded = await Api.start({ env: { TAGFLOW_ADMIN_TOKEN: admin } });
+    try {
+      const as = (token: string) => ({ authorization: `Bearer ${token}` });
+      const key = async (tags: string[]) => (await guarded.request('POST', '/v1/keys', { name: `op-${uniq()}`, role: 'operator', tags }, as(admin))).body.token as string;
+      const narrow = await key(['linux']);
+      const wide = await key(['*']);
+      const refused = await guarded.request('PUT', '/v1/limits/linux', { max_running: 0 }, as(narrow));
+      expect(refused.status).toBe(403);
+      expect(refused.body.message).toContain('needs the grant *');
+      expect((await guarded.request('PUT', '/v1/limits/linux', { max_running: 0 }, as(wide))).status).toBe(200);
+      expect((await guarded.request('DELETE', '/v1/limits/linux', undefined, as(narrow))).status).toBe(403);
+      const reader = (await guarded.request('POST', '/v1/keys', { name: `r-${uniq()}`, role: 'reader' }, as(admin))).body.token as string;
+      expect((await guarded.request('GET', '/v1/limits/linux', undefined, as(reader))).body).toMatchObject({ max_running: 0 });
+      expect((await guarded.request('PUT', '/v1/limits/linux', { max_running: 5 }, as(reader))).status).toBe(403);
+    } finally {
+      await guarded.stop();
+    }
   });
 
   it('refuses a bad limit, naming the field, and creates nothing', async () => {

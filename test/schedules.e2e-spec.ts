@@ -2,6 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Api, DATABASE, task, waitFor, workflow } from './support/harness.js';
 
 const uniq = () => Math.random().toString(36).slice(2, 10);
+/** Schedules every second are refused by default (SCHEDULE_MIN_INTERVAL_S=60); the tests need them. */
+const FAST = { SCHEDULE_MIN_INTERVAL_S: '1' };
 
 /** Schedules: a workflow per cron tick, once per tick whatever the number of replicas. */
 describe('schedules', () => {
@@ -9,8 +11,8 @@ describe('schedules', () => {
   /** A second replica on the same database and Redis (PostgreSQL only: SQLite serves one API process). */
   let other: Api | null = null;
   beforeAll(async () => {
-    api = await Api.start();
-    if (DATABASE === 'postgres') other = await Api.start({ databaseUrl: api.databaseUrl, prefix: api.prefix });
+    api = await Api.start({ env: FAST });
+    if (DATABASE === 'postgres') other = await Api.start({ databaseUrl: api.databaseUrl, prefix: api.prefix, env: FAST });
   });
   afterAll(async () => {
     await Promise.all([api?.stop(), other?.stop()]);
@@ -84,13 +86,31 @@ describe('schedules', () => {
     const downFrom = Date.now();
     await new Promise((r) => setTimeout(r, 4000)); // the outage being tested: four ticks with no API
     const before = Date.now();
-    api = await Api.start({ databaseUrl: api.databaseUrl, prefix: api.prefix });
+    api = await Api.start({ databaseUrl: api.databaseUrl, prefix: api.prefix, env: FAST });
     // A run for a tick after the restart: anything owed for the outage has been done by then.
     await waitFor('a run for a tick after the restart', async () => (await runsOf(s.id)).some((r) => Date.parse(r.tick) >= before), 10_000);
     await api.post(`/v1/schedules/${s.id}/pause`);
     const missed = (await runsOf(s.id)).filter((r) => Date.parse(r.tick) > downFrom + 1000 && Date.parse(r.tick) < before - 1000);
     // The ticks that passed while down: at most the latest of them ran (the rest are not replayed).
     expect(missed.length).toBeLessThanOrEqual(1);
+  });
+
+  it('never shows a callback secret of its workflow or tasks', async () => {
+    const name = `secretive-${uniq()}`;
+    const secret = `never-shown-${uniq()}`;
+    const callback = { url: 'https://engine.example.com/hook', secret };
+    const r = await api.post('/v1/schedules', {
+      name, cron: '0 2 * * *', workflow: workflow({ name, callback, tasks: [task('t', { callback, on_error: [{ run: [task('fix', { callback })] }] })] }),
+    });
+    expect(r.status).toBe(201);
+    for (const shown of [r.body, (await api.get(`/v1/schedules/${r.body.id}`)).body, (await api.get('/v1/schedules')).body]) {
+      expect(JSON.stringify(shown)).not.toContain(secret);
+    }
+    expect(r.body.workflow.callback).toEqual({ url: callback.url, signed: true });
+    const wf = (await api.post(`/v1/schedules/${r.body.id}/trigger`)).body;
+    const t = await api.task(wf.id, 't');
+    expect(t.callback).toEqual({ url: callback.url, signed: true });
+    expect(JSON.stringify(t)).not.toContain(secret);
   });
 
   it('refuses a bad cron, zone or workflow, naming the field, and creates nothing', async () => {
@@ -112,5 +132,17 @@ describe('schedules', () => {
     expect((await api.get('/v1/schedules')).body.items.filter((x: { name: string }) => x.name === name)).toEqual([]);
     await create({ name, cron: '0 2 * * *', workflow: workflow() });
     expect((await api.post('/v1/schedules', { name, cron: '0 3 * * *', workflow: workflow() })).status).toBe(409);
+  });
+
+  it('refuses by default a cron that fires more often than once a minute', async () => {
+    const plain = await Api.start();
+    try {
+      const r = await plain.post('/v1/schedules', { name: `often-${uniq()}`, cron: '*/30 * * * * *', workflow: workflow() });
+      expect(r.status).toBe(400);
+      expect(r.body.message).toContain('the shortest interval allowed is 60 s (SCHEDULE_MIN_INTERVAL_S)');
+      expect((await plain.post('/v1/schedules', { name: `minutely-${uniq()}`, cron: '* * * * *', workflow: workflow() })).status).toBe(201);
+    } finally {
+      await plain.stop();
+    }
   });
 });

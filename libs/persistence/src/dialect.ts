@@ -253,7 +253,7 @@ async function claimPostgres(em: EntityManager, now: number, jobs: readonly Clai
     `UPDATE task t SET state = 'RUNNING', updated_at = $1, started_at = $1, worker_id = v.worker_id, lease_token = v.lease_token,
        lease_expires_at = CAST($1 AS BIGINT) + t.lease_s * 1000,
        deadline_at = CASE WHEN t.timeout_s IS NULL THEN NULL ELSE CAST($1 AS BIGINT) + t.timeout_s * 1000 END,
-       lease_outcome = NULL, progress = NULL, resolved_input = NULL, cancel_requested = false
+       lease_outcome = NULL, progress = NULL, resolved_input = NULL, cancel_requested = false, held_limit = NULL
      FROM unnest($2::${type('id')}, $3::${type('attempt')}, $4::${type('tagset_id')}, $5::${type('lease_token')}, $6::${type('worker_id')})
        AS v(id, attempt, tagset_id, lease_token, worker_id)
      WHERE t.id = v.id AND t.attempt = v.attempt AND t.tagset_id = v.tagset_id AND t.state = 'READY'
@@ -284,7 +284,7 @@ async function claimSqlite(em: EntityManager, now: number, jobs: readonly ClaimJ
        worker_id = CASE id ${workers.join(' ')} END, lease_token = CASE id ${tokens.join(' ')} END,
        lease_expires_at = CAST(:now AS BIGINT) + lease_s * 1000,
        deadline_at = CASE WHEN timeout_s IS NULL THEN NULL ELSE CAST(:now AS BIGINT) + timeout_s * 1000 END,
-       lease_outcome = NULL, progress = NULL, resolved_input = NULL, cancel_requested = :no
+       lease_outcome = NULL, progress = NULL, resolved_input = NULL, cancel_requested = :no, held_limit = NULL
      WHERE state = 'READY' AND (${pairs.join(' OR ')})
        AND EXISTS (SELECT 1 FROM workflow w WHERE w.id = task.workflow_id AND w.state = 'RUNNING')`,
     params,

@@ -1,9 +1,10 @@
-import { IsOptional, IsString, MaxLength, MinLength, registerDecorator, type ValidationArguments } from 'class-validator';
+import { IsOptional, IsString, Matches, MaxLength, MinLength, registerDecorator, type ValidationArguments } from 'class-validator';
 
 /** Why a callback URL is not one Tagflow can POST to, or null (its address is checked by the API). */
 export function callbackUrlProblem(value: unknown): string | null {
   if (typeof value !== 'string') return 'must be a string';
   if (value.length > 2048) return 'must be at most 2048 characters';
+  if (/[\u0000-\u001f\u007f]/.test(value)) return 'must not contain control characters';
   let url: URL;
   try {
     url = new URL(value);
@@ -34,6 +35,6 @@ export class CallbackDto {
   url: string;
 
   /** Signs the body: `Tagflow-Signature: sha256=<hex HMAC-SHA256 of the body with it>`. */
-  @IsOptional() @IsString() @MinLength(1) @MaxLength(256)
+  @IsOptional() @IsString() @MinLength(1) @MaxLength(256) @Matches(/^[^\u0000]*$/, { message: 'secret must not contain NUL' })
   secret?: string;
 }

@@ -1,5 +1,6 @@
 import { lookup as dnsLookup, type LookupAddress, type LookupOptions } from 'node:dns';
 import { BlockList, isIP, isIPv4 } from 'node:net';
+import { networkInterfaces } from 'node:os';
 
 /**
  * Where callbacks may not go unless CALLBACK_ALLOW_PRIVATE=1: the API's own host (loopback),
@@ -15,12 +16,27 @@ const BLOCKED: [string, number, 'ipv4' | 'ipv6', string][] = [
   ['::1', 128, 'ipv6', 'a loopback address'],
   ['fe80::', 10, 'ipv6', 'a link-local address'],
   ['::', 128, 'ipv6', 'an unspecified address'],
+  // Cloud metadata services outside link-local: AWS over IPv6, Alibaba Cloud.
+  ['fd00:ec2::254', 128, 'ipv6', "a cloud metadata service's address"],
+  ['100.100.100.200', 32, 'ipv4', "a cloud metadata service's address"],
 ];
 const lists = BLOCKED.map(([net, prefix, type, what]) => {
   const list = new BlockList();
   list.addSubnet(net, prefix, type);
   return { list, type, what };
 });
+
+let own: { at: number; set: Set<string> } | null = null;
+
+/** This host's interface addresses, read again every minute. */
+function ownAddresses(): Set<string> {
+  if (!own || Date.now() - own.at > 60_000) {
+    const set = new Set<string>();
+    for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) set.add(a.address.toLowerCase().replace(/%.*$/, ''));
+    own = { at: Date.now(), set };
+  }
+  return own.set;
+}
 
 /** Why Tagflow does not call this IP address ("a loopback address"), or null. */
 export function blockedAddress(ip: string): string | null {
@@ -34,7 +50,10 @@ export function blockedAddress(ip: string): string | null {
   }
   const type = isIP(address) === 4 ? 'ipv4' : isIP(address) === 6 ? 'ipv6' : null;
   if (!type) return null;
-  return lists.find((l) => l.type === type && l.list.check(address, type))?.what ?? null;
+  const listed = lists.find((l) => l.type === type && l.list.check(address, type))?.what;
+  if (listed) return listed;
+  // The API's own host by any of its addresses reaches what listens on all of them.
+  return ownAddresses().has(address) ? "an address of the API's own host" : null;
 }
 
 /** Why a callback URL names a host Tagflow does not call, from the URL alone (a literal address or localhost), or null. */

@@ -29,6 +29,7 @@ export function signature(secret: string, body: string): string {
 @Injectable()
 export class CallbackDispatcher implements OnApplicationBootstrap, OnApplicationShutdown {
   private timer: NodeJS.Timeout | null = null;
+  private ticking: Promise<void> | null = null;
   private stopping = false;
   private readonly inFlight = new Set<Promise<void>>();
   private readonly tries: (labels?: Record<string, string>) => void;
@@ -49,12 +50,14 @@ export class CallbackDispatcher implements OnApplicationBootstrap, OnApplication
   async onApplicationShutdown(): Promise<void> {
     this.stopping = true;
     if (this.timer) clearTimeout(this.timer);
+    await this.ticking;
     await Promise.all(this.inFlight);
   }
 
   private schedule(ms: number): void {
     this.timer = setTimeout(() => {
-      void this.tick().finally(() => {
+      this.ticking = this.tick().finally(() => {
+        this.ticking = null;
         if (!this.stopping) this.schedule(this.config.RECONCILE_INTERVAL_MS);
       });
     }, ms);
@@ -72,6 +75,7 @@ export class CallbackDispatcher implements OnApplicationBootstrap, OnApplication
       return;
     }
     for (const d of due) {
+      if (this.stopping) break; // its claim lapses; another API (or this one, restarted) sends it
       const sending: Promise<void> = this.deliver(d)
         .catch((e: unknown) => this.logger.event('warn', 'callbacks', 'could not record a callback try; it is sent again later', { delivery_id: d.id, error: String(e) }))
         .finally(() => this.inFlight.delete(sending));
@@ -96,7 +100,11 @@ export class CallbackDispatcher implements OnApplicationBootstrap, OnApplication
     const delivered = error === null;
     const giveUp = permanent || now >= d.created_at + this.config.CALLBACK_GIVE_UP_S * 1000;
     const next = delivered || giveUp ? null : now + this.delay(d.attempts + 1);
-    await this.db.transaction((repos) => repos.callbacks.recordAttempt(d, attempt, delivered ? { delivered: true } : { delivered: false, next }, now), now);
+    const recorded = await this.db.transaction((repos) => repos.callbacks.recordAttempt(d, attempt, delivered ? { delivered: true } : { delivered: false, next }, now), now);
+    if (!recorded) {
+      this.logger.event('warn', 'callbacks', 'a callback try outlived its claim: another try was made meanwhile; this one is not recorded', { delivery_id: d.id, status, error });
+      return;
+    }
     this.tries({ outcome: delivered ? 'delivered' : next === null ? 'failed' : 'retry' });
     if (!delivered) {
       this.logger.event(next === null ? 'warn' : 'info', 'callbacks', next === null ? 'gave up a callback' : 'a callback try failed; trying again later', {

@@ -83,6 +83,10 @@ export class AppConfig {
   @IsOptional() @Transform(toInt) @IsInt() @Min(1) @Max(100_000)
   STREAMS_PER_CREDENTIAL = 50;
 
+  /** The shortest time between two ticks of a schedule (a cron firing more often is refused). */
+  @IsOptional() @Transform(toInt) @IsInt() @Min(1) @Max(86400)
+  SCHEDULE_MIN_INTERVAL_S = 60;
+
   /** 1: callbacks may go to loopback and link-local addresses (127.0.0.0/8, ::1, 169.254.0.0/16, fe80::/10); refused by default. */
   @IsOptional() @IsIn(['0', '1'], { message: 'CALLBACK_ALLOW_PRIVATE must be 0 or 1' })
   CALLBACK_ALLOW_PRIVATE: '0' | '1' = '0';

@@ -179,7 +179,8 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
   /**
    * Retention: finished workflows whose `retention_days` (default RETENTION_DAYS) are over
    * go with their tasks, events and data, a hundred a tick at most, each in its own
-   * transaction under its lock; audit records older than RETENTION_DAYS too. One that
+   * transaction under its lock; audit records and sent (or given up) callback deliveries
+   * older than RETENTION_DAYS too (a pending delivery outlives its workflow). One that
    * cannot be deleted is reported and tried again next time; the others go on.
    */
   private async deleteExpired(): Promise<void> {
@@ -207,6 +208,9 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
     if (deleted > 0) this.logger.event('info', 'reconciler', 'deleted finished workflows past their retention', { count: deleted });
     await this.db.transaction((repos) => repos.audit.expire(now - this.config.RETENTION_DAYS * 86_400_000, 1000), now).catch((e: unknown) =>
       this.logger.event('warn', 'reconciler', 'could not delete old audit records', { error: String(e) }),
+    );
+    await this.db.transaction((repos) => repos.callbacks.expire(now - this.config.RETENTION_DAYS * 86_400_000, 1000), now).catch((e: unknown) =>
+      this.logger.event('warn', 'reconciler', 'could not delete old callback deliveries', { error: String(e) }),
     );
   }
 

@@ -12,7 +12,7 @@ import type { UnitOfWork } from './unit-of-work.js';
  */
 export async function recordCallbacks(uow: UnitOfWork): Promise<void> {
   const { repos } = uow;
-  const finished = uow.finishedTasks();
+  const finished = uow.finishedWithCallbacks();
   if (finished.length > 0) {
     for (const t of await repos.tasks.withCallbacks(finished)) {
       if (!isTerminalTask(t.state) || !t.callback) continue;

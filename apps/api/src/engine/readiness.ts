@@ -115,7 +115,7 @@ export async function settled(uow: UnitOfWork, wf: WorkflowEntity): Promise<void
  * dead member kills its selectors at once.
  */
 export async function release(uow: UnitOfWork, wf: WorkflowEntity, tasks: readonly TaskEntity[]): Promise<void> {
-  uow.tasksFinished(tasks.map((t) => t.id));
+  uow.tasksFinished(tasks.map((t) => t.id), tasks);
   if (hasEnded(wf)) return;
   const open = await uow.repos.deps.tagsWithOpenMembers(wf.id, unique(tasks.filter((t) => !isDead(t)).flatMap((t) => t.tags)));
   const releasing = tasks.map((t) => ({ name: t.name, produces: t.produces, tags: isDead(t) ? t.tags : t.tags.filter((tag) => !open.has(tag)) }));

@@ -64,6 +64,7 @@ export class UnitOfWork {
   private head = 0;
   private readonly touched = new Map<string, WorkflowEntity>();
   private readonly finished = new Set<string>();
+  private readonly mayCallBack = new Set<string>();
 
   constructor(
     readonly repos: Repositories,
@@ -130,17 +131,24 @@ export class UnitOfWork {
     this.effects.push({ kind: 'task-ready', taskId: t.id, attempt: t.attempt, tagsetId: t.tagset_id, tags: queueTags(t.namespace, t.tags), delayMs, priority: t.priority });
   }
 
-  tasksFinished(ids: readonly string[]): void {
+  /**
+   * Tasks that ended. `rows`: the rows of (some of) them as they are now: those without a
+   * callback need no look at the database before commit (engine/callbacks.ts).
+   */
+  tasksFinished(ids: readonly string[], rows?: readonly Pick<TaskEntity, 'id' | 'callback'>[]): void {
     if (ids.length > 0) this.endedAny = true;
+    const known = new Map(rows?.map((r) => [r.id, r]));
     for (const taskId of ids) {
       this.finished.add(taskId);
       this.effects.push({ kind: 'task-finished', taskId });
+      const row = known.get(taskId);
+      if (!row || row.callback) this.mayCallBack.add(taskId);
     }
   }
 
-  /** Tasks that ended during this operation (their callbacks are written before it commits). */
-  finishedTasks(): string[] {
-    return [...this.finished];
+  /** Finished tasks that have, or may have, a callback. */
+  finishedWithCallbacks(): string[] {
+    return [...this.mayCallBack].filter((id) => this.finished.has(id));
   }
 
   /** The effects to send after commit: a task that became ready and then ended in the same operation is not queued. */

@@ -25,15 +25,26 @@ export class CronSchedule {
   }
 }
 
-/** Why an expression and zone cannot make a schedule (for a 400), or null. */
-export function cronProblem(expression: string, timezone: string): { field: 'cron' | 'timezone'; message: string } | null {
+/** Why an expression and zone cannot make a schedule (for a 400), or null. `minIntervalS`: the shortest gap allowed between two ticks. */
+export function cronProblem(expression: string, timezone: string, minIntervalS = 1): { field: 'cron' | 'timezone'; message: string } | null {
   try {
     Intl.DateTimeFormat('en', { timeZone: timezone });
   } catch {
     return { field: 'timezone', message: `timezone "${timezone.slice(0, 64)}" is not an IANA time zone (e.g. Europe/Berlin, UTC)` };
   }
   try {
-    if (new CronSchedule(expression, timezone).next(Date.now()) === null) return { field: 'cron', message: 'cron never fires again' };
+    const cron = new CronSchedule(expression, timezone);
+    // The next ticks, over a year at most: the shortest gap between two of them.
+    const ticks: number[] = [];
+    for (let at = Date.now(), i = 0; i < 64; i++) {
+      const next = cron.next(at);
+      if (next === null) break;
+      ticks.push(next);
+      at = next;
+    }
+    if (ticks.length === 0) return { field: 'cron', message: 'cron never fires again' };
+    const gap = Math.min(...ticks.slice(1).map((t, i) => t - ticks[i]));
+    if (gap < minIntervalS * 1000) return { field: 'cron', message: `cron fires every ${gap / 1000} s; the shortest interval allowed is ${minIntervalS} s (SCHEDULE_MIN_INTERVAL_S)` };
   } catch (e) {
     return { field: 'cron', message: `cron is not a cron expression: ${(e as Error).message}` };
   }

@@ -5,16 +5,20 @@ import { checkWorkflowTasks, CreateWorkflowDto, validateAs } from '@tagflow/spec
 import type { Schedule } from '@tagflow/client';
 import { ApiError, badRequest, conflict, notFound, unprocessable } from '../common/errors.js';
 import { JsonLogger } from '../common/logger.js';
+import { AppConfig } from '../config/app-config.js';
 import { createWorkflow } from '../engine/control.js';
 import { Engine } from '../engine/engine.js';
 import type { UnitOfWork } from '../engine/unit-of-work.js';
 import { MetricsService } from '../metrics/metrics.service.js';
 import { newWorkflowRow } from '../workflows/workflows.service.js';
+import { withoutSecrets } from '../tasks/task.mapper.js';
 import { CronSchedule, cronProblem } from './cron.js';
 import type { CreateScheduleDto } from './schedule.dto.js';
 
 /** Schedules acted on per reconciler tick at most (the rest on the next). */
 const DUE_PER_TICK = 100;
+/** How long one reconciler tick spends creating schedules' workflows at most. */
+const FIRE_BUDGET_MS = 1000;
 /** Runs shown with a schedule. */
 const RUNS_SHOWN = 20;
 
@@ -35,6 +39,7 @@ export class SchedulesService {
   constructor(
     private readonly db: Database,
     private readonly engine: Engine,
+    private readonly config: AppConfig,
     @Inject(JsonLogger) private readonly logger: JsonLogger,
     metrics: MetricsService,
   ) {
@@ -43,7 +48,7 @@ export class SchedulesService {
 
   async create(dto: CreateScheduleDto, createdBy: CreatedBy | null, namespace: string): Promise<Schedule> {
     const timezone = dto.timezone ?? 'UTC';
-    const problem = cronProblem(dto.cron, timezone);
+    const problem = cronProblem(dto.cron, timezone, this.config.SCHEDULE_MIN_INTERVAL_S);
     if (problem) throw badRequest(problem.message, [{ field: problem.field, errors: [problem.message] }]);
     const checks = checkWorkflowTasks(dto.workflow.tasks ?? []).map((e) => ({ ...e, field: `workflow.${e.field}` }));
     if (checks.length > 0) throw unprocessable(`${checks[0].field}: ${checks[0].errors[0]}`, checks);
@@ -54,7 +59,7 @@ export class SchedulesService {
       last_run_at: null, last_workflow_id: null, created_by: createdBy, created_at: now, updated_at: now,
     };
     const created = await this.db.transaction(async (repos) => {
-      if ((await repos.schedules.list(namespace, '', LIMITS.schedulesPerNamespace)).length >= LIMITS.schedulesPerNamespace) {
+      if ((await repos.schedules.count(namespace)) >= LIMITS.schedulesPerNamespace) {
         throw unprocessable(`namespace ${namespace} already has ${LIMITS.schedulesPerNamespace} schedules, the most it may have`);
       }
       return repos.schedules.insert(row);
@@ -116,6 +121,7 @@ export class SchedulesService {
       if (!(await uow.repos.schedules.claimTick(s.id, tick, uow.now))) throw conflict(`schedule ${s.name} ran at this very millisecond; trigger it again`);
       const run = await this.runOnce(uow, s, tick);
       if (run.outcome === 'skipped') throw conflict(`schedule ${s.name}: ${run.message}`);
+      if (run.outcome === 'failed') throw unprocessable(`schedule ${s.name}: ${run.message}`);
       await uow.repos.schedules.recordRun({ schedule_id: s.id, tick, ...run });
       await uow.repos.schedules.ran(s.id, tick, run.workflow_id, s.next_run_at, uow.now);
       return run.workflow_id!;
@@ -127,7 +133,10 @@ export class SchedulesService {
   /** Acts on every schedule whose tick has come (the reconciler calls this each tick). */
   async fireDue(): Promise<void> {
     const ids = await this.db.read().schedules.due(this.db.now(), DUE_PER_TICK);
+    const started = Date.now();
     for (const id of ids) {
+      // The reconciler waits for this: the rest of a burst waits for its next tick.
+      if (Date.now() - started > FIRE_BUDGET_MS) break;
       await this.fire(id).catch((e: unknown) => this.logger.event('warn', 'schedules', 'could not act on a schedule tick; trying again on the next', { schedule_id: id, error: String(e) }));
     }
   }
@@ -140,7 +149,8 @@ export class SchedulesService {
   private async fire(id: string): Promise<void> {
     const act = (make: (uow: UnitOfWork, s: ScheduleRow, tick: number) => Promise<RunResult>) =>
       this.engine.inTransaction(async (uow) => {
-        const s = await uow.repos.schedules.get(id, undefined, true);
+        // Another replica acting on it: left to that one.
+        const s = await uow.repos.schedules.get(id, undefined, 'skip');
         if (!s || s.paused || s.next_run_at === null || s.next_run_at > uow.now) return null;
         const cron = new CronSchedule(s.cron, s.timezone);
         const tick = Math.max(cron.latest(uow.now) ?? s.next_run_at, s.next_run_at);
@@ -193,7 +203,7 @@ export function toScheduleResponse(s: ScheduleRow, runs?: readonly ScheduleRunRo
     timezone: s.timezone,
     overlap: s.overlap,
     paused: s.paused,
-    workflow: s.workflow,
+    workflow: withoutSecrets(s.workflow),
     next_run_at: isoOrNull(s.next_run_at),
     last_run_at: isoOrNull(s.last_run_at),
     last_workflow_id: s.last_workflow_id,

@@ -21,7 +21,7 @@ export function toTaskResponse(t: TaskEntity): Task {
     retry: { ...t.retry, max_delay_s: t.retry.max_delay_s },
     timeout_s: t.timeout_s,
     lease_s: t.lease_s,
-    on_error: t.on_error,
+    on_error: withoutSecrets(t.on_error),
     revert: t.revert,
     state: t.state,
     attempt: t.attempt,
@@ -60,4 +60,16 @@ function heldBy(held: string | null): Task['held_by_limit'] {
 /** A callback as clients see it: the URL and whether it is signed; the secret never leaves the API. */
 export function callbackView(c: CallbackTarget | null): { url: string; signed: boolean } | null {
   return c ? { url: c.url, signed: Boolean(c.secret) } : null;
+}
+
+/**
+ * A stored spec as clients see it: every `callback` at any depth (a handler's in `on_error`,
+ * a schedule's workflow and its tasks) shown as `{url, signed}`, never with its secret.
+ */
+export function withoutSecrets<T>(value: T): T {
+  if (Array.isArray(value)) return value.map((v: unknown) => withoutSecrets(v)) as T;
+  if (typeof value !== 'object' || value === null) return value;
+  return Object.fromEntries(
+    Object.entries(value).map(([k, v]) => [k, k === 'callback' && typeof v === 'object' && v !== null && 'url' in v ? callbackView(v as CallbackTarget) : withoutSecrets(v)]),
+  ) as T;
 }

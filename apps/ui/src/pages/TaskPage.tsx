@@ -59,6 +59,8 @@ export function TaskPage({ client, id }: { client: TagflowClient; id: string }) 
             <dt>Requires</dt><dd>{[...t.requires, ...t.requires_tags.map((x) => `tag:${x}`)].join(', ') || '—'}</dd>
             <dt>Created</dt><dd><Ago at={t.created_at} /></dd>
             {t.priority !== 0 ? <><dt>Priority</dt><dd>{t.priority}</dd></> : null}
+            {t.held_by_limit ? <><dt>Held</dt><dd data-testid="held">waiting for room under the {t.held_by_limit.scope} limit on <span className="mono">{t.held_by_limit.tag}</span></dd></> : null}
+            {t.callback ? <><dt>Callback</dt><dd className="mono small">{t.callback.url}{t.callback.signed ? ' (signed)' : ''}</dd></> : null}
             {t.not_before ? <><dt>Not before</dt><dd><time dateTime={t.not_before}>{new Date(t.not_before).toLocaleString()}</time></dd></> : null}
             <dt>Started</dt><dd><Ago at={t.started_at} /></dd>
             <dt>Finished</dt><dd><Ago at={t.finished_at} /></dd>

@@ -76,7 +76,7 @@ export class CallbackRepository {
       const { affected } = await sql(
         this.em,
         `UPDATE callback_delivery SET next_attempt_at = :later, updated_at = :now WHERE id = :id AND state = 'pending' AND next_attempt_at <= :now`,
-        { id: r.id, now, later: now + flightMs },
+        { id: r.id, now, later: now + flightMs + out.length }, // each claim its own time: recordAttempt's guard
       );
       if (affected === 0) continue;
       const { rows: full } = await sql(this.em, 'SELECT * FROM callback_delivery WHERE id = :id', { id: r.id });
@@ -85,25 +85,48 @@ export class CallbackRepository {
     return out;
   }
 
-  /** Records a try: delivered, or the next try at `next` (null: given up, `failed`). */
-  async recordAttempt(d: CallbackDeliveryRow, attempt: DeliveryAttempt, outcome: { delivered: true } | { delivered: false; next: number | null }, now: number): Promise<void> {
+  /**
+   * Records a try: delivered, or the next try at `next` (null: given up, `failed`); only while
+   * the row is still under the claim it was sent under (`d.next_attempt_at`, as claimDue
+   * returned it): a try that outlived its claim, sent again meanwhile by another replica,
+   * changes nothing. Returns: whether it was recorded.
+   */
+  async recordAttempt(d: CallbackDeliveryRow, attempt: DeliveryAttempt, outcome: { delivered: true } | { delivered: false; next: number | null }, now: number): Promise<boolean> {
     const history = [...d.history, attempt];
     if (history.length > HISTORY_KEPT) history.splice(10, history.length - HISTORY_KEPT);
     const state: DeliveryState = outcome.delivered ? 'delivered' : outcome.next === null ? 'failed' : 'pending';
-    await sql(
+    const { affected } = await sql(
       this.em,
       `UPDATE callback_delivery SET state = :state, attempts = attempts + 1, next_attempt_at = :next, last_status = :status, last_error = :error,
-         history = :history, updated_at = :now, delivered_at = :delivered WHERE id = :id`,
+         history = :history, updated_at = :now, delivered_at = :delivered WHERE id = :id AND state = 'pending' AND next_attempt_at = :claimed`,
       {
-        id: d.id, state, next: outcome.delivered || outcome.next === null ? d.next_attempt_at : outcome.next, status: attempt.status, error: attempt.error,
+        id: d.id, claimed: d.next_attempt_at, state, next: outcome.delivered || outcome.next === null ? d.next_attempt_at : outcome.next, status: attempt.status, error: attempt.error,
         history: JSON.stringify(history), now, delivered: outcome.delivered ? now : null,
       },
     );
+    return affected > 0;
   }
 
-  /** Returns: a workflow's deliveries (its own and its tasks'), oldest first, at most `limit`. */
-  async ofWorkflow(workflowId: string, limit: number): Promise<CallbackDeliveryRow[]> {
-    const { rows } = await sql(this.em, 'SELECT * FROM callback_delivery WHERE workflow_id = :wf ORDER BY created_at, id LIMIT :lim', { wf: workflowId, lim: limit });
+  /**
+   * Deliveries outlive their workflow (one deleted at once after it finished still announces
+   * it); delivered and failed ones last changed before `before` go, `limit` at most. Returns: how many.
+   */
+  async expire(before: number, limit: number): Promise<number> {
+    const { rows } = await sql(this.em, `SELECT id FROM callback_delivery WHERE state <> 'pending' AND updated_at < :before LIMIT :lim`, { before, lim: limit });
+    if (rows.length === 0) return 0;
+    await sql(this.em, 'DELETE FROM callback_delivery WHERE id IN (:ids)', { ids: rows.map((r) => r.id) });
+    return rows.length;
+  }
+
+  /** Returns: a workflow's deliveries (its own and its tasks'), oldest first, at most `limit`; without their bodies, and secrets only as whether there is one. */
+  async ofWorkflow(workflowId: string, limit: number): Promise<Omit<CallbackDeliveryRow, 'body'>[]> {
+    const { rows } = await sql(
+      this.em,
+      `SELECT id, dedupe_key, namespace, workflow_id, task_id, event, url, CASE WHEN secret IS NULL THEN NULL ELSE '' END AS secret, '' AS body, state, attempts,
+              next_attempt_at, last_status, last_error, history, created_at, updated_at, delivered_at
+         FROM callback_delivery WHERE workflow_id = :wf ORDER BY created_at, id LIMIT :lim`,
+      { wf: workflowId, lim: limit },
+    );
     return rows.map(deliveryRow);
   }
 }

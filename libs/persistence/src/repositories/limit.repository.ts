@@ -160,10 +160,15 @@ export class LimitRepository {
     const { rows } = await sql(this.em, `SELECT DISTINCT namespace, held_limit FROM task WHERE held_limit IS NOT NULL AND state = 'READY' ${where} ${RUNNING_WORKFLOW}`, { nss: namespaces });
     if (rows.length === 0) return [];
     const scopes = rows.map((r) => scopeOfHeld(r.namespace as string, r.held_limit as string));
-    const locked = await this.lock(scopes);
+    // A limit another transaction holds (a claim) is left alone: waiting for it here, with this
+    // transaction's own task rows locked, could close a circle with that claim. What is left
+    // goes at the next release or the reconciler's next tick.
+    const locked = await this.lock(scopes, true);
+    const existing = await this.lock(scopes.filter((s) => !locked.has(keyOf(s))), false, false);
     const used = await this.running([...locked.values()]);
     const out: TaskEntity[] = [];
     for (const s of scopes) {
+      if (existing.has(keyOf(s))) continue; // exists, held by another transaction
       const limit = locked.get(keyOf(s));
       const room = limit ? limit.max_running - (used.get(keyOf(s)) ?? 0) : 100_000;
       if (room <= 0) continue;
@@ -181,11 +186,17 @@ export class LimitRepository {
     return out;
   }
 
-  /** Locks limit rows (in one order, so two transactions never wait on each other in a circle). Returns: those that exist. */
-  private async lock(limits: readonly LimitScope[]): Promise<Map<string, LimitRow>> {
+  /**
+   * Locks limit rows (in one order, so two claims never wait on each other in a circle).
+   * `skipLocked`: rows another transaction holds are left out instead of waited for
+   * (PostgreSQL). `forUpdate` false: only reads them. Returns: those that exist (and were locked).
+   */
+  private async lock(limits: readonly LimitScope[], skipLocked = false, lockRows = true): Promise<Map<string, LimitRow>> {
     const out = new Map<string, LimitRow>();
+    if (limits.length === 0) return out;
     const sorted = [...limits].sort((a, b) => (keyOf(a) < keyOf(b) ? -1 : 1));
-    const lock = forUpdate(kindOf(this.em));
+    const pg = kindOf(this.em) === 'postgres';
+    const lock = !lockRows ? '' : `${forUpdate(kindOf(this.em))}${skipLocked && pg ? ' SKIP LOCKED' : ''}`;
     // One statement per namespace and scope: few limits are involved in one lease batch.
     const groups = new Map<string, LimitScope[]>();
     for (const l of sorted) {

@@ -74,10 +74,15 @@ export class ScheduleRepository {
     return affected > 0;
   }
 
-  /** Takes: an id, and for a request its namespace; `lock` holds the row (PostgreSQL) to the end of the transaction. */
-  async get(id: string, namespace?: string, lock = false): Promise<ScheduleRow | null> {
+  /**
+   * Takes: an id, and for a request its namespace; `lock` holds the row (PostgreSQL) to the end
+   * of the transaction, 'skip' answers null at once when another transaction holds it.
+   */
+  async get(id: string, namespace?: string, lock: boolean | 'skip' = false): Promise<ScheduleRow | null> {
     const where = namespace === undefined ? '' : ' AND namespace = :ns';
-    const { rows } = await sql(this.em, `SELECT * FROM schedule WHERE id = :id${where}${lock ? forUpdate(kindOf(this.em)) : ''}`, { id, ns: namespace });
+    const pg = kindOf(this.em) === 'postgres';
+    const locking = lock ? `${forUpdate(kindOf(this.em))}${lock === 'skip' && pg ? ' SKIP LOCKED' : ''}` : '';
+    const { rows } = await sql(this.em, `SELECT * FROM schedule WHERE id = :id${where}${locking}`, { id, ns: namespace });
     return rows.length ? scheduleRow(rows[0]) : null;
   }
 
@@ -85,6 +90,11 @@ export class ScheduleRepository {
   async list(namespace: string, after: string, limit: number): Promise<ScheduleRow[]> {
     const { rows } = await sql(this.em, 'SELECT * FROM schedule WHERE namespace = :ns AND name > :after ORDER BY name LIMIT :lim', { ns: namespace, after, lim: limit });
     return rows.map(scheduleRow);
+  }
+
+  async count(namespace: string): Promise<number> {
+    const { rows } = await sql(this.em, 'SELECT COUNT(*) AS n FROM schedule WHERE namespace = :ns', { ns: namespace });
+    return Number(rows[0].n);
   }
 
   /** Returns: ids of schedules not paused whose next tick has come, soonest first. */

@@ -15,7 +15,7 @@ export interface WorkflowPageQuery {
 }
 
 /** Tables a workflow's rows live in, children first (a delete walks them in this order). */
-const OWNED_TABLES = ['task_log', 'task_event', 'task_tag', 'task_dep', 'reserved_name', 'data_entry', 'task', 'workflow_tag', 'workflow_event', 'concurrency_limit', 'callback_delivery'] as const;
+const OWNED_TABLES = ['task_log', 'task_event', 'task_tag', 'task_dep', 'reserved_name', 'data_entry', 'task', 'workflow_tag', 'workflow_event', 'concurrency_limit'] as const;
 
 /** The workflow table and its tags. State and flag changes: TransitionRepository. */
 export class WorkflowRepository {
