@@ -56,6 +56,8 @@ export class TransitionRepository {
     checkTaskChange(t);
     const assign: Record<string, unknown> = { ...t.set, ...t.flags, updated_at: this.now };
     if (t.to) assign.state = t.to;
+    // A task that leaves READY is no longer held by a concurrency limit (keeps that index small).
+    if (t.to && t.to !== 'READY' && t.from.includes('READY')) assign.held_limit = null;
     if (t.to && isTerminalTask(t.to)) assign.finished_at = this.now;
     const sets = Object.keys(assign).map((p) => `${p} = :s_${p}`);
     const params = Object.fromEntries(Object.entries(assign).map(([p, v]) => [`s_${p}`, persisted(this.em, TaskEntity, p, v)]));
