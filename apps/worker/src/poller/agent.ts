@@ -88,6 +88,8 @@ export class Agent {
         this.slotFreed = null;
         continue;
       }
+      // Reports already on their way are answered before more work is asked for.
+      await this.reporter.sent();
       const reports = this.reporter.take();
       try {
         const poll = { tags: this.config.tags, worker_id: this.workerId ?? undefined, wait_s: this.config.pollWaitS, max_tasks: free };

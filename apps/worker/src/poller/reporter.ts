@@ -29,6 +29,8 @@ export class Reporter {
   private readonly outbox: Pending[] = [];
   private flushing = false;
   private flushQueued = false;
+  /** The request a flush has out now, if any. */
+  private sending: Promise<unknown> | null = null;
 
   constructor(
     private readonly client: TagflowClient,
@@ -47,6 +49,16 @@ export class Reporter {
       this.outbox.push({ report, bytes: Buffer.byteLength(JSON.stringify(report)), done });
       if (!this.wakeCarrier()) this.scheduleFlush();
     });
+  }
+
+  /**
+   * Resolves once the report request a flush has out now (if any) is answered, whatever the
+   * answer. The poll loop waits for it before asking for more work: otherwise the API could
+   * lease the next task before it heard that the last one ended, and hold more of this
+   * worker's tasks RUNNING than its concurrency.
+   */
+  async sent(): Promise<void> {
+    await this.sending?.catch(() => undefined);
   }
 
   /** Reports for the next request: up to 100 and BATCH_MAX_BYTES (at least one). */
@@ -95,7 +107,9 @@ export class Reporter {
       for (let failures = 0; this.outbox.length > 0; ) {
         const batch = this.take();
         try {
-          const { results } = await this.client.report(batch.map((p) => p.report));
+          const request = this.client.report(batch.map((p) => p.report));
+          this.sending = request;
+          const { results } = await request.finally(() => (this.sending = null));
           this.settle(batch, results);
           failures = 0;
         } catch (e) {
