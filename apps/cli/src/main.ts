@@ -1,5 +1,5 @@
 import { Command, CommanderError, Option } from 'commander';
-import { isTerminal, TAGFLOW_VERSION, TagflowApiError, TagflowClient, TagflowNetworkError, type KeyRole, type Page, type Task, type Workflow } from '@tagflow/client';
+import { allPages, isTerminal, TAGFLOW_VERSION, TagflowApiError, TagflowClient, TagflowNetworkError, type KeyRole, type Task, type Workflow } from '@tagflow/client';
 import { isTerminalWorkflow } from '@tagflow/domain';
 import { connection, UsageError } from './config.js';
 import { counts, print, when, type Format } from './output.js';
@@ -57,18 +57,6 @@ program
       print(format(), wf, () => ({ head: [], rows: [] }));
     }
   });
-
-/** Every item of a paged listing, 500 a page, up to `max`. */
-async function allPages<T>(page: (q: { limit: number; cursor?: string }) => Promise<Page<T>>, max = Infinity): Promise<T[]> {
-  const items: T[] = [];
-  let cursor: string | undefined;
-  do {
-    const p = await page({ limit: Math.min(500, max - items.length), cursor });
-    items.push(...p.items);
-    cursor = p.next_cursor ?? undefined;
-  } while (cursor && items.length < max);
-  return items;
-}
 
 // ---- get ----
 const get = program.command('get').description('list workflows, a workflow\'s tasks, workers, schedules or concurrency limits');

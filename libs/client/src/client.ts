@@ -44,6 +44,18 @@ function creating(): Pick<CallOptions, 'idempotencyKey' | 'idempotent'> {
   return { idempotencyKey: globalThis.crypto.randomUUID(), idempotent: true };
 }
 
+/** Every item of a paged listing (`listWorkers`, `listSchedules`, ...), 500 a page, up to `max`. */
+export async function allPages<T>(page: (q: { limit: number; cursor?: string }) => Promise<Page<T>>, max = Infinity): Promise<T[]> {
+  const items: T[] = [];
+  let cursor: string | undefined;
+  do {
+    const p = await page({ limit: Math.min(500, max - items.length), cursor });
+    items.push(...p.items);
+    cursor = p.next_cursor ?? undefined;
+  } while (cursor && items.length < max);
+  return items;
+}
+
 /** How much longer than its own wait a long-poll may take before the client gives up on it. */
 const LONG_POLL_MARGIN_MS = 10_000;
 

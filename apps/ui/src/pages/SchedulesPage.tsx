@@ -1,18 +1,7 @@
 import { useQuery, useQueryClient } from '@tanstack/react-query';
-import type { Schedule, TagflowClient } from '@tagflow/client';
+import { allPages, type TagflowClient } from '@tagflow/client';
 import { ActionButton, ErrorBox } from '../components';
 import { href } from '../router';
-
-async function allSchedules(client: TagflowClient): Promise<Schedule[]> {
-  const out: Schedule[] = [];
-  let cursor: string | undefined;
-  do {
-    const page = await client.listSchedules({ limit: 500, cursor });
-    out.push(...page.items);
-    cursor = page.next_cursor ?? undefined;
-  } while (cursor && out.length < 5000);
-  return out;
-}
 
 /** A time as the browser's local time, with the exact one on hover. */
 function At({ at }: { at: string | null }) {
@@ -23,7 +12,7 @@ function At({ at }: { at: string | null }) {
 /** Schedules (pause, resume, run now) and the namespace's concurrency limits; read again every 3 s. */
 export function SchedulesPage({ client }: { client: TagflowClient }) {
   const queries = useQueryClient();
-  const schedules = useQuery({ queryKey: ['schedules'], queryFn: () => allSchedules(client), refetchInterval: 3000 });
+  const schedules = useQuery({ queryKey: ['schedules'], queryFn: () => allPages((q) => client.listSchedules(q), 5000), refetchInterval: 3000 });
   const limits = useQuery({ queryKey: ['limits'], queryFn: () => client.listLimits(), refetchInterval: 3000 });
   const after = () => queries.invalidateQueries({ queryKey: ['schedules'] });
   return (

@@ -1,22 +1,11 @@
 import { useQuery } from '@tanstack/react-query';
-import type { TagflowClient, WorkerInfo } from '@tagflow/client';
+import { allPages, type TagflowClient } from '@tagflow/client';
 import { Ago, ErrorBox, Tags } from '../components';
 import { href } from '../router';
 
-async function allWorkers(client: TagflowClient): Promise<WorkerInfo[]> {
-  const out: WorkerInfo[] = [];
-  let cursor: string | undefined;
-  do {
-    const page = await client.listWorkers({ limit: 500, cursor });
-    out.push(...page.items);
-    cursor = page.next_cursor ?? undefined;
-  } while (cursor && out.length < 5000);
-  return out;
-}
-
 /** Registered workers: tags, last seen, what they run now; read again every 3 s. */
 export function WorkersPage({ client }: { client: TagflowClient }) {
-  const workers = useQuery({ queryKey: ['workers'], queryFn: () => allWorkers(client), refetchInterval: 3000 });
+  const workers = useQuery({ queryKey: ['workers'], queryFn: () => allPages((q) => client.listWorkers(q), 5000), refetchInterval: 3000 });
   return (
     <main className="page">
       <div className="page-head"><h1>Workers</h1></div>
