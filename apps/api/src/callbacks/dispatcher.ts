@@ -2,6 +2,7 @@ import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShut
 import { createHmac } from 'node:crypto';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import { backoffDelay } from '@tagflow/client';
 import { Database, type CallbackDeliveryRow } from '@tagflow/persistence';
 import { AppConfig } from '../config/app-config.js';
 import { JsonLogger } from '../common/logger.js';
@@ -115,8 +116,7 @@ export class CallbackDispatcher implements OnApplicationBootstrap, OnApplication
 
   /** The delay before try `n + 1`: doubling from the base, capped, then between half and all of it. */
   private delay(n: number): number {
-    const full = Math.min(this.config.CALLBACK_RETRY_MAX_MS, this.config.CALLBACK_RETRY_BASE_MS * 2 ** Math.min(n - 1, 30));
-    return Math.round(full / 2 + Math.random() * (full / 2));
+    return backoffDelay(Math.min(n - 1, 30), { baseMs: this.config.CALLBACK_RETRY_BASE_MS, maxMs: this.config.CALLBACK_RETRY_MAX_MS }, () => 0.5 + Math.random() / 2);
   }
 
   /** POSTs the body; resolves to the receiver's status. Refuses blocked addresses (BlockedAddressError). */
@@ -146,7 +146,7 @@ export class CallbackDispatcher implements OnApplicationBootstrap, OnApplication
         res.on('error', () => resolve(res.statusCode ?? 0));
       });
       const timer = setTimeout(() => req.destroy(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
-      req.on('error', (e) => reject(e.message.includes('resolves to') ? new BlockedAddressError(`${e.message}: callbacks go there only with CALLBACK_ALLOW_PRIVATE=1`) : e));
+      req.on('error', (e) => reject(e instanceof BlockedAddressError ? new BlockedAddressError(`${e.message}: callbacks go there only with CALLBACK_ALLOW_PRIVATE=1`) : e));
       req.on('close', () => clearTimeout(timer));
       req.end(d.body);
     });

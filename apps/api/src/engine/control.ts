@@ -77,7 +77,7 @@ export async function rerun(uow: UnitOfWork, wf: WorkflowEntity, t: TaskEntity):
   const { repos } = uow;
   await repos.transitions.tasks({
     ids: [t.id], from: ['ERROR'], to: 'READY', flags: { handled: false, cancel_requested: false },
-    set: { attempt: t.attempt + 1, ready_at: uow.now, error: null, output: null, exit_code: null, worker_id: null, finished_at: null, held_limit: null },
+    set: { attempt: t.attempt + 1, ready_at: uow.now, error: null, output: null, exit_code: null, worker_id: null, finished_at: null },
     reason: 'rerun on request',
   });
   if (wf.state === 'RUNNING') uow.taskReady({ ...t, attempt: t.attempt + 1 });

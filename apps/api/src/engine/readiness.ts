@@ -51,7 +51,7 @@ export async function evaluate(uow: UnitOfWork, wf: WorkflowEntity, waiting: rea
   }
   if (early.length > 0) await repos.tasks.holdUntilNotBefore(early.map((t) => t.id));
   if (ready.length > 0) {
-    const moved = new Set(await repos.transitions.tasks({ ids: ready.map((t) => t.id), from: ['WAITING'], to: 'READY', set: { ready_at: uow.now, held_limit: null }, reason: 'dependencies met' }));
+    const moved = new Set(await repos.transitions.tasks({ ids: ready.map((t) => t.id), from: ['WAITING'], to: 'READY', set: { ready_at: uow.now }, reason: 'dependencies met' }));
     for (const t of ready) {
       if (!moved.has(t.id)) continue;
       Object.assign(t, { state: 'READY', ready_at: uow.now, updated_at: uow.now });

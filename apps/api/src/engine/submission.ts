@@ -69,7 +69,7 @@ export async function patchTask(uow: UnitOfWork, wf: WorkflowEntity, t: TaskEnti
   const fields = {
     tags, tagset_id: tagsetId(tags, t.namespace), action: merged.action, input: merged.input, requires: merged.requires, requires_tags: merged.requires_tags,
     retry: merged.retry, timeout_s: merged.timeout_s, lease_s: merged.lease_s, on_error: merged.on_error, revert: merged.revert,
-    produces: merged.produces, data_requires: merged.data_requires, not_before: merged.not_before, wake_at: null, priority: merged.priority, held_limit: null, callback: merged.callback,
+    produces: merged.produces, data_requires: merged.data_requires, not_before: merged.not_before, wake_at: null, priority: merged.priority, callback: merged.callback,
   };
   await repos.tasks.updateSpec(t.id, fields, uow.now);
   Object.assign(t, fields, { state: 'WAITING', updated_at: uow.now });

@@ -35,7 +35,7 @@ export class LimitsService {
     checkTag(tag);
     await this.engine.inTransaction(async (uow) => {
       const scope = { namespace, workflow_id: '', tag };
-      if (!(await uow.repos.limits.get(scope)) && (await uow.repos.limits.list(namespace, '', LIMITS.limitsPerNamespace)).length >= LIMITS.limitsPerNamespace) {
+      if (!(await uow.repos.limits.get(scope)) && (await uow.repos.limits.count(namespace)) >= LIMITS.limitsPerNamespace) {
         throw unprocessable(`namespace ${namespace} already has ${LIMITS.limitsPerNamespace} limits, the most it may have`);
       }
       await uow.repos.limits.put({ ...scope, max_running: maxRunning }, uow.now);

@@ -75,6 +75,12 @@ export class LimitRepository {
     return rows.map(limitRow);
   }
 
+  /** Returns: how many namespace-wide limits the namespace has. */
+  async count(namespace: string): Promise<number> {
+    const { rows } = await sql(this.em, `SELECT COUNT(*) AS n FROM concurrency_limit WHERE namespace = :ns AND workflow_id = ''`, { ns: namespace });
+    return Number(rows[0].n);
+  }
+
   /** Returns: whether it existed. */
   async remove(l: LimitScope): Promise<boolean> {
     const { affected } = await sql(this.em, 'DELETE FROM concurrency_limit WHERE namespace = :ns AND workflow_id = :wf AND tag = :tag', { ns: l.namespace, wf: l.workflow_id, tag: l.tag });

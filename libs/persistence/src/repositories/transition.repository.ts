@@ -56,7 +56,8 @@ export class TransitionRepository {
     checkTaskChange(t);
     const assign: Record<string, unknown> = { ...t.set, ...t.flags, updated_at: this.now };
     if (t.to) assign.state = t.to;
-    // A task that leaves READY is no longer held by a concurrency limit (keeps that index small).
+    // A task that leaves READY is no longer held by a concurrency limit: the one place the mark
+    // goes (with the claim, dialect claimRows), so a task coming back to READY never carries it.
     if (t.to && t.to !== 'READY' && t.from.includes('READY')) assign.held_limit = null;
     if (t.to && isTerminalTask(t.to)) assign.finished_at = this.now;
     const sets = Object.keys(assign).map((p) => `${p} = :s_${p}`);
