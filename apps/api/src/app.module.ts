@@ -15,9 +15,10 @@ import { KeysController } from './auth/keys.controller.js';
 import { KeysService } from './auth/keys.service.js';
 import { EffectsPublisher } from './dispatch/effects.publisher.js';
 import { ReconcilerService } from './dispatch/reconciler.service.js';
+import { SettleContinuation } from './dispatch/settle-continuation.js';
 import { Engine } from './engine/engine.js';
 import { ReferenceResolver } from './engine/reference-resolver.js';
-import { EFFECTS_PORT } from './engine/unit-of-work.js';
+import { EFFECTS_PORT, EngineSettings } from './engine/unit-of-work.js';
 import { DataController } from './data-space/data.controller.js';
 import { DataService } from './data-space/data.service.js';
 import { HealthController } from './health/health.controller.js';
@@ -65,6 +66,7 @@ export class AppModule implements OnApplicationShutdown {
       providers: [
         { provide: AppConfig, useValue: config },
         { provide: JsonLogger, useValue: logger },
+        { provide: EngineSettings, useValue: { evaluationBudget: config.EVALUATION_BUDGET } },
         {
           provide: Database,
           useFactory: async () => {
@@ -109,7 +111,7 @@ export class AppModule implements OnApplicationShutdown {
         { provide: APP_INTERCEPTOR, useClass: IdempotencyInterceptor },
         { provide: APP_INTERCEPTOR, useClass: WaitLimitInterceptor },
         AuditInterceptor, KeysService, RateLimiter,
-        MetricsService, EffectsPublisher, Engine, ReferenceResolver, LongWaits, LeaseService, PollService, ReconcilerService,
+        MetricsService, EffectsPublisher, Engine, ReferenceResolver, LongWaits, LeaseService, PollService, ReconcilerService, SettleContinuation,
         WorkflowsService, TasksService, WorkersService, DataService, LogsService, WorkflowEventsService, LimitsService, SchedulesService, CallbackDispatcher, CallbackTargetsInterceptor,
       ],
     };

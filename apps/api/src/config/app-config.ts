@@ -59,6 +59,14 @@ export class AppConfig {
   @IsOptional() @Transform(toInt) @IsInt() @Min(50) @Max(60000)
   RECONCILE_INTERVAL_MS = 1000;
 
+  /**
+   * Waiting tasks one operation (a report, a submission, a step of a continuation) evaluates
+   * at most; the rest are evaluated in later transactions by the reconciler. Lower it to
+   * shorten the longest transaction on a workflow; tests lower it to exercise continuations.
+   */
+  @IsOptional() @Transform(toInt) @IsInt() @Min(1) @Max(1_000_000)
+  EVALUATION_BUDGET = 5000;
+
   /** A tag set with no READY or RUNNING task and no use for this long has its queue closed and removed from Redis. */
   @IsOptional() @Transform(toInt) @IsInt() @Min(1) @Max(7 * 86400)
   TAGSET_IDLE_S = 600;

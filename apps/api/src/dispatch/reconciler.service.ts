@@ -5,13 +5,12 @@ import { Bus, JobQueue, jobIdFor, RedisEpoch } from '@tagflow/queue';
 import { AppConfig } from '../config/app-config.js';
 import { JsonLogger } from '../common/logger.js';
 import { Engine } from '../engine/engine.js';
-import { continueSettling, settled } from '../engine/readiness.js';
-import { continueStopping } from '../engine/completion.js';
 import { releaseHeld } from '../engine/limits.js';
 import { IDEMPOTENCY_TTL_MS } from '../common/idempotency.interceptor.js';
 import { LeaseService } from '../worker-protocol/lease.service.js';
 import { PollService } from '../worker-protocol/poll.service.js';
 import { SchedulesService } from '../schedules/schedules.service.js';
+import { SettleContinuation } from './settle-continuation.js';
 
 const BATCH = 1000;
 /** Tasks whose not_before has come, woken a page at a time, at most this many pages a tick. */
@@ -39,9 +38,6 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
   private running: Promise<void> | null = null;
   private ticks = 0;
 
-  /** Where this replica is in each workflow's continuation, and whether that walk left nothing for later so far. */
-  private readonly walks = new Map<string, { after: string; clean: boolean }>();
-
   constructor(
     private readonly db: Database,
     private readonly jobs: JobQueue,
@@ -52,6 +48,7 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
     private readonly config: AppConfig,
     private readonly engine: Engine,
     private readonly schedules: SchedulesService,
+    private readonly settles: SettleContinuation,
     @Inject(JsonLogger) private readonly logger: JsonLogger,
   ) {}
 
@@ -83,7 +80,7 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
     await this.wakeDue();
     await this.releaseHeld();
     await this.schedules.fireDue().catch((e: unknown) => this.logger.event('warn', 'reconciler', 'could not look for due schedules', { error: String(e) }));
-    await this.continueSettles();
+    await this.settles.tick();
     if (this.ticks % 10 === 1) await this.deleteExpired();
     if (this.ticks % 10 === 5) await this.sweepTagsets();
     if (this.ticks % 60 === 1) {
@@ -105,64 +102,6 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
       if (Math.abs(offset) > 1000) this.logger.event('warn', 'reconciler', "this host's clock is off the database's; Tagflow follows the database's", { offset_ms: offset });
     } catch (e) {
       this.logger.event('warn', 'reconciler', "could not read the database's clock", { error: String(e) });
-    }
-  }
-
-  /**
-   * Workflows whose waiting tasks an operation left for later (EVALUATION_BUDGET): a
-   * budget's worth of them evaluated per workflow and tick, each step its own transaction
-   * under the workflow's lock, in id order. Once a walk through all of them left nothing
-   * for later, the mark goes and the workflow-wide questions (done? stuck?) are asked.
-   */
-  private async continueSettles(): Promise<void> {
-    let ids: string[];
-    try {
-      ids = await this.db.read().workflows.settlePending(5);
-    } catch (e) {
-      this.logger.event('warn', 'reconciler', 'could not look for workflows left settling', { error: String(e) });
-      return;
-    }
-    // One step per workflow a tick. Steps back to back starved a report waiting for the
-    // workflow's lock on PostgreSQL (a row lock is not granted in order): it hit lock_timeout.
-    for (const id of ids) await this.continueOne(id);
-    if (this.walks.size > 10_000) this.walks.clear();
-  }
-
-  /** One step of a workflow's continuation (see continueSettles). */
-  private async continueOne(id: string): Promise<'done' | 'more' | 'failed'> {
-    const walk = this.walks.get(id) ?? { after: '', clean: true };
-    const started = Date.now();
-    try {
-      const step = await this.engine.inWorkflow(id, async (uow, wf) => {
-        if (!wf.settle_pending) return 'done' as const;
-        if (isTerminalWorkflow(wf.state)) {
-          // A stop left open tasks for later (completion.ts STOP_BATCH).
-          if (!(await continueStopping(uow, wf))) return 'again' as const;
-          await settled(uow, wf);
-          return 'done' as const;
-        }
-        const last = await continueSettling(uow, wf, walk.after);
-        if (last === null) {
-          if (!walk.clean) return 'again' as const;
-          await settled(uow, wf);
-          return 'done' as const;
-        }
-        await uow.settle();
-        return { last, deferred: uow.isDeferred(wf.id) };
-      });
-      const ms = Date.now() - started;
-      // Reports on this workflow wait for the step: a slow one is worth knowing about.
-      if (ms > 2000) this.logger.event('warn', 'reconciler', "a continuation step held its workflow's lock for long", { workflow_id: id, ms });
-      if (step === 'done') {
-        this.walks.delete(id);
-        return 'done';
-      }
-      this.walks.set(id, step === 'again' ? { after: '', clean: true } : { after: step.last, clean: walk.clean && !step.deferred });
-      return 'more';
-    } catch (e) {
-      this.logger.event('warn', 'reconciler', 'could not continue settling a workflow; trying again later', { workflow_id: id, error: String(e) });
-      this.walks.delete(id);
-      return 'failed';
     }
   }
 

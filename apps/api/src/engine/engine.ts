@@ -5,7 +5,7 @@ import { JsonLogger } from '../common/logger.js';
 import { recordCallbacks } from './callbacks.js';
 import { releaseHeld } from './limits.js';
 import { settle } from './settle.js';
-import { EFFECTS_PORT, UnitOfWork, type EffectsPort } from './unit-of-work.js';
+import { EFFECTS_PORT, EngineSettings, UnitOfWork, type EffectsPort } from './unit-of-work.js';
 
 /**
  * Runs engine operations. Each is one transaction: the operation's changes, then the
@@ -20,6 +20,7 @@ export class Engine {
     private readonly db: Database,
     @Inject(EFFECTS_PORT) private readonly effects: EffectsPort,
     @Inject(JsonLogger) private readonly logger: JsonLogger,
+    private readonly settings: EngineSettings,
   ) {}
 
   /**
@@ -68,7 +69,7 @@ export class Engine {
       let uow: UnitOfWork | undefined;
       try {
         const result = await this.db.transaction(async (repos) => {
-          uow = new UnitOfWork(repos, this.logger, settle);
+          uow = new UnitOfWork(repos, this.logger, settle, this.settings.evaluationBudget);
           const value = await fn(uow);
           await uow.settle();
           // Tasks left RUNNING: tasks held by their concurrency limits may go now.

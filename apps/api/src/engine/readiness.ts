@@ -1,6 +1,6 @@
 import { evaluateReadiness, TagSelection, type DependencyView } from '@tagflow/domain';
 import type { TaskEntity, WorkflowEntity } from '@tagflow/persistence';
-import { EVALUATION_BUDGET, type UnitOfWork } from './unit-of-work.js';
+import type { UnitOfWork } from './unit-of-work.js';
 
 /**
  * When a WAITING task may run. Each verdict is the domain's (`evaluateReadiness`); this
@@ -94,7 +94,7 @@ export async function evaluateIds(uow: UnitOfWork, wf: WorkflowEntity, ids: read
  * none is left after `after`.
  */
 export async function continueSettling(uow: UnitOfWork, wf: WorkflowEntity, after: string): Promise<string | null> {
-  const ids = await uow.repos.tasks.waitingAfter(wf.id, after, EVALUATION_BUDGET);
+  const ids = await uow.repos.tasks.waitingAfter(wf.id, after, uow.evaluationBudget);
   if (ids.length === 0) return null;
   uow.record({ kind: 'evaluate-ids', wf, ids });
   return ids[ids.length - 1];

@@ -16,7 +16,7 @@ export async function settle(uow: UnitOfWork): Promise<void> {
     const touched = uow.takeTouched();
     if (touched.length === 0) return;
     for (const wf of touched) {
-      // Evaluations left for later (EVALUATION_BUDGET): the workflow is not done nor stuck
+      // Evaluations left for later (EngineSettings): the workflow is not done nor stuck
       // until the continuation has been through its waiting tasks.
       if (uow.isDeferred(wf.id) && !wf.settle_pending) {
         await uow.repos.workflows.setSettlePending(wf.id, true);

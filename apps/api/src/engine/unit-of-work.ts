@@ -43,17 +43,19 @@ export const EFFECTS_PORT = Symbol('EFFECTS_PORT');
  * must be asked once nothing else is pending, and the effects for after commit.
  */
 /**
- * Waiting tasks one operation evaluates at most. Beyond it (a root failing under 100,000
- * dependents), the rest is left for later transactions (`settle_pending`, continued by
- * the reconciler), so no single transaction holds the workflow, and SQLite's writer, for
- * the whole cascade.
+ * Waiting tasks one operation evaluates at most (EVALUATION_BUDGET, 5000 by default).
+ * Beyond it (a root failing under 100,000 dependents), the rest is left for later
+ * transactions (`settle_pending`, continued by the reconciler), so no single transaction
+ * holds the workflow, and SQLite's writer, for the whole cascade.
  */
-export const EVALUATION_BUDGET = 5000;
+export class EngineSettings {
+  evaluationBudget = 5000;
+}
 
 export class UnitOfWork {
   readonly effects: Effect[] = [];
-  /** Evaluations this operation may still do (see EVALUATION_BUDGET). */
-  private budget = EVALUATION_BUDGET;
+  /** Evaluations this operation may still do (see EngineSettings). */
+  private budget: number;
   /** Workflows with evaluations left for later: marked settle_pending when this operation settles. */
   private readonly deferred = new Set<string>();
   /** Namespaces where a task left RUNNING during this operation: their concurrency limits may have room now. */
@@ -70,7 +72,11 @@ export class UnitOfWork {
     readonly repos: Repositories,
     readonly logger: JsonLogger,
     private readonly settler: (uow: UnitOfWork) => Promise<void>,
-  ) {}
+    /** Waiting tasks this operation evaluates at most (EngineSettings). */
+    readonly evaluationBudget: number,
+  ) {
+    this.budget = evaluationBudget;
+  }
 
   get now(): number {
     return this.repos.now;
