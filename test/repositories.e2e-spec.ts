@@ -21,7 +21,7 @@ describe(`repositories on ${DATABASE}`, () => {
   const now = Date.now();
   const wfRow = (overrides: Partial<WorkflowEntity> = {}): WorkflowEntity => ({
     id: newId(now), name: 'wf', namespace: 'default', description: null, tags: ['team:ops'], input: { region: 'eu' }, state: 'RUNNING', sealed: false,
-    on_failure: 'fail', rollback_started: false, settle_pending: false, retention_days: null, limits: {}, callback: null, created_by: null, created_at: now, updated_at: now, finished_at: null, ...overrides,
+    on_failure: 'fail', rollback_started: false, settle_pending: false, settle_after: '', retention_days: null, limits: {}, callback: null, created_by: null, created_at: now, updated_at: now, finished_at: null, ...overrides,
   });
   const taskRow = (wf: WorkflowEntity, name: string, overrides: Partial<TaskEntity> = {}): TaskEntity => {
     const tags = overrides.tags ?? [];

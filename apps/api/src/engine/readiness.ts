@@ -89,21 +89,28 @@ export async function evaluateIds(uow: UnitOfWork, wf: WorkflowEntity, ids: read
 }
 
 /**
- * One step of a settle left for later: evaluates the next WAITING tasks of the workflow
- * after `after` (id order), a budget's worth. Returns: the last id evaluated, or null when
- * none is left after `after`.
+ * One step of a settle left for later: evaluates the next WAITING tasks of the workflow,
+ * a budget's worth in id order, after where its walk stands (`settle_after`, in its row).
+ * A walk that finds none left ends the continuation: the mark goes and the workflow-wide
+ * questions apply again. Any operation that leaves evaluations for later sets the walk
+ * back to the start (settle.ts), so a walk reaches the end only after it has been through
+ * every task that was waiting since the last such operation. Returns: whether more steps
+ * are needed.
  */
-export async function continueSettling(uow: UnitOfWork, wf: WorkflowEntity, after: string): Promise<string | null> {
-  const ids = await uow.repos.tasks.waitingAfter(wf.id, after, uow.evaluationBudget);
-  if (ids.length === 0) return null;
+export async function continueSettling(uow: UnitOfWork, wf: WorkflowEntity): Promise<boolean> {
+  const ids = await uow.repos.tasks.waitingAfter(wf.id, wf.settle_after, uow.evaluationBudget);
+  if (ids.length === 0) {
+    await settled(uow, wf);
+    return false;
+  }
+  await uow.repos.workflows.setSettle(wf, true, ids[ids.length - 1]);
   uow.record({ kind: 'evaluate-ids', wf, ids });
-  return ids[ids.length - 1];
+  return true;
 }
 
-/** The continuation went through every WAITING task with nothing left for later: the workflow-wide questions apply again. */
+/** Nothing is left for later: the workflow-wide questions apply again. */
 export async function settled(uow: UnitOfWork, wf: WorkflowEntity): Promise<void> {
-  await uow.repos.workflows.setSettlePending(wf.id, false);
-  wf.settle_pending = false;
+  await uow.repos.workflows.setSettle(wf, false, '');
   uow.touch(wf);
 }
 

@@ -16,12 +16,11 @@ export async function settle(uow: UnitOfWork): Promise<void> {
     const touched = uow.takeTouched();
     if (touched.length === 0) return;
     for (const wf of touched) {
-      // Evaluations left for later (EngineSettings): the workflow is not done nor stuck
-      // until the continuation has been through its waiting tasks.
-      if (uow.isDeferred(wf.id) && !wf.settle_pending) {
-        await uow.repos.workflows.setSettlePending(wf.id, true);
-        wf.settle_pending = true;
-      }
+      // Evaluations left for later (EngineSettings): the workflow is marked, and its walk
+      // through the waiting tasks starts again from the first, whatever replica walks it
+      // and however far it had come, so the mark goes only after a whole walk begun after
+      // this release (readiness.ts continueSettling). Until then it is not done nor stuck.
+      if (uow.isDeferred(wf.id) && !(wf.settle_pending && wf.settle_after === '')) await uow.repos.workflows.setSettle(wf, true, '');
       if (!wf.settle_pending) await checkWorkflow(uow, wf);
     }
   }

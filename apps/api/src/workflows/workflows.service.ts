@@ -93,6 +93,7 @@ export function newWorkflowRow(dto: CreateWorkflowDto, createdBy: CreatedBy | nu
     callback: dto.callback ? { url: dto.callback.url, ...(dto.callback.secret ? { secret: dto.callback.secret } : {}) } : null,
     rollback_started: false,
     settle_pending: false,
+    settle_after: '',
     created_by: createdBy,
     created_at: now,
     updated_at: now,

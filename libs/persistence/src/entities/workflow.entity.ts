@@ -49,6 +49,10 @@ export class WorkflowEntity {
   @Column({ type: 'boolean', default: false })
   settle_pending: boolean;
 
+  /** How far the walk through its waiting tasks has come (the last id evaluated; '' for the start). */
+  @Column({ type: 'varchar', length: 36, default: '' })
+  settle_after: string;
+
   /** Concurrency limits within it, as created (`{TAG: max_running}`); enforced through the concurrency_limit rows. */
   @JsonColumn({ default: '{}' })
   limits: Record<string, number>;

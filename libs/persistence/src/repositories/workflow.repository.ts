@@ -57,9 +57,14 @@ export class WorkflowRepository {
     return (await this.lockWhere('WHERE id = :id AND namespace = :ns', { id, ns: namespace }))[0] ?? null;
   }
 
-  /** Takes: a workflow id and a value. Writes settle_pending. */
-  async setSettlePending(id: string, pending: boolean): Promise<void> {
-    await sql(this.em, 'UPDATE workflow SET settle_pending = :p WHERE id = :id', { id, p: pending });
+  /**
+   * Takes: a workflow (its row, held under its lock), whether evaluations are left for
+   * later, and where the walk through its waiting tasks stands ('' for the start). Writes
+   * settle_pending and settle_after; the object follows its row.
+   */
+  async setSettle(wf: WorkflowEntity, pending: boolean, after: string): Promise<void> {
+    await sql(this.em, 'UPDATE workflow SET settle_pending = :p, settle_after = :after WHERE id = :id', { id: wf.id, p: pending, after });
+    Object.assign(wf, { settle_pending: pending, settle_after: after });
   }
 
   /** Takes: a bound. Returns: ids of workflows whose waiting tasks are still being evaluated. */
