@@ -13,6 +13,7 @@ import { IdempotencyInterceptor } from './common/idempotency.interceptor.js';
 import { AuthGuard } from './auth/auth.guard.js';
 import { KeysController } from './auth/keys.controller.js';
 import { KeysService } from './auth/keys.service.js';
+import { LiveAccess } from './auth/live-access.js';
 import { EffectsPublisher } from './dispatch/effects.publisher.js';
 import { ReconcilerService } from './dispatch/reconciler.service.js';
 import { SettleContinuation } from './dispatch/settle-continuation.js';
@@ -110,7 +111,7 @@ export class AppModule implements OnApplicationShutdown {
         { provide: APP_INTERCEPTOR, useExisting: AuditInterceptor },
         { provide: APP_INTERCEPTOR, useClass: IdempotencyInterceptor },
         { provide: APP_INTERCEPTOR, useClass: WaitLimitInterceptor },
-        AuditInterceptor, KeysService, RateLimiter,
+        AuditInterceptor, KeysService, LiveAccess, RateLimiter,
         MetricsService, EffectsPublisher, Engine, ReferenceResolver, LongWaits, LeaseService, PollService, ReconcilerService, SettleContinuation,
         WorkflowsService, TasksService, WorkersService, DataService, LogsService, WorkflowEventsService, LimitsService, SchedulesService, CallbackDispatcher, CallbackTargetsInterceptor,
       ],

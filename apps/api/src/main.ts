@@ -8,7 +8,6 @@ import { loadConfig, type AppConfig } from './config/app-config.js';
 import { KeysService } from './auth/keys.service.js';
 import { keysCommand } from './auth/keys-command.js';
 import { HttpExceptionFilter } from './common/http-exception.filter.js';
-import { jsonGuard } from './common/json-guard.middleware.js';
 import { JsonLogger } from './common/logger.js';
 import { createValidationPipe } from './common/validation.js';
 import { serveDocs } from './common/docs.js';
@@ -51,8 +50,8 @@ async function bootstrap(): Promise<void> {
     });
     next();
   });
-  app.useBodyParser('json', { limit: config.BODY_LIMIT_BYTES });
-  app.use(jsonGuard);
+  // No body parser here: the guard reads a request's body once its caller is known (auth.guard.ts).
+  if (config.TRUST_PROXY) app.set('trust proxy', trustProxy(config.TRUST_PROXY));
   app.useGlobalPipes(createValidationPipe());
   app.useGlobalFilters(new HttpExceptionFilter(logger));
   app.disable('x-powered-by');
@@ -100,6 +99,11 @@ async function bootstrap(): Promise<void> {
   const address = app.getHttpServer().address();
   const port = typeof address === 'object' && address ? address.port : config.PORT;
   logger.event('info', 'main', 'tagflow api listening', { host: config.HOST, port, database: config.DATABASE_URL.split(':')[0] });
+}
+
+/** TRUST_PROXY as Express takes it: a hop count, or names and subnets. */
+function trustProxy(value: string): number | string[] {
+  return /^\d+$/.test(value) ? Number(value) : value.split(',').map((v) => v.trim()).filter(Boolean);
 }
 
 function isLoopback(host: string): boolean {

@@ -100,7 +100,7 @@ get
     const schedules = await allPages((q) => tf.listSchedules(q));
     print(format(), schedules, () => ({
       head: ['ID', 'NAME', 'CRON', 'TIMEZONE', 'STATE', 'NEXT RUN', 'LAST RUN'],
-      rows: schedules.map((s) => [s.id, s.name, s.cron, s.timezone, s.paused ? 'paused' : 'active', when(s.next_run_at), when(s.last_run_at)]),
+      rows: schedules.map((s) => [s.id, s.name, s.cron, s.timezone, s.paused ? (s.paused_reason ?? 'paused') : 'active', when(s.next_run_at), when(s.last_run_at)]),
     }));
   });
 get
@@ -134,7 +134,7 @@ describe
     const tf = client();
     const s = await tf.getSchedule(id);
     if (format() !== 'table') return print(format(), s, () => ({ head: [], rows: [] }));
-    out(fields([['ID', s.id], ['Name', s.name], ['Cron', `${s.cron} (${s.timezone})`], ['Overlap', s.overlap], ['State', s.paused ? 'paused' : 'active'],
+    out(fields([['ID', s.id], ['Name', s.name], ['Cron', `${s.cron} (${s.timezone})`], ['Overlap', s.overlap], ['State', s.paused ? (s.paused_reason ?? 'paused') : 'active'],
       ['Next run', when(s.next_run_at)], ['Last run', when(s.last_run_at)], ['Last workflow', s.last_workflow_id ?? '-']]));
     out('\n');
     const runs = s.runs ?? [];

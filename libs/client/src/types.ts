@@ -174,6 +174,8 @@ export interface Schedule {
   timezone: string;
   overlap: 'skip' | 'allow';
   paused: boolean;
+  /** Why the API paused it (its owner's key was revoked or expired); null when running or paused on request. */
+  paused_reason: string | null;
   workflow: JsonObject;
   /** The next tick it acts on (null while paused). */
   next_run_at: string | null;

@@ -26,13 +26,15 @@ import { ConcurrencyLimits1700000000018 } from './migrations/1700000000018-concu
 import { Schedules1700000000019 } from './migrations/1700000000019-schedules.js';
 import { Callbacks1700000000020 } from './migrations/1700000000020-callbacks.js';
 import { SettleCursor1700000000021 } from './migrations/1700000000021-settle-cursor.js';
+import { WorkflowRunTags1700000000022 } from './migrations/1700000000022-workflow-run-tags.js';
+import { ScheduleOwner1700000000023 } from './migrations/1700000000023-schedule-owner.js';
 import { TaskLogEntity } from './entities/task-log.entity.js';
 import { AuditEntity } from './entities/audit.entity.js';
 import { ApiKeyEntity } from './entities/api-key.entity.js';
 import { DataEntryEntity } from './entities/data-entry.entity.js';
 
 export const ENTITIES = [WorkflowEntity, WorkflowTagEntity, TaskEntity, TaskTagEntity, TaskDepEntity, ReservedNameEntity, TaskEventEntity, WorkflowEventEntity, WorkerEntity, DataEntryEntity, ApiKeyEntity, AuditEntity, TaskLogEntity];
-export const MIGRATIONS = [InitialSchema1700000000000, DataSpace1700000000001, TagMemberOrder1700000000002, DropRedundantTagIndex1700000000003, ResolvedInputAndWorkflowEvents1700000000004, ApiKeys1700000000005, Audit1700000000006, Namespaces1700000000007, Handbacks1700000000008, Idempotency1700000000009, Retention1700000000010, SettlePending1700000000011, WorkerStopping1700000000012, WorkerKey1700000000013, TaskLogs1700000000014, EventStreamOrder1700000000015, NotBefore1700000000016, Priority1700000000017, ConcurrencyLimits1700000000018, Schedules1700000000019, Callbacks1700000000020, SettleCursor1700000000021];
+export const MIGRATIONS = [InitialSchema1700000000000, DataSpace1700000000001, TagMemberOrder1700000000002, DropRedundantTagIndex1700000000003, ResolvedInputAndWorkflowEvents1700000000004, ApiKeys1700000000005, Audit1700000000006, Namespaces1700000000007, Handbacks1700000000008, Idempotency1700000000009, Retention1700000000010, SettlePending1700000000011, WorkerStopping1700000000012, WorkerKey1700000000013, TaskLogs1700000000014, EventStreamOrder1700000000015, NotBefore1700000000016, Priority1700000000017, ConcurrencyLimits1700000000018, Schedules1700000000019, Callbacks1700000000020, SettleCursor1700000000021, WorkflowRunTags1700000000022, ScheduleOwner1700000000023];
 
 export type DatabaseKind = 'sqlite' | 'postgres';
 

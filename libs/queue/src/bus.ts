@@ -6,7 +6,9 @@ export type BusEvent =
   | { type: 'data-written'; workflow: string; key: string }
   | { type: 'workflow-finished'; workflow: string; state: string }
   | { type: 'tagsets-forgotten'; tagsets: string[] }
-  | { type: 'log-appended'; task: string };
+  | { type: 'log-appended'; task: string }
+  /** A key was revoked: every replica ends what it holds open for that key at once. */
+  | { type: 'key-revoked'; key: string };
 
 /** One bus message: the events of one operation, from one replica. */
 interface BusMessage {

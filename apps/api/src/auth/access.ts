@@ -27,15 +27,22 @@ export const AllowLeaseToken = () => SetMetadata(LEASE_TOKEN_ACCESS, true);
 
 /**
  * Who is calling: a key (or, with no key configured on a loopback address, the local open
- * mode), or a task's lease. `namespace` is the one the request acts in: the key's, or for
- * an all-namespaces admin key (and the open mode) the `Tagflow-Namespace` header's
- * (`default` without it). A lease acts in its task's namespace, known once the route has
- * found the task.
+ * mode), or a task's live lease. `namespace` is the one the request acts in: the key's, or
+ * for an all-namespaces admin key (and the open mode) the `Tagflow-Namespace` header's
+ * (`default` without it). A lease acts in its task's namespace.
  */
 export type Caller =
-  | { kind: 'key'; keyId: string; keyName: string; role: Role; namespace: string; allNamespaces: boolean; grants: readonly string[] }
+  | { kind: 'key'; keyId: string; keyName: string; role: Role; namespace: string; allNamespaces: boolean; grants: readonly string[]; expiresAt: number | null }
   | { kind: 'open'; namespace: string }
-  | { kind: 'lease'; token: string; namespace?: string };
+  | { kind: 'lease'; token: string; namespace: string; task: LeaseHolder };
+
+/** The running task a lease token belongs to (checked by the guard: a live lease in the route's workflow). */
+export interface LeaseHolder {
+  id: string;
+  name: string;
+  namespace: string;
+  produces: string[];
+}
 
 export const CALLER = Symbol('tagflow:caller');
 
@@ -51,9 +58,8 @@ export function seesAllNamespaces(caller: Caller): boolean {
   return caller.kind === 'open' || (caller.kind === 'key' && caller.allNamespaces);
 }
 
-/** The namespace a key's (or the open mode's) request acts in. */
+/** The namespace the request acts in. */
 export function namespaceOf(caller: Caller): string {
-  if (caller.kind === 'lease') throw new Error('a lease acts in its task\'s namespace; the route must look the task up');
   return caller.namespace;
 }
 

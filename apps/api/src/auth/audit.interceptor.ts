@@ -59,7 +59,7 @@ export class AuditInterceptor implements NestInterceptor {
 
   private async record(req: Request, status: number, resourceId: string | null, caller = (req as Request & Record<symbol, Caller | undefined>)[CALLER]): Promise<void> {
     const who = caller?.kind === 'key' ? { key_id: caller.keyId, key_name: caller.keyName, namespace: caller.namespace }
-      : caller?.kind === 'lease' ? { key_id: null, key_name: '(task lease)', namespace: caller.namespace ?? DEFAULT_NAMESPACE }
+      : caller?.kind === 'lease' ? { key_id: null, key_name: `(lease of task ${caller.task.id})`, namespace: caller.namespace }
         : { key_id: null, key_name: caller ? '(open: no key on a loopback API)' : '(none)', namespace: caller?.namespace ?? DEFAULT_NAMESPACE };
     const at = Date.now();
     try {

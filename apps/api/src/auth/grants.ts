@@ -1,4 +1,5 @@
 import { HttpStatus } from '@nestjs/common';
+import type { Repositories, WorkflowEntity } from '@tagflow/persistence';
 import { ApiError } from '../common/errors.js';
 import type { Caller } from './access.js';
 
@@ -55,4 +56,28 @@ export function checkPollGrants(caller: Caller, tags: readonly string[]): void {
   for (const tag of tags) {
     if (!granted(caller.grants, tag)) throw new ApiError(HttpStatus.FORBIDDEN, `key ${caller.keyName} is not granted capability ${tag} (grants: ${caller.grants.join(', ')})`, { tag });
   }
+}
+
+/**
+ * A check run under a workflow's lock before a change to the workflow as a whole (add
+ * tasks, seal, cancel, pause, resume, rerun, write its data): 403 unless the caller's
+ * grants cover every tag a task of it, or a handler of one, runs on (an untagged one needs
+ * `*`). Under the lock, so a task added meanwhile is counted. Absent when nothing limits
+ * the caller (an admin, `*`, the open mode, a task's own lease).
+ */
+export type WorkflowCheck = (repos: Repositories, wf: WorkflowEntity) => Promise<void>;
+
+export function workflowCheckFor(caller: Caller, action: string): WorkflowCheck | undefined {
+  if (caller.kind !== 'key' || caller.role === 'admin' || caller.grants.includes('*')) return undefined;
+  const { keyName, grants } = caller;
+  return async (repos, wf) => {
+    for (const tag of await repos.workflows.runTags(wf.id)) {
+      if (tag === '') {
+        throw new ApiError(HttpStatus.FORBIDDEN, `key ${keyName} may not ${action} workflow ${wf.id}: it has an untagged task (one that runs on any worker), which needs the grant *`, { tag: null });
+      }
+      if (!granted(grants, tag)) {
+        throw new ApiError(HttpStatus.FORBIDDEN, `key ${keyName} may not ${action} workflow ${wf.id}: a task of it runs on tag ${tag}, which its grants (${grants.join(', ')}) do not cover`, { tag });
+      }
+    }
+  };
 }

@@ -2,11 +2,13 @@ import { HttpStatus, Inject, Injectable, type OnApplicationBootstrap } from '@ne
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { DEFAULT_NAMESPACE, newId } from '@tagflow/domain';
 import { Database, type ApiKeyEntity, type Role } from '@tagflow/persistence';
+import { Bus } from '@tagflow/queue';
 import { ApiError, badRequest, conflict, notFound } from '../common/errors.js';
 import { namespaceOf, seesAllNamespaces, type Caller } from './access.js';
 import { JsonLogger } from '../common/logger.js';
 import { decodeCursor, pageOf, type Page, type PageQuery } from '../common/pagination.js';
 import { AppConfig } from '../config/app-config.js';
+import { SchedulesService } from '../schedules/schedules.service.js';
 
 export interface NewKey {
   name: string;
@@ -50,7 +52,8 @@ export async function insertKey(db: Database, spec: NewKey, token: string, now =
 /**
  * API keys: created (the token shown once), listed, revoked; and the lookup behind every
  * request. A key is read from the database at each request, so a revocation or an
- * expiry holds at the next request on every replica.
+ * expiry holds at the next request on every replica; what a key holds open (parked
+ * polls, waits, streams) ends too (LiveAccess).
  *
  * With no key at all, the API is open: allowed only on a loopback address (main.ts refuses
  * any other, and the guard answers only loopback Host names), until the first key is made.
@@ -63,6 +66,8 @@ export class KeysService implements OnApplicationBootstrap {
     private readonly db: Database,
     private readonly config: AppConfig,
     @Inject(JsonLogger) private readonly logger: JsonLogger,
+    private readonly bus: Bus,
+    private readonly schedules: SchedulesService,
   ) {}
 
   /** The first admin key comes from TAGFLOW_ADMIN_TOKEN: written if absent. */
@@ -133,6 +138,12 @@ export class KeysService implements OnApplicationBootstrap {
     const revoked = await this.db.transaction((repos) => repos.keys.revoke(id, now), now);
     if (!revoked && !(await this.db.read().keys.get(id))) throw notFound('key', id);
     this.logger.event('info', 'auth', 'key revoked', { key_id: id });
+    // Its schedules may not run on without it (and the reconciler looks again at each tick).
+    await this.schedules.pauseOwnerless().catch((e: unknown) =>
+      this.logger.event('warn', 'auth', 'could not pause the revoked key\'s schedules yet; the reconciler will', { key_id: id, error: String(e) }));
+    // What the key holds open on every replica ends now (LiveAccess); a lost announcement within ACCESS_CHECK_MS.
+    await this.bus.publish([{ type: 'key-revoked', key: id }]).catch((e: unknown) =>
+      this.logger.event('warn', 'auth', 'could not announce a revocation; replicas notice it at their next look', { key_id: id, error: String(e) }));
   }
 }
 

@@ -24,11 +24,27 @@ export class RateLimiter {
     this.limited = metrics.counter('tagflow_requests_rate_limited_total', 'Requests refused with 429: their credential went over RATE_LIMIT_RPS.');
   }
 
-  /** Takes one request's token for `credential`: null when allowed, else the seconds to wait. */
-  take(credential: string, now = Date.now()): number | null {
-    const rate = this.config.RATE_LIMIT_RPS;
+  /**
+   * Takes one request's token for `credential` (at `limit`, default RATE_LIMIT_RPS and
+   * RATE_LIMIT_BURST): null when allowed, else the seconds to wait.
+   */
+  take(credential: string, now = Date.now(), limit = this.defaultLimit()): number | null {
+    const rate = limit.rps;
     if (rate === 0) return null;
-    const burst = this.config.RATE_LIMIT_BURST;
+    const bucket = this.refill(credential, now, limit);
+    if (bucket.tokens >= 1) {
+      bucket.tokens -= 1;
+      return null;
+    }
+    this.limited();
+    return Math.max(1, Math.ceil((1 - bucket.tokens) / rate));
+  }
+
+  private defaultLimit(): { rps: number; burst: number } {
+    return { rps: this.config.RATE_LIMIT_RPS, burst: this.config.RATE_LIMIT_BURST };
+  }
+
+  private refill(credential: string, now: number, { rps: rate, burst }: { rps: number; burst: number }): Bucket {
     let bucket = this.buckets.get(credential);
     if (bucket) {
       this.buckets.delete(credential); // re-inserted below: the map stays in least-recently-used order
@@ -39,11 +55,6 @@ export class RateLimiter {
       if (this.buckets.size >= BUCKETS_MAX) this.buckets.delete(this.buckets.keys().next().value!);
     }
     this.buckets.set(credential, bucket);
-    if (bucket.tokens >= 1) {
-      bucket.tokens -= 1;
-      return null;
-    }
-    this.limited();
-    return Math.max(1, Math.ceil((1 - bucket.tokens) / rate));
+    return bucket;
   }
 }

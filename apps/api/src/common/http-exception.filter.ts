@@ -49,6 +49,9 @@ export class HttpExceptionFilter implements ExceptionFilter {
       body = { message: 'internal server error' };
     }
     if (res.headersSent) return;
+    // A request refused before its body was read (401, 429 from the guard): the connection
+    // closes with the answer, so the rest of that body is never read either.
+    if (!req.complete) res.setHeader('connection', 'close');
     res.status(status).json({ statusCode: status, error: reasonPhrase(status), ...body, request_id: requestId });
   }
 }

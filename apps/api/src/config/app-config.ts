@@ -83,6 +83,26 @@ export class AppConfig {
   @IsOptional() @Transform(toInt) @IsInt() @Min(1) @Max(10_000_000)
   RATE_LIMIT_BURST = 4000;
 
+  /**
+   * Requests a second, on average, that one client address may send to routes that need a
+   * credential without bringing a valid one (401s), and how many at once above that. Over
+   * it: 429, before the token is looked up. Open routes (/health, /metrics, /docs, /ui) are not counted.
+   */
+  @IsOptional() @Transform(toInt) @IsInt() @Min(0) @Max(1_000_000)
+  RATE_LIMIT_ANON_RPS = 5;
+
+  @IsOptional() @Transform(toInt) @IsInt() @Min(1) @Max(10_000_000)
+  RATE_LIMIT_ANON_BURST = 50;
+
+  /**
+   * Which proxies in front of the API to believe about the client's address
+   * (X-Forwarded-For), as Express's `trust proxy` reads it: unset (the connection's own
+   * address), `loopback`, a list of addresses or subnets, or a hop count. Set it behind a
+   * load balancer so per-address limits count clients, not the balancer.
+   */
+  @IsOptional() @IsString() @Matches(/^[A-Za-z0-9.:/, ]{1,512}$/, { message: 'TRUST_PROXY must be loopback, a hop count, or a comma-separated list of addresses or subnets' })
+  TRUST_PROXY?: string;
+
   /** Requests one credential may have parked at once per API replica: long-polls and blocking reads (`wait_s`). */
   @IsOptional() @Transform(toInt) @IsInt() @Min(1) @Max(1_000_000)
   LONG_WAITS_PER_CREDENTIAL = 5000;
@@ -120,7 +140,7 @@ export class AppConfig {
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
-  const keys = Object.keys(new AppConfig()).concat('API_TOKEN', 'TAGFLOW_ADMIN_TOKEN');
+  const keys = Object.keys(new AppConfig()).concat('API_TOKEN', 'TAGFLOW_ADMIN_TOKEN', 'TRUST_PROXY');
   const raw: Record<string, string> = {};
   for (const key of keys) {
     const value = env[key];

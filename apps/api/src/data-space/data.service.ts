@@ -6,6 +6,7 @@ import { Engine } from '../engine/engine.js';
 import { writeData } from '../engine/reports.js';
 import { LongWaits } from '../long-wait/long-waits.js';
 import { toDataResponse, type DataEntryResponse } from './data.dto.js';
+import type { WorkflowCheck } from '../auth/grants.js';
 
 const VALUE_MAX_BYTES = 256 * 1024;
 const TASK_OUTPUT_KEY = /^tasks\.([A-Za-z0-9_.-]+)\.output$/;
@@ -23,12 +24,13 @@ export class DataService {
     private readonly waits: LongWaits,
   ) {}
 
-  async put(workflowId: string, key: string, value: unknown, taskId: string | null, namespace: string): Promise<DataEntryResponse> {
+  async put(workflowId: string, key: string, value: unknown, taskId: string | null, namespace: string, check?: WorkflowCheck): Promise<DataEntryResponse> {
     checkKey(key);
     if (key.startsWith('tasks.')) throw badRequest(`data key ${key} is reserved: keys under "tasks." are task outputs, read-only`, [{ field: 'key', errors: ['reserved'] }]);
     const size = Buffer.byteLength(JSON.stringify(value));
     if (size > VALUE_MAX_BYTES) throw tooLarge(`value is ${size} bytes; the limit is ${VALUE_MAX_BYTES}`);
     await this.engine.inWorkflow(workflowId, async (uow, wf) => {
+      await check?.(uow.repos, wf);
       if (isTerminalWorkflow(wf.state)) throw conflict(`workflow ${workflowId} is ${wf.state}: its data space is read-only now`, { state: wf.state });
       await writeData(uow, wf, key, value, taskId);
     }, namespace);
@@ -36,12 +38,12 @@ export class DataService {
   }
 
   /** The entry, waiting up to waitS for it; 404 with `pending: true` when the wait ends first. */
-  async get(workflowId: string, key: string, waitS: number | undefined, namespace: string): Promise<DataEntryResponse> {
+  async get(workflowId: string, key: string, waitS: number | undefined, namespace: string, stop?: AbortSignal): Promise<DataEntryResponse> {
     if (!TASK_OUTPUT_KEY.test(key)) checkKey(key);
     await this.requireWorkflow(workflowId, namespace);
     const now = await this.read(workflowId, key);
     if (now) return now;
-    const found = waitS ? await this.waits.until(LongWaits.data(workflowId, key), Date.now() + waitS * 1000, () => this.read(workflowId, key)) : undefined;
+    const found = waitS ? await this.waits.until(LongWaits.data(workflowId, key), Date.now() + waitS * 1000, () => this.read(workflowId, key), undefined, stop) : undefined;
     if (found) return found;
     throw new HttpException(
       { statusCode: 404, error: 'Not Found', message: `data key ${key} of workflow ${workflowId} is not written yet`, pending: true },
@@ -59,18 +61,6 @@ export class DataService {
       ...outputs.map((t) => ({ key: `tasks.${t.name}.output`, written_at: isoOrNull(t.finished_at), task_id: t.id })),
     ];
     return { items };
-  }
-
-  /** The task whose live lease this token is, in this workflow (401 otherwise: a token that is no key and no live lease here). */
-  async leaseHolder(workflowId: string, token: string): Promise<{ id: string; name: string; namespace: string; produces: string[] }> {
-    const task = await this.db.read().tasks.leaseHolder(workflowId, token, this.db.now());
-    if (!task) throw new ApiError(HttpStatus.UNAUTHORIZED, `the bearer token is neither a valid key nor the live lease of a running task of workflow ${workflowId}`);
-    return task;
-  }
-
-  /** The namespace a workflow lives in, or null (for records about a request, not for access). */
-  async namespaceOf(workflowId: string): Promise<string | null> {
-    return (await this.db.read().workflows.get(workflowId))?.namespace ?? null;
   }
 
   /** A task's lease may write only the keys the task declares in `produces` (403 naming the key). */

@@ -21,7 +21,7 @@ export const FREE_HANDBACKS = 3;
  * requested ends CANCELLED instead.
  */
 export async function failAttempt(
-  uow: UnitOfWork, wf: WorkflowEntity, task: TaskEntity, error: TaskErrorInfo, retryable: boolean, report: ReportFields, outcome: LeaseOutcome,
+  uow: UnitOfWork, wf: WorkflowEntity, task: TaskEntity, error: TaskErrorInfo, retryable: boolean, report: ReportFields, outcome: LeaseOutcome, handBack = false,
 ): Promise<void> {
   const { repos } = uow;
   uow.leaseEnded(task);
@@ -33,8 +33,9 @@ export async function failAttempt(
   }
   // A worker that stopped mid-task hands it back: that attempt says nothing about the
   // task, so it runs again at once outside its retry budget (a few times; see FREE_HANDBACKS).
-  // Only a registered worker may: the hand-back marks it stopping (LeaseService.fail).
-  const interrupted = error.code === INTERRUPTED_CODE && task.worker_id !== null && task.handbacks < FREE_HANDBACKS;
+  // Only a registered worker may (the hand-back marks it stopping: LeaseService.fail), or
+  // the API itself (`handBack`: a lease it could not deliver).
+  const interrupted = (handBack || (error.code === INTERRUPTED_CODE && task.worker_id !== null)) && task.handbacks < FREE_HANDBACKS;
   const counted = task.attempt - task.handbacks; // attempts the retry policy counts
   if (retryable && (interrupted || hasRetryLeft(task.retry, counted)) && !isTerminalWorkflow(wf.state)) {
     const delayMs = interrupted ? 0 : retryDelayMs(task.retry, counted);

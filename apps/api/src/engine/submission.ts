@@ -1,7 +1,7 @@
 import { canonicalTags, describeCycle, findCycle, isTerminalWorkflow, tagsetId, type GraphTask } from '@tagflow/domain';
 import type { CreatedBy, TaskEntity, TaskKind, WorkflowEntity } from '@tagflow/persistence';
 import { conflict, unprocessable } from '../common/errors.js';
-import { buildTaskEntity, handlerNames, normalizeSpec, type NewTask, type TaskSpecLike } from './task-spec.js';
+import { buildTaskEntity, handlerNames, normalizeSpec, runTags, type NewTask, type TaskSpecLike } from './task-spec.js';
 import type { UnitOfWork } from './unit-of-work.js';
 
 export interface AddOptions {
@@ -28,6 +28,7 @@ export async function addTasks(uow: UnitOfWork, wf: WorkflowEntity, specs: reado
   await checkSubmission(uow, wf, tasks, { parentId: opts.parentId ?? null });
   const rows = tasks.map((t) => buildTaskEntity(wf, t, opts.kind, opts.parentId ?? null, uow.now, opts.createdBy ?? null));
   await uow.repos.tasks.insert(rows);
+  await uow.repos.workflows.addRunTags(wf.id, tasks.flatMap(runTags));
   await uow.repos.deps.insertFor(rows, tasks.map(handlerNames));
   await uow.repos.events.addTaskEvents(rows.map((t) => ({ task_id: t.id, workflow_id: t.workflow_id, from_state: null, to_state: 'WAITING', attempt: t.attempt, reason: 'added', at: uow.now })));
   uow.record({ kind: 'evaluate', wf, tasks: rows });
@@ -72,6 +73,7 @@ export async function patchTask(uow: UnitOfWork, wf: WorkflowEntity, t: TaskEnti
     produces: merged.produces, data_requires: merged.data_requires, not_before: merged.not_before, wake_at: null, priority: merged.priority, callback: merged.callback,
   };
   await repos.tasks.updateSpec(t.id, fields, uow.now);
+  await repos.workflows.addRunTags(wf.id, runTags(merged));
   Object.assign(t, fields, { state: 'WAITING', updated_at: uow.now });
   await repos.deps.replaceFor(t, handlerNames(merged));
   // Its tags may have changed: tasks selecting either the old or the new tags see a new membership.

@@ -86,6 +86,25 @@ function generatedName(actionType: string): string {
   return `${base}-${randomUUID().slice(0, 8)}`;
 }
 
+/**
+ * The tags a task and its on_error handlers (nested ones included) would run on, '' for an
+ * untagged one (it runs on any worker). A revert runs on its task's own tags.
+ */
+export function runTags(task: Pick<NewTask, 'tags' | 'on_error'>): string[] {
+  const out = task.tags.length > 0 ? [...task.tags] : [''];
+  const visit = (onError: readonly { run: readonly JsonObject[] }[]) => {
+    for (const entry of onError) {
+      for (const spec of entry.run) {
+        const tags = Array.isArray(spec.tags) ? spec.tags.map(String) : [];
+        out.push(...(tags.length > 0 ? tags : ['']));
+        if (Array.isArray(spec.on_error)) visit(spec.on_error);
+      }
+    }
+  };
+  visit(task.on_error);
+  return out;
+}
+
 /** Names every on_error handler of the task would take. */
 export function handlerNames(task: Pick<NewTask, 'on_error'>): string[] {
   const names = new Set<string>();

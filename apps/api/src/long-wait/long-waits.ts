@@ -75,21 +75,26 @@ export class LongWaits implements BeforeApplicationShutdown {
    * Calls `check` until it returns a value or the deadline passes (or the replica stops).
    * Registers before the first check, so a wake-up between the check and the wait is not lost.
    * `handle.wake`, set here, wakes this wait alone (a task handed to this very poll).
+   * `stop` ends the wait early (its caller's access ended).
    */
-  async until<T>(on: WaitOn, deadline: number, check: () => Promise<T | undefined>, handle?: { wake?: () => void }): Promise<T | undefined> {
+  async until<T>(on: WaitOn, deadline: number, check: () => Promise<T | undefined>, handle?: { wake?: () => void }, stop?: AbortSignal): Promise<T | undefined> {
     const waiter: Waiter = { tags: 'tags' in on ? on.tags : [], signalled: false, wake: null };
     if (handle) handle.wake = () => signal(waiter);
+    const stopped = () => signal(waiter);
+    stop?.addEventListener('abort', stopped, { once: true });
     const release = this.register(on, waiter);
     try {
       for (;;) {
+        if (stop?.aborted) return undefined;
         waiter.signalled = false;
         const value = await check();
         if (value !== undefined) return value;
         const left = deadline - Date.now();
-        if (left <= 0 || this.closing) return undefined;
+        if (left <= 0 || this.closing || stop?.aborted) return undefined;
         if (!waiter.signalled) await park(waiter, left);
       }
     } finally {
+      stop?.removeEventListener('abort', stopped);
       release();
     }
   }

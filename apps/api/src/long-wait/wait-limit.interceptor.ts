@@ -2,9 +2,11 @@ import { Injectable, SetMetadata, type CallHandler, type ExecutionContext, type 
 import { Reflector } from '@nestjs/core';
 import type { Request } from 'express';
 import { createHash } from 'node:crypto';
-import { finalize, type Observable } from 'rxjs';
+import { HttpStatus } from '@nestjs/common';
+import { catchError, finalize, map, throwError, type Observable } from 'rxjs';
 import { CALLER, type Caller } from '../auth/access.js';
-import { RateLimited } from '../common/errors.js';
+import { ACCESS_ENDS, LiveAccess } from '../auth/live-access.js';
+import { ApiError, RateLimited } from '../common/errors.js';
 import { AppConfig } from '../config/app-config.js';
 import { MetricsService } from '../metrics/metrics.service.js';
 
@@ -33,21 +35,26 @@ export const unlessNoWait: Parks = (req) => (req.body as { wait_s?: unknown } | 
  * replica: at most LONG_WAITS_PER_CREDENTIAL. The rate limit bounds how fast requests
  * arrive, not how many stay parked; each parked one holds a socket and memory until its
  * wait ends. One more is answered 429 with Retry-After, and changes nothing.
+ *
+ * A parked request also ends when its key is revoked or expires (LiveAccess): it is
+ * answered 401 (a followed stream ends with an `error` event instead, having sent its
+ * headers already).
  */
 @Injectable()
 export class WaitLimitInterceptor implements NestInterceptor {
   private readonly parked = new Map<string, number>();
   private readonly refused: () => void;
 
-  constructor(private readonly reflector: Reflector, private readonly config: AppConfig, metrics: MetricsService) {
+  constructor(private readonly reflector: Reflector, private readonly config: AppConfig, private readonly live: LiveAccess, metrics: MetricsService) {
     this.refused = metrics.counter('tagflow_long_waits_refused_total', 'Long-polls and blocking reads refused with 429: their credential had LONG_WAITS_PER_CREDENTIAL parked.');
   }
 
   intercept(ctx: ExecutionContext, next: CallHandler): Observable<unknown> {
     const rule = this.reflector.get<{ parks: Parks; overLimit?: (req: Request) => void; stream?: boolean } | undefined>(LONG_WAIT, ctx.getHandler());
-    const req = ctx.switchToHttp().getRequest<Request & Record<symbol, Caller | undefined>>();
+    const req = ctx.switchToHttp().getRequest<Request & Record<symbol, Caller | AbortSignal | undefined>>();
     if (!rule || !rule.parks(req)) return next.handle();
-    const owner = `${rule.stream ? 'stream/' : ''}${credentialOf(req[CALLER])}`;
+    const caller = req[CALLER] as Caller | undefined;
+    const owner = `${rule.stream ? 'stream/' : ''}${credentialOf(caller)}`;
     const n = this.parked.get(owner) ?? 0;
     const max = rule.stream ? this.config.STREAMS_PER_CREDENTIAL : this.config.LONG_WAITS_PER_CREDENTIAL;
     if (n >= max && rule.overLimit) {
@@ -61,8 +68,18 @@ export class WaitLimitInterceptor implements NestInterceptor {
         : `this credential already has ${n} requests waiting on this API replica (long-polls, blocking reads), the most LONG_WAITS_PER_CREDENTIAL allows; send this one once one of them is answered`, 1);
     }
     this.parked.set(owner, n + 1);
+    const access = this.live.watch(caller);
+    req[ACCESS_ENDS] = access.signal;
+    // Whatever the wait came to (an answer, a 404 pending), a key that ended gets 401.
+    const ended = () => new ApiError(HttpStatus.UNAUTHORIZED, `${(access.signal.reason as Error).message}; the request ended`);
     return next.handle().pipe(
+      map((body: unknown) => {
+        if (access.signal.aborted) throw ended();
+        return body;
+      }),
+      catchError((e: unknown) => throwError(() => (access.signal.aborted ? ended() : e))),
       finalize(() => {
+        access.release();
         const left = (this.parked.get(owner) ?? 1) - 1;
         if (left > 0) this.parked.set(owner, left);
         else this.parked.delete(owner);

@@ -54,10 +54,11 @@ export class SchedulesController {
     return this.schedules.pause(scheduleId, ns);
   }
 
+  /** Runs it again from its next tick, acting from now on with the resuming key (whose grants must cover its tasks). */
   @Post(':id/resume') @HttpCode(200) @Allow(OPERATORS)
   async resume(@Param('id', id) scheduleId: string, @NamespaceOf() ns: string, @CallerOf() caller: Caller) {
     await this.granted(scheduleId, ns, caller);
-    return this.schedules.resume(scheduleId, ns);
+    return this.schedules.resume(scheduleId, ns, createdByOf(caller));
   }
 
   /** Runs it once now (its cron ticks go on as before) → 201 with the workflow it created. */

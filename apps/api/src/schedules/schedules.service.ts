@@ -55,8 +55,8 @@ export class SchedulesService {
     const now = this.db.now();
     const row: ScheduleRow = {
       id: newId(now), namespace, name: dto.name, cron: dto.cron, timezone, overlap: dto.overlap ?? 'skip',
-      workflow: JSON.parse(JSON.stringify(dto.workflow)) as JsonObject, paused: false, next_run_at: new CronSchedule(dto.cron, timezone).next(now),
-      last_run_at: null, last_workflow_id: null, created_by: createdBy, created_at: now, updated_at: now,
+      workflow: JSON.parse(JSON.stringify(dto.workflow)) as JsonObject, paused: false, paused_reason: null, next_run_at: new CronSchedule(dto.cron, timezone).next(now),
+      last_run_at: null, last_workflow_id: null, created_by: createdBy, owner_key_id: createdBy?.key_id ?? null, created_at: now, updated_at: now,
     };
     const created = await this.db.transaction(async (repos) => {
       if ((await repos.schedules.count(namespace)) >= LIMITS.schedulesPerNamespace) {
@@ -100,12 +100,34 @@ export class SchedulesService {
     return this.view(id, namespace);
   }
 
-  /** Resumed: from the next tick after now (ticks while paused are not made up). */
-  async resume(id: string, namespace: string): Promise<Schedule> {
+  /**
+   * Resumed: from the next tick after now (ticks while paused are not made up), acting from
+   * now on with the resuming key (`by`), whose grants the caller has checked.
+   */
+  async resume(id: string, namespace: string, by: CreatedBy | null): Promise<Schedule> {
     const s = await this.find(id, namespace);
     const now = this.db.now();
-    if (s.paused) await this.db.transaction((repos) => repos.schedules.setState(id, false, new CronSchedule(s.cron, s.timezone).next(now), now));
+    if (s.paused) await this.db.transaction((repos) => repos.schedules.resumeAs(id, by, new CronSchedule(s.cron, s.timezone).next(now), now));
     return this.view(id, namespace);
+  }
+
+  /**
+   * Pauses the schedules whose owner's key was revoked or expired (a schedule acts with its
+   * owner's key: it may not outlive it), each recorded in the audit log with why. Called at
+   * each revocation and each reconciler tick. Returns: how many were paused.
+   */
+  async pauseOwnerless(): Promise<number> {
+    const now = this.db.now();
+    const found = await this.db.read().schedules.ownerless(now, DUE_PER_TICK);
+    for (const o of found) {
+      const reason = `paused: ${o.why}`;
+      await this.db.transaction(async (repos) => {
+        await repos.schedules.setState(o.id, true, null, now, reason);
+        await repos.audit.add({ at: now, key_id: o.owner_key_id, key_name: reason.slice(0, 128), namespace: o.namespace, method: 'POST', path: `/v1/schedules/${o.id}/pause`, status: 200, resource_id: o.id });
+      }, now);
+      this.logger.event('warn', 'schedules', 'schedule paused: its owner\'s key can no longer act', { schedule_id: o.id, reason: o.why });
+    }
+    return found.length;
   }
 
   /**
@@ -130,8 +152,9 @@ export class SchedulesService {
     return made;
   }
 
-  /** Acts on every schedule whose tick has come (the reconciler calls this each tick). */
+  /** Acts on every schedule whose tick has come (the reconciler calls this each tick), once those whose owner's key ended are paused. */
   async fireDue(): Promise<void> {
+    await this.pauseOwnerless();
     const ids = await this.db.read().schedules.due(this.db.now(), DUE_PER_TICK);
     const started = Date.now();
     for (const id of ids) {
@@ -152,6 +175,8 @@ export class SchedulesService {
         // Another replica acting on it: left to that one.
         const s = await uow.repos.schedules.get(id, undefined, 'skip');
         if (!s || s.paused || s.next_run_at === null || s.next_run_at > uow.now) return null;
+        // Its owner's key ended since pauseOwnerless looked: paused at the next look, never run with it.
+        if (s.owner_key_id && !(await ownerLive(uow, s.owner_key_id))) return null;
         const cron = new CronSchedule(s.cron, s.timezone);
         const tick = Math.max(cron.latest(uow.now) ?? s.next_run_at, s.next_run_at);
         const next = cron.next(Math.max(uow.now, tick));
@@ -194,6 +219,11 @@ export class SchedulesService {
   }
 }
 
+async function ownerLive(uow: UnitOfWork, keyId: string): Promise<boolean> {
+  const key = await uow.repos.keys.get(keyId);
+  return !!key && key.revoked_at === null && (key.expires_at === null || key.expires_at > uow.now);
+}
+
 export function toScheduleResponse(s: ScheduleRow, runs?: readonly ScheduleRunRow[]): Schedule {
   return {
     id: s.id,
@@ -203,6 +233,7 @@ export function toScheduleResponse(s: ScheduleRow, runs?: readonly ScheduleRunRo
     timezone: s.timezone,
     overlap: s.overlap,
     paused: s.paused,
+    paused_reason: s.paused_reason,
     workflow: withoutSecrets(s.workflow),
     next_run_at: isoOrNull(s.next_run_at),
     last_run_at: isoOrNull(s.last_run_at),

@@ -12,7 +12,8 @@ export class EventStream {
   private gone = false;
   private lastWrite = Date.now();
 
-  constructor(req: Request, private readonly res: Response) {
+  /** `ends`: the caller's access ended (its key revoked or expired): the stream stops with an `error` event. */
+  constructor(req: Request, private readonly res: Response, private readonly ends?: AbortSignal) {
     res.status(200);
     res.setHeader('content-type', 'text/event-stream; charset=utf-8');
     res.setHeader('cache-control', 'no-cache, no-transform');
@@ -23,7 +24,7 @@ export class EventStream {
   }
 
   get closed(): boolean {
-    return this.gone || this.res.writableEnded;
+    return this.gone || this.res.writableEnded || this.ends?.aborted === true;
   }
 
   send(event: string, data: unknown, id?: string | number): void {
@@ -54,7 +55,10 @@ export class EventStream {
 
   /** Ends the answer; an error after the headers went out is told as an `error` event. */
   end(error?: { status: number; message: string }): void {
-    if (error) this.send('error', error);
+    if (this.ends?.aborted && !this.gone && !this.res.writableEnded) {
+      error = { status: 401, message: `${(this.ends.reason as Error).message}; the stream ended` };
+      this.res.write(`event: error\ndata: ${JSON.stringify(error)}\n\n`);
+    } else if (error) this.send('error', error);
     if (!this.res.writableEnded) this.res.end();
   }
 }

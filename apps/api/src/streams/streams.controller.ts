@@ -4,6 +4,7 @@ import type { Request, Response } from 'express';
 import { Type } from 'class-transformer';
 import { IsIn, IsInt, IsOptional, IsString, Max, Min } from 'class-validator';
 import { Allow, NamespaceOf, READERS, WORKERS } from '../auth/access.js';
+import { AccessEnds } from '../auth/live-access.js';
 import { ApiError, badRequest } from '../common/errors.js';
 import { idParam } from '../common/params.js';
 import { FollowedStream } from '../long-wait/wait-limit.interceptor.js';
@@ -50,7 +51,7 @@ export class StreamsController {
    * JSON string; id: its seq) as it is written, then `end` with the task's state.
    */
   @Get('tasks/:id/logs') @Allow(READERS) @FollowedStream(follows) @ApiProduces('text/plain', 'text/event-stream')
-  async logsOf(@Param('id', idParam('task')) taskId: string, @Query() q: LogQuery, @NamespaceOf() ns: string, @Req() req: Request, @Res() res: Response): Promise<void> {
+  async logsOf(@Param('id', idParam('task')) taskId: string, @Query() q: LogQuery, @NamespaceOf() ns: string, @Req() req: Request, @Res() res: Response, @AccessEnds() ends: AbortSignal): Promise<void> {
     const query = { attempt: q.attempt, stream: q.stream };
     if (!follows(req)) {
       const kept = await this.logs.read(taskId, query, ns);
@@ -62,7 +63,7 @@ export class StreamsController {
     const resume = resumeFrom(req, q.after === undefined ? undefined : String(q.after));
     if (resume !== undefined && !/^\d{1,15}$/.test(resume)) throw badRequest('Last-Event-ID (or after) must be a seq from this stream (a number)', [{ field: 'after', errors: ['not a seq'] }]);
     await this.logs.attemptOf(taskId, query.attempt, ns); // 404 before the stream starts
-    const out = new EventStream(req, res);
+    const out = new EventStream(req, res, ends);
     await this.logs.follow(taskId, query, Number(resume ?? 0), out, ns).then(() => out.end(), (e: unknown) => out.end(streamError(e)));
   }
 
@@ -72,14 +73,14 @@ export class StreamsController {
    * as they happen, then `end` once the workflow is finished and all of it was sent.
    */
   @Get('workflows/:id/events') @Allow(READERS) @FollowedStream(follows) @ApiProduces('application/json', 'text/event-stream')
-  async eventsOf(@Param('id', idParam('workflow')) workflowId: string, @Query() q: WorkflowEventsQuery, @NamespaceOf() ns: string, @Req() req: Request, @Res() res: Response): Promise<void> {
+  async eventsOf(@Param('id', idParam('workflow')) workflowId: string, @Query() q: WorkflowEventsQuery, @NamespaceOf() ns: string, @Req() req: Request, @Res() res: Response, @AccessEnds() ends: AbortSignal): Promise<void> {
     if (!follows(req)) {
       res.json(await this.events.page(workflowId, q.after, q.limit ?? 1000, ns));
       return;
     }
     const after = resumeFrom(req, q.after);
     await this.events.page(workflowId, after, 1, ns); // 404 or 400 before the stream starts
-    const out = new EventStream(req, res);
+    const out = new EventStream(req, res, ends);
     await this.events.follow(workflowId, after, out, ns).then(() => out.end(), (e: unknown) => out.end(streamError(e)));
   }
 }

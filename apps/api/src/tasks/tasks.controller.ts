@@ -8,7 +8,8 @@ import { toTaskResponse } from './task.mapper.js';
 import { TasksService } from './tasks.service.js';
 import { LongWait, whenWaitAsked } from '../long-wait/wait-limit.interceptor.js';
 import { Allow, CallerOf, createdByOf, NamespaceOf, namespaceOf, OPERATORS, READERS, type Caller } from '../auth/access.js';
-import { checkSubmitGrants, checkTaskGrants } from '../auth/grants.js';
+import { checkSubmitGrants, checkTaskGrants, workflowCheckFor } from '../auth/grants.js';
+import { AccessEnds } from '../auth/live-access.js';
 
 const id = idParam('task');
 
@@ -26,8 +27,8 @@ export class TasksController {
 
   /** A task; with `wait_s`, waits until it is finished (or the wait ends) before answering. */
   @Get(':id') @Allow(READERS) @LongWait(whenWaitAsked)
-  async get(@Param('id', id) taskId: string, @Query() q: TaskWaitQuery, @NamespaceOf() ns: string) {
-    return toTaskResponse(await this.tasks.getWhenFinished(taskId, q.wait_s, ns));
+  async get(@Param('id', id) taskId: string, @Query() q: TaskWaitQuery, @NamespaceOf() ns: string, @AccessEnds() ends: AbortSignal) {
+    return toTaskResponse(await this.tasks.getWhenFinished(taskId, q.wait_s, ns, ends));
   }
 
   /** Every state transition of the task, oldest first. */
@@ -68,6 +69,6 @@ export class TasksController {
   async rerun(@Param('id', id) taskId: string, @CallerOf() caller: Caller) {
     const ns = namespaceOf(caller);
     checkTaskGrants(caller, await this.tasks.get(taskId, ns));
-    return toTaskResponse(await this.tasks.rerun(taskId, ns));
+    return toTaskResponse(await this.tasks.rerun(taskId, ns, workflowCheckFor(caller, 'rerun a task of')));
   }
 }

@@ -4,6 +4,7 @@ import { Database, type CreatedBy, type TaskEntity, type WorkflowEntity } from '
 import { notFound } from '../common/errors.js';
 import { decodeCursor, pageOf, type Page } from '../common/pagination.js';
 import { cancelTask, deleteTask, rerun } from '../engine/control.js';
+import type { WorkflowCheck } from '../auth/grants.js';
 import { Engine } from '../engine/engine.js';
 import { addTasks, patchTask } from '../engine/submission.js';
 import type { TaskSpecLike } from '../engine/task-spec.js';
@@ -25,8 +26,9 @@ export class TasksService {
   ) {}
 
   /** Adds tasks to an open workflow, all or none; answers them as they are once evaluated. */
-  async add(workflowId: string, specs: TaskSpecLike[], createdBy: CreatedBy | null, namespace: string): Promise<TaskEntity[]> {
+  async add(workflowId: string, specs: TaskSpecLike[], createdBy: CreatedBy | null, namespace: string, check?: WorkflowCheck): Promise<TaskEntity[]> {
     return this.engine.inWorkflow(workflowId, async (uow, wf) => {
+      await check?.(uow.repos, wf);
       const rows = await addTasks(uow, wf, specs, { kind: 'task', createdBy });
       await uow.settle();
       // Rows that became READY followed along; one that ended may have taken others with it.
@@ -52,14 +54,14 @@ export class TasksService {
     return task;
   }
 
-  /** Long-poll until the task is terminal or the wait ends; returns it either way. */
-  async getWhenFinished(id: string, waitS: number | undefined, namespace: string): Promise<TaskEntity> {
+  /** Long-poll until the task is terminal or the wait ends (or `stop` aborts); returns it either way. */
+  async getWhenFinished(id: string, waitS: number | undefined, namespace: string, stop?: AbortSignal): Promise<TaskEntity> {
     const first = await this.get(id, namespace);
     if (!waitS || isTerminalTask(first.state)) return first;
     const finished = await this.waits.until(LongWaits.task(id), Date.now() + waitS * 1000, async () => {
       const t = await this.get(id, namespace);
       return isTerminalTask(t.state) ? t : undefined;
-    });
+    }, undefined, stop);
     return finished ?? (await this.get(id, namespace));
   }
 
@@ -98,8 +100,11 @@ export class TasksService {
   }
 
   /** Runs an ERROR task again as a new attempt (and the tasks skipped for its failure wait again). */
-  rerun(id: string, namespace: string): Promise<TaskEntity> {
-    return this.inTaskWorkflow(id, namespace, rerun);
+  rerun(id: string, namespace: string, check?: WorkflowCheck): Promise<TaskEntity> {
+    return this.inTaskWorkflow(id, namespace, async (uow, wf, t) => {
+      await check?.(uow.repos, wf);
+      await rerun(uow, wf, t);
+    });
   }
 
   /** Runs `op` on the task under its workflow's lock; answers the task as it is once everything settled. */

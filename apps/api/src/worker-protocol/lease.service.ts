@@ -172,6 +172,21 @@ export class LeaseService {
   }
 
   /**
+   * Gives back leases that were never delivered (the poll's key was revoked as its answer
+   * was ready): each task is READY again at once, outside its retry budget, as a worker's
+   * hand-back is.
+   */
+  async handBack(tasks: readonly TaskEntity[], why: string): Promise<void> {
+    for (const task of tasks) {
+      await this.engine.inWorkflow(task.workflow_id, async (uow, wf) => {
+        const current = await uow.repos.tasks.get(task.id);
+        if (!current || current.state !== 'RUNNING' || current.lease_token !== task.lease_token) return;
+        await failAttempt(uow, wf, current, { code: 'LEASE_NOT_DELIVERED', message: `the lease was not delivered: ${why}` }, true, {}, 'fail', true);
+      });
+    }
+  }
+
+  /**
    * Records the inputs leased tasks' workers receive, references replaced (shown on each
    * task), in one transaction. A failure here loses only that record: the leases stand.
    */

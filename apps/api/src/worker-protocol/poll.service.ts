@@ -39,7 +39,7 @@ export interface PollRequest {
   maxTasks: number;
   /** The caller's tag grants: only tasks all of whose tags they cover are offered (absent: all). */
   grants?: readonly string[];
-  /** Aborts when the client has gone: the poll stops waiting and is offered nothing more. */
+  /** Aborts when the client has gone or its key's access ended: the poll stops waiting and is offered nothing more. */
   gone?: AbortSignal;
 }
 
@@ -248,7 +248,7 @@ export class PollService implements OnApplicationBootstrap {
       if (r.delayMs > 0) continue;
       const poll = this.parked
         .matching(r.tags)
-        .find((p) => (plan.get(p)?.length ?? 0) < p.req.maxTasks && (!p.req.grants || coveredBy(p.req.grants, clientTags(r.tags))));
+        .find((p) => !p.req.gone?.aborted && (plan.get(p)?.length ?? 0) < p.req.maxTasks && (!p.req.grants || coveredBy(p.req.grants, clientTags(r.tags))));
       if (!poll) continue;
       const jobs = plan.get(poll) ?? [];
       plan.set(poll, jobs);

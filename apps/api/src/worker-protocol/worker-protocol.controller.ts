@@ -12,6 +12,7 @@ import { badRequest, itemRefusal } from '../common/errors.js';
 import { CompleteDto, FailDto, HeartbeatDto, PollDto, ReportAndPollDto, type BatchReportDto } from './worker-protocol.dto.js';
 import { Allow, CallerOf, NamespaceOf, namespaceOf, WORKERS, type Caller } from '../auth/access.js';
 import { checkPollGrants } from '../auth/grants.js';
+import { AccessEnds } from '../auth/live-access.js';
 
 const id = idParam('task');
 
@@ -41,9 +42,9 @@ export class WorkerProtocolController {
    * An empty list when the wait ends first.
    */
   @Post('poll') @HttpCode(200) @Allow(WORKERS) @LongWait(unlessNoWait)
-  async poll(@Body() dto: PollDto, @CallerOf() caller: Caller, @Req() req: Request) {
+  async poll(@Body() dto: PollDto, @CallerOf() caller: Caller, @Req() req: Request, @AccessEnds() ends: AbortSignal) {
     checkPollGrants(caller, dto.tags);
-    return { tasks: await this.take(dto, caller, goneSignal(req)) };
+    return { tasks: await this.take(dto, caller, goneSignal(req), ends) };
   }
 
   /**
@@ -55,7 +56,7 @@ export class WorkerProtocolController {
    * answered the same way again.
    */
   @Post('report') @HttpCode(200) @Allow(WORKERS) @LongWait(pollParks, pollAtOnce)
-  async report(@Body() dto: ReportAndPollDto, @CallerOf() caller: Caller, @Req() req: Request) {
+  async report(@Body() dto: ReportAndPollDto, @CallerOf() caller: Caller, @Req() req: Request, @AccessEnds() ends: AbortSignal) {
     if (dto.poll) checkPollGrants(caller, dto.poll.tags); // refused before any report is applied
     const ids = dto.reports.map((r) => r.task_id);
     if (new Set(ids).size !== ids.length) throw badRequest('a task may appear once in reports', [{ field: 'reports', errors: ['a task_id appears twice'] }]);
@@ -78,7 +79,7 @@ export class WorkerProtocolController {
     }
     const failed = (await completing).find((s): s is PromiseRejectedResult => s.status === 'rejected');
     if (refused ?? failed) throw refused ?? failed!.reason;
-    return { results, tasks: dto.poll ? await this.take(dto.poll, caller, goneSignal(req)) : [] };
+    return { results, tasks: dto.poll ? await this.take(dto.poll, caller, goneSignal(req), ends) : [] };
   }
 
   private async apply(r: BatchReportDto, namespace: string): Promise<{ task_id: string; status: number; message?: string }> {
@@ -96,7 +97,11 @@ export class WorkerProtocolController {
     }
   }
 
-  private async take(dto: PollDto, caller: Caller, gone?: AbortSignal) {
+  /**
+   * The poll. It stops waiting when the client goes or the key's access ends (revoked,
+   * expired: see LiveAccess); leases taken as access ended are given back, never handed out.
+   */
+  private async take(dto: PollDto, caller: Caller, gone: AbortSignal, ends: AbortSignal) {
     const namespace = namespaceOf(caller);
     const workerId = dto.worker_id ?? null;
     if (workerId) await this.workers.touch(workerId, namespace, caller.kind === 'key' ? caller.keyId : null);
@@ -107,8 +112,12 @@ export class WorkerProtocolController {
       waitMs: (dto.wait_s ?? LIMITS.pollWaitDefaultSeconds) * 1000,
       maxTasks: dto.max_tasks ?? 1,
       grants: caller.kind === 'key' && caller.role !== 'admin' ? caller.grants : undefined,
-      gone,
+      gone: AbortSignal.any([gone, ends]),
     });
+    if (ends.aborted) {
+      await this.leases.handBack(taken.map((t) => t.task), 'the key of the poll was revoked or expired');
+      return [];
+    }
     return taken.map(({ task, lease }) => ({
       ...toTaskResponse(task),
       lease: { token: lease.token, expires_at: new Date(lease.expires_at).toISOString() },

@@ -10,7 +10,7 @@ import { TasksService } from '../tasks/tasks.service.js';
 import { CreateWorkflowDto, WorkflowListQuery } from './workflow.dto.js';
 import { WorkflowsService } from './workflows.service.js';
 import { Allow, CallerOf, createdByOf, NamespaceOf, namespaceOf, OPERATORS, READERS, type Caller } from '../auth/access.js';
-import { checkSubmitGrants } from '../auth/grants.js';
+import { checkSubmitGrants, workflowCheckFor } from '../auth/grants.js';
 
 const id = idParam('workflow');
 
@@ -52,26 +52,26 @@ export class WorkflowsController {
 
   /** No more tasks will be added: the workflow can finish once its tasks have. */
   @Post(':id/seal') @HttpCode(200) @Allow(OPERATORS)
-  seal(@Param('id', id) wfId: string, @NamespaceOf() ns: string) {
-    return this.workflows.seal(wfId, ns);
+  seal(@Param('id', id) wfId: string, @CallerOf() caller: Caller) {
+    return this.workflows.seal(wfId, namespaceOf(caller), workflowCheckFor(caller, 'seal'));
   }
 
   /** Cancels every unfinished task of the workflow. */
   @Post(':id/cancel') @HttpCode(200) @Allow(OPERATORS)
-  cancel(@Param('id', id) wfId: string, @NamespaceOf() ns: string) {
-    return this.workflows.cancel(wfId, ns);
+  cancel(@Param('id', id) wfId: string, @CallerOf() caller: Caller) {
+    return this.workflows.cancel(wfId, namespaceOf(caller), workflowCheckFor(caller, 'cancel'));
   }
 
   /** Stops handing out the workflow's tasks; running ones finish. */
   @Post(':id/pause') @HttpCode(200) @Allow(OPERATORS)
-  pause(@Param('id', id) wfId: string, @NamespaceOf() ns: string) {
-    return this.workflows.pause(wfId, ns);
+  pause(@Param('id', id) wfId: string, @CallerOf() caller: Caller) {
+    return this.workflows.pause(wfId, namespaceOf(caller), workflowCheckFor(caller, 'pause'));
   }
 
   /** Hands out the workflow's tasks again. */
   @Post(':id/resume') @HttpCode(200) @Allow(OPERATORS)
-  resume(@Param('id', id) wfId: string, @NamespaceOf() ns: string) {
-    return this.workflows.resume(wfId, ns);
+  resume(@Param('id', id) wfId: string, @CallerOf() caller: Caller) {
+    return this.workflows.resume(wfId, namespaceOf(caller), workflowCheckFor(caller, 'resume'));
   }
 
   /** One TaskSpec, or `{"tasks": [TaskSpec, ...]}` added atomically. */
@@ -83,12 +83,12 @@ export class WorkflowsController {
     if (isBatch) {
       const dto = await validateBody(TaskBatchDto, body);
       checkSubmitGrants(caller, dto.tasks);
-      const created = await this.tasks.add(wfId, dto.tasks, createdByOf(caller), namespaceOf(caller));
+      const created = await this.tasks.add(wfId, dto.tasks, createdByOf(caller), namespaceOf(caller), workflowCheckFor(caller, 'add tasks to'));
       return { tasks: created.map(toTaskResponse) };
     }
     const dto = await validateBody(TaskSpecDto, body);
     checkSubmitGrants(caller, [dto]);
-    const [created] = await this.tasks.add(wfId, [dto], createdByOf(caller), namespaceOf(caller));
+    const [created] = await this.tasks.add(wfId, [dto], createdByOf(caller), namespaceOf(caller), workflowCheckFor(caller, 'add tasks to'));
     return toTaskResponse(created);
   }
 

@@ -7,6 +7,7 @@ import { cancelWorkflow, createWorkflow, pause, resume, seal } from '../engine/c
 import { Engine } from '../engine/engine.js';
 import type { TaskSpecLike } from '../engine/task-spec.js';
 import type { UnitOfWork } from '../engine/unit-of-work.js';
+import type { WorkflowCheck } from '../auth/grants.js';
 import type { CreateWorkflowDto, WorkflowListQuery } from './workflow.dto.js';
 import { emptyCounts, toWorkflowResponse, type TaskCounts } from './workflow.mapper.js';
 
@@ -54,24 +55,28 @@ export class WorkflowsService {
     }, namespace);
   }
 
-  seal(id: string, namespace: string): Promise<WorkflowResponse> {
-    return this.change(id, namespace, seal);
+  seal(id: string, namespace: string, check?: WorkflowCheck): Promise<WorkflowResponse> {
+    return this.change(id, namespace, seal, check);
   }
 
-  cancel(id: string, namespace: string): Promise<WorkflowResponse> {
-    return this.change(id, namespace, cancelWorkflow);
+  cancel(id: string, namespace: string, check?: WorkflowCheck): Promise<WorkflowResponse> {
+    return this.change(id, namespace, cancelWorkflow, check);
   }
 
-  pause(id: string, namespace: string): Promise<WorkflowResponse> {
-    return this.change(id, namespace, pause);
+  pause(id: string, namespace: string, check?: WorkflowCheck): Promise<WorkflowResponse> {
+    return this.change(id, namespace, pause, check);
   }
 
-  resume(id: string, namespace: string): Promise<WorkflowResponse> {
-    return this.change(id, namespace, resume);
+  resume(id: string, namespace: string, check?: WorkflowCheck): Promise<WorkflowResponse> {
+    return this.change(id, namespace, resume, check);
   }
 
-  private async change(id: string, namespace: string, op: (uow: UnitOfWork, wf: WorkflowEntity) => Promise<void>): Promise<WorkflowResponse> {
-    await this.engine.inWorkflow(id, op, namespace);
+  /** Runs `op` under the workflow's lock, after `check` (the caller's grants: see workflowCheckFor). */
+  private async change(id: string, namespace: string, op: (uow: UnitOfWork, wf: WorkflowEntity) => Promise<void>, check?: WorkflowCheck): Promise<WorkflowResponse> {
+    await this.engine.inWorkflow(id, async (uow, wf) => {
+      await check?.(uow.repos, wf);
+      await op(uow, wf);
+    }, namespace);
     return this.view(id, namespace);
   }
 }

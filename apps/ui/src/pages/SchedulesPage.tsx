@@ -27,7 +27,10 @@ export function SchedulesPage({ client }: { client: TagflowClient }) {
           <tbody>
             {schedules.data?.map((s) => (
               <tr key={s.id} data-schedule={s.name}>
-                <td>{s.name}{s.paused ? <span className="muted small"> · paused</span> : null}<div className="mono small muted">{s.id}</div></td>
+                <td>
+                  {s.name}{s.paused ? <span className="muted small"> · paused</span> : null}<div className="mono small muted">{s.id}</div>
+                  {s.paused_reason ? <div className="small warn" data-paused-reason>{s.paused_reason}</div> : null}
+                </td>
                 <td><span className="mono">{s.cron}</span> <span className="muted small">{s.timezone} · overlap {s.overlap}</span></td>
                 <td><At at={s.next_run_at} /></td>
                 <td>

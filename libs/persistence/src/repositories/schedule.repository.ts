@@ -15,11 +15,15 @@ export interface ScheduleRow {
   /** The workflow spec each tick creates (as `POST /v1/workflows` takes it). */
   workflow: JsonObject;
   paused: boolean;
+  /** Why it is paused when the API paused it (its owner's key was revoked or expired); null otherwise. */
+  paused_reason: string | null;
   /** The next tick to act on; null while paused. */
   next_run_at: number | null;
   last_run_at: number | null;
   last_workflow_id: string | null;
   created_by: CreatedBy | null;
+  /** The key it acts with: the one that created or last resumed it (null in the open mode). */
+  owner_key_id: string | null;
   created_at: number;
   updated_at: number;
 }
@@ -43,6 +47,7 @@ function scheduleRow(r: Record<string, unknown>): ScheduleRow {
   return {
     id: r.id as string, namespace: r.namespace as string, name: r.name as string, cron: r.cron as string, timezone: r.timezone as string,
     overlap: r.overlap as Overlap, workflow: JSON.parse(r.workflow as string) as JsonObject, paused: r.paused === true || r.paused === 1,
+    paused_reason: (r.paused_reason as string | null) ?? null, owner_key_id: (r.owner_key_id as string | null) ?? null,
     next_run_at: ms(r.next_run_at), last_run_at: ms(r.last_run_at), last_workflow_id: (r.last_workflow_id as string | null) ?? null,
     created_by: r.created_by ? (JSON.parse(r.created_by as string) as CreatedBy) : null, created_at: Number(r.created_at), updated_at: Number(r.updated_at),
   };
@@ -63,12 +68,12 @@ export class ScheduleRepository {
   async insert(s: ScheduleRow): Promise<boolean> {
     const { affected } = await sql(
       this.em,
-      `INSERT INTO schedule (id, namespace, name, cron, timezone, overlap, workflow, paused, next_run_at, last_run_at, last_workflow_id, created_by, created_at, updated_at)
-       VALUES (:id, :ns, :name, :cron, :tz, :overlap, :workflow, :paused, :next, NULL, NULL, :by, :now, :now)
+      `INSERT INTO schedule (id, namespace, name, cron, timezone, overlap, workflow, paused, next_run_at, last_run_at, last_workflow_id, created_by, owner_key_id, created_at, updated_at)
+       VALUES (:id, :ns, :name, :cron, :tz, :overlap, :workflow, :paused, :next, NULL, NULL, :by, :owner, :now, :now)
        ON CONFLICT (namespace, name) DO NOTHING`,
       {
         id: s.id, ns: s.namespace, name: s.name, cron: s.cron, tz: s.timezone, overlap: s.overlap, workflow: JSON.stringify(s.workflow), paused: s.paused,
-        next: s.next_run_at, by: s.created_by ? JSON.stringify(s.created_by) : null, now: s.created_at,
+        next: s.next_run_at, by: s.created_by ? JSON.stringify(s.created_by) : null, owner: s.owner_key_id, now: s.created_at,
       },
     );
     return affected > 0;
@@ -103,9 +108,34 @@ export class ScheduleRepository {
     return rows.map((r) => r.id as string);
   }
 
-  /** Sets paused and the next tick (null while paused). */
-  async setState(id: string, paused: boolean, next: number | null, now: number): Promise<void> {
-    await sql(this.em, 'UPDATE schedule SET paused = :paused, next_run_at = :next, updated_at = :now WHERE id = :id', { id, paused, next, now });
+  /** Sets paused (why, when the API paused it) and the next tick (null while paused). */
+  async setState(id: string, paused: boolean, next: number | null, now: number, reason: string | null = null): Promise<void> {
+    await sql(this.em, 'UPDATE schedule SET paused = :paused, paused_reason = :reason, next_run_at = :next, updated_at = :now WHERE id = :id', { id, paused, reason, next, now });
+  }
+
+  /** Takes: a schedule, who resumes it, and its next tick. It is running again, owned by that key. */
+  async resumeAs(id: string, by: CreatedBy | null, next: number | null, now: number): Promise<void> {
+    await sql(this.em, 'UPDATE schedule SET paused = :no, paused_reason = NULL, next_run_at = :next, created_by = :by, owner_key_id = :owner, updated_at = :now WHERE id = :id', {
+      id, no: false, next, by: by ? JSON.stringify(by) : null, owner: by?.key_id ?? null, now,
+    });
+  }
+
+  /**
+   * Takes: the clock and a bound. Returns: schedules not paused whose owner's key was
+   * revoked, expired or is gone, with why.
+   */
+  async ownerless(now: number, limit: number): Promise<{ id: string; namespace: string; owner_key_id: string; why: string }[]> {
+    const { rows } = await sql(
+      this.em,
+      `SELECT s.id, s.namespace, s.owner_key_id, k.name AS key_name, k.revoked_at, k.expires_at FROM schedule s LEFT JOIN api_key k ON k.id = s.owner_key_id
+       WHERE s.paused = :no AND s.owner_key_id IS NOT NULL AND (k.id IS NULL OR k.revoked_at IS NOT NULL OR k.expires_at <= :now) ORDER BY s.id LIMIT :lim`,
+      { no: false, now, lim: limit },
+    );
+    return rows.map((r) => {
+      const name = (r.key_name as string | null) ?? String(r.owner_key_id);
+      const why = r.key_name === null ? `its owner's key ${name} no longer exists` : r.revoked_at !== null ? `its owner's key ${name} was revoked` : `its owner's key ${name} expired`;
+      return { id: r.id as string, namespace: r.namespace as string, owner_key_id: r.owner_key_id as string, why };
+    });
   }
 
   /** After a tick was acted on: the next one, and what this one made. */

@@ -15,7 +15,7 @@ export interface WorkflowPageQuery {
 }
 
 /** Tables a workflow's rows live in, children first (a delete walks them in this order). */
-const OWNED_TABLES = ['task_log', 'task_event', 'task_tag', 'task_dep', 'reserved_name', 'data_entry', 'task', 'workflow_tag', 'workflow_event', 'concurrency_limit'] as const;
+const OWNED_TABLES = ['task_log', 'task_event', 'task_tag', 'task_dep', 'reserved_name', 'data_entry', 'task', 'workflow_tag', 'workflow_event', 'concurrency_limit', 'workflow_run_tag'] as const;
 
 /** The workflow table and its tags. State and flag changes: TransitionRepository. */
 export class WorkflowRepository {
@@ -65,6 +65,26 @@ export class WorkflowRepository {
   async setSettle(wf: WorkflowEntity, pending: boolean, after: string): Promise<void> {
     await sql(this.em, 'UPDATE workflow SET settle_pending = :p, settle_after = :after WHERE id = :id', { id: wf.id, p: pending, after });
     Object.assign(wf, { settle_pending: pending, settle_after: after });
+  }
+
+  /**
+   * Takes: a workflow id and tags its tasks (or their handlers) run on ('' for an untagged
+   * one). Writes those not yet recorded.
+   */
+  async addRunTags(id: string, tags: readonly string[]): Promise<void> {
+    const all = [...new Set(tags)];
+    for (let i = 0; i < all.length; i += 500) {
+      const chunk = all.slice(i, i + 500);
+      const values = chunk.map((_, j) => `(:id, :t${j})`).join(', ');
+      const params = Object.fromEntries(chunk.map((tag, j) => [`t${j}`, tag]));
+      await sql(this.em, `INSERT INTO workflow_run_tag (workflow_id, tag) VALUES ${values} ON CONFLICT (workflow_id, tag) DO NOTHING`, { id, ...params });
+    }
+  }
+
+  /** Takes: a workflow id. Returns: every tag a task of it (or a handler) runs on ('' for untagged), sorted. */
+  async runTags(id: string): Promise<string[]> {
+    const { rows } = await sql(this.em, 'SELECT tag FROM workflow_run_tag WHERE workflow_id = :id ORDER BY tag', { id });
+    return rows.map((r) => r.tag as string);
   }
 
   /** Takes: a bound. Returns: ids of workflows whose waiting tasks are still being evaluated. */

@@ -1,0 +1,41 @@
+import bodyParser from 'body-parser';
+import type { NextFunction, Request, Response } from 'express';
+import { LIMITS } from '@tagflow/domain';
+import { badRequest } from './errors.js';
+
+type Parse = (req: Request, res: Response, next: NextFunction) => void;
+const parsers = new Map<number, Parse>();
+
+/**
+ * Reads and parses a request's JSON body. Called by the guard once the caller is known
+ * (never before: a request without a valid credential is refused with its body unread).
+ * `limit` bounds the body as parsed, after any gzip or deflate is inflated, so a small
+ * compressed body cannot become a large one. Bodies that are not objects, and objects
+ * nested deeper than LIMITS.jsonMaxDepth (+ a margin for the envelope), are refused
+ * before anything recurses over them. Parser errors keep body-parser's status and type
+ * (400, 413, 415), which the exception filter turns into messages.
+ */
+export async function readJsonBody(req: Request, res: Response, limit: number): Promise<void> {
+  let parse = parsers.get(limit);
+  if (!parse) parsers.set(limit, (parse = bodyParser.json({ limit, strict: true }) as Parse));
+  await new Promise<void>((resolve, reject) => parse(req, res, (e?: unknown) => (e ? reject(e instanceof Error ? e : new Error('the request body could not be read')) : resolve())));
+  const body: unknown = req.body;
+  if (body === undefined || body === null || (typeof body === 'object' && Object.keys(body).length === 0)) return;
+  if (typeof body !== 'object' || Array.isArray(body)) throw badRequest('request body must be a JSON object');
+  const depth = LIMITS.jsonMaxDepth + 8;
+  if (depthExceeds(body, depth)) throw badRequest(`request body is nested deeper than ${depth} levels`);
+}
+
+/** Iterative, so a hostile body cannot blow the stack here. */
+export function depthExceeds(value: unknown, limit: number): boolean {
+  const stack: [unknown, number][] = [[value, 1]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (typeof v !== 'object' || v === null) continue;
+    if (depth > limit) return true;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) {
+      if (typeof child === 'object' && child !== null) stack.push([child, depth + 1]);
+    }
+  }
+  return false;
+}
