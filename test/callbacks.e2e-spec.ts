@@ -218,6 +218,20 @@ describe('callback addresses', () => {
     expect((await api.get(`/v1/workflows?name=${name}`)).body.items).toEqual([]);
   });
 
+  it('refuses loopback and link-local IPv4 addresses written as IPv6 (IPv4-compatible, NAT64, 6to4, translated), naming the field', async () => {
+    const name = `ssrf6-${uniq()}`;
+    for (const url of ['http://[::127.0.0.1]/', 'http://[64:ff9b::7f00:1]:8080/v1/keys', 'http://[64:ff9b::169.254.169.254]/latest/meta-data', 'http://[2002:7f00:1::1]/', 'http://[::ffff:0:127.0.0.1]/', 'http://[64:ff9b:1::7f00:1]/']) {
+      const r = await api.post('/v1/workflows', workflow({ name, tasks: [task('t', { callback: { url } })] }));
+      expect({ url, status: r.status, fields: r.body.details?.map((d: { field: string }) => d.field) }).toEqual({ url, status: 400, fields: ['tasks.0.callback.url'] });
+      const single = await api.post('/v1/tasks', { action: { type: 'noop' }, callback: { url } });
+      expect({ url, status: single.status }).toEqual({ url, status: 400 });
+      expect(single.body.message).toContain('callback.url');
+    }
+    // The IPv4 address a NAT64 address stands for decides: a public one is called.
+    expect((await api.post('/v1/workflows', workflow({ name, callback: { url: 'http://[64:ff9b::808:808]/' } }))).status).toBe(201);
+    expect((await api.get(`/v1/workflows?name=${name}`)).body.items).toHaveLength(1);
+  });
+
   it('refuses to deliver to a name that resolves to loopback, and records why', async () => {
     const tag = `ssrf-${uniq()}`;
     // This machine's own name: /etc/hosts maps it to a loopback address (127.0.1.1 on Debian).
