@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { createHmac } from 'node:crypto';
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { hostname } from 'node:os';
@@ -12,6 +12,8 @@ interface Received {
   path: string;
   headers: IncomingHttpHeaders;
   body: string;
+  /** When it arrived, in unix seconds. */
+  at: number;
 }
 
 /** A callback receiver on loopback: records each POST; `failFirst` answers 500 to that many first. */
@@ -31,7 +33,7 @@ class Receiver {
       let body = '';
       req.on('data', (c: Buffer) => (body += c.toString()));
       req.on('end', () => {
-        this.got.push({ path: req.url ?? '', headers: req.headers, body });
+        this.got.push({ path: req.url ?? '', headers: req.headers, body, at: Math.floor(Date.now() / 1000) });
         const fail = this.got.filter((g) => g.path === req.url).length <= this.failFirst;
         res.writeHead(fail ? 500 : 204).end();
       });
@@ -48,7 +50,38 @@ class Receiver {
   }
 }
 
-const sign = (secret: string, body: string) => `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`;
+/** `Tagflow-Signature` as docs/flow-control.md says: `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`. */
+const sign = (secret: string, body: string, t = Math.floor(Date.now() / 1000)) => `t=${t},v1=${createHmac('sha256', secret).update(`${t}.${body}`).digest('hex')}`;
+
+/** Checks a try's signature as a receiver would (the recipe of docs/flow-control.md); returns its time, or null. */
+function verified(secret: string, got: Received): number | null {
+  const m = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(String(got.headers['tagflow-signature']));
+  if (!m) return null;
+  const expected = createHmac('sha256', secret).update(`${m[1]}.${got.body}`).digest();
+  return timingSafeEqual(Buffer.from(m[2], 'hex'), expected) ? Number(m[1]) : null;
+}
+
+/** Whether a try was signed at the time it was sent: its `t` is its arrival's second (or the one before, or after on another clock). */
+const signedWhenSent = (secret: string, got: Received) => {
+  const t = verified(secret, got);
+  return t !== null && Math.abs(got.at - t) <= 1;
+};
+
+/** examples/callback-receiver.mjs, started as docs/flow-control.md says, on a loopback port. */
+async function exampleReceiver(secret: string) {
+  const port = await freePort();
+  const proc = track(spawn(process.execPath, ['examples/callback-receiver.mjs'], { env: { PATH: process.env.PATH ?? '', PORT: String(port), HOST: '127.0.0.1', TAGFLOW_CALLBACK_SECRET: secret } }));
+  let out = '';
+  proc.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  await waitFor('the receiver to listen', async () => out.includes('listening'));
+  const url = `http://127.0.0.1:${port}/tagflow`;
+  return {
+    url,
+    out: () => out,
+    post: async (body: string, headers: Record<string, string>) => (await fetch(url, { method: 'POST', body, headers: { 'content-type': 'application/json', ...headers } })).status,
+    stop: () => proc.kill(),
+  };
+}
 
 const FAST_RETRIES = { CALLBACK_ALLOW_PRIVATE: '1', CALLBACK_RETRY_BASE_MS: '200', CALLBACK_RETRY_MAX_MS: '1000' };
 
@@ -83,7 +116,9 @@ describe('signed callbacks', () => {
     expect(tries).toHaveLength(3);
     expect(new Set(tries.map((t) => t.body)).size).toBe(1);
     for (const t of tries) {
-      expect(t.headers['tagflow-signature']).toBe(sign(secret, t.body));
+      expect(t.headers['tagflow-signature']).toMatch(/^t=\d+,v1=[0-9a-f]{64}$/);
+      expect({ signedWhenSent: signedWhenSent(secret, t) }).toEqual({ signedWhenSent: true });
+      expect(verified(`not-${secret}`, t)).toBeNull();
       expect(t.headers['tagflow-event']).toBe('task.finished');
       expect(t.headers['content-type']).toBe('application/json');
     }
@@ -132,7 +167,8 @@ describe('signed callbacks', () => {
         await waitFor('the callback after the restart', async () => downReceiver.at('/after-crash').length >= 1, 20_000);
         const [got] = downReceiver.at('/after-crash');
         expect(JSON.parse(got.body)).toMatchObject({ id: r.body.id, state: 'SUCCESS' });
-        expect(got.headers['tagflow-signature']).toBe(sign('k', got.body));
+        // Signed at the time of its one try, by the restarted API.
+        expect(signedWhenSent('k', got)).toBe(true);
         // Its one and only try came from the restarted API.
         const [delivery] = (await again.get(`/v1/workflows/${r.body.workflow_id}/callbacks`)).body.items;
         expect(delivery.history.map((h: { status: number }) => h.status)).toEqual([204]);
@@ -145,24 +181,73 @@ describe('signed callbacks', () => {
     }
   });
 
-  it('the receiver of docs/flow-control.md (examples/callback-receiver.mjs) takes a signed callback and refuses a forged one', async () => {
-    const port = await freePort();
-    const proc = track(spawn(process.execPath, ['examples/callback-receiver.mjs'], { env: { PATH: process.env.PATH ?? '', PORT: String(port), HOST: '127.0.0.1', TAGFLOW_CALLBACK_SECRET: 'engine-secret' } }));
-    let out = '';
-    proc.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  it('signs each try anew, at the time it is sent', async () => {
+    // Tries at least 1.25 s apart: each falls in a later second than the one before.
+    const own = await Api.start({ env: { ...FAST_RETRIES, CALLBACK_RETRY_BASE_MS: '2500', CALLBACK_RETRY_MAX_MS: '2500' } });
     try {
-      await waitFor('the receiver to listen', async () => out.includes('listening'));
-      const tag = `cbr-${uniq()}`;
-      const r = await api.post('/v1/tasks', { tags: [tag], action: { type: 'noop' }, callback: { url: `http://127.0.0.1:${port}/tagflow`, secret: 'engine-secret' } });
-      expect((await api.complete(await api.take([tag]), {}, { exit_code: 0 })).status).toBe(200);
-      await waitFor('the receiver to verify it', async () => out.includes(`verified task.finished ${r.body.id} SUCCESS exit 0`));
-      const forged = await fetch(`http://127.0.0.1:${port}/tagflow`, {
-        method: 'POST', body: JSON.stringify({ id: r.body.id, state: 'ERROR' }), headers: { 'tagflow-signature': sign('guess', '{}'), 'tagflow-delivery': 'x' },
-      });
-      expect(forged.status).toBe(401);
-      expect(out).not.toContain(`${r.body.id} ERROR`);
+      const tag = `cbt-${uniq()}`;
+      receiver.failFirst = 1;
+      await own.post('/v1/tasks', { tags: [tag], action: { type: 'noop' }, callback: { url: receiver.url(`/again-${tag}`), secret: 'k2' } });
+      expect((await own.complete(await own.take([tag]))).status).toBe(200);
+      await waitFor('a second try', async () => receiver.at(`/again-${tag}`).length >= 2, 15_000);
+      const [first, second] = receiver.at(`/again-${tag}`);
+      expect([signedWhenSent('k2', first), signedWhenSent('k2', second)]).toEqual([true, true]);
+      expect(verified('k2', second)!).toBeGreaterThan(verified('k2', first)!);
+      expect(second.headers['tagflow-delivery']).toBe(first.headers['tagflow-delivery']);
     } finally {
-      proc.kill();
+      receiver.failFirst = 0;
+      await own.stop();
+    }
+  });
+
+  it('the receiver of docs/flow-control.md (examples/callback-receiver.mjs) takes a signed callback and refuses a forged one', async () => {
+    const engine = await exampleReceiver('engine-secret');
+    try {
+      const tag = `cbr-${uniq()}`;
+      const r = await api.post('/v1/tasks', { tags: [tag], action: { type: 'noop' }, callback: { url: engine.url, secret: 'engine-secret' } });
+      expect((await api.complete(await api.take([tag]), {}, { exit_code: 0 })).status).toBe(200);
+      await waitFor('the receiver to verify it', async () => engine.out().includes(`verified task.finished ${r.body.id} SUCCESS exit 0`));
+      const body = JSON.stringify({ id: r.body.id, state: 'ERROR' });
+      for (const signature of [sign('guess', body), sign('engine-secret', '{}'), `sha256=${createHmac('sha256', 'engine-secret').update(body).digest('hex')}`, '']) {
+        const forged = await engine.post(body, { 'tagflow-signature': signature, 'tagflow-delivery': `x-${uniq()}` });
+        expect({ signature, status: forged }).toEqual({ signature, status: 401 });
+      }
+      expect(engine.out()).not.toContain(`${r.body.id} ERROR`);
+    } finally {
+      engine.stop();
+    }
+  });
+
+  it('the example receiver refuses a replayed delivery: an old one, and a repeat of one it took', async () => {
+    const engine = await exampleReceiver('replayed-secret');
+    try {
+      // A genuine delivery, caught on its way (by the recording receiver).
+      const tag = `cbp-${uniq()}`;
+      const r = await api.post('/v1/tasks', { tags: [tag], action: { type: 'noop' }, callback: { url: receiver.url(`/caught-${tag}`), secret: 'replayed-secret' } });
+      expect((await api.complete(await api.take([tag]), {}, { exit_code: 0 })).status).toBe(200);
+      const caught = await waitFor('the delivery', async () => receiver.at(`/caught-${tag}`)[0]);
+      const headers = (over: Record<string, string> = {}) => ({
+        'tagflow-signature': String(caught.headers['tagflow-signature']), 'tagflow-event': 'task.finished', 'tagflow-delivery': String(caught.headers['tagflow-delivery']), ...over,
+      });
+      const verifiedLines = () => engine.out().split('\n').filter((l) => l.startsWith(`verified task.finished ${r.body.id} `));
+      // Passed on at once, it is taken; sent again, even under another delivery id, it is not acted on twice.
+      expect(await engine.post(caught.body, headers())).toBe(204);
+      expect(await engine.post(caught.body, headers({ 'tagflow-delivery': 'another-id' }))).toBe(204);
+      // The same delivery signed 6 minutes ago (what a copy taken then carries), or 6 minutes ahead: refused.
+      const now = Math.floor(Date.now() / 1000);
+      for (const t of [now - 360, now + 360]) {
+        const status = await engine.post(caught.body, headers({ 'tagflow-signature': sign('replayed-secret', caught.body, t), 'tagflow-delivery': `fresh-${t}` }));
+        expect({ t: t - now, status }).toEqual({ t: t - now, status: 401 });
+      }
+      // Within the 5 minutes, a delivery not seen before is taken.
+      const other = JSON.stringify({ ...JSON.parse(caught.body), id: '00000000-0000-4000-8000-000000000001' });
+      expect(await engine.post(other, headers({ 'tagflow-signature': sign('replayed-secret', other, now - 240), 'tagflow-delivery': 'other' }))).toBe(204);
+      // Its line comes after those of everything sent before it: what the receiver did with them is all there.
+      await waitFor('the other delivery taken', async () => engine.out().includes('verified task.finished 00000000-0000-4000-8000-000000000001 SUCCESS'));
+      expect(verifiedLines()).toHaveLength(1);
+      expect(engine.out().match(/refused: signed more than 5 minutes from now/g)).toHaveLength(2);
+    } finally {
+      engine.stop();
     }
   });
 

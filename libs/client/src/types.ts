@@ -35,7 +35,7 @@ export interface TaskSpec {
   not_before?: string;
   /** -100..100 (default 0): higher first among ready tasks a poll fits; oldest first at equal priority. */
   priority?: number;
-  /** POSTed to when the task finishes, signed with `secret` (`Tagflow-Signature: sha256=<hex HMAC-SHA256>`). */
+  /** POSTed to when the task finishes, signed with `secret` (`Tagflow-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`). */
   callback?: CallbackSpec;
 }
 
@@ -136,7 +136,7 @@ export interface WorkflowSpec {
   retention_days?: number;
   /** `{TAG: n}`: at most n of its tasks carrying TAG RUNNING at once (a rolling deploy: `{"web": 2}`). */
   limits?: Record<string, number>;
-  /** POSTed to when it finishes, signed with `secret` (`Tagflow-Signature: sha256=<hex HMAC-SHA256>`). */
+  /** POSTed to when it finishes, signed with `secret` (`Tagflow-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`). */
   callback?: CallbackSpec;
 }
 

@@ -34,7 +34,7 @@ export class CallbackDto {
   @IsCallbackUrl()
   url: string;
 
-  /** Signs the body: `Tagflow-Signature: sha256=<hex HMAC-SHA256 of the body with it>`. */
+  /** Signs each try: `Tagflow-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>" with it>`. */
   @IsOptional() @IsString() @MinLength(1) @MaxLength(256) @Matches(/^[^\u0000]*$/, { message: 'secret must not contain NUL' })
   secret?: string;
 }

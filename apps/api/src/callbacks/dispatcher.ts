@@ -14,9 +14,16 @@ const IN_FLIGHT_MAX = 32;
 /** The most of a receiver's answer read (the rest is dropped). */
 const ANSWER_MAX_BYTES = 64 * 1024;
 
-/** `sha256=<hex HMAC-SHA256 of the body with the secret>`: what `Tagflow-Signature` carries. */
-export function signature(secret: string, body: string): string {
-  return `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`;
+/**
+ * What `Tagflow-Signature` carries for a try made at `at` (ms): `t=<unix seconds>,v1=<hex
+ * HMAC-SHA256 of "<t>.<body>" with the secret>`, Stripe's scheme. The time is signed with the
+ * body so a receiver can refuse a copy of an old delivery sent to it again (it refuses a `t`
+ * more than 5 minutes from its clock). `Tagflow-Delivery` and `Tagflow-Event` are not signed;
+ * the body says what finished.
+ */
+export function signature(secret: string, body: string, at: number): string {
+  const t = Math.floor(at / 1000);
+  return `t=${t},v1=${createHmac('sha256', secret).update(`${t}.${body}`).digest('hex')}`;
 }
 
 /**
@@ -131,7 +138,8 @@ export class CallbackDispatcher implements OnApplicationBootstrap, OnApplication
       'user-agent': 'tagflow-callbacks',
       'tagflow-event': d.event,
       'tagflow-delivery': d.id,
-      ...(d.secret ? { 'tagflow-signature': signature(d.secret, d.body) } : {}),
+      // Signed at each try, by the database's clock (the one all replicas share): a retry hours later carries its own time.
+      ...(d.secret ? { 'tagflow-signature': signature(d.secret, d.body, this.db.now()) } : {}),
     };
     const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
     const timeoutMs = this.config.CALLBACK_TIMEOUT_MS;
