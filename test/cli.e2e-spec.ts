@@ -3,6 +3,8 @@ import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { Api, waitFor } from './support/harness.js';
 import { WorkerProcess } from './support/worker-process.js';
@@ -172,6 +174,44 @@ tasks:
     expect(task.state).toBe('CANCELLED');
   }, 60_000);
 
+  it("sends a config file's token only to the url in that file, never to a URL from elsewhere", async () => {
+    // Another API, as far as the command line can tell: it records what it is sent and answers an empty list.
+    const seen: string[] = [];
+    const elsewhere = createServer((req, res) => {
+      seen.push(req.headers.authorization ?? '(no authorization)');
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"items": [], "next_cursor": null}');
+    });
+    await new Promise<void>((resolve) => elsewhere.listen(0, '127.0.0.1', resolve));
+    const elsewhereUrl = `http://127.0.0.1:${(elsewhere.address() as AddressInfo).port}`;
+    try {
+      const tokenFile = file('only.token', admin);
+      chmodSync(tokenFile, 0o600);
+      const noUrl = file('no-url.yaml', `token_file: ${tokenFile}\n`);
+      const withUrl = file('with-url.yaml', `url: ${api.url}\ntoken: ${admin}\n`);
+      chmodSync(withUrl, 0o600);
+      // A file with a token and no url: refused, whatever URL the environment gives, and nothing is sent.
+      const refused = await tagflow(['get', 'workflows'], { TAGFLOW_CONFIG: noUrl, TAGFLOW_URL: elsewhereUrl });
+      expect(refused).toMatchObject({ code: 2 });
+      expect(refused.stderr).toContain(`config file ${noUrl} has a token but no url`);
+      // A file with a url: its token goes there only; another URL from a flag or the environment does not get it.
+      const ways: { env: Record<string, string>; args: string[] }[] = [{ env: { TAGFLOW_URL: elsewhereUrl }, args: [] }, { env: {}, args: ['--url', elsewhereUrl] }];
+      for (const how of ways) {
+        const r = await tagflow(['get', 'workflows', '--config', withUrl, ...how.args], how.env);
+        expect(r).toMatchObject({ code: 2 });
+        expect(r.stderr).toContain(`the token in config file ${withUrl} is for ${api.url}, not ${elsewhereUrl}`);
+      }
+      expect(seen).toEqual([]);
+      // The same file with its own API works; a token given in the environment goes where the environment says.
+      expect(await tagflow(['get', 'workflows', '--config', withUrl])).toMatchObject({ code: 0 });
+      expect(await tagflow(['get', 'workflows', '--config', withUrl], { TAGFLOW_URL: api.url.replace(/\/?$/, '/') })).toMatchObject({ code: 0 });
+      expect(await tagflow(['get', 'workflows'], { TAGFLOW_CONFIG: noUrl, TAGFLOW_URL: api.url, TAGFLOW_TOKEN: admin })).toMatchObject({ code: 0 });
+      expect(await tagflow(['get', 'workflows'], { TAGFLOW_CONFIG: noUrl, TAGFLOW_URL: elsewhereUrl, TAGFLOW_TOKEN: 'tfk_meant-for-elsewhere' })).toMatchObject({ code: 0 });
+      expect(seen).toEqual(['Bearer tfk_meant-for-elsewhere']);
+    } finally {
+      await new Promise((resolve) => elsewhere.close(resolve));
+    }
+  });
+
   it('cancels, seals and manages keys, and says what is wrong with its settings', async () => {
     const open = file('open.yaml', `name: open-one\ntasks: [{name: waits, tags: [nobody-${uniq()}], action: {type: noop}}]\n`);
     const id = /workflow (\S+) created/.exec((await tagflow(['apply', '-f', open], env)).stdout)?.[1];
@@ -198,9 +238,6 @@ tasks:
     expect(loose.stderr).toContain(`chmod 600 ${config}`);
     chmodSync(config, 0o600);
     expect((await tagflow(['get', 'workers', '--config', config])).stdout).toMatch(/NAME\s+TAGS/);
-    // The file's token goes to the file's API only, not to another URL given in the environment.
-    const elsewhere = await tagflow(['get', 'workers', '--config', config], { TAGFLOW_URL: api.url.replace('127.0.0.1', 'localhost') });
-    expect(elsewhere.stderr).toContain('HTTP 401');
     // A broken config file is reported by line, without quoting it (it may hold the token).
     const broken = file('broken.yaml', `url: ${api.url}\ntoken: "${admin}\n`);
     chmodSync(broken, 0o600);

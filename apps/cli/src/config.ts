@@ -15,7 +15,8 @@ export class UsageError extends Error {}
 /**
  * Flags first, then TAGFLOW_URL / TAGFLOW_TOKEN / TAGFLOW_NAMESPACE, then the config file
  * (`--config`, TAGFLOW_CONFIG, or ~/.config/tagflow/config.yaml): `url`, `token` or
- * `token_file`, `namespace`. A config file holding a token must be its owner's alone.
+ * `token_file`, `namespace`. A config file holding a token must be its owner's alone, and
+ * its token goes only to its own `url` (see fileToken).
  */
 export function connection(flags: { url?: string; token?: string; namespace?: string; config?: string }, env: NodeJS.ProcessEnv = process.env): Connection {
   const file = flags.config ?? env.TAGFLOW_CONFIG ?? join(env.XDG_CONFIG_HOME ?? join(homedir(), '.config'), 'tagflow', 'config.yaml');
@@ -25,13 +26,39 @@ export function connection(flags: { url?: string; token?: string; namespace?: st
   const fromFile = complete && !named ? {} : readConfig(file, named);
   const url = flags.url ?? env.TAGFLOW_URL ?? fromFile.url ?? 'http://127.0.0.1:8080';
   if (!/^https?:\/\//.test(url)) throw new UsageError(`the API URL must start with http:// or https:// (got "${url}")`);
-  // The file's token goes only to the file's API: another URL from a flag or the environment does not get it.
-  const fileToken = fromFile.token !== undefined && (fromFile.url === undefined || fromFile.url === url) ? fromFile.token : undefined;
+  const explicit = flags.token ?? env.TAGFLOW_TOKEN;
   return {
     url,
-    token: flags.token ?? env.TAGFLOW_TOKEN ?? fileToken,
+    token: explicit ?? fileToken(file, fromFile, url),
     namespace: flags.namespace ?? env.TAGFLOW_NAMESPACE ?? fromFile.namespace,
   };
+}
+
+/**
+ * The config file's token, for the API at `url`: only when that is the file's own `url`. A
+ * file with a token and no url, or a URL from a flag or the environment that is not the file's,
+ * is a usage error rather than a request without the token, so the user learns why at once
+ * (every command needs a key) and a token is never sent where its file did not say.
+ */
+function fileToken(file: string, fromFile: { url?: string; token?: string }, url: string): string | undefined {
+  if (fromFile.token === undefined) return undefined;
+  if (fromFile.url === undefined) {
+    throw new UsageError(`config file ${file} has a token but no url: add the url of the API it is for (a config file's token is sent only to the url in that file), or set TAGFLOW_URL and TAGFLOW_TOKEN instead`);
+  }
+  if (sameApi(fromFile.url, url)) return fromFile.token;
+  throw new UsageError(`the token in config file ${file} is for ${fromFile.url}, not ${url}: set TAGFLOW_TOKEN for that API, or use a config file that names it`);
+}
+
+/** Whether two API URLs name the same API (`http://H:80/` is `http://h`). */
+function sameApi(a: string, b: string): boolean {
+  const norm = (u: string) => {
+    try {
+      return new URL(u).href.replace(/\/+$/, '');
+    } catch {
+      return u;
+    }
+  };
+  return norm(a) === norm(b);
 }
 
 function readConfig(file: string, required: boolean): { url?: string; token?: string; namespace?: string } {
