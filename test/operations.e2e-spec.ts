@@ -97,6 +97,34 @@ describe('operations', () => {
     }
   });
 
+  it('serves /docs and its files with a content policy and no framing, like /ui; /docs/json still answers', async () => {
+    const api = await Api.start();
+    try {
+      const page = await fetch(`${api.url}/docs`);
+      expect(page.status).toBe(200);
+      const html = await page.text();
+      const policy = page.headers.get('content-security-policy') ?? '';
+      // Scripts only from the API itself (the page has no inline script); no framing by anyone.
+      expect(policy).toContain("script-src 'self';");
+      expect(policy).toContain("frame-ancestors 'none'");
+      expect(policy).toContain("object-src 'none'");
+      expect(page.headers.get('x-frame-options')).toBe('DENY');
+      expect(html).not.toMatch(/<script(?![^>]*\ssrc=)[^>]*>/);
+      const files = [...html.matchAll(/(?:src|href)="\.\/docs\/([^"]+)"/g)].map((m) => `/docs/${m[1]}`);
+      expect(files).toEqual(expect.arrayContaining(['/docs/swagger-ui-bundle.js', '/docs/swagger-ui-init.js', '/docs/swagger-ui.css']));
+      for (const path of ['/docs/', '/docs/index.html', ...files, '/docs/json', '/docs/yaml']) {
+        const r = await fetch(`${api.url}${path}`);
+        await r.arrayBuffer();
+        expect({ path, status: r.status, policy: r.headers.get('content-security-policy'), frames: r.headers.get('x-frame-options') }).toEqual({ path, status: 200, policy, frames: 'DENY' });
+      }
+      const doc = await fetch(`${api.url}/docs/json`);
+      expect(doc.headers.get('content-type')).toMatch(/application\/json/);
+      expect(((await doc.json()) as { openapi: string }).openapi).toMatch(/^3\./);
+    } finally {
+      await api.stop();
+    }
+  });
+
   it('stops gracefully on SIGTERM: parked polls are answered, the process exits 0, and work survives a restart', async () => {
     const api = await Api.start();
     const wf = await api.createWorkflow(workflow({ tasks: [task('kept', { tags: ['op'] })] }));

@@ -289,6 +289,26 @@ describe('the web UI in a real browser', () => {
     await phone.close();
   });
 
+  it('shows the API documentation at /docs under its content policy: every operation, and "Try it out" reaches the API', async () => {
+    const docs = await browser.newPage();
+    docs.on('console', (m) => { if (/Content Security Policy/i.test(m.text())) policyViolations.push(`/docs: ${m.text()}`); });
+    try {
+      const res = await docs.goto(`${api.url}/docs`);
+      expect(res?.headers()['x-frame-options']).toBe('DENY');
+      await docs.locator('.swagger-ui .info .title', { hasText: 'Tagflow' }).waitFor();
+      expect(await docs.locator('.opblock').count()).toBeGreaterThan(30);
+      const health = docs.locator('.opblock', { hasText: '/health' }).first();
+      await health.locator('.opblock-summary').click();
+      await health.getByRole('button', { name: 'Try it out' }).click();
+      await health.getByRole('button', { name: 'Execute' }).click();
+      const status = health.locator('.live-responses-table tbody .response-col_status').first();
+      await status.waitFor();
+      expect((await status.innerText()).trim()).toBe('200');
+    } finally {
+      await docs.close();
+    }
+  });
+
   it('broke no rule of its content policy on any page it showed', () => {
     expect(policyViolations).toEqual([]);
   });

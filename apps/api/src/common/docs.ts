@@ -1,13 +1,29 @@
 import type { INestApplication } from '@nestjs/common';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import type { NextFunction, Request, Response } from 'express';
+import { setPageHeaders } from './page-headers.js';
+
+/**
+ * The content policy of /docs and its files. Swagger UI's scripts come from the API itself
+ * (the page has no inline script, and the bundle needs no eval); the page Nest builds carries
+ * two inline <style> blocks and a style attribute, hence 'unsafe-inline' for styles only.
+ * Its pictures are data: URIs in its stylesheet; "Try it out" calls this origin.
+ */
+export const DOCS_CONTENT_POLICY = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
 /**
  * GET /docs: the OpenAPI document rendered for people, GET /docs/json for tools. The
  * request schemas come from the DTOs' types and class-validator rules (read at build
  * time by Nest's OpenAPI plugin, see scripts/build.mjs), so they cannot drift from what
- * the API validates. Open (no key needed), like /health and /metrics.
+ * the API validates. Open (no key needed), like /health and /metrics; served with the
+ * headers of the UI's pages (common/page-headers.ts), as a page a browser shows.
  */
 export function serveDocs(app: INestApplication, version: string): void {
+  // Every answer under /docs: the page, its files, the document itself.
+  app.use('/docs', (_req: Request, res: Response, next: NextFunction) => {
+    setPageHeaders(res, DOCS_CONTENT_POLICY);
+    next();
+  });
   const config = new DocumentBuilder()
     .setTitle('Tagflow')
     .setDescription('Workflows of tagged tasks with dependencies, leases and retries. Every /v1 route takes an API key: `Authorization: Bearer tfk_...` (see POST /v1/keys). Errors are `{statusCode, error, message, details?, request_id}`.')

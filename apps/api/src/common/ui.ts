@@ -3,6 +3,7 @@ import { join, relative, sep } from 'node:path';
 import type { DynamicModule } from '@nestjs/common';
 import { ServeStaticModule } from '@nestjs/serve-static';
 import type { NextFunction, Request, Response } from 'express';
+import { setPageHeaders } from './page-headers.js';
 
 export const UI_ROOT = '/ui';
 
@@ -17,9 +18,7 @@ export const UI_CONTENT_POLICY = "default-src 'self'; script-src 'self'; style-s
 function securityHeaders(dir: string) {
   const assets = `assets${sep}`;
   return (res: Response, path: string): void => {
-    res.setHeader('content-security-policy', UI_CONTENT_POLICY);
-    res.setHeader('x-frame-options', 'DENY');
-    res.setHeader('referrer-policy', 'no-referrer');
+    setPageHeaders(res, UI_CONTENT_POLICY);
     // Bundles carry a hash of their content in their name: they never change. The page itself is checked each time.
     res.setHeader('cache-control', relative(dir, path).startsWith(assets) ? 'public, max-age=31536000, immutable' : 'no-cache');
   };
