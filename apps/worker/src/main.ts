@@ -1,4 +1,4 @@
-import { constants as osConstants } from 'node:os';
+import { constants as osConstants, userInfo } from 'node:os';
 import { TagflowClient } from '@tagflow/client';
 import { ConfigError, parseConfig, USAGE } from './cli/config.js';
 import { readToken } from './cli/token.js';
@@ -56,6 +56,10 @@ async function main(): Promise<void> {
   });
   const agent = new Agent(config, client, executors, log, runAs);
   if (runAs) log('info', 'tasks run as another user', { user: runAs.name, uid: runAs.uid, gid: runAs.gid });
+  // Same user, so nothing stands between a task and the key: /proc/PID/mem, the key file, a core dump.
+  if (!runAs && token !== undefined) {
+    log('warn', "tasks run as the worker's own user and can read its key (the key file, the worker's memory through /proc); start the worker as root with --run-as USER to keep the key out of their reach", { user: userInfo().username });
+  }
   if (runAs && SHARED_USERS.has(runAs.name)) log('warn', 'tasks run as a user other software shares; make them one of their own (useradd --system tagflow-task)', { user: runAs.name });
 
   let signals = 0;

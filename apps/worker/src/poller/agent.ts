@@ -13,6 +13,7 @@ import type { RunAsUser } from '../cli/run-as.js';
 import { LeaseKeeper } from './lease-keeper.js';
 import { LogStreamer } from './log-streamer.js';
 import { Reporter } from './reporter.js';
+import { taskEnvironment } from './task-env.js';
 
 interface Running {
   task: LeasedTask;
@@ -22,14 +23,6 @@ interface Running {
   /** Executing (holds a slot); false once only its report is on its way. */
   executing: boolean;
 }
-
-/** Environment variables of the worker itself that its tasks must not inherit. */
-const PRIVATE_ENV = ['TAGFLOW_TOKEN', 'TAGFLOW_TOKEN_FILE', 'TAGFLOW_ADMIN_TOKEN', 'API_TOKEN'];
-/**
- * Under --run-as, the only variables of the worker's (root's) environment a task gets: a
- * unit's other settings (credentials, DATABASE_URL) do not cross to the task's user.
- */
-const RUN_AS_ENV = /^(PATH|LANG|LANGUAGE|LC_[A-Z_]+|TZ|TERM|TAGFLOW_API_URL)$/;
 
 /**
  * The worker's life: register, then long-poll for as many tasks as it has free slots,
@@ -205,18 +198,7 @@ export class Agent {
     const timeout = task.timeout_s ? setTimeout(() => abort.abort(new ExecutionStop('timeout')), task.timeout_s * 1000) : undefined;
     const workDir = await mkdtemp(join(this.config.workDir, `${task.id}-`));
     if (this.runAs) await chown(workDir, this.runAs.uid, this.runAs.gid);
-    const passed = (k: string) => (this.runAs ? RUN_AS_ENV.test(k) : !PRIVATE_ENV.includes(k));
-    const childEnv = Object.fromEntries(Object.entries(process.env).filter(([k, v]) => v !== undefined && passed(k))) as Record<string, string>;
-    // What `tagflow-worker data ...` needs inside the task: its workflow and its lease.
-    const taskEnv = {
-      TAGFLOW_API_URL: this.config.api,
-      TAGFLOW_WORKFLOW_ID: task.workflow_id,
-      TAGFLOW_TASK_ID: task.id,
-      TAGFLOW_ATTEMPT: String(task.attempt),
-      TAGFLOW_LEASE_TOKEN: task.lease.token,
-      PATH: `${this.helperDir}:${childEnv.PATH ?? '/usr/local/bin:/usr/bin:/bin'}`,
-      ...(this.runAs ? { HOME: this.runAs.home, USER: this.runAs.name, LOGNAME: this.runAs.name } : {}),
-    };
+    const env = taskEnvironment(process.env, task, { api: this.config.api, helperDir: this.helperDir, user: this.runAs });
     const ctx: ExecutorContext = {
       task,
       attempt: task.attempt,
@@ -226,7 +208,7 @@ export class Agent {
       workDir,
       run: (command, args, opts = {}) =>
         runProcess(command, args, {
-          cwd: opts.cwd ?? workDir, env: { ...childEnv, ...taskEnv, ...opts.env }, signal: abort.signal, user: this.runAs,
+          cwd: opts.cwd ?? workDir, env: { ...env, ...opts.env }, signal: abort.signal, user: this.runAs,
           onOutput: (stream, chunk) => this.output.write(task.lease.token, stream, chunk),
         }),
       writeFile: (path, data, mode = 0o600) => writeTaskFile(path, data, mode, this.runAs),
