@@ -2,7 +2,7 @@ import { constants as osConstants, userInfo } from 'node:os';
 import { TagflowClient } from '@tagflow/client';
 import { ConfigError, parseConfig, USAGE } from './cli/config.js';
 import { readToken } from './cli/token.js';
-import { resolveRunAs, SHARED_USERS, type RunAsUser } from './cli/run-as.js';
+import { resolveRunAsUsers, RunAsPool, SHARED_USERS, type RunAsUser } from './cli/run-as.js';
 import { dataCommand } from './cli/data-command.js';
 import { jsonLogger } from './cli/logger.js';
 import { ExecutorRegistry } from './executors/registry.js';
@@ -30,9 +30,9 @@ async function main(): Promise<void> {
     return;
   }
   let token: string | undefined;
-  let runAs: RunAsUser | undefined;
+  let users: RunAsUser[] | undefined;
   try {
-    if (config.runAs !== undefined) runAs = resolveRunAs(config.runAs);
+    if (config.runAs !== undefined) users = resolveRunAsUsers(config.runAs, config.concurrency);
     token = await readToken(config);
   } catch (e) {
     process.stderr.write(`tagflow-worker: ${(e as Error).message}\n`);
@@ -54,13 +54,21 @@ async function main(): Promise<void> {
     token,
     onRetry: ({ method, path, attempt, delayMs, error }) => log('debug', 'retrying a call', { method, path, attempt, delay_ms: delayMs, error: error.message }),
   });
-  const agent = new Agent(config, client, executors, log, runAs);
-  if (runAs) log('info', 'tasks run as another user', { user: runAs.name, uid: runAs.uid, gid: runAs.gid });
-  // Same user, so nothing stands between a task and the key: /proc/PID/mem, the key file, a core dump.
-  if (!runAs && token !== undefined) {
+  let runAs: RunAsPool | undefined;
+  if (users) {
+    for (const user of users) {
+      log('info', 'tasks run as another user', { user: user.name, uid: user.uid, gid: user.gid });
+      if (SHARED_USERS.has(user.name)) log('warn', 'tasks run as a user other software shares; make them one of their own (useradd --system tagflow-task)', { user: user.name });
+    }
+    if (users.length === 1 && config.concurrency > 1) {
+      log('warn', 'attempts that run at the same time share one user: each can read the other\'s environment, input and files while both run; give --run-as one user per slot (--run-as u1,u2,...)', { user: users[0].name, concurrency: config.concurrency });
+    }
+    runAs = new RunAsPool(users);
+  } else if (token !== undefined) {
+    // Same user, so nothing stands between a task and the key: /proc/PID/mem, the key file, a core dump.
     log('warn', "tasks run as the worker's own user and can read its key (the key file, the worker's memory through /proc); start the worker as root with --run-as USER to keep the key out of their reach", { user: userInfo().username });
   }
-  if (runAs && SHARED_USERS.has(runAs.name)) log('warn', 'tasks run as a user other software shares; make them one of their own (useradd --system tagflow-task)', { user: runAs.name });
+  const agent = new Agent(config, client, executors, log, runAs);
 
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals) => {

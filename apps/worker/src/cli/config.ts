@@ -11,8 +11,8 @@ export interface WorkerConfig {
   name: string;
   concurrency: number;
   workDir: string;
-  /** Run tasks as this user (the worker starts as root; its key and work directory stay root's). */
-  runAs?: string;
+  /** Run tasks as these users, one per slot when several (the worker starts as root; its key and work directory stay root's). */
+  runAs?: string[];
   plugins: string[];
   graceS: number;
   pollWaitS: number;
@@ -32,8 +32,8 @@ Options (each also read from the environment variable shown):
   --name NAME          worker name (TAGFLOW_WORKER_NAME, default the host name)
   --concurrency N      tasks run at once (TAGFLOW_CONCURRENCY, default 1)
   --work-dir DIR       per-task scratch directories (TAGFLOW_WORK_DIR, default $TMPDIR/tagflow-worker-USER, mode 0700)
-  --run-as USER        run tasks as USER; the worker itself starts as root, so tasks cannot read
-                       its key file or its process (TAGFLOW_RUN_AS)
+  --run-as USER[,USER] run tasks as USER; the worker itself starts as root, so tasks cannot read
+                       its key file or its process; several users: one per slot (TAGFLOW_RUN_AS)
   --plugin FILE        load an executor module; repeatable (TAGFLOW_PLUGINS, comma-separated)
   --grace-s N          on SIGTERM, time for running tasks to finish (TAGFLOW_GRACE_S, default 30)
   --poll-wait-s N      long-poll length (TAGFLOW_POLL_WAIT_S, default 30)
@@ -84,6 +84,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): WorkerConfi
   };
   const logLevel = pick(values['log-level'], 'TAGFLOW_LOG_LEVEL') ?? 'info';
   if (!['error', 'warn', 'info', 'debug'].includes(logLevel)) throw new ConfigError(`--log-level / TAGFLOW_LOG_LEVEL must be error, warn, info or debug (got "${logLevel}")`);
+  const runAs = pick(values['run-as'], 'TAGFLOW_RUN_AS')?.split(',').map((u) => u.trim());
   const envPlugins = (env.TAGFLOW_PLUGINS ?? '').split(',').map((p) => p.trim()).filter(Boolean);
   return {
     api,
@@ -93,7 +94,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): WorkerConfi
     name,
     concurrency: int(pick(values.concurrency, 'TAGFLOW_CONCURRENCY'), '--concurrency / TAGFLOW_CONCURRENCY', 1, 256, 1),
     workDir: resolve(pick(values['work-dir'], 'TAGFLOW_WORK_DIR') ?? join(tmpdir(), `tagflow-worker-${userInfo().username}`)),
-    runAs: pick(values['run-as'], 'TAGFLOW_RUN_AS'),
+    runAs,
     plugins: values.plugin?.length ? values.plugin : envPlugins,
     graceS: int(pick(values['grace-s'], 'TAGFLOW_GRACE_S'), '--grace-s / TAGFLOW_GRACE_S', 0, 86_400, 30),
     pollWaitS: int(pick(values['poll-wait-s'], 'TAGFLOW_POLL_WAIT_S'), '--poll-wait-s / TAGFLOW_POLL_WAIT_S', 1, 60, 30),

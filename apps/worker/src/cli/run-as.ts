@@ -35,3 +35,41 @@ export function resolveRunAs(name: string, uid = process.getuid?.()): RunAsUser 
   if (user.gid === 0) throw new ConfigError(`--run-as ${name}: its primary group is root's (gid 0); give tasks a user whose group is not root`);
   return user;
 }
+
+/**
+ * `--run-as a,b,c`: several users give each slot a user of its own, so attempts that run at
+ * the same time cannot read each other either; they must cover --concurrency. One user is
+ * shared by every slot (the worker warns when that lets attempts meet).
+ */
+export function resolveRunAsUsers(names: string[], concurrency: number, uid = process.getuid?.()): RunAsUser[] {
+  const spec = names.join(',');
+  if (new Set(names).size !== names.length) throw new ConfigError(`--run-as ${spec}: a user is named twice`);
+  if (names.length > 1 && names.length < concurrency) {
+    throw new ConfigError(`--run-as ${spec}: ${names.length} users for --concurrency ${concurrency}; give one user per slot, or a single user that every slot shares`);
+  }
+  const users = names.map((name) => resolveRunAs(name, uid));
+  if (new Set(users.map((u) => u.uid)).size !== users.length) throw new ConfigError(`--run-as ${spec}: two of these names have the same uid, so they are one user`);
+  return users;
+}
+
+/** The users of --run-as, one per running attempt when there are several. */
+export class RunAsPool {
+  private readonly free: RunAsUser[];
+
+  constructor(readonly users: RunAsUser[]) {
+    this.free = [...users];
+  }
+
+  /** A user no running attempt has (the one user, when there is only one). */
+  take(): RunAsUser {
+    if (this.users.length === 1) return this.users[0];
+    const user = this.free.shift();
+    if (!user) throw new Error('more attempts than --run-as users'); // --concurrency is checked against them at start
+    return user;
+  }
+
+  /** Once nothing of the attempt runs any more. */
+  give(user: RunAsUser): void {
+    if (this.users.length > 1) this.free.push(user);
+  }
+}

@@ -9,11 +9,17 @@ import { ExecutionFailure, ExecutionStop, type ExecutionResult, type ExecutorCon
 import { runProcess } from '../executors/process-runner.js';
 import type { ExecutorRegistry } from '../executors/registry.js';
 import { writeTaskFile } from '../executors/task-files.js';
-import type { RunAsUser } from '../cli/run-as.js';
+import type { RunAsPool, RunAsUser } from '../cli/run-as.js';
 import { LeaseKeeper } from './lease-keeper.js';
 import { LogStreamer } from './log-streamer.js';
 import { Reporter } from './reporter.js';
 import { taskEnvironment } from './task-env.js';
+
+/** What one attempt holds while it runs: its directory, and its user under --run-as. */
+interface Attempt {
+  dir?: string;
+  user?: RunAsUser;
+}
 
 interface Running {
   task: LeasedTask;
@@ -54,8 +60,8 @@ export class Agent {
     private readonly client: TagflowClient,
     private readonly executors: ExecutorRegistry,
     private readonly log: Logger,
-    /** With `--run-as`: the user tasks run as (the worker is root). */
-    private readonly runAs?: RunAsUser,
+    /** With `--run-as`: the users tasks run as (the worker is root). */
+    private readonly runAs?: RunAsPool,
   ) {
     this.reporter = new Reporter(client, (level, msg, fields) => this.log(level, msg, fields), () => this.wakePoller());
     this.leases = new LeaseKeeper(client, () => this.workerId, (msg, fields) => this.log('warn', msg, fields));
@@ -196,25 +202,12 @@ export class Agent {
     this.leases.hold(task, abort, () => progress);
     this.output.open(task);
     const timeout = task.timeout_s ? setTimeout(() => abort.abort(new ExecutionStop('timeout')), task.timeout_s * 1000) : undefined;
-    const workDir = await mkdtemp(join(this.config.workDir, `${task.id}-`));
-    if (this.runAs) await chown(workDir, this.runAs.uid, this.runAs.gid);
-    const env = taskEnvironment(process.env, task, { api: this.config.api, helperDir: this.helperDir, user: this.runAs });
-    const ctx: ExecutorContext = {
-      task,
-      attempt: task.attempt,
-      signal: abort.signal,
-      heartbeat: (p) => (progress = p),
-      log: (msg, fields) => this.log('info', msg, { task_id: task.id, ...fields }),
-      workDir,
-      run: (command, args, opts = {}) =>
-        runProcess(command, args, {
-          cwd: opts.cwd ?? workDir, env: { ...env, ...opts.env }, signal: abort.signal, user: this.runAs,
-          onOutput: (stream, chunk) => this.output.write(task.lease.token, stream, chunk),
-        }),
-      writeFile: (path, data, mode = 0o600) => writeTaskFile(path, data, mode, this.runAs),
-    };
+    const user = this.runAs?.take();
+    const attempt: Attempt = { user };
     let result: ExecutionResult;
     try {
+      attempt.dir = await mkdtemp(join(this.config.workDir, `${task.id}-`));
+      if (user) await chown(attempt.dir, user.uid, user.gid);
       const executor = this.executors.get(task.action.type);
       if (!executor) {
         result = {
@@ -222,7 +215,7 @@ export class Agent {
           message: `this worker has no executor for action type "${task.action.type}" (it knows: ${this.executors.types().join(', ')})`,
         };
       } else {
-        result = await executor.run(ctx);
+        result = await executor.run(this.context(task, abort.signal, { ...attempt, dir: attempt.dir }, (p) => (progress = p)));
       }
     } catch (e) {
       result = e instanceof ExecutionFailure
@@ -231,7 +224,7 @@ export class Agent {
     } finally {
       this.leases.release(task.lease.token);
       clearTimeout(timeout);
-      await this.removeAttemptDir(workDir);
+      await this.endAttempt(attempt);
     }
 
     const stop = abort.signal.aborted ? (abort.signal.reason as ExecutionStop).why : null;
@@ -253,6 +246,31 @@ export class Agent {
     await this.report(task, result);
   }
 
+  private context(task: LeasedTask, signal: AbortSignal, attempt: Attempt & { dir: string }, heartbeat: (progress: unknown) => void): ExecutorContext {
+    const { dir, user } = attempt;
+    const env = taskEnvironment(process.env, task, { api: this.config.api, helperDir: this.helperDir, user });
+    return {
+      task,
+      attempt: task.attempt,
+      signal,
+      heartbeat,
+      log: (msg, fields) => this.log('info', msg, { task_id: task.id, ...fields }),
+      workDir: dir,
+      run: (command, args, opts = {}) =>
+        runProcess(command, args, {
+          cwd: opts.cwd ?? dir, env: { ...env, ...opts.env }, signal, user,
+          onOutput: (stream, chunk) => this.output.write(task.lease.token, stream, chunk),
+        }),
+      writeFile: (path, data, mode = 0o600) => writeTaskFile(path, data, mode, user),
+    };
+  }
+
+  /** An attempt is over: its directory goes; only then may its user run another attempt. */
+  private async endAttempt({ dir, user }: Attempt): Promise<void> {
+    if (dir) await this.removeAttemptDir(dir, user);
+    if (user) this.runAs!.give(user);
+  }
+
   private async report(task: LeasedTask, result: ExecutionResult): Promise<void> {
     const logs = { stdout: result.stdout, stderr: result.stderr, exit_code: result.exitCode };
     const report: BatchReport = result.status === 'success'
@@ -270,13 +288,13 @@ export class Agent {
    * removed by that user (root walking a directory a task owns could be sent through a link
    * swapped in meanwhile), then the empty directory by root.
    */
-  private async removeAttemptDir(dir: string): Promise<void> {
+  private async removeAttemptDir(dir: string, user: RunAsUser | undefined): Promise<void> {
     try {
-      if (!this.runAs) {
+      if (!user) {
         await rm(dir, { recursive: true, force: true });
         return;
       }
-      await runProcess('/usr/bin/find', [dir, '-mindepth', '1', '-delete'], { cwd: '/', env: { PATH: '/usr/bin:/bin' }, signal: new AbortController().signal, user: this.runAs });
+      await runProcess('/usr/bin/find', [dir, '-mindepth', '1', '-delete'], { cwd: '/', env: { PATH: '/usr/bin:/bin' }, signal: new AbortController().signal, user });
       await rmdir(dir);
     } catch (e) {
       this.log('warn', 'could not remove an attempt directory', { dir, error: (e as Error).message });

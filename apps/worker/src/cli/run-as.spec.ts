@@ -1,0 +1,32 @@
+import { describe, expect, it } from '@jest/globals';
+import { parseConfig } from './config.js';
+import { resolveRunAsUsers, RunAsPool } from './run-as.js';
+
+const user = (name: string, uid: number) => ({ name, uid, gid: uid, home: '/nonexistent' });
+
+describe('--run-as with several users', () => {
+  it('reads a list', () => {
+    expect(parseConfig(['--run-as', 'task1, task2', '--concurrency', '2'], {})).toMatchObject({ runAs: ['task1', 'task2'], concurrency: 2 });
+    expect(parseConfig([], {})).toMatchObject({ runAs: undefined });
+    expect(parseConfig([], { TAGFLOW_RUN_AS: 'task1' })).toMatchObject({ runAs: ['task1'] });
+  });
+
+  it('wants one user per slot, each named once', () => {
+    expect(() => resolveRunAsUsers(['task1', 'task2'], 3, 0)).toThrow('--run-as task1,task2: 2 users for --concurrency 3; give one user per slot');
+    expect(() => resolveRunAsUsers(['task1', 'task1'], 1, 0)).toThrow('a user is named twice');
+  });
+
+  it('gives each running attempt a user of its own, and back once it is over', () => {
+    const pool = new RunAsPool([user('task1', 901), user('task2', 902)]);
+    const [a, b] = [pool.take(), pool.take()];
+    expect([a.name, b.name]).toEqual(['task1', 'task2']);
+    expect(() => pool.take()).toThrow('more attempts than --run-as users');
+    pool.give(a);
+    expect(pool.take()).toBe(a);
+  });
+
+  it('shares a single user among all slots', () => {
+    const pool = new RunAsPool([user('task1', 901)]);
+    expect([pool.take(), pool.take()].map((u) => u.name)).toEqual(['task1', 'task1']);
+  });
+});
