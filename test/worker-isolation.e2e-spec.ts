@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Api, task, waitFor, waitForTask, workflow } from './support/harness.js';
@@ -8,15 +8,114 @@ import { WorkerProcess } from './support/worker-process.js';
 
 const uniq = () => Math.random().toString(36).slice(2, 10);
 const ROOT = process.getuid?.() === 0;
+const mounts = existsSync('/proc/self/mounts') ? readFileSync('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' ')) : [];
+const hasCgroupV2 = mounts.some(([, , type]) => type === 'cgroup2');
+const hasFreezer = mounts.some(([, , type, opts]) => type === 'cgroup' && (opts ?? '').split(',').includes('freezer'));
 
-describe('a worker with several --run-as users', () => {
+/** Alive and not a zombie (a zombie is dead; it only waits for its parent to collect it). */
+function running(pid: number): boolean {
+  try {
+    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * What a task does to reach the attempts after it: records its pid, then, until killed,
+ * copies what it can read of every process's environment (and the input file a later
+ * attempt's environment names) into a file of its own. Its own SPY_MARK shows it ran.
+ */
+const SPY = `name=$1; dir=$2; loot="$dir/$name.loot"
+echo $$ > "$dir/$name.pid"
+while :; do
+  cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n' |
+    grep -a -e '^SPY_MARK=' -e '^NEXT_SECRET=' -e '^TAGFLOW_INPUT=' | while read -r line; do
+      grep -qxF -- "$line" "$loot" 2>/dev/null && continue
+      echo "$line" >> "$loot"
+      case $line in TAGFLOW_INPUT=*) cat "\${line#TAGFLOW_INPUT=}" >> "$loot" 2>/dev/null; echo >> "$loot";; esac
+    done
+  sleep 0.1
+done
+`;
+
+const QUIET = '</dev/null >/dev/null 2>&1';
+/** Each way a process of a task tries to outlive it (given the command that starts the spy). */
+const ESCAPES: Record<string, (spy: string) => string> = {
+  background: (spy) => `${spy} ${QUIET} &`,
+  setsid: (spy) => `(setsid ${spy} ${QUIET} &)`,
+  'double-fork': (spy) => `(sh -c '${spy} ${QUIET} &' &)`,
+  nohup: (spy) => `nohup ${spy} ${QUIET} &`,
+  'deaf-to-term-and-hup': (spy) => `(setsid sh -c 'trap "" TERM HUP; exec ${spy}' ${QUIET} &)`,
+};
+
+/**
+ * A worker started as root with `--run-as nobody --concurrency 1`, the setup the docs give
+ * "where tasks must not see each other", in each way it can keep attempts apart.
+ */
+const MODES = [
+  { cgroup: 'v2', mode: 'cgroup-v2', available: ROOT && hasCgroupV2 },
+  { cgroup: 'v1', mode: 'cgroup-v1', available: ROOT && hasFreezer },
+  { cgroup: 'off', mode: 'user-kill', available: ROOT },
+];
+
+describe('a worker keeps one attempt out of the next', () => {
   let api: Api;
+  const spyDirs: string[] = [];
   beforeAll(async () => {
     api = await Api.start();
   });
   afterAll(async () => {
+    // A spy that got away (a failing run) must not watch the suites after this one.
+    for (const dir of spyDirs) {
+      for (const f of readdirSync(dir).filter((n) => n.endsWith('.pid'))) {
+        const pid = Number(readFileSync(join(dir, f), 'utf8'));
+        if (running(pid)) process.kill(pid, 'SIGKILL');
+      }
+    }
     await api?.stop();
   });
+
+  for (const m of MODES) {
+    (m.available ? it : it.skip)(`with --run-as and cgroups ${m.cgroup}: nothing a task leaves running (${Object.keys(ESCAPES).join(', ')}, or holding its output) outlives its attempt, and the next attempt's environment and input stay out of reach`, async () => {
+      const t = `iso-${m.cgroup}-${uniq()}`;
+      const dir = mkdtempSync(join(tmpdir(), 'tagflow-spy-'));
+      chmodSync(dir, 0o777); // the task's user writes its findings here
+      spyDirs.push(dir);
+      writeFileSync(join(dir, 'spy.sh'), SPY, { mode: 0o644 });
+      const spy = (name: string) => `sh ${dir}/spy.sh ${name} ${dir}`;
+      const pidOf = (name: string) => Number(readFileSync(join(dir, `${name}.pid`), 'utf8'));
+      // The task ends once its spy is seen to run and read /proc (its own mark in its findings).
+      const untilSpying = (name: string) => `i=0; until grep -qsx "SPY_MARK=${name}" ${dir}/${name}.loot; do i=$((i+1)); [ $i -gt 200 ] && exit 9; sleep 0.05; done`;
+      const worker = await WorkerProcess.start({
+        api: api.url, tags: [t], concurrency: 1, graceS: 1, args: ['--run-as', 'nobody'], env: { TAGFLOW_CGROUP: m.cgroup },
+      });
+      try {
+        const survivors: string[] = [];
+        for (const [name, escape] of Object.entries(ESCAPES)) {
+          const wf = await api.createWorkflow(workflow({ sealed: true, tasks: [task(name, { tags: [t], action: { type: 'shell', env: { SPY_MARK: name }, command: `${escape(spy(name))}\n${untilSpying(name)}` } })] }));
+          expect((await waitForTask(api, wf.id, name, ['SUCCESS', 'ERROR'])).state).toBe('SUCCESS');
+          // The attempt is reported after its processes are gone: no waiting here.
+          if (running(pidOf(name))) survivors.push(name);
+        }
+        const secret = `s3cret-${uniq()}`;
+        const wf = await api.createWorkflow(workflow({ sealed: true, tasks: [task('next', { tags: [t], input: { note: `input-${secret}` }, action: { type: 'shell', env: { NEXT_SECRET: secret }, command: 'sleep 1' } })] }));
+        expect((await waitForTask(api, wf.id, 'next', ['SUCCESS', 'ERROR'])).state).toBe('SUCCESS');
+        const loot = readdirSync(dir).filter((f) => f.endsWith('.loot')).map((f) => readFileSync(join(dir, f), 'utf8')).join('\n');
+        expect({ survivors, secretSeen: loot.includes(secret) }).toEqual({ survivors: [], secretSeen: false });
+        for (const name of Object.keys(ESCAPES)) expect(loot).toContain(`SPY_MARK=${name}\n`);
+
+        // A process that keeps the attempt's output open keeps it running: past timeout_s it goes with the rest.
+        const holder = await api.createWorkflow(workflow({ sealed: true, tasks: [task('holder', { tags: [t], timeout_s: 2, retry: { count: 0 }, action: { type: 'shell', env: { SPY_MARK: 'holder' }, command: `(setsid ${spy('holder')} </dev/null &)\n${untilSpying('holder')}` } })] }));
+        expect(await waitForTask(api, holder.id, 'holder', ['SUCCESS', 'ERROR'], 30_000)).toMatchObject({ state: 'ERROR', error: { code: 'TIMEOUT' } });
+        expect(running(pidOf('holder'))).toBe(false);
+        expect(worker.output).toMatch(new RegExp(`"msg":"attempt isolation".*"mode":"${m.mode}"`));
+        await worker.stop();
+      } finally {
+        await worker.kill9();
+      }
+    });
+  }
 
   (ROOT ? it : it.skip)('with one --run-as user per slot, attempts that run at the same time cannot read each other either', async () => {
     const t = `slots-${uniq()}`;

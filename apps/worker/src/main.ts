@@ -3,6 +3,8 @@ import { TagflowClient } from '@tagflow/client';
 import { ConfigError, parseConfig, USAGE } from './cli/config.js';
 import { readToken } from './cli/token.js';
 import { resolveRunAsUsers, RunAsPool, SHARED_USERS, type RunAsUser } from './cli/run-as.js';
+import { chooseIsolation } from './cli/isolation.js';
+import type { Isolation } from './executors/isolation.js';
 import { dataCommand } from './cli/data-command.js';
 import { jsonLogger } from './cli/logger.js';
 import { ExecutorRegistry } from './executors/registry.js';
@@ -54,16 +56,18 @@ async function main(): Promise<void> {
     token,
     onRetry: ({ method, path, attempt, delayMs, error }) => log('debug', 'retrying a call', { method, path, attempt, delay_ms: delayMs, error: error.message }),
   });
-  let runAs: RunAsPool | undefined;
+  let runAs: { users: RunAsPool; isolation: Isolation } | undefined;
   if (users) {
     for (const user of users) {
       log('info', 'tasks run as another user', { user: user.name, uid: user.uid, gid: user.gid });
       if (SHARED_USERS.has(user.name)) log('warn', 'tasks run as a user other software shares; make them one of their own (useradd --system tagflow-task)', { user: user.name });
     }
-    if (users.length === 1 && config.concurrency > 1) {
-      log('warn', 'attempts that run at the same time share one user: each can read the other\'s environment, input and files while both run; give --run-as one user per slot (--run-as u1,u2,...)', { user: users[0].name, concurrency: config.concurrency });
+    try {
+      runAs = { users: new RunAsPool(users), isolation: await chooseIsolation(config, users, log) };
+    } catch (e) {
+      process.stderr.write(`tagflow-worker: ${(e as Error).message}\n`);
+      process.exit(e instanceof ConfigError ? 2 : 1);
     }
-    runAs = new RunAsPool(users);
   } else if (token !== undefined) {
     // Same user, so nothing stands between a task and the key: /proc/PID/mem, the key file, a core dump.
     log('warn', "tasks run as the worker's own user and can read its key (the key file, the worker's memory through /proc); start the worker as root with --run-as USER to keep the key out of their reach", { user: userInfo().username });

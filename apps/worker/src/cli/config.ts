@@ -13,6 +13,8 @@ export interface WorkerConfig {
   workDir: string;
   /** Run tasks as these users, one per slot when several (the worker starts as root; its key and work directory stay root's). */
   runAs?: string[];
+  /** Under --run-as: whether each attempt gets a cgroup (auto: v2, else v1's freezer, else none). */
+  cgroup: 'auto' | 'v2' | 'v1' | 'off';
   plugins: string[];
   graceS: number;
   pollWaitS: number;
@@ -34,6 +36,8 @@ Options (each also read from the environment variable shown):
   --work-dir DIR       per-task scratch directories (TAGFLOW_WORK_DIR, default $TMPDIR/tagflow-worker-USER, mode 0700)
   --run-as USER[,USER] run tasks as USER; the worker itself starts as root, so tasks cannot read
                        its key file or its process; several users: one per slot (TAGFLOW_RUN_AS)
+  --cgroup MODE        with --run-as, a cgroup per attempt so nothing of it outlives it:
+                       auto|v2|v1|off (TAGFLOW_CGROUP, default auto: v2, else v1, else none)
   --plugin FILE        load an executor module; repeatable (TAGFLOW_PLUGINS, comma-separated)
   --grace-s N          on SIGTERM, time for running tasks to finish (TAGFLOW_GRACE_S, default 30)
   --poll-wait-s N      long-poll length (TAGFLOW_POLL_WAIT_S, default 30)
@@ -50,7 +54,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): WorkerConfi
     args: argv,
     options: {
       api: { type: 'string' }, token: { type: 'string' }, 'token-file': { type: 'string' }, 'token-stdin': { type: 'boolean' }, tags: { type: 'string' }, name: { type: 'string' },
-      concurrency: { type: 'string' }, 'work-dir': { type: 'string' }, 'run-as': { type: 'string' }, plugin: { type: 'string', multiple: true },
+      concurrency: { type: 'string' }, 'work-dir': { type: 'string' }, 'run-as': { type: 'string' }, cgroup: { type: 'string' }, plugin: { type: 'string', multiple: true },
       'grace-s': { type: 'string' }, 'poll-wait-s': { type: 'string' }, 'log-level': { type: 'string' }, help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -85,6 +89,9 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): WorkerConfi
   const logLevel = pick(values['log-level'], 'TAGFLOW_LOG_LEVEL') ?? 'info';
   if (!['error', 'warn', 'info', 'debug'].includes(logLevel)) throw new ConfigError(`--log-level / TAGFLOW_LOG_LEVEL must be error, warn, info or debug (got "${logLevel}")`);
   const runAs = pick(values['run-as'], 'TAGFLOW_RUN_AS')?.split(',').map((u) => u.trim());
+  const cgroup = pick(values.cgroup, 'TAGFLOW_CGROUP') ?? 'auto';
+  if (!['auto', 'v2', 'v1', 'off'].includes(cgroup)) throw new ConfigError(`--cgroup / TAGFLOW_CGROUP must be auto, v2, v1 or off (got "${cgroup}")`);
+  if (runAs === undefined && (cgroup === 'v2' || cgroup === 'v1')) throw new ConfigError(`--cgroup ${cgroup} applies to tasks run as another user: give --run-as USER too`);
   const envPlugins = (env.TAGFLOW_PLUGINS ?? '').split(',').map((p) => p.trim()).filter(Boolean);
   return {
     api,
@@ -95,6 +102,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): WorkerConfi
     concurrency: int(pick(values.concurrency, 'TAGFLOW_CONCURRENCY'), '--concurrency / TAGFLOW_CONCURRENCY', 1, 256, 1),
     workDir: resolve(pick(values['work-dir'], 'TAGFLOW_WORK_DIR') ?? join(tmpdir(), `tagflow-worker-${userInfo().username}`)),
     runAs,
+    cgroup: cgroup as WorkerConfig['cgroup'],
     plugins: values.plugin?.length ? values.plugin : envPlugins,
     graceS: int(pick(values['grace-s'], 'TAGFLOW_GRACE_S'), '--grace-s / TAGFLOW_GRACE_S', 0, 86_400, 30),
     pollWaitS: int(pick(values['poll-wait-s'], 'TAGFLOW_POLL_WAIT_S'), '--poll-wait-s / TAGFLOW_POLL_WAIT_S', 1, 60, 30),

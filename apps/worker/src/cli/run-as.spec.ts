@@ -5,10 +5,16 @@ import { resolveRunAsUsers, RunAsPool } from './run-as.js';
 const user = (name: string, uid: number) => ({ name, uid, gid: uid, home: '/nonexistent' });
 
 describe('--run-as with several users', () => {
-  it('reads a list', () => {
-    expect(parseConfig(['--run-as', 'task1, task2', '--concurrency', '2'], {})).toMatchObject({ runAs: ['task1', 'task2'], concurrency: 2 });
-    expect(parseConfig([], {})).toMatchObject({ runAs: undefined });
-    expect(parseConfig([], { TAGFLOW_RUN_AS: 'task1' })).toMatchObject({ runAs: ['task1'] });
+  it('reads a list, and --cgroup with it', () => {
+    const config = parseConfig(['--run-as', 'task1, task2', '--cgroup', 'off', '--concurrency', '2'], {});
+    expect(config).toMatchObject({ runAs: ['task1', 'task2'], cgroup: 'off', concurrency: 2 });
+    expect(parseConfig([], {})).toMatchObject({ runAs: undefined, cgroup: 'auto' });
+    expect(parseConfig([], { TAGFLOW_RUN_AS: 'task1', TAGFLOW_CGROUP: 'v1' })).toMatchObject({ runAs: ['task1'], cgroup: 'v1' });
+  });
+
+  it('refuses a cgroup mode it does not know, or a cgroup without --run-as', () => {
+    expect(() => parseConfig(['--run-as', 'task1', '--cgroup', 'v3'], {})).toThrow('--cgroup / TAGFLOW_CGROUP must be auto, v2, v1 or off (got "v3")');
+    expect(() => parseConfig(['--cgroup', 'v2'], {})).toThrow('--cgroup v2 applies to tasks run as another user');
   });
 
   it('wants one user per slot, each named once', () => {

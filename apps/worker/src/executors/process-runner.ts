@@ -1,5 +1,8 @@
 import { spawn } from 'node:child_process';
+import type { Writable } from 'node:stream';
 import type { ProcessResult, ProcessUser, RunOptions } from './executor.js';
+import { HELD_ENV, heldCommand, releaseScript } from './held-start.js';
+import type { AttemptScope } from './isolation.js';
 
 export const LOG_TAIL_BYTES = 64 * 1024;
 /** Between SIGTERM and SIGKILL when a process group is stopped. */
@@ -37,38 +40,64 @@ export class TailBuffer {
 
 /**
  * Runs a process in its own process group, so stopping it stops everything it started;
- * with `user`, as that user (the worker runs as root).
- * When `signal` aborts: SIGTERM to the group, SIGKILL after the grace period.
+ * with `user`, as that user (the worker runs as root); with `scope`, inside the attempt's
+ * scope, which also reaches what left the group.
+ * When `signal` aborts: SIGTERM to the group (and the scope), SIGKILL after the grace period.
  * `onOutput` sees each chunk of output as it is written (for live logs).
  */
 export function runProcess(
   command: string,
   args: string[],
-  options: RunOptions & { signal: AbortSignal; graceMs?: number; user?: ProcessUser; onOutput?: (stream: 'stdout' | 'stderr', chunk: Buffer) => void },
+  options: RunOptions & {
+    signal: AbortSignal; graceMs?: number; user?: ProcessUser; scope?: AttemptScope;
+    onOutput?: (stream: 'stdout' | 'stderr', chunk: Buffer) => void;
+  },
 ): Promise<ProcessResult> {
   return new Promise((resolve, reject) => {
     // As another user, the directory is entered by that user (`env -C`), not by root before
     // the switch: a directory root may enter and the user may not stays closed to the task.
-    const [file, argv, cwd] = options.user ? ['/usr/bin/env', ['-C', options.cwd ?? '/', '--', command, ...args], '/'] : [command, args, options.cwd];
+    const [asUser, asUserArgs, cwd] = options.user ? ['/usr/bin/env', ['-C', options.cwd ?? '/', '--', command, ...args], '/'] : [command, args, options.cwd];
+    // With a scope that admits processes, the process is held until it is inside (held-start.ts).
+    const held = options.scope?.admit !== undefined;
+    let release = '';
+    try {
+      if (held) release = releaseScript(options.env ?? {});
+    } catch (e) {
+      reject(e instanceof Error ? e : new Error(String(e)));
+      return;
+    }
+    const [file, argv] = held ? heldCommand(asUser, asUserArgs) : [asUser, asUserArgs];
     const child = spawn(file, argv, {
       cwd,
-      env: options.env,
+      env: held ? HELD_ENV : options.env,
       // As another user, the child also drops the worker's supplementary groups (libuv calls setgroups(0)).
       uid: options.user?.uid,
       gid: options.user?.gid,
       detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: ['ignore', 'pipe', 'pipe', ...(held ? ['pipe' as const] : [])],
     });
     const stdout = new TailBuffer();
     const stderr = new TailBuffer();
-    child.stdout.on('data', (c: Buffer) => {
+    child.stdout!.on('data', (c: Buffer) => {
       stdout.push(c);
       options.onOutput?.('stdout', c);
     });
-    child.stderr.on('data', (c: Buffer) => {
+    child.stderr!.on('data', (c: Buffer) => {
       stderr.push(c);
       options.onOutput?.('stderr', c);
     });
+    let refused: Error | undefined;
+    if (held && child.pid !== undefined) {
+      const gate = child.stdio[3] as Writable;
+      gate.on('error', () => {}); // the child is gone: 'close' tells
+      options.scope!.admit!(child.pid).then(
+        () => gate.end(release),
+        (e: unknown) => {
+          refused = new Error(`could not put the task's process in its cgroup: ${(e as Error).message}`);
+          gate.destroy();
+        },
+      );
+    }
     let killTimer: NodeJS.Timeout | undefined;
     const killGroup = (sig: NodeJS.Signals) => {
       if (child.pid === undefined) return;
@@ -80,7 +109,12 @@ export function runProcess(
     };
     const onAbort = () => {
       killGroup('SIGTERM');
-      killTimer = setTimeout(() => killGroup('SIGKILL'), options.graceMs ?? KILL_GRACE_MS);
+      options.scope?.signal('SIGTERM').catch(() => {}); // the SIGKILL below does not depend on it
+      killTimer = setTimeout(() => {
+        killGroup('SIGKILL');
+        // What left the group may still hold the output open: 'close' waits for it.
+        options.scope?.killAll().catch(() => {}); // the attempt's end kills again, and says why it could not
+      }, options.graceMs ?? KILL_GRACE_MS);
     };
     if (options.signal.aborted) onAbort();
     else options.signal.addEventListener('abort', onAbort, { once: true });
@@ -95,7 +129,8 @@ export function runProcess(
       // Whatever the group left behind goes with it (as another user, always: a process left
       // running could reach the next attempt of that user).
       if (options.signal.aborted || options.user) killGroup('SIGKILL');
-      resolve({ exitCode, signal: sig, stdout: stdout.toString(), stderr: stderr.toString() });
+      if (refused) reject(refused);
+      else resolve({ exitCode, signal: sig, stdout: stdout.toString(), stderr: stderr.toString() });
     });
   });
 }

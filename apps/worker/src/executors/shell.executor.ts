@@ -1,11 +1,12 @@
 import { join } from 'node:path';
 import { ExecutionFailure, type ExecutionResult, type Executor, type ExecutorContext } from './executor.js';
+import { ENV_NAME } from './held-start.js';
 import { OUTPUT_MAX_BYTES, readTaskFile, TaskFileRefused } from './task-files.js';
 
 /**
  * `{"type": "shell", "command": "..."}` runs with `/bin/sh -c`;
  * `{"type": "shell", "script": "...", "shell": "/bin/bash"}` runs a script file.
- * Also `env: {NAME: value}` and `cwd`. The contract with the script:
+ * Also `env: {NAME: value}` (NAME: letters, digits and _) and `cwd`. The contract with the script:
  * - $TAGFLOW_INPUT names a file holding the task's input as JSON;
  * - a JSON object written to the file named by $TAGFLOW_OUTPUT becomes the task's output;
  * - $TAGFLOW_WORKFLOW_ID, $TAGFLOW_TASK_ID and $TAGFLOW_ATTEMPT are set;
@@ -25,6 +26,9 @@ export class ShellExecutor implements Executor {
     if (typeof env !== 'object' || env === null || Array.isArray(env) || Object.values(env).some((v) => typeof v !== 'string')) {
       throw new ExecutionFailure('"env" must be an object of strings', 'INVALID_ACTION');
     }
+    // Names a shell can export: so a task runs the same on every worker, held in a cgroup or not (held-start.ts).
+    const odd = Object.keys(env).find((name) => !ENV_NAME.test(name));
+    if (odd !== undefined) throw new ExecutionFailure(`"env": "${odd}" is not a variable name (letters, digits and _, not starting with a digit)`, 'INVALID_ACTION');
     const inputFile = join(ctx.workDir, 'input.json');
     const outputFile = join(ctx.workDir, 'output.json');
     await ctx.writeFile(inputFile, JSON.stringify(ctx.task.input ?? {}), 0o600);

@@ -10,15 +10,17 @@ import { runProcess } from '../executors/process-runner.js';
 import type { ExecutorRegistry } from '../executors/registry.js';
 import { writeTaskFile } from '../executors/task-files.js';
 import type { RunAsPool, RunAsUser } from '../cli/run-as.js';
+import type { AttemptScope, Isolation } from '../executors/isolation.js';
 import { LeaseKeeper } from './lease-keeper.js';
 import { LogStreamer } from './log-streamer.js';
 import { Reporter } from './reporter.js';
 import { taskEnvironment } from './task-env.js';
 
-/** What one attempt holds while it runs: its directory, and its user under --run-as. */
+/** What one attempt holds while it runs: its directory, its user and its scope under --run-as. */
 interface Attempt {
   dir?: string;
   user?: RunAsUser;
+  scope?: AttemptScope;
 }
 
 interface Running {
@@ -60,8 +62,8 @@ export class Agent {
     private readonly client: TagflowClient,
     private readonly executors: ExecutorRegistry,
     private readonly log: Logger,
-    /** With `--run-as`: the users tasks run as (the worker is root). */
-    private readonly runAs?: RunAsPool,
+    /** With `--run-as`: the users tasks run as (the worker is root), and how attempts are kept apart. */
+    private readonly runAs?: { users: RunAsPool; isolation: Isolation },
   ) {
     this.reporter = new Reporter(client, (level, msg, fields) => this.log(level, msg, fields), () => this.wakePoller());
     this.leases = new LeaseKeeper(client, () => this.workerId, (msg, fields) => this.log('warn', msg, fields));
@@ -155,6 +157,7 @@ export class Agent {
       }
     }
     await all();
+    await this.runAs?.isolation.close();
     await this.reporter.flush();
     this.leases.stop();
     this.output.stop();
@@ -202,10 +205,11 @@ export class Agent {
     this.leases.hold(task, abort, () => progress);
     this.output.open(task);
     const timeout = task.timeout_s ? setTimeout(() => abort.abort(new ExecutionStop('timeout')), task.timeout_s * 1000) : undefined;
-    const user = this.runAs?.take();
+    const user = this.runAs?.users.take();
     const attempt: Attempt = { user };
     let result: ExecutionResult;
     try {
+      attempt.scope = user && (await this.runAs!.isolation.open(user));
       attempt.dir = await mkdtemp(join(this.config.workDir, `${task.id}-`));
       if (user) await chown(attempt.dir, user.uid, user.gid);
       const executor = this.executors.get(task.action.type);
@@ -236,8 +240,8 @@ export class Agent {
     await this.output.close(task.lease.token);
     if (stop) {
       const byStop: Record<'cancelled' | 'timeout' | 'shutdown', Required<Failure>> = {
-        cancelled: { message: 'cancelled on request; the process group was stopped', code: 'CANCELLED', retryable: false },
-        timeout: { message: `ran longer than timeout_s=${task.timeout_s}; the process group was stopped`, code: 'TIMEOUT', retryable: true },
+        cancelled: { message: 'cancelled on request; its processes were stopped', code: 'CANCELLED', retryable: false },
+        timeout: { message: `ran longer than timeout_s=${task.timeout_s}; its processes were stopped`, code: 'TIMEOUT', retryable: true },
         shutdown: { message: 'the worker stopped before the task finished; it will run again elsewhere', code: 'WORKER_SHUTDOWN', retryable: true },
       };
       result = { status: 'failure', ...byStop[stop], stdout: result.stdout, stderr: result.stderr, exitCode: result.exitCode };
@@ -247,7 +251,7 @@ export class Agent {
   }
 
   private context(task: LeasedTask, signal: AbortSignal, attempt: Attempt & { dir: string }, heartbeat: (progress: unknown) => void): ExecutorContext {
-    const { dir, user } = attempt;
+    const { dir, user, scope } = attempt;
     const env = taskEnvironment(process.env, task, { api: this.config.api, helperDir: this.helperDir, user });
     return {
       task,
@@ -258,17 +262,22 @@ export class Agent {
       workDir: dir,
       run: (command, args, opts = {}) =>
         runProcess(command, args, {
-          cwd: opts.cwd ?? dir, env: { ...env, ...opts.env }, signal, user,
+          cwd: opts.cwd ?? dir, env: { ...env, ...opts.env }, signal, user, scope,
           onOutput: (stream, chunk) => this.output.write(task.lease.token, stream, chunk),
         }),
       writeFile: (path, data, mode = 0o600) => writeTaskFile(path, data, mode, user),
     };
   }
 
-  /** An attempt is over: its directory goes; only then may its user run another attempt. */
-  private async endAttempt({ dir, user }: Attempt): Promise<void> {
+  /**
+   * An attempt is over: every process of it is killed first (its scope: what left the process
+   * group too), then its directory goes; only then may its user run another attempt.
+   */
+  private async endAttempt({ dir, user, scope }: Attempt): Promise<void> {
+    await scope?.killAll();
     if (dir) await this.removeAttemptDir(dir, user);
-    if (user) this.runAs!.give(user);
+    await scope?.close().catch((e: unknown) => this.log('warn', 'could not remove an attempt\'s cgroup', { error: (e as Error).message }));
+    if (user) this.runAs!.users.give(user);
   }
 
   private async report(task: LeasedTask, result: ExecutionResult): Promise<void> {
