@@ -37,7 +37,7 @@ Options (each also read from the environment variable shown):
   --run-as USER[,USER] run tasks as USER; the worker itself starts as root, so tasks cannot read
                        its key file or its process; several users: one per slot (TAGFLOW_RUN_AS)
   --cgroup MODE        with --run-as, a cgroup per attempt so nothing of it outlives it:
-                       auto|v2|v1|off (TAGFLOW_CGROUP, default auto: v2, else v1, else none)
+                       auto|v2|v1|off (TAGFLOW_CGROUP, default auto: v2, else v1, else no cgroup)
   --plugin FILE        load an executor module; repeatable (TAGFLOW_PLUGINS, comma-separated)
   --grace-s N          on SIGTERM, time for running tasks to finish (TAGFLOW_GRACE_S, default 30)
   --poll-wait-s N      long-poll length (TAGFLOW_POLL_WAIT_S, default 30)
