@@ -1,15 +1,64 @@
 #!/usr/bin/env bash
-# The whole test suite: unit tests, then the end-to-end suites against the real API
-# with a real Redis and real databases, first SQLite, then PostgreSQL. Starts its own
-# private Redis and PostgreSQL on free loopback ports and stops them afterwards.
+# The test suite: unit tests, then the end-to-end suites against the real API with a real
+# Redis and real databases (SQLite, then PostgreSQL). Starts its own private Redis and
+# PostgreSQL on free loopback ports and stops them afterwards.
+#
+#   npm test                               everything
+#   npm test -- --db sqlite                the e2e suites on one database (sqlite or postgres)
+#   npm test -- dataflow flow              only the suites whose path matches (unit and e2e)
+#   npm test -- --unit | --e2e             one kind only
+#   npm test -- --workers 1                e2e suites one at a time (default: E2E_WORKERS or 3)
+#
+# Builds first when the sources are newer than dist/ (TAGFLOW_BUILT=1: the caller just built).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/services.sh
 
+usage() { sed -n '5,10p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+dbs=(sqlite postgres)
+kinds=(unit e2e)
+workers="${E2E_WORKERS:-3}"
+patterns=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --db) [ $# -ge 2 ] || usage; case "$2" in sqlite|postgres) dbs=("$2") ;; *) usage ;; esac; shift 2 ;;
+    --db=*) case "${1#--db=}" in sqlite|postgres) dbs=("${1#--db=}") ;; *) usage ;; esac; shift ;;
+    --unit) kinds=(unit); shift ;;
+    --e2e) kinds=(e2e); shift ;;
+    --workers) [ $# -ge 2 ] || usage; workers="$2"; shift 2 ;;
+    -h|--help) usage ;;
+    -*) echo "tagflow: unknown option $1" >&2; usage ;;
+    *) patterns+=("$1"); shift ;;
+  esac
+done
+has() { local x; for x in "${@:2}"; do [ "$x" = "$1" ] && return 0; done; return 1; }
+match=()
+[ ${#patterns[@]} -gt 0 ] && match=(--testPathPatterns "${patterns[@]}")
+
+# Suites that do not depend on the database (they run once, in the first database's pass);
+# suites that need PostgreSQL (several API processes on one database; restarting it); and
+# suites that act on the whole machine (killing every process of a user), run alone after
+# the others.
+DB_FREE='test/(ui|worker|worker-isolation|cli|client|examples)\.e2e'
+PG_ONLY='test/(replicas|postgres-restart)\.e2e'
+ALONE='test/worker-isolation\.e2e'
+
+if has unit "${kinds[@]}"; then
+  npm run test:unit -- ${match[@]+"${match[@]}"} --passWithNoTests
+fi
+has e2e "${kinds[@]}" || exit 0
+
 [ -d node_modules ] || { note "installing npm dependencies"; npm install --no-audit --no-fund; }
 ensure_redis_binary
-ensure_postgres_binary
-ensure_chromium_binary
+has postgres "${dbs[@]}" && ensure_postgres_binary
+if [ ${#patterns[@]} -eq 0 ] || printf '%s\n' "${patterns[@]}" | grep -qi 'ui'; then ensure_chromium_binary; fi
+
+if [ "${TAGFLOW_BUILT:-}" != 1 ]; then
+  if [ ! -f dist/apps/api/main.js ] || [ ! -f dist/ui/index.html ] \
+    || [ -n "$(find apps libs scripts/build.mjs nest-cli.json tsconfig.json tsconfig.build.json \( -name '*.ts' -o -name '*.tsx' -o -name '*.css' -o -name '*.json' -o -name '*.mjs' -o -name '*.html' \) -newer dist/apps/api/main.js -print -quit)" ]; then
+    note "building"; npm run build >/dev/null
+  fi
+fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tagflow-test.XXXXXX")
 cleanup() { stop_redis "$WORK/redis"; stop_postgres "$WORK/pg"; rm -rf "$WORK"; }
@@ -17,17 +66,42 @@ trap cleanup EXIT
 [ "$(id -u)" = 0 ] && chmod 755 "$WORK"
 
 TEST_REDIS_URL=$(start_redis "$WORK/redis")
-TEST_PG_URL=$(start_postgres "$WORK/pg")
-export TEST_REDIS_URL TEST_PG_URL TEST_WORK_DIR="$WORK"
-note "redis at $TEST_REDIS_URL, postgres at $TEST_PG_URL"
+export TEST_REDIS_URL TEST_WORK_DIR="$WORK"
+# Each suite's databases are copies of one migrated at the start: migrations run once a run.
+mkdir -p "$WORK/sqlite"
+export TEST_SQLITE_TEMPLATE="$WORK/sqlite/template.db"
+DATABASE_URL="sqlite:$TEST_SQLITE_TEMPLATE" node dist/apps/api/main.js migrate
+if has postgres "${dbs[@]}"; then
+  TEST_PG_URL=$(start_postgres "$WORK/pg")
+  export TEST_PG_URL TEST_PG_TEMPLATE=tf_template
+  node -e 'const pg=require("pg");const c=new pg.Client(process.argv[1]);c.connect().then(()=>c.query("CREATE DATABASE tf_template")).then(()=>c.end(),(e)=>{console.error(e.message);process.exit(1)})' "$TEST_PG_URL"
+  DATABASE_URL="${TEST_PG_URL%/*}/tf_template" node dist/apps/api/main.js migrate
+fi
+note "redis at $TEST_REDIS_URL${TEST_PG_URL:+, postgres at $TEST_PG_URL}"
 # Scratch directories the tests make (worker work dirs, stand-in binaries) go away with $WORK.
 export TMPDIR="$WORK/tmp"
 mkdir -p "$TMPDIR"
 
-# CI has just built the same tree (TAGFLOW_BUILT=1); otherwise the suites run what the sources say now.
-[ "${TAGFLOW_BUILT:-}" = 1 ] || npm run build
-npm run test:unit
-# Two API processes on one SQLite file are not a supported setup, and SQLite cannot be restarted apart
-# from the API: the replica and restart suites run on PostgreSQL.
-TEST_DATABASE=sqlite npm run test:e2e -- --testPathIgnorePatterns 'replicas|postgres-restart'
-TEST_DATABASE=postgres npm run test:e2e
+# Whether the suites run alone are among those asked for.
+alone_selected() {
+  [ ${#patterns[@]} -eq 0 ] && return 0
+  local p f
+  for f in test/*.e2e-spec.ts; do
+    [[ "$f" =~ $ALONE ]] || continue
+    for p in "${patterns[@]}"; do [[ "$f" =~ $p ]] && return 0; done
+  done
+  return 1
+}
+
+first=1
+for db in "${dbs[@]}"; do
+  ignore=()
+  [ "$db" = sqlite ] && ignore+=("$PG_ONLY")
+  [ $first = 1 ] || ignore+=("$DB_FREE")
+  TEST_DATABASE=$db npm run test:e2e -- --maxWorkers="$workers" ${match[@]+"${match[@]}"} \
+    --testPathIgnorePatterns ${ignore[@]+"${ignore[@]}"} "$ALONE" --passWithNoTests
+  if [ $first = 1 ] && alone_selected; then
+    TEST_DATABASE=$db npm run test:e2e -- --runInBand --testPathPatterns "$ALONE"
+  fi
+  first=0
+done

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { copyFileSync, mkdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -61,19 +61,26 @@ export function shortId(): string {
   return randomUUID().replace(/-/g, '').slice(0, 12);
 }
 
-/** A new, empty database of the kind under test. */
+/**
+ * A new database of the kind under test, with no data. `npm test` migrates one database of
+ * each kind at its start (TEST_SQLITE_TEMPLATE, TEST_PG_TEMPLATE) and each new one is a copy,
+ * so migrations run once a run; without those, the API migrates an empty one as it starts.
+ */
 export async function freshDatabaseUrl(): Promise<string> {
   const id = shortId();
   if (DATABASE === 'sqlite') {
     mkdirSync(join(WORK, 'sqlite'), { recursive: true });
-    return `sqlite:${join(WORK, 'sqlite', `${id}.db`)}`;
+    const file = join(WORK, 'sqlite', `${id}.db`);
+    if (process.env.TEST_SQLITE_TEMPLATE) copyFileSync(process.env.TEST_SQLITE_TEMPLATE, file);
+    return `sqlite:${file}`;
   }
   const admin = process.env.TEST_PG_URL;
   if (!admin) throw new Error('TEST_PG_URL is not set: run the suites through `npm test`');
   const client = new pg.Client({ connectionString: admin });
   await client.connect();
   try {
-    await client.query(`CREATE DATABASE tf_${id}`);
+    const template = process.env.TEST_PG_TEMPLATE;
+    await client.query(`CREATE DATABASE tf_${id}${template ? ` TEMPLATE ${template}` : ''}`);
   } finally {
     await client.end();
   }

@@ -3,6 +3,7 @@ import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import type { NextFunction, Request, Response } from 'express';
 import { TAGFLOW_VERSION } from '@tagflow/client';
+import { createDataSource, Database } from '@tagflow/persistence';
 import { AppModule } from './app.module.js';
 import { loadConfig, type AppConfig } from './config/app-config.js';
 import { KeysService } from './auth/keys.service.js';
@@ -110,7 +111,15 @@ function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127(\.\d{1,3}){3}$/.test(host);
 }
 
-if (process.argv[2] === 'keys') {
+if (process.argv[2] === 'migrate') {
+  migrateCommand().then(
+    () => process.exit(0),
+    (e: unknown) => {
+      process.stderr.write(`tagflow-api migrate: ${e instanceof Error ? e.message : String(e)}\n`);
+      process.exit(1);
+    },
+  );
+} else if (process.argv[2] === 'keys') {
   keysCommand(process.argv.slice(3)).then(
     (code) => process.exit(code),
     (e: unknown) => {
@@ -120,6 +129,13 @@ if (process.argv[2] === 'keys') {
   );
 } else {
   void run();
+}
+
+/** `node dist/apps/api/main.js migrate`: brings the database of DATABASE_URL up to date, then exits (the API does the same at start). */
+async function migrateCommand(): Promise<void> {
+  const db = new Database(createDataSource(process.env.DATABASE_URL || 'sqlite:./data/tagflow.db'));
+  await db.initialize();
+  await db.close();
 }
 
 function run(): Promise<void> {
