@@ -19,19 +19,30 @@ import { TagflowClient } from '../dist/libs/client/src/index.js';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { values: opt } = parseArgs({
   options: {
-    tasks: { type: 'string', default: '20000' }, pollers: { type: 'string', default: '16' }, chain: { type: 'string', default: '1000' },
-    scale: { type: 'string', default: '100000' }, groups: { type: 'string', default: '100' }, tags: { type: 'string', default: '1000' },
+    tasks: { type: 'string', default: '20000' },
+    pollers: { type: 'string', default: '16' },
+    chain: { type: 'string', default: '1000' },
+    scale: { type: 'string', default: '100000' },
+    groups: { type: 'string', default: '100' },
+    tags: { type: 'string', default: '1000' },
     fanout: { type: 'string', default: '33000' },
     'fanout-policy': { type: 'string', default: 'continue' },
-    db: { type: 'string', default: 'sqlite,postgres' }, only: { type: 'string', default: 'throughput,ceiling,probe,workers,handoff,handoff-batch,burst,scale,tags,fanout' },
+    db: { type: 'string', default: 'sqlite,postgres' },
+    only: { type: 'string', default: 'throughput,ceiling,probe,workers,handoff,handoff-batch,burst,scale,tags,fanout' },
   },
 });
 const FANOUT = Number(opt.fanout);
 const FANOUT_POLICY = opt['fanout-policy'];
-const N = Number(opt.tasks), P = Number(opt.pollers), CHAIN = Number(opt.chain), SCALE = Number(opt.scale), GROUPS = Number(opt.groups), TAGS = Number(opt.tags);
+const N = Number(opt.tasks),
+  P = Number(opt.pollers),
+  CHAIN = Number(opt.chain),
+  SCALE = Number(opt.scale),
+  GROUPS = Number(opt.groups),
+  TAGS = Number(opt.tags);
 const only = new Set(opt.only.split(','));
 const work = mkdtempSync(join(tmpdir(), 'tagflow-bench-'));
-const sh = (script) => execFileSync('bash', ['-c', `. scripts/lib/services.sh; ${script}`], { cwd: root, encoding: 'utf8' }).trim();
+const sh = (script) =>
+  execFileSync('bash', ['-c', `. scripts/lib/services.sh; ${script}`], { cwd: root, encoding: 'utf8' }).trim();
 if (process.getuid?.() === 0) execFileSync('chmod', ['755', work]);
 
 const pct = (xs, p) => {
@@ -47,7 +58,11 @@ const log = (...a) => console.error('bench:', ...a);
 const redisUrl = sh(`ensure_redis_binary; start_redis ${work}/redis`);
 let pgAdmin = null;
 const cleanup = () => {
-  try { sh(`stop_redis ${work}/redis; stop_postgres ${work}/pg`); } catch { /* best effort */ }
+  try {
+    sh(`stop_redis ${work}/redis; stop_postgres ${work}/pg`);
+  } catch {
+    /* best effort */
+  }
   rmSync(work, { recursive: true, force: true });
 };
 process.on('exit', cleanup);
@@ -72,10 +87,23 @@ const TOKEN = `tfk_${randomBytes(24).toString('base64url')}`;
 
 async function startApi(databaseUrl) {
   const prefix = `b${randomUUID().slice(0, 8)}`;
-  const proc = spawn(process.execPath, [...(process.env.BENCH_API_NODE_ARGS ?? '').split(' ').filter(Boolean), join(root, 'dist/apps/api/main.js')], {
-    env: { PATH: process.env.PATH, PORT: '0', DATABASE_URL: databaseUrl, REDIS_URL: redisUrl, QUEUE_PREFIX: prefix, LOG_LEVEL: 'info', BODY_LIMIT_BYTES: String(16 * 1024 * 1024), TAGFLOW_ADMIN_TOKEN: TOKEN },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const proc = spawn(
+    process.execPath,
+    [...(process.env.BENCH_API_NODE_ARGS ?? '').split(' ').filter(Boolean), join(root, 'dist/apps/api/main.js')],
+    {
+      env: {
+        PATH: process.env.PATH,
+        PORT: '0',
+        DATABASE_URL: databaseUrl,
+        REDIS_URL: redisUrl,
+        QUEUE_PREFIX: prefix,
+        LOG_LEVEL: 'info',
+        BODY_LIMIT_BYTES: String(16 * 1024 * 1024),
+        TAGFLOW_ADMIN_TOKEN: TOKEN,
+      },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   const port = await new Promise((resolve, reject) => {
     let buf = '';
     proc.stdout.on('data', (c) => {
@@ -88,7 +116,13 @@ async function startApi(databaseUrl) {
   // Keep reading stdout (the API logs at info) so the pipe never fills.
   proc.stdout.resume();
   const url = `http://127.0.0.1:${port}`;
-  return { url, client: new TagflowClient({ url, token: TOKEN, timeoutMs: 120_000 }), proc, prefix, peakRssMb: () => vmHwmMb(proc.pid) };
+  return {
+    url,
+    client: new TagflowClient({ url, token: TOKEN, timeoutMs: 120_000 }),
+    proc,
+    prefix,
+    peakRssMb: () => vmHwmMb(proc.pid),
+  };
 }
 
 function vmHwmMb(pid) {
@@ -129,7 +163,8 @@ async function leaseLatencies(client, wfIds) {
     let cursor;
     do {
       const page = await client.listTasks(id, { limit: 500, cursor });
-      for (const t of page.items) if (t.ready_at && t.started_at) out.push(Date.parse(t.started_at) - Date.parse(t.ready_at));
+      for (const t of page.items)
+        if (t.ready_at && t.started_at) out.push(Date.parse(t.started_at) - Date.parse(t.ready_at));
       cursor = page.next_cursor ?? undefined;
     } while (cursor);
   }
@@ -150,7 +185,11 @@ async function throughput(api) {
   const perWf = 1000;
   for (let w = 0; w < N / perWf; w++) {
     const wf = await api.client.createWorkflow({ name: `tp-${w}`, sealed: false });
-    await createTasks(api.client, wf.id, Array.from({ length: perWf }, (_, i) => ({ name: `t${i}`, tags: ['tp'], action: { type: 'noop' } })));
+    await createTasks(
+      api.client,
+      wf.id,
+      Array.from({ length: perWf }, (_, i) => ({ name: `t${i}`, tags: ['tp'], action: { type: 'noop' } })),
+    );
     await api.client.sealWorkflow(wf.id);
     wfIds.push(wf.id);
   }
@@ -158,7 +197,14 @@ async function throughput(api) {
   await pollers(api.client, P, ['tp'], (c) => c >= N);
   const secs = (performance.now() - t0) / 1000;
   const lat = await leaseLatencies(api.client, wfIds);
-  return { tasks: N, pollers: P, seconds: round(secs, 2), tasks_per_s: round(N / secs), ready_to_leased_p50_ms: pct(lat, 50), ready_to_leased_p99_ms: pct(lat, 99) };
+  return {
+    tasks: N,
+    pollers: P,
+    seconds: round(secs, 2),
+    tasks_per_s: round(N / secs),
+    ready_to_leased_p50_ms: pct(lat, 50),
+    ready_to_leased_p99_ms: pct(lat, 99),
+  };
 }
 
 async function ceiling() {
@@ -167,19 +213,27 @@ async function ceiling() {
   const queue = new Queue(name, { connection: conn, prefix: 'bench' });
   const worker = new Worker(name, null, { connection: conn, prefix: 'bench', autorun: false });
   for (let i = 0; i < N; i += 1000) {
-    await queue.addBulk(Array.from({ length: Math.min(1000, N - i) }, (_, j) => ({ name: 'j', data: { i: i + j }, opts: { jobId: `j-${i + j}`, removeOnComplete: true } })));
+    await queue.addBulk(
+      Array.from({ length: Math.min(1000, N - i) }, (_, j) => ({
+        name: 'j',
+        data: { i: i + j },
+        opts: { jobId: `j-${i + j}`, removeOnComplete: true },
+      })),
+    );
   }
   let done = 0;
   const t0 = performance.now();
-  await Promise.all(Array.from({ length: P }, async () => {
-    for (;;) {
-      const token = randomUUID();
-      const job = await worker.getNextJob(token, { block: false });
-      if (!job) return;
-      await job.moveToCompleted(null, token, false);
-      done++;
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: P }, async () => {
+      for (;;) {
+        const token = randomUUID();
+        const job = await worker.getNextJob(token, { block: false });
+        if (!job) return;
+        await job.moveToCompleted(null, token, false);
+        done++;
+      }
+    }),
+  );
   const secs = (performance.now() - t0) / 1000;
   await worker.close();
   await queue.obliterate({ force: true }).catch(() => undefined);
@@ -191,8 +245,21 @@ async function ceiling() {
 /** A root failing under --fanout dependents (on_failure: --fanout-policy, continue or fail): how long its report takes, how long /health waits meanwhile. */
 async function fanout(api) {
   const tag = `fan-${randomUUID().slice(0, 8)}`;
-  const wf = await api.client.createWorkflow({ name: 'fanout', on_failure: FANOUT_POLICY, tasks: [{ name: 'root', tags: [tag], action: { type: 'noop' }, retry: { count: 0 } }] });
-  await createTasks(api.client, wf.id, Array.from({ length: FANOUT }, (_, i) => ({ name: `d${i}`, tags: ['never-polled'], action: { type: 'noop' }, requires: ['root'] })));
+  const wf = await api.client.createWorkflow({
+    name: 'fanout',
+    on_failure: FANOUT_POLICY,
+    tasks: [{ name: 'root', tags: [tag], action: { type: 'noop' }, retry: { count: 0 } }],
+  });
+  await createTasks(
+    api.client,
+    wf.id,
+    Array.from({ length: FANOUT }, (_, i) => ({
+      name: `d${i}`,
+      tags: ['never-polled'],
+      action: { type: 'noop' },
+      requires: ['root'],
+    })),
+  );
   await api.client.sealWorkflow(wf.id);
   const [root] = await api.client.poll({ tags: [tag], wait_s: 10 });
   let healthMs = NaN;
@@ -209,19 +276,40 @@ async function fanout(api) {
   // The cascade may go on in later transactions: time until the workflow ends.
   let done = await api.client.getWorkflow(wf.id);
   let endedMs = NaN;
-  while ((done.state === 'RUNNING' || done.task_counts.WAITING || done.task_counts.READY) && performance.now() - started < 300_000) {
+  while (
+    (done.state === 'RUNNING' || done.task_counts.WAITING || done.task_counts.READY) &&
+    performance.now() - started < 300_000
+  ) {
     if (done.state !== 'RUNNING' && Number.isNaN(endedMs)) endedMs = performance.now() - started;
     await new Promise((r) => setTimeout(r, 100));
     done = await api.client.getWorkflow(wf.id);
   }
   const settledMs = performance.now() - started;
   if (Number.isNaN(endedMs)) endedMs = settledMs;
-  return { dependents: FANOUT, on_failure: FANOUT_POLICY, fail_ms: round(failMs, 0), health_ms: round(healthMs, 0), ended_ms: round(endedMs, 0), settled_ms: round(settledMs, 0), state: done.state, skipped: done.task_counts.SKIPPED };
+  return {
+    dependents: FANOUT,
+    on_failure: FANOUT_POLICY,
+    fail_ms: round(failMs, 0),
+    health_ms: round(healthMs, 0),
+    ended_ms: round(endedMs, 0),
+    settled_ms: round(settledMs, 0),
+    state: done.state,
+    skipped: done.task_counts.SKIPPED,
+  };
 }
 
 async function handoff(api) {
   const wf = await api.client.createWorkflow({ name: 'chain' });
-  await createTasks(api.client, wf.id, Array.from({ length: CHAIN }, (_, i) => ({ name: `c${i}`, tags: ['chain'], action: { type: 'noop' }, ...(i ? { requires: [`c${i - 1}`] } : {}) })));
+  await createTasks(
+    api.client,
+    wf.id,
+    Array.from({ length: CHAIN }, (_, i) => ({
+      name: `c${i}`,
+      tags: ['chain'],
+      action: { type: 'noop' },
+      ...(i ? { requires: [`c${i - 1}`] } : {}),
+    })),
+  );
   const hops = [];
   let reportedAt = null;
   for (let i = 0; i < CHAIN; i++) {
@@ -240,9 +328,16 @@ async function scale(api) {
   const wf = await api.client.createWorkflow({ name: 'scale' });
   const t0 = performance.now();
   for (let g = 0; g < GROUPS; g++) {
-    await createTasks(api.client, wf.id, Array.from({ length: per }, (_, i) => ({
-      name: `g${g}-${i}`, tags: ['scale', `g${g}`], action: { type: 'noop' }, ...(g ? { requires_tags: [`g${g - 1}`] } : {}),
-    })));
+    await createTasks(
+      api.client,
+      wf.id,
+      Array.from({ length: per }, (_, i) => ({
+        name: `g${g}-${i}`,
+        tags: ['scale', `g${g}`],
+        action: { type: 'noop' },
+        ...(g ? { requires_tags: [`g${g - 1}`] } : {}),
+      })),
+    );
   }
   await api.client.sealWorkflow(wf.id);
   const acceptS = (performance.now() - t0) / 1000;
@@ -251,7 +346,14 @@ async function scale(api) {
   await pollers(api.client, P, ['*'], (c) => c >= SCALE);
   const finishS = (performance.now() - t1) / 1000;
   const { state } = await api.client.getWorkflow(wf.id);
-  return { tasks: SCALE, groups: GROUPS, accept_s: round(acceptS, 2), finish_s: round(finishS, 2), state, peak_api_rss_mb: api.peakRssMb() };
+  return {
+    tasks: SCALE,
+    groups: GROUPS,
+    accept_s: round(acceptS, 2),
+    finish_s: round(finishS, 2),
+    state,
+    peak_api_rss_mb: api.peakRssMb(),
+  };
 }
 
 /**
@@ -275,7 +377,11 @@ async function manyTags(api) {
 
   const polls = tags.map((tag) => api.client.poll({ tags: [tag], wait_s: 60 }));
   await parked(TAGS);
-  await createTasks(api.client, wf.id, tags.map((tag, i) => ({ name: `b${i}`, tags: [tag], action: { type: 'noop' } })));
+  await createTasks(
+    api.client,
+    wf.id,
+    tags.map((tag, i) => ({ name: `b${i}`, tags: [tag], action: { type: 'noop' } })),
+  );
   const burst = (await Promise.all(polls)).flat();
   await Promise.all(burst.map((t) => api.client.complete(t.id, t.lease.token)));
 
@@ -292,21 +398,31 @@ async function manyTags(api) {
     }
   });
   await parked(TAGS);
-  for (let i = 0; i < TAGS; i++) await api.client.addTasks(wf.id, [{ name: `s${i}`, tags: [tags[i]], action: { type: 'noop' } }]);
+  for (let i = 0; i < TAGS; i++)
+    await api.client.addTasks(wf.id, [{ name: `s${i}`, tags: [tags[i]], action: { type: 'noop' } }]);
   const deadline = Date.now() + 60_000;
   while (steady.length < TAGS) {
-    if (Date.now() > deadline) throw new Error(`only ${steady.length} of ${TAGS} one-at-a-time tasks leased within 60 s`);
+    if (Date.now() > deadline)
+      throw new Error(`only ${steady.length} of ${TAGS} one-at-a-time tasks leased within 60 s`);
     await new Promise((r) => setTimeout(r, 20));
   }
   // Release the parked polls: one more task each, left unfinished.
   last = true;
-  await createTasks(api.client, wf.id, tags.map((tag, i) => ({ name: `z${i}`, tags: [tag], action: { type: 'noop' } })));
+  await createTasks(
+    api.client,
+    wf.id,
+    tags.map((tag, i) => ({ name: `z${i}`, tags: [tag], action: { type: 'noop' } })),
+  );
   await Promise.all(loops);
   const b = burst.map(latency);
   return {
-    tags: TAGS, long_polls: TAGS, leased: burst.length,
-    ready_to_leased_p50_ms: pct(b, 50), ready_to_leased_p99_ms: pct(b, 99),
-    one_at_a_time_p50_ms: pct(steady, 50), one_at_a_time_p99_ms: pct(steady, 99),
+    tags: TAGS,
+    long_polls: TAGS,
+    leased: burst.length,
+    ready_to_leased_p50_ms: pct(b, 50),
+    ready_to_leased_p99_ms: pct(b, 99),
+    one_at_a_time_p50_ms: pct(steady, 50),
+    one_at_a_time_p99_ms: pct(steady, 99),
   };
 }
 
@@ -334,7 +450,9 @@ function postgresPids() {
     if (!/^\d+$/.test(d)) continue;
     try {
       if (Number(readFileSync(`/proc/${d}/stat`, 'utf8').split(') ')[1].split(' ')[1]) === master) pids.push(Number(d));
-    } catch { /* gone */ }
+    } catch {
+      /* gone */
+    }
   }
   return pids;
 }
@@ -342,11 +460,21 @@ function postgresPids() {
 /** CPU per process kind over a workload: `take()` before, `per(n)` after gives ms per task. */
 function cpuBudget(api, extra = () => ({})) {
   const redisPid = Number(readFileSync(join(work, 'redis/redis.pid'), 'utf8'));
-  const read = () => ({ api: cpuMs(api.proc.pid), redis: cpuMs(redisPid), postgres: postgresPids().reduce((n, p) => n + cpuMs(p), 0), clients: process.cpuUsage().user / 1000 + process.cpuUsage().system / 1000, ...extra() });
+  const read = () => ({
+    api: cpuMs(api.proc.pid),
+    redis: cpuMs(redisPid),
+    postgres: postgresPids().reduce((n, p) => n + cpuMs(p), 0),
+    clients: process.cpuUsage().user / 1000 + process.cpuUsage().system / 1000,
+    ...extra(),
+  });
   const before = read();
   return (tasks) => {
     const after = read();
-    return Object.fromEntries(Object.keys(after).map((k) => [k, round((after[k] - (before[k] ?? 0)) / tasks, 3)]).filter(([, v]) => v > 0));
+    return Object.fromEntries(
+      Object.keys(after)
+        .map((k) => [k, round((after[k] - (before[k] ?? 0)) / tasks, 3)])
+        .filter(([, v]) => v > 0),
+    );
   };
 }
 
@@ -355,7 +483,15 @@ async function backlog(api, tag, n) {
   const wfIds = [];
   for (let w = 0; w < n / 1000; w++) {
     const wf = await api.client.createWorkflow({ name: `${tag}-${w}`, sealed: false });
-    await createTasks(api.client, wf.id, Array.from({ length: Math.min(1000, n - w * 1000) }, (_, i) => ({ name: `t${i}`, tags: [tag], action: { type: 'noop' } })));
+    await createTasks(
+      api.client,
+      wf.id,
+      Array.from({ length: Math.min(1000, n - w * 1000) }, (_, i) => ({
+        name: `t${i}`,
+        tags: [tag],
+        action: { type: 'noop' },
+      })),
+    );
     await api.client.sealWorkflow(wf.id);
     wfIds.push(wf.id);
   }
@@ -371,33 +507,55 @@ async function probe(api) {
   let completed = 0;
   const budget = cpuBudget(api);
   const t0 = performance.now();
-  await Promise.all(Array.from({ length: P }, async () => {
-    let tasks = await api.client.poll({ tags: ['probe'], wait_s: 1, max_tasks: 8 });
-    while (tasks.length > 0 || completed < N) {
-      const reports = tasks.map((t) => ({ task_id: t.id, lease_token: t.lease.token, status: 'complete' }));
-      completed += reports.length;
-      if (completed >= N) {
-        if (reports.length) await api.client.report(reports);
-        return;
+  await Promise.all(
+    Array.from({ length: P }, async () => {
+      let tasks = await api.client.poll({ tags: ['probe'], wait_s: 1, max_tasks: 8 });
+      while (tasks.length > 0 || completed < N) {
+        const reports = tasks.map((t) => ({ task_id: t.id, lease_token: t.lease.token, status: 'complete' }));
+        completed += reports.length;
+        if (completed >= N) {
+          if (reports.length) await api.client.report(reports);
+          return;
+        }
+        tasks = (await api.client.report(reports, { tags: ['probe'], wait_s: 1, max_tasks: 8 })).tasks;
       }
-      tasks = (await api.client.report(reports, { tags: ['probe'], wait_s: 1, max_tasks: 8 })).tasks;
-    }
-  }));
+    }),
+  );
   const secs = (performance.now() - t0) / 1000;
   const cpu = budget(N);
   const lat = await leaseLatencies(api.client, wfIds);
-  return { tasks: N, clients: P, seconds: round(secs, 2), tasks_per_s: round(N / secs), ready_to_leased_p50_ms: pct(lat, 50), ready_to_leased_p99_ms: pct(lat, 99), cpu_ms_per_task: cpu };
+  return {
+    tasks: N,
+    clients: P,
+    seconds: round(secs, 2),
+    tasks_per_s: round(N / secs),
+    ready_to_leased_p50_ms: pct(lat, 50),
+    ready_to_leased_p99_ms: pct(lat, 99),
+    cpu_ms_per_task: cpu,
+  };
 }
 
 /** A chain of --chain tasks, one client reporting each with the next poll in the same call: per hop, from sending it to the next task. */
 async function handoffBatch(api) {
   const wf = await api.client.createWorkflow({ name: 'chain2' });
-  await createTasks(api.client, wf.id, Array.from({ length: CHAIN }, (_, i) => ({ name: `c${i}`, tags: ['chain2'], action: { type: 'noop' }, ...(i ? { requires: [`c${i - 1}`] } : {}) })));
+  await createTasks(
+    api.client,
+    wf.id,
+    Array.from({ length: CHAIN }, (_, i) => ({
+      name: `c${i}`,
+      tags: ['chain2'],
+      action: { type: 'noop' },
+      ...(i ? { requires: [`c${i - 1}`] } : {}),
+    })),
+  );
   const hops = [];
   let [t] = await api.client.poll({ tags: ['chain2'], wait_s: 30 });
   for (let i = 1; i < CHAIN; i++) {
     const sent = performance.now();
-    const { tasks } = await api.client.report([{ task_id: t.id, lease_token: t.lease.token, status: 'complete' }], { tags: ['chain2'], wait_s: 30 });
+    const { tasks } = await api.client.report([{ task_id: t.id, lease_token: t.lease.token, status: 'complete' }], {
+      tags: ['chain2'],
+      wait_s: 30,
+    });
     hops.push(performance.now() - sent);
     t = tasks[0];
   }
@@ -411,13 +569,36 @@ async function realWorkers(api) {
   const tokenFile = join(work, 'worker-token');
   writeFileSync(tokenFile, TOKEN, { mode: 0o600 });
   const t0 = performance.now();
-  const procs = Array.from({ length: 4 }, (_, i) => spawn(process.execPath, [...(process.env.BENCH_WORKER_NODE_ARGS ?? '').split(' ').filter(Boolean), join(root, 'dist/apps/worker/main.js'), '--api', api.url, '--tags', 'wk', '--name', `bench-${i}`,
-    '--concurrency', '16', '--work-dir', mkdtempSync(join(work, 'worker-')), '--token-file', tokenFile, '--log-level', 'warn'], { env: { PATH: process.env.PATH }, stdio: ['ignore', 'ignore', 'inherit'] }));
+  const procs = Array.from({ length: 4 }, (_, i) =>
+    spawn(
+      process.execPath,
+      [
+        ...(process.env.BENCH_WORKER_NODE_ARGS ?? '').split(' ').filter(Boolean),
+        join(root, 'dist/apps/worker/main.js'),
+        '--api',
+        api.url,
+        '--tags',
+        'wk',
+        '--name',
+        `bench-${i}`,
+        '--concurrency',
+        '16',
+        '--work-dir',
+        mkdtempSync(join(work, 'worker-')),
+        '--token-file',
+        tokenFile,
+        '--log-level',
+        'warn',
+      ],
+      { env: { PATH: process.env.PATH }, stdio: ['ignore', 'ignore', 'inherit'] },
+    ),
+  );
   const budget = cpuBudget(api, () => ({ workers: procs.reduce((n, p) => n + cpuMs(p.pid), 0) }));
   let cpu;
   try {
     for (;;) {
-      if (procs.some((p) => p.exitCode !== null)) throw new Error('a worker process exited early (see its output above)');
+      if (procs.some((p) => p.exitCode !== null))
+        throw new Error('a worker process exited early (see its output above)');
       const states = await Promise.all(wfIds.map((id) => api.client.getWorkflow(id)));
       if (states.every((w) => w.state === 'SUCCESS')) {
         cpu = budget(N);
@@ -432,29 +613,60 @@ async function realWorkers(api) {
   }
   const secs = (performance.now() - t0) / 1000;
   const lat = await leaseLatencies(api.client, wfIds);
-  return { tasks: N, workers: 4, concurrency: 16, seconds: round(secs, 2), tasks_per_s: round(N / secs), ready_to_leased_p50_ms: pct(lat, 50), ready_to_leased_p99_ms: pct(lat, 99), cpu_ms_per_task: cpu };
+  return {
+    tasks: N,
+    workers: 4,
+    concurrency: 16,
+    seconds: round(secs, 2),
+    tasks_per_s: round(N / secs),
+    ready_to_leased_p50_ms: pct(lat, 50),
+    ready_to_leased_p99_ms: pct(lat, 99),
+    cpu_ms_per_task: cpu,
+  };
 }
 
 /** 1,000 long-polls parked on one tag, then 1,000 tasks in one request: READY -> leased, and until the last poll answered. */
 async function burst(api) {
   const polls = 1000;
   const answered = [];
-  const t = Array.from({ length: polls }, () => api.client.poll({ tags: ['burst'], wait_s: 60, max_tasks: 1 }).then((tasks) => answered.push(performance.now()) && tasks));
+  const t = Array.from({ length: polls }, () =>
+    api.client
+      .poll({ tags: ['burst'], wait_s: 60, max_tasks: 1 })
+      .then((tasks) => answered.push(performance.now()) && tasks),
+  );
   while ((await metric(api, 'tagflow_polls_waiting')) < polls) await new Promise((r) => setTimeout(r, 50));
   const wf = await api.client.createWorkflow({ name: 'burst' });
   const sent = performance.now();
-  await createTasks(api.client, wf.id, Array.from({ length: polls }, (_, i) => ({ name: `b${i}`, tags: ['burst'], action: { type: 'noop' } })));
+  await createTasks(
+    api.client,
+    wf.id,
+    Array.from({ length: polls }, (_, i) => ({ name: `b${i}`, tags: ['burst'], action: { type: 'noop' } })),
+  );
   const accepted = performance.now() - sent;
   const got = (await Promise.all(t)).flat();
   const lastMs = Math.max(...answered) - sent;
   const lat = await leaseLatencies(api.client, [wf.id]);
-  await api.client.report(got.map((x) => ({ task_id: x.id, lease_token: x.lease.token, status: 'complete' })).slice(0, 100));
-  return { polls, leased: got.length, accept_ms: round(accepted, 0), last_answer_ms: round(lastMs, 0), ready_to_leased_p50_ms: pct(lat, 50), ready_to_leased_p99_ms: pct(lat, 99) };
+  await api.client.report(
+    got.map((x) => ({ task_id: x.id, lease_token: x.lease.token, status: 'complete' })).slice(0, 100),
+  );
+  return {
+    polls,
+    leased: got.length,
+    accept_ms: round(accepted, 0),
+    last_answer_ms: round(lastMs, 0),
+    ready_to_leased_p50_ms: pct(lat, 50),
+    ready_to_leased_p99_ms: pct(lat, 99),
+  };
 }
 
 // ---------------------------------------------------------------- run
 
-const results = { at: new Date().toISOString(), node: process.version, sizes: { tasks: N, pollers: P, chain: CHAIN, scale: SCALE, groups: GROUPS, tags: TAGS, fanout: FANOUT }, runs: {} };
+const results = {
+  at: new Date().toISOString(),
+  node: process.version,
+  sizes: { tasks: N, pollers: P, chain: CHAIN, scale: SCALE, groups: GROUPS, tags: TAGS, fanout: FANOUT },
+  runs: {},
+};
 let ceil = null;
 if (only.has('ceiling')) {
   log(`raw BullMQ ceiling: ${N} jobs, ${P} concurrent`);
@@ -475,10 +687,12 @@ for (const db of opt.db.split(',')) {
     }
   };
   await run('throughput', throughput);
-  if (r.throughput?.tasks_per_s && ceil) r.throughput.ratio_to_bullmq = round(r.throughput.tasks_per_s / ceil.jobs_per_s, 3);
+  if (r.throughput?.tasks_per_s && ceil)
+    r.throughput.ratio_to_bullmq = round(r.throughput.tasks_per_s / ceil.jobs_per_s, 3);
   await run('probe', probe);
   await run('workers', realWorkers);
-  for (const k of ['probe', 'workers']) if (r[k]?.tasks_per_s && ceil) r[k].ratio_to_bullmq = round(r[k].tasks_per_s / ceil.jobs_per_s, 3);
+  for (const k of ['probe', 'workers'])
+    if (r[k]?.tasks_per_s && ceil) r[k].ratio_to_bullmq = round(r[k].tasks_per_s / ceil.jobs_per_s, 3);
   await run('handoff', handoff);
   await run('handoff-batch', handoffBatch);
   await run('burst', burst);
@@ -495,18 +709,91 @@ const rows = [];
 if (ceil) rows.push(['raw BullMQ', 'ceiling', `${ceil.jobs_per_s} jobs/s (${ceil.jobs} jobs, ${P} concurrent)`]);
 for (const [db, r] of Object.entries(results.runs)) {
   const f = (o, text) => (o?.error ? `error: ${o.error}` : o ? text(o) : 'skipped');
-  rows.push([db, 'throughput', f(r.throughput, (o) => `${o.tasks_per_s} tasks/s (${o.tasks} tasks, ${o.pollers} pollers), ${o.ratio_to_bullmq ?? '?'} of BullMQ; READY->leased p50 ${o.ready_to_leased_p50_ms} ms p99 ${o.ready_to_leased_p99_ms} ms`)]);
-  rows.push([db, 'probe', f(r.probe, (o) => `${o.tasks_per_s} tasks/s (${o.tasks} tasks, ${o.clients} clients, report-and-poll, 8 a request), ${o.ratio_to_bullmq ?? '?'} of BullMQ; READY->leased p50 ${o.ready_to_leased_p50_ms} ms p99 ${o.ready_to_leased_p99_ms} ms`)]);
-  rows.push([db, 'workers', f(r.workers, (o) => `${o.tasks_per_s} tasks/s (${o.tasks} noop tasks, ${o.workers} worker processes x ${o.concurrency}), ${o.ratio_to_bullmq ?? '?'} of BullMQ; READY->leased p50 ${o.ready_to_leased_p50_ms} ms p99 ${o.ready_to_leased_p99_ms} ms`)]);
-  for (const k of ['probe', 'workers']) if (r[k]?.cpu_ms_per_task) rows.push([db, `  CPU/task (${k})`, Object.entries(r[k].cpu_ms_per_task).map(([p, ms]) => `${p} ${ms} ms`).join(', ')]);
-  rows.push([db, 'hand-off (report+poll)', f(r['handoff-batch'], (o) => `p50 ${o.hop_p50_ms} ms, p99 ${o.hop_p99_ms} ms per hop (${o.hops} hops)`)]);
-  rows.push([db, 'burst', f(r.burst, (o) => `${o.polls} parked polls, ${o.leased} tasks in one request (accepted in ${o.accept_ms} ms): READY->leased p50 ${o.ready_to_leased_p50_ms} ms p99 ${o.ready_to_leased_p99_ms} ms, last poll answered ${o.last_answer_ms} ms after sending`)]);
-  rows.push([db, 'hand-off', f(r.handoff, (o) => `p50 ${o.hop_p50_ms} ms, p99 ${o.hop_p99_ms} ms per hop (${o.hops} hops)`)]);
-  rows.push([db, 'scale', f(r.scale, (o) => `${o.tasks} tasks in ${o.groups} groups: accepted in ${o.accept_s} s, finished in ${o.finish_s} s (${o.state}), peak API RSS ${o.peak_api_rss_mb} MB`)]);
-  rows.push([db, 'fan-out', f(r.fanout, (o) => `a root failing under ${o.dependents} dependents (on_failure ${o.on_failure}): reported in ${o.fail_ms} ms, /health meanwhile ${o.health_ms} ms; workflow ${o.state} after ${o.ended_ms} ms, ${o.skipped} skipped after ${o.settled_ms} ms`)]);
-  rows.push([db, 'many tags', f(r.tags, (o) => `${o.long_polls} long-polls on ${o.tags} tags, READY->leased: one batch of ${o.leased} p50 ${o.ready_to_leased_p50_ms} ms, p99 ${o.ready_to_leased_p99_ms} ms; one at a time p50 ${o.one_at_a_time_p50_ms} ms, p99 ${o.one_at_a_time_p99_ms} ms`)]);
+  rows.push([
+    db,
+    'throughput',
+    f(
+      r.throughput,
+      (o) =>
+        `${o.tasks_per_s} tasks/s (${o.tasks} tasks, ${o.pollers} pollers), ${o.ratio_to_bullmq ?? '?'} of BullMQ; READY->leased p50 ${o.ready_to_leased_p50_ms} ms p99 ${o.ready_to_leased_p99_ms} ms`,
+    ),
+  ]);
+  rows.push([
+    db,
+    'probe',
+    f(
+      r.probe,
+      (o) =>
+        `${o.tasks_per_s} tasks/s (${o.tasks} tasks, ${o.clients} clients, report-and-poll, 8 a request), ${o.ratio_to_bullmq ?? '?'} of BullMQ; READY->leased p50 ${o.ready_to_leased_p50_ms} ms p99 ${o.ready_to_leased_p99_ms} ms`,
+    ),
+  ]);
+  rows.push([
+    db,
+    'workers',
+    f(
+      r.workers,
+      (o) =>
+        `${o.tasks_per_s} tasks/s (${o.tasks} noop tasks, ${o.workers} worker processes x ${o.concurrency}), ${o.ratio_to_bullmq ?? '?'} of BullMQ; READY->leased p50 ${o.ready_to_leased_p50_ms} ms p99 ${o.ready_to_leased_p99_ms} ms`,
+    ),
+  ]);
+  for (const k of ['probe', 'workers'])
+    if (r[k]?.cpu_ms_per_task)
+      rows.push([
+        db,
+        `  CPU/task (${k})`,
+        Object.entries(r[k].cpu_ms_per_task)
+          .map(([p, ms]) => `${p} ${ms} ms`)
+          .join(', '),
+      ]);
+  rows.push([
+    db,
+    'hand-off (report+poll)',
+    f(r['handoff-batch'], (o) => `p50 ${o.hop_p50_ms} ms, p99 ${o.hop_p99_ms} ms per hop (${o.hops} hops)`),
+  ]);
+  rows.push([
+    db,
+    'burst',
+    f(
+      r.burst,
+      (o) =>
+        `${o.polls} parked polls, ${o.leased} tasks in one request (accepted in ${o.accept_ms} ms): READY->leased p50 ${o.ready_to_leased_p50_ms} ms p99 ${o.ready_to_leased_p99_ms} ms, last poll answered ${o.last_answer_ms} ms after sending`,
+    ),
+  ]);
+  rows.push([
+    db,
+    'hand-off',
+    f(r.handoff, (o) => `p50 ${o.hop_p50_ms} ms, p99 ${o.hop_p99_ms} ms per hop (${o.hops} hops)`),
+  ]);
+  rows.push([
+    db,
+    'scale',
+    f(
+      r.scale,
+      (o) =>
+        `${o.tasks} tasks in ${o.groups} groups: accepted in ${o.accept_s} s, finished in ${o.finish_s} s (${o.state}), peak API RSS ${o.peak_api_rss_mb} MB`,
+    ),
+  ]);
+  rows.push([
+    db,
+    'fan-out',
+    f(
+      r.fanout,
+      (o) =>
+        `a root failing under ${o.dependents} dependents (on_failure ${o.on_failure}): reported in ${o.fail_ms} ms, /health meanwhile ${o.health_ms} ms; workflow ${o.state} after ${o.ended_ms} ms, ${o.skipped} skipped after ${o.settled_ms} ms`,
+    ),
+  ]);
+  rows.push([
+    db,
+    'many tags',
+    f(
+      r.tags,
+      (o) =>
+        `${o.long_polls} long-polls on ${o.tags} tags, READY->leased: one batch of ${o.leased} p50 ${o.ready_to_leased_p50_ms} ms, p99 ${o.ready_to_leased_p99_ms} ms; one at a time p50 ${o.one_at_a_time_p50_ms} ms, p99 ${o.one_at_a_time_p99_ms} ms`,
+    ),
+  ]);
 }
-const w0 = Math.max(...rows.map((r) => r[0].length)), w1 = Math.max(...rows.map((r) => r[1].length));
+const w0 = Math.max(...rows.map((r) => r[0].length)),
+  w1 = Math.max(...rows.map((r) => r[1].length));
 console.log(rows.map((r) => `${r[0].padEnd(w0)}  ${r[1].padEnd(w1)}  ${r[2]}`).join('\n'));
 console.log(`\nresults: ${file}`);
 process.exit(0);

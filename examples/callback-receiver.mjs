@@ -30,13 +30,18 @@ const recent = new Map(); // signatures taken, with their t, while they are youn
  * (more than one could come while a secret changes).
  */
 function refusal(header, body, nowS) {
-  const fields = String(header ?? '').split(',').map((kv) => kv.trim().split('='));
+  const fields = String(header ?? '')
+    .split(',')
+    .map((kv) => kv.trim().split('='));
   const t = fields.find(([k]) => k === 't')?.[1];
   if (!/^\d{1,12}$/.test(t ?? '')) return 'bad or missing signature';
   const expected = createHmac('sha256', secret).update(`${t}.`).update(body).digest();
-  const matches = fields.some(([k, v]) => k === 'v1' && /^[0-9a-f]{64}$/.test(v) && timingSafeEqual(Buffer.from(v, 'hex'), expected));
+  const matches = fields.some(
+    ([k, v]) => k === 'v1' && /^[0-9a-f]{64}$/.test(v) && timingSafeEqual(Buffer.from(v, 'hex'), expected),
+  );
   if (!matches) return 'bad or missing signature';
-  if (Math.abs(nowS - Number(t)) > TOLERANCE_S) return `signed more than 5 minutes from now (t=${t}: a replayed copy, or a clock that is off)`;
+  if (Math.abs(nowS - Number(t)) > TOLERANCE_S)
+    return `signed more than 5 minutes from now (t=${t}: a replayed copy, or a clock that is off)`;
   return null;
 }
 
@@ -54,7 +59,8 @@ const server = createServer((req, res) => {
   let size = 0;
   req.on('data', (c) => {
     size += c.length;
-    if (size > 2 * 1024 * 1024) req.destroy(); // a task's JSON is well under this
+    if (size > 2 * 1024 * 1024)
+      req.destroy(); // a task's JSON is well under this
     else chunks.push(c);
   });
   req.on('end', () => {
@@ -71,7 +77,9 @@ const server = createServer((req, res) => {
       // What finished comes from the signed body (a task names its workflow), not from the unsigned Tagflow-Event header.
       const event = item.workflow_id ? 'task.finished' : 'workflow.finished';
       // Here an engine would resume whatever waited for this task or workflow.
-      console.log(`verified ${event} ${item.id} ${item.state}${item.exit_code === null || item.exit_code === undefined ? '' : ` exit ${item.exit_code}`}`);
+      console.log(
+        `verified ${event} ${item.id} ${item.state}${item.exit_code === null || item.exit_code === undefined ? '' : ` exit ${item.exit_code}`}`,
+      );
     }
     res.writeHead(204).end();
   });

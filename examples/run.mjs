@@ -20,8 +20,17 @@ const { TagflowClient } = await import(join(root, 'dist/libs/client/src/index.js
 
 // The servers each example's workflow expects, by name, with their tags (a worker's tags are what it can do).
 const SERVERS = {
-  'clustered-app': { manager: ['host:manager'], node1: ['host:node1', 'cluster-node'], node2: ['host:node2', 'cluster-node'], node3: ['host:node3', 'cluster-node'] },
-  'sql-cluster': { db1: ['host:db1', 'prepare', 'setup'], db2: ['host:db2', 'prepare', 'setup'], db3: ['host:db3', 'prepare', 'setup'] },
+  'clustered-app': {
+    manager: ['host:manager'],
+    node1: ['host:node1', 'cluster-node'],
+    node2: ['host:node2', 'cluster-node'],
+    node3: ['host:node3', 'cluster-node'],
+  },
+  'sql-cluster': {
+    db1: ['host:db1', 'prepare', 'setup'],
+    db2: ['host:db2', 'prepare', 'setup'],
+    db3: ['host:db3', 'prepare', 'setup'],
+  },
   'rolling-restart': Object.fromEntries([1, 2, 3, 4, 5, 6].map((n) => [`web${n}`, ['web', `host:web${n}`]])),
 };
 
@@ -59,24 +68,64 @@ const scratch = mkdtempSync(join(tmpdir(), 'tagflow-example-'));
 // The workers get the key on their standard input: a worker reads none from its environment.
 const { TAGFLOW_TOKEN: token, ...workerEnv } = process.env;
 const workers = Object.entries(SERVERS[name]).map(([server, tags]) => {
-  const w = spawn(process.execPath, [join(root, 'dist/apps/worker/main.js'), '--api', api, '--name', server, '--tags', tags.join(','),
-    '--concurrency', '4', '--work-dir', join(scratch, server), '--log-level', 'warn', ...(token ? ['--token-stdin'] : [])],
-  { stdio: [token ? 'pipe' : 'ignore', 'ignore', 'inherit'], env: workerEnv });
+  const w = spawn(
+    process.execPath,
+    [
+      join(root, 'dist/apps/worker/main.js'),
+      '--api',
+      api,
+      '--name',
+      server,
+      '--tags',
+      tags.join(','),
+      '--concurrency',
+      '4',
+      '--work-dir',
+      join(scratch, server),
+      '--log-level',
+      'warn',
+      ...(token ? ['--token-stdin'] : []),
+    ],
+    { stdio: [token ? 'pipe' : 'ignore', 'ignore', 'inherit'], env: workerEnv },
+  );
   if (token) w.stdin.end(`${token}\n`);
   return w;
 });
-const stopWorkers = () => Promise.all(workers.map((w) => new Promise((r) => (w.exitCode !== null ? r() : (w.on('exit', r), w.kill('SIGTERM'))))));
+const stopWorkers = () =>
+  Promise.all(
+    workers.map((w) => new Promise((r) => (w.exitCode !== null ? r() : (w.on('exit', r), w.kill('SIGTERM'))))),
+  );
 
 let code = 1;
 try {
   // The workflow file applied as a user would: `tagflow apply -f examples/NAME.yaml --wait`.
   const applied = await new Promise((resolve) => {
-    const cli = spawn(process.execPath, [join(root, 'bin/tagflow.js'), 'apply', '-f', join(root, 'examples', `${name}.yaml`), '--wait', '--timeout', '300'], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-      env: { PATH: process.env.PATH, HOME: process.env.HOME, TAGFLOW_URL: api, ...(token ? { TAGFLOW_TOKEN: token } : {}) },
-    });
+    const cli = spawn(
+      process.execPath,
+      [
+        join(root, 'bin/tagflow.js'),
+        'apply',
+        '-f',
+        join(root, 'examples', `${name}.yaml`),
+        '--wait',
+        '--timeout',
+        '300',
+      ],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+        env: {
+          PATH: process.env.PATH,
+          HOME: process.env.HOME,
+          TAGFLOW_URL: api,
+          ...(token ? { TAGFLOW_TOKEN: token } : {}),
+        },
+      },
+    );
     let out = '';
-    cli.stdout.on('data', (c) => { out += c; process.stdout.write(c); });
+    cli.stdout.on('data', (c) => {
+      out += c;
+      process.stdout.write(c);
+    });
     cli.on('exit', (status) => resolve({ status, out }));
   });
   const id = /workflow (\S+) created/.exec(applied.out)?.[1];
@@ -84,8 +133,10 @@ try {
   const done = await client.getWorkflow(id);
   const names = new Map((await client.listWorkers({ limit: 500 })).items.map((w) => [w.id, w.name]));
   for (const t of (await client.listTasks(id, { limit: 500 })).items) {
-    const where = t.worker_id ? names.get(t.worker_id) ?? t.worker_id : '-';
-    console.log(`  ${t.name.padEnd(16)} ${t.state.padEnd(8)} on ${String(where).padEnd(8)} ${JSON.stringify(t.output ?? t.error)}`);
+    const where = t.worker_id ? (names.get(t.worker_id) ?? t.worker_id) : '-';
+    console.log(
+      `  ${t.name.padEnd(16)} ${t.state.padEnd(8)} on ${String(where).padEnd(8)} ${JSON.stringify(t.output ?? t.error)}`,
+    );
   }
   const keys = (await client.listData(id)).items.filter((k) => !k.key.startsWith('tasks.')).map((k) => k.key);
   console.log(`data keys: ${keys.join(', ')}`);

@@ -27,8 +27,16 @@ await buildUi({ configFile: 'apps/ui/vite.config.mjs' });
 
 /** What `tsc -p` does, plus the plugin's transformer; exits 1 on any diagnostic. */
 function compile(configPath) {
-  const parsed = ts.getParsedCommandLineOfConfigFile(configPath, {}, { ...ts.sys, onUnRecoverableConfigFileDiagnostic: fail });
-  const program = ts.createProgram({ rootNames: parsed.fileNames, options: parsed.options, projectReferences: parsed.projectReferences });
+  const parsed = ts.getParsedCommandLineOfConfigFile(
+    configPath,
+    {},
+    { ...ts.sys, onUnRecoverableConfigFileDiagnostic: fail },
+  );
+  const program = ts.createProgram({
+    rootNames: parsed.fileNames,
+    options: parsed.options,
+    projectReferences: parsed.projectReferences,
+  });
   const plugin = openApiPlugin(swagger.options, program);
   const emitted = program.emit(undefined, undefined, undefined, false, { before: [plugin] });
   const diagnostics = [...parsed.errors, ...ts.getPreEmitDiagnostics(program), ...emitted.diagnostics];
@@ -36,7 +44,11 @@ function compile(configPath) {
 }
 
 function fail(...diagnostics) {
-  const host = { getCanonicalFileName: (f) => f, getCurrentDirectory: ts.sys.getCurrentDirectory, getNewLine: () => ts.sys.newLine };
+  const host = {
+    getCanonicalFileName: (f) => f,
+    getCurrentDirectory: ts.sys.getCurrentDirectory,
+    getNewLine: () => ts.sys.newLine,
+  };
   process.stderr.write(ts.formatDiagnosticsWithColorAndContext(diagnostics, host));
   process.exit(1);
 }

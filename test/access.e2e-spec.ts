@@ -22,7 +22,21 @@ import { WorkflowsController } from '../apps/api/src/workflows/workflows.control
 import { Api, task, waitFor, workflow } from './support/harness.js';
 import { WorkerProcess } from './support/worker-process.js';
 
-const CONTROLLERS = [WorkflowsController, TasksController, WorkerProtocolController, WorkersController, DataController, KeysController, AuditController, HealthController, MetricsController, StreamsController, LimitsController, SchedulesController, CallbacksController];
+const CONTROLLERS = [
+  WorkflowsController,
+  TasksController,
+  WorkerProtocolController,
+  WorkersController,
+  DataController,
+  KeysController,
+  AuditController,
+  HealthController,
+  MetricsController,
+  StreamsController,
+  LimitsController,
+  SchedulesController,
+  CallbacksController,
+];
 const ROLES = ['admin', 'operator', 'reader', 'worker'] as const;
 type Role = (typeof ROLES)[number];
 
@@ -44,13 +58,22 @@ function routesFromDecorators(): Route[] {
       if (method === undefined) continue;
       const sub = String(Reflect.getMetadata(PATH_METADATA, handler) ?? '');
       const path = `/${[base, sub].filter((p) => p && p !== '/').join('/')}`.replace(/\/+/g, '/');
-      routes.push({ method: RequestMethod[method], path, access: Reflect.getMetadata(ACCESS, handler) as Access | undefined });
+      routes.push({
+        method: RequestMethod[method],
+        path,
+        access: Reflect.getMetadata(ACCESS, handler) as Access | undefined,
+      });
     }
   }
   return routes;
 }
 
-const fill = (path: string) => path.replace(':id', randomUUID()).replace(':task', 'some-task').replace(':key', 'some.key').replace(':tag', 'some-tag');
+const fill = (path: string) =>
+  path
+    .replace(':id', randomUUID())
+    .replace(':task', 'some-task')
+    .replace(':key', 'some.key')
+    .replace(':tag', 'some-tag');
 
 /** Access control as an outsider and as each role would meet it, against the real API. */
 describe('access control', () => {
@@ -61,7 +84,12 @@ describe('access control', () => {
   // A body that passes validation where one is needed (a data write), so only access decides.
   const bodyFor = (path: string) => (path.includes('/data/') ? { value: 1 } : {});
   const call = (method: string, path: string, token?: string, body?: unknown) =>
-    api.request(method, path, method === 'GET' || method === 'DELETE' ? undefined : (body ?? bodyFor(path)), token ? as(token) : {});
+    api.request(
+      method,
+      path,
+      method === 'GET' || method === 'DELETE' ? undefined : (body ?? bodyFor(path)),
+      token ? as(token) : {},
+    );
   const newKey = async (spec: object) => {
     const r = await call('POST', '/v1/keys', admin, spec);
     expect(r.status).toBe(201);
@@ -72,7 +100,8 @@ describe('access control', () => {
     // This suite sends hundreds of requests without a valid key on purpose: no per-address limit here (tested on its own).
     api = await Api.start({ env: { TAGFLOW_ADMIN_TOKEN: admin, RATE_LIMIT_ANON_RPS: '0' } });
     keys.admin = admin;
-    for (const role of ['operator', 'reader', 'worker'] as const) keys[role] = (await newKey({ name: `${role}-key`, role })).token;
+    for (const role of ['operator', 'reader', 'worker'] as const)
+      keys[role] = (await newKey({ name: `${role}-key`, role })).token;
   });
   afterAll(async () => {
     await api.stop();
@@ -82,7 +111,9 @@ describe('access control', () => {
     const routes = routesFromDecorators();
     expect(routes.filter((r) => r.access === undefined).map((r) => `${r.method} ${r.path}`)).toEqual([]);
     const doc = (await api.get<{ paths: Record<string, Record<string, unknown>> }>('/docs/json')).body;
-    const served = Object.entries(doc.paths).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${path.replace(/\{(\w+)\}/g, ':$1')}`));
+    const served = Object.entries(doc.paths).flatMap(([path, ops]) =>
+      Object.keys(ops).map((m) => `${m.toUpperCase()} ${path.replace(/\{(\w+)\}/g, ':$1')}`),
+    );
     expect(routes.map((r) => `${r.method} ${r.path}`).sort()).toEqual(served.sort());
   });
 
@@ -94,8 +125,11 @@ describe('access control', () => {
       for (const role of ROLES) {
         const r = await call(route.method, fill(route.path), keys[role]);
         const allowed = role === 'admin' || (route.access as readonly string[]).includes(role);
-        const ok = allowed ? r.status !== 401 && r.status !== 403 : r.status === 403 && String(r.body.message).includes(`role ${role} may not ${route.method} ${route.path}`);
-        if (!ok) wrong.push(`${role} ${route.method} ${route.path}: ${r.status} ${JSON.stringify(r.body).slice(0, 120)}`);
+        const ok = allowed
+          ? r.status !== 401 && r.status !== 403
+          : r.status === 403 && String(r.body.message).includes(`role ${role} may not ${route.method} ${route.path}`);
+        if (!ok)
+          wrong.push(`${role} ${route.method} ${route.path}: ${r.status} ${JSON.stringify(r.body).slice(0, 120)}`);
         checked++;
       }
     }
@@ -115,9 +149,18 @@ describe('access control', () => {
       }
       for (const token of [undefined, 'tfk_not-a-key-at-all-000000000', revoked.token]) {
         const r = await call(route.method, path, token);
-        if (r.status !== 401) wrong.push(`${route.method} ${path} with ${token?.slice(0, 8) ?? 'no token'}: ${r.status}`);
+        if (r.status !== 401)
+          wrong.push(`${route.method} ${path} with ${token?.slice(0, 8) ?? 'no token'}: ${r.status}`);
       }
-      const spellings = [path.toUpperCase(), path.replace('/v1/', '/V1/'), `/${path}`, path.replace('/v1/', '/v1//'), `${path}/`, path.replace('v1', '%76%31'), path.replace(/\/([a-z])/, (_m, c: string) => `/%${c.charCodeAt(0).toString(16)}`)];
+      const spellings = [
+        path.toUpperCase(),
+        path.replace('/v1/', '/V1/'),
+        `/${path}`,
+        path.replace('/v1/', '/v1//'),
+        `${path}/`,
+        path.replace('v1', '%76%31'),
+        path.replace(/\/([a-z])/, (_m, c: string) => `/%${c.charCodeAt(0).toString(16)}`),
+      ];
       for (const spelled of spellings) {
         const r = await call(route.method, spelled);
         if (r.status !== 401 && r.status !== 404) wrong.push(`${route.method} ${spelled} without a token: ${r.status}`);
@@ -128,14 +171,26 @@ describe('access control', () => {
   });
 
   it('stops a key at its expiry, and never shows a token again', async () => {
-    const expiring = await newKey({ name: 'short-lived', role: 'reader', expires_at: new Date(Date.now() + 1500).toISOString() });
+    const expiring = await newKey({
+      name: 'short-lived',
+      role: 'reader',
+      expires_at: new Date(Date.now() + 1500).toISOString(),
+    });
     expect(expiring.token).toMatch(/^tfk_[A-Za-z0-9_-]{32}$/);
     expect((await call('GET', '/v1/workflows', expiring.token)).status).toBe(200);
-    await waitFor('the key to expire', async () => (await call('GET', '/v1/workflows', expiring.token)).status === 401, 5000);
+    await waitFor(
+      'the key to expire',
+      async () => (await call('GET', '/v1/workflows', expiring.token)).status === 401,
+      5000,
+    );
     const list = await call('GET', '/v1/keys?limit=500', admin);
     expect(list.status).toBe(200);
     expect(JSON.stringify(list.body)).not.toContain('tfk_');
-    expect(list.body.items.find((k: { id: string }) => k.id === expiring.id)).toMatchObject({ name: 'short-lived', role: 'reader', tags: ['*'] });
+    expect(list.body.items.find((k: { id: string }) => k.id === expiring.id)).toMatchObject({
+      name: 'short-lived',
+      role: 'reader',
+      tags: ['*'],
+    });
     const bad = await call('POST', '/v1/keys', admin, { name: 'x', role: 'root', tags: ['a b'] });
     expect(bad.status).toBe(400);
     expect(JSON.stringify(bad.body.details)).toMatch(/role/);
@@ -150,26 +205,58 @@ describe('access control', () => {
     };
     await refused('/v1/workflows', workflow({ tasks: [task('migrate', { tags: ['db'] })] }), 'db');
     await refused('/v1/workflows', workflow({ tasks: [task('anything', { tags: [] })] }), null);
-    await refused('/v1/workflows', workflow({ tasks: [task('deploy', { tags: ['web'], on_error: [{ run: [task('page', { tags: ['db'] })] }] })] }), 'db');
+    await refused(
+      '/v1/workflows',
+      workflow({ tasks: [task('deploy', { tags: ['web'], on_error: [{ run: [task('page', { tags: ['db'] })] }] })] }),
+      'db',
+    );
     await refused('/v1/tasks', { tags: ['db'], action: { type: 'noop' } }, 'db');
-    const wf = await call('POST', '/v1/workflows', op, workflow({ tasks: [task('deploy', { tags: ['web', 'web-eu'] })] }));
+    const wf = await call(
+      'POST',
+      '/v1/workflows',
+      op,
+      workflow({ tasks: [task('deploy', { tags: ['web', 'web-eu'] })] }),
+    );
     expect(wf.status).toBe(201);
     await refused(`/v1/workflows/${wf.body.id}/tasks`, task('more', { tags: ['host:db01'] }), 'host:db01');
     const deploy = (await api.request('GET', `/v1/workflows/${wf.body.id}/tasks/deploy`, undefined, as(op))).body;
     const patched = await api.request('PATCH', `/v1/tasks/${deploy.id}`, { tags: ['db'] }, as(op));
     expect(patched.status).toBe(403);
-    expect((await api.request('GET', `/v1/tasks/${deploy.id}`, undefined, as(op))).body.tags).toEqual(['web', 'web-eu']); // nothing changed
+    expect((await api.request('GET', `/v1/tasks/${deploy.id}`, undefined, as(op))).body.tags).toEqual([
+      'web',
+      'web-eu',
+    ]); // nothing changed
     expect((await api.request('PATCH', `/v1/tasks/${deploy.id}`, { tags: ['web-us'] }, as(op))).status).toBe(200);
     // Another team's task: not to be taken over, rerun, cancelled or deleted.
-    const theirs = (await call('POST', '/v1/workflows', admin, workflow({ on_failure: 'continue', tasks: [task('migrate', { tags: ['db'] })] }))).body;
+    const theirs = (
+      await call(
+        'POST',
+        '/v1/workflows',
+        admin,
+        workflow({ on_failure: 'continue', tasks: [task('migrate', { tags: ['db'] })] }),
+      )
+    ).body;
     const migrate = (await call('GET', `/v1/workflows/${theirs.id}/tasks/migrate`, admin)).body;
-    const takeover = await api.request('PATCH', `/v1/tasks/${migrate.id}`, { tags: ['web1'], action: { type: 'shell', command: 'id' } }, as(op));
+    const takeover = await api.request(
+      'PATCH',
+      `/v1/tasks/${migrate.id}`,
+      { tags: ['web1'], action: { type: 'shell', command: 'id' } },
+      as(op),
+    );
     expect(takeover.status).toBe(403);
     expect(takeover.body.message).toContain('not granted the tags of task migrate (db)');
-    for (const [method, path] of [['POST', `/v1/tasks/${migrate.id}/cancel`], ['POST', `/v1/tasks/${migrate.id}/rerun`], ['DELETE', `/v1/tasks/${migrate.id}`]]) {
+    for (const [method, path] of [
+      ['POST', `/v1/tasks/${migrate.id}/cancel`],
+      ['POST', `/v1/tasks/${migrate.id}/rerun`],
+      ['DELETE', `/v1/tasks/${migrate.id}`],
+    ]) {
       expect((await call(method, path, op)).status).toBe(403);
     }
-    expect((await call('GET', `/v1/tasks/${migrate.id}`, admin)).body).toMatchObject({ state: 'READY', tags: ['db'], action: { type: 'noop' } });
+    expect((await call('GET', `/v1/tasks/${migrate.id}`, admin)).body).toMatchObject({
+      state: 'READY',
+      tags: ['db'],
+      action: { type: 'noop' },
+    });
   });
 
   it('lets a worker poll only with the capabilities its grants cover', async () => {
@@ -181,10 +268,27 @@ describe('access control', () => {
     expect((await call('POST', '/v1/workflows', w, workflow())).status).toBe(403);
     // It is offered only tasks its grants cover: not an untagged task (that needs the grant *),
     // not one that also carries a tag outside them; and, as any poll, only tasks whose tags it names.
-    const wf = (await call('POST', '/v1/workflows', admin, workflow({ tasks: [task('any'), task('web-and-db', { tags: ['web', 'db'] }), task('mine', { tags: ['web', 'host:web01'] })] }))).body;
-    const web = (await call('POST', '/v1/tasks/poll', w, { tags: ['web'], wait_s: 0, max_tasks: 10 })).body.tasks.filter((x: { workflow_id: string }) => x.workflow_id === wf.id);
+    const wf = (
+      await call(
+        'POST',
+        '/v1/workflows',
+        admin,
+        workflow({
+          tasks: [
+            task('any'),
+            task('web-and-db', { tags: ['web', 'db'] }),
+            task('mine', { tags: ['web', 'host:web01'] }),
+          ],
+        }),
+      )
+    ).body;
+    const web = (
+      await call('POST', '/v1/tasks/poll', w, { tags: ['web'], wait_s: 0, max_tasks: 10 })
+    ).body.tasks.filter((x: { workflow_id: string }) => x.workflow_id === wf.id);
     expect(web).toEqual([]);
-    const got = (await call('POST', '/v1/tasks/poll', w, { tags: ['web', 'host:web01'], wait_s: 1, max_tasks: 10 })).body.tasks.filter((x: { workflow_id: string }) => x.workflow_id === wf.id);
+    const got = (
+      await call('POST', '/v1/tasks/poll', w, { tags: ['web', 'host:web01'], wait_s: 1, max_tasks: 10 })
+    ).body.tasks.filter((x: { workflow_id: string }) => x.workflow_id === wf.id);
     expect(got.map((x: { name: string }) => x.name)).toEqual(['mine']);
     // Its untagged task would fit any later poll of this suite.
     expect((await call('POST', `/v1/workflows/${wf.id}/cancel`, admin)).status).toBe(200);
@@ -194,7 +298,9 @@ describe('access control', () => {
     const a = (await newKey({ name: 'fleet-a', role: 'worker' })).token;
     const b = (await newKey({ name: 'fleet-b', role: 'worker' })).token;
     const worker = (await call('POST', '/v1/workers', a, { name: 'a-01', tags: ['x'] })).body;
-    expect((await call('POST', '/v1/tasks/poll', a, { tags: ['x'], worker_id: worker.id, wait_s: 0 })).status).toBe(200);
+    expect((await call('POST', '/v1/tasks/poll', a, { tags: ['x'], worker_id: worker.id, wait_s: 0 })).status).toBe(
+      200,
+    );
     const other = await call('POST', '/v1/tasks/poll', b, { tags: ['x'], worker_id: worker.id, wait_s: 0 });
     expect(other.status).toBe(404);
     expect(other.body.message).toContain(`worker ${worker.id} not found`);
@@ -202,7 +308,14 @@ describe('access control', () => {
 
   it('lets a lease token write only the keys its task produces, and nothing once the lease ends', async () => {
     const t = `lt-${randomUUID().slice(0, 8)}`;
-    const wf = (await call('POST', '/v1/workflows', admin, workflow({ tasks: [task('x', { tags: [t], produces: ['x.result'] })] }))).body;
+    const wf = (
+      await call(
+        'POST',
+        '/v1/workflows',
+        admin,
+        workflow({ tasks: [task('x', { tags: [t], produces: ['x.result'] })] }),
+      )
+    ).body;
     const leased = (await call('POST', '/v1/tasks/poll', keys.worker, { tags: [t], wait_s: 5 })).body.tasks[0];
     const lease = leased.lease.token as string;
     expect((await call('PUT', `/v1/workflows/${wf.id}/data/x.result`, lease, { value: 1 })).status).toBe(200);
@@ -211,26 +324,42 @@ describe('access control', () => {
     expect(other.body.message).toContain('may write only the keys it produces (x.result)');
     expect((await call('GET', `/v1/workflows/${wf.id}/data/x.result`, lease)).status).toBe(200);
     expect((await call('GET', `/v1/workflows/${wf.id}`, lease)).status).toBe(401); // a lease is no key
-    expect((await call('POST', `/v1/tasks/${leased.id}/complete`, keys.worker, { lease_token: lease })).status).toBe(200);
+    expect((await call('POST', `/v1/tasks/${leased.id}/complete`, keys.worker, { lease_token: lease })).status).toBe(
+      200,
+    );
     expect((await call('GET', `/v1/workflows/${wf.id}/data/x.result`, lease)).status).toBe(401);
   });
 
   it('records who made each workflow and task, and every state-changing request in the audit log', async () => {
     const op = await newKey({ name: 'auditor-test', role: 'operator' });
-    const wf = (await call('POST', '/v1/workflows', op.token, workflow({ tasks: [task('first', { tags: ['audit-t'] })] }))).body;
+    const wf = (
+      await call('POST', '/v1/workflows', op.token, workflow({ tasks: [task('first', { tags: ['audit-t'] })] }))
+    ).body;
     expect(wf.created_by).toEqual({ key_id: op.id, key_name: 'auditor-test' });
     const second = await call('POST', `/v1/workflows/${wf.id}/tasks`, op.token, task('second', { tags: ['audit-t'] }));
     expect(second.status).toBe(201);
-    expect((await call('GET', `/v1/workflows/${wf.id}/tasks/second`, admin)).body.created_by).toEqual({ key_id: op.id, key_name: 'auditor-test' });
+    expect((await call('GET', `/v1/workflows/${wf.id}/tasks/second`, admin)).body.created_by).toEqual({
+      key_id: op.id,
+      key_name: 'auditor-test',
+    });
     expect((await call('POST', `/v1/workflows/${wf.id}/pause`, op.token)).status).toBe(200);
     expect((await call('POST', `/v1/workflows/${wf.id}/tasks`, op.token, { tasks: 'nope' })).status).toBe(400);
     expect((await call('POST', `/v1/workflows/${wf.id}/cancel`, op.token)).status).toBe(200);
     // Refused by role: recorded too, so an operator trying to mint keys shows up.
     expect((await call('POST', '/v1/keys', op.token, { name: 'escalate', role: 'admin' })).status).toBe(403);
     expect((await call('GET', '/v1/audit', op.token)).status).toBe(403);
-    const log = (await call('GET', '/v1/audit?limit=500', admin)).body.items.filter((e: { key_id: string | null }) => e.key_id === op.id);
+    const log = (await call('GET', '/v1/audit?limit=500', admin)).body.items.filter(
+      (e: { key_id: string | null }) => e.key_id === op.id,
+    );
     // The resource: the one an answer made (the workflow, the task), else the one in the path.
-    expect(log.map((e: { method: string; path: string; status: number; resource_id: string }) => `${e.method} ${e.path} ${e.status} ${e.resource_id}`).reverse()).toEqual([
+    expect(
+      log
+        .map(
+          (e: { method: string; path: string; status: number; resource_id: string }) =>
+            `${e.method} ${e.path} ${e.status} ${e.resource_id}`,
+        )
+        .reverse(),
+    ).toEqual([
       `POST /v1/workflows 201 ${wf.id}`,
       `POST /v1/workflows/${wf.id}/tasks 201 ${second.body.id}`,
       `POST /v1/workflows/${wf.id}/pause 200 ${wf.id}`,
@@ -238,25 +367,37 @@ describe('access control', () => {
       `POST /v1/workflows/${wf.id}/cancel 200 ${wf.id}`,
       'POST /v1/keys 403 null',
     ]);
-    expect(log[0]).toMatchObject({ key_name: 'auditor-test', namespace: 'default', at: expect.stringMatching(/^\d{4}-/) });
+    expect(log[0]).toMatchObject({
+      key_name: 'auditor-test',
+      namespace: 'default',
+      at: expect.stringMatching(/^\d{4}-/),
+    });
     const page = (await call('GET', '/v1/audit?limit=2', admin)).body;
     expect(page.items).toHaveLength(2);
     const next = (await call('GET', `/v1/audit?limit=2&cursor=${page.next_cursor}`, admin)).body;
     expect(next.items[0].id).toBeLessThan(page.items[1].id);
   });
 
-  it('runs a shell task that cannot find the worker\'s key: not in its environment, its parent\'s, nor the key file', async () => {
+  it("runs a shell task that cannot find the worker's key: not in its environment, its parent's, nor the key file", async () => {
     const t = `secret-${randomUUID().slice(0, 8)}`;
     const dir = mkdtempSync(join(tmpdir(), 'tagflow-key-'));
     const file = join(dir, 'worker.token');
     const workerKey = (await newKey({ name: 'shell-worker', role: 'worker', tags: [t] })).token;
     writeFileSync(file, `${workerKey}\n`, { mode: 0o644 });
-    const loose = await WorkerProcess.start({ api: api.url, tags: [t], args: ['--token-file', file] }).then(() => 'started', (e: Error) => e.message);
+    const loose = await WorkerProcess.start({ api: api.url, tags: [t], args: ['--token-file', file] }).then(
+      () => 'started',
+      (e: Error) => e.message,
+    );
     expect(loose).toContain('can be read by other users (mode 644): chmod 600 it');
     chmodSync(file, 0o600);
     // A marker in the worker's own environment shows the probe does see what the worker holds.
     const marker = `marker-${randomUUID()}`;
-    const worker = await WorkerProcess.start({ api: api.url, tags: [t], args: ['--token-file', file], env: { HOME: dir, PROBE_MARKER: marker } });
+    const worker = await WorkerProcess.start({
+      api: api.url,
+      tags: [t],
+      args: ['--token-file', file],
+      env: { HOME: dir, PROBE_MARKER: marker },
+    });
     try {
       const secret = workerKey.slice(4, 20);
       const probe = [
@@ -265,69 +406,124 @@ describe('access control', () => {
         `tr '\\0' ' ' < /proc/$PPID/cmdline | grep -cF -- '${secret}' || true`,
         `tr '\\0' '\\n' < /proc/$PPID/environ | grep -cF -- '${marker}' || true`,
       ].join('; ');
-      const wf = (await call('POST', '/v1/workflows', admin, workflow({ sealed: true, tasks: [task('probe', { tags: [t], action: { type: 'shell', command: probe } })] }))).body;
-      const done = await waitFor('the probe to finish', async () => {
-        const r = (await call('GET', `/v1/workflows/${wf.id}/tasks/probe`, admin)).body;
-        return r.state === 'SUCCESS' || r.state === 'ERROR' ? r : undefined;
-      }, 20_000);
+      const wf = (
+        await call(
+          'POST',
+          '/v1/workflows',
+          admin,
+          workflow({ sealed: true, tasks: [task('probe', { tags: [t], action: { type: 'shell', command: probe } })] }),
+        )
+      ).body;
+      const done = await waitFor(
+        'the probe to finish',
+        async () => {
+          const r = (await call('GET', `/v1/workflows/${wf.id}/tasks/probe`, admin)).body;
+          return r.state === 'SUCCESS' || r.state === 'ERROR' ? r : undefined;
+        },
+        20_000,
+      );
       expect(done.state).toBe('SUCCESS');
       expect(done.stdout.trim().split('\n')).toEqual(['0', '0', '0', '1']);
     } finally {
       await worker.stop();
     }
-    const exposed = await WorkerProcess.start({ api: api.url, tags: [t], env: { TAGFLOW_TOKEN: workerKey } }).then(() => 'started', (e: Error) => e.message);
+    const exposed = await WorkerProcess.start({ api: api.url, tags: [t], env: { TAGFLOW_TOKEN: workerKey } }).then(
+      () => 'started',
+      (e: Error) => e.message,
+    );
     expect(exposed).toContain('TAGFLOW_TOKEN is not read by the worker');
   });
 
   // Starting processes as another user needs root; the suite runs as root in CI (see .ci/run).
-  (process.getuid?.() === 0 ? it : it.skip)('runs tasks as another user with --run-as: the key file, the worker process, its environment and root-only directories are out of reach', async () => {
-    const t = `runas-${randomUUID().slice(0, 8)}`;
-    const dir = mkdtempSync(join(tmpdir(), 'tagflow-key-'));
-    const file = join(dir, 'worker.token');
-    const workerKey = (await newKey({ name: 'runas-worker', role: 'worker', tags: [t] })).token;
-    writeFileSync(file, `${workerKey}\n`, { mode: 0o600 });
-    const worker = await WorkerProcess.start({ api: api.url, tags: [t], args: ['--token-file', file, '--run-as', 'nobody'], env: { UNIT_SECRET: 'in-the-unit' } });
-    try {
-      const probe = [
-        'id -un',
-        `cat '${file}' >/dev/null 2>&1 && echo read-the-key || echo key-file-refused`,
-        'cat /proc/$PPID/environ >/dev/null 2>&1 && echo read-worker-environ || echo worker-environ-refused',
-        'ls .. >/dev/null 2>&1 && echo listed-work-dir || echo work-dir-unlisted',
-        `env | grep -cF -- '${workerKey.slice(4, 20)}' || true`,
-        'echo "${UNIT_SECRET:-not-passed}"',
-        'tagflow-worker data put probe.user "\\"$(id -un)\\""',
-        'echo "{\\"home\\": \\"$HOME\\"}" > "$TAGFLOW_OUTPUT"',
-      ].join('; ');
-      // A task that swaps its output file for a link to the worker's key must not get the key read for it.
-      const swap = `rm -f "$TAGFLOW_OUTPUT"; ln -s '${file}' "$TAGFLOW_OUTPUT"`;
-      const wf = (await call('POST', '/v1/workflows', admin, workflow({
-        sealed: true,
-        on_failure: 'continue',
-        tasks: [
-          task('probe', { tags: [t], produces: ['probe.user'], action: { type: 'shell', command: probe } }),
-          task('swap', { tags: [t], requires: ['probe'], action: { type: 'shell', command: swap } }),
-          // root may enter the key's directory; the task's user may not, and the task enters it as that user.
-          task('enter', { tags: [t], requires: ['probe'], action: { type: 'shell', command: 'ls', cwd: dir } }),
-        ],
-      }))).body;
-      const finished = async (name: string) => waitFor(`${name} to finish`, async () => {
-        const r = (await call('GET', `/v1/workflows/${wf.id}/tasks/${name}`, admin)).body;
-        return r.state === 'SUCCESS' || r.state === 'ERROR' ? r : undefined;
-      }, 20_000);
-      const done = await finished('probe');
-      expect({ state: done.state, stderr: done.stderr }).toEqual({ state: 'SUCCESS', stderr: '' });
-      expect(done.stdout.trim().split('\n')).toEqual(['nobody', 'key-file-refused', 'worker-environ-refused', 'work-dir-unlisted', '0', 'not-passed']);
-      expect(done.output).toEqual({ home: expect.stringMatching(/^\/(nonexistent|var)/) });
-      expect((await call('GET', `/v1/workflows/${wf.id}/data/probe.user`, admin)).body.value).toBe('nobody');
-      const swapped = await finished('swap');
-      expect(swapped).toMatchObject({ state: 'ERROR', error: { code: 'INVALID_OUTPUT', message: expect.stringContaining('symbolic link') } });
-      expect(JSON.stringify(swapped)).not.toContain(workerKey.slice(4));
-      const entered = await finished('enter');
-      expect(entered).toMatchObject({ state: 'ERROR', stdout: '', stderr: expect.stringContaining('cannot change directory') });
-    } finally {
-      await worker.stop();
-    }
-    const asUser = await WorkerProcess.start({ api: api.url, tags: [t], args: ['--token-file', file, '--run-as', 'no-such-user-here'] }).then(() => 'started', (e: Error) => e.message);
-    expect(asUser).toContain('--run-as no-such-user-here: no such user');
-  });
+  (process.getuid?.() === 0 ? it : it.skip)(
+    'runs tasks as another user with --run-as: the key file, the worker process, its environment and root-only directories are out of reach',
+    async () => {
+      const t = `runas-${randomUUID().slice(0, 8)}`;
+      const dir = mkdtempSync(join(tmpdir(), 'tagflow-key-'));
+      const file = join(dir, 'worker.token');
+      const workerKey = (await newKey({ name: 'runas-worker', role: 'worker', tags: [t] })).token;
+      writeFileSync(file, `${workerKey}\n`, { mode: 0o600 });
+      const worker = await WorkerProcess.start({
+        api: api.url,
+        tags: [t],
+        args: ['--token-file', file, '--run-as', 'nobody'],
+        env: { UNIT_SECRET: 'in-the-unit' },
+      });
+      try {
+        const probe = [
+          'id -un',
+          `cat '${file}' >/dev/null 2>&1 && echo read-the-key || echo key-file-refused`,
+          'cat /proc/$PPID/environ >/dev/null 2>&1 && echo read-worker-environ || echo worker-environ-refused',
+          'ls .. >/dev/null 2>&1 && echo listed-work-dir || echo work-dir-unlisted',
+          `env | grep -cF -- '${workerKey.slice(4, 20)}' || true`,
+          'echo "${UNIT_SECRET:-not-passed}"',
+          'tagflow-worker data put probe.user "\\"$(id -un)\\""',
+          'echo "{\\"home\\": \\"$HOME\\"}" > "$TAGFLOW_OUTPUT"',
+        ].join('; ');
+        // A task that swaps its output file for a link to the worker's key must not get the key read for it.
+        const swap = `rm -f "$TAGFLOW_OUTPUT"; ln -s '${file}' "$TAGFLOW_OUTPUT"`;
+        const wf = (
+          await call(
+            'POST',
+            '/v1/workflows',
+            admin,
+            workflow({
+              sealed: true,
+              on_failure: 'continue',
+              tasks: [
+                task('probe', { tags: [t], produces: ['probe.user'], action: { type: 'shell', command: probe } }),
+                task('swap', { tags: [t], requires: ['probe'], action: { type: 'shell', command: swap } }),
+                // root may enter the key's directory; the task's user may not, and the task enters it as that user.
+                task('enter', { tags: [t], requires: ['probe'], action: { type: 'shell', command: 'ls', cwd: dir } }),
+              ],
+            }),
+          )
+        ).body;
+        const finished = async (name: string) =>
+          waitFor(
+            `${name} to finish`,
+            async () => {
+              const r = (await call('GET', `/v1/workflows/${wf.id}/tasks/${name}`, admin)).body;
+              return r.state === 'SUCCESS' || r.state === 'ERROR' ? r : undefined;
+            },
+            20_000,
+          );
+        const done = await finished('probe');
+        expect({ state: done.state, stderr: done.stderr }).toEqual({ state: 'SUCCESS', stderr: '' });
+        expect(done.stdout.trim().split('\n')).toEqual([
+          'nobody',
+          'key-file-refused',
+          'worker-environ-refused',
+          'work-dir-unlisted',
+          '0',
+          'not-passed',
+        ]);
+        expect(done.output).toEqual({ home: expect.stringMatching(/^\/(nonexistent|var)/) });
+        expect((await call('GET', `/v1/workflows/${wf.id}/data/probe.user`, admin)).body.value).toBe('nobody');
+        const swapped = await finished('swap');
+        expect(swapped).toMatchObject({
+          state: 'ERROR',
+          error: { code: 'INVALID_OUTPUT', message: expect.stringContaining('symbolic link') },
+        });
+        expect(JSON.stringify(swapped)).not.toContain(workerKey.slice(4));
+        const entered = await finished('enter');
+        expect(entered).toMatchObject({
+          state: 'ERROR',
+          stdout: '',
+          stderr: expect.stringContaining('cannot change directory'),
+        });
+      } finally {
+        await worker.stop();
+      }
+      const asUser = await WorkerProcess.start({
+        api: api.url,
+        tags: [t],
+        args: ['--token-file', file, '--run-as', 'no-such-user-here'],
+      }).then(
+        () => 'started',
+        (e: Error) => e.message,
+      );
+      expect(asUser).toContain('--run-as no-such-user-here: no such user');
+    },
+  );
 });

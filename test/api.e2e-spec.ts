@@ -13,19 +13,39 @@ describe('workflows and tasks over REST', () => {
   });
 
   it('creates a workflow with inline tasks and reports task counts', async () => {
-    const r = await api.post('/v1/workflows', workflow({
-      name: 'deploy', description: 'd', tags: ['prod'], input: { v: 1 },
-      tasks: [task('a'), task('b', { requires: ['a'] }), task('c', { requires: ['a'] })],
-    }));
+    const r = await api.post(
+      '/v1/workflows',
+      workflow({
+        name: 'deploy',
+        description: 'd',
+        tags: ['prod'],
+        input: { v: 1 },
+        tasks: [task('a'), task('b', { requires: ['a'] }), task('c', { requires: ['a'] })],
+      }),
+    );
     expect(r.status).toBe(201);
-    expect(r.body).toMatchObject({ name: 'deploy', state: 'RUNNING', sealed: false, on_failure: 'fail', tags: ['prod'], input: { v: 1 } });
+    expect(r.body).toMatchObject({
+      name: 'deploy',
+      state: 'RUNNING',
+      sealed: false,
+      on_failure: 'fail',
+      tags: ['prod'],
+      input: { v: 1 },
+    });
     expect(r.body.id).toMatch(/^[0-9a-f-]{36}$/);
     expect(r.body.task_counts).toMatchObject({ READY: 1, WAITING: 2, RUNNING: 0 });
     expect(new Date(r.body.created_at).toISOString()).toBe(r.body.created_at);
 
     const b = await api.get(`/v1/workflows/${r.body.id}/tasks/b`);
     expect(b.status).toBe(200);
-    expect(b.body).toMatchObject({ name: 'b', state: 'WAITING', requires: ['a'], attempt: 1, lease_s: 30, retry: { count: 0 } });
+    expect(b.body).toMatchObject({
+      name: 'b',
+      state: 'WAITING',
+      requires: ['a'],
+      attempt: 1,
+      lease_s: 30,
+      retry: { count: 0 },
+    });
     const byId = await api.get(`/v1/workflows/${r.body.id}/tasks/${b.body.id}`);
     expect(byId.body.name).toBe('b');
   });
@@ -37,7 +57,9 @@ describe('workflows and tasks over REST', () => {
     const seen: string[] = [];
     let cursor: string | null = null;
     do {
-      const r: { status: number; body: any } = await api.get(`/v1/workflows?tag=${tag}&limit=2${cursor ? `&cursor=${cursor}` : ''}`);
+      const r: { status: number; body: any } = await api.get(
+        `/v1/workflows?tag=${tag}&limit=2${cursor ? `&cursor=${cursor}` : ''}`,
+      );
       expect(r.status).toBe(200);
       expect(r.body.items.length).toBeLessThanOrEqual(2);
       seen.push(...r.body.items.map((w: any) => w.id));
@@ -53,8 +75,16 @@ describe('workflows and tasks over REST', () => {
     expect((await api.get('/v1/workflows?state=NOPE')).status).toBe(400);
   });
 
-  it('lists a workflow\'s tasks by state and tag', async () => {
-    const wf = await api.createWorkflow(workflow({ tasks: [task('x', { tags: ['web'] }), task('y', { tags: ['db'] }), task('z', { tags: ['web'], requires: ['y'] })] }));
+  it("lists a workflow's tasks by state and tag", async () => {
+    const wf = await api.createWorkflow(
+      workflow({
+        tasks: [
+          task('x', { tags: ['web'] }),
+          task('y', { tags: ['db'] }),
+          task('z', { tags: ['web'], requires: ['y'] }),
+        ],
+      }),
+    );
     const web = await api.get(`/v1/workflows/${wf.id}/tasks?tag=web`);
     expect(web.body.items.map((t: any) => t.name)).toEqual(['x', 'z']);
     const waiting = await api.get(`/v1/workflows/${wf.id}/tasks?state=WAITING`);
@@ -66,12 +96,16 @@ describe('workflows and tasks over REST', () => {
     const one = await api.post(`/v1/workflows/${wf.id}/tasks`, task('one'));
     expect(one.status).toBe(201);
     expect(one.body).toMatchObject({ name: 'one', state: 'READY' });
-    const batch = await api.post(`/v1/workflows/${wf.id}/tasks`, { tasks: [task('two', { requires: ['one'] }), task('three', { requires: ['two'] })] });
+    const batch = await api.post(`/v1/workflows/${wf.id}/tasks`, {
+      tasks: [task('two', { requires: ['one'] }), task('three', { requires: ['two'] })],
+    });
     expect(batch.status).toBe(201);
     expect(batch.body.tasks.map((t: any) => t.state)).toEqual(['WAITING', 'WAITING']);
 
     // One bad task in a batch: nothing of the batch is added.
-    const bad = await api.post(`/v1/workflows/${wf.id}/tasks`, { tasks: [task('four'), task('five', { requires: ['nope'] })] });
+    const bad = await api.post(`/v1/workflows/${wf.id}/tasks`, {
+      tasks: [task('four'), task('five', { requires: ['nope'] })],
+    });
     expect(bad.status).toBe(422);
     expect(bad.body.message).toContain('unknown task nope');
     expect((await api.get(`/v1/workflows/${wf.id}/tasks/four`)).status).toBe(404);
@@ -91,13 +125,26 @@ describe('workflows and tasks over REST', () => {
   it('refuses bad input with a 4xx naming every offending field, and changes nothing', async () => {
     const before = (await api.get('/v1/workflows?limit=500')).body.items.length;
     const r = await api.post('/v1/workflows', {
-      name: 'bad name!', tags: Array.from({ length: 33 }, (_, i) => `t${i}`), on_failure: 'explode',
+      name: 'bad name!',
+      tags: Array.from({ length: 33 }, (_, i) => `t${i}`),
+      on_failure: 'explode',
       tasks: [{ action: {} }, { action: { type: 'x' }, tags: ['no spaces allowed'], lease_s: 0, retry: { count: -1 } }],
       unknown_field: true,
     });
     expect(r.status).toBe(400);
     const fields = r.body.details.map((d: any) => d.field);
-    expect(fields).toEqual(expect.arrayContaining(['name', 'tags', 'on_failure', 'tasks.0.action', 'tasks.1.tags', 'tasks.1.lease_s', 'tasks.1.retry.count', 'unknown_field']));
+    expect(fields).toEqual(
+      expect.arrayContaining([
+        'name',
+        'tags',
+        'on_failure',
+        'tasks.0.action',
+        'tasks.1.tags',
+        'tasks.1.lease_s',
+        'tasks.1.retry.count',
+        'unknown_field',
+      ]),
+    );
     expect(r.body).toMatchObject({ statusCode: 400, error: 'Bad Request' });
     expect(typeof r.body.message).toBe('string');
     expect((await api.get('/v1/workflows?limit=500')).body.items.length).toBe(before);
@@ -110,10 +157,18 @@ describe('workflows and tasks over REST', () => {
     const unknown = await api.post('/v1/workflows', workflow({ tasks: [task('a', { requires: ['ghost'] })] }));
     expect(unknown.status).toBe(422);
     expect(unknown.body.message).toBe('task a requires unknown task ghost');
-    const cycle = await api.post('/v1/workflows', workflow({ tasks: [task('a', { requires: ['c'] }), task('b', { requires: ['a'] }), task('c', { requires: ['b'] })] }));
+    const cycle = await api.post(
+      '/v1/workflows',
+      workflow({
+        tasks: [task('a', { requires: ['c'] }), task('b', { requires: ['a'] }), task('c', { requires: ['b'] })],
+      }),
+    );
     expect(cycle.status).toBe(422);
     expect(cycle.body.message).toMatch(/^dependency cycle: (a -> c -> b -> a|b -> a -> c -> b|c -> b -> a -> c)$/);
-    const tagCycle = await api.post('/v1/workflows', workflow({ tasks: [task('lb', { requires_tags: ['web'] }), task('web1', { tags: ['web'], requires: ['lb'] })] }));
+    const tagCycle = await api.post(
+      '/v1/workflows',
+      workflow({ tasks: [task('lb', { requires_tags: ['web'] }), task('web1', { tags: ['web'], requires: ['lb'] })] }),
+    );
     expect(tagCycle.status).toBe(422);
     expect(tagCycle.body.message).toContain('tag:web');
   });
@@ -131,7 +186,11 @@ describe('workflows and tasks over REST', () => {
     expect(big.body.message).toContain('larger than the limit');
     const broken = await api.request('POST', '/v1/workflows', '{"name": ');
     expect(broken.status).toBe(400);
-    const deepR = await api.request('POST', '/v1/workflows', `{"name":"deep","input":{"deep":${'['.repeat(5000)}1${']'.repeat(5000)}}}`);
+    const deepR = await api.request(
+      'POST',
+      '/v1/workflows',
+      `{"name":"deep","input":{"deep":${'['.repeat(5000)}1${']'.repeat(5000)}}}`,
+    );
     expect(deepR.status).toBe(400);
     expect(deepR.body.message).toContain('nested deeper');
     const arr = await api.post('/v1/workflows', [1, 2]);
@@ -149,7 +208,12 @@ describe('workflows and tasks over REST', () => {
 
   it('deletes only a finished workflow, and leaves none of its rows behind', async () => {
     const before = await dbSnapshot(api.databaseUrl);
-    const wf = await api.createWorkflow(workflow({ tags: ['deleted'], tasks: [task('a', { tags: ['t'] }), task('b', { requires: ['a'], requires_tags: ['t'] })] }));
+    const wf = await api.createWorkflow(
+      workflow({
+        tags: ['deleted'],
+        tasks: [task('a', { tags: ['t'] }), task('b', { requires: ['a'], requires_tags: ['t'] })],
+      }),
+    );
     expect((await api.request('PUT', `/v1/workflows/${wf.id}/data/k`, { value: 1 })).status).toBe(200);
     const early = await api.del(`/v1/workflows/${wf.id}`);
     expect(early.status).toBe(409);
@@ -167,13 +231,22 @@ describe('workflows and tasks over REST', () => {
   });
 
   it('registers and lists workers', async () => {
-    const r = await api.post('/v1/workers', { name: 'web-01', tags: ['web', 'linux'], hostname: 'web-01.example', version: '1.0.0' });
+    const r = await api.post('/v1/workers', {
+      name: 'web-01',
+      tags: ['web', 'linux'],
+      hostname: 'web-01.example',
+      version: '1.0.0',
+    });
     expect(r.status).toBe(201);
     expect(r.body).toMatchObject({ name: 'web-01', tags: ['linux', 'web'], running_task_ids: [] });
     const list = await api.get('/v1/workers');
     expect(list.body.items.map((w: any) => w.id)).toContain(r.body.id);
     expect((await api.post('/v1/workers', { tags: ['x'] })).status).toBe(400);
-    const unknownWorker = await api.post('/v1/tasks/poll', { tags: [], worker_id: '00000000-0000-4000-8000-000000000000', wait_s: 0 });
+    const unknownWorker = await api.post('/v1/tasks/poll', {
+      tags: [],
+      worker_id: '00000000-0000-4000-8000-000000000000',
+      wait_s: 0,
+    });
     expect(unknownWorker.status).toBe(404);
   });
 

@@ -51,7 +51,8 @@ class Receiver {
 }
 
 /** `Tagflow-Signature` as docs/flow-control.md says: `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`. */
-const sign = (secret: string, body: string, t = Math.floor(Date.now() / 1000)) => `t=${t},v1=${createHmac('sha256', secret).update(`${t}.${body}`).digest('hex')}`;
+const sign = (secret: string, body: string, t = Math.floor(Date.now() / 1000)) =>
+  `t=${t},v1=${createHmac('sha256', secret).update(`${t}.${body}`).digest('hex')}`;
 
 /** Checks a try's signature as a receiver would (the recipe of docs/flow-control.md); returns its time, or null. */
 function verified(secret: string, got: Received): number | null {
@@ -70,7 +71,11 @@ const signedWhenSent = (secret: string, got: Received) => {
 /** examples/callback-receiver.mjs, started as docs/flow-control.md says, on a loopback port. */
 async function exampleReceiver(secret: string) {
   const port = await freePort();
-  const proc = track(spawn(process.execPath, ['examples/callback-receiver.mjs'], { env: { PATH: process.env.PATH ?? '', PORT: String(port), HOST: '127.0.0.1', TAGFLOW_CALLBACK_SECRET: secret } }));
+  const proc = track(
+    spawn(process.execPath, ['examples/callback-receiver.mjs'], {
+      env: { PATH: process.env.PATH ?? '', PORT: String(port), HOST: '127.0.0.1', TAGFLOW_CALLBACK_SECRET: secret },
+    }),
+  );
   let out = '';
   proc.stdout.on('data', (c: Buffer) => (out += c.toString()));
   await waitFor('the receiver to listen', async () => out.includes('listening'));
@@ -78,7 +83,8 @@ async function exampleReceiver(secret: string) {
   return {
     url,
     out: () => out,
-    post: async (body: string, headers: Record<string, string>) => (await fetch(url, { method: 'POST', body, headers: { 'content-type': 'application/json', ...headers } })).status,
+    post: async (body: string, headers: Record<string, string>) =>
+      (await fetch(url, { method: 'POST', body, headers: { 'content-type': 'application/json', ...headers } })).status,
     stop: () => proc.kill(),
   };
 }
@@ -102,11 +108,13 @@ describe('signed callbacks', () => {
     const tag = `cb-${uniq()}`;
     const secret = `s3cret-${uniq()}`;
     receiver.failFirst = 2;
-    const wf = await api.createWorkflow(workflow({
-      sealed: true,
-      callback: { url: receiver.url(`/wf-${tag}`), secret },
-      tasks: [task('deploy', { tags: [tag], callback: { url: receiver.url(`/task-${tag}`), secret } })],
-    }));
+    const wf = await api.createWorkflow(
+      workflow({
+        sealed: true,
+        callback: { url: receiver.url(`/wf-${tag}`), secret },
+        tasks: [task('deploy', { tags: [tag], callback: { url: receiver.url(`/task-${tag}`), secret } })],
+      }),
+    );
     expect(wf.callback).toEqual({ url: receiver.url(`/wf-${tag}`), signed: true });
     const leased = await api.take([tag]);
     expect(JSON.stringify(leased)).not.toContain(secret);
@@ -124,17 +132,35 @@ describe('signed callbacks', () => {
     }
     expect(new Set(tries.map((t) => t.headers['tagflow-delivery'])).size).toBe(1);
     const sent = JSON.parse(tries[0].body);
-    expect(sent).toMatchObject({ id: leased.id, name: 'deploy', state: 'SUCCESS', output: { version: '1.2.3' }, callback: { signed: true } });
+    expect(sent).toMatchObject({
+      id: leased.id,
+      name: 'deploy',
+      state: 'SUCCESS',
+      output: { version: '1.2.3' },
+      callback: { signed: true },
+    });
     expect(tries[0].body).not.toContain(secret);
     // The workflow's own callback: it finished too.
     await waitFor('the workflow callback', async () => receiver.at(`/wf-${tag}`).length >= 3, 15_000);
-    expect(JSON.parse(receiver.at(`/wf-${tag}`)[2].body)).toMatchObject({ id: wf.id, state: 'SUCCESS', task_counts: { SUCCESS: 1 } });
+    expect(JSON.parse(receiver.at(`/wf-${tag}`)[2].body)).toMatchObject({
+      id: wf.id,
+      state: 'SUCCESS',
+      task_counts: { SUCCESS: 1 },
+    });
     await waitFor('both delivered', async () => {
       const items = (await api.get(`/v1/workflows/${wf.id}/callbacks`)).body.items;
       return items.length === 2 && items.every((d: { state: string }) => d.state === 'delivered');
     });
-    const shown = (await api.get(`/v1/workflows/${wf.id}/callbacks`)).body.items.find((d: { task_id: string | null }) => d.task_id === leased.id);
-    expect(shown).toMatchObject({ event: 'task.finished', state: 'delivered', attempts: 3, last_status: 204, signed: true });
+    const shown = (await api.get(`/v1/workflows/${wf.id}/callbacks`)).body.items.find(
+      (d: { task_id: string | null }) => d.task_id === leased.id,
+    );
+    expect(shown).toMatchObject({
+      event: 'task.finished',
+      state: 'delivered',
+      attempts: 3,
+      last_status: 204,
+      signed: true,
+    });
     expect(shown.history.map((h: { status: number }) => h.status)).toEqual([500, 500, 204]);
     expect(JSON.stringify(shown)).not.toContain(secret);
   });
@@ -142,12 +168,20 @@ describe('signed callbacks', () => {
   it('announces a failed task and an unsigned callback the same way', async () => {
     const tag = `cbf-${uniq()}`;
     receiver.failFirst = 0;
-    await api.createWorkflow(workflow({ tasks: [task('flaky', { tags: [tag], callback: { url: receiver.url(`/fail-${tag}`) } })] }));
-    expect((await api.fail(await api.take([tag]), { message: 'disk full', code: 'ENOSPC', retryable: false })).status).toBe(200);
+    await api.createWorkflow(
+      workflow({ tasks: [task('flaky', { tags: [tag], callback: { url: receiver.url(`/fail-${tag}`) } })] }),
+    );
+    expect(
+      (await api.fail(await api.take([tag]), { message: 'disk full', code: 'ENOSPC', retryable: false })).status,
+    ).toBe(200);
     await waitFor('the callback of the failure', async () => receiver.at(`/fail-${tag}`).length >= 1);
     const [got] = receiver.at(`/fail-${tag}`);
     expect(got.headers['tagflow-signature']).toBeUndefined();
-    expect(JSON.parse(got.body)).toMatchObject({ name: 'flaky', state: 'ERROR', error: { code: 'ENOSPC', message: 'disk full' } });
+    expect(JSON.parse(got.body)).toMatchObject({
+      name: 'flaky',
+      state: 'ERROR',
+      error: { code: 'ENOSPC', message: 'disk full' },
+    });
   });
 
   it('still delivers after the API is killed (kill -9) between the state change and the delivery', async () => {
@@ -157,14 +191,22 @@ describe('signed callbacks', () => {
     const own = await Api.start({ env: { ...FAST_RETRIES, RECONCILE_INTERVAL_MS: '60000' } });
     try {
       const tag = `cbk-${uniq()}`;
-      const r = await own.post('/v1/tasks', { tags: [tag], action: { type: 'noop' }, callback: { url: downReceiver.url('/after-crash'), secret: 'k' } });
+      const r = await own.post('/v1/tasks', {
+        tags: [tag],
+        action: { type: 'noop' },
+        callback: { url: downReceiver.url('/after-crash'), secret: 'k' },
+      });
       expect(r.status).toBe(201);
       expect((await own.complete(await own.take([tag]))).status).toBe(200);
       await own.kill9();
       await downReceiver.start();
       const again = await Api.start({ databaseUrl: own.databaseUrl, prefix: own.prefix, env: FAST_RETRIES });
       try {
-        await waitFor('the callback after the restart', async () => downReceiver.at('/after-crash').length >= 1, 20_000);
+        await waitFor(
+          'the callback after the restart',
+          async () => downReceiver.at('/after-crash').length >= 1,
+          20_000,
+        );
         const [got] = downReceiver.at('/after-crash');
         expect(JSON.parse(got.body)).toMatchObject({ id: r.body.id, state: 'SUCCESS' });
         // Signed at the time of its one try, by the restarted API.
@@ -183,11 +225,17 @@ describe('signed callbacks', () => {
 
   it('signs each try anew, at the time it is sent', async () => {
     // Tries at least 1.25 s apart: each falls in a later second than the one before.
-    const own = await Api.start({ env: { ...FAST_RETRIES, CALLBACK_RETRY_BASE_MS: '2500', CALLBACK_RETRY_MAX_MS: '2500' } });
+    const own = await Api.start({
+      env: { ...FAST_RETRIES, CALLBACK_RETRY_BASE_MS: '2500', CALLBACK_RETRY_MAX_MS: '2500' },
+    });
     try {
       const tag = `cbt-${uniq()}`;
       receiver.failFirst = 1;
-      await own.post('/v1/tasks', { tags: [tag], action: { type: 'noop' }, callback: { url: receiver.url(`/again-${tag}`), secret: 'k2' } });
+      await own.post('/v1/tasks', {
+        tags: [tag],
+        action: { type: 'noop' },
+        callback: { url: receiver.url(`/again-${tag}`), secret: 'k2' },
+      });
       expect((await own.complete(await own.take([tag]))).status).toBe(200);
       await waitFor('a second try', async () => receiver.at(`/again-${tag}`).length >= 2, 15_000);
       const [first, second] = receiver.at(`/again-${tag}`);
@@ -204,11 +252,22 @@ describe('signed callbacks', () => {
     const engine = await exampleReceiver('engine-secret');
     try {
       const tag = `cbr-${uniq()}`;
-      const r = await api.post('/v1/tasks', { tags: [tag], action: { type: 'noop' }, callback: { url: engine.url, secret: 'engine-secret' } });
+      const r = await api.post('/v1/tasks', {
+        tags: [tag],
+        action: { type: 'noop' },
+        callback: { url: engine.url, secret: 'engine-secret' },
+      });
       expect((await api.complete(await api.take([tag]), {}, { exit_code: 0 })).status).toBe(200);
-      await waitFor('the receiver to verify it', async () => engine.out().includes(`verified task.finished ${r.body.id} SUCCESS exit 0`));
+      await waitFor('the receiver to verify it', async () =>
+        engine.out().includes(`verified task.finished ${r.body.id} SUCCESS exit 0`),
+      );
       const body = JSON.stringify({ id: r.body.id, state: 'ERROR' });
-      for (const signature of [sign('guess', body), sign('engine-secret', '{}'), `sha256=${createHmac('sha256', 'engine-secret').update(body).digest('hex')}`, '']) {
+      for (const signature of [
+        sign('guess', body),
+        sign('engine-secret', '{}'),
+        `sha256=${createHmac('sha256', 'engine-secret').update(body).digest('hex')}`,
+        '',
+      ]) {
         const forged = await engine.post(body, { 'tagflow-signature': signature, 'tagflow-delivery': `x-${uniq()}` });
         expect({ signature, status: forged }).toEqual({ signature, status: 401 });
       }
@@ -223,27 +282,48 @@ describe('signed callbacks', () => {
     try {
       // A genuine delivery, caught on its way (by the recording receiver).
       const tag = `cbp-${uniq()}`;
-      const r = await api.post('/v1/tasks', { tags: [tag], action: { type: 'noop' }, callback: { url: receiver.url(`/caught-${tag}`), secret: 'replayed-secret' } });
+      const r = await api.post('/v1/tasks', {
+        tags: [tag],
+        action: { type: 'noop' },
+        callback: { url: receiver.url(`/caught-${tag}`), secret: 'replayed-secret' },
+      });
       expect((await api.complete(await api.take([tag]), {}, { exit_code: 0 })).status).toBe(200);
       const caught = await waitFor('the delivery', async () => receiver.at(`/caught-${tag}`)[0]);
       const headers = (over: Record<string, string> = {}) => ({
-        'tagflow-signature': String(caught.headers['tagflow-signature']), 'tagflow-event': 'task.finished', 'tagflow-delivery': String(caught.headers['tagflow-delivery']), ...over,
+        'tagflow-signature': String(caught.headers['tagflow-signature']),
+        'tagflow-event': 'task.finished',
+        'tagflow-delivery': String(caught.headers['tagflow-delivery']),
+        ...over,
       });
-      const verifiedLines = () => engine.out().split('\n').filter((l) => l.startsWith(`verified task.finished ${r.body.id} `));
+      const verifiedLines = () =>
+        engine
+          .out()
+          .split('\n')
+          .filter((l) => l.startsWith(`verified task.finished ${r.body.id} `));
       // Passed on at once, it is taken; sent again, even under another delivery id, it is not acted on twice.
       expect(await engine.post(caught.body, headers())).toBe(204);
       expect(await engine.post(caught.body, headers({ 'tagflow-delivery': 'another-id' }))).toBe(204);
       // The same delivery signed 6 minutes ago (what a copy taken then carries), or 6 minutes ahead: refused.
       const now = Math.floor(Date.now() / 1000);
       for (const t of [now - 360, now + 360]) {
-        const status = await engine.post(caught.body, headers({ 'tagflow-signature': sign('replayed-secret', caught.body, t), 'tagflow-delivery': `fresh-${t}` }));
+        const status = await engine.post(
+          caught.body,
+          headers({ 'tagflow-signature': sign('replayed-secret', caught.body, t), 'tagflow-delivery': `fresh-${t}` }),
+        );
         expect({ t: t - now, status }).toEqual({ t: t - now, status: 401 });
       }
       // Within the 5 minutes, a delivery not seen before is taken.
       const other = JSON.stringify({ ...JSON.parse(caught.body), id: '00000000-0000-4000-8000-000000000001' });
-      expect(await engine.post(other, headers({ 'tagflow-signature': sign('replayed-secret', other, now - 240), 'tagflow-delivery': 'other' }))).toBe(204);
+      expect(
+        await engine.post(
+          other,
+          headers({ 'tagflow-signature': sign('replayed-secret', other, now - 240), 'tagflow-delivery': 'other' }),
+        ),
+      ).toBe(204);
       // Its line comes after those of everything sent before it: what the receiver did with them is all there.
-      await waitFor('the other delivery taken', async () => engine.out().includes('verified task.finished 00000000-0000-4000-8000-000000000001 SUCCESS'));
+      await waitFor('the other delivery taken', async () =>
+        engine.out().includes('verified task.finished 00000000-0000-4000-8000-000000000001 SUCCESS'),
+      );
       expect(verifiedLines()).toHaveLength(1);
       expect(engine.out().match(/refused: signed more than 5 minutes from now/g)).toHaveLength(2);
     } finally {
@@ -256,14 +336,24 @@ describe('signed callbacks', () => {
     try {
       const tag = `cbg-${uniq()}`;
       receiver.failFirst = 1000;
-      const wf = await own.createWorkflow(workflow({ tasks: [task('x', { tags: [tag], callback: { url: receiver.url(`/never-${tag}`) } })] }));
+      const wf = await own.createWorkflow(
+        workflow({ tasks: [task('x', { tags: [tag], callback: { url: receiver.url(`/never-${tag}`) } })] }),
+      );
       expect((await own.complete(await own.take([tag]))).status).toBe(200);
-      const failed = await waitFor('the delivery given up', async () => {
-        const [d] = (await own.get(`/v1/workflows/${wf.id}/callbacks`)).body.items;
-        return d?.state === 'failed' ? d : null;
-      }, 15_000);
+      const failed = await waitFor(
+        'the delivery given up',
+        async () => {
+          const [d] = (await own.get(`/v1/workflows/${wf.id}/callbacks`)).body.items;
+          return d?.state === 'failed' ? d : null;
+        },
+        15_000,
+      );
       expect(failed.attempts).toBeGreaterThanOrEqual(2);
-      expect(failed).toMatchObject({ last_status: 500, last_error: 'the receiver answered 500', next_attempt_at: null });
+      expect(failed).toMatchObject({
+        last_status: 500,
+        last_error: 'the receiver answered 500',
+        next_attempt_at: null,
+      });
       const tries = receiver.at(`/never-${tag}`).length;
       await new Promise((r) => setTimeout(r, 1500)); // no try comes after giving up
       expect(receiver.at(`/never-${tag}`)).toHaveLength(tries);
@@ -285,19 +375,35 @@ describe('callback addresses', () => {
 
   it('refuses loopback and link-local callback hosts at submission, naming the field, and creates nothing', async () => {
     const name = `ssrf-${uniq()}`;
-    for (const url of ['http://127.0.0.1:8080/v1/keys', 'http://localhost/', 'http://[::1]/x', 'http://169.254.169.254/latest/meta-data', 'http://2130706433/', 'http://[::ffff:127.0.0.1]/', 'http://0.0.0.0:22/']) {
+    for (const url of [
+      'http://127.0.0.1:8080/v1/keys',
+      'http://localhost/',
+      'http://[::1]/x',
+      'http://169.254.169.254/latest/meta-data',
+      'http://2130706433/',
+      'http://[::ffff:127.0.0.1]/',
+      'http://0.0.0.0:22/',
+    ]) {
       const r = await api.post('/v1/workflows', workflow({ name, tasks: [task('t', { callback: { url } })] }));
       expect({ url, status: r.status }).toEqual({ url, status: 400 });
       expect(r.body.message).toContain('tasks.0.callback.url');
       const w = await api.post('/v1/workflows', workflow({ name, callback: { url } }));
       expect({ url, status: w.status }).toEqual({ url, status: 400 });
     }
-    for (const url of ['ftp://example.com/x', 'not a url', 'http://user:pw@example.com/', 'http://example.com/a\u0000b']) {
+    for (const url of [
+      'ftp://example.com/x',
+      'not a url',
+      'http://user:pw@example.com/',
+      'http://example.com/a\u0000b',
+    ]) {
       const r = await api.post('/v1/tasks', { action: { type: 'noop' }, callback: { url } });
       expect({ url, status: r.status }).toEqual({ url, status: 400 });
       expect(JSON.stringify(r.body)).toContain('callback.url');
     }
-    const nul = await api.post('/v1/tasks', { action: { type: 'noop' }, callback: { url: 'https://example.com/', secret: 'a\u0000b' } });
+    const nul = await api.post('/v1/tasks', {
+      action: { type: 'noop' },
+      callback: { url: 'https://example.com/', secret: 'a\u0000b' },
+    });
     expect(nul.status).toBe(400);
     expect(JSON.stringify(nul.body)).toContain('callback.secret');
     expect((await api.get(`/v1/workflows?name=${name}`)).body.items).toEqual([]);
@@ -305,15 +411,28 @@ describe('callback addresses', () => {
 
   it('refuses loopback and link-local IPv4 addresses written as IPv6 (IPv4-compatible, NAT64, 6to4, translated), naming the field', async () => {
     const name = `ssrf6-${uniq()}`;
-    for (const url of ['http://[::127.0.0.1]/', 'http://[64:ff9b::7f00:1]:8080/v1/keys', 'http://[64:ff9b::169.254.169.254]/latest/meta-data', 'http://[2002:7f00:1::1]/', 'http://[::ffff:0:127.0.0.1]/', 'http://[64:ff9b:1::7f00:1]/']) {
+    for (const url of [
+      'http://[::127.0.0.1]/',
+      'http://[64:ff9b::7f00:1]:8080/v1/keys',
+      'http://[64:ff9b::169.254.169.254]/latest/meta-data',
+      'http://[2002:7f00:1::1]/',
+      'http://[::ffff:0:127.0.0.1]/',
+      'http://[64:ff9b:1::7f00:1]/',
+    ]) {
       const r = await api.post('/v1/workflows', workflow({ name, tasks: [task('t', { callback: { url } })] }));
-      expect({ url, status: r.status, fields: r.body.details?.map((d: { field: string }) => d.field) }).toEqual({ url, status: 400, fields: ['tasks.0.callback.url'] });
+      expect({ url, status: r.status, fields: r.body.details?.map((d: { field: string }) => d.field) }).toEqual({
+        url,
+        status: 400,
+        fields: ['tasks.0.callback.url'],
+      });
       const single = await api.post('/v1/tasks', { action: { type: 'noop' }, callback: { url } });
       expect({ url, status: single.status }).toEqual({ url, status: 400 });
       expect(single.body.message).toContain('callback.url');
     }
     // The IPv4 address a NAT64 address stands for decides: a public one is called.
-    expect((await api.post('/v1/workflows', workflow({ name, callback: { url: 'http://[64:ff9b::808:808]/' } }))).status).toBe(201);
+    expect(
+      (await api.post('/v1/workflows', workflow({ name, callback: { url: 'http://[64:ff9b::808:808]/' } }))).status,
+    ).toBe(201);
     expect((await api.get(`/v1/workflows?name=${name}`)).body.items).toHaveLength(1);
   });
 
@@ -323,7 +442,9 @@ describe('callback addresses', () => {
     const name = hostname();
     const resolved = await lookup(name);
     expect(resolved.address).toMatch(/^127\./);
-    const wf = await api.createWorkflow(workflow({ tasks: [task('t', { tags: [tag], callback: { url: `http://${name}:${await freePort()}/` } })] }));
+    const wf = await api.createWorkflow(
+      workflow({ tasks: [task('t', { tags: [tag], callback: { url: `http://${name}:${await freePort()}/` } })] }),
+    );
     expect((await api.complete(await api.take([tag]))).status).toBe(200);
     const d = await waitFor('the delivery refused', async () => {
       const [item] = (await api.get(`/v1/workflows/${wf.id}/callbacks`)).body.items;

@@ -22,9 +22,14 @@ interface Ran {
 /** The `tagflow` command as a user runs it: bin/tagflow.js in its own process. */
 function tagflow(args: string[], env: Record<string, string> = {}): Promise<Ran> {
   return new Promise((resolve) => {
-    execFile(process.execPath, ['bin/tagflow.js', ...args], { env: { PATH: process.env.PATH ?? '', HOME: scratch, ...env }, timeout: 60_000 }, (error, stdout, stderr) => {
-      resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      ['bin/tagflow.js', ...args],
+      { env: { PATH: process.env.PATH ?? '', HOME: scratch, ...env }, timeout: 60_000 },
+      (error, stdout, stderr) => {
+        resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -44,7 +49,12 @@ describe('the tagflow command line', () => {
     api = await Api.start({ env: { TAGFLOW_ADMIN_TOKEN: admin } });
     const tokenFile = file('worker.token', admin);
     chmodSync(tokenFile, 0o600);
-    worker = await WorkerProcess.start({ api: api.url, tags: [tag, 'local'], concurrency: 2, args: ['--token-file', tokenFile] });
+    worker = await WorkerProcess.start({
+      api: api.url,
+      tags: [tag, 'local'],
+      concurrency: 2,
+      args: ['--token-file', tokenFile],
+    });
     env = { TAGFLOW_URL: api.url, TAGFLOW_TOKEN: admin };
   });
   afterAll(async () => {
@@ -53,7 +63,9 @@ describe('the tagflow command line', () => {
   });
 
   it('applies a YAML workflow file, fills its input with --set, waits for it and exits 0', async () => {
-    const wfFile = file('deploy.yaml', `# a deploy in two steps
+    const wfFile = file(
+      'deploy.yaml',
+      `# a deploy in two steps
 name: cli-deploy
 sealed: true
 input:
@@ -68,13 +80,20 @@ tasks:
     tags: [${tag}]
     requires: [build]
     action: {type: shell, command: "echo shipping; echo careful >&2"}
-`);
-    const applied = await tagflow(['apply', '-f', wfFile, '--set', 'release=2.1', '--set', 'hosts=[a, b]', '--wait', '--timeout', '60'], env);
+`,
+    );
+    const applied = await tagflow(
+      ['apply', '-f', wfFile, '--set', 'release=2.1', '--set', 'hosts=[a, b]', '--wait', '--timeout', '60'],
+      env,
+    );
     expect(applied).toMatchObject({ code: 0 });
     const id = /workflow (\S+) created/.exec(applied.stdout)?.[1];
     expect(applied.stdout).toContain(`workflow ${id} SUCCESS: 2 SUCCESS`);
 
-    const described = JSON.parse((await tagflow(['describe', 'workflow', id!, '-o', 'json'], env)).stdout) as { input: unknown; tasks: { name: string; id: string }[] };
+    const described = JSON.parse((await tagflow(['describe', 'workflow', id!, '-o', 'json'], env)).stdout) as {
+      input: unknown;
+      tasks: { name: string; id: string }[];
+    };
     expect(described.input).toEqual({ release: 2.1, hosts: ['a', 'b'] });
     const ship = described.tasks.find((t) => t.name === 'ship')!;
 
@@ -91,16 +110,23 @@ tasks:
     expect(task.stdout).toMatch(/RUNNING\s+SUCCESS/);
   }, 90_000);
 
-  it('runs the README\'s first workflow from examples/hello.yaml as the README says', async () => {
+  it("runs the README's first workflow from examples/hello.yaml as the README says", async () => {
     const r = await tagflow(['apply', '-f', 'examples/hello.yaml', '--wait', '--timeout', '60'], env);
     expect(r.stdout).toMatch(/workflow \S+ SUCCESS: 2 SUCCESS, 1 ERROR\n$/);
     expect(r.code).toBe(0);
   }, 90_000);
 
   it('refuses a bad file before sending anything, naming file, line and column', async () => {
-    const workflows = async () => ((await api.request('GET', '/v1/workflows?limit=500', undefined, { authorization: `Bearer ${admin}` })).body as { items: unknown[] }).items.length;
+    const workflows = async () =>
+      (
+        (await api.request('GET', '/v1/workflows?limit=500', undefined, { authorization: `Bearer ${admin}` })).body as {
+          items: unknown[];
+        }
+      ).items.length;
     const before = await workflows();
-    const bad = file('bad.yaml', `name: broken
+    const bad = file(
+      'bad.yaml',
+      `name: broken
 tasks:
   - name: a
     tags: ["not a tag"]
@@ -108,7 +134,8 @@ tasks:
   - name: a
     action: {type: shell, command: "true"}
     retry: {count: -1}
-`);
+`,
+    );
     const r = await tagflow(['apply', '-f', bad], env);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(`${bad}:4:5: tasks.0.tags: each of tags must match`);
@@ -117,7 +144,10 @@ tasks:
     const syntax = await tagflow(['apply', '-f', file('syntax.yaml', 'name: x\ntasks: [\n')], env);
     expect(syntax.code).toBe(2);
     expect(syntax.stderr).toMatch(/syntax\.yaml:\d+:\d+: /);
-    const open = await tagflow(['apply', '-f', file('open.yaml', 'name: x\ntasks: [{name: a, action: {type: noop}}]\n'), '--wait'], env);
+    const open = await tagflow(
+      ['apply', '-f', file('open.yaml', 'name: x\ntasks: [{name: a, action: {type: noop}}]\n'), '--wait'],
+      env,
+    );
     expect(open).toMatchObject({ code: 2 });
     expect(open.stderr).toContain('does not say "sealed: true"');
     expect((await tagflow(['apply'], env)).code).toBe(2); // no -f: a usage error
@@ -125,7 +155,9 @@ tasks:
     expect(badSet).toMatchObject({ code: 2 });
     expect(badSet.stderr).toContain('--set:1:3: the value of x is not valid YAML');
     // The tasks together, as the API would judge them, with lines too.
-    const graph = file('graph.yaml', `name: graph
+    const graph = file(
+      'graph.yaml',
+      `name: graph
 tasks:
   - name: a
     requires: [ghost]
@@ -136,7 +168,8 @@ tasks:
   - name: c
     input: {v: "{{ tasks.b.output.v }}"}
     action: {type: noop}
-`);
+`,
+    );
     const g = await tagflow(['apply', '-f', graph], env);
     expect(g.code).toBe(2);
     expect(g.stderr).toContain(`${graph}:4:16: tasks.0.requires.0: no task of this workflow is named ghost`);
@@ -148,7 +181,10 @@ tasks:
   });
 
   it('runs one command on a worker, prints its output and exits with its exit code', async () => {
-    const r = await tagflow(['run', '--tags', tag, '--', 'sh', '-c', 'echo "to stdout"; echo "to stderr" >&2; exit 3'], env);
+    const r = await tagflow(
+      ['run', '--tags', tag, '--', 'sh', '-c', 'echo "to stdout"; echo "to stderr" >&2; exit 3'],
+      env,
+    );
     expect(r.code).toBe(3);
     expect(r.stdout).toBe('to stdout\n');
     expect(r.stderr).toContain('to stderr\n');
@@ -156,21 +192,33 @@ tasks:
     const ok = await tagflow(['run', '--tags', tag, '--', 'echo', "it's", 'fine'], env);
     expect(ok).toMatchObject({ code: 0, stdout: "it's fine\n" });
     // Failed with exit status 0 (its output was refused): still a failure.
-    const refusedOutput = await tagflow(['run', '--tags', tag, '--', 'sh', '-c', 'echo not-json > "$TAGFLOW_OUTPUT"'], env);
+    const refusedOutput = await tagflow(
+      ['run', '--tags', tag, '--', 'sh', '-c', 'echo not-json > "$TAGFLOW_OUTPUT"'],
+      env,
+    );
     expect(refusedOutput.code).toBe(1);
     expect(refusedOutput.stderr).toContain('is not valid JSON');
   }, 60_000);
 
   it('says when no worker takes the task, and cancels it on Ctrl-C', async () => {
-    const child = spawn(process.execPath, ['bin/tagflow.js', 'run', '--tags', `nobody-${uniq()}`, '--', 'touch', '/tmp/never'], { env: { PATH: process.env.PATH ?? '', HOME: scratch, ...env } });
+    const child = spawn(
+      process.execPath,
+      ['bin/tagflow.js', 'run', '--tags', `nobody-${uniq()}`, '--', 'touch', '/tmp/never'],
+      { env: { PATH: process.env.PATH ?? '', HOME: scratch, ...env } },
+    );
     let stderr = '';
     child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    await waitFor('the waiting notice', async () => stderr.includes('waiting for a worker whose tags include nobody-'), 15_000);
+    await waitFor(
+      'the waiting notice',
+      async () => stderr.includes('waiting for a worker whose tags include nobody-'),
+      15_000,
+    );
     const id = /task (\S+) submitted/.exec(stderr)![1];
     child.kill('SIGINT');
     expect(await exited).toBe(130);
-    const task = (await api.request('GET', `/v1/tasks/${id}`, undefined, { authorization: `Bearer ${admin}` })).body as { state: string };
+    const task = (await api.request('GET', `/v1/tasks/${id}`, undefined, { authorization: `Bearer ${admin}` }))
+      .body as { state: string };
     expect(task.state).toBe('CANCELLED');
   }, 60_000);
 
@@ -194,7 +242,10 @@ tasks:
       expect(refused).toMatchObject({ code: 2 });
       expect(refused.stderr).toContain(`config file ${noUrl} has a token but no url`);
       // A file with a url: its token goes there only; another URL from a flag or the environment does not get it.
-      const ways: { env: Record<string, string>; args: string[] }[] = [{ env: { TAGFLOW_URL: elsewhereUrl }, args: [] }, { env: {}, args: ['--url', elsewhereUrl] }];
+      const ways: { env: Record<string, string>; args: string[] }[] = [
+        { env: { TAGFLOW_URL: elsewhereUrl }, args: [] },
+        { env: {}, args: ['--url', elsewhereUrl] },
+      ];
       for (const how of ways) {
         const r = await tagflow(['get', 'workflows', '--config', withUrl, ...how.args], how.env);
         expect(r).toMatchObject({ code: 2 });
@@ -203,9 +254,19 @@ tasks:
       expect(seen).toEqual([]);
       // The same file with its own API works; a token given in the environment goes where the environment says.
       expect(await tagflow(['get', 'workflows', '--config', withUrl])).toMatchObject({ code: 0 });
-      expect(await tagflow(['get', 'workflows', '--config', withUrl], { TAGFLOW_URL: api.url.replace(/\/?$/, '/') })).toMatchObject({ code: 0 });
-      expect(await tagflow(['get', 'workflows'], { TAGFLOW_CONFIG: noUrl, TAGFLOW_URL: api.url, TAGFLOW_TOKEN: admin })).toMatchObject({ code: 0 });
-      expect(await tagflow(['get', 'workflows'], { TAGFLOW_CONFIG: noUrl, TAGFLOW_URL: elsewhereUrl, TAGFLOW_TOKEN: 'tfk_meant-for-elsewhere' })).toMatchObject({ code: 0 });
+      expect(
+        await tagflow(['get', 'workflows', '--config', withUrl], { TAGFLOW_URL: api.url.replace(/\/?$/, '/') }),
+      ).toMatchObject({ code: 0 });
+      expect(
+        await tagflow(['get', 'workflows'], { TAGFLOW_CONFIG: noUrl, TAGFLOW_URL: api.url, TAGFLOW_TOKEN: admin }),
+      ).toMatchObject({ code: 0 });
+      expect(
+        await tagflow(['get', 'workflows'], {
+          TAGFLOW_CONFIG: noUrl,
+          TAGFLOW_URL: elsewhereUrl,
+          TAGFLOW_TOKEN: 'tfk_meant-for-elsewhere',
+        }),
+      ).toMatchObject({ code: 0 });
       expect(seen).toEqual(['Bearer tfk_meant-for-elsewhere']);
     } finally {
       await new Promise((resolve) => elsewhere.close(resolve));
@@ -213,7 +274,10 @@ tasks:
   });
 
   it('cancels, seals and manages keys, and says what is wrong with its settings', async () => {
-    const open = file('open.yaml', `name: open-one\ntasks: [{name: waits, tags: [nobody-${uniq()}], action: {type: noop}}]\n`);
+    const open = file(
+      'open.yaml',
+      `name: open-one\ntasks: [{name: waits, tags: [nobody-${uniq()}], action: {type: noop}}]\n`,
+    );
     const id = /workflow (\S+) created/.exec((await tagflow(['apply', '-f', open], env)).stdout)?.[1];
     expect((await tagflow(['seal', id!], env)).stdout).toBe(`workflow ${id} RUNNING\n`);
     expect((await tagflow(['cancel', id!], env)).stdout).toBe(`workflow ${id} CANCELLED\n`);
@@ -246,11 +310,19 @@ tasks:
     expect(r.stderr).toMatch(/is not valid YAML \(line \d+, column \d+\)/);
     expect(r.stderr).not.toContain(admin);
     // Key creation keeps no answer to replay: the token is never stored in clear.
-    const create = () => api.request('POST', '/v1/keys', { name: 'same-name', role: 'reader' }, { authorization: `Bearer ${admin}`, 'idempotency-key': 'same-key' });
+    const create = () =>
+      api.request(
+        'POST',
+        '/v1/keys',
+        { name: 'same-name', role: 'reader' },
+        { authorization: `Bearer ${admin}`, 'idempotency-key': 'same-key' },
+      );
     const first = await create();
     expect(first.status).toBe(201);
     const again = await create();
     expect(again.body?.token === first.body.token).toBe(false); // not replayed (a new key, or refused)
-    expect((await tagflow(['get', 'workflows'], { TAGFLOW_URL: 'ftp://nowhere' })).stderr).toContain('must start with http://');
+    expect((await tagflow(['get', 'workflows'], { TAGFLOW_URL: 'ftp://nowhere' })).stderr).toContain(
+      'must start with http://',
+    );
   });
 });

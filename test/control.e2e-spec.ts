@@ -14,7 +14,9 @@ describe('controlling workflows and tasks', () => {
 
   it('pauses dispatch and resumes it', async () => {
     const t = tag();
-    const wf = await api.createWorkflow(workflow({ sealed: true, tasks: [task('p1', { tags: [t] }), task('p2', { tags: [t], requires: ['p1'] })] }));
+    const wf = await api.createWorkflow(
+      workflow({ sealed: true, tasks: [task('p1', { tags: [t] }), task('p2', { tags: [t], requires: ['p1'] })] }),
+    );
     expect((await api.post(`/v1/workflows/${wf.id}/pause`)).body.state).toBe('PAUSED');
     expect((await api.post(`/v1/workflows/${wf.id}/pause`)).status).toBe(200); // idempotent
     expect(await api.poll([t], { wait_s: 1 })).toEqual([]);
@@ -34,7 +36,9 @@ describe('controlling workflows and tasks', () => {
 
   it('cancels a workflow: waiting work at once, running work through its worker', async () => {
     const t = tag();
-    const wf = await api.createWorkflow(workflow({ tasks: [task('run', { tags: [t] }), task('wait', { tags: [t], requires: ['run'] })] }));
+    const wf = await api.createWorkflow(
+      workflow({ tasks: [task('run', { tags: [t] }), task('wait', { tags: [t], requires: ['run'] })] }),
+    );
     const running = await api.take([t]);
     const r = await api.post(`/v1/workflows/${wf.id}/cancel`);
     expect(r.body.state).toBe('CANCELLED');
@@ -49,7 +53,16 @@ describe('controlling workflows and tasks', () => {
 
   it('cancels a waiting task; what depends on it is skipped, and the workflow still succeeds', async () => {
     const t = tag();
-    const wf = await api.createWorkflow(workflow({ sealed: true, tasks: [task('a', { tags: [t] }), task('b', { tags: [t], requires: ['a'] }), task('c', { tags: [t], requires: ['b'] })] }));
+    const wf = await api.createWorkflow(
+      workflow({
+        sealed: true,
+        tasks: [
+          task('a', { tags: [t] }),
+          task('b', { tags: [t], requires: ['a'] }),
+          task('c', { tags: [t], requires: ['b'] }),
+        ],
+      }),
+    );
     const b = await api.task(wf.id, 'b');
     expect((await api.post(`/v1/tasks/${b.id}/cancel`)).body.state).toBe('CANCELLED');
     expect((await api.task(wf.id, 'c')).error.code).toBe('DEPENDENCY_CANCELLED');
@@ -62,8 +75,13 @@ describe('controlling workflows and tasks', () => {
     const t = tag();
     const wf = await api.createWorkflow(workflow({ tasks: [task('sleep', { tags: [t] })] }));
     const got = await api.take([t]);
-    expect((await api.post(`/v1/tasks/${got.id}/cancel`)).body).toMatchObject({ state: 'RUNNING', cancel_requested: true });
-    expect((await api.post(`/v1/tasks/${got.id}/heartbeat`, { lease_token: got.lease.token })).body.cancel_requested).toBe(true);
+    expect((await api.post(`/v1/tasks/${got.id}/cancel`)).body).toMatchObject({
+      state: 'RUNNING',
+      cancel_requested: true,
+    });
+    expect(
+      (await api.post(`/v1/tasks/${got.id}/heartbeat`, { lease_token: got.lease.token })).body.cancel_requested,
+    ).toBe(true);
     expect((await api.fail(got, { message: 'stopped', code: 'CANCELLED' })).body.state).toBe('CANCELLED');
     expect((await api.task(wf.id, 'sleep')).state).toBe('CANCELLED');
   });
@@ -85,16 +103,18 @@ describe('controlling workflows and tasks', () => {
 
   it('brings back, on a rerun, the tasks that were skipped because the task failed', async () => {
     const t = tag();
-    const wf = await api.createWorkflow(workflow({
-      on_failure: 'continue',
-      tasks: [
-        task('build', { tags: [t] }),
-        task('deploy', { tags: [t], requires: ['build'] }),
-        task('notify', { tags: [t], requires: ['deploy'] }),
-        task('audit', { tags: [`${t}-audit`], requires_tags: [`${t}-deployers`] }),
-        task('smoke', { tags: [t, `${t}-deployers`], requires: ['build'] }),
-      ],
-    }));
+    const wf = await api.createWorkflow(
+      workflow({
+        on_failure: 'continue',
+        tasks: [
+          task('build', { tags: [t] }),
+          task('deploy', { tags: [t], requires: ['build'] }),
+          task('notify', { tags: [t], requires: ['deploy'] }),
+          task('audit', { tags: [`${t}-audit`], requires_tags: [`${t}-deployers`] }),
+          task('smoke', { tags: [t, `${t}-deployers`], requires: ['build'] }),
+        ],
+      }),
+    );
     await api.fail(await api.take([t]), { message: 'compiler crashed' });
     for (const name of ['deploy', 'notify', 'smoke', 'audit']) {
       expect(await api.task(wf.id, name)).toMatchObject({ state: 'SKIPPED', error: { code: 'DEPENDENCY_FAILED' } });
@@ -115,13 +135,24 @@ describe('controlling workflows and tasks', () => {
     await api.complete(await api.take([`${t}-audit`]));
     await api.post(`/v1/workflows/${wf.id}/seal`);
     expect((await waitForWorkflow(api, wf.id, ['SUCCESS', 'ERROR'])).state).toBe('SUCCESS');
-    const events = (await api.get(`/v1/tasks/${(await api.task(wf.id, 'notify')).id}/events`)).body.map((e: any) => `${e.from ?? '-'}>${e.to}`);
-    expect(events).toEqual(['->WAITING', 'WAITING>SKIPPED', 'SKIPPED>WAITING', 'WAITING>READY', 'READY>RUNNING', 'RUNNING>SUCCESS']);
+    const events = (await api.get(`/v1/tasks/${(await api.task(wf.id, 'notify')).id}/events`)).body.map(
+      (e: any) => `${e.from ?? '-'}>${e.to}`,
+    );
+    expect(events).toEqual([
+      '->WAITING',
+      'WAITING>SKIPPED',
+      'SKIPPED>WAITING',
+      'WAITING>READY',
+      'READY>RUNNING',
+      'RUNNING>SUCCESS',
+    ]);
   });
 
   it('changes a task before it runs, and refuses once it runs', async () => {
     const t = tag();
-    const wf = await api.createWorkflow(workflow({ tasks: [task('movable', { tags: [`${t}-old`], input: { v: 1 } })] }));
+    const wf = await api.createWorkflow(
+      workflow({ tasks: [task('movable', { tags: [`${t}-old`], input: { v: 1 } })] }),
+    );
     const id = (await api.task(wf.id, 'movable')).id;
     const p = await api.patch(`/v1/tasks/${id}`, { tags: [`${t}-new`], input: { v: 2 } });
     expect(p.status).toBe(200);
@@ -144,7 +175,9 @@ describe('controlling workflows and tasks', () => {
 
   it('applies the data rules to a change: a new data reference makes the task wait, a data cycle is refused', async () => {
     const t = `pd-${Math.random().toString(36).slice(2, 10)}`;
-    const wf = await api.createWorkflow(workflow({ tasks: [task('reader', { tags: [t] }), task('writer', { tags: [`${t}-w`], produces: ['cfg'] })] }));
+    const wf = await api.createWorkflow(
+      workflow({ tasks: [task('reader', { tags: [t] }), task('writer', { tags: [`${t}-w`], produces: ['cfg'] })] }),
+    );
     const reader = await api.task(wf.id, 'reader');
     const p = await api.patch(`/v1/tasks/${reader.id}`, { input: { cfg: '{{ data.cfg }}' } });
     expect(p.body.state).toBe('WAITING');
@@ -158,7 +191,16 @@ describe('controlling workflows and tasks', () => {
   });
 
   it('deletes a task before it runs unless another requires it by name', async () => {
-    const wf = await api.createWorkflow(workflow({ tasks: [task('base'), task('top', { requires: ['base'] }), task('gate', { requires_tags: ['opt'] }), task('optional', { tags: ['opt'], requires: ['top'] })] }));
+    const wf = await api.createWorkflow(
+      workflow({
+        tasks: [
+          task('base'),
+          task('top', { requires: ['base'] }),
+          task('gate', { requires_tags: ['opt'] }),
+          task('optional', { tags: ['opt'], requires: ['top'] }),
+        ],
+      }),
+    );
     const base = await api.task(wf.id, 'base');
     const refused = await api.del(`/v1/tasks/${base.id}`);
     expect(refused.status).toBe(409);
@@ -172,7 +214,13 @@ describe('controlling workflows and tasks', () => {
 
   it('hands one task over in one call and waits for its result', async () => {
     const t = tag();
-    const created = await api.post('/v1/tasks', { name: 'resize', tags: [t], action: { type: 'shell', command: 'resize2fs /dev/sdb' }, input: { size: 10 }, workflow_name: 'heat-stack-1' });
+    const created = await api.post('/v1/tasks', {
+      name: 'resize',
+      tags: [t],
+      action: { type: 'shell', command: 'resize2fs /dev/sdb' },
+      input: { size: 10 },
+      workflow_name: 'heat-stack-1',
+    });
     expect(created.status).toBe(201);
     expect(created.body).toMatchObject({ name: 'resize', state: 'READY', workflow_id: expect.any(String) });
     const wf = await api.workflow(created.body.workflow_id);

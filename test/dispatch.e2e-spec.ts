@@ -17,7 +17,9 @@ describe('dispatch by tag', () => {
     const wf = await api.createWorkflow(workflow());
     expect((await api.post(`/v1/workflows/${wf.id}/tasks`, task('A', { tags: ['server-x'] }))).status).toBe(201);
     expect((await api.post(`/v1/workflows/${wf.id}/tasks`, task('B', { tags: ['server-y'] }))).status).toBe(201);
-    expect((await api.post(`/v1/workflows/${wf.id}/tasks`, task('C', { tags: ['server-x'], requires: ['A'] }))).status).toBe(201);
+    expect(
+      (await api.post(`/v1/workflows/${wf.id}/tasks`, task('C', { tags: ['server-x'], requires: ['A'] }))).status,
+    ).toBe(201);
     await api.post(`/v1/workflows/${wf.id}/seal`);
 
     const onX = await api.poll(['server-x'], { wait_s: 5, max_tasks: 10, worker_id: x.id });
@@ -51,7 +53,9 @@ describe('dispatch by tag', () => {
 
   it('hands out at most max_tasks, oldest ready first', async () => {
     const tag = `batch-${Date.now()}`;
-    const wf = await api.createWorkflow(workflow({ tasks: Array.from({ length: 5 }, (_, i) => task(`n${i}`, { tags: [tag] })) }));
+    const wf = await api.createWorkflow(
+      workflow({ tasks: Array.from({ length: 5 }, (_, i) => task(`n${i}`, { tags: [tag] })) }),
+    );
     const first = await api.poll([tag], { max_tasks: 3, wait_s: 5 });
     expect(first.map((t) => t.name)).toEqual(['n0', 'n1', 'n2']);
     const rest = await api.poll([tag], { max_tasks: 10 });
@@ -61,8 +65,12 @@ describe('dispatch by tag', () => {
 
   it('takes turns between the tag sets a poll fits, so a backlog on one does not starve the others', async () => {
     const [big, small] = [`big-${Date.now()}`, `small-${Date.now()}`];
-    await api.createWorkflow(workflow({ sealed: true, tasks: Array.from({ length: 20 }, (_, i) => task(`big${i}`, { tags: [big] })) }));
-    await api.createWorkflow(workflow({ sealed: true, tasks: Array.from({ length: 4 }, (_, i) => task(`small${i}`, { tags: [small] })) }));
+    await api.createWorkflow(
+      workflow({ sealed: true, tasks: Array.from({ length: 20 }, (_, i) => task(`big${i}`, { tags: [big] })) }),
+    );
+    await api.createWorkflow(
+      workflow({ sealed: true, tasks: Array.from({ length: 4 }, (_, i) => task(`small${i}`, { tags: [small] })) }),
+    );
     const names: string[] = [];
     for (let i = 0; i < 8; i++) names.push(...(await api.poll([big, small], { wait_s: 5 })).map((t) => t.name));
     // The backlog came first, yet the small tag set's tasks are not left until it is done.
@@ -93,10 +101,15 @@ describe('dispatch by tag', () => {
 
   it('hands tasks a report releases straight to the polls parked here, one each, and their leases work', async () => {
     const [tagA, tagB] = [`src-${Date.now()}`, `dst-${Date.now()}`];
-    const wf = await api.createWorkflow(workflow({
-      sealed: true,
-      tasks: [task('a', { tags: [tagA] }), ...['b1', 'b2', 'b3'].map((n) => task(n, { tags: [tagB], requires: ['a'] }))],
-    }));
+    const wf = await api.createWorkflow(
+      workflow({
+        sealed: true,
+        tasks: [
+          task('a', { tags: [tagA] }),
+          ...['b1', 'b2', 'b3'].map((n) => task(n, { tags: [tagB], requires: ['a'] })),
+        ],
+      }),
+    );
     const a = await api.take([tagA]);
     const handedBefore = (await api.metric('tagflow_tasks_handed_directly_total')) || 0;
     const parked = Array.from({ length: 5 }, () => api.poll([tagB], { wait_s: 3 }));
@@ -120,7 +133,10 @@ describe('dispatch by tag', () => {
     const tag = `gone-${Date.now()}`;
     const leaving = new AbortController();
     const abandoned = fetch(`${api.url}/v1/tasks/poll`, {
-      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ tags: [tag], wait_s: 30 }), signal: leaving.signal,
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ tags: [tag], wait_s: 30 }),
+      signal: leaving.signal,
     }).catch(() => null);
     await api.pollsParked(1);
     leaving.abort();
@@ -141,7 +157,9 @@ describe('dispatch by tag', () => {
 
   it('grows a tag selector while the task waits, and waits for every member', async () => {
     const tag = `grow-${Date.now()}`;
-    const wf = await api.createWorkflow(workflow({ tasks: [task('lb', { tags: ['lb'], requires_tags: [tag] }), task('web1', { tags: [tag] })] }));
+    const wf = await api.createWorkflow(
+      workflow({ tasks: [task('lb', { tags: ['lb'], requires_tags: [tag] }), task('web1', { tags: [tag] })] }),
+    );
     await api.post(`/v1/workflows/${wf.id}/tasks`, task('web2', { tags: [tag] }));
     const a = await api.take([tag]);
     await api.complete(a);
@@ -160,13 +178,24 @@ describe('dispatch by tag', () => {
   });
 
   it('never makes a task wait on itself through its own tag', async () => {
-    const wf = await api.createWorkflow(workflow({ sealed: true, tasks: [task('solo', { tags: ['grp'], requires_tags: ['grp'] })] }));
+    const wf = await api.createWorkflow(
+      workflow({ sealed: true, tasks: [task('solo', { tags: ['grp'], requires_tags: ['grp'] })] }),
+    );
     expect((await api.task(wf.id, 'solo')).state).toBe('READY');
   });
 
   it('releases a task that selects its own tag once the other members are done', async () => {
     const t = `self-${Date.now()}`;
-    const wf = await api.createWorkflow(workflow({ sealed: true, tasks: [task('m1', { tags: [t] }), task('m2', { tags: [t] }), task('joiner', { tags: [t], requires_tags: [t] })] }));
+    const wf = await api.createWorkflow(
+      workflow({
+        sealed: true,
+        tasks: [
+          task('m1', { tags: [t] }),
+          task('m2', { tags: [t] }),
+          task('joiner', { tags: [t], requires_tags: [t] }),
+        ],
+      }),
+    );
     await api.complete(await api.take([t]));
     expect((await api.task(wf.id, 'joiner')).state).toBe('WAITING');
     await api.complete(await api.take([t]));
@@ -189,10 +218,14 @@ describe('dispatch by tag', () => {
       redis.disconnect();
     }
     const got: string[] = [];
-    await waitFor('all 10 tasks to be offered again', async () => {
-      got.push(...(await api.poll([tag], { max_tasks: 10, wait_s: 1 })).map((t) => t.name));
-      return got.length >= 10;
-    }, 10_000);
+    await waitFor(
+      'all 10 tasks to be offered again',
+      async () => {
+        got.push(...(await api.poll([tag], { max_tasks: 10, wait_s: 1 })).map((t) => t.name));
+        return got.length >= 10;
+      },
+      10_000,
+    );
     expect(new Set(got).size).toBe(10);
   });
 });

@@ -5,7 +5,12 @@ import { Api, trackGroup } from './support/harness.js';
 function runExample(name: string, api: Api): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve) => {
     // Its own process group: the workers it starts go with it if the test gives up on it.
-    const p = trackGroup(spawn(process.execPath, ['examples/run.mjs', name], { env: { PATH: process.env.PATH ?? '', TAGFLOW_API_URL: api.url }, detached: true }));
+    const p = trackGroup(
+      spawn(process.execPath, ['examples/run.mjs', name], {
+        env: { PATH: process.env.PATH ?? '', TAGFLOW_API_URL: api.url },
+        detached: true,
+      }),
+    );
     let out = '';
     p.stdout.on('data', (c: Buffer) => (out += c.toString()));
     p.stderr.on('data', (c: Buffer) => (out += c.toString()));
@@ -37,7 +42,9 @@ describe('examples', () => {
     expect(r.out).toMatch(/workflow \S+ created[\s\S]*workflow \S+ SUCCESS: 8 SUCCESS/);
     expect(r.out).toContain('workflow SUCCESS');
     expect(r.code).toBe(0);
-    expect(r.out).toMatch(/pick-master +SUCCESS +on db1 +\{"sql":\{"master":\{"host":"db2","address":"127.0.0.12"\}\}\}/);
+    expect(r.out).toMatch(
+      /pick-master +SUCCESS +on db1 +\{"sql":\{"master":\{"host":"db2","address":"127.0.0.12"\}\}\}/,
+    );
     expect(r.out).toMatch(/setup-db3 +SUCCESS +on db3 +\{"role":"replica","following":"127.0.0.12"\}/);
     expect(r.out).toContain('{"roles":["replica","master","replica"]}');
   });
@@ -46,7 +53,8 @@ describe('examples', () => {
     const r = await runExample('rolling-restart', api);
     expect(r.out).toMatch(/workflow \S+ created[\s\S]*workflow \S+ SUCCESS: 6 SUCCESS/);
     expect(r.code).toBe(0);
-    for (const n of [1, 2, 3, 4, 5, 6]) expect(r.out).toMatch(new RegExp(`restart-web${n} +SUCCESS +on web${n} +\\{"restarted":"web${n}"\\}`));
+    for (const n of [1, 2, 3, 4, 5, 6])
+      expect(r.out).toMatch(new RegExp(`restart-web${n} +SUCCESS +on web${n} +\\{"restarted":"web${n}"\\}`));
     expect(r.out).toContain('most tasks running at once: 2');
   });
 });

@@ -14,7 +14,6 @@ afterAll(async () => {
 });
 
 describe('not_before', () => {
-
   it('holds a task whose dependencies are met until its time, then hands it out within a second', async () => {
     const tag = `nb-${uniq()}`;
     const notBefore = at(2500);
@@ -35,38 +34,54 @@ describe('not_before', () => {
 
   it('waits for both: a time already past does not hold a task, a time ahead holds one whose dependency is done', async () => {
     const tag = `nb-${uniq()}`;
-    const wf = await api.createWorkflow(workflow({
-      tasks: [
-        task('first', { tags: [tag] }),
-        task('past', { tags: [tag], requires: ['first'], not_before: at(-60_000) }),
-        task('ahead', { tags: [tag], requires: ['first'], not_before: at(3000) }),
-      ],
-    }));
+    const wf = await api.createWorkflow(
+      workflow({
+        tasks: [
+          task('first', { tags: [tag] }),
+          task('past', { tags: [tag], requires: ['first'], not_before: at(-60_000) }),
+          task('ahead', { tags: [tag], requires: ['first'], not_before: at(3000) }),
+        ],
+      }),
+    );
     expect(await api.complete(await api.take([tag]))).toMatchObject({ status: 200 });
     const [next] = await api.poll([tag], { wait_s: 5 });
     expect(next?.id).toBe((await api.task(wf.id, 'past')).id);
     expect((await api.task(wf.id, 'ahead')).state).toBe('WAITING');
-    await waitFor('ahead to be READY after its time', async () => (await api.task(wf.id, 'ahead')).state === 'READY', 10_000);
+    await waitFor(
+      'ahead to be READY after its time',
+      async () => (await api.task(wf.id, 'ahead')).state === 'READY',
+      10_000,
+    );
   });
 
   it('is kept across an API restart', async () => {
     const tag = `nb-${uniq()}`;
     const notBefore = at(3000);
-    const wf = await api.createWorkflow(workflow({ tasks: [task('restarted', { tags: [tag], not_before: notBefore })] }));
+    const wf = await api.createWorkflow(
+      workflow({ tasks: [task('restarted', { tags: [tag], not_before: notBefore })] }),
+    );
     expect((await api.task(wf.id, 'restarted')).state).toBe('WAITING');
     await api.stop();
     api = await Api.start({ databaseUrl: api.databaseUrl, prefix: api.prefix });
     if (Date.now() < Date.parse(notBefore) - 500) expect((await api.task(wf.id, 'restarted')).state).toBe('WAITING');
     const [leased] = await api.poll([tag], { wait_s: 20 });
     expect(leased).toBeDefined();
-    expect(Date.parse((await api.get(`/v1/tasks/${leased.id}`)).body.started_at)).toBeGreaterThanOrEqual(Date.parse(notBefore));
+    expect(Date.parse((await api.get(`/v1/tasks/${leased.id}`)).body.started_at)).toBeGreaterThanOrEqual(
+      Date.parse(notBefore),
+    );
   });
 
   it('can be moved earlier, later, or taken away before the task runs', async () => {
     const tag = `nb-${uniq()}`;
-    const wf = await api.createWorkflow(workflow({
-      tasks: [task('earlier', { tags: [tag], not_before: at(3_600_000) }), task('later', { tags: [tag], not_before: at(1000) }), task('cleared', { tags: [tag], not_before: at(3_600_000) })],
-    }));
+    const wf = await api.createWorkflow(
+      workflow({
+        tasks: [
+          task('earlier', { tags: [tag], not_before: at(3_600_000) }),
+          task('later', { tags: [tag], not_before: at(1000) }),
+          task('cleared', { tags: [tag], not_before: at(3_600_000) }),
+        ],
+      }),
+    );
     const [earlier, later, cleared] = await Promise.all(['earlier', 'later', 'cleared'].map((n) => api.task(wf.id, n)));
     const movedTo = at(4000);
     expect((await api.request('PATCH', `/v1/tasks/${later.id}`, { not_before: movedTo })).status).toBe(200);
@@ -79,7 +94,9 @@ describe('not_before', () => {
     expect((await api.task(wf.id, 'later')).state).toBe('WAITING');
     const [last] = await api.poll([tag], { wait_s: 10 });
     expect(last?.id).toBe(later.id);
-    expect(Date.parse((await api.get(`/v1/tasks/${later.id}`)).body.started_at)).toBeGreaterThanOrEqual(Date.parse(movedTo));
+    expect(Date.parse((await api.get(`/v1/tasks/${later.id}`)).body.started_at)).toBeGreaterThanOrEqual(
+      Date.parse(movedTo),
+    );
   });
 
   it('holds the task of a sealed workflow (the one-task shortcut) without calling it stuck', async () => {
@@ -95,7 +112,14 @@ describe('not_before', () => {
   });
 
   it('refuses a time without a zone, or not a time, naming the field, and creates nothing', async () => {
-    for (const bad of ['tomorrow', '2026-12-01T10:00:00', '2026-13-01T10:00:00Z', '2026-02-30T10:00:00Z', '2026-12-01T24:00:00Z', 1764583200000]) {
+    for (const bad of [
+      'tomorrow',
+      '2026-12-01T10:00:00',
+      '2026-13-01T10:00:00Z',
+      '2026-02-30T10:00:00Z',
+      '2026-12-01T24:00:00Z',
+      1764583200000,
+    ]) {
       const name = `bad-${uniq()}`;
       const r = await api.post('/v1/workflows', workflow({ name, tasks: [task('x', { not_before: bad })] }));
       expect({ bad, status: r.status }).toEqual({ bad, status: 400 });
@@ -106,7 +130,6 @@ describe('not_before', () => {
 });
 
 describe('priority', () => {
-
   const names = async (wfId: string, ids: string[]) => {
     const tasks = (await api.get(`/v1/workflows/${wfId}/tasks?limit=500`)).body.items as { id: string; name: string }[];
     return ids.map((id) => tasks.find((t) => t.id === id)?.name);
@@ -114,15 +137,17 @@ describe('priority', () => {
 
   it('hands out the highest first among the ready tasks of a tag set, the oldest first at equal priority', async () => {
     const tag = `pr-${uniq()}`;
-    const wf = await api.createWorkflow(workflow({
-      tasks: [
-        task('low', { tags: [tag], priority: -5 }),
-        task('plain-1', { tags: [tag] }),
-        task('high', { tags: [tag], priority: 50 }),
-        task('plain-2', { tags: [tag], priority: 0 }),
-        task('urgent', { tags: [tag], priority: 100 }),
-      ],
-    }));
+    const wf = await api.createWorkflow(
+      workflow({
+        tasks: [
+          task('low', { tags: [tag], priority: -5 }),
+          task('plain-1', { tags: [tag] }),
+          task('high', { tags: [tag], priority: 50 }),
+          task('plain-2', { tags: [tag], priority: 0 }),
+          task('urgent', { tags: [tag], priority: 100 }),
+        ],
+      }),
+    );
     expect((await api.task(wf.id, 'urgent')).priority).toBe(100);
     const order: string[] = [];
     for (let i = 0; i < 5; i++) order.push(...(await api.poll([tag], { wait_s: 2, max_tasks: 1 })).map((t) => t.id));
@@ -131,7 +156,15 @@ describe('priority', () => {
 
   it('across the tag sets a poll fits, takes the highest first', async () => {
     const [x, y] = [`prx-${uniq()}`, `pry-${uniq()}`];
-    const wf = await api.createWorkflow(workflow({ tasks: [task('x-plain', { tags: [x] }), task('y-high', { tags: [y], priority: 10 }), task('x-low', { tags: [x], priority: -10 })] }));
+    const wf = await api.createWorkflow(
+      workflow({
+        tasks: [
+          task('x-plain', { tags: [x] }),
+          task('y-high', { tags: [y], priority: 10 }),
+          task('x-low', { tags: [x], priority: -10 }),
+        ],
+      }),
+    );
     const order: string[] = [];
     for (let i = 0; i < 3; i++) order.push(...(await api.poll([x, y], { wait_s: 2, max_tasks: 1 })).map((t) => t.id));
     expect(await names(wf.id, order)).toEqual(['y-high', 'x-plain', 'x-low']);
@@ -139,9 +172,16 @@ describe('priority', () => {
 
   it('a poll for several tasks takes them in priority order across its tag sets, not one tag set first', async () => {
     const [x, y] = [`prx-${uniq()}`, `pry-${uniq()}`];
-    const wf = await api.createWorkflow(workflow({
-      tasks: [task('x-top', { tags: [x], priority: 60 }), task('x-bottom', { tags: [x], priority: -100 }), task('y-mid', { tags: [y], priority: 50 }), task('y-low', { tags: [y], priority: -50 })],
-    }));
+    const wf = await api.createWorkflow(
+      workflow({
+        tasks: [
+          task('x-top', { tags: [x], priority: 60 }),
+          task('x-bottom', { tags: [x], priority: -100 }),
+          task('y-mid', { tags: [y], priority: 50 }),
+          task('y-low', { tags: [y], priority: -50 }),
+        ],
+      }),
+    );
     const first = (await api.poll([x, y], { wait_s: 2, max_tasks: 3 })).map((t) => t.id);
     expect((await names(wf.id, first)).sort()).toEqual(['x-top', 'y-low', 'y-mid']);
     const rest = (await api.poll([x, y], { wait_s: 2, max_tasks: 3 })).map((t) => t.id);
@@ -150,9 +190,15 @@ describe('priority', () => {
 
   it('gives a parked poll the highest of the tasks a report releases', async () => {
     const tag = `prh-${uniq()}`;
-    const wf = await api.createWorkflow(workflow({
-      tasks: [task('root', { tags: [tag] }), task('after-low', { tags: [tag], requires: ['root'], priority: -1 }), task('after-high', { tags: [tag], requires: ['root'], priority: 1 })],
-    }));
+    const wf = await api.createWorkflow(
+      workflow({
+        tasks: [
+          task('root', { tags: [tag] }),
+          task('after-low', { tags: [tag], requires: ['root'], priority: -1 }),
+          task('after-high', { tags: [tag], requires: ['root'], priority: 1 }),
+        ],
+      }),
+    );
     const root = await api.take([tag]);
     const parked = api.poll([tag], { wait_s: 10, max_tasks: 1 });
     await api.pollsParked(1);
@@ -163,7 +209,10 @@ describe('priority', () => {
 
   it('refuses a priority out of -100..100 or not an integer, naming the field', async () => {
     for (const bad of [101, -101, 1.5, '5']) {
-      const r = await api.post('/v1/workflows', workflow({ name: `bad-${uniq()}`, tasks: [task('x', { priority: bad })] }));
+      const r = await api.post(
+        '/v1/workflows',
+        workflow({ name: `bad-${uniq()}`, tasks: [task('x', { priority: bad })] }),
+      );
       expect({ bad, status: r.status }).toEqual({ bad, status: 400 });
       expect(JSON.stringify(r.body)).toContain('tasks.0.priority');
     }
@@ -177,7 +226,8 @@ describe('concurrency limits', () => {
     let running = 0;
     let most = 0;
     for (;;) {
-      const page = (await on.get(`/v1/workflows/${workflowId}/events?limit=1000${after ? `&after=${after}` : ''}`)).body;
+      const page = (await on.get(`/v1/workflows/${workflowId}/events?limit=1000${after ? `&after=${after}` : ''}`))
+        .body;
       for (const e of page.items) {
         if (!e.task_id) continue;
         if (e.to === 'RUNNING') running++;
@@ -224,13 +274,17 @@ describe('concurrency limits', () => {
       const tag = `db-${uniq()}`;
       const put = await api.request('PUT', `/v1/limits/${tag}`, { max_running: 1 });
       expect(put).toMatchObject({ status: 200, body: { tag, max_running: 1, running: 0, held: 0 } });
-      const one = await api.createWorkflow(workflow({ tasks: [task('migrate-a', { tags: [tag] }), task('migrate-b', { tags: [tag] })] }));
+      const one = await api.createWorkflow(
+        workflow({ tasks: [task('migrate-a', { tags: [tag] }), task('migrate-b', { tags: [tag] })] }),
+      );
       const two = await api.createWorkflow(workflow({ tasks: [task('migrate-c', { tags: [tag] })] }));
       const first = await api.poll([tag], { wait_s: 2, max_tasks: 5 });
       expect(first).toHaveLength(1);
       // The others are READY but held: no poll gets them while the first runs.
       expect(await api.poll([tag], { wait_s: 1, max_tasks: 5 })).toEqual([]);
-      const held = (await Promise.all([api.task(one.id, 'migrate-a'), api.task(one.id, 'migrate-b'), api.task(two.id, 'migrate-c')])).filter((t) => t.id !== first[0].id);
+      const held = (
+        await Promise.all([api.task(one.id, 'migrate-a'), api.task(one.id, 'migrate-b'), api.task(two.id, 'migrate-c')])
+      ).filter((t) => t.id !== first[0].id);
       for (const t of held) expect(t).toMatchObject({ state: 'READY', held_by_limit: { tag, scope: 'namespace' } });
       expect((await api.get(`/v1/limits/${tag}`)).body).toMatchObject({ max_running: 1, running: 1, held: 2 });
       expect((await api.get('/v1/limits')).body.items.map((l: { tag: string }) => l.tag)).toContain(tag);
@@ -242,8 +296,13 @@ describe('concurrency limits', () => {
       expect(second).toHaveLength(1);
       expect(held.map((t) => t.id)).toContain(second[0].id);
       first[0] = second[0];
-      held.splice(held.findIndex((t) => t.id === second[0].id), 1);
-      const third = (await Promise.all([api.task(one.id, 'migrate-a'), api.task(one.id, 'migrate-b'), api.task(two.id, 'migrate-c')])).find((t) => t.state === 'READY');
+      held.splice(
+        held.findIndex((t) => t.id === second[0].id),
+        1,
+      );
+      const third = (
+        await Promise.all([api.task(one.id, 'migrate-a'), api.task(one.id, 'migrate-b'), api.task(two.id, 'migrate-c')])
+      ).find((t) => t.state === 'READY');
       expect(third.held_by_limit).toEqual({ tag, scope: 'namespace' });
       // Raised: a poll parked now gets the task still held without waiting for the running one.
       const parked = api.poll([tag], { wait_s: 10, max_tasks: 5 });
@@ -256,7 +315,10 @@ describe('concurrency limits', () => {
       expect(got.map((t) => t.id).sort()).toEqual(held.map((t) => t.id).sort());
       expect(Date.now() - started).toBeLessThan(5000);
       // Lowered below what runs: nothing running is stopped; each still completes.
-      expect((await api.request('PUT', `/v1/limits/${tag}`, { max_running: 0 })).body).toMatchObject({ max_running: 0, running: 2 });
+      expect((await api.request('PUT', `/v1/limits/${tag}`, { max_running: 0 })).body).toMatchObject({
+        max_running: 0,
+        running: 2,
+      });
       for (const t of [...first, ...got]) expect((await api.complete(t)).status).toBe(200);
       expect((await api.request('DELETE', `/v1/limits/${tag}`)).status).toBe(204);
       expect((await api.get(`/v1/limits/${tag}`)).status).toBe(404);
@@ -268,11 +330,13 @@ describe('concurrency limits', () => {
 
   it('gives the room back when a running task fails, is cancelled, or its lease expires', async () => {
     const tag = `gate-${uniq()}`;
-    const wf = await api.createWorkflow(workflow({
-      limits: { [tag]: 1 },
-      on_failure: 'continue',
-      tasks: ['one', 'two', 'three', 'four'].map((n) => task(n, { tags: [tag], lease_s: 2 })),
-    }));
+    const wf = await api.createWorkflow(
+      workflow({
+        limits: { [tag]: 1 },
+        on_failure: 'continue',
+        tasks: ['one', 'two', 'three', 'four'].map((n) => task(n, { tags: [tag], lease_s: 2 })),
+      }),
+    );
     const a = await api.take([tag]);
     expect(await api.poll([tag], { wait_s: 1 })).toEqual([]);
     // A failure with no retry left ends its lease: the next one is handed out.
@@ -286,7 +350,9 @@ describe('concurrency limits', () => {
     // This one is never heartbeated: its lease expires and the last task gets the room.
     const d = await api.take([tag], 10);
     expect((await api.get(`/v1/tasks/${d.id}`)).body.state).toBe('RUNNING');
-    const expired = (await api.get(`/v1/workflows/${wf.id}/events?limit=1000`)).body.items.filter((e: any) => e.from === 'RUNNING' && /LEASE_EXPIRED/.test(e.reason ?? ''));
+    const expired = (await api.get(`/v1/workflows/${wf.id}/events?limit=1000`)).body.items.filter(
+      (e: any) => e.from === 'RUNNING' && /LEASE_EXPIRED/.test(e.reason ?? ''),
+    );
     expect(expired).toHaveLength(1);
     expect(await mostRunning(api, wf.id)).toBe(1);
   });
@@ -296,7 +362,9 @@ describe('concurrency limits', () => {
     const guarded = await Api.start({ env: { TAGFLOW_ADMIN_TOKEN: admin } });
     try {
       const as = (token: string) => ({ authorization: `Bearer ${token}` });
-      const key = async (tags: string[]) => (await guarded.request('POST', '/v1/keys', { name: `op-${uniq()}`, role: 'operator', tags }, as(admin))).body.token as string;
+      const key = async (tags: string[]) =>
+        (await guarded.request('POST', '/v1/keys', { name: `op-${uniq()}`, role: 'operator', tags }, as(admin))).body
+          .token as string;
       const narrow = await key(['linux']);
       const wide = await key(['*']);
       const refused = await guarded.request('PUT', '/v1/limits/linux', { max_running: 0 }, as(narrow));
@@ -304,8 +372,11 @@ describe('concurrency limits', () => {
       expect(refused.body.message).toContain('needs the grant *');
       expect((await guarded.request('PUT', '/v1/limits/linux', { max_running: 0 }, as(wide))).status).toBe(200);
       expect((await guarded.request('DELETE', '/v1/limits/linux', undefined, as(narrow))).status).toBe(403);
-      const reader = (await guarded.request('POST', '/v1/keys', { name: `r-${uniq()}`, role: 'reader' }, as(admin))).body.token as string;
-      expect((await guarded.request('GET', '/v1/limits/linux', undefined, as(reader))).body).toMatchObject({ max_running: 0 });
+      const reader = (await guarded.request('POST', '/v1/keys', { name: `r-${uniq()}`, role: 'reader' }, as(admin)))
+        .body.token as string;
+      expect((await guarded.request('GET', '/v1/limits/linux', undefined, as(reader))).body).toMatchObject({
+        max_running: 0,
+      });
       expect((await guarded.request('PUT', '/v1/limits/linux', { max_running: 5 }, as(reader))).status).toBe(403);
     } finally {
       await guarded.stop();
@@ -313,17 +384,26 @@ describe('concurrency limits', () => {
   });
 
   it('refuses a bad limit, naming the field, and creates nothing', async () => {
-    for (const [body, field] of [[{ max_running: -1 }, 'max_running'], [{ max_running: 1.5 }, 'max_running'], [{}, 'max_running'], [{ max_running: 100_001 }, 'max_running']] as const) {
+    for (const [body, field] of [
+      [{ max_running: -1 }, 'max_running'],
+      [{ max_running: 1.5 }, 'max_running'],
+      [{}, 'max_running'],
+      [{ max_running: 100_001 }, 'max_running'],
+    ] as const) {
       const r = await api.request('PUT', `/v1/limits/ok-${uniq()}`, body);
       expect({ body, status: r.status }).toEqual({ body, status: 400 });
       expect(JSON.stringify(r.body)).toContain(field);
     }
-    expect((await api.request('PUT', `/v1/limits/${encodeURIComponent('bad tag')}`, { max_running: 1 })).status).toBe(400);
+    expect((await api.request('PUT', `/v1/limits/${encodeURIComponent('bad tag')}`, { max_running: 1 })).status).toBe(
+      400,
+    );
     for (const limits of [{ 'bad tag': 1 }, { web: -1 }, { web: 'two' }, ['web']]) {
       const r = await api.post('/v1/workflows', workflow({ name: `bad-${uniq()}`, limits }));
       expect({ limits, status: r.status }).toEqual({ limits, status: 400 });
       expect(JSON.stringify(r.body)).toContain('limits');
     }
-    expect((await api.get('/v1/limits')).body.items.filter((l: { tag: string }) => l.tag.startsWith('ok-'))).toEqual([]);
+    expect((await api.get('/v1/limits')).body.items.filter((l: { tag: string }) => l.tag.startsWith('ok-'))).toEqual(
+      [],
+    );
   });
 });

@@ -13,7 +13,12 @@ async function requestsTo(api: Api, method: string, route: string): Promise<numb
   const text = String((await api.get<string>('/metrics')).body);
   let n = 0;
   for (const line of text.split('\n')) {
-    if (line.startsWith('tagflow_http_requests_total{') && line.includes(`method="${method}"`) && line.includes(`route="${route}"`)) n += Number(line.split(' ').pop());
+    if (
+      line.startsWith('tagflow_http_requests_total{') &&
+      line.includes(`method="${method}"`) &&
+      line.includes(`route="${route}"`)
+    )
+      n += Number(line.split(' ').pop());
   }
   return n;
 }
@@ -21,16 +26,19 @@ async function requestsTo(api: Api, method: string, route: string): Promise<numb
 /** Reads a whole `text/event-stream` answer (one that ends by itself) into events. */
 async function readStream(res: Response): Promise<{ event: string; id?: string; data: string }[]> {
   const text = await res.text();
-  return text.split('\n\n').filter((b) => b.trim() && !b.startsWith(':') && !b.startsWith('retry:')).map((block) => {
-    const e: { event: string; id?: string; data: string } = { event: 'message', data: '' };
-    for (const line of block.split('\n')) {
-      const [field, ...rest] = line.split(': ');
-      if (field === 'event') e.event = rest.join(': ');
-      else if (field === 'id') e.id = rest.join(': ');
-      else if (field === 'data') e.data = rest.join(': ');
-    }
-    return e;
-  });
+  return text
+    .split('\n\n')
+    .filter((b) => b.trim() && !b.startsWith(':') && !b.startsWith('retry:'))
+    .map((block) => {
+      const e: { event: string; id?: string; data: string } = { event: 'message', data: '' };
+      for (const line of block.split('\n')) {
+        const [field, ...rest] = line.split(': ');
+        if (field === 'event') e.event = rest.join(': ');
+        else if (field === 'id') e.id = rest.join(': ');
+        else if (field === 'data') e.data = rest.join(': ');
+      }
+      return e;
+    });
 }
 
 /**
@@ -53,12 +61,22 @@ describe('live output and event streams', () => {
     await api?.stop();
   });
 
-  it('streams a running task\'s output as it is written, then ends with the task\'s state', async () => {
-    const wf = await api.createWorkflow(workflow({
-      sealed: true,
-      // Waits for a file the test writes once it has seen the first line: the output must arrive while the task runs.
-      tasks: [task('deploy', { tags: [tag], lease_s: 5, ...sh('echo "step 1: stopping"; while [ ! -e "$TAGFLOW_INPUT.go" ]; do sleep 0.1; done; echo "step 2: started" >&2; sleep 0.5; echo done') })],
-    }));
+  it("streams a running task's output as it is written, then ends with the task's state", async () => {
+    const wf = await api.createWorkflow(
+      workflow({
+        sealed: true,
+        // Waits for a file the test writes once it has seen the first line: the output must arrive while the task runs.
+        tasks: [
+          task('deploy', {
+            tags: [tag],
+            lease_s: 5,
+            ...sh(
+              'echo "step 1: stopping"; while [ ! -e "$TAGFLOW_INPUT.go" ]; do sleep 0.1; done; echo "step 2: started" >&2; sleep 0.5; echo done',
+            ),
+          }),
+        ],
+      }),
+    );
     const t = await waitForTask(api, wf.id, 'deploy', ['RUNNING']);
     const seen: (LogChunk | LogEnd)[] = [];
     let stateAtFirstLine = '';
@@ -72,25 +90,50 @@ describe('live output and event streams', () => {
     }
     expect(stateAtFirstLine).toBe('RUNNING');
     const chunks = seen.filter((s): s is LogChunk => s.type === 'chunk');
-    expect(chunks.filter((c) => c.stream === 'stdout').map((c) => c.text).join('')).toBe('step 1: stopping\ndone\n');
-    expect(chunks.filter((c) => c.stream === 'stderr').map((c) => c.text).join('')).toBe('step 2: started\n');
+    expect(
+      chunks
+        .filter((c) => c.stream === 'stdout')
+        .map((c) => c.text)
+        .join(''),
+    ).toBe('step 1: stopping\ndone\n');
+    expect(
+      chunks
+        .filter((c) => c.stream === 'stderr')
+        .map((c) => c.text)
+        .join(''),
+    ).toBe('step 2: started\n');
     expect(seen[seen.length - 1]).toEqual({ type: 'end', attempt: 1, state: 'SUCCESS' });
     // Read afterwards: the kept text, both streams in the order written, or one of them.
     expect(await client.taskLogs(t.id)).toBe('step 1: stopping\nstep 2: started\ndone\n');
     expect(await client.taskLogs(t.id, { stream: 'stderr' })).toBe('step 2: started\n');
     // Resuming after the first piece gives only what came after it.
-    const res = await fetch(`${api.url}/v1/tasks/${t.id}/logs?follow=1`, { headers: { 'last-event-id': String(chunks[0].seq) } });
+    const res = await fetch(`${api.url}/v1/tasks/${t.id}/logs?follow=1`, {
+      headers: { 'last-event-id': String(chunks[0].seq) },
+    });
     expect(res.headers.get('content-type')).toContain('text/event-stream');
     const again = await readStream(res);
-    expect(again.filter((e) => e.event !== 'end').map((e) => JSON.parse(e.data) as string).join('')).toBe('step 2: started\ndone\n');
+    expect(
+      again
+        .filter((e) => e.event !== 'end')
+        .map((e) => JSON.parse(e.data) as string)
+        .join(''),
+    ).toBe('step 2: started\ndone\n');
     expect(again[again.length - 1]).toMatchObject({ event: 'end' });
   }, 60_000);
 
-  it('keeps each attempt\'s output apart, and shows a task that streamed nothing from its report', async () => {
-    const wf = await api.createWorkflow(workflow({
-      sealed: true,
-      tasks: [task('flaky', { tags: [tag], retry: { count: 1, delay_s: 0 }, ...sh('echo "attempt $TAGFLOW_ATTEMPT"; [ "$TAGFLOW_ATTEMPT" = 2 ]') })],
-    }));
+  it("keeps each attempt's output apart, and shows a task that streamed nothing from its report", async () => {
+    const wf = await api.createWorkflow(
+      workflow({
+        sealed: true,
+        tasks: [
+          task('flaky', {
+            tags: [tag],
+            retry: { count: 1, delay_s: 0 },
+            ...sh('echo "attempt $TAGFLOW_ATTEMPT"; [ "$TAGFLOW_ATTEMPT" = 2 ]'),
+          }),
+        ],
+      }),
+    );
     await waitForWorkflow(api, wf.id, ['SUCCESS'], 20_000);
     const t = await api.task(wf.id, 'flaky');
     expect(await client.taskLogs(t.id, { attempt: 1 })).toBe('attempt 1\n');
@@ -114,7 +157,15 @@ describe('live output and event streams', () => {
     const leased = await api.take([other]);
     const append = (body: object) => api.post(`/v1/tasks/${leased.id}/logs`, body);
     expect(await append({ lease_token: 'not-the-lease', stream: 'stdout', data: 'x' })).toMatchObject({ status: 409 });
-    expect((await api.post(`/v1/tasks/00000000-0000-4000-8000-000000000000/logs`, { lease_token: leased.lease.token, stream: 'stdout', data: 'x' })).status).toBe(404);
+    expect(
+      (
+        await api.post(`/v1/tasks/00000000-0000-4000-8000-000000000000/logs`, {
+          lease_token: leased.lease.token,
+          stream: 'stdout',
+          data: 'x',
+        })
+      ).status,
+    ).toBe(404);
     const wrongStream = await append({ lease_token: leased.lease.token, stream: 'stdin', data: 'x' });
     expect(wrongStream.status).toBe(400);
     expect(JSON.stringify(wrongStream.body)).toContain('stream');
@@ -146,10 +197,15 @@ describe('live output and event streams', () => {
     expect((await api.get(`/v1/tasks/${leased.id}`)).body.stdout).toBe('binary\uFFFDtail');
   }, 60_000);
 
-  it('streams a workflow\'s transitions and its tasks\' as they happen, and resumes from an event id', async () => {
-    const wf = await api.createWorkflow(workflow({
-      tasks: [task('first', { tags: [tag], ...sh('true') }), task('second', { tags: [tag], requires: ['first'], ...sh('true') })],
-    }));
+  it("streams a workflow's transitions and its tasks' as they happen, and resumes from an event id", async () => {
+    const wf = await api.createWorkflow(
+      workflow({
+        tasks: [
+          task('first', { tags: [tag], ...sh('true') }),
+          task('second', { tags: [tag], requires: ['first'], ...sh('true') }),
+        ],
+      }),
+    );
     const abort = new AbortController();
     const events: WorkflowStreamEvent[] = [];
     const following = (async () => {
@@ -160,9 +216,20 @@ describe('live output and event streams', () => {
     })();
     await waitForWorkflow(api, wf.id, ['RUNNING']);
     // Added while it runs: shows up in the stream like the others.
-    expect((await api.post(`/v1/workflows/${wf.id}/tasks`, task('added', { tags: [tag], requires: ['second'], ...sh('true') }))).status).toBe(201);
+    expect(
+      (
+        await api.post(
+          `/v1/workflows/${wf.id}/tasks`,
+          task('added', { tags: [tag], requires: ['second'], ...sh('true') }),
+        )
+      ).status,
+    ).toBe(201);
     expect((await api.post(`/v1/workflows/${wf.id}/seal`)).status).toBe(200);
-    await waitFor('the stream to reach the workflow\'s end', async () => events.some((e) => e.task_id === undefined && e.to === 'SUCCESS'), 30_000);
+    await waitFor(
+      "the stream to reach the workflow's end",
+      async () => events.some((e) => e.task_id === undefined && e.to === 'SUCCESS'),
+      30_000,
+    );
     abort.abort();
     await following;
     const of = (name: string) => events.filter((e) => e.name === name).map((e) => e.to);
@@ -183,7 +250,11 @@ describe('live output and event streams', () => {
     expect(firstPage.items).toEqual(all.slice(0, 2));
     expect((await client.workflowEvents(wf.id, { after: firstPage.next! })).items).toEqual(all.slice(2));
     // The workflow is finished: the followed stream sends what is left, then `end`, and closes.
-    const resumed = await readStream(await fetch(`${api.url}/v1/workflows/${wf.id}/events?follow=1`, { headers: { 'last-event-id': all[all.length - 3].id } }));
+    const resumed = await readStream(
+      await fetch(`${api.url}/v1/workflows/${wf.id}/events?follow=1`, {
+        headers: { 'last-event-id': all[all.length - 3].id },
+      }),
+    );
     expect(resumed.map((e) => e.event)).toEqual(['transition', 'transition', 'end']);
     expect(resumed.slice(0, 2).map((e) => JSON.parse(e.data) as WorkflowStreamEvent)).toEqual(all.slice(-2));
     expect(JSON.parse(resumed[2].data)).toEqual({ state: 'SUCCESS' });
@@ -194,7 +265,9 @@ describe('live output and event streams', () => {
   it('lets a credential follow at most STREAMS_PER_CREDENTIAL streams at once', async () => {
     const wf = await api.createWorkflow(workflow({ tasks: [task('idle', { tags: [`nobody-${uniq()}`] })] }));
     const aborts = Array.from({ length: 3 }, () => new AbortController());
-    const open = await Promise.all(aborts.map((a) => fetch(`${api.url}/v1/workflows/${wf.id}/events?follow=1`, { signal: a.signal })));
+    const open = await Promise.all(
+      aborts.map((a) => fetch(`${api.url}/v1/workflows/${wf.id}/events?follow=1`, { signal: a.signal })),
+    );
     expect(open.map((r) => r.status)).toEqual([200, 200, 200]);
     const fourth = await api.get(`/v1/workflows/${wf.id}/events?follow=1`);
     expect(fourth.status).toBe(429);
@@ -203,7 +276,9 @@ describe('live output and event streams', () => {
     expect((await api.get(`/v1/workflows/${wf.id}/events`)).status).toBe(200);
     aborts[0].abort();
     await waitFor('a closed stream to free its place', async () => {
-      const r = await fetch(`${api.url}/v1/workflows/${wf.id}/events?follow=1`, { signal: AbortSignal.timeout(2000) }).catch(() => null);
+      const r = await fetch(`${api.url}/v1/workflows/${wf.id}/events?follow=1`, {
+        signal: AbortSignal.timeout(2000),
+      }).catch(() => null);
       if (r?.status !== 200) return false;
       void r.body?.cancel();
       return true;
@@ -212,11 +287,16 @@ describe('live output and event streams', () => {
   }, 60_000);
 
   it('is served to the worker through report-and-poll and one heartbeat per worker', async () => {
-    const single = { complete: await requestsTo(api, 'POST', '/v1/tasks/:id/complete'), heartbeat: await requestsTo(api, 'POST', '/v1/tasks/:id/heartbeat') };
-    const wf = await api.createWorkflow(workflow({
-      sealed: true,
-      tasks: Array.from({ length: 6 }, (_, i) => task(`t${i}`, { tags: [tag], lease_s: 2, ...sh('sleep 1.5') })),
-    }));
+    const single = {
+      complete: await requestsTo(api, 'POST', '/v1/tasks/:id/complete'),
+      heartbeat: await requestsTo(api, 'POST', '/v1/tasks/:id/heartbeat'),
+    };
+    const wf = await api.createWorkflow(
+      workflow({
+        sealed: true,
+        tasks: Array.from({ length: 6 }, (_, i) => task(`t${i}`, { tags: [tag], lease_s: 2, ...sh('sleep 1.5') })),
+      }),
+    );
     await waitForWorkflow(api, wf.id, ['SUCCESS'], 30_000);
     expect(await requestsTo(api, 'POST', '/v1/tasks/report')).toBeGreaterThan(0);
     expect(await requestsTo(api, 'POST', '/v1/workers/:id/heartbeat')).toBeGreaterThan(0);

@@ -5,7 +5,12 @@ import { Api, freshDatabaseUrl, redisUrl, task, track, workflow } from './suppor
 
 function runWithEnv(env: Record<string, string>): Promise<{ code: number | null; stderr: string }> {
   return new Promise((resolve) => {
-    const proc = track(spawn(process.execPath, ['dist/apps/api/main.js'], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'ignore', 'pipe'] }));
+    const proc = track(
+      spawn(process.execPath, ['dist/apps/api/main.js'], {
+        env: { PATH: process.env.PATH ?? '', ...env },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      }),
+    );
     let stderr = '';
     proc.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
     proc.on('exit', (code) => resolve({ code, stderr }));
@@ -37,7 +42,9 @@ describe('operations', () => {
       expect(none.status).toBe(401);
       const wrong = await api.request('GET', '/v1/workflows', undefined, { authorization: 'Bearer nope' });
       expect(wrong.status).toBe(401); // an unknown credential is unauthenticated (contract, second edition)
-      const right = await api.request('GET', '/v1/workflows', undefined, { authorization: 'Bearer a-long-enough-secret-token' });
+      const right = await api.request('GET', '/v1/workflows', undefined, {
+        authorization: 'Bearer a-long-enough-secret-token',
+      });
       expect(right.status).toBe(200);
       expect((await api.get('/health')).status).toBe(200); // probes need no token
     } finally {
@@ -46,7 +53,13 @@ describe('operations', () => {
   });
 
   it('with no key, starts only on loopback (open, and says so); anywhere else it refuses, saying how to make the first key', async () => {
-    const refused = await runWithEnv({ DATABASE_URL: await freshDatabaseUrl(), REDIS_URL: redisUrl(), HOST: '0.0.0.0', PORT: '0', QUEUE_PREFIX: 'tref' });
+    const refused = await runWithEnv({
+      DATABASE_URL: await freshDatabaseUrl(),
+      REDIS_URL: redisUrl(),
+      HOST: '0.0.0.0',
+      PORT: '0',
+      QUEUE_PREFIX: 'tref',
+    });
     expect(refused.code).toBe(2);
     expect(refused.stderr).toContain('refusing to listen on 0.0.0.0 with no API key');
     expect(refused.stderr).toContain('TAGFLOW_ADMIN_TOKEN');
@@ -57,10 +70,15 @@ describe('operations', () => {
       // ...to loopback names only: a web page reaching it under another name (DNS rebinding) is refused.
       const rebound = await new Promise<number>((resolve, reject) => {
         const u = new URL(`${open.url}/v1/workflows`);
-        request({ hostname: u.hostname, port: u.port, path: u.pathname, headers: { host: 'attacker.example:8080' } }, (res) => {
-          res.resume();
-          resolve(res.statusCode ?? 0);
-        }).on('error', reject).end();
+        request(
+          { hostname: u.hostname, port: u.port, path: u.pathname, headers: { host: 'attacker.example:8080' } },
+          (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          },
+        )
+          .on('error', reject)
+          .end();
       });
       expect(rebound).toBe(401);
     } finally {
@@ -74,16 +92,41 @@ describe('operations', () => {
       const page = await api.get<string>('/docs');
       expect(page.status).toBe(200);
       expect(page.body).toContain('swagger-ui');
-      const doc = await api.get<{ paths: Record<string, Record<string, unknown>>; components: { schemas: Record<string, any> } }>('/docs/json');
+      const doc = await api.get<{
+        paths: Record<string, Record<string, unknown>>;
+        components: { schemas: Record<string, any> };
+      }>('/docs/json');
       expect(doc.status).toBe(200);
-      const routes = Object.entries(doc.body.paths).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`));
+      const routes = Object.entries(doc.body.paths).flatMap(([path, ops]) =>
+        Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`),
+      );
       const contract = [
-        'POST /v1/workflows', 'GET /v1/workflows', 'GET /v1/workflows/{id}', 'DELETE /v1/workflows/{id}',
-        'POST /v1/workflows/{id}/seal', 'POST /v1/workflows/{id}/cancel', 'POST /v1/workflows/{id}/pause', 'POST /v1/workflows/{id}/resume',
-        'POST /v1/workflows/{id}/tasks', 'GET /v1/workflows/{id}/tasks', 'GET /v1/workflows/{id}/tasks/{task}',
-        'GET /v1/tasks/{id}', 'PATCH /v1/tasks/{id}', 'DELETE /v1/tasks/{id}', 'POST /v1/tasks/{id}/cancel', 'POST /v1/tasks/{id}/rerun', 'POST /v1/tasks',
-        'POST /v1/workers', 'POST /v1/tasks/poll', 'POST /v1/tasks/{id}/heartbeat', 'POST /v1/tasks/{id}/complete', 'POST /v1/tasks/{id}/fail',
-        'PUT /v1/workflows/{id}/data/{key}', 'GET /v1/workflows/{id}/data/{key}', 'GET /health', 'GET /metrics',
+        'POST /v1/workflows',
+        'GET /v1/workflows',
+        'GET /v1/workflows/{id}',
+        'DELETE /v1/workflows/{id}',
+        'POST /v1/workflows/{id}/seal',
+        'POST /v1/workflows/{id}/cancel',
+        'POST /v1/workflows/{id}/pause',
+        'POST /v1/workflows/{id}/resume',
+        'POST /v1/workflows/{id}/tasks',
+        'GET /v1/workflows/{id}/tasks',
+        'GET /v1/workflows/{id}/tasks/{task}',
+        'GET /v1/tasks/{id}',
+        'PATCH /v1/tasks/{id}',
+        'DELETE /v1/tasks/{id}',
+        'POST /v1/tasks/{id}/cancel',
+        'POST /v1/tasks/{id}/rerun',
+        'POST /v1/tasks',
+        'POST /v1/workers',
+        'POST /v1/tasks/poll',
+        'POST /v1/tasks/{id}/heartbeat',
+        'POST /v1/tasks/{id}/complete',
+        'POST /v1/tasks/{id}/fail',
+        'PUT /v1/workflows/{id}/data/{key}',
+        'GET /v1/workflows/{id}/data/{key}',
+        'GET /health',
+        'GET /metrics',
       ];
       expect(contract.filter((r) => !routes.includes(r))).toEqual([]);
       // The request schemas carry the rules the API enforces.
@@ -111,11 +154,18 @@ describe('operations', () => {
       expect(page.headers.get('x-frame-options')).toBe('DENY');
       expect(html).not.toMatch(/<script(?![^>]*\ssrc=)[^>]*>/);
       const files = [...html.matchAll(/(?:src|href)="\.\/docs\/([^"]+)"/g)].map((m) => `/docs/${m[1]}`);
-      expect(files).toEqual(expect.arrayContaining(['/docs/swagger-ui-bundle.js', '/docs/swagger-ui-init.js', '/docs/swagger-ui.css']));
+      expect(files).toEqual(
+        expect.arrayContaining(['/docs/swagger-ui-bundle.js', '/docs/swagger-ui-init.js', '/docs/swagger-ui.css']),
+      );
       for (const path of ['/docs/', '/docs/index.html', ...files, '/docs/json', '/docs/yaml']) {
         const r = await fetch(`${api.url}${path}`);
         await r.arrayBuffer();
-        expect({ path, status: r.status, policy: r.headers.get('content-security-policy'), frames: r.headers.get('x-frame-options') }).toEqual({ path, status: 200, policy, frames: 'DENY' });
+        expect({
+          path,
+          status: r.status,
+          policy: r.headers.get('content-security-policy'),
+          frames: r.headers.get('x-frame-options'),
+        }).toEqual({ path, status: 200, policy, frames: 'DENY' });
       }
       const doc = await fetch(`${api.url}/docs/json`);
       expect(doc.headers.get('content-type')).toMatch(/application\/json/);

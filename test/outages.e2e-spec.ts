@@ -9,7 +9,10 @@ import { Api, freePort, task, track, waitFor, waitForTask, workflow } from './su
 /** A Redis of this suite's own, so it can be stopped, frozen and started again. */
 class OwnRedis {
   private proc: ChildProcess | null = null;
-  private constructor(readonly port: number, private readonly dir: string) {}
+  private constructor(
+    readonly port: number,
+    private readonly dir: string,
+  ) {}
 
   static async start(): Promise<OwnRedis> {
     const r = new OwnRedis(await freePort(), mkdtempSync(join(tmpdir(), 'tagflow-redis-')));
@@ -22,11 +25,23 @@ class OwnRedis {
   }
 
   async up(): Promise<void> {
-    const proc = track(spawn('redis-server', ['--bind', '127.0.0.1', '--port', String(this.port), '--dir', this.dir, '--save', '', '--appendonly', 'yes'], { stdio: ['ignore', 'pipe', 'pipe'] }));
+    const proc = track(
+      spawn(
+        'redis-server',
+        ['--bind', '127.0.0.1', '--port', String(this.port), '--dir', this.dir, '--save', '', '--appendonly', 'yes'],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      ),
+    );
     this.proc = proc;
     const logs: string[] = [];
     proc.stdout.on('data', (c: Buffer) => logs.push(c.toString()));
-    await waitFor('redis to accept connections', async () => logs.join('').includes('Ready to accept connections') || (proc.exitCode !== null && Promise.reject(new Error(logs.join('')))), 10_000);
+    await waitFor(
+      'redis to accept connections',
+      async () =>
+        logs.join('').includes('Ready to accept connections') ||
+        (proc.exitCode !== null && Promise.reject(new Error(logs.join('')))),
+      10_000,
+    );
   }
 
   async down(): Promise<void> {
@@ -72,10 +87,18 @@ describe('outages', () => {
     await waitFor('the API to notice', async () => (await api.get('/health')).status === 503);
     expect((await api.get('/health')).body).toMatchObject({ status: 'unavailable', database: 'ok' });
 
-    const created = await timed(api.post('/v1/workflows', workflow({ sealed: true, tasks: [task('during', { tags: [t] })] })));
+    const created = await timed(
+      api.post('/v1/workflows', workflow({ sealed: true, tasks: [task('during', { tags: [t] })] })),
+    );
     expect(created.value.status).toBe(201);
     expect(created.ms).toBeLessThan(5000);
-    const poll = await timed(fetch(`${api.url}/v1/tasks/poll`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ tags: [t], wait_s: 10 }) }));
+    const poll = await timed(
+      fetch(`${api.url}/v1/tasks/poll`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ tags: [t], wait_s: 10 }),
+      }),
+    );
     expect(poll.value.status).toBe(503);
     expect(poll.value.headers.get('retry-after')).toMatch(/^\d+$/);
     expect(poll.ms).toBeLessThan(5000);
@@ -86,19 +109,29 @@ describe('outages', () => {
     // Redis came back empty of this task's job: the reconciler queues it again.
     const got = await api.take([t], 20);
     expect(got.name).toBe('during');
-    expect((await api.post(`/v1/tasks/${got.id}/complete`, { lease_token: got.lease.token, output: { ok: true } })).status).toBe(200);
-    expect(await waitForTask(api, created.value.body.id, 'during', ['SUCCESS'])).toMatchObject({ attempt: 1, output: { ok: true } });
+    expect(
+      (await api.post(`/v1/tasks/${got.id}/complete`, { lease_token: got.lease.token, output: { ok: true } })).status,
+    ).toBe(200);
+    expect(await waitForTask(api, created.value.body.id, 'during', ['SUCCESS'])).toMatchObject({
+      attempt: 1,
+      output: { ok: true },
+    });
   });
 
   it('Redis frozen (up, not answering): a request the database accepted is answered within seconds, a poll that needs Redis gets 503, nothing is lost', async () => {
     const t = `frozen-${Date.now()}`;
     await waitFor('Redis to be up', async () => (await api.get('/health')).status === 200, 15_000);
     // A task queued before: a poll for its tags has to ask Redis.
-    const before = await api.post('/v1/workflows', workflow({ sealed: true, tasks: [task('before-freeze', { tags: [t] })] }));
+    const before = await api.post(
+      '/v1/workflows',
+      workflow({ sealed: true, tasks: [task('before-freeze', { tags: [t] })] }),
+    );
     await waitForTask(api, before.body.id, 'before-freeze', ['READY']);
     redis.freeze();
     try {
-      const created = await timed(api.post('/v1/workflows', workflow({ sealed: true, tasks: [task('while-frozen', { tags: [t] })] })));
+      const created = await timed(
+        api.post('/v1/workflows', workflow({ sealed: true, tasks: [task('while-frozen', { tags: [t] })] })),
+      );
       expect(created.value.status).toBe(201);
       expect(created.ms).toBeLessThan(5000);
       const poll = await timed(api.post('/v1/tasks/poll', { tags: [t], wait_s: 1 }));
@@ -110,14 +143,18 @@ describe('outages', () => {
     }
     await waitFor('Redis to answer again', async () => (await api.get('/health')).status === 200, 15_000);
     const names: string[] = [];
-    await waitFor('both tasks to be handed out', async () => {
-      for (const x of await api.poll([t], { wait_s: 2, max_tasks: 2 })) names.push(x.name);
-      return names.length >= 2;
-    }, 30_000);
+    await waitFor(
+      'both tasks to be handed out',
+      async () => {
+        for (const x of await api.poll([t], { wait_s: 2, max_tasks: 2 })) names.push(x.name);
+        return names.length >= 2;
+      },
+      30_000,
+    );
     expect(names.sort()).toEqual(['before-freeze', 'while-frozen']);
   });
 
-  it('starts with an unreadable tag set entry in Redis, says so in /metrics, and runs that tag set\'s tasks', async () => {
+  it("starts with an unreadable tag set entry in Redis, says so in /metrics, and runs that tag set's tasks", async () => {
     const prefix = `bad${Date.now()}`;
     const raw = new Redis(redis.url);
     try {
@@ -141,7 +178,14 @@ describe('outages', () => {
     const prefix = `idle${Date.now()}`;
     // A heap snapshot (SIGUSR2) collects garbage first: the heap then shows what is still held.
     const diagnostics = mkdtempSync(join(tmpdir(), 'tagflow-heap-'));
-    const other = await Api.start({ prefix, env: { REDIS_URL: redis.url, TAGSET_IDLE_S: '1', NODE_OPTIONS: `--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${diagnostics}` } });
+    const other = await Api.start({
+      prefix,
+      env: {
+        REDIS_URL: redis.url,
+        TAGSET_IDLE_S: '1',
+        NODE_OPTIONS: `--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${diagnostics}`,
+      },
+    });
     const raw = new Redis(redis.url);
     const keys = async () => {
       let n = 0;
@@ -154,31 +198,56 @@ describe('outages', () => {
       return n;
     };
     const mib = async (metric: string) => Math.round((await other.metric(metric)) / 2 ** 20);
-    const memory = async () => ({ rss: await mib('process_resident_memory_bytes'), heap: await mib('nodejs_heap_used_bytes') });
+    const memory = async () => ({
+      rss: await mib('process_resident_memory_bytes'),
+      heap: await mib('nodejs_heap_used_bytes'),
+    });
     const n = 10_000;
     try {
-      const before = { tagsets: await other.metric('tagflow_tagsets_known'), keys: await keys(), memory: await memory() };
+      const before = {
+        tagsets: await other.metric('tagflow_tagsets_known'),
+        keys: await keys(),
+        memory: await memory(),
+      };
       // One task per short-lived host, each its own tag set.
       const wf = await other.createWorkflow(workflow());
       for (let i = 0; i < n; i += 1000) {
         const tasks = Array.from({ length: 1000 }, (_, k) => task(`h${i + k}`, { tags: [`host:${prefix}-${i + k}`] }));
         expect((await other.post(`/v1/workflows/${wf.id}/tasks`, { tasks })).status).toBe(201);
       }
-      await waitFor('every tag set to be known', async () => (await other.metric('tagflow_tagsets_known')) >= before.tagsets + n, 30_000);
+      await waitFor(
+        'every tag set to be known',
+        async () => (await other.metric('tagflow_tagsets_known')) >= before.tagsets + n,
+        30_000,
+      );
       const peak = { tagsets: await other.metric('tagflow_tagsets_known'), keys: await keys(), memory: await memory() };
       expect((await other.post(`/v1/workflows/${wf.id}/cancel`)).status).toBe(200);
       expect((await other.del(`/v1/workflows/${wf.id}`)).status).toBe(204);
-      await waitFor('the idle tag sets to be forgotten', async () => (await other.metric('tagflow_tagsets_known')) <= before.tagsets, 60_000);
+      await waitFor(
+        'the idle tag sets to be forgotten',
+        async () => (await other.metric('tagflow_tagsets_known')) <= before.tagsets,
+        60_000,
+      );
       const forgotten = { tagsets: await other.metric('tagflow_tagsets_known'), keys: await keys() };
       // They took memory while known; what a collection leaves is back near the start.
       expect(peak.memory.heap).toBeGreaterThan(before.memory.heap + 64);
       other.proc.kill('SIGUSR2');
-      await waitFor('the heap snapshot (written after a collection)', async () => readdirSync(diagnostics).some((f) => f.endsWith('.heapsnapshot')), 60_000);
-      const after = await waitFor('the heap to be back near its start after the collection', async () => {
-        const m = await memory();
-        return m.heap <= before.memory.heap + 32 ? m : undefined;
-      }, 30_000);
-      console.log(`10,000 one-off tag sets, created then deleted: known ${before.tagsets} -> ${peak.tagsets} -> ${forgotten.tagsets}; Redis keys ${before.keys} -> ${peak.keys} -> ${forgotten.keys}; heap ${before.memory.heap} -> ${peak.memory.heap} -> ${after.heap} MiB (after a collection); RSS ${before.memory.rss} -> ${peak.memory.rss} -> ${after.rss} MiB`);
+      await waitFor(
+        'the heap snapshot (written after a collection)',
+        async () => readdirSync(diagnostics).some((f) => f.endsWith('.heapsnapshot')),
+        60_000,
+      );
+      const after = await waitFor(
+        'the heap to be back near its start after the collection',
+        async () => {
+          const m = await memory();
+          return m.heap <= before.memory.heap + 32 ? m : undefined;
+        },
+        30_000,
+      );
+      console.log(
+        `10,000 one-off tag sets, created then deleted: known ${before.tagsets} -> ${peak.tagsets} -> ${forgotten.tagsets}; Redis keys ${before.keys} -> ${peak.keys} -> ${forgotten.keys}; heap ${before.memory.heap} -> ${peak.memory.heap} -> ${after.heap} MiB (after a collection); RSS ${before.memory.rss} -> ${peak.memory.rss} -> ${after.rss} MiB`,
+      );
       expect(forgotten.keys).toBeLessThanOrEqual(before.keys + 5);
       expect(await other.metric('tagflow_tagsets_forgotten_total')).toBeGreaterThanOrEqual(n);
       // A forgotten tag set comes back with its next task.

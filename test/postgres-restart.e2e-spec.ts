@@ -7,11 +7,17 @@ import { Api, DATABASE, waitFor, waitForWorkflow, workflow } from './support/har
 import { WorkerProcess } from './support/worker-process.js';
 
 const services = (fn: string, ...args: string[]) =>
-  execFileSync('bash', ['-c', `. scripts/lib/services.sh; ${fn} "$@"`, fn, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+  execFileSync('bash', ['-c', `. scripts/lib/services.sh; ${fn} "$@"`, fn, ...args], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+  }).trim();
 
 /** A PostgreSQL cluster of this suite's own, so it can be restarted (scripts/lib/services.sh). */
 class OwnPostgres {
-  private constructor(readonly dir: string, readonly url: string) {}
+  private constructor(
+    readonly dir: string,
+    readonly url: string,
+  ) {}
 
   static start(): OwnPostgres {
     const dir = mkdtempSync(join(tmpdir(), 'tagflow-pg-'));
@@ -25,7 +31,16 @@ class OwnPostgres {
 
   /** Stops the server, ending every connection (`pg_ctl stop -m fast`, as for a restart). */
   down(): void {
-    execFileSync('bash', ['-c', `. scripts/lib/services.sh; as_pg "$(pg_bindir)/pg_ctl" -D "$1/data" -m fast -w stop`, '_', join(this.dir, 'pg')], { stdio: 'ignore' });
+    execFileSync(
+      'bash',
+      [
+        '-c',
+        `. scripts/lib/services.sh; as_pg "$(pg_bindir)/pg_ctl" -D "$1/data" -m fast -w stop`,
+        '_',
+        join(this.dir, 'pg'),
+      ],
+      { stdio: 'ignore' },
+    );
   }
 
   up(): void {
@@ -47,7 +62,8 @@ describe('PostgreSQL restarted under load', () => {
   let api: Api;
   const workers: WorkerProcess[] = [];
   beforeAll(async () => {
-    if (DATABASE !== 'postgres') throw new Error('this suite restarts its own PostgreSQL: it needs TEST_DATABASE=postgres');
+    if (DATABASE !== 'postgres')
+      throw new Error('this suite restarts its own PostgreSQL: it needs TEST_DATABASE=postgres');
     pg = OwnPostgres.start();
     api = await Api.start({ databaseUrl: pg.url });
   });
@@ -62,18 +78,38 @@ describe('PostgreSQL restarted under load', () => {
     const n = 400;
     // One retry, as an operator would give work that may meet an outage: a claim the database
     // commits as it goes down reaches no worker, and its lease runs out (30 s) as a failed attempt.
-    const tasks = Array.from({ length: n }, (_, i) => ({ name: `t${i}`, tags: [t], retry: { count: 1 }, action: { type: 'shell', command: 'sleep 0.1' } }));
+    const tasks = Array.from({ length: n }, (_, i) => ({
+      name: `t${i}`,
+      tags: [t],
+      retry: { count: 1 },
+      action: { type: 'shell', command: 'sleep 0.1' },
+    }));
     const wf = await api.createWorkflow(workflow({ sealed: true, tasks }));
-    for (const name of ['w1', 'w2']) workers.push(await WorkerProcess.start({ api: api.url, tags: [t], name, concurrency: 8, args: ['--log-level', 'debug'] }));
-    await waitFor('a quarter of the tasks to succeed', async () => ((await api.get(`/v1/workflows/${wf.id}`)).body.task_counts.SUCCESS ?? 0) >= n / 4, 60_000);
+    for (const name of ['w1', 'w2'])
+      workers.push(
+        await WorkerProcess.start({ api: api.url, tags: [t], name, concurrency: 8, args: ['--log-level', 'debug'] }),
+      );
+    await waitFor(
+      'a quarter of the tasks to succeed',
+      async () => ((await api.get(`/v1/workflows/${wf.id}`)).body.task_counts.SUCCESS ?? 0) >= n / 4,
+      60_000,
+    );
 
     const downAt = Date.now();
     pg.down();
     try {
-      await waitFor('health to name the database', async () => (await api.get('/health')).body?.database !== 'ok', 10_000);
+      await waitFor(
+        'health to name the database',
+        async () => (await api.get('/health')).body?.database !== 'ok',
+        10_000,
+      );
       expect((await api.get('/health')).body).toMatchObject({ status: 'unavailable', redis: 'ok' });
       const started = Date.now();
-      const refused = await fetch(`${api.url}/v1/workflows`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(workflow()) });
+      const refused = await fetch(`${api.url}/v1/workflows`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(workflow()),
+      });
       const ms = Date.now() - started;
       expect(refused.status).toBe(503);
       expect(refused.headers.get('retry-after')).toMatch(/^[1-9]\d*$/);
@@ -90,14 +126,19 @@ describe('PostgreSQL restarted under load', () => {
     if (ended.state !== 'SUCCESS') {
       // What failed, and how: printed before the assertion says only that something did.
       for (const t of (await api.get(`/v1/workflows/${wf.id}/tasks?state=ERROR&limit=20`)).body.items) {
-        const events = (await api.get(`/v1/tasks/${t.id}/events`)).body.map((e: { from: string; to: string; reason: string }) => `${e.from}>${e.to} ${e.reason}`);
+        const events = (await api.get(`/v1/tasks/${t.id}/events`)).body.map(
+          (e: { from: string; to: string; reason: string }) => `${e.from}>${e.to} ${e.reason}`,
+        );
         console.log(`task ${t.name} attempt ${t.attempt}: ${JSON.stringify(t.error)}; ${events.join(' | ')}`);
       }
     }
     expect(ended.state).toBe('SUCCESS');
     expect(ended.task_counts).toMatchObject({ SUCCESS: n });
     // Exactly one success per task, whatever the outage did to reports in flight.
-    const page = (await api.get(`/v1/workflows/${wf.id}/tasks?limit=500`)).body.items as { id: string; attempt: number }[];
+    const page = (await api.get(`/v1/workflows/${wf.id}/tasks?limit=500`)).body.items as {
+      id: string;
+      attempt: number;
+    }[];
     expect(page).toHaveLength(n);
     let again = 0;
     for (const task of page) {
@@ -108,6 +149,8 @@ describe('PostgreSQL restarted under load', () => {
     // The workers met the outage and went on: calls they sent again (logged at debug level).
     const retried = workers.reduce((k, w) => k + (w.output.match(/"msg":"retrying a call"/g)?.length ?? 0), 0);
     expect(retried).toBeGreaterThan(0);
-    console.log(`PostgreSQL restarted (${outageMs} ms away) under ${n} tasks: all succeeded once; ${again} ran a second attempt; the workers sent ${retried} calls again; workflow took ${Date.parse(ended.finished_at) - Date.parse(ended.created_at)} ms`);
+    console.log(
+      `PostgreSQL restarted (${outageMs} ms away) under ${n} tasks: all succeeded once; ${again} ran a second attempt; the workers sent ${retried} calls again; workflow took ${Date.parse(ended.finished_at) - Date.parse(ended.created_at)} ms`,
+    );
   }, 180_000);
 });

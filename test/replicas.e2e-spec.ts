@@ -36,7 +36,9 @@ describe('two API replicas on one database and Redis', () => {
     const blocked = a.get(`/v1/workflows/${wf.id}/data/cluster.master?wait_s=20`);
     await waitFor('the read to block on replica a', async () => (await a.metric('tagflow_data_reads_waiting')) >= 1);
     const started = Date.now();
-    expect((await b.request('PUT', `/v1/workflows/${wf.id}/data/cluster.master`, { value: { host: 'db1' } })).status).toBe(200);
+    expect(
+      (await b.request('PUT', `/v1/workflows/${wf.id}/data/cluster.master`, { value: { host: 'db1' } })).status,
+    ).toBe(200);
     const r = await blocked;
     expect(r.body).toMatchObject({ key: 'cluster.master', value: { host: 'db1' } });
     expect(Date.now() - started).toBeLessThan(5000);
@@ -53,7 +55,9 @@ describe('two API replicas on one database and Redis', () => {
       const tasks = [];
       for (let g = 0; g < groups; g++) {
         for (let i = 0; i < perGroup; i++) {
-          tasks.push(task(`g${g}-${i}`, { tags: ['rep', `g${g}`], ...(g > 0 ? { requires_tags: [`g${g - 1}`] } : {}) }));
+          tasks.push(
+            task(`g${g}-${i}`, { tags: ['rep', `g${g}`], ...(g > 0 ? { requires_tags: [`g${g - 1}`] } : {}) }),
+          );
         }
       }
       workflows.push(await (w % 2 ? b : a).createWorkflow(workflow({ sealed: true, tasks })));
@@ -87,25 +91,34 @@ describe('two API replicas on one database and Redis', () => {
     const db = new pg.Client({ connectionString: a.databaseUrl });
     await db.connect();
     try {
-      const { rows } = await db.query(`
+      const { rows } = await db.query(
+        `
         SELECT task_id, to_state, COUNT(*)::int AS n FROM task_event
-        WHERE workflow_id = ANY($1) GROUP BY task_id, to_state HAVING COUNT(*) > 1`, [workflows.map((w) => w.id)]);
+        WHERE workflow_id = ANY($1) GROUP BY task_id, to_state HAVING COUNT(*) > 1`,
+        [workflows.map((w) => w.id)],
+      );
       expect(rows).toEqual([]);
-      const finished = await db.query(`SELECT COUNT(*)::int AS n FROM workflow WHERE id = ANY($1) AND finished_at IS NOT NULL`, [workflows.map((w) => w.id)]);
+      const finished = await db.query(
+        `SELECT COUNT(*)::int AS n FROM workflow WHERE id = ANY($1) AND finished_at IS NOT NULL`,
+        [workflows.map((w) => w.id)],
+      );
       expect(finished.rows[0].n).toBe(workflowCount);
     } finally {
       await db.end();
     }
   });
 
-  it('sets and judges leases by the database clock, though one replica\'s host clock runs 20 s ahead', async () => {
+  it("sets and judges leases by the database clock, though one replica's host clock runs 20 s ahead", async () => {
     const skewed = await Api.start({
-      databaseUrl: a.databaseUrl, prefix: a.prefix,
+      databaseUrl: a.databaseUrl,
+      prefix: a.prefix,
       env: { NODE_OPTIONS: `--require ${resolve('test/support/skewed-clock.cjs')}`, TEST_CLOCK_SKEW_MS: '20000' },
     });
     try {
       const t = `skew-${Date.now()}`;
-      const wf = await a.createWorkflow(workflow({ sealed: true, tasks: [task('leased', { tags: [t], lease_s: 3, retry: { count: 1 } })] }));
+      const wf = await a.createWorkflow(
+        workflow({ sealed: true, tasks: [task('leased', { tags: [t], lease_s: 3, retry: { count: 1 } })] }),
+      );
       const [leased] = await skewed.poll([t], { wait_s: 10 });
       expect(leased.name).toBe('leased');
       // Set by the skewed replica, the lease still ends 3 s from now by the database's clock.
@@ -114,12 +127,18 @@ describe('two API replicas on one database and Redis', () => {
       expect(expiresIn).toBeLessThan(5000);
       // A report arriving in time at the skewed replica is accepted...
       const started = Date.now();
-      expect((await skewed.post(`/v1/tasks/${leased.id}/heartbeat`, { lease_token: leased.lease.token })).status).toBe(200);
+      expect((await skewed.post(`/v1/tasks/${leased.id}/heartbeat`, { lease_token: leased.lease.token })).status).toBe(
+        200,
+      );
       // ...and with no more heartbeats the lease ends about 3 s later (it would take 23 s by the skewed clock).
-      const retried = await waitFor('the lease to expire', async () => {
-        const x = await a.task(wf.id, 'leased');
-        return x.attempt === 2 ? x : undefined;
-      }, 15_000);
+      const retried = await waitFor(
+        'the lease to expire',
+        async () => {
+          const x = await a.task(wf.id, 'leased');
+          return x.attempt === 2 ? x : undefined;
+        },
+        15_000,
+      );
       expect(retried.error.code).toBe('LEASE_EXPIRED');
       expect(Date.now() - started).toBeLessThan(10_000);
     } finally {

@@ -20,17 +20,78 @@ describe(`repositories on ${DATABASE}`, () => {
 
   const now = Date.now();
   const wfRow = (overrides: Partial<WorkflowEntity> = {}): WorkflowEntity => ({
-    id: newId(now), name: 'wf', namespace: 'default', description: null, tags: ['team:ops'], input: { region: 'eu' }, state: 'RUNNING', sealed: false,
-    on_failure: 'fail', rollback_started: false, settle_pending: false, settle_after: '', retention_days: null, limits: {}, callback: null, created_by: null, created_at: now, updated_at: now, finished_at: null, ...overrides,
+    id: newId(now),
+    name: 'wf',
+    namespace: 'default',
+    description: null,
+    tags: ['team:ops'],
+    input: { region: 'eu' },
+    state: 'RUNNING',
+    sealed: false,
+    on_failure: 'fail',
+    rollback_started: false,
+    settle_pending: false,
+    settle_after: '',
+    retention_days: null,
+    limits: {},
+    callback: null,
+    created_by: null,
+    created_at: now,
+    updated_at: now,
+    finished_at: null,
+    ...overrides,
   });
   const taskRow = (wf: WorkflowEntity, name: string, overrides: Partial<TaskEntity> = {}): TaskEntity => {
     const tags = overrides.tags ?? [];
     return {
-      id: newId(Date.now()), workflow_id: wf.id, namespace: wf.namespace, name, kind: 'task', parent_task_id: null, tags, tagset_id: tagsetId(tags), action: { type: 'noop' },
-      input: {}, requires: [], requires_tags: [], produces: [], data_requires: [], retry: { count: 0, delay_s: 0, backoff: 1, max_delay_s: null },
-      timeout_s: null, lease_s: 30, on_error: [], revert: null, state: 'WAITING', attempt: 1, handbacks: 0, handled: false, handling: false, cancel_requested: false,
-      resolved_input: null, output: null, error: null, stdout: null, stderr: null, exit_code: null, progress: null, worker_id: null, lease_token: null,
-      lease_expires_at: null, deadline_at: null, lease_outcome: null, created_by: null, created_at: now, updated_at: now, ready_at: null, not_before: null, wake_at: null, priority: 0, held_limit: null, callback: null, started_at: null, finished_at: null,
+      id: newId(Date.now()),
+      workflow_id: wf.id,
+      namespace: wf.namespace,
+      name,
+      kind: 'task',
+      parent_task_id: null,
+      tags,
+      tagset_id: tagsetId(tags),
+      action: { type: 'noop' },
+      input: {},
+      requires: [],
+      requires_tags: [],
+      produces: [],
+      data_requires: [],
+      retry: { count: 0, delay_s: 0, backoff: 1, max_delay_s: null },
+      timeout_s: null,
+      lease_s: 30,
+      on_error: [],
+      revert: null,
+      state: 'WAITING',
+      attempt: 1,
+      handbacks: 0,
+      handled: false,
+      handling: false,
+      cancel_requested: false,
+      resolved_input: null,
+      output: null,
+      error: null,
+      stdout: null,
+      stderr: null,
+      exit_code: null,
+      progress: null,
+      worker_id: null,
+      lease_token: null,
+      lease_expires_at: null,
+      deadline_at: null,
+      lease_outcome: null,
+      created_by: null,
+      created_at: now,
+      updated_at: now,
+      ready_at: null,
+      not_before: null,
+      wake_at: null,
+      priority: 0,
+      held_limit: null,
+      callback: null,
+      started_at: null,
+      finished_at: null,
       ...overrides,
     };
   };
@@ -40,7 +101,11 @@ describe(`repositories on ${DATABASE}`, () => {
     const wf = wfRow();
     const a = taskRow(wf, 'a', { tags: ['web'] });
     const b = taskRow(wf, 'b', { tags: ['web'], requires: ['a'] });
-    const c = taskRow(wf, 'c', { requires_tags: ['web'], data_requires: ['k'], on_error: [{ run: [{ name: 'c-fix', action: { type: 'noop' } }] }] });
+    const c = taskRow(wf, 'c', {
+      requires_tags: ['web'],
+      data_requires: ['k'],
+      on_error: [{ run: [{ name: 'c-fix', action: { type: 'noop' } }] }],
+    });
     const p = taskRow(wf, 'p', { produces: ['k'], output: { n: 1 } });
     await db.transaction(async (r) => {
       await r.workflows.insert(wf);
@@ -63,8 +128,18 @@ describe(`repositories on ${DATABASE}`, () => {
     expect((await r.tasks.firstOf(wf.id))?.id).toBe(a.id);
     expect([...(await r.tasks.existingNames(wf.id, ['a', 'zz', 'c']))].sort()).toEqual(['a', 'c']);
     expect((await r.tasks.page(wf.id, { tag: 'web', limit: 1 })).map((t) => t.name)).toEqual(['a', 'b']); // limit + 1
-    expect((await r.tasks.page(wf.id, { limit: 10, after: { created_at: a.created_at, id: a.id } })).map((t) => t.name)).toEqual(['b', 'c', 'p']);
-    expect((await r.tasks.graph(wf.id)).find((g) => g.name === 'c')).toEqual({ name: 'c', tags: [], requires: [], requires_tags: ['web'], produces: [], data_requires: ['k'], waiting: true });
+    expect(
+      (await r.tasks.page(wf.id, { limit: 10, after: { created_at: a.created_at, id: a.id } })).map((t) => t.name),
+    ).toEqual(['b', 'c', 'p']);
+    expect((await r.tasks.graph(wf.id)).find((g) => g.name === 'c')).toEqual({
+      name: 'c',
+      tags: [],
+      requires: [],
+      requires_tags: ['web'],
+      produces: [],
+      data_requires: ['k'],
+      waiting: true,
+    });
     expect((await r.tasks.countsByState([wf.id])).get(wf.id)).toEqual({ WAITING: 4 });
   });
 
@@ -75,47 +150,104 @@ describe(`repositories on ${DATABASE}`, () => {
     expect(await r.deps.dependentsOf(wf.id, [p])).toEqual([c.id]); // c reads k, which p produces
     expect(await r.deps.dependentsOf(wf.id, [{ name: 'nobody', tags: [] }])).toEqual([]);
     expect([...(await r.deps.tagsWithOpenMembers(wf.id, ['web', 'unselected']))]).toEqual(['web']);
-    expect((await r.deps.waitingOn(wf.id, ['tag', 'data']))).toEqual([c.id]);
+    expect(await r.deps.waitingOn(wf.id, ['tag', 'data'])).toEqual([c.id]);
     expect([...(await r.deps.producible(wf.id, ['k', 'other']))]).toEqual(['k']);
     expect(await r.deps.anyWaitingFor(wf.id, ['web'], [])).toBe(true);
     expect(await r.deps.anyWaitingFor(wf.id, ['db'], ['other'])).toBe(false);
     expect(await r.deps.reserved(wf.id, ['c-fix', 'x'])).toEqual([{ name: 'c-fix', owner_task_id: c.id }]);
     expect(await r.deps.requiringName(wf.id, 'a')).toEqual([b.id]);
     const byTag = await r.tasks.viewsByTag(wf.id, ['web']);
-    expect(byTag.get('web')?.map((v) => v.name).sort()).toEqual(['a', 'b']);
-    expect((await r.tasks.viewsByName(wf.id, ['a'])).get('a')).toEqual({ id: a.id, name: 'a', state: 'WAITING', handled: false, handling: false, errorCode: null });
+    expect(
+      byTag
+        .get('web')
+        ?.map((v) => v.name)
+        .sort(),
+    ).toEqual(['a', 'b']);
+    expect((await r.tasks.viewsByName(wf.id, ['a'])).get('a')).toEqual({
+      id: a.id,
+      name: 'a',
+      state: 'WAITING',
+      handled: false,
+      handling: false,
+      errorCode: null,
+    });
   });
 
   it('changes states and flags only as the state machine allows, each with an event row', async () => {
     const { a, b } = await seed();
     await db.transaction(async (r) => {
-      expect(await r.transitions.tasks({ ids: [a.id, b.id], from: ['WAITING'], to: 'READY', set: { ready_at: now }, reason: 'met' })).toEqual([a.id, b.id]);
+      expect(
+        await r.transitions.tasks({
+          ids: [a.id, b.id],
+          from: ['WAITING'],
+          to: 'READY',
+          set: { ready_at: now },
+          reason: 'met',
+        }),
+      ).toEqual([a.id, b.id]);
       // A guarded change of rows no longer in `from` changes nothing.
       expect(await r.transitions.tasks({ ids: [a.id], from: ['WAITING'], to: 'SKIPPED', reason: 'late' })).toEqual([]);
-      await expect(r.transitions.tasks({ ids: [a.id], from: ['READY'], to: 'SUCCESS', reason: 'skip ahead' })).rejects.toThrow('illegal task transition READY -> SUCCESS');
-      await expect(r.transitions.tasks({ ids: [a.id], from: ['READY'], flags: { handling: true }, reason: 'x' })).rejects.toThrow('task flag handling cannot change in READY -> READY');
-      await expect(r.transitions.tasks({ ids: [a.id], from: ['READY'], to: 'WAITING', set: { handled: true }, reason: 'x' })).rejects.toThrow('handled changes only as a transition');
+      await expect(
+        r.transitions.tasks({ ids: [a.id], from: ['READY'], to: 'SUCCESS', reason: 'skip ahead' }),
+      ).rejects.toThrow('illegal task transition READY -> SUCCESS');
+      await expect(
+        r.transitions.tasks({ ids: [a.id], from: ['READY'], flags: { handling: true }, reason: 'x' }),
+      ).rejects.toThrow('task flag handling cannot change in READY -> READY');
+      await expect(
+        r.transitions.tasks({ ids: [a.id], from: ['READY'], to: 'WAITING', set: { handled: true }, reason: 'x' }),
+      ).rejects.toThrow('handled changes only as a transition');
     });
-    const leased = await db.transaction((r) => r.transitions.claim([
-      { taskId: a.id, attempt: 1, tagsetId: a.tagset_id, token: 'tok-a', workerId: null },
-      { taskId: b.id, attempt: 2, tagsetId: b.tagset_id, token: 'tok-b', workerId: null }, // a stale attempt
-    ]));
+    const leased = await db.transaction((r) =>
+      r.transitions.claim([
+        { taskId: a.id, attempt: 1, tagsetId: a.tagset_id, token: 'tok-a', workerId: null },
+        { taskId: b.id, attempt: 2, tagsetId: b.tagset_id, token: 'tok-b', workerId: null }, // a stale attempt
+      ]),
+    );
     expect(leased.map((t) => [t.id, t.state, t.lease_token])).toEqual([[a.id, 'RUNNING', 'tok-a']]);
     await db.transaction(async (r) => {
-      expect(await r.transitions.tasks({ ids: [a.id], from: ['RUNNING'], flags: { cancel_requested: true }, reason: 'cancel requested' })).toEqual([a.id]);
-      expect(await r.transitions.tasks({ ids: [a.id], from: ['RUNNING'], flags: { cancel_requested: true }, reason: 'again' })).toEqual([]); // already set
+      expect(
+        await r.transitions.tasks({
+          ids: [a.id],
+          from: ['RUNNING'],
+          flags: { cancel_requested: true },
+          reason: 'cancel requested',
+        }),
+      ).toEqual([a.id]);
+      expect(
+        await r.transitions.tasks({
+          ids: [a.id],
+          from: ['RUNNING'],
+          flags: { cancel_requested: true },
+          reason: 'again',
+        }),
+      ).toEqual([]); // already set
       expect(await r.tasks.extendLease(a.id, 'tok-a', now + 60_000, now, { pct: 50 })).toBe(true);
       expect(await r.tasks.extendLease(a.id, 'other', now + 60_000, now, undefined)).toBe(false);
       await r.tasks.setResolvedInput(a.id, 'tok-a', { x: 1 });
       const [task] = await r.tasks.load([a.id]);
-      await r.transitions.each('RUNNING', 'SUCCESS', [{ task, set: { output: { ok: true }, lease_outcome: 'complete' } }], 'completed');
+      await r.transitions.each(
+        'RUNNING',
+        'SUCCESS',
+        [{ task, set: { output: { ok: true }, lease_outcome: 'complete' } }],
+        'completed',
+      );
       expect(task.state).toBe('SUCCESS');
     });
     const r = db.read();
     const done = (await r.tasks.get(a.id))!;
-    expect(done).toMatchObject({ state: 'SUCCESS', cancel_requested: true, progress: { pct: 50 }, resolved_input: { x: 1 }, output: { ok: true }, lease_expires_at: now + 60_000 });
+    expect(done).toMatchObject({
+      state: 'SUCCESS',
+      cancel_requested: true,
+      progress: { pct: 50 },
+      resolved_input: { x: 1 },
+      output: { ok: true },
+      lease_expires_at: now + 60_000,
+    });
     expect((await r.events.ofTask(a.id)).map((e) => `${e.from_state}>${e.to_state}:${e.reason}`)).toEqual([
-      'WAITING>READY:met', 'READY>RUNNING:leased', 'RUNNING>RUNNING:cancel requested', 'RUNNING>SUCCESS:completed',
+      'WAITING>READY:met',
+      'READY>RUNNING:leased',
+      'RUNNING>RUNNING:cancel requested',
+      'RUNNING>SUCCESS:completed',
     ]);
   });
 
@@ -125,35 +257,62 @@ describe(`repositories on ${DATABASE}`, () => {
       const locked = (await r.workflows.lock(wf.id))!;
       expect(locked).toEqual(wf);
       expect((await r.workflows.lockOfTasks([a.id])).map((w) => w.id)).toEqual([wf.id]);
-      expect(await r.transitions.workflow(locked, { from: ['RUNNING'], flags: { sealed: true }, reason: 'sealed' })).toBe(true);
+      expect(
+        await r.transitions.workflow(locked, { from: ['RUNNING'], flags: { sealed: true }, reason: 'sealed' }),
+      ).toBe(true);
       expect(await r.transitions.workflow(locked, { from: ['RUNNING'], to: 'CANCELLED', reason: 'stop' })).toBe(true);
       expect(await r.transitions.workflow(locked, { from: ['RUNNING'], to: 'PAUSED', reason: 'too late' })).toBe(false);
       await r.data.write(wf.id, 'k', { v: 1 }, null, now);
       await r.data.write(wf.id, 'k', { v: 2 }, a.id, now + 1);
     });
     const r = db.read();
-    expect(await r.workflows.get(wf.id)).toMatchObject({ state: 'CANCELLED', sealed: true, finished_at: expect.any(Number) });
-    expect((await r.events.ofWorkflow(wf.id)).map((e) => `${e.from_state}>${e.to_state}:${e.reason}`)).toEqual(['RUNNING>RUNNING:sealed', 'RUNNING>CANCELLED:stop']);
+    expect(await r.workflows.get(wf.id)).toMatchObject({
+      state: 'CANCELLED',
+      sealed: true,
+      finished_at: expect.any(Number),
+    });
+    expect((await r.events.ofWorkflow(wf.id)).map((e) => `${e.from_state}>${e.to_state}:${e.reason}`)).toEqual([
+      'RUNNING>RUNNING:sealed',
+      'RUNNING>CANCELLED:stop',
+    ]);
     expect(await r.data.get(wf.id, 'k')).toMatchObject({ value: { v: 2 }, task_id: a.id, written_at: now + 1 });
     expect(await r.data.values(wf.id, ['k', 'missing'])).toEqual(new Map([['k', { v: 2 }]]));
     expect((await r.workflows.page({ namespace: 'default', limit: 500 })).some((w) => w.id === wf.id)).toBe(true);
-    expect((await r.workflows.page({ namespace: 'default', tag: 'team:ops', state: 'CANCELLED', limit: 500 })).map((w) => w.id)).toContain(wf.id);
+    expect(
+      (await r.workflows.page({ namespace: 'default', tag: 'team:ops', state: 'CANCELLED', limit: 500 })).map(
+        (w) => w.id,
+      ),
+    ).toContain(wf.id);
     await db.transaction((tx) => tx.workflows.deleteWithEverything(wf.id));
     expect(await r.workflows.get(wf.id)).toBeNull();
     expect(await r.tasks.load([a.id])).toEqual([]);
     expect(await r.data.get(wf.id, 'k')).toBeNull();
   });
 
-  it('answers the engine\'s probes: states, handlers, failures, outputs, leases, data keys, and a changed spec', async () => {
+  it("answers the engine's probes: states, handlers, failures, outputs, leases, data keys, and a changed spec", async () => {
     const { wf, a, b, c, p } = await seed();
     const h = taskRow(wf, 'c-fix', { kind: 'handler', parent_task_id: c.id, created_at: now + 5 });
     await db.transaction(async (r) => {
       await r.tasks.insert([h]);
       await r.deps.insertFor([h], [[]]);
       await r.transitions.tasks({ ids: [a.id], from: ['WAITING'], to: 'READY', reason: 'met' });
-      await r.transitions.tasks({ ids: [p.id], from: ['WAITING'], to: 'SKIPPED', set: { error: { code: 'DEPENDENCY_FAILED', message: 'x' } }, reason: 'dead' });
-      await r.transitions.tasks({ ids: [c.id], from: ['WAITING'], to: 'ERROR', set: { error: { code: 'DEADLOCK', message: 'y' } }, reason: 'stuck' });
-      expect(await r.transitions.tasks({ ids: [c.id], from: ['ERROR'], flags: { handling: true }, reason: 'handlers' })).toEqual([c.id]);
+      await r.transitions.tasks({
+        ids: [p.id],
+        from: ['WAITING'],
+        to: 'SKIPPED',
+        set: { error: { code: 'DEPENDENCY_FAILED', message: 'x' } },
+        reason: 'dead',
+      });
+      await r.transitions.tasks({
+        ids: [c.id],
+        from: ['WAITING'],
+        to: 'ERROR',
+        set: { error: { code: 'DEADLOCK', message: 'y' } },
+        reason: 'stuck',
+      });
+      expect(
+        await r.transitions.tasks({ ids: [c.id], from: ['ERROR'], flags: { handling: true }, reason: 'handlers' }),
+      ).toEqual([c.id]);
       await r.data.write(wf.id, 'k', 'v', p.id, now);
     });
     const r = db.read();
@@ -164,7 +323,9 @@ describe(`repositories on ${DATABASE}`, () => {
     expect(await r.tasks.anyUnhandledFailure(wf.id)).toBe(true);
     expect((await r.tasks.handlersOf(c.id, now)).map((t) => t.name)).toEqual(['c-fix']);
     expect((await r.tasks.allOf(wf.id)).map((t) => t.name)).toEqual(['a', 'b', 'c', 'p', 'c-fix']);
-    expect(await r.tasks.outputs(wf.id, ['p'])).toEqual([{ id: p.id, name: 'p', state: 'SKIPPED', output: { n: 1 }, finished_at: expect.any(Number) }]);
+    expect(await r.tasks.outputs(wf.id, ['p'])).toEqual([
+      { id: p.id, name: 'p', state: 'SKIPPED', output: { n: 1 }, finished_at: expect.any(Number) },
+    ]);
     expect(await r.tasks.succeeded(wf.id)).toEqual([]);
     expect(await r.tasks.leaseHolder(wf.id, 'no-such-lease', now)).toBeNull();
     expect([...(await r.data.written(wf.id, ['k', 'z']))]).toEqual(['k']);
@@ -186,7 +347,18 @@ describe(`repositories on ${DATABASE}`, () => {
     const wf = wfRow();
     const late = taskRow(wf, 'late', { state: 'RUNNING', lease_expires_at: now - 1, worker_id: null });
     const ready = taskRow(wf, 'ready', { state: 'READY', ready_at: now - 10_000 });
-    const worker = { id: newId(now), name: 'w1', namespace: 'default', tags: ['web'], hostname: null, version: null, created_at: now, last_seen_at: now, stopping_at: null, key_id: 'key-1' };
+    const worker = {
+      id: newId(now),
+      name: 'w1',
+      namespace: 'default',
+      tags: ['web'],
+      hostname: null,
+      version: null,
+      created_at: now,
+      last_seen_at: now,
+      stopping_at: null,
+      key_id: 'key-1',
+    };
     await db.transaction(async (r) => {
       await r.workflows.insert(wf);
       await r.tasks.insert([{ ...late, worker_id: worker.id }, ready]);
@@ -205,7 +377,7 @@ describe(`repositories on ${DATABASE}`, () => {
     expect((await r.workers.get(worker.id, 'default'))?.last_seen_at).toBe(now + 5);
     await db.transaction((tx) => tx.workers.markStopping(worker.id, now + 6));
     expect(await db.transaction((tx) => tx.workers.touch(worker.id, 'default', 'key-1', now + 7))).toBe('stopping');
-    expect((await r.workers.get(worker.id, 'default'))).toMatchObject({ last_seen_at: now + 5, stopping_at: now + 6 });
+    expect(await r.workers.get(worker.id, 'default')).toMatchObject({ last_seen_at: now + 5, stopping_at: now + 6 });
     expect(await r.workers.get(worker.id, 'other')).toBeNull();
   });
 });

@@ -21,7 +21,13 @@ interface Key {
 }
 
 /** Raw HTTP on one connection: the headers and the first `sent` bytes of a body of `length`. Resolves with what the API answered, or null. */
-function partialRequest(port: number, head: string[], length: number, sent: number, timeoutMs: number): Promise<string | null> {
+function partialRequest(
+  port: number,
+  head: string[],
+  length: number,
+  sent: number,
+  timeoutMs: number,
+): Promise<string | null> {
   return new Promise((resolve) => {
     const socket = connect(port, '127.0.0.1');
     let answer = '';
@@ -45,13 +51,15 @@ function partialRequest(port: number, head: string[], length: number, sent: numb
 describe('security, second round', () => {
   let api: Api;
   const admin = token();
-  const call = (method: string, path: string, t?: string, body?: unknown) => api.request(method, path, body, t ? bearer(t) : {});
+  const call = (method: string, path: string, t?: string, body?: unknown) =>
+    api.request(method, path, body, t ? bearer(t) : {});
   const newKey = async (spec: object): Promise<Key> => {
     const r = await call('POST', '/v1/keys', admin, spec);
     expect(r.status).toBe(201);
     return r.body as Key;
   };
-  const revoke = async (k: Key, via = api) => expect((await via.request('DELETE', `/v1/keys/${k.id}`, undefined, bearer(admin))).status).toBe(204);
+  const revoke = async (k: Key, via = api) =>
+    expect((await via.request('DELETE', `/v1/keys/${k.id}`, undefined, bearer(admin))).status).toBe(204);
 
   beforeAll(async () => {
     // Several tests send requests without a valid key on purpose; the per-address limit is tested on an API of its own.
@@ -63,7 +71,12 @@ describe('security, second round', () => {
 
   describe('nothing heavy before authentication', () => {
     const port = () => Number(new URL(api.url).port);
-    const head = (auth?: string) => ['POST /v1/workflows HTTP/1.1', 'Host: 127.0.0.1', 'Content-Type: application/json', ...(auth ? [`Authorization: Bearer ${auth}`] : [])];
+    const head = (auth?: string) => [
+      'POST /v1/workflows HTTP/1.1',
+      'Host: 127.0.0.1',
+      'Content-Type: application/json',
+      ...(auth ? [`Authorization: Bearer ${auth}`] : []),
+    ];
 
     it('refuses a request without a key, or with an unknown one, before its body arrives, and closes its connection', async () => {
       for (const auth of [undefined, token()]) {
@@ -78,7 +91,8 @@ describe('security, second round', () => {
       const bomb = gzipSync(Buffer.from(`{"name": "x", "pad": "${' '.repeat(2 * 1024 * 1024)}"}`));
       expect(bomb.length).toBeLessThan(4096);
       const headers = { 'content-type': 'application/json', 'content-encoding': 'gzip' };
-      const post = (auth: Record<string, string>) => fetch(`${api.url}/v1/workflows`, { method: 'POST', headers: { ...headers, ...auth }, body: bomb });
+      const post = (auth: Record<string, string>) =>
+        fetch(`${api.url}/v1/workflows`, { method: 'POST', headers: { ...headers, ...auth }, body: bomb });
       // Without a key: 401, whatever the body would have become.
       expect((await post({})).status).toBe(401);
       expect((await post(bearer(token()))).status).toBe(401);
@@ -92,10 +106,15 @@ describe('security, second round', () => {
     });
 
     it('limits requests without a valid credential per client address, never a valid key', async () => {
-      const limited = await Api.start({ env: { TAGFLOW_ADMIN_TOKEN: admin, RATE_LIMIT_ANON_RPS: '1', RATE_LIMIT_ANON_BURST: '5' } });
+      const limited = await Api.start({
+        env: { TAGFLOW_ADMIN_TOKEN: admin, RATE_LIMIT_ANON_RPS: '1', RATE_LIMIT_ANON_BURST: '5' },
+      });
       try {
         const statuses: number[] = [];
-        for (let i = 0; i < 10; i++) statuses.push((await limited.request('GET', '/v1/workflows', undefined, i % 2 ? bearer(token()) : {})).status);
+        for (let i = 0; i < 10; i++)
+          statuses.push(
+            (await limited.request('GET', '/v1/workflows', undefined, i % 2 ? bearer(token()) : {})).status,
+          );
         expect(statuses.slice(0, 5)).toEqual([401, 401, 401, 401, 401]);
         expect(statuses.slice(6)).toEqual([429, 429, 429, 429]);
         const refused = await fetch(`${limited.url}/v1/workflows`);
@@ -112,7 +131,13 @@ describe('security, second round', () => {
     it('answers /health under 300 ms (p90) while 8 clients send 1 MiB bodies without a key for 5 s', async () => {
       const flooded = await Api.start({ env: { TAGFLOW_ADMIN_TOKEN: admin } });
       try {
-        const flood = promisify(execFile)(process.execPath, ['test/support/flood.mjs', `${flooded.url}/v1/workflows`, '8', '5', String(1024 * 1024)]);
+        const flood = promisify(execFile)(process.execPath, [
+          'test/support/flood.mjs',
+          `${flooded.url}/v1/workflows`,
+          '8',
+          '5',
+          String(1024 * 1024),
+        ]);
         const times: number[] = [];
         const until = Date.now() + 4500;
         await new Promise((r) => setTimeout(r, 300)); // the flood under way
@@ -122,7 +147,10 @@ describe('security, second round', () => {
           times.push(performance.now() - started);
           await new Promise((r) => setTimeout(r, 50));
         }
-        const { sent, statuses } = JSON.parse((await flood).stdout) as { sent: number; statuses: Record<string, number> };
+        const { sent, statuses } = JSON.parse((await flood).stdout) as {
+          sent: number;
+          statuses: Record<string, number>;
+        };
         times.sort((a, b) => a - b);
         const p90 = times[Math.floor(times.length * 0.9)];
         expect(p90).toBeLessThan(300);
@@ -144,7 +172,7 @@ describe('security, second round', () => {
   });
 
   describe('revocation and expiry end live access', () => {
-    it('ends a revoked worker key\'s parked poll with 401, and hands it nothing added after', async () => {
+    it("ends a revoked worker key's parked poll with 401, and hands it nothing added after", async () => {
       const worker = await newKey({ name: `w-${shortId()}`, role: 'worker' });
       const t = `rv-${shortId()}`;
       const wf = (await call('POST', '/v1/workflows', admin, workflow())).body;
@@ -152,7 +180,16 @@ describe('security, second round', () => {
       await api.pollsParked();
       const started = Date.now();
       await revoke(worker);
-      expect((await call('POST', `/v1/workflows/${wf.id}/tasks`, admin, task('secret', { tags: [t], input: { password: 'hunter2' } }))).status).toBe(201);
+      expect(
+        (
+          await call(
+            'POST',
+            `/v1/workflows/${wf.id}/tasks`,
+            admin,
+            task('secret', { tags: [t], input: { password: 'hunter2' } }),
+          )
+        ).status,
+      ).toBe(201);
       const answer = await parked;
       expect(answer.status).toBe(401);
       expect(JSON.stringify(answer.body)).not.toContain('hunter2');
@@ -162,15 +199,27 @@ describe('security, second round', () => {
       expect(taken).toMatchObject({ name: 'secret', attempt: 1 });
     });
 
-    it('ends a revoked reader\'s followed event stream with an error event, and its long waits with 401', async () => {
+    it("ends a revoked reader's followed event stream with an error event, and its long waits with 401", async () => {
       const reader = await newKey({ name: `r-${shortId()}`, role: 'reader' });
-      const wf = (await call('POST', '/v1/workflows', admin, workflow({ tasks: [task('waits', { tags: [`never-${shortId()}`] })] }))).body;
+      const wf = (
+        await call(
+          'POST',
+          '/v1/workflows',
+          admin,
+          workflow({ tasks: [task('waits', { tags: [`never-${shortId()}`] })] }),
+        )
+      ).body;
       const waiting = (await call('GET', `/v1/workflows/${wf.id}/tasks/waits`, admin)).body;
       const stream = await fetch(`${api.url}/v1/workflows/${wf.id}/events?follow=1`, { headers: bearer(reader.token) });
       expect(stream.status).toBe(200);
       const taskWait = call('GET', `/v1/tasks/${waiting.id}?wait_s=60`, reader.token);
       const dataWait = call('GET', `/v1/workflows/${wf.id}/data/never.written?wait_s=60`, reader.token);
-      await waitFor('both waits parked', async () => (await api.metric('tagflow_task_waits_waiting')) >= 1 && (await api.metric('tagflow_data_reads_waiting')) >= 1);
+      await waitFor(
+        'both waits parked',
+        async () =>
+          (await api.metric('tagflow_task_waits_waiting')) >= 1 &&
+          (await api.metric('tagflow_data_reads_waiting')) >= 1,
+      );
       const started = Date.now();
       await revoke(reader);
       const text = await stream.text(); // ends when the API ends the stream
@@ -180,9 +229,13 @@ describe('security, second round', () => {
       expect(Date.now() - started).toBeLessThan(5000);
     });
 
-    it('ends a worker key\'s parked poll within 5 s of the key\'s expiry', async () => {
+    it("ends a worker key's parked poll within 5 s of the key's expiry", async () => {
       const expiresAt = Date.now() + 2000;
-      const worker = await newKey({ name: `e-${shortId()}`, role: 'worker', expires_at: new Date(expiresAt).toISOString() });
+      const worker = await newKey({
+        name: `e-${shortId()}`,
+        role: 'worker',
+        expires_at: new Date(expiresAt).toISOString(),
+      });
       const answer = await call('POST', '/v1/tasks/poll', worker.token, { tags: [`ex-${shortId()}`], wait_s: 30 });
       expect(answer.status).toBe(401);
       expect(answer.body.message).toContain('expired');
@@ -192,10 +245,19 @@ describe('security, second round', () => {
     // Two API processes on one SQLite file are not a supported setup.
     if (DATABASE === 'postgres') {
       it('ends a parked poll on another replica than the one that revoked the key', async () => {
-        const other = await Api.start({ databaseUrl: api.databaseUrl, prefix: api.prefix, env: { TAGFLOW_ADMIN_TOKEN: admin } });
+        const other = await Api.start({
+          databaseUrl: api.databaseUrl,
+          prefix: api.prefix,
+          env: { TAGFLOW_ADMIN_TOKEN: admin },
+        });
         try {
           const worker = await newKey({ name: `x-${shortId()}`, role: 'worker' });
-          const parked = other.request('POST', '/v1/tasks/poll', { tags: [`xr-${shortId()}`], wait_s: 30 }, bearer(worker.token));
+          const parked = other.request(
+            'POST',
+            '/v1/tasks/poll',
+            { tags: [`xr-${shortId()}`], wait_s: 30 },
+            bearer(worker.token),
+          );
           await other.pollsParked();
           const started = Date.now();
           await revoke(worker, api);
@@ -216,13 +278,26 @@ describe('security, second round', () => {
 
     it('refuses cancel, pause, resume, seal, adding tasks, data writes and rerun on a workflow with a task outside them, naming its tag', async () => {
       const t = shortId();
-      const wf = (await call('POST', '/v1/workflows', admin, workflow({
-        on_failure: 'continue',
-        tasks: [task('db-step', { tags: [`db-${t}`] }), task('web-step', { tags: [`web-${t}`], retry: { count: 0 } })],
-      }))).body;
+      const wf = (
+        await call(
+          'POST',
+          '/v1/workflows',
+          admin,
+          workflow({
+            on_failure: 'continue',
+            tasks: [
+              task('db-step', { tags: [`db-${t}`] }),
+              task('web-step', { tags: [`web-${t}`], retry: { count: 0 } }),
+            ],
+          }),
+        )
+      ).body;
       const tries: [string, string, unknown?][] = [
-        ['POST', `/v1/workflows/${wf.id}/cancel`], ['POST', `/v1/workflows/${wf.id}/pause`], ['POST', `/v1/workflows/${wf.id}/resume`],
-        ['POST', `/v1/workflows/${wf.id}/seal`], ['POST', `/v1/workflows/${wf.id}/tasks`, task('fail-me', { tags: [`web-${t}`] })],
+        ['POST', `/v1/workflows/${wf.id}/cancel`],
+        ['POST', `/v1/workflows/${wf.id}/pause`],
+        ['POST', `/v1/workflows/${wf.id}/resume`],
+        ['POST', `/v1/workflows/${wf.id}/seal`],
+        ['POST', `/v1/workflows/${wf.id}/tasks`, task('fail-me', { tags: [`web-${t}`] })],
         ['PUT', `/v1/workflows/${wf.id}/data/db.password`, { value: 'mine' }],
       ];
       for (const [method, path, body] of tries) {
@@ -232,7 +307,14 @@ describe('security, second round', () => {
       }
       // Rerun: the web task (its own tags granted) failed; the workflow still holds the db task.
       const [leased] = (await call('POST', '/v1/tasks/poll', admin, { tags: [`web-${t}`], wait_s: 5 })).body.tasks;
-      expect((await call('POST', `/v1/tasks/${leased.id}/fail`, admin, { lease_token: leased.lease.token, error: { message: 'x', retryable: false } })).status).toBe(200);
+      expect(
+        (
+          await call('POST', `/v1/tasks/${leased.id}/fail`, admin, {
+            lease_token: leased.lease.token,
+            error: { message: 'x', retryable: false },
+          })
+        ).status,
+      ).toBe(200);
       const rerun = await call('POST', `/v1/tasks/${leased.id}/rerun`, web.token);
       expect(rerun.status).toBe(403);
       expect(rerun.body.message).toContain(`db-${t}`);
@@ -244,21 +326,36 @@ describe('security, second round', () => {
 
     it('counts the tags of on_error handlers, and lets it change a workflow whose every task it covers', async () => {
       const t = shortId();
-      const handled = (await call('POST', '/v1/workflows', admin, workflow({
-        tasks: [task('deploy', { tags: [`web-${t}`], on_error: [{ run: [task('restore-db', { tags: [`db-${t}`] })] }] })],
-      }))).body;
+      const handled = (
+        await call(
+          'POST',
+          '/v1/workflows',
+          admin,
+          workflow({
+            tasks: [
+              task('deploy', { tags: [`web-${t}`], on_error: [{ run: [task('restore-db', { tags: [`db-${t}`] })] }] }),
+            ],
+          }),
+        )
+      ).body;
       const refused = await call('POST', `/v1/workflows/${handled.id}/cancel`, web.token);
       expect(refused.status).toBe(403);
       expect(refused.body.message).toContain(`db-${t}`);
-      const mine = (await call('POST', '/v1/workflows', web.token, workflow({ tasks: [task('a', { tags: [`web-${t}`] })] }))).body;
+      const mine = (
+        await call('POST', '/v1/workflows', web.token, workflow({ tasks: [task('a', { tags: [`web-${t}`] })] }))
+      ).body;
       expect((await call('POST', `/v1/workflows/${mine.id}/pause`, web.token)).status).toBe(200);
       expect((await call('PUT', `/v1/workflows/${mine.id}/data/k`, web.token, { value: 1 })).status).toBe(200);
       expect((await call('POST', `/v1/workflows/${mine.id}/cancel`, web.token)).body.state).toBe('CANCELLED');
     });
   });
 
-  describe('a schedule does not outlive its owner\'s key', () => {
-    const spec = (t: string) => ({ name: `nightly-${t}`, cron: '0 0 3 * * *', workflow: { name: 'nightly', tasks: [task('dump', { tags: [`db-${t}`] })] } });
+  describe("a schedule does not outlive its owner's key", () => {
+    const spec = (t: string) => ({
+      name: `nightly-${t}`,
+      cron: '0 0 3 * * *',
+      workflow: { name: 'nightly', tasks: [task('dump', { tags: [`db-${t}`] })] },
+    });
 
     it('pauses it when the key is revoked, in the audit log and its answer; resuming makes the resuming key its owner, grants checked', async () => {
       const t = shortId();
@@ -267,27 +364,48 @@ describe('security, second round', () => {
       expect(s).toMatchObject({ paused: false, paused_reason: null });
       await revoke(owner);
       const paused = (await call('GET', `/v1/schedules/${s.id}`, admin)).body;
-      expect(paused).toMatchObject({ paused: true, paused_reason: expect.stringContaining('was revoked'), next_run_at: null });
-      const log = (await call('GET', '/v1/audit?limit=500', admin)).body.items as { resource_id: string; path: string; key_name: string }[];
-      expect(log.find((e) => e.resource_id === s.id && e.path.endsWith('/pause'))).toMatchObject({ key_name: expect.stringContaining('was revoked') });
+      expect(paused).toMatchObject({
+        paused: true,
+        paused_reason: expect.stringContaining('was revoked'),
+        next_run_at: null,
+      });
+      const log = (await call('GET', '/v1/audit?limit=500', admin)).body.items as {
+        resource_id: string;
+        path: string;
+        key_name: string;
+      }[];
+      expect(log.find((e) => e.resource_id === s.id && e.path.endsWith('/pause'))).toMatchObject({
+        key_name: expect.stringContaining('was revoked'),
+      });
       // A key whose grants do not cover its tasks may not take it over.
       const web = await newKey({ name: `web-${t}`, role: 'operator', tags: ['web*'] });
       expect((await call('POST', `/v1/schedules/${s.id}/resume`, web.token)).status).toBe(403);
       const db = await newKey({ name: `db-${t}`, role: 'operator', tags: ['db*'] });
       const resumed = (await call('POST', `/v1/schedules/${s.id}/resume`, db.token)).body;
-      expect(resumed).toMatchObject({ paused: false, paused_reason: null, created_by: { key_id: db.id, key_name: `db-${t}` } });
+      expect(resumed).toMatchObject({
+        paused: false,
+        paused_reason: null,
+        created_by: { key_id: db.id, key_name: `db-${t}` },
+      });
     });
 
     it('pauses it when the key expires', async () => {
       const t = shortId();
-      const owner = await newKey({ name: `sched-exp-${t}`, role: 'operator', expires_at: new Date(Date.now() + 2000).toISOString() });
+      const owner = await newKey({
+        name: `sched-exp-${t}`,
+        role: 'operator',
+        expires_at: new Date(Date.now() + 2000).toISOString(),
+      });
       const s = (await call('POST', '/v1/schedules', owner.token, spec(t))).body;
-      const paused = await waitFor('the schedule to be paused', async () => {
-        const now = (await call('GET', `/v1/schedules/${s.id}`, admin)).body;
-        return now.paused ? now : undefined;
-      }, 10_000);
+      const paused = await waitFor(
+        'the schedule to be paused',
+        async () => {
+          const now = (await call('GET', `/v1/schedules/${s.id}`, admin)).body;
+          return now.paused ? now : undefined;
+        },
+        10_000,
+      );
       expect(paused.paused_reason).toContain('expired');
     });
   });
 });
-

@@ -21,18 +21,26 @@ describe('large releases continued in steps', () => {
   async function replicas(n: number, env: Record<string, string>): Promise<Api[]> {
     const first = await Api.start({ env });
     const rest = [];
-    for (let i = 1; i < n; i++) rest.push(await Api.start({ databaseUrl: first.databaseUrl, prefix: first.prefix, env }));
+    for (let i = 1; i < n; i++)
+      rest.push(await Api.start({ databaseUrl: first.databaseUrl, prefix: first.prefix, env }));
     apis.push(first, ...rest);
     return [first, ...rest];
   }
 
-  async function recipe(rs: Api[], shape: { dependents: number; fillers: number; secondAfterMs: number }): Promise<void> {
+  async function recipe(
+    rs: Api[],
+    shape: { dependents: number; fillers: number; secondAfterMs: number },
+  ): Promise<void> {
     const [a, b] = [rs[0], rs[rs.length - 1]];
     const t = `st-${shortId()}`;
     const wf = await a.createWorkflow(workflow());
     const specs = [
-      task('r1', { tags: [`${t}-r`] }), task('r2', { tags: [`${t}-r`] }), task('z', { tags: [`${t}-z`] }),
-      ...Array.from({ length: shape.dependents }, (_, i) => task(`d${i}`, { tags: [`${t}-d`], requires: ['r1', 'r2'] })),
+      task('r1', { tags: [`${t}-r`] }),
+      task('r2', { tags: [`${t}-r`] }),
+      task('z', { tags: [`${t}-z`] }),
+      ...Array.from({ length: shape.dependents }, (_, i) =>
+        task(`d${i}`, { tags: [`${t}-d`], requires: ['r1', 'r2'] }),
+      ),
       ...Array.from({ length: shape.fillers }, (_, i) => task(`f${i}`, { tags: [`${t}-f`], requires: ['z'] })),
     ];
     for (let i = 0; i < specs.length; i += 1000) {
@@ -66,10 +74,11 @@ describe('large releases continued in steps', () => {
   });
 
   // Two API processes on one SQLite file are not a supported setup.
-  if (DATABASE === 'postgres') it('two replicas, evaluation budget 20: no false DEADLOCK when the second root completes on the other replica', async () => {
-    const rs = await replicas(2, { EVALUATION_BUDGET: '20' });
-    await recipe(rs, { dependents: 25, fillers: 200, secondAfterMs: 700 });
-  });
+  if (DATABASE === 'postgres')
+    it('two replicas, evaluation budget 20: no false DEADLOCK when the second root completes on the other replica', async () => {
+      const rs = await replicas(2, { EVALUATION_BUDGET: '20' });
+      await recipe(rs, { dependents: 25, fillers: 200, secondAfterMs: 700 });
+    });
 
   it(`at the real budget (5,000): 5,500 dependents released by two roots ${DATABASE === 'postgres' ? 'on two replicas' : 'on one API'}`, async () => {
     const rs = await replicas(DATABASE === 'postgres' ? 2 : 1, {});
@@ -91,7 +100,11 @@ async function drain(rs: Api[], tags: string[], expected: number, timeoutMs: num
     const r = await rs[i % rs.length].post('/v1/tasks/report', { reports, poll: { tags, max_tasks: 100, wait_s: 1 } });
     if (r.status !== 200) throw new Error(`report: ${r.status} ${JSON.stringify(r.body)}`);
     done += reports.length;
-    reports = r.body.tasks.map((x: { id: string; lease: { token: string } }) => ({ task_id: x.id, lease_token: x.lease.token, status: 'complete' as const }));
+    reports = r.body.tasks.map((x: { id: string; lease: { token: string } }) => ({
+      task_id: x.id,
+      lease_token: x.lease.token,
+      status: 'complete' as const,
+    }));
     idle = reports.length === 0 ? idle + 1 : 0;
   }
   if (reports.length > 0) {

@@ -45,18 +45,27 @@ describe('the web UI in a real browser', () => {
   const policyViolations: string[] = [];
 
   beforeAll(async () => {
-    if (!existsSync(CHROMIUM)) throw new Error(`no browser at ${CHROMIUM}: apt-get install -y chromium (or set CHROMIUM_PATH)`);
+    if (!existsSync(CHROMIUM))
+      throw new Error(`no browser at ${CHROMIUM}: apt-get install -y chromium (or set CHROMIUM_PATH)`);
     api = await Api.start({ env: { TAGFLOW_ADMIN_TOKEN: admin } });
     client = new TagflowClient({ url: api.url, token: admin });
     const tokenFile = join(scratch, 'worker.token');
     writeFileSync(tokenFile, admin);
     chmodSync(tokenFile, 0o600);
-    worker = await WorkerProcess.start({ api: api.url, tags: [tag], name: workerName, concurrency: 4, args: ['--token-file', tokenFile] });
+    worker = await WorkerProcess.start({
+      api: api.url,
+      tags: [tag],
+      name: workerName,
+      concurrency: 4,
+      args: ['--token-file', tokenFile],
+    });
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
     page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
     page.on('dialog', (d) => void d.accept());
     // The content policy must not break the app: a refused script or style shows up here.
-    page.on('console', (m) => { if (/Content Security Policy/i.test(m.text())) policyViolations.push(m.text()); });
+    page.on('console', (m) => {
+      if (/Content Security Policy/i.test(m.text())) policyViolations.push(m.text());
+    });
   });
   afterAll(async () => {
     await browser?.close();
@@ -79,7 +88,12 @@ describe('the web UI in a real browser', () => {
     for (const path of ['/ui/tasks/x', '/ui/assets/missing.js', '/ui/.env', '/ui/..%2fpackage.json']) {
       const r = await fetch(`${api.url}${path}`);
       const body = await r.text();
-      expect({ path, status: r.status, policy: r.headers.get('content-security-policy'), page: body.includes('<div id="root">') }).toEqual({ path, status: 200, policy, page: true });
+      expect({
+        path,
+        status: r.status,
+        policy: r.headers.get('content-security-policy'),
+        page: body.includes('<div id="root">'),
+      }).toEqual({ path, status: 200, policy, page: true });
     }
     // A way out of the directory finds nothing outside it.
     for (const path of ['/ui/%2e%2e/package.json', '/ui/%2e%2e/%2e%2e/package.json', '/ui/..%5c..%5cpackage.json']) {
@@ -88,7 +102,12 @@ describe('the web UI in a real browser', () => {
     }
     const script = /src="(\/ui\/assets\/[^"]+\.js)"/.exec(await (await fetch(`${api.url}/ui/`)).text())![1];
     const asset = await fetch(`${api.url}${script}`);
-    expect([asset.status, asset.headers.get('content-type'), asset.headers.get('cache-control'), asset.headers.get('content-security-policy')]).toEqual([200, expect.stringMatching(/javascript/), 'public, max-age=31536000, immutable', policy]);
+    expect([
+      asset.status,
+      asset.headers.get('content-type'),
+      asset.headers.get('cache-control'),
+      asset.headers.get('content-security-policy'),
+    ]).toEqual([200, expect.stringMatching(/javascript/), 'public, max-age=31536000, immutable', policy]);
     expect((await fetch(`${api.url}${script}.map`)).headers.get('content-type')).toMatch(/text\/html/); // no source map: the page instead
     expect((await fetch(`${api.url}/v1/workflows`)).headers.get('x-content-type-options')).toBe('nosniff');
     // The page holds no data: what it shows comes through calls that each need the key.
@@ -102,7 +121,11 @@ describe('the web UI in a real browser', () => {
     await page.fill('input[name=token]', admin);
     await page.click('button[type=submit]');
     await page.getByRole('heading', { name: 'Workflows' }).waitFor();
-    const stored = await page.evaluate(() => ({ session: sessionStorage.getItem('tagflow.session'), local: localStorage.length, url: location.href }));
+    const stored = await page.evaluate(() => ({
+      session: sessionStorage.getItem('tagflow.session'),
+      local: localStorage.length,
+      url: location.href,
+    }));
     expect(stored.session).toContain(admin);
     expect(stored.local).toBe(0);
     expect(stored.url).not.toContain(admin);
@@ -114,12 +137,26 @@ describe('the web UI in a real browser', () => {
     const hostile = `<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>`;
     const shell = (command: string) => ({ type: 'shell', command });
     const tasks: TaskSpec[] = [
-      { name: 'build', tags: [tag], produces: ['release'], action: shell(`echo 'first line'; echo '${hostile}'; while [ ! -f ${gate} ]; do sleep 0.1; done; echo 'second line'; echo '{"release": "r1"}' > "$TAGFLOW_OUTPUT"`) },
+      {
+        name: 'build',
+        tags: [tag],
+        produces: ['release'],
+        action: shell(
+          `echo 'first line'; echo '${hostile}'; while [ ! -f ${gate} ]; do sleep 0.1; done; echo 'second line'; echo '{"release": "r1"}' > "$TAGFLOW_OUTPUT"`,
+        ),
+      },
       { name: 'after', tags: [tag], requires: ['build'], action: shell('echo after') },
       { name: 'deploy', tags: [tag], input: { release: '{{ data.release }}' }, action: shell('echo deploy') },
-      { name: 'flaky', tags: [tag], retry: { count: 0 }, action: shell(`[ -f ${fixed} ] || { echo 'not ready' >&2; exit 4; }`) },
+      {
+        name: 'flaky',
+        tags: [tag],
+        retry: { count: 0 },
+        action: shell(`[ -f ${fixed} ] || { echo 'not ready' >&2; exit 4; }`),
+      },
     ];
-    await page.evaluate(() => { window.__marker = 42; });
+    await page.evaluate(() => {
+      window.__marker = 42;
+    });
     const name = `ui-${uniq()}`;
     // The list is open before the workflow exists: it must appear without a reload.
     const wf = await client.createWorkflow({ name, on_failure: 'continue', tasks });
@@ -159,10 +196,14 @@ describe('the web UI in a real browser', () => {
     await shot(page, 'ui-task');
 
     // The failed task: rerun it once its cause is fixed.
-    const flaky = await waitFor('flaky to fail', async () => {
-      const t = (await client.listTasks(wf.id)).items.find((x) => x.name === 'flaky');
-      return t?.state === 'ERROR' ? t : undefined;
-    }, 20_000);
+    const flaky = await waitFor(
+      'flaky to fail',
+      async () => {
+        const t = (await client.listTasks(wf.id)).items.find((x) => x.name === 'flaky');
+        return t?.state === 'ERROR' ? t : undefined;
+      },
+      20_000,
+    );
     await page.getByTestId('workflow-link').click();
     await graph.locator('[data-task="flaky"][data-state="ERROR"]').click();
     await page.getByTestId('log').getByText('not ready').waitFor({ timeout: 15_000 });
@@ -173,7 +214,13 @@ describe('the web UI in a real browser', () => {
     await page.getByRole('heading', { name: 'Attempt 2' }).waitFor();
 
     await page.getByTestId('workflow-link').click();
-    for (const [task, state] of [['build', 'SUCCESS'], ['after', 'CANCELLED'], ['late', 'SKIPPED'], ['deploy', 'SUCCESS'], ['flaky', 'SUCCESS']]) {
+    for (const [task, state] of [
+      ['build', 'SUCCESS'],
+      ['after', 'CANCELLED'],
+      ['late', 'SKIPPED'],
+      ['deploy', 'SUCCESS'],
+      ['flaky', 'SUCCESS'],
+    ]) {
       await graph.locator(`[data-task="${task}"][data-state="${state}"]`).waitFor({ timeout: 15_000 });
     }
     // The data space: who wrote the key and its value.
@@ -188,7 +235,10 @@ describe('the web UI in a real browser', () => {
   });
 
   it('seals and cancels a workflow from its page, and the API agrees', async () => {
-    const wf = await client.createWorkflow({ name: `ui-ctl-${uniq()}`, tasks: [{ name: 'never', tags: [`nobody-${uniq()}`], action: { type: 'shell', command: 'true' } }] });
+    const wf = await client.createWorkflow({
+      name: `ui-ctl-${uniq()}`,
+      tasks: [{ name: 'never', tags: [`nobody-${uniq()}`], action: { type: 'shell', command: 'true' } }],
+    });
     await page.goto(`${api.url}/ui/#/workflows/${wf.id}`);
     await page.getByRole('button', { name: 'Seal' }).click();
     await page.getByRole('button', { name: 'Seal' }).waitFor({ state: 'detached' });
@@ -211,7 +261,13 @@ describe('the web UI in a real browser', () => {
 
   it('lists schedules and limits, pauses a schedule and runs it now', async () => {
     const name = `ui-nightly-${uniq()}`;
-    const schedule = await client.createSchedule({ name, cron: '0 2 * * *', timezone: 'Europe/Berlin', overlap: 'allow', workflow: { name, sealed: true } });
+    const schedule = await client.createSchedule({
+      name,
+      cron: '0 2 * * *',
+      timezone: 'Europe/Berlin',
+      overlap: 'allow',
+      workflow: { name, sealed: true },
+    });
     await client.putLimit(`${tag}-db`, 1);
     await page.getByRole('link', { name: 'Schedules', exact: true }).click();
     const row = page.locator(`[data-schedule="${name}"]`);
@@ -230,7 +286,10 @@ describe('the web UI in a real browser', () => {
 
   it('shows a reader what it may not do, and sends a revoked key back to sign in', async () => {
     const reader = await client.createKey({ name: `ui-reader-${uniq()}`, role: 'reader' });
-    const wf = await client.createWorkflow({ name: `ui-ro-${uniq()}`, tasks: [{ name: 'idle', tags: [`nobody-${uniq()}`], action: { type: 'shell', command: 'true' } }] });
+    const wf = await client.createWorkflow({
+      name: `ui-ro-${uniq()}`,
+      tasks: [{ name: 'idle', tags: [`nobody-${uniq()}`], action: { type: 'shell', command: 'true' } }],
+    });
     const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
     const p = await context.newPage();
     p.on('dialog', (d) => void d.accept());
@@ -250,11 +309,19 @@ describe('the web UI in a real browser', () => {
   });
 
   it('stays usable with 10,000 tasks in one workflow: groups in the graph, every task in the list', async () => {
-    const wf = await client.createWorkflow({ name: `ui-big-${uniq()}`, tasks: [{ name: 'prepare', tags: [`nobody-${uniq()}`], action: { type: 'shell', command: 'true' } }] });
+    const wf = await client.createWorkflow({
+      name: `ui-big-${uniq()}`,
+      tasks: [{ name: 'prepare', tags: [`nobody-${uniq()}`], action: { type: 'shell', command: 'true' } }],
+    });
     for (let b = 0; b < 10; b++) {
       const batch = Array.from({ length: 1000 }, (_, i) => {
         const n = b * 1000 + i;
-        return { name: `node-${n}.${n % 3 === 0 ? 'restart' : 'deploy'}`, tags: [`rack-${n % 20}`], requires: ['prepare'], action: { type: 'shell', command: 'true' } };
+        return {
+          name: `node-${n}.${n % 3 === 0 ? 'restart' : 'deploy'}`,
+          tags: [`rack-${n % 20}`],
+          requires: ['prepare'],
+          action: { type: 'shell', command: 'true' },
+        };
       });
       await client.addTasks(wf.id, batch);
     }
@@ -291,7 +358,9 @@ describe('the web UI in a real browser', () => {
 
   it('shows the API documentation at /docs under its content policy: every operation, and "Try it out" reaches the API', async () => {
     const docs = await browser.newPage();
-    docs.on('console', (m) => { if (/Content Security Policy/i.test(m.text())) policyViolations.push(`/docs: ${m.text()}`); });
+    docs.on('console', (m) => {
+      if (/Content Security Policy/i.test(m.text())) policyViolations.push(`/docs: ${m.text()}`);
+    });
     try {
       const res = await docs.goto(`${api.url}/docs`);
       expect(res?.headers()['x-frame-options']).toBe('DENY');

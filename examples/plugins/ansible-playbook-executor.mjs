@@ -12,7 +12,8 @@
 // signal, heartbeat(progress), log(), a scratch workDir, and run(command, args, options),
 // which runs a process in its own group and stops it with the task.
 
-const RECAP = /^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)(?:\s+skipped=(\d+))?(?:\s+rescued=(\d+))?(?:\s+ignored=(\d+))?/;
+const RECAP =
+  /^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)(?:\s+skipped=(\d+))?(?:\s+rescued=(\d+))?(?:\s+ignored=(\d+))?/;
 
 export function parseRecap(stdout) {
   const hosts = {};

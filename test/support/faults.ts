@@ -4,7 +4,17 @@ import type { Api, LeasedTask } from './harness.js';
 
 /** Row counts of every table and the latest change, straight from the database. */
 export async function dbSnapshot(databaseUrl: string): Promise<Record<string, number | string>> {
-  const tables = ['workflow', 'workflow_tag', 'task', 'task_tag', 'task_dep', 'reserved_name', 'task_event', 'worker', 'data_entry'];
+  const tables = [
+    'workflow',
+    'workflow_tag',
+    'task',
+    'task_tag',
+    'task_dep',
+    'reserved_name',
+    'task_event',
+    'worker',
+    'data_entry',
+  ];
   const queries = [
     ...tables.map((t) => [t, `SELECT COUNT(*) AS n FROM ${t}`] as const),
     ['task.updated', 'SELECT COALESCE(MAX(updated_at), 0) AS n FROM task'] as const,
@@ -31,9 +41,13 @@ export async function dbSnapshot(databaseUrl: string): Promise<Record<string, nu
 }
 
 /** How many times each task reached each state, from the recorded transitions. */
-export async function transitionCounts(databaseUrl: string, workflowIds: string[]): Promise<Map<string, Map<string, number>>> {
+export async function transitionCounts(
+  databaseUrl: string,
+  workflowIds: string[],
+): Promise<Map<string, Map<string, number>>> {
   const rows: { task_id: string; to_state: string; n: number }[] = [];
-  const sql = (ph: string) => `SELECT task_id, to_state, COUNT(*) AS n FROM task_event WHERE workflow_id IN (${ph}) GROUP BY task_id, to_state`;
+  const sql = (ph: string) =>
+    `SELECT task_id, to_state, COUNT(*) AS n FROM task_event WHERE workflow_id IN (${ph}) GROUP BY task_id, to_state`;
   if (databaseUrl.startsWith('sqlite:')) {
     const db = new Database(databaseUrl.slice('sqlite:'.length), { readonly: true });
     try {
@@ -51,7 +65,8 @@ export async function transitionCounts(databaseUrl: string, workflowIds: string[
     }
   }
   const map = new Map<string, Map<string, number>>();
-  for (const r of rows) (map.get(r.task_id) ?? map.set(r.task_id, new Map()).get(r.task_id)!).set(r.to_state, Number(r.n));
+  for (const r of rows)
+    (map.get(r.task_id) ?? map.set(r.task_id, new Map()).get(r.task_id)!).set(r.to_state, Number(r.n));
   return map;
 }
 

@@ -117,20 +117,22 @@ export class Api {
   static async start(opts: ApiOptions = {}): Promise<Api> {
     const databaseUrl = opts.databaseUrl ?? (await freshDatabaseUrl());
     const prefix = opts.prefix ?? `t${shortId()}`;
-    const proc = track(spawn(process.execPath, ['dist/apps/api/main.js'], {
-      env: {
-        PATH: process.env.PATH ?? '',
-        PORT: '0',
-        HOST: '127.0.0.1',
-        DATABASE_URL: databaseUrl,
-        REDIS_URL: redisUrl(),
-        QUEUE_PREFIX: prefix,
-        RECONCILE_INTERVAL_MS: '200',
-        LOG_LEVEL: 'info',
-        ...opts.env,
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    }));
+    const proc = track(
+      spawn(process.execPath, ['dist/apps/api/main.js'], {
+        env: {
+          PATH: process.env.PATH ?? '',
+          PORT: '0',
+          HOST: '127.0.0.1',
+          DATABASE_URL: databaseUrl,
+          REDIS_URL: redisUrl(),
+          QUEUE_PREFIX: prefix,
+          RECONCILE_INTERVAL_MS: '200',
+          LOG_LEVEL: 'info',
+          ...opts.env,
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }),
+    );
     const logs: string[] = [];
     const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
     const port = await new Promise<number>((resolve, reject) => {
@@ -169,7 +171,12 @@ export class Api {
     await this.exited;
   }
 
-  async request<T = any>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<HttpResult<T>> {
+  async request<T = any>(
+    method: string,
+    path: string,
+    body?: unknown,
+    headers: Record<string, string> = {},
+  ): Promise<HttpResult<T>> {
     const res = await fetch(this.url + path, {
       method,
       headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
@@ -201,7 +208,9 @@ export class Api {
   /** A value from GET /metrics (first sample of that name). */
   async metric(name: string): Promise<number> {
     const text = (await this.get<string>('/metrics')).body;
-    const line = String(text).split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
+    const line = String(text)
+      .split('\n')
+      .find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
     return line ? Number(line.split(' ').pop()) : NaN;
   }
 
@@ -212,7 +221,10 @@ export class Api {
 
   // ---- acting as a worker ----
 
-  async poll(tags: string[], opts: { wait_s?: number; max_tasks?: number; worker_id?: string } = {}): Promise<LeasedTask[]> {
+  async poll(
+    tags: string[],
+    opts: { wait_s?: number; max_tasks?: number; worker_id?: string } = {},
+  ): Promise<LeasedTask[]> {
     const r = await this.post<{ tasks: LeasedTask[] }>('/v1/tasks/poll', { tags, wait_s: 0, ...opts });
     if (r.status !== 200) throw new Error(`poll failed: ${r.status} ${JSON.stringify(r.body)}`);
     return r.body.tasks;
@@ -262,7 +274,11 @@ export interface LeasedTask {
 }
 
 /** Waits until `check` returns something truthy; fails with `what` at the deadline. */
-export async function waitFor<T>(what: string, check: () => Promise<T | undefined | null | false>, timeoutMs = 10_000): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  check: () => Promise<T | undefined | null | false>,
+  timeoutMs = 10_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -273,17 +289,28 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
     } catch (e) {
       last = e;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${String(last)})`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${String(last)})`);
     await new Promise((r) => setTimeout(r, 25));
   }
 }
 
 /** Waits until a task of the workflow is in one of `states` and returns it. */
-export function waitForTask(api: Api, workflowId: string, name: string, states: string[], timeoutMs = 20_000): Promise<any> {
-  return waitFor(`task ${name} to be ${states.join('|')}`, async () => {
-    const t = await api.task(workflowId, name);
-    return states.includes(t.state) ? t : undefined;
-  }, timeoutMs);
+export function waitForTask(
+  api: Api,
+  workflowId: string,
+  name: string,
+  states: string[],
+  timeoutMs = 20_000,
+): Promise<any> {
+  return waitFor(
+    `task ${name} to be ${states.join('|')}`,
+    async () => {
+      const t = await api.task(workflowId, name);
+      return states.includes(t.state) ? t : undefined;
+    },
+    timeoutMs,
+  );
 }
 
 /** A loopback port nothing listens on now (for an API that must come back on the same port). */
@@ -299,10 +326,14 @@ export function freePort(): Promise<number> {
 
 /** Waits until the workflow is in one of `states` and returns it. */
 export function waitForWorkflow(api: Api, id: string, states: string[], timeoutMs = 10_000): Promise<any> {
-  return waitFor(`workflow ${id} to be ${states.join('|')}`, async () => {
-    const wf = await api.workflow(id);
-    return states.includes(wf.state) ? wf : undefined;
-  }, timeoutMs);
+  return waitFor(
+    `workflow ${id} to be ${states.join('|')}`,
+    async () => {
+      const wf = await api.workflow(id);
+      return states.includes(wf.state) ? wf : undefined;
+    },
+    timeoutMs,
+  );
 }
 
 // ---- factories ----

@@ -22,21 +22,49 @@ export class WorkerProcess {
   readonly logs: string[] = [];
   private readonly exited: Promise<number | null>;
 
-  private constructor(readonly proc: ChildProcess, readonly workDir: string) {
+  private constructor(
+    readonly proc: ChildProcess,
+    readonly workDir: string,
+  ) {
     this.exited = new Promise((resolve) => proc.on('exit', (code) => resolve(code)));
     proc.stdout!.on('data', (c: Buffer) => this.logs.push(c.toString()));
     proc.stderr!.on('data', (c: Buffer) => this.logs.push(c.toString()));
   }
 
   static async start(o: WorkerOptions): Promise<WorkerProcess> {
-    const args = ['dist/apps/worker/main.js', '--api', o.api, '--tags', o.tags.join(','), '--name', o.name ?? 'test-worker',
-      '--concurrency', String(o.concurrency ?? 1), '--grace-s', String(o.graceS ?? 30), '--poll-wait-s', '5',
-      '--work-dir', o.workDir ?? mkdtempSync(join(tmpdir(), 'tagflow-worker-test-'))];
+    const args = [
+      'dist/apps/worker/main.js',
+      '--api',
+      o.api,
+      '--tags',
+      o.tags.join(','),
+      '--name',
+      o.name ?? 'test-worker',
+      '--concurrency',
+      String(o.concurrency ?? 1),
+      '--grace-s',
+      String(o.graceS ?? 30),
+      '--poll-wait-s',
+      '5',
+      '--work-dir',
+      o.workDir ?? mkdtempSync(join(tmpdir(), 'tagflow-worker-test-')),
+    ];
     for (const p of o.plugins ?? []) args.push('--plugin', p);
     args.push(...(o.args ?? []));
-    const proc = track(spawn(process.execPath, args, { env: { PATH: process.env.PATH ?? '', ...o.env }, stdio: ['ignore', 'pipe', 'pipe'] }));
+    const proc = track(
+      spawn(process.execPath, args, {
+        env: { PATH: process.env.PATH ?? '', ...o.env },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }),
+    );
     const w = new WorkerProcess(proc, args[args.indexOf('--work-dir') + 1]);
-    await waitFor('the worker to register', async () => w.logs.join('').includes('"msg":"registered"') || (proc.exitCode !== null && Promise.reject(new Error(w.logs.join('')))), 15_000);
+    await waitFor(
+      'the worker to register',
+      async () =>
+        w.logs.join('').includes('"msg":"registered"') ||
+        (proc.exitCode !== null && Promise.reject(new Error(w.logs.join('')))),
+      15_000,
+    );
     return w;
   }
 

@@ -63,7 +63,21 @@ export class AppModule implements OnApplicationShutdown {
     return {
       module: AppModule,
       imports: uiBuilt(config.UI_DIR) ? [uiModule(config.UI_DIR)] : [],
-      controllers: [WorkflowsController, TasksController, WorkerProtocolController, WorkersController, DataController, KeysController, AuditController, HealthController, MetricsController, StreamsController, LimitsController, SchedulesController, CallbacksController],
+      controllers: [
+        WorkflowsController,
+        TasksController,
+        WorkerProtocolController,
+        WorkersController,
+        DataController,
+        KeysController,
+        AuditController,
+        HealthController,
+        MetricsController,
+        StreamsController,
+        LimitsController,
+        SchedulesController,
+        CallbacksController,
+      ],
       providers: [
         { provide: AppConfig, useValue: config },
         { provide: JsonLogger, useValue: logger },
@@ -79,12 +93,20 @@ export class AppModule implements OnApplicationShutdown {
         {
           provide: RedisConnections,
           useFactory: async () => {
-            const redis = new RedisConnections({ redisUrl: config.REDIS_URL, prefix: config.QUEUE_PREFIX, defaultLockMs: LIMITS.defaultLeaseSeconds * 1000 });
+            const redis = new RedisConnections({
+              redisUrl: config.REDIS_URL,
+              prefix: config.QUEUE_PREFIX,
+              defaultLockMs: LIMITS.defaultLeaseSeconds * 1000,
+            });
             await redis.start();
             return redis;
           },
         },
-        { provide: TagsetRegistry, inject: [RedisConnections], useFactory: (redis: RedisConnections) => new TagsetRegistry(redis) },
+        {
+          provide: TagsetRegistry,
+          inject: [RedisConnections],
+          useFactory: (redis: RedisConnections) => new TagsetRegistry(redis),
+        },
         {
           provide: Bus,
           inject: [RedisConnections, TagsetRegistry],
@@ -105,15 +127,40 @@ export class AppModule implements OnApplicationShutdown {
             return jobs;
           },
         },
-        { provide: RedisEpoch, inject: [RedisConnections, TagsetRegistry], useFactory: (redis: RedisConnections, registry: TagsetRegistry) => new RedisEpoch(redis, () => registry.forget()) },
+        {
+          provide: RedisEpoch,
+          inject: [RedisConnections, TagsetRegistry],
+          useFactory: (redis: RedisConnections, registry: TagsetRegistry) =>
+            new RedisEpoch(redis, () => registry.forget()),
+        },
         { provide: EFFECTS_PORT, useExisting: EffectsPublisher },
         { provide: APP_GUARD, useClass: AuthGuard },
         { provide: APP_INTERCEPTOR, useExisting: AuditInterceptor },
         { provide: APP_INTERCEPTOR, useClass: IdempotencyInterceptor },
         { provide: APP_INTERCEPTOR, useClass: WaitLimitInterceptor },
-        AuditInterceptor, KeysService, LiveAccess, RateLimiter,
-        MetricsService, EffectsPublisher, Engine, ReferenceResolver, LongWaits, LeaseService, PollService, ReconcilerService, SettleContinuation,
-        WorkflowsService, TasksService, WorkersService, DataService, LogsService, WorkflowEventsService, LimitsService, SchedulesService, CallbackDispatcher, CallbackTargetsInterceptor,
+        AuditInterceptor,
+        KeysService,
+        LiveAccess,
+        RateLimiter,
+        MetricsService,
+        EffectsPublisher,
+        Engine,
+        ReferenceResolver,
+        LongWaits,
+        LeaseService,
+        PollService,
+        ReconcilerService,
+        SettleContinuation,
+        WorkflowsService,
+        TasksService,
+        WorkersService,
+        DataService,
+        LogsService,
+        WorkflowEventsService,
+        LimitsService,
+        SchedulesService,
+        CallbackDispatcher,
+        CallbackTargetsInterceptor,
       ],
     };
   }

@@ -40,10 +40,14 @@ async function bootstrap(): Promise<void> {
   app.use((_req: Request, res: Response, next: NextFunction) => {
     if (!stopping) return next();
     res.setHeader('connection', 'close');
-    res.status(503).json({ statusCode: 503, error: 'Service Unavailable', message: 'the API is shutting down; retry shortly' });
+    res
+      .status(503)
+      .json({ statusCode: 503, error: 'Service Unavailable', message: 'the API is shutting down; retry shortly' });
   });
   // Requests by route and status: which calls workers and clients make, and how they end.
-  const requests = app.get(MetricsService).counter('tagflow_http_requests_total', 'HTTP requests answered, by method, route and status.');
+  const requests = app
+    .get(MetricsService)
+    .counter('tagflow_http_requests_total', 'HTTP requests answered, by method, route and status.');
   app.use((req: Request, res: Response, next: NextFunction) => {
     res.on('finish', () => {
       const route = (req.route as { path?: string } | undefined)?.path ?? 'unmatched';
@@ -94,17 +98,30 @@ async function bootstrap(): Promise<void> {
       await app.close();
       process.exit(2);
     }
-    logger.event('warn', 'main', 'no API key exists: the API is open to anyone on this machine until one is created (POST /v1/keys, or TAGFLOW_ADMIN_TOKEN)');
+    logger.event(
+      'warn',
+      'main',
+      'no API key exists: the API is open to anyone on this machine until one is created (POST /v1/keys, or TAGFLOW_ADMIN_TOKEN)',
+    );
   }
   await app.listen(config.PORT, config.HOST);
   const address = app.getHttpServer().address();
   const port = typeof address === 'object' && address ? address.port : config.PORT;
-  logger.event('info', 'main', 'tagflow api listening', { host: config.HOST, port, database: config.DATABASE_URL.split(':')[0] });
+  logger.event('info', 'main', 'tagflow api listening', {
+    host: config.HOST,
+    port,
+    database: config.DATABASE_URL.split(':')[0],
+  });
 }
 
 /** TRUST_PROXY as Express takes it: a hop count, or names and subnets. */
 function trustProxy(value: string): number | string[] {
-  return /^\d+$/.test(value) ? Number(value) : value.split(',').map((v) => v.trim()).filter(Boolean);
+  return /^\d+$/.test(value)
+    ? Number(value)
+    : value
+        .split(',')
+        .map((v) => v.trim())
+        .filter(Boolean);
 }
 
 function isLoopback(host: string): boolean {

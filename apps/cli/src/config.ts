@@ -18,8 +18,14 @@ export class UsageError extends Error {}
  * `token_file`, `namespace`. A config file holding a token must be its owner's alone, and
  * its token goes only to its own `url` (see fileToken).
  */
-export function connection(flags: { url?: string; token?: string; namespace?: string; config?: string }, env: NodeJS.ProcessEnv = process.env): Connection {
-  const file = flags.config ?? env.TAGFLOW_CONFIG ?? join(env.XDG_CONFIG_HOME ?? join(homedir(), '.config'), 'tagflow', 'config.yaml');
+export function connection(
+  flags: { url?: string; token?: string; namespace?: string; config?: string },
+  env: NodeJS.ProcessEnv = process.env,
+): Connection {
+  const file =
+    flags.config ??
+    env.TAGFLOW_CONFIG ??
+    join(env.XDG_CONFIG_HOME ?? join(homedir(), '.config'), 'tagflow', 'config.yaml');
   const named = flags.config !== undefined || env.TAGFLOW_CONFIG !== undefined;
   // Everything given by flags and environment: the default file is not needed (nor checked).
   const complete = (flags.url ?? env.TAGFLOW_URL) !== undefined && (flags.token ?? env.TAGFLOW_TOKEN) !== undefined;
@@ -43,10 +49,14 @@ export function connection(flags: { url?: string; token?: string; namespace?: st
 function fileToken(file: string, fromFile: { url?: string; token?: string }, url: string): string | undefined {
   if (fromFile.token === undefined) return undefined;
   if (fromFile.url === undefined) {
-    throw new UsageError(`config file ${file} has a token but no url: add the url of the API it is for (a config file's token is sent only to the url in that file), or set TAGFLOW_URL and TAGFLOW_TOKEN instead`);
+    throw new UsageError(
+      `config file ${file} has a token but no url: add the url of the API it is for (a config file's token is sent only to the url in that file), or set TAGFLOW_URL and TAGFLOW_TOKEN instead`,
+    );
   }
   if (sameApi(fromFile.url, url)) return fromFile.token;
-  throw new UsageError(`the token in config file ${file} is for ${fromFile.url}, not ${url}: set TAGFLOW_TOKEN for that API, or use a config file that names it`);
+  throw new UsageError(
+    `the token in config file ${file} is for ${fromFile.url}, not ${url}: set TAGFLOW_TOKEN for that API, or use a config file that names it`,
+  );
 }
 
 /** Whether two API URLs name the same API (`http://H:80/` is `http://h`). */
@@ -68,7 +78,10 @@ function readConfig(file: string, required: boolean): { url?: string; token?: st
   }
   // Others may not change where the key is sent.
   const mode = statSync(file).mode;
-  if ((mode & 0o022) !== 0) throw new UsageError(`config file ${file} can be changed by other users (mode ${(mode & 0o777).toString(8)}): chmod go-w ${file}`);
+  if ((mode & 0o022) !== 0)
+    throw new UsageError(
+      `config file ${file} can be changed by other users (mode ${(mode & 0o777).toString(8)}): chmod go-w ${file}`,
+    );
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -84,9 +97,12 @@ function readConfig(file: string, required: boolean): { url?: string; token?: st
   }
   const raw: unknown = doc.toJS();
   if (raw === null || raw === undefined) return {};
-  if (typeof raw !== 'object' || Array.isArray(raw)) throw new UsageError(`config file ${file} must be a mapping (url, token or token_file, namespace)`);
+  if (typeof raw !== 'object' || Array.isArray(raw))
+    throw new UsageError(`config file ${file} must be a mapping (url, token or token_file, namespace)`);
   const c = raw as Record<string, unknown>;
-  for (const k of Object.keys(c)) if (!['url', 'token', 'token_file', 'namespace'].includes(k)) throw new UsageError(`config file ${file}: unknown setting "${k}" (known: url, token, token_file, namespace)`);
+  for (const k of Object.keys(c))
+    if (!['url', 'token', 'token_file', 'namespace'].includes(k))
+      throw new UsageError(`config file ${file}: unknown setting "${k}" (known: url, token, token_file, namespace)`);
   const str = (k: string) => {
     if (c[k] === undefined) return undefined;
     if (typeof c[k] !== 'string') throw new UsageError(`config file ${file}: ${k} must be a string`);
@@ -107,5 +123,8 @@ function readConfig(file: string, required: boolean): { url?: string; token?: st
 /** A file with a secret that others may read is refused: say how to fix it. */
 function privateFile(file: string, what: string): void {
   const st = statSync(file);
-  if ((st.mode & 0o077) !== 0) throw new UsageError(`${file} ${what} and others may read it (mode ${(st.mode & 0o777).toString(8)}): chmod 600 ${file}`);
+  if ((st.mode & 0o077) !== 0)
+    throw new UsageError(
+      `${file} ${what} and others may read it (mode ${(st.mode & 0o777).toString(8)}): chmod 600 ${file}`,
+    );
 }

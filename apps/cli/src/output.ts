@@ -4,14 +4,45 @@ import { stringify } from 'yaml';
 export type Format = 'table' | 'json' | 'yaml';
 
 /** Prints `value` for scripts (json, yaml) or as a table of `columns` for people. */
-export function print(format: Format, value: unknown, rows: () => { head: string[]; rows: string[][] }, out: (s: string) => void = (s) => process.stdout.write(s)): void {
+export function print(
+  format: Format,
+  value: unknown,
+  rows: () => { head: string[]; rows: string[][] },
+  out: (s: string) => void = (s) => process.stdout.write(s),
+): void {
   if (format === 'json') return out(`${JSON.stringify(value, null, 2)}\n`);
   if (format === 'yaml') return out(stringify(value));
   const { head, rows: body } = rows();
   if (body.length === 0) return out('(none)\n');
-  const table = new Table({ head, style: { head: [], border: [] }, chars: { top: '', 'top-mid': '', 'top-left': '', 'top-right': '', bottom: '', 'bottom-mid': '', 'bottom-left': '', 'bottom-right': '', left: '', 'left-mid': '', mid: '', 'mid-mid': '', right: '', 'right-mid': '', middle: '  ' } });
+  const table = new Table({
+    head,
+    style: { head: [], border: [] },
+    chars: {
+      top: '',
+      'top-mid': '',
+      'top-left': '',
+      'top-right': '',
+      bottom: '',
+      'bottom-mid': '',
+      'bottom-left': '',
+      'bottom-right': '',
+      left: '',
+      'left-mid': '',
+      mid: '',
+      'mid-mid': '',
+      right: '',
+      'right-mid': '',
+      middle: '  ',
+    },
+  });
   table.push(...body);
-  out(`${table.toString().split('\n').map((l) => l.replace(/^ /, '').trimEnd()).join('\n')}\n`);
+  out(
+    `${table
+      .toString()
+      .split('\n')
+      .map((l) => l.replace(/^ /, '').trimEnd())
+      .join('\n')}\n`,
+  );
 }
 
 /** `2026-12-01T10:00:00.000Z` → `2026-12-01 10:00:00`; '-' for none. */
@@ -21,5 +52,10 @@ export function when(iso: string | null | undefined): string {
 
 /** Task counts as `3 SUCCESS, 1 RUNNING` (only those above zero). */
 export function counts(c: Record<string, number> | undefined): string {
-  return Object.entries(c ?? {}).filter(([, n]) => n > 0).map(([s, n]) => `${n} ${s}`).join(', ') || '-';
+  return (
+    Object.entries(c ?? {})
+      .filter(([, n]) => n > 0)
+      .map(([s, n]) => `${n} ${s}`)
+      .join(', ') || '-'
+  );
 }

@@ -40,28 +40,50 @@ export async function loadWorkflowFile(file: string, sets: readonly string[] = [
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, merge: true });
   const at = (offset: number) => lines.linePos(offset);
   if (doc.errors.length > 0) {
-    throw new WorkflowFileError(doc.errors.map((e) => {
-      const p = at(e.pos[0]);
-      return { file, line: p.line, column: p.col, message: e.message.split('\n')[0] };
-    }));
+    throw new WorkflowFileError(
+      doc.errors.map((e) => {
+        const p = at(e.pos[0]);
+        return { file, line: p.line, column: p.col, message: e.message.split('\n')[0] };
+      }),
+    );
   }
   const spec = doc.toJS({ maxAliasCount: 100 }) as unknown;
   if (typeof spec !== 'object' || spec === null || Array.isArray(spec)) {
-    throw new WorkflowFileError([{ file, line: 1, column: 1, message: 'a workflow file is a mapping with at least "name" (and usually "tasks")' }]);
+    throw new WorkflowFileError([
+      { file, line: 1, column: 1, message: 'a workflow file is a mapping with at least "name" (and usually "tasks")' },
+    ]);
   }
   const workflow = spec as Record<string, unknown>;
   for (const set of sets) {
     const eq = set.indexOf('=');
-    if (eq <= 0) throw new WorkflowFileError([{ file: '--set', line: 1, column: 1, message: `"${set}" is not key=value` }]);
-    const input = (typeof workflow.input === 'object' && workflow.input !== null && !Array.isArray(workflow.input) ? workflow.input : {}) as Record<string, unknown>;
+    if (eq <= 0)
+      throw new WorkflowFileError([{ file: '--set', line: 1, column: 1, message: `"${set}" is not key=value` }]);
+    const input = (
+      typeof workflow.input === 'object' && workflow.input !== null && !Array.isArray(workflow.input)
+        ? workflow.input
+        : {}
+    ) as Record<string, unknown>;
     const value = parseDocument(set.slice(eq + 1), { prettyErrors: false });
-    if (value.errors.length > 0) throw new WorkflowFileError([{ file: '--set', line: 1, column: eq + 2, message: `the value of ${set.slice(0, eq)} is not valid YAML (quote it to keep it a string: ${set.slice(0, eq)}='"..."'): ${value.errors[0].message}` }]);
+    if (value.errors.length > 0)
+      throw new WorkflowFileError([
+        {
+          file: '--set',
+          line: 1,
+          column: eq + 2,
+          message: `the value of ${set.slice(0, eq)} is not valid YAML (quote it to keep it a string: ${set.slice(0, eq)}='"..."'): ${value.errors[0].message}`,
+        },
+      ]);
     input[set.slice(0, eq)] = value.toJS() as unknown;
     workflow.input = input;
   }
   const { errors } = await validateAs(CreateWorkflowDto, workflow, 'the file');
   const together = checkWorkflowTasks(Array.isArray(workflow.tasks) ? (workflow.tasks as unknown[]) : []);
-  const problems: FileProblem[] = [...errors, ...together].map((e) => ({ file, ...where(doc, lines, e.field), field: e.field, message: e.errors.join('; ') }));
+  const problems: FileProblem[] = [...errors, ...together].map((e) => ({
+    file,
+    ...where(doc, lines, e.field),
+    field: e.field,
+    message: e.errors.join('; '),
+  }));
   if (problems.length > 0) throw new WorkflowFileError(problems.sort((a, b) => a.line - b.line || a.column - b.column));
   return workflow as unknown as WorkflowSpec;
 }

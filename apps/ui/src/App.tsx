@@ -22,15 +22,32 @@ export function App() {
     () =>
       new QueryClient({
         // A key revoked or expired while the page is open sends the user back to sign in.
-        queryCache: new QueryCache({ onError: (e) => isUnauthorized(e) && signOut('The API no longer accepts this key: sign in again.') }),
+        queryCache: new QueryCache({
+          onError: (e) => isUnauthorized(e) && signOut('The API no longer accepts this key: sign in again.'),
+        }),
         defaultOptions: { queries: { retry: 1, refetchOnWindowFocus: true } },
       }),
     [],
   );
-  if (!session) return <SignIn reason={reason} onSignedIn={(s) => { setReason(null); setSession(s); }} />;
+  if (!session)
+    return (
+      <SignIn
+        reason={reason}
+        onSignedIn={(s) => {
+          setReason(null);
+          setSession(s);
+        }}
+      />
+    );
   return (
     <QueryClientProvider client={queries}>
-      <Shell session={session} onSignOut={() => { queries.clear(); signOut(null); }} />
+      <Shell
+        session={session}
+        onSignOut={() => {
+          queries.clear();
+          signOut(null);
+        }}
+      />
     </QueryClientProvider>
   );
 }
@@ -41,15 +58,30 @@ function Shell({ session, onSignOut }: { session: Session; onSignOut: () => void
   return (
     <div className="app">
       <header className="top">
-        <a className="brand" href={href.workflows()}>Tagflow</a>
+        <a className="brand" href={href.workflows()}>
+          Tagflow
+        </a>
         <nav>
-          <a href={href.workflows()} className={route.page === 'workflows' || route.page === 'workflow' || route.page === 'task' ? 'active' : undefined}>Workflows</a>
-          <a href={href.workers()} className={route.page === 'workers' ? 'active' : undefined}>Workers</a>
-          <a href={href.schedules()} className={route.page === 'schedules' ? 'active' : undefined}>Schedules</a>
+          <a
+            href={href.workflows()}
+            className={
+              route.page === 'workflows' || route.page === 'workflow' || route.page === 'task' ? 'active' : undefined
+            }
+          >
+            Workflows
+          </a>
+          <a href={href.workers()} className={route.page === 'workers' ? 'active' : undefined}>
+            Workers
+          </a>
+          <a href={href.schedules()} className={route.page === 'schedules' ? 'active' : undefined}>
+            Schedules
+          </a>
         </nav>
         <span className="spacer" />
         {session.namespace ? <span className="muted small">namespace {session.namespace}</span> : null}
-        <button type="button" className="link" onClick={onSignOut}>Sign out</button>
+        <button type="button" className="link" onClick={onSignOut}>
+          Sign out
+        </button>
       </header>
       {route.page === 'workflows' ? <WorkflowsPage client={client} /> : null}
       {route.page === 'workflow' ? <WorkflowPage key={route.id} client={client} id={route.id} tab={route.tab} /> : null}

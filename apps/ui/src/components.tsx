@@ -2,9 +2,12 @@ import { useState, type ReactNode } from 'react';
 import { TASK_STATES } from '@tagflow/domain/states.js';
 import { errorText } from './session';
 
-
 export function StateBadge({ state }: { state: string }) {
-  return <span className={`state state-${state}`} data-state={state}>{state}</span>;
+  return (
+    <span className={`state state-${state}`} data-state={state}>
+      {state}
+    </span>
+  );
 }
 
 /** Counts by state, in the states' order, leaving out zeros. */
@@ -14,7 +17,9 @@ export function Counts({ counts }: { counts: Partial<Record<string, number>> }) 
   return (
     <span className="counts">
       {shown.map((s) => (
-        <span key={s} className={`count state-${s}`} title={s}>{counts[s]} {s.toLowerCase()}</span>
+        <span key={s} className={`count state-${s}`} title={s}>
+          {counts[s]} {s.toLowerCase()}
+        </span>
       ))}
     </span>
   );
@@ -38,11 +43,27 @@ export function PagePending({ error }: { error: unknown }) {
 
 export function ErrorBox({ error }: { error: unknown }) {
   if (!error) return null;
-  return <div className="error" role="alert">{errorText(error)}</div>;
+  return (
+    <div className="error" role="alert">
+      {errorText(error)}
+    </div>
+  );
 }
 
 /** A button for a call that changes something: disabled while it runs, its refusal shown next to it. */
-export function ActionButton({ label, run, danger, disabled, confirm }: { label: string; run: () => Promise<unknown>; danger?: boolean; disabled?: boolean; confirm?: string }) {
+export function ActionButton({
+  label,
+  run,
+  danger,
+  disabled,
+  confirm,
+}: {
+  label: string;
+  run: () => Promise<unknown>;
+  danger?: boolean;
+  disabled?: boolean;
+  confirm?: string;
+}) {
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<unknown>(null);
   const onClick = () => {
@@ -59,8 +80,14 @@ export function ActionButton({ label, run, danger, disabled, confirm }: { label:
   };
   return (
     <span className="action">
-      <button type="button" className={danger ? 'danger' : undefined} disabled={busy || disabled} onClick={onClick}>{label}</button>
-      {error ? <span className="error inline" role="alert">{errorText(error)}</span> : null}
+      <button type="button" className={danger ? 'danger' : undefined} disabled={busy || disabled} onClick={onClick}>
+        {label}
+      </button>
+      {error ? (
+        <span className="error inline" role="alert">
+          {errorText(error)}
+        </span>
+      ) : null}
     </span>
   );
 }
@@ -68,8 +95,19 @@ export function ActionButton({ label, run, danger, disabled, confirm }: { label:
 export function Ago({ at }: { at: string | null | undefined }) {
   if (!at) return <span className="muted">—</span>;
   const s = Math.round((Date.now() - Date.parse(at)) / 1000);
-  const text = s < 60 ? `${Math.max(s, 0)} s ago` : s < 3600 ? `${Math.round(s / 60)} min ago` : s < 86_400 ? `${Math.round(s / 3600)} h ago` : new Date(at).toLocaleString();
-  return <time dateTime={at} title={new Date(at).toLocaleString()}>{text}</time>;
+  const text =
+    s < 60
+      ? `${Math.max(s, 0)} s ago`
+      : s < 3600
+        ? `${Math.round(s / 60)} min ago`
+        : s < 86_400
+          ? `${Math.round(s / 3600)} h ago`
+          : new Date(at).toLocaleString();
+  return (
+    <time dateTime={at} title={new Date(at).toLocaleString()}>
+      {text}
+    </time>
+  );
 }
 
 export function Section({ title, children, actions }: { title: string; children: ReactNode; actions?: ReactNode }) {
@@ -86,5 +124,13 @@ export function Section({ title, children, actions }: { title: string; children:
 
 export function Tags({ tags }: { tags: string[] }) {
   if (tags.length === 0) return <span className="muted">—</span>;
-  return <span className="tags">{tags.map((t) => <span key={t} className="tag">{t}</span>)}</span>;
+  return (
+    <span className="tags">
+      {tags.map((t) => (
+        <span key={t} className="tag">
+          {t}
+        </span>
+      ))}
+    </span>
+  );
 }

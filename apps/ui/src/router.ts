@@ -27,7 +27,8 @@ export function parseRoute(hash: string): Route {
 
 export const href = {
   workflows: () => '#/workflows',
-  workflow: (id: string, tab: 'graph' | 'tasks' | 'data' | 'events' = 'graph') => `#/workflows/${encodeURIComponent(id)}${tab === 'graph' ? '' : `/${tab}`}`,
+  workflow: (id: string, tab: 'graph' | 'tasks' | 'data' | 'events' = 'graph') =>
+    `#/workflows/${encodeURIComponent(id)}${tab === 'graph' ? '' : `/${tab}`}`,
   task: (id: string) => `#/tasks/${encodeURIComponent(id)}`,
   workers: () => '#/workers',
   schedules: () => '#/schedules',

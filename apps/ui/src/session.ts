@@ -14,7 +14,9 @@ export function loadSession(): Session | null {
     const raw = sessionStorage.getItem(STORAGE_KEY);
     if (!raw) return null;
     const s = JSON.parse(raw) as Partial<Session>;
-    return typeof s.token === 'string' && typeof s.namespace === 'string' ? { token: s.token, namespace: s.namespace } : null;
+    return typeof s.token === 'string' && typeof s.namespace === 'string'
+      ? { token: s.token, namespace: s.namespace }
+      : null;
   } catch {
     return null;
   }
@@ -46,8 +48,10 @@ export async function signIn(s: Session): Promise<string | null> {
     await clientFor(s).listWorkflows({ limit: 1 });
     return null;
   } catch (e) {
-    if (e instanceof TagflowApiError && e.status === 401) return s.token ? 'The API did not accept this key (unknown, revoked or expired).' : 'This API needs a key.';
-    if (e instanceof TagflowApiError && e.status === 403) return `This key may not read workflows here: ${apiMessage(e)}`;
+    if (e instanceof TagflowApiError && e.status === 401)
+      return s.token ? 'The API did not accept this key (unknown, revoked or expired).' : 'This API needs a key.';
+    if (e instanceof TagflowApiError && e.status === 403)
+      return `This key may not read workflows here: ${apiMessage(e)}`;
     return errorText(e);
   }
 }

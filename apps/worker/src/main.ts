@@ -54,13 +54,19 @@ async function main(): Promise<void> {
   const client = new TagflowClient({
     url: config.api,
     token,
-    onRetry: ({ method, path, attempt, delayMs, error }) => log('debug', 'retrying a call', { method, path, attempt, delay_ms: delayMs, error: error.message }),
+    onRetry: ({ method, path, attempt, delayMs, error }) =>
+      log('debug', 'retrying a call', { method, path, attempt, delay_ms: delayMs, error: error.message }),
   });
   let runAs: { users: RunAsPool; isolation: Isolation } | undefined;
   if (users) {
     for (const user of users) {
       log('info', 'tasks run as another user', { user: user.name, uid: user.uid, gid: user.gid });
-      if (SHARED_USERS.has(user.name)) log('warn', 'tasks run as a user other software shares; make them one of their own (useradd --system tagflow-task)', { user: user.name });
+      if (SHARED_USERS.has(user.name))
+        log(
+          'warn',
+          'tasks run as a user other software shares; make them one of their own (useradd --system tagflow-task)',
+          { user: user.name },
+        );
     }
     try {
       runAs = { users: new RunAsPool(users), isolation: await chooseIsolation(config, users, log) };
@@ -70,7 +76,11 @@ async function main(): Promise<void> {
     }
   } else if (token !== undefined) {
     // Same user, so nothing stands between a task and the key: /proc/PID/mem, the key file, a core dump.
-    log('warn', "tasks run as the worker's own user and can read its key (the key file, the worker's memory through /proc); start the worker as root with --run-as USER to keep the key out of their reach", { user: userInfo().username });
+    log(
+      'warn',
+      "tasks run as the worker's own user and can read its key (the key file, the worker's memory through /proc); start the worker as root with --run-as USER to keep the key out of their reach",
+      { user: userInfo().username },
+    );
   }
   const agent = new Agent(config, client, executors, log, runAs);
 
@@ -110,6 +120,6 @@ async function readStdin(): Promise<string> {
 }
 
 void main().catch((e: unknown) => {
-  process.stderr.write(`tagflow-worker: ${e instanceof ConfigError ? e.message : (e as Error).stack ?? String(e)}\n`);
+  process.stderr.write(`tagflow-worker: ${e instanceof ConfigError ? e.message : ((e as Error).stack ?? String(e))}\n`);
   process.exit(1);
 });

@@ -1,8 +1,36 @@
 import { TagflowApiError, TagflowNetworkError } from './errors.js';
 import { backoffDelay, DEFAULT_BACKOFF, isRetryable, type BackoffOptions } from './retry-policy.js';
 import type {
-  ApiKey, BatchReport, ConcurrencyLimit, DataEntry, Schedule, ScheduleSpec, ErrorBody, KeyRole, LogChunk, LogEnd, LogStream, WorkflowStreamEvent, Failure, HeartbeatAnswer, JsonObject, LeaseBeat, LeaseBeatResult, LeasedTask, Page, PollRequest, Report, ReportResult, Task, TaskEvent, TaskSpec, TaskState,
-  WorkerInfo, Workflow, WorkflowSpec, WorkflowState,
+  ApiKey,
+  BatchReport,
+  ConcurrencyLimit,
+  DataEntry,
+  Schedule,
+  ScheduleSpec,
+  ErrorBody,
+  KeyRole,
+  LogChunk,
+  LogEnd,
+  LogStream,
+  WorkflowStreamEvent,
+  Failure,
+  HeartbeatAnswer,
+  JsonObject,
+  LeaseBeat,
+  LeaseBeatResult,
+  LeasedTask,
+  Page,
+  PollRequest,
+  Report,
+  ReportResult,
+  Task,
+  TaskEvent,
+  TaskSpec,
+  TaskState,
+  WorkerInfo,
+  Workflow,
+  WorkflowSpec,
+  WorkflowState,
 } from './types.js';
 
 export interface ClientOptions {
@@ -45,7 +73,10 @@ function creating(): Pick<CallOptions, 'idempotencyKey' | 'idempotent'> {
 }
 
 /** Every item of a paged listing (`listWorkers`, `listSchedules`, ...), 500 a page, up to `max`. */
-export async function allPages<T>(page: (q: { limit: number; cursor?: string }) => Promise<Page<T>>, max = Infinity): Promise<T[]> {
+export async function allPages<T>(
+  page: (q: { limit: number; cursor?: string }) => Promise<Page<T>>,
+  max = Infinity,
+): Promise<T[]> {
   const items: T[] = [];
   let cursor: string | undefined;
   do {
@@ -82,7 +113,9 @@ export class TagflowClient {
   getWorkflow(id: string): Promise<Workflow> {
     return this.call('GET', `/v1/workflows/${enc(id)}`);
   }
-  listWorkflows(q: { state?: WorkflowState; tag?: string; name?: string; limit?: number; cursor?: string } = {}): Promise<Page<Workflow>> {
+  listWorkflows(
+    q: { state?: WorkflowState; tag?: string; name?: string; limit?: number; cursor?: string } = {},
+  ): Promise<Page<Workflow>> {
     return this.call('GET', '/v1/workflows', { query: q });
   }
   deleteWorkflow(id: string): Promise<void> {
@@ -106,9 +139,17 @@ export class TagflowClient {
     return this.call('POST', `/v1/workflows/${enc(workflowId)}/tasks`, { body: spec });
   }
   async addTasks(workflowId: string, specs: TaskSpec[]): Promise<Task[]> {
-    return (await this.call<{ tasks: Task[] }>('POST', `/v1/workflows/${enc(workflowId)}/tasks`, { body: { tasks: specs }, ...creating() })).tasks;
+    return (
+      await this.call<{ tasks: Task[] }>('POST', `/v1/workflows/${enc(workflowId)}/tasks`, {
+        body: { tasks: specs },
+        ...creating(),
+      })
+    ).tasks;
   }
-  listTasks(workflowId: string, q: { state?: TaskState; tag?: string; limit?: number; cursor?: string } = {}): Promise<Page<Task>> {
+  listTasks(
+    workflowId: string,
+    q: { state?: TaskState; tag?: string; limit?: number; cursor?: string } = {},
+  ): Promise<Page<Task>> {
     return this.call('GET', `/v1/workflows/${enc(workflowId)}/tasks`, { query: q });
   }
   getTaskInWorkflow(workflowId: string, idOrName: string): Promise<Task> {
@@ -129,15 +170,28 @@ export class TagflowClient {
    * Follows an attempt's output as it is written, until the attempt ends (then one `end`
    * item with the task's state). Resumes after `after` (a chunk's `seq`) when given.
    */
-  async *followTaskLogs(id: string, q: { attempt?: number; stream?: LogStream; after?: number } = {}, signal?: AbortSignal): AsyncGenerator<LogChunk | LogEnd> {
+  async *followTaskLogs(
+    id: string,
+    q: { attempt?: number; stream?: LogStream; after?: number } = {},
+    signal?: AbortSignal,
+  ): AsyncGenerator<LogChunk | LogEnd> {
     const { after, ...query } = q;
-    for await (const e of this.events(`/v1/tasks/${enc(id)}/logs`, { ...query, follow: 1 }, after === undefined ? undefined : String(after), signal)) {
+    for await (const e of this.events(
+      `/v1/tasks/${enc(id)}/logs`,
+      { ...query, follow: 1 },
+      after === undefined ? undefined : String(after),
+      signal,
+    )) {
       if (e.event === 'end') yield { type: 'end', ...(JSON.parse(e.data) as Omit<LogEnd, 'type'>) };
-      else if (e.event === 'stdout' || e.event === 'stderr') yield { type: 'chunk', stream: e.event, seq: Number(e.id ?? 0), text: JSON.parse(e.data) as string };
+      else if (e.event === 'stdout' || e.event === 'stderr')
+        yield { type: 'chunk', stream: e.event, seq: Number(e.id ?? 0), text: JSON.parse(e.data) as string };
     }
   }
   /** A workflow's history so far: its own and its tasks' transitions, oldest first (`after`: a previous `id`). */
-  workflowEvents(id: string, q: { after?: string; limit?: number } = {}): Promise<{ items: WorkflowStreamEvent[]; next: string | null }> {
+  workflowEvents(
+    id: string,
+    q: { after?: string; limit?: number } = {},
+  ): Promise<{ items: WorkflowStreamEvent[]; next: string | null }> {
     return this.call('GET', `/v1/workflows/${enc(id)}/events`, { query: q });
   }
   /** Every transition of a workflow and its tasks, from the start (or after `after`), as it happens; ends when `signal` aborts. */
@@ -163,7 +217,10 @@ export class TagflowClient {
     return this.call('POST', '/v1/tasks', { body: spec, ...creating() });
   }
   /** Hands one task over and waits for its result, in as many long-polls as it takes. */
-  async runTask(spec: TaskSpec & { workflow_name?: string }, opts: { timeoutS?: number; signal?: AbortSignal } = {}): Promise<Task> {
+  async runTask(
+    spec: TaskSpec & { workflow_name?: string },
+    opts: { timeoutS?: number; signal?: AbortSignal } = {},
+  ): Promise<Task> {
     const task = await this.submitTask(spec);
     const deadline = Date.now() + (opts.timeoutS ?? Infinity) * 1000;
     let current = task;
@@ -183,9 +240,13 @@ export class TagflowClient {
   /** The entry, or null when it is not written within waitS (a blocking read). */
   async getData(workflowId: string, key: string, waitS?: number): Promise<DataEntry | null> {
     try {
-      return await this.call<DataEntry>('GET', `/v1/workflows/${enc(workflowId)}/data/${enc(key)}`, { query: { wait_s: waitS }, waitMs: (waitS ?? 0) * 1000 });
+      return await this.call<DataEntry>('GET', `/v1/workflows/${enc(workflowId)}/data/${enc(key)}`, {
+        query: { wait_s: waitS },
+        waitMs: (waitS ?? 0) * 1000,
+      });
     } catch (e) {
-      if (e instanceof TagflowApiError && e.status === 404 && (e.body as { pending?: boolean } | null)?.pending) return null;
+      if (e instanceof TagflowApiError && e.status === 404 && (e.body as { pending?: boolean } | null)?.pending)
+        return null;
       throw e;
     }
   }
@@ -248,7 +309,13 @@ export class TagflowClient {
    * The answer carries the token, once. Sent once (not retried after it left: a second key
    * would be made; the API keeps no answer to replay, as that would store the token).
    */
-  createKey(k: { name: string; role: KeyRole; namespace?: string; tags?: string[]; expires_at?: string }): Promise<ApiKey & { token: string }> {
+  createKey(k: {
+    name: string;
+    role: KeyRole;
+    namespace?: string;
+    tags?: string[];
+    expires_at?: string;
+  }): Promise<ApiKey & { token: string }> {
     return this.call('POST', '/v1/keys', { body: k, idempotent: false });
   }
   listKeys(q: { limit?: number; cursor?: string } = {}): Promise<Page<ApiKey>> {
@@ -261,17 +328,29 @@ export class TagflowClient {
   // ---- the worker protocol ----
   async poll(req: PollRequest, signal?: AbortSignal): Promise<LeasedTask[]> {
     const body = await this.call<{ tasks: LeasedTask[] }>('POST', '/v1/tasks/poll', {
-      body: req, waitMs: (req.wait_s ?? 30) * 1000, idempotent: false, signal, retry: { attempts: 1 },
+      body: req,
+      waitMs: (req.wait_s ?? 30) * 1000,
+      idempotent: false,
+      signal,
+      retry: { attempts: 1 },
     });
     return body.tasks;
   }
   /** Extends every lease a worker holds in one request; each lease answered alone. */
   async heartbeatWorker(workerId: string, leases: LeaseBeat[]): Promise<LeaseBeatResult[]> {
-    const body = await this.call<{ leases: LeaseBeatResult[] }>('POST', `/v1/workers/${enc(workerId)}/heartbeat`, { body: { leases }, idempotent: true, retry: { attempts: 2 } });
+    const body = await this.call<{ leases: LeaseBeatResult[] }>('POST', `/v1/workers/${enc(workerId)}/heartbeat`, {
+      body: { leases },
+      idempotent: true,
+      retry: { attempts: 2 },
+    });
     return body.leases;
   }
   heartbeat(taskId: string, leaseToken: string, progress?: unknown): Promise<HeartbeatAnswer> {
-    return this.call('POST', `/v1/tasks/${enc(taskId)}/heartbeat`, { body: { lease_token: leaseToken, progress }, idempotent: true, retry: { attempts: 2 } });
+    return this.call('POST', `/v1/tasks/${enc(taskId)}/heartbeat`, {
+      body: { lease_token: leaseToken, progress },
+      idempotent: true,
+      retry: { attempts: 2 },
+    });
   }
   /**
    * Up to 100 reports and, optionally, the next poll in one request. Each report is judged
@@ -280,22 +359,52 @@ export class TagflowClient {
    * with one it is sent once (a lost answer would lose its leases until they expire), and
    * the caller sends its reports again.
    */
-  report(reports: BatchReport[], poll?: PollRequest, signal?: AbortSignal): Promise<{ results: ReportResult[]; tasks: LeasedTask[] }> {
+  report(
+    reports: BatchReport[],
+    poll?: PollRequest,
+    signal?: AbortSignal,
+  ): Promise<{ results: ReportResult[]; tasks: LeasedTask[] }> {
     return this.call('POST', '/v1/tasks/report', {
       body: { reports, ...(poll ? { poll } : {}) },
-      ...(poll ? { waitMs: (poll.wait_s ?? 30) * 1000, idempotent: false, retry: { attempts: 1 } } : { idempotent: true }),
+      ...(poll
+        ? { waitMs: (poll.wait_s ?? 30) * 1000, idempotent: false, retry: { attempts: 1 } }
+        : { idempotent: true }),
       signal,
     });
   }
   /** Appends live output of a running attempt (sent once: a retry could append it twice). */
   appendLog(taskId: string, leaseToken: string, stream: LogStream, data: string): Promise<{ seq: number }> {
-    return this.call('POST', `/v1/tasks/${enc(taskId)}/logs`, { body: { lease_token: leaseToken, stream, data }, idempotent: false, retry: { attempts: 1 } });
+    return this.call('POST', `/v1/tasks/${enc(taskId)}/logs`, {
+      body: { lease_token: leaseToken, stream, data },
+      idempotent: false,
+      retry: { attempts: 1 },
+    });
   }
-  complete(taskId: string, leaseToken: string, output?: JsonObject, report: Report = {}, retry?: Partial<BackoffOptions>): Promise<Task> {
-    return this.call('POST', `/v1/tasks/${enc(taskId)}/complete`, { body: { lease_token: leaseToken, output, ...report }, idempotent: true, retry });
+  complete(
+    taskId: string,
+    leaseToken: string,
+    output?: JsonObject,
+    report: Report = {},
+    retry?: Partial<BackoffOptions>,
+  ): Promise<Task> {
+    return this.call('POST', `/v1/tasks/${enc(taskId)}/complete`, {
+      body: { lease_token: leaseToken, output, ...report },
+      idempotent: true,
+      retry,
+    });
   }
-  fail(taskId: string, leaseToken: string, error: Failure, report: Report = {}, retry?: Partial<BackoffOptions>): Promise<Task> {
-    return this.call('POST', `/v1/tasks/${enc(taskId)}/fail`, { body: { lease_token: leaseToken, error, ...report }, idempotent: true, retry });
+  fail(
+    taskId: string,
+    leaseToken: string,
+    error: Failure,
+    report: Report = {},
+    retry?: Partial<BackoffOptions>,
+  ): Promise<Task> {
+    return this.call('POST', `/v1/tasks/${enc(taskId)}/fail`, {
+      body: { lease_token: leaseToken, error, ...report },
+      idempotent: true,
+      retry,
+    });
   }
 
   async health(): Promise<{ status: string; database: string; redis: string }> {
@@ -303,7 +412,12 @@ export class TagflowClient {
   }
 
   // ---- transport ----
-  private events(path: string, query: Record<string, string | number | undefined>, after: string | undefined, signal?: AbortSignal): AsyncGenerator<ServerEvent> {
+  private events(
+    path: string,
+    query: Record<string, string | number | undefined>,
+    after: string | undefined,
+    signal?: AbortSignal,
+  ): AsyncGenerator<ServerEvent> {
     const url = new URL(this.base + path);
     for (const [k, v] of Object.entries(query)) if (v !== undefined) url.searchParams.set(k, String(v));
     const open = (lastId: string | undefined) => {
@@ -344,7 +458,12 @@ export class TagflowClient {
     const signal = opts.signal ? AbortSignal.any([timeout, opts.signal]) : timeout;
     let res: Response;
     try {
-      res = await fetch(url, { method, headers, body: opts.body === undefined ? undefined : JSON.stringify(opts.body), signal });
+      res = await fetch(url, {
+        method,
+        headers,
+        body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+        signal,
+      });
     } catch (e) {
       throw new TagflowNetworkError(describeNetworkError(e), method, path, wasNotSent(e), e);
     }
@@ -360,7 +479,13 @@ export class TagflowClient {
     }
     if (!res.ok) {
       const err = (typeof body === 'object' && body !== null ? body : null) as Partial<ErrorBody> | null;
-      throw new TagflowApiError(res.status, err?.message ?? (typeof body === 'string' ? body.slice(0, 200) : res.statusText), err, method, path);
+      throw new TagflowApiError(
+        res.status,
+        err?.message ?? (typeof body === 'string' ? body.slice(0, 200) : res.statusText),
+        err,
+        method,
+        path,
+      );
     }
     return body as T;
   }
@@ -371,14 +496,19 @@ export class TagflowClient {
  * `Last-Event-ID`) after a short wait; the stream ends when the server closes it after its
  * last event, or when `signal` aborts.
  */
-async function* readEvents(open: (lastId: string | undefined) => Promise<Response>, lastId: string | undefined, signal?: AbortSignal): AsyncGenerator<ServerEvent> {
-  for (let failures = 0; !signal?.aborted; ) {
+async function* readEvents(
+  open: (lastId: string | undefined) => Promise<Response>,
+  lastId: string | undefined,
+  signal?: AbortSignal,
+): AsyncGenerator<ServerEvent> {
+  for (let failures = 0; !signal?.aborted;) {
     let res: Response;
     try {
       res = await open(lastId);
     } catch (e) {
       if (signal?.aborted) return;
-      if (++failures > 5) throw new TagflowNetworkError(describeNetworkError(e), 'GET', 'event stream', wasNotSent(e), e);
+      if (++failures > 5)
+        throw new TagflowNetworkError(describeNetworkError(e), 'GET', 'event stream', wasNotSent(e), e);
       await sleep(backoffDelay(failures, DEFAULT_BACKOFF), signal);
       continue;
     }
@@ -417,7 +547,14 @@ async function* readEvents(open: (lastId: string | undefined) => Promise<Respons
               if (event.event === 'error') {
                 // The server stopped the stream: a client error is final, anything else is tried again.
                 const told = JSON.parse(event.data || '{}') as { status?: number; message?: string };
-                if ((told.status ?? 500) < 500) throw new TagflowApiError(told.status ?? 400, told.message ?? 'the stream was refused', null, 'GET', 'event stream');
+                if ((told.status ?? 500) < 500)
+                  throw new TagflowApiError(
+                    told.status ?? 400,
+                    told.message ?? 'the stream was refused',
+                    null,
+                    'GET',
+                    'event stream',
+                  );
               } else {
                 if (event.id !== undefined && event.id !== '0') lastId = event.id;
                 if (event.event === 'end') ended = true;
@@ -452,7 +589,14 @@ async function* readEvents(open: (lastId: string | undefined) => Promise<Respons
     if (ended) return;
     // Closed without its end: connect again, backing off when connections bring nothing.
     failures = received > 0 ? 0 : failures + 1;
-    if (failures > 5) throw new TagflowNetworkError('the event stream keeps closing without an answer', 'GET', 'event stream', false, null);
+    if (failures > 5)
+      throw new TagflowNetworkError(
+        'the event stream keeps closing without an answer',
+        'GET',
+        'event stream',
+        false,
+        null,
+      );
     await sleep(backoffDelay(failures, DEFAULT_BACKOFF), signal);
   }
 }
@@ -474,10 +618,14 @@ function enc(s: string): string {
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     const t = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => {
-      clearTimeout(t);
-      resolve();
-    }, { once: true });
+    signal?.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(t);
+        resolve();
+      },
+      { once: true },
+    );
   });
 }
 
@@ -492,7 +640,10 @@ function wasNotSent(e: unknown): boolean {
 }
 
 function describeNetworkError(e: unknown): string {
-  if (e instanceof Error && (e.name === 'TimeoutError' || e.name === 'AbortError')) return e.name === 'TimeoutError' ? 'no answer in time' : 'aborted';
+  if (e instanceof Error && (e.name === 'TimeoutError' || e.name === 'AbortError'))
+    return e.name === 'TimeoutError' ? 'no answer in time' : 'aborted';
   const code = causeCode(e);
-  return code ? `cannot reach the API (${code})` : `cannot reach the API (${e instanceof Error ? e.message : String(e)})`;
+  return code
+    ? `cannot reach the API (${code})`
+    : `cannot reach the API (${e instanceof Error ? e.message : String(e)})`;
 }

@@ -15,7 +15,11 @@ export const DEFAULT_BACKOFF: BackoffOptions = { baseMs: 200, maxMs: 10_000, att
  * Capped exponential backoff with full jitter: a random delay in [0, min(max, base * 2^n)],
  * so many clients retrying after one outage do not arrive together.
  */
-export function backoffDelay(retry: number, opts: Pick<BackoffOptions, 'baseMs' | 'maxMs'>, random: () => number = Math.random): number {
+export function backoffDelay(
+  retry: number,
+  opts: Pick<BackoffOptions, 'baseMs' | 'maxMs'>,
+  random: () => number = Math.random,
+): number {
   const ceiling = Math.min(opts.maxMs, opts.baseMs * Math.pow(2, retry));
   return Math.floor(random() * ceiling);
 }
@@ -27,7 +31,10 @@ export function backoffDelay(retry: number, opts: Pick<BackoffOptions, 'baseMs' 
  * retried only when the call is idempotent (reports and heartbeats are, by their lease token).
  */
 export function isRetryable(error: unknown, idempotent: boolean): boolean {
-  if (error instanceof TagflowApiError) return error.status === 503 || error.status === 429 || ((error.status === 502 || error.status === 504) && idempotent);
+  if (error instanceof TagflowApiError)
+    return (
+      error.status === 503 || error.status === 429 || ((error.status === 502 || error.status === 504) && idempotent)
+    );
   if (error instanceof TagflowNetworkError) return idempotent || error.notSent;
   return false;
 }

@@ -254,9 +254,8 @@ export interface Failure {
 
 /** One report of a batch (`report()`): a completion or a failure of a leased task. */
 export type BatchReport = Report & { task_id: string; lease_token: string } & (
-  | { status: 'complete'; output?: JsonObject }
-  | { status: 'fail'; error: Failure }
-);
+    { status: 'complete'; output?: JsonObject } | { status: 'fail'; error: Failure }
+  );
 
 /** One lease of a worker's heartbeat (`heartbeatWorker()`). */
 export interface LeaseBeat {

@@ -38,7 +38,8 @@ export function parseReference(expr: string): Reference | null | { error: string
   }
   if (expr.startsWith('data.')) {
     const key = expr.slice('data.'.length);
-    if (key.length > DATA_KEY_MAX_LENGTH || !DATA_KEY_PATTERN.test(key)) return { error: `${shown}: "${key.slice(0, 130)}" is not a data key (dotted names of [A-Za-z0-9_-])` };
+    if (key.length > DATA_KEY_MAX_LENGTH || !DATA_KEY_PATTERN.test(key))
+      return { error: `${shown}: "${key.slice(0, 130)}" is not a data key (dotted names of [A-Za-z0-9_-])` };
     return { kind: 'data', key, text };
   }
   return null;
@@ -147,9 +148,13 @@ function valueOf(r: Reference, lookup: Lookup): unknown {
 }
 
 /** Reads a path inside a value, telling "missing" apart from null. */
-export function readPath(root: unknown, path: readonly string[]): { found: true; value: unknown } | { found: false; reason: string } {
+export function readPath(
+  root: unknown,
+  path: readonly string[],
+): { found: true; value: unknown } | { found: false; reason: string } {
   if (path.length === 0) return { found: true, value: root };
-  if (root === null || typeof root !== 'object' || !has(root, path)) return { found: false, reason: `no field ${path.join('.')}` };
+  if (root === null || typeof root !== 'object' || !has(root, path))
+    return { found: false, reason: `no field ${path.join('.')}` };
   return { found: true, value: get(root, path) as unknown };
 }
 
@@ -166,6 +171,7 @@ function walkStrings(value: unknown, visit: (s: string) => void): void {
 function mapStrings(value: unknown, map: (s: string) => unknown): unknown {
   if (typeof value === 'string') return map(value);
   if (Array.isArray(value)) return value.map((v) => mapStrings(v, map));
-  if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, mapStrings(v, map)]));
+  if (value && typeof value === 'object')
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, mapStrings(v, map)]));
   return value;
 }

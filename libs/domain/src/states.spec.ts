@@ -1,5 +1,13 @@
 import { describe, expect, it } from '@jest/globals';
-import { canChangeTaskFlag, canChangeWorkflowFlag, canTransitionTask, canTransitionWorkflow, isTerminalTask, TASK_STATES, taskSourcesOf } from './states.js';
+import {
+  canChangeTaskFlag,
+  canChangeWorkflowFlag,
+  canTransitionTask,
+  canTransitionWorkflow,
+  isTerminalTask,
+  TASK_STATES,
+  taskSourcesOf,
+} from './states.js';
 
 describe('task state machine', () => {
   it('allows the lifecycle of DESIGN.md and nothing out of terminal states but a rerun and what it revives', () => {

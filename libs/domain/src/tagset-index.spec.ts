@@ -41,7 +41,7 @@ describe('tagsMatch (capabilities)', () => {
 });
 
 describe('TagsetIndex', () => {
-  it('finds exactly the tag sets whose tags are all among the poll\'s (random sets and polls against brute force)', () => {
+  it("finds exactly the tag sets whose tags are all among the poll's (random sets and polls against brute force)", () => {
     const rnd = mulberry32(7);
     const index = new TagsetIndex();
     const sets = new Map<string, string[]>();
@@ -53,7 +53,10 @@ describe('TagsetIndex', () => {
     }
     for (let i = 0; i < 300; i++) {
       const poll = randomTags(rnd, 3, true);
-      const expected = [...sets].filter(([, tags]) => tagsMatch(tags, poll)).map(([id]) => id).sort();
+      const expected = [...sets]
+        .filter(([, tags]) => tagsMatch(tags, poll))
+        .map(([id]) => id)
+        .sort();
       expect([poll, index.matching(poll).sort()]).toEqual([poll, expected]);
     }
   });
@@ -74,7 +77,8 @@ describe('TagsetIndex', () => {
     for (let i = 0; i < 10_000; i++) index.add(`h${i}`, ['@ns:default', `host:h${i}`]);
     index.add('web', ['@ns:default', 'web']);
     const started = performance.now();
-    for (let i = 0; i < 1000; i++) expect(index.matching(['@ns:default', 'host:h7', 'web']).sort()).toEqual(['h7', 'web']);
+    for (let i = 0; i < 1000; i++)
+      expect(index.matching(['@ns:default', 'host:h7', 'web']).sort()).toEqual(['h7', 'web']);
     // 1,000 polls against 10,001 tag sets: far below a scan of every tag set per poll.
     expect(performance.now() - started).toBeLessThan(1000);
   });

@@ -1,7 +1,13 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { DataSource, type DataSourceOptions } from 'typeorm';
-import { TaskDepEntity, TaskEntity, TaskEventEntity, TaskTagEntity, ReservedNameEntity } from './entities/task.entity.js';
+import {
+  TaskDepEntity,
+  TaskEntity,
+  TaskEventEntity,
+  TaskTagEntity,
+  ReservedNameEntity,
+} from './entities/task.entity.js';
 import { WorkflowEntity, WorkflowEventEntity, WorkflowTagEntity } from './entities/workflow.entity.js';
 import { WorkerEntity } from './entities/worker.entity.js';
 import { InitialSchema1700000000000 } from './migrations/1700000000000-initial-schema.js';
@@ -33,8 +39,47 @@ import { AuditEntity } from './entities/audit.entity.js';
 import { ApiKeyEntity } from './entities/api-key.entity.js';
 import { DataEntryEntity } from './entities/data-entry.entity.js';
 
-export const ENTITIES = [WorkflowEntity, WorkflowTagEntity, TaskEntity, TaskTagEntity, TaskDepEntity, ReservedNameEntity, TaskEventEntity, WorkflowEventEntity, WorkerEntity, DataEntryEntity, ApiKeyEntity, AuditEntity, TaskLogEntity];
-export const MIGRATIONS = [InitialSchema1700000000000, DataSpace1700000000001, TagMemberOrder1700000000002, DropRedundantTagIndex1700000000003, ResolvedInputAndWorkflowEvents1700000000004, ApiKeys1700000000005, Audit1700000000006, Namespaces1700000000007, Handbacks1700000000008, Idempotency1700000000009, Retention1700000000010, SettlePending1700000000011, WorkerStopping1700000000012, WorkerKey1700000000013, TaskLogs1700000000014, EventStreamOrder1700000000015, NotBefore1700000000016, Priority1700000000017, ConcurrencyLimits1700000000018, Schedules1700000000019, Callbacks1700000000020, SettleCursor1700000000021, WorkflowRunTags1700000000022, ScheduleOwner1700000000023];
+export const ENTITIES = [
+  WorkflowEntity,
+  WorkflowTagEntity,
+  TaskEntity,
+  TaskTagEntity,
+  TaskDepEntity,
+  ReservedNameEntity,
+  TaskEventEntity,
+  WorkflowEventEntity,
+  WorkerEntity,
+  DataEntryEntity,
+  ApiKeyEntity,
+  AuditEntity,
+  TaskLogEntity,
+];
+export const MIGRATIONS = [
+  InitialSchema1700000000000,
+  DataSpace1700000000001,
+  TagMemberOrder1700000000002,
+  DropRedundantTagIndex1700000000003,
+  ResolvedInputAndWorkflowEvents1700000000004,
+  ApiKeys1700000000005,
+  Audit1700000000006,
+  Namespaces1700000000007,
+  Handbacks1700000000008,
+  Idempotency1700000000009,
+  Retention1700000000010,
+  SettlePending1700000000011,
+  WorkerStopping1700000000012,
+  WorkerKey1700000000013,
+  TaskLogs1700000000014,
+  EventStreamOrder1700000000015,
+  NotBefore1700000000016,
+  Priority1700000000017,
+  ConcurrencyLimits1700000000018,
+  Schedules1700000000019,
+  Callbacks1700000000020,
+  SettleCursor1700000000021,
+  WorkflowRunTags1700000000022,
+  ScheduleOwner1700000000023,
+];
 
 export type DatabaseKind = 'sqlite' | 'postgres';
 
@@ -48,7 +93,13 @@ export function parseDatabaseUrl(url: string): { kind: DatabaseKind; target: str
 /** The one DataSource definition, used by the API and by the migration CLI alike. */
 export function createDataSource(url: string): DataSource {
   const { kind, target } = parseDatabaseUrl(url);
-  const common = { entities: ENTITIES, migrations: MIGRATIONS, synchronize: false, migrationsRun: false, logging: false } as const;
+  const common = {
+    entities: ENTITIES,
+    migrations: MIGRATIONS,
+    synchronize: false,
+    migrationsRun: false,
+    logging: false,
+  } as const;
   let options: DataSourceOptions;
   if (kind === 'sqlite') {
     if (target !== ':memory:') mkdirSync(dirname(resolve(target)), { recursive: true });
@@ -71,8 +122,16 @@ export function createDataSource(url: string): DataSource {
     // error (503) in seconds instead of holding it: connecting, a lock, a statement, and a
     // transaction left idle by a client that went away.
     options = {
-      ...common, type: 'postgres', url: target,
-      extra: { max: 20, connectionTimeoutMillis: 5000, lock_timeout: 10_000, statement_timeout: 30_000, idle_in_transaction_session_timeout: 60_000 },
+      ...common,
+      type: 'postgres',
+      url: target,
+      extra: {
+        max: 20,
+        connectionTimeoutMillis: 5000,
+        lock_timeout: 10_000,
+        statement_timeout: 30_000,
+        idle_in_transaction_session_timeout: 60_000,
+      },
     };
   }
   return new DataSource(options);

@@ -37,7 +37,9 @@ export class Database {
   async syncClock(): Promise<number> {
     if (this.kind !== 'postgres') return 0;
     const before = Date.now();
-    const rows = await this.dataSource.query<{ ms: number }[]>('SELECT (extract(epoch from clock_timestamp()) * 1000)::float8 AS ms');
+    const rows = await this.dataSource.query<{ ms: number }[]>(
+      'SELECT (extract(epoch from clock_timestamp()) * 1000)::float8 AS ms',
+    );
     const after = Date.now();
     this.offsetMs = Math.round(Number(rows[0].ms) - (before + after) / 2);
     return this.offsetMs;
@@ -58,7 +60,8 @@ export class Database {
 
   /** Runs `fn` in one transaction, its repositories at one clock (`now` when given). */
   async transaction<T>(fn: (repos: Repositories) => Promise<T>, now?: number): Promise<T> {
-    const run = () => this.dataSource.transaction((em) => fn(new Repositories(em, now ?? this.now(), () => this.now())));
+    const run = () =>
+      this.dataSource.transaction((em) => fn(new Repositories(em, now ?? this.now(), () => this.now())));
     if (this.kind === 'postgres') return run();
     const next = this.sqliteTail.then(run);
     this.sqliteTail = next.catch(() => undefined);

@@ -122,11 +122,19 @@ export async function inChunks<T, R>(list: readonly T[], read: (slice: readonly 
   return out;
 }
 
-export async function insertRows<T extends object>(em: EntityManager, entity: new () => T, rows: readonly object[]): Promise<void> {
+export async function insertRows<T extends object>(
+  em: EntityManager,
+  entity: new () => T,
+  rows: readonly object[],
+): Promise<void> {
   if (rows.length === 0) return;
   const meta = em.connection.getMetadata(entity);
-  const present = new Set(rows.flatMap((r) => Object.keys(r).filter((k) => (r as Record<string, unknown>)[k] !== undefined)));
-  const columns = meta.columns.filter((c) => present.has(c.propertyName) || (!c.isGenerated && c.default !== undefined));
+  const present = new Set(
+    rows.flatMap((r) => Object.keys(r).filter((k) => (r as Record<string, unknown>)[k] !== undefined)),
+  );
+  const columns = meta.columns.filter(
+    (c) => present.has(c.propertyName) || (!c.isGenerated && c.default !== undefined),
+  );
   const names = columns.map((c) => c.databaseName).join(', ');
   const driver = em.connection.driver;
   const stored = (row: object, c: (typeof columns)[number]) => {
@@ -134,14 +142,21 @@ export async function insertRows<T extends object>(em: EntityManager, entity: ne
     return (value === undefined ? (c.default ?? null) : driver.preparePersistentValue(value, c)) as unknown;
   };
   if (kindOf(em) !== 'postgres') {
-    const insert = sqliteStatement(em, `INSERT INTO ${meta.tableName} (${names}) VALUES (${columns.map(() => '?').join(', ')})`);
+    const insert = sqliteStatement(
+      em,
+      `INSERT INTO ${meta.tableName} (${names}) VALUES (${columns.map(() => '?').join(', ')})`,
+    );
     for (const row of rows) insert.run(columns.map((c) => bindable(stored(row, c), true)));
     return;
   }
   // One array parameter per column, zipped by unnest: parsing and binding a multi-row
   // VALUES list costs the server more than running it (a parameter per cell).
   const arrays = columns.map((c, i) => `$${i + 1}::${arrayType(em, c)}`).join(', ');
-  await query(em, `INSERT INTO ${meta.tableName} (${names}) SELECT * FROM unnest(${arrays})`, columns.map((c) => rows.map((row) => stored(row, c))));
+  await query(
+    em,
+    `INSERT INTO ${meta.tableName} (${names}) SELECT * FROM unnest(${arrays})`,
+    columns.map((c) => rows.map((row) => stored(row, c))),
+  );
 }
 
 /**
@@ -162,7 +177,8 @@ export async function updateEach<T extends object>(
   const column = (property: string) => columnOf(meta, property);
   const properties = Object.keys(rows[0]).filter((p) => p !== 'id');
   for (const row of rows) {
-    if (Object.keys(row).length !== properties.length + 1 || properties.some((p) => !(p in row))) throw new Error('updateEach: every row must set the same properties');
+    if (Object.keys(row).length !== properties.length + 1 || properties.some((p) => !(p in row)))
+      throw new Error('updateEach: every row must set the same properties');
   }
   const id = column('id');
   const set = properties.map(column);
@@ -176,7 +192,12 @@ export async function updateEach<T extends object>(
     );
     const guardValues = guards.map((c) => bindable(stored(where[c.propertyName], c), true));
     let changed = 0;
-    for (const row of rows) changed += update.run([...set.map((c) => bindable(stored(row[c.propertyName], c), true)), row.id, ...guardValues]).changes;
+    for (const row of rows)
+      changed += update.run([
+        ...set.map((c) => bindable(stored(row[c.propertyName], c), true)),
+        row.id,
+        ...guardValues,
+      ]).changes;
     return changed;
   }
   const zipped = [id, ...set];
@@ -185,7 +206,11 @@ export async function updateEach<T extends object>(
     `UPDATE ${meta.tableName} t SET ${set.map((c) => `${c.databaseName} = v.${c.databaseName}`).join(', ')}` +
     ` FROM unnest(${arrays}) AS v(${zipped.map((c) => c.databaseName).join(', ')})` +
     ` WHERE t.${id.databaseName} = v.${id.databaseName}${guards.map((c, i) => ` AND t.${c.databaseName} = $${zipped.length + i + 1}`).join('')}`;
-  const values = [rows.map((r) => r.id), ...set.map((c) => rows.map((r) => stored(r[c.propertyName], c))), ...guards.map((c) => stored(where[c.propertyName], c))];
+  const values = [
+    rows.map((r) => r.id),
+    ...set.map((c) => rows.map((r) => stored(r[c.propertyName], c))),
+    ...guards.map((c) => stored(where[c.propertyName], c)),
+  ];
   return (await query(em, text, values)).affected;
 }
 
@@ -237,7 +262,11 @@ export interface ClaimJob {
  * and its workflow is RUNNING. Returns: every column of the rows that moved; the others
  * were stale.
  */
-export async function claimRows(em: EntityManager, now: number, jobs: readonly ClaimJob[]): Promise<Record<string, unknown>[]> {
+export async function claimRows(
+  em: EntityManager,
+  now: number,
+  jobs: readonly ClaimJob[],
+): Promise<Record<string, unknown>[]> {
   return kindOf(em) === 'postgres' ? claimPostgres(em, now, jobs) : claimSqlite(em, now, jobs);
 }
 
@@ -246,7 +275,11 @@ export async function claimRows(em: EntityManager, now: number, jobs: readonly C
  * list of `(id = … AND …) OR …` made PostgreSQL scan every READY task through the
  * state index instead.
  */
-async function claimPostgres(em: EntityManager, now: number, jobs: readonly ClaimJob[]): Promise<Record<string, unknown>[]> {
+async function claimPostgres(
+  em: EntityManager,
+  now: number,
+  jobs: readonly ClaimJob[],
+): Promise<Record<string, unknown>[]> {
   const type = (property: string) => pgArrayType(em, TaskEntity, property);
   const { rows } = await query(
     em,
@@ -259,19 +292,36 @@ async function claimPostgres(em: EntityManager, now: number, jobs: readonly Clai
      WHERE t.id = v.id AND t.attempt = v.attempt AND t.tagset_id = v.tagset_id AND t.state = 'READY'
        AND EXISTS (SELECT 1 FROM workflow w WHERE w.id = t.workflow_id AND w.state = 'RUNNING')
      RETURNING t.*`,
-    [now, jobs.map((j) => j.taskId), jobs.map((j) => j.attempt), jobs.map((j) => j.tagsetId), jobs.map((j) => j.token), jobs.map((j) => j.workerId)],
+    [
+      now,
+      jobs.map((j) => j.taskId),
+      jobs.map((j) => j.attempt),
+      jobs.map((j) => j.tagsetId),
+      jobs.map((j) => j.token),
+      jobs.map((j) => j.workerId),
+    ],
   );
   return rows;
 }
 
 /** One UPDATE with a CASE per leased column; SQLite finds each row by its primary key (a multi-index OR). */
-async function claimSqlite(em: EntityManager, now: number, jobs: readonly ClaimJob[]): Promise<Record<string, unknown>[]> {
+async function claimSqlite(
+  em: EntityManager,
+  now: number,
+  jobs: readonly ClaimJob[],
+): Promise<Record<string, unknown>[]> {
   const params: Record<string, unknown> = { now, no: false };
   const tokens: string[] = [];
   const workers: string[] = [];
   const pairs: string[] = [];
   jobs.forEach((j, i) => {
-    Object.assign(params, { [`i${i}`]: j.taskId, [`a${i}`]: j.attempt, [`s${i}`]: j.tagsetId, [`t${i}`]: j.token, [`w${i}`]: j.workerId });
+    Object.assign(params, {
+      [`i${i}`]: j.taskId,
+      [`a${i}`]: j.attempt,
+      [`s${i}`]: j.tagsetId,
+      [`t${i}`]: j.token,
+      [`w${i}`]: j.workerId,
+    });
     tokens.push(`WHEN :i${i} THEN :t${i}`);
     workers.push(`WHEN :i${i} THEN :w${i}`);
     pairs.push(`(id = :i${i} AND attempt = :a${i} AND tagset_id = :s${i})`);
@@ -291,7 +341,8 @@ async function claimSqlite(em: EntityManager, now: number, jobs: readonly ClaimJ
   );
   if (affected === 0) return [];
   const { rows } = await sql(em, 'SELECT * FROM task WHERE id IN (:ids) AND lease_token IN (:tokens)', {
-    ids: jobs.map((j) => j.taskId), tokens: jobs.map((j) => j.token),
+    ids: jobs.map((j) => j.taskId),
+    tokens: jobs.map((j) => j.token),
   });
   return rows;
 }

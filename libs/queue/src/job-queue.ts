@@ -116,7 +116,12 @@ export class JobQueue {
           list.map((item) => ({
             name: 'task',
             data: { taskId: item.taskId, attempt: item.attempt },
-            opts: { ...JOB_OPTIONS, jobId: jobIdFor(item.taskId, item.attempt), delay: item.delayMs > 0 ? item.delayMs : undefined, priority: bullPriority(item.priority) },
+            opts: {
+              ...JOB_OPTIONS,
+              jobId: jobIdFor(item.taskId, item.attempt),
+              delay: item.delayMs > 0 ? item.delayMs : undefined,
+              priority: bullPriority(item.priority),
+            },
           })),
         );
         return { tagset, tags, count: list.length };
@@ -131,7 +136,9 @@ export class JobQueue {
    */
   async take(tagset: string, tokens: readonly string[]): Promise<TakenJob[]> {
     const { worker } = this.queueFor(tagset);
-    const jobs = await Promise.all(tokens.map((token) => worker.getNextJob(token, { block: false }) as Promise<Job<JobData> | undefined>));
+    const jobs = await Promise.all(
+      tokens.map((token) => worker.getNextJob(token, { block: false }) as Promise<Job<JobData> | undefined>),
+    );
     const taken: TakenJob[] = [];
     for (const [i, job] of jobs.entries()) {
       if (!job?.id) continue;
@@ -160,7 +167,11 @@ export class JobQueue {
   /** How many jobs of a tag set's queue wait with a priority at least `priority` (taken before any lower one). */
   async countAtLeast(tagset: string, priority: number): Promise<number> {
     // At least `priority`: below the first score of the next BullMQ priority.
-    return this.redis.command.zcount(this.prioritizedKey(tagset), '-inf', `(${(bullPriority(priority) + 1) * SCORE_STEP}`);
+    return this.redis.command.zcount(
+      this.prioritizedKey(tagset),
+      '-inf',
+      `(${(bullPriority(priority) + 1) * SCORE_STEP}`,
+    );
   }
 
   private prioritizedKey(tagset: string): string {
@@ -213,7 +224,10 @@ export class JobQueue {
   async releaseOrphan(tagset: string, jobId: string): Promise<void> {
     const token = await this.redis.command.get(this.redis.key(`${queueName(tagset)}:${jobId}:lock`));
     if (token) await this.finish(tagset, jobId, token);
-    else await this.handle(tagset, jobId).remove().catch(() => undefined);
+    else
+      await this.handle(tagset, jobId)
+        .remove()
+        .catch(() => undefined);
   }
 
   /**
@@ -259,10 +273,23 @@ export class JobQueue {
     // A backend on the root's connection that does not own it, built with the caller's
     // own options (a Worker's lockDuration reaches the fetch script this way).
     const shared: BackendFactory<RedisQueueBackend> = (queue, opts) =>
-      new RedisQueueBackend(rootConnection, queue, keys.getKeys(queue), (type: string) => keys.toKey(queue, type), { ...opts, prefix } as typeof opts, undefined, false);
+      new RedisQueueBackend(
+        rootConnection,
+        queue,
+        keys.getKeys(queue),
+        (type: string) => keys.toKey(queue, type),
+        { ...opts, prefix } as typeof opts,
+        undefined,
+        false,
+      );
     const opts = { connection: this.redis.command, prefix };
     const queue = new Queue<JobData>(name, opts, shared);
-    const worker = new Worker<JobData>(name, null, { ...opts, autorun: false, lockDuration: this.redis.config.defaultLockMs }, shared);
+    const worker = new Worker<JobData>(
+      name,
+      null,
+      { ...opts, autorun: false, lockDuration: this.redis.config.defaultLockMs },
+      shared,
+    );
     queue.on('error', () => undefined);
     worker.on('error', () => undefined);
     const entry: TagsetQueue = { queue, worker };

@@ -9,7 +9,10 @@ export class RedisEpoch {
   private epoch: string | null = null;
   private readonly key: string;
 
-  constructor(private readonly redis: RedisConnections, private readonly onReset: () => void) {
+  constructor(
+    private readonly redis: RedisConnections,
+    private readonly onReset: () => void,
+  ) {
     this.key = redis.key('epoch');
   }
 

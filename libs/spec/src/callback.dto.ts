@@ -1,4 +1,12 @@
-import { IsOptional, IsString, Matches, MaxLength, MinLength, registerDecorator, type ValidationArguments } from 'class-validator';
+import {
+  IsOptional,
+  IsString,
+  Matches,
+  MaxLength,
+  MinLength,
+  registerDecorator,
+  type ValidationArguments,
+} from 'class-validator';
 
 /** Why a callback URL is not one Tagflow can POST to, or null (its address is checked by the API). */
 export function callbackUrlProblem(value: unknown): string | null {
@@ -35,6 +43,10 @@ export class CallbackDto {
   url: string;
 
   /** Signs each try: `Tagflow-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>" with it>`. */
-  @IsOptional() @IsString() @MinLength(1) @MaxLength(256) @Matches(/^[^\u0000]*$/, { message: 'secret must not contain NUL' })
+  @IsOptional()
+  @IsString()
+  @MinLength(1)
+  @MaxLength(256)
+  @Matches(/^[^\u0000]*$/, { message: 'secret must not contain NUL' })
   secret?: string;
 }

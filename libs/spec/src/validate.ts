@@ -14,8 +14,13 @@ export const VALIDATE_OPTIONS = {
  * Checks a parsed JSON value against a spec class the way the API will: the instance, or
  * one entry per offending field (`tasks.2.name`). `what` names a value that is not an object.
  */
-export async function validateAs<T extends object>(cls: new () => T, plain: unknown, what = 'body'): Promise<{ value?: T; errors: FieldError[] }> {
-  if (typeof plain !== 'object' || plain === null || Array.isArray(plain)) return { errors: [{ field: what, errors: ['must be a JSON object'] }] };
+export async function validateAs<T extends object>(
+  cls: new () => T,
+  plain: unknown,
+  what = 'body',
+): Promise<{ value?: T; errors: FieldError[] }> {
+  if (typeof plain !== 'object' || plain === null || Array.isArray(plain))
+    return { errors: [{ field: what, errors: ['must be a JSON object'] }] };
   const value = plainToInstance(cls, plain);
   const errors = flattenValidationErrors(await validate(value, VALIDATE_OPTIONS));
   return errors.length > 0 ? { errors } : { value, errors };

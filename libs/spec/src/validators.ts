@@ -1,6 +1,13 @@
 import type { ValidationError } from 'class-validator';
 import {
-  ArrayMaxSize, ArrayMinSize, IsArray, IsString, Matches, MaxLength, registerDecorator, type ValidationArguments,
+  ArrayMaxSize,
+  ArrayMinSize,
+  IsArray,
+  IsString,
+  Matches,
+  MaxLength,
+  registerDecorator,
+  type ValidationArguments,
 } from 'class-validator';
 import { DATA_KEY_MAX_LENGTH, DATA_KEY_PATTERN, LIMITS } from '@tagflow/domain';
 
@@ -40,7 +47,10 @@ function tagListOf(max: number, pattern: RegExp, patternMessage: string, minSize
     if (minSize > 0) ArrayMinSize(minSize)(target, key);
     ArrayMaxSize(max)(target, key);
     IsString({ each: true })(target, key);
-    MaxLength(LIMITS.tagMaxLength, { each: true, message: `each of $property must be at most ${LIMITS.tagMaxLength} characters` })(target, key);
+    MaxLength(LIMITS.tagMaxLength, {
+      each: true,
+      message: `each of $property must be at most ${LIMITS.tagMaxLength} characters`,
+    })(target, key);
     Matches(pattern, { each: true, message: patternMessage })(target, key);
   };
 }
@@ -51,7 +61,11 @@ export function IsTagList(max: number = LIMITS.tagsPerItem): PropertyDecorator {
 
 /** A poll's capabilities: tags, or `*` alone (every task). */
 export function IsCapabilityList(max: number = LIMITS.tagsPerItem): PropertyDecorator {
-  return tagListOf(max, LIMITS.capabilityPattern, `each of $property must be a tag (${LIMITS.tagPattern.source}) or * alone`);
+  return tagListOf(
+    max,
+    LIMITS.capabilityPattern,
+    `each of $property must be a tag (${LIMITS.tagPattern.source}) or * alone`,
+  );
 }
 
 /** Tag grants: tags, prefixes ending in `*`, or `*` alone. */
@@ -65,7 +79,10 @@ export function IsNameList(max: number = LIMITS.dependenciesPerTask): PropertyDe
     ArrayMaxSize(max)(target, key);
     IsString({ each: true })(target, key);
     MaxLength(LIMITS.nameMaxLength, { each: true })(target, key);
-    Matches(LIMITS.namePattern, { each: true, message: `each of $property must match ${LIMITS.namePattern.source}` })(target, key);
+    Matches(LIMITS.namePattern, { each: true, message: `each of $property must match ${LIMITS.namePattern.source}` })(
+      target,
+      key,
+    );
   };
 }
 
@@ -75,7 +92,10 @@ export function IsDataKeyList(max = 100): PropertyDecorator {
     ArrayMaxSize(max)(target, key);
     IsString({ each: true })(target, key);
     MaxLength(DATA_KEY_MAX_LENGTH, { each: true })(target, key);
-    Matches(DATA_KEY_PATTERN, { each: true, message: 'each of $property must be a dotted name of [A-Za-z0-9_-] parts' })(target, key);
+    Matches(DATA_KEY_PATTERN, {
+      each: true,
+      message: 'each of $property must be a dotted name of [A-Za-z0-9_-] parts',
+    })(target, key);
   };
 }
 
@@ -83,9 +103,18 @@ const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2
 
 /** 2026-02-30 and 24:00 parse (as March 2, as the next day): refused, they are typos. */
 function realCalendarTime(value: string): boolean {
-  const [y, m, d, hh, mm, ss] = [value.slice(0, 4), value.slice(5, 7), value.slice(8, 10), value.slice(11, 13), value.slice(14, 16), value.slice(17, 19)].map(Number);
+  const [y, m, d, hh, mm, ss] = [
+    value.slice(0, 4),
+    value.slice(5, 7),
+    value.slice(8, 10),
+    value.slice(11, 13),
+    value.slice(14, 16),
+    value.slice(17, 19),
+  ].map(Number);
   const day = new Date(Date.UTC(y, m - 1, d));
-  return day.getUTCMonth() === m - 1 && day.getUTCDate() === d && hh <= 23 && mm <= 59 && (Number.isNaN(ss) || ss <= 59);
+  return (
+    day.getUTCMonth() === m - 1 && day.getUTCDate() === d && hh <= 23 && mm <= 59 && (Number.isNaN(ss) || ss <= 59)
+  );
 }
 
 /** An ISO 8601 time with its time zone (`2026-12-01T06:00:00Z`, `...+01:00`): never the server's local time. */
@@ -96,8 +125,13 @@ export function IsZonedTime(): PropertyDecorator {
       target: target.constructor,
       propertyName: key as string,
       validator: {
-        validate: (value: unknown) => typeof value === 'string' && ISO_TIME.test(value) && realCalendarTime(value) && Number.isFinite(Date.parse(value)),
-        defaultMessage: (args?: ValidationArguments) => `${args?.property} must be an ISO 8601 time with a time zone, like 2026-12-01T06:00:00Z`,
+        validate: (value: unknown) =>
+          typeof value === 'string' &&
+          ISO_TIME.test(value) &&
+          realCalendarTime(value) &&
+          Number.isFinite(Date.parse(value)),
+        defaultMessage: (args?: ValidationArguments) =>
+          `${args?.property} must be an ISO 8601 time with a time zone, like 2026-12-01T06:00:00Z`,
       },
     });
 }
@@ -122,8 +156,10 @@ export function limitMapProblem(value: unknown): string | null {
   const entries = Object.entries(value);
   if (entries.length > LIMITS.limitsPerWorkflow) return `must have at most ${LIMITS.limitsPerWorkflow} tags`;
   for (const [tag, max] of entries) {
-    if (tag.length > LIMITS.tagMaxLength || !LIMITS.tagPattern.test(tag)) return `key "${tag.slice(0, 80)}" must be a tag (at most ${LIMITS.tagMaxLength} characters matching ${LIMITS.tagPattern.source})`;
-    if (!Number.isInteger(max) || (max as number) < 0 || (max as number) > LIMITS.maxRunningMax) return `${tag} must be an integer from 0 to ${LIMITS.maxRunningMax}`;
+    if (tag.length > LIMITS.tagMaxLength || !LIMITS.tagPattern.test(tag))
+      return `key "${tag.slice(0, 80)}" must be a tag (at most ${LIMITS.tagMaxLength} characters matching ${LIMITS.tagPattern.source})`;
+    if (!Number.isInteger(max) || (max as number) < 0 || (max as number) > LIMITS.maxRunningMax)
+      return `${tag} must be an integer from 0 to ${LIMITS.maxRunningMax}`;
   }
   return null;
 }
@@ -164,8 +200,10 @@ export function IsUtf8At(maxBytes: number): PropertyDecorator {
       target: target.constructor,
       propertyName: key as string,
       validator: {
-        validate: (value: unknown) => typeof value === 'string' && value.length <= maxBytes && Buffer.byteLength(value) <= maxBytes,
-        defaultMessage: (args?: ValidationArguments) => `${args?.property} must be at most ${maxBytes} bytes (UTF-8); send it in parts`,
+        validate: (value: unknown) =>
+          typeof value === 'string' && value.length <= maxBytes && Buffer.byteLength(value) <= maxBytes,
+        defaultMessage: (args?: ValidationArguments) =>
+          `${args?.property} must be at most ${maxBytes} bytes (UTF-8); send it in parts`,
       },
     });
 }

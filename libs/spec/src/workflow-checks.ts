@@ -38,7 +38,8 @@ export function checkWorkflowTasks(written: readonly unknown[]): FieldError[] {
   tasks.forEach((t, i) => {
     if (t.name === undefined) return;
     const first = index.get(t.name);
-    if (first !== undefined) problems.push({ field: `tasks.${i}.name`, errors: [`"${t.name}" is also the name of tasks.${first}`] });
+    if (first !== undefined)
+      problems.push({ field: `tasks.${i}.name`, errors: [`"${t.name}" is also the name of tasks.${first}`] });
     else index.set(t.name, i);
   });
   const graph: GraphTask[] = [];
@@ -47,14 +48,23 @@ export function checkWorkflowTasks(written: readonly unknown[]): FieldError[] {
     for (const e of errors) problems.push({ field: `tasks.${i}.input`, errors: [`malformed reference: ${e}`] });
     t.requires.forEach((r, j) => {
       if (r === t.name) problems.push({ field: `tasks.${i}.requires.${j}`, errors: [`${r} requires itself`] });
-      else if (!index.has(r)) problems.push({ field: `tasks.${i}.requires.${j}`, errors: [`no task of this workflow is named ${r}`] });
+      else if (!index.has(r))
+        problems.push({ field: `tasks.${i}.requires.${j}`, errors: [`no task of this workflow is named ${r}`] });
     });
     const referenced = [...new Set(refs.flatMap((r) => (r.kind === 'task' ? [r.task] : [])))];
     for (const r of referenced) {
-      if (!index.has(r)) problems.push({ field: `tasks.${i}.input`, errors: [`{{ tasks.${r}.output }}: no task of this workflow is named ${r}`] });
+      if (!index.has(r))
+        problems.push({
+          field: `tasks.${i}.input`,
+          errors: [`{{ tasks.${r}.output }}: no task of this workflow is named ${r}`],
+        });
     }
     t.produces.forEach((k, j) => {
-      if (k.startsWith('tasks.')) problems.push({ field: `tasks.${i}.produces.${j}`, errors: [`keys under "tasks." are task outputs: ${k} cannot be produced`] });
+      if (k.startsWith('tasks.'))
+        problems.push({
+          field: `tasks.${i}.produces.${j}`,
+          errors: [`keys under "tasks." are task outputs: ${k} cannot be produced`],
+        });
     });
     if (t.name !== undefined) {
       graph.push({
@@ -76,7 +86,11 @@ export function checkWorkflowTasks(written: readonly unknown[]): FieldError[] {
     const start = cycle.indexOf(at ?? cycle[0]);
     const ring = cycle.slice(0, -1);
     const told = [...ring.slice(start), ...ring.slice(0, start), ring[start]];
-    const field = tasks[i]?.requires.length ? `tasks.${i}.requires` : tasks[i]?.requires_tags.length ? `tasks.${i}.requires_tags` : `tasks.${i}.name`;
+    const field = tasks[i]?.requires.length
+      ? `tasks.${i}.requires`
+      : tasks[i]?.requires_tags.length
+        ? `tasks.${i}.requires_tags`
+        : `tasks.${i}.name`;
     problems.push({ field, errors: [describeCycle(told)] });
   }
   return problems;

@@ -1,5 +1,17 @@
 import { Type } from 'class-transformer';
-import { ArrayMaxSize, IsArray, IsBoolean, IsIn, IsInt, IsOptional, IsString, Max, MaxLength, Min, ValidateNested } from 'class-validator';
+import {
+  ArrayMaxSize,
+  IsArray,
+  IsBoolean,
+  IsIn,
+  IsInt,
+  IsOptional,
+  IsString,
+  Max,
+  MaxLength,
+  Min,
+  ValidateNested,
+} from 'class-validator';
 import { LIMITS } from '@tagflow/domain';
 import { IsJsonObject, IsLimitMap, IsTagList, IsTaskName } from './validators.js';
 import { TaskSpecDto } from './task-spec.dto.js';
@@ -12,33 +24,49 @@ export class CreateWorkflowDto {
   @IsTaskName()
   name: string;
 
-  @IsOptional() @IsString() @MaxLength(LIMITS.descriptionMaxLength)
+  @IsOptional()
+  @IsString()
+  @MaxLength(LIMITS.descriptionMaxLength)
   description?: string;
 
-  @IsOptional() @IsTagList()
+  @IsOptional()
+  @IsTagList()
   tags?: string[];
 
-  @IsOptional() @IsJsonObject()
+  @IsOptional()
+  @IsJsonObject()
   input?: Record<string, unknown>;
 
-  @IsOptional() @IsArray() @ArrayMaxSize(LIMITS.tasksPerBatch) @ValidateNested({ each: true }) @Type(() => TaskSpecDto)
+  @IsOptional()
+  @IsArray()
+  @ArrayMaxSize(LIMITS.tasksPerBatch)
+  @ValidateNested({ each: true })
+  @Type(() => TaskSpecDto)
   tasks?: TaskSpecDto[];
 
-  @IsOptional() @IsBoolean()
+  @IsOptional()
+  @IsBoolean()
   sealed?: boolean;
 
-  @IsOptional() @IsIn(['fail', 'continue', 'rollback'])
+  @IsOptional()
+  @IsIn(['fail', 'continue', 'rollback'])
   on_failure?: OnFailure;
 
   /** Days the workflow is kept once finished, then deleted with its tasks, events and data (default RETENTION_DAYS). */
-  @IsOptional() @IsInt() @Min(0) @Max(3650)
+  @IsOptional()
+  @IsInt()
+  @Min(0)
+  @Max(3650)
   retention_days?: number;
 
   /** `{TAG: n}`: at most n of its tasks carrying TAG RUNNING at once (a rolling deploy: `{"web": 2}`). */
-  @IsOptional() @IsLimitMap()
+  @IsOptional()
+  @IsLimitMap()
   limits?: Record<string, number>;
 
   /** POSTed to (signed with its secret) when the workflow finishes. */
-  @IsOptional() @ValidateNested() @Type(() => CallbackDto)
+  @IsOptional()
+  @ValidateNested()
+  @Type(() => CallbackDto)
   callback?: CallbackDto;
 }

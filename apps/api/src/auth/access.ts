@@ -32,7 +32,16 @@ export const AllowLeaseToken = () => SetMetadata(LEASE_TOKEN_ACCESS, true);
  * (`default` without it). A lease acts in its task's namespace.
  */
 export type Caller =
-  | { kind: 'key'; keyId: string; keyName: string; role: Role; namespace: string; allNamespaces: boolean; grants: readonly string[]; expiresAt: number | null }
+  | {
+      kind: 'key';
+      keyId: string;
+      keyName: string;
+      role: Role;
+      namespace: string;
+      allNamespaces: boolean;
+      grants: readonly string[];
+      expiresAt: number | null;
+    }
   | { kind: 'open'; namespace: string }
   | { kind: 'lease'; token: string; namespace: string; task: LeaseHolder };
 

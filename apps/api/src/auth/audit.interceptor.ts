@@ -1,4 +1,11 @@
-import { HttpException, Inject, Injectable, type CallHandler, type ExecutionContext, type NestInterceptor } from '@nestjs/common';
+import {
+  HttpException,
+  Inject,
+  Injectable,
+  type CallHandler,
+  type ExecutionContext,
+  type NestInterceptor,
+} from '@nestjs/common';
 import { HTTP_CODE_METADATA } from '@nestjs/common/constants.js';
 import type { Request } from 'express';
 import { catchError, from, mergeMap, throwError, type Observable } from 'rxjs';
@@ -24,7 +31,10 @@ export class AuditInterceptor implements NestInterceptor {
     @Inject(JsonLogger) private readonly logger: JsonLogger,
     metrics: MetricsService,
   ) {
-    this.refusalsDropped = metrics.counter('tagflow_audit_refusals_dropped_total', 'Refused requests not recorded in the audit log: their key passed REFUSALS_PER_MINUTE.');
+    this.refusalsDropped = metrics.counter(
+      'tagflow_audit_refusals_dropped_total',
+      'Refused requests not recorded in the audit log: their key passed REFUSALS_PER_MINUTE.',
+    );
   }
 
   intercept(ctx: ExecutionContext, next: CallHandler): Observable<unknown> {
@@ -32,7 +42,11 @@ export class AuditInterceptor implements NestInterceptor {
     if (!audited(req)) return next.handle();
     return next.handle().pipe(
       mergeMap((body: unknown) => from(this.record(req, statusOf(ctx), resourceOf(body, req)).then(() => body))),
-      catchError((e: unknown) => from(this.record(req, e instanceof HttpException ? e.getStatus() : 500, resourceOf(undefined, req))).pipe(mergeMap(() => throwError(() => e)))),
+      catchError((e: unknown) =>
+        from(this.record(req, e instanceof HttpException ? e.getStatus() : 500, resourceOf(undefined, req))).pipe(
+          mergeMap(() => throwError(() => e)),
+        ),
+      ),
     );
   }
 
@@ -57,22 +71,50 @@ export class AuditInterceptor implements NestInterceptor {
     await this.record(req, status, resourceOf(undefined, req), caller);
   }
 
-  private async record(req: Request, status: number, resourceId: string | null, caller = (req as Request & Record<symbol, Caller | undefined>)[CALLER]): Promise<void> {
-    const who = caller?.kind === 'key' ? { key_id: caller.keyId, key_name: caller.keyName, namespace: caller.namespace }
-      : caller?.kind === 'lease' ? { key_id: null, key_name: `(lease of task ${caller.task.id})`, namespace: caller.namespace }
-        : { key_id: null, key_name: caller ? '(open: no key on a loopback API)' : '(none)', namespace: caller?.namespace ?? DEFAULT_NAMESPACE };
+  private async record(
+    req: Request,
+    status: number,
+    resourceId: string | null,
+    caller = (req as Request & Record<symbol, Caller | undefined>)[CALLER],
+  ): Promise<void> {
+    const who =
+      caller?.kind === 'key'
+        ? { key_id: caller.keyId, key_name: caller.keyName, namespace: caller.namespace }
+        : caller?.kind === 'lease'
+          ? { key_id: null, key_name: `(lease of task ${caller.task.id})`, namespace: caller.namespace }
+          : {
+              key_id: null,
+              key_name: caller ? '(open: no key on a loopback API)' : '(none)',
+              namespace: caller?.namespace ?? DEFAULT_NAMESPACE,
+            };
     const at = Date.now();
     try {
-      await this.db.transaction((repos) => repos.audit.add({ at, ...who, method: req.method, path: req.path.slice(0, 512), status, resource_id: resourceId }), at);
+      await this.db.transaction(
+        (repos) =>
+          repos.audit.add({
+            at,
+            ...who,
+            method: req.method,
+            path: req.path.slice(0, 512),
+            status,
+            resource_id: resourceId,
+          }),
+        at,
+      );
     } catch (e) {
       // The answer stands (the change is committed); a lost record is said loudly.
-      this.logger.event('error', 'audit', 'could not write an audit record', { method: req.method, path: req.path, error: String(e) });
+      this.logger.event('error', 'audit', 'could not write an audit record', {
+        method: req.method,
+        path: req.path,
+        error: String(e),
+      });
     }
   }
 }
 
 const REFUSALS_PER_MINUTE = 30;
-const WORKER_PROTOCOL = /^\/v1\/(tasks\/(poll|report|[^/]+\/(heartbeat|complete|fail|logs))|workers\/[^/]+\/heartbeat)\/?$/i;
+const WORKER_PROTOCOL =
+  /^\/v1\/(tasks\/(poll|report|[^/]+\/(heartbeat|complete|fail|logs))|workers\/[^/]+\/heartbeat)\/?$/i;
 
 /** State-changing requests, but the worker protocol's. */
 function audited(req: Request): boolean {

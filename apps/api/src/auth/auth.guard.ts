@@ -39,9 +39,15 @@ export class AuthGuard implements CanActivate {
     const access = this.reflector.getAllAndOverride<Access | undefined>(ACCESS, [ctx.getHandler(), ctx.getClass()]);
     const req = ctx.switchToHttp().getRequest<Request & Record<symbol, Caller>>();
     const action = `${req.method} ${routeOf(req)}`;
-    if (access === undefined) throw new ApiError(HttpStatus.FORBIDDEN, `${action} declares no access rule; nobody may call it`);
+    if (access === undefined)
+      throw new ApiError(HttpStatus.FORBIDDEN, `${action} declares no access rule; nobody may call it`);
     if (access === 'public') return true;
-    req[CALLER] = await this.admit(req, access, action, this.reflector.get<boolean>(LEASE_TOKEN_ACCESS, ctx.getHandler()) === true);
+    req[CALLER] = await this.admit(
+      req,
+      access,
+      action,
+      this.reflector.get<boolean>(LEASE_TOKEN_ACCESS, ctx.getHandler()) === true,
+    );
     await readJsonBody(req, ctx.switchToHttp().getResponse<Response>(), this.config.BODY_LIMIT_BYTES);
     return true;
   }
@@ -52,30 +58,50 @@ export class AuthGuard implements CanActivate {
     if (token === null) {
       if (await this.keys.stillOpen()) {
         // A web page could reach a loopback API through a name that resolves to it (DNS rebinding).
-        if (!loopbackHost(req.headers.host)) throw this.unauthenticated(req, 'with no API key, the API answers only requests to a loopback host name');
+        if (!loopbackHost(req.headers.host))
+          throw this.unauthenticated(req, 'with no API key, the API answers only requests to a loopback host name');
         return { kind: 'open', namespace: namespaceHeader(req) ?? DEFAULT_NAMESPACE };
       }
       throw this.unauthenticated(req, 'missing Authorization: Bearer <token> header');
     }
     // Per credential, counted before the key is looked up (so a flood with one token does not reach the database).
     const wait = this.limiter.take(tokenHash(token));
-    if (wait !== null) throw new RateLimited(`this credential sent more than ${this.config.RATE_LIMIT_RPS} requests a second (RATE_LIMIT_RPS); retry in ${wait} s`, wait);
+    if (wait !== null)
+      throw new RateLimited(
+        `this credential sent more than ${this.config.RATE_LIMIT_RPS} requests a second (RATE_LIMIT_RPS); retry in ${wait} s`,
+        wait,
+      );
     const found = await this.keys.verify(token);
     if (found === null) {
       // A running task's lease token, where the route takes one: its own workflow's data space.
       const workflowId = req.params.id;
-      const holder = leaseTokens && typeof workflowId === 'string' ? await this.db.read().tasks.leaseHolder(workflowId, token, this.db.now()) : null;
+      const holder =
+        leaseTokens && typeof workflowId === 'string'
+          ? await this.db.read().tasks.leaseHolder(workflowId, token, this.db.now())
+          : null;
       if (holder) return { kind: 'lease', token, namespace: holder.namespace, task: holder };
-      throw this.unauthenticated(req, leaseTokens
-        ? `the bearer token is neither a valid key nor the live lease of a running task of workflow ${String(workflowId)}`
-        : 'the bearer token is not a valid key');
+      throw this.unauthenticated(
+        req,
+        leaseTokens
+          ? `the bearer token is neither a valid key nor the live lease of a running task of workflow ${String(workflowId)}`
+          : 'the bearer token is not a valid key',
+      );
     }
     if ('refused' in found) throw this.unauthenticated(req, found.refused);
     const { key } = found;
     const asked = namespaceHeader(req);
     const allNamespaces = key.namespace === '*';
     const namespace = allNamespaces ? (asked ?? DEFAULT_NAMESPACE) : key.namespace;
-    const caller: Caller = { kind: 'key', keyId: key.id, keyName: key.name, role: key.role, namespace, allNamespaces, grants: key.tags, expiresAt: key.expires_at };
+    const caller: Caller = {
+      kind: 'key',
+      keyId: key.id,
+      keyName: key.name,
+      role: key.role,
+      namespace,
+      allNamespaces,
+      grants: key.tags,
+      expiresAt: key.expires_at,
+    };
     // A known key refused: recorded in the audit log (an unknown token is not: anyone can send one).
     const refuse = async (message: string, details: object) => {
       await this.audit.refused(req, caller, HttpStatus.FORBIDDEN);
@@ -83,14 +109,18 @@ export class AuthGuard implements CanActivate {
     };
     if (!access.includes(key.role)) throw await refuse(`role ${key.role} may not ${action}`, { role: key.role });
     if (!allNamespaces && asked !== null && asked !== key.namespace) {
-      throw await refuse(`key ${key.name} belongs to namespace ${key.namespace}; it may not act in namespace ${asked} (Tagflow-Namespace)`, { namespace: asked });
+      throw await refuse(
+        `key ${key.name} belongs to namespace ${key.namespace}; it may not act in namespace ${asked} (Tagflow-Namespace)`,
+        { namespace: asked },
+      );
     }
     return caller;
   }
 
   /** A 401, counted against the client's address (over its limit: a 429 instead). */
   private unauthenticated(req: Request, message: string): ApiError {
-    if (this.limiter.take(this.anonymousBucket(req), undefined, this.anonymousRate()) !== null) return this.anonymousLimited();
+    if (this.limiter.take(this.anonymousBucket(req), undefined, this.anonymousRate()) !== null)
+      return this.anonymousLimited();
     return new ApiError(HttpStatus.UNAUTHORIZED, message);
   }
 
@@ -104,7 +134,10 @@ export class AuthGuard implements CanActivate {
 
   private anonymousLimited(): RateLimited {
     const wait = Math.max(1, Math.ceil(1 / Math.max(this.config.RATE_LIMIT_ANON_RPS, 1)));
-    return new RateLimited(`too many requests without a valid credential from this address (RATE_LIMIT_ANON_RPS=${this.config.RATE_LIMIT_ANON_RPS}); retry in ${wait} s`, wait);
+    return new RateLimited(
+      `too many requests without a valid credential from this address (RATE_LIMIT_ANON_RPS=${this.config.RATE_LIMIT_ANON_RPS}); retry in ${wait} s`,
+      wait,
+    );
   }
 }
 
@@ -118,7 +151,10 @@ function namespaceHeader(req: Request): string | null {
   const value = req.headers['tagflow-namespace'];
   if (value === undefined) return null;
   if (typeof value !== 'string' || !NAMESPACE_PATTERN.test(value)) {
-    throw badRequest('the Tagflow-Namespace header must be a namespace: 1-63 characters of a-z, 0-9 and -, starting and ending with a letter or digit', [{ field: 'Tagflow-Namespace', errors: ['invalid namespace'] }]);
+    throw badRequest(
+      'the Tagflow-Namespace header must be a namespace: 1-63 characters of a-z, 0-9 and -, starting and ending with a letter or digit',
+      [{ field: 'Tagflow-Namespace', errors: ['invalid namespace'] }],
+    );
   }
   return value;
 }

@@ -23,7 +23,11 @@ interface SpecTags {
 export function checkTaskGrants(caller: Caller, task: { name: string; tags: readonly string[] }): void {
   if (caller.kind !== 'key' || caller.role === 'admin') return;
   if (!coveredBy(caller.grants, task.tags)) {
-    throw new ApiError(HttpStatus.FORBIDDEN, `key ${caller.keyName} is not granted the tags of task ${task.name} (${task.tags.join(', ') || 'untagged'})`, { tags: task.tags });
+    throw new ApiError(
+      HttpStatus.FORBIDDEN,
+      `key ${caller.keyName} is not granted the tags of task ${task.name} (${task.tags.join(', ') || 'untagged'})`,
+      { tags: task.tags },
+    );
   }
 }
 
@@ -37,10 +41,22 @@ export function checkSubmitGrants(caller: Caller, specs: readonly SpecTags[]): v
   const visit = (spec: SpecTags) => {
     const tags = spec.tags ?? [];
     if (tags.length === 0 && !granted(caller.grants, '*')) {
-      throw new ApiError(HttpStatus.FORBIDDEN, `key ${caller.keyName} may not submit untagged task ${spec.name ?? ''}: an untagged task runs on any worker and needs the grant *`.replace('  ', ' '), { tag: null });
+      throw new ApiError(
+        HttpStatus.FORBIDDEN,
+        `key ${caller.keyName} may not submit untagged task ${spec.name ?? ''}: an untagged task runs on any worker and needs the grant *`.replace(
+          '  ',
+          ' ',
+        ),
+        { tag: null },
+      );
     }
     for (const tag of tags) {
-      if (!granted(caller.grants, tag)) throw new ApiError(HttpStatus.FORBIDDEN, `key ${caller.keyName} is not granted tag ${tag} (grants: ${caller.grants.join(', ')})`, { tag });
+      if (!granted(caller.grants, tag))
+        throw new ApiError(
+          HttpStatus.FORBIDDEN,
+          `key ${caller.keyName} is not granted tag ${tag} (grants: ${caller.grants.join(', ')})`,
+          { tag },
+        );
     }
     for (const entry of spec.on_error ?? []) for (const run of entry.run) visit(run);
   };
@@ -54,7 +70,12 @@ export function checkSubmitGrants(caller: Caller, specs: readonly SpecTags[]): v
 export function checkPollGrants(caller: Caller, tags: readonly string[]): void {
   if (caller.kind !== 'key' || caller.role === 'admin') return;
   for (const tag of tags) {
-    if (!granted(caller.grants, tag)) throw new ApiError(HttpStatus.FORBIDDEN, `key ${caller.keyName} is not granted capability ${tag} (grants: ${caller.grants.join(', ')})`, { tag });
+    if (!granted(caller.grants, tag))
+      throw new ApiError(
+        HttpStatus.FORBIDDEN,
+        `key ${caller.keyName} is not granted capability ${tag} (grants: ${caller.grants.join(', ')})`,
+        { tag },
+      );
   }
 }
 
@@ -73,10 +94,18 @@ export function workflowCheckFor(caller: Caller, action: string): WorkflowCheck 
   return async (repos, wf) => {
     for (const tag of await repos.workflows.runTags(wf.id)) {
       if (tag === '') {
-        throw new ApiError(HttpStatus.FORBIDDEN, `key ${keyName} may not ${action} workflow ${wf.id}: it has an untagged task (one that runs on any worker), which needs the grant *`, { tag: null });
+        throw new ApiError(
+          HttpStatus.FORBIDDEN,
+          `key ${keyName} may not ${action} workflow ${wf.id}: it has an untagged task (one that runs on any worker), which needs the grant *`,
+          { tag: null },
+        );
       }
       if (!granted(grants, tag)) {
-        throw new ApiError(HttpStatus.FORBIDDEN, `key ${keyName} may not ${action} workflow ${wf.id}: a task of it runs on tag ${tag}, which its grants (${grants.join(', ')}) do not cover`, { tag });
+        throw new ApiError(
+          HttpStatus.FORBIDDEN,
+          `key ${keyName} may not ${action} workflow ${wf.id}: a task of it runs on tag ${tag}, which its grants (${grants.join(', ')}) do not cover`,
+          { tag },
+        );
       }
     }
   };

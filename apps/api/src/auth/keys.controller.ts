@@ -15,19 +15,32 @@ export class KeysController {
    * Creates a key; the answer holds its token, shown this once. Not `@Idempotent()`: a kept
    * answer would store the token in clear for a day (an `Idempotency-Key` here is ignored).
    */
-  @Post() @Allow(ADMINS)
+  @Post()
+  @Allow(ADMINS)
   create(@Body() dto: CreateKeyDto, @CallerOf() caller: Caller) {
-    return this.keys.create({ name: dto.name, role: dto.role, namespace: dto.namespace, tags: dto.tags, expires_at: dto.expires_at ? Date.parse(dto.expires_at) : null }, caller);
+    return this.keys.create(
+      {
+        name: dto.name,
+        role: dto.role,
+        namespace: dto.namespace,
+        tags: dto.tags,
+        expires_at: dto.expires_at ? Date.parse(dto.expires_at) : null,
+      },
+      caller,
+    );
   }
 
   /** Keys, newest first (never their tokens). */
-  @Get() @Allow(ADMINS)
+  @Get()
+  @Allow(ADMINS)
   list(@Query() q: PageQuery, @CallerOf() caller: Caller) {
     return this.keys.list(q, caller);
   }
 
   /** Revokes a key: the next request with it is 401, on every replica. */
-  @Delete(':id') @HttpCode(204) @Allow(ADMINS)
+  @Delete(':id')
+  @HttpCode(204)
+  @Allow(ADMINS)
   async revoke(@Param('id', idParam('key')) id: string, @CallerOf() caller: Caller): Promise<void> {
     await this.keys.revoke(id, caller);
   }

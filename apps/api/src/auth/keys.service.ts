@@ -42,8 +42,15 @@ export function tokenHash(token: string): string {
 /** Writes a key for `token` (hashed) in its own transaction; the caller shows the token once. */
 export async function insertKey(db: Database, spec: NewKey, token: string, now = Date.now()): Promise<ApiKeyEntity> {
   const key: ApiKeyEntity = {
-    id: newId(now), name: spec.name, role: spec.role, namespace: spec.namespace ?? (spec.role === 'admin' ? '*' : DEFAULT_NAMESPACE), tags: spec.tags ?? ['*'],
-    token_hash: tokenHash(token), created_at: now, expires_at: spec.expires_at ?? null, revoked_at: null,
+    id: newId(now),
+    name: spec.name,
+    role: spec.role,
+    namespace: spec.namespace ?? (spec.role === 'admin' ? '*' : DEFAULT_NAMESPACE),
+    tags: spec.tags ?? ['*'],
+    token_hash: tokenHash(token),
+    created_at: now,
+    expires_at: spec.expires_at ?? null,
+    revoked_at: null,
   };
   await db.transaction((repos) => repos.keys.insert(key), now);
   return key;
@@ -74,10 +81,16 @@ export class KeysService implements OnApplicationBootstrap {
   async onApplicationBootstrap(): Promise<void> {
     const token = this.config.TAGFLOW_ADMIN_TOKEN ?? this.config.API_TOKEN;
     if (token) {
-      if (this.config.API_TOKEN && !this.config.TAGFLOW_ADMIN_TOKEN) this.logger.event('warn', 'auth', 'API_TOKEN is deprecated: it now creates an admin key; set TAGFLOW_ADMIN_TOKEN instead');
+      if (this.config.API_TOKEN && !this.config.TAGFLOW_ADMIN_TOKEN)
+        this.logger.event(
+          'warn',
+          'auth',
+          'API_TOKEN is deprecated: it now creates an admin key; set TAGFLOW_ADMIN_TOKEN instead',
+        );
       const existing = await this.db.read().keys.byHash(tokenHash(token));
       if (!existing) await insertKey(this.db, { name: 'admin (from TAGFLOW_ADMIN_TOKEN)', role: 'admin' }, token);
-      else if (existing.revoked_at !== null) this.logger.event('warn', 'auth', 'the key of TAGFLOW_ADMIN_TOKEN was revoked; it stays revoked');
+      else if (existing.revoked_at !== null)
+        this.logger.event('warn', 'auth', 'the key of TAGFLOW_ADMIN_TOKEN was revoked; it stays revoked');
     }
     this.open = !(await this.db.read().keys.any());
   }
@@ -102,7 +115,8 @@ export class KeysService implements OnApplicationBootstrap {
     const key = await this.db.read().keys.byHash(hash);
     if (!key || !timingSafeEqual(Buffer.from(key.token_hash), Buffer.from(hash))) return null;
     if (key.revoked_at !== null) return { refused: `key ${key.name} was revoked` };
-    if (key.expires_at !== null && key.expires_at <= Date.now()) return { refused: `key ${key.name} expired at ${new Date(key.expires_at).toISOString()}` };
+    if (key.expires_at !== null && key.expires_at <= Date.now())
+      return { refused: `key ${key.name} expired at ${new Date(key.expires_at).toISOString()}` };
     return { key };
   }
 
@@ -112,13 +126,22 @@ export class KeysService implements OnApplicationBootstrap {
    * caller who sees every namespace may name another, or `*` (admin keys only).
    */
   async create(spec: NewKey, caller: Caller): Promise<KeyResponse & { token: string }> {
-    const namespace = spec.namespace ?? (spec.role === 'admin' && seesAllNamespaces(caller) ? '*' : namespaceOf(caller));
-    if (namespace === '*' && spec.role !== 'admin') throw badRequest(`namespace * is for admin keys only, not ${spec.role}`, [{ field: 'namespace', errors: ['* needs role admin'] }]);
+    const namespace =
+      spec.namespace ?? (spec.role === 'admin' && seesAllNamespaces(caller) ? '*' : namespaceOf(caller));
+    if (namespace === '*' && spec.role !== 'admin')
+      throw badRequest(`namespace * is for admin keys only, not ${spec.role}`, [
+        { field: 'namespace', errors: ['* needs role admin'] },
+      ]);
     if (namespace !== namespaceOf(caller) && !seesAllNamespaces(caller)) {
-      throw new ApiError(HttpStatus.FORBIDDEN, `an admin key of namespace ${namespaceOf(caller)} may create keys only in that namespace, not ${namespace}`, { namespace });
+      throw new ApiError(
+        HttpStatus.FORBIDDEN,
+        `an admin key of namespace ${namespaceOf(caller)} may create keys only in that namespace, not ${namespace}`,
+        { namespace },
+      );
     }
     spec = { ...spec, namespace };
-    if (spec.expires_at !== undefined && spec.expires_at !== null && spec.expires_at <= Date.now()) throw conflict('expires_at is in the past');
+    if (spec.expires_at !== undefined && spec.expires_at !== null && spec.expires_at <= Date.now())
+      throw conflict('expires_at is in the past');
     const token = newToken();
     const key = await insertKey(this.db, spec, token);
     this.open = false;
@@ -128,26 +151,46 @@ export class KeysService implements OnApplicationBootstrap {
 
   /** Keys of the caller's namespace (every key for a caller who sees every namespace). */
   async list(q: PageQuery, caller: Caller): Promise<Page<KeyResponse>> {
-    const rows = await this.db.read().keys.page(seesAllNamespaces(caller) ? undefined : namespaceOf(caller), decodeCursor(q.cursor), q.limit);
+    const rows = await this.db
+      .read()
+      .keys.page(seesAllNamespaces(caller) ? undefined : namespaceOf(caller), decodeCursor(q.cursor), q.limit);
     return pageOf(rows, q.limit, toKeyResponse);
   }
 
   async revoke(id: string, caller: Caller): Promise<void> {
-    if (!seesAllNamespaces(caller) && !(await this.db.read().keys.get(id, namespaceOf(caller)))) throw notFound('key', id);
+    if (!seesAllNamespaces(caller) && !(await this.db.read().keys.get(id, namespaceOf(caller))))
+      throw notFound('key', id);
     const now = Date.now();
     const revoked = await this.db.transaction((repos) => repos.keys.revoke(id, now), now);
     if (!revoked && !(await this.db.read().keys.get(id))) throw notFound('key', id);
     this.logger.event('info', 'auth', 'key revoked', { key_id: id });
     // Its schedules may not run on without it (and the reconciler looks again at each tick).
     await this.schedules.pauseOwnerless().catch((e: unknown) =>
-      this.logger.event('warn', 'auth', 'could not pause the revoked key\'s schedules yet; the reconciler will', { key_id: id, error: String(e) }));
+      this.logger.event('warn', 'auth', "could not pause the revoked key's schedules yet; the reconciler will", {
+        key_id: id,
+        error: String(e),
+      }),
+    );
     // What the key holds open on every replica ends now (LiveAccess); a lost announcement within ACCESS_CHECK_MS.
     await this.bus.publish([{ type: 'key-revoked', key: id }]).catch((e: unknown) =>
-      this.logger.event('warn', 'auth', 'could not announce a revocation; replicas notice it at their next look', { key_id: id, error: String(e) }));
+      this.logger.event('warn', 'auth', 'could not announce a revocation; replicas notice it at their next look', {
+        key_id: id,
+        error: String(e),
+      }),
+    );
   }
 }
 
 export function toKeyResponse(k: ApiKeyEntity): KeyResponse {
   const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
-  return { id: k.id, name: k.name, role: k.role, namespace: k.namespace, tags: k.tags, expires_at: iso(k.expires_at), revoked_at: iso(k.revoked_at), created_at: iso(k.created_at)! };
+  return {
+    id: k.id,
+    name: k.name,
+    role: k.role,
+    namespace: k.namespace,
+    tags: k.tags,
+    expires_at: iso(k.expires_at),
+    revoked_at: iso(k.revoked_at),
+    created_at: iso(k.created_at)!,
+  };
 }

@@ -1,4 +1,10 @@
-import { createParamDecorator, Inject, Injectable, type ExecutionContext, type OnApplicationShutdown } from '@nestjs/common';
+import {
+  createParamDecorator,
+  Inject,
+  Injectable,
+  type ExecutionContext,
+  type OnApplicationShutdown,
+} from '@nestjs/common';
 import { Database } from '@tagflow/persistence';
 import { Bus } from '@tagflow/queue';
 import { JsonLogger } from '../common/logger.js';

@@ -20,8 +20,14 @@ export class RateLimiter {
   private readonly buckets = new Map<string, Bucket>();
   private readonly limited: (labels?: Record<string, string>) => void;
 
-  constructor(private readonly config: AppConfig, metrics: MetricsService) {
-    this.limited = metrics.counter('tagflow_requests_rate_limited_total', 'Requests refused with 429: their credential went over RATE_LIMIT_RPS.');
+  constructor(
+    private readonly config: AppConfig,
+    metrics: MetricsService,
+  ) {
+    this.limited = metrics.counter(
+      'tagflow_requests_rate_limited_total',
+      'Requests refused with 429: their credential went over RATE_LIMIT_RPS.',
+    );
   }
 
   /**

@@ -41,20 +41,39 @@ describe('callback addresses', () => {
       '2002:a9fe:a9fe:1::5': 'a link-local address',
     };
     for (const [ip, why] of Object.entries(refused)) expect({ ip, why: blockedAddress(ip) }).toEqual({ ip, why });
-    for (const ip of ['64:ff9b::a00:5', '64:ff9b::808:808', '2002:808:808::1', '::ffff:0:808:808', '::8.8.8.8', '2001:db8::7f00:1', '64:ff9c::7f00:1']) {
+    for (const ip of [
+      '64:ff9b::a00:5',
+      '64:ff9b::808:808',
+      '2002:808:808::1',
+      '::ffff:0:808:808',
+      '::8.8.8.8',
+      '2001:db8::7f00:1',
+      '64:ff9c::7f00:1',
+    ]) {
       expect({ ip, why: blockedAddress(ip) }).toEqual({ ip, why: null });
     }
   });
 
   it('refuses the local-use NAT64 range whole: where the IPv4 address sits in it depends on the translator', () => {
     for (const ip of ['64:ff9b:1::7f00:1', '64:ff9b:1::808:808', '64:ff9b:1:ffff:ffff:ffff:ffff:ffff']) {
-      expect({ ip, why: blockedAddress(ip) }).toEqual({ ip, why: 'a local-use NAT64 address (64:ff9b:1::/48), which may stand for any IPv4 address' });
+      expect({ ip, why: blockedAddress(ip) }).toEqual({
+        ip,
+        why: 'a local-use NAT64 address (64:ff9b:1::/48), which may stand for any IPv4 address',
+      });
     }
     expect(blockedAddress('64:ff9b:2::7f00:1')).toBeNull();
   });
 
   it('lets private networks and public addresses through', () => {
-    for (const ip of ['10.0.0.5', '172.16.3.4', '192.168.1.10', 'fd12:3456::1', '8.8.8.8', '2001:db8::1', '100.64.0.1']) {
+    for (const ip of [
+      '10.0.0.5',
+      '172.16.3.4',
+      '192.168.1.10',
+      'fd12:3456::1',
+      '8.8.8.8',
+      '2001:db8::1',
+      '100.64.0.1',
+    ]) {
       if (ownAddresses().includes(ip)) continue;
       expect({ ip, why: blockedAddress(ip) }).toEqual({ ip, why: null });
     }
@@ -66,7 +85,9 @@ describe('callback addresses', () => {
     for (const ip of ownAddresses().filter((a) => a.includes(':'))) {
       const [head, tail = ''] = ip.split('::');
       const groups = [head ? head.split(':') : [], tail ? tail.split(':') : []];
-      const long = [...groups[0], ...new Array<string>(8 - groups[0].length - groups[1].length).fill('0'), ...groups[1]].join(':').toUpperCase();
+      const long = [...groups[0], ...new Array<string>(8 - groups[0].length - groups[1].length).fill('0'), ...groups[1]]
+        .join(':')
+        .toUpperCase();
       expect({ long, why: blockedAddress(long) }).toEqual({ long, why: expect.any(String) });
     }
   });
@@ -83,7 +104,18 @@ describe('callback addresses', () => {
   });
 
   it('refuses, where the connection is made, an address the URL check refuses: one rule for both', async () => {
-    const resolve = (host: string) => new Promise<string>((res) => guardedLookup(host, {}, (err, address) => res(err ? `${err.constructor.name}: ${err.message}` : typeof address === 'string' ? address : JSON.stringify(address))));
+    const resolve = (host: string) =>
+      new Promise<string>((res) =>
+        guardedLookup(host, {}, (err, address) =>
+          res(
+            err
+              ? `${err.constructor.name}: ${err.message}`
+              : typeof address === 'string'
+                ? address
+                : JSON.stringify(address),
+          ),
+        ),
+      );
     for (const ip of ['::127.0.0.1', '64:ff9b::7f00:1', '2002:a9fe:a9fe::', '::ffff:0:7f00:1']) {
       expect(await resolve(ip)).toMatch(/^BlockedAddressError: .* resolves to .*, a (loopback|link-local) address$/);
       expect(blockedHost(`http://[${ip}]/`)).not.toBeNull();
@@ -92,7 +124,13 @@ describe('callback addresses', () => {
   });
 
   it('finds a callback at any depth of a body and names its field', () => {
-    const body = { name: 'w', tasks: [{ name: 'a' }, { name: 'b', on_error: [{ run: [{ name: 'fix', callback: { url: 'http://169.254.169.254/' } }] }] }] };
+    const body = {
+      name: 'w',
+      tasks: [
+        { name: 'a' },
+        { name: 'b', on_error: [{ run: [{ name: 'fix', callback: { url: 'http://169.254.169.254/' } }] }] },
+      ],
+    };
     expect(blockedCallbackFields(body, false)?.field).toBe('tasks.1.on_error.0.run.0.callback.url');
     expect(blockedCallbackFields(body, true)).toBeNull();
     expect(blockedCallbackFields({ callback: { url: 'not a url' } }, false)).toBeNull();
@@ -100,5 +138,7 @@ describe('callback addresses', () => {
 });
 
 function ownAddresses(): string[] {
-  return Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((a) => a.address.toLowerCase().replace(/%.*$/, '')));
+  return Object.values(networkInterfaces()).flatMap((list) =>
+    (list ?? []).map((a) => a.address.toLowerCase().replace(/%.*$/, '')),
+  );
 }

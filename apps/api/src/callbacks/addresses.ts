@@ -32,7 +32,8 @@ let own: { at: number; set: Set<string> } | null = null;
 function ownAddresses(): Set<string> {
   if (!own || Date.now() - own.at > 60_000) {
     const set = new Set<string>();
-    for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) set.add(a.address.toLowerCase().replace(/%.*$/, ''));
+    for (const list of Object.values(networkInterfaces()))
+      for (const a of list ?? []) set.add(a.address.toLowerCase().replace(/%.*$/, ''));
     own = { at: Date.now(), set };
   }
   return own.set;
@@ -105,7 +106,8 @@ export function blockedAddress(ip: string): string | null {
   // The IPv6 rules first: ::1 and :: are also in ::/96, but are judged as what they are.
   const v6 = listed(address, 'ipv6');
   if (v6) return v6;
-  if (LOCAL_NAT64.every((b, i) => bytes[i] === b)) return 'a local-use NAT64 address (64:ff9b:1::/48), which may stand for any IPv4 address';
+  if (LOCAL_NAT64.every((b, i) => bytes[i] === b))
+    return 'a local-use NAT64 address (64:ff9b:1::/48), which may stand for any IPv4 address';
   const v4 = embeddedIpv4(bytes);
   return v4 ? listed(v4, 'ipv4') : null;
 }
@@ -121,7 +123,11 @@ export function blockedHost(url: string): string | null {
 export class BlockedAddressError extends Error {}
 
 /** dns.lookup that refuses a name resolving to a blocked address: checked where the connection is made, so a name cannot change its answer in between. */
-export function guardedLookup(hostname: string, options: LookupOptions, callback: (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void): void {
+export function guardedLookup(
+  hostname: string,
+  options: LookupOptions,
+  callback: (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void,
+): void {
   dnsLookup(hostname, { ...options, all: true }, (err, addresses) => {
     if (err) return callback(err, []);
     const list = addresses;
@@ -137,19 +143,32 @@ export function guardedLookup(hostname: string, options: LookupOptions, callback
  * tasks', their handlers') checked before anything is written: one naming a blocked host
  * is a 400 naming the field, unless `allowPrivate`.
  */
-export function blockedCallbackFields(body: unknown, allowPrivate: boolean, path = ''): { field: string; message: string } | null {
+export function blockedCallbackFields(
+  body: unknown,
+  allowPrivate: boolean,
+  path = '',
+): { field: string; message: string } | null {
   if (allowPrivate || typeof body !== 'object' || body === null) return null;
   const entries = Array.isArray(body) ? body.map((v, i) => [String(i), v] as const) : Object.entries(body);
   for (const [key, value] of entries) {
     const field = path ? `${path}.${key}` : key;
-    if (key === 'callback' && typeof value === 'object' && value !== null && typeof (value as { url?: unknown }).url === 'string') {
+    if (
+      key === 'callback' &&
+      typeof value === 'object' &&
+      value !== null &&
+      typeof (value as { url?: unknown }).url === 'string'
+    ) {
       let why: string | null = null;
       try {
         why = blockedHost((value as { url: string }).url);
       } catch {
         why = null; // not a URL: validation said so already
       }
-      if (why) return { field: `${field}.url`, message: `${field}.url: ${why}; Tagflow does not call loopback or link-local addresses unless the API runs with CALLBACK_ALLOW_PRIVATE=1` };
+      if (why)
+        return {
+          field: `${field}.url`,
+          message: `${field}.url: ${why}; Tagflow does not call loopback or link-local addresses unless the API runs with CALLBACK_ALLOW_PRIVATE=1`,
+        };
       continue;
     }
     if (typeof value === 'object' && value !== null) {

@@ -18,7 +18,8 @@ export class CallbacksController {
    * The callbacks of a workflow and its tasks: each delivery with its state (pending,
    * delivered, failed), its tries (time, status, error, duration) and when it is tried next.
    */
-  @Get(':id/callbacks') @Allow(READERS)
+  @Get(':id/callbacks')
+  @Allow(READERS)
   async list(@Param('id', idParam('workflow')) workflowId: string, @NamespaceOf() ns: string) {
     const repos = this.db.read();
     if (!(await repos.workflows.get(workflowId, ns))) throw notFound('workflow', workflowId);

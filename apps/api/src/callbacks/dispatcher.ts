@@ -48,7 +48,10 @@ export class CallbackDispatcher implements OnApplicationBootstrap, OnApplication
     @Inject(JsonLogger) private readonly logger: JsonLogger,
     metrics: MetricsService,
   ) {
-    this.tries = metrics.counter('tagflow_callback_attempts_total', 'Callback deliveries tried, by outcome (delivered, retry, failed).');
+    this.tries = metrics.counter(
+      'tagflow_callback_attempts_total',
+      'Callback deliveries tried, by outcome (delivered, retry, failed).',
+    );
   }
 
   onApplicationBootstrap(): void {
@@ -77,7 +80,10 @@ export class CallbackDispatcher implements OnApplicationBootstrap, OnApplication
     const now = this.db.now();
     let due: CallbackDeliveryRow[];
     try {
-      due = await this.db.transaction((repos) => repos.callbacks.claimDue(now, room, this.config.CALLBACK_TIMEOUT_MS + 5000), now);
+      due = await this.db.transaction(
+        (repos) => repos.callbacks.claimDue(now, room, this.config.CALLBACK_TIMEOUT_MS + 5000),
+        now,
+      );
     } catch (e) {
       this.logger.event('warn', 'callbacks', 'could not look for due callbacks', { error: String(e) });
       return;
@@ -85,7 +91,12 @@ export class CallbackDispatcher implements OnApplicationBootstrap, OnApplication
     for (const d of due) {
       if (this.stopping) break; // its claim lapses; another API (or this one, restarted) sends it
       const sending: Promise<void> = this.deliver(d)
-        .catch((e: unknown) => this.logger.event('warn', 'callbacks', 'could not record a callback try; it is sent again later', { delivery_id: d.id, error: String(e) }))
+        .catch((e: unknown) =>
+          this.logger.event('warn', 'callbacks', 'could not record a callback try; it is sent again later', {
+            delivery_id: d.id,
+            error: String(e),
+          }),
+        )
         .finally(() => this.inFlight.delete(sending));
       this.inFlight.add(sending);
     }
@@ -108,29 +119,52 @@ export class CallbackDispatcher implements OnApplicationBootstrap, OnApplication
     const delivered = error === null;
     const giveUp = permanent || now >= d.created_at + this.config.CALLBACK_GIVE_UP_S * 1000;
     const next = delivered || giveUp ? null : now + this.delay(d.attempts + 1);
-    const recorded = await this.db.transaction((repos) => repos.callbacks.recordAttempt(d, attempt, delivered ? { delivered: true } : { delivered: false, next }, now), now);
+    const recorded = await this.db.transaction(
+      (repos) =>
+        repos.callbacks.recordAttempt(d, attempt, delivered ? { delivered: true } : { delivered: false, next }, now),
+      now,
+    );
     if (!recorded) {
-      this.logger.event('warn', 'callbacks', 'a callback try outlived its claim: another try was made meanwhile; this one is not recorded', { delivery_id: d.id, status, error });
+      this.logger.event(
+        'warn',
+        'callbacks',
+        'a callback try outlived its claim: another try was made meanwhile; this one is not recorded',
+        { delivery_id: d.id, status, error },
+      );
       return;
     }
     this.tries({ outcome: delivered ? 'delivered' : next === null ? 'failed' : 'retry' });
     if (!delivered) {
-      this.logger.event(next === null ? 'warn' : 'info', 'callbacks', next === null ? 'gave up a callback' : 'a callback try failed; trying again later', {
-        delivery_id: d.id, url: d.url, attempt: d.attempts + 1, error, ...(next ? { next_at: new Date(next).toISOString() } : {}),
-      });
+      this.logger.event(
+        next === null ? 'warn' : 'info',
+        'callbacks',
+        next === null ? 'gave up a callback' : 'a callback try failed; trying again later',
+        {
+          delivery_id: d.id,
+          url: d.url,
+          attempt: d.attempts + 1,
+          error,
+          ...(next ? { next_at: new Date(next).toISOString() } : {}),
+        },
+      );
     }
   }
 
   /** The delay before try `n + 1`: doubling from the base, capped, then between half and all of it. */
   private delay(n: number): number {
-    return backoffDelay(Math.min(n - 1, 30), { baseMs: this.config.CALLBACK_RETRY_BASE_MS, maxMs: this.config.CALLBACK_RETRY_MAX_MS }, () => 0.5 + Math.random() / 2);
+    return backoffDelay(
+      Math.min(n - 1, 30),
+      { baseMs: this.config.CALLBACK_RETRY_BASE_MS, maxMs: this.config.CALLBACK_RETRY_MAX_MS },
+      () => 0.5 + Math.random() / 2,
+    );
   }
 
   /** POSTs the body; resolves to the receiver's status. Refuses blocked addresses (BlockedAddressError). */
   private post(d: CallbackDeliveryRow): Promise<number> {
     const allowPrivate = this.config.CALLBACK_ALLOW_PRIVATE === '1';
     const why = allowPrivate ? null : blockedHost(d.url);
-    if (why) return Promise.reject(new BlockedAddressError(`${why}: callbacks go there only with CALLBACK_ALLOW_PRIVATE=1`));
+    if (why)
+      return Promise.reject(new BlockedAddressError(`${why}: callbacks go there only with CALLBACK_ALLOW_PRIVATE=1`));
     const url = new URL(d.url);
     const headers: Record<string, string> = {
       'content-type': 'application/json',
@@ -144,17 +178,27 @@ export class CallbackDispatcher implements OnApplicationBootstrap, OnApplication
     const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
     const timeoutMs = this.config.CALLBACK_TIMEOUT_MS;
     return new Promise<number>((resolve, reject) => {
-      const req = send(url, { method: 'POST', headers, ...(allowPrivate ? {} : { lookup: guardedLookup }) }, (res: IncomingMessage) => {
-        let read = 0;
-        res.on('data', (chunk: Buffer) => {
-          read += chunk.length;
-          if (read > ANSWER_MAX_BYTES) res.destroy();
-        });
-        res.on('close', () => resolve(res.statusCode ?? 0));
-        res.on('error', () => resolve(res.statusCode ?? 0));
-      });
+      const req = send(
+        url,
+        { method: 'POST', headers, ...(allowPrivate ? {} : { lookup: guardedLookup }) },
+        (res: IncomingMessage) => {
+          let read = 0;
+          res.on('data', (chunk: Buffer) => {
+            read += chunk.length;
+            if (read > ANSWER_MAX_BYTES) res.destroy();
+          });
+          res.on('close', () => resolve(res.statusCode ?? 0));
+          res.on('error', () => resolve(res.statusCode ?? 0));
+        },
+      );
       const timer = setTimeout(() => req.destroy(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
-      req.on('error', (e) => reject(e instanceof BlockedAddressError ? new BlockedAddressError(`${e.message}: callbacks go there only with CALLBACK_ALLOW_PRIVATE=1`) : e));
+      req.on('error', (e) =>
+        reject(
+          e instanceof BlockedAddressError
+            ? new BlockedAddressError(`${e.message}: callbacks go there only with CALLBACK_ALLOW_PRIVATE=1`)
+            : e,
+        ),
+      );
       req.on('close', () => clearTimeout(timer));
       req.end(d.body);
     });

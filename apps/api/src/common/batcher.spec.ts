@@ -6,11 +6,15 @@ function gated(maxWeight: number, weight?: (i: number) => number) {
   const batches: number[][] = [];
   let release!: () => void;
   const gate = new Promise<void>((r) => (release = r));
-  const b = new Batcher<number, number>(async (items) => {
-    batches.push(items);
-    if (batches.length === 1) await gate;
-    return items.map((i) => i * 10);
-  }, maxWeight, weight);
+  const b = new Batcher<number, number>(
+    async (items) => {
+      batches.push(items);
+      if (batches.length === 1) await gate;
+      return items.map((i) => i * 10);
+    },
+    maxWeight,
+    weight,
+  );
   return { b, batches, release };
 }
 

@@ -38,7 +38,8 @@ export class Batcher<I, O> {
       while (this.pending.length > 0) {
         let load = this.weight(this.pending[0].item);
         let n = 1;
-        while (n < this.pending.length && load + this.weight(this.pending[n].item) <= this.maxWeight) load += this.weight(this.pending[n++].item);
+        while (n < this.pending.length && load + this.weight(this.pending[n].item) <= this.maxWeight)
+          load += this.weight(this.pending[n++].item);
         const batch = this.pending.splice(0, n);
         try {
           const results = await this.write(batch.map((b) => b.item));

@@ -18,7 +18,11 @@ const parsers = new Map<number, Parse>();
 export async function readJsonBody(req: Request, res: Response, limit: number): Promise<void> {
   let parse = parsers.get(limit);
   if (!parse) parsers.set(limit, (parse = bodyParser.json({ limit, strict: true }) as Parse));
-  await new Promise<void>((resolve, reject) => parse(req, res, (e?: unknown) => (e ? reject(e instanceof Error ? e : new Error('the request body could not be read')) : resolve())));
+  await new Promise<void>((resolve, reject) =>
+    parse(req, res, (e?: unknown) =>
+      e ? reject(e instanceof Error ? e : new Error('the request body could not be read')) : resolve(),
+    ),
+  );
   const body: unknown = req.body;
   if (body === undefined || body === null || (typeof body === 'object' && Object.keys(body).length === 0)) return;
   if (typeof body !== 'object' || Array.isArray(body)) throw badRequest('request body must be a JSON object');

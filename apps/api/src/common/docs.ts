@@ -9,7 +9,8 @@ import { setPageHeaders } from './page-headers.js';
  * two inline <style> blocks and a style attribute, hence 'unsafe-inline' for styles only.
  * Its pictures are data: URIs in its stylesheet; "Try it out" calls this origin.
  */
-export const DOCS_CONTENT_POLICY = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
+export const DOCS_CONTENT_POLICY =
+  "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
 /**
  * GET /docs: the OpenAPI document rendered for people, GET /docs/json for tools. The
@@ -26,7 +27,9 @@ export function serveDocs(app: INestApplication, version: string): void {
   });
   const config = new DocumentBuilder()
     .setTitle('Tagflow')
-    .setDescription('Workflows of tagged tasks with dependencies, leases and retries. Every /v1 route takes an API key: `Authorization: Bearer tfk_...` (see POST /v1/keys). Errors are `{statusCode, error, message, details?, request_id}`.')
+    .setDescription(
+      'Workflows of tagged tasks with dependencies, leases and retries. Every /v1 route takes an API key: `Authorization: Bearer tfk_...` (see POST /v1/keys). Errors are `{statusCode, error, message, details?, request_id}`.',
+    )
     .setVersion(version)
     .addBearerAuth()
     .addSecurityRequirements('bearer')

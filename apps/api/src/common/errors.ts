@@ -3,19 +3,28 @@ import { HttpException, HttpStatus } from '@nestjs/common';
 /** The wire error: `{statusCode, error, message, details?}`. */
 export class ApiError extends HttpException {
   constructor(status: HttpStatus, message: string, details?: unknown) {
-    super({ statusCode: status, error: reasonPhrase(status), message, ...(details === undefined ? {} : { details }) }, status);
+    super(
+      { statusCode: status, error: reasonPhrase(status), message, ...(details === undefined ? {} : { details }) },
+      status,
+    );
   }
 }
 
 export const notFound = (what: string, id: string) => new ApiError(HttpStatus.NOT_FOUND, `${what} ${id} not found`);
 export const conflict = (message: string, details?: unknown) => new ApiError(HttpStatus.CONFLICT, message, details);
-export const unprocessable = (message: string, details?: unknown) => new ApiError(HttpStatus.UNPROCESSABLE_ENTITY, message, details);
-export const badRequest = (message: string, details?: unknown) => new ApiError(HttpStatus.BAD_REQUEST, message, details);
+export const unprocessable = (message: string, details?: unknown) =>
+  new ApiError(HttpStatus.UNPROCESSABLE_ENTITY, message, details);
+export const badRequest = (message: string, details?: unknown) =>
+  new ApiError(HttpStatus.BAD_REQUEST, message, details);
 export const tooLarge = (message: string) => new ApiError(HttpStatus.PAYLOAD_TOO_LARGE, message);
 
 /** An error whose answer carries `Retry-After`: the same request may be sent again after it. */
 export class RetryLater extends ApiError {
-  constructor(status: HttpStatus, message: string, readonly retryAfterS: number) {
+  constructor(
+    status: HttpStatus,
+    message: string,
+    readonly retryAfterS: number,
+  ) {
     super(status, message);
   }
 }
@@ -48,9 +57,18 @@ export function withDeadline<T>(work: Promise<T>, ms: number, onLate: () => Erro
 
 export function reasonPhrase(status: number): string {
   const phrases: Record<number, string> = {
-    400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed',
-    409: 'Conflict', 413: 'Payload Too Large', 415: 'Unsupported Media Type', 422: 'Unprocessable Entity',
-    429: 'Too Many Requests', 500: 'Internal Server Error', 503: 'Service Unavailable',
+    400: 'Bad Request',
+    401: 'Unauthorized',
+    403: 'Forbidden',
+    404: 'Not Found',
+    405: 'Method Not Allowed',
+    409: 'Conflict',
+    413: 'Payload Too Large',
+    415: 'Unsupported Media Type',
+    422: 'Unprocessable Entity',
+    429: 'Too Many Requests',
+    500: 'Internal Server Error',
+    503: 'Service Unavailable',
   };
   return phrases[status] ?? 'Error';
 }

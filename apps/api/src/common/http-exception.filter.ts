@@ -22,7 +22,11 @@ export class HttpExceptionFilter implements ExceptionFilter {
     let body: Record<string, unknown>;
 
     // Nest wraps body-parser's errors in an HttpException with the original as cause.
-    const parserError = isBodyParserError(exception) ? exception : exception instanceof HttpException && isBodyParserError(exception.cause) ? exception.cause : null;
+    const parserError = isBodyParserError(exception)
+      ? exception
+      : exception instanceof HttpException && isBodyParserError(exception.cause)
+        ? exception.cause
+        : null;
     if (parserError) {
       status = parserError.status;
       body = { message: describeParserError(parserError) };
@@ -36,7 +40,13 @@ export class HttpExceptionFilter implements ExceptionFilter {
       // The database or Redis is away, busy or slow: the request may be sent again as it is.
       status = 503;
       res.setHeader('Retry-After', '2');
-      this.logger.event('warn', 'http', 'a part is unavailable', { request_id: requestId, method: req.method, path: req.path, part: unavailablePart(exception), error: String(exception) });
+      this.logger.event('warn', 'http', 'a part is unavailable', {
+        request_id: requestId,
+        method: req.method,
+        path: req.path,
+        part: unavailablePart(exception),
+        error: String(exception),
+      });
       body = { message: `the ${unavailablePart(exception)} is unavailable; send the request again shortly` };
     } else {
       this.logger.event('error', 'http', 'unhandled error', {
@@ -79,12 +89,22 @@ function describeParserError(e: BodyParserError): string {
 
 function isBodyParserError(e: unknown): e is BodyParserError {
   const err = e as Partial<BodyParserError> | null;
-  return !!err && typeof err.status === 'number' && err.status >= 400 && err.status < 500 && typeof err.type === 'string';
+  return (
+    !!err && typeof err.status === 'number' && err.status >= 400 && err.status < 500 && typeof err.type === 'string'
+  );
 }
 
 /** PostgreSQL error codes of a server away, restarting, full, or a statement given up on (timeouts, deadlocks). */
 const PG_UNAVAILABLE = /^(08\d\d\d|53300|57P0[123]|57014|55P03|40001|40P01)$/;
-const NET_UNAVAILABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'SQLITE_BUSY', 'SQLITE_LOCKED']);
+const NET_UNAVAILABLE = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'SQLITE_BUSY',
+  'SQLITE_LOCKED',
+]);
 
 /** Which part an error says is away ('database' or 'Redis'), or null for any other error. */
 export function unavailablePart(e: unknown): 'database' | 'Redis' | null {
@@ -92,8 +112,14 @@ export function unavailablePart(e: unknown): 'database' | 'Redis' | null {
   const driver = (e as { driverError?: { code?: unknown } }).driverError;
   const raw = (e as { code?: unknown }).code ?? driver?.code;
   const code = typeof raw === 'string' ? raw : '';
-  if (e.name === 'MaxRetriesPerRequestError' || /^(Connection is closed|Stream isn't writeable)/.test(e.message)) return 'Redis';
+  if (e.name === 'MaxRetriesPerRequestError' || /^(Connection is closed|Stream isn't writeable)/.test(e.message))
+    return 'Redis';
   if (PG_UNAVAILABLE.test(code) || NET_UNAVAILABLE.has(code)) return 'database';
-  if (/Connection terminated|timeout exceeded when trying to connect|the database system is (starting up|shutting down)/.test(e.message)) return 'database';
+  if (
+    /Connection terminated|timeout exceeded when trying to connect|the database system is (starting up|shutting down)/.test(
+      e.message,
+    )
+  )
+    return 'database';
   return null;
 }

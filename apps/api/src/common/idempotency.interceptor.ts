@@ -1,4 +1,12 @@
-import { HttpException, Inject, Injectable, SetMetadata, type CallHandler, type ExecutionContext, type NestInterceptor } from '@nestjs/common';
+import {
+  HttpException,
+  Inject,
+  Injectable,
+  SetMetadata,
+  type CallHandler,
+  type ExecutionContext,
+  type NestInterceptor,
+} from '@nestjs/common';
 import { HTTP_CODE_METADATA } from '@nestjs/common/constants.js';
 import { Reflector } from '@nestjs/core';
 import type { Request, Response } from 'express';
@@ -39,11 +47,18 @@ export class IdempotencyInterceptor implements NestInterceptor {
     const header = req.headers['idempotency-key'];
     if (header === undefined) return next.handle();
     if (typeof header !== 'string' || !KEY.test(header)) {
-      throw badRequest('the Idempotency-Key header must be 1-255 printable ASCII characters', [{ field: 'Idempotency-Key', errors: ['invalid key'] }]);
+      throw badRequest('the Idempotency-Key header must be 1-255 printable ASCII characters', [
+        { field: 'Idempotency-Key', errors: ['invalid key'] },
+      ]);
     }
     const caller = req[CALLER];
-    const owner = caller?.kind === 'key' ? `key:${caller.keyId}:${caller.namespace}` : `open:${caller?.kind === 'open' ? caller.namespace : '-'}`;
-    const hash = createHash('sha256').update(`${req.method} ${req.path}\n${JSON.stringify(req.body ?? null)}`).digest('hex');
+    const owner =
+      caller?.kind === 'key'
+        ? `key:${caller.keyId}:${caller.namespace}`
+        : `open:${caller?.kind === 'open' ? caller.namespace : '-'}`;
+    const hash = createHash('sha256')
+      .update(`${req.method} ${req.path}\n${JSON.stringify(req.body ?? null)}`)
+      .digest('hex');
     const status = (Reflect.getMetadata(HTTP_CODE_METADATA, ctx.getHandler()) as number | undefined) ?? 201;
 
     return from(this.claim(owner, header, hash)).pipe(
@@ -51,14 +66,18 @@ export class IdempotencyInterceptor implements NestInterceptor {
         if (earlier) {
           res.setHeader('Idempotent-Replayed', 'true');
           res.status(earlier.status);
-          if (earlier.status >= 400) return throwError(() => new HttpException(earlier.body as Record<string, unknown>, earlier.status));
+          if (earlier.status >= 400)
+            return throwError(() => new HttpException(earlier.body as Record<string, unknown>, earlier.status));
           return of(earlier.body);
         }
         return next.handle().pipe(
           mergeMap((body: unknown) => from(this.keep(owner, header, status, body)).pipe(mergeMap(() => of(body)))),
           catchError((e: unknown) => {
             const failed = e instanceof HttpException ? e.getStatus() : 500;
-            const kept = failed < 500 ? this.keep(owner, header, failed, e instanceof HttpException ? e.getResponse() : null) : this.release(owner, header);
+            const kept =
+              failed < 500
+                ? this.keep(owner, header, failed, e instanceof HttpException ? e.getResponse() : null)
+                : this.release(owner, header);
             return from(kept).pipe(mergeMap(() => throwError(() => e)));
           }),
         );
@@ -85,10 +104,15 @@ export class IdempotencyInterceptor implements NestInterceptor {
       return null;
     }
     if (earlier.request_hash !== hash) {
-      throw unprocessable(`Idempotency-Key ${key} was used with a different request; use a new key for a new request`, [{ field: 'Idempotency-Key', errors: ['used with a different request'] }]);
+      throw unprocessable(`Idempotency-Key ${key} was used with a different request; use a new key for a new request`, [
+        { field: 'Idempotency-Key', errors: ['used with a different request'] },
+      ]);
     }
     if (earlier.status === null) throw inFlight(key);
-    return { status: earlier.status, body: earlier.response === null ? null : (JSON.parse(earlier.response) as unknown) };
+    return {
+      status: earlier.status,
+      body: earlier.response === null ? null : (JSON.parse(earlier.response) as unknown),
+    };
   }
 
   private async keep(owner: string, key: string, status: number, body: unknown): Promise<void> {
@@ -96,23 +120,37 @@ export class IdempotencyInterceptor implements NestInterceptor {
       await this.db.transaction((repos) => repos.idempotency.answer(owner, key, status, JSON.stringify(body ?? null)));
     } catch (e) {
       // The request's own work is done; a retry with this key gets 409 until the record expires.
-      this.logger.event('error', 'idempotency', 'could not keep the answer of a request with an Idempotency-Key', { key, error: String(e) });
+      this.logger.event('error', 'idempotency', 'could not keep the answer of a request with an Idempotency-Key', {
+        key,
+        error: String(e),
+      });
     }
   }
 
   private async release(owner: string, key: string): Promise<void> {
-    await this.db.transaction((repos) => repos.idempotency.release(owner, key)).catch((e: unknown) =>
-      this.logger.event('error', 'idempotency', 'could not free an Idempotency-Key after a failed request', { key, error: String(e) }),
-    );
+    await this.db
+      .transaction((repos) => repos.idempotency.release(owner, key))
+      .catch((e: unknown) =>
+        this.logger.event('error', 'idempotency', 'could not free an Idempotency-Key after a failed request', {
+          key,
+          error: String(e),
+        }),
+      );
   }
 }
 
 function inFlight(key: string): ApiError {
-  return conflict(`a request with Idempotency-Key ${key} is still being answered (or its API stopped before answering); look for what it made before sending a new request`);
+  return conflict(
+    `a request with Idempotency-Key ${key} is still being answered (or its API stopped before answering); look for what it made before sending a new request`,
+  );
 }
 
 function isUniqueViolation(e: unknown): boolean {
-  const code = (e as { code?: unknown; driverError?: { code?: unknown } }).driverError?.code ?? (e as { code?: unknown }).code;
-  return code === '23505' || code === 'SQLITE_CONSTRAINT_UNIQUE' || (e instanceof Error && /UNIQUE constraint failed/.test(e.message));
+  const code =
+    (e as { code?: unknown; driverError?: { code?: unknown } }).driverError?.code ?? (e as { code?: unknown }).code;
+  return (
+    code === '23505' ||
+    code === 'SQLITE_CONSTRAINT_UNIQUE' ||
+    (e instanceof Error && /UNIQUE constraint failed/.test(e.message))
+  );
 }
-

@@ -30,7 +30,8 @@ export class JsonLogger implements LoggerService {
   }
 
   private write(level: Level, message: unknown, context?: string): void {
-    const msg = message instanceof Error ? message.message : typeof message === 'string' ? message : JSON.stringify(message);
+    const msg =
+      message instanceof Error ? message.message : typeof message === 'string' ? message : JSON.stringify(message);
     const fields = message instanceof Error && message.stack ? { stack: message.stack } : {};
     this.event(level, context ?? 'app', msg, fields);
   }

@@ -3,13 +3,20 @@ import { IsInt, IsOptional, IsString, Max, MaxLength, Min } from 'class-validato
 import { LIMITS } from '@tagflow/domain';
 import { badRequest } from './errors.js';
 
-export const toInt = ({ value }: { value: unknown }) => (typeof value === 'string' && /^-?\d+$/.test(value) ? Number(value) : value);
+export const toInt = ({ value }: { value: unknown }) =>
+  typeof value === 'string' && /^-?\d+$/.test(value) ? Number(value) : value;
 
 export class PageQuery {
-  @IsOptional() @Transform(toInt) @IsInt() @Min(1) @Max(LIMITS.listMaxLimit)
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(LIMITS.listMaxLimit)
   limit: number = LIMITS.listDefaultLimit;
 
-  @IsOptional() @IsString() @MaxLength(512)
+  @IsOptional()
+  @IsString()
+  @MaxLength(512)
   cursor?: string;
 }
 

@@ -7,7 +7,8 @@ import { setPageHeaders } from './page-headers.js';
 
 export const UI_ROOT = '/ui';
 
-export const UI_CONTENT_POLICY = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
+export const UI_CONTENT_POLICY =
+  "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
 /**
  * Every page and file of the UI: scripts and styles only from this origin (React sets
@@ -20,7 +21,10 @@ function securityHeaders(dir: string) {
   return (res: Response, path: string): void => {
     setPageHeaders(res, UI_CONTENT_POLICY);
     // Bundles carry a hash of their content in their name: they never change. The page itself is checked each time.
-    res.setHeader('cache-control', relative(dir, path).startsWith(assets) ? 'public, max-age=31536000, immutable' : 'no-cache');
+    res.setHeader(
+      'cache-control',
+      relative(dir, path).startsWith(assets) ? 'public, max-age=31536000, immutable' : 'no-cache',
+    );
   };
 }
 
@@ -45,6 +49,9 @@ export function uiModule(dir: string): DynamicModule {
 export function uiMissing() {
   return (req: Request, res: Response, next: NextFunction) => {
     if (req.path !== UI_ROOT && !req.path.startsWith(`${UI_ROOT}/`)) return next();
-    res.status(404).type('text/plain').send('The web UI is not built here: run npm run build (or point UI_DIR at a built UI) and restart the API.\n');
+    res
+      .status(404)
+      .type('text/plain')
+      .send('The web UI is not built here: run npm run build (or point UI_DIR at a built UI) and restart the API.\n');
   };
 }

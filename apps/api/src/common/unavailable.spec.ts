@@ -17,7 +17,11 @@ describe('which part an error says is unavailable', () => {
 
   it('names Redis for a closed connection', () => {
     expect(unavailablePart(new Error('Connection is closed.'))).toBe('Redis');
-    expect(unavailablePart(Object.assign(new Error('Reached the max retries per request limit'), { name: 'MaxRetriesPerRequestError' }))).toBe('Redis');
+    expect(
+      unavailablePart(
+        Object.assign(new Error('Reached the max retries per request limit'), { name: 'MaxRetriesPerRequestError' }),
+      ),
+    ).toBe('Redis');
   });
 
   it('leaves every other error a 500', () => {

@@ -11,8 +11,12 @@ export class PutDataDto {
 
 export class DataWaitQuery {
   @IsOptional()
-  @Transform(({ value }: { value: unknown }) => (typeof value === 'string' && /^\d+(\.\d+)?$/.test(value) ? Number(value) : value))
-  @IsNumber() @Min(0) @Max(300)
+  @Transform(({ value }: { value: unknown }) =>
+    typeof value === 'string' && /^\d+(\.\d+)?$/.test(value) ? Number(value) : value,
+  )
+  @IsNumber()
+  @Min(0)
+  @Max(300)
   wait_s?: number;
 }
 
@@ -23,6 +27,8 @@ export interface DataEntryResponse {
   task_id: string | null;
 }
 
-export function toDataResponse(e: Pick<DataEntryEntity, 'key' | 'value' | 'written_at' | 'task_id'>): DataEntryResponse {
+export function toDataResponse(
+  e: Pick<DataEntryEntity, 'key' | 'value' | 'written_at' | 'task_id'>,
+): DataEntryResponse {
   return { key: e.key, value: e.value as unknown, written_at: isoOrNull(e.written_at), task_id: e.task_id };
 }

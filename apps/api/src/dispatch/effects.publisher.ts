@@ -34,7 +34,10 @@ export class EffectsPublisher implements EffectsPort, OnApplicationShutdown {
     @Inject(JsonLogger) private readonly logger: JsonLogger,
     metrics: MetricsService,
   ) {
-    this.deferred = metrics.counter('tagflow_effects_deferred_total', 'Redis work of committed changes left to the reconciler (Redis away or slow), by why.');
+    this.deferred = metrics.counter(
+      'tagflow_effects_deferred_total',
+      'Redis work of committed changes left to the reconciler (Redis away or slow), by why.',
+    );
   }
 
   handOffTo(offer: (ready: readonly ReadyTask[]) => Promise<ReadonlySet<string>>): void {
@@ -49,10 +52,14 @@ export class EffectsPublisher implements EffectsPort, OnApplicationShutdown {
       this.bus.deliverHere(announcements(effects));
       return;
     }
-    await withDeadline(this.send(effects), REDIS_WAIT_MS, () => new Error('Redis did not answer in time')).catch((e: unknown) => {
-      this.deferred({ why: 'redis-slow' }, effects.length);
-      this.warn('Redis work of a committed change is late; answering without it (the reconciler checks it)', e, { effects: effects.length });
-    });
+    await withDeadline(this.send(effects), REDIS_WAIT_MS, () => new Error('Redis did not answer in time')).catch(
+      (e: unknown) => {
+        this.deferred({ why: 'redis-slow' }, effects.length);
+        this.warn('Redis work of a committed change is late; answering without it (the reconciler checks it)', e, {
+          effects: effects.length,
+        });
+      },
+    );
   }
 
   private async send(effects: readonly Effect[]): Promise<void> {
@@ -63,9 +70,21 @@ export class EffectsPublisher implements EffectsPort, OnApplicationShutdown {
     const handed = ready.length > 0 && this.handOff ? await this.handOff(ready) : new Set<string>();
     for (const e of effects) {
       if (e.kind === 'task-ready' && handed.has(e.taskId)) continue; // leased to a poll parked here
-      if (e.kind === 'task-ready') enqueue.push({ taskId: e.taskId, attempt: e.attempt, tagsetId: e.tagsetId, tags: e.tags, delayMs: e.delayMs, priority: e.priority });
+      if (e.kind === 'task-ready')
+        enqueue.push({
+          taskId: e.taskId,
+          attempt: e.attempt,
+          tagsetId: e.tagsetId,
+          tags: e.tags,
+          delayMs: e.delayMs,
+          priority: e.priority,
+        });
       else if (e.kind === 'lease-ended') {
-        steps.push(this.jobs.finish(e.tagsetId, jobIdFor(e.taskId, e.attempt), e.token).catch((err: unknown) => this.warn('could not remove a finished job', err, { task_id: e.taskId })));
+        steps.push(
+          this.jobs
+            .finish(e.tagsetId, jobIdFor(e.taskId, e.attempt), e.token)
+            .catch((err: unknown) => this.warn('could not remove a finished job', err, { task_id: e.taskId })),
+        );
       }
     }
     if (enqueue.length > 0) {
@@ -73,21 +92,26 @@ export class EffectsPublisher implements EffectsPort, OnApplicationShutdown {
         this.jobs.enqueue(enqueue).then(
           (queued) => {
             for (const q of queued) events.push({ type: 'ready', ...q });
-            for (const item of enqueue) if (item.delayMs > 0) this.announceWhenDue(item.tagsetId, item.tags, item.delayMs);
+            for (const item of enqueue)
+              if (item.delayMs > 0) this.announceWhenDue(item.tagsetId, item.tags, item.delayMs);
           },
           (err: unknown) => this.warn('enqueue failed; the reconciler will retry', err, { tasks: enqueue.length }),
         ),
       );
     }
     await Promise.all(steps);
-    await this.bus.publish(events).catch((err: unknown) => this.warn('could not announce on the bus', err, { events: events.length }));
+    await this.bus
+      .publish(events)
+      .catch((err: unknown) => this.warn('could not announce on the bus', err, { events: events.length }));
   }
 
   /** A delayed retry becomes fetchable later: wake the pollers then (the reconciler covers a restart). */
   private announceWhenDue(tagset: string, tags: readonly string[], delayMs: number): void {
     const timer = setTimeout(() => {
       this.dueTimers.delete(timer);
-      this.bus.publish([{ type: 'ready', tagset, tags: [...tags], count: 1 }]).catch((err: unknown) => this.warn('could not announce a due retry', err));
+      this.bus
+        .publish([{ type: 'ready', tagset, tags: [...tags], count: 1 }])
+        .catch((err: unknown) => this.warn('could not announce a due retry', err));
     }, delayMs + 5);
     timer.unref();
     this.dueTimers.add(timer);
@@ -108,7 +132,8 @@ function announcements(effects: readonly Effect[]): BusEvent[] {
   for (const e of effects) {
     if (e.kind === 'task-finished') events.push({ type: 'task-finished', task: e.taskId });
     else if (e.kind === 'data-written') events.push({ type: 'data-written', workflow: e.workflowId, key: e.key });
-    else if (e.kind === 'workflow-finished') events.push({ type: 'workflow-finished', workflow: e.workflowId, state: e.state });
+    else if (e.kind === 'workflow-finished')
+      events.push({ type: 'workflow-finished', workflow: e.workflowId, state: e.state });
   }
   return events;
 }

@@ -65,7 +65,9 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
   private schedule(ms: number): void {
     this.timer = setTimeout(() => {
       this.running = this.tick()
-        .catch((e: unknown) => this.logger.event('warn', 'reconciler', 'tick failed', { error: e instanceof Error ? e.message : String(e) }))
+        .catch((e: unknown) =>
+          this.logger.event('warn', 'reconciler', 'tick failed', { error: e instanceof Error ? e.message : String(e) }),
+        )
         .finally(() => {
           this.running = null;
           if (this.timer) this.schedule(this.config.RECONCILE_INTERVAL_MS);
@@ -79,7 +81,11 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
     await this.expireLeases();
     await this.wakeDue();
     await this.releaseHeld();
-    await this.schedules.fireDue().catch((e: unknown) => this.logger.event('warn', 'reconciler', 'could not look for due schedules', { error: String(e) }));
+    await this.schedules
+      .fireDue()
+      .catch((e: unknown) =>
+        this.logger.event('warn', 'reconciler', 'could not look for due schedules', { error: String(e) }),
+      );
     await this.settles.tick();
     if (this.ticks % 10 === 1) await this.deleteExpired();
     if (this.ticks % 10 === 5) await this.sweepTagsets();
@@ -88,7 +94,11 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
       await this.syncClock();
     }
     if (await this.epoch.wasReset()) {
-      this.logger.event('info', 'reconciler', 'Redis holds no Tagflow state yet (new, flushed or restarted empty): queueing every READY task');
+      this.logger.event(
+        'info',
+        'reconciler',
+        'Redis holds no Tagflow state yet (new, flushed or restarted empty): queueing every READY task',
+      );
       await this.requeue(false);
     } else if (first || this.ticks % 5 === 0) {
       await this.requeue(true);
@@ -99,7 +109,13 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
   private async syncClock(): Promise<void> {
     try {
       const offset = await this.db.syncClock();
-      if (Math.abs(offset) > 1000) this.logger.event('warn', 'reconciler', "this host's clock is off the database's; Tagflow follows the database's", { offset_ms: offset });
+      if (Math.abs(offset) > 1000)
+        this.logger.event(
+          'warn',
+          'reconciler',
+          "this host's clock is off the database's; Tagflow follows the database's",
+          { offset_ms: offset },
+        );
     } catch (e) {
       this.logger.event('warn', 'reconciler', "could not read the database's clock", { error: String(e) });
     }
@@ -108,10 +124,16 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
   /** Idle tag sets' queues go (see PollService.sweepIdle); one that fails is tried again next time. */
   private async sweepTagsets(): Promise<void> {
     try {
-      const n = await this.polls.sweepIdle(() => this.db.read().tasks.busyTagsets(), Date.now(), this.config.TAGSET_IDLE_S * 1000);
+      const n = await this.polls.sweepIdle(
+        () => this.db.read().tasks.busyTagsets(),
+        Date.now(),
+        this.config.TAGSET_IDLE_S * 1000,
+      );
       if (n > 0) this.logger.event('info', 'reconciler', 'closed the queues of idle tag sets', { count: n });
     } catch (e) {
-      this.logger.event('warn', 'reconciler', 'could not close idle tag sets; trying again later', { error: String(e) });
+      this.logger.event('warn', 'reconciler', 'could not close idle tag sets; trying again later', {
+        error: String(e),
+      });
     }
   }
 
@@ -128,7 +150,9 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
     try {
       ids = await this.db.read().workflows.expired(now, this.config.RETENTION_DAYS, 100);
     } catch (e) {
-      this.logger.event('warn', 'reconciler', 'could not look for workflows past their retention', { error: String(e) });
+      this.logger.event('warn', 'reconciler', 'could not look for workflows past their retention', {
+        error: String(e),
+      });
       return;
     }
     let deleted = 0;
@@ -141,24 +165,34 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
         });
         if (gone) deleted++;
       } catch (e) {
-        this.logger.event('warn', 'reconciler', 'could not delete a workflow past its retention; trying again later', { workflow_id: id, error: String(e) });
+        this.logger.event('warn', 'reconciler', 'could not delete a workflow past its retention; trying again later', {
+          workflow_id: id,
+          error: String(e),
+        });
       }
     }
-    if (deleted > 0) this.logger.event('info', 'reconciler', 'deleted finished workflows past their retention', { count: deleted });
-    await this.db.transaction((repos) => repos.audit.expire(now - this.config.RETENTION_DAYS * 86_400_000, 1000), now).catch((e: unknown) =>
-      this.logger.event('warn', 'reconciler', 'could not delete old audit records', { error: String(e) }),
-    );
-    await this.db.transaction((repos) => repos.callbacks.expire(now - this.config.RETENTION_DAYS * 86_400_000, 1000), now).catch((e: unknown) =>
-      this.logger.event('warn', 'reconciler', 'could not delete old callback deliveries', { error: String(e) }),
-    );
+    if (deleted > 0)
+      this.logger.event('info', 'reconciler', 'deleted finished workflows past their retention', { count: deleted });
+    await this.db
+      .transaction((repos) => repos.audit.expire(now - this.config.RETENTION_DAYS * 86_400_000, 1000), now)
+      .catch((e: unknown) =>
+        this.logger.event('warn', 'reconciler', 'could not delete old audit records', { error: String(e) }),
+      );
+    await this.db
+      .transaction((repos) => repos.callbacks.expire(now - this.config.RETENTION_DAYS * 86_400_000, 1000), now)
+      .catch((e: unknown) =>
+        this.logger.event('warn', 'reconciler', 'could not delete old callback deliveries', { error: String(e) }),
+      );
   }
 
   /** Answers kept for Idempotency-Keys live a day; older ones go, a thousand a tick at most. */
   private async forgetIdempotencyKeys(): Promise<void> {
     const now = Date.now();
-    await this.db.transaction((repos) => repos.idempotency.expire(now - IDEMPOTENCY_TTL_MS, 1000), now).catch((e: unknown) =>
-      this.logger.event('warn', 'reconciler', 'could not delete expired idempotency records', { error: String(e) }),
-    );
+    await this.db
+      .transaction((repos) => repos.idempotency.expire(now - IDEMPOTENCY_TTL_MS, 1000), now)
+      .catch((e: unknown) =>
+        this.logger.event('warn', 'reconciler', 'could not delete expired idempotency records', { error: String(e) }),
+      );
   }
 
   /**
@@ -173,11 +207,14 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
       try {
         due = await this.db.read().tasks.due(this.db.now(), WAKE_PAGE);
       } catch (e) {
-        this.logger.event('warn', 'reconciler', 'could not look for tasks whose not_before has come', { error: String(e) });
+        this.logger.event('warn', 'reconciler', 'could not look for tasks whose not_before has come', {
+          error: String(e),
+        });
         return;
       }
       const byWorkflow = new Map<string, string[]>();
-      for (const t of due) (byWorkflow.get(t.workflow_id) ?? byWorkflow.set(t.workflow_id, []).get(t.workflow_id)!).push(t.id);
+      for (const t of due)
+        (byWorkflow.get(t.workflow_id) ?? byWorkflow.set(t.workflow_id, []).get(t.workflow_id)!).push(t.id);
       let failed = false;
       for (const [workflowId, ids] of byWorkflow) {
         await this.engine
@@ -187,7 +224,10 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
           })
           .catch((e: unknown) => {
             failed = true;
-            this.logger.event('warn', 'reconciler', 'could not wake tasks whose not_before has come', { workflow_id: workflowId, error: String(e) });
+            this.logger.event('warn', 'reconciler', 'could not wake tasks whose not_before has come', {
+              workflow_id: workflowId,
+              error: String(e),
+            });
           });
       }
       if (failed || due.length < WAKE_PAGE) return;
@@ -202,18 +242,25 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
   private async releaseHeld(): Promise<void> {
     try {
       const n = await this.engine.inTransaction((uow) => releaseHeld(uow));
-      if (n > 0) this.logger.event('debug', 'reconciler', 'queued tasks that their concurrency limits now have room for', { count: n });
+      if (n > 0)
+        this.logger.event('debug', 'reconciler', 'queued tasks that their concurrency limits now have room for', {
+          count: n,
+        });
     } catch (e) {
-      this.logger.event('warn', 'reconciler', 'could not release tasks held by concurrency limits', { error: String(e) });
+      this.logger.event('warn', 'reconciler', 'could not release tasks held by concurrency limits', {
+        error: String(e),
+      });
     }
   }
 
   private async expireLeases(): Promise<void> {
     const rows = await this.db.read().tasks.overdue(this.db.now(), 500);
     for (const t of rows) {
-      await this.leases.expire(t.id, t.workflow_id).catch((e: unknown) =>
-        this.logger.event('warn', 'reconciler', 'could not expire a lease', { task_id: t.id, error: String(e) }),
-      );
+      await this.leases
+        .expire(t.id, t.workflow_id)
+        .catch((e: unknown) =>
+          this.logger.event('warn', 'reconciler', 'could not expire a lease', { task_id: t.id, error: String(e) }),
+        );
     }
   }
 
@@ -228,22 +275,43 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
       after = { ready_at: rows[rows.length - 1].ready_at ?? 0, id: rows[rows.length - 1].id };
       let lost = rows;
       if (onlyMissing) {
-        const where = await this.jobs.inspect(rows.map((r) => ({ tagsetId: r.tagset_id, jobId: jobIdFor(r.id, r.attempt) })));
+        const where = await this.jobs.inspect(
+          rows.map((r) => ({ tagsetId: r.tagset_id, jobId: jobIdFor(r.id, r.attempt) })),
+        );
         // A job fetched long ago whose task is still READY lost its API between fetch and
         // claim: nothing will ever finish it, so release it and queue the task again.
-        const orphans = rows.filter((_, i) => where[i].state === 'active' && (where[i] as { activeSince: number }).activeSince < hostNow - ORPHAN_AFTER_MS);
+        const orphans = rows.filter(
+          (_, i) =>
+            where[i].state === 'active' &&
+            (where[i] as { activeSince: number }).activeSince < hostNow - ORPHAN_AFTER_MS,
+        );
         for (const r of orphans) await this.jobs.releaseOrphan(r.tagset_id, jobIdFor(r.id, r.attempt));
-        if (orphans.length) this.logger.event('warn', 'reconciler', 'released jobs fetched by an API that died before leasing them', { count: orphans.length });
+        if (orphans.length)
+          this.logger.event('warn', 'reconciler', 'released jobs fetched by an API that died before leasing them', {
+            count: orphans.length,
+          });
         lost = rows.filter((r, i) => where[i].state === 'missing' || orphans.includes(r));
         // Due work that is queued: make sure pollers know (its announcing replica may have died).
-        const due = new Map(rows.filter((r, i) => where[i].state === 'queued' && (r.ready_at ?? 0) <= now).map((r) => [r.tagset_id, queueTags(r.namespace, r.tags)]));
+        const due = new Map(
+          rows
+            .filter((r, i) => where[i].state === 'queued' && (r.ready_at ?? 0) <= now)
+            .map((r) => [r.tagset_id, queueTags(r.namespace, r.tags)]),
+        );
         for (const [tagset, tags] of due) this.polls.nudge(tagset, tags);
       }
       if (lost.length > 0) {
-        if (onlyMissing) this.logger.event('warn', 'reconciler', 'queueing READY tasks missing from Redis', { count: lost.length });
-        const queued = await this.jobs.enqueue(lost.map((r) => ({
-          taskId: r.id, attempt: r.attempt, tagsetId: r.tagset_id, tags: queueTags(r.namespace, r.tags), delayMs: Math.max(0, (r.ready_at ?? 0) - now), priority: r.priority,
-        })));
+        if (onlyMissing)
+          this.logger.event('warn', 'reconciler', 'queueing READY tasks missing from Redis', { count: lost.length });
+        const queued = await this.jobs.enqueue(
+          lost.map((r) => ({
+            taskId: r.id,
+            attempt: r.attempt,
+            tagsetId: r.tagset_id,
+            tags: queueTags(r.namespace, r.tags),
+            delayMs: Math.max(0, (r.ready_at ?? 0) - now),
+            priority: r.priority,
+          })),
+        );
         await this.bus.publish(queued.map((q) => ({ type: 'ready' as const, ...q })));
       }
       if (rows.length < BATCH) return;

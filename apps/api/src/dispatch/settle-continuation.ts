@@ -49,11 +49,18 @@ export class SettleContinuation {
         if (await continueStopping(uow, wf)) await settled(uow, wf);
       });
     } catch (e) {
-      this.logger.event('warn', 'reconciler', 'could not continue settling a workflow; trying again later', { workflow_id: id, error: String(e) });
+      this.logger.event('warn', 'reconciler', 'could not continue settling a workflow; trying again later', {
+        workflow_id: id,
+        error: String(e),
+      });
       return;
     }
     const ms = Date.now() - started;
     // Reports on this workflow wait for the step: a slow one is worth knowing about.
-    if (ms > 2000) this.logger.event('warn', 'reconciler', "a continuation step held its workflow's lock for long", { workflow_id: id, ms });
+    if (ms > 2000)
+      this.logger.event('warn', 'reconciler', "a continuation step held its workflow's lock for long", {
+        workflow_id: id,
+        ms,
+      });
   }
 }

@@ -16,10 +16,20 @@ export async function recordCallbacks(uow: UnitOfWork): Promise<void> {
   if (finished.length > 0) {
     for (const t of await repos.tasks.withCallbacks(finished)) {
       if (!isTerminalTask(t.state) || !t.callback) continue;
-      await repos.callbacks.enqueue({
-        id: newId(uow.now), dedupe_key: `task:${t.id}:${t.attempt}:${t.state}:${t.handled ? 'handled' : '-'}`, namespace: t.namespace, workflow_id: t.workflow_id,
-        task_id: t.id, event: 'task.finished', url: t.callback.url, secret: t.callback.secret ?? null, body: JSON.stringify(toTaskResponse(t)),
-      }, uow.now);
+      await repos.callbacks.enqueue(
+        {
+          id: newId(uow.now),
+          dedupe_key: `task:${t.id}:${t.attempt}:${t.state}:${t.handled ? 'handled' : '-'}`,
+          namespace: t.namespace,
+          workflow_id: t.workflow_id,
+          task_id: t.id,
+          event: 'task.finished',
+          url: t.callback.url,
+          secret: t.callback.secret ?? null,
+          body: JSON.stringify(toTaskResponse(t)),
+        },
+        uow.now,
+      );
     }
   }
   for (const e of uow.effects) {
@@ -27,9 +37,19 @@ export async function recordCallbacks(uow: UnitOfWork): Promise<void> {
     const wf = await repos.workflows.get(e.workflowId);
     if (!wf?.callback || wf.finished_at === null) continue;
     const counts = { ...emptyCounts(), ...(await repos.tasks.countsByState([wf.id])).get(wf.id) };
-    await repos.callbacks.enqueue({
-      id: newId(uow.now), dedupe_key: `workflow:${wf.id}:${wf.finished_at}`, namespace: wf.namespace, workflow_id: wf.id, task_id: null,
-      event: 'workflow.finished', url: wf.callback.url, secret: wf.callback.secret ?? null, body: JSON.stringify(toWorkflowResponse(wf, counts)),
-    }, uow.now);
+    await repos.callbacks.enqueue(
+      {
+        id: newId(uow.now),
+        dedupe_key: `workflow:${wf.id}:${wf.finished_at}`,
+        namespace: wf.namespace,
+        workflow_id: wf.id,
+        task_id: null,
+        event: 'workflow.finished',
+        url: wf.callback.url,
+        secret: wf.callback.secret ?? null,
+        body: JSON.stringify(toWorkflowResponse(wf, counts)),
+      },
+      uow.now,
+    );
   }
 }

@@ -23,7 +23,10 @@ export async function checkWorkflow(uow: UnitOfWork, wf: WorkflowEntity): Promis
     // handled, the tasks still waiting in a sealed, running workflow never will run.
     if (wf.sealed && wf.state === 'RUNNING') {
       const stuck = await tasks.load(await tasks.idsIn(wf.id, ['WAITING']));
-      uow.logger.event('warn', 'engine', 'sealed workflow cannot make progress; failing its waiting tasks', { workflow_id: wf.id, tasks: stuck.length });
+      uow.logger.event('warn', 'engine', 'sealed workflow cannot make progress; failing its waiting tasks', {
+        workflow_id: wf.id,
+        tasks: stuck.length,
+      });
       const byReason = new Map<string, TaskEntity[]>();
       for (const t of stuck) {
         const reason = `nothing left can satisfy what it waits for (${describeWaits(t)})`;
@@ -46,12 +49,18 @@ export async function checkWorkflow(uow: UnitOfWork, wf: WorkflowEntity): Promis
  * Ends the workflow now: waiting work is skipped or cancelled (STOP_BATCH tasks in this
  * transaction, the rest in later ones: see continueStopping), running work asked to cancel.
  */
-export async function stopWorkflow(uow: UnitOfWork, wf: WorkflowEntity, to: 'ERROR' | 'CANCELLED', message: string): Promise<void> {
+export async function stopWorkflow(
+  uow: UnitOfWork,
+  wf: WorkflowEntity,
+  to: 'ERROR' | 'CANCELLED',
+  message: string,
+): Promise<void> {
   // Ended already: its stop goes on in steps as it began (continueStopping), with its own code.
   if (isTerminalWorkflow(wf.state)) return;
   const code = to === 'ERROR' ? SKIP_CODES.workflowFailed : SKIP_CODES.workflowCancelled;
   await stopTasks(uow, wf, to === 'ERROR' ? 'SKIPPED' : 'CANCELLED', code, message, true);
-  if (await uow.repos.transitions.workflow(wf, { from: ['RUNNING', 'PAUSED'], to, reason: message })) uow.workflowFinished(wf);
+  if (await uow.repos.transitions.workflow(wf, { from: ['RUNNING', 'PAUSED'], to, reason: message }))
+    uow.workflowFinished(wf);
 }
 
 /** WAITING and READY tasks a stop moves in one transaction at most, when it may leave the rest for later. */
@@ -62,7 +71,14 @@ export const STOP_BATCH = 5000;
  * next heartbeat). With `inSteps` (the workflow ends with this stop), STOP_BATCH of them
  * now and the workflow is marked for the reconciler to go on (continueStopping).
  */
-export async function stopTasks(uow: UnitOfWork, wf: WorkflowEntity, to: 'SKIPPED' | 'CANCELLED', code: string, message: string, inSteps = false): Promise<void> {
+export async function stopTasks(
+  uow: UnitOfWork,
+  wf: WorkflowEntity,
+  to: 'SKIPPED' | 'CANCELLED',
+  code: string,
+  message: string,
+  inSteps = false,
+): Promise<void> {
   const { repos } = uow;
   const open = await repos.tasks.idsIn(wf.id, ['WAITING', 'READY'], inSteps ? STOP_BATCH + 1 : undefined);
   if (open.length > STOP_BATCH && inSteps) {
@@ -70,10 +86,21 @@ export async function stopTasks(uow: UnitOfWork, wf: WorkflowEntity, to: 'SKIPPE
     uow.defer(wf);
     uow.touch(wf);
   }
-  const moved = await repos.transitions.tasks({ ids: open, from: ['WAITING', 'READY'], to, set: { error: { code, message } }, reason: message });
+  const moved = await repos.transitions.tasks({
+    ids: open,
+    from: ['WAITING', 'READY'],
+    to,
+    set: { error: { code, message } },
+    reason: message,
+  });
   uow.tasksFinished(moved);
   const running = await repos.tasks.idsIn(wf.id, ['RUNNING']);
-  await repos.transitions.tasks({ ids: running, from: ['RUNNING'], flags: { cancel_requested: true }, reason: `cancel requested: ${message}` });
+  await repos.transitions.tasks({
+    ids: running,
+    from: ['RUNNING'],
+    flags: { cancel_requested: true },
+    reason: `cancel requested: ${message}`,
+  });
 }
 
 /**
@@ -83,7 +110,14 @@ export async function stopTasks(uow: UnitOfWork, wf: WorkflowEntity, to: 'SKIPPE
 export async function continueStopping(uow: UnitOfWork, wf: WorkflowEntity): Promise<boolean> {
   const cancelled = wf.state === 'CANCELLED';
   const message = `the workflow ended ${wf.state}: stopped with the rest of its open tasks`;
-  await stopTasks(uow, wf, cancelled ? 'CANCELLED' : 'SKIPPED', cancelled ? SKIP_CODES.workflowCancelled : SKIP_CODES.workflowFailed, message, true);
+  await stopTasks(
+    uow,
+    wf,
+    cancelled ? 'CANCELLED' : 'SKIPPED',
+    cancelled ? SKIP_CODES.workflowCancelled : SKIP_CODES.workflowFailed,
+    message,
+    true,
+  );
   return !uow.isDeferred(wf.id);
 }
 
@@ -96,7 +130,11 @@ async function finish(uow: UnitOfWork, wf: WorkflowEntity, to: 'SUCCESS' | 'ERRO
 
 /** Adds the revert of every task that succeeded, in reverse dependency order, on the same tags. Returns how many. */
 async function startRollback(uow: UnitOfWork, wf: WorkflowEntity): Promise<number> {
-  await uow.repos.transitions.workflow(wf, { from: ['RUNNING', 'PAUSED'], flags: { rollback_started: true }, reason: 'rollback started' });
+  await uow.repos.transitions.workflow(wf, {
+    from: ['RUNNING', 'PAUSED'],
+    flags: { rollback_started: true },
+    reason: 'rollback started',
+  });
   const all = await uow.repos.tasks.allOf(wf.id);
   const revertible = all.filter((t) => t.state === 'SUCCESS' && t.revert && t.kind !== 'revert');
   if (revertible.length === 0) return 0;

@@ -25,7 +25,11 @@ function replicas(h: EngineHarness, n: number): Replica[] {
   });
 }
 
-const noop = (name: string, extra: Partial<TaskSpecLike> = {}): TaskSpecLike => ({ name, action: { type: 'noop' }, ...extra });
+const noop = (name: string, extra: Partial<TaskSpecLike> = {}): TaskSpecLike => ({
+  name,
+  action: { type: 'noop' },
+  ...extra,
+});
 
 /** Steps of every replica until no workflow is marked for continuation (bounded). */
 async function drainContinuations(h: EngineHarness, rs: Replica[]): Promise<void> {
@@ -59,24 +63,27 @@ describe('a settle continued in steps (evaluation budget 6)', () => {
 
   // The shape that lost deferred work: a second root completes while (or after) the first
   // one's continuation walks the waiting tasks, on one replica or two.
-  it.each([1, 2])('ends SUCCESS when a second root completes during the first root\'s continuation (%i replicas)', async (n) => {
-    const rs = replicas(h, n);
-    const fillers = Array.from({ length: 2 * BUDGET }, (_, i) => noop(`f${i}`, { requires: ['z'] }));
-    const dependents = Array.from({ length: BUDGET + 3 }, (_, i) => noop(`d${i}`, { requires: ['r1', 'r2'] }));
-    // Ids follow creation order, and so does the continuation's walk: dependents first.
-    const wfId = await h.createWorkflow({ tasks: [noop('r1'), noop('r2'), noop('z'), ...dependents, ...fillers] });
+  it.each([1, 2])(
+    "ends SUCCESS when a second root completes during the first root's continuation (%i replicas)",
+    async (n) => {
+      const rs = replicas(h, n);
+      const fillers = Array.from({ length: 2 * BUDGET }, (_, i) => noop(`f${i}`, { requires: ['z'] }));
+      const dependents = Array.from({ length: BUDGET + 3 }, (_, i) => noop(`d${i}`, { requires: ['r1', 'r2'] }));
+      // Ids follow creation order, and so does the continuation's walk: dependents first.
+      const wfId = await h.createWorkflow({ tasks: [noop('r1'), noop('r2'), noop('z'), ...dependents, ...fillers] });
 
-    await h.complete(wfId, ['r1'], rs[0].engine);
-    expect((await h.workflow(wfId)).settle_pending).toBe(true);
-    // Every replica walks part of the way, past the dependents the next release will defer.
-    for (const r of rs) for (let i = 0; i < 2; i++) await r.continuation.tick();
-    await h.complete(wfId, ['r2'], rs[n - 1].engine);
-    await drainContinuations(h, rs);
+      await h.complete(wfId, ['r1'], rs[0].engine);
+      expect((await h.workflow(wfId)).settle_pending).toBe(true);
+      // Every replica walks part of the way, past the dependents the next release will defer.
+      for (const r of rs) for (let i = 0; i < 2; i++) await r.continuation.tick();
+      await h.complete(wfId, ['r2'], rs[n - 1].engine);
+      await drainContinuations(h, rs);
 
-    expect(await h.named(wfId, 'ERROR')).toEqual([]);
-    expect(await h.named(wfId, 'READY')).toEqual(expect.arrayContaining(dependents.map((d) => d.name!)));
-    expect(await runToEnd(h, rs, wfId)).toBe('SUCCESS');
-  });
+      expect(await h.named(wfId, 'ERROR')).toEqual([]);
+      expect(await h.named(wfId, 'READY')).toEqual(expect.arrayContaining(dependents.map((d) => d.name!)));
+      expect(await runToEnd(h, rs, wfId)).toBe('SUCCESS');
+    },
+  );
 
   it('ends SUCCESS under random interleavings of reports, continuation steps and replicas', async () => {
     const failures: string[] = [];
@@ -91,7 +98,9 @@ describe('a settle continued in steps (evaluation budget 6)', () => {
         const requires = roots.filter(() => random() < 0.5).map((r) => r.name!);
         return noop(`d${i}`, { requires: requires.length ? requires : [pick(roots).name!], tags: ['layer1'] });
       });
-      const second = Array.from({ length: Math.floor(random() * 2 * BUDGET) }, (_, i) => noop(`e${i}`, { requires_tags: ['layer1'] }));
+      const second = Array.from({ length: Math.floor(random() * 2 * BUDGET) }, (_, i) =>
+        noop(`e${i}`, { requires_tags: ['layer1'] }),
+      );
       const wfId = await h.createWorkflow({ tasks: [...roots, ...layer, ...second] });
 
       for (let step = 0; step < 400; step++) {
@@ -107,7 +116,8 @@ describe('a settle continued in steps (evaluation budget 6)', () => {
       }
       const state = await runToEnd(h, rs, wfId);
       const errors = await h.named(wfId, 'ERROR');
-      if (state !== 'SUCCESS' || errors.length > 0) failures.push(`seed ${seed} (${rs.length} replicas): ${state}, ERROR tasks ${errors.join(' ')}`);
+      if (state !== 'SUCCESS' || errors.length > 0)
+        failures.push(`seed ${seed} (${rs.length} replicas): ${state}, ERROR tasks ${errors.join(' ')}`);
     }
     expect(failures).toEqual([]);
   });

@@ -13,7 +13,11 @@ import type { UnitOfWork } from './unit-of-work.js';
  */
 
 /** Writes a new workflow and its inline tasks (the settle loop evaluates them, and finishes an empty sealed one). */
-export async function createWorkflow(uow: UnitOfWork, wf: WorkflowEntity, tasks: readonly TaskSpecLike[]): Promise<void> {
+export async function createWorkflow(
+  uow: UnitOfWork,
+  wf: WorkflowEntity,
+  tasks: readonly TaskSpecLike[],
+): Promise<void> {
   await uow.repos.workflows.insert(wf);
   await uow.repos.limits.putWorkflow(wf.namespace, wf.id, wf.limits, uow.now);
   if (tasks.length) await addTasks(uow, wf, tasks, { kind: 'task', creating: true, createdBy: wf.created_by });
@@ -37,13 +41,15 @@ export async function cancelWorkflow(uow: UnitOfWork, wf: WorkflowEntity): Promi
 
 export async function pause(uow: UnitOfWork, wf: WorkflowEntity): Promise<void> {
   if (wf.state === 'PAUSED') return;
-  if (wf.state !== 'RUNNING') throw conflict(`workflow ${wf.id} is ${wf.state}; only a RUNNING workflow can be paused`, { state: wf.state });
+  if (wf.state !== 'RUNNING')
+    throw conflict(`workflow ${wf.id} is ${wf.state}; only a RUNNING workflow can be paused`, { state: wf.state });
   await uow.repos.transitions.workflow(wf, { from: ['RUNNING'], to: 'PAUSED', reason: 'paused on request' });
 }
 
 export async function resume(uow: UnitOfWork, wf: WorkflowEntity): Promise<void> {
   if (wf.state === 'RUNNING') return;
-  if (wf.state !== 'PAUSED') throw conflict(`workflow ${wf.id} is ${wf.state}; only a PAUSED workflow can be resumed`, { state: wf.state });
+  if (wf.state !== 'PAUSED')
+    throw conflict(`workflow ${wf.id} is ${wf.state}; only a PAUSED workflow can be resumed`, { state: wf.state });
   await uow.repos.transitions.workflow(wf, { from: ['PAUSED'], to: 'RUNNING', reason: 'resumed on request' });
   // Jobs of READY tasks may have been dropped while paused: queue them all again (idempotent).
   // Those held by a full concurrency limit stay out: the next release (limits.ts) queues them.
@@ -57,12 +63,24 @@ export async function cancelTask(uow: UnitOfWork, wf: WorkflowEntity, t: TaskEnt
   if (isTerminalTask(t.state)) throw conflict(`task ${t.id} is ${t.state}`, { state: t.state });
   const { transitions } = uow.repos;
   if (t.state === 'RUNNING') {
-    await transitions.tasks({ ids: [t.id], from: ['RUNNING'], flags: { cancel_requested: true }, reason: 'cancel requested' });
+    await transitions.tasks({
+      ids: [t.id],
+      from: ['RUNNING'],
+      flags: { cancel_requested: true },
+      reason: 'cancel requested',
+    });
     return;
   }
   const set = { error: { code: 'CANCELLED', message: 'cancelled on request' } };
-  const moved = await transitions.tasks({ ids: [t.id], from: ['WAITING', 'READY'], to: 'CANCELLED', set, reason: 'cancelled on request' });
-  if (moved.length) uow.record({ kind: 'settled', wf, tasks: [Object.assign(t, set, { state: 'CANCELLED' as const })] });
+  const moved = await transitions.tasks({
+    ids: [t.id],
+    from: ['WAITING', 'READY'],
+    to: 'CANCELLED',
+    set,
+    reason: 'cancelled on request',
+  });
+  if (moved.length)
+    uow.record({ kind: 'settled', wf, tasks: [Object.assign(t, set, { state: 'CANCELLED' as const })] });
 }
 
 /**
@@ -71,13 +89,28 @@ export async function cancelTask(uow: UnitOfWork, wf: WorkflowEntity, t: TaskEnt
  * after all.
  */
 export async function rerun(uow: UnitOfWork, wf: WorkflowEntity, t: TaskEntity): Promise<void> {
-  if (t.state !== 'ERROR') throw conflict(`task ${t.id} is ${t.state}; only an ERROR task can be rerun`, { state: t.state });
-  if (isTerminalWorkflow(wf.state)) throw conflict(`workflow ${wf.id} is ${wf.state}; a finished workflow's tasks cannot be rerun`, { state: wf.state });
+  if (t.state !== 'ERROR')
+    throw conflict(`task ${t.id} is ${t.state}; only an ERROR task can be rerun`, { state: t.state });
+  if (isTerminalWorkflow(wf.state))
+    throw conflict(`workflow ${wf.id} is ${wf.state}; a finished workflow's tasks cannot be rerun`, {
+      state: wf.state,
+    });
   if (t.handling) throw conflict(`task ${t.id} has on_error handlers running`);
   const { repos } = uow;
   await repos.transitions.tasks({
-    ids: [t.id], from: ['ERROR'], to: 'READY', flags: { handled: false, cancel_requested: false },
-    set: { attempt: t.attempt + 1, ready_at: uow.now, error: null, output: null, exit_code: null, worker_id: null, finished_at: null },
+    ids: [t.id],
+    from: ['ERROR'],
+    to: 'READY',
+    flags: { handled: false, cancel_requested: false },
+    set: {
+      attempt: t.attempt + 1,
+      ready_at: uow.now,
+      error: null,
+      output: null,
+      exit_code: null,
+      worker_id: null,
+      finished_at: null,
+    },
     reason: 'rerun on request',
   });
   if (wf.state === 'RUNNING') uow.taskReady({ ...t, attempt: t.attempt + 1 });
@@ -90,12 +123,18 @@ async function reviveSkipped(uow: UnitOfWork, wf: WorkflowEntity, failed: TaskEn
   const revived: string[] = [];
   let frontier: TaskEntity[] = [failed];
   while (frontier.length > 0) {
-    const skipped = (await repos.tasks.load(await repos.deps.dependentsOf(wf.id, frontier, ['SKIPPED'])))
-      .filter((s) => s.error?.code === SKIP_CODES.dependencyFailed);
-    const moved = new Set(await repos.transitions.tasks({
-      ids: skipped.map((s) => s.id), from: ['SKIPPED'], to: 'WAITING', set: { error: null, finished_at: null },
-      reason: `task ${failed.name} is rerun`,
-    }));
+    const skipped = (await repos.tasks.load(await repos.deps.dependentsOf(wf.id, frontier, ['SKIPPED']))).filter(
+      (s) => s.error?.code === SKIP_CODES.dependencyFailed,
+    );
+    const moved = new Set(
+      await repos.transitions.tasks({
+        ids: skipped.map((s) => s.id),
+        from: ['SKIPPED'],
+        to: 'WAITING',
+        set: { error: null, finished_at: null },
+        reason: `task ${failed.name} is rerun`,
+      }),
+    );
     frontier = skipped.filter((s) => moved.has(s.id));
     revived.push(...frontier.map((s) => s.id));
   }
@@ -104,7 +143,8 @@ async function reviveSkipped(uow: UnitOfWork, wf: WorkflowEntity, failed: TaskEn
 
 /** Deletes a task before it runs, unless another task requires it by name. */
 export async function deleteTask(uow: UnitOfWork, wf: WorkflowEntity, t: TaskEntity): Promise<void> {
-  if (t.state !== 'WAITING' && t.state !== 'READY') throw conflict(`task ${t.id} is ${t.state}; only a WAITING or READY task can be deleted`, { state: t.state });
+  if (t.state !== 'WAITING' && t.state !== 'READY')
+    throw conflict(`task ${t.id} is ${t.state}; only a WAITING or READY task can be deleted`, { state: t.state });
   const { repos } = uow;
   const others = (await repos.deps.requiringName(wf.id, t.name)).filter((id) => id !== t.id);
   if (others.length > 0) {

@@ -27,7 +27,11 @@ export class Engine {
    * Runs `fn` under the workflow's lock; 404 when the workflow does not exist or (for a
    * request, which names the namespace it acts in) lives in another namespace.
    */
-  inWorkflow<T>(workflowId: string, fn: (uow: UnitOfWork, wf: WorkflowEntity) => Promise<T>, namespace?: string): Promise<T> {
+  inWorkflow<T>(
+    workflowId: string,
+    fn: (uow: UnitOfWork, wf: WorkflowEntity) => Promise<T>,
+    namespace?: string,
+  ): Promise<T> {
     return this.run(async (uow) => {
       const wf = await uow.repos.workflows.lock(workflowId, namespace);
       if (!wf) throw notFound('workflow', workflowId);
@@ -41,7 +45,10 @@ export class Engine {
    * replicas never wait on each other in a circle), with those tasks read under them.
    * Unknown tasks are absent from `tasks`.
    */
-  inTasksWorkflows<T>(taskIds: readonly string[], fn: (uow: UnitOfWork, workflows: Map<string, WorkflowEntity>, tasks: Map<string, TaskEntity>) => Promise<T>): Promise<T> {
+  inTasksWorkflows<T>(
+    taskIds: readonly string[],
+    fn: (uow: UnitOfWork, workflows: Map<string, WorkflowEntity>, tasks: Map<string, TaskEntity>) => Promise<T>,
+  ): Promise<T> {
     const ids = [...new Set(taskIds)];
     return this.run(async (uow) => {
       const workflows = await uow.repos.workflows.lockOfTasks(ids);
@@ -82,7 +89,11 @@ export class Engine {
       } catch (e) {
         const conflict = conflictOf(e);
         if (!conflict || attempt >= CONFLICT_ATTEMPTS || Date.now() - started > CONFLICT_RETRY_WITHIN_MS) throw e;
-        this.logger.event('info', 'engine', 'transaction refused for a conflict; running it again', { conflict, attempt, waited_ms: Date.now() - started });
+        this.logger.event('info', 'engine', 'transaction refused for a conflict; running it again', {
+          conflict,
+          attempt,
+          waited_ms: Date.now() - started,
+        });
         await new Promise((r) => setTimeout(r, 20 + Math.random() * 80 * attempt));
       }
     }
@@ -98,9 +109,15 @@ const CONFLICT_ATTEMPTS = 4;
 const CONFLICT_RETRY_WITHIN_MS = 12_000;
 
 /** PostgreSQL's codes for a transaction refused because of another one (not because the database is away). */
-const CONFLICTS: Record<string, string> = { '55P03': 'lock timeout', '40P01': 'deadlock', '40001': 'serialization failure' };
+const CONFLICTS: Record<string, string> = {
+  '55P03': 'lock timeout',
+  '40P01': 'deadlock',
+  '40001': 'serialization failure',
+};
 
 function conflictOf(e: unknown): string | null {
-  const raw = (e as { code?: unknown; driverError?: { code?: unknown } } | null)?.code ?? (e as { driverError?: { code?: unknown } } | null)?.driverError?.code;
+  const raw =
+    (e as { code?: unknown; driverError?: { code?: unknown } } | null)?.code ??
+    (e as { driverError?: { code?: unknown } } | null)?.driverError?.code;
   return typeof raw === 'string' ? (CONFLICTS[raw] ?? null) : null;
 }

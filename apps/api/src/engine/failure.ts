@@ -21,43 +21,92 @@ export const FREE_HANDBACKS = 3;
  * requested ends CANCELLED instead.
  */
 export async function failAttempt(
-  uow: UnitOfWork, wf: WorkflowEntity, task: TaskEntity, error: TaskErrorInfo, retryable: boolean, report: ReportFields, outcome: LeaseOutcome, handBack = false,
+  uow: UnitOfWork,
+  wf: WorkflowEntity,
+  task: TaskEntity,
+  error: TaskErrorInfo,
+  retryable: boolean,
+  report: ReportFields,
+  outcome: LeaseOutcome,
+  handBack = false,
 ): Promise<void> {
   const { repos } = uow;
   uow.leaseEnded(task);
   if (task.cancel_requested) {
-    const set = { error: { code: 'CANCELLED', message: `cancelled on request (${error.message})` }, ...reportSet(report), lease_outcome: outcome };
-    const moved = await repos.transitions.tasks({ ids: [task.id], from: ['RUNNING'], to: 'CANCELLED', set, reason: 'cancel requested', known: task });
-    if (moved.length) uow.record({ kind: 'settled', wf, tasks: [Object.assign(task, set, { state: 'CANCELLED' as const, finished_at: uow.now })] });
+    const set = {
+      error: { code: 'CANCELLED', message: `cancelled on request (${error.message})` },
+      ...reportSet(report),
+      lease_outcome: outcome,
+    };
+    const moved = await repos.transitions.tasks({
+      ids: [task.id],
+      from: ['RUNNING'],
+      to: 'CANCELLED',
+      set,
+      reason: 'cancel requested',
+      known: task,
+    });
+    if (moved.length)
+      uow.record({
+        kind: 'settled',
+        wf,
+        tasks: [Object.assign(task, set, { state: 'CANCELLED' as const, finished_at: uow.now })],
+      });
     return;
   }
   // A worker that stopped mid-task hands it back: that attempt says nothing about the
   // task, so it runs again at once outside its retry budget (a few times; see FREE_HANDBACKS).
   // Only a registered worker may (the hand-back marks it stopping: LeaseService.fail), or
   // the API itself (`handBack`: a lease it could not deliver).
-  const interrupted = (handBack || (error.code === INTERRUPTED_CODE && task.worker_id !== null)) && task.handbacks < FREE_HANDBACKS;
+  const interrupted =
+    (handBack || (error.code === INTERRUPTED_CODE && task.worker_id !== null)) && task.handbacks < FREE_HANDBACKS;
   const counted = task.attempt - task.handbacks; // attempts the retry policy counts
   if (retryable && (interrupted || hasRetryLeft(task.retry, counted)) && !isTerminalWorkflow(wf.state)) {
     const delayMs = interrupted ? 0 : retryDelayMs(task.retry, counted);
     const handbacks = task.handbacks + (interrupted ? 1 : 0);
     const moved = await repos.transitions.tasks({
-      ids: [task.id], from: ['RUNNING'], to: 'READY',
-      set: { attempt: task.attempt + 1, handbacks, ready_at: uow.now + delayMs, error, ...reportSet(report), lease_outcome: outcome, worker_id: null },
-      guard: { attempt: task.attempt }, reason: `attempt ${task.attempt} failed: ${error.code ?? 'ERROR'}; retry in ${delayMs} ms`,
+      ids: [task.id],
+      from: ['RUNNING'],
+      to: 'READY',
+      set: {
+        attempt: task.attempt + 1,
+        handbacks,
+        ready_at: uow.now + delayMs,
+        error,
+        ...reportSet(report),
+        lease_outcome: outcome,
+        worker_id: null,
+      },
+      guard: { attempt: task.attempt },
+      reason: `attempt ${task.attempt} failed: ${error.code ?? 'ERROR'}; retry in ${delayMs} ms`,
       known: { workflow_id: task.workflow_id, attempt: task.attempt + 1 },
     });
     if (moved.length && wf.state === 'RUNNING') uow.taskReady({ ...task, attempt: task.attempt + 1 }, delayMs);
     return;
   }
   const set = { error, ...reportSet(report), lease_outcome: outcome };
-  const moved = await repos.transitions.tasks({ ids: [task.id], from: ['RUNNING'], to: 'ERROR', set, reason: `failed: ${error.code ?? 'ERROR'}`, known: task });
-  if (moved.length) uow.record({ kind: 'failed-for-good', wf, task: Object.assign(task, set, { state: 'ERROR' as const, finished_at: uow.now }) });
+  const moved = await repos.transitions.tasks({
+    ids: [task.id],
+    from: ['RUNNING'],
+    to: 'ERROR',
+    set,
+    reason: `failed: ${error.code ?? 'ERROR'}`,
+    known: task,
+  });
+  if (moved.length)
+    uow.record({
+      kind: 'failed-for-good',
+      wf,
+      task: Object.assign(task, set, { state: 'ERROR' as const, finished_at: uow.now }),
+    });
 }
 
 /** A task is ERROR with no retry left: its matching on_error handlers start, or the failure is unhandled. */
 export async function failedForGood(uow: UnitOfWork, wf: WorkflowEntity, task: TaskEntity): Promise<void> {
   uow.endedAny = true;
-  const entry = isTerminalWorkflow(wf.state) ? undefined : matchOnError(task.on_error, task.error?.code, task.exit_code);
+  const entry = isTerminalWorkflow(wf.state)
+    ? undefined
+    : matchOnError(task.on_error, task.error?.code, task.exit_code);
   if (entry && (await startHandlers(uow, wf, task, entry.run as unknown as TaskSpecLike[]))) {
     uow.tasksFinished([task.id]);
     return;
@@ -78,7 +127,9 @@ export async function handlerSettled(uow: UnitOfWork, wf: WorkflowEntity, parent
   if (handlers.some((h) => h.state === 'WAITING' || h.state === 'READY' || h.state === 'RUNNING' || h.handling)) return;
   const handled = handlers.every((h) => h.state === 'SUCCESS' || (h.state === 'ERROR' && h.handled));
   const moved = await repos.transitions.tasks({
-    ids: [parentId], from: ['ERROR'], flags: { handling: false, handled },
+    ids: [parentId],
+    from: ['ERROR'],
+    flags: { handling: false, handled },
     reason: handled ? 'every on_error handler succeeded: handled' : 'an on_error handler failed: unhandled',
   });
   if (moved.length === 0) return;
@@ -87,8 +138,16 @@ export async function handlerSettled(uow: UnitOfWork, wf: WorkflowEntity, parent
   uow.record({ kind: 'settled', wf, tasks: [parent] });
 }
 
-async function startHandlers(uow: UnitOfWork, wf: WorkflowEntity, task: TaskEntity, run: TaskSpecLike[]): Promise<boolean> {
-  const failure = { error: task.error, failed_task: { id: task.id, name: task.name, attempt: task.attempt, exit_code: task.exit_code } };
+async function startHandlers(
+  uow: UnitOfWork,
+  wf: WorkflowEntity,
+  task: TaskEntity,
+  run: TaskSpecLike[],
+): Promise<boolean> {
+  const failure = {
+    error: task.error,
+    failed_task: { id: task.id, name: task.name, attempt: task.attempt, exit_code: task.exit_code },
+  };
   // A task that fails again after a rerun runs its handlers again, under suffixed names.
   const wanted = run.map((r) => r.name).filter((n): n is string => !!n);
   const used = await uow.repos.tasks.existingNames(wf.id, wanted);
@@ -100,14 +159,25 @@ async function startHandlers(uow: UnitOfWork, wf: WorkflowEntity, task: TaskEnti
     input: { ...(r.input ?? {}), ...failure },
   }));
   try {
-    await addTasks(uow, wf, specs, { kind: 'handler', parentId: task.id, engineAdded: true, createdBy: task.created_by });
+    await addTasks(uow, wf, specs, {
+      kind: 'handler',
+      parentId: task.id,
+      engineAdded: true,
+      createdBy: task.created_by,
+    });
   } catch (e) {
     uow.logger.event('warn', 'engine', 'on_error handlers could not be added; the failure is unhandled', {
-      task_id: task.id, error: e instanceof Error ? e.message : String(e),
+      task_id: task.id,
+      error: e instanceof Error ? e.message : String(e),
     });
     return false;
   }
-  await uow.repos.transitions.tasks({ ids: [task.id], from: ['ERROR'], flags: { handling: true }, reason: `on_error handlers started: ${specs.length}` });
+  await uow.repos.transitions.tasks({
+    ids: [task.id],
+    from: ['ERROR'],
+    flags: { handling: true },
+    reason: `on_error handlers started: ${specs.length}`,
+  });
   task.handling = true;
   return true;
 }

@@ -28,7 +28,10 @@ export async function evaluate(uow: UnitOfWork, wf: WorkflowEntity, waiting: rea
   for (const task of tasks) {
     const missing = task.data_requires.filter((k) => !data.written.has(k));
     const verdict = evaluateReadiness({
-      task, byName, tags: selection(task.requires_tags), sealed: wf.sealed,
+      task,
+      byName,
+      tags: selection(task.requires_tags),
+      sealed: wf.sealed,
       data: { missing, unproducible: missing.filter((k) => !data.producible.has(k)) },
     });
     switch (verdict.kind) {
@@ -41,7 +44,8 @@ export async function evaluate(uow: UnitOfWork, wf: WorkflowEntity, waiting: rea
         break;
       case 'dead': {
         const key = `${verdict.code}\n${verdict.message}`;
-        const group = dead.get(key) ?? dead.set(key, { code: verdict.code, message: verdict.message, tasks: [] }).get(key)!;
+        const group =
+          dead.get(key) ?? dead.set(key, { code: verdict.code, message: verdict.message, tasks: [] }).get(key)!;
         group.tasks.push(task);
         break;
       }
@@ -51,7 +55,15 @@ export async function evaluate(uow: UnitOfWork, wf: WorkflowEntity, waiting: rea
   }
   if (early.length > 0) await repos.tasks.holdUntilNotBefore(early.map((t) => t.id));
   if (ready.length > 0) {
-    const moved = new Set(await repos.transitions.tasks({ ids: ready.map((t) => t.id), from: ['WAITING'], to: 'READY', set: { ready_at: uow.now }, reason: 'dependencies met' }));
+    const moved = new Set(
+      await repos.transitions.tasks({
+        ids: ready.map((t) => t.id),
+        from: ['WAITING'],
+        to: 'READY',
+        set: { ready_at: uow.now },
+        reason: 'dependencies met',
+      }),
+    );
     for (const t of ready) {
       if (!moved.has(t.id)) continue;
       Object.assign(t, { state: 'READY', ready_at: uow.now, updated_at: uow.now });
@@ -62,7 +74,15 @@ export async function evaluate(uow: UnitOfWork, wf: WorkflowEntity, waiting: rea
   const skipped: TaskEntity[] = [];
   for (const { code, message, tasks: group } of dead.values()) {
     const error = { code, message };
-    const moved = new Set(await repos.transitions.tasks({ ids: group.map((t) => t.id), from: ['WAITING'], to: 'SKIPPED', set: { error }, reason: message }));
+    const moved = new Set(
+      await repos.transitions.tasks({
+        ids: group.map((t) => t.id),
+        from: ['WAITING'],
+        to: 'SKIPPED',
+        set: { error },
+        reason: message,
+      }),
+    );
     for (const t of group) {
       if (!moved.has(t.id)) continue;
       Object.assign(t, { state: 'SKIPPED', error, finished_at: uow.now, updated_at: uow.now });
@@ -122,10 +142,20 @@ export async function settled(uow: UnitOfWork, wf: WorkflowEntity): Promise<void
  * dead member kills its selectors at once.
  */
 export async function release(uow: UnitOfWork, wf: WorkflowEntity, tasks: readonly TaskEntity[]): Promise<void> {
-  uow.tasksFinished(tasks.map((t) => t.id), tasks);
+  uow.tasksFinished(
+    tasks.map((t) => t.id),
+    tasks,
+  );
   if (hasEnded(wf)) return;
-  const open = await uow.repos.deps.tagsWithOpenMembers(wf.id, unique(tasks.filter((t) => !isDead(t)).flatMap((t) => t.tags)));
-  const releasing = tasks.map((t) => ({ name: t.name, produces: t.produces, tags: isDead(t) ? t.tags : t.tags.filter((tag) => !open.has(tag)) }));
+  const open = await uow.repos.deps.tagsWithOpenMembers(
+    wf.id,
+    unique(tasks.filter((t) => !isDead(t)).flatMap((t) => t.tags)),
+  );
+  const releasing = tasks.map((t) => ({
+    name: t.name,
+    produces: t.produces,
+    tags: isDead(t) ? t.tags : t.tags.filter((tag) => !open.has(tag)),
+  }));
   await evaluateIds(uow, wf, await uow.repos.deps.dependentsOf(wf.id, releasing));
 }
 
@@ -138,13 +168,30 @@ export async function dataWritten(uow: UnitOfWork, wf: WorkflowEntity, key: stri
  * WAITING tasks that can never run fail with DEADLOCK (one guarded UPDATE per reason, 500
  * rows a statement); each one's on_error and the workflow's on_failure then apply.
  */
-export async function deadlock(uow: UnitOfWork, wf: WorkflowEntity, byReason: ReadonlyMap<string, readonly TaskEntity[]>): Promise<void> {
+export async function deadlock(
+  uow: UnitOfWork,
+  wf: WorkflowEntity,
+  byReason: ReadonlyMap<string, readonly TaskEntity[]>,
+): Promise<void> {
   for (const [message, tasks] of byReason) {
     const error = { code: 'DEADLOCK', message };
-    const moved = new Set(await uow.repos.transitions.tasks({ ids: tasks.map((t) => t.id), from: ['WAITING'], to: 'ERROR', set: { error }, reason: `deadlock: ${message}` }));
+    const moved = new Set(
+      await uow.repos.transitions.tasks({
+        ids: tasks.map((t) => t.id),
+        from: ['WAITING'],
+        to: 'ERROR',
+        set: { error },
+        reason: `deadlock: ${message}`,
+      }),
+    );
     if (moved.size === 0) continue;
     const ids = tasks.filter((t) => moved.has(t.id)).map((t) => t.id);
-    uow.logger.event('warn', 'engine', 'tasks can never run', { workflow_id: wf.id, count: ids.length, task_ids: ids.slice(0, 20), reason: message });
+    uow.logger.event('warn', 'engine', 'tasks can never run', {
+      workflow_id: wf.id,
+      count: ids.length,
+      task_ids: ids.slice(0, 20),
+      reason: message,
+    });
     uow.endedAny = true;
     for (const task of tasks) {
       if (!moved.has(task.id)) continue;
@@ -155,11 +202,16 @@ export async function deadlock(uow: UnitOfWork, wf: WorkflowEntity, byReason: Re
 }
 
 /** Which of `keys` are written, and which missing ones an unfinished task still declares it produces. */
-async function dataState(uow: UnitOfWork, wf: WorkflowEntity, keys: string[]): Promise<{ written: Set<string>; producible: Set<string> }> {
+async function dataState(
+  uow: UnitOfWork,
+  wf: WorkflowEntity,
+  keys: string[],
+): Promise<{ written: Set<string>; producible: Set<string> }> {
   const written = await uow.repos.data.written(wf.id, keys);
   const missing = keys.filter((k) => !written.has(k));
   // Only a sealed workflow can know that no task will ever produce a key.
-  const producible = missing.length > 0 && wf.sealed ? await uow.repos.deps.producible(wf.id, missing) : new Set<string>();
+  const producible =
+    missing.length > 0 && wf.sealed ? await uow.repos.deps.producible(wf.id, missing) : new Set<string>();
   return { written, producible };
 }
 

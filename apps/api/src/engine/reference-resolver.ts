@@ -26,13 +26,16 @@ export class ReferenceResolver {
         case 'task': {
           const t = byName.get(ref.task);
           if (!t) return { found: false, reason: `there is no task ${ref.task}` };
-          if (t.state !== 'SUCCESS') return { found: false, reason: `task ${ref.task} has no output (it is ${t.state})` };
+          if (t.state !== 'SUCCESS')
+            return { found: false, reason: `task ${ref.task} has no output (it is ${t.state})` };
           return readPath(t.output ?? {}, ref.path);
         }
         case 'workflow':
           return readPath(wf?.input ?? {}, ref.path);
         case 'data':
-          return byKey.has(ref.key) ? { found: true, value: byKey.get(ref.key) } : { found: false, reason: `data key ${ref.key} is not written` };
+          return byKey.has(ref.key)
+            ? { found: true, value: byKey.get(ref.key) }
+            : { found: false, reason: `data key ${ref.key} is not written` };
       }
     };
     return resolveReferences(task.input, lookup);

@@ -21,7 +21,10 @@ export function tail(raw: string | null | undefined): string | null {
   const text = storableText(raw);
   if (Buffer.byteLength(text) <= LOG_TAIL) return text;
   const buf = Buffer.from(text);
-  return buf.subarray(buf.length - LOG_TAIL).toString('utf8').replace(/^\uFFFD+/, '');
+  return buf
+    .subarray(buf.length - LOG_TAIL)
+    .toString('utf8')
+    .replace(/^\uFFFD+/, '');
 }
 
 /** The columns a report writes besides the outcome. */

@@ -17,7 +17,10 @@ export interface Completion {
  * once per workflow for all its tasks of the batch.
  */
 export async function markCompleted(uow: UnitOfWork, completions: readonly Completion[]): Promise<void> {
-  const items = completions.map(({ task, output, report }) => ({ task, set: { output, ...reportSet(report), lease_outcome: 'complete' as const, error: null } }));
+  const items = completions.map(({ task, output, report }) => ({
+    task,
+    set: { output, ...reportSet(report), lease_outcome: 'complete' as const, error: null },
+  }));
   await uow.repos.transitions.each('RUNNING', 'SUCCESS', items, 'completed');
   const byWorkflow = new Map<string, { wf: WorkflowEntity; tasks: TaskEntity[] }>();
   for (const { wf, task, output } of completions) {
@@ -35,7 +38,13 @@ export async function markCompleted(uow: UnitOfWork, completions: readonly Compl
 }
 
 /** Writes a data key (never blocks): the tasks reading it are evaluated, and blocked reads anywhere woken after commit. */
-export async function writeData(uow: UnitOfWork, wf: WorkflowEntity, key: string, value: unknown, taskId: string | null): Promise<void> {
+export async function writeData(
+  uow: UnitOfWork,
+  wf: WorkflowEntity,
+  key: string,
+  value: unknown,
+  taskId: string | null,
+): Promise<void> {
   await uow.repos.data.write(wf.id, key, value, taskId, uow.now);
   uow.dataWritten(wf.id, key);
   uow.record({ kind: 'data-written', wf, key });

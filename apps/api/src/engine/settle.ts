@@ -20,7 +20,8 @@ export async function settle(uow: UnitOfWork): Promise<void> {
       // through the waiting tasks starts again from the first, whatever replica walks it
       // and however far it had come, so the mark goes only after a whole walk begun after
       // this release (readiness.ts continueSettling). Until then it is not done nor stuck.
-      if (uow.isDeferred(wf.id) && !(wf.settle_pending && wf.settle_after === '')) await uow.repos.workflows.setSettle(wf, true, '');
+      if (uow.isDeferred(wf.id) && !(wf.settle_pending && wf.settle_after === ''))
+        await uow.repos.workflows.setSettle(wf, true, '');
       if (!wf.settle_pending) await checkWorkflow(uow, wf);
     }
   }
@@ -37,7 +38,8 @@ async function apply(uow: UnitOfWork, fact: Fact): Promise<void> {
     case 'failed-for-good':
       return failedForGood(uow, fact.wf, fact.task);
     case 'settled':
-      for (const t of fact.tasks) if (t.kind === 'handler' && t.parent_task_id) await handlerSettled(uow, fact.wf, t.parent_task_id);
+      for (const t of fact.tasks)
+        if (t.kind === 'handler' && t.parent_task_id) await handlerSettled(uow, fact.wf, t.parent_task_id);
       return release(uow, fact.wf, fact.tasks);
   }
 }

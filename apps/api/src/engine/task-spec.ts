@@ -1,6 +1,22 @@
 import { randomUUID } from 'node:crypto';
-import { canonicalTags, collectReferences, LIMITS, newId, normalizeRetry, tagsetId, type RetryPolicy } from '@tagflow/domain';
-import type { ActionSpec, CallbackTarget, CreatedBy, JsonObject, TaskEntity, TaskKind, WorkflowEntity } from '@tagflow/persistence';
+import {
+  canonicalTags,
+  collectReferences,
+  LIMITS,
+  newId,
+  normalizeRetry,
+  tagsetId,
+  type RetryPolicy,
+} from '@tagflow/domain';
+import type {
+  ActionSpec,
+  CallbackTarget,
+  CreatedBy,
+  JsonObject,
+  TaskEntity,
+  TaskKind,
+  WorkflowEntity,
+} from '@tagflow/persistence';
 
 /** A task as the engine adds it: every default filled in. */
 export interface NewTask {
@@ -69,11 +85,16 @@ export function normalizeSpec(spec: TaskSpecLike): NewTask {
     timeout_s: spec.timeout_s ?? null,
     lease_s: spec.lease_s ?? LIMITS.defaultLeaseSeconds,
     // Handler specs are kept as plain JSON (class instances would not survive the column).
-    on_error: (spec.on_error ?? []).map((e) => ({ ...(e.codes ? { codes: [...e.codes] } : {}), run: e.run.map((r) => toPlain(r)) })),
+    on_error: (spec.on_error ?? []).map((e) => ({
+      ...(e.codes ? { codes: [...e.codes] } : {}),
+      run: e.run.map((r) => toPlain(r)),
+    })),
     revert: spec.revert ? { ...spec.revert } : null,
     not_before: typeof spec.not_before === 'string' ? Date.parse(spec.not_before) : (spec.not_before ?? null),
     priority: spec.priority ?? 0,
-    callback: spec.callback ? { url: spec.callback.url, ...(spec.callback.secret ? { secret: spec.callback.secret } : {}) } : null,
+    callback: spec.callback
+      ? { url: spec.callback.url, ...(spec.callback.secret ? { secret: spec.callback.secret } : {}) }
+      : null,
   };
 }
 
@@ -112,7 +133,14 @@ export function handlerNames(task: Pick<NewTask, 'on_error'>): string[] {
   return [...names];
 }
 
-export function buildTaskEntity(wf: Pick<WorkflowEntity, 'id' | 'namespace'>, t: NewTask, kind: TaskKind, parentId: string | null, now: number, createdBy: CreatedBy | null): TaskEntity {
+export function buildTaskEntity(
+  wf: Pick<WorkflowEntity, 'id' | 'namespace'>,
+  t: NewTask,
+  kind: TaskKind,
+  parentId: string | null,
+  now: number,
+  createdBy: CreatedBy | null,
+): TaskEntity {
   return {
     id: newId(now),
     workflow_id: wf.id,

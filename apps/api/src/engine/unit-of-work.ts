@@ -25,7 +25,15 @@ export type Fact =
  */
 export type Effect =
   /** `tags`: as its queue knows them, its namespace's tag included. */
-  | { kind: 'task-ready'; taskId: string; attempt: number; tagsetId: string; tags: readonly string[]; delayMs: number; priority: number }
+  | {
+      kind: 'task-ready';
+      taskId: string;
+      attempt: number;
+      tagsetId: string;
+      tags: readonly string[];
+      delayMs: number;
+      priority: number;
+    }
   | { kind: 'task-finished'; taskId: string }
   | { kind: 'lease-ended'; tagsetId: string; taskId: string; attempt: number; token: string }
   | { kind: 'data-written'; workflowId: string; key: string }
@@ -133,8 +141,19 @@ export class UnitOfWork {
 
   // ------------------------------------------------------------ effects
 
-  taskReady(t: Pick<TaskEntity, 'id' | 'namespace' | 'attempt' | 'tagset_id' | 'tags' | 'priority'>, delayMs = 0): void {
-    this.effects.push({ kind: 'task-ready', taskId: t.id, attempt: t.attempt, tagsetId: t.tagset_id, tags: queueTags(t.namespace, t.tags), delayMs, priority: t.priority });
+  taskReady(
+    t: Pick<TaskEntity, 'id' | 'namespace' | 'attempt' | 'tagset_id' | 'tags' | 'priority'>,
+    delayMs = 0,
+  ): void {
+    this.effects.push({
+      kind: 'task-ready',
+      taskId: t.id,
+      attempt: t.attempt,
+      tagsetId: t.tagset_id,
+      tags: queueTags(t.namespace, t.tags),
+      delayMs,
+      priority: t.priority,
+    });
   }
 
   /**
@@ -166,7 +185,14 @@ export class UnitOfWork {
   /** The attempt's lease ended: its job leaves the queue. */
   leaseEnded(t: Pick<TaskEntity, 'id' | 'namespace' | 'attempt' | 'tagset_id' | 'lease_token'>): void {
     this.leasesEndedIn.add(t.namespace);
-    if (t.lease_token) this.effects.push({ kind: 'lease-ended', tagsetId: t.tagset_id, taskId: t.id, attempt: t.attempt, token: t.lease_token });
+    if (t.lease_token)
+      this.effects.push({
+        kind: 'lease-ended',
+        tagsetId: t.tagset_id,
+        taskId: t.id,
+        attempt: t.attempt,
+        token: t.lease_token,
+      });
   }
 
   dataWritten(workflowId: string, key: string): void {

@@ -14,7 +14,8 @@ export class HealthController {
   ) {}
 
   /** 200 when the database and Redis both answer, else 503 naming the one that does not. */
-  @Get('health') @Public()
+  @Get('health')
+  @Public()
   async health(@Res() res: Response): Promise<void> {
     const check = async (fn: () => Promise<void>) => {
       try {
@@ -26,7 +27,9 @@ export class HealthController {
     };
     const [database, redis] = await Promise.all([check(() => this.db.ping()), check(() => this.redis.ping())]);
     const ok = database === 'ok' && redis === 'ok';
-    res.status(ok ? HttpStatus.OK : HttpStatus.SERVICE_UNAVAILABLE).json({ status: ok ? 'ok' : 'unavailable', database, redis });
+    res
+      .status(ok ? HttpStatus.OK : HttpStatus.SERVICE_UNAVAILABLE)
+      .json({ status: ok ? 'ok' : 'unavailable', database, redis });
   }
 }
 

@@ -13,12 +13,14 @@ export class LimitsController {
   constructor(private readonly limits: LimitsService) {}
 
   /** The namespace's limits, by tag, each with its RUNNING and held tasks. */
-  @Get() @Allow(READERS)
+  @Get()
+  @Allow(READERS)
   list(@NamespaceOf() ns: string) {
     return this.limits.list(ns);
   }
 
-  @Get(':tag') @Allow(READERS)
+  @Get(':tag')
+  @Allow(READERS)
   get(@Param('tag') tag: string, @NamespaceOf() ns: string) {
     return this.limits.get(ns, tag);
   }
@@ -28,13 +30,16 @@ export class LimitsController {
    * RUNNING at once in the namespace. An operator's key needs the grant `*`: a limit holds
    * every task carrying the tag, whatever its other tags.
    */
-  @Put(':tag') @Allow(OPERATORS)
+  @Put(':tag')
+  @Allow(OPERATORS)
   put(@Param('tag') tag: string, @Body() dto: PutLimitDto, @NamespaceOf() ns: string, @CallerOf() caller: Caller) {
     checkLimitGrants(caller, tag);
     return this.limits.put(ns, tag, dto.max_running);
   }
 
-  @Delete(':tag') @HttpCode(204) @Allow(OPERATORS)
+  @Delete(':tag')
+  @HttpCode(204)
+  @Allow(OPERATORS)
   async remove(@Param('tag') tag: string, @NamespaceOf() ns: string, @CallerOf() caller: Caller) {
     checkLimitGrants(caller, tag);
     await this.limits.remove(ns, tag);
@@ -47,5 +52,9 @@ export class LimitsController {
  */
 function checkLimitGrants(caller: Caller, tag: string): void {
   if (caller.kind !== 'key' || caller.role === 'admin' || granted(caller.grants, '*')) return;
-  throw new ApiError(HttpStatus.FORBIDDEN, `key ${caller.keyName} may not set or remove the limit on ${tag}: a namespace-wide limit holds every task with the tag, so it needs the grant * (grants: ${caller.grants.join(', ')})`, { tag });
+  throw new ApiError(
+    HttpStatus.FORBIDDEN,
+    `key ${caller.keyName} may not set or remove the limit on ${tag}: a namespace-wide limit holds every task with the tag, so it needs the grant * (grants: ${caller.grants.join(', ')})`,
+    { tag },
+  );
 }

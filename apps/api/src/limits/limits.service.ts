@@ -35,8 +35,13 @@ export class LimitsService {
     checkTag(tag);
     await this.engine.inTransaction(async (uow) => {
       const scope = { namespace, workflow_id: '', tag };
-      if (!(await uow.repos.limits.get(scope)) && (await uow.repos.limits.count(namespace)) >= LIMITS.limitsPerNamespace) {
-        throw unprocessable(`namespace ${namespace} already has ${LIMITS.limitsPerNamespace} limits, the most it may have`);
+      if (
+        !(await uow.repos.limits.get(scope)) &&
+        (await uow.repos.limits.count(namespace)) >= LIMITS.limitsPerNamespace
+      ) {
+        throw unprocessable(
+          `namespace ${namespace} already has ${LIMITS.limitsPerNamespace} limits, the most it may have`,
+        );
       }
       await uow.repos.limits.put({ ...scope, max_running: maxRunning }, uow.now);
       await releaseHeld(uow, [namespace]);
@@ -57,7 +62,9 @@ export class LimitsService {
 
 function checkTag(tag: string): void {
   if (tag.length > LIMITS.tagMaxLength || !LIMITS.tagPattern.test(tag)) {
-    throw badRequest(`tag must be at most ${LIMITS.tagMaxLength} characters matching ${LIMITS.tagPattern.source}`, [{ field: 'tag', errors: ['invalid tag'] }]);
+    throw badRequest(`tag must be at most ${LIMITS.tagMaxLength} characters matching ${LIMITS.tagPattern.source}`, [
+      { field: 'tag', errors: ['invalid tag'] },
+    ]);
   }
 }
 
@@ -67,8 +74,12 @@ export async function view(repos: Repositories, rows: readonly LimitRow[]): Prom
   return rows.map((r) => {
     const u = usage.get(limitKeyOf(r))!;
     return {
-      tag: r.tag, max_running: r.max_running, running: u.running, held: u.held,
-      created_at: new Date(r.created_at).toISOString(), updated_at: new Date(r.updated_at).toISOString(),
+      tag: r.tag,
+      max_running: r.max_running,
+      running: u.running,
+      held: u.held,
+      created_at: new Date(r.created_at).toISOString(),
+      updated_at: new Date(r.updated_at).toISOString(),
     };
   });
 }

@@ -45,15 +45,22 @@ export class LongWaits implements BeforeApplicationShutdown {
 
   constructor(bus: Bus, metrics: MetricsService) {
     metrics.gauge('tagflow_polls_waiting', 'Long-polls parked in this replica.', () => this.byTags.size);
-    metrics.gauge('tagflow_data_reads_waiting', 'Blocking data-space reads parked in this replica.', () => this.count('data:'));
-    metrics.gauge('tagflow_task_waits_waiting', 'GET /tasks/:id?wait_s long-polls parked in this replica.', () => this.count('task:'));
-    metrics.gauge('tagflow_streams_following', 'Live output and workflow event streams followed in this replica.', () => this.count('log:') + this.count('workflow:'));
+    metrics.gauge('tagflow_data_reads_waiting', 'Blocking data-space reads parked in this replica.', () =>
+      this.count('data:'),
+    );
+    metrics.gauge('tagflow_task_waits_waiting', 'GET /tasks/:id?wait_s long-polls parked in this replica.', () =>
+      this.count('task:'),
+    );
+    metrics.gauge(
+      'tagflow_streams_following',
+      'Live output and workflow event streams followed in this replica.',
+      () => this.count('log:') + this.count('workflow:'),
+    );
     bus.onEvent((event) => {
       if (event.type === 'task-finished') {
         this.wakeKey(LongWaits.task(event.task));
         this.wakeKey(LongWaits.log(event.task));
-      }
-      else if (event.type === 'data-written') this.wakeKey(LongWaits.data(event.workflow, event.key));
+      } else if (event.type === 'data-written') this.wakeKey(LongWaits.data(event.workflow, event.key));
       else if (event.type === 'ready') this.wakeTags(asQueueTags(event.tags));
       else if (event.type === 'log-appended') this.wakeKey(LongWaits.log(event.task));
       else if (event.type === 'workflow-finished') this.wakeKey(LongWaits.workflow(event.workflow));
@@ -77,7 +84,13 @@ export class LongWaits implements BeforeApplicationShutdown {
    * `handle.wake`, set here, wakes this wait alone (a task handed to this very poll).
    * `stop` ends the wait early (its caller's access ended).
    */
-  async until<T>(on: WaitOn, deadline: number, check: () => Promise<T | undefined>, handle?: { wake?: () => void }, stop?: AbortSignal): Promise<T | undefined> {
+  async until<T>(
+    on: WaitOn,
+    deadline: number,
+    check: () => Promise<T | undefined>,
+    handle?: { wake?: () => void },
+    stop?: AbortSignal,
+  ): Promise<T | undefined> {
     const waiter: Waiter = { tags: 'tags' in on ? on.tags : [], signalled: false, wake: null };
     if (handle) handle.wake = () => signal(waiter);
     const stopped = () => signal(waiter);

@@ -20,7 +20,8 @@ type Parks = (req: Request) => boolean;
  * `overLimit`, a request over the limit is not refused: `overLimit` makes it one that does
  * not park (report-and-poll: its reports are applied and its poll answered at once).
  */
-export const LongWait = (parks: Parks, overLimit?: (req: Request) => void) => SetMetadata(LONG_WAIT, { parks, overLimit });
+export const LongWait = (parks: Parks, overLimit?: (req: Request) => void) =>
+  SetMetadata(LONG_WAIT, { parks, overLimit });
 
 /** A followed stream: counted apart, against STREAMS_PER_CREDENTIAL (each costs the API a look at the database every second or so). */
 export const FollowedStream = (parks: Parks) => SetMetadata(LONG_WAIT, { parks, stream: true });
@@ -45,12 +46,23 @@ export class WaitLimitInterceptor implements NestInterceptor {
   private readonly parked = new Map<string, number>();
   private readonly refused: () => void;
 
-  constructor(private readonly reflector: Reflector, private readonly config: AppConfig, private readonly live: LiveAccess, metrics: MetricsService) {
-    this.refused = metrics.counter('tagflow_long_waits_refused_total', 'Long-polls and blocking reads refused with 429: their credential had LONG_WAITS_PER_CREDENTIAL parked.');
+  constructor(
+    private readonly reflector: Reflector,
+    private readonly config: AppConfig,
+    private readonly live: LiveAccess,
+    metrics: MetricsService,
+  ) {
+    this.refused = metrics.counter(
+      'tagflow_long_waits_refused_total',
+      'Long-polls and blocking reads refused with 429: their credential had LONG_WAITS_PER_CREDENTIAL parked.',
+    );
   }
 
   intercept(ctx: ExecutionContext, next: CallHandler): Observable<unknown> {
-    const rule = this.reflector.get<{ parks: Parks; overLimit?: (req: Request) => void; stream?: boolean } | undefined>(LONG_WAIT, ctx.getHandler());
+    const rule = this.reflector.get<{ parks: Parks; overLimit?: (req: Request) => void; stream?: boolean } | undefined>(
+      LONG_WAIT,
+      ctx.getHandler(),
+    );
     const req = ctx.switchToHttp().getRequest<Request & Record<symbol, Caller | AbortSignal | undefined>>();
     if (!rule || !rule.parks(req)) return next.handle();
     const caller = req[CALLER] as Caller | undefined;
@@ -63,15 +75,19 @@ export class WaitLimitInterceptor implements NestInterceptor {
     }
     if (n >= max) {
       this.refused();
-      throw new RateLimited(rule.stream
-        ? `this credential already follows ${n} streams on this API replica, the most STREAMS_PER_CREDENTIAL allows; close one first`
-        : `this credential already has ${n} requests waiting on this API replica (long-polls, blocking reads), the most LONG_WAITS_PER_CREDENTIAL allows; send this one once one of them is answered`, 1);
+      throw new RateLimited(
+        rule.stream
+          ? `this credential already follows ${n} streams on this API replica, the most STREAMS_PER_CREDENTIAL allows; close one first`
+          : `this credential already has ${n} requests waiting on this API replica (long-polls, blocking reads), the most LONG_WAITS_PER_CREDENTIAL allows; send this one once one of them is answered`,
+        1,
+      );
     }
     this.parked.set(owner, n + 1);
     const access = this.live.watch(caller);
     req[ACCESS_ENDS] = access.signal;
     // Whatever the wait came to (an answer, a 404 pending), a key that ended gets 401.
-    const ended = () => new ApiError(HttpStatus.UNAUTHORIZED, `${(access.signal.reason as Error).message}; the request ended`);
+    const ended = () =>
+      new ApiError(HttpStatus.UNAUTHORIZED, `${(access.signal.reason as Error).message}; the request ended`);
     return next.handle().pipe(
       map((body: unknown) => {
         if (access.signal.aborted) throw ended();

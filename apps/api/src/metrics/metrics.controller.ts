@@ -9,7 +9,8 @@ export class MetricsController {
   constructor(private readonly metrics: MetricsService) {}
 
   /** Prometheus text format. */
-  @Get('metrics') @Public()
+  @Get('metrics')
+  @Public()
   @Header('content-type', 'text/plain; version=0.0.4')
   render(): string {
     return this.metrics.render();

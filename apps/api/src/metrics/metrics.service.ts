@@ -15,8 +15,14 @@ export class MetricsService {
   private readonly metrics = new Map<string, Metric>();
 
   constructor() {
-    this.gauge('process_resident_memory_bytes', 'Resident memory of this API process.', () => process.memoryUsage.rss());
-    this.gauge('nodejs_heap_used_bytes', 'JavaScript heap in use in this API process.', () => process.memoryUsage().heapUsed);
+    this.gauge('process_resident_memory_bytes', 'Resident memory of this API process.', () =>
+      process.memoryUsage.rss(),
+    );
+    this.gauge(
+      'nodejs_heap_used_bytes',
+      'JavaScript heap in use in this API process.',
+      () => process.memoryUsage().heapUsed,
+    );
   }
 
   counter(name: string, help: string): (labels?: Labels, by?: number) => void {
@@ -33,7 +39,10 @@ export class MetricsService {
    * `log`, so nothing is dropped silently.
    */
   ignored(where: string, log: (where: string, error: string) => void): (e: unknown) => void {
-    const count = this.counter('tagflow_errors_ignored_total', 'Errors a step went on without (the reconciler or a retry covers them), by where.');
+    const count = this.counter(
+      'tagflow_errors_ignored_total',
+      'Errors a step went on without (the reconciler or a retry covers them), by where.',
+    );
     return (e: unknown) => {
       count({ where });
       log(where, e instanceof Error ? e.message : String(e));

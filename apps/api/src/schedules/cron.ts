@@ -26,11 +26,18 @@ export class CronSchedule {
 }
 
 /** Why an expression and zone cannot make a schedule (for a 400), or null. `minIntervalS`: the shortest gap allowed between two ticks. */
-export function cronProblem(expression: string, timezone: string, minIntervalS = 1): { field: 'cron' | 'timezone'; message: string } | null {
+export function cronProblem(
+  expression: string,
+  timezone: string,
+  minIntervalS = 1,
+): { field: 'cron' | 'timezone'; message: string } | null {
   try {
     Intl.DateTimeFormat('en', { timeZone: timezone });
   } catch {
-    return { field: 'timezone', message: `timezone "${timezone.slice(0, 64)}" is not an IANA time zone (e.g. Europe/Berlin, UTC)` };
+    return {
+      field: 'timezone',
+      message: `timezone "${timezone.slice(0, 64)}" is not an IANA time zone (e.g. Europe/Berlin, UTC)`,
+    };
   }
   try {
     const cron = new CronSchedule(expression, timezone);
@@ -44,7 +51,11 @@ export function cronProblem(expression: string, timezone: string, minIntervalS =
     }
     if (ticks.length === 0) return { field: 'cron', message: 'cron never fires again' };
     const gap = Math.min(...ticks.slice(1).map((t, i) => t - ticks[i]));
-    if (gap < minIntervalS * 1000) return { field: 'cron', message: `cron fires every ${gap / 1000} s; the shortest interval allowed is ${minIntervalS} s (SCHEDULE_MIN_INTERVAL_S)` };
+    if (gap < minIntervalS * 1000)
+      return {
+        field: 'cron',
+        message: `cron fires every ${gap / 1000} s; the shortest interval allowed is ${minIntervalS} s (SCHEDULE_MIN_INTERVAL_S)`,
+      };
   } catch (e) {
     return { field: 'cron', message: `cron is not a cron expression: ${(e as Error).message}` };
   }

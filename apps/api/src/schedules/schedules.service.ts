@@ -43,7 +43,10 @@ export class SchedulesService {
     @Inject(JsonLogger) private readonly logger: JsonLogger,
     metrics: MetricsService,
   ) {
-    this.runs = metrics.counter('tagflow_schedule_runs_total', 'Schedule ticks acted on, by outcome (created, skipped, failed).');
+    this.runs = metrics.counter(
+      'tagflow_schedule_runs_total',
+      'Schedule ticks acted on, by outcome (created, skipped, failed).',
+    );
   }
 
   async create(dto: CreateScheduleDto, createdBy: CreatedBy | null, namespace: string): Promise<Schedule> {
@@ -54,13 +57,28 @@ export class SchedulesService {
     if (checks.length > 0) throw unprocessable(`${checks[0].field}: ${checks[0].errors[0]}`, checks);
     const now = this.db.now();
     const row: ScheduleRow = {
-      id: newId(now), namespace, name: dto.name, cron: dto.cron, timezone, overlap: dto.overlap ?? 'skip',
-      workflow: JSON.parse(JSON.stringify(dto.workflow)) as JsonObject, paused: false, paused_reason: null, next_run_at: new CronSchedule(dto.cron, timezone).next(now),
-      last_run_at: null, last_workflow_id: null, created_by: createdBy, owner_key_id: createdBy?.key_id ?? null, created_at: now, updated_at: now,
+      id: newId(now),
+      namespace,
+      name: dto.name,
+      cron: dto.cron,
+      timezone,
+      overlap: dto.overlap ?? 'skip',
+      workflow: JSON.parse(JSON.stringify(dto.workflow)) as JsonObject,
+      paused: false,
+      paused_reason: null,
+      next_run_at: new CronSchedule(dto.cron, timezone).next(now),
+      last_run_at: null,
+      last_workflow_id: null,
+      created_by: createdBy,
+      owner_key_id: createdBy?.key_id ?? null,
+      created_at: now,
+      updated_at: now,
     };
     const created = await this.db.transaction(async (repos) => {
       if ((await repos.schedules.count(namespace)) >= LIMITS.schedulesPerNamespace) {
-        throw unprocessable(`namespace ${namespace} already has ${LIMITS.schedulesPerNamespace} schedules, the most it may have`);
+        throw unprocessable(
+          `namespace ${namespace} already has ${LIMITS.schedulesPerNamespace} schedules, the most it may have`,
+        );
       }
       return repos.schedules.insert(row);
     }, now);
@@ -80,12 +98,20 @@ export class SchedulesService {
     return toScheduleResponse(s, await this.db.read().schedules.runs(id, RUNS_SHOWN));
   }
 
-  async list(namespace: string, cursor: string | undefined, limit: number): Promise<{ items: Schedule[]; next_cursor: string | null }> {
+  async list(
+    namespace: string,
+    cursor: string | undefined,
+    limit: number,
+  ): Promise<{ items: Schedule[]; next_cursor: string | null }> {
     const after = cursor ? Buffer.from(cursor, 'base64url').toString('utf8') : '';
-    if (after.length > LIMITS.nameMaxLength) throw badRequest('cursor is not a cursor this API returned', [{ field: 'cursor', errors: ['invalid cursor'] }]);
+    if (after.length > LIMITS.nameMaxLength)
+      throw badRequest('cursor is not a cursor this API returned', [{ field: 'cursor', errors: ['invalid cursor'] }]);
     const rows = await this.db.read().schedules.list(namespace, after, limit + 1);
     const items = rows.slice(0, limit);
-    return { items: items.map((s) => toScheduleResponse(s)), next_cursor: rows.length > limit ? Buffer.from(items[items.length - 1].name).toString('base64url') : null };
+    return {
+      items: items.map((s) => toScheduleResponse(s)),
+      next_cursor: rows.length > limit ? Buffer.from(items[items.length - 1].name).toString('base64url') : null,
+    };
   }
 
   async remove(id: string, namespace: string): Promise<void> {
@@ -107,7 +133,10 @@ export class SchedulesService {
   async resume(id: string, namespace: string, by: CreatedBy | null): Promise<Schedule> {
     const s = await this.find(id, namespace);
     const now = this.db.now();
-    if (s.paused) await this.db.transaction((repos) => repos.schedules.resumeAs(id, by, new CronSchedule(s.cron, s.timezone).next(now), now));
+    if (s.paused)
+      await this.db.transaction((repos) =>
+        repos.schedules.resumeAs(id, by, new CronSchedule(s.cron, s.timezone).next(now), now),
+      );
     return this.view(id, namespace);
   }
 
@@ -123,9 +152,21 @@ export class SchedulesService {
       const reason = `paused: ${o.why}`;
       await this.db.transaction(async (repos) => {
         await repos.schedules.setState(o.id, true, null, now, reason);
-        await repos.audit.add({ at: now, key_id: o.owner_key_id, key_name: reason.slice(0, 128), namespace: o.namespace, method: 'POST', path: `/v1/schedules/${o.id}/pause`, status: 200, resource_id: o.id });
+        await repos.audit.add({
+          at: now,
+          key_id: o.owner_key_id,
+          key_name: reason.slice(0, 128),
+          namespace: o.namespace,
+          method: 'POST',
+          path: `/v1/schedules/${o.id}/pause`,
+          status: 200,
+          resource_id: o.id,
+        });
       }, now);
-      this.logger.event('warn', 'schedules', 'schedule paused: its owner\'s key can no longer act', { schedule_id: o.id, reason: o.why });
+      this.logger.event('warn', 'schedules', "schedule paused: its owner's key can no longer act", {
+        schedule_id: o.id,
+        reason: o.why,
+      });
     }
     return found.length;
   }
@@ -140,7 +181,8 @@ export class SchedulesService {
       const s = await uow.repos.schedules.get(id, namespace, true);
       if (!s) throw notFound('schedule', id);
       const tick = uow.now;
-      if (!(await uow.repos.schedules.claimTick(s.id, tick, uow.now))) throw conflict(`schedule ${s.name} ran at this very millisecond; trigger it again`);
+      if (!(await uow.repos.schedules.claimTick(s.id, tick, uow.now)))
+        throw conflict(`schedule ${s.name} ran at this very millisecond; trigger it again`);
       const run = await this.runOnce(uow, s, tick);
       if (run.outcome === 'skipped') throw conflict(`schedule ${s.name}: ${run.message}`);
       if (run.outcome === 'failed') throw unprocessable(`schedule ${s.name}: ${run.message}`);
@@ -160,7 +202,12 @@ export class SchedulesService {
     for (const id of ids) {
       // The reconciler waits for this: the rest of a burst waits for its next tick.
       if (Date.now() - started > FIRE_BUDGET_MS) break;
-      await this.fire(id).catch((e: unknown) => this.logger.event('warn', 'schedules', 'could not act on a schedule tick; trying again on the next', { schedule_id: id, error: String(e) }));
+      await this.fire(id).catch((e: unknown) =>
+        this.logger.event('warn', 'schedules', 'could not act on a schedule tick; trying again on the next', {
+          schedule_id: id,
+          error: String(e),
+        }),
+      );
     }
   }
 
@@ -197,7 +244,10 @@ export class SchedulesService {
       const said = (e.getResponse() as { message?: unknown }).message;
       const message = typeof said === 'string' ? said : e.message;
       run = await act(() => Promise.resolve({ outcome: 'failed' as const, workflow_id: null, message }));
-      this.logger.event('warn', 'schedules', 'a schedule tick could not create its workflow', { schedule_id: id, error: message });
+      this.logger.event('warn', 'schedules', 'a schedule tick could not create its workflow', {
+        schedule_id: id,
+        error: message,
+      });
     }
     if (run) this.runs({ outcome: run.outcome });
   }
@@ -207,11 +257,20 @@ export class SchedulesService {
     if (s.overlap === 'skip' && s.last_workflow_id) {
       const previous = await uow.repos.workflows.get(s.last_workflow_id);
       if (previous && !isTerminalWorkflow(previous.state)) {
-        return { outcome: 'skipped', workflow_id: null, message: `the previous run, workflow ${previous.id}, is still ${previous.state}` };
+        return {
+          outcome: 'skipped',
+          workflow_id: null,
+          message: `the previous run, workflow ${previous.id}, is still ${previous.state}`,
+        };
       }
     }
     const { value: spec, errors } = await validateAs(CreateWorkflowDto, s.workflow, 'workflow');
-    if (!spec) return { outcome: 'failed', workflow_id: null, message: `the workflow spec is no longer valid: ${errors.map((e) => `${e.field}: ${e.errors.join(', ')}`).join('; ')}` };
+    if (!spec)
+      return {
+        outcome: 'failed',
+        workflow_id: null,
+        message: `the workflow spec is no longer valid: ${errors.map((e) => `${e.field}: ${e.errors.join(', ')}`).join('; ')}`,
+      };
     const wf = newWorkflowRow(spec, s.created_by, s.namespace, uow.now);
     wf.input = { ...wf.input, scheduled_at: new Date(tick).toISOString() };
     await createWorkflow(uow, wf, spec.tasks ?? []);
@@ -241,6 +300,16 @@ export function toScheduleResponse(s: ScheduleRow, runs?: readonly ScheduleRunRo
     created_by: s.created_by,
     created_at: isoOrNull(s.created_at)!,
     updated_at: isoOrNull(s.updated_at)!,
-    ...(runs ? { runs: runs.map((r) => ({ tick: new Date(r.tick).toISOString(), outcome: r.outcome, workflow_id: r.workflow_id, message: r.message, at: new Date(r.at).toISOString() })) } : {}),
+    ...(runs
+      ? {
+          runs: runs.map((r) => ({
+            tick: new Date(r.tick).toISOString(),
+            outcome: r.outcome,
+            workflow_id: r.workflow_id,
+            message: r.message,
+            at: new Date(r.at).toISOString(),
+          })),
+        }
+      : {}),
   };
 }

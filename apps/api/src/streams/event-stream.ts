@@ -13,7 +13,11 @@ export class EventStream {
   private lastWrite = Date.now();
 
   /** `ends`: the caller's access ended (its key revoked or expired): the stream stops with an `error` event. */
-  constructor(req: Request, private readonly res: Response, private readonly ends?: AbortSignal) {
+  constructor(
+    req: Request,
+    private readonly res: Response,
+    private readonly ends?: AbortSignal,
+  ) {
     res.status(200);
     res.setHeader('content-type', 'text/event-stream; charset=utf-8');
     res.setHeader('cache-control', 'no-cache, no-transform');

@@ -45,15 +45,32 @@ export class LogsService {
     this.appended = metrics.counter('tagflow_log_bytes_total', 'Bytes of live task output appended, by stream.');
   }
 
-  async append(taskId: string, lease: string, stream: LogStreamName, data: string, namespace: string): Promise<{ seq: number }> {
+  async append(
+    taskId: string,
+    lease: string,
+    stream: LogStreamName,
+    data: string,
+    namespace: string,
+  ): Promise<{ seq: number }> {
     const task = await this.leases.current(taskId, lease, namespace);
     const seq = await this.db.transaction((repos) =>
-      repos.logs.append({ task_id: task.id, workflow_id: task.workflow_id, attempt: task.attempt, stream, data: storableText(data) }, repos.now, KEEP),
+      repos.logs.append(
+        { task_id: task.id, workflow_id: task.workflow_id, attempt: task.attempt, stream, data: storableText(data) },
+        repos.now,
+        KEEP,
+      ),
     );
     this.appended({ stream }, Buffer.byteLength(data));
-    this.bus.publish([{ type: 'log-appended', task: task.id }]).catch((e: unknown) =>
-      this.logger.event('debug', 'logs', 'could not announce appended output (followers look again within a second)', { error: (e as Error).message }),
-    );
+    this.bus
+      .publish([{ type: 'log-appended', task: task.id }])
+      .catch((e: unknown) =>
+        this.logger.event(
+          'debug',
+          'logs',
+          'could not announce appended output (followers look again within a second)',
+          { error: (e as Error).message },
+        ),
+      );
     return { seq };
   }
 
@@ -62,7 +79,7 @@ export class LogsService {
     const task = await this.task(taskId, namespace);
     const attempt = this.attemptIn(task, q.attempt);
     const pieces: TaskLogEntity[] = [];
-    for (let after = 0; ; ) {
+    for (let after = 0; ;) {
       const page = await this.db.read().logs.after(task.id, attempt, after, q.stream, PAGE);
       pieces.push(...page);
       if (page.length < PAGE) break;
@@ -80,7 +97,13 @@ export class LogsService {
    * piece's seq), then each new one as it is appended, until the attempt ends: then an
    * `end` event with the task's state. Returns when done or when the client went away.
    */
-  async follow(taskId: string, q: { attempt?: number; stream?: LogStreamName }, after: number, out: EventStream, namespace: string): Promise<void> {
+  async follow(
+    taskId: string,
+    q: { attempt?: number; stream?: LogStreamName },
+    after: number,
+    out: EventStream,
+    namespace: string,
+  ): Promise<void> {
     let task = await this.task(taskId, namespace);
     const attempt = this.attemptIn(task, q.attempt);
     let sent = after > 0;
@@ -126,7 +149,8 @@ export class LogsService {
 
   private attemptIn(task: TaskEntity, asked: number | undefined): number {
     if (asked === undefined) return Math.max(1, task.attempt);
-    if (asked > Math.max(1, task.attempt)) throw notFound('attempt', `${asked} of task ${task.id} (it is at attempt ${task.attempt})`);
+    if (asked > Math.max(1, task.attempt))
+      throw notFound('attempt', `${asked} of task ${task.id} (it is at attempt ${task.attempt})`);
     return asked;
   }
 }
@@ -141,7 +165,11 @@ function attemptEnded(task: TaskEntity, attempt: number): boolean {
  * attempt reported: the task's current one once it is finished, else the one before (a
  * failed attempt's report stays on the task while the next attempt waits or runs).
  */
-function reported(task: TaskEntity, attempt: number, stream: LogStreamName | undefined): { text: string; truncated: boolean } {
+function reported(
+  task: TaskEntity,
+  attempt: number,
+  stream: LogStreamName | undefined,
+): { text: string; truncated: boolean } {
   const lastReported = isTerminalTask(task.state) ? task.attempt : task.attempt - 1;
   if (attempt !== lastReported) return { text: '', truncated: false };
   const parts = stream ? [task[stream]] : [task.stdout, task.stderr];

@@ -18,14 +18,20 @@ const follows = (req: Request) => req.query.follow === '1' || req.query.follow =
 
 export class WorkflowEventsQuery {
   /** `1`: keep streaming (`text/event-stream`) as transitions happen. */
-  @IsOptional() @IsIn(['0', '1', 'true', 'false'], { message: 'follow must be 1 or 0' })
+  @IsOptional()
+  @IsIn(['0', '1', 'true', 'false'], { message: 'follow must be 1 or 0' })
   follow?: string;
 
   /** Resume after this event id (`Last-Event-ID` does the same). */
-  @IsOptional() @IsString()
+  @IsOptional()
+  @IsString()
   after?: string;
 
-  @IsOptional() @Type(() => Number) @IsInt() @Min(1) @Max(1000)
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(1)
+  @Max(1000)
   limit?: number;
 }
 
@@ -37,10 +43,15 @@ export class WorkflowEventsQuery {
 @ApiTags('live output')
 @Controller('v1')
 export class StreamsController {
-  constructor(private readonly logs: LogsService, private readonly events: WorkflowEventsService) {}
+  constructor(
+    private readonly logs: LogsService,
+    private readonly events: WorkflowEventsService,
+  ) {}
 
   /** Appends output of the running attempt (current lease only: a stale one gets 409). */
-  @Post('tasks/:id/logs') @HttpCode(200) @Allow(WORKERS)
+  @Post('tasks/:id/logs')
+  @HttpCode(200)
+  @Allow(WORKERS)
   append(@Param('id', idParam('task')) taskId: string, @Body() dto: AppendLogDto, @NamespaceOf() ns: string) {
     return this.logs.append(taskId, dto.lease_token, dto.stream, dto.data, ns);
   }
@@ -50,8 +61,18 @@ export class StreamsController {
    * text; with `follow=1`, server-sent events `stdout` / `stderr` (data: the text as a
    * JSON string; id: its seq) as it is written, then `end` with the task's state.
    */
-  @Get('tasks/:id/logs') @Allow(READERS) @FollowedStream(follows) @ApiProduces('text/plain', 'text/event-stream')
-  async logsOf(@Param('id', idParam('task')) taskId: string, @Query() q: LogQuery, @NamespaceOf() ns: string, @Req() req: Request, @Res() res: Response, @AccessEnds() ends: AbortSignal): Promise<void> {
+  @Get('tasks/:id/logs')
+  @Allow(READERS)
+  @FollowedStream(follows)
+  @ApiProduces('text/plain', 'text/event-stream')
+  async logsOf(
+    @Param('id', idParam('task')) taskId: string,
+    @Query() q: LogQuery,
+    @NamespaceOf() ns: string,
+    @Req() req: Request,
+    @Res() res: Response,
+    @AccessEnds() ends: AbortSignal,
+  ): Promise<void> {
     const query = { attempt: q.attempt, stream: q.stream };
     if (!follows(req)) {
       const kept = await this.logs.read(taskId, query, ns);
@@ -61,10 +82,16 @@ export class StreamsController {
       return;
     }
     const resume = resumeFrom(req, q.after === undefined ? undefined : String(q.after));
-    if (resume !== undefined && !/^\d{1,15}$/.test(resume)) throw badRequest('Last-Event-ID (or after) must be a seq from this stream (a number)', [{ field: 'after', errors: ['not a seq'] }]);
+    if (resume !== undefined && !/^\d{1,15}$/.test(resume))
+      throw badRequest('Last-Event-ID (or after) must be a seq from this stream (a number)', [
+        { field: 'after', errors: ['not a seq'] },
+      ]);
     await this.logs.attemptOf(taskId, query.attempt, ns); // 404 before the stream starts
     const out = new EventStream(req, res, ends);
-    await this.logs.follow(taskId, query, Number(resume ?? 0), out, ns).then(() => out.end(), (e: unknown) => out.end(streamError(e)));
+    await this.logs.follow(taskId, query, Number(resume ?? 0), out, ns).then(
+      () => out.end(),
+      (e: unknown) => out.end(streamError(e)),
+    );
   }
 
   /**
@@ -72,8 +99,18 @@ export class StreamsController {
    * `follow=1`, server-sent `transition` events from the start (or after `Last-Event-ID`)
    * as they happen, then `end` once the workflow is finished and all of it was sent.
    */
-  @Get('workflows/:id/events') @Allow(READERS) @FollowedStream(follows) @ApiProduces('application/json', 'text/event-stream')
-  async eventsOf(@Param('id', idParam('workflow')) workflowId: string, @Query() q: WorkflowEventsQuery, @NamespaceOf() ns: string, @Req() req: Request, @Res() res: Response, @AccessEnds() ends: AbortSignal): Promise<void> {
+  @Get('workflows/:id/events')
+  @Allow(READERS)
+  @FollowedStream(follows)
+  @ApiProduces('application/json', 'text/event-stream')
+  async eventsOf(
+    @Param('id', idParam('workflow')) workflowId: string,
+    @Query() q: WorkflowEventsQuery,
+    @NamespaceOf() ns: string,
+    @Req() req: Request,
+    @Res() res: Response,
+    @AccessEnds() ends: AbortSignal,
+  ): Promise<void> {
     if (!follows(req)) {
       res.json(await this.events.page(workflowId, q.after, q.limit ?? 1000, ns));
       return;
@@ -81,7 +118,10 @@ export class StreamsController {
     const after = resumeFrom(req, q.after);
     await this.events.page(workflowId, after, 1, ns); // 404 or 400 before the stream starts
     const out = new EventStream(req, res, ends);
-    await this.events.follow(workflowId, after, out, ns).then(() => out.end(), (e: unknown) => out.end(streamError(e)));
+    await this.events.follow(workflowId, after, out, ns).then(
+      () => out.end(),
+      (e: unknown) => out.end(streamError(e)),
+    );
   }
 }
 

@@ -33,9 +33,17 @@ interface Cursor {
  */
 @Injectable()
 export class WorkflowEventsService {
-  constructor(private readonly db: Database, private readonly waits: LongWaits) {}
+  constructor(
+    private readonly db: Database,
+    private readonly waits: LongWaits,
+  ) {}
 
-  async page(workflowId: string, after: string | undefined, limit: number, namespace: string): Promise<{ items: StreamEvent[]; next: string | null }> {
+  async page(
+    workflowId: string,
+    after: string | undefined,
+    limit: number,
+    namespace: string,
+  ): Promise<{ items: StreamEvent[]; next: string | null }> {
     await this.workflow(workflowId, namespace);
     const { items, cursor } = await this.read(workflowId, parseCursor(after), limit);
     return { items, next: items.length === limit ? format(cursor) : null };
@@ -67,7 +75,11 @@ export class WorkflowEventsService {
     }
   }
 
-  private async read(workflowId: string, from: Cursor, limit: number): Promise<{ items: StreamEvent[]; cursor: Cursor }> {
+  private async read(
+    workflowId: string,
+    from: Cursor,
+    limit: number,
+  ): Promise<{ items: StreamEvent[]; cursor: Cursor }> {
     const { tasks, workflow } = await this.db.read().events.streamOf(workflowId, from.task, from.workflow, limit);
     // Each table in (transaction, id) order (a cursor is the last seen in each), merged by time; at the
     // same millisecond the task's event first (the workflow's follows its tasks' changes).
@@ -82,7 +94,16 @@ export class WorkflowEventsService {
       if ((!t && tasks.length === limit) || (!w && workflow.length === limit) || (!t && !w)) break;
       if (t && (!w || t.at <= w.at)) {
         cursor.task = { tx: t.tx, id: t.id };
-        items.push({ id: format(cursor), at: iso(t.at), task_id: t.task_id, name: t.name, from: t.from_state, to: t.to_state, attempt: t.attempt, reason: t.reason });
+        items.push({
+          id: format(cursor),
+          at: iso(t.at),
+          task_id: t.task_id,
+          name: t.name,
+          from: t.from_state,
+          to: t.to_state,
+          attempt: t.attempt,
+          reason: t.reason,
+        });
         i++;
       } else {
         cursor.workflow = { tx: w.tx, id: w.id };
@@ -102,7 +123,10 @@ export class WorkflowEventsService {
 function parseCursor(s: string | undefined): Cursor {
   if (s === undefined || s === '') return { task: { tx: 0, id: 0 }, workflow: { tx: 0, id: 0 } };
   const m = /^(?:(\d{1,19}):)?(\d{1,15})\.(?:(\d{1,19}):)?(\d{1,15})$/.exec(s);
-  if (!m) throw badRequest('after (or Last-Event-ID) must be an event id from this stream, like "0:120.0:3"', [{ field: 'after', errors: ['not an event id'] }]);
+  if (!m)
+    throw badRequest('after (or Last-Event-ID) must be an event id from this stream, like "0:120.0:3"', [
+      { field: 'after', errors: ['not an event id'] },
+    ]);
   return { task: { tx: Number(m[1] ?? 0), id: Number(m[2]) }, workflow: { tx: Number(m[3] ?? 0), id: Number(m[4]) } };
 }
 

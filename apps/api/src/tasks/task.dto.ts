@@ -1,15 +1,36 @@
 import { Transform, Type } from 'class-transformer';
-import { ArrayMaxSize, IsArray, IsIn, IsInt, IsNumber, IsOptional, IsString, Max, MaxLength, Min, ValidateNested } from 'class-validator';
+import {
+  ArrayMaxSize,
+  IsArray,
+  IsIn,
+  IsInt,
+  IsNumber,
+  IsOptional,
+  IsString,
+  Max,
+  MaxLength,
+  Min,
+  ValidateNested,
+} from 'class-validator';
 import { LIMITS, TASK_STATES, type TaskState } from '@tagflow/domain';
 import { CallbackDto, OnErrorDto, RetryDto, TaskSpecDto } from '@tagflow/spec';
-import { IsAction, IsDataKeyList, IsJsonObject, IsNameList, IsTagList, IsTaskName, IsZonedTime } from '../common/validation.js';
+import {
+  IsAction,
+  IsDataKeyList,
+  IsJsonObject,
+  IsNameList,
+  IsTagList,
+  IsTaskName,
+  IsZonedTime,
+} from '../common/validation.js';
 import { toInt } from '../common/pagination.js';
 
 export { OnErrorDto, RetryDto, TaskBatchDto, TaskSpecDto } from '@tagflow/spec';
 
 /** POST /v1/tasks: a task that becomes a sealed one-task workflow. */
 export class ShortcutTaskDto extends TaskSpecDto {
-  @IsOptional() @IsTaskName()
+  @IsOptional()
+  @IsTaskName()
   workflow_name?: string;
 }
 
@@ -23,7 +44,12 @@ export class TaskPatchDto {
   @IsOptional() @ValidateNested() @Type(() => RetryDto) retry?: RetryDto;
   @IsOptional() @IsInt() @Min(1) @Max(LIMITS.timeoutMaxSeconds) timeout_s?: number;
   @IsOptional() @IsInt() @Min(1) @Max(LIMITS.leaseMaxSeconds) lease_s?: number;
-  @IsOptional() @IsArray() @ArrayMaxSize(LIMITS.onErrorEntries) @ValidateNested({ each: true }) @Type(() => OnErrorDto) on_error?: OnErrorDto[];
+  @IsOptional()
+  @IsArray()
+  @ArrayMaxSize(LIMITS.onErrorEntries)
+  @ValidateNested({ each: true })
+  @Type(() => OnErrorDto)
+  on_error?: OnErrorDto[];
   @IsOptional() @IsAction() revert?: { type: string } & Record<string, unknown>;
   @IsOptional() @IsDataKeyList() produces?: string[];
   /** A new time, or null: no longer held by a time. */
@@ -41,7 +67,12 @@ export class TaskListQuery {
 }
 
 export class TaskWaitQuery {
-  @IsOptional() @Transform(({ value }: { value: unknown }) => (typeof value === 'string' && /^\d+(\.\d+)?$/.test(value) ? Number(value) : value))
-  @IsNumber() @Min(0) @Max(LIMITS.taskWaitMaxSeconds)
+  @IsOptional()
+  @Transform(({ value }: { value: unknown }) =>
+    typeof value === 'string' && /^\d+(\.\d+)?$/.test(value) ? Number(value) : value,
+  )
+  @IsNumber()
+  @Min(0)
+  @Max(LIMITS.taskWaitMaxSeconds)
   wait_s?: number;
 }

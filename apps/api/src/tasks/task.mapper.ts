@@ -70,6 +70,11 @@ export function withoutSecrets<T>(value: T): T {
   if (Array.isArray(value)) return value.map((v: unknown) => withoutSecrets(v)) as T;
   if (typeof value !== 'object' || value === null) return value;
   return Object.fromEntries(
-    Object.entries(value).map(([k, v]) => [k, k === 'callback' && typeof v === 'object' && v !== null && 'url' in v ? callbackView(v as CallbackTarget) : withoutSecrets(v)]),
+    Object.entries(value).map(([k, v]) => [
+      k,
+      k === 'callback' && typeof v === 'object' && v !== null && 'url' in v
+        ? callbackView(v as CallbackTarget)
+        : withoutSecrets(v),
+    ]),
   ) as T;
 }

@@ -7,7 +7,16 @@ import { ShortcutTaskDto, TaskPatchDto, TaskWaitQuery } from './task.dto.js';
 import { toTaskResponse } from './task.mapper.js';
 import { TasksService } from './tasks.service.js';
 import { LongWait, whenWaitAsked } from '../long-wait/wait-limit.interceptor.js';
-import { Allow, CallerOf, createdByOf, NamespaceOf, namespaceOf, OPERATORS, READERS, type Caller } from '../auth/access.js';
+import {
+  Allow,
+  CallerOf,
+  createdByOf,
+  NamespaceOf,
+  namespaceOf,
+  OPERATORS,
+  READERS,
+  type Caller,
+} from '../auth/access.js';
 import { checkSubmitGrants, checkTaskGrants, workflowCheckFor } from '../auth/grants.js';
 import { AccessEnds } from '../auth/live-access.js';
 
@@ -19,37 +28,54 @@ export class TasksController {
   constructor(private readonly tasks: TasksService) {}
 
   /** The single-task shortcut: a sealed one-task workflow. */
-  @Post() @Idempotent() @Allow(OPERATORS) @ChecksCallbacks()
+  @Post()
+  @Idempotent()
+  @Allow(OPERATORS)
+  @ChecksCallbacks()
   async shortcut(@Body() dto: ShortcutTaskDto, @CallerOf() caller: Caller) {
     checkSubmitGrants(caller, [dto]);
     return toTaskResponse(await this.tasks.shortcut(dto, createdByOf(caller), namespaceOf(caller)));
   }
 
   /** A task; with `wait_s`, waits until it is finished (or the wait ends) before answering. */
-  @Get(':id') @Allow(READERS) @LongWait(whenWaitAsked)
-  async get(@Param('id', id) taskId: string, @Query() q: TaskWaitQuery, @NamespaceOf() ns: string, @AccessEnds() ends: AbortSignal) {
+  @Get(':id')
+  @Allow(READERS)
+  @LongWait(whenWaitAsked)
+  async get(
+    @Param('id', id) taskId: string,
+    @Query() q: TaskWaitQuery,
+    @NamespaceOf() ns: string,
+    @AccessEnds() ends: AbortSignal,
+  ) {
     return toTaskResponse(await this.tasks.getWhenFinished(taskId, q.wait_s, ns, ends));
   }
 
   /** Every state transition of the task, oldest first. */
-  @Get(':id/events') @Allow(READERS)
+  @Get(':id/events')
+  @Allow(READERS)
   events(@Param('id', id) taskId: string, @NamespaceOf() ns: string) {
     return this.tasks.events(taskId, ns);
   }
 
   /** Changes a task that has not run yet. */
-  @Patch(':id') @Allow(OPERATORS) @ChecksCallbacks()
+  @Patch(':id')
+  @Allow(OPERATORS)
+  @ChecksCallbacks()
   async patch(@Param('id', id) taskId: string, @Body() dto: TaskPatchDto, @CallerOf() caller: Caller) {
     // The task as it is must be the caller's to change, and as it will be (tags and handlers kept) its to submit.
     const ns = namespaceOf(caller);
     const current = await this.tasks.get(taskId, ns);
     checkTaskGrants(caller, current);
-    checkSubmitGrants(caller, [{ name: current.name, tags: dto.tags ?? current.tags, on_error: dto.on_error ?? current.on_error }]);
+    checkSubmitGrants(caller, [
+      { name: current.name, tags: dto.tags ?? current.tags, on_error: dto.on_error ?? current.on_error },
+    ]);
     return toTaskResponse(await this.tasks.patch(taskId, dto, ns));
   }
 
   /** Removes a task that has not run yet; 409 if another task requires it by name. */
-  @Delete(':id') @HttpCode(204) @Allow(OPERATORS)
+  @Delete(':id')
+  @HttpCode(204)
+  @Allow(OPERATORS)
   async remove(@Param('id', id) taskId: string, @CallerOf() caller: Caller): Promise<void> {
     const ns = namespaceOf(caller);
     checkTaskGrants(caller, await this.tasks.get(taskId, ns));
@@ -57,7 +83,9 @@ export class TasksController {
   }
 
   /** Cancels the task; a running one is told so on its next heartbeat. */
-  @Post(':id/cancel') @HttpCode(200) @Allow(OPERATORS)
+  @Post(':id/cancel')
+  @HttpCode(200)
+  @Allow(OPERATORS)
   async cancel(@Param('id', id) taskId: string, @CallerOf() caller: Caller) {
     const ns = namespaceOf(caller);
     checkTaskGrants(caller, await this.tasks.get(taskId, ns));
@@ -65,7 +93,9 @@ export class TasksController {
   }
 
   /** Runs an ERROR task of an unfinished workflow again. */
-  @Post(':id/rerun') @HttpCode(200) @Allow(OPERATORS)
+  @Post(':id/rerun')
+  @HttpCode(200)
+  @Allow(OPERATORS)
   async rerun(@Param('id', id) taskId: string, @CallerOf() caller: Caller) {
     const ns = namespaceOf(caller);
     checkTaskGrants(caller, await this.tasks.get(taskId, ns));

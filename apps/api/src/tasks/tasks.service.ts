@@ -26,24 +26,38 @@ export class TasksService {
   ) {}
 
   /** Adds tasks to an open workflow, all or none; answers them as they are once evaluated. */
-  async add(workflowId: string, specs: TaskSpecLike[], createdBy: CreatedBy | null, namespace: string, check?: WorkflowCheck): Promise<TaskEntity[]> {
-    return this.engine.inWorkflow(workflowId, async (uow, wf) => {
-      await check?.(uow.repos, wf);
-      const rows = await addTasks(uow, wf, specs, { kind: 'task', createdBy });
-      await uow.settle();
-      // Rows that became READY followed along; one that ended may have taken others with it.
-      return uow.endedAny ? uow.repos.tasks.load(rows.map((r) => r.id)) : rows;
-    }, namespace);
+  async add(
+    workflowId: string,
+    specs: TaskSpecLike[],
+    createdBy: CreatedBy | null,
+    namespace: string,
+    check?: WorkflowCheck,
+  ): Promise<TaskEntity[]> {
+    return this.engine.inWorkflow(
+      workflowId,
+      async (uow, wf) => {
+        await check?.(uow.repos, wf);
+        const rows = await addTasks(uow, wf, specs, { kind: 'task', createdBy });
+        await uow.settle();
+        // Rows that became READY followed along; one that ended may have taken others with it.
+        return uow.endedAny ? uow.repos.tasks.load(rows.map((r) => r.id)) : rows;
+      },
+      namespace,
+    );
   }
 
   /** POST /v1/tasks: a sealed workflow holding this one task. */
   async shortcut(dto: ShortcutTaskDto, createdBy: CreatedBy | null, namespace: string): Promise<TaskEntity> {
     const { workflow_name, ...spec } = dto;
-    const wf = await this.workflows.create({
-      name: workflow_name ?? spec.name ?? spec.action.type.replace(/[^A-Za-z0-9_.-]/g, '-'),
-      sealed: true,
-      tasks: [spec],
-    }, createdBy, namespace);
+    const wf = await this.workflows.create(
+      {
+        name: workflow_name ?? spec.name ?? spec.action.type.replace(/[^A-Za-z0-9_.-]/g, '-'),
+        sealed: true,
+        tasks: [spec],
+      },
+      createdBy,
+      namespace,
+    );
     return (await this.db.read().tasks.firstOf(wf.id))!;
   }
 
@@ -55,13 +69,24 @@ export class TasksService {
   }
 
   /** Long-poll until the task is terminal or the wait ends (or `stop` aborts); returns it either way. */
-  async getWhenFinished(id: string, waitS: number | undefined, namespace: string, stop?: AbortSignal): Promise<TaskEntity> {
+  async getWhenFinished(
+    id: string,
+    waitS: number | undefined,
+    namespace: string,
+    stop?: AbortSignal,
+  ): Promise<TaskEntity> {
     const first = await this.get(id, namespace);
     if (!waitS || isTerminalTask(first.state)) return first;
-    const finished = await this.waits.until(LongWaits.task(id), Date.now() + waitS * 1000, async () => {
-      const t = await this.get(id, namespace);
-      return isTerminalTask(t.state) ? t : undefined;
-    }, undefined, stop);
+    const finished = await this.waits.until(
+      LongWaits.task(id),
+      Date.now() + waitS * 1000,
+      async () => {
+        const t = await this.get(id, namespace);
+        return isTerminalTask(t.state) ? t : undefined;
+      },
+      undefined,
+      stop,
+    );
     return finished ?? (await this.get(id, namespace));
   }
 
@@ -74,14 +99,22 @@ export class TasksService {
 
   async list(workflowId: string, q: TaskListQuery, namespace: string): Promise<Page<TaskResponse>> {
     await this.workflows.get(workflowId, namespace);
-    const rows = await this.db.read().tasks.page(workflowId, { state: q.state, tag: q.tag, after: decodeCursor(q.cursor), limit: q.limit });
+    const rows = await this.db
+      .read()
+      .tasks.page(workflowId, { state: q.state, tag: q.tag, after: decodeCursor(q.cursor), limit: q.limit });
     return pageOf(rows, q.limit, toTaskResponse);
   }
 
   async events(id: string, namespace: string) {
     await this.get(id, namespace);
     const rows = await this.db.read().events.ofTask(id);
-    return rows.map((e) => ({ from: e.from_state, to: e.to_state, attempt: e.attempt, reason: e.reason, at: new Date(e.at).toISOString() }));
+    return rows.map((e) => ({
+      from: e.from_state,
+      to: e.to_state,
+      attempt: e.attempt,
+      reason: e.reason,
+      at: new Date(e.at).toISOString(),
+    }));
   }
 
   /** Changes a task before it runs; its dependencies are evaluated again. */
@@ -108,14 +141,23 @@ export class TasksService {
   }
 
   /** Runs `op` on the task under its workflow's lock; answers the task as it is once everything settled. */
-  private async inTaskWorkflow(id: string, namespace: string, op: (uow: UnitOfWork, wf: WorkflowEntity, t: TaskEntity) => Promise<void>, reread = true): Promise<TaskEntity> {
+  private async inTaskWorkflow(
+    id: string,
+    namespace: string,
+    op: (uow: UnitOfWork, wf: WorkflowEntity, t: TaskEntity) => Promise<void>,
+    reread = true,
+  ): Promise<TaskEntity> {
     const task = await this.get(id, namespace);
-    return this.engine.inWorkflow(task.workflow_id, async (uow, wf) => {
-      const t = await uow.repos.tasks.get(id);
-      if (!t) throw notFound('task', id);
-      await op(uow, wf, t);
-      await uow.settle();
-      return reread ? ((await uow.repos.tasks.get(id)) ?? t) : t;
-    }, namespace);
+    return this.engine.inWorkflow(
+      task.workflow_id,
+      async (uow, wf) => {
+        const t = await uow.repos.tasks.get(id);
+        if (!t) throw notFound('task', id);
+        await op(uow, wf, t);
+        await uow.settle();
+        return reread ? ((await uow.repos.tasks.get(id)) ?? t) : t;
+      },
+      namespace,
+    );
   }
 }

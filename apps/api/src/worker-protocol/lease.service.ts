@@ -35,9 +35,16 @@ interface Report {
  */
 @Injectable()
 export class LeaseService {
-  private readonly claims = new Batcher<readonly ClaimJob[], TaskEntity[]>((b) => this.writeClaims(b), CLAIM_BATCH, (jobs) => jobs.length);
+  private readonly claims = new Batcher<readonly ClaimJob[], TaskEntity[]>(
+    (b) => this.writeClaims(b),
+    CLAIM_BATCH,
+    (jobs) => jobs.length,
+  );
   private readonly completions = new Batcher<Report, TaskEntity>(
-    (b) => this.writeCompletions(b), COMPLETION_BATCH, undefined, REPORTS_WAITING_MAX,
+    (b) => this.writeCompletions(b),
+    COMPLETION_BATCH,
+    undefined,
+    REPORTS_WAITING_MAX,
     () => new Unavailable(`${REPORTS_WAITING_MAX} reports are waiting for the database; send this one again shortly`),
   );
   private readonly reports: (labels?: Record<string, string>, by?: number) => void;
@@ -53,9 +60,22 @@ export class LeaseService {
     metrics: MetricsService,
   ) {
     this.reports = metrics.counter('tagflow_task_reports_total', 'Reports accepted from workers, by kind.');
-    this.refused = metrics.counter('tagflow_task_reports_refused_total', 'Reports and heartbeats refused for a stale lease.');
-    this.expired = metrics.counter('tagflow_attempts_expired_total', 'Attempts ended by lease expiry or run timeout, by code.');
-    this.lockNotExtended = metrics.ignored('lease.redis-lock-extend', (where, error) => this.logger.event('debug', 'lease', 'the Redis lock of a lease was not extended (the lease, in the database, was)', { where, error }));
+    this.refused = metrics.counter(
+      'tagflow_task_reports_refused_total',
+      'Reports and heartbeats refused for a stale lease.',
+    );
+    this.expired = metrics.counter(
+      'tagflow_attempts_expired_total',
+      'Attempts ended by lease expiry or run timeout, by code.',
+    );
+    this.lockNotExtended = metrics.ignored('lease.redis-lock-extend', (where, error) =>
+      this.logger.event(
+        'debug',
+        'lease',
+        'the Redis lock of a lease was not extended (the lease, in the database, was)',
+        { where, error },
+      ),
+    );
   }
 
   newToken(): string {
@@ -87,14 +107,23 @@ export class LeaseService {
     return task;
   }
 
-  async heartbeat(taskId: string, dto: HeartbeatDto, namespace: string): Promise<{ expires_at: number; cancel_requested: boolean }> {
+  async heartbeat(
+    taskId: string,
+    dto: HeartbeatDto,
+    namespace: string,
+  ): Promise<{ expires_at: number; cancel_requested: boolean }> {
     const task = await this.current(taskId, dto.lease_token, namespace);
     const now = this.db.now();
     const expires = now + task.lease_s * 1000;
-    const extended = await this.db.transaction((repos) => repos.tasks.extendLease(task.id, dto.lease_token, expires, now, dto.progress), now);
+    const extended = await this.db.transaction(
+      (repos) => repos.tasks.extendLease(task.id, dto.lease_token, expires, now, dto.progress),
+      now,
+    );
     if (!extended) throw this.ended(await this.find(taskId, namespace));
     // The Redis lock mirrors the lease; losing it (Redis restarted) does not end the lease.
-    this.jobs.extend(task.tagset_id, jobIdFor(task.id, task.attempt), dto.lease_token, task.lease_s * 1000).catch(this.lockNotExtended);
+    this.jobs
+      .extend(task.tagset_id, jobIdFor(task.id, task.attempt), dto.lease_token, task.lease_s * 1000)
+      .catch(this.lockNotExtended);
     return { expires_at: expires, cancel_requested: task.cancel_requested };
   }
 
@@ -114,27 +143,32 @@ export class LeaseService {
   private async writeCompletions(batch: Report[]): Promise<(TaskEntity | Error)[]> {
     // Counted once the transaction is committed (it may run again: Engine.run).
     let written = 0;
-    const answers = await this.engine.inTasksWorkflows(batch.map((c) => c.taskId), async (uow, workflows, tasks) => {
-      const answers: (TaskEntity | Error)[] = [];
-      const accepted = new Map<string, Completion>();
-      for (const c of batch) {
-        const found = tasks.get(c.taskId);
-        const task = found?.namespace === c.namespace ? found : undefined;
-        const refusal = task ? this.refusal(task, c.dto.lease_token, 'complete', c.arrivedAt) : notFound('task', c.taskId);
-        if (!task || refusal instanceof Error) {
-          answers.push(refusal as Error);
-          continue;
+    const answers = await this.engine.inTasksWorkflows(
+      batch.map((c) => c.taskId),
+      async (uow, workflows, tasks) => {
+        const answers: (TaskEntity | Error)[] = [];
+        const accepted = new Map<string, Completion>();
+        for (const c of batch) {
+          const found = tasks.get(c.taskId);
+          const task = found?.namespace === c.namespace ? found : undefined;
+          const refusal = task
+            ? this.refusal(task, c.dto.lease_token, 'complete', c.arrivedAt)
+            : notFound('task', c.taskId);
+          if (!task || refusal instanceof Error) {
+            answers.push(refusal as Error);
+            continue;
+          }
+          // The answer is the task object, which follows its row once the batch is written; the
+          // same report twice in a batch gets the same answer.
+          answers.push(task);
+          if (refusal === 'same' || accepted.has(task.id)) continue;
+          accepted.set(task.id, { wf: workflows.get(task.workflow_id)!, task, output: c.output, report: c.dto });
         }
-        // The answer is the task object, which follows its row once the batch is written; the
-        // same report twice in a batch gets the same answer.
-        answers.push(task);
-        if (refusal === 'same' || accepted.has(task.id)) continue;
-        accepted.set(task.id, { wf: workflows.get(task.workflow_id)!, task, output: c.output, report: c.dto });
-      }
-      await markCompleted(uow, [...accepted.values()]);
-      written = accepted.size;
-      return answers;
-    });
+        await markCompleted(uow, [...accepted.values()]);
+        written = accepted.size;
+        return answers;
+      },
+    );
     if (written > 0) this.reports({ kind: 'complete' }, written);
     return answers;
   }
@@ -143,9 +177,16 @@ export class LeaseService {
    * A failed attempt. A `WORKER_SHUTDOWN` hand-back from a registered worker also marks that
    * worker stopping (`stoppingWorker` in the answer): it may not poll again under its id.
    */
-  async fail(taskId: string, dto: FailDto, namespace: string): Promise<{ task: TaskEntity; stoppingWorker: string | null }> {
+  async fail(
+    taskId: string,
+    dto: FailDto,
+    namespace: string,
+  ): Promise<{ task: TaskEntity; stoppingWorker: string | null }> {
     const arrivedAt = this.db.now();
-    const error = { message: dto.error.message, code: dto.error.code ?? (dto.exit_code !== undefined ? String(dto.exit_code) : null) };
+    const error = {
+      message: dto.error.message,
+      code: dto.error.code ?? (dto.exit_code !== undefined ? String(dto.exit_code) : null),
+    };
     const done = await this.engine.inTasksWorkflows([taskId], async (uow, workflows, tasks) => {
       const task = tasks.get(taskId);
       if (!task || task.namespace !== namespace) throw notFound('task', taskId);
@@ -181,7 +222,16 @@ export class LeaseService {
       await this.engine.inWorkflow(task.workflow_id, async (uow, wf) => {
         const current = await uow.repos.tasks.get(task.id);
         if (!current || current.state !== 'RUNNING' || current.lease_token !== task.lease_token) return;
-        await failAttempt(uow, wf, current, { code: 'LEASE_NOT_DELIVERED', message: `the lease was not delivered: ${why}` }, true, {}, 'fail', true);
+        await failAttempt(
+          uow,
+          wf,
+          current,
+          { code: 'LEASE_NOT_DELIVERED', message: `the lease was not delivered: ${why}` },
+          true,
+          {},
+          'fail',
+          true,
+        );
       });
     }
   }
@@ -197,7 +247,10 @@ export class LeaseService {
         for (const t of tasks) await repos.tasks.setResolvedInput(t.id, t.lease_token!, t.resolved_input!);
       });
     } catch (e) {
-      this.logger.event('warn', 'lease', 'could not record the resolved inputs of leased tasks', { tasks: tasks.map((t) => t.id), error: String(e) });
+      this.logger.event('warn', 'lease', 'could not record the resolved inputs of leased tasks', {
+        tasks: tasks.map((t) => t.id),
+        error: String(e),
+      });
     }
   }
 
@@ -211,8 +264,14 @@ export class LeaseService {
       if (!timedOut && !leaseOver) return null;
       const error = timedOut
         ? { code: 'TIMEOUT', message: `attempt ${task.attempt} ran longer than timeout_s=${task.timeout_s}` }
-        : { code: 'LEASE_EXPIRED', message: `the lease of attempt ${task.attempt} expired without a heartbeat (worker ${task.worker_id ?? 'unknown'})` };
-      this.logger.event('info', 'lease', timedOut ? 'attempt timed out' : 'lease expired', { task_id: task.id, attempt: task.attempt });
+        : {
+            code: 'LEASE_EXPIRED',
+            message: `the lease of attempt ${task.attempt} expired without a heartbeat (worker ${task.worker_id ?? 'unknown'})`,
+          };
+      this.logger.event('info', 'lease', timedOut ? 'attempt timed out' : 'lease expired', {
+        task_id: task.id,
+        attempt: task.attempt,
+      });
       await failAttempt(uow, wf, task, error, true, {}, 'expired');
       return error.code;
     });
@@ -234,18 +293,24 @@ export class LeaseService {
     if (task.lease_token !== token) return this.staleToken(task);
     if (task.lease_outcome === kind) return 'same';
     if (task.lease_outcome !== null || task.state !== 'RUNNING') return this.ended(task);
-    if ((task.lease_expires_at ?? 0) < arrivedAt) return conflict(`${expiredText(task)}; the attempt counts as failed`, { state: task.state });
+    if ((task.lease_expires_at ?? 0) < arrivedAt)
+      return conflict(`${expiredText(task)}; the attempt counts as failed`, { state: task.state });
     return null;
   }
 
   private staleToken(task: TaskEntity): ApiError {
     this.refused();
-    return conflict(`lease_token is not the current lease of task ${task.id} (task is ${task.state}, attempt ${task.attempt})`, { state: task.state, attempt: task.attempt });
+    return conflict(
+      `lease_token is not the current lease of task ${task.id} (task is ${task.state}, attempt ${task.attempt})`,
+      { state: task.state, attempt: task.attempt },
+    );
   }
 
-
   private ended(task: TaskEntity): ApiError {
-    return conflict(`the lease of task ${task.id} has ended (${task.lease_outcome ?? 'task moved on'}); task is ${task.state}, attempt ${task.attempt}`, { state: task.state, attempt: task.attempt });
+    return conflict(
+      `the lease of task ${task.id} has ended (${task.lease_outcome ?? 'task moved on'}); task is ${task.state}, attempt ${task.attempt}`,
+      { state: task.state, attempt: task.attempt },
+    );
   }
 }
 

@@ -1,5 +1,13 @@
 import { Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common';
-import { asQueueTags, clientTags, LIMITS, namespaceTag, PollIndex, ResolutionError, TagsetIndex } from '@tagflow/domain';
+import {
+  asQueueTags,
+  clientTags,
+  LIMITS,
+  namespaceTag,
+  PollIndex,
+  ResolutionError,
+  TagsetIndex,
+} from '@tagflow/domain';
 import type { ClaimJob, TaskEntity } from '@tagflow/persistence';
 import { Bus, DIRECT_LEASE_PREFIX, JobQueue, jobIdFor, RedisConnections, TagsetRegistry } from '@tagflow/queue';
 import { EffectsPublisher, type ReadyTask } from '../dispatch/effects.publisher.js';
@@ -109,14 +117,26 @@ export class PollService implements OnApplicationBootstrap {
     metrics: MetricsService,
   ) {
     effects.handOffTo((ready) => this.offer(ready));
-    this.handedDirectly = metrics.counter('tagflow_tasks_handed_directly_total', 'Tasks made READY on this replica and leased at once to a poll parked here, without a trip through the queue.');
+    this.handedDirectly = metrics.counter(
+      'tagflow_tasks_handed_directly_total',
+      'Tasks made READY on this replica and leased at once to a poll parked here, without a trip through the queue.',
+    );
     metrics.gauge('tagflow_tagsets_known', 'Distinct tag sets (queues) this replica knows.', () => this.index.size);
     this.leased = metrics.counter('tagflow_tasks_leased_total', 'Tasks handed to a worker under a lease.');
-    const tell = (where: string, error: string) => this.logger.event('warn', 'poll', 'a Redis job step failed; the reconciler releases or requeues the job', { where, error });
+    const tell = (where: string, error: string) =>
+      this.logger.event('warn', 'poll', 'a Redis job step failed; the reconciler releases or requeues the job', {
+        where,
+        error,
+      });
     this.notFinished = metrics.ignored('poll.job-finish', tell);
     this.notExtended = metrics.ignored('poll.job-extend', tell);
-    this.forgotten = metrics.counter('tagflow_tagsets_forgotten_total', 'Idle tag sets whose queues were closed and removed from Redis.');
-    this.unreadable = metrics.ignored('poll.tagset-registry-entry', (where, error) => this.logger.event('error', 'poll', 'a tag set entry in Redis is unreadable; left out', { where, error }));
+    this.forgotten = metrics.counter(
+      'tagflow_tagsets_forgotten_total',
+      'Idle tag sets whose queues were closed and removed from Redis.',
+    );
+    this.unreadable = metrics.ignored('poll.tagset-registry-entry', (where, error) =>
+      this.logger.event('error', 'poll', 'a tag set entry in Redis is unreadable; left out', { where, error }),
+    );
     bus.onEvent((event) => {
       if (event.type === 'tagsets-forgotten') {
         for (const id of event.tagsets) void this.forgetHere(id);
@@ -131,7 +151,9 @@ export class PollService implements OnApplicationBootstrap {
 
   async onApplicationBootstrap(): Promise<void> {
     // A fresh replica knows every tag set and assumes each may hold work until looked at.
-    for (const [id, recorded] of await this.registry.all((id, raw) => this.unreadable(new Error(`tag set ${id}: ${raw.slice(0, 200)}`)))) {
+    for (const [id, recorded] of await this.registry.all((id, raw) =>
+      this.unreadable(new Error(`tag set ${id}: ${raw.slice(0, 200)}`)),
+    )) {
       this.index.add(id, asQueueTags(recorded));
       this.hint(id, 0);
     }
@@ -145,8 +167,14 @@ export class PollService implements OnApplicationBootstrap {
    * next task. Without this, each distinct tag set ever seen (a tag per short-lived host)
    * kept its queue objects, index entries and Redis keys for ever. Returns: how many went.
    */
-  async sweepIdle(busyTagsets: () => Promise<ReadonlySet<string>>, now: number, idleMs: number, limit = 1000): Promise<number> {
-    const unused = (id: string) => Math.max(this.jobs.lastUsedAt(id) ?? 0, this.announced.get(id) ?? 0, this.startedAt) < now - idleMs;
+  async sweepIdle(
+    busyTagsets: () => Promise<ReadonlySet<string>>,
+    now: number,
+    idleMs: number,
+    limit = 1000,
+  ): Promise<number> {
+    const unused = (id: string) =>
+      Math.max(this.jobs.lastUsedAt(id) ?? 0, this.announced.get(id) ?? 0, this.startedAt) < now - idleMs;
     const busy = await busyTagsets();
     const idle: string[] = [];
     for (const id of this.index.ids()) {
@@ -248,15 +276,28 @@ export class PollService implements OnApplicationBootstrap {
       if (r.delayMs > 0) continue;
       const poll = this.parked
         .matching(r.tags)
-        .find((p) => !p.req.gone?.aborted && (plan.get(p)?.length ?? 0) < p.req.maxTasks && (!p.req.grants || coveredBy(p.req.grants, clientTags(r.tags))));
+        .find(
+          (p) =>
+            !p.req.gone?.aborted &&
+            (plan.get(p)?.length ?? 0) < p.req.maxTasks &&
+            (!p.req.grants || coveredBy(p.req.grants, clientTags(r.tags))),
+        );
       if (!poll) continue;
       const jobs = plan.get(poll) ?? [];
       plan.set(poll, jobs);
-      jobs.push({ taskId: r.taskId, attempt: r.attempt, tagsetId: r.tagsetId, token: `${DIRECT_LEASE_PREFIX}${this.leases.newToken()}`, workerId: poll.req.workerId });
+      jobs.push({
+        taskId: r.taskId,
+        attempt: r.attempt,
+        tagsetId: r.tagsetId,
+        token: `${DIRECT_LEASE_PREFIX}${this.leases.newToken()}`,
+        workerId: poll.req.workerId,
+      });
     }
     if (plan.size === 0) return handed;
     const claimed = this.leases.claim([...plan.values()].flat()).catch((e: unknown) => {
-      this.logger.event('warn', 'poll', 'claiming tasks for parked polls failed; they are queued instead', { error: String(e) });
+      this.logger.event('warn', 'poll', 'claiming tasks for parked polls failed; they are queued instead', {
+        error: String(e),
+      });
       return [] as TaskEntity[];
     });
     for (const [poll, jobs] of plan) {
@@ -275,7 +316,9 @@ export class PollService implements OnApplicationBootstrap {
     const out: Leased[] = [];
     const order = this.index
       .matching([...req.tags, namespaceTag(req.namespace)])
-      .filter((id) => this.hints.has(id) && (!req.grants || coveredBy(req.grants, clientTags(this.index.tagsOf(id) ?? []))))
+      .filter(
+        (id) => this.hints.has(id) && (!req.grants || coveredBy(req.grants, clientTags(this.index.tagsOf(id) ?? []))),
+      )
       .sort((a, b) => this.hints.get(a)! - this.hints.get(b)!);
     // Across tag sets, the one whose first waiting task has the highest priority goes first,
     // and only for its tasks that rank at least as high as the next tag set's first; then
@@ -309,7 +352,12 @@ export class PollService implements OnApplicationBootstrap {
    * Takes up to `quota` tasks of one tag set for the poll (into `out`): 'dry' when its queue
    * ran out, 'taken' when the quota is met, 'stop' when Redis or the database failed.
    */
-  private async takeFrom(tagset: string, quota: number, req: PollRequest, out: Leased[]): Promise<'dry' | 'taken' | 'stop'> {
+  private async takeFrom(
+    tagset: string,
+    quota: number,
+    req: PollRequest,
+    out: Leased[],
+  ): Promise<'dry' | 'taken' | 'stop'> {
     const target = out.length + quota;
     while (out.length < target) {
       const seqBefore = this.seq.get(tagset) ?? 0;
@@ -318,18 +366,33 @@ export class PollService implements OnApplicationBootstrap {
       if (!this.redis.ready) return 'stop';
       // A Redis that stopped answering: the poll answers 503 instead of hanging. A job
       // fetched after that has no claim; the reconciler releases it (an orphan).
-      const jobs = await withDeadline(this.jobs.take(tagset, tokens), REDIS_WAIT_MS, () => new Unavailable('Redis, which holds the queues, did not answer in time; poll again shortly'));
+      const jobs = await withDeadline(
+        this.jobs.take(tagset, tokens),
+        REDIS_WAIT_MS,
+        () => new Unavailable('Redis, which holds the queues, did not answer in time; poll again shortly'),
+      );
       if (jobs.length < want && (this.seq.get(tagset) ?? 0) === seqBefore) this.hints.delete(tagset);
       // Taken from: it goes behind the other tag sets with work, so a backlog on one does not starve the rest.
       else if (jobs.length > 0 && this.hints.has(tagset)) this.hints.set(tagset, Date.now());
       if (jobs.length === 0) return 'dry';
       let claimed: TaskEntity[];
       try {
-        claimed = await this.leases.claim(jobs.map((j) => ({ taskId: j.taskId, attempt: j.attempt, tagsetId: tagset, token: j.token, workerId: req.workerId })));
+        claimed = await this.leases.claim(
+          jobs.map((j) => ({
+            taskId: j.taskId,
+            attempt: j.attempt,
+            tagsetId: tagset,
+            token: j.token,
+            workerId: req.workerId,
+          })),
+        );
       } catch (e) {
         // The database did not answer: give the jobs up. Their tasks are still READY in
         // the database, so the reconciler queues them again.
-        this.logger.event('error', 'poll', 'claim failed; the jobs go back', { tasks: jobs.map((j) => j.taskId), error: String(e) });
+        this.logger.event('error', 'poll', 'claim failed; the jobs go back', {
+          tasks: jobs.map((j) => j.taskId),
+          error: String(e),
+        });
         await Promise.all(jobs.map((j) => this.jobs.finish(tagset, j.jobId, j.token).catch(this.notFinished)));
         return 'stop';
       }
@@ -370,7 +433,9 @@ export class PollService implements OnApplicationBootstrap {
       return null;
     }
     if (task.lease_s !== LIMITS.defaultLeaseSeconds) {
-      await this.jobs.extend(tagset, jobIdFor(task.id, task.attempt), task.lease_token!, task.lease_s * 1000).catch(this.notExtended);
+      await this.jobs
+        .extend(tagset, jobIdFor(task.id, task.attempt), task.lease_token!, task.lease_s * 1000)
+        .catch(this.notExtended);
     }
     this.leased();
     return { task, lease: { token: task.lease_token!, expires_at: task.lease_expires_at ?? Date.now() } };

@@ -9,7 +9,14 @@ import { LeaseService } from './lease.service.js';
 import { PollService } from './poll.service.js';
 import { LongWait, unlessNoWait } from '../long-wait/wait-limit.interceptor.js';
 import { badRequest, itemRefusal } from '../common/errors.js';
-import { CompleteDto, FailDto, HeartbeatDto, PollDto, ReportAndPollDto, type BatchReportDto } from './worker-protocol.dto.js';
+import {
+  CompleteDto,
+  FailDto,
+  HeartbeatDto,
+  PollDto,
+  ReportAndPollDto,
+  type BatchReportDto,
+} from './worker-protocol.dto.js';
 import { Allow, CallerOf, NamespaceOf, namespaceOf, WORKERS, type Caller } from '../auth/access.js';
 import { checkPollGrants } from '../auth/grants.js';
 import { AccessEnds } from '../auth/live-access.js';
@@ -41,7 +48,10 @@ export class WorkerProtocolController {
    * untagged tasks fit any poll, `*` every task); each comes with a lease.
    * An empty list when the wait ends first.
    */
-  @Post('poll') @HttpCode(200) @Allow(WORKERS) @LongWait(unlessNoWait)
+  @Post('poll')
+  @HttpCode(200)
+  @Allow(WORKERS)
+  @LongWait(unlessNoWait)
   async poll(@Body() dto: PollDto, @CallerOf() caller: Caller, @Req() req: Request, @AccessEnds() ends: AbortSignal) {
     checkPollGrants(caller, dto.tags);
     return { tasks: await this.take(dto, caller, goneSignal(req), ends) };
@@ -55,18 +65,31 @@ export class WorkerProtocolController {
    * refuses the whole request: sending it again is safe, as a report already applied is
    * answered the same way again.
    */
-  @Post('report') @HttpCode(200) @Allow(WORKERS) @LongWait(pollParks, pollAtOnce)
-  async report(@Body() dto: ReportAndPollDto, @CallerOf() caller: Caller, @Req() req: Request, @AccessEnds() ends: AbortSignal) {
+  @Post('report')
+  @HttpCode(200)
+  @Allow(WORKERS)
+  @LongWait(pollParks, pollAtOnce)
+  async report(
+    @Body() dto: ReportAndPollDto,
+    @CallerOf() caller: Caller,
+    @Req() req: Request,
+    @AccessEnds() ends: AbortSignal,
+  ) {
     if (dto.poll) checkPollGrants(caller, dto.poll.tags); // refused before any report is applied
     const ids = dto.reports.map((r) => r.task_id);
-    if (new Set(ids).size !== ids.length) throw badRequest('a task may appear once in reports', [{ field: 'reports', errors: ['a task_id appears twice'] }]);
+    if (new Set(ids).size !== ids.length)
+      throw badRequest('a task may appear once in reports', [
+        { field: 'reports', errors: ['a task_id appears twice'] },
+      ]);
     const namespace = namespaceOf(caller);
     const results: { task_id: string; status: number; message?: string }[] = [];
     // Completions go together (written in one transaction); failures one after another (each
     // its own transaction, so a batch does not take a connection per report).
-    const completing = Promise.allSettled(dto.reports.map(async (r, i) => {
-      if (r.status === 'complete') results[i] = await this.apply(r, namespace);
-    }));
+    const completing = Promise.allSettled(
+      dto.reports.map(async (r, i) => {
+        if (r.status === 'complete') results[i] = await this.apply(r, namespace);
+      }),
+    );
     let refused: unknown;
     for (const [i, r] of dto.reports.entries()) {
       if (r.status !== 'fail') continue;
@@ -82,7 +105,10 @@ export class WorkerProtocolController {
     return { results, tasks: dto.poll ? await this.take(dto.poll, caller, goneSignal(req), ends) : [] };
   }
 
-  private async apply(r: BatchReportDto, namespace: string): Promise<{ task_id: string; status: number; message?: string }> {
+  private async apply(
+    r: BatchReportDto,
+    namespace: string,
+  ): Promise<{ task_id: string; status: number; message?: string }> {
     try {
       if (r.status === 'complete') {
         await this.leases.complete(r.task_id, r, namespace);
@@ -115,7 +141,10 @@ export class WorkerProtocolController {
       gone: AbortSignal.any([gone, ends]),
     });
     if (ends.aborted) {
-      await this.leases.handBack(taken.map((t) => t.task), 'the key of the poll was revoked or expired');
+      await this.leases.handBack(
+        taken.map((t) => t.task),
+        'the key of the poll was revoked or expired',
+      );
       return [];
     }
     return taken.map(({ task, lease }) => ({
@@ -125,7 +154,9 @@ export class WorkerProtocolController {
   }
 
   /** Extends the lease; answers whether a cancel was requested. */
-  @Post(':id/heartbeat') @HttpCode(200) @Allow(WORKERS)
+  @Post(':id/heartbeat')
+  @HttpCode(200)
+  @Allow(WORKERS)
   async heartbeat(@Param('id', id) taskId: string, @Body() dto: HeartbeatDto, @NamespaceOf() ns: string) {
     const r = await this.leases.heartbeat(taskId, dto, ns);
     return { expires_at: new Date(r.expires_at).toISOString(), cancel_requested: r.cancel_requested };
@@ -135,13 +166,17 @@ export class WorkerProtocolController {
    * Reports success with the current lease token. A stale token gets 409 and changes
    * nothing; the same report sent twice is answered the same way twice.
    */
-  @Post(':id/complete') @HttpCode(200) @Allow(WORKERS)
+  @Post(':id/complete')
+  @HttpCode(200)
+  @Allow(WORKERS)
   async complete(@Param('id', id) taskId: string, @Body() dto: CompleteDto, @NamespaceOf() ns: string) {
     return toTaskResponse(await this.leases.complete(taskId, dto, ns));
   }
 
   /** Reports failure with the current lease token; retried by the task's policy, then on_error. */
-  @Post(':id/fail') @HttpCode(200) @Allow(WORKERS)
+  @Post(':id/fail')
+  @HttpCode(200)
+  @Allow(WORKERS)
   async fail(@Param('id', id) taskId: string, @Body() dto: FailDto, @NamespaceOf() ns: string) {
     const { task, stoppingWorker } = await this.leases.fail(taskId, dto, ns);
     if (stoppingWorker) this.workers.stopping(stoppingWorker, ns);

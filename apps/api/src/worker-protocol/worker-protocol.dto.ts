@@ -1,5 +1,22 @@
 import { Type } from 'class-transformer';
-import { ArrayMaxSize, IsArray, IsBoolean, IsDefined, IsIn, IsInt, IsNumber, IsObject, IsOptional, IsString, IsUUID, Max, MaxLength, Min, ValidateIf, ValidateNested } from 'class-validator';
+import {
+  ArrayMaxSize,
+  IsArray,
+  IsBoolean,
+  IsDefined,
+  IsIn,
+  IsInt,
+  IsNumber,
+  IsObject,
+  IsOptional,
+  IsString,
+  IsUUID,
+  Max,
+  MaxLength,
+  Min,
+  ValidateIf,
+  ValidateNested,
+} from 'class-validator';
 import { LIMITS } from '@tagflow/domain';
 import { IsCapabilityList, IsJsonAtMost, IsJsonObject } from '../common/validation.js';
 
@@ -8,59 +25,82 @@ export class PollDto {
   @IsCapabilityList()
   tags: string[];
 
-  @IsOptional() @IsUUID()
+  @IsOptional()
+  @IsUUID()
   worker_id?: string;
 
-  @IsOptional() @IsNumber() @Min(0) @Max(LIMITS.pollWaitMaxSeconds)
+  @IsOptional()
+  @IsNumber()
+  @Min(0)
+  @Max(LIMITS.pollWaitMaxSeconds)
   wait_s?: number;
 
-  @IsOptional() @IsInt() @Min(1) @Max(LIMITS.pollMaxTasks)
+  @IsOptional()
+  @IsInt()
+  @Min(1)
+  @Max(LIMITS.pollMaxTasks)
   max_tasks?: number;
 }
 
 export class HeartbeatDto {
-  @IsString() @MaxLength(64)
+  @IsString()
+  @MaxLength(64)
   lease_token: string;
 
   /** Whatever the task says of its progress; kept on the task until the next heartbeat. */
-  @IsOptional() @IsJsonAtMost(LIMITS.progressMaxBytes)
+  @IsOptional()
+  @IsJsonAtMost(LIMITS.progressMaxBytes)
   progress?: unknown;
 }
 
 class ReportDto {
-  @IsString() @MaxLength(64)
+  @IsString()
+  @MaxLength(64)
   lease_token: string;
 
   /** Longer logs are accepted and cut to their last LIMITS.logTailBytes. */
-  @IsOptional() @IsString()
+  @IsOptional()
+  @IsString()
   stdout?: string;
 
-  @IsOptional() @IsString()
+  @IsOptional()
+  @IsString()
   stderr?: string;
 
-  @IsOptional() @IsInt() @Min(-2147483648) @Max(2147483647)
+  @IsOptional()
+  @IsInt()
+  @Min(-2147483648)
+  @Max(2147483647)
   exit_code?: number;
 }
 
 export class CompleteDto extends ReportDto {
-  @IsOptional() @IsJsonObject()
+  @IsOptional()
+  @IsJsonObject()
   output?: Record<string, unknown>;
 }
 
 export class FailureDto {
-  @IsString() @MaxLength(LIMITS.errorMessageMaxLength)
+  @IsString()
+  @MaxLength(LIMITS.errorMessageMaxLength)
   message: string;
 
-  @IsOptional() @IsString() @MaxLength(LIMITS.errorCodeMaxLength)
+  @IsOptional()
+  @IsString()
+  @MaxLength(LIMITS.errorCodeMaxLength)
   code?: string;
 
-  @IsOptional() @IsBoolean()
+  @IsOptional()
+  @IsBoolean()
   retryable?: boolean;
 }
 
 export class FailDto extends ReportDto {
   // ValidateNested alone lets a missing object through.
-  @IsDefined({ message: 'error is required: {message, code?, retryable?}' }) @IsObject() @ValidateNested() @Type(() => FailureDto)
+  @IsDefined({ message: 'error is required: {message, code?, retryable?}' })
+  @IsObject()
+  @ValidateNested()
+  @Type(() => FailureDto)
   error: FailureDto;
 }
 
@@ -72,19 +112,29 @@ export class BatchReportDto extends ReportDto {
   @IsIn(['complete', 'fail'], { message: 'status must be complete or fail' })
   status: 'complete' | 'fail';
 
-  @IsOptional() @IsJsonObject()
+  @IsOptional()
+  @IsJsonObject()
   output?: Record<string, unknown>;
 
   @ValidateIf((r: BatchReportDto) => r.status === 'fail')
-  @IsDefined({ message: 'error is required when status is fail: {message, code?, retryable?}' }) @IsObject() @ValidateNested() @Type(() => FailureDto)
+  @IsDefined({ message: 'error is required when status is fail: {message, code?, retryable?}' })
+  @IsObject()
+  @ValidateNested()
+  @Type(() => FailureDto)
   error?: FailureDto;
 }
 
 /** Reports of a worker's finished tasks and, optionally, its next poll, in one request. */
 export class ReportAndPollDto {
-  @IsArray() @ArrayMaxSize(LIMITS.reportsPerRequest) @ValidateNested({ each: true }) @Type(() => BatchReportDto)
+  @IsArray()
+  @ArrayMaxSize(LIMITS.reportsPerRequest)
+  @ValidateNested({ each: true })
+  @Type(() => BatchReportDto)
   reports: BatchReportDto[];
 
-  @IsOptional() @IsObject() @ValidateNested() @Type(() => PollDto)
+  @IsOptional()
+  @IsObject()
+  @ValidateNested()
+  @Type(() => PollDto)
   poll?: PollDto;
 }

@@ -1,5 +1,15 @@
 import { Type } from 'class-transformer';
-import { ArrayMaxSize, IsArray, IsOptional, IsString, IsUUID, Matches, MaxLength, MinLength, ValidateNested } from 'class-validator';
+import {
+  ArrayMaxSize,
+  IsArray,
+  IsOptional,
+  IsString,
+  IsUUID,
+  Matches,
+  MaxLength,
+  MinLength,
+  ValidateNested,
+} from 'class-validator';
 import { LIMITS } from '@tagflow/domain';
 import { IsJsonAtMost } from '../common/validation.js';
 import type { WorkerInfo } from '@tagflow/client';
@@ -8,16 +18,24 @@ import type { WorkerEntity } from '@tagflow/persistence';
 import { IsTagList } from '../common/validation.js';
 
 export class RegisterWorkerDto {
-  @IsString() @MinLength(1) @MaxLength(128) @Matches(/^[A-Za-z0-9_.:@-]+$/, { message: 'name must match [A-Za-z0-9_.:@-]+' })
+  @IsString()
+  @MinLength(1)
+  @MaxLength(128)
+  @Matches(/^[A-Za-z0-9_.:@-]+$/, { message: 'name must match [A-Za-z0-9_.:@-]+' })
   name: string;
 
-  @IsOptional() @IsTagList()
+  @IsOptional()
+  @IsTagList()
   tags?: string[];
 
-  @IsOptional() @IsString() @MaxLength(255)
+  @IsOptional()
+  @IsString()
+  @MaxLength(255)
   hostname?: string;
 
-  @IsOptional() @IsString() @MaxLength(64)
+  @IsOptional()
+  @IsString()
+  @MaxLength(64)
   version?: string;
 }
 
@@ -41,16 +59,21 @@ export class LeaseBeatDto {
   @IsUUID()
   task_id: string;
 
-  @IsString() @MaxLength(64)
+  @IsString()
+  @MaxLength(64)
   lease_token: string;
 
   /** Whatever the task says of its progress; kept on the task until the next heartbeat. */
-  @IsOptional() @IsJsonAtMost(LIMITS.progressMaxBytes)
+  @IsOptional()
+  @IsJsonAtMost(LIMITS.progressMaxBytes)
   progress?: unknown;
 }
 
 /** All of a worker's leases, extended in one request. */
 export class WorkerHeartbeatDto {
-  @IsArray() @ArrayMaxSize(LIMITS.leasesPerHeartbeat) @ValidateNested({ each: true }) @Type(() => LeaseBeatDto)
+  @IsArray()
+  @ArrayMaxSize(LIMITS.leasesPerHeartbeat)
+  @ValidateNested({ each: true })
+  @Type(() => LeaseBeatDto)
   leases: LeaseBeatDto[];
 }

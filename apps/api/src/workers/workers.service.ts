@@ -18,8 +18,16 @@ export class WorkersService {
   async register(dto: RegisterWorkerDto, namespace: string, keyId: string | null) {
     const now = Date.now();
     const worker: WorkerEntity = {
-      id: newId(now), name: dto.name, namespace, tags: canonicalTags(dto.tags ?? []), hostname: dto.hostname ?? null,
-      version: dto.version ?? null, created_at: now, last_seen_at: now, stopping_at: null, key_id: keyId,
+      id: newId(now),
+      name: dto.name,
+      namespace,
+      tags: canonicalTags(dto.tags ?? []),
+      hostname: dto.hostname ?? null,
+      version: dto.version ?? null,
+      created_at: now,
+      last_seen_at: now,
+      stopping_at: null,
+      key_id: keyId,
     };
     await this.db.transaction((repos) => repos.workers.insert(worker), now);
     return toWorkerResponse(worker, []);
@@ -51,7 +59,10 @@ export class WorkersService {
     if (last && last.keyId === keyId && now - last.at < TOUCH_EVERY_MS) return;
     const found = await this.db.transaction((repos) => repos.workers.touch(id, namespace, keyId, now), now);
     if (found === 'unknown') throw notFound('worker', id);
-    if (found === 'stopping') throw conflict(`worker ${id} handed a task back as it stopped (WORKER_SHUTDOWN); it may not poll again: a worker that goes on registers again`);
+    if (found === 'stopping')
+      throw conflict(
+        `worker ${id} handed a task back as it stopped (WORKER_SHUTDOWN); it may not poll again: a worker that goes on registers again`,
+      );
     if (this.touched.size > 100_000) this.touched.clear();
     this.touched.set(key, { at: now, keyId });
   }

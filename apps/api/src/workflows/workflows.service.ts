@@ -24,7 +24,9 @@ export class WorkflowsService {
   async create(dto: CreateWorkflowDto, createdBy: CreatedBy | null, namespace: string): Promise<WorkflowEntity> {
     const wf = newWorkflowRow(dto, createdBy, namespace, Date.now());
     // A copy per attempt: the transaction changes the row it is given, and may run again (Engine.run).
-    await this.engine.inTransaction((uow) => createWorkflow(uow, { ...wf }, (dto.tasks ?? []) as unknown as TaskSpecLike[]));
+    await this.engine.inTransaction((uow) =>
+      createWorkflow(uow, { ...wf }, (dto.tasks ?? []) as unknown as TaskSpecLike[]),
+    );
     return (await this.get(wf.id, namespace)).entity;
   }
 
@@ -43,16 +45,30 @@ export class WorkflowsService {
 
   async list(q: WorkflowListQuery, namespace: string): Promise<Page<WorkflowResponse>> {
     const repos = this.db.read();
-    const rows = await repos.workflows.page({ namespace, state: q.state, name: q.name, tag: q.tag, before: decodeCursor(q.cursor), limit: q.limit });
+    const rows = await repos.workflows.page({
+      namespace,
+      state: q.state,
+      name: q.name,
+      tag: q.tag,
+      before: decodeCursor(q.cursor),
+      limit: q.limit,
+    });
     const counts = await repos.tasks.countsByState(rows.slice(0, q.limit).map((r) => r.id));
     return pageOf(rows, q.limit, (w) => toWorkflowResponse(w, { ...emptyCounts(), ...counts.get(w.id) }));
   }
 
   async remove(id: string, namespace: string): Promise<void> {
-    await this.engine.inWorkflow(id, async (uow, wf) => {
-      if (!isTerminalWorkflow(wf.state)) throw conflict(`workflow ${id} is ${wf.state}; only a finished workflow can be deleted (cancel it first)`, { state: wf.state });
-      await uow.repos.workflows.deleteWithEverything(id);
-    }, namespace);
+    await this.engine.inWorkflow(
+      id,
+      async (uow, wf) => {
+        if (!isTerminalWorkflow(wf.state))
+          throw conflict(`workflow ${id} is ${wf.state}; only a finished workflow can be deleted (cancel it first)`, {
+            state: wf.state,
+          });
+        await uow.repos.workflows.deleteWithEverything(id);
+      },
+      namespace,
+    );
   }
 
   seal(id: string, namespace: string, check?: WorkflowCheck): Promise<WorkflowResponse> {
@@ -72,17 +88,31 @@ export class WorkflowsService {
   }
 
   /** Runs `op` under the workflow's lock, after `check` (the caller's grants: see workflowCheckFor). */
-  private async change(id: string, namespace: string, op: (uow: UnitOfWork, wf: WorkflowEntity) => Promise<void>, check?: WorkflowCheck): Promise<WorkflowResponse> {
-    await this.engine.inWorkflow(id, async (uow, wf) => {
-      await check?.(uow.repos, wf);
-      await op(uow, wf);
-    }, namespace);
+  private async change(
+    id: string,
+    namespace: string,
+    op: (uow: UnitOfWork, wf: WorkflowEntity) => Promise<void>,
+    check?: WorkflowCheck,
+  ): Promise<WorkflowResponse> {
+    await this.engine.inWorkflow(
+      id,
+      async (uow, wf) => {
+        await check?.(uow.repos, wf);
+        await op(uow, wf);
+      },
+      namespace,
+    );
     return this.view(id, namespace);
   }
 }
 
 /** The row of a new workflow as `POST /v1/workflows` (or a schedule's tick) asks for it. */
-export function newWorkflowRow(dto: CreateWorkflowDto, createdBy: CreatedBy | null, namespace: string, now: number): WorkflowEntity {
+export function newWorkflowRow(
+  dto: CreateWorkflowDto,
+  createdBy: CreatedBy | null,
+  namespace: string,
+  now: number,
+): WorkflowEntity {
   return {
     id: newId(now),
     name: dto.name,
@@ -95,7 +125,9 @@ export function newWorkflowRow(dto: CreateWorkflowDto, createdBy: CreatedBy | nu
     on_failure: dto.on_failure ?? 'fail',
     retention_days: dto.retention_days ?? null,
     limits: dto.limits ?? {},
-    callback: dto.callback ? { url: dto.callback.url, ...(dto.callback.secret ? { secret: dto.callback.secret } : {}) } : null,
+    callback: dto.callback
+      ? { url: dto.callback.url, ...(dto.callback.secret ? { secret: dto.callback.secret } : {}) }
+      : null,
     rollback_started: false,
     settle_pending: false,
     settle_after: '',

@@ -1,5 +1,17 @@
 import { memo, useEffect, useMemo, useRef, type RefObject } from 'react';
-import { Background, Controls, Handle, MiniMap, Position, ReactFlow, useNodesInitialized, useReactFlow, type Edge, type Node, type NodeProps } from '@xyflow/react';
+import {
+  Background,
+  Controls,
+  Handle,
+  MiniMap,
+  Position,
+  ReactFlow,
+  useNodesInitialized,
+  useReactFlow,
+  type Edge,
+  type Node,
+  type NodeProps,
+} from '@xyflow/react';
 import '@xyflow/react/dist/style.css';
 import { layoutGraph, sizeOf, type Box } from './layout';
 import type { Graph, GraphNode, GraphTask } from './model';
@@ -13,7 +25,12 @@ function TaskNode({ data }: NodeProps<Node<TaskNodeData, 'task'>>) {
   const t = data.task;
   const mark = t.kind === 'handler' ? 'on_error' : t.kind === 'revert' ? 'revert' : null;
   return (
-    <div className={`node node-task state-${t.state}`} data-task={t.name} data-state={t.state} title={`${t.name} · ${t.state}${t.tags.length ? ` · ${t.tags.join(', ')}` : ''}`}>
+    <div
+      className={`node node-task state-${t.state}`}
+      data-task={t.name}
+      data-state={t.state}
+      title={`${t.name} · ${t.state}${t.tags.length ? ` · ${t.tags.join(', ')}` : ''}`}
+    >
       <Handle type="target" position={Position.Left} />
       <div className="node-name">{t.name}</div>
       <div className="node-sub">
@@ -28,12 +45,23 @@ function TaskNode({ data }: NodeProps<Node<TaskNodeData, 'task'>>) {
 function GroupNode({ data }: NodeProps<Node<GroupNodeData, 'cluster'>>) {
   const total = data.size;
   return (
-    <div className="node node-group" data-group={data.label} title={`${data.label}: ${total} tasks (click to draw them one by one)`}>
+    <div
+      className="node node-group"
+      data-group={data.label}
+      title={`${data.label}: ${total} tasks (click to draw them one by one)`}
+    >
       <Handle type="target" position={Position.Left} />
-      <div className="node-name">{data.label} <span className="muted">× {total}</span></div>
+      <div className="node-name">
+        {data.label} <span className="muted">× {total}</span>
+      </div>
       <div className="bar">
         {TASK_STATES.filter((s) => (data.counts[s] ?? 0) > 0).map((s) => (
-          <span key={s} className={`bar-part state-${s}`} style={{ flexGrow: data.counts[s] }} title={`${data.counts[s]} ${s}`} />
+          <span
+            key={s}
+            className={`bar-part state-${s}`}
+            style={{ flexGrow: data.counts[s] }}
+            title={`${data.counts[s]} ${s}`}
+          />
         ))}
       </div>
       <Handle type="source" position={Position.Right} />
@@ -103,9 +131,25 @@ function nodeOf(n: GraphNode, box: Box): Node {
     case 'cluster':
       return { id: n.id, type: 'cluster', position, data: { ...n }, ...fixed };
     case 'tag':
-      return { id: n.id, type: 'tag', position, data: { label: `tag ${n.tag}`, title: `requires_tags ${n.tag}: ${n.members} current member(s)` }, ...fixed };
+      return {
+        id: n.id,
+        type: 'tag',
+        position,
+        data: { label: `tag ${n.tag}`, title: `requires_tags ${n.tag}: ${n.members} current member(s)` },
+        ...fixed,
+      };
     case 'data':
-      return { id: n.id, type: 'data', position, data: { label: `data ${n.key}`, title: `data key ${n.key}${n.written ? '' : ' (not written yet)'}`, written: n.written }, ...fixed };
+      return {
+        id: n.id,
+        type: 'data',
+        position,
+        data: {
+          label: `data ${n.key}`,
+          title: `data key ${n.key}${n.written ? '' : ' (not written yet)'}`,
+          written: n.written,
+        },
+        ...fixed,
+      };
   }
 }
 
@@ -123,7 +167,14 @@ export function WorkflowGraph({ graph, onOpenTask, onExpandGroup, onOpenData }: 
     const next = new Map<string, { box: Box; key: unknown; node: Node }>();
     const list = graph.nodes.map((n) => {
       const box = boxes.get(n.id) ?? { x: 0, y: 0, ...sizeOf(n) };
-      const key = n.type === 'task' ? n.task : n.type === 'cluster' ? JSON.stringify([n.size, n.counts]) : n.type === 'tag' ? n.members : n.written;
+      const key =
+        n.type === 'task'
+          ? n.task
+          : n.type === 'cluster'
+            ? JSON.stringify([n.size, n.counts])
+            : n.type === 'tag'
+              ? n.members
+              : n.written;
       const kept = previous.current.get(n.id);
       const node = kept && kept.box === box && kept.key === key ? kept.node : nodeOf(n, box);
       next.set(n.id, { box, key, node });
@@ -153,7 +204,9 @@ export function WorkflowGraph({ graph, onOpenTask, onExpandGroup, onOpenData }: 
         nodeTypes={nodeTypes}
         fitView
         fitViewOptions={{ padding: 0.1, maxZoom: 1.2 }}
-        onMoveStart={(event) => { if (event) userMoved.current = true; }}
+        onMoveStart={(event) => {
+          if (event) userMoved.current = true;
+        }}
         minZoom={0.05}
         onlyRenderVisibleElements
         nodesConnectable={false}
@@ -169,7 +222,15 @@ export function WorkflowGraph({ graph, onOpenTask, onExpandGroup, onOpenData }: 
         <AutoFit shapeKey={graph.shapeKey} userMoved={userMoved} />
         <Background gap={24} />
         <Controls showInteractive={false} />
-        {nodes.length < MINIMAP_FROM ? null : <MiniMap pannable zoomable nodeClassName={(n) => (n.type === 'task' ? `state-${(n.data as TaskNodeData).task.state}` : 'minimap-other')} />}
+        {nodes.length < MINIMAP_FROM ? null : (
+          <MiniMap
+            pannable
+            zoomable
+            nodeClassName={(n) =>
+              n.type === 'task' ? `state-${(n.data as TaskNodeData).task.state}` : 'minimap-other'
+            }
+          />
+        )}
       </ReactFlow>
     </div>
   );

@@ -31,7 +31,12 @@ export function layoutGraph(graph: Graph): Map<string, Box> {
   const boxes = new Map<string, Box>();
   for (const n of graph.nodes) {
     const placed = g.node(n.id) as { x: number; y: number; width: number; height: number };
-    boxes.set(n.id, { x: placed.x - placed.width / 2, y: placed.y - placed.height / 2, width: placed.width, height: placed.height });
+    boxes.set(n.id, {
+      x: placed.x - placed.width / 2,
+      y: placed.y - placed.height / 2,
+      width: placed.width,
+      height: placed.height,
+    });
   }
   return boxes;
 }

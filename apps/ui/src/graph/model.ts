@@ -200,7 +200,8 @@ export function buildGraph(tasks: GraphTask[], opts: GraphOptions): Graph {
     if (t.parent_task_id && t.kind !== 'task') link(at(t.parent_task_id), at(t.id), 'handler');
   }
   // A selector's member that also waits on it (it never waits for itself) would draw a loop.
-  for (const [id, e] of edges) if (e.kind === 'tag' && edges.has(`tag:${e.target}->${e.source}`) && e.source.startsWith('tag:')) edges.delete(id);
+  for (const [id, e] of edges)
+    if (e.kind === 'tag' && edges.has(`tag:${e.target}->${e.source}`) && e.source.startsWith('tag:')) edges.delete(id);
 
   const edgeList = [...edges.values()];
   const shapeKey = `${nodes.map((n) => n.id).join('|')}#${edgeList.map((e) => e.id).join('|')}`;

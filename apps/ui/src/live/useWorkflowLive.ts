@@ -35,10 +35,18 @@ function slim(t: Task): Task {
   return { ...t, output: null, stdout: null, stderr: null, resolved_input: null, progress: null };
 }
 
-const sleep = (ms: number, signal: AbortSignal) => new Promise<void>((resolve) => {
-  const timer = setTimeout(resolve, ms);
-  signal.addEventListener('abort', () => { clearTimeout(timer); resolve(); }, { once: true });
-});
+const sleep = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(timer);
+        resolve();
+      },
+      { once: true },
+    );
+  });
 
 /**
  * A workflow kept current. Its tasks are read (pages of 500), then its history of
@@ -49,7 +57,16 @@ const sleep = (ms: number, signal: AbortSignal) => new Promise<void>((resolve) =
  */
 export function useWorkflowLive(client: TagflowClient, id: string): LiveWorkflow {
   const refreshRef = useRef<() => void>(() => undefined);
-  const [state, setState] = useState<LiveWorkflow>(() => ({ workflow: null, tasks: new Map(), version: 0, loaded: 0, status: 'loading', error: null, events: [], refresh: () => refreshRef.current() }));
+  const [state, setState] = useState<LiveWorkflow>(() => ({
+    workflow: null,
+    tasks: new Map(),
+    version: 0,
+    loaded: 0,
+    status: 'loading',
+    error: null,
+    events: [],
+    refresh: () => refreshRef.current(),
+  }));
 
   useEffect(() => {
     const abort = new AbortController();

@@ -22,17 +22,38 @@ export function SignIn({ onSignedIn, reason }: { onSignedIn: (s: Session) => voi
     <main className="signin">
       <form onSubmit={submit} className="card" aria-label="sign in">
         <h1>Tagflow</h1>
-        <p className="muted">Sign in with an API key (admin, operator or reader). It stays in this tab and is sent only to this API.</p>
+        <p className="muted">
+          Sign in with an API key (admin, operator or reader). It stays in this tab and is sent only to this API.
+        </p>
         <label>
           API key
-          <input name="token" type="password" autoComplete="off" value={token} onChange={(e) => setToken(e.target.value)} placeholder="tfk_…" autoFocus />
+          <input
+            name="token"
+            type="password"
+            autoComplete="off"
+            value={token}
+            onChange={(e) => setToken(e.target.value)}
+            placeholder="tfk_…"
+            autoFocus
+          />
         </label>
         <label>
           Namespace <span className="muted small">(only for a key of all namespaces)</span>
-          <input name="namespace" value={namespace} onChange={(e) => setNamespace(e.target.value)} placeholder="default" />
+          <input
+            name="namespace"
+            value={namespace}
+            onChange={(e) => setNamespace(e.target.value)}
+            placeholder="default"
+          />
         </label>
-        {error ? <div className="error" role="alert">{error}</div> : null}
-        <button type="submit" disabled={busy}>{busy ? 'Checking…' : 'Sign in'}</button>
+        {error ? (
+          <div className="error" role="alert">
+            {error}
+          </div>
+        ) : null}
+        <button type="submit" disabled={busy}>
+          {busy ? 'Checking…' : 'Sign in'}
+        </button>
       </form>
     </main>
   );

@@ -6,7 +6,6 @@ import { ActionButton, Ago, ErrorBox, Json, PagePending, Section, StateBadge, Ta
 import { href } from '../router';
 import { errorText } from '../session';
 
-
 /** A task: what it was given and gave back, its attempts, its live output, cancel and rerun. */
 export function TaskPage({ client, id }: { client: TagflowClient; id: string }) {
   const queries = useQueryClient();
@@ -17,14 +16,24 @@ export function TaskPage({ client, id }: { client: TagflowClient; id: string }) 
     refetchInterval: (q) => (q.state.error ? false : q.state.data && isTerminalTask(q.state.data.state) ? 5000 : 1000),
   });
   const workflowId = task.data?.workflow_id;
-  const workflow = useQuery({ queryKey: ['workflow', workflowId], queryFn: () => client.getWorkflow(workflowId!), enabled: !!workflowId, refetchInterval: 5000 });
+  const workflow = useQuery({
+    queryKey: ['workflow', workflowId],
+    queryFn: () => client.getWorkflow(workflowId!),
+    enabled: !!workflowId,
+    refetchInterval: 5000,
+  });
   const events = useQuery({
     queryKey: ['task-events', id, task.data?.state, task.data?.attempt],
     queryFn: () => client.taskEvents(id),
     enabled: !!task.data,
   });
   const workerId = task.data?.worker_id ?? null;
-  const worker = useQuery({ queryKey: ['worker', workerId], queryFn: () => client.getWorker(workerId!), enabled: !!workerId, staleTime: 60_000 });
+  const worker = useQuery({
+    queryKey: ['worker', workerId],
+    queryFn: () => client.getWorker(workerId!),
+    enabled: !!workerId,
+    staleTime: 60_000,
+  });
   const t = task.data;
   if (!t) return <PagePending error={task.error} />;
   const refresh = async (run: () => Promise<Task>) => {
@@ -35,54 +44,164 @@ export function TaskPage({ client, id }: { client: TagflowClient; id: string }) 
     <main className="page">
       <div className="page-head">
         <div>
-          <div className="crumbs"><a href={href.workflows()}>Workflows</a> / <a href={href.workflow(t.workflow_id)} data-testid="workflow-link">{workflow.data?.name ?? 'workflow'}</a> /</div>
-          <h1>{t.name} <StateBadge state={t.state} />{t.handled ? <span className="badge-open" title="its failure was handled by on_error">handled</span> : null}</h1>
+          <div className="crumbs">
+            <a href={href.workflows()}>Workflows</a> /{' '}
+            <a href={href.workflow(t.workflow_id)} data-testid="workflow-link">
+              {workflow.data?.name ?? 'workflow'}
+            </a>{' '}
+            /
+          </div>
+          <h1>
+            {t.name} <StateBadge state={t.state} />
+            {t.handled ? (
+              <span className="badge-open" title="its failure was handled by on_error">
+                handled
+              </span>
+            ) : null}
+          </h1>
           <div className="sub">
-            <span className="mono small">{t.id}</span> · attempt {t.attempt}{t.retry.count > 0 ? ` (retries: ${t.retry.count})` : ''}
-            {t.kind === 'task' ? null : <> · {t.kind === 'handler' ? 'on_error handler' : 'revert'} of <a href={href.task(t.parent_task_id ?? '')}>its task</a></>}
-            {t.cancel_requested && !isTerminalTask(t.state) ? <> · <span className="warn">cancel requested</span></> : null}
+            <span className="mono small">{t.id}</span> · attempt {t.attempt}
+            {t.retry.count > 0 ? ` (retries: ${t.retry.count})` : ''}
+            {t.kind === 'task' ? null : (
+              <>
+                {' '}
+                · {t.kind === 'handler' ? 'on_error handler' : 'revert'} of{' '}
+                <a href={href.task(t.parent_task_id ?? '')}>its task</a>
+              </>
+            )}
+            {t.cancel_requested && !isTerminalTask(t.state) ? (
+              <>
+                {' '}
+                · <span className="warn">cancel requested</span>
+              </>
+            ) : null}
           </div>
         </div>
         <div className="buttons">
-          {!isTerminalTask(t.state) ? <ActionButton label="Cancel" danger confirm={`Cancel task ${t.name}?`} run={() => refresh(() => client.cancelTask(t.id))} /> : null}
+          {!isTerminalTask(t.state) ? (
+            <ActionButton
+              label="Cancel"
+              danger
+              confirm={`Cancel task ${t.name}?`}
+              run={() => refresh(() => client.cancelTask(t.id))}
+            />
+          ) : null}
           {/* The API reruns an ERROR task of a workflow that has not finished. */}
-          {t.state === 'ERROR' && workflow.data && !isTerminalWorkflow(workflow.data.state) ? <ActionButton label="Rerun" run={() => refresh(() => client.rerunTask(t.id))} /> : null}
+          {t.state === 'ERROR' && workflow.data && !isTerminalWorkflow(workflow.data.state) ? (
+            <ActionButton label="Rerun" run={() => refresh(() => client.rerunTask(t.id))} />
+          ) : null}
         </div>
       </div>
       <div className="grid">
         <Section title="Summary">
           <dl className="facts">
-            <dt>Tags</dt><dd><Tags tags={t.tags} /></dd>
-            <dt>Action</dt><dd className="mono small">{t.action.type}</dd>
+            <dt>Tags</dt>
+            <dd>
+              <Tags tags={t.tags} />
+            </dd>
+            <dt>Action</dt>
+            <dd className="mono small">{t.action.type}</dd>
             <dt>Worker</dt>
-            <dd>{workerId ? <><a href={href.workers()}>{worker.data?.name ?? workerId}</a>{worker.data?.hostname ? <span className="muted"> on {worker.data.hostname}</span> : null}</> : <span className="muted">—</span>}</dd>
-            <dt>Requires</dt><dd>{[...t.requires, ...t.requires_tags.map((x) => `tag:${x}`)].join(', ') || '—'}</dd>
-            <dt>Created</dt><dd><Ago at={t.created_at} /></dd>
-            {t.priority !== 0 ? <><dt>Priority</dt><dd>{t.priority}</dd></> : null}
-            {t.held_by_limit ? <><dt>Held</dt><dd data-testid="held">waiting for room under the {t.held_by_limit.scope} limit on <span className="mono">{t.held_by_limit.tag}</span></dd></> : null}
-            {t.callback ? <><dt>Callback</dt><dd className="mono small">{t.callback.url}{t.callback.signed ? ' (signed)' : ''}</dd></> : null}
-            {t.not_before ? <><dt>Not before</dt><dd><time dateTime={t.not_before}>{new Date(t.not_before).toLocaleString()}</time></dd></> : null}
-            <dt>Started</dt><dd><Ago at={t.started_at} /></dd>
-            <dt>Finished</dt><dd><Ago at={t.finished_at} /></dd>
-            {t.exit_code !== null ? <><dt>Exit code</dt><dd>{t.exit_code}</dd></> : null}
-            {t.progress !== null ? <><dt>Progress</dt><dd><Json value={t.progress} /></dd></> : null}
+            <dd>
+              {workerId ? (
+                <>
+                  <a href={href.workers()}>{worker.data?.name ?? workerId}</a>
+                  {worker.data?.hostname ? <span className="muted"> on {worker.data.hostname}</span> : null}
+                </>
+              ) : (
+                <span className="muted">—</span>
+              )}
+            </dd>
+            <dt>Requires</dt>
+            <dd>{[...t.requires, ...t.requires_tags.map((x) => `tag:${x}`)].join(', ') || '—'}</dd>
+            <dt>Created</dt>
+            <dd>
+              <Ago at={t.created_at} />
+            </dd>
+            {t.priority !== 0 ? (
+              <>
+                <dt>Priority</dt>
+                <dd>{t.priority}</dd>
+              </>
+            ) : null}
+            {t.held_by_limit ? (
+              <>
+                <dt>Held</dt>
+                <dd data-testid="held">
+                  waiting for room under the {t.held_by_limit.scope} limit on{' '}
+                  <span className="mono">{t.held_by_limit.tag}</span>
+                </dd>
+              </>
+            ) : null}
+            {t.callback ? (
+              <>
+                <dt>Callback</dt>
+                <dd className="mono small">
+                  {t.callback.url}
+                  {t.callback.signed ? ' (signed)' : ''}
+                </dd>
+              </>
+            ) : null}
+            {t.not_before ? (
+              <>
+                <dt>Not before</dt>
+                <dd>
+                  <time dateTime={t.not_before}>{new Date(t.not_before).toLocaleString()}</time>
+                </dd>
+              </>
+            ) : null}
+            <dt>Started</dt>
+            <dd>
+              <Ago at={t.started_at} />
+            </dd>
+            <dt>Finished</dt>
+            <dd>
+              <Ago at={t.finished_at} />
+            </dd>
+            {t.exit_code !== null ? (
+              <>
+                <dt>Exit code</dt>
+                <dd>{t.exit_code}</dd>
+              </>
+            ) : null}
+            {t.progress !== null ? (
+              <>
+                <dt>Progress</dt>
+                <dd>
+                  <Json value={t.progress} />
+                </dd>
+              </>
+            ) : null}
           </dl>
         </Section>
         <Section title="Error">
           {t.error ? (
             <div className="error-detail">
-              <div><strong>{t.error.code ?? 'ERROR'}</strong></div>
+              <div>
+                <strong>{t.error.code ?? 'ERROR'}</strong>
+              </div>
               <pre className="json">{t.error.message}</pre>
             </div>
-          ) : <span className="muted">none</span>}
+          ) : (
+            <span className="muted">none</span>
+          )}
         </Section>
       </div>
       <LogPanel client={client} task={t} />
       <div className="grid">
-        <Section title="Input"><Json value={t.input} empty="{}" /></Section>
-        <Section title="Resolved input"><Json value={t.resolved_input} empty={t.attempt > 0 ? 'the input as given (no references)' : 'resolved when handed to a worker'} /></Section>
+        <Section title="Input">
+          <Json value={t.input} empty="{}" />
+        </Section>
+        <Section title="Resolved input">
+          <Json
+            value={t.resolved_input}
+            empty={t.attempt > 0 ? 'the input as given (no references)' : 'resolved when handed to a worker'}
+          />
+        </Section>
       </div>
-      <Section title="Output"><Json value={t.output} empty={isTerminalTask(t.state) ? 'none' : 'none yet'} /></Section>
+      <Section title="Output">
+        <Json value={t.output} empty={isTerminalTask(t.state) ? 'none' : 'none yet'} />
+      </Section>
       <Section title="Attempts">
         <ErrorBox error={events.error} />
         <Attempts events={events.data ?? []} />
@@ -107,7 +226,8 @@ function Attempts({ events }: { events: TaskEvent[] }) {
           <ol className="plain">
             {list.map((e, i) => (
               <li key={i}>
-                <span className="small">{new Date(e.at).toLocaleTimeString()}</span> {e.from ? <StateBadge state={e.from} /> : null} → <StateBadge state={e.to} />
+                <span className="small">{new Date(e.at).toLocaleTimeString()}</span>{' '}
+                {e.from ? <StateBadge state={e.from} /> : null} → <StateBadge state={e.to} />
                 {e.reason ? <span className="small muted"> {e.reason}</span> : null}
               </li>
             ))}
@@ -191,22 +311,47 @@ function LogPanel({ client, task }: { client: TagflowClient; task: Task }) {
       actions={
         <span className="log-head">
           {task.attempt > 1 ? (
-            <select aria-label="attempt" value={attempt} onChange={(e) => setChosen(Number(e.target.value) === task.attempt ? null : Number(e.target.value))}>
-              {Array.from({ length: task.attempt }, (_, i) => i + 1).map((n) => <option key={n} value={n}>attempt {n}</option>)}
+            <select
+              aria-label="attempt"
+              value={attempt}
+              onChange={(e) => setChosen(Number(e.target.value) === task.attempt ? null : Number(e.target.value))}
+            >
+              {Array.from({ length: task.attempt }, (_, i) => i + 1).map((n) => (
+                <option key={n} value={n}>
+                  attempt {n}
+                </option>
+              ))}
             </select>
           ) : null}
-          <span className="muted small" data-testid="log-status">{status}</span>
+          <span className="muted small" data-testid="log-status">
+            {status}
+          </span>
         </span>
       }
     >
-      {error ? <div className="error" role="alert">{error}</div> : null}
+      {error ? (
+        <div className="error" role="alert">
+          {error}
+        </div>
+      ) : null}
       <pre
         className="log"
         data-testid="log"
         ref={box}
-        onScroll={(e) => { const el = e.currentTarget; stick.current = el.scrollTop + el.clientHeight >= el.scrollHeight - 8; }}
+        onScroll={(e) => {
+          const el = e.currentTarget;
+          stick.current = el.scrollTop + el.clientHeight >= el.scrollHeight - 8;
+        }}
       >
-        {pieces.length === 0 ? <span className="muted">{attempt < 1 ? 'It has not started.' : 'No output yet.'}</span> : pieces.map((p, i) => <span key={i} className={p.stream}>{p.text}</span>)}
+        {pieces.length === 0 ? (
+          <span className="muted">{attempt < 1 ? 'It has not started.' : 'No output yet.'}</span>
+        ) : (
+          pieces.map((p, i) => (
+            <span key={i} className={p.stream}>
+              {p.text}
+            </span>
+          ))
+        )}
       </pre>
     </Section>
   );

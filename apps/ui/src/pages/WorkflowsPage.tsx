@@ -31,18 +31,42 @@ export function WorkflowsPage({ client }: { client: TagflowClient }) {
         <form className="filters" onSubmit={(e) => e.preventDefault()} aria-label="filters">
           <label>
             State
-            <select value={state} onChange={(e) => { setState(e.target.value as WorkflowState | ''); resetPaging(); }}>
+            <select
+              value={state}
+              onChange={(e) => {
+                setState(e.target.value as WorkflowState | '');
+                resetPaging();
+              }}
+            >
               <option value="">any</option>
-              {WORKFLOW_STATES.map((s) => <option key={s} value={s}>{s}</option>)}
+              {WORKFLOW_STATES.map((s) => (
+                <option key={s} value={s}>
+                  {s}
+                </option>
+              ))}
             </select>
           </label>
           <label>
             Name
-            <input value={name} placeholder="exact name" onChange={(e) => { setName(e.target.value); resetPaging(); }} />
+            <input
+              value={name}
+              placeholder="exact name"
+              onChange={(e) => {
+                setName(e.target.value);
+                resetPaging();
+              }}
+            />
           </label>
           <label>
             Tag
-            <input value={tag} placeholder="tag" onChange={(e) => { setTag(e.target.value); resetPaging(); }} />
+            <input
+              value={tag}
+              placeholder="tag"
+              onChange={(e) => {
+                setTag(e.target.value);
+                resetPaging();
+              }}
+            />
           </label>
         </form>
       </div>
@@ -50,26 +74,58 @@ export function WorkflowsPage({ client }: { client: TagflowClient }) {
       <div className="table-wrap">
         <table className="list" data-testid="workflows">
           <thead>
-            <tr><th>Name</th><th>State</th><th>Tasks</th><th>Tags</th><th>Created</th><th>ID</th></tr>
+            <tr>
+              <th>Name</th>
+              <th>State</th>
+              <th>Tasks</th>
+              <th>Tags</th>
+              <th>Created</th>
+              <th>ID</th>
+            </tr>
           </thead>
           <tbody>
             {list.data?.items.map((w) => (
               <tr key={w.id} data-workflow={w.name}>
-                <td><a href={href.workflow(w.id)}>{w.name}</a>{w.sealed ? null : <span className="muted small"> · open</span>}</td>
-                <td><StateBadge state={w.state} /></td>
-                <td><Counts counts={w.task_counts} /></td>
-                <td><Tags tags={w.tags} /></td>
-                <td><Ago at={w.created_at} /></td>
+                <td>
+                  <a href={href.workflow(w.id)}>{w.name}</a>
+                  {w.sealed ? null : <span className="muted small"> · open</span>}
+                </td>
+                <td>
+                  <StateBadge state={w.state} />
+                </td>
+                <td>
+                  <Counts counts={w.task_counts} />
+                </td>
+                <td>
+                  <Tags tags={w.tags} />
+                </td>
+                <td>
+                  <Ago at={w.created_at} />
+                </td>
                 <td className="mono small">{w.id}</td>
               </tr>
             ))}
-            {list.data && list.data.items.length === 0 ? <tr><td colSpan={6} className="muted">No workflow matches.</td></tr> : null}
+            {list.data && list.data.items.length === 0 ? (
+              <tr>
+                <td colSpan={6} className="muted">
+                  No workflow matches.
+                </td>
+              </tr>
+            ) : null}
           </tbody>
         </table>
       </div>
       <div className="pager">
-        <button type="button" disabled={cursors.length <= 1} onClick={() => setCursors((c) => c.slice(0, -1))}>Newer</button>
-        <button type="button" disabled={!list.data?.next_cursor} onClick={() => setCursors((c) => [...c, list.data?.next_cursor ?? undefined])}>Older</button>
+        <button type="button" disabled={cursors.length <= 1} onClick={() => setCursors((c) => c.slice(0, -1))}>
+          Newer
+        </button>
+        <button
+          type="button"
+          disabled={!list.data?.next_cursor}
+          onClick={() => setCursors((c) => [...c, list.data?.next_cursor ?? undefined])}
+        >
+          Older
+        </button>
       </div>
     </main>
   );

@@ -53,20 +53,40 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): WorkerConfi
   const { values } = parseArgs({
     args: argv,
     options: {
-      api: { type: 'string' }, token: { type: 'string' }, 'token-file': { type: 'string' }, 'token-stdin': { type: 'boolean' }, tags: { type: 'string' }, name: { type: 'string' },
-      concurrency: { type: 'string' }, 'work-dir': { type: 'string' }, 'run-as': { type: 'string' }, cgroup: { type: 'string' }, plugin: { type: 'string', multiple: true },
-      'grace-s': { type: 'string' }, 'poll-wait-s': { type: 'string' }, 'log-level': { type: 'string' }, help: { type: 'boolean', short: 'h' },
+      api: { type: 'string' },
+      token: { type: 'string' },
+      'token-file': { type: 'string' },
+      'token-stdin': { type: 'boolean' },
+      tags: { type: 'string' },
+      name: { type: 'string' },
+      concurrency: { type: 'string' },
+      'work-dir': { type: 'string' },
+      'run-as': { type: 'string' },
+      cgroup: { type: 'string' },
+      plugin: { type: 'string', multiple: true },
+      'grace-s': { type: 'string' },
+      'poll-wait-s': { type: 'string' },
+      'log-level': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
     },
     strict: true,
     allowPositionals: false,
   });
   if (values.help) return 'help';
-  const pick = (flag: string | undefined, name: string) => (flag !== undefined ? flag : env[name] !== '' ? env[name] : undefined);
+  const pick = (flag: string | undefined, name: string) =>
+    flag !== undefined ? flag : env[name] !== '' ? env[name] : undefined;
   // A key on the command line or in the environment is readable by every task the worker runs (/proc).
-  if (values.token !== undefined) throw new ConfigError('--token is not accepted: a command line is readable by every process of the machine; put the key in a file (chmod 600) and pass --token-file FILE, or pipe it to --token-stdin');
-  if (env.TAGFLOW_TOKEN) throw new ConfigError('TAGFLOW_TOKEN is not read by the worker: its tasks could read it from /proc; put the key in a file (chmod 600) and pass --token-file FILE (or TAGFLOW_TOKEN_FILE)');
+  if (values.token !== undefined)
+    throw new ConfigError(
+      '--token is not accepted: a command line is readable by every process of the machine; put the key in a file (chmod 600) and pass --token-file FILE, or pipe it to --token-stdin',
+    );
+  if (env.TAGFLOW_TOKEN)
+    throw new ConfigError(
+      'TAGFLOW_TOKEN is not read by the worker: its tasks could read it from /proc; put the key in a file (chmod 600) and pass --token-file FILE (or TAGFLOW_TOKEN_FILE)',
+    );
   const tokenFile = pick(values['token-file'], 'TAGFLOW_TOKEN_FILE');
-  if (tokenFile !== undefined && values['token-stdin']) throw new ConfigError('give --token-file or --token-stdin, not both');
+  if (tokenFile !== undefined && values['token-stdin'])
+    throw new ConfigError('give --token-file or --token-stdin, not both');
 
   const api = pick(values.api, 'TAGFLOW_API_URL') ?? 'http://127.0.0.1:8080';
   try {
@@ -75,24 +95,39 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): WorkerConfi
   } catch {
     throw new ConfigError(`--api / TAGFLOW_API_URL must be an http(s) URL (got "${api}")`);
   }
-  const tags = (pick(values.tags, 'TAGFLOW_TAGS') ?? '').split(',').map((t) => t.trim()).filter(Boolean);
-  for (const t of tags) if (!TAG.test(t)) throw new ConfigError(`--tags / TAGFLOW_TAGS: "${t}" is not a tag (1-64 characters of [A-Za-z0-9_.:/=-]) or *`);
+  const tags = (pick(values.tags, 'TAGFLOW_TAGS') ?? '')
+    .split(',')
+    .map((t) => t.trim())
+    .filter(Boolean);
+  for (const t of tags)
+    if (!TAG.test(t))
+      throw new ConfigError(`--tags / TAGFLOW_TAGS: "${t}" is not a tag (1-64 characters of [A-Za-z0-9_.:/=-]) or *`);
   if (tags.length > 32) throw new ConfigError('--tags / TAGFLOW_TAGS: at most 32 tags');
   const name = pick(values.name, 'TAGFLOW_WORKER_NAME') ?? hostname();
-  if (!/^[A-Za-z0-9_.:@-]{1,128}$/.test(name)) throw new ConfigError(`--name / TAGFLOW_WORKER_NAME: "${name}" must be 1-128 characters of [A-Za-z0-9_.:@-]`);
+  if (!/^[A-Za-z0-9_.:@-]{1,128}$/.test(name))
+    throw new ConfigError(`--name / TAGFLOW_WORKER_NAME: "${name}" must be 1-128 characters of [A-Za-z0-9_.:@-]`);
   const int = (raw: string | undefined, label: string, min: number, max: number, dflt: number) => {
     if (raw === undefined) return dflt;
     const n = Number(raw);
-    if (!Number.isInteger(n) || n < min || n > max) throw new ConfigError(`${label} must be a whole number from ${min} to ${max} (got "${raw}")`);
+    if (!Number.isInteger(n) || n < min || n > max)
+      throw new ConfigError(`${label} must be a whole number from ${min} to ${max} (got "${raw}")`);
     return n;
   };
   const logLevel = pick(values['log-level'], 'TAGFLOW_LOG_LEVEL') ?? 'info';
-  if (!['error', 'warn', 'info', 'debug'].includes(logLevel)) throw new ConfigError(`--log-level / TAGFLOW_LOG_LEVEL must be error, warn, info or debug (got "${logLevel}")`);
-  const runAs = pick(values['run-as'], 'TAGFLOW_RUN_AS')?.split(',').map((u) => u.trim());
+  if (!['error', 'warn', 'info', 'debug'].includes(logLevel))
+    throw new ConfigError(`--log-level / TAGFLOW_LOG_LEVEL must be error, warn, info or debug (got "${logLevel}")`);
+  const runAs = pick(values['run-as'], 'TAGFLOW_RUN_AS')
+    ?.split(',')
+    .map((u) => u.trim());
   const cgroup = pick(values.cgroup, 'TAGFLOW_CGROUP') ?? 'auto';
-  if (!['auto', 'v2', 'v1', 'off'].includes(cgroup)) throw new ConfigError(`--cgroup / TAGFLOW_CGROUP must be auto, v2, v1 or off (got "${cgroup}")`);
-  if (runAs === undefined && (cgroup === 'v2' || cgroup === 'v1')) throw new ConfigError(`--cgroup ${cgroup} applies to tasks run as another user: give --run-as USER too`);
-  const envPlugins = (env.TAGFLOW_PLUGINS ?? '').split(',').map((p) => p.trim()).filter(Boolean);
+  if (!['auto', 'v2', 'v1', 'off'].includes(cgroup))
+    throw new ConfigError(`--cgroup / TAGFLOW_CGROUP must be auto, v2, v1 or off (got "${cgroup}")`);
+  if (runAs === undefined && (cgroup === 'v2' || cgroup === 'v1'))
+    throw new ConfigError(`--cgroup ${cgroup} applies to tasks run as another user: give --run-as USER too`);
+  const envPlugins = (env.TAGFLOW_PLUGINS ?? '')
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean);
   return {
     api,
     tokenFile: tokenFile === undefined ? undefined : resolve(tokenFile),
@@ -100,12 +135,20 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): WorkerConfi
     tags,
     name,
     concurrency: int(pick(values.concurrency, 'TAGFLOW_CONCURRENCY'), '--concurrency / TAGFLOW_CONCURRENCY', 1, 256, 1),
-    workDir: resolve(pick(values['work-dir'], 'TAGFLOW_WORK_DIR') ?? join(tmpdir(), `tagflow-worker-${userInfo().username}`)),
+    workDir: resolve(
+      pick(values['work-dir'], 'TAGFLOW_WORK_DIR') ?? join(tmpdir(), `tagflow-worker-${userInfo().username}`),
+    ),
     runAs,
     cgroup: cgroup as WorkerConfig['cgroup'],
     plugins: values.plugin?.length ? values.plugin : envPlugins,
     graceS: int(pick(values['grace-s'], 'TAGFLOW_GRACE_S'), '--grace-s / TAGFLOW_GRACE_S', 0, 86_400, 30),
-    pollWaitS: int(pick(values['poll-wait-s'], 'TAGFLOW_POLL_WAIT_S'), '--poll-wait-s / TAGFLOW_POLL_WAIT_S', 1, 60, 30),
+    pollWaitS: int(
+      pick(values['poll-wait-s'], 'TAGFLOW_POLL_WAIT_S'),
+      '--poll-wait-s / TAGFLOW_POLL_WAIT_S',
+      1,
+      60,
+      30,
+    ),
     logLevel: logLevel as WorkerConfig['logLevel'],
   };
 }

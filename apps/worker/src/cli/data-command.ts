@@ -11,7 +11,11 @@ Exit codes: 0 done, 3 the key was not written within the wait, 2 usage, 1 other 
 `;
 
 /** `tagflow-worker data ...`: the data space from a script on a server. Returns the exit code. */
-export async function dataCommand(args: string[], env: NodeJS.ProcessEnv, io: { out: (s: string) => void; err: (s: string) => void; stdin: () => Promise<string> }): Promise<number> {
+export async function dataCommand(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  io: { out: (s: string) => void; err: (s: string) => void; stdin: () => Promise<string> },
+): Promise<number> {
   const [verb, key, ...rest] = args;
   const api = env.TAGFLOW_API_URL;
   const workflow = env.TAGFLOW_WORKFLOW_ID;
@@ -20,7 +24,9 @@ export async function dataCommand(args: string[], env: NodeJS.ProcessEnv, io: { 
     return verb ? 0 : 2;
   }
   if (!api || !workflow) {
-    io.err('tagflow-worker data: TAGFLOW_API_URL and TAGFLOW_WORKFLOW_ID must be set (they are, inside a task the worker runs)\n');
+    io.err(
+      'tagflow-worker data: TAGFLOW_API_URL and TAGFLOW_WORKFLOW_ID must be set (they are, inside a task the worker runs)\n',
+    );
     return 2;
   }
   const client = new TagflowClient({ url: api, token: env.TAGFLOW_LEASE_TOKEN, retry: { attempts: 5 } });
@@ -70,7 +76,9 @@ export async function dataCommand(args: string[], env: NodeJS.ProcessEnv, io: { 
       }
     }
   } catch (e) {
-    io.err(`tagflow-worker data ${verb}: ${e instanceof TagflowApiError ? `${e.status} ${e.body?.message ?? e.message}` : (e as Error).message}\n`);
+    io.err(
+      `tagflow-worker data ${verb}: ${e instanceof TagflowApiError ? `${e.status} ${e.body?.message ?? e.message}` : (e as Error).message}\n`,
+    );
     return 1;
   }
   io.err(DATA_USAGE);

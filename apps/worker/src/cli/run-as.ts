@@ -21,7 +21,10 @@ export const SHARED_USERS = new Set(['nobody', 'daemon', 'www-data']);
  */
 export function resolveRunAs(name: string, uid = process.getuid?.()): RunAsUser {
   if (!USER_NAME.test(name)) throw new ConfigError(`--run-as / TAGFLOW_RUN_AS: "${name}" is not a user name`);
-  if (uid !== 0) throw new ConfigError(`--run-as ${name} needs the worker to start as root (it runs as uid ${uid ?? 'unknown'}); start it as root, or drop --run-as and start it as ${name}`);
+  if (uid !== 0)
+    throw new ConfigError(
+      `--run-as ${name} needs the worker to start as root (it runs as uid ${uid ?? 'unknown'}); start it as root, or drop --run-as and start it as ${name}`,
+    );
   let entry: string;
   try {
     entry = execFileSync('getent', ['passwd', name], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
@@ -30,9 +33,14 @@ export function resolveRunAs(name: string, uid = process.getuid?.()): RunAsUser 
   }
   const [, , uidText, gidText, , home] = entry.split(':');
   const user = { name, uid: Number(uidText), gid: Number(gidText), home: home || '/' };
-  if (!Number.isInteger(user.uid) || !Number.isInteger(user.gid)) throw new ConfigError(`--run-as ${name}: cannot read its uid and gid from "${entry}"`);
-  if (user.uid === 0) throw new ConfigError(`--run-as ${name}: that is root; tasks would run with every right the worker has`);
-  if (user.gid === 0) throw new ConfigError(`--run-as ${name}: its primary group is root's (gid 0); give tasks a user whose group is not root`);
+  if (!Number.isInteger(user.uid) || !Number.isInteger(user.gid))
+    throw new ConfigError(`--run-as ${name}: cannot read its uid and gid from "${entry}"`);
+  if (user.uid === 0)
+    throw new ConfigError(`--run-as ${name}: that is root; tasks would run with every right the worker has`);
+  if (user.gid === 0)
+    throw new ConfigError(
+      `--run-as ${name}: its primary group is root's (gid 0); give tasks a user whose group is not root`,
+    );
   return user;
 }
 
@@ -45,10 +53,13 @@ export function resolveRunAsUsers(names: string[], concurrency: number, uid = pr
   const spec = names.join(',');
   if (new Set(names).size !== names.length) throw new ConfigError(`--run-as ${spec}: a user is named twice`);
   if (names.length > 1 && names.length < concurrency) {
-    throw new ConfigError(`--run-as ${spec}: ${names.length} users for --concurrency ${concurrency}; give one user per slot, or a single user that every slot shares`);
+    throw new ConfigError(
+      `--run-as ${spec}: ${names.length} users for --concurrency ${concurrency}; give one user per slot, or a single user that every slot shares`,
+    );
   }
   const users = names.map((name) => resolveRunAs(name, uid));
-  if (new Set(users.map((u) => u.uid)).size !== users.length) throw new ConfigError(`--run-as ${spec}: two of these names have the same uid, so they are one user`);
+  if (new Set(users.map((u) => u.uid)).size !== users.length)
+    throw new ConfigError(`--run-as ${spec}: two of these names have the same uid, so they are one user`);
   return users;
 }
 

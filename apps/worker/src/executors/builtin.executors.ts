@@ -14,6 +14,9 @@ export class EchoExecutor implements Executor {
   run(ctx: Parameters<Executor['run']>[0]): Promise<ExecutionResult> {
     const output: unknown = ctx.task.action.output;
     const isObject = typeof output === 'object' && output !== null && !Array.isArray(output);
-    return Promise.resolve({ status: 'success', output: isObject ? (output as Record<string, unknown>) : { value: output ?? null } });
+    return Promise.resolve({
+      status: 'success',
+      output: isObject ? (output as Record<string, unknown>) : { value: output ?? null },
+    });
   }
 }

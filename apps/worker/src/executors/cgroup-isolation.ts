@@ -18,7 +18,11 @@ export class CgroupIsolation implements Isolation {
   readonly mode: 'cgroup-v2' | 'cgroup-v1';
   private attempts = 0;
 
-  private constructor(readonly version: 1 | 2, private readonly base: string, private readonly warn: Warn) {
+  private constructor(
+    readonly version: 1 | 2,
+    private readonly base: string,
+    private readonly warn: Warn,
+  ) {
     this.mode = version === 2 ? 'cgroup-v2' : 'cgroup-v1';
   }
 
@@ -27,10 +31,17 @@ export class CgroupIsolation implements Isolation {
   }
 
   /** Makes the worker's cgroup and tries one attempt's, or says why that is not possible here. */
-  static async create(version: 1 | 2, warn: Warn, proc = { mountinfo: '/proc/self/mountinfo', cgroup: '/proc/self/cgroup' }): Promise<CgroupIsolation> {
+  static async create(
+    version: 1 | 2,
+    warn: Warn,
+    proc = { mountinfo: '/proc/self/mountinfo', cgroup: '/proc/self/cgroup' },
+  ): Promise<CgroupIsolation> {
     const [mountinfo, own] = await Promise.all([readFile(proc.mountinfo, 'utf8'), readFile(proc.cgroup, 'utf8')]);
     const parent = cgroupDir(version, mountinfo, own);
-    if (!parent) throw new Error(version === 2 ? 'no cgroup2 file system is mounted' : 'no cgroup v1 freezer hierarchy is mounted');
+    if (!parent)
+      throw new Error(
+        version === 2 ? 'no cgroup2 file system is mounted' : 'no cgroup v1 freezer hierarchy is mounted',
+      );
     await removeStale(version, parent, warn);
     const isolation = new CgroupIsolation(version, join(parent, `tagflow-worker.${process.pid}`), warn);
     await mkdir(isolation.base, { recursive: true });
@@ -38,7 +49,11 @@ export class CgroupIsolation implements Isolation {
       // One process through the whole path (held, admitted, let go), so a refusal shows now, not on every task.
       const probe = await isolation.open();
       try {
-        const r = await runProcess('/bin/sh', ['-c', 'exit 0'], { env: { PATH: '/usr/bin:/bin' }, signal: new AbortController().signal, scope: probe });
+        const r = await runProcess('/bin/sh', ['-c', 'exit 0'], {
+          env: { PATH: '/usr/bin:/bin' },
+          signal: new AbortController().signal,
+          scope: probe,
+        });
         if (r.exitCode !== 0) throw new Error(`a process put in an attempt's cgroup exited ${r.exitCode ?? r.signal}`);
       } finally {
         await probe.killAll();
@@ -55,9 +70,13 @@ export class CgroupIsolation implements Isolation {
     const dir = join(this.base, `attempt-${++this.attempts}`);
     await mkdir(dir);
     const scope = new CgroupScope(this.version, dir, this.warn);
-    if (this.version === 2 && !(await exists(join(dir, 'cgroup.kill'))) && !(await exists(join(dir, 'cgroup.freeze')))) {
+    if (
+      this.version === 2 &&
+      !(await exists(join(dir, 'cgroup.kill'))) &&
+      !(await exists(join(dir, 'cgroup.freeze')))
+    ) {
       await rmdir(dir);
-      throw new Error('this kernel\'s cgroup v2 has neither cgroup.kill nor cgroup.freeze (Linux 5.2 or later has)');
+      throw new Error("this kernel's cgroup v2 has neither cgroup.kill nor cgroup.freeze (Linux 5.2 or later has)");
     }
     if (this.version === 1 && !(await exists(join(dir, 'freezer.state')))) {
       await rmdir(dir);
@@ -67,13 +86,19 @@ export class CgroupIsolation implements Isolation {
   }
 
   async close(): Promise<void> {
-    await rmdir(this.base).catch((e: NodeJS.ErrnoException) => this.warn('could not remove the worker\'s cgroup', { cgroup: this.base, error: e.message }));
+    await rmdir(this.base).catch((e: NodeJS.ErrnoException) =>
+      this.warn("could not remove the worker's cgroup", { cgroup: this.base, error: e.message }),
+    );
   }
 }
 
 class CgroupScope implements AttemptScope {
   private killing?: Promise<void>;
-  constructor(private readonly version: 1 | 2, private readonly dir: string, private readonly warn: Warn) {}
+  constructor(
+    private readonly version: 1 | 2,
+    private readonly dir: string,
+    private readonly warn: Warn,
+  ) {}
 
   admit(pid: number): Promise<void> {
     return writeFile(join(this.dir, 'cgroup.procs'), String(pid));
@@ -84,8 +109,15 @@ class CgroupScope implements AttemptScope {
   }
 
   killAll(): Promise<void> {
-    this.killing ??= untilNoneLeft(() => this.killPass(), (left, error) => this.warn('processes of a finished attempt are still alive; its slot waits for them', { cgroup: this.dir, pids: left, error }))
-      .finally(() => (this.killing = undefined));
+    this.killing ??= untilNoneLeft(
+      () => this.killPass(),
+      (left, error) =>
+        this.warn('processes of a finished attempt are still alive; its slot waits for them', {
+          cgroup: this.dir,
+          pids: left,
+          error,
+        }),
+    ).finally(() => (this.killing = undefined));
     return this.killing;
   }
 
@@ -107,9 +139,18 @@ class CgroupScope implements AttemptScope {
 
   /** Freezes or thaws the cgroup; a freeze is waited for (briefly: a process stuck in the kernel may never freeze). */
   private async freeze(on: boolean): Promise<void> {
-    const [file, value, done] = this.version === 2
-      ? ['cgroup.freeze', on ? '1' : '0', async () => /^frozen 1$/m.test(await readFile(join(this.dir, 'cgroup.events'), 'utf8'))]
-      : ['freezer.state', on ? 'FROZEN' : 'THAWED', async () => (await readFile(join(this.dir, 'freezer.state'), 'utf8')).trim() === 'FROZEN'];
+    const [file, value, done] =
+      this.version === 2
+        ? [
+            'cgroup.freeze',
+            on ? '1' : '0',
+            async () => /^frozen 1$/m.test(await readFile(join(this.dir, 'cgroup.events'), 'utf8')),
+          ]
+        : [
+            'freezer.state',
+            on ? 'FROZEN' : 'THAWED',
+            async () => (await readFile(join(this.dir, 'freezer.state'), 'utf8')).trim() === 'FROZEN',
+          ];
     await writeFile(join(this.dir, file), value);
     for (let i = 0; on && i < 100 && !(await done()); i++) await new Promise((r) => setTimeout(r, 5));
   }
@@ -155,9 +196,16 @@ export function cgroupDir(version: 1 | 2, mountinfo: string, procCgroup: string)
     if (!after) continue;
     const [, , , root, point] = before.split(' ');
     const [type, , options] = after.split(' ');
-    const matches = version === 2 ? type === 'cgroup2' : type === 'cgroup' && (options ?? '').split(',').includes('freezer');
+    const matches =
+      version === 2 ? type === 'cgroup2' : type === 'cgroup' && (options ?? '').split(',').includes('freezer');
     if (!matches || !(own === root || own.startsWith(root === '/' ? '/' : `${root}/`))) continue;
-    return join(point, ...own.slice(root === '/' ? 0 : root.length).split('/').filter(Boolean));
+    return join(
+      point,
+      ...own
+        .slice(root === '/' ? 0 : root.length)
+        .split('/')
+        .filter(Boolean),
+    );
   }
   return undefined;
 }
@@ -196,5 +244,8 @@ function kill(pid: number, signal: NodeJS.Signals): void {
 }
 
 async function exists(path: string): Promise<boolean> {
-  return access(path).then(() => true, () => false);
+  return access(path).then(
+    () => true,
+    () => false,
+  );
 }

@@ -45,7 +45,15 @@ export interface ProcessResult {
 /** How an attempt ended, as the agent reports it. */
 export type ExecutionResult =
   | { status: 'success'; output?: JsonObject; stdout?: string; stderr?: string; exitCode?: number }
-  | { status: 'failure'; message: string; code: string; retryable: boolean; stdout?: string; stderr?: string; exitCode?: number };
+  | {
+      status: 'failure';
+      message: string;
+      code: string;
+      retryable: boolean;
+      stdout?: string;
+      stderr?: string;
+      exitCode?: number;
+    };
 
 export interface Executor {
   /** The action type it runs, e.g. "shell" or "ansible-playbook". */
@@ -62,7 +70,11 @@ export class ExecutionStop extends Error {
 
 /** A failure an executor throws to choose its code; any other thrown error fails with EXECUTOR_ERROR. */
 export class ExecutionFailure extends Error {
-  constructor(message: string, readonly code: string, readonly retryable = false) {
+  constructor(
+    message: string,
+    readonly code: string,
+    readonly retryable = false,
+  ) {
     super(message);
   }
 }

@@ -26,7 +26,10 @@ export function heldCommand(file: string, argv: string[]): [string, string[]] {
 export function releaseScript(env: Record<string, string>): string {
   const lines = ['unset PWD']; // the held shell's own, not the task's
   for (const [name, value] of Object.entries(env)) {
-    if (!ENV_NAME.test(name)) throw new Error(`environment variable "${name}" cannot be passed into an attempt's cgroup: a name is letters, digits and _`);
+    if (!ENV_NAME.test(name))
+      throw new Error(
+        `environment variable "${name}" cannot be passed into an attempt's cgroup: a name is letters, digits and _`,
+      );
     lines.push(`export ${name}='${value.replaceAll("'", "'\\''")}'`);
   }
   return `${lines.join('\n')}\ntagflow_admitted=1\n`;

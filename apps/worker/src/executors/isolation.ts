@@ -69,17 +69,30 @@ export class UserKillIsolation implements Isolation {
 
 class UserKillScope implements AttemptScope {
   private killing?: Promise<void>;
-  constructor(private readonly user: ProcessUser, private readonly warn: Warn) {}
+  constructor(
+    private readonly user: ProcessUser,
+    private readonly warn: Warn,
+  ) {}
 
   signal(signal: NodeJS.Signals): Promise<void> {
     return killAsUser(this.user, signal);
   }
 
   killAll(): Promise<void> {
-    this.killing ??= untilNoneLeft(async () => {
-      await killAsUser(this.user, 'SIGKILL');
-      return (await processesOf(this.user.uid)).filter((p) => p.real === this.user.uid || p.saved === this.user.uid).map((p) => p.pid);
-    }, (left, error) => this.warn('processes of a finished attempt are still alive; its slot waits for them', { uid: this.user.uid, pids: left, error })).finally(() => (this.killing = undefined));
+    this.killing ??= untilNoneLeft(
+      async () => {
+        await killAsUser(this.user, 'SIGKILL');
+        return (await processesOf(this.user.uid))
+          .filter((p) => p.real === this.user.uid || p.saved === this.user.uid)
+          .map((p) => p.pid);
+      },
+      (left, error) =>
+        this.warn('processes of a finished attempt are still alive; its slot waits for them', {
+          uid: this.user.uid,
+          pids: left,
+          error,
+        }),
+    ).finally(() => (this.killing = undefined));
     return this.killing;
   }
 
@@ -90,7 +103,12 @@ class UserKillScope implements AttemptScope {
 function killAsUser(user: ProcessUser, signal: NodeJS.Signals): Promise<void> {
   return new Promise((resolve) => {
     const sig = signal.replace(/^SIG/, '');
-    const p = spawn('/bin/sh', ['-c', `kill -s ${sig} -- -1`], { uid: user.uid, gid: user.gid, stdio: 'ignore', env: { PATH: '/usr/bin:/bin' } });
+    const p = spawn('/bin/sh', ['-c', `kill -s ${sig} -- -1`], {
+      uid: user.uid,
+      gid: user.gid,
+      stdio: 'ignore',
+      env: { PATH: '/usr/bin:/bin' },
+    });
     p.on('error', () => resolve());
     p.on('close', () => resolve()); // non-zero when nothing was left to signal
   });
@@ -101,7 +119,10 @@ function killAsUser(user: ProcessUser, signal: NodeJS.Signals): Promise<void> {
  * gives up, so nothing of an attempt is left to meet the next one; `stuck` hears every 10 s
  * what is still alive, or why a pass failed.
  */
-export async function untilNoneLeft(pass: () => Promise<number[]>, stuck: (left: number[], error?: string) => void): Promise<void> {
+export async function untilNoneLeft(
+  pass: () => Promise<number[]>,
+  stuck: (left: number[], error?: string) => void,
+): Promise<void> {
   let warnAt = Date.now() + 10_000;
   for (let round = 0; ; round++) {
     let left: number[] = [];

@@ -13,10 +13,11 @@ function scope(admit: (pid: number) => Promise<void>): AttemptScope {
 describe('runProcess with a scope that admits processes', () => {
   const signal = new AbortController().signal;
 
-  it('holds the process, with nothing of the task\'s environment, until it is admitted; then runs the command with it', async () => {
+  it("holds the process, with nothing of the task's environment, until it is admitted; then runs the command with it", async () => {
     const held: string[] = [];
     const result = await runProcess('/bin/sh', ['-c', 'echo "$SECRET $ENV"'], {
-      env: { PATH: '/usr/bin:/bin', SECRET: 'only-once-inside', ENV: '/tmp/not-for-the-held-shell' }, signal,
+      env: { PATH: '/usr/bin:/bin', SECRET: 'only-once-inside', ENV: '/tmp/not-for-the-held-shell' },
+      signal,
       scope: scope(async (pid) => void held.push(readFileSync(`/proc/${pid}/environ`, 'utf8'))),
     });
     expect(held).toEqual(['PATH=/usr/bin:/bin\0']);
@@ -25,8 +26,12 @@ describe('runProcess with a scope that admits processes', () => {
 
   it('never runs the command of a process that could not be admitted', async () => {
     const marker = join(mkdtempSync(join(tmpdir(), 'tagflow-held-')), 'ran');
-    const run = runProcess('/bin/sh', ['-c', `touch ${marker}`], { env: { PATH: '/usr/bin:/bin' }, signal, scope: scope(() => Promise.reject(new Error('EACCES'))) });
-    await expect(run).rejects.toThrow('could not put the task\'s process in its cgroup: EACCES');
+    const run = runProcess('/bin/sh', ['-c', `touch ${marker}`], {
+      env: { PATH: '/usr/bin:/bin' },
+      signal,
+      scope: scope(() => Promise.reject(new Error('EACCES'))),
+    });
+    await expect(run).rejects.toThrow("could not put the task's process in its cgroup: EACCES");
     expect(existsSync(marker)).toBe(false);
   });
 });

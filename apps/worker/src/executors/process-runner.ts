@@ -49,14 +49,19 @@ export function runProcess(
   command: string,
   args: string[],
   options: RunOptions & {
-    signal: AbortSignal; graceMs?: number; user?: ProcessUser; scope?: AttemptScope;
+    signal: AbortSignal;
+    graceMs?: number;
+    user?: ProcessUser;
+    scope?: AttemptScope;
     onOutput?: (stream: 'stdout' | 'stderr', chunk: Buffer) => void;
   },
 ): Promise<ProcessResult> {
   return new Promise((resolve, reject) => {
     // As another user, the directory is entered by that user (`env -C`), not by root before
     // the switch: a directory root may enter and the user may not stays closed to the task.
-    const [asUser, asUserArgs, cwd] = options.user ? ['/usr/bin/env', ['-C', options.cwd ?? '/', '--', command, ...args], '/'] : [command, args, options.cwd];
+    const [asUser, asUserArgs, cwd] = options.user
+      ? ['/usr/bin/env', ['-C', options.cwd ?? '/', '--', command, ...args], '/']
+      : [command, args, options.cwd];
     // With a scope that admits processes, the process is held until it is inside (held-start.ts).
     const held = options.scope?.admit !== undefined;
     let release = '';

@@ -35,7 +35,8 @@ export class ExecutorRegistry {
     const list = Array.isArray(exported) ? exported : [exported];
     const loaded: string[] = [];
     for (const e of list) {
-      if (!isExecutor(e)) throw new Error(`plugin ${path} must export executors with a string "type" and a run(ctx) function`);
+      if (!isExecutor(e))
+        throw new Error(`plugin ${path} must export executors with a string "type" and a run(ctx) function`);
       this.add(e);
       loaded.push(e.type);
     }

@@ -23,12 +23,21 @@ export class ShellExecutor implements Executor {
       throw new ExecutionFailure('a shell action needs exactly one of "command" or "script"', 'INVALID_ACTION');
     }
     const env: unknown = action.env ?? {};
-    if (typeof env !== 'object' || env === null || Array.isArray(env) || Object.values(env).some((v) => typeof v !== 'string')) {
+    if (
+      typeof env !== 'object' ||
+      env === null ||
+      Array.isArray(env) ||
+      Object.values(env).some((v) => typeof v !== 'string')
+    ) {
       throw new ExecutionFailure('"env" must be an object of strings', 'INVALID_ACTION');
     }
     // Names a shell can export: so a task runs the same on every worker, held in a cgroup or not (held-start.ts).
     const odd = Object.keys(env).find((name) => !ENV_NAME.test(name));
-    if (odd !== undefined) throw new ExecutionFailure(`"env": "${odd}" is not a variable name (letters, digits and _, not starting with a digit)`, 'INVALID_ACTION');
+    if (odd !== undefined)
+      throw new ExecutionFailure(
+        `"env": "${odd}" is not a variable name (letters, digits and _, not starting with a digit)`,
+        'INVALID_ACTION',
+      );
     const inputFile = join(ctx.workDir, 'input.json');
     const outputFile = join(ctx.workDir, 'output.json');
     await ctx.writeFile(inputFile, JSON.stringify(ctx.task.input ?? {}), 0o600);
@@ -62,10 +71,24 @@ export class ShellExecutor implements Executor {
       read = await readTaskFile(outputFile, OUTPUT_MAX_BYTES);
     } catch (e) {
       if (!(e instanceof TaskFileRefused)) throw e;
-      return { status: 'failure', message: `$TAGFLOW_OUTPUT was not read: ${e.message}`, code: 'INVALID_OUTPUT', retryable: false, ...logs, exitCode: 0 };
+      return {
+        status: 'failure',
+        message: `$TAGFLOW_OUTPUT was not read: ${e.message}`,
+        code: 'INVALID_OUTPUT',
+        retryable: false,
+        ...logs,
+        exitCode: 0,
+      };
     }
     if (read.tooLarge) {
-      return { status: 'failure', message: `$TAGFLOW_OUTPUT holds more than ${OUTPUT_MAX_BYTES} bytes, the largest output the API takes`, code: 'OUTPUT_TOO_LARGE', retryable: false, ...logs, exitCode: 0 };
+      return {
+        status: 'failure',
+        message: `$TAGFLOW_OUTPUT holds more than ${OUTPUT_MAX_BYTES} bytes, the largest output the API takes`,
+        code: 'OUTPUT_TOO_LARGE',
+        retryable: false,
+        ...logs,
+        exitCode: 0,
+      };
     }
     const raw = read.text.trim();
     if (!raw) return { status: 'success', output: {}, ...logs, exitCode: 0 };
@@ -73,10 +96,24 @@ export class ShellExecutor implements Executor {
     try {
       output = JSON.parse(raw);
     } catch (e) {
-      return { status: 'failure', message: `$TAGFLOW_OUTPUT is not valid JSON: ${(e as Error).message}`, code: 'INVALID_OUTPUT', retryable: false, ...logs, exitCode: 0 };
+      return {
+        status: 'failure',
+        message: `$TAGFLOW_OUTPUT is not valid JSON: ${(e as Error).message}`,
+        code: 'INVALID_OUTPUT',
+        retryable: false,
+        ...logs,
+        exitCode: 0,
+      };
     }
     if (typeof output !== 'object' || output === null || Array.isArray(output)) {
-      return { status: 'failure', message: '$TAGFLOW_OUTPUT must hold a JSON object', code: 'INVALID_OUTPUT', retryable: false, ...logs, exitCode: 0 };
+      return {
+        status: 'failure',
+        message: '$TAGFLOW_OUTPUT must hold a JSON object',
+        code: 'INVALID_OUTPUT',
+        retryable: false,
+        ...logs,
+        exitCode: 0,
+      };
     }
     return { status: 'success', output: output, ...logs, exitCode: 0 };
   }

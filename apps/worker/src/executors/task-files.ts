@@ -9,9 +9,18 @@ export const OUTPUT_MAX_BYTES = 256 * 1024;
  * Writes a file the task's processes will read (or write): owned by the task's user
  * under `--run-as`, so a script of mode 0700 is still its own.
  */
-export async function writeTaskFile(path: string, data: string, mode: number, user: ProcessUser | undefined): Promise<void> {
+export async function writeTaskFile(
+  path: string,
+  data: string,
+  mode: number,
+  user: ProcessUser | undefined,
+): Promise<void> {
   // A new file (never a link a task left there), given away through its handle, not its name.
-  const handle = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
+  const handle = await open(
+    path,
+    constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+    mode,
+  );
   try {
     if (user) await handle.chown(user.uid, user.gid);
     await handle.writeFile(data);
@@ -41,7 +50,9 @@ export async function readTaskFile(path: string, maxBytes: number): Promise<{ te
     if (st.nlink > 1) throw new TaskFileRefused(`${path} has other hard links`);
     const buf = Buffer.alloc(Math.min(st.size, maxBytes) + 1);
     const { bytesRead } = await handle.read(buf, 0, buf.length, 0);
-    return bytesRead > maxBytes ? { text: '', tooLarge: true } : { text: buf.subarray(0, bytesRead).toString('utf8'), tooLarge: false };
+    return bytesRead > maxBytes
+      ? { text: '', tooLarge: true }
+      : { text: buf.subarray(0, bytesRead).toString('utf8'), tooLarge: false };
   } finally {
     await handle.close();
   }

@@ -2,7 +2,15 @@ import { chmod, chown, lstat, mkdir, mkdtemp, rm, rmdir, writeFile } from 'node:
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { backoffDelay, TAGFLOW_VERSION, TagflowApiError, type BatchReport, type Failure, type LeasedTask, type TagflowClient } from '@tagflow/client';
+import {
+  backoffDelay,
+  TAGFLOW_VERSION,
+  TagflowApiError,
+  type BatchReport,
+  type Failure,
+  type LeasedTask,
+  type TagflowClient,
+} from '@tagflow/client';
 import type { WorkerConfig } from '../cli/config.js';
 import type { Logger } from '../cli/logger.js';
 import { ExecutionFailure, ExecutionStop, type ExecutionResult, type ExecutorContext } from '../executors/executor.js';
@@ -65,8 +73,16 @@ export class Agent {
     /** With `--run-as`: the users tasks run as (the worker is root), and how attempts are kept apart. */
     private readonly runAs?: { users: RunAsPool; isolation: Isolation },
   ) {
-    this.reporter = new Reporter(client, (level, msg, fields) => this.log(level, msg, fields), () => this.wakePoller());
-    this.leases = new LeaseKeeper(client, () => this.workerId, (msg, fields) => this.log('warn', msg, fields));
+    this.reporter = new Reporter(
+      client,
+      (level, msg, fields) => this.log(level, msg, fields),
+      () => this.wakePoller(),
+    );
+    this.leases = new LeaseKeeper(
+      client,
+      () => this.workerId,
+      (msg, fields) => this.log('warn', msg, fields),
+    );
     this.output = new LogStreamer(client, (msg, fields) => this.log('warn', msg, fields));
   }
 
@@ -93,12 +109,21 @@ export class Agent {
       await this.reporter.sent();
       const reports = this.reporter.take();
       try {
-        const poll = { tags: this.config.tags, worker_id: this.workerId ?? undefined, wait_s: this.config.pollWaitS, max_tasks: free };
+        const poll = {
+          tags: this.config.tags,
+          worker_id: this.workerId ?? undefined,
+          wait_s: this.config.pollWaitS,
+          max_tasks: free,
+        };
         let tasks: LeasedTask[];
         if (reports.length === 0) {
           tasks = await this.client.poll(poll, this.pollAbort.signal);
         } else {
-          const answer = await this.client.report(reports.map((r) => r.report), poll, this.pollAbort.signal);
+          const answer = await this.client.report(
+            reports.map((r) => r.report),
+            poll,
+            this.pollAbort.signal,
+          );
           this.reporter.settle(reports, answer.results);
           tasks = answer.tasks;
         }
@@ -166,9 +191,20 @@ export class Agent {
   private async register(): Promise<void> {
     for (let attempt = 0; !this.stopping; attempt++) {
       try {
-        const w = await this.client.registerWorker({ name: this.config.name, tags: this.config.tags, hostname: hostname(), version: TAGFLOW_VERSION });
+        const w = await this.client.registerWorker({
+          name: this.config.name,
+          tags: this.config.tags,
+          hostname: hostname(),
+          version: TAGFLOW_VERSION,
+        });
         this.workerId = w.id;
-        this.log('info', 'registered', { worker_id: w.id, name: w.name, tags: w.tags, api: this.config.api, concurrency: this.config.concurrency });
+        this.log('info', 'registered', {
+          worker_id: w.id,
+          name: w.name,
+          tags: w.tags,
+          api: this.config.api,
+          concurrency: this.config.concurrency,
+        });
         return;
       } catch (e) {
         if (e instanceof TagflowApiError && e.status >= 400 && e.status < 500) throw e; // bad name, bad token: say so and stop
@@ -185,7 +221,9 @@ export class Agent {
     // By lease, not task: the next attempt of a task may arrive here before this one's report is settled.
     this.running.set(task.lease.token, entry);
     entry.done = this.execute(task, entry)
-      .catch((e: unknown) => this.log('error', 'task handling failed', { task_id: task.id, error: (e as Error).message }))
+      .catch((e: unknown) =>
+        this.log('error', 'task handling failed', { task_id: task.id, error: (e as Error).message }),
+      )
       .finally(() => {
         this.running.delete(task.lease.token);
         this.freeSlot(entry);
@@ -200,11 +238,18 @@ export class Agent {
 
   private async execute(task: LeasedTask, entry: Running): Promise<void> {
     const { abort } = entry;
-    this.log('info', 'task started', { task_id: task.id, name: task.name, attempt: task.attempt, action: task.action.type });
+    this.log('info', 'task started', {
+      task_id: task.id,
+      name: task.name,
+      attempt: task.attempt,
+      action: task.action.type,
+    });
     let progress: unknown = undefined;
     this.leases.hold(task, abort, () => progress);
     this.output.open(task);
-    const timeout = task.timeout_s ? setTimeout(() => abort.abort(new ExecutionStop('timeout')), task.timeout_s * 1000) : undefined;
+    const timeout = task.timeout_s
+      ? setTimeout(() => abort.abort(new ExecutionStop('timeout')), task.timeout_s * 1000)
+      : undefined;
     const user = this.runAs?.users.take();
     const attempt: Attempt = { user };
     let result: ExecutionResult;
@@ -215,16 +260,26 @@ export class Agent {
       const executor = this.executors.get(task.action.type);
       if (!executor) {
         result = {
-          status: 'failure', code: 'UNSUPPORTED_ACTION', retryable: false,
+          status: 'failure',
+          code: 'UNSUPPORTED_ACTION',
+          retryable: false,
           message: `this worker has no executor for action type "${task.action.type}" (it knows: ${this.executors.types().join(', ')})`,
         };
       } else {
-        result = await executor.run(this.context(task, abort.signal, { ...attempt, dir: attempt.dir }, (p) => (progress = p)));
+        result = await executor.run(
+          this.context(task, abort.signal, { ...attempt, dir: attempt.dir }, (p) => (progress = p)),
+        );
       }
     } catch (e) {
-      result = e instanceof ExecutionFailure
-        ? { status: 'failure', message: e.message, code: e.code, retryable: e.retryable }
-        : { status: 'failure', message: `executor error: ${(e as Error).message}`, code: 'EXECUTOR_ERROR', retryable: true };
+      result =
+        e instanceof ExecutionFailure
+          ? { status: 'failure', message: e.message, code: e.code, retryable: e.retryable }
+          : {
+              status: 'failure',
+              message: `executor error: ${(e as Error).message}`,
+              code: 'EXECUTOR_ERROR',
+              retryable: true,
+            };
     } finally {
       this.leases.release(task.lease.token);
       clearTimeout(timeout);
@@ -241,16 +296,35 @@ export class Agent {
     if (stop) {
       const byStop: Record<'cancelled' | 'timeout' | 'shutdown', Required<Failure>> = {
         cancelled: { message: 'cancelled on request; its processes were stopped', code: 'CANCELLED', retryable: false },
-        timeout: { message: `ran longer than timeout_s=${task.timeout_s}; its processes were stopped`, code: 'TIMEOUT', retryable: true },
-        shutdown: { message: 'the worker stopped before the task finished; it will run again elsewhere', code: 'WORKER_SHUTDOWN', retryable: true },
+        timeout: {
+          message: `ran longer than timeout_s=${task.timeout_s}; its processes were stopped`,
+          code: 'TIMEOUT',
+          retryable: true,
+        },
+        shutdown: {
+          message: 'the worker stopped before the task finished; it will run again elsewhere',
+          code: 'WORKER_SHUTDOWN',
+          retryable: true,
+        },
       };
-      result = { status: 'failure', ...byStop[stop], stdout: result.stdout, stderr: result.stderr, exitCode: result.exitCode };
+      result = {
+        status: 'failure',
+        ...byStop[stop],
+        stdout: result.stdout,
+        stderr: result.stderr,
+        exitCode: result.exitCode,
+      };
     }
     this.freeSlot(entry);
     await this.report(task, result);
   }
 
-  private context(task: LeasedTask, signal: AbortSignal, attempt: Attempt & { dir: string }, heartbeat: (progress: unknown) => void): ExecutorContext {
+  private context(
+    task: LeasedTask,
+    signal: AbortSignal,
+    attempt: Attempt & { dir: string },
+    heartbeat: (progress: unknown) => void,
+  ): ExecutorContext {
     const { dir, user, scope } = attempt;
     const env = taskEnvironment(process.env, task, { api: this.config.api, helperDir: this.helperDir, user });
     return {
@@ -262,7 +336,11 @@ export class Agent {
       workDir: dir,
       run: (command, args, opts = {}) =>
         runProcess(command, args, {
-          cwd: opts.cwd ?? dir, env: { ...env, ...opts.env }, signal, user, scope,
+          cwd: opts.cwd ?? dir,
+          env: { ...env, ...opts.env },
+          signal,
+          user,
+          scope,
           onOutput: (stream, chunk) => this.output.write(task.lease.token, stream, chunk),
         }),
       writeFile: (path, data, mode = 0o600) => writeTaskFile(path, data, mode, user),
@@ -276,19 +354,34 @@ export class Agent {
   private async endAttempt({ dir, user, scope }: Attempt): Promise<void> {
     await scope?.killAll();
     if (dir) await this.removeAttemptDir(dir, user);
-    await scope?.close().catch((e: unknown) => this.log('warn', 'could not remove an attempt\'s cgroup', { error: (e as Error).message }));
+    await scope
+      ?.close()
+      .catch((e: unknown) => this.log('warn', "could not remove an attempt's cgroup", { error: (e as Error).message }));
     if (user) this.runAs!.users.give(user);
   }
 
   private async report(task: LeasedTask, result: ExecutionResult): Promise<void> {
     const logs = { stdout: result.stdout, stderr: result.stderr, exit_code: result.exitCode };
-    const report: BatchReport = result.status === 'success'
-      ? { task_id: task.id, lease_token: task.lease.token, status: 'complete', output: result.output ?? {}, ...logs }
-      : { task_id: task.id, lease_token: task.lease.token, status: 'fail', error: { message: result.message, code: result.code, retryable: result.retryable }, ...logs };
+    const report: BatchReport =
+      result.status === 'success'
+        ? { task_id: task.id, lease_token: task.lease.token, status: 'complete', output: result.output ?? {}, ...logs }
+        : {
+            task_id: task.id,
+            lease_token: task.lease.token,
+            status: 'fail',
+            error: { message: result.message, code: result.code, retryable: result.retryable },
+            ...logs,
+          };
     // Logged as it ends: the report may ride on the next poll, up to its wait later. A report
     // the API refuses is logged by the reporter.
     if (result.status === 'success') this.log('info', 'task succeeded', { task_id: task.id, name: task.name });
-    else this.log('info', 'task failed', { task_id: task.id, name: task.name, code: result.code, message: result.message });
+    else
+      this.log('info', 'task failed', {
+        task_id: task.id,
+        name: task.name,
+        code: result.code,
+        message: result.message,
+      });
     await this.reporter.submit(report);
   }
 
@@ -303,7 +396,12 @@ export class Agent {
         await rm(dir, { recursive: true, force: true });
         return;
       }
-      await runProcess('/usr/bin/find', [dir, '-mindepth', '1', '-delete'], { cwd: '/', env: { PATH: '/usr/bin:/bin' }, signal: new AbortController().signal, user });
+      await runProcess('/usr/bin/find', [dir, '-mindepth', '1', '-delete'], {
+        cwd: '/',
+        env: { PATH: '/usr/bin:/bin' },
+        signal: new AbortController().signal,
+        user,
+      });
       await rmdir(dir);
     } catch (e) {
       this.log('warn', 'could not remove an attempt directory', { dir, error: (e as Error).message });
@@ -316,17 +414,23 @@ export class Agent {
     await mkdir(dir, { recursive: true });
     await chmod(dir, 0o755); // tasks run it, as another user too
     const main = fileURLToPath(new URL('../main.js', import.meta.url));
-    await writeFile(join(dir, 'tagflow-worker'), `#!/bin/sh\nexec '${process.execPath}' '${main}' "$@"\n`, { mode: 0o755 });
+    await writeFile(join(dir, 'tagflow-worker'), `#!/bin/sh\nexec '${process.execPath}' '${main}' "$@"\n`, {
+      mode: 0o755,
+    });
     return dir;
   }
 
   private pause(ms: number): Promise<void> {
     return new Promise((resolve) => {
       const t = setTimeout(resolve, ms);
-      this.pollAbort.signal.addEventListener('abort', () => {
-        clearTimeout(t);
-        resolve();
-      }, { once: true });
+      this.pollAbort.signal.addEventListener(
+        'abort',
+        () => {
+          clearTimeout(t);
+          resolve();
+        },
+        { once: true },
+      );
     });
   }
 }
@@ -343,10 +447,16 @@ function delay(ms: number): Promise<void> {
 async function privateDir(dir: string, mode: number): Promise<void> {
   await mkdir(dir, { recursive: true, mode });
   const st = await lstat(dir);
-  if (st.isSymbolicLink() || !st.isDirectory()) throw new Error(`work directory ${dir} is not a directory (a link is refused: it could point anywhere)`);
+  if (st.isSymbolicLink() || !st.isDirectory())
+    throw new Error(`work directory ${dir} is not a directory (a link is refused: it could point anywhere)`);
   if (typeof process.getuid === 'function' && st.uid !== process.getuid()) {
-    throw new Error(`work directory ${dir} belongs to another user (uid ${st.uid}); give --work-dir a directory of your own`);
+    throw new Error(
+      `work directory ${dir} belongs to another user (uid ${st.uid}); give --work-dir a directory of your own`,
+    );
   }
-  if ((st.mode & 0o022) !== 0) throw new Error(`work directory ${dir} can be written by other users (mode ${(st.mode & 0o777).toString(8)}): chmod 700 it`);
+  if ((st.mode & 0o022) !== 0)
+    throw new Error(
+      `work directory ${dir} can be written by other users (mode ${(st.mode & 0o777).toString(8)}): chmod 700 it`,
+    );
   if ((st.mode & 0o777) !== mode) await chmod(dir, mode);
 }

@@ -1,5 +1,11 @@
 import { LIMITS } from '@tagflow/domain';
-import { TagflowApiError, type LeaseBeat, type LeaseBeatResult, type LeasedTask, type TagflowClient } from '@tagflow/client';
+import {
+  TagflowApiError,
+  type LeaseBeat,
+  type LeaseBeatResult,
+  type LeasedTask,
+  type TagflowClient,
+} from '@tagflow/client';
 import { ExecutionStop } from '../executors/executor.js';
 
 const TICK_MS = 250;
@@ -59,14 +65,19 @@ export class LeaseKeeper {
     if (due.length === 0) return;
     this.beating = true;
     try {
-      for (let i = 0; i < due.length; i += LIMITS.leasesPerHeartbeat) await this.beat(due.slice(i, i + LIMITS.leasesPerHeartbeat));
+      for (let i = 0; i < due.length; i += LIMITS.leasesPerHeartbeat)
+        await this.beat(due.slice(i, i + LIMITS.leasesPerHeartbeat));
     } finally {
       this.beating = false;
     }
   }
 
   private async beat(batch: Held[]): Promise<void> {
-    const leases: LeaseBeat[] = batch.map((h) => ({ task_id: h.task.id, lease_token: h.task.lease.token, progress: h.progress() }));
+    const leases: LeaseBeat[] = batch.map((h) => ({
+      task_id: h.task.id,
+      lease_token: h.task.lease.token,
+      progress: h.progress(),
+    }));
     let results: LeaseBeatResult[];
     const worker = this.workerId();
     try {
@@ -96,15 +107,17 @@ export class LeaseKeeper {
   }
 
   private async oneByOne(leases: LeaseBeat[]): Promise<LeaseBeatResult[]> {
-    return Promise.all(leases.map(async (l): Promise<LeaseBeatResult> => {
-      try {
-        const a = await this.client.heartbeat(l.task_id, l.lease_token, l.progress);
-        return { task_id: l.task_id, status: 200, ...a };
-      } catch (e) {
-        if (e instanceof TagflowApiError) return { task_id: l.task_id, status: e.status, message: e.message };
-        return { task_id: l.task_id, status: 503, message: (e as Error).message };
-      }
-    }));
+    return Promise.all(
+      leases.map(async (l): Promise<LeaseBeatResult> => {
+        try {
+          const a = await this.client.heartbeat(l.task_id, l.lease_token, l.progress);
+          return { task_id: l.task_id, status: 200, ...a };
+        } catch (e) {
+          if (e instanceof TagflowApiError) return { task_id: l.task_id, status: e.status, message: e.message };
+          return { task_id: l.task_id, status: 503, message: (e as Error).message };
+        }
+      }),
+    );
   }
 }
 

@@ -49,7 +49,13 @@ export class LogStreamer {
 
   open(task: LeasedTask): void {
     const pending = (): Pending => ({ decoder: new StringDecoder('utf8'), text: '', dropped: 0 });
-    this.live.set(task.lease.token, { task, streams: { stdout: pending(), stderr: pending() }, closed: false, sending: Promise.resolve(), busy: false });
+    this.live.set(task.lease.token, {
+      task,
+      streams: { stdout: pending(), stderr: pending() },
+      closed: false,
+      sending: Promise.resolve(),
+      busy: false,
+    });
   }
 
   /** Keyed by lease token: a later attempt of the same task is another stream. */
@@ -109,7 +115,11 @@ export class LogStreamer {
             if (e instanceof TagflowApiError && e.status >= 400 && e.status < 500 && e.status !== 429) {
               // This piece is refused (400, 413): skip it, say so in the next one, go on.
               p.dropped += dropped + piece.length;
-              this.warn('a piece of live output was refused; it is left out', { task_id: live.task.id, status: e.status, message: e.message });
+              this.warn('a piece of live output was refused; it is left out', {
+                task_id: live.task.id,
+                status: e.status,
+                message: e.message,
+              });
               continue;
             }
             // Away or busy: put it back in front, the next flush tries again.
@@ -136,7 +146,8 @@ function trim(p: Pending): void {
 /** The next piece to send: at most `maxJsonBytes` once JSON-encoded. */
 function pieceOf(text: string, maxJsonBytes: number): string {
   let piece = sliceUtf8(text, maxJsonBytes);
-  while (piece.length > 1 && Buffer.byteLength(JSON.stringify(piece)) > maxJsonBytes) piece = sliceUtf8(piece, Math.floor(Buffer.byteLength(piece) / 2));
+  while (piece.length > 1 && Buffer.byteLength(JSON.stringify(piece)) > maxJsonBytes)
+    piece = sliceUtf8(piece, Math.floor(Buffer.byteLength(piece) / 2));
   return piece;
 }
 

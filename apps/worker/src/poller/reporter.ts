@@ -1,5 +1,11 @@
 import { LIMITS } from '@tagflow/domain';
-import { backoffDelay, TagflowApiError, type BatchReport, type ReportResult, type TagflowClient } from '@tagflow/client';
+import {
+  backoffDelay,
+  TagflowApiError,
+  type BatchReport,
+  type ReportResult,
+  type TagflowClient,
+} from '@tagflow/client';
 
 /** Below the API's default 1 MiB body limit, with room for the poll and the envelope. */
 const BATCH_MAX_BYTES = 768 * 1024;
@@ -65,7 +71,12 @@ export class Reporter {
   take(): Pending[] {
     let bytes = 0;
     let n = 0;
-    while (n < this.outbox.length && n < LIMITS.reportsPerRequest && (n === 0 || bytes + this.outbox[n].bytes <= BATCH_MAX_BYTES)) bytes += this.outbox[n++].bytes;
+    while (
+      n < this.outbox.length &&
+      n < LIMITS.reportsPerRequest &&
+      (n === 0 || bytes + this.outbox[n].bytes <= BATCH_MAX_BYTES)
+    )
+      bytes += this.outbox[n++].bytes;
     return this.outbox.splice(0, n);
   }
 
@@ -80,11 +91,23 @@ export class Reporter {
   settle(batch: Pending[], results: readonly ReportResult[]): void {
     const byTask = new Map(results.map((r) => [r.task_id, r]));
     for (const p of batch) {
-      const r = byTask.get(p.report.task_id) ?? { task_id: p.report.task_id, status: 500, message: 'the API did not answer this report' };
+      const r = byTask.get(p.report.task_id) ?? {
+        task_id: p.report.task_id,
+        status: 500,
+        message: 'the API did not answer this report',
+      };
       if (r.status === 422 && !(p.report.status === 'fail' && p.report.error.code === 'OUTPUT_TOO_LARGE')) {
         // Output too large: report that instead, so the task does not hang until its lease ends.
         const { output: _output, ...rest } = p.report as BatchReport & { output?: unknown };
-        const failure: BatchReport = { ...rest, status: 'fail', error: { message: `the task's output was refused: ${r.message ?? 'too large'}`, code: 'OUTPUT_TOO_LARGE', retryable: false } };
+        const failure: BatchReport = {
+          ...rest,
+          status: 'fail',
+          error: {
+            message: `the task's output was refused: ${r.message ?? 'too large'}`,
+            code: 'OUTPUT_TOO_LARGE',
+            retryable: false,
+          },
+        };
         this.outbox.unshift({ report: failure, bytes: Buffer.byteLength(JSON.stringify(failure)), done: p.done });
         this.scheduleFlush();
         continue;
@@ -93,7 +116,12 @@ export class Reporter {
         this.giveBack([p]);
         continue;
       }
-      if (r.status !== 200) this.log('warn', 'report refused: the task was taken back', { task_id: p.report.task_id, status: r.status, message: r.message });
+      if (r.status !== 200)
+        this.log('warn', 'report refused: the task was taken back', {
+          task_id: p.report.task_id,
+          status: r.status,
+          message: r.message,
+        });
       p.done(r);
     }
   }
@@ -104,7 +132,7 @@ export class Reporter {
     if (this.flushing) return;
     this.flushing = true;
     try {
-      for (let failures = 0; this.outbox.length > 0; ) {
+      for (let failures = 0; this.outbox.length > 0;) {
         const batch = this.take();
         try {
           const request = this.client.report(batch.map((p) => p.report));
@@ -120,7 +148,11 @@ export class Reporter {
           }
           this.outbox.unshift(...batch);
           const wait = backoffDelay(Math.min(failures++, 5), { baseMs: 250, maxMs: 5000 });
-          this.log('warn', 'reports not sent; retrying', { reports: batch.length, error: (e as Error).message, retry_in_ms: wait });
+          this.log('warn', 'reports not sent; retrying', {
+            reports: batch.length,
+            error: (e as Error).message,
+            retry_in_ms: wait,
+          });
           await new Promise((r) => setTimeout(r, wait));
         }
       }
@@ -145,7 +177,11 @@ export class Reporter {
         if (e instanceof TagflowApiError && e.status === 413) {
           this.settle([p], [{ task_id: p.report.task_id, status: 422, message: e.message }]); // too large even alone
         } else if (e instanceof TagflowApiError && e.status >= 400 && e.status < 500 && e.status !== 429) {
-          this.log('error', 'report refused by the API; the task will be taken back when its lease ends', { task_id: p.report.task_id, status: e.status, message: e.message });
+          this.log('error', 'report refused by the API; the task will be taken back when its lease ends', {
+            task_id: p.report.task_id,
+            status: e.status,
+            message: e.message,
+          });
           p.done({ task_id: p.report.task_id, status: e.status, message: e.message });
         } else {
           this.giveBack([p]);

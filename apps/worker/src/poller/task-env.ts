@@ -20,7 +20,10 @@ export function taskEnvironment(
   o: { api: string; helperDir: string; user?: RunAsUser },
 ): Record<string, string> {
   const passed = (k: string) => PASSED.test(k) || (!o.user && IDENTITY.includes(k));
-  const env = Object.fromEntries(Object.entries(workerEnv).filter(([k, v]) => v !== undefined && passed(k))) as Record<string, string>;
+  const env = Object.fromEntries(Object.entries(workerEnv).filter(([k, v]) => v !== undefined && passed(k))) as Record<
+    string,
+    string
+  >;
   return {
     ...env,
     ...(o.user ? { HOME: o.user.home, USER: o.user.name, LOGNAME: o.user.name } : {}),

@@ -4,8 +4,18 @@ import { Table, TableIndex, type MigrationInterface, type QueryRunner, type Tabl
  * The first schema. Written with TypeORM's Table API so the same migration runs on
  * SQLite and PostgreSQL; column types are the ones both understand.
  */
-const id = (name: string, primary = false): TableColumnOptions => ({ name, type: 'varchar', length: '36', isPrimary: primary });
-const str = (name: string, length: number, nullable = false): TableColumnOptions => ({ name, type: 'varchar', length: String(length), isNullable: nullable });
+const id = (name: string, primary = false): TableColumnOptions => ({
+  name,
+  type: 'varchar',
+  length: '36',
+  isPrimary: primary,
+});
+const str = (name: string, length: number, nullable = false): TableColumnOptions => ({
+  name,
+  type: 'varchar',
+  length: String(length),
+  isNullable: nullable,
+});
 const text = (name: string, nullable = true): TableColumnOptions => ({ name, type: 'text', isNullable: nullable });
 const ms = (name: string, nullable = true): TableColumnOptions => ({ name, type: 'bigint', isNullable: nullable });
 const int = (name: string, nullable = false): TableColumnOptions => ({ name, type: 'integer', isNullable: nullable });
@@ -19,9 +29,18 @@ export class InitialSchema1700000000000 implements MigrationInterface {
       new Table({
         name: 'workflow',
         columns: [
-          id('id', true), str('name', 128), text('description'), text('tags', false), text('input', false),
-          str('state', 16), bool('sealed'), str('on_failure', 16), bool('rollback_started'),
-          ms('created_at', false), ms('updated_at', false), ms('finished_at'),
+          id('id', true),
+          str('name', 128),
+          text('description'),
+          text('tags', false),
+          text('input', false),
+          str('state', 16),
+          bool('sealed'),
+          str('on_failure', 16),
+          bool('rollback_started'),
+          ms('created_at', false),
+          ms('updated_at', false),
+          ms('finished_at'),
         ],
         indices: [
           new TableIndex({ name: 'ix_workflow_created', columnNames: ['created_at', 'id'] }),
@@ -41,15 +60,43 @@ export class InitialSchema1700000000000 implements MigrationInterface {
       new Table({
         name: 'task',
         columns: [
-          id('id', true), id('workflow_id'), str('name', 128), str('kind', 16), { ...id('parent_task_id'), isNullable: true },
-          text('tags', false), str('tagset_id', 32), text('action', false), text('input', false),
-          text('requires', false), text('requires_tags', false), text('retry', false),
-          int('timeout_s', true), int('lease_s'), text('on_error', false), text('revert'),
-          str('state', 16), int('attempt'), bool('handled'), bool('handling'), bool('cancel_requested'),
-          text('output'), text('error'), text('stdout'), text('stderr'), int('exit_code', true), text('progress'),
-          { ...id('worker_id'), isNullable: true }, str('lease_token', 64, true), ms('lease_expires_at'), ms('deadline_at'),
+          id('id', true),
+          id('workflow_id'),
+          str('name', 128),
+          str('kind', 16),
+          { ...id('parent_task_id'), isNullable: true },
+          text('tags', false),
+          str('tagset_id', 32),
+          text('action', false),
+          text('input', false),
+          text('requires', false),
+          text('requires_tags', false),
+          text('retry', false),
+          int('timeout_s', true),
+          int('lease_s'),
+          text('on_error', false),
+          text('revert'),
+          str('state', 16),
+          int('attempt'),
+          bool('handled'),
+          bool('handling'),
+          bool('cancel_requested'),
+          text('output'),
+          text('error'),
+          text('stdout'),
+          text('stderr'),
+          int('exit_code', true),
+          text('progress'),
+          { ...id('worker_id'), isNullable: true },
+          str('lease_token', 64, true),
+          ms('lease_expires_at'),
+          ms('deadline_at'),
           str('lease_outcome', 16, true),
-          ms('created_at', false), ms('updated_at', false), ms('ready_at'), ms('started_at'), ms('finished_at'),
+          ms('created_at', false),
+          ms('updated_at', false),
+          ms('ready_at'),
+          ms('started_at'),
+          ms('finished_at'),
         ],
         uniques: [{ name: 'uq_task_workflow_name', columnNames: ['workflow_id', 'name'] }],
         indices: [
@@ -72,7 +119,12 @@ export class InitialSchema1700000000000 implements MigrationInterface {
     await q.createTable(
       new Table({
         name: 'task_dep',
-        columns: [id('task_id', true), { ...str('kind', 8), isPrimary: true }, { ...str('dep_key', 128), isPrimary: true }, id('workflow_id')],
+        columns: [
+          id('task_id', true),
+          { ...str('kind', 8), isPrimary: true },
+          { ...str('dep_key', 128), isPrimary: true },
+          id('workflow_id'),
+        ],
         indices: [new TableIndex({ name: 'ix_task_dep_lookup', columnNames: ['workflow_id', 'kind', 'dep_key'] })],
       }),
     );
@@ -87,8 +139,13 @@ export class InitialSchema1700000000000 implements MigrationInterface {
         name: 'task_event',
         columns: [
           { name: 'id', type: 'integer', isPrimary: true, isGenerated: true, generationStrategy: 'increment' },
-          id('task_id'), id('workflow_id'), str('from_state', 16, true), str('to_state', 16), int('attempt'),
-          text('reason'), ms('at', false),
+          id('task_id'),
+          id('workflow_id'),
+          str('from_state', 16, true),
+          str('to_state', 16),
+          int('attempt'),
+          text('reason'),
+          ms('at', false),
         ],
         indices: [new TableIndex({ name: 'ix_task_event_task', columnNames: ['task_id', 'id'] })],
       }),
@@ -96,14 +153,31 @@ export class InitialSchema1700000000000 implements MigrationInterface {
     await q.createTable(
       new Table({
         name: 'worker',
-        columns: [id('id', true), str('name', 128), text('tags', false), str('hostname', 255, true), str('version', 64, true), ms('created_at', false), ms('last_seen_at', false)],
+        columns: [
+          id('id', true),
+          str('name', 128),
+          text('tags', false),
+          str('hostname', 255, true),
+          str('version', 64, true),
+          ms('created_at', false),
+          ms('last_seen_at', false),
+        ],
         indices: [new TableIndex({ name: 'ix_worker_created', columnNames: ['created_at', 'id'] })],
       }),
     );
   }
 
   async down(q: QueryRunner): Promise<void> {
-    for (const table of ['worker', 'task_event', 'reserved_name', 'task_dep', 'task_tag', 'task', 'workflow_tag', 'workflow']) {
+    for (const table of [
+      'worker',
+      'task_event',
+      'reserved_name',
+      'task_dep',
+      'task_tag',
+      'task',
+      'workflow_tag',
+      'workflow',
+    ]) {
       await q.dropTable(table);
     }
   }

@@ -9,7 +9,10 @@ export class TagMemberOrder1700000000002 implements MigrationInterface {
   name = 'TagMemberOrder1700000000002';
 
   async up(q: QueryRunner): Promise<void> {
-    await q.createIndex('task_tag', new TableIndex({ name: 'ix_task_tag_members', columnNames: ['workflow_id', 'tag', 'task_id'] }));
+    await q.createIndex(
+      'task_tag',
+      new TableIndex({ name: 'ix_task_tag_members', columnNames: ['workflow_id', 'tag', 'task_id'] }),
+    );
   }
 
   async down(q: QueryRunner): Promise<void> {

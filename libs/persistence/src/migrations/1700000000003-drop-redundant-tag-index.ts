@@ -13,6 +13,9 @@ export class DropRedundantTagIndex1700000000003 implements MigrationInterface {
   }
 
   async down(q: QueryRunner): Promise<void> {
-    await q.createIndex('task_tag', new TableIndex({ name: 'ix_task_tag_workflow', columnNames: ['workflow_id', 'tag'] }));
+    await q.createIndex(
+      'task_tag',
+      new TableIndex({ name: 'ix_task_tag_workflow', columnNames: ['workflow_id', 'tag'] }),
+    );
   }
 }

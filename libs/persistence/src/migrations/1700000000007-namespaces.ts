@@ -12,10 +12,19 @@ export class Namespaces1700000000007 implements MigrationInterface {
 
   async up(q: QueryRunner): Promise<void> {
     for (const table of NAMESPACED) {
-      await q.addColumn(table, new TableColumn({ name: 'namespace', type: 'varchar', length: '63', default: "'default'" }));
+      await q.addColumn(
+        table,
+        new TableColumn({ name: 'namespace', type: 'varchar', length: '63', default: "'default'" }),
+      );
     }
-    await q.createIndex('workflow', new TableIndex({ name: 'ix_workflow_ns_created', columnNames: ['namespace', 'created_at', 'id'] }));
-    await q.createIndex('worker', new TableIndex({ name: 'ix_worker_ns_created', columnNames: ['namespace', 'created_at', 'id'] }));
+    await q.createIndex(
+      'workflow',
+      new TableIndex({ name: 'ix_workflow_ns_created', columnNames: ['namespace', 'created_at', 'id'] }),
+    );
+    await q.createIndex(
+      'worker',
+      new TableIndex({ name: 'ix_worker_ns_created', columnNames: ['namespace', 'created_at', 'id'] }),
+    );
     await q.createIndex('audit', new TableIndex({ name: 'ix_audit_ns_id', columnNames: ['namespace', 'id'] }));
   }
 

@@ -6,7 +6,10 @@ export class SettlePending1700000000011 implements MigrationInterface {
 
   async up(q: QueryRunner): Promise<void> {
     await q.addColumn('workflow', new TableColumn({ name: 'settle_pending', type: 'boolean', default: false }));
-    await q.createIndex('workflow', new TableIndex({ name: 'ix_workflow_settle_pending', columnNames: ['settle_pending'] }));
+    await q.createIndex(
+      'workflow',
+      new TableIndex({ name: 'ix_workflow_settle_pending', columnNames: ['settle_pending'] }),
+    );
   }
 
   async down(q: QueryRunner): Promise<void> {

@@ -25,7 +25,10 @@ export class TaskLogs1700000000014 implements MigrationInterface {
         ],
       }),
     );
-    await q.createIndex('task_event', new TableIndex({ name: 'ix_task_event_workflow', columnNames: ['workflow_id', 'id'] }));
+    await q.createIndex(
+      'task_event',
+      new TableIndex({ name: 'ix_task_event_workflow', columnNames: ['workflow_id', 'id'] }),
+    );
   }
 
   async down(q: QueryRunner): Promise<void> {

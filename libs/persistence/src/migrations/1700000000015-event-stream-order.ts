@@ -13,8 +13,12 @@ export class EventStreamOrder1700000000015 implements MigrationInterface {
     const postgres = q.connection.options.type === 'postgres';
     for (const table of ['task_event', 'workflow_event']) {
       await q.addColumn(table, new TableColumn({ name: 'tx', type: 'bigint', isNullable: false, default: 0 }));
-      if (postgres) await q.query(`ALTER TABLE ${table} ALTER COLUMN tx SET DEFAULT (pg_current_xact_id()::text::bigint)`);
-      await q.createIndex(table, new TableIndex({ name: `ix_${table}_stream`, columnNames: ['workflow_id', 'tx', 'id'] }));
+      if (postgres)
+        await q.query(`ALTER TABLE ${table} ALTER COLUMN tx SET DEFAULT (pg_current_xact_id()::text::bigint)`);
+      await q.createIndex(
+        table,
+        new TableIndex({ name: `ix_${table}_stream`, columnNames: ['workflow_id', 'tx', 'id'] }),
+      );
     }
   }
 

@@ -11,7 +11,10 @@ export class NotBefore1700000000016 implements MigrationInterface {
   async up(q: QueryRunner): Promise<void> {
     await q.addColumn('task', new TableColumn({ name: 'not_before', type: 'bigint', isNullable: true }));
     await q.addColumn('task', new TableColumn({ name: 'wake_at', type: 'bigint', isNullable: true }));
-    await q.createIndex('task', new TableIndex({ name: 'ix_task_wake', columnNames: ['wake_at'], where: 'wake_at IS NOT NULL' }));
+    await q.createIndex(
+      'task',
+      new TableIndex({ name: 'ix_task_wake', columnNames: ['wake_at'], where: 'wake_at IS NOT NULL' }),
+    );
   }
 
   async down(q: QueryRunner): Promise<void> {

@@ -25,9 +25,18 @@ export class ConcurrencyLimits1700000000018 implements MigrationInterface {
         indices: [new TableIndex({ name: 'ix_concurrency_limit_workflow', columnNames: ['workflow_id'] })],
       }),
     );
-    await q.addColumn('task', new TableColumn({ name: 'held_limit', type: 'varchar', length: '101', isNullable: true }));
-    await q.createIndex('task', new TableIndex({ name: 'ix_task_held', columnNames: ['held_limit'], where: 'held_limit IS NOT NULL' }));
-    await q.addColumn('workflow', new TableColumn({ name: 'limits', type: 'text', isNullable: false, default: "'{}'" }));
+    await q.addColumn(
+      'task',
+      new TableColumn({ name: 'held_limit', type: 'varchar', length: '101', isNullable: true }),
+    );
+    await q.createIndex(
+      'task',
+      new TableIndex({ name: 'ix_task_held', columnNames: ['held_limit'], where: 'held_limit IS NOT NULL' }),
+    );
+    await q.addColumn(
+      'workflow',
+      new TableColumn({ name: 'limits', type: 'text', isNullable: false, default: "'{}'" }),
+    );
   }
 
   async down(q: QueryRunner): Promise<void> {

@@ -11,7 +11,10 @@ export class SettleCursor1700000000021 implements MigrationInterface {
   name = 'SettleCursor1700000000021';
 
   async up(q: QueryRunner): Promise<void> {
-    await q.addColumn('workflow', new TableColumn({ name: 'settle_after', type: 'varchar', length: '36', default: "''" }));
+    await q.addColumn(
+      'workflow',
+      new TableColumn({ name: 'settle_after', type: 'varchar', length: '36', default: "''" }),
+    );
   }
 
   async down(q: QueryRunner): Promise<void> {

@@ -21,13 +21,22 @@ export class WorkflowRunTags1700000000022 implements MigrationInterface {
       }),
     );
     await q.query('INSERT INTO workflow_run_tag (workflow_id, tag) SELECT DISTINCT workflow_id, tag FROM task_tag');
-    await q.query(`INSERT INTO workflow_run_tag (workflow_id, tag) SELECT DISTINCT workflow_id, '' FROM task WHERE tags = '[]'`);
-    const rows = (await q.query(`SELECT workflow_id, on_error FROM task WHERE on_error <> '[]'`)) as { workflow_id: string; on_error: string }[];
+    await q.query(
+      `INSERT INTO workflow_run_tag (workflow_id, tag) SELECT DISTINCT workflow_id, '' FROM task WHERE tags = '[]'`,
+    );
+    const rows = (await q.query(`SELECT workflow_id, on_error FROM task WHERE on_error <> '[]'`)) as {
+      workflow_id: string;
+      on_error: string;
+    }[];
     const handlerTags = new Set<string>();
-    for (const r of rows) for (const tag of specTags(JSON.parse(r.on_error) as unknown)) handlerTags.add(`${r.workflow_id}\n${tag}`);
+    for (const r of rows)
+      for (const tag of specTags(JSON.parse(r.on_error) as unknown)) handlerTags.add(`${r.workflow_id}\n${tag}`);
     for (const pair of handlerTags) {
       const [workflowId, tag] = pair.split('\n');
-      await q.query(`INSERT INTO workflow_run_tag (workflow_id, tag) VALUES (${param(q, 1)}, ${param(q, 2)}) ON CONFLICT (workflow_id, tag) DO NOTHING`, [workflowId, tag]);
+      await q.query(
+        `INSERT INTO workflow_run_tag (workflow_id, tag) VALUES (${param(q, 1)}, ${param(q, 2)}) ON CONFLICT (workflow_id, tag) DO NOTHING`,
+        [workflowId, tag],
+      );
     }
   }
 

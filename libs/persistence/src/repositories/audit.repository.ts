@@ -14,7 +14,13 @@ export class AuditRepository {
 
   /** Takes: a time and a bound. Deletes up to `limit` records made before it. Returns: how many. */
   async expire(before: number, limit: number): Promise<number> {
-    return (await sql(this.em, 'DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at < :before ORDER BY id LIMIT :lim)', { before, lim: limit })).affected;
+    return (
+      await sql(
+        this.em,
+        'DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at < :before ORDER BY id LIMIT :lim)',
+        { before, lim: limit },
+      )
+    ).affected;
   }
 
   /**
@@ -22,7 +28,10 @@ export class AuditRepository {
    * bound. Returns: up to limit + 1 older records, newest first.
    */
   async page(namespace: string | undefined, beforeId: number | null, limit: number): Promise<AuditEntity[]> {
-    const where = [...(namespace === undefined ? [] : ['namespace = :ns']), ...(beforeId === null ? [] : ['id < :before'])];
+    const where = [
+      ...(namespace === undefined ? [] : ['namespace = :ns']),
+      ...(beforeId === null ? [] : ['id < :before']),
+    ];
     const { rows } = await sql(
       this.em,
       `SELECT * FROM audit ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT :lim`,

@@ -10,35 +10,76 @@ export class DataRepository {
   /** Takes: a workflow, a key, a value, the writing task (or null) and the clock. Writes the key, replacing an older value. */
   async write(workflowId: string, key: string, value: unknown, taskId: string | null, now: number): Promise<void> {
     const stored = persisted(this.em, DataEntryEntity, 'value', value);
-    const { affected } = await sql(this.em, 'UPDATE data_entry SET value = :v, written_at = :now, task_id = :task WHERE workflow_id = :wf AND key = :key', {
-      v: stored, now, task: taskId, wf: workflowId, key,
-    });
-    if (affected === 0) await insertRows(this.em, DataEntryEntity, [{ workflow_id: workflowId, key, value, written_at: now, task_id: taskId }]);
+    const { affected } = await sql(
+      this.em,
+      'UPDATE data_entry SET value = :v, written_at = :now, task_id = :task WHERE workflow_id = :wf AND key = :key',
+      {
+        v: stored,
+        now,
+        task: taskId,
+        wf: workflowId,
+        key,
+      },
+    );
+    if (affected === 0)
+      await insertRows(this.em, DataEntryEntity, [
+        { workflow_id: workflowId, key, value, written_at: now, task_id: taskId },
+      ]);
   }
 
   /** Takes: a workflow and a key. Returns: the entry, or null. */
   async get(workflowId: string, key: string): Promise<DataEntryEntity | null> {
-    const { rows } = await sql(this.em, 'SELECT * FROM data_entry WHERE workflow_id = :wf AND key = :key', { wf: workflowId, key });
+    const { rows } = await sql(this.em, 'SELECT * FROM data_entry WHERE workflow_id = :wf AND key = :key', {
+      wf: workflowId,
+      key,
+    });
     return rows[0] ? hydrate(this.em, DataEntryEntity, rows[0]) : null;
   }
 
   /** Takes: a workflow and keys. Returns: the values of those written. */
   async values(workflowId: string, keys: readonly string[]): Promise<Map<string, unknown>> {
     if (keys.length === 0) return new Map();
-    const rows = await inChunks(keys, async (slice) => (await sql(this.em, 'SELECT key, value FROM data_entry WHERE workflow_id = :wf AND key IN (:keys)', { wf: workflowId, keys: slice })).rows);
-    return new Map(rows.map((r) => { const e = hydrate(this.em, DataEntryEntity, r); return [e.key, e.value as unknown]; }));
+    const rows = await inChunks(
+      keys,
+      async (slice) =>
+        (
+          await sql(this.em, 'SELECT key, value FROM data_entry WHERE workflow_id = :wf AND key IN (:keys)', {
+            wf: workflowId,
+            keys: slice,
+          })
+        ).rows,
+    );
+    return new Map(
+      rows.map((r) => {
+        const e = hydrate(this.em, DataEntryEntity, r);
+        return [e.key, e.value as unknown];
+      }),
+    );
   }
 
   /** Takes: a workflow and keys. Returns: those written. */
   async written(workflowId: string, keys: readonly string[]): Promise<Set<string>> {
     if (keys.length === 0) return new Set();
-    const rows = await inChunks(keys, async (slice) => (await sql(this.em, 'SELECT key FROM data_entry WHERE workflow_id = :wf AND key IN (:keys)', { wf: workflowId, keys: slice })).rows);
+    const rows = await inChunks(
+      keys,
+      async (slice) =>
+        (
+          await sql(this.em, 'SELECT key FROM data_entry WHERE workflow_id = :wf AND key IN (:keys)', {
+            wf: workflowId,
+            keys: slice,
+          })
+        ).rows,
+    );
     return new Set(rows.map((r) => r.key as string));
   }
 
   /** Takes: a workflow. Returns: its keys with who wrote them and when, by key (no values). */
   async keys(workflowId: string): Promise<Pick<DataEntryEntity, 'key' | 'written_at' | 'task_id'>[]> {
-    const { rows } = await sql(this.em, 'SELECT key, written_at, task_id FROM data_entry WHERE workflow_id = :wf ORDER BY key', { wf: workflowId });
+    const { rows } = await sql(
+      this.em,
+      'SELECT key, written_at, task_id FROM data_entry WHERE workflow_id = :wf ORDER BY key',
+      { wf: workflowId },
+    );
     return rows.map((r) => hydrate(this.em, DataEntryEntity, r));
   }
 }

@@ -24,9 +24,19 @@ export class DependencyRepository {
 
   /** Takes: new tasks and the handler names each reserves. Writes their tag, dependency and reserved-name rows. */
   async insertFor(tasks: readonly TaskEntity[], reserved: readonly (readonly string[])[]): Promise<void> {
-    await insertRows(this.em, TaskTagEntity, tasks.flatMap((t) => t.tags.map((tag) => ({ task_id: t.id, tag, workflow_id: t.workflow_id }))));
+    await insertRows(
+      this.em,
+      TaskTagEntity,
+      tasks.flatMap((t) => t.tags.map((tag) => ({ task_id: t.id, tag, workflow_id: t.workflow_id }))),
+    );
     await insertRows(this.em, TaskDepEntity, tasks.flatMap(depRows));
-    await insertRows(this.em, ReservedNameEntity, tasks.flatMap((t, i) => (reserved[i] ?? []).map((name) => ({ workflow_id: t.workflow_id, name, owner_task_id: t.id }))));
+    await insertRows(
+      this.em,
+      ReservedNameEntity,
+      tasks.flatMap((t, i) =>
+        (reserved[i] ?? []).map((name) => ({ workflow_id: t.workflow_id, name, owner_task_id: t.id })),
+      ),
+    );
   }
 
   /** Takes: a task as it is now and the handler names it reserves. Replaces its rows (a PATCH). */
@@ -47,7 +57,11 @@ export class DependencyRepository {
     if (names.length === 0) return [];
     const out: { name: string; owner_task_id: string }[] = [];
     for (let i = 0; i < names.length; i += CHUNK) {
-      const { rows } = await sql(this.em, 'SELECT name, owner_task_id FROM reserved_name WHERE workflow_id = :wf AND name IN (:names)', { wf: workflowId, names: names.slice(i, i + CHUNK) });
+      const { rows } = await sql(
+        this.em,
+        'SELECT name, owner_task_id FROM reserved_name WHERE workflow_id = :wf AND name IN (:names)',
+        { wf: workflowId, names: names.slice(i, i + CHUNK) },
+      );
       out.push(...rows.map((r) => ({ name: r.name as string, owner_task_id: r.owner_task_id as string })));
     }
     return out;
@@ -55,7 +69,11 @@ export class DependencyRepository {
 
   /** Takes: a workflow id and a task name. Returns: the ids of the tasks that require it by name. */
   async requiringName(workflowId: string, name: string): Promise<string[]> {
-    const { rows } = await sql(this.em, `SELECT task_id FROM task_dep WHERE workflow_id = :wf AND kind = 'name' AND dep_key = :name`, { wf: workflowId, name });
+    const { rows } = await sql(
+      this.em,
+      `SELECT task_id FROM task_dep WHERE workflow_id = :wf AND kind = 'name' AND dep_key = :name`,
+      { wf: workflowId, name },
+    );
     return rows.map((r) => r.task_id as string);
   }
 
@@ -64,7 +82,11 @@ export class DependencyRepository {
    * Returns: the WAITING tasks that require one of the names, select one of the tags or
    * read one of the keys.
    */
-  async dependentsOf(workflowId: string, releasing: readonly Releasing[], states: readonly string[] = ['WAITING']): Promise<string[]> {
+  async dependentsOf(
+    workflowId: string,
+    releasing: readonly Releasing[],
+    states: readonly string[] = ['WAITING'],
+  ): Promise<string[]> {
     const names = [...new Set(releasing.flatMap((t) => (t.name ? [t.name] : [])))];
     const tags = [...new Set(releasing.flatMap((t) => t.tags))];
     const keys = [...new Set(releasing.flatMap((t) => t.produces ?? []))];
@@ -77,7 +99,12 @@ export class DependencyRepository {
       for (const r of rows) ids.add(r.task_id as string);
     }
     if (ids.size === 0) return [];
-    const rows = await inChunks([...ids], async (slice) => (await sql(this.em, 'SELECT id FROM task WHERE id IN (:ids) AND state IN (:states)', { ids: slice, states })).rows);
+    const rows = await inChunks(
+      [...ids],
+      async (slice) =>
+        (await sql(this.em, 'SELECT id FROM task WHERE id IN (:ids) AND state IN (:states)', { ids: slice, states }))
+          .rows,
+    );
     return rows.map((r) => r.id as string);
   }
 
@@ -94,19 +121,29 @@ export class DependencyRepository {
 
   /** Takes: a workflow id and data keys. Returns: those an unfinished task still declares it produces. */
   async producible(workflowId: string, keys: readonly string[]): Promise<Set<string>> {
-    const rows = await inChunks(keys, async (slice) => (await sql(
-      this.em,
-      `SELECT DISTINCT d.dep_key FROM task_dep d JOIN task t ON t.id = d.task_id AND t.state IN ('WAITING', 'READY', 'RUNNING')
+    const rows = await inChunks(
+      keys,
+      async (slice) =>
+        (
+          await sql(
+            this.em,
+            `SELECT DISTINCT d.dep_key FROM task_dep d JOIN task t ON t.id = d.task_id AND t.state IN ('WAITING', 'READY', 'RUNNING')
         WHERE d.workflow_id = :wf AND d.kind = 'produces' AND d.dep_key IN (:keys)`,
-      { wf: workflowId, keys: slice },
-    )).rows);
+            { wf: workflowId, keys: slice },
+          )
+        ).rows,
+    );
     return new Set(rows.map((r) => r.dep_key as string));
   }
 
   /** Takes: a workflow id, tags and data keys. Returns: whether a WAITING task selects one of the tags or reads one of the keys. */
   async anyWaitingFor(workflowId: string, tags: readonly string[], keys: readonly string[]): Promise<boolean> {
     for (const lists of slicesOf({ tag: tags, data: keys })) {
-      const { rows } = await sql(this.em, `${union(lists)!} LIMIT 1`, { wf: workflowId, ...lists, states: ['WAITING'] });
+      const { rows } = await sql(this.em, `${union(lists)!} LIMIT 1`, {
+        wf: workflowId,
+        ...lists,
+        states: ['WAITING'],
+      });
       if (rows.length > 0) return true;
     }
     return false;
@@ -122,7 +159,11 @@ export class DependencyRepository {
   async tagsWithOpenMembers(workflowId: string, tags: readonly string[]): Promise<Set<string>> {
     const open = new Set<string>();
     for (const tag of tags) {
-      const selected = await sql(this.em, `SELECT 1 AS one FROM task_dep WHERE workflow_id = :wf AND kind = 'tag' AND dep_key = :tag LIMIT 1`, { wf: workflowId, tag });
+      const selected = await sql(
+        this.em,
+        `SELECT 1 AS one FROM task_dep WHERE workflow_id = :wf AND kind = 'tag' AND dep_key = :tag LIMIT 1`,
+        { wf: workflowId, tag },
+      );
       if (selected.rows.length === 0) continue;
       const member = await sql(
         this.em,
@@ -152,14 +193,18 @@ export class DependencyRepository {
  */
 function union(keys: Partial<Record<DepKind, readonly string[]>>): string | null {
   const deps = probes(keys);
-  return deps ? `WITH d AS MATERIALIZED (${deps}) SELECT d.task_id FROM d JOIN task t ON t.id = d.task_id AND t.state IN (:states)` : null;
+  return deps
+    ? `WITH d AS MATERIALIZED (${deps}) SELECT d.task_id FROM d JOIN task t ON t.id = d.task_id AND t.state IN (:states)`
+    : null;
 }
 
 /** The dependencies (their tasks' ids) of each kind on one of its keys: one index probe per kind, by UNION. */
 function probes(keys: Partial<Record<DepKind, readonly string[]>>): string | null {
   const parts = (Object.entries(keys) as [DepKind, readonly string[]][])
     .filter(([, list]) => list.length > 0)
-    .map(([kind]) => `SELECT task_id FROM task_dep WHERE workflow_id = :wf AND kind = '${kind}' AND dep_key IN (:${kind})`);
+    .map(
+      ([kind]) => `SELECT task_id FROM task_dep WHERE workflow_id = :wf AND kind = '${kind}' AND dep_key IN (:${kind})`,
+    );
   return parts.length ? parts.join(' UNION ') : null;
 }
 
@@ -167,18 +212,26 @@ function probes(keys: Partial<Record<DepKind, readonly string[]>>): string | nul
  * The key lists of a UNION probe as statements can take them: all in one while they hold
  * at most IN_CHUNK keys together (the usual case), else each kind's list in slices.
  */
-function* slicesOf(keys: Partial<Record<DepKind, readonly string[]>>): Generator<Partial<Record<DepKind, readonly string[]>>> {
+function* slicesOf(
+  keys: Partial<Record<DepKind, readonly string[]>>,
+): Generator<Partial<Record<DepKind, readonly string[]>>> {
   const kinds = (Object.entries(keys) as [DepKind, readonly string[]][]).filter(([, list]) => list.length > 0);
   if (kinds.length === 0) return;
   if (kinds.reduce((n, [, list]) => n + list.length, 0) <= IN_CHUNK) {
     yield Object.fromEntries(kinds);
     return;
   }
-  for (const [kind, list] of kinds) for (let i = 0; i < list.length; i += IN_CHUNK) yield { [kind]: list.slice(i, i + IN_CHUNK) };
+  for (const [kind, list] of kinds)
+    for (let i = 0; i < list.length; i += IN_CHUNK) yield { [kind]: list.slice(i, i + IN_CHUNK) };
 }
 
 /** The task_dep rows of a task: one per name it requires, tag it selects, key it reads, key it produces. */
 function depRows(t: TaskEntity): TaskDepEntity[] {
   const row = (kind: DepKind) => (dep_key: string) => ({ task_id: t.id, kind, dep_key, workflow_id: t.workflow_id });
-  return [...t.requires.map(row('name')), ...t.requires_tags.map(row('tag')), ...t.data_requires.map(row('data')), ...t.produces.map(row('produces'))];
+  return [
+    ...t.requires.map(row('name')),
+    ...t.requires_tags.map(row('tag')),
+    ...t.data_requires.map(row('data')),
+    ...t.produces.map(row('produces')),
+  ];
 }

@@ -34,7 +34,9 @@ export class EventRepository {
 
   /** Takes: a workflow id. Returns: its own events (state and flag changes), oldest first. */
   async ofWorkflow(workflowId: string): Promise<WorkflowEventEntity[]> {
-    const { rows } = await sql(this.em, 'SELECT * FROM workflow_event WHERE workflow_id = :id ORDER BY id', { id: workflowId });
+    const { rows } = await sql(this.em, 'SELECT * FROM workflow_event WHERE workflow_id = :id ORDER BY id', {
+      id: workflowId,
+    });
     return rows.map((r) => hydrate(this.em, WorkflowEventEntity, r));
   }
 
@@ -45,9 +47,18 @@ export class EventRepository {
    * (see migration 15): an event read later can never sort before one read now. Task
    * events come with their task's name and each event with its `tx`.
    */
-  async streamOf(workflowId: string, afterTask: EventPlace, afterWorkflow: EventPlace, limit: number): Promise<{ tasks: (TaskEventEntity & { name: string | null; tx: number })[]; workflow: (WorkflowEventEntity & { tx: number })[] }> {
+  async streamOf(
+    workflowId: string,
+    afterTask: EventPlace,
+    afterWorkflow: EventPlace,
+    limit: number,
+  ): Promise<{
+    tasks: (TaskEventEntity & { name: string | null; tx: number })[];
+    workflow: (WorkflowEventEntity & { tx: number })[];
+  }> {
     const n = Math.floor(limit);
-    const settled = kindOf(this.em) === 'postgres' ? ' AND e.tx < pg_snapshot_xmin(pg_current_snapshot())::text::bigint' : '';
+    const settled =
+      kindOf(this.em) === 'postgres' ? ' AND e.tx < pg_snapshot_xmin(pg_current_snapshot())::text::bigint' : '';
     const after = (p: EventPlace) => ({ wf: workflowId, tx: p.tx, id: p.id });
     const t = await sql(
       this.em,
@@ -61,7 +72,12 @@ export class EventRepository {
       after(afterWorkflow),
     );
     return {
-      tasks: t.rows.map((r) => Object.assign(hydrate(this.em, TaskEventEntity, r), { name: (r.task_name as string | null) ?? null, tx: Number(r.tx) })),
+      tasks: t.rows.map((r) =>
+        Object.assign(hydrate(this.em, TaskEventEntity, r), {
+          name: (r.task_name as string | null) ?? null,
+          tx: Number(r.tx),
+        }),
+      ),
       workflow: w.rows.map((r) => Object.assign(hydrate(this.em, WorkflowEventEntity, r), { tx: Number(r.tx) })),
     };
   }

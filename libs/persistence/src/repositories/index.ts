@@ -52,7 +52,11 @@ export class Repositories {
   /** The clock of the operation: every row it writes carries this time. */
   now: number;
 
-  constructor(em: EntityManager, now: number, private readonly clock: () => number = Date.now) {
+  constructor(
+    em: EntityManager,
+    now: number,
+    private readonly clock: () => number = Date.now,
+  ) {
     this.now = now;
     this.tasks = new TaskRepository(em);
     this.deps = new DependencyRepository(em);

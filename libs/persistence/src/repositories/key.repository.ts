@@ -25,7 +25,11 @@ export class KeyRepository {
   }
 
   /** Takes: a namespace (undefined: all) and a cursor. Returns: up to limit + 1 keys, newest first (revoked ones included). */
-  page(namespace: string | undefined, before: { created_at: number; id: string } | null, limit: number): Promise<ApiKeyEntity[]> {
+  page(
+    namespace: string | undefined,
+    before: { created_at: number; id: string } | null,
+    limit: number,
+  ): Promise<ApiKeyEntity[]> {
     return newestFirst(this.em, ApiKeyEntity, 'api_key', namespace, before, limit);
   }
 
@@ -36,14 +40,23 @@ export class KeyRepository {
   }
 
   /** Takes: key ids. Returns: each of them that exists, with when it was revoked and when it expires. */
-  async liveness(ids: readonly string[]): Promise<{ id: string; revoked_at: number | null; expires_at: number | null }[]> {
+  async liveness(
+    ids: readonly string[],
+  ): Promise<{ id: string; revoked_at: number | null; expires_at: number | null }[]> {
     if (ids.length === 0) return [];
     const { rows } = await sql(this.em, 'SELECT id, revoked_at, expires_at FROM api_key WHERE id IN (:ids)', { ids });
-    return rows.map((r) => ({ id: r.id as string, revoked_at: r.revoked_at === null ? null : Number(r.revoked_at), expires_at: r.expires_at === null ? null : Number(r.expires_at) }));
+    return rows.map((r) => ({
+      id: r.id as string,
+      revoked_at: r.revoked_at === null ? null : Number(r.revoked_at),
+      expires_at: r.expires_at === null ? null : Number(r.expires_at),
+    }));
   }
 
   /** Takes: an id and the clock. Revokes the key. Returns: whether it was live until now. */
   async revoke(id: string, now: number): Promise<boolean> {
-    return (await sql(this.em, 'UPDATE api_key SET revoked_at = :now WHERE id = :id AND revoked_at IS NULL', { now, id })).affected > 0;
+    return (
+      (await sql(this.em, 'UPDATE api_key SET revoked_at = :now WHERE id = :id AND revoked_at IS NULL', { now, id }))
+        .affected > 0
+    );
   }
 }

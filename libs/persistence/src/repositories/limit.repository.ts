@@ -33,8 +33,12 @@ const keyOf = (l: LimitScope) => `${l.namespace}\u0000${l.workflow_id}\u0000${l.
 
 function limitRow(r: Record<string, unknown>): LimitRow {
   return {
-    namespace: r.namespace as string, workflow_id: r.workflow_id as string, tag: r.tag as string,
-    max_running: Number(r.max_running), created_at: Number(r.created_at), updated_at: Number(r.updated_at),
+    namespace: r.namespace as string,
+    workflow_id: r.workflow_id as string,
+    tag: r.tag as string,
+    max_running: Number(r.max_running),
+    created_at: Number(r.created_at),
+    updated_at: Number(r.updated_at),
   };
 }
 
@@ -61,29 +65,46 @@ export class LimitRepository {
 
   /** Takes: a workflow (new), its namespace and its limits `{TAG: n}`. Writes one row each. */
   async putWorkflow(namespace: string, workflowId: string, limits: Record<string, number>, now: number): Promise<void> {
-    for (const [tag, max] of Object.entries(limits)) await this.put({ namespace, workflow_id: workflowId, tag, max_running: max }, now);
+    for (const [tag, max] of Object.entries(limits))
+      await this.put({ namespace, workflow_id: workflowId, tag, max_running: max }, now);
   }
 
   async get(l: LimitScope): Promise<LimitRow | null> {
-    const { rows } = await sql(this.em, 'SELECT * FROM concurrency_limit WHERE namespace = :ns AND workflow_id = :wf AND tag = :tag', { ns: l.namespace, wf: l.workflow_id, tag: l.tag });
+    const { rows } = await sql(
+      this.em,
+      'SELECT * FROM concurrency_limit WHERE namespace = :ns AND workflow_id = :wf AND tag = :tag',
+      { ns: l.namespace, wf: l.workflow_id, tag: l.tag },
+    );
     return rows.length ? limitRow(rows[0]) : null;
   }
 
   /** Returns: a namespace's own limits (not its workflows'), by tag, after `after`, at most `limit`. */
   async list(namespace: string, after: string, limit: number): Promise<LimitRow[]> {
-    const { rows } = await sql(this.em, `SELECT * FROM concurrency_limit WHERE namespace = :ns AND workflow_id = '' AND tag > :after ORDER BY tag LIMIT :lim`, { ns: namespace, after, lim: limit });
+    const { rows } = await sql(
+      this.em,
+      `SELECT * FROM concurrency_limit WHERE namespace = :ns AND workflow_id = '' AND tag > :after ORDER BY tag LIMIT :lim`,
+      { ns: namespace, after, lim: limit },
+    );
     return rows.map(limitRow);
   }
 
   /** Returns: how many namespace-wide limits the namespace has. */
   async count(namespace: string): Promise<number> {
-    const { rows } = await sql(this.em, `SELECT COUNT(*) AS n FROM concurrency_limit WHERE namespace = :ns AND workflow_id = ''`, { ns: namespace });
+    const { rows } = await sql(
+      this.em,
+      `SELECT COUNT(*) AS n FROM concurrency_limit WHERE namespace = :ns AND workflow_id = ''`,
+      { ns: namespace },
+    );
     return Number(rows[0].n);
   }
 
   /** Returns: whether it existed. */
   async remove(l: LimitScope): Promise<boolean> {
-    const { affected } = await sql(this.em, 'DELETE FROM concurrency_limit WHERE namespace = :ns AND workflow_id = :wf AND tag = :tag', { ns: l.namespace, wf: l.workflow_id, tag: l.tag });
+    const { affected } = await sql(
+      this.em,
+      'DELETE FROM concurrency_limit WHERE namespace = :ns AND workflow_id = :wf AND tag = :tag',
+      { ns: l.namespace, wf: l.workflow_id, tag: l.tag },
+    );
     return affected > 0;
   }
 
@@ -149,7 +170,8 @@ export class LimitRepository {
       for (const l of limits) used.set(keyOf(l), (used.get(keyOf(l)) ?? 0) + 1);
       admitted.push(job);
     }
-    for (const [key, ids] of held) await sql(this.em, `UPDATE task SET held_limit = :key WHERE id IN (:ids) AND state = 'READY'`, { key, ids });
+    for (const [key, ids] of held)
+      await sql(this.em, `UPDATE task SET held_limit = :key WHERE id IN (:ids) AND state = 'READY'`, { key, ids });
     return admitted;
   }
 
@@ -167,13 +189,19 @@ export class LimitRepository {
     const { rows } = await sql(this.em, 'SELECT DISTINCT namespace, held_limit FROM task WHERE held_limit IS NOT NULL');
     if (rows.length === 0) return [];
     const wanted = namespaces ? new Set(namespaces) : null;
-    const scopes = rows.filter((r) => !wanted || wanted.has(r.namespace as string)).map((r) => scopeOfHeld(r.namespace as string, r.held_limit as string));
+    const scopes = rows
+      .filter((r) => !wanted || wanted.has(r.namespace as string))
+      .map((r) => scopeOfHeld(r.namespace as string, r.held_limit as string));
     if (scopes.length === 0) return [];
     // A limit another transaction holds (a claim) is left alone: waiting for it here, with this
     // transaction's own task rows locked, could close a circle with that claim. What is left
     // goes at the next release or the reconciler's next tick.
     const locked = await this.lock(scopes, true);
-    const existing = await this.lock(scopes.filter((s) => !locked.has(keyOf(s))), false, false);
+    const existing = await this.lock(
+      scopes.filter((s) => !locked.has(keyOf(s))),
+      false,
+      false,
+    );
     const used = await this.running([...locked.values()]);
     const out: TaskEntity[] = [];
     for (const s of scopes) {
@@ -200,7 +228,11 @@ export class LimitRepository {
    * `skipLocked`: rows another transaction holds are left out instead of waited for
    * (PostgreSQL). `forUpdate` false: only reads them. Returns: those that exist (and were locked).
    */
-  private async lock(limits: readonly LimitScope[], skipLocked = false, lockRows = true): Promise<Map<string, LimitRow>> {
+  private async lock(
+    limits: readonly LimitScope[],
+    skipLocked = false,
+    lockRows = true,
+  ): Promise<Map<string, LimitRow>> {
     const out = new Map<string, LimitRow>();
     if (limits.length === 0) return out;
     const sorted = [...limits].sort((a, b) => (keyOf(a) < keyOf(b) ? -1 : 1));
@@ -245,7 +277,11 @@ export class LimitRepository {
           WHERE t.state = 'RUNNING' AND t.workflow_id IN (:wfs) AND tt.tag IN (:tags) GROUP BY t.namespace, t.workflow_id, tt.tag`,
         { wfs: [...new Set(own.map((l) => l.workflow_id))], tags: [...new Set(own.map((l) => l.tag))] },
       );
-      for (const r of rows) out.set(keyOf({ namespace: r.namespace as string, workflow_id: r.workflow_id as string, tag: r.tag as string }), Number(r.n));
+      for (const r of rows)
+        out.set(
+          keyOf({ namespace: r.namespace as string, workflow_id: r.workflow_id as string, tag: r.tag as string }),
+          Number(r.n),
+        );
     }
     return out;
   }

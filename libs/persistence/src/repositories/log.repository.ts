@@ -24,20 +24,42 @@ export class LogRepository {
   async append(piece: LogAppend, now: number, keep: { bytes: number; pieces: number }): Promise<number> {
     const where = 'task_id = :task AND attempt = :attempt AND stream = :stream';
     const params = { task: piece.task_id, attempt: piece.attempt, stream: piece.stream };
-    const { rows } = await sql(this.em, `SELECT end_offset FROM task_log WHERE ${where} ORDER BY id DESC LIMIT 1`, params);
+    const { rows } = await sql(
+      this.em,
+      `SELECT end_offset FROM task_log WHERE ${where} ORDER BY id DESC LIMIT 1`,
+      params,
+    );
     const bytes = Buffer.byteLength(piece.data);
     const end = Number(rows[0]?.end_offset ?? 0) + bytes;
     await insertRows(this.em, TaskLogEntity, [{ ...piece, bytes, end_offset: end, at: now }]);
-    await sql(this.em, `DELETE FROM task_log WHERE ${where} AND end_offset <= :cut`, { ...params, cut: end - keep.bytes });
+    await sql(this.em, `DELETE FROM task_log WHERE ${where} AND end_offset <= :cut`, {
+      ...params,
+      cut: end - keep.bytes,
+    });
     // However small the pieces, at most keep.pieces of them.
-    const { rows: beyond } = await sql(this.em, `SELECT id FROM task_log WHERE ${where} ORDER BY id DESC LIMIT 1 OFFSET ${Math.floor(keep.pieces)}`, params);
-    if (beyond.length > 0) await sql(this.em, `DELETE FROM task_log WHERE ${where} AND id <= :last`, { ...params, last: beyond[0].id });
-    const { rows: last } = await sql(this.em, `SELECT id FROM task_log WHERE ${where} ORDER BY id DESC LIMIT 1`, params);
+    const { rows: beyond } = await sql(
+      this.em,
+      `SELECT id FROM task_log WHERE ${where} ORDER BY id DESC LIMIT 1 OFFSET ${Math.floor(keep.pieces)}`,
+      params,
+    );
+    if (beyond.length > 0)
+      await sql(this.em, `DELETE FROM task_log WHERE ${where} AND id <= :last`, { ...params, last: beyond[0].id });
+    const { rows: last } = await sql(
+      this.em,
+      `SELECT id FROM task_log WHERE ${where} ORDER BY id DESC LIMIT 1`,
+      params,
+    );
     return Number(last[0].id);
   }
 
   /** Takes: a task, an attempt, a piece id, optionally a stream, a limit. Returns: the attempt's pieces after that id, in order. */
-  async after(taskId: string, attempt: number, afterId: number, stream: LogStreamName | undefined, limit: number): Promise<TaskLogEntity[]> {
+  async after(
+    taskId: string,
+    attempt: number,
+    afterId: number,
+    stream: LogStreamName | undefined,
+    limit: number,
+  ): Promise<TaskLogEntity[]> {
     const { rows } = await sql(
       this.em,
       `SELECT * FROM task_log WHERE task_id = :task AND attempt = :attempt AND id > :after${stream ? ' AND stream = :stream' : ''} ORDER BY id LIMIT ${Math.floor(limit)}`,

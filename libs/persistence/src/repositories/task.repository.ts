@@ -43,7 +43,11 @@ export class TaskRepository {
 
   /** Takes: a workflow id, an id to start after and a bound. Returns: ids of its WAITING tasks after it, in id order. */
   async waitingAfter(workflowId: string, after: string, limit: number): Promise<string[]> {
-    const { rows } = await sql(this.em, `SELECT id FROM task WHERE workflow_id = :wf AND state = 'WAITING' AND id > :after ORDER BY id LIMIT :lim`, { wf: workflowId, after, lim: limit });
+    const { rows } = await sql(
+      this.em,
+      `SELECT id FROM task WHERE workflow_id = :wf AND state = 'WAITING' AND id > :after ORDER BY id LIMIT :lim`,
+      { wf: workflowId, after, lim: limit },
+    );
     return rows.map((r) => r.id as string);
   }
 
@@ -51,7 +55,9 @@ export class TaskRepository {
   async withCallbacks(ids: readonly string[]): Promise<TaskEntity[]> {
     const out: TaskEntity[] = [];
     for (let i = 0; i < ids.length; i += CHUNK) {
-      const { rows } = await sql(this.em, 'SELECT * FROM task WHERE id IN (:ids) AND callback IS NOT NULL', { ids: ids.slice(i, i + CHUNK) });
+      const { rows } = await sql(this.em, 'SELECT * FROM task WHERE id IN (:ids) AND callback IS NOT NULL', {
+        ids: ids.slice(i, i + CHUNK),
+      });
       for (const r of rows) out.push(hydrate(this.em, TaskEntity, r));
     }
     return out;
@@ -73,7 +79,9 @@ export class TaskRepository {
   async getInWorkflow(workflowId: string, idOrName: string, byId: boolean): Promise<TaskEntity | null> {
     const { rows } = await sql(
       this.em,
-      byId ? 'SELECT * FROM task WHERE workflow_id = :wf AND (id = :key OR name = :key) ORDER BY (id = :key) DESC LIMIT 1' : 'SELECT * FROM task WHERE workflow_id = :wf AND name = :key',
+      byId
+        ? 'SELECT * FROM task WHERE workflow_id = :wf AND (id = :key OR name = :key) ORDER BY (id = :key) DESC LIMIT 1'
+        : 'SELECT * FROM task WHERE workflow_id = :wf AND name = :key',
       { wf: workflowId, key: idOrName },
     );
     return rows[0] ? hydrate(this.em, TaskEntity, rows[0]) : null;
@@ -81,7 +89,9 @@ export class TaskRepository {
 
   /** Takes: a workflow id. Returns: its oldest task (the single-task shortcut's only one), or null. */
   async firstOf(workflowId: string): Promise<TaskEntity | null> {
-    const { rows } = await sql(this.em, 'SELECT * FROM task WHERE workflow_id = :wf ORDER BY created_at, id LIMIT 1', { wf: workflowId });
+    const { rows } = await sql(this.em, 'SELECT * FROM task WHERE workflow_id = :wf ORDER BY created_at, id LIMIT 1', {
+      wf: workflowId,
+    });
     return rows[0] ? hydrate(this.em, TaskEntity, rows[0]) : null;
   }
 
@@ -91,9 +101,18 @@ export class TaskRepository {
     if (q.state) where.push('t.state = :state');
     if (q.tag) where.push('EXISTS (SELECT 1 FROM task_tag tt WHERE tt.task_id = t.id AND tt.tag = :tag)');
     if (q.after) where.push('(t.created_at > :c OR (t.created_at = :c AND t.id > :i))');
-    const { rows } = await sql(this.em, `SELECT t.* FROM task t WHERE ${where.join(' AND ')} ORDER BY t.created_at, t.id LIMIT :lim`, {
-      wf: workflowId, state: q.state, tag: q.tag, c: q.after?.created_at, i: q.after?.id, lim: q.limit + 1,
-    });
+    const { rows } = await sql(
+      this.em,
+      `SELECT t.* FROM task t WHERE ${where.join(' AND ')} ORDER BY t.created_at, t.id LIMIT :lim`,
+      {
+        wf: workflowId,
+        state: q.state,
+        tag: q.tag,
+        c: q.after?.created_at,
+        i: q.after?.id,
+        lim: q.limit + 1,
+      },
+    );
     return rows.map((r) => hydrate(this.em, TaskEntity, r));
   }
 
@@ -101,7 +120,10 @@ export class TaskRepository {
   async existingNames(workflowId: string, names: readonly string[]): Promise<Set<string>> {
     const found = new Set<string>();
     for (let i = 0; i < names.length; i += CHUNK) {
-      const { rows } = await sql(this.em, 'SELECT name FROM task WHERE workflow_id = :wf AND name IN (:names)', { wf: workflowId, names: names.slice(i, i + CHUNK) });
+      const { rows } = await sql(this.em, 'SELECT name FROM task WHERE workflow_id = :wf AND name IN (:names)', {
+        wf: workflowId,
+        names: names.slice(i, i + CHUNK),
+      });
       for (const r of rows) found.add(r.name as string);
     }
     return found;
@@ -111,9 +133,14 @@ export class TaskRepository {
   async viewsByName(workflowId: string, names: readonly string[]): Promise<Map<string, DependencyView>> {
     const map = new Map<string, DependencyView>();
     for (let i = 0; i < names.length; i += CHUNK) {
-      const { rows } = await sql(this.em, 'SELECT id, name, state, handled, handling, error FROM task WHERE workflow_id = :wf AND name IN (:names)', {
-        wf: workflowId, names: names.slice(i, i + CHUNK),
-      });
+      const { rows } = await sql(
+        this.em,
+        'SELECT id, name, state, handled, handling, error FROM task WHERE workflow_id = :wf AND name IN (:names)',
+        {
+          wf: workflowId,
+          names: names.slice(i, i + CHUNK),
+        },
+      );
       for (const r of rows) map.set(r.name as string, this.view(r));
     }
     return map;
@@ -123,13 +150,19 @@ export class TaskRepository {
   async viewsByTag(workflowId: string, tags: readonly string[]): Promise<Map<string, DependencyView[]>> {
     const map = new Map<string, DependencyView[]>();
     if (tags.length === 0) return map;
-    const rows = await inChunks(tags, async (slice) => (await sql(
-      this.em,
-      `SELECT tt.tag AS tag, t.id, t.name, t.state, t.handled, t.handling, t.error
+    const rows = await inChunks(
+      tags,
+      async (slice) =>
+        (
+          await sql(
+            this.em,
+            `SELECT tt.tag AS tag, t.id, t.name, t.state, t.handled, t.handling, t.error
          FROM task_tag tt JOIN task t ON t.id = tt.task_id
         WHERE tt.workflow_id = :wf AND tt.tag IN (:tags)`,
-      { wf: workflowId, tags: slice },
-    )).rows);
+            { wf: workflowId, tags: slice },
+          )
+        ).rows,
+    );
     for (const r of rows) {
       const tag = r.tag as string;
       (map.get(tag) ?? map.set(tag, []).get(tag)!).push(this.view(r));
@@ -139,60 +172,105 @@ export class TaskRepository {
 
   /** Takes: a workflow id. Returns: the dependency graph of its tasks (only WAITING ones have edges that matter). */
   async graph(workflowId: string): Promise<GraphTask[]> {
-    const { rows } = await sql(this.em, 'SELECT name, tags, requires, requires_tags, produces, data_requires, state FROM task WHERE workflow_id = :wf', { wf: workflowId });
+    const { rows } = await sql(
+      this.em,
+      'SELECT name, tags, requires, requires_tags, produces, data_requires, state FROM task WHERE workflow_id = :wf',
+      { wf: workflowId },
+    );
     return rows.map((r) => {
       const t = hydrate(this.em, TaskEntity, r);
-      return { name: t.name, tags: t.tags, requires: t.requires, requires_tags: t.requires_tags, produces: t.produces, data_requires: t.data_requires, waiting: t.state === 'WAITING' };
+      return {
+        name: t.name,
+        tags: t.tags,
+        requires: t.requires,
+        requires_tags: t.requires_tags,
+        produces: t.produces,
+        data_requires: t.data_requires,
+        waiting: t.state === 'WAITING',
+      };
     });
   }
 
   /** Takes: a workflow id. Returns: every task of it (a rollback reads them all once). */
   async allOf(workflowId: string): Promise<TaskEntity[]> {
-    const { rows } = await sql(this.em, 'SELECT * FROM task WHERE workflow_id = :wf ORDER BY created_at, id', { wf: workflowId });
+    const { rows } = await sql(this.em, 'SELECT * FROM task WHERE workflow_id = :wf ORDER BY created_at, id', {
+      wf: workflowId,
+    });
     return rows.map((r) => hydrate(this.em, TaskEntity, r));
   }
 
   /** Takes: a workflow id and states. Returns: the ids of its tasks in those states. */
   async idsIn(workflowId: string, states: readonly TaskState[], limit?: number): Promise<string[]> {
-    const { rows } = await sql(this.em, `SELECT id FROM task WHERE workflow_id = :wf AND state IN (:states) ORDER BY id${limit === undefined ? '' : ' LIMIT :limit'}`, { wf: workflowId, states, ...(limit === undefined ? {} : { limit }) });
+    const { rows } = await sql(
+      this.em,
+      `SELECT id FROM task WHERE workflow_id = :wf AND state IN (:states) ORDER BY id${limit === undefined ? '' : ' LIMIT :limit'}`,
+      { wf: workflowId, states, ...(limit === undefined ? {} : { limit }) },
+    );
     return rows.map((r) => r.id as string);
   }
 
   /** Takes: a workflow id and states. Returns: whether one of its tasks is in them (an indexed probe that stops at the first row). */
   async anyIn(workflowId: string, states: readonly TaskState[]): Promise<boolean> {
-    const { rows } = await sql(this.em, 'SELECT id FROM task WHERE workflow_id = :wf AND state IN (:states) LIMIT 1', { wf: workflowId, states });
+    const { rows } = await sql(this.em, 'SELECT id FROM task WHERE workflow_id = :wf AND state IN (:states) LIMIT 1', {
+      wf: workflowId,
+      states,
+    });
     return rows.length > 0;
   }
 
   /** Takes: a workflow id. Returns: whether a task of it waits for its `not_before` alone (it will move by itself then). */
   async anyHeldForTime(workflowId: string): Promise<boolean> {
-    const { rows } = await sql(this.em, `SELECT id FROM task WHERE workflow_id = :wf AND state = 'WAITING' AND wake_at IS NOT NULL LIMIT 1`, { wf: workflowId });
+    const { rows } = await sql(
+      this.em,
+      `SELECT id FROM task WHERE workflow_id = :wf AND state = 'WAITING' AND wake_at IS NOT NULL LIMIT 1`,
+      { wf: workflowId },
+    );
     return rows.length > 0;
   }
 
   /** Takes: a workflow id. Returns: whether a failed task of it has handlers running. */
   async anyHandling(workflowId: string): Promise<boolean> {
-    const { rows } = await sql(this.em, `SELECT id FROM task WHERE workflow_id = :wf AND state = 'ERROR' AND handling = :yes LIMIT 1`, { wf: workflowId, yes: true });
+    const { rows } = await sql(
+      this.em,
+      `SELECT id FROM task WHERE workflow_id = :wf AND state = 'ERROR' AND handling = :yes LIMIT 1`,
+      { wf: workflowId, yes: true },
+    );
     return rows.length > 0;
   }
 
   /** Takes: a workflow id. Returns: whether it holds an ERROR whose failure was not handled, or a task skipped because of one. */
   async anyUnhandledFailure(workflowId: string): Promise<boolean> {
-    const { rows } = await sql(this.em, `SELECT state, handled, error FROM task WHERE workflow_id = :wf AND state IN ('ERROR', 'SKIPPED')`, { wf: workflowId });
+    const { rows } = await sql(
+      this.em,
+      `SELECT state, handled, error FROM task WHERE workflow_id = :wf AND state IN ('ERROR', 'SKIPPED')`,
+      { wf: workflowId },
+    );
     return rows.some((r) => {
       const t = hydrate(this.em, TaskEntity, r);
-      return (t.state === 'ERROR' && !t.handled) || (t.state === 'SKIPPED' && (t.error?.code === SKIP_CODES.dependencyFailed || t.error?.code === SKIP_CODES.workflowFailed));
+      return (
+        (t.state === 'ERROR' && !t.handled) ||
+        (t.state === 'SKIPPED' &&
+          (t.error?.code === SKIP_CODES.dependencyFailed || t.error?.code === SKIP_CODES.workflowFailed))
+      );
     });
   }
 
   /** Takes: a failed task's id and when it failed. Returns: the handlers it started for that failure. */
   async handlersOf(parentId: string, since: number): Promise<TaskEntity[]> {
-    const { rows } = await sql(this.em, `SELECT * FROM task WHERE parent_task_id = :p AND kind = 'handler' AND created_at >= :since`, { p: parentId, since });
+    const { rows } = await sql(
+      this.em,
+      `SELECT * FROM task WHERE parent_task_id = :p AND kind = 'handler' AND created_at >= :since`,
+      { p: parentId, since },
+    );
     return rows.map((r) => hydrate(this.em, TaskEntity, r));
   }
 
   /** Takes: a workflow id, a lease token and the clock. Returns: id, name and produced keys of the RUNNING task whose lease that is and is not over, or null. */
-  async leaseHolder(workflowId: string, token: string, now: number): Promise<{ id: string; name: string; namespace: string; produces: string[] } | null> {
+  async leaseHolder(
+    workflowId: string,
+    token: string,
+    now: number,
+  ): Promise<{ id: string; name: string; namespace: string; produces: string[] } | null> {
     const { rows } = await sql(
       this.em,
       `SELECT id, name, namespace, produces FROM task WHERE workflow_id = :wf AND lease_token = :token AND state = 'RUNNING' AND lease_expires_at >= :now`,
@@ -204,15 +282,32 @@ export class TaskRepository {
   }
 
   /** Takes: a workflow id and task names. Returns: name, state and output of each (input references read them). */
-  async outputs(workflowId: string, names: readonly string[]): Promise<Pick<TaskEntity, 'id' | 'name' | 'state' | 'output' | 'finished_at'>[]> {
+  async outputs(
+    workflowId: string,
+    names: readonly string[],
+  ): Promise<Pick<TaskEntity, 'id' | 'name' | 'state' | 'output' | 'finished_at'>[]> {
     if (names.length === 0) return [];
-    const rows = await inChunks(names, async (slice) => (await sql(this.em, 'SELECT id, name, state, output, finished_at FROM task WHERE workflow_id = :wf AND name IN (:names)', { wf: workflowId, names: slice })).rows);
+    const rows = await inChunks(
+      names,
+      async (slice) =>
+        (
+          await sql(
+            this.em,
+            'SELECT id, name, state, output, finished_at FROM task WHERE workflow_id = :wf AND name IN (:names)',
+            { wf: workflowId, names: slice },
+          )
+        ).rows,
+    );
     return rows.map((r) => hydrate(this.em, TaskEntity, r));
   }
 
   /** Takes: a workflow id. Returns: id, name and finish time of its SUCCESS tasks, by name (their outputs are data keys). */
   async succeeded(workflowId: string): Promise<Pick<TaskEntity, 'id' | 'name' | 'finished_at'>[]> {
-    const { rows } = await sql(this.em, `SELECT id, name, finished_at FROM task WHERE workflow_id = :wf AND state = 'SUCCESS' ORDER BY name`, { wf: workflowId });
+    const { rows } = await sql(
+      this.em,
+      `SELECT id, name, finished_at FROM task WHERE workflow_id = :wf AND state = 'SUCCESS' ORDER BY name`,
+      { wf: workflowId },
+    );
     return rows.map((r) => hydrate(this.em, TaskEntity, r));
   }
 
@@ -220,7 +315,9 @@ export class TaskRepository {
   async updateSpec(id: string, fields: Partial<TaskEntity>, now: number): Promise<void> {
     const assign = { ...fields, updated_at: now };
     const sets = Object.keys(assign).map((p) => `${p} = :s_${p}`);
-    const params = Object.fromEntries(Object.entries(assign).map(([p, v]) => [`s_${p}`, persisted(this.em, TaskEntity, p, v)]));
+    const params = Object.fromEntries(
+      Object.entries(assign).map(([p, v]) => [`s_${p}`, persisted(this.em, TaskEntity, p, v)]),
+    );
     await sql(this.em, `UPDATE task SET ${sets.join(', ')} WHERE id = :id`, { ...params, id });
   }
 
@@ -233,14 +330,24 @@ export class TaskRepository {
     const { affected } = await sql(
       this.em,
       `UPDATE task SET lease_expires_at = :exp, updated_at = :now${withProgress} WHERE id = :id AND state = 'RUNNING' AND lease_token = :token`,
-      { exp: expiresAt, now, id, token, progress: progress === undefined ? undefined : persisted(this.em, TaskEntity, 'progress', progress) },
+      {
+        exp: expiresAt,
+        now,
+        id,
+        token,
+        progress: progress === undefined ? undefined : persisted(this.em, TaskEntity, 'progress', progress),
+      },
     );
     return affected > 0;
   }
 
   /** Takes: a task id, its lease token and the input its worker received. Writes it as that attempt's resolved input (not once the lease moved on). */
   async setResolvedInput(id: string, token: string, input: JsonObject): Promise<void> {
-    await sql(this.em, 'UPDATE task SET resolved_input = :v WHERE id = :id AND lease_token = :token', { id, token, v: persisted(this.em, TaskEntity, 'resolved_input', input) });
+    await sql(this.em, 'UPDATE task SET resolved_input = :v WHERE id = :id AND lease_token = :token', {
+      id,
+      token,
+      v: persisted(this.em, TaskEntity, 'resolved_input', input),
+    });
   }
 
   /** Takes: a task id. Deletes the task row (its events, tags and dependencies: their repositories). */
@@ -251,13 +358,19 @@ export class TaskRepository {
   /** Takes: waiting tasks that their `not_before` alone holds. Marks each to be evaluated again at that time. */
   async holdUntilNotBefore(ids: readonly string[]): Promise<void> {
     for (let i = 0; i < ids.length; i += CHUNK) {
-      await sql(this.em, `UPDATE task SET wake_at = not_before WHERE id IN (:ids) AND state = 'WAITING'`, { ids: ids.slice(i, i + CHUNK) });
+      await sql(this.em, `UPDATE task SET wake_at = not_before WHERE id IN (:ids) AND state = 'WAITING'`, {
+        ids: ids.slice(i, i + CHUNK),
+      });
     }
   }
 
   /** Returns: up to `limit` tasks whose `not_before` has come (wake_at <= now), soonest first. */
   async due(now: number, limit: number): Promise<Pick<TaskEntity, 'id' | 'workflow_id'>[]> {
-    const { rows } = await sql(this.em, 'SELECT id, workflow_id FROM task WHERE wake_at IS NOT NULL AND wake_at <= :now ORDER BY wake_at LIMIT :lim', { now, lim: limit });
+    const { rows } = await sql(
+      this.em,
+      'SELECT id, workflow_id FROM task WHERE wake_at IS NOT NULL AND wake_at <= :now ORDER BY wake_at LIMIT :lim',
+      { now, lim: limit },
+    );
     return rows.map((r) => ({ id: r.id as string, workflow_id: r.workflow_id as string }));
   }
 
@@ -268,7 +381,11 @@ export class TaskRepository {
 
   /** Takes: the clock and a bound. Returns: RUNNING tasks whose lease or run time is over, up to `limit`. */
   async overdue(now: number, limit: number): Promise<Pick<TaskEntity, 'id' | 'workflow_id'>[]> {
-    const { rows } = await sql(this.em, `SELECT id, workflow_id FROM task WHERE state = 'RUNNING' AND (lease_expires_at < :now OR deadline_at < :now) LIMIT :lim`, { now, lim: limit });
+    const { rows } = await sql(
+      this.em,
+      `SELECT id, workflow_id FROM task WHERE state = 'RUNNING' AND (lease_expires_at < :now OR deadline_at < :now) LIMIT :lim`,
+      { now, lim: limit },
+    );
     return rows.map((r) => ({ id: r.id as string, workflow_id: r.workflow_id as string }));
   }
 
@@ -277,7 +394,11 @@ export class TaskRepository {
    * Returns: READY tasks of RUNNING workflows after that position, by ready_at then id (to
    * queue again); not those a concurrency limit holds (they have no job on purpose).
    */
-  async readyPage(after: { ready_at: number; id: string }, limit: number, readyBefore?: number): Promise<Pick<TaskEntity, 'id' | 'namespace' | 'attempt' | 'tagset_id' | 'tags' | 'ready_at' | 'priority'>[]> {
+  async readyPage(
+    after: { ready_at: number; id: string },
+    limit: number,
+    readyBefore?: number,
+  ): Promise<Pick<TaskEntity, 'id' | 'namespace' | 'attempt' | 'tagset_id' | 'tags' | 'ready_at' | 'priority'>[]> {
     const old = readyBefore === undefined ? '' : 'AND t.ready_at <= :old';
     const { rows } = await sql(
       this.em,
@@ -294,7 +415,11 @@ export class TaskRepository {
   async runningBy(workerIds: readonly string[]): Promise<Map<string, string[]>> {
     const map = new Map<string, string[]>();
     if (workerIds.length === 0) return map;
-    const { rows } = await sql(this.em, `SELECT id, worker_id FROM task WHERE worker_id IN (:ids) AND state = 'RUNNING' ORDER BY id`, { ids: workerIds });
+    const { rows } = await sql(
+      this.em,
+      `SELECT id, worker_id FROM task WHERE worker_id IN (:ids) AND state = 'RUNNING' ORDER BY id`,
+      { ids: workerIds },
+    );
     for (const r of rows) {
       const w = r.worker_id as string;
       (map.get(w) ?? map.set(w, []).get(w)!).push(r.id as string);
@@ -306,7 +431,11 @@ export class TaskRepository {
   async countsByState(workflowIds: readonly string[]): Promise<Map<string, Partial<Record<TaskState, number>>>> {
     const map = new Map<string, Partial<Record<TaskState, number>>>();
     if (workflowIds.length === 0) return map;
-    const { rows } = await sql(this.em, 'SELECT workflow_id, state, COUNT(*) AS n FROM task WHERE workflow_id IN (:ids) GROUP BY workflow_id, state', { ids: workflowIds });
+    const { rows } = await sql(
+      this.em,
+      'SELECT workflow_id, state, COUNT(*) AS n FROM task WHERE workflow_id IN (:ids) GROUP BY workflow_id, state',
+      { ids: workflowIds },
+    );
     for (const r of rows) {
       const counts = map.get(r.workflow_id as string) ?? {};
       counts[r.state as TaskState] = Number(r.n);
@@ -318,6 +447,13 @@ export class TaskRepository {
   /** A row (id, name, state, handled, handling, error) as a dependency sees it. */
   private view(r: Record<string, unknown>): DependencyView {
     const t = hydrate(this.em, TaskEntity, r);
-    return { id: t.id, name: t.name, state: t.state, handled: t.handled, handling: t.handling, errorCode: t.error?.code ?? null };
+    return {
+      id: t.id,
+      name: t.name,
+      state: t.state,
+      handled: t.handled,
+      handling: t.handling,
+      errorCode: t.error?.code ?? null,
+    };
   }
 }

@@ -1,7 +1,16 @@
 import type { EntityManager } from 'typeorm';
 import {
-  canChangeTaskFlag, canChangeWorkflowFlag, canTransitionTask, canTransitionWorkflow, isTerminalTask, isTerminalWorkflow, TASK_FLAGS,
-  type TaskFlag, type TaskState, type WorkflowFlag, type WorkflowState,
+  canChangeTaskFlag,
+  canChangeWorkflowFlag,
+  canTransitionTask,
+  canTransitionWorkflow,
+  isTerminalTask,
+  isTerminalWorkflow,
+  TASK_FLAGS,
+  type TaskFlag,
+  type TaskState,
+  type WorkflowFlag,
+  type WorkflowState,
 } from '@tagflow/domain';
 import { TaskEntity } from '../entities/task.entity.js';
 import { WorkflowEntity } from '../entities/workflow.entity.js';
@@ -39,7 +48,10 @@ export class TransitionRepository {
   private readonly events: EventRepository;
   private readonly limits: LimitRepository;
 
-  constructor(private readonly em: EntityManager, private readonly clock: () => number) {
+  constructor(
+    private readonly em: EntityManager,
+    private readonly clock: () => number,
+  ) {
     this.events = new EventRepository(em);
     this.limits = new LimitRepository(em);
   }
@@ -61,12 +73,19 @@ export class TransitionRepository {
     if (t.to && t.to !== 'READY' && t.from.includes('READY')) assign.held_limit = null;
     if (t.to && isTerminalTask(t.to)) assign.finished_at = this.now;
     const sets = Object.keys(assign).map((p) => `${p} = :s_${p}`);
-    const params = Object.fromEntries(Object.entries(assign).map(([p, v]) => [`s_${p}`, persisted(this.em, TaskEntity, p, v)]));
+    const params = Object.fromEntries(
+      Object.entries(assign).map(([p, v]) => [`s_${p}`, persisted(this.em, TaskEntity, p, v)]),
+    );
     const guards: string[] = [];
     if (t.guard?.attempt !== undefined) guards.push('AND attempt = :g_attempt');
     if (t.guard?.tagsetId !== undefined) guards.push('AND tagset_id = :g_tagset');
     // A flag change in place counts only where the flag actually changes.
-    if (!t.to && t.flags) guards.push(`AND (${Object.keys(t.flags).map((f) => `${f} <> :s_${f}`).join(' OR ')})`);
+    if (!t.to && t.flags)
+      guards.push(
+        `AND (${Object.keys(t.flags)
+          .map((f) => `${f} <> :s_${f}`)
+          .join(' OR ')})`,
+      );
     const update = `UPDATE task SET ${sets.join(', ')} WHERE id IN (:ids) AND state IN (:from) ${guards.join(' ')}`;
     const moved: string[] = [];
     for (let i = 0; i < t.ids.length; i += CHUNK) {
@@ -76,14 +95,25 @@ export class TransitionRepository {
       const before = ids.length === 1 && t.to ? null : await this.statesOf(ids, t.from, t.to ? undefined : t.flags);
       if (before && before.size === 0) continue;
       const candidates = before ? [...before.keys()] : ids;
-      const { affected } = await sql(this.em, update, { ...params, ids: candidates, from: t.from, g_attempt: t.guard?.attempt, g_tagset: t.guard?.tagsetId });
+      const { affected } = await sql(this.em, update, {
+        ...params,
+        ids: candidates,
+        from: t.from,
+        g_attempt: t.guard?.attempt,
+        g_tagset: t.guard?.tagsetId,
+      });
       let movedNow: string[];
       if (affected === candidates.length) movedNow = candidates;
       else if (affected === 0) movedNow = [];
       else {
         // Some rows changed under us (a claim); read which are ours: in `to`, or with the flags now set.
         const after = await this.statesOf(candidates, t.to ? [t.to] : t.from);
-        movedNow = t.to ? candidates.filter((id) => after.has(id)) : await this.withFlags(candidates.filter((id) => after.has(id)), t.flags!);
+        movedNow = t.to
+          ? candidates.filter((id) => after.has(id))
+          : await this.withFlags(
+              candidates.filter((id) => after.has(id)),
+              t.flags!,
+            );
       }
       if (movedNow.length > 0) await this.record(movedNow, before, t);
       moved.push(...movedNow);
@@ -97,17 +127,34 @@ export class TransitionRepository {
    * insert for them all; the task objects follow their rows. Throws unless every task was
    * still in `from`.
    */
-  async each(from: TaskState, to: TaskState, items: readonly { task: TaskEntity; set: Partial<TaskEntity> }[], reason: string): Promise<void> {
+  async each(
+    from: TaskState,
+    to: TaskState,
+    items: readonly { task: TaskEntity; set: Partial<TaskEntity> }[],
+    reason: string,
+  ): Promise<void> {
     if (items.length === 0) return;
     checkTaskChange({ ids: [], from: [from], to, reason, set: items[0].set });
     const moved = { state: to, updated_at: this.now, ...(isTerminalTask(to) ? { finished_at: this.now } : {}) };
     const rows = items.map(({ task, set }) => ({ id: task.id, ...set, ...moved }));
     const changed = await updateEach(this.em, TaskEntity, rows, { state: from });
     if (changed !== items.length) {
-      throw new Error(`${items.length - changed} of tasks ${items.map((i) => i.task.id).join(', ')} were not ${from} under their workflows' locks`);
+      throw new Error(
+        `${items.length - changed} of tasks ${items.map((i) => i.task.id).join(', ')} were not ${from} under their workflows' locks`,
+      );
     }
     for (const { task, set } of items) Object.assign(task, set, moved);
-    await this.events.addTaskEvents(items.map(({ task }) => ({ task_id: task.id, workflow_id: task.workflow_id, from_state: from, to_state: to, attempt: task.attempt, reason, at: this.now })));
+    await this.events.addTaskEvents(
+      items.map(({ task }) => ({
+        task_id: task.id,
+        workflow_id: task.workflow_id,
+        from_state: from,
+        to_state: to,
+        attempt: task.attempt,
+        reason,
+        at: this.now,
+      })),
+    );
   }
 
   /**
@@ -121,10 +168,20 @@ export class TransitionRepository {
     if (jobs.length === 0) return [];
     const tasks = (await claimRows(this.em, this.now, jobs)).map((r) => hydrate(this.em, TaskEntity, r));
     const workerOf = new Map(jobs.map((j) => [j.taskId, j.workerId]));
-    await this.events.addTaskEvents(tasks.map((r) => {
-      const worker = workerOf.get(r.id);
-      return { task_id: r.id, workflow_id: r.workflow_id, from_state: 'READY', to_state: 'RUNNING', attempt: r.attempt, reason: worker ? `leased by worker ${worker}` : 'leased', at: this.now };
-    }));
+    await this.events.addTaskEvents(
+      tasks.map((r) => {
+        const worker = workerOf.get(r.id);
+        return {
+          task_id: r.id,
+          workflow_id: r.workflow_id,
+          from_state: 'READY',
+          to_state: 'RUNNING',
+          attempt: r.attempt,
+          reason: worker ? `leased by worker ${worker}` : 'leased',
+          at: this.now,
+        };
+      }),
+    );
     return tasks;
   }
 
@@ -133,43 +190,91 @@ export class TransitionRepository {
    * state and/or flags. Returns: false when it was no longer in `from`. The object
    * follows its row. Events: one workflow_event row.
    */
-  async workflow(wf: WorkflowEntity, change: { from: readonly WorkflowState[]; to?: WorkflowState; flags?: Partial<Record<WorkflowFlag, boolean>>; reason: string }): Promise<boolean> {
+  async workflow(
+    wf: WorkflowEntity,
+    change: {
+      from: readonly WorkflowState[];
+      to?: WorkflowState;
+      flags?: Partial<Record<WorkflowFlag, boolean>>;
+      reason: string;
+    },
+  ): Promise<boolean> {
     const to = change.to ?? wf.state;
     for (const f of change.from) {
-      if (change.to && !canTransitionWorkflow(f, change.to)) throw new Error(`illegal workflow transition ${f} -> ${change.to}`);
+      if (change.to && !canTransitionWorkflow(f, change.to))
+        throw new Error(`illegal workflow transition ${f} -> ${change.to}`);
       for (const flag of Object.keys(change.flags ?? {}) as WorkflowFlag[]) {
         if (!canChangeWorkflowFlag(flag, f)) throw new Error(`workflow flag ${flag} cannot change in ${f}`);
       }
     }
     if (!change.from.includes(wf.state)) return false;
-    const assign: Partial<WorkflowEntity> = { ...change.flags, state: to, updated_at: this.now, ...(change.to && isTerminalWorkflow(change.to) ? { finished_at: this.now } : {}) };
+    const assign: Partial<WorkflowEntity> = {
+      ...change.flags,
+      state: to,
+      updated_at: this.now,
+      ...(change.to && isTerminalWorkflow(change.to) ? { finished_at: this.now } : {}),
+    };
     const sets = Object.keys(assign).map((p) => `${p} = :s_${p}`);
-    const params = Object.fromEntries(Object.entries(assign).map(([p, v]) => [`s_${p}`, persisted(this.em, WorkflowEntity, p, v)]));
-    const { affected } = await sql(this.em, `UPDATE workflow SET ${sets.join(', ')} WHERE id = :id AND state IN (:from)`, { ...params, id: wf.id, from: change.from });
+    const params = Object.fromEntries(
+      Object.entries(assign).map(([p, v]) => [`s_${p}`, persisted(this.em, WorkflowEntity, p, v)]),
+    );
+    const { affected } = await sql(
+      this.em,
+      `UPDATE workflow SET ${sets.join(', ')} WHERE id = :id AND state IN (:from)`,
+      { ...params, id: wf.id, from: change.from },
+    );
     if (affected === 0) return false;
-    await this.events.addWorkflowEvent({ workflow_id: wf.id, from_state: wf.state, to_state: to, reason: change.reason, at: this.now });
+    await this.events.addWorkflowEvent({
+      workflow_id: wf.id,
+      from_state: wf.state,
+      to_state: to,
+      reason: change.reason,
+      at: this.now,
+    });
     Object.assign(wf, assign);
     return true;
   }
 
   /** The rows of `ids` in one of `states` (with `flags`: only those where a flag differs from its value). */
-  private async statesOf(ids: readonly string[], states: readonly TaskState[], flags?: Partial<Record<TaskFlag, boolean>>): Promise<Map<string, RowInfo>> {
-    const differs = flags ? ` AND (${Object.keys(flags).map((f) => `${f} <> :f_${f}`).join(' OR ')})` : '';
+  private async statesOf(
+    ids: readonly string[],
+    states: readonly TaskState[],
+    flags?: Partial<Record<TaskFlag, boolean>>,
+  ): Promise<Map<string, RowInfo>> {
+    const differs = flags
+      ? ` AND (${Object.keys(flags)
+          .map((f) => `${f} <> :f_${f}`)
+          .join(' OR ')})`
+      : '';
     const params = Object.fromEntries(Object.entries(flags ?? {}).map(([f, v]) => [`f_${f}`, v]));
-    const { rows } = await sql(this.em, `SELECT id, state, attempt, workflow_id FROM task WHERE id IN (:ids) AND state IN (:states)${differs}`, { ids, states, ...params });
-    return new Map(rows.map((r) => [r.id as string, { state: r.state as TaskState, attempt: Number(r.attempt), workflow_id: r.workflow_id as string }]));
+    const { rows } = await sql(
+      this.em,
+      `SELECT id, state, attempt, workflow_id FROM task WHERE id IN (:ids) AND state IN (:states)${differs}`,
+      { ids, states, ...params },
+    );
+    return new Map(
+      rows.map((r) => [
+        r.id as string,
+        { state: r.state as TaskState, attempt: Number(r.attempt), workflow_id: r.workflow_id as string },
+      ]),
+    );
   }
 
   private async withFlags(ids: string[], flags: Partial<Record<TaskFlag, boolean>>): Promise<string[]> {
     if (ids.length === 0) return [];
     const { rows } = await sql(this.em, 'SELECT * FROM task WHERE id IN (:ids)', { ids });
-    return rows.map((r) => hydrate(this.em, TaskEntity, r)).filter((t) => Object.entries(flags).every(([f, v]) => t[f as TaskFlag] === v)).map((t) => t.id);
+    return rows
+      .map((r) => hydrate(this.em, TaskEntity, r))
+      .filter((t) => Object.entries(flags).every(([f, v]) => t[f as TaskFlag] === v))
+      .map((t) => t.id);
   }
 
   private async record(ids: string[], before: Map<string, RowInfo> | null, t: TaskChange): Promise<void> {
     const info =
       before ??
-      (t.known && ids.length === 1 ? new Map([[ids[0], { state: t.to!, attempt: t.known.attempt, workflow_id: t.known.workflow_id }]]) : await this.statesOf(ids, [t.to!]));
+      (t.known && ids.length === 1
+        ? new Map([[ids[0], { state: t.to!, attempt: t.known.attempt, workflow_id: t.known.workflow_id }]])
+        : await this.statesOf(ids, [t.to!]));
     const events: NewTaskEvent[] = ids.map((id) => {
       const row = info.get(id);
       return {
@@ -190,7 +295,8 @@ export class TransitionRepository {
 /** Every (from, to) of a change, and every flag it sets, must be allowed by the state machine. */
 function checkTaskChange(t: TaskChange): void {
   for (const key of Object.keys(t.set ?? {})) {
-    if (key === 'state' || key in TASK_FLAGS) throw new Error(`${key} changes only as a transition's state or flag, not through set`);
+    if (key === 'state' || key in TASK_FLAGS)
+      throw new Error(`${key} changes only as a transition's state or flag, not through set`);
   }
   for (const from of t.from) {
     const to = t.to ?? from;
@@ -201,4 +307,3 @@ function checkTaskChange(t: TaskChange): void {
   }
   if (!t.to && !t.flags) throw new Error('a task change needs a new state or flags');
 }
-

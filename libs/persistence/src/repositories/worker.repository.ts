@@ -28,10 +28,18 @@ export class WorkerRepository {
    * stopping. Returns: 'ok', 'stopping' (it handed a task back as it stopped), or 'unknown'
    * (no such worker there, or another key's).
    */
-  async touch(id: string, namespace: string, keyId: string | null, now: number): Promise<'ok' | 'stopping' | 'unknown'> {
+  async touch(
+    id: string,
+    namespace: string,
+    keyId: string | null,
+    now: number,
+  ): Promise<'ok' | 'stopping' | 'unknown'> {
     const worker = await this.get(id, namespace);
     if (!worker || worker.key_id !== keyId) return 'unknown';
-    const touched = await sql(this.em, 'UPDATE worker SET last_seen_at = :now WHERE id = :id AND stopping_at IS NULL', { now, id });
+    const touched = await sql(this.em, 'UPDATE worker SET last_seen_at = :now WHERE id = :id AND stopping_at IS NULL', {
+      now,
+      id,
+    });
     return touched.affected > 0 ? 'ok' : 'stopping';
   }
 

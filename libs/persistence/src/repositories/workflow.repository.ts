@@ -15,7 +15,19 @@ export interface WorkflowPageQuery {
 }
 
 /** Tables a workflow's rows live in, children first (a delete walks them in this order). */
-const OWNED_TABLES = ['task_log', 'task_event', 'task_tag', 'task_dep', 'reserved_name', 'data_entry', 'task', 'workflow_tag', 'workflow_event', 'concurrency_limit', 'workflow_run_tag'] as const;
+const OWNED_TABLES = [
+  'task_log',
+  'task_event',
+  'task_tag',
+  'task_dep',
+  'reserved_name',
+  'data_entry',
+  'task',
+  'workflow_tag',
+  'workflow_event',
+  'concurrency_limit',
+  'workflow_run_tag',
+] as const;
 
 /** The workflow table and its tags. State and flag changes: TransitionRepository. */
 export class WorkflowRepository {
@@ -24,7 +36,11 @@ export class WorkflowRepository {
   /** Takes: a new workflow. Writes it and its tag rows. */
   async insert(wf: WorkflowEntity): Promise<void> {
     await insertRows(this.em, WorkflowEntity, [wf]);
-    await insertRows(this.em, WorkflowTagEntity, wf.tags.map((tag) => ({ workflow_id: wf.id, tag })));
+    await insertRows(
+      this.em,
+      WorkflowTagEntity,
+      wf.tags.map((tag) => ({ workflow_id: wf.id, tag })),
+    );
   }
 
   /** Takes: an id and, for a request, its namespace. Returns: the workflow (if it lives there), or null. */
@@ -42,7 +58,15 @@ export class WorkflowRepository {
     const { rows } = await sql(
       this.em,
       `SELECT w.* FROM workflow w WHERE ${where.join(' AND ')} ORDER BY w.created_at DESC, w.id DESC LIMIT :lim`,
-      { ns: q.namespace, state: q.state, name: q.name, tag: q.tag, c: q.before?.created_at, i: q.before?.id, lim: q.limit + 1 },
+      {
+        ns: q.namespace,
+        state: q.state,
+        name: q.name,
+        tag: q.tag,
+        c: q.before?.created_at,
+        i: q.before?.id,
+        lim: q.limit + 1,
+      },
     );
     return rows.map((r) => hydrate(this.em, WorkflowEntity, r));
   }
@@ -63,7 +87,11 @@ export class WorkflowRepository {
    * settle_pending and settle_after; the object follows its row.
    */
   async setSettle(wf: WorkflowEntity, pending: boolean, after: string): Promise<void> {
-    await sql(this.em, 'UPDATE workflow SET settle_pending = :p, settle_after = :after WHERE id = :id', { id: wf.id, p: pending, after });
+    await sql(this.em, 'UPDATE workflow SET settle_pending = :p, settle_after = :after WHERE id = :id', {
+      id: wf.id,
+      p: pending,
+      after,
+    });
     Object.assign(wf, { settle_pending: pending, settle_after: after });
   }
 
@@ -77,19 +105,28 @@ export class WorkflowRepository {
       const chunk = all.slice(i, i + 500);
       const values = chunk.map((_, j) => `(:id, :t${j})`).join(', ');
       const params = Object.fromEntries(chunk.map((tag, j) => [`t${j}`, tag]));
-      await sql(this.em, `INSERT INTO workflow_run_tag (workflow_id, tag) VALUES ${values} ON CONFLICT (workflow_id, tag) DO NOTHING`, { id, ...params });
+      await sql(
+        this.em,
+        `INSERT INTO workflow_run_tag (workflow_id, tag) VALUES ${values} ON CONFLICT (workflow_id, tag) DO NOTHING`,
+        { id, ...params },
+      );
     }
   }
 
   /** Takes: a workflow id. Returns: every tag a task of it (or a handler) runs on ('' for untagged), sorted. */
   async runTags(id: string): Promise<string[]> {
-    const { rows } = await sql(this.em, 'SELECT tag FROM workflow_run_tag WHERE workflow_id = :id ORDER BY tag', { id });
+    const { rows } = await sql(this.em, 'SELECT tag FROM workflow_run_tag WHERE workflow_id = :id ORDER BY tag', {
+      id,
+    });
     return rows.map((r) => r.tag as string);
   }
 
   /** Takes: a bound. Returns: ids of workflows whose waiting tasks are still being evaluated. */
   async settlePending(limit: number): Promise<string[]> {
-    const { rows } = await sql(this.em, 'SELECT id FROM workflow WHERE settle_pending = :yes ORDER BY id LIMIT :lim', { yes: true, lim: limit });
+    const { rows } = await sql(this.em, 'SELECT id FROM workflow WHERE settle_pending = :yes ORDER BY id LIMIT :lim', {
+      yes: true,
+      lim: limit,
+    });
     return rows.map((r) => r.id as string);
   }
 
@@ -120,7 +157,11 @@ export class WorkflowRepository {
   }
 
   private async lockWhere(where: string, params: Record<string, unknown>): Promise<WorkflowEntity[]> {
-    const { rows } = await sql(this.em, `SELECT * FROM workflow ${where} ORDER BY id${forUpdate(kindOf(this.em))}`, params);
+    const { rows } = await sql(
+      this.em,
+      `SELECT * FROM workflow ${where} ORDER BY id${forUpdate(kindOf(this.em))}`,
+      params,
+    );
     return rows.map((r) => hydrate(this.em, WorkflowEntity, r));
   }
 }

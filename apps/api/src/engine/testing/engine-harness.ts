@@ -56,8 +56,17 @@ export class EngineHarness {
   }
 
   /** Creates a workflow with its tasks, as POST /v1/workflows does. Returns: its id. */
-  async createWorkflow(spec: { tasks: TaskSpecLike[]; sealed?: boolean; on_failure?: 'fail' | 'continue' | 'rollback' }): Promise<string> {
-    const wf = newWorkflowRow({ name: `wf-${randomUUID().slice(0, 8)}`, sealed: spec.sealed ?? true, on_failure: spec.on_failure }, null, 'default', Date.now());
+  async createWorkflow(spec: {
+    tasks: TaskSpecLike[];
+    sealed?: boolean;
+    on_failure?: 'fail' | 'continue' | 'rollback';
+  }): Promise<string> {
+    const wf = newWorkflowRow(
+      { name: `wf-${randomUUID().slice(0, 8)}`, sealed: spec.sealed ?? true, on_failure: spec.on_failure },
+      null,
+      'default',
+      Date.now(),
+    );
     await this.engine.inTransaction((uow) => createWorkflow(uow, { ...wf }, spec.tasks));
     return wf.id;
   }
@@ -76,7 +85,10 @@ export class EngineHarness {
 
   /** Names of its tasks in `state`. */
   async named(workflowId: string, state: string): Promise<string[]> {
-    return [...(await this.tasks(workflowId)).values()].filter((t) => t.state === state).map((t) => t.name).sort();
+    return [...(await this.tasks(workflowId)).values()]
+      .filter((t) => t.state === state)
+      .map((t) => t.name)
+      .sort();
   }
 
   /** Leases the READY tasks named (as a poll would), then completes them in one report batch through `engine`. */
@@ -88,11 +100,25 @@ export class EngineHarness {
       return t;
     });
     const leased = await engine.inTransaction((uow) =>
-      uow.repos.transitions.claim(ready.map((t) => ({ taskId: t.id, attempt: t.attempt, tagsetId: t.tagset_id, token: randomUUID(), workerId: null }))),
+      uow.repos.transitions.claim(
+        ready.map((t) => ({
+          taskId: t.id,
+          attempt: t.attempt,
+          tagsetId: t.tagset_id,
+          token: randomUUID(),
+          workerId: null,
+        })),
+      ),
     );
     if (leased.length !== ready.length) throw new Error(`leased ${leased.length} of ${ready.length} tasks`);
-    await engine.inTasksWorkflows(leased.map((t) => t.id), async (uow, workflows, tasks) => {
-      await markCompleted(uow, leased.map((t) => ({ wf: workflows.get(t.workflow_id)!, task: tasks.get(t.id)!, output: {}, report: {} })));
-    });
+    await engine.inTasksWorkflows(
+      leased.map((t) => t.id),
+      async (uow, workflows, tasks) => {
+        await markCompleted(
+          uow,
+          leased.map((t) => ({ wf: workflows.get(t.workflow_id)!, task: tasks.get(t.id)!, output: {}, report: {} })),
+        );
+      },
+    );
   }
 }
