@@ -145,7 +145,7 @@ describe('workflows and tasks over REST', () => {
         'unknown_field',
       ]),
     );
-    expect(r.body).toMatchObject({ statusCode: 400, error: 'Bad Request' });
+    expect(r.body).toMatchObject({ statusCode: 400, error: 'Bad Request', code: 'VALIDATION_FAILED' });
     expect(typeof r.body.message).toBe('string');
     expect((await api.get('/v1/workflows?limit=500')).body.items.length).toBe(before);
   });

@@ -56,7 +56,12 @@ describe('the typed client', () => {
     );
     expect(results).toEqual([
       { task_id: x.id, status: 200 },
-      { task_id: '00000000-0000-4000-8000-000000000000', status: 404, message: expect.stringContaining('not found') },
+      {
+        task_id: '00000000-0000-4000-8000-000000000000',
+        status: 404,
+        code: 'TASK_NOT_FOUND',
+        message: expect.stringContaining('not found'),
+      },
     ]);
     // y was released by x's report and handed to the poll of the same call.
     expect(tasks.map((n) => n.name)).toEqual(['y']);

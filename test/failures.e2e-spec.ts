@@ -180,14 +180,17 @@ describe('failures and leases', () => {
     const r = await api.post('/v1/tasks/report', { reports, poll: { tags: [t], wait_s: 5 } });
     expect(r.status).toBe(200);
     expect(r.body.results.map((x: { status: number }) => x.status)).toEqual([200, 409, 200, 404]);
-    expect(r.body.results[1].message).toContain('not the current lease');
+    expect(r.body.results[1]).toMatchObject({
+      code: 'LEASE_STALE',
+      message: expect.stringContaining('not the current lease'),
+    });
     const big = await api.post('/v1/tasks/report', {
       reports: [
         { task_id: b.id, lease_token: b.lease.token, status: 'complete', output: { big: 'x'.repeat(300_000) } },
       ],
     });
     expect(big.body.results).toEqual([
-      { task_id: b.id, status: 422, message: expect.stringContaining('the limit is') },
+      { task_id: b.id, status: 422, code: 'TOO_LARGE', message: expect.stringContaining('the limit is') },
     ]);
     // The poll was answered after the reports: the one task left.
     const left = ['a', 'b', 'c', 'd'].find((n) => !leased.some((x) => x.name === n));
@@ -240,7 +243,7 @@ describe('failures and leases', () => {
     expect(beat.body.leases).toEqual([
       { task_id: p.id, status: 200, expires_at: expect.any(String), cancel_requested: false },
       { task_id: q.id, status: 200, expires_at: expect.any(String), cancel_requested: true },
-      { task_id: p.id, status: 409, message: expect.stringContaining('not the current lease') },
+      { task_id: p.id, status: 409, code: 'LEASE_STALE', message: expect.stringContaining('not the current lease') },
     ]);
     expect(Date.parse(beat.body.leases[0].expires_at)).toBeGreaterThan(Date.parse(p.lease.expires_at));
     expect(await api.task(wf.id, p.name)).toMatchObject({ state: 'RUNNING', progress: { step: 2 } });

@@ -165,7 +165,8 @@ describe('security, second round', () => {
   it('writes no audit row for a request with an unknown token', async () => {
     const wf = (await call('POST', '/v1/workflows', admin, workflow())).body;
     for (let i = 0; i < 200; i++) {
-      expect((await call('PUT', `/v1/workflows/${wf.id}/data/k`, token(), { value: i })).status).toBe(401);
+      const r = await call('PUT', `/v1/workflows/${wf.id}/data/k`, token(), { value: i });
+      expect([r.status, r.body.code]).toEqual([401, 'UNAUTHENTICATED']);
     }
     const log = (await call('GET', '/v1/audit?limit=500', admin)).body.items as { path: string; status: number }[];
     expect(log.filter((e) => e.path.includes(wf.id))).toEqual([]);
@@ -192,6 +193,7 @@ describe('security, second round', () => {
       ).toBe(201);
       const answer = await parked;
       expect(answer.status).toBe(401);
+      expect(answer.body.code).toBe('KEY_REVOKED');
       expect(JSON.stringify(answer.body)).not.toContain('hunter2');
       expect(Date.now() - started).toBeLessThan(5000);
       // The task was not leased to it: another worker takes it.
@@ -223,7 +225,7 @@ describe('security, second round', () => {
       const started = Date.now();
       await revoke(reader);
       const text = await stream.text(); // ends when the API ends the stream
-      expect(text).toMatch(/event: error\ndata: \{"status":401,"message":"the key was revoked/);
+      expect(text).toMatch(/event: error\ndata: \{"status":401,"code":"KEY_REVOKED","message":"the key was revoked/);
       expect((await taskWait).status).toBe(401);
       expect((await dataWait).status).toBe(401);
       expect(Date.now() - started).toBeLessThan(5000);
@@ -238,7 +240,7 @@ describe('security, second round', () => {
       });
       const answer = await call('POST', '/v1/tasks/poll', worker.token, { tags: [`ex-${shortId()}`], wait_s: 30 });
       expect(answer.status).toBe(401);
-      expect(answer.body.message).toContain('expired');
+      expect(answer.body).toMatchObject({ code: 'KEY_EXPIRED', message: expect.stringContaining('expired') });
       expect(Date.now() - expiresAt).toBeLessThan(5000);
     });
 
@@ -302,7 +304,7 @@ describe('security, second round', () => {
       ];
       for (const [method, path, body] of tries) {
         const r = await call(method, path, web.token, body);
-        expect({ path, status: r.status }).toEqual({ path, status: 403 });
+        expect({ path, status: r.status, code: r.body.code }).toEqual({ path, status: 403, code: 'GRANT_MISSING' });
         expect(r.body.message).toContain(`db-${t}`);
       }
       // Rerun: the web task (its own tags granted) failed; the workflow still holds the db task.

@@ -40,9 +40,12 @@ async function bootstrap(): Promise<void> {
   app.use((_req: Request, res: Response, next: NextFunction) => {
     if (!stopping) return next();
     res.setHeader('connection', 'close');
-    res
-      .status(503)
-      .json({ statusCode: 503, error: 'Service Unavailable', message: 'the API is shutting down; retry shortly' });
+    res.status(503).json({
+      statusCode: 503,
+      error: 'Service Unavailable',
+      code: 'SHUTTING_DOWN',
+      message: 'the API is shutting down; retry shortly',
+    });
   });
   // Requests by route and status: which calls workers and clients make, and how they end.
   const requests = app

@@ -245,7 +245,10 @@ export class TagflowClient {
         waitMs: (waitS ?? 0) * 1000,
       });
     } catch (e) {
-      if (e instanceof TagflowApiError && e.status === 404 && (e.body as { pending?: boolean } | null)?.pending)
+      if (
+        e instanceof TagflowApiError &&
+        (e.code === 'DATA_PENDING' || (e.body as { pending?: boolean } | null)?.pending)
+      )
         return null;
       throw e;
     }

@@ -17,6 +17,11 @@ export class TagflowApiError extends Error {
   get details(): unknown {
     return this.body?.details;
   }
+
+  /** The error's stable code (`LEASE_STALE`, `WORKER_NOT_FOUND`, ...), or the status's general one from an older API. */
+  get code(): string {
+    return typeof this.body?.code === 'string' ? this.body.code : `HTTP_${this.status}`;
+  }
 }
 
 /** The API could not be reached, or did not answer in time. */

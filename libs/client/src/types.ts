@@ -284,6 +284,8 @@ export interface ReportResult {
 export interface ErrorBody {
   statusCode: number;
   error: string;
+  /** Stable: branch on it (docs/api.md lists every code); `message` is for people. */
+  code: string;
   message: string;
   details?: unknown;
   request_id?: string;

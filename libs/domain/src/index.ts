@@ -8,3 +8,4 @@ export * from './time.js';
 export * from './tagset-index.js';
 export * from './ids.js';
 export * from './references.js';
+export * from './error-codes.js';

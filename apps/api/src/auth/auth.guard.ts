@@ -1,7 +1,7 @@
 import { HttpStatus, Injectable, type CanActivate, type ExecutionContext } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import type { Request, Response } from 'express';
-import { DEFAULT_NAMESPACE, NAMESPACE_PATTERN } from '@tagflow/domain';
+import { DEFAULT_NAMESPACE, NAMESPACE_PATTERN, type ErrorCode } from '@tagflow/domain';
 import { Database } from '@tagflow/persistence';
 import { readJsonBody } from '../common/body.js';
 import { ApiError, badRequest, RateLimited } from '../common/errors.js';
@@ -40,7 +40,12 @@ export class AuthGuard implements CanActivate {
     const req = ctx.switchToHttp().getRequest<Request & Record<symbol, Caller>>();
     const action = `${req.method} ${routeOf(req)}`;
     if (access === undefined)
-      throw new ApiError(HttpStatus.FORBIDDEN, `${action} declares no access rule; nobody may call it`);
+      throw new ApiError(
+        HttpStatus.FORBIDDEN,
+        `${action} declares no access rule; nobody may call it`,
+        undefined,
+        'ROLE_FORBIDDEN',
+      );
     if (access === 'public') return true;
     req[CALLER] = await this.admit(
       req,
@@ -87,7 +92,7 @@ export class AuthGuard implements CanActivate {
           : 'the bearer token is not a valid key',
       );
     }
-    if ('refused' in found) throw this.unauthenticated(req, found.refused);
+    if ('refused' in found) throw this.unauthenticated(req, found.refused, found.code);
     const { key } = found;
     const asked = namespaceHeader(req);
     const allNamespaces = key.namespace === '*';
@@ -103,25 +108,27 @@ export class AuthGuard implements CanActivate {
       expiresAt: key.expires_at,
     };
     // A known key refused: recorded in the audit log (an unknown token is not: anyone can send one).
-    const refuse = async (message: string, details: object) => {
+    const refuse = async (message: string, details: object, code: ErrorCode) => {
       await this.audit.refused(req, caller, HttpStatus.FORBIDDEN);
-      return new ApiError(HttpStatus.FORBIDDEN, message, details);
+      return new ApiError(HttpStatus.FORBIDDEN, message, details, code);
     };
-    if (!access.includes(key.role)) throw await refuse(`role ${key.role} may not ${action}`, { role: key.role });
+    if (!access.includes(key.role))
+      throw await refuse(`role ${key.role} may not ${action}`, { role: key.role }, 'ROLE_FORBIDDEN');
     if (!allNamespaces && asked !== null && asked !== key.namespace) {
       throw await refuse(
         `key ${key.name} belongs to namespace ${key.namespace}; it may not act in namespace ${asked} (Tagflow-Namespace)`,
         { namespace: asked },
+        'NAMESPACE_FORBIDDEN',
       );
     }
     return caller;
   }
 
   /** A 401, counted against the client's address (over its limit: a 429 instead). */
-  private unauthenticated(req: Request, message: string): ApiError {
+  private unauthenticated(req: Request, message: string, code: ErrorCode = 'UNAUTHENTICATED'): ApiError {
     if (this.limiter.take(this.anonymousBucket(req), undefined, this.anonymousRate()) !== null)
       return this.anonymousLimited();
-    return new ApiError(HttpStatus.UNAUTHORIZED, message);
+    return new ApiError(HttpStatus.UNAUTHORIZED, message, undefined, code);
   }
 
   private anonymousRate(): { rps: number; burst: number } {

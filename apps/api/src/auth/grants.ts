@@ -27,6 +27,7 @@ export function checkTaskGrants(caller: Caller, task: { name: string; tags: read
       HttpStatus.FORBIDDEN,
       `key ${caller.keyName} is not granted the tags of task ${task.name} (${task.tags.join(', ') || 'untagged'})`,
       { tags: task.tags },
+      'GRANT_MISSING',
     );
   }
 }
@@ -48,6 +49,7 @@ export function checkSubmitGrants(caller: Caller, specs: readonly SpecTags[]): v
           ' ',
         ),
         { tag: null },
+        'GRANT_MISSING',
       );
     }
     for (const tag of tags) {
@@ -56,6 +58,7 @@ export function checkSubmitGrants(caller: Caller, specs: readonly SpecTags[]): v
           HttpStatus.FORBIDDEN,
           `key ${caller.keyName} is not granted tag ${tag} (grants: ${caller.grants.join(', ')})`,
           { tag },
+          'GRANT_MISSING',
         );
     }
     for (const entry of spec.on_error ?? []) for (const run of entry.run) visit(run);
@@ -75,6 +78,7 @@ export function checkPollGrants(caller: Caller, tags: readonly string[]): void {
         HttpStatus.FORBIDDEN,
         `key ${caller.keyName} is not granted capability ${tag} (grants: ${caller.grants.join(', ')})`,
         { tag },
+        'GRANT_MISSING',
       );
   }
 }
@@ -98,6 +102,7 @@ export function workflowCheckFor(caller: Caller, action: string): WorkflowCheck 
           HttpStatus.FORBIDDEN,
           `key ${keyName} may not ${action} workflow ${wf.id}: it has an untagged task (one that runs on any worker), which needs the grant *`,
           { tag: null },
+          'GRANT_MISSING',
         );
       }
       if (!granted(grants, tag)) {
@@ -105,6 +110,7 @@ export function workflowCheckFor(caller: Caller, action: string): WorkflowCheck 
           HttpStatus.FORBIDDEN,
           `key ${keyName} may not ${action} workflow ${wf.id}: a task of it runs on tag ${tag}, which its grants (${grants.join(', ')}) do not cover`,
           { tag },
+          'GRANT_MISSING',
         );
       }
     }

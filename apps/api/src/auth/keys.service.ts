@@ -110,13 +110,15 @@ export class KeysService implements OnApplicationBootstrap {
   }
 
   /** The live key a token belongs to, or why not. */
-  async verify(token: string): Promise<{ key: ApiKeyEntity } | { refused: string } | null> {
+  async verify(
+    token: string,
+  ): Promise<{ key: ApiKeyEntity } | { refused: string; code: 'KEY_REVOKED' | 'KEY_EXPIRED' } | null> {
     const hash = tokenHash(token);
     const key = await this.db.read().keys.byHash(hash);
     if (!key || !timingSafeEqual(Buffer.from(key.token_hash), Buffer.from(hash))) return null;
-    if (key.revoked_at !== null) return { refused: `key ${key.name} was revoked` };
+    if (key.revoked_at !== null) return { refused: `key ${key.name} was revoked`, code: 'KEY_REVOKED' };
     if (key.expires_at !== null && key.expires_at <= Date.now())
-      return { refused: `key ${key.name} expired at ${new Date(key.expires_at).toISOString()}` };
+      return { refused: `key ${key.name} expired at ${new Date(key.expires_at).toISOString()}`, code: 'KEY_EXPIRED' };
     return { key };
   }
 
@@ -137,6 +139,7 @@ export class KeysService implements OnApplicationBootstrap {
         HttpStatus.FORBIDDEN,
         `an admin key of namespace ${namespaceOf(caller)} may create keys only in that namespace, not ${namespace}`,
         { namespace },
+        'NAMESPACE_FORBIDDEN',
       );
     }
     spec = { ...spec, namespace };

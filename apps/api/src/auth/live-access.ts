@@ -38,7 +38,7 @@ export class LiveAccess implements OnApplicationShutdown {
     @Inject(JsonLogger) private readonly logger: JsonLogger,
   ) {
     bus.onEvent((e) => {
-      if (e.type === 'key-revoked') this.end(e.key, 'was revoked');
+      if (e.type === 'key-revoked') this.end(e.key, 'KEY_REVOKED');
     });
   }
 
@@ -73,11 +73,11 @@ export class LiveAccess implements OnApplicationShutdown {
     };
   }
 
-  private end(keyId: string, why: string): void {
+  private end(keyId: string, code: KeyEnded['code']): void {
     const entry = this.watched.get(keyId);
     if (!entry) return;
     this.watched.delete(keyId);
-    for (const c of entry.ends) c.abort(new KeyEnded(`the key ${why}`));
+    for (const c of entry.ends) c.abort(new KeyEnded(code));
   }
 
   private async check(): Promise<void> {
@@ -85,13 +85,13 @@ export class LiveAccess implements OnApplicationShutdown {
     this.checking = true;
     try {
       const now = this.db.now();
-      for (const [id, e] of this.watched) if (e.expiresAt !== null && e.expiresAt <= now) this.end(id, 'expired');
+      for (const [id, e] of this.watched) if (e.expiresAt !== null && e.expiresAt <= now) this.end(id, 'KEY_EXPIRED');
       const rows = await this.db.read().keys.liveness([...this.watched.keys()]);
       const found = new Map(rows.map((r) => [r.id, r]));
       for (const id of [...this.watched.keys()]) {
         const k = found.get(id);
-        if (!k || k.revoked_at !== null) this.end(id, 'was revoked');
-        else if (k.expires_at !== null && k.expires_at <= now) this.end(id, 'expired');
+        if (!k || k.revoked_at !== null) this.end(id, 'KEY_REVOKED');
+        else if (k.expires_at !== null && k.expires_at <= now) this.end(id, 'KEY_EXPIRED');
       }
     } catch (e) {
       // The database is away: requests go on until it answers again (their own deadlines still hold).
@@ -103,7 +103,11 @@ export class LiveAccess implements OnApplicationShutdown {
 }
 
 /** Why a request's access ended (the reason of its AbortSignal). */
-export class KeyEnded extends Error {}
+export class KeyEnded extends Error {
+  constructor(readonly code: 'KEY_REVOKED' | 'KEY_EXPIRED') {
+    super(code === 'KEY_REVOKED' ? 'the key was revoked' : 'the key expired');
+  }
+}
 
 export const ACCESS_ENDS = Symbol('tagflow:access-ends');
 

@@ -25,9 +25,11 @@ export async function readJsonBody(req: Request, res: Response, limit: number): 
   );
   const body: unknown = req.body;
   if (body === undefined || body === null || (typeof body === 'object' && Object.keys(body).length === 0)) return;
-  if (typeof body !== 'object' || Array.isArray(body)) throw badRequest('request body must be a JSON object');
+  if (typeof body !== 'object' || Array.isArray(body))
+    throw badRequest('request body must be a JSON object', undefined, 'MALFORMED_BODY');
   const depth = LIMITS.jsonMaxDepth + 8;
-  if (depthExceeds(body, depth)) throw badRequest(`request body is nested deeper than ${depth} levels`);
+  if (depthExceeds(body, depth))
+    throw badRequest(`request body is nested deeper than ${depth} levels`, undefined, 'MALFORMED_BODY');
 }
 
 /** Iterative, so a hostile body cannot blow the stack here. */

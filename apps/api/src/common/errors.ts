@@ -1,21 +1,37 @@
 import { HttpException, HttpStatus } from '@nestjs/common';
+import { defaultErrorCode, type ErrorCode } from '@tagflow/domain';
 
-/** The wire error: `{statusCode, error, message, details?}`. */
+/**
+ * The wire error: `{statusCode, error, code, message, details?}`. `code` is stable for
+ * clients to branch on (libs/domain error-codes.ts); without one, its status's general code.
+ */
 export class ApiError extends HttpException {
-  constructor(status: HttpStatus, message: string, details?: unknown) {
+  constructor(status: HttpStatus, message: string, details?: unknown, code: ErrorCode = defaultErrorCode(status)) {
     super(
-      { statusCode: status, error: reasonPhrase(status), message, ...(details === undefined ? {} : { details }) },
+      { statusCode: status, error: reasonPhrase(status), code, message, ...(details === undefined ? {} : { details }) },
       status,
     );
   }
 }
 
-export const notFound = (what: string, id: string) => new ApiError(HttpStatus.NOT_FOUND, `${what} ${id} not found`);
-export const conflict = (message: string, details?: unknown) => new ApiError(HttpStatus.CONFLICT, message, details);
-export const unprocessable = (message: string, details?: unknown) =>
-  new ApiError(HttpStatus.UNPROCESSABLE_ENTITY, message, details);
-export const badRequest = (message: string, details?: unknown) =>
-  new ApiError(HttpStatus.BAD_REQUEST, message, details);
+/** The not-found code of each kind of resource. */
+const NOT_FOUND_CODES: Record<string, ErrorCode> = {
+  workflow: 'WORKFLOW_NOT_FOUND',
+  task: 'TASK_NOT_FOUND',
+  worker: 'WORKER_NOT_FOUND',
+  key: 'KEY_NOT_FOUND',
+  schedule: 'SCHEDULE_NOT_FOUND',
+  limit: 'LIMIT_NOT_FOUND',
+};
+
+export const notFound = (what: string, id: string) =>
+  new ApiError(HttpStatus.NOT_FOUND, `${what} ${id} not found`, undefined, NOT_FOUND_CODES[what] ?? 'NOT_FOUND');
+export const conflict = (message: string, details?: unknown, code?: ErrorCode) =>
+  new ApiError(HttpStatus.CONFLICT, message, details, code);
+export const unprocessable = (message: string, details?: unknown, code?: ErrorCode) =>
+  new ApiError(HttpStatus.UNPROCESSABLE_ENTITY, message, details, code);
+export const badRequest = (message: string, details?: unknown, code?: ErrorCode) =>
+  new ApiError(HttpStatus.BAD_REQUEST, message, details, code);
 export const tooLarge = (message: string) => new ApiError(HttpStatus.PAYLOAD_TOO_LARGE, message);
 
 /** An error whose answer carries `Retry-After`: the same request may be sent again after it. */
@@ -24,22 +40,23 @@ export class RetryLater extends ApiError {
     status: HttpStatus,
     message: string,
     readonly retryAfterS: number,
+    code?: ErrorCode,
   ) {
-    super(status, message);
+    super(status, message, undefined, code);
   }
 }
 
 /** 503: a part the request needs is away or full. */
 export class Unavailable extends RetryLater {
-  constructor(message: string, retryAfterS = 2) {
-    super(HttpStatus.SERVICE_UNAVAILABLE, message, retryAfterS);
+  constructor(message: string, retryAfterS = 2, code: ErrorCode = 'UNAVAILABLE') {
+    super(HttpStatus.SERVICE_UNAVAILABLE, message, retryAfterS, code);
   }
 }
 
-/** 429: the credential sent more requests than its rate allows. */
+/** 429: the credential sent more requests than its rate allows (or has as many parked as it may: TOO_MANY_WAITS). */
 export class RateLimited extends RetryLater {
-  constructor(message: string, retryAfterS: number) {
-    super(HttpStatus.TOO_MANY_REQUESTS, message, retryAfterS);
+  constructor(message: string, retryAfterS: number, code: ErrorCode = 'RATE_LIMITED') {
+    super(HttpStatus.TOO_MANY_REQUESTS, message, retryAfterS, code);
   }
 }
 
@@ -78,8 +95,12 @@ export function reasonPhrase(status: number): string {
  * message, as the single route would answer. An error worth sending the whole request
  * again for (5xx, 503 with Retry-After, anything unexpected) is thrown on.
  */
-export function itemRefusal(e: unknown): { status: number; message: string } {
+export function itemRefusal(e: unknown): { status: number; code: string; message: string } {
   if (!(e instanceof HttpException) || e instanceof RetryLater || e.getStatus() >= 500) throw e;
-  const body = e.getResponse() as { message?: unknown };
-  return { status: e.getStatus(), message: typeof body?.message === 'string' ? body.message : e.message };
+  const body = e.getResponse() as { message?: unknown; code?: unknown };
+  return {
+    status: e.getStatus(),
+    code: typeof body?.code === 'string' ? body.code : defaultErrorCode(e.getStatus()),
+    message: typeof body?.message === 'string' ? body.message : e.message,
+  };
 }

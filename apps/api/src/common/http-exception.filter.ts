@@ -1,6 +1,7 @@
 import { ArgumentsHost, Catch, HttpException, type ExceptionFilter } from '@nestjs/common';
 import type { Request, Response } from 'express';
 import { randomUUID } from 'node:crypto';
+import { defaultErrorCode, type ErrorCode } from '@tagflow/domain';
 import { reasonPhrase, RetryLater } from './errors.js';
 import type { JsonLogger } from './logger.js';
 
@@ -29,7 +30,7 @@ export class HttpExceptionFilter implements ExceptionFilter {
         : null;
     if (parserError) {
       status = parserError.status;
-      body = { message: describeParserError(parserError) };
+      body = { code: parserCode(parserError), message: describeParserError(parserError) };
     } else if (exception instanceof HttpException) {
       status = exception.getStatus();
       if (exception instanceof RetryLater) res.setHeader('Retry-After', String(exception.retryAfterS));
@@ -47,7 +48,10 @@ export class HttpExceptionFilter implements ExceptionFilter {
         part: unavailablePart(exception),
         error: String(exception),
       });
-      body = { message: `the ${unavailablePart(exception)} is unavailable; send the request again shortly` };
+      body = {
+        code: 'UNAVAILABLE',
+        message: `the ${unavailablePart(exception)} is unavailable; send the request again shortly`,
+      };
     } else {
       this.logger.event('error', 'http', 'unhandled error', {
         request_id: requestId,
@@ -56,13 +60,19 @@ export class HttpExceptionFilter implements ExceptionFilter {
         error: exception instanceof Error ? exception.message : String(exception),
         stack: exception instanceof Error ? exception.stack : undefined,
       });
-      body = { message: 'internal server error' };
+      body = { code: 'INTERNAL', message: 'internal server error' };
     }
     if (res.headersSent) return;
     // A request refused before its body was read (401, 429 from the guard): the connection
     // closes with the answer, so the rest of that body is never read either.
     if (!req.complete) res.setHeader('connection', 'close');
-    res.status(status).json({ statusCode: status, error: reasonPhrase(status), ...body, request_id: requestId });
+    res.status(status).json({
+      statusCode: status,
+      error: reasonPhrase(status),
+      code: typeof body.code === 'string' ? body.code : defaultErrorCode(status),
+      ...body,
+      request_id: requestId,
+    });
   }
 }
 
@@ -85,6 +95,12 @@ function describeParserError(e: BodyParserError): string {
     default:
       return e.message;
   }
+}
+
+function parserCode(e: BodyParserError): ErrorCode {
+  if (e.type === 'entity.too.large') return 'TOO_LARGE';
+  if (e.status === 415) return 'UNSUPPORTED_MEDIA_TYPE';
+  return 'MALFORMED_BODY';
 }
 
 function isBodyParserError(e: unknown): e is BodyParserError {

@@ -104,9 +104,11 @@ export class IdempotencyInterceptor implements NestInterceptor {
       return null;
     }
     if (earlier.request_hash !== hash) {
-      throw unprocessable(`Idempotency-Key ${key} was used with a different request; use a new key for a new request`, [
-        { field: 'Idempotency-Key', errors: ['used with a different request'] },
-      ]);
+      throw unprocessable(
+        `Idempotency-Key ${key} was used with a different request; use a new key for a new request`,
+        [{ field: 'Idempotency-Key', errors: ['used with a different request'] }],
+        'IDEMPOTENCY_MISMATCH',
+      );
     }
     if (earlier.status === null) throw inFlight(key);
     return {
@@ -142,6 +144,8 @@ export class IdempotencyInterceptor implements NestInterceptor {
 function inFlight(key: string): ApiError {
   return conflict(
     `a request with Idempotency-Key ${key} is still being answered (or its API stopped before answering); look for what it made before sending a new request`,
+    undefined,
+    'IDEMPOTENCY_IN_PROGRESS',
   );
 }
 

@@ -78,6 +78,7 @@ export class DataService {
       {
         statusCode: 404,
         error: 'Not Found',
+        code: 'DATA_PENDING',
         message: `data key ${key} of workflow ${workflowId} is not written yet`,
         pending: true,
       },
@@ -104,6 +105,7 @@ export class DataService {
         HttpStatus.FORBIDDEN,
         `task ${task.name} may write only the keys it produces (${task.produces.join(', ') || 'none'}), not ${key}`,
         { key },
+        'GRANT_MISSING',
       );
     }
   }

@@ -56,5 +56,6 @@ function checkLimitGrants(caller: Caller, tag: string): void {
     HttpStatus.FORBIDDEN,
     `key ${caller.keyName} may not set or remove the limit on ${tag}: a namespace-wide limit holds every task with the tag, so it needs the grant * (grants: ${caller.grants.join(', ')})`,
     { tag },
+    'GRANT_MISSING',
   );
 }

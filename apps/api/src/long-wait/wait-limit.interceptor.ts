@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { HttpStatus } from '@nestjs/common';
 import { catchError, finalize, map, throwError, type Observable } from 'rxjs';
 import { CALLER, type Caller } from '../auth/access.js';
-import { ACCESS_ENDS, LiveAccess } from '../auth/live-access.js';
+import { ACCESS_ENDS, LiveAccess, type KeyEnded } from '../auth/live-access.js';
 import { ApiError, RateLimited } from '../common/errors.js';
 import { AppConfig } from '../config/app-config.js';
 import { MetricsService } from '../metrics/metrics.service.js';
@@ -80,14 +80,17 @@ export class WaitLimitInterceptor implements NestInterceptor {
           ? `this credential already follows ${n} streams on this API replica, the most STREAMS_PER_CREDENTIAL allows; close one first`
           : `this credential already has ${n} requests waiting on this API replica (long-polls, blocking reads), the most LONG_WAITS_PER_CREDENTIAL allows; send this one once one of them is answered`,
         1,
+        'TOO_MANY_WAITS',
       );
     }
     this.parked.set(owner, n + 1);
     const access = this.live.watch(caller);
     req[ACCESS_ENDS] = access.signal;
     // Whatever the wait came to (an answer, a 404 pending), a key that ended gets 401.
-    const ended = () =>
-      new ApiError(HttpStatus.UNAUTHORIZED, `${(access.signal.reason as Error).message}; the request ended`);
+    const ended = () => {
+      const why = access.signal.reason as KeyEnded;
+      return new ApiError(HttpStatus.UNAUTHORIZED, `${why.message}; the request ended`, undefined, why.code);
+    };
     return next.handle().pipe(
       map((body: unknown) => {
         if (access.signal.aborted) throw ended();

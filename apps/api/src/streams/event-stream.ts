@@ -58,9 +58,10 @@ export class EventStream {
   }
 
   /** Ends the answer; an error after the headers went out is told as an `error` event. */
-  end(error?: { status: number; message: string }): void {
+  end(error?: { status: number; code?: string; message: string }): void {
     if (this.ends?.aborted && !this.gone && !this.res.writableEnded) {
-      error = { status: 401, message: `${(this.ends.reason as Error).message}; the stream ended` };
+      const why = this.ends.reason as { code?: string; message: string };
+      error = { status: 401, code: why.code, message: `${why.message}; the stream ended` };
       this.res.write(`event: error\ndata: ${JSON.stringify(error)}\n\n`);
     } else if (error) this.send('error', error);
     if (!this.res.writableEnded) this.res.end();

@@ -125,7 +125,10 @@ export class StreamsController {
   }
 }
 
-function streamError(e: unknown): { status: number; message: string } {
-  if (e instanceof ApiError) return { status: e.getStatus(), message: e.message };
-  return { status: 503, message: 'the stream stopped; connect again to resume' };
+function streamError(e: unknown): { status: number; code: string; message: string } {
+  if (e instanceof ApiError) {
+    const body = e.getResponse() as { code?: string };
+    return { status: e.getStatus(), code: body.code ?? 'INTERNAL', message: e.message };
+  }
+  return { status: 503, code: 'UNAVAILABLE', message: 'the stream stopped; connect again to resume' };
 }

@@ -103,7 +103,8 @@ export class LeaseService {
     const task = await this.find(taskId, namespace);
     if (task.lease_token !== token) throw this.staleToken(task);
     if (task.lease_outcome !== null || task.state !== 'RUNNING') throw this.ended(task);
-    if ((task.lease_expires_at ?? 0) < this.db.now()) throw conflict(expiredText(task), { state: task.state });
+    if ((task.lease_expires_at ?? 0) < this.db.now())
+      throw conflict(expiredText(task), { state: task.state }, 'LEASE_EXPIRED');
     return task;
   }
 
@@ -294,7 +295,7 @@ export class LeaseService {
     if (task.lease_outcome === kind) return 'same';
     if (task.lease_outcome !== null || task.state !== 'RUNNING') return this.ended(task);
     if ((task.lease_expires_at ?? 0) < arrivedAt)
-      return conflict(`${expiredText(task)}; the attempt counts as failed`, { state: task.state });
+      return conflict(`${expiredText(task)}; the attempt counts as failed`, { state: task.state }, 'LEASE_EXPIRED');
     return null;
   }
 
@@ -303,6 +304,7 @@ export class LeaseService {
     return conflict(
       `lease_token is not the current lease of task ${task.id} (task is ${task.state}, attempt ${task.attempt})`,
       { state: task.state, attempt: task.attempt },
+      'LEASE_STALE',
     );
   }
 
@@ -310,6 +312,7 @@ export class LeaseService {
     return conflict(
       `the lease of task ${task.id} has ended (${task.lease_outcome ?? 'task moved on'}); task is ${task.state}, attempt ${task.attempt}`,
       { state: task.state, attempt: task.attempt },
+      'LEASE_ENDED',
     );
   }
 }

@@ -108,7 +108,7 @@ export class WorkerProtocolController {
   private async apply(
     r: BatchReportDto,
     namespace: string,
-  ): Promise<{ task_id: string; status: number; message?: string }> {
+  ): Promise<{ task_id: string; status: number; code?: string; message?: string }> {
     try {
       if (r.status === 'complete') {
         await this.leases.complete(r.task_id, r, namespace);
@@ -118,8 +118,8 @@ export class WorkerProtocolController {
       }
       return { task_id: r.task_id, status: 200 };
     } catch (e) {
-      const { status, message } = itemRefusal(e);
-      return { task_id: r.task_id, status: status === 413 ? 422 : status, message };
+      const { status, code, message } = itemRefusal(e);
+      return { task_id: r.task_id, status: status === 413 ? 422 : status, code, message };
     }
   }
 

@@ -62,6 +62,8 @@ export class WorkersService {
     if (found === 'stopping')
       throw conflict(
         `worker ${id} handed a task back as it stopped (WORKER_SHUTDOWN); it may not poll again: a worker that goes on registers again`,
+        undefined,
+        'WORKER_STOPPING',
       );
     if (this.touched.size > 100_000) this.touched.clear();
     this.touched.set(key, { at: now, keyId });

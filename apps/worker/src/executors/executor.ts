@@ -68,12 +68,16 @@ export class ExecutionStop extends Error {
   }
 }
 
-/** A failure an executor throws to choose its code; any other thrown error fails with EXECUTOR_ERROR. */
+/**
+ * A failure an executor throws to choose its code; any other thrown error fails with
+ * EXECUTOR_ERROR. Every failure is retryable (by the task's retry policy) unless it says
+ * otherwise: one default, as the API's `retryable` has.
+ */
 export class ExecutionFailure extends Error {
   constructor(
     message: string,
     readonly code: string,
-    readonly retryable = false,
+    readonly retryable = true,
   ) {
     super(message);
   }

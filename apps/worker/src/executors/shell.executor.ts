@@ -20,7 +20,7 @@ export class ShellExecutor implements Executor {
     const command = typeof action.command === 'string' ? action.command : undefined;
     const script = typeof action.script === 'string' ? action.script : undefined;
     if ((command === undefined) === (script === undefined)) {
-      throw new ExecutionFailure('a shell action needs exactly one of "command" or "script"', 'INVALID_ACTION');
+      throw new ExecutionFailure('a shell action needs exactly one of "command" or "script"', 'INVALID_ACTION', false);
     }
     const env: unknown = action.env ?? {};
     if (
@@ -29,7 +29,7 @@ export class ShellExecutor implements Executor {
       Array.isArray(env) ||
       Object.values(env).some((v) => typeof v !== 'string')
     ) {
-      throw new ExecutionFailure('"env" must be an object of strings', 'INVALID_ACTION');
+      throw new ExecutionFailure('"env" must be an object of strings', 'INVALID_ACTION', false);
     }
     // Names a shell can export: so a task runs the same on every worker, held in a cgroup or not (held-start.ts).
     const odd = Object.keys(env).find((name) => !ENV_NAME.test(name));
@@ -37,6 +37,7 @@ export class ShellExecutor implements Executor {
       throw new ExecutionFailure(
         `"env": "${odd}" is not a variable name (letters, digits and _, not starting with a digit)`,
         'INVALID_ACTION',
+        false,
       );
     const inputFile = join(ctx.workDir, 'input.json');
     const outputFile = join(ctx.workDir, 'output.json');

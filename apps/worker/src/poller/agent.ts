@@ -134,12 +134,12 @@ export class Agent {
         // (a report already applied is answered the same way).
         this.reporter.giveBack(reports);
         if (this.stopping) break;
-        if (e instanceof TagflowApiError && e.status === 404 && /worker/.test(e.message)) {
+        if (e instanceof TagflowApiError && e.code === 'WORKER_NOT_FOUND') {
           this.log('warn', 'the API does not know this worker any more; registering again');
           await this.register();
           continue;
         }
-        if (e instanceof TagflowApiError && e.status === 409 && /registers again/.test(e.message)) {
+        if (e instanceof TagflowApiError && e.code === 'WORKER_STOPPING') {
           // A hand-back under this id said it was stopping (this process did not): start afresh.
           this.log('warn', 'the API holds this worker as stopping; registering again', { message: e.message });
           await this.register();
