@@ -87,6 +87,53 @@ describe('security, second round', () => {
       }
     });
 
+    it('does not ask a client without a key to send its body (Expect: 100-continue)', async () => {
+      const answer = await partialRequest(port(), [...head(), 'Expect: 100-continue'], 1024 * 1024, 0, 3000);
+      expect(answer).toMatch(/^HTTP\/1\.1 401/);
+      const known = await partialRequest(port(), [...head(admin), 'Expect: 100-continue'], 1024 * 1024, 0, 1000);
+      expect(known).toMatch(/^HTTP\/1\.1 100 Continue/);
+    });
+
+    it('looks at the key again when its body arrives late: a key revoked meanwhile gets nothing', async () => {
+      const worker = await newKey({ name: `slow-${shortId()}`, role: 'worker' });
+      const t = `slow-${shortId()}`;
+      const wf = (
+        await call(
+          'POST',
+          '/v1/workflows',
+          admin,
+          workflow({ tasks: [task('secret', { tags: [t], input: { password: 'hunter2' } })] }),
+        )
+      ).body;
+      const body = JSON.stringify({ tags: [t], wait_s: 0 });
+      const socket = connect(port(), '127.0.0.1');
+      let answer = '';
+      socket.on('data', (c) => (answer += c.toString()));
+      const closed = new Promise((r) => socket.on('close', r));
+      socket.write(
+        [
+          'POST /v1/tasks/poll HTTP/1.1',
+          'Host: 127.0.0.1',
+          'Content-Type: application/json',
+          `Authorization: Bearer ${worker.token}`,
+          `Content-Length: ${body.length}`,
+          'Connection: close',
+          '',
+          '',
+        ].join('\r\n'),
+      );
+      socket.write(body.slice(0, 3));
+      await new Promise((r) => setTimeout(r, 300)); // the API has admitted the key and waits for the rest
+      await revoke(worker);
+      socket.write(body.slice(3));
+      await closed;
+      expect(answer).toMatch(/^HTTP\/1\.1 401/);
+      expect(answer).toContain('"code":"KEY_REVOKED"');
+      expect(answer).not.toContain('hunter2');
+      const [left] = (await call('POST', '/v1/tasks/poll', admin, { tags: [t], wait_s: 5 })).body.tasks;
+      expect(left).toMatchObject({ workflow_id: wf.id, name: 'secret', attempt: 1 });
+    });
+
     it('reads the body of a known key only, and bounds a compressed body by its inflated size', async () => {
       const bomb = gzipSync(Buffer.from(`{"name": "x", "pad": "${' '.repeat(2 * 1024 * 1024)}"}`));
       expect(bomb.length).toBeLessThan(4096);
@@ -111,10 +158,9 @@ describe('security, second round', () => {
       });
       try {
         const statuses: number[] = [];
+        const kinds = [{}, bearer(token()), { authorization: 'Basic dXNlcjpwYXNz' }];
         for (let i = 0; i < 10; i++)
-          statuses.push(
-            (await limited.request('GET', '/v1/workflows', undefined, i % 2 ? bearer(token()) : {})).status,
-          );
+          statuses.push((await limited.request('GET', '/v1/workflows', undefined, kinds[i % 3])).status);
         expect(statuses.slice(0, 5)).toEqual([401, 401, 401, 401, 401]);
         expect(statuses.slice(6)).toEqual([429, 429, 429, 429]);
         const refused = await fetch(`${limited.url}/v1/workflows`);
@@ -231,17 +277,24 @@ describe('security, second round', () => {
       expect(Date.now() - started).toBeLessThan(5000);
     });
 
-    it("ends a worker key's parked poll within 5 s of the key's expiry", async () => {
+    it("ends a worker key's parked poll at the key's expiry, and hands it nothing that comes after", async () => {
       const expiresAt = Date.now() + 2000;
       const worker = await newKey({
         name: `e-${shortId()}`,
         role: 'worker',
         expires_at: new Date(expiresAt).toISOString(),
       });
-      const answer = await call('POST', '/v1/tasks/poll', worker.token, { tags: [`ex-${shortId()}`], wait_s: 30 });
+      const t = `ex-${shortId()}`;
+      const parked = call('POST', '/v1/tasks/poll', worker.token, { tags: [t], wait_s: 30 });
+      await new Promise((r) => setTimeout(r, expiresAt - Date.now() + 150));
+      const wf = (
+        await call('POST', '/v1/workflows', admin, workflow({ tasks: [task('after-expiry', { tags: [t] })] }))
+      ).body;
+      const answer = await parked;
       expect(answer.status).toBe(401);
       expect(answer.body).toMatchObject({ code: 'KEY_EXPIRED', message: expect.stringContaining('expired') });
-      expect(Date.now() - expiresAt).toBeLessThan(5000);
+      expect(Date.now() - expiresAt).toBeLessThan(1000);
+      expect((await call('GET', `/v1/workflows/${wf.id}/tasks/after-expiry`, admin)).body.state).toBe('READY');
     });
 
     // Two API processes on one SQLite file are not a supported setup.
@@ -326,6 +379,36 @@ describe('security, second round', () => {
       expect((await call('GET', `/v1/workflows/${wf.id}/data/db.password`, admin)).status).toBe(404);
     });
 
+    it('refuses a PATCH that changes what a task writes or runs on failure, and deleting the workflow when finished', async () => {
+      const t = shortId();
+      const wf = (
+        await call(
+          'POST',
+          '/v1/workflows',
+          admin,
+          workflow({
+            tasks: [
+              task('prep', { tags: [`web-${t}`], on_error: [{ run: [task('undo', { tags: [`db-${t}`] })] }] }),
+              task('deploy', { tags: [`db-${t}`], input: { target: '{{ data.target }}' } }),
+            ],
+          }),
+        )
+      ).body;
+      const prep = (await call('GET', `/v1/workflows/${wf.id}/tasks/prep`, admin)).body;
+      for (const patch of [{ produces: ['target'] }, { on_error: [] }]) {
+        const r = await call('PATCH', `/v1/tasks/${prep.id}`, web.token, patch);
+        expect({ patch, status: r.status, code: r.body.code }).toEqual({ patch, status: 403, code: 'GRANT_MISSING' });
+      }
+      expect((await call('GET', `/v1/tasks/${prep.id}`, admin)).body).toMatchObject({
+        produces: [],
+        on_error: [{ run: [{ name: 'undo' }] }],
+      });
+      expect((await call('POST', `/v1/workflows/${wf.id}/cancel`, admin)).status).toBe(200);
+      const del = await call('DELETE', `/v1/workflows/${wf.id}`, web.token);
+      expect([del.status, del.body.code]).toEqual([403, 'GRANT_MISSING']);
+      expect((await call('GET', `/v1/workflows/${wf.id}`, admin)).status).toBe(200);
+    });
+
     it('counts the tags of on_error handlers, and lets it change a workflow whose every task it covers', async () => {
       const t = shortId();
       const handled = (
@@ -389,6 +472,10 @@ describe('security, second round', () => {
         paused_reason: null,
         created_by: { key_id: db.id, key_name: `db-${t}` },
       });
+      // A workflow triggered by hand is made by the key that asked for it.
+      const other = await newKey({ name: `db2-${t}`, role: 'operator', tags: ['db*'] });
+      const made = (await call('POST', `/v1/schedules/${s.id}/trigger`, other.token)).body;
+      expect(made.created_by).toEqual({ key_id: other.id, key_name: `db2-${t}` });
     });
 
     it('pauses it when the key expires', async () => {

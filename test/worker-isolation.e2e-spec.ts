@@ -124,6 +124,27 @@ describe('a worker keeps one attempt out of the next', () => {
             // The attempt is reported after its processes are gone: no waiting here.
             if (running(pidOf(name))) survivors.push(name);
           }
+          // One that kills every process of its user as fast as it can (the worker's own
+          // killers among them, were they that user's): it dies with its attempt all the same.
+          const killerPid = join(dir, 'killer.pid');
+          const killer = await api.createWorkflow(
+            workflow({
+              sealed: true,
+              tasks: [
+                task('killer', {
+                  tags: [t],
+                  retry: { count: 0 },
+                  action: {
+                    type: 'shell',
+                    command: `(setsid perl -e 'open(my $f, ">", "${killerPid}"); print $f $$; close $f; while (1) { kill 9, -1 }' ${QUIET} &)\nuntil [ -s ${killerPid} ]; do sleep 0.05; done; sleep 1`,
+                  },
+                }),
+              ],
+            }),
+          );
+          // Its own shell is killed by it: the attempt ends (ERROR), and nothing of it runs on.
+          await waitForTask(api, killer.id, 'killer', ['SUCCESS', 'ERROR'], 30_000);
+          if (running(Number(readFileSync(killerPid, 'utf8')))) survivors.push('killer');
           const secret = `s3cret-${uniq()}`;
           const wf = await api.createWorkflow(
             workflow({

@@ -20,6 +20,8 @@ import { SettleContinuation } from './dispatch/settle-continuation.js';
 import { Engine } from './engine/engine.js';
 import { ReferenceResolver } from './engine/reference-resolver.js';
 import { EFFECTS_PORT, EngineSettings } from './engine/unit-of-work.js';
+import { HAND_OFF_PORT } from './engine/hand-off.js';
+import { ParkedPolls } from './dispatch/parked-polls.js';
 import { DataController } from './data-space/data.controller.js';
 import { DataService } from './data-space/data.service.js';
 import { HealthController } from './health/health.controller.js';
@@ -134,6 +136,8 @@ export class AppModule implements OnApplicationShutdown {
             new RedisEpoch(redis, () => registry.forget()),
         },
         { provide: EFFECTS_PORT, useExisting: EffectsPublisher },
+        { provide: HAND_OFF_PORT, useExisting: ParkedPolls },
+        ParkedPolls,
         { provide: APP_GUARD, useClass: AuthGuard },
         { provide: APP_INTERCEPTOR, useExisting: AuditInterceptor },
         { provide: APP_INTERCEPTOR, useClass: IdempotencyInterceptor },

@@ -107,6 +107,10 @@ async function bootstrap(): Promise<void> {
       'no API key exists: the API is open to anyone on this machine until one is created (POST /v1/keys, or TAGFLOW_ADMIN_TOKEN)',
     );
   }
+  // A client that asks before sending its body (Expect: 100-continue) is told to go on by the
+  // guard once its caller is admitted (auth.guard.ts), not by Node before anyone looked.
+  const server = app.getHttpServer() as import('node:http').Server;
+  server.on('checkContinue', (req, res) => server.emit('request', req, res));
   await app.listen(config.PORT, config.HOST);
   const address = app.getHttpServer().address();
   const port = typeof address === 'object' && address ? address.port : config.PORT;

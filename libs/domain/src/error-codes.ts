@@ -26,6 +26,8 @@ export const ERROR_CODES = {
   SCHEDULE_NOT_FOUND: 'no such schedule in this namespace',
   LIMIT_NOT_FOUND: 'no such concurrency limit in this namespace',
   DATA_PENDING: 'the data key is not written yet (a blocking read whose wait ended)',
+  // 408
+  REQUEST_TIMEOUT: 'the request body did not arrive in time',
   // 409
   CONFLICT: 'the resource is in a state that does not allow this; `details.state` names it',
   LEASE_STALE: "the lease token is not the task's current lease: the report changes nothing",
@@ -56,6 +58,7 @@ export function defaultErrorCode(status: number): ErrorCode {
     401: 'UNAUTHENTICATED',
     403: 'FORBIDDEN',
     404: 'NOT_FOUND',
+    408: 'REQUEST_TIMEOUT',
     409: 'CONFLICT',
     413: 'TOO_LARGE',
     415: 'UNSUPPORTED_MEDIA_TYPE',

@@ -178,15 +178,13 @@ export class JobQueue {
     return this.redis.key(`${queueName(tagset)}:prioritized`);
   }
 
-  /** Extends a job's lock; false when the job or the lock is gone (Redis lost it), or the lease never had a job. */
+  /** Extends a job's lock; false when the job or the lock is gone (Redis lost it). */
   async extend(tagset: string, jobId: string, token: string, lockMs: number): Promise<boolean> {
-    if (handedDirectly(token)) return false;
     return (await this.handle(tagset, jobId).extendLock(token, lockMs)) === 1;
   }
 
   /** Removes a fetched job. Missing jobs and lost locks are fine: the database decides. */
   async finish(tagset: string, jobId: string, token: string): Promise<void> {
-    if (handedDirectly(token)) return;
     const job = this.handle(tagset, jobId);
     try {
       await job.moveToCompleted(null, token, false);
@@ -300,15 +298,4 @@ export class JobQueue {
 
 function queueName(tagset: string): string {
   return `ts-${tagset}`;
-}
-
-/**
- * Leases whose task went from its report straight to a poll parked on the same replica
- * (PollService.offer) carry this prefix: their task was never queued, so there is no job
- * to extend or finish. The database holds the lease either way.
- */
-export const DIRECT_LEASE_PREFIX = 'h-';
-
-export function handedDirectly(token: string): boolean {
-  return token.startsWith(DIRECT_LEASE_PREFIX);
 }

@@ -24,6 +24,13 @@ import { AuditInterceptor } from './audit.interceptor.js';
  * is valid are limited per client address (RATE_LIMIT_ANON_*): over it, 429 instead of
  * 401. A valid credential is never refused for its address.
  */
+/** How long a request's body may take to arrive once its caller is admitted (408 after). */
+const BODY_READ_TIMEOUT_MS = 30_000;
+/** A body that took this long to arrive: its credential is checked again before the request runs. */
+const RECHECK_AFTER_MS = 100;
+/** Valid tokens remembered per replica (their hashes), so they never wait for their address. */
+const KNOWN_VALID_MAX = 10_000;
+
 @Injectable()
 export class AuthGuard implements CanActivate {
   constructor(
@@ -47,19 +54,42 @@ export class AuthGuard implements CanActivate {
         'ROLE_FORBIDDEN',
       );
     if (access === 'public') return true;
-    req[CALLER] = await this.admit(
-      req,
-      access,
-      action,
-      this.reflector.get<boolean>(LEASE_TOKEN_ACCESS, ctx.getHandler()) === true,
-    );
-    await readJsonBody(req, ctx.switchToHttp().getResponse<Response>(), this.config.BODY_LIMIT_BYTES);
+    const leaseTokens = this.reflector.get<boolean>(LEASE_TOKEN_ACCESS, ctx.getHandler()) === true;
+    const caller = await this.admit(req, access, action, leaseTokens);
+    req[CALLER] = caller;
+    const res = ctx.switchToHttp().getResponse<Response>();
+    // The client held back its body until told to go on (Expect: 100-continue): only now.
+    if (/^100-continue$/i.test(req.headers.expect ?? '')) res.writeContinue();
+    const started = Date.now();
+    await readJsonBody(req, res, this.config.BODY_LIMIT_BYTES, BODY_READ_TIMEOUT_MS);
+    // A body that took its time: the credential is looked at again, as it may have ended meanwhile.
+    if (Date.now() - started >= RECHECK_AFTER_MS) await this.stillValid(req, caller, leaseTokens);
     return true;
   }
 
-  /** Who is calling, or why not (401, 403, 429). */
-  private async admit(req: Request, access: readonly string[], action: string, leaseTokens: boolean): Promise<Caller> {
-    const token = bearer(req);
+  /** 401 unless the caller's key (or lease) is still live: after a slow body. */
+  private async stillValid(req: Request, caller: Caller, leaseTokens: boolean): Promise<void> {
+    if (caller.kind === 'open') return;
+    const again = await this.admit(req, [caller.kind === 'key' ? caller.role : 'worker'], '', leaseTokens, false);
+    if (again.kind !== caller.kind)
+      throw new ApiError(HttpStatus.UNAUTHORIZED, 'the credential ended while the request was sent');
+  }
+
+  /**
+   * Who is calling, or why not (401, 403, 429). A token that is not a live key this replica
+   * knows of (KeysService.knows), nor a key or lease it saw valid lately, costs its client
+   * address a request of RATE_LIMIT_ANON_* before it is looked up (given back when it turns
+   * out valid), so a flood of made-up tokens reaches the database at the address's rate; a
+   * known key never waits for its address.
+   */
+  private async admit(
+    req: Request,
+    access: readonly string[],
+    action: string,
+    leaseTokens: boolean,
+    count = true,
+  ): Promise<Caller> {
+    const token = this.bearer(req);
     if (token === null) {
       if (await this.keys.stillOpen()) {
         // A web page could reach a loopback API through a name that resolves to it (DNS rebinding).
@@ -69,14 +99,22 @@ export class AuthGuard implements CanActivate {
       }
       throw this.unauthenticated(req, 'missing Authorization: Bearer <token> header');
     }
-    // Per credential, counted before the key is looked up (so a flood with one token does not reach the database).
-    const wait = this.limiter.take(tokenHash(token));
-    if (wait !== null)
-      throw new RateLimited(
-        `this credential sent more than ${this.config.RATE_LIMIT_RPS} requests a second (RATE_LIMIT_RPS); retry in ${wait} s`,
-        wait,
-      );
+    const hash = tokenHash(token);
+    const known = this.knownValid.has(hash) || this.keys.knows(hash);
+    if (!known && count && this.limiter.take(this.anonymousBucket(req), undefined, this.anonymousRate()) !== null)
+      throw this.anonymousLimited();
     const found = await this.keys.verify(token);
+    if (found !== null && !('refused' in found)) {
+      if (!known && count) this.limiter.giveBack(this.anonymousBucket(req), this.anonymousRate());
+      this.remember(hash);
+      // Per credential, counted once it is known (a made-up token gets no bucket of its own).
+      const wait = count ? this.limiter.take(`key:${found.key.id}`) : null;
+      if (wait !== null)
+        throw new RateLimited(
+          `this credential sent more than ${this.config.RATE_LIMIT_RPS} requests a second (RATE_LIMIT_RPS); retry in ${wait} s`,
+          wait,
+        );
+    }
     if (found === null) {
       // A running task's lease token, where the route takes one: its own workflow's data space.
       const workflowId = req.params.id;
@@ -84,15 +122,28 @@ export class AuthGuard implements CanActivate {
         leaseTokens && typeof workflowId === 'string'
           ? await this.db.read().tasks.leaseHolder(workflowId, token, this.db.now())
           : null;
-      if (holder) return { kind: 'lease', token, namespace: holder.namespace, task: holder };
-      throw this.unauthenticated(
-        req,
+      if (holder) {
+        if (!known && count) this.limiter.giveBack(this.anonymousBucket(req), this.anonymousRate());
+        const wait = count ? this.limiter.take(`lease:${hash}`) : null;
+        if (wait !== null)
+          throw new RateLimited(
+            `this lease sent more than ${this.config.RATE_LIMIT_RPS} requests a second (RATE_LIMIT_RPS); retry in ${wait} s`,
+            wait,
+          );
+        return { kind: 'lease', token, namespace: holder.namespace, task: holder };
+      }
+      // Counted against the address already, before the look-up.
+      throw new ApiError(
+        HttpStatus.UNAUTHORIZED,
         leaseTokens
           ? `the bearer token is neither a valid key nor the live lease of a running task of workflow ${String(workflowId)}`
           : 'the bearer token is not a valid key',
       );
     }
-    if ('refused' in found) throw this.unauthenticated(req, found.refused, found.code);
+    if ('refused' in found) {
+      this.knownValid.delete(hash);
+      throw new ApiError(HttpStatus.UNAUTHORIZED, found.refused, undefined, found.code);
+    }
     const { key } = found;
     const asked = namespaceHeader(req);
     const allNamespaces = key.namespace === '*';
@@ -124,11 +175,29 @@ export class AuthGuard implements CanActivate {
     return caller;
   }
 
-  /** A 401, counted against the client's address (over its limit: a 429 instead). */
-  private unauthenticated(req: Request, message: string, code: ErrorCode = 'UNAUTHENTICATED'): ApiError {
+  /** A 401 for a request without a token, counted against the client's address (over its limit: a 429 instead). */
+  private unauthenticated(req: Request, message: string): ApiError {
     if (this.limiter.take(this.anonymousBucket(req), undefined, this.anonymousRate()) !== null)
       return this.anonymousLimited();
-    return new ApiError(HttpStatus.UNAUTHORIZED, message, undefined, code);
+    return new ApiError(HttpStatus.UNAUTHORIZED, message);
+  }
+
+  /** Tokens (their hashes) that were valid keys or leases lately on this replica, least recently seen first. */
+  private readonly knownValid = new Set<string>();
+
+  private remember(hash: string): void {
+    this.knownValid.delete(hash);
+    this.knownValid.add(hash);
+    if (this.knownValid.size > KNOWN_VALID_MAX) this.knownValid.delete(this.knownValid.values().next().value!);
+  }
+
+  /** The bearer token, or null without an Authorization header; a malformed one is a 401 counted against the address. */
+  private bearer(req: Request): string | null {
+    const header = req.headers.authorization;
+    if (header === undefined) return null;
+    const match = /^Bearer ([\x21-\x7e]{1,512})$/.exec(header);
+    if (!match) throw this.unauthenticated(req, 'the Authorization header must be "Bearer <token>"');
+    return match[1];
   }
 
   private anonymousRate(): { rps: number; burst: number } {
@@ -164,14 +233,6 @@ function namespaceHeader(req: Request): string | null {
     );
   }
   return value;
-}
-
-function bearer(req: Request): string | null {
-  const header = req.headers.authorization;
-  if (header === undefined) return null;
-  const match = /^Bearer ([\x21-\x7e]{1,512})$/.exec(header);
-  if (!match) throw new ApiError(HttpStatus.UNAUTHORIZED, 'the Authorization header must be "Bearer <token>"');
-  return match[1];
 }
 
 /** The route pattern the router matched (`/v1/tasks/:id`), not the path as the client spelled it. */

@@ -1,4 +1,10 @@
-import { HttpStatus, Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common';
+import {
+  HttpStatus,
+  Inject,
+  Injectable,
+  type OnApplicationBootstrap,
+  type OnApplicationShutdown,
+} from '@nestjs/common';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { DEFAULT_NAMESPACE, newId } from '@tagflow/domain';
 import { Database, type ApiKeyEntity, type Role } from '@tagflow/persistence';
@@ -35,6 +41,9 @@ export function newToken(): string {
   return `tfk_${randomBytes(24).toString('base64url')}`;
 }
 
+/** How often each replica reads the live keys' hashes again (a key made on another replica, an expiry). */
+const HASHES_REFRESH_MS = 5000;
+
 export function tokenHash(token: string): string {
   return createHash('sha256').update(token).digest('hex');
 }
@@ -66,8 +75,10 @@ export async function insertKey(db: Database, spec: NewKey, token: string, now =
  * any other, and the guard answers only loopback Host names), until the first key is made.
  */
 @Injectable()
-export class KeysService implements OnApplicationBootstrap {
+export class KeysService implements OnApplicationBootstrap, OnApplicationShutdown {
   private open = false;
+  private hashes = new Set<string>();
+  private hashTimer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly db: Database,
@@ -93,6 +104,32 @@ export class KeysService implements OnApplicationBootstrap {
         this.logger.event('warn', 'auth', 'the key of TAGFLOW_ADMIN_TOKEN was revoked; it stays revoked');
     }
     this.open = !(await this.db.read().keys.any());
+    await this.refreshHashes();
+    this.hashTimer = setInterval(() => void this.refreshHashes(), HASHES_REFRESH_MS);
+    this.hashTimer.unref();
+  }
+
+  onApplicationShutdown(): void {
+    if (this.hashTimer) clearInterval(this.hashTimer);
+  }
+
+  /**
+   * Whether a token's hash is one of a live key's, as this replica last read them (every
+   * HASHES_REFRESH_MS, and at once for keys it creates): such a request is never held to
+   * the limit of requests without a valid credential. Not an authentication: verify is.
+   */
+  knows(hash: string): boolean {
+    return this.hashes.has(hash);
+  }
+
+  private async refreshHashes(): Promise<void> {
+    try {
+      this.hashes = new Set(await this.db.read().keys.liveHashes(Date.now()));
+    } catch (e) {
+      this.logger.event('warn', 'auth', 'could not read the live keys again; keeping the ones known', {
+        error: String(e),
+      });
+    }
   }
 
   /**
@@ -147,6 +184,7 @@ export class KeysService implements OnApplicationBootstrap {
       throw conflict('expires_at is in the past');
     const token = newToken();
     const key = await insertKey(this.db, spec, token);
+    this.hashes.add(key.token_hash);
     this.open = false;
     this.logger.event('info', 'auth', 'key created', { key_id: key.id, name: key.name, role: key.role });
     return { ...toKeyResponse(key), token };

@@ -59,9 +59,18 @@ export class LiveAccess implements OnApplicationShutdown {
     entry.ends.add(controller);
     this.timer ??= setInterval(() => void this.check(), ACCESS_CHECK_MS);
     const keyId = caller.keyId;
+    // An expiry is known in advance: the request ends at that very moment.
+    const expiry =
+      caller.expiresAt === null
+        ? undefined
+        : setTimeout(
+            () => controller.abort(new KeyEnded('KEY_EXPIRED')),
+            Math.max(0, caller.expiresAt - this.db.now()),
+          );
     return {
       signal: controller.signal,
       release: () => {
+        clearTimeout(expiry);
         const e = this.watched.get(keyId);
         e?.ends.delete(controller);
         if (e?.ends.size === 0) this.watched.delete(keyId);

@@ -46,6 +46,12 @@ export class RateLimiter {
     return Math.max(1, Math.ceil((1 - bucket.tokens) / rate));
   }
 
+  /** Gives back a token taken for `credential` (the request turned out to be one the limit does not count). */
+  giveBack(credential: string, limit = this.defaultLimit()): void {
+    const bucket = this.buckets.get(credential);
+    if (bucket) bucket.tokens = Math.min(limit.burst, bucket.tokens + 1);
+  }
+
   private defaultLimit(): { rps: number; burst: number } {
     return { rps: this.config.RATE_LIMIT_RPS, burst: this.config.RATE_LIMIT_BURST };
   }

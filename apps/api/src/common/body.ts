@@ -1,28 +1,50 @@
 import bodyParser from 'body-parser';
 import type { NextFunction, Request, Response } from 'express';
 import { LIMITS } from '@tagflow/domain';
-import { badRequest } from './errors.js';
+import { HttpStatus } from '@nestjs/common';
+import { ApiError, badRequest } from './errors.js';
 
 type Parse = (req: Request, res: Response, next: NextFunction) => void;
 const parsers = new Map<number, Parse>();
 
 /**
  * Reads and parses a request's JSON body. Called by the guard once the caller is known
- * (never before: a request without a valid credential is refused with its body unread).
+ * (never before: a request without a valid credential is refused with its body unread),
+ * within `timeoutMs` (408 after: a client trickling a body does not hold the request).
  * `limit` bounds the body as parsed, after any gzip or deflate is inflated, so a small
  * compressed body cannot become a large one. Bodies that are not objects, and objects
  * nested deeper than LIMITS.jsonMaxDepth (+ a margin for the envelope), are refused
  * before anything recurses over them. Parser errors keep body-parser's status and type
  * (400, 413, 415), which the exception filter turns into messages.
  */
-export async function readJsonBody(req: Request, res: Response, limit: number): Promise<void> {
+export async function readJsonBody(req: Request, res: Response, limit: number, timeoutMs: number): Promise<void> {
   let parse = parsers.get(limit);
   if (!parse) parsers.set(limit, (parse = bodyParser.json({ limit, strict: true }) as Parse));
-  await new Promise<void>((resolve, reject) =>
+  let timer: NodeJS.Timeout | undefined;
+  const read = new Promise<void>((resolve, reject) =>
     parse(req, res, (e?: unknown) =>
       e ? reject(e instanceof Error ? e : new Error('the request body could not be read')) : resolve(),
     ),
   );
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new ApiError(
+            HttpStatus.REQUEST_TIMEOUT,
+            `the request body did not arrive within ${timeoutMs / 1000} s`,
+            undefined,
+            'REQUEST_TIMEOUT',
+          ),
+        ),
+      timeoutMs,
+    );
+  });
+  try {
+    await Promise.race([read, late]);
+  } finally {
+    clearTimeout(timer);
+  }
   const body: unknown = req.body;
   if (body === undefined || body === null || (typeof body === 'object' && Object.keys(body).length === 0)) return;
   if (typeof body !== 'object' || Array.isArray(body))

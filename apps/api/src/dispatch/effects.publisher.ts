@@ -3,13 +3,11 @@ import { Bus, JobQueue, jobIdFor, RedisConnections, type BusEvent, type EnqueueI
 import { withDeadline } from '../common/errors.js';
 import { JsonLogger } from '../common/logger.js';
 import { MetricsService } from '../metrics/metrics.service.js';
+import type { Effect, EffectsPort } from '../engine/unit-of-work.js';
+import { leaseHasJob } from './leases.js';
 
 /** How long a request that the database accepted waits for its Redis work before it is answered anyway. */
 const REDIS_WAIT_MS = 2000;
-import type { Effect, EffectsPort } from '../engine/unit-of-work.js';
-
-/** A task a committed change made READY, as its effect says. */
-export type ReadyTask = Extract<Effect, { kind: 'task-ready' }>;
 
 /**
  * Sends what a committed engine operation asks for to Redis: ready tasks onto their
@@ -23,8 +21,6 @@ export type ReadyTask = Extract<Effect, { kind: 'task-ready' }>;
 @Injectable()
 export class EffectsPublisher implements EffectsPort, OnApplicationShutdown {
   private readonly dueTimers = new Set<NodeJS.Timeout>();
-  /** Polls parked on this replica, offered ready tasks before they are queued (PollService.offer). */
-  private handOff: ((ready: readonly ReadyTask[]) => Promise<ReadonlySet<string>>) | null = null;
   private readonly deferred: (labels?: Record<string, string>, by?: number) => void;
 
   constructor(
@@ -38,10 +34,6 @@ export class EffectsPublisher implements EffectsPort, OnApplicationShutdown {
       'tagflow_effects_deferred_total',
       'Redis work of committed changes left to the reconciler (Redis away or slow), by why.',
     );
-  }
-
-  handOffTo(offer: (ready: readonly ReadyTask[]) => Promise<ReadonlySet<string>>): void {
-    this.handOff = offer;
   }
 
   async publish(effects: readonly Effect[]): Promise<void> {
@@ -66,10 +58,7 @@ export class EffectsPublisher implements EffectsPort, OnApplicationShutdown {
     const events = announcements(effects);
     const enqueue: EnqueueItem[] = [];
     const steps: Promise<unknown>[] = [];
-    const ready = effects.filter((e): e is ReadyTask => e.kind === 'task-ready');
-    const handed = ready.length > 0 && this.handOff ? await this.handOff(ready) : new Set<string>();
     for (const e of effects) {
-      if (e.kind === 'task-ready' && handed.has(e.taskId)) continue; // leased to a poll parked here
       if (e.kind === 'task-ready')
         enqueue.push({
           taskId: e.taskId,
@@ -79,7 +68,7 @@ export class EffectsPublisher implements EffectsPort, OnApplicationShutdown {
           delayMs: e.delayMs,
           priority: e.priority,
         });
-      else if (e.kind === 'lease-ended') {
+      else if (e.kind === 'lease-ended' && leaseHasJob(e.token)) {
         steps.push(
           this.jobs
             .finish(e.tagsetId, jobIdFor(e.taskId, e.attempt), e.token)

@@ -1,10 +1,11 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, Optional } from '@nestjs/common';
 import { Database, type TaskEntity, type WorkflowEntity } from '@tagflow/persistence';
 import { notFound } from '../common/errors.js';
 import { JsonLogger } from '../common/logger.js';
 import { recordCallbacks } from './callbacks.js';
 import { releaseHeld } from './limits.js';
 import { settle } from './settle.js';
+import { HAND_OFF_PORT, type HandOffPlan, type HandOffPort } from './hand-off.js';
 import { EFFECTS_PORT, EngineSettings, UnitOfWork, type EffectsPort } from './unit-of-work.js';
 
 /**
@@ -21,6 +22,7 @@ export class Engine {
     @Inject(EFFECTS_PORT) private readonly effects: EffectsPort,
     @Inject(JsonLogger) private readonly logger: JsonLogger,
     private readonly settings: EngineSettings,
+    @Optional() @Inject(HAND_OFF_PORT) private readonly handOff: HandOffPort | null = null,
   ) {}
 
   /**
@@ -74,6 +76,8 @@ export class Engine {
     const started = Date.now();
     for (let attempt = 1; ; attempt++) {
       let uow: UnitOfWork | undefined;
+      let plan: HandOffPlan | null = null;
+      let leased: TaskEntity[] = [];
       try {
         const result = await this.db.transaction(async (repos) => {
           uow = new UnitOfWork(repos, this.logger, settle, this.settings.evaluationBudget);
@@ -82,11 +86,19 @@ export class Engine {
           // Tasks left RUNNING: tasks held by their concurrency limits may go now.
           if (uow.leasesEndedIn.size > 0) await releaseHeld(uow, [...uow.leasesEndedIn]);
           await recordCallbacks(uow);
+          // Tasks made READY that polls parked here can take: leased in this same transaction.
+          plan = this.handOff?.plan(uow.readyNow()) ?? null;
+          if (plan) {
+            leased = await repos.transitions.claim(plan.jobs);
+            uow.handedOff(plan.jobs.map((j) => j.taskId));
+          }
           return value;
         });
+        (plan as HandOffPlan | null)?.deliver(leased);
         await this.effects.publish(uow!.publishable());
         return result;
       } catch (e) {
+        (plan as HandOffPlan | null)?.cancel();
         const conflict = conflictOf(e);
         if (!conflict || attempt >= CONFLICT_ATTEMPTS || Date.now() - started > CONFLICT_RETRY_WITHIN_MS) throw e;
         this.logger.event('info', 'engine', 'transaction refused for a conflict; running it again', {

@@ -75,6 +75,7 @@ export class UnitOfWork {
   private readonly touched = new Map<string, WorkflowEntity>();
   private readonly finished = new Set<string>();
   private readonly mayCallBack = new Set<string>();
+  private readonly handed = new Set<string>();
 
   constructor(
     readonly repos: Repositories,
@@ -176,10 +177,30 @@ export class UnitOfWork {
     return [...this.mayCallBack].filter((id) => this.finished.has(id));
   }
 
-  /** The effects to send after commit: a task that became ready and then ended in the same operation is not queued. */
+  /** Tasks made READY by this operation that may be taken now (no delay), for the hand-off to parked polls. */
+  readyNow(): Extract<Effect, { kind: 'task-ready' }>[] {
+    return this.publishable().filter(
+      (e): e is Extract<Effect, { kind: 'task-ready' }> => e.kind === 'task-ready' && e.delayMs === 0,
+    );
+  }
+
+  /**
+   * Tasks the hand-off took in this transaction: leased to parked polls, or held by their
+   * concurrency limits on the way (released to the queue when there is room). Not queued.
+   */
+  handedOff(taskIds: readonly string[]): void {
+    for (const id of taskIds) this.handed.add(id);
+  }
+
+  /**
+   * The effects to send after commit: a task that became ready and then ended in the same
+   * operation, or was handed off, is not queued.
+   */
   publishable(): Effect[] {
-    if (this.finished.size === 0) return this.effects;
-    return this.effects.filter((e) => e.kind !== 'task-ready' || !this.finished.has(e.taskId));
+    if (this.finished.size === 0 && this.handed.size === 0) return this.effects;
+    return this.effects.filter(
+      (e) => e.kind !== 'task-ready' || (!this.finished.has(e.taskId) && !this.handed.has(e.taskId)),
+    );
   }
 
   /** The attempt's lease ended: its job leaves the queue. */

@@ -91,7 +91,7 @@ export class SchedulesController {
   @Allow(OPERATORS)
   async trigger(@Param('id', id) scheduleId: string, @NamespaceOf() ns: string, @CallerOf() caller: Caller) {
     await this.granted(scheduleId, ns, caller);
-    return this.workflows.view(await this.schedules.trigger(scheduleId, ns), ns);
+    return this.workflows.view(await this.schedules.trigger(scheduleId, ns, createdByOf(caller)), ns);
   }
 
   /** An operator acts on a schedule only when its key is granted the tags of the schedule's tasks. */

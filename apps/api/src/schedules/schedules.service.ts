@@ -175,7 +175,7 @@ export class SchedulesService {
    * One run now, outside the cron (its next tick stays). With `overlap: skip`, 409 while the
    * previous run's workflow is unfinished. Returns: the workflow's id.
    */
-  async trigger(id: string, namespace: string): Promise<string> {
+  async trigger(id: string, namespace: string, by: CreatedBy | null): Promise<string> {
     await this.find(id, namespace);
     const made = await this.engine.inTransaction(async (uow) => {
       const s = await uow.repos.schedules.get(id, namespace, true);
@@ -183,7 +183,8 @@ export class SchedulesService {
       const tick = uow.now;
       if (!(await uow.repos.schedules.claimTick(s.id, tick, uow.now)))
         throw conflict(`schedule ${s.name} ran at this very millisecond; trigger it again`);
-      const run = await this.runOnce(uow, s, tick);
+      // Made by the key that asked for it (its grants checked by the caller), not the owner's.
+      const run = await this.runOnce(uow, { ...s, created_by: by }, tick);
       if (run.outcome === 'skipped') throw conflict(`schedule ${s.name}: ${run.message}`);
       if (run.outcome === 'failed') throw unprocessable(`schedule ${s.name}: ${run.message}`);
       await uow.repos.schedules.recordRun({ schedule_id: s.id, tick, ...run });

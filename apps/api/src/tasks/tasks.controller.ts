@@ -69,7 +69,13 @@ export class TasksController {
     checkSubmitGrants(caller, [
       { name: current.name, tags: dto.tags ?? current.tags, on_error: dto.on_error ?? current.on_error },
     ]);
-    return toTaskResponse(await this.tasks.patch(taskId, dto, ns));
+    // What it writes to the data space, and its handlers (which may run on other tags), are
+    // the workflow's business: changing them needs grants covering the whole workflow.
+    const workflowWide = dto.produces !== undefined || dto.on_error !== undefined;
+    const check = workflowWide
+      ? workflowCheckFor(caller, 'change what a task writes or runs on failure in')
+      : undefined;
+    return toTaskResponse(await this.tasks.patch(taskId, dto, ns, check));
   }
 
   /** Removes a task that has not run yet; 409 if another task requires it by name. */

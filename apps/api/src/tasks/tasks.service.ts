@@ -118,8 +118,11 @@ export class TasksService {
   }
 
   /** Changes a task before it runs; its dependencies are evaluated again. */
-  patch(id: string, dto: TaskPatchDto, namespace: string): Promise<TaskEntity> {
-    return this.inTaskWorkflow(id, namespace, (uow, wf, t) => patchTask(uow, wf, t, dto));
+  patch(id: string, dto: TaskPatchDto, namespace: string, check?: WorkflowCheck): Promise<TaskEntity> {
+    return this.inTaskWorkflow(id, namespace, async (uow, wf, t) => {
+      await check?.(uow.repos, wf);
+      await patchTask(uow, wf, t, dto);
+    });
   }
 
   /** Deletes a task before it runs, unless another task requires it by name. */

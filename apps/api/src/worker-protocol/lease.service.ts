@@ -7,6 +7,7 @@ import { Batcher } from '../common/batcher.js';
 import { conflict, notFound, tooLarge, Unavailable, type ApiError } from '../common/errors.js';
 import { JsonLogger } from '../common/logger.js';
 import { MetricsService } from '../metrics/metrics.service.js';
+import { leaseHasJob } from '../dispatch/leases.js';
 import { Engine } from '../engine/engine.js';
 import { failAttempt, INTERRUPTED_CODE } from '../engine/failure.js';
 import { markCompleted, type Completion } from '../engine/reports.js';
@@ -122,9 +123,11 @@ export class LeaseService {
     );
     if (!extended) throw this.ended(await this.find(taskId, namespace));
     // The Redis lock mirrors the lease; losing it (Redis restarted) does not end the lease.
-    this.jobs
-      .extend(task.tagset_id, jobIdFor(task.id, task.attempt), dto.lease_token, task.lease_s * 1000)
-      .catch(this.lockNotExtended);
+    if (leaseHasJob(dto.lease_token)) {
+      this.jobs
+        .extend(task.tagset_id, jobIdFor(task.id, task.attempt), dto.lease_token, task.lease_s * 1000)
+        .catch(this.lockNotExtended);
+    }
     return { expires_at: expires, cancel_requested: task.cancel_requested };
   }
 

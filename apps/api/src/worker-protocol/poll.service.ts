@@ -1,16 +1,9 @@
 import { Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common';
-import {
-  asQueueTags,
-  clientTags,
-  LIMITS,
-  namespaceTag,
-  PollIndex,
-  ResolutionError,
-  TagsetIndex,
-} from '@tagflow/domain';
-import type { ClaimJob, TaskEntity } from '@tagflow/persistence';
-import { Bus, DIRECT_LEASE_PREFIX, JobQueue, jobIdFor, RedisConnections, TagsetRegistry } from '@tagflow/queue';
-import { EffectsPublisher, type ReadyTask } from '../dispatch/effects.publisher.js';
+import { asQueueTags, clientTags, LIMITS, namespaceTag, ResolutionError, TagsetIndex } from '@tagflow/domain';
+import type { TaskEntity } from '@tagflow/persistence';
+import { Bus, JobQueue, jobIdFor, RedisConnections, TagsetRegistry } from '@tagflow/queue';
+import { leaseHasJob } from '../dispatch/leases.js';
+import { ParkedPolls, type ParkedPoll } from '../dispatch/parked-polls.js';
 import { Unavailable, withDeadline } from '../common/errors.js';
 import { coveredBy } from '../auth/grants.js';
 import { JsonLogger } from '../common/logger.js';
@@ -56,17 +49,6 @@ export interface Leased {
   lease: { token: string; expires_at: number };
 }
 
-/** A poll parked on this replica, open to tasks handed to it directly (offer). */
-interface Parked {
-  /** The poll's tags and its namespace's. */
-  tags: string[];
-  req: PollRequest;
-  /** Tasks handed to it: the poll answers with them. */
-  delivery: Promise<Leased[]> | null;
-  /** Wakes this poll alone. */
-  handle: { wake?: () => void };
-}
-
 /** Idle tag sets destroyed between two looks at the database (sweepIdle). */
 const SWEEP_CHUNK = 100;
 
@@ -81,17 +63,15 @@ const SWEEP_CHUNK = 100;
  * costs nothing per poll. A hint is dropped when its queue is found empty, unless an
  * announcement for it arrived meanwhile (`seq`), so no wake-up is lost.
  *
- * Hand-off without a detour: a task made READY by a change on this replica is offered to
- * the polls parked here first (`offer`, called with the change's effects once it is
- * committed). A poll that fits gets it claimed for it in the database and answers with
- * it; the task is never queued in Redis. Tasks no poll here takes are queued as always. A
- * replica dying between the claim and the answer leaves a lease nobody holds, which
- * expires like any other.
+ * Hand-off without a detour: a parked poll waits in ParkedPolls too, where a change on
+ * this replica that makes a task READY leases it to the poll in the change's own
+ * transaction (the engine's HandOffPort); the poll answers with it once the change has
+ * committed, and the task is never queued in Redis. A replica dying between the commit and
+ * the answer leaves a lease nobody holds, which expires like any other.
  */
 @Injectable()
 export class PollService implements OnApplicationBootstrap {
   private readonly index = new TagsetIndex();
-  private readonly parked = new PollIndex<Parked>();
   private readonly handedDirectly: (labels?: Record<string, string>, by?: number) => void;
   private readonly hints = new Map<string, number>();
   private readonly seq = new Map<string, number>();
@@ -113,10 +93,9 @@ export class PollService implements OnApplicationBootstrap {
     private readonly resolver: ReferenceResolver,
     @Inject(JsonLogger) private readonly logger: JsonLogger,
     private readonly bus: Bus,
-    effects: EffectsPublisher,
+    private readonly parked: ParkedPolls,
     metrics: MetricsService,
   ) {
-    effects.handOffTo((ready) => this.offer(ready));
     this.handedDirectly = metrics.counter(
       'tagflow_tasks_handed_directly_total',
       'Tasks made READY on this replica and leased at once to a poll parked here, without a trip through the queue.',
@@ -225,91 +204,51 @@ export class PollService implements OnApplicationBootstrap {
   async poll(req: PollRequest): Promise<Leased[]> {
     if (this.waits.isClosing) return []; // no new leases from a replica that is stopping
     if (!this.redis.ready) throw new Unavailable('Redis, which holds the queues, is unavailable; poll again shortly');
-    const me: Parked = { tags: [...req.tags, namespaceTag(req.namespace)], req, delivery: null, handle: {} };
+    const handle: { wake?: () => void } = {};
+    let delivery: Promise<Leased[]> | null = null;
+    const me: ParkedPoll = {
+      tags: [...req.tags, namespaceTag(req.namespace)],
+      maxTasks: req.maxTasks,
+      workerId: req.workerId,
+      grants: req.grants,
+      gone: req.gone,
+      accept: (leased) => {
+        if (leased.length > 0) this.handedDirectly(undefined, leased.length);
+        delivery = this.deliver(leased);
+        handle.wake?.();
+      },
+    };
+    const collect = async (): Promise<Leased[]> => {
+      await me.reserved; // a change is leasing tasks for it: its outcome first
+      const handed = delivery;
+      delivery = null;
+      return handed ?? [];
+    };
     // Open to hand-offs only while parked: not while it fetches, so nothing is handed to a poll that has answered.
     const look = async (): Promise<Leased[] | undefined> => {
-      this.parked.delete(me);
+      this.parked.leave(me);
       if (req.gone?.aborted) return [];
-      const handed = await this.collect(me);
+      const handed = await collect();
       if (handed.length > 0) return handed;
       const out = await this.fetch(req);
       if (out.length > 0) return out;
-      this.parked.add(me);
+      this.parked.park(me);
       return undefined;
     };
     const leave = () => {
-      this.parked.delete(me);
-      me.handle.wake?.();
+      this.parked.leave(me);
+      handle.wake?.();
     };
     req.gone?.addEventListener('abort', leave, { once: true });
     let taken: Leased[] | undefined;
     try {
-      taken = await this.waits.until({ tags: me.tags }, Date.now() + req.waitMs, look, me.handle);
+      taken = await this.waits.until({ tags: me.tags }, Date.now() + req.waitMs, look, handle);
     } finally {
-      this.parked.delete(me);
+      this.parked.leave(me);
       req.gone?.removeEventListener('abort', leave);
     }
     // Handed to it as its wait ended.
-    const late = await this.collect(me);
-    return [...(taken ?? []), ...late];
-  }
-
-  private async collect(me: Parked): Promise<Leased[]> {
-    if (!me.delivery) return [];
-    const delivery = me.delivery;
-    me.delivery = null;
-    return delivery;
-  }
-
-  /**
-   * Tasks just made READY by a committed change on this replica, offered to the polls
-   * parked here (see the class comment): each goes to the first parked poll it fits, up to
-   * that poll's max_tasks, claimed in one transaction. Returns the ids of the tasks leased;
-   * the others (no poll fits, or the claim found them moved on) are queued by the caller.
-   */
-  async offer(ready: readonly ReadyTask[]): Promise<Set<string>> {
-    const handed = new Set<string>();
-    if (this.parked.size === 0 || this.waits.isClosing) return handed;
-    const plan = new Map<Parked, ClaimJob[]>();
-    // More ready than parked polls take: the highest priority first (sort is stable: then in order).
-    for (const r of [...ready].sort((a, b) => b.priority - a.priority)) {
-      if (r.delayMs > 0) continue;
-      const poll = this.parked
-        .matching(r.tags)
-        .find(
-          (p) =>
-            !p.req.gone?.aborted &&
-            (plan.get(p)?.length ?? 0) < p.req.maxTasks &&
-            (!p.req.grants || coveredBy(p.req.grants, clientTags(r.tags))),
-        );
-      if (!poll) continue;
-      const jobs = plan.get(poll) ?? [];
-      plan.set(poll, jobs);
-      jobs.push({
-        taskId: r.taskId,
-        attempt: r.attempt,
-        tagsetId: r.tagsetId,
-        token: `${DIRECT_LEASE_PREFIX}${this.leases.newToken()}`,
-        workerId: poll.req.workerId,
-      });
-    }
-    if (plan.size === 0) return handed;
-    const claimed = this.leases.claim([...plan.values()].flat()).catch((e: unknown) => {
-      this.logger.event('warn', 'poll', 'claiming tasks for parked polls failed; they are queued instead', {
-        error: String(e),
-      });
-      return [] as TaskEntity[];
-    });
-    for (const [poll, jobs] of plan) {
-      // Reserved for these tasks: the poll takes nothing else and answers with them.
-      this.parked.delete(poll);
-      const tokens = new Set(jobs.map((j) => j.token));
-      poll.delivery = claimed.then((tasks) => this.deliver(tasks.filter((t) => tokens.has(t.lease_token ?? ''))));
-      poll.handle.wake?.();
-    }
-    for (const t of await claimed) handed.add(t.id);
-    if (handed.size > 0) this.handedDirectly(undefined, handed.size);
-    return handed;
+    return [...(taken ?? []), ...(await collect())];
   }
 
   private async fetch(req: PollRequest): Promise<Leased[]> {
@@ -432,7 +371,7 @@ export class PollService implements OnApplicationBootstrap {
       await this.leases.failUnstarted(task, { code: e.code, message: e.message });
       return null;
     }
-    if (task.lease_s !== LIMITS.defaultLeaseSeconds) {
+    if (task.lease_s !== LIMITS.defaultLeaseSeconds && leaseHasJob(task.lease_token!)) {
       await this.jobs
         .extend(tagset, jobIdFor(task.id, task.attempt), task.lease_token!, task.lease_s * 1000)
         .catch(this.notExtended);

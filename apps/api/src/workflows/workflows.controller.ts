@@ -61,8 +61,8 @@ export class WorkflowsController {
   @Delete(':id')
   @Allow(OPERATORS)
   @HttpCode(204)
-  async remove(@Param('id', id) wfId: string, @NamespaceOf() ns: string): Promise<void> {
-    await this.workflows.remove(wfId, ns);
+  async remove(@Param('id', id) wfId: string, @CallerOf() caller: Caller): Promise<void> {
+    await this.workflows.remove(wfId, namespaceOf(caller), workflowCheckFor(caller, 'delete'));
   }
 
   /** No more tasks will be added: the workflow can finish once its tasks have. */

@@ -57,10 +57,11 @@ export class WorkflowsService {
     return pageOf(rows, q.limit, (w) => toWorkflowResponse(w, { ...emptyCounts(), ...counts.get(w.id) }));
   }
 
-  async remove(id: string, namespace: string): Promise<void> {
+  async remove(id: string, namespace: string, check?: WorkflowCheck): Promise<void> {
     await this.engine.inWorkflow(
       id,
       async (uow, wf) => {
+        await check?.(uow.repos, wf);
         if (!isTerminalWorkflow(wf.state))
           throw conflict(`workflow ${id} is ${wf.state}; only a finished workflow can be deleted (cancel it first)`, {
             state: wf.state,

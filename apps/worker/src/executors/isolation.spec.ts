@@ -11,7 +11,12 @@ describe('parseStatus', () => {
       real: 65534,
       effective: 0,
       saved: 0,
+      stopped: false,
     });
+  });
+
+  it('tells a stopped process (SIGSTOP) from a running one', () => {
+    expect(parseStatus(42, status('T (stopped)', '65534\t65534\t65534\t65534'))?.stopped).toBe(true);
   });
 
   it('leaves out zombies: dead already, only waiting to be collected', () => {

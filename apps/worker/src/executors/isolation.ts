@@ -53,9 +53,10 @@ export class NoIsolation implements Isolation {
 }
 
 /**
- * For a user the worker owns: after the attempt, a process of that user calls kill(-1,
- * SIGKILL), which reaches every process of the user but the caller, until /proc shows none
- * left (a process forked while the signal went round is caught by the next pass).
+ * For a user the worker owns: after the attempt the worker (root) stops every process of
+ * that user with SIGSTOP, round after round until none of them runs (a stopped process can
+ * neither fork nor signal, so one that kills whatever its user starts cannot dodge this),
+ * then kills them all, until /proc shows none left.
  */
 export class UserKillIsolation implements Isolation {
   readonly mode = 'user-kill';
@@ -79,12 +80,17 @@ class UserKillScope implements AttemptScope {
   }
 
   killAll(): Promise<void> {
+    const uid = this.user.uid;
+    const owned = async () => (await processesOf(uid)).filter((p) => p.real === uid || p.saved === uid);
     this.killing ??= untilNoneLeft(
       async () => {
-        await killAsUser(this.user, 'SIGKILL');
-        return (await processesOf(this.user.uid))
-          .filter((p) => p.real === this.user.uid || p.saved === this.user.uid)
-          .map((p) => p.pid);
+        for (let round = 0; round < STOP_ROUNDS; round++) {
+          const running = (await owned()).filter((p) => !p.stopped);
+          if (running.length === 0) break;
+          for (const p of running) await signalIfTheirs(p.pid, uid, 'SIGSTOP');
+        }
+        for (const p of await owned()) await signalIfTheirs(p.pid, uid, 'SIGKILL');
+        return (await owned()).map((p) => p.pid);
       },
       (left, error) =>
         this.warn('processes of a finished attempt are still alive; its slot waits for them', {
@@ -97,6 +103,19 @@ class UserKillScope implements AttemptScope {
   }
 
   async close(): Promise<void> {}
+}
+
+/** Rounds of SIGSTOP a pass sends at most before it kills what it has stopped (the next pass goes on). */
+const STOP_ROUNDS = 50;
+
+/** Signals `pid` when it (still) belongs to `uid`: a pid read from /proc a moment ago may have been reused since. */
+async function signalIfTheirs(pid: number, uid: number, signal: NodeJS.Signals): Promise<void> {
+  try {
+    const ids = parseStatus(pid, await readFile(`/proc/${pid}/status`, 'utf8'));
+    if (ids && (ids.real === uid || ids.saved === uid)) process.kill(pid, signal);
+  } catch {
+    // gone meanwhile
+  }
 }
 
 /** kill(-1, signal) as `user`: every process it may signal (its own), but the caller. */
@@ -146,6 +165,8 @@ export interface ProcessIds {
   real: number;
   effective: number;
   saved: number;
+  /** Stopped (SIGSTOP) or traced. */
+  stopped: boolean;
 }
 
 /** Live processes (zombies are dead already) that have `uid` as their real, effective or saved uid. */
@@ -169,5 +190,6 @@ export async function processesOf(uid: number): Promise<ProcessIds[]> {
 export function parseStatus(pid: number, status: string): ProcessIds | undefined {
   if (/^State:\s+[ZX]/m.test(status)) return undefined;
   const m = /^Uid:\s+(\d+)\s+(\d+)\s+(\d+)/m.exec(status);
-  return m ? { pid, real: Number(m[1]), effective: Number(m[2]), saved: Number(m[3]) } : undefined;
+  const stopped = /^State:\s+[Tt]/m.test(status);
+  return m ? { pid, real: Number(m[1]), effective: Number(m[2]), saved: Number(m[3]), stopped } : undefined;
 }

@@ -33,6 +33,16 @@ export class KeyRepository {
     return newestFirst(this.em, ApiKeyEntity, 'api_key', namespace, before, limit);
   }
 
+  /** Takes: the clock. Returns: the token hashes of keys neither revoked nor expired. */
+  async liveHashes(now: number): Promise<string[]> {
+    const { rows } = await sql(
+      this.em,
+      'SELECT token_hash FROM api_key WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > :now)',
+      { now },
+    );
+    return rows.map((r) => r.token_hash as string);
+  }
+
   /** Returns: whether any key was ever made (revoked and expired ones count: keys are never deleted). */
   async any(): Promise<boolean> {
     const { rows } = await sql(this.em, 'SELECT id FROM api_key LIMIT 1');
