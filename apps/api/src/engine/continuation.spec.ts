@@ -46,7 +46,7 @@ async function runToEnd(h: EngineHarness, rs: Replica[], wfId: string): Promise<
     const wf = await h.workflow(wfId);
     if (wf.state !== 'RUNNING') return wf.state;
     const ready = await h.named(wfId, 'READY');
-    if (ready.length > 0) await h.complete(wfId, ready, rs[round % rs.length].engine);
+    if (ready.length > 0) await h.complete(wfId, ready, { engine: rs[round % rs.length].engine });
     else await drainContinuations(h, rs);
   }
   throw new Error('the workflow did not end within 1000 rounds');
@@ -72,11 +72,11 @@ describe('a settle continued in steps (evaluation budget 6)', () => {
       // Ids follow creation order, and so does the continuation's walk: dependents first.
       const wfId = await h.createWorkflow({ tasks: [noop('r1'), noop('r2'), noop('z'), ...dependents, ...fillers] });
 
-      await h.complete(wfId, ['r1'], rs[0].engine);
+      await h.complete(wfId, ['r1'], { engine: rs[0].engine });
       expect((await h.workflow(wfId)).settle_pending).toBe(true);
       // Every replica walks part of the way, past the dependents the next release will defer.
       for (const r of rs) for (let i = 0; i < 2; i++) await r.continuation.tick();
-      await h.complete(wfId, ['r2'], rs[n - 1].engine);
+      await h.complete(wfId, ['r2'], { engine: rs[n - 1].engine });
       await drainContinuations(h, rs);
 
       expect(await h.named(wfId, 'ERROR')).toEqual([]);
@@ -109,7 +109,7 @@ describe('a settle continued in steps (evaluation budget 6)', () => {
         const ready = await h.named(wfId, 'READY');
         if (ready.length > 0 && random() < 0.6) {
           const batch = ready.filter(() => random() < 0.5).slice(0, 1 + Math.floor(random() * 4));
-          await h.complete(wfId, batch.length ? batch : [pick(ready)], pick(rs).engine);
+          await h.complete(wfId, batch.length ? batch : [pick(ready)], { engine: pick(rs).engine });
         } else {
           await pick(rs).continuation.tick();
         }
