@@ -36,6 +36,9 @@ class ClockedDatabase extends Database {
   }
 }
 
+type Op = (uow: UnitOfWork, wf: WorkflowEntity) => Promise<void>;
+type TaskOp = (uow: UnitOfWork, wf: WorkflowEntity, t: TaskEntity) => Promise<void>;
+
 /**
  * The engine in-process, against a real SQLite database (a fresh file, migrated) through
  * the real repositories; effects are recorded instead of sent. `replica()` makes another
@@ -94,16 +97,12 @@ export class EngineHarness {
   }
 
   /** Runs `op` under the workflow's lock, as the workflow routes (seal, pause, cancel...) do. */
-  inWorkflow(workflowId: string, op: (uow: UnitOfWork, wf: WorkflowEntity) => Promise<void>): Promise<void> {
+  inWorkflow(workflowId: string, op: Op): Promise<void> {
     return this.engine.inWorkflow(workflowId, op);
   }
 
   /** Runs `op` on the task named, under its workflow's lock, as the task routes (cancel, rerun, delete) do. */
-  onTask(
-    workflowId: string,
-    name: string,
-    op: (uow: UnitOfWork, wf: WorkflowEntity, t: TaskEntity) => Promise<void>,
-  ): Promise<void> {
+  onTask(workflowId: string, name: string, op: TaskOp): Promise<void> {
     return this.inWorkflow(workflowId, async (uow, wf) => {
       const t = await uow.repos.tasks.getInWorkflow(workflowId, name, false);
       if (!t) throw new Error(`no task ${name}`);
@@ -170,7 +169,6 @@ export class EngineHarness {
       if (!t || t.state !== 'READY') throw new Error(`task ${n} is ${t?.state ?? 'missing'}, not READY`);
       return t;
     });
-    if (ready.length === 0) return [];
     const jobs = ready.map((t) => ({
       taskId: t.id,
       attempt: t.attempt,
@@ -234,11 +232,10 @@ export class EngineHarness {
     return names.map((n) => leased.get(n) ?? all.get(n)!);
   }
 
-  /** A mark in the recorded effects, for `effectsSince`. */
+  /** A mark in the recorded effects, and the effects recorded since one. */
   mark(): number {
     return this.effects.published.length;
   }
-
   effectsSince(mark: number): Effect[] {
     return this.effects.published.slice(mark);
   }
