@@ -235,4 +235,21 @@ describe('control', () => {
       expect([...(await h.tasks(wf)).keys()].sort()).toEqual(['a', 'b', 'c']);
     });
   });
+
+  it('a workflow that got stuck while PAUSED (a cycle through a rerun, sealed while paused) is found deadlocked once resumed', async () => {
+    const wf = await h.createWorkflow({
+      sealed: false,
+      on_failure: 'continue',
+      tasks: [noop('a'), noop('b', { requires: ['a'], requires_tags: ['tn'] }), noop('other')],
+    });
+    await h.fail(wf, 'a', {}, { retryable: false });
+    await h.addTasks(wf, [noop('n', { tags: ['tn'], requires: ['b'] })]);
+    await h.onTask(wf, 'a', rerun);
+    await h.complete(wf, ['a', 'other']);
+    await h.inWorkflow(wf, pause);
+    await h.inWorkflow(wf, seal);
+    await h.inWorkflow(wf, resume);
+    expect(await h.named(wf, 'ERROR')).toEqual(['b', 'n']);
+    expect((await h.workflow(wf)).state).toBe('ERROR');
+  });
 });

@@ -56,6 +56,8 @@ export async function resume(uow: UnitOfWork, wf: WorkflowEntity): Promise<void>
   for (const t of await uow.repos.tasks.load(await uow.repos.tasks.idsIn(wf.id, ['READY']))) {
     if (t.held_limit === null) uow.taskReady(t, Math.max(0, (t.ready_at ?? 0) - uow.now));
   }
+  // The workflow-wide questions were not asked while it was paused (done? stuck?): now.
+  uow.touch(wf);
 }
 
 /** Cancels a task: at once if it has not started, else through its worker's next heartbeat. */

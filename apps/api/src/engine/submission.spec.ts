@@ -129,4 +129,19 @@ describe('submission', () => {
       expect(await refusal(patch(wf, 'a', { priority: 5 }))).toMatchObject({ status: 409 });
     });
   });
+
+  it("a PATCH that takes a key out of its only producer deadlocks the key's readers at once", async () => {
+    const wf = await h.createWorkflow({
+      tasks: [
+        noop('z'),
+        noop('p', { requires: ['z'], produces: ['k'] }),
+        noop('r', { input: { v: '{{ data.k }}' } }),
+        noop('o'),
+      ],
+    });
+    await h.onTask(wf, 'p', (uow, w, t) => patchTask(uow, w, t, { produces: [] }));
+    // As when p is deleted, or ends without writing k: r can never run.
+    expect((await h.task(wf, 'r')).error?.code).toBe('DEADLOCK');
+    expect((await h.workflow(wf)).state).toBe('ERROR');
+  });
 });

@@ -85,7 +85,8 @@ export async function patchTask(uow: UnitOfWork, wf: WorkflowEntity, t: TaskEnti
   if (t.state === 'READY')
     await repos.transitions.tasks({ ids: [t.id], from: ['READY'], to: 'WAITING', reason: 'changed before it ran' });
   const tags = canonicalTags(merged.tags);
-  const before = { name: t.name, tags: t.tags };
+  // As it was: tasks that selected its old tags, or read a key it no longer produces, are evaluated again.
+  const before = { name: t.name, tags: t.tags, produces: t.produces };
   const fields = {
     tags,
     tagset_id: tagsetId(tags, t.namespace),
