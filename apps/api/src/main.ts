@@ -109,7 +109,7 @@ async function bootstrap(): Promise<void> {
   }
   // A client that asks before sending its body (Expect: 100-continue) is told to go on by the
   // guard once its caller is admitted (auth.guard.ts), not by Node before anyone looked.
-  const server = app.getHttpServer() as import('node:http').Server;
+  const server = app.getHttpServer();
   server.on('checkContinue', (req, res) => server.emit('request', req, res));
   await app.listen(config.PORT, config.HOST);
   const address = app.getHttpServer().address();
