@@ -39,7 +39,7 @@ match=()
 # suites that need PostgreSQL (several API processes on one database; restarting it); and
 # suites that act on the whole machine (killing every process of a user), run alone after
 # the others.
-DB_FREE='test/(ui|worker|worker-isolation|cli|client|examples)\.e2e'
+DB_FREE='test/(ui|worker|worker-isolation|cli|client|examples|queue)\.e2e'
 PG_ONLY='test/(replicas|postgres-restart)\.e2e'
 ALONE='test/worker-isolation\.e2e'
 

@@ -32,6 +32,22 @@ export function dependencyStatus(dep: DependencyView): DependencyStatus {
   }
 }
 
+/** A task that can never succeed: what waits for it is skipped (its state alone tells). */
+export function isDeadDependency(dep: Pick<DependencyView, 'state' | 'handled' | 'handling'>): boolean {
+  return dependencyStatus({ ...dep, id: '', name: '', errorCode: null }) === 'dead';
+}
+
+/**
+ * Whether a finished task makes its workflow end ERROR: a failure no handler took care of,
+ * or a skip caused by one (a skip caused by a cancel does not).
+ */
+export function failsWorkflow(t: { state: TaskState; handled: boolean; errorCode: string | null }): boolean {
+  if (t.state === 'ERROR') return !t.handled;
+  return (
+    t.state === 'SKIPPED' && (t.errorCode === SKIP_CODES.dependencyFailed || t.errorCode === SKIP_CODES.workflowFailed)
+  );
+}
+
 /** Codes given to a task that is skipped because a dependency can never succeed. */
 export const SKIP_CODES = {
   dependencyFailed: 'DEPENDENCY_FAILED',

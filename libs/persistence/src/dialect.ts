@@ -271,6 +271,21 @@ export async function claimRows(
 }
 
 /**
+ * What a claim writes on each row it leases, the same for both databases: the clock, and
+ * each row's worker and token (expressions of the caller's statement).
+ */
+function claimSet(now: string, worker: string, token: string, no: string): string {
+  return `state = 'RUNNING', updated_at = ${now}, started_at = ${now}, worker_id = ${worker}, lease_token = ${token},
+       lease_expires_at = CAST(${now} AS BIGINT) + lease_s * 1000,
+       deadline_at = CASE WHEN timeout_s IS NULL THEN NULL ELSE CAST(${now} AS BIGINT) + timeout_s * 1000 END,
+       lease_outcome = NULL, progress = NULL, resolved_input = NULL, cancel_requested = ${no}, held_limit = NULL`;
+}
+
+/** Which rows a claim may lease (besides its job's id, attempt and tag set): READY, of a RUNNING workflow. */
+const CLAIMABLE = (task: string) =>
+  `${task}.state = 'READY' AND EXISTS (SELECT 1 FROM workflow w WHERE w.id = ${task}.workflow_id AND w.state = 'RUNNING')`;
+
+/**
  * The jobs joined to their rows through `unnest`: each row found by its primary key. A
  * list of `(id = … AND …) OR …` made PostgreSQL scan every READY task through the
  * state index instead.
@@ -283,14 +298,10 @@ async function claimPostgres(
   const type = (property: string) => pgArrayType(em, TaskEntity, property);
   const { rows } = await query(
     em,
-    `UPDATE task t SET state = 'RUNNING', updated_at = $1, started_at = $1, worker_id = v.worker_id, lease_token = v.lease_token,
-       lease_expires_at = CAST($1 AS BIGINT) + t.lease_s * 1000,
-       deadline_at = CASE WHEN t.timeout_s IS NULL THEN NULL ELSE CAST($1 AS BIGINT) + t.timeout_s * 1000 END,
-       lease_outcome = NULL, progress = NULL, resolved_input = NULL, cancel_requested = false, held_limit = NULL
+    `UPDATE task t SET ${claimSet('$1', 'v.worker_id', 'v.lease_token', 'false')}
      FROM unnest($2::${type('id')}, $3::${type('attempt')}, $4::${type('tagset_id')}, $5::${type('lease_token')}, $6::${type('worker_id')})
        AS v(id, attempt, tagset_id, lease_token, worker_id)
-     WHERE t.id = v.id AND t.attempt = v.attempt AND t.tagset_id = v.tagset_id AND t.state = 'READY'
-       AND EXISTS (SELECT 1 FROM workflow w WHERE w.id = t.workflow_id AND w.state = 'RUNNING')
+     WHERE t.id = v.id AND t.attempt = v.attempt AND t.tagset_id = v.tagset_id AND ${CLAIMABLE('t')}
      RETURNING t.*`,
     [
       now,
@@ -330,13 +341,8 @@ async function claimSqlite(
   // many jobs to the next, so the statement cache serves it.
   const { affected } = await sql(
     em,
-    `UPDATE task SET state = 'RUNNING', updated_at = :now, started_at = :now,
-       worker_id = CASE id ${workers.join(' ')} END, lease_token = CASE id ${tokens.join(' ')} END,
-       lease_expires_at = CAST(:now AS BIGINT) + lease_s * 1000,
-       deadline_at = CASE WHEN timeout_s IS NULL THEN NULL ELSE CAST(:now AS BIGINT) + timeout_s * 1000 END,
-       lease_outcome = NULL, progress = NULL, resolved_input = NULL, cancel_requested = :no, held_limit = NULL
-     WHERE state = 'READY' AND (${pairs.join(' OR ')})
-       AND EXISTS (SELECT 1 FROM workflow w WHERE w.id = task.workflow_id AND w.state = 'RUNNING')`,
+    `UPDATE task SET ${claimSet(':now', `CASE id ${workers.join(' ')} END`, `CASE id ${tokens.join(' ')} END`, ':no')}
+     WHERE (${pairs.join(' OR ')}) AND ${CLAIMABLE('task')}`,
     params,
   );
   if (affected === 0) return [];

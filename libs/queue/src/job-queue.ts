@@ -1,4 +1,5 @@
 import { Job, Queue, QueueKeys, RedisQueueBackend, Worker, type BackendFactory } from 'bullmq';
+import { bullPriority, FETCHED_AT_FIELD, priorityOfScore, QueueLayout, scoreBelow } from './bullmq-layout.js';
 import type { RedisConnections } from './redis.js';
 import type { TagsetRegistry } from './tagset-registry.js';
 
@@ -22,23 +23,6 @@ export interface EnqueueItem {
   delayMs: number;
   /** The task's priority, -100..100: higher first. */
   priority: number;
-}
-
-/**
- * BullMQ's priority for a task's (1 = first, 201 = last). Every job is given one, the
- * default 0 too (101): BullMQ takes a job without a priority before any job with one, so a
- * task above 0 could not overtake the plain ones otherwise. At equal priority, oldest first.
- */
-export function bullPriority(priority: number): number {
-  return 101 - Math.max(-100, Math.min(100, Math.trunc(priority)));
-}
-
-/** BullMQ orders its prioritized set by priority * 2^32 + a counter (insertion order within a priority). */
-const SCORE_STEP = 0x100000000;
-
-/** The task priority of a job's score in the prioritized set (the inverse of bullPriority). */
-function priorityOfScore(score: number): number {
-  return 101 - Math.floor(score / SCORE_STEP);
 }
 
 export interface TakenJob {
@@ -155,7 +139,7 @@ export class JobQueue {
   async headPriorities(tagsets: readonly string[]): Promise<Map<string, number>> {
     const heads = new Map<string, number>();
     const pipeline = this.redis.command.pipeline();
-    for (const t of tagsets) pipeline.zrange(this.prioritizedKey(t), 0, 0, 'WITHSCORES');
+    for (const t of tagsets) pipeline.zrange(this.layout(t).prioritized, 0, 0, 'WITHSCORES');
     const answers = (await pipeline.exec()) ?? [];
     for (const [i, [err, row]] of answers.entries()) {
       const score = !err && Array.isArray(row) && row.length === 2 ? Number(row[1]) : NaN;
@@ -167,15 +151,11 @@ export class JobQueue {
   /** How many jobs of a tag set's queue wait with a priority at least `priority` (taken before any lower one). */
   async countAtLeast(tagset: string, priority: number): Promise<number> {
     // At least `priority`: below the first score of the next BullMQ priority.
-    return this.redis.command.zcount(
-      this.prioritizedKey(tagset),
-      '-inf',
-      `(${(bullPriority(priority) + 1) * SCORE_STEP}`,
-    );
+    return this.redis.command.zcount(this.layout(tagset).prioritized, '-inf', scoreBelow(priority));
   }
 
-  private prioritizedKey(tagset: string): string {
-    return this.redis.key(`${queueName(tagset)}:prioritized`);
+  private layout(tagset: string): QueueLayout {
+    return new QueueLayout(this.redis.config.prefix, queueName(tagset));
   }
 
   /** Extends a job's lock; false when the job or the lock is gone (Redis lost it). */
@@ -202,9 +182,9 @@ export class JobQueue {
     if (jobs.length === 0) return [];
     const pipeline = this.redis.command.pipeline();
     for (const j of jobs) {
-      const key = this.redis.key(`${queueName(j.tagsetId)}:${j.jobId}`);
+      const key = this.layout(j.tagsetId).job(j.jobId);
       pipeline.exists(key);
-      pipeline.hget(key, 'processedOn');
+      pipeline.hget(key, FETCHED_AT_FIELD);
     }
     const results = (await pipeline.exec()) ?? [];
     return jobs.map((_, i) => {
@@ -220,7 +200,7 @@ export class JobQueue {
    * and recording the lease): it is completed with its own lock token, or removed.
    */
   async releaseOrphan(tagset: string, jobId: string): Promise<void> {
-    const token = await this.redis.command.get(this.redis.key(`${queueName(tagset)}:${jobId}:lock`));
+    const token = await this.redis.command.get(this.layout(tagset).lock(jobId));
     if (token) await this.finish(tagset, jobId, token);
     else
       await this.handle(tagset, jobId)

@@ -116,3 +116,17 @@ export function workflowCheckFor(caller: Caller, action: string): WorkflowCheck 
     }
   };
 }
+
+/**
+ * A namespace-wide limit reaches every task carrying its tag, tasks the caller could never
+ * submit included (`[linux, db]` under a limit on `linux`): an operator needs the grant `*`.
+ */
+export function checkLimitGrants(caller: Caller, tag: string): void {
+  if (caller.kind !== 'key' || caller.role === 'admin' || granted(caller.grants, '*')) return;
+  throw new ApiError(
+    HttpStatus.FORBIDDEN,
+    `key ${caller.keyName} may not set or remove the limit on ${tag}: a namespace-wide limit holds every task with the tag, so it needs the grant * (grants: ${caller.grants.join(', ')})`,
+    { tag },
+    'GRANT_MISSING',
+  );
+}

@@ -1,4 +1,4 @@
-import { evaluateReadiness, TagSelection, type DependencyView } from '@tagflow/domain';
+import { evaluateReadiness, isDeadDependency, TagSelection, type DependencyView } from '@tagflow/domain';
 import type { TaskEntity, WorkflowEntity } from '@tagflow/persistence';
 import type { UnitOfWork } from './unit-of-work.js';
 
@@ -149,12 +149,12 @@ export async function release(uow: UnitOfWork, wf: WorkflowEntity, tasks: readon
   if (hasEnded(wf)) return;
   const open = await uow.repos.deps.tagsWithOpenMembers(
     wf.id,
-    unique(tasks.filter((t) => !isDead(t)).flatMap((t) => t.tags)),
+    unique(tasks.filter((t) => !isDeadDependency(t)).flatMap((t) => t.tags)),
   );
   const releasing = tasks.map((t) => ({
     name: t.name,
     produces: t.produces,
-    tags: isDead(t) ? t.tags : t.tags.filter((tag) => !open.has(tag)),
+    tags: isDeadDependency(t) ? t.tags : t.tags.filter((tag) => !open.has(tag)),
   }));
   await evaluateIds(uow, wf, await uow.repos.deps.dependentsOf(wf.id, releasing));
 }
@@ -230,11 +230,6 @@ function selections(byTag: Map<string, DependencyView[]>): (tags: readonly strin
 /** The workflow ended ERROR or CANCELLED: its open tasks are being stopped, none will run. */
 function hasEnded(wf: WorkflowEntity): boolean {
   return wf.state === 'ERROR' || wf.state === 'CANCELLED';
-}
-
-/** A task that can never succeed: its dependents are skipped at once. */
-export function isDead(t: Pick<TaskEntity, 'state' | 'handled' | 'handling'>): boolean {
-  return (t.state === 'ERROR' && !t.handled && !t.handling) || t.state === 'SKIPPED' || t.state === 'CANCELLED';
 }
 
 function unique<T>(xs: readonly T[]): T[] {

@@ -1,9 +1,7 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Put } from '@nestjs/common';
 import { ApiTags } from '@nestjs/swagger';
 import { Allow, CallerOf, NamespaceOf, OPERATORS, READERS, type Caller } from '../auth/access.js';
-import { granted } from '../auth/grants.js';
-import { ApiError } from '../common/errors.js';
-import { HttpStatus } from '@nestjs/common';
+import { checkLimitGrants } from '../auth/grants.js';
 import { PutLimitDto } from './limits.dto.js';
 import { LimitsService } from './limits.service.js';
 
@@ -44,18 +42,4 @@ export class LimitsController {
     checkLimitGrants(caller, tag);
     await this.limits.remove(ns, tag);
   }
-}
-
-/**
- * A namespace-wide limit reaches every task carrying its tag, tasks the caller could never
- * submit included (`[linux, db]` under a limit on `linux`): an operator needs the grant `*`.
- */
-function checkLimitGrants(caller: Caller, tag: string): void {
-  if (caller.kind !== 'key' || caller.role === 'admin' || granted(caller.grants, '*')) return;
-  throw new ApiError(
-    HttpStatus.FORBIDDEN,
-    `key ${caller.keyName} may not set or remove the limit on ${tag}: a namespace-wide limit holds every task with the tag, so it needs the grant * (grants: ${caller.grants.join(', ')})`,
-    { tag },
-    'GRANT_MISSING',
-  );
 }

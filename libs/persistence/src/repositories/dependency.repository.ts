@@ -1,7 +1,6 @@
 import type { EntityManager } from 'typeorm';
 import { ReservedNameEntity, TaskDepEntity, TaskTagEntity, type TaskEntity } from '../entities/task.entity.js';
 import { IN_CHUNK, inChunks, insertRows, sql } from '../dialect.js';
-import { CHUNK } from './task.repository.js';
 
 /** What a finished task can release: its name, its tags, and the data keys it produces. */
 export interface Releasing {
@@ -54,17 +53,18 @@ export class DependencyRepository {
 
   /** Takes: a workflow id and names. Returns: those reserved for handlers, with the task that reserves each. */
   async reserved(workflowId: string, names: readonly string[]): Promise<{ name: string; owner_task_id: string }[]> {
-    if (names.length === 0) return [];
-    const out: { name: string; owner_task_id: string }[] = [];
-    for (let i = 0; i < names.length; i += CHUNK) {
-      const { rows } = await sql(
-        this.em,
-        'SELECT name, owner_task_id FROM reserved_name WHERE workflow_id = :wf AND name IN (:names)',
-        { wf: workflowId, names: names.slice(i, i + CHUNK) },
-      );
-      out.push(...rows.map((r) => ({ name: r.name as string, owner_task_id: r.owner_task_id as string })));
-    }
-    return out;
+    const rows = await inChunks(
+      names,
+      async (slice) =>
+        (
+          await sql(
+            this.em,
+            'SELECT name, owner_task_id FROM reserved_name WHERE workflow_id = :wf AND name IN (:names)',
+            { wf: workflowId, names: slice },
+          )
+        ).rows,
+    );
+    return rows.map((r) => ({ name: r.name as string, owner_task_id: r.owner_task_id as string }));
   }
 
   /** Takes: a workflow id and a task name. Returns: the ids of the tasks that require it by name. */

@@ -1,13 +1,10 @@
 import type { EntityManager } from 'typeorm';
-import { SKIP_CODES, type DependencyView, type GraphTask, type TaskState } from '@tagflow/domain';
+import { failsWorkflow, type DependencyView, type GraphTask, type TaskState } from '@tagflow/domain';
 import { TaskEntity } from '../entities/task.entity.js';
 import type { JsonObject } from '../entities/columns.js';
 import { inChunks, insertRows, sql } from '../dialect.js';
 import { hydrate, persisted } from '../rows.js';
 import { rowById } from './pages.js';
-
-/** Ids per statement at most: SQLite binds at most 32,766 parameters, and short lists plan better. */
-export const CHUNK = 500;
 
 export interface TaskPageQuery {
   state?: TaskState;
@@ -31,12 +28,11 @@ export class TaskRepository {
 
   /** Takes: task ids. Returns: the tasks that exist, in the order of `ids`. */
   async load(ids: readonly string[]): Promise<TaskEntity[]> {
-    if (ids.length === 0) return [];
-    const out: TaskEntity[] = [];
-    for (let i = 0; i < ids.length; i += CHUNK) {
-      const { rows } = await sql(this.em, 'SELECT * FROM task WHERE id IN (:ids)', { ids: ids.slice(i, i + CHUNK) });
-      for (const r of rows) out.push(hydrate(this.em, TaskEntity, r));
-    }
+    const out = await inChunks(ids, async (slice) =>
+      (await sql(this.em, 'SELECT * FROM task WHERE id IN (:ids)', { ids: slice })).rows.map((r) =>
+        hydrate(this.em, TaskEntity, r),
+      ),
+    );
     const order = new Map(ids.map((id, i) => [id, i]));
     return out.sort((a, b) => order.get(a.id)! - order.get(b.id)!);
   }
@@ -53,14 +49,11 @@ export class TaskRepository {
 
   /** Takes: task ids. Returns: those of them that have a callback, whole. */
   async withCallbacks(ids: readonly string[]): Promise<TaskEntity[]> {
-    const out: TaskEntity[] = [];
-    for (let i = 0; i < ids.length; i += CHUNK) {
-      const { rows } = await sql(this.em, 'SELECT * FROM task WHERE id IN (:ids) AND callback IS NOT NULL', {
-        ids: ids.slice(i, i + CHUNK),
-      });
-      for (const r of rows) out.push(hydrate(this.em, TaskEntity, r));
-    }
-    return out;
+    return inChunks(ids, async (slice) =>
+      (await sql(this.em, 'SELECT * FROM task WHERE id IN (:ids) AND callback IS NOT NULL', { ids: slice })).rows.map(
+        (r) => hydrate(this.em, TaskEntity, r),
+      ),
+    );
   }
 
   /** Returns: the tag sets that have a READY or RUNNING task (their queues are in use). */
@@ -118,32 +111,33 @@ export class TaskRepository {
 
   /** Takes: a workflow id and task names. Returns: those that name a task of the workflow. */
   async existingNames(workflowId: string, names: readonly string[]): Promise<Set<string>> {
-    const found = new Set<string>();
-    for (let i = 0; i < names.length; i += CHUNK) {
-      const { rows } = await sql(this.em, 'SELECT name FROM task WHERE workflow_id = :wf AND name IN (:names)', {
-        wf: workflowId,
-        names: names.slice(i, i + CHUNK),
-      });
-      for (const r of rows) found.add(r.name as string);
-    }
-    return found;
+    const rows = await inChunks(
+      names,
+      async (slice) =>
+        (
+          await sql(this.em, 'SELECT name FROM task WHERE workflow_id = :wf AND name IN (:names)', {
+            wf: workflowId,
+            names: slice,
+          })
+        ).rows,
+    );
+    return new Set(rows.map((r) => r.name as string));
   }
 
   /** Takes: a workflow id and task names. Returns: each named task as a dependency sees it, by name. */
   async viewsByName(workflowId: string, names: readonly string[]): Promise<Map<string, DependencyView>> {
-    const map = new Map<string, DependencyView>();
-    for (let i = 0; i < names.length; i += CHUNK) {
-      const { rows } = await sql(
-        this.em,
-        'SELECT id, name, state, handled, handling, error FROM task WHERE workflow_id = :wf AND name IN (:names)',
-        {
-          wf: workflowId,
-          names: names.slice(i, i + CHUNK),
-        },
-      );
-      for (const r of rows) map.set(r.name as string, this.view(r));
-    }
-    return map;
+    const rows = await inChunks(
+      names,
+      async (slice) =>
+        (
+          await sql(
+            this.em,
+            'SELECT id, name, state, handled, handling, error FROM task WHERE workflow_id = :wf AND name IN (:names)',
+            { wf: workflowId, names: slice },
+          )
+        ).rows,
+    );
+    return new Map(rows.map((r) => [r.name as string, this.view(r)]));
   }
 
   /** Takes: a workflow id and tags. Returns: per tag, every task of the workflow carrying it, as a dependency sees it. */
@@ -238,20 +232,27 @@ export class TaskRepository {
     return rows.length > 0;
   }
 
-  /** Takes: a workflow id. Returns: whether it holds an ERROR whose failure was not handled, or a task skipped because of one. */
+  /**
+   * Takes: a workflow id. Returns: whether a task of it makes it end ERROR (the domain's
+   * failsWorkflow): an unhandled ERROR, found by an indexed probe; else a skip caused by one.
+   */
   async anyUnhandledFailure(workflowId: string): Promise<boolean> {
+    const { rows: failed } = await sql(
+      this.em,
+      `SELECT id FROM task WHERE workflow_id = :wf AND state = 'ERROR' AND handled = :no LIMIT 1`,
+      { wf: workflowId, no: false },
+    );
+    if (failed.length > 0) return true;
     const { rows } = await sql(
       this.em,
-      `SELECT state, handled, error FROM task WHERE workflow_id = :wf AND state IN ('ERROR', 'SKIPPED')`,
-      { wf: workflowId },
+      `SELECT state, handled, error FROM task WHERE workflow_id = :wf AND state = 'SKIPPED'`,
+      {
+        wf: workflowId,
+      },
     );
     return rows.some((r) => {
       const t = hydrate(this.em, TaskEntity, r);
-      return (
-        (t.state === 'ERROR' && !t.handled) ||
-        (t.state === 'SKIPPED' &&
-          (t.error?.code === SKIP_CODES.dependencyFailed || t.error?.code === SKIP_CODES.workflowFailed))
-      );
+      return failsWorkflow({ state: t.state, handled: t.handled, errorCode: t.error?.code ?? null });
     });
   }
 
@@ -357,11 +358,12 @@ export class TaskRepository {
 
   /** Takes: waiting tasks that their `not_before` alone holds. Marks each to be evaluated again at that time. */
   async holdUntilNotBefore(ids: readonly string[]): Promise<void> {
-    for (let i = 0; i < ids.length; i += CHUNK) {
+    await inChunks(ids, async (slice) => {
       await sql(this.em, `UPDATE task SET wake_at = not_before WHERE id IN (:ids) AND state = 'WAITING'`, {
-        ids: ids.slice(i, i + CHUNK),
+        ids: slice,
       });
-    }
+      return [];
+    });
   }
 
   /** Returns: up to `limit` tasks whose `not_before` has come (wake_at <= now), soonest first. */

@@ -14,11 +14,10 @@ import {
 } from '@tagflow/domain';
 import { TaskEntity } from '../entities/task.entity.js';
 import { WorkflowEntity } from '../entities/workflow.entity.js';
-import { claimRows, sql, updateEach, type ClaimJob } from '../dialect.js';
+import { claimRows, IN_CHUNK, sql, updateEach, type ClaimJob } from '../dialect.js';
 import { hydrate, persisted } from '../rows.js';
 import { EventRepository, type NewTaskEvent } from './event.repository.js';
 import { LimitRepository } from './limit.repository.js';
-import { CHUNK } from './task.repository.js';
 
 /** A change of state (`to`) and/or of side flags, for the tasks among `ids` still in one of `from`. */
 export interface TaskChange {
@@ -88,8 +87,9 @@ export class TransitionRepository {
       );
     const update = `UPDATE task SET ${sets.join(', ')} WHERE id IN (:ids) AND state IN (:from) ${guards.join(' ')}`;
     const moved: string[] = [];
-    for (let i = 0; i < t.ids.length; i += CHUNK) {
-      const ids = t.ids.slice(i, i + CHUNK);
+    // In slices (inChunks' size) rather than through it: each slice reads, writes and records events in turn.
+    for (let i = 0; i < t.ids.length; i += IN_CHUNK) {
+      const ids = t.ids.slice(i, i + IN_CHUNK);
       // Read first when several rows or a flag change in place: the events name each row's
       // state, and a flag already at its value is no change (and gets no event).
       const before = ids.length === 1 && t.to ? null : await this.statesOf(ids, t.from, t.to ? undefined : t.flags);
