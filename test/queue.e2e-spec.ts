@@ -13,7 +13,7 @@ describe("the job queue on BullMQ's layout", () => {
   let jobs: JobQueue;
   const prefix = `q${shortId()}`;
   beforeAll(async () => {
-    redis = new RedisConnections({ redisUrl: redisUrl(), prefix, defaultLockMs: 30_000 });
+    redis = new RedisConnections({ target: { mode: 'single', url: redisUrl() }, prefix, defaultLockMs: 30_000 });
     await redis.start();
     jobs = new JobQueue(redis, new TagsetRegistry(redis));
     jobs.start();

@@ -99,3 +99,73 @@ stop_postgres() {
   bindir=$(pg_bindir) || return 0
   [ -d "$dir/data" ] && as_pg "$bindir/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
 }
+
+# start_redis_node DIR PORT [ARGS...]: one more redis-server (no persistence) for the replicated
+# setups below; its pid file and log in DIR/PORT.*.
+start_redis_node() {
+  local dir="$1" port="$2"; shift 2
+  mkdir -p "$dir"
+  redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --daemonize yes \
+    --pidfile "$dir/$port.pid" --logfile "$dir/$port.log" --save '' --appendonly no "$@" >/dev/null \
+    || die "redis-server on $port did not start (see $dir/$port.log)"
+  local i
+  for i in $(seq 1 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && return 0; sleep 0.1; done
+  die "redis-server did not answer on port $port (see $dir/$port.log)"
+}
+
+# start_redis_sentinel DIR -> prints "MASTER_PORT REPLICA_PORT SENTINELS" (SENTINELS:
+# 127.0.0.1:P,... of three sentinels watching the master as "tagflow", quorum 2; a master
+# is judged down after 1 s).
+start_redis_sentinel() {
+  local dir="$1" master replica ports=() p i
+  master=$(free_port); start_redis_node "$dir" "$master"
+  replica=$(free_port); start_redis_node "$dir" "$replica" --replicaof 127.0.0.1 "$master"
+  for i in 1 2 3; do
+    p=$(free_port)
+    cat >"$dir/sentinel-$p.conf" <<CONF
+bind 127.0.0.1
+port $p
+daemonize yes
+pidfile $dir/$p.pid
+logfile $dir/$p.log
+dir $dir
+sentinel monitor tagflow 127.0.0.1 $master 2
+sentinel down-after-milliseconds tagflow 1000
+sentinel failover-timeout tagflow 5000
+sentinel parallel-syncs tagflow 1
+CONF
+    redis-server "$dir/sentinel-$p.conf" --sentinel >/dev/null || die "redis-sentinel on $p did not start (see $dir/$p.log)"
+    ports+=("127.0.0.1:$p")
+  done
+  for i in $(seq 1 100); do
+    redis-cli -p "${ports[0]##*:}" sentinel get-master-addr-by-name tagflow 2>/dev/null | grep -q "$master" && break
+    sleep 0.1
+  done
+  echo "$master $replica $(IFS=,; echo "${ports[*]}")"
+}
+
+# start_redis_cluster DIR -> prints "127.0.0.1:P,..." of six nodes: three masters with a replica
+# each; a node is judged failed after 1 s.
+start_redis_cluster() {
+  local dir="$1" nodes=() p i
+  for i in 1 2 3 4 5 6; do
+    p=$(free_port)
+    start_redis_node "$dir" "$p" --cluster-enabled yes --cluster-port "$(free_port)" \
+      --cluster-config-file "$dir/nodes-$p.conf" --cluster-node-timeout 1000 --cluster-replica-validity-factor 0
+    nodes+=("127.0.0.1:$p")
+  done
+  redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes >"$dir/create.log" 2>&1 \
+    || die "redis-cli --cluster create failed (see $dir/create.log)"
+  for i in $(seq 1 100); do
+    redis-cli -p "${nodes[0]##*:}" cluster info 2>/dev/null | grep -q 'cluster_state:ok' && break
+    sleep 0.1
+  done
+  (IFS=,; echo "${nodes[*]}")
+}
+
+# stop_redis_nodes DIR: every redis-server and sentinel started in DIR.
+stop_redis_nodes() {
+  local f
+  for f in "$1"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
+  return 0
+}

@@ -3,7 +3,7 @@ import { APP_GUARD, APP_INTERCEPTOR } from '@nestjs/core';
 import { createDataSource, Database } from '@tagflow/persistence';
 import { Bus, JobQueue, RedisConnections, RedisEpoch, TagsetRegistry } from '@tagflow/queue';
 import { LIMITS } from '@tagflow/domain';
-import { AppConfig } from './config/app-config.js';
+import { AppConfig, redisTarget } from './config/app-config.js';
 import { JsonLogger } from './common/logger.js';
 import { uiBuilt, uiModule } from './common/ui.js';
 import { AuditController } from './auth/audit.controller.js';
@@ -59,6 +59,7 @@ export class AppModule implements OnApplicationShutdown {
     private readonly db: Database,
     private readonly redis: RedisConnections,
     private readonly jobs: JobQueue,
+    private readonly bus: Bus,
   ) {}
 
   static forRoot(config: AppConfig, logger: JsonLogger): DynamicModule {
@@ -96,7 +97,7 @@ export class AppModule implements OnApplicationShutdown {
           provide: RedisConnections,
           useFactory: async () => {
             const redis = new RedisConnections({
-              redisUrl: config.REDIS_URL,
+              target: redisTarget(config),
               prefix: config.QUEUE_PREFIX,
               defaultLockMs: LIMITS.defaultLeaseSeconds * 1000,
             });
@@ -171,6 +172,7 @@ export class AppModule implements OnApplicationShutdown {
 
   /** Module hooks run after the providers' (the reconciler has stopped by now). */
   async onApplicationShutdown(): Promise<void> {
+    this.bus.stop();
     await this.jobs.close();
     await this.redis.close();
     await this.db.close();

@@ -15,6 +15,19 @@ import { serveDocs } from './common/docs.js';
 import { uiBuilt, uiMissing } from './common/ui.js';
 import { MetricsService } from './metrics/metrics.service.js';
 
+/**
+ * A promise rejected with nobody listening (a Redis client re-subscribing after a failover
+ * and refused, say) is logged, not fatal: the API goes on, and what it affects is retried
+ * or reported where it matters (/health, the request that needed it).
+ */
+function keepRunningOnStrayRejections(logger: JsonLogger): void {
+  process.on('unhandledRejection', (reason: unknown) => {
+    logger.event('error', 'main', 'a background operation failed with nobody waiting for it', {
+      error: reason instanceof Error ? reason.message : String(reason),
+    });
+  });
+}
+
 async function bootstrap(): Promise<void> {
   let config: AppConfig;
   try {
@@ -24,6 +37,7 @@ async function bootstrap(): Promise<void> {
     process.exit(2);
   }
   const logger = new JsonLogger(config.LOG_LEVEL);
+  keepRunningOnStrayRejections(logger);
   const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config, logger), {
     logger,
     bodyParser: false,

@@ -1,4 +1,5 @@
 import { Job, Queue, QueueKeys, RedisQueueBackend, Worker, type BackendFactory } from 'bullmq';
+import type { ChainableCommander } from 'ioredis';
 import { bullPriority, FETCHED_AT_FIELD, priorityOfScore, QueueLayout, scoreBelow } from './bullmq-layout.js';
 import type { RedisConnections } from './redis.js';
 import type { TagsetRegistry } from './tagset-registry.js';
@@ -138,14 +139,43 @@ export class JobQueue {
    */
   async headPriorities(tagsets: readonly string[]): Promise<Map<string, number>> {
     const heads = new Map<string, number>();
-    const pipeline = this.redis.command.pipeline();
-    for (const t of tagsets) pipeline.zrange(this.layout(t).prioritized, 0, 0, 'WITHSCORES');
-    const answers = (await pipeline.exec()) ?? [];
+    const answers = await this.perSlot(
+      tagsets,
+      (t) => t,
+      (pipeline, t) => pipeline.zrange(this.layout(t).prioritized, 0, 0, 'WITHSCORES'),
+    );
     for (const [i, [err, row]] of answers.entries()) {
       const score = !err && Array.isArray(row) && row.length === 2 ? Number(row[1]) : NaN;
       if (Number.isFinite(score)) heads.set(tagsets[i], priorityOfScore(score));
     }
     return heads;
+  }
+
+  /**
+   * Runs one command per item, where every key of an item is in its tag set's slot: all in
+   * one pipeline on a single Redis, one pipeline per tag set in a Cluster (a pipeline may
+   * not cross slots there). Answers in the items' order.
+   */
+  private async perSlot<T>(
+    items: readonly T[],
+    tagsetOf: (item: T) => string,
+    add: (pipeline: ChainableCommander, item: T) => void,
+  ): Promise<[Error | null, unknown][]> {
+    const groups = new Map<string, number[]>();
+    items.forEach((item, i) => {
+      const slot = this.redis.clustered ? tagsetOf(item) : '';
+      (groups.get(slot) ?? groups.set(slot, []).get(slot)!).push(i);
+    });
+    const out: [Error | null, unknown][] = new Array(items.length);
+    await Promise.all(
+      [...groups.values()].map(async (indexes) => {
+        const pipeline = this.redis.command.pipeline();
+        for (const i of indexes) add(pipeline, items[i]);
+        const answers = (await pipeline.exec()) ?? [];
+        indexes.forEach((i, k) => (out[i] = answers[k] ?? [new Error('no answer'), null]));
+      }),
+    );
+    return out;
   }
 
   /** How many jobs of a tag set's queue wait with a priority at least `priority` (taken before any lower one). */
@@ -155,7 +185,7 @@ export class JobQueue {
   }
 
   private layout(tagset: string): QueueLayout {
-    return new QueueLayout(this.redis.config.prefix, queueName(tagset));
+    return new QueueLayout(this.redis.config.prefix, this.redis.queueName(tagset));
   }
 
   /** Extends a job's lock; false when the job or the lock is gone (Redis lost it). */
@@ -180,18 +210,17 @@ export class JobQueue {
    */
   async inspect(jobs: readonly { tagsetId: string; jobId: string }[]): Promise<JobWhereabouts[]> {
     if (jobs.length === 0) return [];
-    const pipeline = this.redis.command.pipeline();
-    for (const j of jobs) {
-      const key = this.layout(j.tagsetId).job(j.jobId);
-      pipeline.exists(key);
-      pipeline.hget(key, FETCHED_AT_FIELD);
-    }
-    const results = (await pipeline.exec()) ?? [];
+    // A job's hash always holds its name: without one, the job is gone.
+    const results = await this.perSlot(
+      jobs,
+      (j) => j.tagsetId,
+      (pipeline, j) => pipeline.hmget(this.layout(j.tagsetId).job(j.jobId), 'name', FETCHED_AT_FIELD),
+    );
     return jobs.map((_, i) => {
-      const [existsErr, exists] = results[2 * i] ?? [];
-      const [, processedOn] = results[2 * i + 1] ?? [];
-      if (existsErr || exists !== 1) return { state: 'missing' };
-      return processedOn ? { state: 'active', activeSince: Number(processedOn) } : { state: 'queued' };
+      const [err, fields] = results[i];
+      const [name, fetchedAt] = (Array.isArray(fields) ? fields : []) as (string | null)[];
+      if (err || !name) return { state: 'missing' };
+      return fetchedAt ? { state: 'active', activeSince: Number(fetchedAt) } : { state: 'queued' };
     });
   }
 
@@ -244,7 +273,7 @@ export class JobQueue {
     this.lastUsed.set(tagset, Date.now());
     const existing = this.queues.get(tagset);
     if (existing) return existing;
-    const name = queueName(tagset);
+    const name = this.redis.queueName(tagset);
     const prefix = this.redis.config.prefix;
     const rootConnection = this.root.getBackend().connection;
     const keys = new QueueKeys(prefix);
@@ -274,8 +303,4 @@ export class JobQueue {
     this.queues.set(tagset, entry);
     return entry;
   }
-}
-
-function queueName(tagset: string): string {
-  return `ts-${tagset}`;
 }

@@ -2,11 +2,14 @@ import { plainToInstance, Transform } from 'class-transformer';
 import { IsIn, IsInt, IsOptional, IsString, Matches, Max, Min, MinLength, validateSync } from 'class-validator';
 import { fileURLToPath } from 'node:url';
 import { LIMITS } from '@tagflow/domain';
+import type { RedisTarget } from '@tagflow/queue';
 
 /** dist/ui beside the built API (this file is dist/apps/api/src/config/app-config.js). */
 function defaultUiDir(): string {
   return fileURLToPath(new URL('../../../../ui', import.meta.url));
 }
+
+const HOST_PORTS = /^[A-Za-z0-9_.:[\]-]+:\d{1,5}(,[A-Za-z0-9_.:[\]-]+:\d{1,5})*$/;
 
 const toInt = ({ value }: { value: unknown }) =>
   typeof value === 'string' && /^-?\d+$/.test(value.trim()) ? Number(value) : value;
@@ -40,6 +43,43 @@ export class AppConfig {
   @IsString()
   @Matches(/^rediss?:\/\/.+/, { message: 'REDIS_URL must be redis://HOST:PORT[/DB]' })
   REDIS_URL = 'redis://127.0.0.1:6379';
+
+  /**
+   * Redis through Sentinel: the sentinels (`host:port,host:port,...`) and the name of the
+   * master they watch (REDIS_SENTINEL_NAME, default `mymaster`). REDIS_URL is not used then.
+   */
+  @IsOptional()
+  @IsString()
+  @Matches(HOST_PORTS, { message: 'REDIS_SENTINELS must be host:port[,host:port...]' })
+  REDIS_SENTINELS?: string;
+
+  @IsOptional()
+  @IsString()
+  @Matches(/^[A-Za-z0-9_.-]{1,128}$/, { message: 'REDIS_SENTINEL_NAME must be 1-128 characters of [A-Za-z0-9_.-]' })
+  REDIS_SENTINEL_NAME = 'mymaster';
+
+  /** The sentinels' own password, when they have one. */
+  @IsOptional()
+  @IsString()
+  @MinLength(1)
+  REDIS_SENTINEL_PASSWORD?: string;
+
+  /** Redis Cluster: some of its nodes (`host:port,...`); the others are found from them. REDIS_URL is not used then. */
+  @IsOptional()
+  @IsString()
+  @Matches(HOST_PORTS, { message: 'REDIS_CLUSTER_NODES must be host:port[,host:port...]' })
+  REDIS_CLUSTER_NODES?: string;
+
+  /** The ACL user and password of the Redis nodes under Sentinel or in a Cluster (with REDIS_URL, put them in the URL). */
+  @IsOptional()
+  @IsString()
+  @MinLength(1)
+  REDIS_USERNAME?: string;
+
+  @IsOptional()
+  @IsString()
+  @MinLength(1)
+  REDIS_PASSWORD?: string;
 
   /** Prefix of every Redis key, so several Tagflow installations can share one Redis. */
   @IsOptional()
@@ -238,7 +278,16 @@ export class AppConfig {
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
-  const keys = Object.keys(new AppConfig()).concat('API_TOKEN', 'TAGFLOW_ADMIN_TOKEN', 'TRUST_PROXY');
+  const keys = Object.keys(new AppConfig()).concat(
+    'API_TOKEN',
+    'TAGFLOW_ADMIN_TOKEN',
+    'TRUST_PROXY',
+    'REDIS_SENTINELS',
+    'REDIS_SENTINEL_PASSWORD',
+    'REDIS_CLUSTER_NODES',
+    'REDIS_USERNAME',
+    'REDIS_PASSWORD',
+  );
   const raw: Record<string, string> = {};
   for (const key of keys) {
     const value = env[key];
@@ -253,5 +302,33 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     );
     throw new Error(`invalid configuration:\n${lines.join('\n')}`);
   }
+  if (config.REDIS_SENTINELS && config.REDIS_CLUSTER_NODES) {
+    throw new Error(
+      'invalid configuration:\n  REDIS_SENTINELS and REDIS_CLUSTER_NODES: set one of them (or neither, for REDIS_URL)',
+    );
+  }
   return config;
+}
+
+/** Where Redis is, from REDIS_SENTINELS, REDIS_CLUSTER_NODES or REDIS_URL (the first one set). */
+export function redisTarget(c: AppConfig): RedisTarget {
+  const auth = { username: c.REDIS_USERNAME, password: c.REDIS_PASSWORD };
+  if (c.REDIS_SENTINELS) {
+    return {
+      mode: 'sentinel',
+      sentinels: hostPorts(c.REDIS_SENTINELS),
+      name: c.REDIS_SENTINEL_NAME,
+      sentinelPassword: c.REDIS_SENTINEL_PASSWORD,
+      ...auth,
+    };
+  }
+  if (c.REDIS_CLUSTER_NODES) return { mode: 'cluster', nodes: hostPorts(c.REDIS_CLUSTER_NODES), ...auth };
+  return { mode: 'single', url: c.REDIS_URL };
+}
+
+function hostPorts(list: string): { host: string; port: number }[] {
+  return list.split(',').map((hp) => {
+    const i = hp.lastIndexOf(':');
+    return { host: hp.slice(0, i).replace(/^\[(.*)\]$/, '$1'), port: Number(hp.slice(i + 1)) };
+  });
 }

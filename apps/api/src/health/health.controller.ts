@@ -13,7 +13,7 @@ export class HealthController {
     private readonly redis: RedisConnections,
   ) {}
 
-  /** 200 when the database and Redis both answer, else 503 naming the one that does not. */
+  /** 200 when the database answers and Redis takes writes, else 503 naming the one that does not. */
   @Get('health')
   @Public()
   async health(@Res() res: Response): Promise<void> {
@@ -25,7 +25,8 @@ export class HealthController {
         return `error: ${e instanceof Error ? e.message : String(e)}`;
       }
     };
-    const [database, redis] = await Promise.all([check(() => this.db.ping()), check(() => this.redis.ping())]);
+    // Redis must take writes: a demoted master answers PING but refuses every enqueue.
+    const [database, redis] = await Promise.all([check(() => this.db.ping()), check(() => this.redis.probeWrite())]);
     const ok = database === 'ok' && redis === 'ok';
     res
       .status(ok ? HttpStatus.OK : HttpStatus.SERVICE_UNAVAILABLE)

@@ -3,6 +3,9 @@ import { asQueueTags, PollIndex } from '@tagflow/domain';
 import { Bus } from '@tagflow/queue';
 import { MetricsService } from '../metrics/metrics.service.js';
 
+/** The longest a wait parks between two looks, whatever it was told (announcements can be lost). */
+export const RECHECK_MS = 5000;
+
 /** What a long wait waits for: a named event (a task finishing, a data key written) or ready work on tags. */
 export type WaitOn = { key: string } | { tags: readonly string[] };
 
@@ -64,12 +67,18 @@ export class LongWaits implements BeforeApplicationShutdown {
       else if (event.type === 'ready') this.wakeTags(asQueueTags(event.tags));
       else if (event.type === 'log-appended') this.wakeKey(LongWaits.log(event.task));
       else if (event.type === 'workflow-finished') this.wakeKey(LongWaits.workflow(event.workflow));
+      // Announcements may have been missed: every wait looks again now.
+      else if (event.type === 'resync') this.wakeAll();
     });
   }
 
   /** Every wait answers at once (with what it has) so the HTTP server can close. */
   beforeApplicationShutdown(): void {
     this.closing = true;
+    this.wakeAll();
+  }
+
+  private wakeAll(): void {
     for (const set of this.byKey.values()) for (const w of set) signal(w);
     for (const w of this.byTags.all()) signal(w);
   }
@@ -104,7 +113,8 @@ export class LongWaits implements BeforeApplicationShutdown {
         if (value !== undefined) return value;
         const left = deadline - Date.now();
         if (left <= 0 || this.closing || stop?.aborted) return undefined;
-        if (!waiter.signalled) await park(waiter, left);
+        // At most RECHECK_MS between two looks: an announcement lost on the bus delays no wait longer.
+        if (!waiter.signalled) await park(waiter, Math.min(left, RECHECK_MS));
       }
     } finally {
       stop?.removeEventListener('abort', stopped);

@@ -121,6 +121,12 @@ export class PollService implements OnApplicationBootstrap {
         for (const id of event.tagsets) void this.forgetHere(id);
         return;
       }
+      if (event.type === 'resync') {
+        // Announcements may have been missed: every known tag set may hold work (and, while
+        // the bus is degraded, keeps that hint; see fetch).
+        for (const id of this.index.ids()) this.hint(id, 0);
+        return;
+      }
       if (event.type !== 'ready') return;
       this.index.add(event.tagset, asQueueTags(event.tags));
       this.hint(event.tagset, Date.now());
@@ -256,9 +262,11 @@ export class PollService implements OnApplicationBootstrap {
     const order = this.index
       .matching([...req.tags, namespaceTag(req.namespace)])
       .filter(
-        (id) => this.hints.has(id) && (!req.grants || coveredBy(req.grants, clientTags(this.index.tagsOf(id) ?? []))),
+        (id) =>
+          (this.hints.has(id) || this.bus.isDegraded) &&
+          (!req.grants || coveredBy(req.grants, clientTags(this.index.tagsOf(id) ?? []))),
       )
-      .sort((a, b) => this.hints.get(a)! - this.hints.get(b)!);
+      .sort((a, b) => (this.hints.get(a) ?? 0) - (this.hints.get(b) ?? 0));
     // Across tag sets, the one whose first waiting task has the highest priority goes first,
     // and only for its tasks that rank at least as high as the next tag set's first; then
     // the heads are read again. At equal priority the order above holds (a tag set taken from
