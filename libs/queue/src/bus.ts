@@ -56,7 +56,7 @@ export class Bus {
   }
 
   async start(): Promise<void> {
-    this.redis.subscriber.on('message', (channel, message) => {
+    this.redis.subscriber.on('message', (channel: string, message: string) => {
       if (channel !== this.channel) return;
       let envelope: BusMessage;
       try {

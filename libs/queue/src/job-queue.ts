@@ -166,7 +166,7 @@ export class JobQueue {
       const slot = this.redis.clustered ? tagsetOf(item) : '';
       (groups.get(slot) ?? groups.set(slot, []).get(slot)!).push(i);
     });
-    const out: [Error | null, unknown][] = new Array(items.length);
+    const out = new Array<[Error | null, unknown]>(items.length);
     await Promise.all(
       [...groups.values()].map(async (indexes) => {
         const pipeline = this.redis.command.pipeline();
