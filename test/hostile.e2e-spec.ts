@@ -288,7 +288,7 @@ describe('rate limits', () => {
     expect(fourth.headers.get('retry-after')).toBe('1');
     const { message } = (await fourth.json()) as { message: string };
     expect(message).toContain('LONG_WAITS_PER_CREDENTIAL');
-    expect(message).toContain('3 requests waiting');
+    expect(message).toContain('(3) allows');
     // A report-and-poll over the limit is not refused (its reports count): its poll answers at once.
     const started = Date.now();
     const reported = await api.request(

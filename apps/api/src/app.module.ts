@@ -1,7 +1,7 @@
 import { Module, type DynamicModule, type OnApplicationShutdown } from '@nestjs/common';
 import { APP_GUARD, APP_INTERCEPTOR } from '@nestjs/core';
 import { createDataSource, Database } from '@tagflow/persistence';
-import { Bus, JobQueue, RedisConnections, RedisEpoch, TagsetRegistry } from '@tagflow/queue';
+import { Bus, JobQueue, RedisConnections, RedisEpoch, SharedLimits, TagsetRegistry } from '@tagflow/queue';
 import { LIMITS } from '@tagflow/domain';
 import { AppConfig, redisTarget } from './config/app-config.js';
 import { JsonLogger } from './common/logger.js';
@@ -60,6 +60,7 @@ export class AppModule implements OnApplicationShutdown {
     private readonly redis: RedisConnections,
     private readonly jobs: JobQueue,
     private readonly bus: Bus,
+    private readonly limits: SharedLimits,
   ) {}
 
   static forRoot(config: AppConfig, logger: JsonLogger): DynamicModule {
@@ -131,6 +132,15 @@ export class AppModule implements OnApplicationShutdown {
           },
         },
         {
+          provide: SharedLimits,
+          inject: [RedisConnections],
+          useFactory: (redis: RedisConnections) => {
+            const limits = new SharedLimits(redis);
+            limits.start();
+            return limits;
+          },
+        },
+        {
           provide: RedisEpoch,
           inject: [RedisConnections, TagsetRegistry],
           useFactory: (redis: RedisConnections, registry: TagsetRegistry) =>
@@ -173,6 +183,7 @@ export class AppModule implements OnApplicationShutdown {
   /** Module hooks run after the providers' (the reconciler has stopped by now). */
   async onApplicationShutdown(): Promise<void> {
     this.bus.stop();
+    await this.limits.stop();
     await this.jobs.close();
     await this.redis.close();
     await this.db.close();

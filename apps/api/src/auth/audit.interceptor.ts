@@ -11,6 +11,7 @@ import type { Request } from 'express';
 import { catchError, from, mergeMap, throwError, type Observable } from 'rxjs';
 import { DEFAULT_NAMESPACE } from '@tagflow/domain';
 import { Database } from '@tagflow/persistence';
+import { SharedLimits } from '@tagflow/queue';
 import { JsonLogger } from '../common/logger.js';
 import { MetricsService } from '../metrics/metrics.service.js';
 import { CALLER, type Caller } from './access.js';
@@ -29,6 +30,7 @@ export class AuditInterceptor implements NestInterceptor {
   constructor(
     private readonly db: Database,
     @Inject(JsonLogger) private readonly logger: JsonLogger,
+    private readonly shared: SharedLimits,
     metrics: MetricsService,
   ) {
     this.refusalsDropped = metrics.counter(
@@ -58,17 +60,26 @@ export class AuditInterceptor implements NestInterceptor {
   async refused(req: Request, caller: Caller, status: number): Promise<void> {
     if (!audited(req)) return;
     const id = caller.kind === 'key' ? caller.keyId : '';
-    const now = Date.now();
-    let window = this.refusals.get(id);
-    if (!window || now - window.since >= 60_000) {
-      if (this.refusals.size >= 10_000) this.refusals.clear();
-      this.refusals.set(id, (window = { since: now, n: 0 }));
-    }
-    if (++window.n > REFUSALS_PER_MINUTE) {
+    if ((await this.refusalsThisMinute(id)) > REFUSALS_PER_MINUTE) {
       this.refusalsDropped();
       return;
     }
     await this.record(req, status, resourceOf(undefined, req), caller);
+  }
+
+  /** This key's refusals in the current minute, counted on all replicas together (here alone while Redis is away, at this replica's share). */
+  private async refusalsThisMinute(id: string): Promise<number> {
+    try {
+      return await this.shared.count(`refusals:${id}`, 60_000);
+    } catch {
+      const now = Date.now();
+      let window = this.refusals.get(id);
+      if (!window || now - window.since >= 60_000) {
+        if (this.refusals.size >= 10_000) this.refusals.clear();
+        this.refusals.set(id, (window = { since: now, n: 0 }));
+      }
+      return ++window.n * this.shared.replicas;
+    }
   }
 
   private async record(

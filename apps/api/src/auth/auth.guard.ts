@@ -89,26 +89,29 @@ export class AuthGuard implements CanActivate {
     leaseTokens: boolean,
     count = true,
   ): Promise<Caller> {
-    const token = this.bearer(req);
+    const token = await this.bearer(req);
     if (token === null) {
       if (await this.keys.stillOpen()) {
         // A web page could reach a loopback API through a name that resolves to it (DNS rebinding).
         if (!loopbackHost(req.headers.host))
-          throw this.unauthenticated(req, 'with no API key, the API answers only requests to a loopback host name');
+          throw await this.unauthenticated(
+            req,
+            'with no API key, the API answers only requests to a loopback host name',
+          );
         return { kind: 'open', namespace: namespaceHeader(req) ?? DEFAULT_NAMESPACE };
       }
-      throw this.unauthenticated(req, 'missing Authorization: Bearer <token> header');
+      throw await this.unauthenticated(req, 'missing Authorization: Bearer <token> header');
     }
     const hash = tokenHash(token);
     const known = this.knownValid.has(hash) || this.keys.knows(hash);
-    if (!known && count && this.limiter.take(this.anonymousBucket(req), undefined, this.anonymousRate()) !== null)
+    if (!known && count && (await this.limiter.take(this.anonymousBucket(req), this.anonymousRate())) !== null)
       throw this.anonymousLimited();
     const found = await this.keys.verify(token);
     if (found !== null && !('refused' in found)) {
-      if (!known && count) this.limiter.giveBack(this.anonymousBucket(req), this.anonymousRate());
+      if (!known && count) await this.limiter.giveBack(this.anonymousBucket(req), this.anonymousRate());
       this.remember(hash);
       // Per credential, counted once it is known (a made-up token gets no bucket of its own).
-      const wait = count ? this.limiter.take(`key:${found.key.id}`) : null;
+      const wait = count ? await this.limiter.take(`key:${found.key.id}`) : null;
       if (wait !== null)
         throw new RateLimited(
           `this credential sent more than ${this.config.RATE_LIMIT_RPS} requests a second (RATE_LIMIT_RPS); retry in ${wait} s`,
@@ -123,8 +126,8 @@ export class AuthGuard implements CanActivate {
           ? await this.db.read().tasks.leaseHolder(workflowId, token, this.db.now())
           : null;
       if (holder) {
-        if (!known && count) this.limiter.giveBack(this.anonymousBucket(req), this.anonymousRate());
-        const wait = count ? this.limiter.take(`lease:${hash}`) : null;
+        if (!known && count) await this.limiter.giveBack(this.anonymousBucket(req), this.anonymousRate());
+        const wait = count ? await this.limiter.take(`lease:${hash}`) : null;
         if (wait !== null)
           throw new RateLimited(
             `this lease sent more than ${this.config.RATE_LIMIT_RPS} requests a second (RATE_LIMIT_RPS); retry in ${wait} s`,
@@ -176,8 +179,8 @@ export class AuthGuard implements CanActivate {
   }
 
   /** A 401 for a request without a token, counted against the client's address (over its limit: a 429 instead). */
-  private unauthenticated(req: Request, message: string): ApiError {
-    if (this.limiter.take(this.anonymousBucket(req), undefined, this.anonymousRate()) !== null)
+  private async unauthenticated(req: Request, message: string): Promise<ApiError> {
+    if ((await this.limiter.take(this.anonymousBucket(req), this.anonymousRate())) !== null)
       return this.anonymousLimited();
     return new ApiError(HttpStatus.UNAUTHORIZED, message);
   }
@@ -192,11 +195,11 @@ export class AuthGuard implements CanActivate {
   }
 
   /** The bearer token, or null without an Authorization header; a malformed one is a 401 counted against the address. */
-  private bearer(req: Request): string | null {
+  private async bearer(req: Request): Promise<string | null> {
     const header = req.headers.authorization;
     if (header === undefined) return null;
     const match = /^Bearer ([\x21-\x7e]{1,512})$/.exec(header);
-    if (!match) throw this.unauthenticated(req, 'the Authorization header must be "Bearer <token>"');
+    if (!match) throw await this.unauthenticated(req, 'the Authorization header must be "Bearer <token>"');
     return match[1];
   }
 

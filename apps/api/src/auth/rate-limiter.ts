@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { AppConfig } from '../config/app-config.js';
+import { SharedLimits } from '@tagflow/queue';
 import { MetricsService } from '../metrics/metrics.service.js';
 
 interface Bucket {
@@ -11,9 +12,11 @@ interface Bucket {
 const BUCKETS_MAX = 100_000;
 
 /**
- * Per credential (a key, a lease, the local open mode), a token bucket: RATE_LIMIT_RPS a
- * second on average, RATE_LIMIT_BURST at once. Per replica: N replicas allow N times the
- * rate. A request beyond it is refused with how long to wait.
+ * Per credential (a key, a lease, a client address without one), a token bucket:
+ * RATE_LIMIT_RPS a second on average, RATE_LIMIT_BURST at once, held in Redis for every
+ * replica together (SharedLimits). While Redis cannot be reached, each replica keeps its
+ * own bucket at its share of the limit (the limit divided by the replicas it last saw). A
+ * request beyond it is refused with how long to wait.
  */
 @Injectable()
 export class RateLimiter {
@@ -22,6 +25,7 @@ export class RateLimiter {
 
   constructor(
     private readonly config: AppConfig,
+    private readonly shared: SharedLimits,
     metrics: MetricsService,
   ) {
     this.limited = metrics.counter(
@@ -34,22 +38,41 @@ export class RateLimiter {
    * Takes one request's token for `credential` (at `limit`, default RATE_LIMIT_RPS and
    * RATE_LIMIT_BURST): null when allowed, else the seconds to wait.
    */
-  take(credential: string, now = Date.now(), limit = this.defaultLimit()): number | null {
-    const rate = limit.rps;
-    if (rate === 0) return null;
+  async take(credential: string, limit = this.defaultLimit()): Promise<number | null> {
+    if (limit.rps === 0) return null;
+    let waitS: number | null;
+    try {
+      const waitMs = await this.shared.take(credential, limit.rps, limit.burst);
+      waitS = waitMs === 0 ? null : Math.max(1, Math.ceil(waitMs / 1000));
+    } catch {
+      waitS = this.takeHere(credential, Date.now(), this.share(limit));
+    }
+    if (waitS !== null) this.limited();
+    return waitS;
+  }
+
+  /** Gives back a token taken for `credential` (the request turned out to be one the limit does not count). */
+  async giveBack(credential: string, limit = this.defaultLimit()): Promise<void> {
+    if (limit.rps === 0) return;
+    await this.shared.refund(credential, limit.burst).catch(() => {
+      const bucket = this.buckets.get(credential);
+      if (bucket) bucket.tokens = Math.min(this.share(limit).burst, bucket.tokens + 1);
+    });
+  }
+
+  /** This replica's part of a limit, while it cannot reach the others' (Redis away). */
+  private share(limit: { rps: number; burst: number }): { rps: number; burst: number } {
+    const n = this.shared.replicas;
+    return { rps: limit.rps / n, burst: Math.max(1, Math.floor(limit.burst / n)) };
+  }
+
+  private takeHere(credential: string, now: number, limit: { rps: number; burst: number }): number | null {
     const bucket = this.refill(credential, now, limit);
     if (bucket.tokens >= 1) {
       bucket.tokens -= 1;
       return null;
     }
-    this.limited();
-    return Math.max(1, Math.ceil((1 - bucket.tokens) / rate));
-  }
-
-  /** Gives back a token taken for `credential` (the request turned out to be one the limit does not count). */
-  giveBack(credential: string, limit = this.defaultLimit()): void {
-    const bucket = this.buckets.get(credential);
-    if (bucket) bucket.tokens = Math.min(limit.burst, bucket.tokens + 1);
+    return Math.max(1, Math.ceil((1 - bucket.tokens) / limit.rps));
   }
 
   private defaultLimit(): { rps: number; burst: number } {

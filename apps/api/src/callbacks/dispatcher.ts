@@ -4,6 +4,7 @@ import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { backoffDelay } from '@tagflow/client';
 import { Database, type CallbackDeliveryRow } from '@tagflow/persistence';
+import { SharedLimits } from '@tagflow/queue';
 import { AppConfig } from '../config/app-config.js';
 import { JsonLogger } from '../common/logger.js';
 import { MetricsService } from '../metrics/metrics.service.js';
@@ -46,6 +47,7 @@ export class CallbackDispatcher implements OnApplicationBootstrap, OnApplication
     private readonly db: Database,
     private readonly config: AppConfig,
     @Inject(JsonLogger) private readonly logger: JsonLogger,
+    private readonly limits: SharedLimits,
     metrics: MetricsService,
   ) {
     this.tries = metrics.counter(
@@ -77,6 +79,8 @@ export class CallbackDispatcher implements OnApplicationBootstrap, OnApplication
   private async tick(): Promise<void> {
     const room = IN_FLIGHT_MAX - this.inFlight.size;
     if (room <= 0) return;
+    // One replica sends for all (see ReconcilerService); the others only finish what they started.
+    if (!(await this.limits.holdDuty('callbacks', 10_000))) return;
     const now = this.db.now();
     let due: CallbackDeliveryRow[];
     try {

@@ -160,7 +160,7 @@ export class AppConfig {
   @Max(3650)
   RETENTION_DAYS = 30;
 
-  /** Requests a second each credential may make, on average, per API replica (0: no limit). */
+  /** Requests a second each credential may make, on average, on all API replicas together (0: no limit). */
   @IsOptional()
   @Transform(toInt)
   @IsInt()
@@ -168,7 +168,7 @@ export class AppConfig {
   @Max(1_000_000)
   RATE_LIMIT_RPS = 2000;
 
-  /** Requests a credential may make at once above its rate, per API replica. */
+  /** Requests a credential may make at once above its rate, on all API replicas together. */
   @IsOptional()
   @Transform(toInt)
   @IsInt()
@@ -208,7 +208,7 @@ export class AppConfig {
   })
   TRUST_PROXY?: string;
 
-  /** Requests one credential may have parked at once per API replica: long-polls and blocking reads (`wait_s`). */
+  /** Requests one credential may have parked at once on all API replicas together: long-polls and blocking reads (`wait_s`). */
   @IsOptional()
   @Transform(toInt)
   @IsInt()
@@ -216,7 +216,7 @@ export class AppConfig {
   @Max(1_000_000)
   LONG_WAITS_PER_CREDENTIAL = 5000;
 
-  /** Followed streams (live output, workflow events) one credential may hold open at once per API replica. */
+  /** Followed streams (live output, workflow events) one credential may hold open at once on all API replicas together. */
   @IsOptional()
   @Transform(toInt)
   @IsInt()

@@ -1,7 +1,7 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import { isTerminalWorkflow, queueTags } from '@tagflow/domain';
 import { Database } from '@tagflow/persistence';
-import { Bus, JobQueue, jobIdFor, RedisEpoch } from '@tagflow/queue';
+import { Bus, JobQueue, jobIdFor, RedisEpoch, SharedLimits } from '@tagflow/queue';
 import { AppConfig } from '../config/app-config.js';
 import { JsonLogger } from '../common/logger.js';
 import { Engine } from '../engine/engine.js';
@@ -18,6 +18,8 @@ const WAKE_PAGE = 500;
 const WAKE_PAGES_PER_TICK = 20;
 /** A READY task this old whose job Redis does not hold was lost (API died before enqueue, Redis restarted). */
 const LOST_AFTER_MS = 3000;
+/** How long the reconciler's duty stays with a replica that stops renewing it. */
+const DUTY_TTL_MS = 10_000;
 /** A claim takes milliseconds: a job fetched this long ago whose task is still READY has no API behind it. */
 const ORPHAN_AFTER_MS = 10_000;
 
@@ -30,13 +32,19 @@ const ORPHAN_AFTER_MS = 10_000;
  * - every few ticks, queues any READY task whose job is missing, releases jobs that an
  *   API fetched but died before leasing, and announces tag sets with due work (a
  *   delayed retry whose announcing replica died).
- * Replicas may all run this: every change it makes is a guarded update or an idempotent enqueue.
+ * One replica does it for all, the holder of the `reconciler` duty (SharedLimits.holdDuty:
+ * held in Redis for DUTY_TTL_MS, renewed every tick, taken over by another replica when its
+ * holder stops). While Redis is away every replica does it, which is safe: every change it
+ * makes is a guarded update or an idempotent enqueue. Each replica still notices a reset
+ * Redis and measures its own clock.
  */
 @Injectable()
 export class ReconcilerService implements OnApplicationBootstrap, OnApplicationShutdown {
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
+  /** Ticks as the duty's holder (since it took the duty), and ticks in all. */
   private ticks = 0;
+  private beats = 0;
 
   constructor(
     private readonly db: Database,
@@ -49,6 +57,7 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
     private readonly engine: Engine,
     private readonly schedules: SchedulesService,
     private readonly settles: SettleContinuation,
+    private readonly limits: SharedLimits,
     @Inject(JsonLogger) private readonly logger: JsonLogger,
   ) {}
 
@@ -76,6 +85,14 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
   }
 
   async tick(): Promise<void> {
+    // Redis was reset: this replica's memory of what Redis holds is stale, whoever requeues.
+    const reset = await this.epoch.wasReset();
+    if (this.beats++ % 60 === 0) await this.syncClock();
+    // The rest is done by one replica for all (a duty held in Redis; every replica while Redis is away).
+    if (!(await this.limits.holdDuty('reconciler', DUTY_TTL_MS))) {
+      this.ticks = 0; // a new holder starts as a first tick would
+      return;
+    }
     const first = this.ticks === 0;
     this.ticks++;
     await this.expireLeases();
@@ -89,11 +106,8 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
     await this.settles.tick();
     if (this.ticks % 10 === 1) await this.deleteExpired();
     if (this.ticks % 10 === 5) await this.sweepTagsets();
-    if (this.ticks % 60 === 1) {
-      await this.forgetIdempotencyKeys();
-      await this.syncClock();
-    }
-    if (await this.epoch.wasReset()) {
+    if (this.ticks % 60 === 1) await this.forgetIdempotencyKeys();
+    if (reset) {
       this.logger.event(
         'info',
         'reconciler',

@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import { HttpStatus } from '@nestjs/common';
 import { catchError, finalize, map, throwError, type Observable } from 'rxjs';
 import { CALLER, type Caller } from '../auth/access.js';
+import { SharedLimits } from '@tagflow/queue';
 import { ACCESS_ENDS, LiveAccess, type KeyEnded } from '../auth/live-access.js';
 import { ApiError, RateLimited } from '../common/errors.js';
 import { AppConfig } from '../config/app-config.js';
@@ -32,8 +33,8 @@ export const whenWaitAsked: Parks = (req) => Number(req.query.wait_s) > 0;
 export const unlessNoWait: Parks = (req) => (req.body as { wait_s?: unknown } | undefined)?.wait_s !== 0;
 
 /**
- * Requests parked at once per credential (a key, a lease token, the open mode), per
- * replica: at most LONG_WAITS_PER_CREDENTIAL. The rate limit bounds how fast requests
+ * Requests parked at once per credential (a key, a lease token, the open mode), on all
+ * replicas together (SharedLimits): at most LONG_WAITS_PER_CREDENTIAL. The rate limit bounds how fast requests
  * arrive, not how many stay parked; each parked one holds a socket and memory until its
  * wait ends. One more is answered 429 with Retry-After, and changes nothing.
  *
@@ -43,13 +44,15 @@ export const unlessNoWait: Parks = (req) => (req.body as { wait_s?: unknown } | 
  */
 @Injectable()
 export class WaitLimitInterceptor implements NestInterceptor {
-  private readonly parked = new Map<string, number>();
+  /** Parked requests counted here while Redis could not be reached. */
+  private readonly parkedHere = new Map<string, number>();
   private readonly refused: () => void;
 
   constructor(
     private readonly reflector: Reflector,
     private readonly config: AppConfig,
     private readonly live: LiveAccess,
+    private readonly shared: SharedLimits,
     metrics: MetricsService,
   ) {
     this.refused = metrics.counter(
@@ -58,7 +61,7 @@ export class WaitLimitInterceptor implements NestInterceptor {
     );
   }
 
-  intercept(ctx: ExecutionContext, next: CallHandler): Observable<unknown> {
+  async intercept(ctx: ExecutionContext, next: CallHandler): Promise<Observable<unknown>> {
     const rule = this.reflector.get<{ parks: Parks; overLimit?: (req: Request) => void; stream?: boolean } | undefined>(
       LONG_WAIT,
       ctx.getHandler(),
@@ -66,24 +69,24 @@ export class WaitLimitInterceptor implements NestInterceptor {
     const req = ctx.switchToHttp().getRequest<Request & Record<symbol, Caller | AbortSignal | undefined>>();
     if (!rule || !rule.parks(req)) return next.handle();
     const caller = req[CALLER] as Caller | undefined;
-    const owner = `${rule.stream ? 'stream/' : ''}${credentialOf(caller)}`;
-    const n = this.parked.get(owner) ?? 0;
+    const what = rule.stream ? 'streams' : 'waits';
+    const credential = credentialOf(caller);
     const max = rule.stream ? this.config.STREAMS_PER_CREDENTIAL : this.config.LONG_WAITS_PER_CREDENTIAL;
-    if (n >= max && rule.overLimit) {
+    const counted = await this.acquire(what, credential, max);
+    if (!counted && rule.overLimit) {
       rule.overLimit(req);
       return next.handle();
     }
-    if (n >= max) {
+    if (!counted) {
       this.refused();
       throw new RateLimited(
         rule.stream
-          ? `this credential already follows ${n} streams on this API replica, the most STREAMS_PER_CREDENTIAL allows; close one first`
-          : `this credential already has ${n} requests waiting on this API replica (long-polls, blocking reads), the most LONG_WAITS_PER_CREDENTIAL allows; send this one once one of them is answered`,
+          ? `this credential already follows as many streams as STREAMS_PER_CREDENTIAL (${max}) allows, on all API replicas together; close one first`
+          : `this credential already has as many requests waiting as LONG_WAITS_PER_CREDENTIAL (${max}) allows (long-polls, blocking reads, on all API replicas together); send this one once one of them is answered`,
         1,
         'TOO_MANY_WAITS',
       );
     }
-    this.parked.set(owner, n + 1);
     const access = this.live.watch(caller);
     req[ACCESS_ENDS] = access.signal;
     // Whatever the wait came to (an answer, a 404 pending), a key that ended gets 401.
@@ -99,11 +102,39 @@ export class WaitLimitInterceptor implements NestInterceptor {
       catchError((e: unknown) => throwError(() => (access.signal.aborted ? ended() : e))),
       finalize(() => {
         access.release();
-        const left = (this.parked.get(owner) ?? 1) - 1;
-        if (left > 0) this.parked.set(owner, left);
-        else this.parked.delete(owner);
+        void this.release(what, credential, counted);
       }),
     );
+  }
+
+  /**
+   * Counts one more parked request of the credential on all replicas together (in Redis);
+   * while Redis cannot be reached, on this replica at its share of the limit. Returns: where
+   * it was counted, or false when the credential has no room left.
+   */
+  private async acquire(what: string, credential: string, max: number): Promise<'shared' | 'here' | false> {
+    try {
+      return (await this.shared.acquire(what, credential, max)) ? 'shared' : false;
+    } catch {
+      const key = `${what}/${credential}`;
+      const n = this.parkedHere.get(key) ?? 0;
+      if (n >= Math.max(1, Math.floor(max / this.shared.replicas))) return false;
+      this.parkedHere.set(key, n + 1);
+      return 'here';
+    }
+  }
+
+  private async release(what: string, credential: string, where: 'shared' | 'here'): Promise<void> {
+    if (where === 'shared') {
+      // Redis away now: the count lapses with this replica's presence if it stops; else it is
+      // off by one until the credential's counts expire (PRESENCE_TTL_MS * 2 without use).
+      await this.shared.release(what, credential).catch(() => undefined);
+      return;
+    }
+    const key = `${what}/${credential}`;
+    const left = (this.parkedHere.get(key) ?? 1) - 1;
+    if (left > 0) this.parkedHere.set(key, left);
+    else this.parkedHere.delete(key);
   }
 }
 
