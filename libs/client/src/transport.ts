@@ -1,0 +1,135 @@
+import { TagflowApiError, TagflowNetworkError } from './errors.js';
+import { readEvents, type ServerEvent } from './event-stream.js';
+import { describeNetworkError, wasNotSent } from './fetch-failure.js';
+import { backoffDelay, DEFAULT_BACKOFF, isRetryable, type BackoffOptions } from './retry-policy.js';
+import { sleep } from './sleep.js';
+import type { ErrorBody } from './types.js';
+
+export interface ClientOptions {
+  /** Base URL of the API, e.g. http://127.0.0.1:8080 */
+  url: string;
+  /** Sent as `Authorization: Bearer <token>`; never logged. */
+  token?: string;
+  /**
+   * Sent as `Tagflow-Namespace`: the namespace an all-namespaces admin key acts in (any
+   * other key acts in its own; naming another is 403).
+   */
+  namespace?: string;
+  /** Time limit of a call that does not long-poll. */
+  timeoutMs?: number;
+  retry?: Partial<BackoffOptions>;
+  /** Told about each retry (for logs); never sees the token. */
+  onRetry?: (info: { method: string; path: string; attempt: number; delayMs: number; error: Error }) => void;
+}
+
+export interface CallOptions {
+  query?: Record<string, string | number | undefined>;
+  body?: unknown;
+  idempotent?: boolean;
+  /** Extra time on top of timeoutMs, for long-polls. */
+  waitMs?: number;
+  retry?: Partial<BackoffOptions>;
+  signal?: AbortSignal;
+  /** Sent as `Idempotency-Key`: the same on every retry of this call. */
+  idempotencyKey?: string;
+  /** `text/plain`: the answer's text is returned as it is. */
+  accept?: string;
+}
+
+/** How much longer than its own wait a long-poll may take before the client gives up on it. */
+const LONG_POLL_MARGIN_MS = 10_000;
+
+/**
+ * HTTP to the API for TagflowClient: one call with its headers, time limit and error
+ * mapping, sent again on a retryable failure (see isRetryable) with capped, jittered
+ * backoff; and event streams opened with the same credentials.
+ */
+export class Transport {
+  private readonly base: string;
+  private readonly timeoutMs: number;
+  private readonly retry: BackoffOptions;
+
+  constructor(private readonly options: ClientOptions) {
+    this.base = options.url.replace(/\/+$/, '');
+    this.timeoutMs = options.timeoutMs ?? 30_000;
+    this.retry = { ...DEFAULT_BACKOFF, ...options.retry };
+  }
+
+  events(
+    path: string,
+    query: Record<string, string | number | undefined>,
+    after: string | undefined,
+    signal?: AbortSignal,
+  ): AsyncGenerator<ServerEvent> {
+    const url = new URL(this.base + path);
+    for (const [k, v] of Object.entries(query)) if (v !== undefined) url.searchParams.set(k, String(v));
+    const open = (lastId: string | undefined) => {
+      const headers: Record<string, string> = { accept: 'text/event-stream' };
+      if (this.options.token) headers.authorization = `Bearer ${this.options.token}`;
+      if (this.options.namespace) headers['tagflow-namespace'] = this.options.namespace;
+      if (lastId !== undefined) headers['last-event-id'] = lastId;
+      return fetch(url, { headers, signal });
+    };
+    return readEvents(open, after, signal);
+  }
+
+  async call<T>(method: string, path: string, opts: CallOptions = {}): Promise<T> {
+    const retry = { ...this.retry, ...opts.retry };
+    const idempotent = opts.idempotent ?? method === 'GET';
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.once<T>(method, path, opts);
+      } catch (e) {
+        const error = e as Error;
+        if (opts.signal?.aborted || attempt >= retry.attempts || !isRetryable(error, idempotent)) throw error;
+        const delayMs = backoffDelay(attempt - 1, retry);
+        this.options.onRetry?.({ method, path, attempt, delayMs, error });
+        await sleep(delayMs, opts.signal);
+      }
+    }
+  }
+
+  private async once<T>(method: string, path: string, opts: CallOptions): Promise<T> {
+    const url = new URL(this.base + path);
+    for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
+    const headers: Record<string, string> = { accept: opts.accept ?? 'application/json' };
+    if (opts.body !== undefined) headers['content-type'] = 'application/json';
+    if (this.options.token) headers.authorization = `Bearer ${this.options.token}`;
+    if (this.options.namespace) headers['tagflow-namespace'] = this.options.namespace;
+    if (opts.idempotencyKey) headers['idempotency-key'] = opts.idempotencyKey;
+    const timeout = AbortSignal.timeout(this.timeoutMs + (opts.waitMs ? opts.waitMs + LONG_POLL_MARGIN_MS : 0));
+    const signal = opts.signal ? AbortSignal.any([timeout, opts.signal]) : timeout;
+    let res: Response;
+    try {
+      res = await fetch(url, {
+        method,
+        headers,
+        body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+        signal,
+      });
+    } catch (e) {
+      throw new TagflowNetworkError(describeNetworkError(e), method, path, wasNotSent(e), e);
+    }
+    const text = await res.text().catch(() => '');
+    if (res.ok && opts.accept === 'text/plain') return text as T;
+    let body: unknown = undefined;
+    if (text) {
+      try {
+        body = JSON.parse(text);
+      } catch {
+        body = text;
+      }
+    }
+    if (!res.ok) {
+      const err = (typeof body === 'object' && body !== null ? body : null) as Partial<ErrorBody> | null;
+      throw new TagflowApiError(
+        res.status,
+        err?.message ?? (typeof body === 'string' ? body.slice(0, 200) : res.statusText),
+        err,
+        method,
+        path,
+      );
+    }
+    return body as T;
+  }
+}
