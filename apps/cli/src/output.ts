@@ -3,6 +3,9 @@ import { stringify } from 'yaml';
 
 export type Format = 'table' | 'json' | 'yaml';
 
+/** Writes to stdout as it is (no newline added). */
+export const out = (s: string): void => void process.stdout.write(s);
+
 /** Prints `value` for scripts (json, yaml) or as a table of `columns` for people. */
 export function print(
   format: Format,
