@@ -1,7 +1,5 @@
-import { chmod, chown, lstat, mkdir, mkdtemp, rm, rmdir, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import {
   backoffDelay,
   TAGFLOW_VERSION,
@@ -13,23 +11,14 @@ import {
 } from '@tagflow/client';
 import type { WorkerConfig } from '../cli/config.js';
 import type { Logger } from '../cli/logger.js';
-import { ExecutionFailure, ExecutionStop, type ExecutionResult, type ExecutorContext } from '../executors/executor.js';
-import { runProcess } from '../executors/process-runner.js';
+import { ExecutionStop, type ExecutionResult } from '../executors/executor.js';
 import type { ExecutorRegistry } from '../executors/registry.js';
-import { writeTaskFile } from '../executors/task-files.js';
-import type { RunAsPool, RunAsUser } from '../cli/run-as.js';
-import type { AttemptScope, Isolation } from '../executors/isolation.js';
+import type { RunAsPool } from '../cli/run-as.js';
+import type { Isolation } from '../executors/isolation.js';
+import { AttemptRunner } from './attempt-runner.js';
 import { LeaseKeeper } from './lease-keeper.js';
 import { LogStreamer } from './log-streamer.js';
 import { Reporter } from './reporter.js';
-import { taskEnvironment } from './task-env.js';
-
-/** What one attempt holds while it runs: its directory, its user and its scope under --run-as. */
-interface Attempt {
-  dir?: string;
-  user?: RunAsUser;
-  scope?: AttemptScope;
-}
 
 interface Running {
   task: LeasedTask;
@@ -51,6 +40,8 @@ interface Running {
  *   cancel request stops the task (reported CANCELLED), a lost lease stops it unreported.
  * - Output is streamed to the API while the task runs (see LogStreamer); the report
  *   still carries the last 64 KiB.
+ * - Each attempt runs in a directory of its own and, under --run-as, as a user of its own
+ *   kept apart from the others (see AttemptRunner).
  * - stop(): no new polls; running tasks get the grace period, then are stopped and
  *   reported as a retryable WORKER_SHUTDOWN failure so another worker takes them.
  */
@@ -60,10 +51,10 @@ export class Agent {
   private stopping = false;
   private workerId: string | null = null;
   private slotFreed: (() => void) | null = null;
-  private helperDir = '';
   private readonly reporter: Reporter;
   private readonly leases: LeaseKeeper;
   private readonly output: LogStreamer;
+  private readonly attempts: AttemptRunner;
 
   constructor(
     private readonly config: WorkerConfig,
@@ -84,6 +75,7 @@ export class Agent {
       (msg, fields) => this.log('warn', msg, fields),
     );
     this.output = new LogStreamer(client, (msg, fields) => this.log('warn', msg, fields));
+    this.attempts = new AttemptRunner(config, executors, log, this.output, runAs);
   }
 
   get id(): string | null {
@@ -94,7 +86,7 @@ export class Agent {
     // Under --run-as the task's user must reach its own attempt directory inside: it may
     // pass through (x) but not list (r) the worker's directory.
     await privateDir(this.config.workDir, this.runAs ? 0o711 : 0o700);
-    this.helperDir = await this.installHelper();
+    await this.attempts.prepare();
     await this.register();
     let failures = 0;
     while (!this.stopping) {
@@ -250,40 +242,14 @@ export class Agent {
     const timeout = task.timeout_s
       ? setTimeout(() => abort.abort(new ExecutionStop('timeout')), task.timeout_s * 1000)
       : undefined;
-    const user = this.runAs?.users.take();
-    const attempt: Attempt = { user };
+    const attempt = this.attempts.begin();
     let result: ExecutionResult;
     try {
-      attempt.scope = user && (await this.runAs!.isolation.open(user));
-      attempt.dir = await mkdtemp(join(this.config.workDir, `${task.id}-`));
-      if (user) await chown(attempt.dir, user.uid, user.gid);
-      const executor = this.executors.get(task.action.type);
-      if (!executor) {
-        result = {
-          status: 'failure',
-          code: 'UNSUPPORTED_ACTION',
-          retryable: false,
-          message: `this worker has no executor for action type "${task.action.type}" (it knows: ${this.executors.types().join(', ')})`,
-        };
-      } else {
-        result = await executor.run(
-          this.context(task, abort.signal, { ...attempt, dir: attempt.dir }, (p) => (progress = p)),
-        );
-      }
-    } catch (e) {
-      result =
-        e instanceof ExecutionFailure
-          ? { status: 'failure', message: e.message, code: e.code, retryable: e.retryable }
-          : {
-              status: 'failure',
-              message: `executor error: ${(e as Error).message}`,
-              code: 'EXECUTOR_ERROR',
-              retryable: true,
-            };
+      result = await this.attempts.run(task, attempt, abort.signal, (p) => (progress = p));
     } finally {
       this.leases.release(task.lease.token);
       clearTimeout(timeout);
-      await this.endAttempt(attempt);
+      await this.attempts.end(attempt);
     }
 
     const stop = abort.signal.aborted ? (abort.signal.reason as ExecutionStop).why : null;
@@ -319,47 +285,6 @@ export class Agent {
     await this.report(task, result);
   }
 
-  private context(
-    task: LeasedTask,
-    signal: AbortSignal,
-    attempt: Attempt & { dir: string },
-    heartbeat: (progress: unknown) => void,
-  ): ExecutorContext {
-    const { dir, user, scope } = attempt;
-    const env = taskEnvironment(process.env, task, { api: this.config.api, helperDir: this.helperDir, user });
-    return {
-      task,
-      attempt: task.attempt,
-      signal,
-      heartbeat,
-      log: (msg, fields) => this.log('info', msg, { task_id: task.id, ...fields }),
-      workDir: dir,
-      run: (command, args, opts = {}) =>
-        runProcess(command, args, {
-          cwd: opts.cwd ?? dir,
-          env: { ...env, ...opts.env },
-          signal,
-          user,
-          scope,
-          onOutput: (stream, chunk) => this.output.write(task.lease.token, stream, chunk),
-        }),
-      writeFile: (path, data, mode = 0o600) => writeTaskFile(path, data, mode, user),
-    };
-  }
-
-  /**
-   * An attempt is over: every process of it is killed first (its scope: what left the process
-   * group too), then its directory goes; only then may its user run another attempt.
-   */
-  private async endAttempt({ dir, user, scope }: Attempt): Promise<void> {
-    await scope?.killAll();
-    if (dir) await this.removeAttemptDir(dir, user);
-    await scope
-      ?.close()
-      .catch((e: unknown) => this.log('warn', "could not remove an attempt's cgroup", { error: (e as Error).message }));
-    if (user) this.runAs!.users.give(user);
-  }
-
   private async report(task: LeasedTask, result: ExecutionResult): Promise<void> {
     const logs = { stdout: result.stdout, stderr: result.stderr, exit_code: result.exitCode };
     const report: BatchReport =
@@ -383,41 +308,6 @@ export class Agent {
         message: result.message,
       });
     await this.reporter.submit(report);
-  }
-
-  /**
-   * Removes an attempt's directory. Under --run-as it is the task's user's: its content is
-   * removed by that user (root walking a directory a task owns could be sent through a link
-   * swapped in meanwhile), then the empty directory by root.
-   */
-  private async removeAttemptDir(dir: string, user: RunAsUser | undefined): Promise<void> {
-    try {
-      if (!user) {
-        await rm(dir, { recursive: true, force: true });
-        return;
-      }
-      await runProcess('/usr/bin/find', [dir, '-mindepth', '1', '-delete'], {
-        cwd: '/',
-        env: { PATH: '/usr/bin:/bin' },
-        signal: new AbortController().signal,
-        user,
-      });
-      await rmdir(dir);
-    } catch (e) {
-      this.log('warn', 'could not remove an attempt directory', { dir, error: (e as Error).message });
-    }
-  }
-
-  /** A `tagflow-worker` command for tasks' PATH, running this very worker build. */
-  private async installHelper(): Promise<string> {
-    const dir = join(this.config.workDir, 'bin');
-    await mkdir(dir, { recursive: true });
-    await chmod(dir, 0o755); // tasks run it, as another user too
-    const main = fileURLToPath(new URL('../main.js', import.meta.url));
-    await writeFile(join(dir, 'tagflow-worker'), `#!/bin/sh\nexec '${process.execPath}' '${main}' "$@"\n`, {
-      mode: 0o755,
-    });
-    return dir;
   }
 
   private pause(ms: number): Promise<void> {
