@@ -221,9 +221,9 @@ describe(`repositories on ${DATABASE}`, () => {
           reason: 'again',
         }),
       ).toEqual([]); // already set
-      expect(await r.tasks.extendLease(a.id, 'tok-a', now + 60_000, now, { pct: 50 })).toBe(true);
-      expect(await r.tasks.extendLease(a.id, 'other', now + 60_000, now, undefined)).toBe(false);
-      await r.tasks.setResolvedInput(a.id, 'tok-a', { x: 1 });
+      expect(await r.leases.extend(a.id, 'tok-a', now + 60_000, now, { pct: 50 })).toBe(true);
+      expect(await r.leases.extend(a.id, 'other', now + 60_000, now, undefined)).toBe(false);
+      await r.leases.setResolvedInput(a.id, 'tok-a', { x: 1 });
       const [task] = await r.tasks.load([a.id]);
       await r.transitions.each(
         'RUNNING',
@@ -327,7 +327,7 @@ describe(`repositories on ${DATABASE}`, () => {
       { id: p.id, name: 'p', state: 'SKIPPED', output: { n: 1 }, finished_at: expect.any(Number) },
     ]);
     expect(await r.tasks.succeeded(wf.id)).toEqual([]);
-    expect(await r.tasks.leaseHolder(wf.id, 'no-such-lease', now)).toBeNull();
+    expect(await r.leases.holder(wf.id, 'no-such-lease', now)).toBeNull();
     expect([...(await r.data.written(wf.id, ['k', 'z']))]).toEqual(['k']);
     expect(await r.data.keys(wf.id)).toEqual([{ key: 'k', written_at: now, task_id: p.id }]);
     await db.transaction(async (tx) => {
@@ -365,10 +365,10 @@ describe(`repositories on ${DATABASE}`, () => {
       await r.workers.insert(worker);
     });
     const r = db.read();
-    expect((await r.tasks.overdue(now, 1000)).map((t) => t.id)).toContain(late.id);
+    expect((await r.leases.overdue(now, 1000)).map((t) => t.id)).toContain(late.id);
     const page = await r.tasks.readyPage({ ready_at: -1, id: '' }, 1000, now - 5000);
     expect(page.find((t) => t.id === ready.id)).toMatchObject({ attempt: 1, tagset_id: ready.tagset_id, tags: [] });
-    expect((await r.tasks.runningBy([worker.id])).get(worker.id)).toEqual([late.id]);
+    expect((await r.leases.runningBy([worker.id])).get(worker.id)).toEqual([late.id]);
     expect(await db.transaction((tx) => tx.workers.touch(worker.id, 'default', 'key-1', now + 5))).toBe('ok');
     expect(await db.transaction((tx) => tx.workers.touch(worker.id, 'default', 'key-2', now + 5))).toBe('unknown');
     expect(await db.transaction((tx) => tx.workers.touch(worker.id, 'default', null, now + 5))).toBe('unknown');

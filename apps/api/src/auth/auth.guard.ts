@@ -123,7 +123,7 @@ export class AuthGuard implements CanActivate {
       const workflowId = req.params.id;
       const holder =
         leaseTokens && typeof workflowId === 'string'
-          ? await this.db.read().tasks.leaseHolder(workflowId, token, this.db.now())
+          ? await this.db.read().leases.holder(workflowId, token, this.db.now())
           : null;
       if (holder) {
         if (!known && count) await this.limiter.giveBack(this.anonymousBucket(req), this.anonymousRate());

@@ -268,7 +268,7 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
   }
 
   private async expireLeases(): Promise<void> {
-    const rows = await this.db.read().tasks.overdue(this.db.now(), 500);
+    const rows = await this.db.read().leases.overdue(this.db.now(), 500);
     for (const t of rows) {
       await this.leases
         .expire(t.id, t.workflow_id)

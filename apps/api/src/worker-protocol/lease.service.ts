@@ -118,7 +118,7 @@ export class LeaseService {
     const now = this.db.now();
     const expires = now + task.lease_s * 1000;
     const extended = await this.db.transaction(
-      (repos) => repos.tasks.extendLease(task.id, dto.lease_token, expires, now, dto.progress),
+      (repos) => repos.leases.extend(task.id, dto.lease_token, expires, now, dto.progress),
       now,
     );
     if (!extended) throw this.ended(await this.find(taskId, namespace));
@@ -248,7 +248,7 @@ export class LeaseService {
     if (tasks.length === 0) return;
     try {
       await this.db.transaction(async (repos) => {
-        for (const t of tasks) await repos.tasks.setResolvedInput(t.id, t.lease_token!, t.resolved_input!);
+        for (const t of tasks) await repos.leases.setResolvedInput(t.id, t.lease_token!, t.resolved_input!);
       });
     } catch (e) {
       this.logger.event('warn', 'lease', 'could not record the resolved inputs of leased tasks', {

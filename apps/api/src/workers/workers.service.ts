@@ -37,13 +37,13 @@ export class WorkersService {
     const repos = this.db.read();
     const w = await repos.workers.get(id, namespace);
     if (!w) throw notFound('worker', id);
-    return toWorkerResponse(w, (await repos.tasks.runningBy([id])).get(id) ?? []);
+    return toWorkerResponse(w, (await repos.leases.runningBy([id])).get(id) ?? []);
   }
 
   async list(q: PageQuery, namespace: string) {
     const repos = this.db.read();
     const rows = await repos.workers.page(namespace, decodeCursor(q.cursor), q.limit);
-    const running = await repos.tasks.runningBy(rows.map((r) => r.id));
+    const running = await repos.leases.runningBy(rows.map((r) => r.id));
     return pageOf(rows, q.limit, (w) => toWorkerResponse(w, running.get(w.id) ?? []));
   }
 

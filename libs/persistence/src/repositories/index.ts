@@ -6,6 +6,7 @@ import { DependencyRepository } from './dependency.repository.js';
 import { EventRepository } from './event.repository.js';
 import { IdempotencyRepository } from './idempotency.repository.js';
 import { KeyRepository } from './key.repository.js';
+import { LeaseRepository } from './lease.repository.js';
 import { LimitRepository } from './limit.repository.js';
 import { LogRepository } from './log.repository.js';
 import { ScheduleRepository } from './schedule.repository.js';
@@ -21,6 +22,7 @@ export * from './dependency.repository.js';
 export * from './event.repository.js';
 export * from './idempotency.repository.js';
 export * from './key.repository.js';
+export * from './lease.repository.js';
 export * from './limit.repository.js';
 export * from './log.repository.js';
 export * from './schedule.repository.js';
@@ -35,6 +37,7 @@ export * from './workflow.repository.js';
  */
 export class Repositories {
   readonly tasks: TaskRepository;
+  readonly leases: LeaseRepository;
   readonly deps: DependencyRepository;
   readonly transitions: TransitionRepository;
   readonly workflows: WorkflowRepository;
@@ -59,6 +62,7 @@ export class Repositories {
   ) {
     this.now = now;
     this.tasks = new TaskRepository(em);
+    this.leases = new LeaseRepository(em);
     this.deps = new DependencyRepository(em);
     this.transitions = new TransitionRepository(em, () => this.now);
     this.workflows = new WorkflowRepository(em);

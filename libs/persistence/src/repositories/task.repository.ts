@@ -1,7 +1,6 @@
 import type { EntityManager } from 'typeorm';
 import { failsWorkflow, type DependencyView, type GraphTask, type TaskState } from '@tagflow/domain';
 import { TaskEntity } from '../entities/task.entity.js';
-import type { JsonObject } from '../entities/columns.js';
 import { inChunks, insertRows, sql } from '../dialect.js';
 import { hydrate, persisted } from '../rows.js';
 import { rowById } from './pages.js';
@@ -16,7 +15,8 @@ export interface TaskPageQuery {
 /**
  * The task table. Every statement names what it takes and returns; rows come back as
  * entities (JSON, booleans and times as the entity declares them). State and flag
- * changes are not here: they go through TransitionRepository.
+ * changes are not here: they go through TransitionRepository; nor are the leases of
+ * RUNNING tasks: LeaseRepository.
  */
 export class TaskRepository {
   constructor(private readonly em: EntityManager) {}
@@ -266,22 +266,6 @@ export class TaskRepository {
     return rows.map((r) => hydrate(this.em, TaskEntity, r));
   }
 
-  /** Takes: a workflow id, a lease token and the clock. Returns: id, name and produced keys of the RUNNING task whose lease that is and is not over, or null. */
-  async leaseHolder(
-    workflowId: string,
-    token: string,
-    now: number,
-  ): Promise<{ id: string; name: string; namespace: string; produces: string[] } | null> {
-    const { rows } = await sql(
-      this.em,
-      `SELECT id, name, namespace, produces FROM task WHERE workflow_id = :wf AND lease_token = :token AND state = 'RUNNING' AND lease_expires_at >= :now`,
-      { wf: workflowId, token, now },
-    );
-    if (!rows[0]) return null;
-    const t = hydrate(this.em, TaskEntity, rows[0]);
-    return { id: t.id, name: t.name, namespace: t.namespace, produces: t.produces };
-  }
-
   /** Takes: a workflow id and task names. Returns: name, state and output of each (input references read them). */
   async outputs(
     workflowId: string,
@@ -322,35 +306,6 @@ export class TaskRepository {
     await sql(this.em, `UPDATE task SET ${sets.join(', ')} WHERE id = :id`, { ...params, id });
   }
 
-  /**
-   * Takes: a task id, its lease token, the new expiry and progress (undefined: unchanged).
-   * Writes the heartbeat while that lease is the RUNNING task's. Returns: whether it was.
-   */
-  async extendLease(id: string, token: string, expiresAt: number, now: number, progress: unknown): Promise<boolean> {
-    const withProgress = progress === undefined ? '' : ', progress = :progress';
-    const { affected } = await sql(
-      this.em,
-      `UPDATE task SET lease_expires_at = :exp, updated_at = :now${withProgress} WHERE id = :id AND state = 'RUNNING' AND lease_token = :token`,
-      {
-        exp: expiresAt,
-        now,
-        id,
-        token,
-        progress: progress === undefined ? undefined : persisted(this.em, TaskEntity, 'progress', progress),
-      },
-    );
-    return affected > 0;
-  }
-
-  /** Takes: a task id, its lease token and the input its worker received. Writes it as that attempt's resolved input (not once the lease moved on). */
-  async setResolvedInput(id: string, token: string, input: JsonObject): Promise<void> {
-    await sql(this.em, 'UPDATE task SET resolved_input = :v WHERE id = :id AND lease_token = :token', {
-      id,
-      token,
-      v: persisted(this.em, TaskEntity, 'resolved_input', input),
-    });
-  }
-
   /** Takes: a task id. Deletes the task row (its events, tags and dependencies: their repositories). */
   async delete(id: string): Promise<void> {
     await sql(this.em, 'DELETE FROM task WHERE id = :id', { id });
@@ -381,16 +336,6 @@ export class TaskRepository {
     if (ids.length > 0) await sql(this.em, 'UPDATE task SET wake_at = NULL WHERE id IN (:ids)', { ids: [...ids] });
   }
 
-  /** Takes: the clock and a bound. Returns: RUNNING tasks whose lease or run time is over, up to `limit`. */
-  async overdue(now: number, limit: number): Promise<Pick<TaskEntity, 'id' | 'workflow_id'>[]> {
-    const { rows } = await sql(
-      this.em,
-      `SELECT id, workflow_id FROM task WHERE state = 'RUNNING' AND (lease_expires_at < :now OR deadline_at < :now) LIMIT :lim`,
-      { now, lim: limit },
-    );
-    return rows.map((r) => ({ id: r.id as string, workflow_id: r.workflow_id as string }));
-  }
-
   /**
    * Takes: a keyset position, a bound, and optionally a time: only tasks READY since before it.
    * Returns: READY tasks of RUNNING workflows after that position, by ready_at then id (to
@@ -411,22 +356,6 @@ export class TaskRepository {
       { ra: after.ready_at, id: after.id, old: readyBefore, lim: limit },
     );
     return rows.map((r) => hydrate(this.em, TaskEntity, r));
-  }
-
-  /** Takes: worker ids. Returns: the ids of the tasks each is running. */
-  async runningBy(workerIds: readonly string[]): Promise<Map<string, string[]>> {
-    const map = new Map<string, string[]>();
-    if (workerIds.length === 0) return map;
-    const { rows } = await sql(
-      this.em,
-      `SELECT id, worker_id FROM task WHERE worker_id IN (:ids) AND state = 'RUNNING' ORDER BY id`,
-      { ids: workerIds },
-    );
-    for (const r of rows) {
-      const w = r.worker_id as string;
-      (map.get(w) ?? map.set(w, []).get(w)!).push(r.id as string);
-    }
-    return map;
   }
 
   /** Takes: workflow ids. Returns: per workflow, how many of its tasks are in each state. */
