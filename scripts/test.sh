@@ -40,7 +40,7 @@ match=()
 # suites that act on the whole machine (killing every process of a user), run alone after
 # the others.
 DB_FREE='test/(ui|worker|worker-isolation|cli|client|examples|queue)\.e2e'
-PG_ONLY='test/(replicas|postgres-restart|redis-failover)\.e2e'
+PG_ONLY='test/(replicas|startup|postgres-restart|redis-failover)\.e2e'
 ALONE='test/worker-isolation\.e2e'
 
 if has unit "${kinds[@]}"; then

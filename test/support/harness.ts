@@ -64,27 +64,31 @@ export function shortId(): string {
 /**
  * A new database of the kind under test, with no data. `npm test` migrates one database of
  * each kind at its start (TEST_SQLITE_TEMPLATE, TEST_PG_TEMPLATE) and each new one is a copy,
- * so migrations run once a run; without those, the API migrates an empty one as it starts.
+ * so migrations run once a run; without those, or with `migrated: false`, it is empty and the
+ * API migrates it as it starts. Under `npm test -- --pgbouncer` PostgreSQL databases are made
+ * through the server itself (TEST_PG_DIRECT_URL: PgBouncer cannot run CREATE DATABASE for its
+ * clients) and the URL returned goes through the bouncer (TEST_PG_URL).
  */
-export async function freshDatabaseUrl(): Promise<string> {
+export async function freshDatabaseUrl(opts: { migrated?: boolean } = {}): Promise<string> {
   const id = shortId();
+  const migrated = opts.migrated ?? true;
   if (DATABASE === 'sqlite') {
     mkdirSync(join(WORK, 'sqlite'), { recursive: true });
     const file = join(WORK, 'sqlite', `${id}.db`);
-    if (process.env.TEST_SQLITE_TEMPLATE) copyFileSync(process.env.TEST_SQLITE_TEMPLATE, file);
+    if (migrated && process.env.TEST_SQLITE_TEMPLATE) copyFileSync(process.env.TEST_SQLITE_TEMPLATE, file);
     return `sqlite:${file}`;
   }
-  const admin = process.env.TEST_PG_URL;
-  if (!admin) throw new Error('TEST_PG_URL is not set: run the suites through `npm test`');
-  const client = new pg.Client({ connectionString: admin });
+  const served = process.env.TEST_PG_URL;
+  if (!served) throw new Error('TEST_PG_URL is not set: run the suites through `npm test`');
+  const client = new pg.Client({ connectionString: process.env.TEST_PG_DIRECT_URL ?? served });
   await client.connect();
   try {
-    const template = process.env.TEST_PG_TEMPLATE;
+    const template = migrated ? process.env.TEST_PG_TEMPLATE : undefined;
     await client.query(`CREATE DATABASE tf_${id}${template ? ` TEMPLATE ${template}` : ''}`);
   } finally {
     await client.end();
   }
-  const url = new URL(admin);
+  const url = new URL(served);
   url.pathname = `/tf_${id}`;
   return url.toString();
 }

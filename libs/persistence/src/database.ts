@@ -1,6 +1,7 @@
 import type { DataSource } from 'typeorm';
 import type { DatabaseKind } from './data-source.js';
 import { kindOf } from './dialect.js';
+import { migrateUnderLock } from './migrate.js';
 import { Repositories } from './repositories/index.js';
 
 /**
@@ -18,9 +19,11 @@ export class Database {
     this.kind = kindOf(dataSource.manager);
   }
 
+  /** Connects and brings the schema up to date (on PostgreSQL one replica at a time: migrate.ts). */
   async initialize(): Promise<void> {
     await this.dataSource.initialize();
-    await this.dataSource.runMigrations({ transaction: 'each' });
+    if (this.kind === 'postgres') await migrateUnderLock(this.dataSource);
+    else await this.dataSource.runMigrations({ transaction: 'each' });
     await this.syncClock();
   }
 
