@@ -8,16 +8,19 @@
 #   npm test -- dataflow flow              only the suites whose path matches (unit and e2e)
 #   npm test -- --unit | --e2e             one kind only
 #   npm test -- --workers 1                e2e suites one at a time (default: E2E_WORKERS or 3)
+#   npm test -- --pgbouncer api control    e2e suites on PostgreSQL through PgBouncer (transaction
+#                                          pooling); without names, the core set below
 #
 # Builds first when the sources are newer than dist/ (TAGFLOW_BUILT=1: the caller just built).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/services.sh
 
-usage() { sed -n '5,10p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '5,12p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 dbs=(sqlite postgres)
 kinds=(unit e2e)
 workers="${E2E_WORKERS:-3}"
+pgbouncer=0
 patterns=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -26,11 +29,13 @@ while [ $# -gt 0 ]; do
     --unit) kinds=(unit); shift ;;
     --e2e) kinds=(e2e); shift ;;
     --workers) [ $# -ge 2 ] || usage; workers="$2"; shift 2 ;;
+    --pgbouncer) pgbouncer=1; shift ;;
     -h|--help) usage ;;
     -*) echo "tagflow: unknown option $1" >&2; usage ;;
     *) patterns+=("$1"); shift ;;
   esac
 done
+if [ $pgbouncer = 1 ]; then dbs=(postgres); kinds=(e2e); fi
 has() { local x; for x in "${@:2}"; do [ "$x" = "$1" ] && return 0; done; return 1; }
 match=()
 [ ${#patterns[@]} -gt 0 ] && match=(--testPathPatterns "${patterns[@]}")
@@ -40,8 +45,17 @@ match=()
 # suites that act on the whole machine (killing every process of a user), run alone after
 # the others.
 DB_FREE='test/(ui|worker|worker-isolation|cli|client|examples|queue)\.e2e'
-PG_ONLY='test/(replicas|startup|postgres-restart|redis-failover)\.e2e'
+PG_ONLY='test/(replicas|startup|pooling|postgres-restart|redis-failover)\.e2e'
 ALONE='test/worker-isolation\.e2e'
+# Suites run again on PostgreSQL through PgBouncer in transaction pooling mode by a full run
+# (and by --pgbouncer without names): what shared deployments put between the API and the
+# database must not break it (no session state, no startup parameters it refuses). The engine's
+# quicker suites, replicas migrating together, and the pooling checks; flow and settle pass
+# through it too but take minutes (npm test -- --pgbouncer flow settle).
+PGBOUNCER_CORE='test/(api|dataflow|failures|control|dispatch|startup|pooling)\.e2e'
+# A full run: every suite on each database, then the core set through PgBouncer.
+full=0
+if [ ${#patterns[@]} -eq 0 ] && [ $pgbouncer = 0 ] && has e2e "${kinds[@]}" && has postgres "${dbs[@]}"; then full=1; fi
 
 if has unit "${kinds[@]}"; then
   npm run test:unit -- ${match[@]+"${match[@]}"} --passWithNoTests
@@ -51,6 +65,7 @@ has e2e "${kinds[@]}" || exit 0
 [ -d node_modules ] || { note "installing npm dependencies"; npm install --no-audit --no-fund; }
 ensure_redis_binary
 has postgres "${dbs[@]}" && ensure_postgres_binary
+if [ $pgbouncer = 1 ] || [ $full = 1 ]; then ensure_pgbouncer_binary; fi
 if [ ${#patterns[@]} -eq 0 ] || printf '%s\n' "${patterns[@]}" | grep -qi 'ui'; then ensure_chromium_binary; fi
 
 if [ "${TAGFLOW_BUILT:-}" != 1 ]; then
@@ -61,7 +76,7 @@ if [ "${TAGFLOW_BUILT:-}" != 1 ]; then
 fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tagflow-test.XXXXXX")
-cleanup() { stop_redis "$WORK/redis"; stop_postgres "$WORK/pg"; rm -rf "$WORK"; }
+cleanup() { stop_pgbouncer "$WORK/pgbouncer"; stop_redis "$WORK/redis"; stop_postgres "$WORK/pg"; rm -rf "$WORK"; }
 trap cleanup EXIT
 [ "$(id -u)" = 0 ] && chmod 755 "$WORK"
 
@@ -93,6 +108,23 @@ alone_selected() {
   return 1
 }
 
+# Points the suites at a PgBouncer in front of the run's PostgreSQL; the harness still makes
+# each suite's database on the server itself (TEST_PG_DIRECT_URL).
+use_pgbouncer() {
+  TEST_PG_DIRECT_URL=$TEST_PG_URL
+  TEST_PG_URL=$(start_pgbouncer "$WORK/pgbouncer" "$TEST_PG_DIRECT_URL")
+  export TEST_PG_URL TEST_PG_DIRECT_URL
+  note "pgbouncer (transaction pooling) at $TEST_PG_URL"
+}
+
+if [ $pgbouncer = 1 ]; then
+  use_pgbouncer
+  [ ${#patterns[@]} -gt 0 ] || match=(--testPathPatterns "$PGBOUNCER_CORE")
+  TEST_DATABASE=postgres npm run test:e2e -- --maxWorkers="$workers" "${match[@]}" \
+    --testPathIgnorePatterns "$DB_FREE" "$ALONE" --passWithNoTests
+  exit 0
+fi
+
 first=1
 for db in "${dbs[@]}"; do
   ignore=()
@@ -105,3 +137,8 @@ for db in "${dbs[@]}"; do
   fi
   first=0
 done
+
+if [ $full = 1 ]; then
+  use_pgbouncer
+  TEST_DATABASE=postgres npm run test:e2e -- --maxWorkers="$workers" --testPathPatterns "$PGBOUNCER_CORE"
+fi

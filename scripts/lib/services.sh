@@ -169,3 +169,54 @@ stop_redis_nodes() {
   for f in "$1"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
   return 0
 }
+
+ensure_pgbouncer_binary() {
+  [ -x /usr/sbin/pgbouncer ] || command -v pgbouncer >/dev/null 2>&1 || apt_install "PgBouncer" pgbouncer
+  [ -x /usr/sbin/pgbouncer ] || command -v pgbouncer >/dev/null 2>&1 || die "pgbouncer still not found"
+}
+
+# start_pgbouncer DIR POSTGRES_URL -> prints a postgres:// URL through a PgBouncer in front of
+# the cluster at POSTGRES_URL (start_postgres's: trust auth, loopback), in transaction pooling
+# mode, as shared deployments run it: any database name is passed through, the same user.
+start_pgbouncer() {
+  local dir="$1" target="$2" port bin hostport user
+  port=$(free_port)
+  bin=/usr/sbin/pgbouncer
+  [ -x "$bin" ] || bin=$(command -v pgbouncer)
+  hostport=${target#*@}; hostport=${hostport%%/*}
+  user=${target#postgres://}; user=${user%%@*}
+  mkdir -p "$dir"
+  printf '"%s" ""\n' "$user" >"$dir/users.txt"
+  # No ignore_startup_parameters: a client that sends one PgBouncer refuses must fail here too.
+  cat >"$dir/pgbouncer.ini" <<INI
+[databases]
+* = host=${hostport%:*} port=${hostport##*:}
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $port
+unix_socket_dir =
+auth_type = trust
+auth_file = $dir/users.txt
+pool_mode = transaction
+max_client_conn = 1000
+default_pool_size = 20
+server_idle_timeout = 10
+logfile = $dir/pgbouncer.log
+pidfile = $dir/pgbouncer.pid
+INI
+  # PgBouncer refuses to run as root: as the server's user then, like PostgreSQL.
+  [ "$(id -u)" = 0 ] && chown -R postgres:postgres "$dir"
+  as_pg "$bin" -d "$dir/pgbouncer.ini" >/dev/null 2>&1 || die "PgBouncer did not start (see $dir/pgbouncer.log)"
+  local i
+  for i in $(seq 1 50); do
+    "$(pg_bindir)/pg_isready" -q -h 127.0.0.1 -p "$port" && { echo "postgres://$user@127.0.0.1:$port/postgres"; return 0; }
+    sleep 0.1
+  done
+  die "PgBouncer did not answer on port $port (see $dir/pgbouncer.log)"
+}
+
+stop_pgbouncer() {
+  local dir="$1"
+  [ -f "$dir/pgbouncer.pid" ] && kill "$(cat "$dir/pgbouncer.pid")" 2>/dev/null || true
+}

@@ -90,6 +90,23 @@ export function parseDatabaseUrl(url: string): { kind: DatabaseKind; target: str
   throw new Error(`DATABASE_URL must start with sqlite: or postgres:// (got "${url.split(':')[0]}:...")`);
 }
 
+/**
+ * Bounded waits on PostgreSQL, so a database that is away, locked or slow answers a request
+ * with an error (503) in seconds instead of holding it: a statement, a lock, and a
+ * transaction left idle by a client that went away. Set at the start of each transaction
+ * (Database.transaction) with SET LOCAL: they end with it, so nothing depends on the session a
+ * connection pooler hands out next.
+ */
+export const PG_TRANSACTION_LIMITS =
+  'SET LOCAL statement_timeout = 30000; SET LOCAL lock_timeout = 10000; SET LOCAL idle_in_transaction_session_timeout = 60000';
+
+/**
+ * How long node-postgres waits for any answer before it gives up on the statement (it does
+ * not stop the server's work): the bound for statements outside a transaction, and a backstop
+ * a little past the statement_timeout that ends those inside one on the server.
+ */
+export const PG_QUERY_TIMEOUT_MS = 35_000;
+
 /** The one DataSource definition, used by the API and by the migration CLI alike. */
 export function createDataSource(url: string): DataSource {
   const { kind, target } = parseDatabaseUrl(url);
@@ -118,20 +135,14 @@ export function createDataSource(url: string): DataSource {
       },
     };
   } else {
-    // Bounded waits, so a database that is away, locked or slow answers a request with an
-    // error (503) in seconds instead of holding it: connecting, a lock, a statement, and a
-    // transaction left idle by a client that went away.
     options = {
       ...common,
       type: 'postgres',
       url: target,
-      extra: {
-        max: 20,
-        connectionTimeoutMillis: 5000,
-        lock_timeout: 10_000,
-        statement_timeout: 30_000,
-        idle_in_transaction_session_timeout: 60_000,
-      },
+      // No statement_timeout & co. here: node-postgres would send them as startup parameters,
+      // which PgBouncer in transaction mode refuses. Transactions set them for themselves
+      // (PG_TRANSACTION_LIMITS); statements outside one are bounded by the client.
+      extra: { max: 20, connectionTimeoutMillis: 5000, query_timeout: PG_QUERY_TIMEOUT_MS },
     };
   }
   return new DataSource(options);

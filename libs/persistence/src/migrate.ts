@@ -1,4 +1,4 @@
-import { MigrationExecutor, type DataSource, type Migration } from 'typeorm';
+import { DataSource, MigrationExecutor, type Migration } from 'typeorm';
 
 /**
  * The key of the advisory lock migrations run under: "tagflow" in ASCII, as a 64-bit
@@ -14,15 +14,22 @@ export const MIGRATION_LOCK_KEY = '32758194026344311';
  * holds through PgBouncer in transaction mode and ends with the transaction however that
  * ends (a replica that dies while migrating rolls back and releases it).
  *
- * Takes: an initialized DataSource. Returns: the migrations this call ran (none when
- * another replica had run them).
+ * It runs on a connection of its own, without the client-side query timeout of the API's
+ * pool (data-source.ts): a replica waits for the lock as long as the migration takes.
+ *
+ * Takes: the API's DataSource (its options). Returns: the migrations this call ran (none
+ * when another replica had run them).
  */
-export async function migrateUnderLock(dataSource: DataSource): Promise<Migration[]> {
+export async function migrateUnderLock(main: DataSource): Promise<Migration[]> {
+  if (main.options.type !== 'postgres') throw new Error('migrateUnderLock is for PostgreSQL');
+  const extra: Record<string, unknown> = { ...(main.options.extra as Record<string, unknown>), max: 1 };
+  delete extra.query_timeout;
+  const dataSource = new DataSource({ ...main.options, extra });
+  await dataSource.initialize();
   const runner = dataSource.createQueryRunner();
   try {
     await runner.startTransaction();
-    // Waiting replicas wait as long as the migration takes, and a migration that rewrites a
-    // large table is not cut off half-way: no timeout but the server's own for this transaction.
+    // Nor is a migration that rewrites a large table cut off half-way by a server-side bound.
     await runner.query('SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0');
     await runner.query(`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`);
     const executor = new MigrationExecutor(dataSource, runner);
@@ -35,5 +42,6 @@ export async function migrateUnderLock(dataSource: DataSource): Promise<Migratio
     throw e;
   } finally {
     await runner.release();
+    await dataSource.destroy();
   }
 }
