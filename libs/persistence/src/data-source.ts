@@ -34,6 +34,7 @@ import { Callbacks1700000000020 } from './migrations/1700000000020-callbacks.js'
 import { SettleCursor1700000000021 } from './migrations/1700000000021-settle-cursor.js';
 import { WorkflowRunTags1700000000022 } from './migrations/1700000000022-workflow-run-tags.js';
 import { ScheduleOwner1700000000023 } from './migrations/1700000000023-schedule-owner.js';
+import { WideIds1700000000024 } from './migrations/1700000000024-wide-ids.js';
 import { TaskLogEntity } from './entities/task-log.entity.js';
 import { AuditEntity } from './entities/audit.entity.js';
 import { ApiKeyEntity } from './entities/api-key.entity.js';
@@ -79,6 +80,7 @@ export const MIGRATIONS = [
   SettleCursor1700000000021,
   WorkflowRunTags1700000000022,
   ScheduleOwner1700000000023,
+  WideIds1700000000024,
 ];
 
 export type DatabaseKind = 'sqlite' | 'postgres';

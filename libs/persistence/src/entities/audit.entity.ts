@@ -1,5 +1,5 @@
-import { Column, Entity, PrimaryGeneratedColumn } from 'typeorm';
-import { MsColumn } from './columns.js';
+import { Column, Entity } from 'typeorm';
+import { IdColumn, MsColumn } from './columns.js';
 
 /** Who made a workflow or a task: the key, by id and by name (null in the local open mode). */
 export interface CreatedBy {
@@ -10,7 +10,7 @@ export interface CreatedBy {
 /** One state-changing request: who, what, when, how it ended, on what. */
 @Entity('audit')
 export class AuditEntity {
-  @PrimaryGeneratedColumn('increment')
+  @IdColumn()
   id: number;
 
   @MsColumn({ nullable: false })

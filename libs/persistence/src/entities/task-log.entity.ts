@@ -1,12 +1,12 @@
-import { Column, Entity, PrimaryGeneratedColumn } from 'typeorm';
-import { MsColumn } from './columns.js';
+import { Column, Entity } from 'typeorm';
+import { IdColumn, MsColumn } from './columns.js';
 
 export type LogStreamName = 'stdout' | 'stderr';
 
 /** A piece of an attempt's live output, as a worker appended it. Its id orders an attempt's pieces of both streams. */
 @Entity('task_log')
 export class TaskLogEntity {
-  @PrimaryGeneratedColumn('increment')
+  @IdColumn()
   id: number;
 
   @Column({ type: 'varchar', length: 36 })

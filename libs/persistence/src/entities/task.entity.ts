@@ -1,6 +1,6 @@
-import { Column, Entity, PrimaryColumn, PrimaryGeneratedColumn } from 'typeorm';
+import { Column, Entity, PrimaryColumn } from 'typeorm';
 import type { RetryPolicy, TaskState } from '@tagflow/domain';
-import { JsonColumn, MsColumn, type Json, type JsonObject } from './columns.js';
+import { IdColumn, JsonColumn, MsColumn, type Json, type JsonObject } from './columns.js';
 import type { CreatedBy } from './audit.entity.js';
 import type { CallbackTarget } from './workflow.entity.js';
 
@@ -224,7 +224,7 @@ export class ReservedNameEntity {
 /** Every task state transition, with its time. */
 @Entity('task_event')
 export class TaskEventEntity {
-  @PrimaryGeneratedColumn('increment')
+  @IdColumn()
   id: number;
 
   @Column({ type: 'varchar', length: 36 })

@@ -1,6 +1,6 @@
-import { Column, Entity, PrimaryColumn, PrimaryGeneratedColumn } from 'typeorm';
+import { Column, Entity, PrimaryColumn } from 'typeorm';
 import type { WorkflowState } from '@tagflow/domain';
-import { JsonColumn, MsColumn, type JsonObject } from './columns.js';
+import { IdColumn, JsonColumn, MsColumn, type JsonObject } from './columns.js';
 import type { CreatedBy } from './audit.entity.js';
 
 export type OnFailure = 'fail' | 'continue' | 'rollback';
@@ -92,7 +92,7 @@ export class WorkflowTagEntity {
 /** Every change of a workflow's state or flags, with its time. */
 @Entity('workflow_event')
 export class WorkflowEventEntity {
-  @PrimaryGeneratedColumn('increment')
+  @IdColumn()
   id: number;
 
   @Column({ type: 'varchar', length: 36 })
