@@ -256,7 +256,7 @@ describe('the worker agent under stress', () => {
 
   it('does not let a task that stops its worker go round the fleet for ever', async () => {
     // The task signals the worker running it, which hands it back as it stops. A
-    // supervisor restarts each worker that exits non-zero (systemd's Restart=on-failure).
+    // supervisor brings back each worker that exits (the systemd unit of docs/workers.md: Restart=always).
     const t = `fleet-${uniq()}`;
     const wf = await api.createWorkflow(
       workflow({
