@@ -3,13 +3,13 @@
 # Redis and real databases (SQLite, then PostgreSQL). Starts its own private Redis and
 # PostgreSQL on free loopback ports and stops them afterwards.
 #
-#   npm test                               everything
+#   npm test                               everything, then the core suites again through PgBouncer
 #   npm test -- --db sqlite                the e2e suites on one database (sqlite or postgres)
 #   npm test -- dataflow flow              only the suites whose path matches (unit and e2e)
 #   npm test -- --unit | --e2e             one kind only
 #   npm test -- --workers 1                e2e suites one at a time (default: E2E_WORKERS or 3)
 #   npm test -- --pgbouncer api control    e2e suites on PostgreSQL through PgBouncer (transaction
-#                                          pooling); without names, the core set below
+#                                          pooling); without names, the core set (PGBOUNCER_CORE)
 #
 # Builds first when the sources are newer than dist/ (TAGFLOW_BUILT=1: the caller just built).
 set -euo pipefail
