@@ -50,6 +50,8 @@ export function track<T extends ChildProcess>(child: T): T {
   return child;
 }
 const WORK = process.env.TEST_WORK_DIR ?? join(tmpdir(), 'tagflow-e2e');
+/** The longest any request of a suite may take to be answered in full (the longest wait asked is 30 s). */
+const REQUEST_WITHIN_MS = 45_000;
 
 export function redisUrl(): string {
   const url = process.env.TEST_REDIS_URL;
@@ -181,12 +183,21 @@ export class Api {
     body?: unknown,
     headers: Record<string, string> = {},
   ): Promise<HttpResult<T>> {
-    const res = await fetch(this.url + path, {
-      method,
-      headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
-      body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+    // Bounded, so an answer that never ends (a stream let in by mistake) fails naming the route.
+    const signal = AbortSignal.timeout(REQUEST_WITHIN_MS);
+    const answered = async () => {
+      const res = await fetch(this.url + path, {
+        method,
+        headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
+        body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+        signal,
+      });
+      return { res, text: await res.text() };
+    };
+    const { res, text } = await answered().catch((e: unknown) => {
+      if (!signal.aborted) throw e;
+      throw new Error(`${method} ${path} was not answered in full within ${REQUEST_WITHIN_MS} ms`);
     });
-    const text = await res.text();
     let parsed: unknown = text;
     try {
       parsed = text ? JSON.parse(text) : null;

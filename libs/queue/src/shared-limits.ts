@@ -138,14 +138,26 @@ export class SharedLimits {
     await this.run(REFUND, [this.key(`rate:${credential}`)], [burst]);
   }
 
-  /** Counts one more of `what` for `credential` when fewer than `max` are counted on all replicas. Returns: whether it was. */
+  /**
+   * Counts one more of `what` for `credential` when fewer than `max` are counted on all
+   * replicas. Returns: whether it was. When Redis answers after the deadline (the caller
+   * has then decided on its own share), a count it took is given back, so none leaks.
+   */
   async acquire(what: string, credential: string, max: number): Promise<boolean> {
-    const counted = await this.run(
+    const answer = this.evaluate(
       ACQUIRE,
       [this.key(`${what}:${credential}`), this.key('replicas')],
       [this.replica, max],
     );
-    return Number(counted) === 1;
+    try {
+      return Number(await this.withinDeadline(answer)) === 1;
+    } catch (e) {
+      answer.then(
+        (counted) => Number(counted) === 1 && void this.release(what, credential).catch(() => undefined),
+        () => undefined,
+      );
+      throw e;
+    }
   }
 
   async release(what: string, credential: string): Promise<void> {
@@ -188,21 +200,34 @@ export class SharedLimits {
   }
 
   /**
-   * Runs a script by its digest, sending its text only when Redis does not know it yet.
-   * Rejects when Redis is not connected or has not answered within ANSWER_WITHIN_MS (a
-   * frozen Redis must not hold every request: the callers fall back to local limits).
+   * Runs a script within ANSWER_WITHIN_MS. Rejects when Redis is not connected or has not
+   * answered by then (a frozen Redis must not hold every request: the callers fall back to
+   * local limits).
    */
   private run(script: string, keys: string[], args: (string | number)[]): Promise<unknown> {
+    return this.withinDeadline(this.evaluate(script, keys, args));
+  }
+
+  /** Runs a script by its digest, sending its text only when Redis does not know it yet. */
+  private evaluate(script: string, keys: string[], args: (string | number)[]): Promise<unknown> {
     if (!this.redis.ready) return Promise.reject(new Error('Redis is not connected'));
     const sha = createHash('sha1').update(script).digest('hex');
-    const answer = this.redis.command.evalsha(sha, keys.length, ...keys, ...args).catch((e: unknown) => {
+    return this.redis.command.evalsha(sha, keys.length, ...keys, ...args).catch((e: unknown) => {
       if (!(e instanceof Error) || !e.message.startsWith('NOSCRIPT')) throw e;
       return this.redis.command.eval(script, keys.length, ...keys, ...args);
     });
+  }
+
+  /**
+   * `answer`, or a rejection once ANSWER_WITHIN_MS have passed. The rejection waits for the
+   * rest of that turn of the event loop (setImmediate runs after pending I/O is read): a
+   * process too busy to run its timers on time has often got the answer meanwhile.
+   */
+  private withinDeadline<T>(answer: Promise<T>): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<never>((_, reject) => {
       timer = setTimeout(
-        () => reject(new Error(`Redis did not answer within ${ANSWER_WITHIN_MS} ms`)),
+        () => setImmediate(() => reject(new Error(`Redis did not answer within ${ANSWER_WITHIN_MS} ms`))),
         ANSWER_WITHIN_MS,
       );
     });

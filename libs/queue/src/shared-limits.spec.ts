@@ -1,0 +1,61 @@
+import { describe, expect, it } from '@jest/globals';
+import { spawn } from 'node:child_process';
+import type { RedisConnections } from './redis.js';
+import { SharedLimits } from './shared-limits.js';
+
+/** A Redis that answers every script after `delayMs` with `answer`, recording the scripts' keys. */
+function slowRedis(delayMs: number, answer: number) {
+  const calls: string[] = [];
+  const command = {
+    evalsha: (_sha: string, _n: number, key: string) => {
+      calls.push(key);
+      return new Promise((resolve) => setTimeout(() => resolve(answer), delayMs));
+    },
+  };
+  const redis = { ready: true, command, key: (name: string) => `tf:${name}` } as unknown as RedisConnections;
+  return { redis, calls };
+}
+
+describe('SharedLimits, when Redis answers late', () => {
+  it('gives back a count that Redis took after the caller had stopped waiting', async () => {
+    const { redis, calls } = slowRedis(700, 1);
+    const limits = new SharedLimits(redis);
+    await expect(limits.acquire('streams', 'key-1', 3)).rejects.toThrow('did not answer within 500 ms');
+    // The acquire's own script, then (once its late answer arrives) the release.
+    const deadline = Date.now() + 5_000;
+    while (calls.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(calls).toEqual(['tf:{limits}:streams:key-1', 'tf:{limits}:streams:key-1']);
+  });
+
+  it('gives nothing back when the late answer took no count', async () => {
+    const { redis, calls } = slowRedis(600, 0);
+    const limits = new SharedLimits(redis);
+    await expect(limits.acquire('streams', 'key-1', 3)).rejects.toThrow('did not answer within 500 ms');
+    await new Promise((r) => setTimeout(r, 300)); // past the late answer (600 ms)
+    expect(calls).toEqual(['tf:{limits}:streams:key-1']);
+  });
+
+  it('takes an answer that arrived while the process was too busy to run its timers', async () => {
+    // The answer comes from another process over a pipe (I/O, read in the poll phase), 200 ms in.
+    const child = spawn(process.execPath, ['-e', 'setTimeout(() => process.stdout.write("1"), 200)']);
+    const answer = new Promise((resolve) => child.stdout.once('data', (d) => resolve(Number(String(d)))));
+    const redis = {
+      ready: true,
+      command: { evalsha: () => answer },
+      key: (k: string) => k,
+    } as unknown as RedisConnections;
+    // Started from the check phase, so the next turn of the event loop runs timers before reading I/O.
+    const { acquired } = await new Promise<{ acquired: Promise<boolean> }>((started) =>
+      setImmediate(() => {
+        const acquired = new SharedLimits(redis).acquire('streams', 'key-1', 3);
+        // Busy past both the answer and the deadline (500 ms): both are due in the same turn.
+        const until = Date.now() + 1_000;
+        while (Date.now() < until) {
+          // a process too busy to run its timers on time
+        }
+        started({ acquired });
+      }),
+    );
+    await expect(acquired).resolves.toBe(true);
+  });
+});
