@@ -45,7 +45,7 @@ match=()
 # suites that act on the whole machine (killing every process of a user), run alone after
 # the others.
 DB_FREE='test/(ui|worker|worker-isolation|cli|client|examples|queue)\.e2e'
-PG_ONLY='test/(replicas|startup|pooling|postgres-restart|redis-failover)\.e2e'
+PG_ONLY='test/(replicas|scale-out|startup|pooling|postgres-restart|redis-failover)\.e2e'
 ALONE='test/worker-isolation\.e2e'
 # Suites run again on PostgreSQL through PgBouncer in transaction pooling mode by a full run
 # (and by --pgbouncer without names): what shared deployments put between the API and the

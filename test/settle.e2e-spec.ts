@@ -17,7 +17,7 @@ describe('large releases continued in steps', () => {
     await Promise.all(apis.map((a) => a.stop()));
   });
 
-  /** One API, or on PostgreSQL two replicas on one database and one Redis. */
+  /** `n` API replicas on one database and one Redis (more than one: PostgreSQL only). */
   async function replicas(n: number, env: Record<string, string>): Promise<Api[]> {
     const first = await Api.start({ env });
     const rest = [];
@@ -80,10 +80,18 @@ describe('large releases continued in steps', () => {
       await recipe(rs, { dependents: 25, fillers: 200, secondAfterMs: 700 });
     });
 
-  it(`at the real budget (5,000): 5,500 dependents released by two roots ${DATABASE === 'postgres' ? 'on two replicas' : 'on one API'}`, async () => {
-    const rs = await replicas(DATABASE === 'postgres' ? 2 : 1, {});
-    await recipe(rs, { dependents: 5500, fillers: 500, secondAfterMs: 300 });
-  }, 240_000);
+  // At the real budget: more dependents than one evaluation takes (two steps on SQLite; three
+  // on PostgreSQL, where three replicas settle them, as a scaled-out deployment does).
+  if (DATABASE === 'postgres')
+    it('at the real budget (5,000): a fan-out of 12,000 dependents released by two roots on three replicas', async () => {
+      const rs = await replicas(3, {});
+      await recipe(rs, { dependents: 12_000, fillers: 500, secondAfterMs: 300 });
+    }, 300_000);
+  else
+    it('at the real budget (5,000): 5,500 dependents released by two roots on one API', async () => {
+      const rs = await replicas(1, {});
+      await recipe(rs, { dependents: 5500, fillers: 500, secondAfterMs: 300 });
+    }, 240_000);
 });
 
 /**
