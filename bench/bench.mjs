@@ -4,6 +4,8 @@
 // HTTP with in-process polling clients that complete noop tasks; prints a table and
 // writes JSON to bench/results/. Sizes: --tasks 20000 --pollers 16 --chain 1000
 // --scale 100000 --groups 100 --tags 1000 --fanout 33000 --fanout-policy continue --db sqlite,postgres --only throughput,ceiling,probe,workers,handoff,handoff-batch,burst,scale,tags,fanout
+// --redis single|sentinel|cluster (one redis-server; a master, a replica and three sentinels;
+// a cluster of three masters with a replica each: the API and the raw BullMQ ceiling use it).
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -12,7 +14,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Queue, Worker } from 'bullmq';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import pg from 'pg';
 import { TagflowClient } from '../dist/libs/client/src/index.js';
 
@@ -28,6 +30,7 @@ const { values: opt } = parseArgs({
     fanout: { type: 'string', default: '33000' },
     'fanout-policy': { type: 'string', default: 'continue' },
     db: { type: 'string', default: 'sqlite,postgres' },
+    redis: { type: 'string', default: 'single' },
     only: { type: 'string', default: 'throughput,ceiling,probe,workers,handoff,handoff-batch,burst,scale,tags,fanout' },
   },
 });
@@ -55,11 +58,35 @@ const log = (...a) => console.error('bench:', ...a);
 
 // ---------------------------------------------------------------- services
 
-const redisUrl = sh(`ensure_redis_binary; start_redis ${work}/redis`);
+const REDIS_MODE = opt.redis;
+/** How the API reaches Redis (its environment), and a connection to it for the ceiling. */
+const redis = (() => {
+  if (REDIS_MODE === 'single') {
+    const url = sh(`ensure_redis_binary; start_redis ${work}/redis`);
+    return { env: { REDIS_URL: url }, connect: () => new Redis(url, { maxRetriesPerRequest: null }) };
+  }
+  if (REDIS_MODE === 'sentinel') {
+    const [, , sentinels] = sh(`ensure_redis_binary; start_redis_sentinel ${work}/redis`).split(' ');
+    const hosts = sentinels.split(',').map((hp) => ({ host: '127.0.0.1', port: Number(hp.split(':')[1]) }));
+    return {
+      env: { REDIS_SENTINELS: sentinels, REDIS_SENTINEL_NAME: 'tagflow' },
+      connect: () => new Redis({ sentinels: hosts, name: 'tagflow', maxRetriesPerRequest: null }),
+    };
+  }
+  if (REDIS_MODE === 'cluster') {
+    const nodes = sh(`ensure_redis_binary; start_redis_cluster ${work}/redis`);
+    const hosts = nodes.split(',').map((hp) => ({ host: '127.0.0.1', port: Number(hp.split(':')[1]) }));
+    return {
+      env: { REDIS_CLUSTER_NODES: nodes },
+      connect: () => new Cluster(hosts, { redisOptions: { maxRetriesPerRequest: null } }),
+    };
+  }
+  throw new Error(`--redis ${REDIS_MODE}: one of single, sentinel, cluster`);
+})();
 let pgAdmin = null;
 const cleanup = () => {
   try {
-    sh(`stop_redis ${work}/redis; stop_postgres ${work}/pg`);
+    sh(`stop_redis ${work}/redis; stop_redis_nodes ${work}/redis; stop_postgres ${work}/pg`);
   } catch {
     /* best effort */
   }
@@ -95,7 +122,7 @@ async function startApi(databaseUrl) {
         PATH: process.env.PATH,
         PORT: '0',
         DATABASE_URL: databaseUrl,
-        REDIS_URL: redisUrl,
+        ...redis.env,
         QUEUE_PREFIX: prefix,
         LOG_LEVEL: 'info',
         BODY_LIMIT_BYTES: String(16 * 1024 * 1024),
@@ -208,10 +235,12 @@ async function throughput(api) {
 }
 
 async function ceiling() {
-  const conn = new Redis(redisUrl, { maxRetriesPerRequest: null });
+  const conn = redis.connect();
   const name = `ceiling-${randomUUID().slice(0, 8)}`;
-  const queue = new Queue(name, { connection: conn, prefix: 'bench' });
-  const worker = new Worker(name, null, { connection: conn, prefix: 'bench', autorun: false });
+  // In a Cluster, BullMQ's keys of one queue share a hash slot through the prefix's hash tag.
+  const prefix = REDIS_MODE === 'cluster' ? '{bench}' : 'bench';
+  const queue = new Queue(name, { connection: conn, prefix });
+  const worker = new Worker(name, null, { connection: conn, prefix, autorun: false });
   for (let i = 0; i < N; i += 1000) {
     await queue.addBulk(
       Array.from({ length: Math.min(1000, N - i) }, (_, j) => ({
@@ -459,10 +488,13 @@ function postgresPids() {
 
 /** CPU per process kind over a workload: `take()` before, `per(n)` after gives ms per task. */
 function cpuBudget(api, extra = () => ({})) {
-  const redisPid = Number(readFileSync(join(work, 'redis/redis.pid'), 'utf8'));
+  // Every Redis process of the run (one server; or the nodes and sentinels).
+  const redisPids = readdirSync(join(work, 'redis'))
+    .filter((f) => f.endsWith('.pid'))
+    .map((f) => Number(readFileSync(join(work, 'redis', f), 'utf8')));
   const read = () => ({
     api: cpuMs(api.proc.pid),
-    redis: cpuMs(redisPid),
+    redis: redisPids.reduce((n, p) => n + cpuMs(p), 0),
     postgres: postgresPids().reduce((n, p) => n + cpuMs(p), 0),
     clients: process.cpuUsage().user / 1000 + process.cpuUsage().system / 1000,
     ...extra(),
@@ -664,6 +696,7 @@ async function burst(api) {
 const results = {
   at: new Date().toISOString(),
   node: process.version,
+  redis: REDIS_MODE,
   sizes: { tasks: N, pollers: P, chain: CHAIN, scale: SCALE, groups: GROUPS, tags: TAGS, fanout: FANOUT },
   runs: {},
 };
@@ -795,5 +828,5 @@ for (const [db, r] of Object.entries(results.runs)) {
 const w0 = Math.max(...rows.map((r) => r[0].length)),
   w1 = Math.max(...rows.map((r) => r[1].length));
 console.log(rows.map((r) => `${r[0].padEnd(w0)}  ${r[1].padEnd(w1)}  ${r[2]}`).join('\n'));
-console.log(`\nresults: ${file}`);
+console.log(`\nredis: ${REDIS_MODE}; results: ${file}`);
 process.exit(0);

@@ -281,7 +281,7 @@ describe('concurrency limits', () => {
       const first = await api.poll([tag], { wait_s: 2, max_tasks: 5 });
       expect(first).toHaveLength(1);
       // The others are READY but held: no poll gets them while the first runs.
-      expect(await api.poll([tag], { wait_s: 1, max_tasks: 5 })).toEqual([]);
+      expect(await api.poll([tag], { wait_s: 0, max_tasks: 5 })).toEqual([]);
       const held = (
         await Promise.all([api.task(one.id, 'migrate-a'), api.task(one.id, 'migrate-b'), api.task(two.id, 'migrate-c')])
       ).filter((t) => t.id !== first[0].id);
@@ -338,13 +338,13 @@ describe('concurrency limits', () => {
       }),
     );
     const a = await api.take([tag]);
-    expect(await api.poll([tag], { wait_s: 1 })).toEqual([]);
+    expect(await api.poll([tag], { wait_s: 0 })).toEqual([]);
     // A failure with no retry left ends its lease: the next one is handed out.
     expect((await api.fail(a, { message: 'boom', retryable: false })).status).toBe(200);
     const b = await api.take([tag], 5);
     // Cancelled while running: it holds its place until its worker reports, then gives it back.
     expect((await api.post(`/v1/tasks/${b.id}/cancel`)).status).toBe(200);
-    expect(await api.poll([tag], { wait_s: 1 })).toEqual([]);
+    expect(await api.poll([tag], { wait_s: 0 })).toEqual([]);
     expect((await api.fail(b, { message: 'stopped on cancel' })).status).toBe(200);
     await api.take([tag], 5);
     // This one is never heartbeated: its lease expires and the last task gets the room.

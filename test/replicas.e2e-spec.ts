@@ -66,8 +66,10 @@ describe('two API replicas on one database and Redis', () => {
     const capabilities = ['rep', ...Array.from({ length: groups }, (_, g) => `g${g}`)]; // able to run every group
     const leased: LeasedTask[] = [];
     let done = 0;
+    // Bounded, so a task never offered fails the test with the count instead of a timeout.
+    const deadline = Date.now() + 90_000;
     const worker = async (api: Api) => {
-      while (done < total) {
+      while (done < total && Date.now() < deadline) {
         const got = await api.poll(capabilities, { max_tasks: 8, wait_s: 1 });
         leased.push(...got);
         for (const t of got) {
@@ -77,7 +79,10 @@ describe('two API replicas on one database and Redis', () => {
         }
       }
     };
+    const started = Date.now();
     await Promise.all([a, b, a, b, a, b, a, b].map((api) => worker(api)));
+    console.log(`two replicas ran ${done} of ${total} tasks in ${Date.now() - started} ms`);
+    expect(done).toBe(total);
 
     const perTask = new Map<string, number>();
     for (const t of leased) perTask.set(t.id, (perTask.get(t.id) ?? 0) + 1);
@@ -106,7 +111,7 @@ describe('two API replicas on one database and Redis', () => {
     } finally {
       await db.end();
     }
-  });
+  }, 150_000);
 
   it("sets and judges leases by the database clock, though one replica's host clock runs 20 s ahead", async () => {
     const skewed = await Api.start({

@@ -251,6 +251,24 @@ describe(`repositories on ${DATABASE}`, () => {
     ]);
   });
 
+  it('sets a scheduling mark only in its state, and drops it when the task leaves that state', async () => {
+    const later = now + 60_000;
+    const wf = wfRow();
+    const [a, b] = ['a', 'b'].map((n) => taskRow(wf, n, { not_before: later }));
+    await db.transaction(async (r) => {
+      await r.workflows.insert(wf);
+      await r.tasks.insert([a, b]);
+      await r.transitions.tasks({ ids: [b.id], from: ['WAITING'], to: 'READY', set: { ready_at: now }, reason: 'met' });
+      await r.tasks.holdUntilNotBefore([a.id, b.id]); // b is READY: not marked
+    });
+    const read = db.read();
+    expect([(await read.tasks.get(a.id))!.wake_at, (await read.tasks.get(b.id))!.wake_at]).toEqual([later, null]);
+    expect((await read.tasks.due(later, 10)).map((t) => t.id)).toContain(a.id);
+    await db.transaction((r) => r.transitions.tasks({ ids: [a.id], from: ['WAITING'], to: 'CANCELLED', reason: 'x' }));
+    expect((await read.tasks.get(a.id))!.wake_at).toBeNull();
+    expect((await read.tasks.due(later, 10)).map((t) => t.id)).not.toContain(a.id);
+  });
+
   it('locks, changes and deletes a workflow with everything it owns', async () => {
     const { wf, a } = await seed();
     await db.transaction(async (r) => {

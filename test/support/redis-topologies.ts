@@ -42,12 +42,13 @@ abstract class Topology {
   }
 
   stop(): void {
+    // Read before the stop: a node removes its pid file as it exits.
+    const pids = readdirSync(this.dir)
+      .filter((n) => n.endsWith('.pid'))
+      .map((f) => Number(readFileSync(join(this.dir, f), 'utf8')));
     services('stop_redis_nodes', this.dir);
     // Wait for them to be gone (they write their last files as they exit).
-    for (const f of readdirSync(this.dir).filter((n) => n.endsWith('.pid'))) {
-      const pid = Number(readFileSync(join(this.dir, f), 'utf8'));
-      for (let i = 0; i < 100 && alive(pid); i++) execFileSync('sleep', ['0.05']);
-    }
+    for (const pid of pids) for (let i = 0; i < 100 && alive(pid); i++) execFileSync('sleep', ['0.05']);
     // Nodes write their last files as they exit: the directory goes once they are done.
     rmSync(this.dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 250 });
   }

@@ -75,6 +75,22 @@ export const TASK_FLAGS = {
 } as const satisfies Record<string, readonly TaskState[]>;
 export type TaskFlag = keyof typeof TASK_FLAGS;
 
+/**
+ * A task's scheduling marks: not states and not recorded as events, but each bound to one
+ * state. A mark is set only while the task is in its state (a guarded UPDATE naming it) and
+ * is cleared by every transition that leaves that state (TransitionRepository), so a task
+ * that comes back to the state never carries an old mark.
+ * - held_limit: READY, held by a full concurrency limit (set at claim, cleared on release);
+ * - wake_at: WAITING, held by its `not_before` alone: evaluated again at that time.
+ * (A workflow's settle mark, `settle_pending`/`settle_after`, is the settle loop's walk
+ * position, written under the workflow's lock: engine/settle.ts.)
+ */
+export const TASK_MARKS = {
+  held_limit: 'READY',
+  wake_at: 'WAITING',
+} as const satisfies Record<string, TaskState>;
+export type TaskMark = keyof typeof TASK_MARKS;
+
 /** A workflow's flags: sealed (no tasks may be added) and rollback_started (the reverts were added). */
 export const WORKFLOW_FLAGS = {
   sealed: ['RUNNING', 'PAUSED'],

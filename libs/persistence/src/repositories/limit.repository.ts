@@ -1,4 +1,5 @@
 import type { EntityManager } from 'typeorm';
+import { TASK_MARKS } from '@tagflow/domain';
 import { TaskEntity } from '../entities/task.entity.js';
 import { forUpdate, kindOf, sql, type ClaimJob } from '../dialect.js';
 import { hydrate } from '../rows.js';
@@ -171,7 +172,11 @@ export class LimitRepository {
       admitted.push(job);
     }
     for (const [key, ids] of held)
-      await sql(this.em, `UPDATE task SET held_limit = :key WHERE id IN (:ids) AND state = 'READY'`, { key, ids });
+      await sql(this.em, 'UPDATE task SET held_limit = :key WHERE id IN (:ids) AND state = :in', {
+        key,
+        ids,
+        in: TASK_MARKS.held_limit,
+      });
     return admitted;
   }
 

@@ -1,5 +1,5 @@
 import type { EntityManager } from 'typeorm';
-import { failsWorkflow, type DependencyView, type GraphTask, type TaskState } from '@tagflow/domain';
+import { failsWorkflow, TASK_MARKS, type DependencyView, type GraphTask, type TaskState } from '@tagflow/domain';
 import { TaskEntity } from '../entities/task.entity.js';
 import { inChunks, insertRows, sql } from '../dialect.js';
 import { hydrate, persisted } from '../rows.js';
@@ -314,8 +314,9 @@ export class TaskRepository {
   /** Takes: waiting tasks that their `not_before` alone holds. Marks each to be evaluated again at that time. */
   async holdUntilNotBefore(ids: readonly string[]): Promise<void> {
     await inChunks(ids, async (slice) => {
-      await sql(this.em, `UPDATE task SET wake_at = not_before WHERE id IN (:ids) AND state = 'WAITING'`, {
+      await sql(this.em, 'UPDATE task SET wake_at = not_before WHERE id IN (:ids) AND state = :in', {
         ids: slice,
+        in: TASK_MARKS.wake_at,
       });
       return [];
     });

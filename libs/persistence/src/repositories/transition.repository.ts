@@ -7,6 +7,7 @@ import {
   isTerminalTask,
   isTerminalWorkflow,
   TASK_FLAGS,
+  TASK_MARKS,
   type TaskFlag,
   type TaskState,
   type WorkflowFlag,
@@ -67,9 +68,10 @@ export class TransitionRepository {
     checkTaskChange(t);
     const assign: Record<string, unknown> = { ...t.set, ...t.flags, updated_at: this.now };
     if (t.to) assign.state = t.to;
-    // A task that leaves READY is no longer held by a concurrency limit: the one place the mark
-    // goes (with the claim, dialect claimRows), so a task coming back to READY never carries it.
-    if (t.to && t.to !== 'READY' && t.from.includes('READY')) assign.held_limit = null;
+    // A task that leaves a mark's state loses the mark (held_limit also with the claim, dialect
+    // claimRows), so a task coming back to that state never carries an old one.
+    for (const [mark, state] of Object.entries(TASK_MARKS))
+      if (t.to && t.to !== state && t.from.includes(state)) assign[mark] = null;
     if (t.to && isTerminalTask(t.to)) assign.finished_at = this.now;
     const sets = Object.keys(assign).map((p) => `${p} = :s_${p}`);
     const params = Object.fromEntries(
