@@ -3,7 +3,8 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { Api, freePort, redisUrl, task, waitFor, waitForWorkflow, workflow } from './support/harness.js';
+import { Api, freePort, task, waitFor, waitForWorkflow, workflow } from './support/harness.js';
+import { OwnRedis } from './support/own-redis.js';
 import { dbSnapshot, httpWorker, transitionCounts } from './support/faults.js';
 import { alive, WorkerProcess } from './support/worker-process.js';
 
@@ -37,11 +38,15 @@ async function notExactlyOnce(
 /** Processes die, Redis forgets: nothing is lost, nothing is done twice. */
 describe('faults', () => {
   let api: Api;
+  // Its own Redis: one test flushes it and kills its clients, which the suites beside it must not meet.
+  let redis: OwnRedis;
   beforeAll(async () => {
-    api = await Api.start({ env: { PORT: String(await freePort()) } });
+    redis = await OwnRedis.start();
+    api = await Api.start({ env: { PORT: String(await freePort()), REDIS_URL: redis.url } });
   });
   afterAll(async () => {
     await api?.stop();
+    await redis?.remove();
   });
 
   it('the API paused (SIGSTOP) past a lease: the late report is refused, the task runs again and finishes once', async () => {
@@ -155,7 +160,11 @@ describe('faults', () => {
       30_000,
     );
     await api.kill9();
-    api = await Api.start({ databaseUrl: api.databaseUrl, prefix: api.prefix, env: { PORT: port } });
+    api = await Api.start({
+      databaseUrl: api.databaseUrl,
+      prefix: api.prefix,
+      env: { PORT: port, REDIS_URL: redis.url },
+    });
     try {
       await waitForWorkflow(api, wf.id, ['SUCCESS', 'ERROR'], 90_000);
     } finally {
@@ -208,16 +217,16 @@ describe('faults', () => {
     paused = true;
     await Promise.all(running);
 
-    const redis = new Redis(redisUrl());
+    const raw = new Redis(redis.url);
     try {
-      await redis.flushall(); // what a restart without persistence leaves
-      await redis.client('KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
-      await redis.client('KILL', 'TYPE', 'pubsub');
+      await raw.flushall(); // what a restart without persistence leaves
+      await raw.client('KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
+      await raw.client('KILL', 'TYPE', 'pubsub');
       const lostAt = Date.now();
       const ready = (await allTasks(api, wf.id)).filter((x) => x.state === 'READY');
       expect(ready.length).toBeGreaterThan(0);
       const missing = async () => {
-        const pipe = redis.pipeline();
+        const pipe = raw.pipeline();
         for (const x of ready) pipe.keys(`${api.prefix}:ts-*:${x.id}-${x.attempt}`);
         return ((await pipe.exec()) ?? [])
           .map(([, keys], i) => ((keys as string[]).length ? null : ready[i].id))
@@ -226,7 +235,7 @@ describe('faults', () => {
       await waitFor('every READY task to be queued again', async () => (await missing()).length === 0, 10_000);
       expect(Date.now() - lostAt).toBeLessThan(10_000);
     } finally {
-      redis.disconnect();
+      raw.disconnect();
     }
     paused = false;
     running = workers.map((w) => w.run());

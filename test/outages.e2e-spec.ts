@@ -1,65 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { Api, freePort, task, track, waitFor, waitForTask, workflow } from './support/harness.js';
-
-/** A Redis of this suite's own, so it can be stopped, frozen and started again. */
-class OwnRedis {
-  private proc: ChildProcess | null = null;
-  private constructor(
-    readonly port: number,
-    private readonly dir: string,
-  ) {}
-
-  static async start(): Promise<OwnRedis> {
-    const r = new OwnRedis(await freePort(), mkdtempSync(join(tmpdir(), 'tagflow-redis-')));
-    await r.up();
-    return r;
-  }
-
-  get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
-  }
-
-  async up(): Promise<void> {
-    const proc = track(
-      spawn(
-        'redis-server',
-        ['--bind', '127.0.0.1', '--port', String(this.port), '--dir', this.dir, '--save', '', '--appendonly', 'yes'],
-        { stdio: ['ignore', 'pipe', 'pipe'] },
-      ),
-    );
-    this.proc = proc;
-    const logs: string[] = [];
-    proc.stdout.on('data', (c: Buffer) => logs.push(c.toString()));
-    await waitFor(
-      'redis to accept connections',
-      async () =>
-        logs.join('').includes('Ready to accept connections') ||
-        (proc.exitCode !== null && Promise.reject(new Error(logs.join('')))),
-      10_000,
-    );
-  }
-
-  async down(): Promise<void> {
-    const proc = this.proc;
-    if (!proc || proc.exitCode !== null) return;
-    const exited = new Promise((resolve) => proc.once('exit', resolve));
-    proc.kill('SIGKILL');
-    await exited;
-  }
-
-  freeze(): void {
-    this.proc?.kill('SIGSTOP');
-  }
-
-  thaw(): void {
-    this.proc?.kill('SIGCONT');
-  }
-}
+import { Api, task, waitFor, waitForTask, workflow } from './support/harness.js';
+import { OwnRedis } from './support/own-redis.js';
 
 const timed = async <T>(work: Promise<T>): Promise<{ value: T; ms: number }> => {
   const started = Date.now();
@@ -78,7 +23,7 @@ describe('outages', () => {
   afterAll(async () => {
     redis?.thaw();
     await api?.stop();
-    await redis?.down();
+    await redis?.remove();
   });
 
   it('Redis stopped: tasks are still accepted at once, polls answer 503 with Retry-After, health names Redis; all runs once it is back', async () => {
