@@ -7,7 +7,7 @@
 #   npm test -- --db sqlite                the e2e suites on one database (sqlite or postgres)
 #   npm test -- dataflow flow              only the suites whose path matches (unit and e2e)
 #   npm test -- --unit | --e2e             one kind only
-#   npm test -- --workers 1                e2e suites one at a time (default: E2E_WORKERS or 3)
+#   npm test -- --workers 1                e2e suites one at a time (default: E2E_WORKERS or 4)
 #   npm test -- --pgbouncer api control    e2e suites on PostgreSQL through PgBouncer (transaction
 #                                          pooling); without names, the core set (PGBOUNCER_CORE)
 #
@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 usage() { sed -n '5,12p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 dbs=(sqlite postgres)
 kinds=(unit e2e)
-workers="${E2E_WORKERS:-3}"
+workers="${E2E_WORKERS:-4}"
 pgbouncer=0
 patterns=()
 while [ $# -gt 0 ]; do
@@ -44,7 +44,7 @@ match=()
 # suites that need PostgreSQL (several API processes on one database; restarting it); and
 # suites that act on the whole machine (killing every process of a user), run alone after
 # the others.
-DB_FREE='test/(ui|worker|worker-isolation|cli|client|examples|queue)\.e2e'
+DB_FREE='test/(ui|worker|worker-isolation|worker-keys|cli|client|examples|queue|operations)\.e2e'
 PG_ONLY='test/(replicas|scale-out|startup|pooling|postgres-restart|redis-failover)\.e2e'
 ALONE='test/worker-isolation\.e2e'
 # Suites run again on PostgreSQL through PgBouncer in transaction pooling mode by a full run
