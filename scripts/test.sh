@@ -40,10 +40,20 @@ has() { local x; for x in "${@:2}"; do [ "$x" = "$1" ] && return 0; done; return
 match=()
 [ ${#patterns[@]} -gt 0 ] && match=(--testPathPatterns "${patterns[@]}")
 
-# Which suites run on which database (once, PostgreSQL only, alone, through PgBouncer) is
-# decided by the e2e projects of jest.config.mjs; this script chooses the projects.
+# Suites that do not depend on the database (they run once, in the first database's pass);
+# suites that need PostgreSQL (several API processes on one database; restarting it); and
+# suites that act on the whole machine (killing every process of a user), run alone after
+# the others.
+DB_FREE='test/(ui|worker|worker-isolation|worker-keys|cli|client|examples|queue|operations)\.e2e'
+PG_ONLY='test/(replicas|scale-out|startup|pooling|postgres-restart|redis-failover)\.e2e'
 ALONE='test/worker-isolation\.e2e'
-# A full run: every suite on each database, and the core set through PgBouncer.
+# Suites run again on PostgreSQL through PgBouncer in transaction pooling mode by a full run
+# (and by --pgbouncer without names): what shared deployments put between the API and the
+# database must not break it (no session state, no startup parameters it refuses). The engine's
+# quicker suites, replicas migrating together, and the pooling checks; flow and settle pass
+# through it too but take minutes (npm test -- --pgbouncer flow settle).
+PGBOUNCER_CORE='test/(api|dataflow|failures|control|dispatch|startup|pooling)\.e2e'
+# A full run: every suite on each database, then the core set through PgBouncer.
 full=0
 if [ ${#patterns[@]} -eq 0 ] && [ $pgbouncer = 0 ] && has e2e "${kinds[@]}" && has postgres "${dbs[@]}"; then full=1; fi
 
@@ -98,26 +108,37 @@ alone_selected() {
   return 1
 }
 
-# A PgBouncer in front of the run's PostgreSQL, for the e2e-pgbouncer project.
-if [ $pgbouncer = 1 ] || [ $full = 1 ]; then
-  TEST_PGBOUNCER_URL=$(start_pgbouncer "$WORK/pgbouncer" "$TEST_PG_URL")
-  export TEST_PGBOUNCER_URL
-  note "pgbouncer (transaction pooling) at $TEST_PGBOUNCER_URL"
-fi
-[ -n "${TEST_PG_URL:-}" ] && export TEST_PG_SERVER_URL=$TEST_PG_URL
+# Points the suites at a PgBouncer in front of the run's PostgreSQL; the harness still makes
+# each suite's database on the server itself (TEST_PG_DIRECT_URL).
+use_pgbouncer() {
+  TEST_PG_DIRECT_URL=$TEST_PG_URL
+  TEST_PG_URL=$(start_pgbouncer "$WORK/pgbouncer" "$TEST_PG_DIRECT_URL")
+  export TEST_PG_URL TEST_PG_DIRECT_URL
+  note "pgbouncer (transaction pooling) at $TEST_PG_URL"
+}
 
-# One jest run over every database asked for, so the suites of both share the workers
-# (the longest first) instead of one database waiting for the other's last suite.
-projects=()
 if [ $pgbouncer = 1 ]; then
-  projects=(e2e-pgbouncer)
-  [ ${#patterns[@]} -gt 0 ] && export TEST_PGBOUNCER_ANY=1
-else
-  for db in "${dbs[@]}"; do projects+=("e2e-$db"); done
-  [ $full = 1 ] && projects+=(e2e-pgbouncer)
+  use_pgbouncer
+  [ ${#patterns[@]} -gt 0 ] || match=(--testPathPatterns "$PGBOUNCER_CORE")
+  TEST_DATABASE=postgres npm run test:e2e -- --maxWorkers="$workers" "${match[@]}" \
+    --testPathIgnorePatterns "$DB_FREE" "$ALONE" --passWithNoTests
+  exit 0
 fi
-export TEST_DB_FREE_ON=${dbs[0]}
-npm run test:e2e -- --selectProjects "${projects[@]}" --maxWorkers="$workers" ${match[@]+"${match[@]}"} --passWithNoTests
-if [ $pgbouncer = 0 ] && alone_selected; then
-  npm run test:e2e -- --selectProjects e2e-alone --runInBand
+
+first=1
+for db in "${dbs[@]}"; do
+  ignore=()
+  [ "$db" = sqlite ] && ignore+=("$PG_ONLY")
+  [ $first = 1 ] || ignore+=("$DB_FREE")
+  TEST_DATABASE=$db npm run test:e2e -- --maxWorkers="$workers" ${match[@]+"${match[@]}"} \
+    --testPathIgnorePatterns ${ignore[@]+"${ignore[@]}"} "$ALONE" --passWithNoTests
+  if [ $first = 1 ] && alone_selected; then
+    TEST_DATABASE=$db npm run test:e2e -- --runInBand --testPathPatterns "$ALONE"
+  fi
+  first=0
+done
+
+if [ $full = 1 ]; then
+  use_pgbouncer
+  TEST_DATABASE=postgres npm run test:e2e -- --maxWorkers="$workers" --testPathPatterns "$PGBOUNCER_CORE"
 fi
