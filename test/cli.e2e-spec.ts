@@ -273,7 +273,7 @@ tasks:
     }
   });
 
-  it('cancels, seals and manages keys, and says what is wrong with its settings', async () => {
+  it('seals and cancels a workflow', async () => {
     const open = file(
       'open.yaml',
       `name: open-one\ntasks: [{name: waits, tags: [nobody-${uniq()}], action: {type: noop}}]\n`,
@@ -281,19 +281,24 @@ tasks:
     const id = /workflow (\S+) created/.exec((await tagflow(['apply', '-f', open], env)).stdout)?.[1];
     expect((await tagflow(['seal', id!], env)).stdout).toBe(`workflow ${id} RUNNING\n`);
     expect((await tagflow(['cancel', id!], env)).stdout).toBe(`workflow ${id} CANCELLED\n`);
+  });
 
+  it('manages keys: a reader it creates reads and may not change anything, and is refused once revoked', async () => {
     const created = await tagflow(['keys', 'create', '--name', 'cli-reader', '--role', 'reader', '-o', 'json'], env);
     const key = JSON.parse(created.stdout) as { id: string; token: string };
     expect(key.token).toMatch(/^tfk_/);
     expect((await tagflow(['keys', 'list'], env)).stdout).toMatch(/cli-reader\s+reader/);
     // The reader reads, and may not change anything.
     expect((await tagflow(['get', 'workflows'], { ...env, TAGFLOW_TOKEN: key.token })).code).toBe(0);
-    const refused = await tagflow(['cancel', id!], { ...env, TAGFLOW_TOKEN: key.token });
+    const wf = await api.request('POST', '/v1/workflows', { name: 'theirs' }, { authorization: `Bearer ${admin}` });
+    const refused = await tagflow(['cancel', wf.body.id as string], { ...env, TAGFLOW_TOKEN: key.token });
     expect(refused).toMatchObject({ code: 1 });
     expect(refused.stderr).toContain('HTTP 403');
     expect((await tagflow(['keys', 'revoke', key.id], env)).stdout).toBe(`key ${key.id} revoked\n`);
     expect((await tagflow(['get', 'workflows'], { ...env, TAGFLOW_TOKEN: key.token })).stderr).toContain('HTTP 401');
+  });
 
+  it('says what is wrong with its settings, never quoting a token', async () => {
     // A config file: used when the environment says nothing; refused when others can read its token.
     const config = file('config.yaml', `url: ${api.url}\ntoken: ${admin}\n`);
     chmodSync(config, 0o644);
