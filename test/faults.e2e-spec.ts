@@ -189,7 +189,7 @@ describe('faults', () => {
     for (const w of workers)
       for (const l of w.leased) leases.set(`${l.id}/${l.attempt}`, (leases.get(`${l.id}/${l.attempt}`) ?? 0) + 1);
     expect([...leases].filter(([, n]) => n > 1).map(([k]) => k)).toEqual([]);
-  });
+  }, 180_000); // its waits: 30 s for progress, a restart, 90 s for the rest
 
   it('Redis restarted empty under load: every READY task is queued again within 10 s, and all finish once', async () => {
     // Invariants: within 10 s of the loss every READY task's job is back in Redis; all SUCCESS once.
