@@ -1,26 +1,20 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createDataSource } from '@tagflow/persistence';
-import { Api, DATABASE, freshDatabaseUrl, task, waitFor, waitForWorkflow, workflow } from './support/harness.js';
+import {
+  Api,
+  DATABASE,
+  freshDatabaseUrl,
+  readStream,
+  task,
+  waitFor,
+  waitForWorkflow,
+  workflow,
+} from './support/harness.js';
 
 /** Past 2^32: neither a signed nor an unsigned 32-bit integer holds these ids. */
 const START = 2 ** 32 + 1000;
 /** The high-volume tables whose ids are 64-bit (events, logs, audit) and the idempotency keys. */
 const TABLES = ['task_event', 'workflow_event', 'task_log', 'audit', 'idempotency'];
-
-/** Reads a whole `text/event-stream` answer (one that ends by itself) into events. */
-async function events(res: Response): Promise<{ event: string; id?: string; data: string }[]> {
-  return (await res.text())
-    .split('\n\n')
-    .filter((b) => b.trim() && !b.startsWith(':') && !b.startsWith('retry:'))
-    .map((block) => {
-      const e: { event: string; id?: string; data: string } = { event: 'message', data: '' };
-      for (const line of block.split('\n')) {
-        const [field, ...rest] = line.split(': ');
-        if (field === 'event' || field === 'id' || field === 'data') e[field] = rest.join(': ');
-      }
-      return e;
-    });
-}
 
 /**
  * A deployment that has written billions of events, log pieces and audit records: their
@@ -78,7 +72,7 @@ describe(`ids past 2^32 on ${DATABASE}`, () => {
     const res = await fetch(`${api.url}/v1/workflows/${wf.id}/events?follow=1`, {
       headers: { 'last-event-id': all[2].id },
     });
-    const rest = await events(res);
+    const rest = await readStream(res);
     expect(rest.filter((e) => e.event === 'transition').map((e) => e.id)).toEqual(all.slice(3).map((e) => e.id));
     expect(rest.at(-1)).toMatchObject({ event: 'end' });
   });
@@ -105,7 +99,7 @@ describe(`ids past 2^32 on ${DATABASE}`, () => {
     const res = await fetch(`${api.url}/v1/tasks/${leased.id}/logs?follow=1`, {
       headers: { 'last-event-id': String(seqs[0]) },
     });
-    const rest = await events(res);
+    const rest = await readStream(res);
     expect(rest.filter((e) => e.event === 'stdout').map((e) => [e.id, JSON.parse(e.data) as string])).toEqual([
       [String(seqs[1]), 'two\n'],
       [String(seqs[2]), 'three\n'],

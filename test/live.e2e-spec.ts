@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TagflowClient, type LogChunk, type LogEnd, type WorkflowStreamEvent } from '@tagflow/client';
-import { Api, task, waitFor, waitForTask, waitForWorkflow, workflow } from './support/harness.js';
+import { Api, readStream, task, waitFor, waitForTask, waitForWorkflow, workflow } from './support/harness.js';
 import { WorkerProcess } from './support/worker-process.js';
 
 const uniq = () => Math.random().toString(36).slice(2, 10);
@@ -21,24 +21,6 @@ async function requestsTo(api: Api, method: string, route: string): Promise<numb
       n += Number(line.split(' ').pop());
   }
   return n;
-}
-
-/** Reads a whole `text/event-stream` answer (one that ends by itself) into events. */
-async function readStream(res: Response): Promise<{ event: string; id?: string; data: string }[]> {
-  const text = await res.text();
-  return text
-    .split('\n\n')
-    .filter((b) => b.trim() && !b.startsWith(':') && !b.startsWith('retry:'))
-    .map((block) => {
-      const e: { event: string; id?: string; data: string } = { event: 'message', data: '' };
-      for (const line of block.split('\n')) {
-        const [field, ...rest] = line.split(': ');
-        if (field === 'event') e.event = rest.join(': ');
-        else if (field === 'id') e.id = rest.join(': ');
-        else if (field === 'data') e.data = rest.join(': ');
-      }
-      return e;
-    });
 }
 
 /**

@@ -364,3 +364,21 @@ export function task(name: string, overrides: Record<string, unknown> = {}) {
 export function workflow(overrides: Record<string, unknown> = {}) {
   return { name: `wf-${shortId()}`, ...overrides };
 }
+
+/** Reads a whole `text/event-stream` answer (one that ends by itself) into events. */
+export async function readStream(res: Response): Promise<{ event: string; id?: string; data: string }[]> {
+  const text = await res.text();
+  return text
+    .split('\n\n')
+    .filter((b) => b.trim() && !b.startsWith(':') && !b.startsWith('retry:'))
+    .map((block) => {
+      const e: { event: string; id?: string; data: string } = { event: 'message', data: '' };
+      for (const line of block.split('\n')) {
+        const [field, ...rest] = line.split(': ');
+        if (field === 'event') e.event = rest.join(': ');
+        else if (field === 'id') e.id = rest.join(': ');
+        else if (field === 'data') e.data = rest.join(': ');
+      }
+      return e;
+    });
+}
