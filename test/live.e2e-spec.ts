@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import pg from 'pg';
 import { TagflowClient, type LogChunk, type LogEnd, type WorkflowStreamEvent } from '@tagflow/client';
-import { Api, readStream, task, waitFor, waitForTask, waitForWorkflow, workflow } from './support/harness.js';
+import { Api, DATABASE, readStream, task, waitFor, waitForTask, waitForWorkflow, workflow } from './support/harness.js';
 import { WorkerProcess } from './support/worker-process.js';
 
 const uniq = () => Math.random().toString(36).slice(2, 10);
@@ -243,6 +244,52 @@ describe('live output and event streams', () => {
     expect((await api.get(`/v1/workflows/${wf.id}/events?after=nonsense`)).status).toBe(400);
     expect((await api.get(`/v1/workflows/00000000-0000-4000-8000-000000000000/events?follow=1`)).status).toBe(404);
   }, 60_000);
+
+  /** A transaction that has written (so holds an id) and stays open until `end`. */
+  async function openTransaction(url: string): Promise<{ end: () => Promise<void> }> {
+    const db = new pg.Client({ connectionString: url });
+    await db.connect();
+    await db.query('BEGIN');
+    await db.query('SELECT pg_current_xact_id()');
+    return { end: () => db.query('ROLLBACK').then(() => db.end()) };
+  }
+
+  (DATABASE === 'postgres' ? it : it.skip)(
+    'on PostgreSQL, a long transaction in another database holds no history back; one in the same database holds back what came after it',
+    async () => {
+      const run = async () => {
+        const wf = await api.createWorkflow(
+          workflow({ sealed: true, tasks: [task('one', { tags: [tag], ...sh('true') })] }),
+        );
+        await waitForWorkflow(api, wf.id, ['SUCCESS']);
+        return wf.id;
+      };
+      const ended = async (id: string) =>
+        (await client.workflowEvents(id)).items.some((e) => e.task_id === undefined && e.to === 'SUCCESS');
+      // A pg_dump of another database on the server, say.
+      const server = new URL(process.env.TEST_PG_DIRECT_URL ?? process.env.TEST_PG_URL!);
+      server.pathname = '/postgres';
+      const elsewhere = await openTransaction(server.toString());
+      try {
+        const id = await run();
+        await waitFor('the history to show the workflow ended', () => ended(id), 5_000);
+      } finally {
+        await elsewhere.end();
+      }
+      // In Tagflow's own database an open transaction could still write events that sort
+      // before the new ones: they wait for it, so a follower never passes one.
+      const here = await openTransaction(api.databaseUrl);
+      let id: string;
+      try {
+        id = await run();
+        expect((await client.workflowEvents(id)).items).toEqual([]);
+      } finally {
+        await here.end();
+      }
+      await waitFor('the history once the older transaction ended', () => ended(id), 5_000);
+    },
+    60_000,
+  );
 
   it('lets a credential follow at most STREAMS_PER_CREDENTIAL streams at once', async () => {
     const wf = await api.createWorkflow(workflow({ tasks: [task('idle', { tags: [`nobody-${uniq()}`] })] }));
