@@ -18,6 +18,8 @@ const WAKE_PAGE = 500;
 const WAKE_PAGES_PER_TICK = 20;
 /** A READY task this old whose job Redis does not hold was lost (API died before enqueue, Redis restarted). */
 const LOST_AFTER_MS = 3000;
+/** Idle tag sets closed a sweep at most (a sweep every ten ticks, or the next tick while more are idle). */
+const SWEEP_LIMIT = 1000;
 /** How long the reconciler's duty stays with a replica that stops renewing it. */
 const DUTY_TTL_MS = 10_000;
 /** A claim takes milliseconds: a job fetched this long ago whose task is still READY has no API behind it. */
@@ -45,6 +47,8 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
   /** Ticks as the duty's holder (since it took the duty), and ticks in all. */
   private ticks = 0;
   private beats = 0;
+  /** The last sweep of idle tag sets stopped at its limit. */
+  private sweepBacklog = false;
 
   constructor(
     private readonly db: Database,
@@ -105,7 +109,7 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
       );
     await this.settles.tick();
     if (this.ticks % 10 === 1) await this.deleteExpired();
-    if (this.ticks % 10 === 5) await this.sweepTagsets();
+    if (this.ticks % 10 === 5 || this.sweepBacklog) await this.sweepTagsets();
     if (this.ticks % 60 === 1) await this.forgetIdempotencyKeys();
     if (reset) {
       this.logger.event(
@@ -137,12 +141,16 @@ export class ReconcilerService implements OnApplicationBootstrap, OnApplicationS
 
   /** Idle tag sets' queues go (see PollService.sweepIdle); one that fails is tried again next time. */
   private async sweepTagsets(): Promise<void> {
+    this.sweepBacklog = false;
     try {
       const n = await this.polls.sweepIdle(
         () => this.db.read().tasks.busyTagsets(),
         Date.now(),
         this.config.TAGSET_IDLE_S * 1000,
+        SWEEP_LIMIT,
       );
+      // A full sweep may have left idle ones: the next tick goes on, not the tenth.
+      this.sweepBacklog = n >= SWEEP_LIMIT;
       if (n > 0) this.logger.event('info', 'reconciler', 'closed the queues of idle tag sets', { count: n });
     } catch (e) {
       this.logger.event('warn', 'reconciler', 'could not close idle tag sets; trying again later', {
