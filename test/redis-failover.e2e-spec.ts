@@ -93,6 +93,28 @@ describe('Redis failover under load', () => {
     }
   }
 
+  /**
+   * Waits for every task to succeed; when they do not, the error says where the rest stand
+   * (state and attempt counts from the database) and what the API logged last.
+   */
+  async function allDone(api: Api, ids: string[], total: number): Promise<void> {
+    try {
+      await waitFor('every workflow done', async () => (await succeeded(api, ids)) === total, 120_000);
+    } catch (e) {
+      const db = new pg.Client({ connectionString: api.databaseUrl });
+      await db.connect();
+      const rest = await db
+        .query(
+          `SELECT state, attempt, COUNT(*)::int AS n, MIN(name) AS example FROM task
+            WHERE workflow_id = ANY($1) AND state <> 'SUCCESS' GROUP BY state, attempt`,
+          [ids],
+        )
+        .finally(() => db.end());
+      const logs = api.logs.join('').split('\n').slice(-40).join('\n');
+      throw new Error(`${(e as Error).message}\nnot done: ${JSON.stringify(rest.rows)}\nAPI log tail:\n${logs}`);
+    }
+  }
+
   async function workersFor(api: Api, t: string): Promise<WorkerProcess[]> {
     const caps = [t, ...Array.from({ length: GROUPS }, (_, g) => `${t}-g${g}`)];
     const workers = await Promise.all(
@@ -139,7 +161,7 @@ describe('Redis failover under load', () => {
     redis.kill9(dying);
     await waitFor('a new master after the kill', async () => redis.master() !== dying, 30_000);
 
-    await waitFor('every workflow done', async () => (await succeeded(api, ids)) === total, 120_000);
+    await allDone(api, ids, total);
     health.stop();
     for (const id of ids) expect((await api.workflow(id)).state).toBe('SUCCESS');
     const { twice, firstLeaseAfter } = await history(api, ids, killed);
@@ -185,7 +207,7 @@ describe('Redis failover under load', () => {
     const killed = Date.now();
     redis.kill9(victim);
 
-    await waitFor('every workflow done', async () => (await succeeded(api, ids)) === total, 120_000);
+    await allDone(api, ids, total);
     health.stop();
     for (const id of ids) expect((await api.workflow(id)).state).toBe('SUCCESS');
     const { twice, firstLeaseAfter } = await history(api, ids, killed);
