@@ -168,7 +168,7 @@ export class PollService implements OnApplicationBootstrap {
       if (!busy.has(id) && unused(id)) idle.push(id);
     }
     const forgotten: string[] = [];
-    let failure: unknown = null;
+    let failure: Error | null = null;
     for (let i = 0; i < idle.length && failure === null; i += SWEEP_CHUNK) {
       // Asked again just before they go: a task of one may have become READY meanwhile (on any replica).
       const busyNow = i === 0 ? busy : await busyTagsets();
@@ -185,7 +185,7 @@ export class PollService implements OnApplicationBootstrap {
               this.drop(id);
               forgotten.push(id);
             } catch (e) {
-              failure ??= e;
+              failure ??= e instanceof Error ? e : new Error(String(e));
             }
           }),
       );
