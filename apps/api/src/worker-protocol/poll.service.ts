@@ -168,8 +168,8 @@ export class PollService implements OnApplicationBootstrap {
       if (!busy.has(id) && unused(id)) idle.push(id);
     }
     const forgotten: string[] = [];
-    let failure: Error | null = null;
-    for (let i = 0; i < idle.length && failure === null; i += SWEEP_CHUNK) {
+    const failures: Error[] = [];
+    for (let i = 0; i < idle.length && failures.length === 0; i += SWEEP_CHUNK) {
       // Asked again just before they go: a task of one may have become READY meanwhile (on any replica).
       const busyNow = i === 0 ? busy : await busyTagsets();
       // A chunk's queues go side by side (each a few round trips to Redis; one after the
@@ -185,7 +185,7 @@ export class PollService implements OnApplicationBootstrap {
               this.drop(id);
               forgotten.push(id);
             } catch (e) {
-              failure ??= e instanceof Error ? e : new Error(String(e));
+              failures.push(e instanceof Error ? e : new Error(String(e)));
             }
           }),
       );
@@ -195,7 +195,7 @@ export class PollService implements OnApplicationBootstrap {
       await this.bus.publish([{ type: 'tagsets-forgotten', tagsets: forgotten }]);
     }
     // The ones that went are announced first; the rest are tried again next time.
-    if (failure !== null) throw failure;
+    if (failures.length > 0) throw failures[0];
     return forgotten.length;
   }
 
