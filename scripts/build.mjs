@@ -6,7 +6,8 @@
 // dist/apps/<app>/main.js so each app starts as `node dist/apps/<app>/main.js`. Last, the web
 // UI (apps/ui, a browser app) is bundled by Vite into dist/ui, which the API serves at /ui.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import ts from 'typescript';
 import { build as buildUi } from 'vite';
 import { before as openApiPlugin } from '@nestjs/swagger/plugin';
@@ -19,6 +20,7 @@ const apps = Object.entries(nest.projects).filter(([, p]) => p.type === 'applica
 rmSync('dist', { recursive: true, force: true });
 compile(CONFIG);
 execFileSync(process.execPath, ['node_modules/tsc-alias/dist/bin/index.js', '-p', CONFIG], { stdio: 'inherit' });
+dropUnusedOpenApiImports('dist');
 for (const [name, project] of apps) {
   mkdirSync(`dist/apps/${name}`, { recursive: true });
   writeFileSync(`dist/apps/${name}/main.js`, `import './src/${project.entryFile}.js';\n`);
@@ -51,4 +53,22 @@ function fail(...diagnostics) {
   };
   process.stderr.write(ts.formatDiagnosticsWithColorAndContext(diagnostics, host));
   process.exit(1);
+}
+
+/**
+ * The OpenAPI plugin adds `import * as openapi from "@nestjs/swagger"` to every file with a
+ * DTO, used or not. The shared DTOs (libs/spec) never use it, yet the import loaded all of
+ * @nestjs/swagger (0.7 s) into the CLI and the worker, which validate with those DTOs but
+ * serve no document. Drops the import wherever `openapi.` appears nowhere else in the file.
+ */
+function dropUnusedOpenApiImports(dir) {
+  const line = 'import * as openapi from "@nestjs/swagger";\n';
+  for (const entry of readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (!entry.isFile() || !entry.name.endsWith('.js')) continue;
+    const file = join(entry.parentPath, entry.name);
+    const text = readFileSync(file, 'utf8');
+    if (!text.includes(line)) continue;
+    const rest = text.replace(line, '');
+    if (!rest.includes('openapi.')) writeFileSync(file, rest);
+  }
 }

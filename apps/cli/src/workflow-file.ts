@@ -1,6 +1,5 @@
 import { readFileSync } from 'node:fs';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
-import { checkWorkflowTasks, CreateWorkflowDto, validateAs } from '@tagflow/spec';
 import type { WorkflowSpec } from '@tagflow/client';
 
 /** One thing wrong with a workflow file, where it is. */
@@ -76,6 +75,9 @@ export async function loadWorkflowFile(file: string, sets: readonly string[] = [
     input[set.slice(0, eq)] = value.toJS() as unknown;
     workflow.input = input;
   }
+  // The API's own rules, loaded only by the commands that read a file (class-validator is
+  // most of the CLI's start-up time).
+  const { checkWorkflowTasks, CreateWorkflowDto, validateAs } = await import('@tagflow/spec');
   const { errors } = await validateAs(CreateWorkflowDto, workflow, 'the file');
   const together = checkWorkflowTasks(Array.isArray(workflow.tasks) ? (workflow.tasks as unknown[]) : []);
   const problems: FileProblem[] = [...errors, ...together].map((e) => ({

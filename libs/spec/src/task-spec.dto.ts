@@ -1,3 +1,5 @@
+// Decorator metadata (the types class-transformer reads): loaded before the classes below.
+import 'reflect-metadata';
 import { Type } from 'class-transformer';
 import {
   ArrayMaxSize,
