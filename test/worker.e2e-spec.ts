@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, watch, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Api, freePort, task, waitFor, waitForTask, waitForWorkflow, workflow } from './support/harness.js';
@@ -176,7 +176,9 @@ describe('the worker agent', () => {
     }
   });
 
-  it('runs noop and echo', async () => {
+  it('runs noop and echo, in process: no directory is made for their attempts', async () => {
+    const made: string[] = [];
+    const watcher = watch(worker.workDir, (_, name) => made.push(String(name)));
     const wf = await api.createWorkflow(
       workflow({
         sealed: true,
@@ -187,7 +189,17 @@ describe('the worker agent', () => {
       }),
     );
     await waitForWorkflow(api, wf.id, ['SUCCESS'], 20_000);
+    watcher.close();
     expect((await api.task(wf.id, 'e')).output).toEqual({ hello: 'world' });
+    expect(made).toEqual([]);
+    // A shell task, by contrast, runs in a directory of its own, removed afterwards.
+    const shell = await api.createWorkflow(
+      workflow({ sealed: true, tasks: [task('s', { tags: [tag], ...sh('pwd') })] }),
+    );
+    await waitForWorkflow(api, shell.id, ['SUCCESS'], 20_000);
+    const ran = (await api.task(shell.id, 's')).stdout.trim();
+    expect(ran.startsWith(`${worker.workDir}/`)).toBe(true);
+    expect(existsSync(ran)).toBe(false);
   });
 });
 

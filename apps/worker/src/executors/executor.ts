@@ -58,6 +58,12 @@ export type ExecutionResult =
 export interface Executor {
   /** The action type it runs, e.g. "shell" or "ansible-playbook". */
   type: string;
+  /**
+   * Runs inside the worker, starting no process and writing no file (noop, echo): its
+   * attempts get no directory and no isolation scope (their context's `workDir` is empty;
+   * `run` and `writeFile` fail). Absent: false.
+   */
+  readonly inProcess?: boolean;
   run(ctx: ExecutorContext): Promise<ExecutionResult>;
 }
 
