@@ -338,11 +338,14 @@ async function claimSqlite(
     pairs.push(`(id = :i${i} AND attempt = :a${i} AND tagset_id = :s${i})`);
   });
   // The clock is a parameter, not inlined: the text stays the same from one claim of as
-  // many jobs to the next, so the statement cache serves it.
+  // many jobs to the next, so the statement cache serves it. The unary `+` keeps SQLite off
+  // the state index: with it, the planner walked every READY task (10,000 in a backlog,
+  // 3.6 ms a claim) instead of looking each row up by its key.
+  // (EXPLAIN QUERY PLAN: MULTI-INDEX OR, SEARCH task USING INDEX sqlite_autoindex_task_1.)
   const { affected } = await sql(
     em,
     `UPDATE task SET ${claimSet(':now', `CASE id ${workers.join(' ')} END`, `CASE id ${tokens.join(' ')} END`, ':no')}
-     WHERE (${pairs.join(' OR ')}) AND ${CLAIMABLE('task')}`,
+     WHERE (${pairs.join(' OR ')}) AND +${CLAIMABLE('task')}`,
     params,
   );
   if (affected === 0) return [];
