@@ -8,7 +8,7 @@
 // a cluster of three masters with a replica each: the API and the raw BullMQ ceiling use it).
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -140,8 +140,9 @@ async function startApi(databaseUrl) {
     });
     proc.on('exit', (code) => reject(new Error(`API exited ${code}`)));
   });
-  // Keep reading stdout (the API logs at info) so the pipe never fills.
-  proc.stdout.resume();
+  // Keep reading stdout (the API logs at info) so the pipe never fills; BENCH_API_LOG keeps it.
+  if (process.env.BENCH_API_LOG) proc.stdout.pipe(createWriteStream(process.env.BENCH_API_LOG, { flags: 'a' }));
+  else proc.stdout.resume();
   const url = `http://127.0.0.1:${port}`;
   return {
     url,

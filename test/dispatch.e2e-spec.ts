@@ -129,6 +129,21 @@ describe('dispatch by tag', () => {
     expect(await api.poll([tagB], { wait_s: 0 })).toEqual([]); // nothing left queued for them
   });
 
+  it('hands 1,000 tasks added in one request to 1,000 parked polls, one each', async () => {
+    const tag = `burst-${Date.now()}`;
+    const n = 1000;
+    const parked = Array.from({ length: n }, () => api.poll([tag], { wait_s: 30 }));
+    await api.pollsParked(n);
+    const wf = await api.createWorkflow(workflow());
+    const tasks = Array.from({ length: n }, (_, i) => task(`t${i}`, { tags: [tag] }));
+    // All claimed at once for the parked polls (on SQLite this claim was a 500: one statement
+    // too deep for it).
+    expect((await api.post(`/v1/workflows/${wf.id}/tasks`, { tasks })).status).toBe(201);
+    const answers = await Promise.all(parked);
+    expect(answers.filter((a) => a.length === 1)).toHaveLength(n);
+    expect(new Set(answers.flat().map((t) => t.name)).size).toBe(n);
+  }, 90_000);
+
   it('forgets a parked poll whose client went away: its task goes to the next poll, not to a closed socket', async () => {
     const tag = `gone-${Date.now()}`;
     const leaving = new AbortController();

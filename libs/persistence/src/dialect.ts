@@ -267,8 +267,17 @@ export async function claimRows(
   now: number,
   jobs: readonly ClaimJob[],
 ): Promise<Record<string, unknown>[]> {
-  return kindOf(em) === 'postgres' ? claimPostgres(em, now, jobs) : claimSqlite(em, now, jobs);
+  if (kindOf(em) === 'postgres') return claimPostgres(em, now, jobs);
+  // SQLite refuses an expression more than 1,000 deep, and the claim's OR of key lookups
+  // grows one level a job: a claim of 1,000 parked polls' tasks at once was a 500.
+  const rows: Record<string, unknown>[] = [];
+  for (let i = 0; i < jobs.length; i += SQLITE_CLAIM_CHUNK)
+    rows.push(...(await claimSqlite(em, now, jobs.slice(i, i + SQLITE_CLAIM_CHUNK))));
+  return rows;
 }
+
+/** Jobs claimed in one SQLite statement at most (its expression depth limit is 1,000). */
+const SQLITE_CLAIM_CHUNK = 250;
 
 /**
  * What a claim writes on each row it leases, the same for both databases: the clock, and
