@@ -151,7 +151,7 @@ export class PollService implements OnApplicationBootstrap {
    * removed, and every replica told to drop them from memory. A tag set comes back with its
    * next task. Without this, each distinct tag set ever seen (a tag per short-lived host)
    * kept its queue objects, index entries and Redis keys for ever. At most `limit` a call.
-   * Returns: how many went (`limit` when more may be idle).
+   * Returns: how many went (at most `limit`).
    */
   async sweepIdle(
     busyTagsets: () => Promise<ReadonlySet<string>>,

@@ -86,10 +86,11 @@ export class EventRepository {
    * PostgreSQL only. Returns: a transaction id below which every transaction that could
    * write this database's events has ended: the oldest one still running, leaving out
    * those known to run in another database (a pg_dump of another application's database
-   * on the same server, or another of Tagflow's databases, holds no stream back). A
-   * transaction whose database cannot be seen (another role's, without pg_read_all_stats)
-   * counts, as does one that ended between the two reads here: both only make a follower
-   * wait longer, never skip.
+   * on the same server, or another of Tagflow's databases, holds no stream back; every role
+   * sees every session's database and transaction id). A prepared transaction, which no
+   * session lists, counts, as does one that ended between the two reads here: both only
+   * make a follower wait longer, never skip. (On a hot standby the snapshot lists no running
+   * transactions: streams are read from the primary.)
    */
   private async settledBelow(): Promise<number> {
     const { rows } = await sql(
