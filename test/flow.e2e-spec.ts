@@ -350,8 +350,8 @@ describe('concurrency limits', () => {
     // This one is never heartbeated: its lease expires and the last task gets the room.
     const d = await api.take([tag], 10);
     expect((await api.get(`/v1/tasks/${d.id}`)).body.state).toBe('RUNNING');
-    // The history shows a transaction's events once every older transaction on the server has
-    // ended (so a stream never skips one): under load, that can take a moment.
+    // The history shows a transaction's events once every older transaction in the database
+    // has ended (so a stream never skips one): under load, that can take a moment.
     const expired = await waitFor('the expiry in the workflow history', async () => {
       const events = (await api.get(`/v1/workflows/${wf.id}/events?limit=1000`)).body.items as any[];
       const found = events.filter((e) => e.from === 'RUNNING' && /LEASE_EXPIRED/.test(e.reason ?? ''));

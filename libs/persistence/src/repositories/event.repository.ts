@@ -12,6 +12,24 @@ export interface EventPlace {
 }
 export type NewWorkflowEvent = Omit<WorkflowEventEntity, 'id'>;
 
+/**
+ * PostgreSQL: a transaction id below which every transaction that could write this
+ * database's events has ended: the oldest one still running, leaving out those known to run
+ * in another database (a pg_dump of another application's database on the same server, or
+ * another of Tagflow's databases, holds no stream back; every role sees every session's
+ * database and transaction id). A prepared transaction, which no session lists, counts, as
+ * does one that ended between the snapshot and the read of pg_stat_activity: both only make
+ * a follower wait longer, never skip. (On a hot standby the snapshot lists no running
+ * transactions: streams are read from the primary.) A subquery of each read, so it costs no
+ * round trip of its own.
+ */
+const SETTLED_BELOW = `(SELECT COALESCE(
+    (SELECT MIN(x::text::bigint) FROM pg_snapshot_xip(pg_current_snapshot()) x
+      WHERE (x::text::bigint % 4294967296) NOT IN (
+        SELECT backend_xid::text::bigint FROM pg_stat_activity
+         WHERE backend_xid IS NOT NULL AND datname IS DISTINCT FROM current_database())),
+    pg_snapshot_xmax(pg_current_snapshot())::text::bigint))`;
+
 /** The history: one task_event row per task transition, one workflow_event row per workflow one. */
 export class EventRepository {
   constructor(private readonly em: EntityManager) {}
@@ -44,7 +62,7 @@ export class EventRepository {
    * Takes: a workflow id, the last task event and workflow event already seen (each as
    * its transaction and id), a limit. Returns: up to `limit` of each that came after, in
    * (transaction, id) order, only from transactions older than every one still running
-   * in this database (see migration 15 and `settledBelow`): an event read later can never
+   * in this database (see migration 15 and SETTLED_BELOW): an event read later can never
    * sort before one read now. Task
    * events come with their task's name and each event with its `tx`.
    */
@@ -58,7 +76,7 @@ export class EventRepository {
     workflow: (WorkflowEventEntity & { tx: number })[];
   }> {
     const n = Math.floor(limit);
-    const settled = kindOf(this.em) === 'postgres' ? ` AND e.tx < ${await this.settledBelow()}` : '';
+    const settled = kindOf(this.em) === 'postgres' ? ` AND e.tx < ${SETTLED_BELOW}` : '';
     const after = (p: EventPlace) => ({ wf: workflowId, tx: p.tx, id: p.id });
     const t = await sql(
       this.em,
@@ -80,29 +98,6 @@ export class EventRepository {
       ),
       workflow: w.rows.map((r) => Object.assign(hydrate(this.em, WorkflowEventEntity, r), { tx: Number(r.tx) })),
     };
-  }
-
-  /**
-   * PostgreSQL only. Returns: a transaction id below which every transaction that could
-   * write this database's events has ended: the oldest one still running, leaving out
-   * those known to run in another database (a pg_dump of another application's database
-   * on the same server, or another of Tagflow's databases, holds no stream back; every role
-   * sees every session's database and transaction id). A prepared transaction, which no
-   * session lists, counts, as does one that ended between the two reads here: both only
-   * make a follower wait longer, never skip. (On a hot standby the snapshot lists no running
-   * transactions: streams are read from the primary.)
-   */
-  private async settledBelow(): Promise<number> {
-    const { rows } = await sql(
-      this.em,
-      `SELECT COALESCE(
-         (SELECT MIN(x::text::bigint) FROM pg_snapshot_xip(pg_current_snapshot()) x
-           WHERE (x::text::bigint % 4294967296) NOT IN (
-             SELECT backend_xid::text::bigint FROM pg_stat_activity
-              WHERE backend_xid IS NOT NULL AND datname IS DISTINCT FROM current_database())),
-         pg_snapshot_xmax(pg_current_snapshot())::text::bigint) AS below`,
-    );
-    return Number(rows[0].below);
   }
 
   /** Takes: a task id. Deletes its events. */
