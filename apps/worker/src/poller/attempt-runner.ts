@@ -78,7 +78,7 @@ export class AttemptRunner {
         attempt.dir = await mkdtemp(join(this.config.workDir, `${task.id}-`));
         if (user) await chown(attempt.dir, user.uid, user.gid);
       }
-      return await executor.run(this.context(task, signal, { ...attempt, dir: attempt.dir ?? '' }, heartbeat));
+      return await executor.run(this.context(task, signal, attempt, heartbeat));
     } catch (e) {
       return e instanceof ExecutionFailure
         ? { status: 'failure', message: e.message, code: e.code, retryable: e.retryable }
@@ -94,10 +94,13 @@ export class AttemptRunner {
   private context(
     task: LeasedTask,
     signal: AbortSignal,
-    attempt: Attempt & { dir: string },
+    attempt: Attempt,
     heartbeat: (progress: unknown) => void,
   ): ExecutorContext {
     const { dir, user, scope } = attempt;
+    // No directory: an in-process executor's attempt, which may start and write nothing.
+    const inProcess = (what: string) =>
+      Promise.reject(new Error(`the ${task.action.type} executor runs in process: it may not ${what}`));
     let env: Record<string, string> | undefined; // made when a process first needs it
     const envOf = () =>
       (env ??= taskEnvironment(process.env, task, { api: this.config.api, helperDir: this.helperDir, user }));
@@ -107,10 +110,10 @@ export class AttemptRunner {
       signal,
       heartbeat,
       log: (msg, fields) => this.log('info', msg, { task_id: task.id, ...fields }),
-      workDir: dir,
+      workDir: dir ?? '',
       run: (command, args, opts = {}) =>
-        dir === ''
-          ? Promise.reject(new Error(`the ${task.action.type} executor runs in process: it may not start processes`))
+        dir === undefined
+          ? inProcess('start processes')
           : runProcess(command, args, {
               cwd: opts.cwd ?? dir,
               env: { ...envOf(), ...opts.env },
@@ -120,9 +123,7 @@ export class AttemptRunner {
               onOutput: (stream, chunk) => this.output.write(task.lease.token, stream, chunk),
             }),
       writeFile: (path, data, mode = 0o600) =>
-        dir === ''
-          ? Promise.reject(new Error(`the ${task.action.type} executor runs in process: it may not write files`))
-          : writeTaskFile(path, data, mode, user),
+        dir === undefined ? inProcess('write files') : writeTaskFile(path, data, mode, user),
     };
   }
 
