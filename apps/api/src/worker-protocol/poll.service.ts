@@ -1,7 +1,7 @@
 import { Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common';
 import { asQueueTags, clientTags, LIMITS, namespaceTag, ResolutionError, TagsetIndex } from '@tagflow/domain';
 import type { TaskEntity } from '@tagflow/persistence';
-import { Bus, JobQueue, jobIdFor, RedisConnections, TagsetRegistry } from '@tagflow/queue';
+import { Bus, JobQueue, jobIdFor, RedisConnections, TagsetRegistry, type TakenJob } from '@tagflow/queue';
 import { leaseHasJob } from '../dispatch/leases.js';
 import { ParkedPolls, type ParkedPoll } from '../dispatch/parked-polls.js';
 import { Unavailable, withDeadline } from '../common/errors.js';
@@ -327,11 +327,24 @@ export class PollService implements OnApplicationBootstrap {
       if (!this.redis.ready) return 'stop';
       // A Redis that stopped answering: the poll answers 503 instead of hanging. A job
       // fetched after that has no claim; the reconciler releases it (an orphan).
-      const jobs = await withDeadline(
-        this.jobs.take(tagset, tokens),
-        REDIS_WAIT_MS,
-        () => new Unavailable('Redis, which holds the queues, did not answer in time; poll again shortly'),
-      );
+      let jobs: TakenJob[];
+      try {
+        jobs = await withDeadline(
+          this.jobs.take(tagset, tokens),
+          REDIS_WAIT_MS,
+          () => new Unavailable('Redis, which holds the queues, did not answer in time; poll again shortly'),
+        );
+      } catch (e) {
+        // Tasks this poll already leased (from another tag set, or an earlier round) are the
+        // worker's only once it receives them: answer with them rather than fail the poll and
+        // leave their leases to expire (a Cluster shard dying mid-poll did exactly that).
+        if (out.length === 0) throw e;
+        this.logger.event('warn', 'poll', 'a tag set could not be read; answering with the tasks already leased', {
+          tasks: out.length,
+          error: String(e),
+        });
+        return 'stop';
+      }
       if (jobs.length < want && (this.seq.get(tagset) ?? 0) === seqBefore) this.hints.delete(tagset);
       // Taken from: it goes behind the other tag sets with work, so a backlog on one does not starve the rest.
       else if (jobs.length > 0 && this.hints.has(tagset)) this.hints.set(tagset, Date.now());
