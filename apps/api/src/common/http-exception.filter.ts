@@ -122,14 +122,21 @@ const NET_UNAVAILABLE = new Set([
   'SQLITE_LOCKED',
 ]);
 
+/** ioredis's errors of a Redis (or Cluster, or Sentinel) that cannot be reached. */
+const REDIS_ERROR_NAMES = new Set(['MaxRetriesPerRequestError', 'ClusterAllFailedError']);
+const REDIS_AWAY =
+  /^(Connection is closed|Stream isn't writeable|Too many Cluster redirections|Cluster is disconnect|Cluster isn't ready|None of startup nodes is available|Node is disconnected|All sentinels are unreachable)/;
+/** Redis's own answers while a failover or a restart is under way (a demoted master, a shard without a master, a loading dump). */
+const REDIS_REPLY_AWAY = /^(READONLY|CLUSTERDOWN|TRYAGAIN|LOADING|MASTERDOWN|NOREPLICAS|MOVED|ASK) /;
+
 /** Which part an error says is away ('database' or 'Redis'), or null for any other error. */
 export function unavailablePart(e: unknown): 'database' | 'Redis' | null {
   if (!(e instanceof Error)) return null;
   const driver = (e as { driverError?: { code?: unknown } }).driverError;
   const raw = (e as { code?: unknown }).code ?? driver?.code;
   const code = typeof raw === 'string' ? raw : '';
-  if (e.name === 'MaxRetriesPerRequestError' || /^(Connection is closed|Stream isn't writeable)/.test(e.message))
-    return 'Redis';
+  if (REDIS_ERROR_NAMES.has(e.name) || REDIS_AWAY.test(e.message)) return 'Redis';
+  if (e.name === 'ReplyError' && REDIS_REPLY_AWAY.test(e.message)) return 'Redis';
   if (PG_UNAVAILABLE.test(code) || NET_UNAVAILABLE.has(code)) return 'database';
   if (
     /Connection terminated|timeout exceeded when trying to connect|the database system is (starting up|shutting down)/.test(

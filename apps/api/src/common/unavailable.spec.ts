@@ -24,9 +24,36 @@ describe('which part an error says is unavailable', () => {
     ).toBe('Redis');
   });
 
+  it('names Redis for a Cluster or Sentinel that cannot be reached, and for its answers during a failover', () => {
+    const named = (name: string, message: string) => Object.assign(new Error(message), { name });
+    for (const message of [
+      'Too many Cluster redirections. Last error: Error: Connection is closed.',
+      'Cluster is disconnected.',
+      'None of startup nodes is available',
+      'All sentinels are unreachable. Retrying from scratch after 10ms.',
+    ]) {
+      expect({ message, part: unavailablePart(new Error(message)) }).toEqual({ message, part: 'Redis' });
+    }
+    expect(unavailablePart(named('ClusterAllFailedError', 'Failed to refresh slots cache.'))).toBe('Redis');
+    for (const message of [
+      "READONLY You can't write against a read only replica.",
+      'CLUSTERDOWN The cluster is down',
+      'TRYAGAIN Multiple keys request during rehashing of slot',
+      'LOADING Redis is loading the dataset in memory',
+      'MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to no',
+    ]) {
+      expect({ message, part: unavailablePart(named('ReplyError', message)) }).toEqual({ message, part: 'Redis' });
+    }
+  });
+
   it('leaves every other error a 500', () => {
     expect(unavailablePart(withCode('duplicate key value violates unique constraint', '23505', true))).toBeNull();
     expect(unavailablePart(new TypeError('x is undefined'))).toBeNull();
     expect(unavailablePart('a string')).toBeNull();
+    // A script's own error or a wrong type is a bug to see, not an outage.
+    expect(
+      unavailablePart(Object.assign(new Error('WRONGTYPE Operation against a key'), { name: 'ReplyError' })),
+    ).toBeNull();
+    expect(unavailablePart(Object.assign(new Error('READONLY x'), { name: 'TypeError' }))).toBeNull();
   });
 });

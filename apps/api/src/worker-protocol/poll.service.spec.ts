@@ -1,0 +1,112 @@
+import { describe, expect, it } from '@jest/globals';
+import { LIMITS, namespaceTag } from '@tagflow/domain';
+import type { TaskEntity } from '@tagflow/persistence';
+import type { Bus, JobQueue, RedisConnections, TagsetRegistry, TakenJob } from '@tagflow/queue';
+import { unavailablePart } from '../common/http-exception.filter.js';
+import type { JsonLogger } from '../common/logger.js';
+import type { ParkedPolls } from '../dispatch/parked-polls.js';
+import type { ReferenceResolver } from '../engine/reference-resolver.js';
+import type { LongWaits } from '../long-wait/long-waits.js';
+import { MetricsService } from '../metrics/metrics.service.js';
+import type { LeaseService } from './lease.service.js';
+import { PollService } from './poll.service.js';
+
+/**
+ * The poll loop over several tag sets, against a queue whose answers the test decides.
+ * What a worker would notice: a task leased to its poll reaches it, whatever happens to the
+ * next tag set's Redis shard.
+ */
+
+const NS = 'default';
+const tagsOf = (id: string) => [id, namespaceTag(NS)];
+
+/** Each tag set's queue: the jobs it hands out, or the error its shard answers with. */
+type Shard = { jobs: string[] } | { error: Error };
+
+function pollServiceOver(shards: Record<string, Shard>) {
+  const leasedTasks: string[] = [];
+  const logged: string[] = [];
+  let tokens = 0;
+  const jobs = {
+    take: async (tagset: string, offered: string[]): Promise<TakenJob[]> => {
+      const shard = shards[tagset];
+      if ('error' in shard) throw shard.error;
+      const taken = shard.jobs.splice(0, offered.length);
+      return taken.map((taskId, i) => ({ taskId, attempt: 1, jobId: `${taskId}:1`, token: offered[i] }));
+    },
+    finish: async () => undefined,
+    extend: async () => undefined,
+    headPriorities: async () => new Map<string, number>(),
+    countAtLeast: async () => 0,
+  } as unknown as JobQueue;
+  const leases = {
+    newToken: () => `lease-${++tokens}`,
+    claim: async (claims: { taskId: string; token: string; tagsetId: string }[]) =>
+      claims.map((c) => {
+        leasedTasks.push(c.taskId);
+        return {
+          id: c.taskId,
+          attempt: 1,
+          tagset_id: c.tagsetId,
+          lease_token: c.token,
+          lease_s: LIMITS.defaultLeaseSeconds,
+          lease_expires_at: Date.now() + 30_000,
+          resolved_input: null,
+        } as unknown as TaskEntity;
+      }),
+    recordResolvedInputs: async () => undefined,
+  } as unknown as LeaseService;
+  // A poll that does not wait: one look at the queues.
+  const waits = {
+    isClosing: false,
+    until: async (_on: unknown, _deadline: number, look: () => Promise<unknown>) => look(),
+    wakeTags: () => undefined,
+  } as unknown as LongWaits;
+  const service = new PollService(
+    jobs,
+    { ready: true } as unknown as RedisConnections,
+    {} as TagsetRegistry,
+    waits,
+    leases,
+    { resolve: async () => null } as unknown as ReferenceResolver,
+    { event: (_level: string, _part: string, message: string) => logged.push(message) } as unknown as JsonLogger,
+    { onEvent: () => undefined, isDegraded: false, publish: async () => undefined } as unknown as Bus,
+    { park: () => undefined, leave: () => undefined } as unknown as ParkedPolls,
+    new MetricsService(),
+  );
+  // Announced in this order, so the poll reads them in this order.
+  for (const id of Object.keys(shards)) service.nudge(id, tagsOf(id));
+  const poll = () =>
+    service.poll({ namespace: NS, tags: Object.keys(shards), workerId: 'w1', waitMs: 0, maxTasks: 10 });
+  return { poll, leasedTasks, logged };
+}
+
+const shardGone = () => new Error('Too many Cluster redirections. Last error: Error: Connection is closed.');
+
+describe('a poll over several tag sets when a Redis shard fails', () => {
+  it('answers with the tasks it already leased from another tag set when a later one cannot be read', async () => {
+    const { poll, leasedTasks, logged } = pollServiceOver({
+      'ts-a': { jobs: ['t1', 't2'] },
+      'ts-b': { error: shardGone() },
+    });
+    const answered = await poll();
+    expect(answered.map((l) => l.task.id)).toEqual(['t1', 't2']);
+    // Every task leased is in the answer: none is left to a lease nobody holds.
+    expect(answered.map((l) => l.lease.token)).toEqual(['lease-1', 'lease-2']);
+    expect(leasedTasks).toEqual(['t1', 't2']);
+    expect(logged).toContain('a tag set could not be read; answering with the tasks already leased');
+  });
+
+  it('fails as unavailable (503, poll again) when it has leased nothing yet', async () => {
+    const { poll, leasedTasks } = pollServiceOver({
+      'ts-a': { error: shardGone() },
+      'ts-b': { jobs: ['t1'] },
+    });
+    const failure = await poll().then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(unavailablePart(failure)).toBe('Redis');
+    expect(leasedTasks).toEqual([]);
+  });
+});
