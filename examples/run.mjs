@@ -34,7 +34,11 @@ const SERVERS = {
   'rolling-restart': Object.fromEntries([1, 2, 3, 4, 5, 6].map((n) => [`web${n}`, ['web', `host:web${n}`]])),
 };
 
-/** The most tasks RUNNING at once in a workflow, replayed from its recorded transitions. */
+/**
+ * The most tasks RUNNING at once in a workflow, replayed from its recorded transitions.
+ * Exact on SQLite (`npm start`); on PostgreSQL the history is in transaction order, which can
+ * overstate it by one where a lease and a report overlapped (docs/api.md, events).
+ */
 async function mostRunning(client, id) {
   let running = 0;
   let most = 0;

@@ -248,19 +248,30 @@ describe('concurrency limits', () => {
       const wf = await api.createWorkflow(workflow({ sealed: true, limits: { [tag]: 2 }, tasks }));
       expect(wf.limits).toEqual({ [tag]: 2 });
       let done = 0;
+      // Held by the pollers from the answer to the report: within the time each task is
+      // RUNNING in the database (leased before the answer, ended after the report is sent).
+      let holding = 0;
+      let mostHeld = 0;
       const poller = async (on: Api) => {
         while (done < 20) {
           const [t] = await on.poll([tag], { wait_s: 1 });
           if (!t) continue;
+          mostHeld = Math.max(mostHeld, ++holding);
           // Holds the lease a little while, as a restart would.
           await new Promise((r) => setTimeout(r, 30 + Math.random() * 70));
+          holding--;
           expect((await on.complete(t)).status).toBe(200);
           done++;
         }
       };
       await Promise.all(Array.from({ length: 10 }, (_, i) => poller(i % 2 ? other : api)));
       await waitForWorkflow(api, wf.id, ['SUCCESS'], 20_000);
-      expect(await mostRunning(api, wf.id)).toBe(2);
+      expect(mostHeld).toBeLessThanOrEqual(2);
+      // SQLite commits one transaction at a time, so its history is in commit order and the
+      // replay is exact. PostgreSQL's history is in transaction order (see docs/api.md): a
+      // lease whose transaction began before a report's and counted after it committed shows
+      // before that report, so a replay can overstate by the overlap.
+      if (DATABASE === 'sqlite') expect(await mostRunning(api, wf.id)).toBe(2);
     } finally {
       if (other !== api) await other.stop();
     }
