@@ -17,13 +17,28 @@ export interface FieldError {
   errors: string[];
 }
 
+/** class-validator's constraints that check a value's type. */
+const TYPE_CONSTRAINTS = new Set([
+  'isInt',
+  'isNumber',
+  'isString',
+  'isBoolean',
+  'isArray',
+  'isObject',
+  'isDefined',
+  'nestedValidation',
+]);
+
 export function flattenValidationErrors(errors: ValidationError[], parent = ''): FieldError[] {
   const out: FieldError[] = [];
   for (const e of errors) {
     const field = parent ? `${parent}.${e.property}` : e.property;
     if (e.constraints) {
-      // class-validator's whitelist message reads "property x should not exist"; say which field.
-      out.push({ field, errors: Object.values(e.constraints) });
+      // A value of the wrong type fails its range and length rules too ("1.5 must not be less
+      // than 1"): name only what its type should be.
+      const typeErrors = Object.keys(e.constraints).filter((k) => TYPE_CONSTRAINTS.has(k));
+      const names = typeErrors.length > 0 ? typeErrors : Object.keys(e.constraints);
+      out.push({ field, errors: names.map((k) => e.constraints![k]) });
     }
     if (e.children?.length) out.push(...flattenValidationErrors(e.children, field));
   }

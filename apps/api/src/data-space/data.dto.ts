@@ -1,11 +1,19 @@
 import { Transform } from 'class-transformer';
-import { IsDefined, IsNumber, IsOptional, Max, Min } from 'class-validator';
+import { IsNumber, IsOptional, Max, Min, ValidateBy } from 'class-validator';
 import { isoOrNull } from '@tagflow/domain';
 import type { DataEntryEntity } from '@tagflow/persistence';
 
+/** Present in the body, whatever JSON value it holds (null included: IsDefined refuses null). */
+function IsPresent(message: string): PropertyDecorator {
+  return ValidateBy({
+    name: 'isPresent',
+    validator: { validate: (value: unknown) => value !== undefined, defaultMessage: () => message },
+  });
+}
+
 export class PutDataDto {
-  /** Any JSON value. */
-  @IsDefined({ message: 'value is required (any JSON value)' })
+  /** Any JSON value, null included. */
+  @IsPresent('value is required (any JSON value, null included)')
   value: unknown;
 }
 

@@ -1,6 +1,6 @@
 import type { EntityManager } from 'typeorm';
 import { DataEntryEntity } from '../entities/data-entry.entity.js';
-import { inChunks, insertRows, sql } from '../dialect.js';
+import { inChunks, sql } from '../dialect.js';
 import { hydrate, persisted } from '../rows.js';
 
 /** A workflow's data space (task outputs are read from the task table: TaskRepository.outputs). */
@@ -9,7 +9,8 @@ export class DataRepository {
 
   /** Takes: a workflow, a key, a value, the writing task (or null) and the clock. Writes the key, replacing an older value. */
   async write(workflowId: string, key: string, value: unknown, taskId: string | null, now: number): Promise<void> {
-    const stored = persisted(this.em, DataEntryEntity, 'value', value);
+    // JSON null is a value like any other, kept as the text 'null' (a SQL NULL would be no value).
+    const stored = value === null ? 'null' : persisted(this.em, DataEntryEntity, 'value', value);
     const { affected } = await sql(
       this.em,
       'UPDATE data_entry SET value = :v, written_at = :now, task_id = :task WHERE workflow_id = :wf AND key = :key',
@@ -22,9 +23,11 @@ export class DataRepository {
       },
     );
     if (affected === 0)
-      await insertRows(this.em, DataEntryEntity, [
-        { workflow_id: workflowId, key, value, written_at: now, task_id: taskId },
-      ]);
+      await sql(
+        this.em,
+        'INSERT INTO data_entry (workflow_id, key, value, written_at, task_id) VALUES (:wf, :key, :v, :now, :task)',
+        { wf: workflowId, key, v: stored, now, task: taskId },
+      );
   }
 
   /** Takes: a workflow and a key. Returns: the entry, or null. */

@@ -92,9 +92,11 @@ export class TransitionRepository {
     // In slices (inChunks' size) rather than through it: each slice reads, writes and records events in turn.
     for (let i = 0; i < t.ids.length; i += IN_CHUNK) {
       const ids = t.ids.slice(i, i + IN_CHUNK);
-      // Read first when several rows or a flag change in place: the events name each row's
-      // state, and a flag already at its value is no change (and gets no event).
-      const before = ids.length === 1 && t.to ? null : await this.statesOf(ids, t.from, t.to ? undefined : t.flags);
+      // Read first when several rows, several states it may leave, or a flag change in place:
+      // the events name each row's state (a READY task cancelled is READY -> CANCELLED, not
+      // the first state allowed), and a flag already at its value is no change (and gets no event).
+      const oneRowOneState = ids.length === 1 && t.to && t.from.length === 1;
+      const before = oneRowOneState ? null : await this.statesOf(ids, t.from, t.to ? undefined : t.flags);
       if (before && before.size === 0) continue;
       const candidates = before ? [...before.keys()] : ids;
       const { affected } = await sql(this.em, update, {
