@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { isDeepStrictEqual } from 'node:util';
 import { Api, task, workflow } from './support/harness.js';
 
 /** Answers a client generated from the contract relies on: the states it records, the values it accepts, the errors it names. */
@@ -10,6 +12,27 @@ describe('the API contract: defects found generating a client', () => {
   });
   afterAll(async () => {
     await api.stop();
+  });
+
+  it('serves the document kept in docs/openapi.json, each operation named and open routes asking no key', async () => {
+    const served = (await api.get('/docs/json')).body;
+    const kept = JSON.parse(readFileSync('docs/openapi.json', 'utf8'));
+    const differing = Object.keys({ ...served.paths, ...kept.paths }).filter(
+      (p) => !isDeepStrictEqual(served.paths[p], kept.paths[p]),
+    );
+    // A changed route or DTO: `npm run build && npm run openapi` writes the file again.
+    expect({ differing, rest: isDeepStrictEqual({ ...served, paths: {} }, { ...kept, paths: {} }) }).toEqual({
+      differing: [],
+      rest: true,
+    });
+    const operations = Object.values(served.paths as Record<string, Record<string, any>>).flatMap((item) =>
+      Object.values(item),
+    );
+    expect(operations.length).toBeGreaterThan(40);
+    for (const op of operations) expect(op.operationId).toMatch(/^[a-z][A-Za-z]+$/);
+    expect(served.paths['/health'].get.security).toEqual([]);
+    expect(served.paths['/v1/workflows'].get.security).toBeUndefined(); // the document's: a bearer key
+    expect(served.security).toEqual([{ bearer: [] }]);
   });
 
   const transitionsOf = async (workflowId: string, taskId: string) =>

@@ -11,7 +11,7 @@ import { keysCommand } from './auth/keys-command.js';
 import { HttpExceptionFilter } from './common/http-exception.filter.js';
 import { JsonLogger } from './common/logger.js';
 import { createValidationPipe } from './common/validation.js';
-import { serveDocs } from './common/docs.js';
+import { buildDocument, serveDocs } from './common/docs.js';
 import { uiBuilt, uiMissing } from './common/ui.js';
 import { MetricsService } from './metrics/metrics.service.js';
 
@@ -157,6 +157,14 @@ if (process.argv[2] === 'migrate') {
       process.exit(1);
     },
   );
+} else if (process.argv[2] === 'openapi') {
+  openapiCommand().then(
+    () => process.exit(0),
+    (e: unknown) => {
+      process.stderr.write(`tagflow-api openapi: ${e instanceof Error ? e.message : String(e)}\n`);
+      process.exit(1);
+    },
+  );
 } else if (process.argv[2] === 'keys') {
   keysCommand(process.argv.slice(3)).then(
     (code) => process.exit(code),
@@ -174,6 +182,18 @@ async function migrateCommand(): Promise<void> {
   const db = new Database(createDataSource(process.env.DATABASE_URL || 'sqlite:./data/tagflow.db'));
   await db.initialize();
   await db.close();
+}
+
+/** `node dist/apps/api/main.js openapi`: prints the OpenAPI document (docs/openapi.json), touching no database or Redis. */
+async function openapiCommand(): Promise<void> {
+  const config = loadConfig();
+  // Preview: the controllers and their metadata, no provider made (so nothing connects).
+  const app = await NestFactory.create(AppModule.forRoot(config, new JsonLogger('error')), {
+    preview: true,
+    logger: false,
+    bodyParser: false,
+  });
+  process.stdout.write(`${JSON.stringify(buildDocument(app, TAGFLOW_VERSION), null, 2)}\n`);
 }
 
 function run(): Promise<void> {

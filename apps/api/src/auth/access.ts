@@ -1,4 +1,5 @@
-import { createParamDecorator, SetMetadata, type ExecutionContext } from '@nestjs/common';
+import { applyDecorators, createParamDecorator, SetMetadata, type ExecutionContext } from '@nestjs/common';
+import { ApiExtension } from '@nestjs/swagger';
 import type { Role } from '@tagflow/persistence';
 
 /**
@@ -21,9 +22,17 @@ export const OPERATORS: readonly Role[] = ['admin', 'operator'];
 export const WORKERS: readonly Role[] = ['admin', 'worker'];
 export const ADMINS: readonly Role[] = ['admin'];
 
-export const Public = () => SetMetadata(ACCESS, 'public' satisfies Access);
-export const Allow = (roles: readonly Role[]) => SetMetadata(ACCESS, roles satisfies Access);
-export const AllowLeaseToken = () => SetMetadata(LEASE_TOKEN_ACCESS, true);
+/**
+ * The OpenAPI document says who may call each route too (`x-access`: `public` or the roles;
+ * `x-lease-token` where a running task's lease token is let in); a public one asks no key
+ * (`security: []`, common/openapi.ts).
+ */
+export const Public = () =>
+  applyDecorators(SetMetadata(ACCESS, 'public' satisfies Access), ApiExtension('x-access', 'public'));
+export const Allow = (roles: readonly Role[]) =>
+  applyDecorators(SetMetadata(ACCESS, roles satisfies Access), ApiExtension('x-access', [...roles]));
+export const AllowLeaseToken = () =>
+  applyDecorators(SetMetadata(LEASE_TOKEN_ACCESS, true), ApiExtension('x-lease-token', true));
 
 /**
  * Who is calling: a key (or, with no key configured on a loopback address, the local open

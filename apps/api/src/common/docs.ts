@@ -1,6 +1,7 @@
 import type { INestApplication } from '@nestjs/common';
-import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import { DocumentBuilder, SwaggerModule, type OpenAPIObject } from '@nestjs/swagger';
 import type { NextFunction, Request, Response } from 'express';
+import { completeDocument, operationId } from './openapi.js';
 import { setPageHeaders } from './page-headers.js';
 
 /**
@@ -25,15 +26,30 @@ export function serveDocs(app: INestApplication, version: string): void {
     setPageHeaders(res, DOCS_CONTENT_POLICY);
     next();
   });
+  const document = buildDocument(app, version);
+  SwaggerModule.setup('docs', app, document, { jsonDocumentUrl: 'docs/json', yamlDocumentUrl: 'docs/yaml' });
+}
+
+/**
+ * The OpenAPI document of the API: what Nest reads from the controllers and DTOs, completed
+ * (common/openapi.ts). Served at /docs/json and written to docs/openapi.json by
+ * `node dist/apps/api/main.js openapi` (npm run openapi).
+ */
+export function buildDocument(app: INestApplication, version: string): OpenAPIObject {
   const config = new DocumentBuilder()
     .setTitle('Tagflow')
     .setDescription(
-      'Workflows of tagged tasks with dependencies, leases and retries. Every /v1 route takes an API key: `Authorization: Bearer tfk_...` (see POST /v1/keys). Errors are `{statusCode, error, message, details?, request_id}`.',
+      "Workflows of tagged tasks with dependencies, leases and retries. Every /v1 route takes an API key (`Authorization: Bearer tfk_...`, see POST /v1/keys) or, on a running task's own routes, its lease token. Errors are `{statusCode, error, code, message, details?, request_id}`; branch on `code`.",
     )
     .setVersion(version)
-    .addBearerAuth()
+    .setLicense('Apache-2.0', 'https://www.apache.org/licenses/LICENSE-2.0')
+    .addBearerAuth({
+      type: 'http',
+      scheme: 'bearer',
+      bearerFormat: 'opaque (tfk_... key, or a lease token)',
+      description: "An API key, or a running task's lease token on the routes it may call.",
+    })
     .addSecurityRequirements('bearer')
     .build();
-  const document = SwaggerModule.createDocument(app, config);
-  SwaggerModule.setup('docs', app, document, { jsonDocumentUrl: 'docs/json', yamlDocumentUrl: 'docs/yaml' });
+  return completeDocument(SwaggerModule.createDocument(app, config, { operationIdFactory: operationId }));
 }

@@ -1,24 +1,6 @@
-import { Transform } from 'class-transformer';
-import { IsInt, IsOptional, IsString, Max, MaxLength, Min } from 'class-validator';
-import { LIMITS } from '@tagflow/domain';
 import { badRequest } from './errors.js';
 
-export const toInt = ({ value }: { value: unknown }) =>
-  typeof value === 'string' && /^-?\d+$/.test(value) ? Number(value) : value;
-
-export class PageQuery {
-  @IsOptional()
-  @Transform(toInt)
-  @IsInt()
-  @Min(1)
-  @Max(LIMITS.listMaxLimit)
-  limit: number = LIMITS.listDefaultLimit;
-
-  @IsOptional()
-  @IsString()
-  @MaxLength(512)
-  cursor?: string;
-}
+export { PageQuery, toInt } from './page.dto.js';
 
 export interface Page<T> {
   items: T[];

@@ -1,5 +1,16 @@
 import { Controller, Get, HttpStatus, Res } from '@nestjs/common';
-import { ApiTags } from '@nestjs/swagger';
+import { ApiResponse, ApiTags, type SchemaObject } from '@nestjs/swagger';
+
+/** What /health answers, healthy or not. */
+const HEALTH: SchemaObject = {
+  type: 'object',
+  required: ['status', 'database', 'redis'],
+  properties: {
+    status: { type: 'string', enum: ['ok', 'unavailable'] },
+    database: { type: 'string', description: '`ok`, or `error: ` and why' },
+    redis: { type: 'string', description: '`ok`, or `error: ` and why' },
+  },
+};
 import type { Response } from 'express';
 import { Database } from '@tagflow/persistence';
 import { RedisConnections } from '@tagflow/queue';
@@ -16,6 +27,8 @@ export class HealthController {
   /** 200 when the database answers and Redis takes writes, else 503 naming the one that does not. */
   @Get('health')
   @Public()
+  @ApiResponse({ status: 200, description: 'The database answers and Redis takes writes.', schema: HEALTH })
+  @ApiResponse({ status: 503, description: 'One of them does not (named).', schema: HEALTH })
   async health(@Res() res: Response): Promise<void> {
     const check = async (fn: () => Promise<void>) => {
       try {

@@ -17,6 +17,7 @@ export class LimitsController {
     return this.limits.list(ns);
   }
 
+  /** The limit on a tag, with its RUNNING and held tasks; 404 when the tag has none. */
   @Get(':tag')
   @Allow(READERS)
   get(@Param('tag') tag: string, @NamespaceOf() ns: string) {
@@ -35,6 +36,7 @@ export class LimitsController {
     return this.limits.put(ns, tag, dto.max_running);
   }
 
+  /** Removes the limit on a tag: the tasks it held are queued again at once. */
   @Delete(':tag')
   @HttpCode(204)
   @Allow(OPERATORS)

@@ -1,5 +1,5 @@
 import { Controller, Get, Header } from '@nestjs/common';
-import { ApiTags } from '@nestjs/swagger';
+import { ApiOkResponse, ApiTags } from '@nestjs/swagger';
 import { MetricsService } from './metrics.service.js';
 import { Public } from '../auth/access.js';
 
@@ -12,6 +12,10 @@ export class MetricsController {
   @Get('metrics')
   @Public()
   @Header('content-type', 'text/plain; version=0.0.4')
+  @ApiOkResponse({
+    description: 'Counters and gauges of this replica.',
+    content: { 'text/plain; version=0.0.4': { schema: { type: 'string' } } },
+  })
   render(): string {
     return this.metrics.render();
   }

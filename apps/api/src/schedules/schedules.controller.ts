@@ -56,6 +56,7 @@ export class SchedulesController {
     return this.schedules.view(scheduleId, ns);
   }
 
+  /** Deletes a schedule; the workflows it created stay. */
   @Delete(':id')
   @HttpCode(204)
   @Allow(OPERATORS)
@@ -68,6 +69,7 @@ export class SchedulesController {
     await this.schedules.remove(scheduleId, ns);
   }
 
+  /** Stops its ticks until it is resumed (a trigger still runs it). */
   @Post(':id/pause')
   @HttpCode(200)
   @Allow(OPERATORS)

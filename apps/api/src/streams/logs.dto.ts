@@ -1,5 +1,5 @@
-import { Transform } from 'class-transformer';
-import { IsIn, IsInt, IsOptional, IsString, MaxLength, Min, MinLength } from 'class-validator';
+import { Transform, Type } from 'class-transformer';
+import { IsIn, IsInt, IsOptional, IsString, Max, MaxLength, Min, MinLength } from 'class-validator';
 import { LIMITS } from '@tagflow/domain';
 import { IsUtf8At } from '../common/validation.js';
 
@@ -47,4 +47,24 @@ export class LogQuery {
   @IsInt()
   @Min(0)
   after?: number;
+}
+
+export class WorkflowEventsQuery {
+  /** `1`: keep streaming (`text/event-stream`) as transitions happen. */
+  @IsOptional()
+  @IsIn(['0', '1', 'true', 'false'], { message: 'follow must be 1 or 0' })
+  follow?: string;
+
+  /** Resume after this event id (`Last-Event-ID` does the same). */
+  @IsOptional()
+  @IsString()
+  after?: string;
+
+  /** At most this many events (default 1000); without `follow` only. */
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(1)
+  @Max(1000)
+  limit?: number;
 }

@@ -1,39 +1,18 @@
 import { Body, Controller, Get, HttpCode, Param, Post, Query, Req, Res } from '@nestjs/common';
 import { ApiProduces, ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
-import { Type } from 'class-transformer';
-import { IsIn, IsInt, IsOptional, IsString, Max, Min } from 'class-validator';
 import { Allow, NamespaceOf, READERS, WORKERS } from '../auth/access.js';
 import { AccessEnds } from '../auth/live-access.js';
 import { ApiError, badRequest } from '../common/errors.js';
 import { idParam } from '../common/params.js';
 import { FollowedStream } from '../long-wait/wait-limit.interceptor.js';
 import { EventStream, resumeFrom } from './event-stream.js';
-import { AppendLogDto, LogQuery } from './logs.dto.js';
+import { AppendLogDto, LogQuery, WorkflowEventsQuery } from './logs.dto.js';
 import { LogsService } from './logs.service.js';
 import { WorkflowEventsService } from './workflow-events.service.js';
 
 /** A stream request parks for as long as it follows. */
 const follows = (req: Request) => req.query.follow === '1' || req.query.follow === 'true';
-
-export class WorkflowEventsQuery {
-  /** `1`: keep streaming (`text/event-stream`) as transitions happen. */
-  @IsOptional()
-  @IsIn(['0', '1', 'true', 'false'], { message: 'follow must be 1 or 0' })
-  follow?: string;
-
-  /** Resume after this event id (`Last-Event-ID` does the same). */
-  @IsOptional()
-  @IsString()
-  after?: string;
-
-  @IsOptional()
-  @Type(() => Number)
-  @IsInt()
-  @Min(1)
-  @Max(1000)
-  limit?: number;
-}
 
 /**
  * Watching work as it happens: a running attempt's output (workers append it; readers

@@ -23,7 +23,7 @@ import {
   IsTaskName,
   IsZonedTime,
 } from '../common/validation.js';
-import { toInt } from '../common/pagination.js';
+import { LimitParam, toInt } from '../common/page.dto.js';
 
 export { OnErrorDto, RetryDto, TaskBatchDto, TaskSpecDto } from '@tagflow/spec';
 
@@ -62,7 +62,8 @@ export class TaskPatchDto {
 export class TaskListQuery {
   @IsOptional() @IsIn(TASK_STATES) state?: TaskState;
   @IsOptional() @IsString() @MaxLength(LIMITS.tagMaxLength) tag?: string;
-  @IsOptional() @Transform(toInt) @IsInt() @Min(1) @Max(LIMITS.listMaxLimit) limit: number = LIMITS.listDefaultLimit;
+  @LimitParam() @IsOptional() @Transform(toInt) @IsInt() @Min(1) @Max(LIMITS.listMaxLimit) limit: number =
+    LIMITS.listDefaultLimit;
   @IsOptional() @IsString() @MaxLength(512) cursor?: string;
 }
 

@@ -1,7 +1,7 @@
 import { Transform } from 'class-transformer';
 import { IsIn, IsInt, IsOptional, IsString, Max, MaxLength, Min } from 'class-validator';
 import { LIMITS, WORKFLOW_STATES, type WorkflowState } from '@tagflow/domain';
-import { toInt } from '../common/pagination.js';
+import { LimitParam, toInt } from '../common/page.dto.js';
 
 export { CreateWorkflowDto } from '@tagflow/spec';
 
@@ -9,6 +9,7 @@ export class WorkflowListQuery {
   @IsOptional() @IsIn(WORKFLOW_STATES) state?: WorkflowState;
   @IsOptional() @IsString() @MaxLength(LIMITS.tagMaxLength) tag?: string;
   @IsOptional() @IsString() @MaxLength(LIMITS.nameMaxLength) name?: string;
-  @IsOptional() @Transform(toInt) @IsInt() @Min(1) @Max(LIMITS.listMaxLimit) limit: number = LIMITS.listDefaultLimit;
+  @LimitParam() @IsOptional() @Transform(toInt) @IsInt() @Min(1) @Max(LIMITS.listMaxLimit) limit: number =
+    LIMITS.listDefaultLimit;
   @IsOptional() @IsString() @MaxLength(512) cursor?: string;
 }

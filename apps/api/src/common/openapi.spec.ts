@@ -1,0 +1,61 @@
+import { describe, expect, it } from '@jest/globals';
+import type { OpenAPIObject } from '@nestjs/swagger';
+import { completeDocument, operationId } from './openapi.js';
+
+const doc = (paths: Record<string, unknown>): OpenAPIObject =>
+  ({ openapi: '3.0.0', info: { title: 't', version: '1' }, paths, components: {} }) as unknown as OpenAPIObject;
+
+describe('the OpenAPI document, completed', () => {
+  it('gives every operation the errors it can answer, by what it takes and who may call it', () => {
+    const out = completeDocument(
+      doc({
+        '/health': { get: { operationId: 'health', 'x-access': 'public', responses: { '200': {} } } },
+        '/v1/workflows': {
+          post: { operationId: 'createWorkflow', requestBody: {}, responses: { '201': {} } },
+          get: { operationId: 'listWorkflows', parameters: [{ name: 'limit', in: 'query' }], responses: { '200': {} } },
+        },
+        '/v1/tasks/{id}/cancel': {
+          post: { operationId: 'cancelTask', parameters: [{ name: 'id', in: 'path' }], responses: { '200': {} } },
+        },
+      }),
+    );
+    const statuses = (path: string, method: string) =>
+      Object.keys((out.paths[path] as Record<string, { responses: object }>)[method].responses);
+    expect(statuses('/health', 'get')).toEqual(['200', '503']);
+    expect(out.paths['/health'].get!.security).toEqual([]);
+    expect(statuses('/v1/workflows', 'post')).toEqual(['201', '400', '401', '403', '413', '422', '429', '503']);
+    expect(statuses('/v1/workflows', 'get')).toEqual(['200', '400', '401', '403', '429', '503']);
+    expect(statuses('/v1/tasks/{id}/cancel', 'post')).toEqual(['200', '400', '401', '403', '404', '409', '429', '503']);
+    expect(out.paths['/v1/workflows'].post!.responses['422']).toMatchObject({
+      content: { 'application/json': { schema: { $ref: '#/components/schemas/ErrorBody' } } },
+    });
+    expect(out.components!.schemas!.ErrorBody).toMatchObject({ required: ['statusCode', 'code', 'message'] });
+    expect(out.servers).toEqual([{ url: '/', description: expect.any(String) }]);
+  });
+
+  it('keeps an error answer a route declares itself', () => {
+    const own = { description: 'unhealthy', content: {} };
+    const out = completeDocument(doc({ '/health': { get: { 'x-access': 'public', responses: { '503': own } } } }));
+    expect(out.paths['/health'].get!.responses['503']).toBe(own);
+  });
+
+  it('makes the first sentence of a doc comment the summary and the whole comment the description', () => {
+    const out = completeDocument(
+      doc({
+        '/a': { get: { summary: 'Reports success.\nA stale token gets 409; e.g. twice.', responses: {} } },
+        '/b': { get: { summary: 'One worker', responses: {} } },
+      }),
+    );
+    expect(out.paths['/a'].get).toMatchObject({
+      summary: 'Reports success',
+      description: 'Reports success. A stale token gets 409; e.g. twice.',
+    });
+    expect(out.paths['/b'].get!.summary).toBe('One worker');
+    expect(out.paths['/b'].get!.description).toBeUndefined();
+  });
+
+  it("names operations readably, and keeps Nest's name for one it does not know", () => {
+    expect(operationId('WorkflowsController', 'create')).toBe('createWorkflow');
+    expect(operationId('NewController', 'thing')).toBe('NewController_thing');
+  });
+});
