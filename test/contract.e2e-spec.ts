@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomBytes } from 'node:crypto';
+import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { isDeepStrictEqual } from 'node:util';
+import { isDeepStrictEqual, promisify } from 'node:util';
 import { Api, task, workflow } from './support/harness.js';
 
 /** Answers a client generated from the contract relies on: the states it records, the values it accepts, the errors it names. */
@@ -34,6 +35,19 @@ describe('the API contract: defects found generating a client', () => {
     expect(served.paths['/v1/workflows'].get.security).toBeUndefined(); // the document's: a bearer key
     expect(served.security).toEqual([{ bearer: [] }]);
   });
+
+  it('is enough for a client generated from it: a program typed by openapi-typescript alone creates, polls, reports and reads', async () => {
+    const run = promisify(execFile);
+    // Generates examples/typed-client/openapi.d.ts and compiles the program under --strict (any type error fails here).
+    await run('npm', ['run', '--silent', 'typed-client'], { timeout: 60_000 });
+    const { stdout } = await run(process.execPath, ['dist/examples/typed-client/main.js'], {
+      env: { ...process.env, TAGFLOW_API_URL: api.url },
+      timeout: 30_000,
+    });
+    expect(stdout).toMatch(/^workflow \S+: RUNNING, 1 ready$/m);
+    expect(stdout).toMatch(/^leased greet \(attempt 1\)/m);
+    expect(stdout).toMatch(/^task greet: SUCCESS, output greeting: hello$/m);
+  }, 90_000);
 
   const transitionsOf = async (workflowId: string, taskId: string) =>
     ((await api.get(`/v1/workflows/${workflowId}/events?limit=1000`)).body.items as any[])

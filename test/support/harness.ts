@@ -5,6 +5,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { checkAnswer } from './contract.js';
 
 /**
  * End-to-end harness: the real API (`node dist/apps/api/main.js`, built by `npm test`)
@@ -204,6 +205,7 @@ export class Api {
     } catch {
       // keep the text
     }
+    checkAnswer(method, path, res.status, parsed, res.headers.get('content-type') ?? '');
     return { status: res.status, body: parsed as T };
   }
 

@@ -1,4 +1,5 @@
 import type { OpenAPIObject } from '@nestjs/swagger';
+import { RESPONSE_SCHEMAS, SUCCESS_ANSWERS } from './openapi-schemas.js';
 
 type Operation = NonNullable<OpenAPIObject['paths'][string]['get']>;
 
@@ -74,6 +75,13 @@ const SUBMISSIONS = new Set([
   'triggerSchedule',
 ]);
 
+/** Error answers an operation gives beyond those its shape implies (its worker unknown or stopping, a name taken). */
+const MORE_ERRORS: Record<string, readonly string[]> = {
+  pollTasks: ['404', '409'],
+  reportTasks: ['404', '409'],
+  createSchedule: ['409'],
+};
+
 const ERROR_BODY = {
   type: 'object',
   required: ['statusCode', 'code', 'message'],
@@ -89,6 +97,7 @@ const ERROR_BODY = {
 
 const ERRORS: Record<string, string> = {
   '400': 'Malformed: `details` names each offending field.',
+  '408': 'The body did not arrive in time.',
   '401': 'No key, or an unknown, revoked or expired one.',
   '403': "The key's role or grants do not allow this.",
   '404': 'No such resource (in the caller’s namespace).',
@@ -112,19 +121,29 @@ const errorResponse = (status: string) => ({
 export function completeDocument(document: OpenAPIObject): OpenAPIObject {
   document.servers = [{ url: '/', description: 'This API, where it is served' }];
   document.components = { ...document.components };
-  document.components.schemas = { ...document.components.schemas, ErrorBody: ERROR_BODY };
+  document.components.schemas = { ...document.components.schemas, ...RESPONSE_SCHEMAS, ErrorBody: ERROR_BODY };
+  describeJsonFields(document.components.schemas);
   for (const [path, item] of Object.entries(document.paths)) {
     for (const method of ['get', 'put', 'post', 'patch', 'delete'] as const) {
       const op = item[method];
       if (!op) continue;
       splitSummary(op);
+      const success = SUCCESS_ANSWERS[op.operationId ?? ''];
+      if (success) {
+        const declared = op.responses[success.status] as { description?: string } | undefined;
+        op.responses[success.status] = {
+          description: declared?.description || 'Done.',
+          content: { 'application/json': { schema: success.schema } },
+        };
+      }
       const open = (op as unknown as Record<string, unknown>)['x-access'] === 'public';
       if (open) op.security = [];
       const statuses = new Set<string>(['503']);
       if (!open) ['401', '403', '429'].forEach((s) => statuses.add(s));
       if ((op.parameters?.length ?? 0) > 0 || op.requestBody) statuses.add('400');
       if (path.includes('{')) statuses.add('404');
-      if (op.requestBody) statuses.add('413');
+      if (op.requestBody) ['408', '413'].forEach((s) => statuses.add(s));
+      for (const s of MORE_ERRORS[op.operationId ?? ''] ?? []) statuses.add(s);
       if (method !== 'get' && path.includes('{')) statuses.add('409');
       if (SUBMISSIONS.has(op.operationId ?? '')) statuses.add('422');
       for (const status of [...statuses].sort()) op.responses[status] ??= errorResponse(status);
@@ -140,4 +159,30 @@ function splitSummary(op: Operation): void {
   const first = /^(.+?\.)(\s|$)/.exec(text)?.[1] ?? text;
   op.summary = first.replace(/\.$/, '');
   if (first.length < text.length) op.description ??= text;
+}
+
+/** Request fields the DTOs type `object` only: actions are an Action, progress and data values any JSON. */
+const JSON_FIELDS: Record<string, SchemaOrRef> = {
+  action: { $ref: '#/components/schemas/Action' },
+  revert: { $ref: '#/components/schemas/Action' },
+  progress: { description: 'Any JSON value.' },
+  value: { description: 'Any JSON value, null included.' },
+};
+
+type SchemaOrRef = NonNullable<OpenAPIObject['components']>['schemas'] extends Record<string, infer S> | undefined
+  ? S
+  : never;
+
+function describeJsonFields(schemas: Record<string, SchemaOrRef> | undefined): void {
+  for (const schema of Object.values(schemas ?? {})) {
+    const properties = 'properties' in schema ? schema.properties : undefined;
+    for (const [name, field] of Object.entries(properties ?? {})) {
+      const bare = 'type' in field && field.type === 'object' && !field.properties && !field.allOf;
+      if (bare && JSON_FIELDS[name])
+        properties![name] = {
+          ...JSON_FIELDS[name],
+          ...('description' in field ? { description: field.description } : {}),
+        };
+    }
+  }
 }

@@ -1,0 +1,235 @@
+import type { SchemaObject } from '@nestjs/swagger';
+import { TASK_STATES, WORKFLOW_STATES } from '@tagflow/domain';
+
+/**
+ * The answers' schemas, as the wire types of libs/client (types.ts) say them, strict: every
+ * field listed is always there (null when it has no value) and no other is. The end-to-end
+ * suites check every answer they receive against them (test/support/contract.ts), so a
+ * field added to a mapper and not here fails there.
+ */
+
+type Schema = SchemaObject | { $ref: string };
+
+const ref = (name: string): { $ref: string } => ({ $ref: `#/components/schemas/${name}` });
+const str: SchemaObject = { type: 'string' };
+const time: SchemaObject = { type: 'string', format: 'date-time' };
+const int: SchemaObject = { type: 'integer' };
+const bool: SchemaObject = { type: 'boolean' };
+const strings: SchemaObject = { type: 'array', items: str };
+/** Any JSON object chosen by users (inputs, outputs, actions). */
+const json: SchemaObject = { type: 'object', additionalProperties: true };
+const nullable = (s: SchemaObject): SchemaObject => ({ ...s, nullable: true });
+/** A schema of components that may be null (OpenAPI 3.0: a $ref cannot carry `nullable`). */
+const nullableRef = (name: string): SchemaObject => ({ type: 'object', allOf: [ref(name)], nullable: true });
+
+/** Every property required, none other allowed. */
+function strict(properties: Record<string, Schema>, optional: readonly string[] = []): SchemaObject {
+  return {
+    type: 'object',
+    additionalProperties: false,
+    required: Object.keys(properties).filter((p) => !optional.includes(p)),
+    properties,
+  };
+}
+
+const page = (item: string): SchemaObject =>
+  strict({ items: { type: 'array', items: ref(item) }, next_cursor: nullable(str) });
+
+export const RESPONSE_SCHEMAS: Record<string, SchemaObject> = {
+  CreatedBy: strict({ key_id: nullable(str), key_name: str }),
+  CallbackView: strict({ url: str, signed: bool }),
+  Action: { type: 'object', required: ['type'], properties: { type: str }, additionalProperties: true },
+  TaskError: {
+    type: 'object',
+    required: ['message'],
+    properties: { message: str, code: nullable(str) },
+    additionalProperties: true,
+  },
+  Task: strict({
+    id: str,
+    workflow_id: str,
+    namespace: str,
+    name: str,
+    kind: { type: 'string', enum: ['task', 'handler', 'revert'] },
+    parent_task_id: nullable(str),
+    tags: strings,
+    action: ref('Action'),
+    input: json,
+    resolved_input: nullable(json),
+    requires: strings,
+    requires_tags: strings,
+    produces: strings,
+    retry: strict({ count: int, delay_s: { type: 'number' }, backoff: { type: 'number' }, max_delay_s: nullable(int) }),
+    timeout_s: nullable(int),
+    lease_s: int,
+    on_error: {
+      type: 'array',
+      items: strict({ codes: strings, run: { type: 'array', items: json } }, ['codes']),
+    },
+    revert: nullableRef('Action'),
+    state: { type: 'string', enum: [...TASK_STATES] },
+    attempt: int,
+    handled: bool,
+    cancel_requested: bool,
+    output: nullable(json),
+    error: nullableRef('TaskError'),
+    stdout: nullable(str),
+    stderr: nullable(str),
+    exit_code: nullable(int),
+    progress: {},
+    worker_id: nullable(str),
+    created_by: nullableRef('CreatedBy'),
+    lease_expires_at: nullable(time),
+    created_at: nullable(time),
+    updated_at: nullable(time),
+    ready_at: nullable(time),
+    not_before: nullable(time),
+    priority: int,
+    held_by_limit: nullable(strict({ tag: str, scope: { type: 'string', enum: ['namespace', 'workflow'] } })),
+    callback: nullableRef('CallbackView'),
+    started_at: nullable(time),
+    finished_at: nullable(time),
+  }),
+  Lease: strict({ token: str, expires_at: time }),
+  Workflow: strict({
+    id: str,
+    name: str,
+    namespace: str,
+    description: nullable(str),
+    tags: strings,
+    input: json,
+    state: { type: 'string', enum: [...WORKFLOW_STATES] },
+    sealed: bool,
+    on_failure: { type: 'string', enum: ['fail', 'continue', 'rollback'] },
+    retention_days: nullable(int),
+    limits: { type: 'object', additionalProperties: int },
+    callback: nullableRef('CallbackView'),
+    created_by: nullableRef('CreatedBy'),
+    created_at: nullable(time),
+    updated_at: nullable(time),
+    finished_at: nullable(time),
+    task_counts: strict(Object.fromEntries(TASK_STATES.map((s) => [s, int]))),
+  }),
+  WorkflowPage: page('Workflow'),
+  TaskPage: page('Task'),
+  TaskList: strict({ tasks: { type: 'array', items: ref('Task') } }),
+  DataEntry: strict({ key: str, value: {}, written_at: nullable(time), task_id: nullable(str) }),
+  HeartbeatAnswer: strict({ expires_at: time, cancel_requested: bool }),
+  ReportResult: strict({ task_id: str, status: int, code: str, message: str }, ['code', 'message']),
+  Worker: strict({
+    id: str,
+    name: str,
+    namespace: str,
+    tags: strings,
+    hostname: nullable(str),
+    version: nullable(str),
+    created_at: nullable(time),
+    last_seen_at: nullable(time),
+    stopping_at: nullable(time),
+    running_task_ids: strings,
+  }),
+  WorkerPage: page('Worker'),
+  Limit: strict({ tag: str, max_running: int, running: int, held: int, created_at: time, updated_at: time }),
+  LimitList: strict({ items: { type: 'array', items: ref('Limit') } }),
+  Schedule: strict(
+    {
+      id: str,
+      name: str,
+      namespace: str,
+      cron: str,
+      timezone: str,
+      overlap: { type: 'string', enum: ['skip', 'allow'] },
+      paused: bool,
+      paused_reason: nullable(str),
+      workflow: json,
+      next_run_at: nullable(time),
+      last_run_at: nullable(time),
+      last_workflow_id: nullable(str),
+      created_by: nullableRef('CreatedBy'),
+      created_at: time,
+      updated_at: time,
+      runs: {
+        type: 'array',
+        items: strict({
+          tick: time,
+          outcome: { type: 'string', enum: ['created', 'skipped', 'failed'] },
+          workflow_id: nullable(str),
+          message: nullable(str),
+          at: time,
+        }),
+      },
+    },
+    ['runs'],
+  ),
+  SchedulePage: page('Schedule'),
+};
+
+const KEY_PROPERTIES: Record<string, Schema> = {
+  id: str,
+  name: str,
+  role: { type: 'string', enum: ['admin', 'operator', 'reader', 'worker'] },
+  namespace: str,
+  tags: strings,
+  expires_at: nullable(time),
+  revoked_at: nullable(time),
+  created_at: time,
+};
+RESPONSE_SCHEMAS.Key = strict(KEY_PROPERTIES);
+RESPONSE_SCHEMAS.KeyPage = page('Key');
+/** A key as created: with its token, shown this once. */
+RESPONSE_SCHEMAS.NewKey = strict({ ...KEY_PROPERTIES, token: str });
+
+// A leased task: a task with its lease.
+RESPONSE_SCHEMAS.LeasedTask = {
+  ...RESPONSE_SCHEMAS.Task,
+  required: [...RESPONSE_SCHEMAS.Task.required!, 'lease'],
+  properties: { ...RESPONSE_SCHEMAS.Task.properties, lease: ref('Lease') },
+};
+RESPONSE_SCHEMAS.PollAnswer = strict({ tasks: { type: 'array', items: ref('LeasedTask') } });
+RESPONSE_SCHEMAS.ReportAnswer = strict({
+  results: { type: 'array', items: ref('ReportResult') },
+  tasks: { type: 'array', items: ref('LeasedTask') },
+});
+
+/**
+ * The success answer of each operation described so far, by operationId: its status and
+ * schema. The others still say only their status (the rest of the answers come next).
+ */
+export const SUCCESS_ANSWERS: Readonly<Record<string, { status: string; schema: Schema }>> = {
+  createWorkflow: { status: '201', schema: ref('Workflow') },
+  listWorkflows: { status: '200', schema: ref('WorkflowPage') },
+  getWorkflow: { status: '200', schema: ref('Workflow') },
+  sealWorkflow: { status: '200', schema: ref('Workflow') },
+  cancelWorkflow: { status: '200', schema: ref('Workflow') },
+  pauseWorkflow: { status: '200', schema: ref('Workflow') },
+  resumeWorkflow: { status: '200', schema: ref('Workflow') },
+  addTasks: { status: '201', schema: { oneOf: [ref('Task'), ref('TaskList')] } },
+  listTasks: { status: '200', schema: ref('TaskPage') },
+  getWorkflowTask: { status: '200', schema: ref('Task') },
+  createTask: { status: '201', schema: ref('Task') },
+  getTask: { status: '200', schema: ref('Task') },
+  updateTask: { status: '200', schema: ref('Task') },
+  cancelTask: { status: '200', schema: ref('Task') },
+  rerunTask: { status: '200', schema: ref('Task') },
+  pollTasks: { status: '200', schema: ref('PollAnswer') },
+  reportTasks: { status: '200', schema: ref('ReportAnswer') },
+  heartbeatTask: { status: '200', schema: ref('HeartbeatAnswer') },
+  completeTask: { status: '200', schema: ref('Task') },
+  failTask: { status: '200', schema: ref('Task') },
+  getData: { status: '200', schema: ref('DataEntry') },
+  putData: { status: '200', schema: ref('DataEntry') },
+  registerWorker: { status: '201', schema: ref('Worker') },
+  listWorkers: { status: '200', schema: ref('WorkerPage') },
+  getWorker: { status: '200', schema: ref('Worker') },
+  listLimits: { status: '200', schema: ref('LimitList') },
+  getLimit: { status: '200', schema: ref('Limit') },
+  putLimit: { status: '200', schema: ref('Limit') },
+  createSchedule: { status: '201', schema: ref('Schedule') },
+  listSchedules: { status: '200', schema: ref('SchedulePage') },
+  getSchedule: { status: '200', schema: ref('Schedule') },
+  pauseSchedule: { status: '200', schema: ref('Schedule') },
+  resumeSchedule: { status: '200', schema: ref('Schedule') },
+  triggerSchedule: { status: '201', schema: ref('Workflow') },
+  createKey: { status: '201', schema: ref('NewKey') },
+  listKeys: { status: '200', schema: ref('KeyPage') },
+};

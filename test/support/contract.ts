@@ -1,0 +1,83 @@
+import { appendFileSync, readFileSync } from 'node:fs';
+import { Ajv, type ValidateFunction } from 'ajv';
+import formats from 'ajv-formats';
+
+/**
+ * Every answer the end-to-end suites receive, checked against the OpenAPI document kept in
+ * docs/openapi.json (which a test keeps equal to what the API serves): its status must be
+ * one the operation documents, and a JSON body must match the schema documented for that
+ * status. A mismatch fails the request naming the route, the status and where in the body.
+ */
+
+interface Operation {
+  responses: Record<string, { content?: Record<string, { schema?: unknown }> }>;
+}
+
+const document = JSON.parse(readFileSync(new URL('../../docs/openapi.json', import.meta.url), 'utf8')) as {
+  paths: Record<string, Record<string, Operation>>;
+  components: { schemas: Record<string, unknown> };
+};
+
+/** OpenAPI 3.0's `nullable` as JSON Schema: the type may also be null. */
+function jsonSchema(s: unknown): unknown {
+  if (Array.isArray(s)) return s.map(jsonSchema);
+  if (!s || typeof s !== 'object') return s;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(s)) {
+    if (k === 'nullable') continue;
+    out[k] = k === '$ref' ? String(v).replace('#/components/schemas/', 'doc#/components/schemas/') : jsonSchema(v);
+  }
+  const o = s as Record<string, unknown>;
+  if (o.nullable !== true) return out;
+  if (typeof o.type !== 'string' || o.allOf) return { anyOf: [{ type: 'null' }, out] };
+  out.type = [o.type, 'null'];
+  if (Array.isArray(out.enum)) out.enum = [...out.enum, null];
+  return out;
+}
+
+const ajv = new Ajv({ allErrors: false, strict: false });
+// ajv-formats is CommonJS: its function is the module's default export, or the module itself.
+const addFormats = ((formats as unknown as { default?: unknown }).default ?? formats) as (a: Ajv) => Ajv;
+addFormats(ajv);
+ajv.addSchema({ $id: 'doc', components: { schemas: jsonSchema(document.components.schemas) } });
+
+const routes = Object.entries(document.paths).map(([template, ops]) => ({
+  template,
+  match: new RegExp(`^${template.replace(/\{[^}]+\}/g, '[^/]+')}$`),
+  ops,
+}));
+const validators = new Map<unknown, ValidateFunction>();
+
+/** Throws when an answer breaks the document (CONTRACT_LOG=FILE: appends to FILE instead, to see them all at once). */
+export function checkAnswer(method: string, url: string, status: number, body: unknown, contentType: string): void {
+  try {
+    checkOne(method, url, status, body, contentType);
+  } catch (e) {
+    if (!process.env.CONTRACT_LOG) throw e;
+    appendFileSync(process.env.CONTRACT_LOG, `${(e as Error).message}\n`);
+  }
+}
+
+/** Answers of paths the document does not describe (the UI, /docs) pass. */
+function checkOne(method: string, url: string, status: number, body: unknown, contentType: string): void {
+  const path = url.split('?')[0];
+  const route = routes.find((r) => r.match.test(path) && r.ops[method.toLowerCase()]);
+  if (!route) return;
+  const op = route.ops[method.toLowerCase()];
+  const where = `${method} ${route.template} answered ${status}`;
+  const documented = op.responses[String(status)];
+  if (!documented) throw new Error(`${where}, a status its operation does not document (docs/openapi.json)`);
+  const schema = documented.content?.['application/json']?.schema;
+  if (!schema || !contentType.startsWith('application/json')) return;
+  let validate = validators.get(schema);
+  if (!validate) {
+    validate = ajv.compile(jsonSchema(schema) as object);
+    validators.set(schema, validate);
+  }
+  if (!validate(body)) {
+    const e = validate.errors?.[0];
+    throw new Error(
+      `${where} with a body its document does not allow: at ${e?.instancePath || '(root)'} ${e?.message ?? ''} ${JSON.stringify(e?.params ?? {})}`,
+    );
+  }
+}
