@@ -164,6 +164,79 @@ export const RESPONSE_SCHEMAS: Record<string, SchemaObject> = {
   SchedulePage: page('Schedule'),
 };
 
+const taskState: SchemaObject = { type: 'string', enum: [...TASK_STATES] };
+Object.assign(RESPONSE_SCHEMAS, {
+  TaskEvent: strict({ from: nullable(taskState), to: taskState, attempt: int, reason: nullable(str), at: time }),
+  /** A transition of the workflow (no task_id, name, attempt) or of one of its tasks. */
+  WorkflowEvent: strict(
+    {
+      id: str,
+      at: time,
+      task_id: str,
+      name: nullable(str),
+      from: nullable(str),
+      to: str,
+      attempt: int,
+      reason: nullable(str),
+    },
+    ['task_id', 'name', 'attempt'],
+  ),
+  DataKeyList: strict({
+    items: { type: 'array', items: strict({ key: str, written_at: nullable(time), task_id: nullable(str) }) },
+  }),
+  WorkerHeartbeatAnswer: strict({
+    leases: {
+      type: 'array',
+      items: strict({ task_id: str, status: int, expires_at: time, cancel_requested: bool, code: str, message: str }, [
+        'expires_at',
+        'cancel_requested',
+        'code',
+        'message',
+      ]),
+    },
+  }),
+  AuditEntry: strict({
+    id: int,
+    at: time,
+    key_id: nullable(str),
+    key_name: str,
+    namespace: str,
+    method: str,
+    path: str,
+    status: int,
+    resource_id: nullable(str),
+  }),
+  CallbackList: strict({
+    items: {
+      type: 'array',
+      items: strict({
+        id: str,
+        event: { type: 'string', enum: ['workflow.finished', 'task.finished'] },
+        task_id: nullable(str),
+        url: str,
+        signed: bool,
+        state: { type: 'string', enum: ['pending', 'delivered', 'failed'] },
+        attempts: int,
+        next_attempt_at: nullable(time),
+        last_status: nullable(int),
+        last_error: nullable(str),
+        created_at: nullable(time),
+        delivered_at: nullable(time),
+        history: {
+          type: 'array',
+          items: strict({ at: nullable(time), status: nullable(int), error: nullable(str), ms: { type: 'number' } }),
+        },
+      }),
+    },
+  }),
+});
+RESPONSE_SCHEMAS.TaskEventList = { type: 'array', items: ref('TaskEvent') };
+RESPONSE_SCHEMAS.WorkflowEventPage = strict({
+  items: { type: 'array', items: ref('WorkflowEvent') },
+  next: nullable(str),
+});
+RESPONSE_SCHEMAS.AuditPage = page('AuditEntry');
+
 const KEY_PROPERTIES: Record<string, Schema> = {
   id: str,
   name: str,
@@ -193,9 +266,10 @@ RESPONSE_SCHEMAS.ReportAnswer = strict({
 
 /**
  * The success answer of each operation described so far, by operationId: its status and
- * schema. The others still say only their status (the rest of the answers come next).
+ * schema (`streams`: with `follow=1` it is a stream of server-sent events instead). The
+ * others (deletes: 204; a task's log, text or events) say only their status.
  */
-export const SUCCESS_ANSWERS: Readonly<Record<string, { status: string; schema: Schema }>> = {
+export const SUCCESS_ANSWERS: Readonly<Record<string, { status: string; schema: Schema; streams?: boolean }>> = {
   createWorkflow: { status: '201', schema: ref('Workflow') },
   listWorkflows: { status: '200', schema: ref('WorkflowPage') },
   getWorkflow: { status: '200', schema: ref('Workflow') },
@@ -232,4 +306,10 @@ export const SUCCESS_ANSWERS: Readonly<Record<string, { status: string; schema: 
   triggerSchedule: { status: '201', schema: ref('Workflow') },
   createKey: { status: '201', schema: ref('NewKey') },
   listKeys: { status: '200', schema: ref('KeyPage') },
+  listTaskEvents: { status: '200', schema: ref('TaskEventList') },
+  listWorkflowEvents: { status: '200', schema: ref('WorkflowEventPage'), streams: true },
+  listData: { status: '200', schema: ref('DataKeyList') },
+  heartbeatWorker: { status: '200', schema: ref('WorkerHeartbeatAnswer') },
+  listAudit: { status: '200', schema: ref('AuditPage') },
+  listCallbacks: { status: '200', schema: ref('CallbackList') },
 };

@@ -133,7 +133,10 @@ export function completeDocument(document: OpenAPIObject): OpenAPIObject {
         const declared = op.responses[success.status] as { description?: string } | undefined;
         op.responses[success.status] = {
           description: declared?.description || 'Done.',
-          content: { 'application/json': { schema: success.schema } },
+          content: {
+            'application/json': { schema: success.schema },
+            ...(success.streams ? { 'text/event-stream': { schema: { type: 'string' } } } : {}),
+          },
         };
       }
       const open = (op as unknown as Record<string, unknown>)['x-access'] === 'public';
