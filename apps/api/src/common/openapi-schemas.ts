@@ -230,6 +230,7 @@ Object.assign(RESPONSE_SCHEMAS, {
     },
   }),
 });
+RESPONSE_SCHEMAS.LogAppended = strict({ seq: int });
 RESPONSE_SCHEMAS.TaskEventList = { type: 'array', items: ref('TaskEvent') };
 RESPONSE_SCHEMAS.WorkflowEventPage = strict({
   items: { type: 'array', items: ref('WorkflowEvent') },
@@ -312,4 +313,5 @@ export const SUCCESS_ANSWERS: Readonly<Record<string, { status: string; schema: 
   heartbeatWorker: { status: '200', schema: ref('WorkerHeartbeatAnswer') },
   listAudit: { status: '200', schema: ref('AuditPage') },
   listCallbacks: { status: '200', schema: ref('CallbackList') },
+  appendTaskLog: { status: '200', schema: ref('LogAppended') },
 };

@@ -1,5 +1,5 @@
 import { Body, Controller, Get, HttpCode, Param, Post, Query, Req, Res } from '@nestjs/common';
-import { ApiProduces, ApiTags } from '@nestjs/swagger';
+import { ApiOkResponse, ApiProduces, ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 import { Allow, NamespaceOf, READERS, WORKERS } from '../auth/access.js';
 import { AccessEnds } from '../auth/live-access.js';
@@ -44,6 +44,10 @@ export class StreamsController {
   @Allow(READERS)
   @FollowedStream(follows)
   @ApiProduces('text/plain', 'text/event-stream')
+  @ApiOkResponse({
+    description: 'The output as text, or with `follow=1` server-sent events.',
+    content: { 'text/plain': { schema: { type: 'string' } }, 'text/event-stream': { schema: { type: 'string' } } },
+  })
   async logsOf(
     @Param('id', idParam('task')) taskId: string,
     @Query() q: LogQuery,
