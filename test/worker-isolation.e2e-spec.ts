@@ -184,10 +184,13 @@ describe('a worker keeps one attempt out of the next', () => {
               ],
             }),
           );
-          expect(await waitForTask(api, holder.id, 'holder', ['SUCCESS', 'ERROR'], 30_000)).toMatchObject({
-            state: 'ERROR',
-            error: { code: 'TIMEOUT' },
-          });
+          const held = await waitForTask(api, holder.id, 'holder', ['SUCCESS', 'ERROR'], 30_000);
+          expect(held).toMatchObject({ state: 'ERROR', error: { code: 'TIMEOUT' } });
+          // The API's reconciler may fail it at its deadline while the worker is still ending the
+          // attempt; the worker logs the failure once every process of the attempt is gone.
+          await waitFor('the worker to finish the timed-out attempt', async () =>
+            worker.output.includes(`"msg":"task failed","task_id":"${held.id}"`) ? true : undefined,
+          );
           expect(running(pidOf('holder'))).toBe(false);
           expect(worker.output).toMatch(new RegExp(`"msg":"attempt isolation".*"mode":"${m.mode}"`));
           await worker.stop();

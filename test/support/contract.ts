@@ -41,11 +41,15 @@ const addFormats = ((formats as unknown as { default?: unknown }).default ?? for
 addFormats(ajv);
 ajv.addSchema({ $id: 'doc', components: { schemas: jsonSchema(document.components.schemas) } });
 
-const routes = Object.entries(document.paths).map(([template, ops]) => ({
-  template,
-  match: new RegExp(`^${template.replace(/\{[^}]+\}/g, '[^/]+')}$`),
-  ops,
-}));
+// A literal path wins over a template it also matches (`/v1/tasks/poll` before `/v1/tasks/{id}`).
+const routes = Object.entries(document.paths)
+  .map(([template, ops]) => ({
+    template,
+    match: new RegExp(`^${template.replace(/\{[^}]+\}/g, '[^/]+')}$`),
+    params: (template.match(/\{/g) ?? []).length,
+    ops,
+  }))
+  .sort((a, b) => a.params - b.params);
 const validators = new Map<unknown, ValidateFunction>();
 
 /** Throws when an answer breaks the document (CONTRACT_LOG=FILE: appends to FILE instead, to see them all at once). */
@@ -60,15 +64,26 @@ export function checkAnswer(method: string, url: string, status: number, body: u
 
 /** Answers of paths the document does not describe (the UI, /docs) pass. */
 function checkOne(method: string, url: string, status: number, body: unknown, contentType: string): void {
-  const path = url.split('?')[0];
+  // Express routes `/v1/x/` as `/v1/x` (not strict): the same operation.
+  const path = url.split('?')[0].replace(/(.)\/+$/, '$1');
   const route = routes.find((r) => r.match.test(path) && r.ops[method.toLowerCase()]);
-  if (!route) return;
+  if (!route) {
+    // Outside /v1 (the UI, /docs) is not the API's contract; a /v1 answer other than 404 is.
+    if (path.startsWith('/v1/') && status !== 404)
+      throw new Error(`${method} ${path} answered ${status}, a route the document does not describe`);
+    return;
+  }
   const op = route.ops[method.toLowerCase()];
   const where = `${method} ${route.template} answered ${status}`;
   const documented = op.responses[String(status)];
   if (!documented) throw new Error(`${where}, a status its operation does not document (docs/openapi.json)`);
   const schema = documented.content?.['application/json']?.schema;
-  if (!schema || !contentType.startsWith('application/json')) return;
+  if (!schema) return;
+  const other = Object.keys(documented.content ?? {}).some((type) => contentType.startsWith(type.split(';')[0]));
+  if (!contentType.startsWith('application/json')) {
+    if (other) return; // another type it documents (a stream, text)
+    throw new Error(`${where} as ${contentType || 'no content type'}, not a type its document lists`);
+  }
   let validate = validators.get(schema);
   if (!validate) {
     validate = ajv.compile(jsonSchema(schema) as object);

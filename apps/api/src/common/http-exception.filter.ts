@@ -127,7 +127,7 @@ const REDIS_ERROR_NAMES = new Set(['MaxRetriesPerRequestError', 'ClusterAllFaile
 const REDIS_AWAY =
   /^(Connection is closed|Stream isn't writeable|Too many Cluster redirections|Cluster is disconnect|Cluster isn't ready|None of startup nodes is available|Node is disconnected|All sentinels are unreachable)/;
 /** Redis's own answers while a failover or a restart is under way (a demoted master, a shard without a master, a loading dump). */
-const REDIS_REPLY_AWAY = /^(READONLY|CLUSTERDOWN|TRYAGAIN|LOADING|MASTERDOWN|NOREPLICAS|MOVED|ASK) /;
+const REDIS_REPLY_AWAY = /^(READONLY|CLUSTERDOWN|TRYAGAIN|LOADING|MASTERDOWN|NOREPLICAS) /;
 
 /** Which part an error says is away ('database' or 'Redis'), or null for any other error. */
 export function unavailablePart(e: unknown): 'database' | 'Redis' | null {

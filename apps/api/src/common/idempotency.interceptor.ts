@@ -1,4 +1,5 @@
 import {
+  applyDecorators,
   HttpException,
   Inject,
   Injectable,
@@ -9,6 +10,7 @@ import {
 } from '@nestjs/common';
 import { HTTP_CODE_METADATA } from '@nestjs/common/constants.js';
 import { Reflector } from '@nestjs/core';
+import { ApiExtension, ApiHeader } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 import { createHash } from 'node:crypto';
 import { catchError, from, mergeMap, of, throwError, type Observable } from 'rxjs';
@@ -19,7 +21,17 @@ import { JsonLogger } from './logger.js';
 
 const IDEMPOTENT = 'tagflow:idempotent';
 /** A creating route: a request sent again with the same `Idempotency-Key` gets the first one's answer. */
-export const Idempotent = () => SetMetadata(IDEMPOTENT, true);
+/** The document lists the header and the answers it adds (409 while the first is answered, 422 for another request under the same key). */
+export const Idempotent = () =>
+  applyDecorators(
+    SetMetadata(IDEMPOTENT, true),
+    ApiExtension('x-idempotent', true),
+    ApiHeader({
+      name: 'Idempotency-Key',
+      required: false,
+      description: 'The same key on every retry of this call: a second request with it gets the first answer.',
+    }),
+  );
 
 /** How long an answer is kept for its key. */
 export const IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000;

@@ -59,7 +59,12 @@ export const RESPONSE_SCHEMAS: Record<string, SchemaObject> = {
     requires: strings,
     requires_tags: strings,
     produces: strings,
-    retry: strict({ count: int, delay_s: { type: 'number' }, backoff: { type: 'number' }, max_delay_s: nullable(int) }),
+    retry: strict({
+      count: int,
+      delay_s: { type: 'number' },
+      backoff: { type: 'number' },
+      max_delay_s: nullable({ type: 'number' }),
+    }),
     timeout_s: nullable(int),
     lease_s: int,
     on_error: {

@@ -80,6 +80,7 @@ const MORE_ERRORS: Record<string, readonly string[]> = {
   pollTasks: ['404', '409'],
   reportTasks: ['404', '409'],
   createSchedule: ['409'],
+  createKey: ['409'],
 };
 
 const ERROR_BODY = {
@@ -103,6 +104,7 @@ const ERRORS: Record<string, string> = {
   '404': 'No such resource (in the caller’s namespace).',
   '409': 'The resource is not in a state that allows this; `details.state` names it.',
   '413': 'The body, or a value in it, is over its size limit.',
+  '415': 'The body is not JSON (`Content-Type: application/json`).',
   '422': 'Valid on its own but refused with what exists (unknown dependency, cycle, duplicate name).',
   '429': 'Over the key’s rate, or its parked waits; `Retry-After` says when to try again.',
   '503': 'The database or Redis is away, or the API is stopping: send it again (`Retry-After`).',
@@ -139,13 +141,14 @@ export function completeDocument(document: OpenAPIObject): OpenAPIObject {
           },
         };
       }
-      const open = (op as unknown as Record<string, unknown>)['x-access'] === 'public';
+      const open = extension(op, 'x-access') === 'public';
       if (open) op.security = [];
       const statuses = new Set<string>(['503']);
       if (!open) ['401', '403', '429'].forEach((s) => statuses.add(s));
       if ((op.parameters?.length ?? 0) > 0 || op.requestBody) statuses.add('400');
       if (path.includes('{')) statuses.add('404');
-      if (op.requestBody) ['408', '413'].forEach((s) => statuses.add(s));
+      if (op.requestBody) ['408', '413', '415'].forEach((s) => statuses.add(s));
+      if (extension(op, 'x-idempotent') === true) ['409', '422'].forEach((s) => statuses.add(s));
       for (const s of MORE_ERRORS[op.operationId ?? ''] ?? []) statuses.add(s);
       if (method !== 'get' && path.includes('{')) statuses.add('409');
       if (SUBMISSIONS.has(op.operationId ?? '')) statuses.add('422');
@@ -189,3 +192,5 @@ function describeJsonFields(schemas: Record<string, SchemaOrRef> | undefined): v
     }
   }
 }
+
+const extension = (op: Operation, name: string): unknown => (op as unknown as Record<string, unknown>)[name];
