@@ -23,8 +23,9 @@ const tagsOf = (id: string) => [id, namespaceTag(NS)];
 /** Each tag set's queue: the jobs it hands out, or the error its shard answers with. */
 type Shard = { jobs: string[] } | { error: Error };
 
-function pollServiceOver(shards: Record<string, Shard>) {
+function pollServiceOver(shards: Record<string, Shard>, unreadable: readonly string[] = []) {
   const leasedTasks: string[] = [];
+  const handedBack: string[] = [];
   const logged: string[] = [];
   let tokens = 0;
   const jobs = {
@@ -55,6 +56,9 @@ function pollServiceOver(shards: Record<string, Shard>) {
         } as unknown as TaskEntity;
       }),
     recordResolvedInputs: async () => undefined,
+    handBack: async (tasks: TaskEntity[]) => {
+      handedBack.push(...tasks.map((t) => t.id));
+    },
   } as unknown as LeaseService;
   // A poll that does not wait: one look at the queues.
   const waits = {
@@ -68,7 +72,13 @@ function pollServiceOver(shards: Record<string, Shard>) {
     {} as TagsetRegistry,
     waits,
     leases,
-    { resolve: async () => null } as unknown as ReferenceResolver,
+    {
+      // The database failing while a task's input is read.
+      resolve: async (t: TaskEntity) => {
+        if (unreadable.includes(t.id)) throw new Error('Connection terminated unexpectedly');
+        return null;
+      },
+    } as unknown as ReferenceResolver,
     { event: (_level: string, _part: string, message: string) => logged.push(message) } as unknown as JsonLogger,
     { onEvent: () => undefined, isDegraded: false, publish: async () => undefined } as unknown as Bus,
     { park: () => undefined, leave: () => undefined } as unknown as ParkedPolls,
@@ -78,7 +88,7 @@ function pollServiceOver(shards: Record<string, Shard>) {
   for (const id of Object.keys(shards)) service.nudge(id, tagsOf(id));
   const poll = () =>
     service.poll({ namespace: NS, tags: Object.keys(shards), workerId: 'w1', waitMs: 0, maxTasks: 10 });
-  return { poll, leasedTasks, logged };
+  return { poll, leasedTasks, handedBack, logged };
 }
 
 const shardGone = () => new Error('Too many Cluster redirections. Last error: Error: Connection is closed.');
@@ -108,5 +118,14 @@ describe('a poll over several tag sets when a Redis shard fails', () => {
     );
     expect(unavailablePart(failure)).toBe('Redis');
     expect(leasedTasks).toEqual([]);
+  });
+
+  it('hands out the other tasks when one cannot be (the database failed reading its input), and gives that one back', async () => {
+    const { poll, leasedTasks, handedBack } = pollServiceOver({ 'ts-a': { jobs: ['t1', 't2', 't3'] } }, ['t2']);
+    const answered = await poll();
+    expect(answered.map((l) => l.task.id)).toEqual(['t1', 't3']);
+    expect(leasedTasks).toEqual(['t1', 't2', 't3']);
+    // READY again at once instead of a lease nobody holds expiring 30 s later.
+    expect(handedBack).toEqual(['t2']);
   });
 });

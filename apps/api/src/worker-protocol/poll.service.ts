@@ -383,10 +383,28 @@ export class PollService implements OnApplicationBootstrap {
   /** Leased tasks as their worker receives them (see handOut); resolved inputs kept for the whole poll at once. */
   private async deliver(claimed: readonly TaskEntity[]): Promise<Leased[]> {
     const handed: Leased[] = [];
+    const undelivered: TaskEntity[] = [];
     for (const task of claimed) {
-      const one = await this.handOut(task, task.tagset_id);
-      if (one) handed.push(one);
+      try {
+        const one = await this.handOut(task, task.tagset_id);
+        if (one) handed.push(one);
+      } catch (e) {
+        // The database failed while its input was read: the others still go out, and this one
+        // is given back (READY again, outside its retry budget) instead of left to expire.
+        this.logger.event('warn', 'poll', 'a leased task could not be handed out; giving it back', {
+          task_id: task.id,
+          error: String(e),
+        });
+        undelivered.push(task);
+      }
     }
+    if (undelivered.length > 0)
+      await this.leases.handBack(undelivered, 'its input could not be read').catch((e: unknown) =>
+        this.logger.event('error', 'poll', 'could not give back undelivered leases; they expire', {
+          tasks: undelivered.map((t) => t.id),
+          error: String(e),
+        }),
+      );
     await this.leases.recordResolvedInputs(handed.map((h) => h.task).filter((t) => t.resolved_input !== null));
     return handed;
   }
