@@ -23,7 +23,18 @@ describe('the OpenAPI document, completed', () => {
       Object.keys((out.paths[path] as Record<string, { responses: object }>)[method].responses);
     expect(statuses('/health', 'get')).toEqual(['200', '503']);
     expect(out.paths['/health'].get!.security).toEqual([]);
-    expect(statuses('/v1/workflows', 'post')).toEqual(['201', '400', '401', '403', '408', '413', '415', '422', '429', '503']);
+    expect(statuses('/v1/workflows', 'post')).toEqual([
+      '201',
+      '400',
+      '401',
+      '403',
+      '408',
+      '413',
+      '415',
+      '422',
+      '429',
+      '503',
+    ]);
     expect(statuses('/v1/workflows', 'get')).toEqual(['200', '400', '401', '403', '429', '503']);
     expect(statuses('/v1/tasks/{id}/cancel', 'post')).toEqual(['200', '400', '401', '403', '404', '409', '429', '503']);
     // Its success answer is the Workflow schema.
