@@ -15,7 +15,6 @@ const str: SchemaObject = { type: 'string' };
 const time: SchemaObject = { type: 'string', format: 'date-time' };
 const int: SchemaObject = { type: 'integer' };
 const bool: SchemaObject = { type: 'boolean' };
-const strings: SchemaObject = { type: 'array', items: str };
 /** Any JSON object chosen by users (inputs, outputs, actions). */
 const json: SchemaObject = { type: 'object', additionalProperties: true };
 const nullable = (s: SchemaObject): SchemaObject => ({ ...s, nullable: true });
@@ -32,8 +31,70 @@ function strict(properties: Record<string, Schema>, optional: readonly string[] 
   };
 }
 
-const page = (item: string): SchemaObject =>
-  strict({ items: { type: 'array', items: ref(item) }, next_cursor: nullable(str) });
+const arrayOf = (items: Schema): SchemaObject => ({ type: 'array', items });
+const strings = arrayOf(str);
+const page = (item: string): SchemaObject => strict({ items: arrayOf(ref(item)), next_cursor: nullable(str) });
+
+const taskState: SchemaObject = { type: 'string', enum: [...TASK_STATES] };
+
+const TASK_PROPERTIES: Record<string, Schema> = {
+  id: str,
+  workflow_id: str,
+  namespace: str,
+  name: str,
+  kind: { type: 'string', enum: ['task', 'handler', 'revert'] },
+  parent_task_id: nullable(str),
+  tags: strings,
+  action: ref('Action'),
+  input: json,
+  resolved_input: nullable(json),
+  requires: strings,
+  requires_tags: strings,
+  produces: strings,
+  retry: strict({
+    count: int,
+    delay_s: { type: 'number' },
+    backoff: { type: 'number' },
+    max_delay_s: nullable({ type: 'number' }),
+  }),
+  timeout_s: nullable(int),
+  lease_s: int,
+  on_error: arrayOf(strict({ codes: strings, run: arrayOf(json) }, ['codes'])),
+  revert: nullableRef('Action'),
+  state: taskState,
+  attempt: int,
+  handled: bool,
+  cancel_requested: bool,
+  output: nullable(json),
+  error: nullableRef('TaskError'),
+  stdout: nullable(str),
+  stderr: nullable(str),
+  exit_code: nullable(int),
+  progress: {},
+  worker_id: nullable(str),
+  created_by: nullableRef('CreatedBy'),
+  lease_expires_at: nullable(time),
+  created_at: nullable(time),
+  updated_at: nullable(time),
+  ready_at: nullable(time),
+  not_before: nullable(time),
+  priority: int,
+  held_by_limit: nullable(strict({ tag: str, scope: { type: 'string', enum: ['namespace', 'workflow'] } })),
+  callback: nullableRef('CallbackView'),
+  started_at: nullable(time),
+  finished_at: nullable(time),
+};
+
+const KEY_PROPERTIES: Record<string, Schema> = {
+  id: str,
+  name: str,
+  role: { type: 'string', enum: ['admin', 'operator', 'reader', 'worker'] },
+  namespace: str,
+  tags: strings,
+  expires_at: nullable(time),
+  revoked_at: nullable(time),
+  created_at: time,
+};
 
 export const RESPONSE_SCHEMAS: Record<string, SchemaObject> = {
   CreatedBy: strict({ key_id: nullable(str), key_name: str }),
@@ -45,56 +106,9 @@ export const RESPONSE_SCHEMAS: Record<string, SchemaObject> = {
     properties: { message: str, code: nullable(str) },
     additionalProperties: true,
   },
-  Task: strict({
-    id: str,
-    workflow_id: str,
-    namespace: str,
-    name: str,
-    kind: { type: 'string', enum: ['task', 'handler', 'revert'] },
-    parent_task_id: nullable(str),
-    tags: strings,
-    action: ref('Action'),
-    input: json,
-    resolved_input: nullable(json),
-    requires: strings,
-    requires_tags: strings,
-    produces: strings,
-    retry: strict({
-      count: int,
-      delay_s: { type: 'number' },
-      backoff: { type: 'number' },
-      max_delay_s: nullable({ type: 'number' }),
-    }),
-    timeout_s: nullable(int),
-    lease_s: int,
-    on_error: {
-      type: 'array',
-      items: strict({ codes: strings, run: { type: 'array', items: json } }, ['codes']),
-    },
-    revert: nullableRef('Action'),
-    state: { type: 'string', enum: [...TASK_STATES] },
-    attempt: int,
-    handled: bool,
-    cancel_requested: bool,
-    output: nullable(json),
-    error: nullableRef('TaskError'),
-    stdout: nullable(str),
-    stderr: nullable(str),
-    exit_code: nullable(int),
-    progress: {},
-    worker_id: nullable(str),
-    created_by: nullableRef('CreatedBy'),
-    lease_expires_at: nullable(time),
-    created_at: nullable(time),
-    updated_at: nullable(time),
-    ready_at: nullable(time),
-    not_before: nullable(time),
-    priority: int,
-    held_by_limit: nullable(strict({ tag: str, scope: { type: 'string', enum: ['namespace', 'workflow'] } })),
-    callback: nullableRef('CallbackView'),
-    started_at: nullable(time),
-    finished_at: nullable(time),
-  }),
+  Task: strict(TASK_PROPERTIES),
+  /** A task as a poll hands it out: with its lease. */
+  LeasedTask: strict({ ...TASK_PROPERTIES, lease: ref('Lease') }),
   Lease: strict({ token: str, expires_at: time }),
   Workflow: strict({
     id: str,
@@ -117,7 +131,7 @@ export const RESPONSE_SCHEMAS: Record<string, SchemaObject> = {
   }),
   WorkflowPage: page('Workflow'),
   TaskPage: page('Task'),
-  TaskList: strict({ tasks: { type: 'array', items: ref('Task') } }),
+  TaskList: strict({ tasks: arrayOf(ref('Task')) }),
   DataEntry: strict({ key: str, value: {}, written_at: nullable(time), task_id: nullable(str) }),
   HeartbeatAnswer: strict({ expires_at: time, cancel_requested: bool }),
   ReportResult: strict({ task_id: str, status: int, code: str, message: str }, ['code', 'message']),
@@ -135,7 +149,7 @@ export const RESPONSE_SCHEMAS: Record<string, SchemaObject> = {
   }),
   WorkerPage: page('Worker'),
   Limit: strict({ tag: str, max_running: int, running: int, held: int, created_at: time, updated_at: time }),
-  LimitList: strict({ items: { type: 'array', items: ref('Limit') } }),
+  LimitList: strict({ items: arrayOf(ref('Limit')) }),
   Schedule: strict(
     {
       id: str,
@@ -167,10 +181,6 @@ export const RESPONSE_SCHEMAS: Record<string, SchemaObject> = {
     ['runs'],
   ),
   SchedulePage: page('Schedule'),
-};
-
-const taskState: SchemaObject = { type: 'string', enum: [...TASK_STATES] };
-Object.assign(RESPONSE_SCHEMAS, {
   TaskEvent: strict({ from: nullable(taskState), to: taskState, attempt: int, reason: nullable(str), at: time }),
   /** A transition of the workflow (no task_id, name, attempt) or of one of its tasks. */
   WorkflowEvent: strict(
@@ -187,7 +197,7 @@ Object.assign(RESPONSE_SCHEMAS, {
     ['task_id', 'name', 'attempt'],
   ),
   DataKeyList: strict({
-    items: { type: 'array', items: strict({ key: str, written_at: nullable(time), task_id: nullable(str) }) },
+    items: arrayOf(strict({ key: str, written_at: nullable(time), task_id: nullable(str) })),
   }),
   WorkerHeartbeatAnswer: strict({
     leases: {
@@ -234,41 +244,17 @@ Object.assign(RESPONSE_SCHEMAS, {
       }),
     },
   }),
-});
-RESPONSE_SCHEMAS.LogAppended = strict({ seq: int });
-RESPONSE_SCHEMAS.TaskEventList = { type: 'array', items: ref('TaskEvent') };
-RESPONSE_SCHEMAS.WorkflowEventPage = strict({
-  items: { type: 'array', items: ref('WorkflowEvent') },
-  next: nullable(str),
-});
-RESPONSE_SCHEMAS.AuditPage = page('AuditEntry');
-
-const KEY_PROPERTIES: Record<string, Schema> = {
-  id: str,
-  name: str,
-  role: { type: 'string', enum: ['admin', 'operator', 'reader', 'worker'] },
-  namespace: str,
-  tags: strings,
-  expires_at: nullable(time),
-  revoked_at: nullable(time),
-  created_at: time,
+  LogAppended: strict({ seq: int }),
+  TaskEventList: arrayOf(ref('TaskEvent')),
+  WorkflowEventPage: strict({ items: arrayOf(ref('WorkflowEvent')), next: nullable(str) }),
+  AuditPage: page('AuditEntry'),
+  Key: strict(KEY_PROPERTIES),
+  KeyPage: page('Key'),
+  /** A key as created: with its token, shown this once. */
+  NewKey: strict({ ...KEY_PROPERTIES, token: str }),
+  PollAnswer: strict({ tasks: arrayOf(ref('LeasedTask')) }),
+  ReportAnswer: strict({ results: arrayOf(ref('ReportResult')), tasks: arrayOf(ref('LeasedTask')) }),
 };
-RESPONSE_SCHEMAS.Key = strict(KEY_PROPERTIES);
-RESPONSE_SCHEMAS.KeyPage = page('Key');
-/** A key as created: with its token, shown this once. */
-RESPONSE_SCHEMAS.NewKey = strict({ ...KEY_PROPERTIES, token: str });
-
-// A leased task: a task with its lease.
-RESPONSE_SCHEMAS.LeasedTask = {
-  ...RESPONSE_SCHEMAS.Task,
-  required: [...RESPONSE_SCHEMAS.Task.required!, 'lease'],
-  properties: { ...RESPONSE_SCHEMAS.Task.properties, lease: ref('Lease') },
-};
-RESPONSE_SCHEMAS.PollAnswer = strict({ tasks: { type: 'array', items: ref('LeasedTask') } });
-RESPONSE_SCHEMAS.ReportAnswer = strict({
-  results: { type: 'array', items: ref('ReportResult') },
-  tasks: { type: 'array', items: ref('LeasedTask') },
-});
 
 /**
  * The success answer of each operation described so far, by operationId: its status and
