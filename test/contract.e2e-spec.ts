@@ -55,25 +55,22 @@ describe('the API contract: defects found generating a client', () => {
       .map((e) => `${e.from} -> ${e.to}`);
 
   it('records READY -> CANCELLED when a READY task is cancelled, alone or with its workflow', async () => {
-    const one = await api.createWorkflow(workflow({ tasks: [task('ready-one')] }));
-    const alone = await api.task(one.id, 'ready-one');
-    expect(alone.state).toBe('READY');
-    expect((await api.post(`/v1/tasks/${alone.id}/cancel`)).status).toBe(200);
-    expect(await transitionsOf(one.id, alone.id)).toEqual([
-      'null -> WAITING',
-      'WAITING -> READY',
-      'READY -> CANCELLED',
-    ]);
-
-    const two = await api.createWorkflow(workflow({ tasks: [task('ready-two')] }));
-    const withIt = await api.task(two.id, 'ready-two');
-    expect(withIt.state).toBe('READY');
-    expect((await api.post(`/v1/workflows/${two.id}/cancel`)).status).toBe(200);
-    expect(await transitionsOf(two.id, withIt.id)).toEqual([
-      'null -> WAITING',
-      'WAITING -> READY',
-      'READY -> CANCELLED',
-    ]);
+    const cancelTask = (_wf: string, taskId: string) => `/v1/tasks/${taskId}/cancel`;
+    const cancelWorkflow = (wf: string) => `/v1/workflows/${wf}/cancel`;
+    for (const [name, cancel] of [
+      ['ready-one', cancelTask],
+      ['ready-two', cancelWorkflow],
+    ] as const) {
+      const wf = await api.createWorkflow(workflow({ tasks: [task(name)] }));
+      const ready = await api.task(wf.id, name);
+      expect(ready.state).toBe('READY');
+      expect((await api.post(cancel(wf.id, ready.id))).status).toBe(200);
+      expect(await transitionsOf(wf.id, ready.id)).toEqual([
+        'null -> WAITING',
+        'WAITING -> READY',
+        'READY -> CANCELLED',
+      ]);
+    }
   });
 
   it('keeps JSON null in the data space, as any other JSON value', async () => {

@@ -149,27 +149,19 @@ function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127(\.\d{1,3}){3}$/.test(host);
 }
 
-if (process.argv[2] === 'migrate') {
-  migrateCommand().then(
-    () => process.exit(0),
+/** The process's subcommands, each ending the process with its exit code (an error: 1, named). */
+const SUBCOMMANDS: Record<string, (args: string[]) => Promise<number | void>> = {
+  migrate: migrateCommand,
+  openapi: openapiCommand,
+  keys: keysCommand,
+};
+
+const subcommand = Object.hasOwn(SUBCOMMANDS, process.argv[2] ?? '') ? SUBCOMMANDS[process.argv[2]] : undefined;
+if (subcommand) {
+  subcommand(process.argv.slice(3)).then(
+    (code) => process.exit(code ?? 0),
     (e: unknown) => {
-      process.stderr.write(`tagflow-api migrate: ${e instanceof Error ? e.message : String(e)}\n`);
-      process.exit(1);
-    },
-  );
-} else if (process.argv[2] === 'openapi') {
-  openapiCommand().then(
-    () => process.exit(0),
-    (e: unknown) => {
-      process.stderr.write(`tagflow-api openapi: ${e instanceof Error ? e.message : String(e)}\n`);
-      process.exit(1);
-    },
-  );
-} else if (process.argv[2] === 'keys') {
-  keysCommand(process.argv.slice(3)).then(
-    (code) => process.exit(code),
-    (e: unknown) => {
-      process.stderr.write(`tagflow-api keys: ${e instanceof Error ? e.message : String(e)}\n`);
+      process.stderr.write(`tagflow-api ${process.argv[2]}: ${e instanceof Error ? e.message : String(e)}\n`);
       process.exit(1);
     },
   );

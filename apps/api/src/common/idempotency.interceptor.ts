@@ -20,8 +20,11 @@ import { ApiError, badRequest, conflict, unprocessable } from './errors.js';
 import { JsonLogger } from './logger.js';
 
 const IDEMPOTENT = 'tagflow:idempotent';
-/** A creating route: a request sent again with the same `Idempotency-Key` gets the first one's answer. */
-/** The document lists the header and the answers it adds (409 while the first is answered, 422 for another request under the same key). */
+/**
+ * A creating route: a request sent again with the same `Idempotency-Key` gets the first one's
+ * answer. The OpenAPI document lists the header and the answers it adds (409 while the first
+ * is answered, 422 for another request under the same key).
+ */
 export const Idempotent = () =>
   applyDecorators(
     SetMetadata(IDEMPOTENT, true),

@@ -98,10 +98,10 @@ const ERROR_BODY = {
 
 const ERRORS: Record<string, string> = {
   '400': 'Malformed: `details` names each offending field.',
-  '408': 'The body did not arrive in time.',
   '401': 'No key, or an unknown, revoked or expired one.',
   '403': "The key's role or grants do not allow this.",
   '404': 'No such resource (in the caller’s namespace).',
+  '408': 'The body did not arrive in time.',
   '409': 'The resource is not in a state that allows this; `details.state` names it.',
   '413': 'The body, or a value in it, is over its size limit.',
   '415': 'The body is not JSON (`Content-Type: application/json`).',
@@ -118,7 +118,7 @@ const errorResponse = (status: string) => ({
 /**
  * What Nest's explorer does not say, added to its document: the error answers of each
  * operation, short summaries (a route's doc comment stays whole as its description), the
- * server, and the key's format. Pure: the same document in gives the same one out.
+ * server, and the key's format. Completes the document it is given, and returns it.
  */
 export function completeDocument(document: OpenAPIObject): OpenAPIObject {
   document.servers = [{ url: '/', description: 'This API, where it is served' }];

@@ -6,18 +6,16 @@ import { LIMITS } from '@tagflow/domain';
 export const toInt = ({ value }: { value: unknown }) =>
   typeof value === 'string' && /^-?\d+$/.test(value) ? Number(value) : value;
 
-/** `limit` is optional for clients (the default applies), though a number once validated. */
-export const LimitParam = () =>
-  ApiPropertyOptional({
+/** A page of a list: at most `limit` items, after `cursor`. */
+export class PageQuery {
+  /** Optional for clients (the default applies), though a number once validated. */
+  @ApiPropertyOptional({
     type: 'integer',
     minimum: 1,
     maximum: LIMITS.listMaxLimit,
     default: LIMITS.listDefaultLimit,
     description: 'At most this many items.',
-  });
-
-export class PageQuery {
-  @LimitParam()
+  })
   @IsOptional()
   @Transform(toInt)
   @IsInt()

@@ -23,7 +23,7 @@ import {
   IsTaskName,
   IsZonedTime,
 } from '../common/validation.js';
-import { LimitParam, toInt } from '../common/page.dto.js';
+import { PageQuery } from '../common/page.dto.js';
 
 export { OnErrorDto, RetryDto, TaskBatchDto, TaskSpecDto } from '@tagflow/spec';
 
@@ -59,12 +59,10 @@ export class TaskPatchDto {
   @IsOptional() @ValidateNested() @Type(() => CallbackDto) callback?: CallbackDto | null;
 }
 
-export class TaskListQuery {
+/** A page of a workflow's tasks (`limit`, `cursor`), by state or tag. */
+export class TaskListQuery extends PageQuery {
   @IsOptional() @IsIn(TASK_STATES) state?: TaskState;
   @IsOptional() @IsString() @MaxLength(LIMITS.tagMaxLength) tag?: string;
-  @LimitParam() @IsOptional() @Transform(toInt) @IsInt() @Min(1) @Max(LIMITS.listMaxLimit) limit: number =
-    LIMITS.listDefaultLimit;
-  @IsOptional() @IsString() @MaxLength(512) cursor?: string;
 }
 
 export class TaskWaitQuery {
