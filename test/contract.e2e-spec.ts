@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { isDeepStrictEqual, promisify } from 'node:util';
+import { requestProblem } from './support/contract.js';
 import { Api, task, workflow } from './support/harness.js';
 
 /** Answers a client generated from the contract relies on: the states it records, the values it accepts, the errors it names. */
@@ -100,6 +101,91 @@ describe('the API contract: defects found generating a client', () => {
     const name = await api.post('/v1/workflows', { name: 12 });
     expect(name.status).toBe(400);
     expect(name.body.message).toBe('invalid request: name: name must be a string');
+  });
+
+  it('documents requests as strictly as it validates them: the document and the API agree on each body', async () => {
+    const noop = { type: 'noop' };
+    const wf = (extra: object = {}, taskExtra: object = {}) => ({
+      name: 'strict',
+      ...extra,
+      tasks: [{ name: 'a', action: noop, ...taskExtra }],
+    });
+    const nulls = (fields: string[]) => Object.fromEntries(fields.map((f) => [f, null]));
+    const cases: [string, string, string, unknown][] = [
+      ['a workflow', 'POST', '/v1/workflows', wf()],
+      [
+        'every optional field null',
+        'POST',
+        '/v1/workflows',
+        wf(nulls(['description', 'tags', 'input', 'sealed', 'on_failure', 'retention_days', 'limits', 'callback'])),
+      ],
+      [
+        'every optional task field null',
+        'POST',
+        '/v1/workflows',
+        wf(
+          {},
+          nulls([
+            'tags',
+            'input',
+            'requires',
+            'requires_tags',
+            'retry',
+            'timeout_s',
+            'lease_s',
+            'on_error',
+            'revert',
+            'produces',
+            'priority',
+            'not_before',
+            'callback',
+          ]),
+        ),
+      ],
+      [
+        'full retry',
+        'POST',
+        '/v1/workflows',
+        wf({}, { retry: { count: 2, delay_s: 0.5, backoff: 2, max_delay_s: null } }),
+      ],
+      ['an unknown field', 'POST', '/v1/workflows', wf({ colour: 'red' })],
+      ['an unknown task field', 'POST', '/v1/workflows', wf({}, { colour: 'red' })],
+      ['an unknown retry field', 'POST', '/v1/workflows', wf({}, { retry: { tries: 2 } })],
+      ['a fractional timeout', 'POST', '/v1/workflows', wf({}, { timeout_s: 1.5 })],
+      ['a fractional retry count', 'POST', '/v1/workflows', wf({}, { retry: { count: 1.5 } })],
+      ['a fractional retention', 'POST', '/v1/workflows', wf({ retention_days: 1.5 })],
+      ['a priority over 100', 'POST', '/v1/workflows', wf({}, { priority: 101 })],
+      ['a name with a space', 'POST', '/v1/workflows', wf({}, { name: 'a b' })],
+      ['a tag with a space', 'POST', '/v1/workflows', wf({ tags: ['a b'] })],
+      ['33 tags', 'POST', '/v1/workflows', wf({ tags: Array.from({ length: 33 }, (_, i) => `t${i}`) })],
+      ['a data key with a space', 'POST', '/v1/workflows', wf({}, { produces: ['a b'] })],
+      ['a negative limit', 'POST', '/v1/workflows', wf({ limits: { web: -1 } })],
+      ['a fractional limit', 'POST', '/v1/workflows', wf({ limits: { web: 1.5 } })],
+      ['a limit over the most', 'POST', '/v1/workflows', wf({ limits: { web: 100_001 } })],
+      ['a time to the minute', 'POST', '/v1/workflows', wf({}, { not_before: '2026-12-01T06:00Z' })],
+      ['a time without its zone', 'POST', '/v1/workflows', wf({}, { not_before: '2026-12-01T06:00:00' })],
+      ['an unknown on_failure', 'POST', '/v1/workflows', wf({ on_failure: 'explode' })],
+      ['an action without a type', 'POST', '/v1/workflows', wf({}, { action: {} })],
+      ['no name', 'POST', '/v1/workflows', { tasks: [] }],
+      ['a poll', 'POST', '/v1/tasks/poll', { tags: ['strict-none'], wait_s: 0, max_tasks: 2 }],
+      ['a poll for 1.5 tasks', 'POST', '/v1/tasks/poll', { tags: ['strict-none'], wait_s: 0, max_tasks: 1.5 }],
+      ['a poll with a null worker', 'POST', '/v1/tasks/poll', { tags: ['strict-none'], wait_s: 0, worker_id: null }],
+      ['a limit', 'PUT', '/v1/limits/strict', { max_running: 2 }],
+      ['a fractional limit', 'PUT', '/v1/limits/strict', { max_running: 2.5 }],
+      ['a key with a bad tag', 'POST', '/v1/keys', { name: 'strict', role: 'reader', tags: ['a b'] }],
+      ['a key with an unknown role', 'POST', '/v1/keys', { name: 'strict', role: 'root' }],
+    ];
+    const disagreements: string[] = [];
+    for (const [label, method, path, body] of cases) {
+      const problem = requestProblem(method, path, body);
+      const answer = await api.request(method, path, body);
+      const refused = answer.status === 400;
+      if (refused !== (problem !== null))
+        disagreements.push(
+          `${label}: the API answered ${answer.status} (${answer.body?.message ?? ''}), the document ${problem ?? 'allows it'}`,
+        );
+    }
+    expect(disagreements).toEqual([]);
   });
 
   it('counts a malformed body on a real route under that route in /metrics', async () => {

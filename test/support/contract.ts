@@ -10,6 +10,7 @@ import formats from 'ajv-formats';
  */
 
 interface Operation {
+  requestBody?: { content: Record<string, { schema: unknown }> };
   responses: Record<string, { content?: Record<string, { schema?: unknown }> }>;
 }
 
@@ -95,4 +96,22 @@ function checkOne(method: string, url: string, status: number, body: unknown, co
       `${where} with a body its document does not allow: at ${e?.instancePath || '(root)'} ${e?.message ?? ''} ${JSON.stringify(e?.params ?? {})}`,
     );
   }
+}
+
+/**
+ * What the document says of a request body for METHOD PATH: null when its schema allows
+ * the body, else where and why not (the route must take a JSON body).
+ */
+export function requestProblem(method: string, path: string, body: unknown): string | null {
+  const route = routes.find((r) => r.match.test(path) && r.ops[method.toLowerCase()]);
+  const schema = route?.ops[method.toLowerCase()].requestBody?.content['application/json']?.schema;
+  if (!schema) throw new Error(`${method} ${path}: the document describes no JSON body for it`);
+  let validate = validators.get(schema);
+  if (!validate) {
+    validate = ajv.compile(jsonSchema(schema) as object);
+    validators.set(schema, validate);
+  }
+  if (validate(body)) return null;
+  const e = validate.errors?.[0];
+  return `at ${e?.instancePath || '(root)'} ${e?.message ?? ''}`;
 }

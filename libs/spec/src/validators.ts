@@ -114,7 +114,8 @@ export function IsDataKeyList(max = 100): PropertyDecorator {
   };
 }
 
-const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/;
+/** An ISO 8601 time with its zone, to the minute at least (the API's; RFC 3339's date-time also asks seconds). */
+export const ZONED_TIME_PATTERN = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/;
 
 /** 2026-02-30 and 24:00 parse (as March 2, as the next day): refused, they are typos. */
 function realCalendarTime(value: string): boolean {
@@ -142,7 +143,7 @@ export function IsZonedTime(): PropertyDecorator {
       validator: {
         validate: (value: unknown) =>
           typeof value === 'string' &&
-          ISO_TIME.test(value) &&
+          ZONED_TIME_PATTERN.test(value) &&
           realCalendarTime(value) &&
           Number.isFinite(Date.parse(value)),
         defaultMessage: (args?: ValidationArguments) =>

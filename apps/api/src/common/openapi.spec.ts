@@ -1,6 +1,8 @@
 import { describe, expect, it } from '@jest/globals';
 import type { OpenAPIObject } from '@nestjs/swagger';
+import { readFile } from 'node:fs/promises';
 import { completeDocument, operationId } from './openapi.js';
+import { REQUEST_CLASSES, tightenRequestSchemas } from './openapi-requests.js';
 
 const doc = (paths: Record<string, unknown>): OpenAPIObject =>
   ({ openapi: '3.0.0', info: { title: 't', version: '1' }, paths, components: {} }) as unknown as OpenAPIObject;
@@ -72,5 +74,44 @@ describe('the OpenAPI document, completed', () => {
   it("names operations readably, and keeps Nest's name for one it does not know", () => {
     expect(operationId('WorkflowsController', 'create')).toBe('createWorkflow');
     expect(operationId('NewController', 'thing')).toBe('NewController_thing');
+  });
+});
+
+describe('the request schemas', () => {
+  it('are made strict for every class a body is validated as', async () => {
+    const kept = JSON.parse(await readFile('docs/openapi.json', 'utf8')) as OpenAPIObject;
+    const dtos = Object.keys(kept.components!.schemas!).filter((name) => name.endsWith('Dto'));
+    expect(dtos.filter((name) => !REQUEST_CLASSES.some((cls) => cls.name === name))).toEqual([]);
+    for (const name of dtos)
+      expect([name, kept.components!.schemas![name]]).toMatchObject([name, { additionalProperties: false }]);
+  });
+
+  it('say what class-validator checks: integers, patterns, sizes, and null for an optional field', () => {
+    const schemas: Record<string, any> = {
+      RetryDto: { type: 'object', properties: { count: { type: 'number' }, delay_s: { type: 'number' } } },
+      CreateWorkflowDto: {
+        type: 'object',
+        properties: {
+          name: { type: 'string' },
+          tags: { type: 'array', items: { type: 'string' } },
+          callback: { $ref: '#/components/schemas/CallbackDto' },
+        },
+      },
+    };
+    tightenRequestSchemas(schemas);
+    expect(schemas.RetryDto).toMatchObject({
+      additionalProperties: false,
+      properties: { count: { type: 'integer', nullable: true }, delay_s: { type: 'number', nullable: true } },
+    });
+    expect(schemas.CreateWorkflowDto.properties).toEqual({
+      name: { type: 'string', maxLength: 128, pattern: '^[A-Za-z0-9_.-]+$' },
+      tags: {
+        type: 'array',
+        maxItems: 32,
+        nullable: true,
+        items: { type: 'string', maxLength: 64, pattern: '^[A-Za-z0-9_.:/=-]+$' },
+      },
+      callback: { type: 'object', allOf: [{ $ref: '#/components/schemas/CallbackDto' }], nullable: true },
+    });
   });
 });

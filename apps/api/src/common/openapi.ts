@@ -1,4 +1,5 @@
 import type { OpenAPIObject } from '@nestjs/swagger';
+import { tightenRequestSchemas } from './openapi-requests.js';
 import { RESPONSE_SCHEMAS, SUCCESS_ANSWERS } from './openapi-schemas.js';
 
 type Operation = NonNullable<OpenAPIObject['paths'][string]['get']>;
@@ -125,6 +126,7 @@ export function completeDocument(document: OpenAPIObject): OpenAPIObject {
   document.components = { ...document.components };
   document.components.schemas = { ...document.components.schemas, ...RESPONSE_SCHEMAS, ErrorBody: ERROR_BODY };
   describeJsonFields(document.components.schemas);
+  tightenRequestSchemas(document.components.schemas);
   for (const [path, item] of Object.entries(document.paths)) {
     for (const method of ['get', 'put', 'post', 'patch', 'delete'] as const) {
       const op = item[method];

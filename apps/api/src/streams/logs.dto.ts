@@ -1,3 +1,4 @@
+import { ApiPropertyOptional } from '@nestjs/swagger';
 import { Transform, Type } from 'class-transformer';
 import { IsIn, IsInt, IsOptional, IsString, Max, MaxLength, Min, MinLength } from 'class-validator';
 import { LIMITS } from '@tagflow/domain';
@@ -25,6 +26,7 @@ export class AppendLogDto {
 /** `GET /v1/tasks/:id/logs`. */
 export class LogQuery {
   /** The attempt (default: the task's current one). */
+  @ApiPropertyOptional({ type: 'integer' })
   @IsOptional()
   @Transform(toNumber)
   @IsInt()
@@ -42,6 +44,7 @@ export class LogQuery {
   follow?: string;
 
   /** Resume a follow after this piece (`Last-Event-ID` does the same). */
+  @ApiPropertyOptional({ type: 'integer' })
   @IsOptional()
   @Transform(toNumber)
   @IsInt()
@@ -61,6 +64,7 @@ export class WorkflowEventsQuery {
   after?: string;
 
   /** At most this many events (default 1000); without `follow` only. */
+  @ApiPropertyOptional({ type: 'integer' })
   @IsOptional()
   @Type(() => Number)
   @IsInt()
