@@ -55,12 +55,49 @@ const validators = new Map<unknown, ValidateFunction>();
 
 /** Throws when an answer breaks the document (CONTRACT_LOG=FILE: appends to FILE instead, to see them all at once). */
 export function checkAnswer(method: string, url: string, status: number, body: unknown, contentType: string): void {
+  const problem = answerProblem(method, url, status, body, contentType);
+  if (problem === null) return;
+  if (!process.env.CONTRACT_LOG) throw new Error(problem);
+  appendFileSync(process.env.CONTRACT_LOG, `${problem}\n`);
+}
+
+/** How an answer breaks the document, or null when it keeps to it. */
+export function answerProblem(
+  method: string,
+  url: string,
+  status: number,
+  body: unknown,
+  contentType: string,
+): string | null {
   try {
     checkOne(method, url, status, body, contentType);
+    return null;
   } catch (e) {
-    if (!process.env.CONTRACT_LOG) throw e;
-    appendFileSync(process.env.CONTRACT_LOG, `${(e as Error).message}\n`);
+    return (e as Error).message;
   }
+}
+
+/**
+ * The answers an API process recorded (test/support/answer-recorder.mjs: one JSON line each,
+ * whoever asked), checked: the problems found, each once with how often it was seen.
+ */
+export function recordedAnswerProblems(lines: readonly string[]): string[] {
+  const seen = new Map<string, number>();
+  for (const line of lines) {
+    if (!line) continue;
+    const a = JSON.parse(line) as { method: string; url: string; status: number; type: string; body: string | null };
+    let body: unknown = null;
+    if (a.body !== null && a.body !== '') {
+      try {
+        body = JSON.parse(a.body);
+      } catch {
+        body = a.body; // not JSON though it says so: the schema check names it
+      }
+    } else if (a.body === null && a.type.startsWith('application/json')) continue; // too large to keep
+    const problem = answerProblem(a.method, a.url, a.status, body, a.type);
+    if (problem !== null) seen.set(problem, (seen.get(problem) ?? 0) + 1);
+  }
+  return [...seen].map(([problem, n]) => (n > 1 ? `${problem} (${n} times)` : problem));
 }
 
 /** Outside /v1 (the UI, /docs) only the paths the document describes are checked. */

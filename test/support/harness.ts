@@ -1,11 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { copyFileSync, mkdirSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { join, resolve } from 'node:path';
 import pg from 'pg';
-import { checkAnswer } from './contract.js';
+import { checkAnswer, recordedAnswerProblems } from './contract.js';
 
 /**
  * End-to-end harness: the real API (`node dist/apps/api/main.js`, built by `npm test`)
@@ -107,6 +108,36 @@ export interface ApiOptions {
   env?: Record<string, string>;
 }
 
+/** The answer logs of the API processes this suite started (answer-recorder.mjs). */
+const answerLogs: string[] = [];
+
+function answerLog(): string {
+  const dir = join(WORK, 'answers');
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `${process.pid}-${shortId()}.jsonl`);
+  answerLogs.push(file);
+  return file;
+}
+
+/**
+ * Checks every answer the suite's API processes sent, to anyone, against the OpenAPI
+ * document (their workers', command lines' and clients' too, not only the harness's own
+ * requests); throws naming each problem. Run after each e2e file (teardown.ts).
+ */
+export function checkRecordedAnswers(): void {
+  const lines: string[] = [];
+  for (const file of answerLogs.splice(0)) {
+    if (!existsSync(file)) continue;
+    lines.push(...readFileSync(file, 'utf8').split('\n'));
+    rmSync(file, { force: true });
+  }
+  const problems = recordedAnswerProblems(lines);
+  if (problems.length > 0)
+    throw new Error(
+      `answers the API sent that its document (docs/openapi.json) does not allow:\n  ${problems.slice(0, 30).join('\n  ')}`,
+    );
+}
+
 export class Api {
   private exited: Promise<number | null>;
   readonly logs: string[] = [];
@@ -124,6 +155,7 @@ export class Api {
   static async start(opts: ApiOptions = {}): Promise<Api> {
     const databaseUrl = opts.databaseUrl ?? (await freshDatabaseUrl());
     const prefix = opts.prefix ?? `t${shortId()}`;
+    const answers = answerLog();
     const proc = track(
       spawn(process.execPath, ['dist/apps/api/main.js'], {
         env: {
@@ -136,6 +168,14 @@ export class Api {
           RECONCILE_INTERVAL_MS: '200',
           LOG_LEVEL: 'info',
           ...opts.env,
+          // Every answer it sends is recorded, and checked against the document after the suite.
+          TEST_ANSWER_LOG: answers,
+          NODE_OPTIONS: [
+            `--import ${pathToFileURL(resolve('test/support/answer-recorder.mjs')).href}`,
+            opts.env?.NODE_OPTIONS,
+          ]
+            .filter(Boolean)
+            .join(' '),
         },
         stdio: ['ignore', 'pipe', 'pipe'],
       }),

@@ -31,6 +31,9 @@ function strict(properties: Record<string, Schema>, optional: readonly string[] 
   };
 }
 
+/** A field with what it means (shown in the document and in the client's generated types). */
+const about = (description: string, s: SchemaObject): SchemaObject => ({ ...s, description });
+
 const arrayOf = (items: Schema): SchemaObject => ({ type: 'array', items });
 const strings = arrayOf(str);
 const page = (item: string): SchemaObject => strict({ items: arrayOf(ref(item)), next_cursor: nullable(str) });
@@ -47,7 +50,10 @@ const TASK_PROPERTIES: Record<string, Schema> = {
   tags: strings,
   action: ref('Action'),
   input: json,
-  resolved_input: nullable(json),
+  resolved_input: about(
+    "The input the current attempt's worker received, references replaced; null when the input has no references (or no attempt has started).",
+    nullable(json),
+  ),
   requires: strings,
   requires_tags: strings,
   produces: strings,
@@ -72,15 +78,24 @@ const TASK_PROPERTIES: Record<string, Schema> = {
   exit_code: nullable(int),
   progress: {},
   worker_id: nullable(str),
-  created_by: nullableRef('CreatedBy'),
+  created_by: about(
+    'The key whose request added it (handlers and reverts: that of the task they answer); null when no key was involved.',
+    nullableRef('CreatedBy'),
+  ),
   lease_expires_at: nullable(time),
   created_at: nullable(time),
   updated_at: nullable(time),
   ready_at: nullable(time),
-  not_before: nullable(time),
-  priority: int,
-  held_by_limit: nullable(strict({ tag: str, scope: { type: 'string', enum: ['namespace', 'workflow'] } })),
-  callback: nullableRef('CallbackView'),
+  not_before: about('Not READY before this time.', nullable(time)),
+  priority: about('-100..100: higher first among ready tasks a poll fits; oldest first at equal priority.', int),
+  held_by_limit: about(
+    'READY but kept off the queue by a full concurrency limit: which one (null otherwise).',
+    nullable(strict({ tag: str, scope: { type: 'string', enum: ['namespace', 'workflow'] } })),
+  ),
+  callback: about(
+    'Where its finish is announced; `signed` when it has a secret (never shown).',
+    nullableRef('CallbackView'),
+  ),
   started_at: nullable(time),
   finished_at: nullable(time),
 };
@@ -100,12 +115,7 @@ export const RESPONSE_SCHEMAS: Record<string, SchemaObject> = {
   CreatedBy: strict({ key_id: nullable(str), key_name: str }),
   CallbackView: strict({ url: str, signed: bool }),
   Action: { type: 'object', required: ['type'], properties: { type: str }, additionalProperties: true },
-  TaskError: {
-    type: 'object',
-    required: ['message'],
-    properties: { message: str, code: nullable(str) },
-    additionalProperties: true,
-  },
+  TaskError: strict({ message: str, code: nullable(str) }),
   Task: strict(TASK_PROPERTIES),
   /** A task as a poll hands it out: with its lease. */
   LeasedTask: strict({ ...TASK_PROPERTIES, lease: ref('Lease') }),
@@ -120,10 +130,16 @@ export const RESPONSE_SCHEMAS: Record<string, SchemaObject> = {
     state: { type: 'string', enum: [...WORKFLOW_STATES] },
     sealed: bool,
     on_failure: { type: 'string', enum: ['fail', 'continue', 'rollback'] },
-    retention_days: nullable(int),
-    limits: { type: 'object', additionalProperties: int },
-    callback: nullableRef('CallbackView'),
-    created_by: nullableRef('CreatedBy'),
+    retention_days: about("Days kept once finished; null: the API's RETENTION_DAYS.", nullable(int)),
+    limits: about('Concurrency limits within it: at most N of its tasks carrying TAG RUNNING at once.', {
+      type: 'object',
+      additionalProperties: int,
+    }),
+    callback: about(
+      'Where its finish is announced; `signed` when it has a secret (never shown).',
+      nullableRef('CallbackView'),
+    ),
+    created_by: about('The key whose request made it.', nullableRef('CreatedBy')),
     created_at: nullable(time),
     updated_at: nullable(time),
     finished_at: nullable(time),
@@ -144,11 +160,18 @@ export const RESPONSE_SCHEMAS: Record<string, SchemaObject> = {
     version: nullable(str),
     created_at: nullable(time),
     last_seen_at: nullable(time),
-    stopping_at: nullable(time),
+    stopping_at: about('When it handed a task back as it stopped; it polls no more under this id.', nullable(time)),
     running_task_ids: strings,
   }),
   WorkerPage: page('Worker'),
-  Limit: strict({ tag: str, max_running: int, running: int, held: int, created_at: time, updated_at: time }),
+  Limit: strict({
+    tag: str,
+    max_running: about('At most this many tasks carrying the tag RUNNING at once in the namespace (0: none).', int),
+    running: about('Tasks carrying the tag RUNNING now.', int),
+    held: about('READY tasks this limit keeps off the queue until it has room.', int),
+    created_at: time,
+    updated_at: time,
+  }),
   LimitList: strict({ items: arrayOf(ref('Limit')) }),
   Schedule: strict(
     {
@@ -159,15 +182,19 @@ export const RESPONSE_SCHEMAS: Record<string, SchemaObject> = {
       timezone: str,
       overlap: { type: 'string', enum: ['skip', 'allow'] },
       paused: bool,
-      paused_reason: nullable(str),
+      paused_reason: about(
+        "Why the API paused it (its owner's key was revoked or expired); null when running or paused on request.",
+        nullable(str),
+      ),
       workflow: json,
-      next_run_at: nullable(time),
+      next_run_at: about('The next tick it acts on (null while paused).', nullable(time)),
       last_run_at: nullable(time),
       last_workflow_id: nullable(str),
       created_by: nullableRef('CreatedBy'),
       created_at: time,
       updated_at: time,
       runs: {
+        description: 'The latest runs, newest first (on `GET /v1/schedules/{id}`).',
         type: 'array',
         items: strict({
           tick: time,

@@ -5,7 +5,6 @@ import {
   TAGFLOW_VERSION,
   TagflowApiError,
   type BatchReport,
-  type Failure,
   type LeasedTask,
   type TagflowClient,
 } from '@tagflow/client';
@@ -260,7 +259,10 @@ export class Agent {
     }
     await this.output.close(task.lease.token);
     if (stop) {
-      const byStop: Record<'cancelled' | 'timeout' | 'shutdown', Required<Failure>> = {
+      const byStop: Record<
+        'cancelled' | 'timeout' | 'shutdown',
+        { message: string; code: string; retryable: boolean }
+      > = {
         cancelled: { message: 'cancelled on request; its processes were stopped', code: 'CANCELLED', retryable: false },
         timeout: {
           message: `ran longer than timeout_s=${task.timeout_s}; its processes were stopped`,

@@ -98,7 +98,7 @@ export class Reporter {
       };
       if (r.status === 422 && !(p.report.status === 'fail' && p.report.error.code === 'OUTPUT_TOO_LARGE')) {
         // Output too large: report that instead, so the task does not hang until its lease ends.
-        const { output: _output, ...rest } = p.report as BatchReport & { output?: unknown };
+        const { output: _output, ...rest } = p.report;
         const failure: BatchReport = {
           ...rest,
           status: 'fail',
