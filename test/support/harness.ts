@@ -184,9 +184,12 @@ export class Api {
     const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
     const port = await new Promise<number>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`API did not start within 20 s:\n${logs.join('')}`)), 20_000);
+      // Its stdout so far: the line may arrive split over two chunks.
+      let out = '';
       const onData = (chunk: Buffer) => {
         logs.push(chunk.toString());
-        const m = /"msg":"tagflow api listening".*?"port":(\d+)/.exec(chunk.toString());
+        out += chunk.toString();
+        const m = /"msg":"tagflow api listening".*?"port":(\d+)/.exec(out);
         if (m) {
           clearTimeout(timer);
           resolve(Number(m[1]));
