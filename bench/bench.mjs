@@ -3,7 +3,7 @@
 // PostgreSQL (as scripts/test.sh does) and, per database, its own API; drives it over
 // HTTP with in-process polling clients that complete noop tasks; prints a table and
 // writes JSON to bench/results/. Sizes: --tasks 20000 --pollers 16 --chain 1000
-// --scale 100000 --groups 100 --tags 1000 --fanout 33000 --fanout-policy continue --db sqlite,postgres --only throughput,ceiling,probe,workers,handoff,handoff-batch,burst,scale,tags,fanout
+// --scale 100000 --groups 100 --tags 1000 --fanout 33000 --fanout-policy continue --requests 20000 --db sqlite,postgres --only throughput,ceiling,probe,workers,handoff,handoff-batch,burst,scale,tags,fanout,route
 // --redis single|sentinel|cluster (one redis-server; a master, a replica and three sentinels;
 // a cluster of three masters with a replica each: the API and the raw BullMQ ceiling use it).
 import { execFileSync, spawn } from 'node:child_process';
@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import http from 'node:http';
 import { Queue, Worker } from 'bullmq';
 import { Cluster, Redis } from 'ioredis';
 import pg from 'pg';
@@ -28,10 +29,14 @@ const { values: opt } = parseArgs({
     groups: { type: 'string', default: '100' },
     tags: { type: 'string', default: '1000' },
     fanout: { type: 'string', default: '33000' },
+    requests: { type: 'string', default: '20000' },
     'fanout-policy': { type: 'string', default: 'continue' },
     db: { type: 'string', default: 'sqlite,postgres' },
     redis: { type: 'string', default: 'single' },
-    only: { type: 'string', default: 'throughput,ceiling,probe,workers,handoff,handoff-batch,burst,scale,tags,fanout' },
+    only: {
+      type: 'string',
+      default: 'throughput,ceiling,probe,workers,handoff,handoff-batch,burst,scale,tags,fanout,route',
+    },
   },
 });
 const FANOUT = Number(opt.fanout);
@@ -41,7 +46,8 @@ const N = Number(opt.tasks),
   CHAIN = Number(opt.chain),
   SCALE = Number(opt.scale),
   GROUPS = Number(opt.groups),
-  TAGS = Number(opt.tags);
+  TAGS = Number(opt.tags),
+  REQUESTS = Number(opt.requests);
 const only = new Set(opt.only.split(','));
 const work = mkdtempSync(join(tmpdir(), 'tagflow-bench-'));
 const sh = (script) =>
@@ -127,6 +133,9 @@ async function startApi(databaseUrl) {
         LOG_LEVEL: 'info',
         BODY_LIMIT_BYTES: String(16 * 1024 * 1024),
         TAGFLOW_ADMIN_TOKEN: TOKEN,
+        // Measured here: throughput, not the rate limit (it is still checked on every request).
+        RATE_LIMIT_RPS: '1000000',
+        RATE_LIMIT_BURST: '1000000',
       },
       stdio: ['ignore', 'pipe', 'inherit'],
     },
@@ -596,6 +605,49 @@ async function handoffBatch(api) {
   return { hops: hops.length, hop_p50_ms: round(pct(hops, 50), 2), hop_p99_ms: round(pct(hops, 99), 2) };
 }
 
+/**
+ * The cost of one request through the HTTP stack, the key's check and validation: --requests
+ * polls that find nothing (`wait_s: 0`) over 8 keep-alive connections (plain node:http, so the
+ * bench's own share stays small): requests/s and the API's CPU per request.
+ */
+async function route(api) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+  const body = JSON.stringify({ tags: ['route-none'], wait_s: 0 });
+  const url = new URL('/v1/tasks/poll', api.url);
+  const headers = {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+    authorization: `Bearer ${TOKEN}`,
+  };
+  const one = () =>
+    new Promise((resolve, reject) => {
+      const req = http.request(url, { method: 'POST', agent, headers }, (res) => {
+        res.resume();
+        res.on('end', () =>
+          res.statusCode === 200 ? resolve() : reject(new Error(`poll answered ${res.statusCode}`)),
+        );
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+  for (let i = 0; i < 500; i++) await one(); // warm-up
+  let left = REQUESTS;
+  const cpu0 = cpuMs(api.proc.pid);
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: 8 }, async () => {
+      while (left-- > 0) await one();
+    }),
+  );
+  const secs = (performance.now() - t0) / 1000;
+  agent.destroy();
+  return {
+    requests: REQUESTS,
+    requests_per_s: round(REQUESTS / secs),
+    api_cpu_ms_per_request: round((cpuMs(api.proc.pid) - cpu0) / REQUESTS, 3),
+  };
+}
+
 /** The bundled worker as deployed: 4 processes with --concurrency 16 run --tasks noop tasks. */
 async function realWorkers(api) {
   const wfIds = await backlog(api, 'wk', N);
@@ -739,6 +791,7 @@ for (const db of opt.db.split(',')) {
   await run('scale', scale);
   await run('tags', manyTags);
   await run('fanout', fanout);
+  await run('route', route);
 }
 
 mkdirSync(join(root, 'bench/results'), { recursive: true });
@@ -789,6 +842,14 @@ for (const [db, r] of Object.entries(results.runs)) {
     db,
     'hand-off (report+poll)',
     f(r['handoff-batch'], (o) => `p50 ${o.hop_p50_ms} ms, p99 ${o.hop_p99_ms} ms per hop (${o.hops} hops)`),
+  ]);
+  rows.push([
+    db,
+    'route (empty polls)',
+    f(
+      r.route,
+      (o) => `${o.requests_per_s} requests/s, API CPU ${o.api_cpu_ms_per_request} ms a request (${o.requests})`,
+    ),
   ]);
   rows.push([
     db,
