@@ -101,7 +101,7 @@ describe('not_before', () => {
 
   it('holds the task of a sealed workflow (the one-task shortcut) without calling it stuck', async () => {
     const tag = `nb-${uniq()}`;
-    const notBefore = at(2000);
+    const notBefore = at(5000); // well after the first poll ends, even on a loaded machine
     const r = await api.post('/v1/tasks', { tags: [tag], action: { type: 'noop' }, not_before: notBefore });
     expect(r.status).toBe(201);
     // Sealed, nothing ready or running: still not a deadlock while the time is ahead.
