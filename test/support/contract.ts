@@ -102,8 +102,11 @@ export function recordedAnswerProblems(lines: readonly string[]): string[] {
 
 /** Outside /v1 (the UI, /docs) only the paths the document describes are checked. */
 function checkOne(method: string, url: string, status: number, body: unknown, contentType: string): void {
-  // Express routes `/v1/x/` as `/v1/x` (not strict): the same operation.
-  const path = url.split('?')[0].replace(/(.)\/+$/, '$1');
+  // The API routes `/v1/x/` and `/v1//x` as `/v1/x`: the same operation.
+  const path = url
+    .split('?')[0]
+    .replace(/\/{2,}/g, '/')
+    .replace(/(.)\/+$/, '$1');
   const route = routes.find((r) => r.match.test(path) && r.ops[method.toLowerCase()]);
   if (!route) {
     // Outside /v1 (the UI, /docs) is not the API's contract; a /v1 answer other than 404 is.

@@ -1,7 +1,10 @@
 import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
-import type { NestExpressApplication } from '@nestjs/platform-express';
-import type { NextFunction, Request, Response } from 'express';
+import { randomUUID } from 'node:crypto';
+import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { defaultErrorCode } from '@tagflow/domain';
+import { reasonPhrase } from './common/errors.js';
 import { TAGFLOW_VERSION } from '@tagflow/client';
 import { createDataSource, Database } from '@tagflow/persistence';
 import { AppModule } from './app.module.js';
@@ -38,23 +41,24 @@ async function bootstrap(): Promise<void> {
   }
   const logger = new JsonLogger(config.LOG_LEVEL);
   keepRunningOnStrayRejections(logger);
-  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config, logger), {
-    logger,
-    bodyParser: false,
-    abortOnError: false,
-  });
-  // No answer is ever sniffed into another type (a task's log served as text stays text).
-  app.use((_req: Request, res: Response, next: NextFunction) => {
-    res.setHeader('x-content-type-options', 'nosniff');
-    next();
-  });
+  const app = await NestFactory.create<NestFastifyApplication>(
+    AppModule.forRoot(config, logger),
+    new FastifyAdapter(adapterOptions(config)),
+    { logger, bodyParser: false, abortOnError: false },
+  );
+  const server = app.getHttpAdapter().getInstance();
+  // No body parser: a body is read by the guard once its caller is known (auth.guard.ts,
+  // common/body.ts). Every content type is let through unread to it.
+  server.removeAllContentTypeParsers();
+  server.addContentTypeParser('*', (_req, _payload, done) => done(null, undefined));
   // Once stopping, new requests get 503 and their connection closed, so clients back off
   // and keep-alive connections let the server drain instead of feeding it more work.
   let stopping = false;
-  app.use((_req: Request, res: Response, next: NextFunction) => {
-    if (!stopping) return next();
-    res.setHeader('connection', 'close');
-    res.status(503).json({
+  server.addHook('onRequest', (_req, reply, done) => {
+    // No answer is ever sniffed into another type (a task's log served as text stays text).
+    reply.raw.setHeader('x-content-type-options', 'nosniff');
+    if (!stopping) return done();
+    void reply.header('connection', 'close').status(503).send({
       statusCode: 503,
       error: 'Service Unavailable',
       code: 'SHUTTING_DOWN',
@@ -65,22 +69,16 @@ async function bootstrap(): Promise<void> {
   const requests = app
     .get(MetricsService)
     .counter('tagflow_http_requests_total', 'HTTP requests answered, by method, route and status.');
-  app.use((req: Request, res: Response, next: NextFunction) => {
-    res.on('finish', () => {
-      const route = (req.route as { path?: string } | undefined)?.path ?? 'unmatched';
-      requests({ method: req.method, route, status: String(res.statusCode) });
-    });
-    next();
+  server.addHook('onResponse', (req, reply, done) => {
+    requests({ method: req.method, route: req.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) });
+    done();
   });
-  // No body parser here: the guard reads a request's body once its caller is known (auth.guard.ts).
-  if (config.TRUST_PROXY) app.set('trust proxy', trustProxy(config.TRUST_PROXY));
   app.useGlobalPipes(createValidationPipe());
   app.useGlobalFilters(new HttpExceptionFilter(logger));
-  app.disable('x-powered-by');
   serveDocs(app, TAGFLOW_VERSION);
   if (!uiBuilt(config.UI_DIR)) {
     logger.event('warn', 'main', 'the web UI is not built: /ui answers 404', { ui_dir: config.UI_DIR });
-    app.use(uiMissing());
+    server.addHook('onRequest', uiMissing());
   }
 
   const stop = (signal: string) => {
@@ -123,8 +121,8 @@ async function bootstrap(): Promise<void> {
   }
   // A client that asks before sending its body (Expect: 100-continue) is told to go on by the
   // guard once its caller is admitted (auth.guard.ts), not by Node before anyone looked.
-  const server = app.getHttpServer();
-  server.on('checkContinue', (req, res) => server.emit('request', req, res));
+  const http = app.getHttpServer();
+  http.on('checkContinue', (req, res) => http.emit('request', req, res));
   await app.listen(config.PORT, config.HOST);
   const address = app.getHttpServer().address();
   const port = typeof address === 'object' && address ? address.port : config.PORT;
@@ -135,14 +133,49 @@ async function bootstrap(): Promise<void> {
   });
 }
 
-/** TRUST_PROXY as Express takes it: a hop count, or names and subnets. */
-function trustProxy(value: string): number | string[] {
-  return /^\d+$/.test(value)
-    ? Number(value)
-    : value
-        .split(',')
-        .map((v) => v.trim())
-        .filter(Boolean);
+/**
+ * The HTTP server's options. A route is matched whatever its spelling (`/V1/...`,
+ * `//v1/...`, a trailing slash), and the access rules are decided on the route matched;
+ * a path parameter may be as long as a data key.
+ */
+function adapterOptions(config: AppConfig) {
+  return {
+    routerOptions: {
+      caseSensitive: false,
+      ignoreTrailingSlash: true,
+      ignoreDuplicateSlashes: true,
+      maxParamLength: 1024,
+    },
+    trustProxy: config.TRUST_PROXY ? trustProxy(config.TRUST_PROXY) : false,
+    // Long polls and followed streams stay open; the guard bounds a body's arrival (30 s).
+    requestTimeout: 0,
+    keepAliveTimeout: 72_000,
+    // Requests while stopping are answered by the API's own hook (503 SHUTTING_DOWN, above).
+    return503OnClosing: false,
+    // What the router refuses before any handler (a malformed URL: 400), in the API's error body.
+    frameworkErrors: (error: Error & { statusCode?: number }, req: FastifyRequest, reply: FastifyReply) => {
+      const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 400;
+      void reply.status(status).send({
+        statusCode: status,
+        error: reasonPhrase(status),
+        code: defaultErrorCode(status),
+        message: error.message,
+        request_id: (req.headers['x-request-id'] as string | undefined)?.slice(0, 64) ?? randomUUID(),
+      });
+    },
+  };
+}
+
+/** TRUST_PROXY: a hop count (that many proxies in front are trusted), or addresses and subnets. */
+function trustProxy(value: string): string[] | ((address: string, hop: number) => boolean) {
+  if (/^\d+$/.test(value)) {
+    const hops = Number(value);
+    return (_address, hop) => hop < hops;
+  }
+  return value
+    .split(',')
+    .map((v) => v.trim())
+    .filter(Boolean);
 }
 
 function isLoopback(host: string): boolean {
@@ -180,7 +213,7 @@ async function migrateCommand(): Promise<void> {
 async function openapiCommand(): Promise<void> {
   const config = loadConfig();
   // Preview: the controllers and their metadata, no provider made (so nothing connects).
-  const app = await NestFactory.create(AppModule.forRoot(config, new JsonLogger('error')), {
+  const app = await NestFactory.create(AppModule.forRoot(config, new JsonLogger('error')), new FastifyAdapter(), {
     preview: true,
     logger: false,
     bodyParser: false,

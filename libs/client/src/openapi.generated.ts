@@ -1422,15 +1422,6 @@ export interface operations {
                     "application/json": components["schemas"]["WorkflowPage"];
                 };
             };
-            /** @description Not modified: the answer is the one whose `ETag` the request sent in `If-None-Match` (no body). */
-            304: {
-                headers: {
-                    /** @description The answer's version (weak). */
-                    ETag?: string;
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
             /** @description Malformed: `details` names each offending field. */
             400: {
                 headers: {
@@ -1614,15 +1605,6 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Workflow"];
                 };
-            };
-            /** @description Not modified: the answer is the one whose `ETag` the request sent in `If-None-Match` (no body). */
-            304: {
-                headers: {
-                    /** @description The answer's version (weak). */
-                    ETag?: string;
-                    [name: string]: unknown;
-                };
-                content?: never;
             };
             /** @description Malformed: `details` names each offending field. */
             400: {
@@ -2129,15 +2111,6 @@ export interface operations {
                     "application/json": components["schemas"]["TaskPage"];
                 };
             };
-            /** @description Not modified: the answer is the one whose `ETag` the request sent in `If-None-Match` (no body). */
-            304: {
-                headers: {
-                    /** @description The answer's version (weak). */
-                    ETag?: string;
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
             /** @description Malformed: `details` names each offending field. */
             400: {
                 headers: {
@@ -2343,15 +2316,6 @@ export interface operations {
                     "application/json": components["schemas"]["Task"];
                 };
             };
-            /** @description Not modified: the answer is the one whose `ETag` the request sent in `If-None-Match` (no body). */
-            304: {
-                headers: {
-                    /** @description The answer's version (weak). */
-                    ETag?: string;
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
             /** @description Malformed: `details` names each offending field. */
             400: {
                 headers: {
@@ -2546,15 +2510,6 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Task"];
                 };
-            };
-            /** @description Not modified: the answer is the one whose `ETag` the request sent in `If-None-Match` (no body). */
-            304: {
-                headers: {
-                    /** @description The answer's version (weak). */
-                    ETag?: string;
-                    [name: string]: unknown;
-                };
-                content?: never;
             };
             /** @description Malformed: `details` names each offending field. */
             400: {
@@ -2838,15 +2793,6 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["TaskEventList"];
                 };
-            };
-            /** @description Not modified: the answer is the one whose `ETag` the request sent in `If-None-Match` (no body). */
-            304: {
-                headers: {
-                    /** @description The answer's version (weak). */
-                    ETag?: string;
-                    [name: string]: unknown;
-                };
-                content?: never;
             };
             /** @description Malformed: `details` names each offending field. */
             400: {
@@ -3673,15 +3619,6 @@ export interface operations {
                     "application/json": components["schemas"]["WorkerPage"];
                 };
             };
-            /** @description Not modified: the answer is the one whose `ETag` the request sent in `If-None-Match` (no body). */
-            304: {
-                headers: {
-                    /** @description The answer's version (weak). */
-                    ETag?: string;
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
             /** @description Malformed: `details` names each offending field. */
             400: {
                 headers: {
@@ -3982,15 +3919,6 @@ export interface operations {
                     "application/json": components["schemas"]["Worker"];
                 };
             };
-            /** @description Not modified: the answer is the one whose `ETag` the request sent in `If-None-Match` (no body). */
-            304: {
-                headers: {
-                    /** @description The answer's version (weak). */
-                    ETag?: string;
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
             /** @description Malformed: `details` names each offending field. */
             400: {
                 headers: {
@@ -4066,15 +3994,6 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["DataKeyList"];
                 };
-            };
-            /** @description Not modified: the answer is the one whose `ETag` the request sent in `If-None-Match` (no body). */
-            304: {
-                headers: {
-                    /** @description The answer's version (weak). */
-                    ETag?: string;
-                    [name: string]: unknown;
-                };
-                content?: never;
             };
             /** @description Malformed: `details` names each offending field. */
             400: {
@@ -4154,15 +4073,6 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["DataEntry"];
                 };
-            };
-            /** @description Not modified: the answer is the one whose `ETag` the request sent in `If-None-Match` (no body). */
-            304: {
-                headers: {
-                    /** @description The answer's version (weak). */
-                    ETag?: string;
-                    [name: string]: unknown;
-                };
-                content?: never;
             };
             /** @description Malformed: `details` names each offending field. */
             400: {
@@ -4359,15 +4269,6 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["KeyPage"];
                 };
-            };
-            /** @description Not modified: the answer is the one whose `ETag` the request sent in `If-None-Match` (no body). */
-            304: {
-                headers: {
-                    /** @description The answer's version (weak). */
-                    ETag?: string;
-                    [name: string]: unknown;
-                };
-                content?: never;
             };
             /** @description Malformed: `details` names each offending field. */
             400: {
@@ -4625,15 +4526,6 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["AuditPage"];
                 };
-            };
-            /** @description Not modified: the answer is the one whose `ETag` the request sent in `If-None-Match` (no body). */
-            304: {
-                headers: {
-                    /** @description The answer's version (weak). */
-                    ETag?: string;
-                    [name: string]: unknown;
-                };
-                content?: never;
             };
             /** @description Malformed: `details` names each offending field. */
             400: {
@@ -4984,15 +4876,6 @@ export interface operations {
                     "text/event-stream": string;
                 };
             };
-            /** @description Not modified: the answer is the one whose `ETag` the request sent in `If-None-Match` (no body). */
-            304: {
-                headers: {
-                    /** @description The answer's version (weak). */
-                    ETag?: string;
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
             /** @description Malformed: `details` names each offending field. */
             400: {
                 headers: {
@@ -5067,15 +4950,6 @@ export interface operations {
                     "application/json": components["schemas"]["LimitList"];
                 };
             };
-            /** @description Not modified: the answer is the one whose `ETag` the request sent in `If-None-Match` (no body). */
-            304: {
-                headers: {
-                    /** @description The answer's version (weak). */
-                    ETag?: string;
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
             /** @description No key, or an unknown, revoked or expired one. */
             401: {
                 headers: {
@@ -5133,15 +5007,6 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Limit"];
                 };
-            };
-            /** @description Not modified: the answer is the one whose `ETag` the request sent in `If-None-Match` (no body). */
-            304: {
-                headers: {
-                    /** @description The answer's version (weak). */
-                    ETag?: string;
-                    [name: string]: unknown;
-                };
-                content?: never;
             };
             /** @description Malformed: `details` names each offending field. */
             400: {
@@ -5420,15 +5285,6 @@ export interface operations {
                     "application/json": components["schemas"]["SchedulePage"];
                 };
             };
-            /** @description Not modified: the answer is the one whose `ETag` the request sent in `If-None-Match` (no body). */
-            304: {
-                headers: {
-                    /** @description The answer's version (weak). */
-                    ETag?: string;
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
             /** @description Malformed: `details` names each offending field. */
             400: {
                 headers: {
@@ -5612,15 +5468,6 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Schedule"];
                 };
-            };
-            /** @description Not modified: the answer is the one whose `ETag` the request sent in `If-None-Match` (no body). */
-            304: {
-                headers: {
-                    /** @description The answer's version (weak). */
-                    ETag?: string;
-                    [name: string]: unknown;
-                };
-                content?: never;
             };
             /** @description Malformed: `details` names each offending field. */
             400: {
@@ -6046,15 +5893,6 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["CallbackList"];
                 };
-            };
-            /** @description Not modified: the answer is the one whose `ETag` the request sent in `If-None-Match` (no body). */
-            304: {
-                headers: {
-                    /** @description The answer's version (weak). */
-                    ETag?: string;
-                    [name: string]: unknown;
-                };
-                content?: never;
             };
             /** @description Malformed: `details` names each offending field. */
             400: {

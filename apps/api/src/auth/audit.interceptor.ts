@@ -7,11 +7,11 @@ import {
   type NestInterceptor,
 } from '@nestjs/common';
 import { HTTP_CODE_METADATA } from '@nestjs/common/constants.js';
-import type { Request } from 'express';
 import { catchError, from, mergeMap, throwError, type Observable } from 'rxjs';
 import { DEFAULT_NAMESPACE } from '@tagflow/domain';
 import { Database } from '@tagflow/persistence';
 import { SharedLimits } from '@tagflow/queue';
+import { pathOf, routeOf, type HttpRequest } from '../common/http.js';
 import { JsonLogger } from '../common/logger.js';
 import { MetricsService } from '../metrics/metrics.service.js';
 import { CALLER, type Caller } from './access.js';
@@ -40,7 +40,7 @@ export class AuditInterceptor implements NestInterceptor {
   }
 
   intercept(ctx: ExecutionContext, next: CallHandler): Observable<unknown> {
-    const req = ctx.switchToHttp().getRequest<Request & Record<symbol, Caller | undefined>>();
+    const req = ctx.switchToHttp().getRequest<HttpRequest & Record<symbol, Caller | undefined>>();
     if (!audited(req)) return next.handle();
     return next.handle().pipe(
       mergeMap((body: unknown) => from(this.record(req, statusOf(ctx), resourceOf(body, req)).then(() => body))),
@@ -57,7 +57,7 @@ export class AuditInterceptor implements NestInterceptor {
    * knowing. At most REFUSALS_PER_MINUTE per key, so a key cannot fill the log (and the
    * database's writer) with refusals; the rest are counted.
    */
-  async refused(req: Request, caller: Caller, status: number): Promise<void> {
+  async refused(req: HttpRequest, caller: Caller, status: number): Promise<void> {
     if (!audited(req)) return;
     const id = caller.kind === 'key' ? caller.keyId : '';
     if ((await this.refusalsThisMinute(id)) > REFUSALS_PER_MINUTE) {
@@ -83,10 +83,10 @@ export class AuditInterceptor implements NestInterceptor {
   }
 
   private async record(
-    req: Request,
+    req: HttpRequest,
     status: number,
     resourceId: string | null,
-    caller = (req as Request & Record<symbol, Caller | undefined>)[CALLER],
+    caller = (req as HttpRequest & Record<symbol, Caller | undefined>)[CALLER],
   ): Promise<void> {
     const who =
       caller?.kind === 'key'
@@ -106,7 +106,7 @@ export class AuditInterceptor implements NestInterceptor {
             at,
             ...who,
             method: req.method,
-            path: req.path.slice(0, 512),
+            path: pathOf(req).slice(0, 512),
             status,
             resource_id: resourceId,
           }),
@@ -116,7 +116,7 @@ export class AuditInterceptor implements NestInterceptor {
       // The answer stands (the change is committed); a lost record is said loudly.
       this.logger.event('error', 'audit', 'could not write an audit record', {
         method: req.method,
-        path: req.path,
+        path: pathOf(req),
         error: String(e),
       });
     }
@@ -128,21 +128,21 @@ const WORKER_PROTOCOL =
   /^\/v1\/(tasks\/(poll|report|[^/]+\/(heartbeat|complete|fail|logs))|workers\/[^/]+\/heartbeat)\/?$/i;
 
 /** State-changing requests, but the worker protocol's. */
-function audited(req: Request): boolean {
-  return req.method !== 'GET' && req.method !== 'HEAD' && !WORKER_PROTOCOL.test(req.path);
+function audited(req: HttpRequest): boolean {
+  return req.method !== 'GET' && req.method !== 'HEAD' && !WORKER_PROTOCOL.test(routeOf(req));
 }
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** The status Nest will answer a handler's result with (it is set only when the answer is sent). */
 function statusOf(ctx: ExecutionContext): number {
   const code = Reflect.getMetadata(HTTP_CODE_METADATA, ctx.getHandler()) as number | undefined;
-  return code ?? (ctx.switchToHttp().getRequest<Request>().method === 'POST' ? 201 : 200);
+  return code ?? (ctx.switchToHttp().getRequest<HttpRequest>().method === 'POST' ? 201 : 200);
 }
 
 /** What the request was about: the id in its answer (a new resource), else the id in its path. */
-function resourceOf(body: unknown, req: Request): string | null {
+function resourceOf(body: unknown, req: HttpRequest): string | null {
   const answered = body && typeof body === 'object' && 'id' in body ? body.id : undefined;
   if (typeof answered === 'string' && UUID.test(answered)) return answered;
-  const id = req.params.id as string | undefined;
+  const id = (req.params as Record<string, string | undefined>).id;
   return id && UUID.test(id) ? id : null;
 }

@@ -1,6 +1,6 @@
 import { HttpStatus, Injectable, type CanActivate, type ExecutionContext } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
-import type { Request, Response } from 'express';
+import { routeOf, type HttpReply, type HttpRequest } from '../common/http.js';
 import { DEFAULT_NAMESPACE, NAMESPACE_PATTERN, type ErrorCode } from '@tagflow/domain';
 import { Database } from '@tagflow/persistence';
 import { readJsonBody } from '../common/body.js';
@@ -44,7 +44,7 @@ export class AuthGuard implements CanActivate {
 
   async canActivate(ctx: ExecutionContext): Promise<boolean> {
     const access = this.reflector.getAllAndOverride<Access | undefined>(ACCESS, [ctx.getHandler(), ctx.getClass()]);
-    const req = ctx.switchToHttp().getRequest<Request & Record<symbol, Caller>>();
+    const req = ctx.switchToHttp().getRequest<HttpRequest & Record<symbol, Caller>>();
     const action = `${req.method} ${routeOf(req)}`;
     if (access === undefined)
       throw new ApiError(
@@ -57,18 +57,18 @@ export class AuthGuard implements CanActivate {
     const leaseTokens = this.reflector.get<boolean>(LEASE_TOKEN_ACCESS, ctx.getHandler()) === true;
     const caller = await this.admit(req, access, action, leaseTokens);
     req[CALLER] = caller;
-    const res = ctx.switchToHttp().getResponse<Response>();
+    const res = ctx.switchToHttp().getResponse<HttpReply>().raw;
     // The client held back its body until told to go on (Expect: 100-continue): only now.
     if (/^100-continue$/i.test(req.headers.expect ?? '')) res.writeContinue();
     const started = Date.now();
-    await readJsonBody(req, res, this.config.BODY_LIMIT_BYTES, BODY_READ_TIMEOUT_MS);
+    req.body = await readJsonBody(req.raw, res, this.config.BODY_LIMIT_BYTES, BODY_READ_TIMEOUT_MS);
     // A body that took its time: the credential is looked at again, as it may have ended meanwhile.
     if (Date.now() - started >= RECHECK_AFTER_MS) await this.stillValid(req, caller, leaseTokens);
     return true;
   }
 
   /** 401 unless the caller's key (or lease) is still live: after a slow body. */
-  private async stillValid(req: Request, caller: Caller, leaseTokens: boolean): Promise<void> {
+  private async stillValid(req: HttpRequest, caller: Caller, leaseTokens: boolean): Promise<void> {
     if (caller.kind === 'open') return;
     const again = await this.admit(req, [caller.kind === 'key' ? caller.role : 'worker'], '', leaseTokens, false);
     if (again.kind !== caller.kind)
@@ -83,7 +83,7 @@ export class AuthGuard implements CanActivate {
    * known key never waits for its address.
    */
   private async admit(
-    req: Request,
+    req: HttpRequest,
     access: readonly string[],
     action: string,
     leaseTokens: boolean,
@@ -120,7 +120,7 @@ export class AuthGuard implements CanActivate {
     }
     if (found === null) {
       // A running task's lease token, where the route takes one: its own workflow's data space.
-      const workflowId = req.params.id;
+      const workflowId = (req.params as Record<string, string | undefined>).id;
       const holder =
         leaseTokens && typeof workflowId === 'string'
           ? await this.db.read().leases.holder(workflowId, token, this.db.now())
@@ -179,7 +179,7 @@ export class AuthGuard implements CanActivate {
   }
 
   /** A 401 for a request without a token, counted against the client's address (over its limit: a 429 instead). */
-  private async unauthenticated(req: Request, message: string): Promise<ApiError> {
+  private async unauthenticated(req: HttpRequest, message: string): Promise<ApiError> {
     if ((await this.limiter.take(this.anonymousBucket(req), this.anonymousRate())) !== null)
       return this.anonymousLimited();
     return new ApiError(HttpStatus.UNAUTHORIZED, message);
@@ -195,7 +195,7 @@ export class AuthGuard implements CanActivate {
   }
 
   /** The bearer token, or null without an Authorization header; a malformed one is a 401 counted against the address. */
-  private async bearer(req: Request): Promise<string | null> {
+  private async bearer(req: HttpRequest): Promise<string | null> {
     const header = req.headers.authorization;
     if (header === undefined) return null;
     const match = /^Bearer ([\x21-\x7e]{1,512})$/.exec(header);
@@ -207,8 +207,8 @@ export class AuthGuard implements CanActivate {
     return { rps: this.config.RATE_LIMIT_ANON_RPS, burst: this.config.RATE_LIMIT_ANON_BURST };
   }
 
-  private anonymousBucket(req: Request): string {
-    return `anon:${req.ip ?? req.socket.remoteAddress ?? '?'}`;
+  private anonymousBucket(req: HttpRequest): string {
+    return `anon:${req.ip ?? req.raw.socket.remoteAddress ?? '?'}`;
   }
 
   private anonymousLimited(): RateLimited {
@@ -226,7 +226,7 @@ function loopbackHost(host: string | undefined): boolean {
 }
 
 /** The `Tagflow-Namespace` header, checked; null without one. */
-function namespaceHeader(req: Request): string | null {
+function namespaceHeader(req: HttpRequest): string | null {
   const value = req.headers['tagflow-namespace'];
   if (value === undefined) return null;
   if (typeof value !== 'string' || !NAMESPACE_PATTERN.test(value)) {
@@ -236,10 +236,4 @@ function namespaceHeader(req: Request): string | null {
     );
   }
   return value;
-}
-
-/** The route pattern the router matched (`/v1/tasks/:id`), not the path as the client spelled it. */
-function routeOf(req: Request): string {
-  const route = (req as unknown as { route?: { path?: unknown } }).route;
-  return typeof route?.path === 'string' ? route.path : req.path;
 }

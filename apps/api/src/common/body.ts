@@ -1,14 +1,14 @@
 import bodyParser from 'body-parser';
-import type { NextFunction, Request, Response } from 'express';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { LIMITS } from '@tagflow/domain';
 import { HttpStatus } from '@nestjs/common';
 import { ApiError, badRequest } from './errors.js';
 
-type Parse = (req: Request, res: Response, next: NextFunction) => void;
+type Parse = (req: IncomingMessage, res: ServerResponse, next: (e?: unknown) => void) => void;
 const parsers = new Map<number, Parse>();
 
 /**
- * Reads and parses a request's JSON body. Called by the guard once the caller is known
+ * Reads and parses a request's JSON body (returned; undefined without one). Called by the guard once the caller is known
  * (never before: a request without a valid credential is refused with its body unread),
  * within `timeoutMs` (408 after: a client trickling a body does not hold the request).
  * `limit` bounds the body as parsed, after any gzip or deflate is inflated, so a small
@@ -17,7 +17,12 @@ const parsers = new Map<number, Parse>();
  * before anything recurses over them. Parser errors keep body-parser's status and type
  * (400, 413, 415), which the exception filter turns into messages.
  */
-export async function readJsonBody(req: Request, res: Response, limit: number, timeoutMs: number): Promise<void> {
+export async function readJsonBody(
+  req: IncomingMessage,
+  res: ServerResponse,
+  limit: number,
+  timeoutMs: number,
+): Promise<unknown> {
   let parse = parsers.get(limit);
   if (!parse) parsers.set(limit, (parse = bodyParser.json({ limit, strict: true }) as Parse));
   let timer: NodeJS.Timeout | undefined;
@@ -45,13 +50,14 @@ export async function readJsonBody(req: Request, res: Response, limit: number, t
   } finally {
     clearTimeout(timer);
   }
-  const body: unknown = req.body;
-  if (body === undefined || body === null || (typeof body === 'object' && Object.keys(body).length === 0)) return;
+  const body: unknown = (req as IncomingMessage & { body?: unknown }).body;
+  if (body === undefined || body === null || (typeof body === 'object' && Object.keys(body).length === 0)) return body;
   if (typeof body !== 'object' || Array.isArray(body))
     throw badRequest('request body must be a JSON object', undefined, 'MALFORMED_BODY');
   const depth = LIMITS.jsonMaxDepth + 8;
   if (depthExceeds(body, depth))
     throw badRequest(`request body is nested deeper than ${depth} levels`, undefined, 'MALFORMED_BODY');
+  return body;
 }
 
 /** Iterative, so a hostile body cannot blow the stack here. */

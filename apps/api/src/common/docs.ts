@@ -1,7 +1,8 @@
 import type { INestApplication } from '@nestjs/common';
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DocumentBuilder, SwaggerModule, type OpenAPIObject } from '@nestjs/swagger';
-import type { NextFunction, Request, Response } from 'express';
 import { completeDocument, operationId } from './openapi.js';
+import { pathOf } from './http.js';
 import { setPageHeaders } from './page-headers.js';
 
 /**
@@ -20,12 +21,16 @@ export const DOCS_CONTENT_POLICY =
  * the API validates. Open (no key needed), like /health and /metrics; served with the
  * headers of the UI's pages (common/page-headers.ts), as a page a browser shows.
  */
-export function serveDocs(app: INestApplication, version: string): void {
+export function serveDocs(app: NestFastifyApplication, version: string): void {
   // Every answer under /docs: the page, its files, the document itself.
-  app.use('/docs', (_req: Request, res: Response, next: NextFunction) => {
-    setPageHeaders(res, DOCS_CONTENT_POLICY);
-    next();
-  });
+  app
+    .getHttpAdapter()
+    .getInstance()
+    .addHook('onRequest', (req, reply, done) => {
+      const path = pathOf(req).toLowerCase();
+      if (path === '/docs' || path.startsWith('/docs/')) setPageHeaders(reply.raw, DOCS_CONTENT_POLICY);
+      done();
+    });
   const document = buildDocument(app, version);
   SwaggerModule.setup('docs', app, document, { jsonDocumentUrl: 'docs/json', yamlDocumentUrl: 'docs/yaml' });
 }

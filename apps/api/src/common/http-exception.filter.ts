@@ -1,8 +1,8 @@
 import { ArgumentsHost, Catch, HttpException, type ExceptionFilter } from '@nestjs/common';
-import type { Request, Response } from 'express';
 import { randomUUID } from 'node:crypto';
 import { defaultErrorCode, type ErrorCode } from '@tagflow/domain';
 import { reasonPhrase, RetryLater } from './errors.js';
+import { pathOf, type HttpReply, type HttpRequest } from './http.js';
 import type { JsonLogger } from './logger.js';
 
 /**
@@ -16,8 +16,8 @@ export class HttpExceptionFilter implements ExceptionFilter {
 
   catch(exception: unknown, host: ArgumentsHost): void {
     const ctx = host.switchToHttp();
-    const res = ctx.getResponse<Response>();
-    const req = ctx.getRequest<Request>();
+    const res = ctx.getResponse<HttpReply>();
+    const req = ctx.getRequest<HttpRequest>();
     const requestId = (req.headers['x-request-id'] as string | undefined)?.slice(0, 64) ?? randomUUID();
     let status = 500;
     let body: Record<string, unknown>;
@@ -31,20 +31,24 @@ export class HttpExceptionFilter implements ExceptionFilter {
     if (parserError) {
       status = parserError.status;
       body = { code: parserCode(parserError), message: describeParserError(parserError) };
+    } else if (isServerError(exception)) {
+      // The HTTP server's own refusals (a malformed URL, an over-long path parameter).
+      status = exception.statusCode;
+      body = { message: exception.message };
     } else if (exception instanceof HttpException) {
       status = exception.getStatus();
-      if (exception instanceof RetryLater) res.setHeader('Retry-After', String(exception.retryAfterS));
+      if (exception instanceof RetryLater) void res.header('Retry-After', String(exception.retryAfterS));
       const response = exception.getResponse();
       body = typeof response === 'string' ? { message: response } : { ...(response as Record<string, unknown>) };
       if (Array.isArray(body.message)) body.message = body.message.join('; ');
     } else if (unavailablePart(exception)) {
       // The database or Redis is away, busy or slow: the request may be sent again as it is.
       status = 503;
-      res.setHeader('Retry-After', '2');
+      void res.header('Retry-After', '2');
       this.logger.event('warn', 'http', 'a part is unavailable', {
         request_id: requestId,
         method: req.method,
-        path: req.path,
+        path: pathOf(req),
         part: unavailablePart(exception),
         error: String(exception),
       });
@@ -56,17 +60,17 @@ export class HttpExceptionFilter implements ExceptionFilter {
       this.logger.event('error', 'http', 'unhandled error', {
         request_id: requestId,
         method: req.method,
-        path: req.path,
+        path: pathOf(req),
         error: exception instanceof Error ? exception.message : String(exception),
         stack: exception instanceof Error ? exception.stack : undefined,
       });
       body = { code: 'INTERNAL', message: 'internal server error' };
     }
-    if (res.headersSent) return;
+    if (res.sent || res.raw.headersSent) return;
     // A request refused before its body was read (401, 429 from the guard): the connection
     // closes with the answer, so the rest of that body is never read either.
-    if (!req.complete) res.setHeader('connection', 'close');
-    res.status(status).json({
+    if (!req.raw.complete) void res.header('connection', 'close');
+    void res.status(status).send({
       statusCode: status,
       error: reasonPhrase(status),
       code: typeof body.code === 'string' ? body.code : defaultErrorCode(status),
@@ -101,6 +105,19 @@ function parserCode(e: BodyParserError): ErrorCode {
   if (e.type === 'entity.too.large') return 'TOO_LARGE';
   if (e.status === 415) return 'UNSUPPORTED_MEDIA_TYPE';
   return 'MALFORMED_BODY';
+}
+
+/** An error of the HTTP server itself (Fastify's `FST_ERR_...`), for a client's mistake. */
+function isServerError(e: unknown): e is { statusCode: number; message: string } {
+  const err = e as { statusCode?: unknown; code?: unknown } | null;
+  return (
+    !!err &&
+    typeof err.statusCode === 'number' &&
+    err.statusCode >= 400 &&
+    err.statusCode < 500 &&
+    typeof err.code === 'string' &&
+    err.code.startsWith('FST_')
+  );
 }
 
 function isBodyParserError(e: unknown): e is BodyParserError {

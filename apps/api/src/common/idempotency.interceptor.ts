@@ -11,12 +11,12 @@ import {
 import { HTTP_CODE_METADATA } from '@nestjs/common/constants.js';
 import { Reflector } from '@nestjs/core';
 import { ApiExtension, ApiHeader } from '@nestjs/swagger';
-import type { Request, Response } from 'express';
 import { createHash } from 'node:crypto';
 import { catchError, from, mergeMap, of, throwError, type Observable } from 'rxjs';
 import { Database } from '@tagflow/persistence';
 import { CALLER, type Caller } from '../auth/access.js';
 import { ApiError, badRequest, conflict, unprocessable } from './errors.js';
+import { pathOf, type HttpReply, type HttpRequest } from './http.js';
 import { JsonLogger } from './logger.js';
 
 const IDEMPOTENT = 'tagflow:idempotent';
@@ -57,8 +57,8 @@ export class IdempotencyInterceptor implements NestInterceptor {
 
   intercept(ctx: ExecutionContext, next: CallHandler): Observable<unknown> {
     if (!this.reflector.get<boolean>(IDEMPOTENT, ctx.getHandler())) return next.handle();
-    const req = ctx.switchToHttp().getRequest<Request & Record<symbol, Caller | undefined>>();
-    const res = ctx.switchToHttp().getResponse<Response>();
+    const req = ctx.switchToHttp().getRequest<HttpRequest & Record<symbol, Caller | undefined>>();
+    const res = ctx.switchToHttp().getResponse<HttpReply>();
     const header = req.headers['idempotency-key'];
     if (header === undefined) return next.handle();
     if (typeof header !== 'string' || !KEY.test(header)) {
@@ -72,15 +72,15 @@ export class IdempotencyInterceptor implements NestInterceptor {
         ? `key:${caller.keyId}:${caller.namespace}`
         : `open:${caller?.kind === 'open' ? caller.namespace : '-'}`;
     const hash = createHash('sha256')
-      .update(`${req.method} ${req.path}\n${JSON.stringify(req.body ?? null)}`)
+      .update(`${req.method} ${pathOf(req)}\n${JSON.stringify(req.body ?? null)}`)
       .digest('hex');
     const status = (Reflect.getMetadata(HTTP_CODE_METADATA, ctx.getHandler()) as number | undefined) ?? 201;
 
     return from(this.claim(owner, header, hash)).pipe(
       mergeMap((earlier) => {
         if (earlier) {
-          res.setHeader('Idempotent-Replayed', 'true');
-          res.status(earlier.status);
+          void res.header('Idempotent-Replayed', 'true');
+          void res.status(earlier.status);
           if (earlier.status >= 400)
             return throwError(() => new HttpException(earlier.body as Record<string, unknown>, earlier.status));
           return of(earlier.body);

@@ -111,11 +111,6 @@ const ERRORS: Record<string, string> = {
   '503': 'The database or Redis is away, or the API is stopping: send it again (`Retry-After`).',
 };
 
-const NOT_MODIFIED = {
-  description: 'Not modified: the answer is the one whose `ETag` the request sent in `If-None-Match` (no body).',
-  headers: { ETag: { description: "The answer's version (weak).", schema: { type: 'string' } } },
-};
-
 const errorResponse = (status: string) => ({
   description: ERRORS[status],
   content: { 'application/json': { schema: { $ref: '#/components/schemas/ErrorBody' } } },
@@ -148,8 +143,6 @@ export function completeDocument(document: OpenAPIObject): OpenAPIObject {
           },
         };
       }
-      // Express tags a GET's JSON answer with a weak ETag and answers 304 to its If-None-Match (a browser's cache).
-      if (method === 'get' && success) op.responses['304'] ??= NOT_MODIFIED;
       const open = extension(op, 'x-access') === 'public';
       if (open) op.security = [];
       const statuses = new Set<string>(['503']);

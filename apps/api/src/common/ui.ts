@@ -2,7 +2,8 @@ import { existsSync } from 'node:fs';
 import { join, relative, sep } from 'node:path';
 import type { DynamicModule } from '@nestjs/common';
 import { ServeStaticModule } from '@nestjs/serve-static';
-import type { NextFunction, Request, Response } from 'express';
+import type { onRequestHookHandler } from 'fastify';
+import { pathOf, type HttpReply } from './http.js';
 import { setPageHeaders } from './page-headers.js';
 
 export const UI_ROOT = '/ui';
@@ -18,10 +19,10 @@ export const UI_CONTENT_POLICY =
  */
 function securityHeaders(dir: string) {
   const assets = `assets${sep}`;
-  return (res: Response, path: string): void => {
+  return (res: HttpReply, path: string): void => {
     setPageHeaders(res, UI_CONTENT_POLICY);
     // Bundles carry a hash of their content in their name: they never change. The page itself is checked each time.
-    res.setHeader(
+    res.header(
       'cache-control',
       relative(dir, path).startsWith(assets) ? 'public, max-age=31536000, immutable' : 'no-cache',
     );
@@ -46,12 +47,13 @@ export function uiModule(dir: string): DynamicModule {
 }
 
 /** When the UI was not built (an API started from a partial build), /ui says so instead of a bare 404 (the path only in the API's log). */
-export function uiMissing() {
-  return (req: Request, res: Response, next: NextFunction) => {
-    if (req.path !== UI_ROOT && !req.path.startsWith(`${UI_ROOT}/`)) return next();
-    res
+export function uiMissing(): onRequestHookHandler {
+  return (req, reply, done) => {
+    const path = pathOf(req);
+    if (path !== UI_ROOT && !path.startsWith(`${UI_ROOT}/`)) return done();
+    void reply
       .status(404)
-      .type('text/plain')
+      .type('text/plain; charset=utf-8')
       .send('The web UI is not built here: run npm run build (or point UI_DIR at a built UI) and restart the API.\n');
   };
 }

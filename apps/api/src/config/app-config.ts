@@ -197,7 +197,7 @@ export class AppConfig {
 
   /**
    * Which proxies in front of the API to believe about the client's address
-   * (X-Forwarded-For), as Express's `trust proxy` reads it: unset (the connection's own
+   * (X-Forwarded-For): unset (the connection's own
    * address), `loopback`, a list of addresses or subnets, or a hop count. Set it behind a
    * load balancer so per-address limits count clients, not the balancer.
    */

@@ -11,7 +11,7 @@ const HEALTH: SchemaObject = {
     redis: { type: 'string', description: '`ok`, or `error: ` and why' },
   },
 };
-import type { Response } from 'express';
+import type { HttpReply } from '../common/http.js';
 import { Database } from '@tagflow/persistence';
 import { RedisConnections } from '@tagflow/queue';
 import { Public } from '../auth/access.js';
@@ -29,7 +29,7 @@ export class HealthController {
   @Public()
   @ApiResponse({ status: 200, description: 'The database answers and Redis takes writes.', schema: HEALTH })
   @ApiResponse({ status: 503, description: 'One of them does not (named).', schema: HEALTH })
-  async health(@Res() res: Response): Promise<void> {
+  async health(@Res() res: HttpReply): Promise<void> {
     const check = async (fn: () => Promise<void>) => {
       try {
         await withTimeout(fn(), 2000);
@@ -41,9 +41,9 @@ export class HealthController {
     // Redis must take writes: a demoted master answers PING but refuses every enqueue.
     const [database, redis] = await Promise.all([check(() => this.db.ping()), check(() => this.redis.probeWrite())]);
     const ok = database === 'ok' && redis === 'ok';
-    res
+    await res
       .status(ok ? HttpStatus.OK : HttpStatus.SERVICE_UNAVAILABLE)
-      .json({ status: ok ? 'ok' : 'unavailable', database, redis });
+      .send({ status: ok ? 'ok' : 'unavailable', database, redis });
   }
 }
 

@@ -1,6 +1,6 @@
 import { Injectable, SetMetadata, type CallHandler, type ExecutionContext, type NestInterceptor } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
-import type { Request } from 'express';
+import type { HttpRequest } from '../common/http.js';
 import { createHash } from 'node:crypto';
 import { HttpStatus } from '@nestjs/common';
 import { catchError, finalize, map, throwError, type Observable } from 'rxjs';
@@ -14,21 +14,21 @@ import { MetricsService } from '../metrics/metrics.service.js';
 const LONG_WAIT = 'tagflow:long-wait';
 
 /** Whether a request to a `@LongWait` route parks (a long-poll, a blocking read), from its raw query and body. */
-type Parks = (req: Request) => boolean;
+type Parks = (req: HttpRequest) => boolean;
 
 /**
  * A route that can park the request; `parks` says whether this request does. With
  * `overLimit`, a request over the limit is not refused: `overLimit` makes it one that does
  * not park (report-and-poll: its reports are applied and its poll answered at once).
  */
-export const LongWait = (parks: Parks, overLimit?: (req: Request) => void) =>
+export const LongWait = (parks: Parks, overLimit?: (req: HttpRequest) => void) =>
   SetMetadata(LONG_WAIT, { parks, overLimit });
 
 /** A followed stream: counted apart, against STREAMS_PER_CREDENTIAL (each costs the API a look at the database every second or so). */
 export const FollowedStream = (parks: Parks) => SetMetadata(LONG_WAIT, { parks, stream: true });
 
 /** Parks when `?wait_s` is a positive number (GET a task, a blocking data read). */
-export const whenWaitAsked: Parks = (req) => Number(req.query.wait_s) > 0;
+export const whenWaitAsked: Parks = (req) => Number((req.query as Record<string, unknown>).wait_s) > 0;
 /** A poll parks unless its body says `wait_s: 0` (the default wait is not zero). */
 export const unlessNoWait: Parks = (req) => (req.body as { wait_s?: unknown } | undefined)?.wait_s !== 0;
 
@@ -62,11 +62,10 @@ export class WaitLimitInterceptor implements NestInterceptor {
   }
 
   async intercept(ctx: ExecutionContext, next: CallHandler): Promise<Observable<unknown>> {
-    const rule = this.reflector.get<{ parks: Parks; overLimit?: (req: Request) => void; stream?: boolean } | undefined>(
-      LONG_WAIT,
-      ctx.getHandler(),
-    );
-    const req = ctx.switchToHttp().getRequest<Request & Record<symbol, Caller | AbortSignal | undefined>>();
+    const rule = this.reflector.get<
+      { parks: Parks; overLimit?: (req: HttpRequest) => void; stream?: boolean } | undefined
+    >(LONG_WAIT, ctx.getHandler());
+    const req = ctx.switchToHttp().getRequest<HttpRequest & Record<symbol, Caller | AbortSignal | undefined>>();
     if (!rule || !rule.parks(req)) return next.handle();
     const caller = req[CALLER] as Caller | undefined;
     const what = rule.stream ? 'streams' : 'waits';

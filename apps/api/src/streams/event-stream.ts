@@ -1,4 +1,5 @@
-import type { Request, Response } from 'express';
+import type { ServerResponse } from 'node:http';
+import type { HttpReply, HttpRequest } from '../common/http.js';
 
 /** Silence longer than this gets a comment line, so proxies and clients keep the stream open. */
 const KEEP_ALIVE_MS = 15_000;
@@ -13,18 +14,23 @@ export class EventStream {
   private lastWrite = Date.now();
 
   /** `ends`: the caller's access ended (its key revoked or expired): the stream stops with an `error` event. */
+  private readonly res: ServerResponse;
+
   constructor(
-    req: Request,
-    private readonly res: Response,
+    reply: HttpReply,
     private readonly ends?: AbortSignal,
   ) {
-    res.status(200);
-    res.setHeader('content-type', 'text/event-stream; charset=utf-8');
-    res.setHeader('cache-control', 'no-cache, no-transform');
-    res.setHeader('x-accel-buffering', 'no');
-    res.flushHeaders();
-    res.write('retry: 2000\n\n');
-    req.on('close', () => (this.gone = true));
+    // Written here, not by the server: the answer is the stream's alone from now on.
+    reply.hijack();
+    this.res = reply.raw;
+    this.res.writeHead(200, {
+      ...(reply.getHeaders() as Record<string, string>),
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache, no-transform',
+      'x-accel-buffering': 'no',
+    });
+    this.res.write('retry: 2000\n\n');
+    this.res.on('close', () => (this.gone = true));
   }
 
   get closed(): boolean {
@@ -69,7 +75,7 @@ export class EventStream {
 }
 
 /** `Last-Event-ID` (a reconnecting EventSource sends it) or `?after`, whichever is given. */
-export function resumeFrom(req: Request, after: string | undefined): string | undefined {
+export function resumeFrom(req: HttpRequest, after: string | undefined): string | undefined {
   const header = req.headers['last-event-id'];
   return (typeof header === 'string' && header !== '' ? header : undefined) ?? after;
 }

@@ -1,6 +1,6 @@
 import { Body, Controller, Get, HttpCode, Param, Post, Query, Req, Res } from '@nestjs/common';
 import { ApiOkResponse, ApiProduces, ApiTags } from '@nestjs/swagger';
-import type { Request, Response } from 'express';
+import type { HttpReply, HttpRequest } from '../common/http.js';
 import { Allow, NamespaceOf, READERS, WORKERS } from '../auth/access.js';
 import { AccessEnds } from '../auth/live-access.js';
 import { ApiError, badRequest } from '../common/errors.js';
@@ -12,7 +12,10 @@ import { LogsService } from './logs.service.js';
 import { WorkflowEventsService } from './workflow-events.service.js';
 
 /** A stream request parks for as long as it follows. */
-const follows = (req: Request) => req.query.follow === '1' || req.query.follow === 'true';
+const follows = (req: HttpRequest) => {
+  const { follow } = req.query as { follow?: unknown };
+  return follow === '1' || follow === 'true';
+};
 
 /**
  * Watching work as it happens: a running attempt's output (workers append it; readers
@@ -52,16 +55,18 @@ export class StreamsController {
     @Param('id', idParam('task')) taskId: string,
     @Query() q: LogQuery,
     @NamespaceOf() ns: string,
-    @Req() req: Request,
-    @Res() res: Response,
+    @Req() req: HttpRequest,
+    @Res() res: HttpReply,
     @AccessEnds() ends: AbortSignal,
   ): Promise<void> {
     const query = { attempt: q.attempt, stream: q.stream };
     if (!follows(req)) {
       const kept = await this.logs.read(taskId, query, ns);
-      res.setHeader('tagflow-attempt', String(kept.attempt));
-      res.setHeader('tagflow-log-truncated', String(kept.truncated));
-      res.type('text/plain; charset=utf-8').send(kept.text);
+      await res
+        .header('tagflow-attempt', String(kept.attempt))
+        .header('tagflow-log-truncated', String(kept.truncated))
+        .type('text/plain; charset=utf-8')
+        .send(kept.text);
       return;
     }
     const resume = resumeFrom(req, q.after === undefined ? undefined : String(q.after));
@@ -70,7 +75,7 @@ export class StreamsController {
         { field: 'after', errors: ['not a seq'] },
       ]);
     await this.logs.attemptOf(taskId, query.attempt, ns); // 404 before the stream starts
-    const out = new EventStream(req, res, ends);
+    const out = new EventStream(res, ends);
     await this.logs.follow(taskId, query, Number(resume ?? 0), out, ns).then(
       () => out.end(),
       (e: unknown) => out.end(streamError(e)),
@@ -90,17 +95,17 @@ export class StreamsController {
     @Param('id', idParam('workflow')) workflowId: string,
     @Query() q: WorkflowEventsQuery,
     @NamespaceOf() ns: string,
-    @Req() req: Request,
-    @Res() res: Response,
+    @Req() req: HttpRequest,
+    @Res() res: HttpReply,
     @AccessEnds() ends: AbortSignal,
   ): Promise<void> {
     if (!follows(req)) {
-      res.json(await this.events.page(workflowId, q.after, q.limit ?? 1000, ns));
+      await res.send(await this.events.page(workflowId, q.after, q.limit ?? 1000, ns));
       return;
     }
     const after = resumeFrom(req, q.after);
     await this.events.page(workflowId, after, 1, ns); // 404 or 400 before the stream starts
-    const out = new EventStream(req, res, ends);
+    const out = new EventStream(res, ends);
     await this.events.follow(workflowId, after, out, ns).then(
       () => out.end(),
       (e: unknown) => out.end(streamError(e)),

@@ -1,5 +1,5 @@
-import { Body, Controller, HttpCode, Param, Post, Req } from '@nestjs/common';
-import type { Request } from 'express';
+import { Body, Controller, HttpCode, Param, Post, Res } from '@nestjs/common';
+import type { HttpReply, HttpRequest } from '../common/http.js';
 import { ApiTags } from '@nestjs/swagger';
 import { LIMITS } from '@tagflow/domain';
 import { idParam } from '../common/params.js';
@@ -24,12 +24,12 @@ import { AccessEnds } from '../auth/live-access.js';
 const id = idParam('task');
 
 /** A report-and-poll request parks when it carries a poll that may wait. */
-const pollParks = (req: Request) => {
+const pollParks = (req: HttpRequest) => {
   const poll = (req.body as { poll?: { wait_s?: unknown } } | undefined)?.poll;
   return typeof poll === 'object' && poll !== null && poll.wait_s !== 0;
 };
 /** Over LONG_WAITS_PER_CREDENTIAL its reports still count: its poll answers at once instead. */
-const pollAtOnce = (req: Request) => {
+const pollAtOnce = (req: HttpRequest) => {
   (req.body as { poll: { wait_s?: number } }).poll.wait_s = 0;
 };
 
@@ -52,9 +52,14 @@ export class WorkerProtocolController {
   @HttpCode(200)
   @Allow(WORKERS)
   @LongWait(unlessNoWait)
-  async poll(@Body() dto: PollDto, @CallerOf() caller: Caller, @Req() req: Request, @AccessEnds() ends: AbortSignal) {
+  async poll(
+    @Body() dto: PollDto,
+    @CallerOf() caller: Caller,
+    @Res({ passthrough: true }) reply: HttpReply,
+    @AccessEnds() ends: AbortSignal,
+  ) {
     checkPollGrants(caller, dto.tags);
-    return { tasks: await this.take(dto, caller, goneSignal(req), ends) };
+    return { tasks: await this.take(dto, caller, goneSignal(reply), ends) };
   }
 
   /**
@@ -72,7 +77,7 @@ export class WorkerProtocolController {
   async report(
     @Body() dto: ReportAndPollDto,
     @CallerOf() caller: Caller,
-    @Req() req: Request,
+    @Res({ passthrough: true }) reply: HttpReply,
     @AccessEnds() ends: AbortSignal,
   ) {
     if (dto.poll) checkPollGrants(caller, dto.poll.tags); // refused before any report is applied
@@ -102,7 +107,7 @@ export class WorkerProtocolController {
     }
     const failed = (await completing).find((s): s is PromiseRejectedResult => s.status === 'rejected');
     if (refused ?? failed) throw refused ?? failed!.reason;
-    return { results, tasks: dto.poll ? await this.take(dto.poll, caller, goneSignal(req), ends) : [] };
+    return { results, tasks: dto.poll ? await this.take(dto.poll, caller, goneSignal(reply), ends) : [] };
   }
 
   private async apply(
@@ -185,10 +190,10 @@ export class WorkerProtocolController {
 }
 
 /** Aborts when the client closed the connection before its answer was written (a worker that stopped). */
-function goneSignal(req: Request): AbortSignal {
+function goneSignal(reply: HttpReply): AbortSignal {
   const gone = new AbortController();
-  req.res?.on('close', () => {
-    if (!req.res?.writableFinished) gone.abort();
+  reply.raw.on('close', () => {
+    if (!reply.raw.writableFinished) gone.abort();
   });
   return gone.signal;
 }
