@@ -87,6 +87,46 @@ describe('security, second round', () => {
       }
     });
 
+    it('refuses a request without a key for that first whatever its Content-Type, even one the server cannot read', async () => {
+      for (const type of ['x', ';;', 'text/plain', 'application/json; charset=nope']) {
+        const r = await api.request('POST', '/v1/workflows', '{"name": "typed"}', { 'content-type': type });
+        expect({ type, status: r.status }).toEqual({ type, status: 401 });
+      }
+      // With a key, a body of no readable type is not JSON: a 400 naming the field, nothing created.
+      const keyed = await api.request('POST', '/v1/workflows', '{"name": "typed"}', {
+        'content-type': 'x',
+        ...bearer(admin),
+      });
+      expect(keyed.status).toBe(400);
+    });
+
+    it('answers a malformed URL in its error body, unsniffable, its body unread and its connection closed', async () => {
+      const answer = await partialRequest(
+        port(),
+        ['POST /v1/tasks/%E0 HTTP/1.1', 'Host: 127.0.0.1', 'Content-Type: application/json'],
+        1024 * 1024,
+        100,
+        3000,
+      );
+      expect(answer).toMatch(/^HTTP\/1\.1 400/);
+      expect(answer).toMatch(/\r\nconnection: close\r\n/i);
+      expect(answer).toMatch(/\r\nx-content-type-options: nosniff\r\n/i);
+      expect(answer).toMatch(/"code":"VALIDATION_FAILED"/);
+    });
+
+    it('serves /docs with its content policy and no framing however its path is spelled', async () => {
+      for (const path of ['/docs', '/%64ocs', '//docs', '/DOCS', '/docs/', '/%64ocs/swagger-ui-init.js']) {
+        const r = await fetch(`${api.url}${path}`);
+        await r.arrayBuffer();
+        if (r.status !== 200) continue; // not served under that spelling: nothing to frame
+        expect({
+          path,
+          frames: r.headers.get('x-frame-options'),
+          policy: r.headers.get('content-security-policy'),
+        }).toEqual({ path, frames: 'DENY', policy: expect.stringContaining("frame-ancestors 'none'") });
+      }
+    });
+
     it('does not ask a client without a key to send its body (Expect: 100-continue)', async () => {
       const answer = await partialRequest(port(), [...head(), 'Expect: 100-continue'], 1024 * 1024, 0, 3000);
       expect(answer).toMatch(/^HTTP\/1\.1 401/);

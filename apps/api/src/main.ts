@@ -5,6 +5,7 @@ import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fa
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { defaultErrorCode } from '@tagflow/domain';
 import { reasonPhrase } from './common/errors.js';
+import { dropInvalidContentType } from './common/http.js';
 import { TAGFLOW_VERSION } from '@tagflow/client';
 import { createDataSource, Database } from '@tagflow/persistence';
 import { AppModule } from './app.module.js';
@@ -54,9 +55,10 @@ async function bootstrap(): Promise<void> {
   // Once stopping, new requests get 503 and their connection closed, so clients back off
   // and keep-alive connections let the server drain instead of feeding it more work.
   let stopping = false;
-  server.addHook('onRequest', (_req, reply, done) => {
+  server.addHook('onRequest', (req, reply, done) => {
     // No answer is ever sniffed into another type (a task's log served as text stays text).
     reply.raw.setHeader('x-content-type-options', 'nosniff');
+    dropInvalidContentType(req);
     if (!stopping) return done();
     void reply.header('connection', 'close').status(503).send({
       statusCode: 503,
@@ -147,14 +149,20 @@ function adapterOptions(config: AppConfig) {
       maxParamLength: 1024,
     },
     trustProxy: config.TRUST_PROXY ? trustProxy(config.TRUST_PROXY) : false,
-    // Long polls and followed streams stay open; the guard bounds a body's arrival (30 s).
-    requestTimeout: 0,
+    // A request must be received in full within 5 minutes (Node's default; Fastify's is none).
+    // It bounds only receiving it: long polls and followed streams answer for longer. The guard
+    // bounds a body's arrival once its caller is known (30 s).
+    requestTimeout: 300_000,
+    // Longer than the 60 s idle timeout of common load balancers, so none reuses a closed socket.
     keepAliveTimeout: 72_000,
     // Requests while stopping are answered by the API's own hook (503 SHUTTING_DOWN, above).
     return503OnClosing: false,
-    // What the router refuses before any handler (a malformed URL: 400), in the API's error body.
+    // What the router refuses before any hook or handler (a malformed URL: 400), in the API's
+    // error body, its body unread and its connection closed.
     frameworkErrors: (error: Error & { statusCode?: number }, req: FastifyRequest, reply: FastifyReply) => {
       const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 400;
+      reply.raw.setHeader('x-content-type-options', 'nosniff');
+      if (!req.raw.complete) reply.raw.setHeader('connection', 'close');
       void reply.status(status).send({
         statusCode: status,
         error: reasonPhrase(status),

@@ -27,8 +27,9 @@ export function serveDocs(app: NestFastifyApplication, version: string): void {
     .getHttpAdapter()
     .getInstance()
     .addHook('onRequest', (req, reply, done) => {
-      const path = pathOf(req).toLowerCase();
-      if (path === '/docs' || path.startsWith('/docs/')) setPageHeaders(reply.raw, DOCS_CONTENT_POLICY);
+      // Decided on the route matched, as the router reads the path (`/%64ocs`, `//docs` are /docs too).
+      const route = req.routeOptions.url ?? pathOf(req);
+      if (route === '/docs' || route.startsWith('/docs/')) setPageHeaders(reply.raw, DOCS_CONTENT_POLICY);
       done();
     });
   const document = buildDocument(app, version);

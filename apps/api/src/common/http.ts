@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createRequire } from 'node:module';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 
 /** A request as the API's guards, interceptors and controllers see it (Fastify's). */
@@ -16,4 +17,20 @@ export function pathOf(req: HttpRequest): string {
 /** The route pattern the router matched (`/v1/tasks/:id`), not the path as the client spelled it; the path when none matched. */
 export function routeOf(req: HttpRequest): string {
   return req.routeOptions?.url ?? pathOf(req);
+}
+
+// Fastify's own reading of a Content-Type header (an internal module: the server answers 415,
+// before any hook or guard, to a header this class finds invalid).
+const { from: parseContentType } = createRequire(import.meta.url)('fastify/lib/content-type.js') as {
+  from(header: string): { isValid: boolean };
+};
+
+/**
+ * A Content-Type header the server would refuse with 415 before the guard ran is dropped, so
+ * the request meets the guard like any other (401 without a credential); its body is then
+ * read as having no type (not JSON), as it was before.
+ */
+export function dropInvalidContentType(req: HttpRequest): void {
+  const header = req.headers['content-type'];
+  if (typeof header === 'string' && !parseContentType(header).isValid) delete req.headers['content-type'];
 }
