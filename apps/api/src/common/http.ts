@@ -22,7 +22,7 @@ export function routeOf(req: HttpRequest): string {
 // Fastify's own reading of a Content-Type header (an internal module: the server answers 415,
 // before any hook or guard, to a header this class finds invalid).
 const { from: parseContentType } = createRequire(import.meta.url)('fastify/lib/content-type.js') as {
-  from(header: string): { isValid: boolean };
+  from(this: void, header: string): { isValid: boolean };
 };
 
 /**
