@@ -108,6 +108,21 @@ export interface ApiOptions {
   env?: Record<string, string>;
 }
 
+/**
+ * What a process is doing, for a failure message: its state (R running, S sleeping, D in I/O),
+ * the CPU it has used, and the kernel function it sleeps in (a full pipe: `pipe_write`).
+ */
+function processState(pid: number | undefined): string {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    const cpuS = (Number(stat[11]) + Number(stat[12])) / 100;
+    const wchan = readFileSync(`/proc/${pid}/wchan`, 'utf8');
+    return `state ${stat[0]}, ${cpuS} s of CPU, waiting in ${wchan || '-'}`;
+  } catch {
+    return 'its state could not be read';
+  }
+}
+
 /** The answer logs of the API processes this suite started (answer-recorder.mjs). */
 const answerLogs: string[] = [];
 
@@ -183,7 +198,10 @@ export class Api {
     const logs: string[] = [];
     const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
     const port = await new Promise<number>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`API did not start within 20 s:\n${logs.join('')}`)), 20_000);
+      const timer = setTimeout(
+        () => reject(new Error(`API did not start within 30 s (${processState(proc.pid)}):\n${logs.join('')}`)),
+        30_000,
+      );
       // Its stdout so far: the line may arrive split over two chunks.
       let out = '';
       const onData = (chunk: Buffer) => {
@@ -276,7 +294,8 @@ export class Api {
 
   /** Waits until at least `n` long-polls are parked in this API process. */
   async pollsParked(n = 1): Promise<void> {
-    await waitFor(`${n} parked poll(s)`, async () => (await this.metric('tagflow_polls_waiting')) >= n);
+    // A setup step, not what is measured: a thousand polls parking on a loaded CI machine took over 10 s.
+    await waitFor(`${n} parked poll(s)`, async () => (await this.metric('tagflow_polls_waiting')) >= n, 30_000);
   }
 
   // ---- acting as a worker ----
