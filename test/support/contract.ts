@@ -61,22 +61,6 @@ export function checkAnswer(method: string, url: string, status: number, body: u
   appendFileSync(process.env.CONTRACT_LOG, `${problem}\n`);
 }
 
-/** How an answer breaks the document, or null when it keeps to it. */
-export function answerProblem(
-  method: string,
-  url: string,
-  status: number,
-  body: unknown,
-  contentType: string,
-): string | null {
-  try {
-    checkOne(method, url, status, body, contentType);
-    return null;
-  } catch (e) {
-    return (e as Error).message;
-  }
-}
-
 /**
  * The answers an API process recorded (test/support/answer-recorder.mjs: one JSON line each,
  * whoever asked), checked: the problems found, each once with how often it was seen.
@@ -109,43 +93,60 @@ function undecodable(path: string): boolean {
   }
 }
 
-/** Outside /v1 (the UI, /docs) only the paths the document describes are checked. */
-function checkOne(method: string, url: string, status: number, body: unknown, contentType: string): void {
-  // The API routes `/v1/x/` and `/v1//x` as `/v1/x`: the same operation.
-  const path = url
-    .split('?')[0]
-    .replace(/\/{2,}/g, '/')
-    .replace(/(.)\/+$/, '$1');
+/** The operation of METHOD PATH the document describes, with its path template. */
+function operationOf(method: string, path: string): { template: string; op: Operation } | undefined {
   const route = routes.find((r) => r.match.test(path) && r.ops[method.toLowerCase()]);
-  if (!route) {
-    // Outside /v1 (the UI, /docs) is not the API's contract; a /v1 answer other than 404 is,
-    // but for the router's 400 to a path that cannot be decoded (no route has such a path).
-    if (path.startsWith('/v1/') && status !== 404 && !(status === 400 && undecodable(path)))
-      throw new Error(`${method} ${path} answered ${status}, a route the document does not describe`);
-    return;
-  }
-  const op = route.ops[method.toLowerCase()];
-  const where = `${method} ${route.template} answered ${status}`;
-  const documented = op.responses[String(status)];
-  if (!documented) throw new Error(`${where}, a status its operation does not document (docs/openapi.json)`);
-  const schema = documented.content?.['application/json']?.schema;
-  if (!schema) return;
-  if (!contentType.startsWith('application/json')) {
-    // Another type it documents (a stream, text) passes.
-    if (Object.keys(documented.content ?? {}).some((type) => contentType.startsWith(type.split(';')[0]))) return;
-    throw new Error(`${where} as ${contentType || 'no content type'}, not a type its document lists`);
-  }
+  return route && { template: route.template, op: route.ops[method.toLowerCase()] };
+}
+
+/** A schema of the document, compiled once. */
+function validatorOf(schema: unknown): ValidateFunction {
   let validate = validators.get(schema);
   if (!validate) {
     validate = ajv.compile(jsonSchema(schema) as object);
     validators.set(schema, validate);
   }
-  if (!validate(body)) {
-    const e = validate.errors?.[0];
-    throw new Error(
-      `${where} with a body its document does not allow: at ${e?.instancePath || '(root)'} ${e?.message ?? ''} ${JSON.stringify(e?.params ?? {})}`,
-    );
+  return validate;
+}
+
+/**
+ * How an answer breaks the document, or null when it keeps to it. Outside /v1 (the UI,
+ * /docs) only the paths the document describes are checked.
+ */
+export function answerProblem(
+  method: string,
+  url: string,
+  status: number,
+  body: unknown,
+  contentType: string,
+): string | null {
+  // The API routes `/v1/x/` and `/v1//x` as `/v1/x`: the same operation.
+  const path = url
+    .split('?')[0]
+    .replace(/\/{2,}/g, '/')
+    .replace(/(.)\/+$/, '$1');
+  const found = operationOf(method, path);
+  if (!found) {
+    // Outside /v1 (the UI, /docs) is not the API's contract; a /v1 answer other than 404 is,
+    // but for the router's 400 to a path that cannot be decoded (no route has such a path).
+    if (path.startsWith('/v1/') && status !== 404 && !(status === 400 && undecodable(path)))
+      return `${method} ${path} answered ${status}, a route the document does not describe`;
+    return null;
   }
+  const where = `${method} ${found.template} answered ${status}`;
+  const documented = found.op.responses[String(status)];
+  if (!documented) return `${where}, a status its operation does not document (docs/openapi.json)`;
+  const schema = documented.content?.['application/json']?.schema;
+  if (!schema) return null;
+  if (!contentType.startsWith('application/json')) {
+    // Another type it documents (a stream, text) passes.
+    if (Object.keys(documented.content ?? {}).some((type) => contentType.startsWith(type.split(';')[0]))) return null;
+    return `${where} as ${contentType || 'no content type'}, not a type its document lists`;
+  }
+  const validate = validatorOf(schema);
+  if (validate(body)) return null;
+  const e = validate.errors?.[0];
+  return `${where} with a body its document does not allow: at ${e?.instancePath || '(root)'} ${e?.message ?? ''} ${JSON.stringify(e?.params ?? {})}`;
 }
 
 /**
@@ -153,14 +154,9 @@ function checkOne(method: string, url: string, status: number, body: unknown, co
  * the body, else where and why not (the route must take a JSON body).
  */
 export function requestProblem(method: string, path: string, body: unknown): string | null {
-  const route = routes.find((r) => r.match.test(path) && r.ops[method.toLowerCase()]);
-  const schema = route?.ops[method.toLowerCase()].requestBody?.content['application/json']?.schema;
+  const schema = operationOf(method, path)?.op.requestBody?.content['application/json']?.schema;
   if (!schema) throw new Error(`${method} ${path}: the document describes no JSON body for it`);
-  let validate = validators.get(schema);
-  if (!validate) {
-    validate = ajv.compile(jsonSchema(schema) as object);
-    validators.set(schema, validate);
-  }
+  const validate = validatorOf(schema);
   if (validate(body)) return null;
   const e = validate.errors?.[0];
   return `at ${e?.instancePath || '(root)'} ${e?.message ?? ''}`;

@@ -1,11 +1,9 @@
 import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
-import { randomUUID } from 'node:crypto';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { defaultErrorCode } from '@tagflow/domain';
-import { reasonPhrase } from './common/errors.js';
-import { dropInvalidContentType } from './common/http.js';
+import { errorBody } from './common/errors.js';
+import { dropInvalidContentType, requestIdOf } from './common/http.js';
 import { TAGFLOW_VERSION } from '@tagflow/client';
 import { createDataSource, Database } from '@tagflow/persistence';
 import { AppModule } from './app.module.js';
@@ -60,12 +58,10 @@ async function bootstrap(): Promise<void> {
     reply.raw.setHeader('x-content-type-options', 'nosniff');
     dropInvalidContentType(req);
     if (!stopping) return done();
-    void reply.header('connection', 'close').status(503).send({
-      statusCode: 503,
-      error: 'Service Unavailable',
-      code: 'SHUTTING_DOWN',
-      message: 'the API is shutting down; retry shortly',
-    });
+    void reply
+      .header('connection', 'close')
+      .status(503)
+      .send(errorBody(503, { code: 'SHUTTING_DOWN', message: 'the API is shutting down; retry shortly' }));
   });
   // Requests by route and status: which calls workers and clients make, and how they end.
   const requests = app
@@ -163,13 +159,7 @@ function adapterOptions(config: AppConfig) {
       const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 400;
       reply.raw.setHeader('x-content-type-options', 'nosniff');
       if (!req.raw.complete) reply.raw.setHeader('connection', 'close');
-      void reply.status(status).send({
-        statusCode: status,
-        error: reasonPhrase(status),
-        code: defaultErrorCode(status),
-        message: error.message,
-        request_id: (req.headers['x-request-id'] as string | undefined)?.slice(0, 64) ?? randomUUID(),
-      });
+      void reply.status(status).send(errorBody(status, { message: error.message }, requestIdOf(req)));
     },
   };
 }

@@ -2,7 +2,7 @@ import type { INestApplication } from '@nestjs/common';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DocumentBuilder, SwaggerModule, type OpenAPIObject } from '@nestjs/swagger';
 import { completeDocument, operationId } from './openapi.js';
-import { pathOf } from './http.js';
+import { routeOf } from './http.js';
 import { setPageHeaders } from './page-headers.js';
 
 /**
@@ -28,7 +28,7 @@ export function serveDocs(app: NestFastifyApplication, version: string): void {
     .getInstance()
     .addHook('onRequest', (req, reply, done) => {
       // Decided on the route matched, as the router reads the path (`/%64ocs`, `//docs` are /docs too).
-      const route = req.routeOptions.url ?? pathOf(req);
+      const route = routeOf(req);
       if (route === '/docs' || route.startsWith('/docs/')) setPageHeaders(reply.raw, DOCS_CONTENT_POLICY);
       done();
     });

@@ -72,6 +72,24 @@ export function withDeadline<T>(work: Promise<T>, ms: number, onLate: () => Erro
   return Promise.race([work, late]).finally(() => clearTimeout(timer));
 }
 
+/**
+ * The body every error answer carries: `{statusCode, error, code, message, details?, request_id}`
+ * (`code` defaults by status; `request_id` left out when none is given).
+ */
+export function errorBody(
+  status: number,
+  body: { code?: unknown; message?: unknown; [field: string]: unknown },
+  requestId?: string,
+): Record<string, unknown> {
+  return {
+    statusCode: status,
+    error: reasonPhrase(status),
+    code: typeof body.code === 'string' ? body.code : defaultErrorCode(status),
+    ...body,
+    request_id: requestId,
+  };
+}
+
 export function reasonPhrase(status: number): string {
   const phrases: Record<number, string> = {
     400: 'Bad Request',

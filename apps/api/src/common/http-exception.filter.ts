@@ -1,8 +1,7 @@
 import { ArgumentsHost, Catch, HttpException, type ExceptionFilter } from '@nestjs/common';
-import { randomUUID } from 'node:crypto';
-import { defaultErrorCode, type ErrorCode } from '@tagflow/domain';
-import { reasonPhrase, RetryLater } from './errors.js';
-import { pathOf, type HttpReply, type HttpRequest } from './http.js';
+import type { ErrorCode } from '@tagflow/domain';
+import { errorBody, RetryLater } from './errors.js';
+import { pathOf, requestIdOf, type HttpReply, type HttpRequest } from './http.js';
 import type { JsonLogger } from './logger.js';
 
 /**
@@ -18,7 +17,7 @@ export class HttpExceptionFilter implements ExceptionFilter {
     const ctx = host.switchToHttp();
     const res = ctx.getResponse<HttpReply>();
     const req = ctx.getRequest<HttpRequest>();
-    const requestId = (req.headers['x-request-id'] as string | undefined)?.slice(0, 64) ?? randomUUID();
+    const requestId = requestIdOf(req);
     let status = 500;
     let body: Record<string, unknown>;
 
@@ -70,13 +69,7 @@ export class HttpExceptionFilter implements ExceptionFilter {
     // A request refused before its body was read (401, 429 from the guard): the connection
     // closes with the answer, so the rest of that body is never read either.
     if (!req.raw.complete) void res.header('connection', 'close');
-    void res.status(status).send({
-      statusCode: status,
-      error: reasonPhrase(status),
-      code: typeof body.code === 'string' ? body.code : defaultErrorCode(status),
-      ...body,
-      request_id: requestId,
-    });
+    void res.status(status).send(errorBody(status, body, requestId));
   }
 }
 

@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { randomUUID } from 'node:crypto';
 import { createRequire } from 'node:module';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 
@@ -6,12 +6,17 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 export type HttpRequest = FastifyRequest;
 /** An answer being made (Fastify's reply; `.raw` is Node's response, for streams). */
 export type HttpReply = FastifyReply;
-export type { IncomingMessage, ServerResponse };
 
 /** The request's path as the client sent it, without its query. */
 export function pathOf(req: HttpRequest): string {
   const q = req.url.indexOf('?');
   return q < 0 ? req.url : req.url.slice(0, q);
+}
+
+/** The request's `x-request-id` (at most 64 characters), or a new id: errors and logs name it. */
+export function requestIdOf(req: HttpRequest): string {
+  const header = req.headers['x-request-id'];
+  return (typeof header === 'string' ? header.slice(0, 64) : undefined) ?? randomUUID();
 }
 
 /** The route pattern the router matched (`/v1/tasks/:id`), not the path as the client spelled it; the path when none matched. */
