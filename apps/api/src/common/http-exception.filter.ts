@@ -149,7 +149,7 @@ export function unavailablePart(e: unknown): 'database' | 'Redis' | null {
   if (e.name === 'ReplyError' && REDIS_REPLY_AWAY.test(e.message)) return 'Redis';
   if (PG_UNAVAILABLE.test(code) || NET_UNAVAILABLE.has(code)) return 'database';
   if (
-    /Connection terminated|timeout exceeded when trying to connect|the database system is (starting up|shutting down)/.test(
+    /Connection terminated|timeout exceeded when trying to connect|the database system is (starting up|shutting down)|Query read timeout|is not queryable/.test(
       e.message,
     )
   )

@@ -13,6 +13,11 @@ describe('which part an error says is unavailable', () => {
     expect(unavailablePart(withCode('database is locked', 'SQLITE_BUSY'))).toBe('database');
     expect(unavailablePart(new Error('Connection terminated unexpectedly'))).toBe('database');
     expect(unavailablePart(new Error('timeout exceeded when trying to connect'))).toBe('database');
+    // node-pg's own words for a statement past query_timeout and a client whose connection broke.
+    expect(unavailablePart(new Error('Query read timeout'))).toBe('database');
+    expect(unavailablePart(new Error('Client has encountered a connection error and is not queryable'))).toBe(
+      'database',
+    );
   });
 
   it('names Redis for a closed connection', () => {
