@@ -222,6 +222,14 @@ export class Api {
     });
     const api = new Api(proc, `http://127.0.0.1:${port}`, databaseUrl, prefix, exited);
     api.logs.push(...logs);
+    // A 500 fails the suite (the answer check); the API's own line says which error it was.
+    void exited.then(() => {
+      const unhandled = api.logs
+        .join('')
+        .split('\n')
+        .filter((line) => line.includes('"unhandled error"'));
+      if (unhandled.length > 0) console.error(`the API at ${api.url} logged:\n${unhandled.join('\n')}`);
+    });
     proc.stdout.on('data', (c: Buffer) => api.logs.push(c.toString()));
     return api;
   }
