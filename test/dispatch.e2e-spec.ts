@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Redis } from 'ioredis';
-import { Api, redisUrl, task, waitFor, waitForWorkflow, workflow } from './support/harness.js';
+import { Api, redisUrl, task, waitFor, waitForWorkflow, workflow, type LeasedTask } from './support/harness.js';
 
 /** How ready tasks reach workers: tags, leases, long-polls, and Redis as a mere carrier. */
 describe('dispatch by tag', () => {
@@ -127,6 +127,91 @@ describe('dispatch by tag', () => {
     }
     await waitForWorkflow(api, wf.id, ['SUCCESS']);
     expect(await api.poll([tagB], { wait_s: 0 })).toEqual([]); // nothing left queued for them
+  });
+
+  it("hands the task a report releases to the same request's poll, in the report's own transaction", async () => {
+    const t = `hop-${Date.now()}`;
+    const wf = await api.createWorkflow(
+      workflow({
+        sealed: true,
+        tasks: [
+          task('a', { tags: [t] }),
+          task('b', { tags: [t], requires: ['a'] }),
+          task('c', { tags: [t], requires: ['b'] }),
+        ],
+      }),
+    );
+    // Asking for more than there is: the poll learns that the tag set's queue is empty.
+    let [held] = await api.poll([t], { max_tasks: 5, wait_s: 5 });
+    expect(held.name).toBe('a');
+    const handedBefore = (await api.metric('tagflow_tasks_handed_directly_total')) || 0;
+    for (const next of ['b', 'c']) {
+      const r = await api.post('/v1/tasks/report', {
+        reports: [{ task_id: held.id, status: 'complete', lease_token: held.lease.token }],
+        poll: { tags: [t], wait_s: 0 },
+      });
+      expect(r.status).toBe(200);
+      expect(r.body.results).toEqual([{ task_id: held.id, status: 200 }]);
+      expect(r.body.tasks.map((x: LeasedTask) => x.name)).toEqual([next]);
+      held = r.body.tasks[0];
+    }
+    // Both were leased as they became READY, never queued.
+    expect((await api.metric('tagflow_tasks_handed_directly_total')) - handedBefore).toBe(2);
+    expect((await api.post(`/v1/tasks/${held.id}/heartbeat`, { lease_token: held.lease.token })).status).toBe(200);
+    expect((await api.complete(held)).status).toBe(200);
+    expect((await waitForWorkflow(api, wf.id, ['SUCCESS'])).state).toBe('SUCCESS');
+  });
+
+  it("leaves a released task to the queue when an older one waits there for the report's poll", async () => {
+    const [t, other] = [`fifo-${Date.now()}`, `fifo-src-${Date.now()}`];
+    await api.createWorkflow(
+      workflow({
+        sealed: true,
+        tasks: [
+          task('older', { tags: [t] }),
+          task('a', { tags: [other] }),
+          task('released', { tags: [t], requires: ['a'] }),
+        ],
+      }),
+    );
+    const a = await api.take([other]);
+    const r = await api.post('/v1/tasks/report', {
+      reports: [{ task_id: a.id, status: 'complete', lease_token: a.lease.token }],
+      poll: { tags: [t], wait_s: 5 },
+    });
+    expect(r.status).toBe(200);
+    // Oldest ready first within a tag set, whether or not a report of the same request released the other.
+    expect(r.body.tasks.map((x: LeasedTask) => x.name)).toEqual(['older']);
+    expect((await api.take([t])).name).toBe('released');
+  });
+
+  it('gives back, outside its retry budget, a task handed to the poll of a request that then fails', async () => {
+    const t = `giveback-${Date.now()}`;
+    const wf = await api.createWorkflow(
+      workflow({ sealed: true, tasks: [task('a', { tags: [t], retry: { count: 0 } })] }),
+    );
+    const worker = (await api.post('/v1/workers', { name: 'stops-mid-request', tags: [t] })).body;
+    const [a] = await api.poll([t], { max_tasks: 5, wait_s: 5, worker_id: worker.id });
+    // The worker hands its task back as it stops, and polls in the same request: the task, READY
+    // again, fits that poll, but a stopping worker may not poll (409), so it must not keep it.
+    const r = await api.post('/v1/tasks/report', {
+      reports: [
+        {
+          task_id: a.id,
+          status: 'fail',
+          lease_token: a.lease.token,
+          error: { message: 'stopping', code: 'WORKER_SHUTDOWN' },
+        },
+      ],
+      poll: { tags: [t], wait_s: 0, worker_id: worker.id },
+    });
+    expect(r.status).toBe(409);
+    expect(r.body.code).toBe('WORKER_STOPPING');
+    expect(await api.task(wf.id, 'a')).toMatchObject({ state: 'READY' });
+    const again = await api.take([t]);
+    expect(again.name).toBe('a');
+    expect((await api.complete(again)).status).toBe(200);
+    expect((await waitForWorkflow(api, wf.id, ['SUCCESS'])).state).toBe('SUCCESS');
   });
 
   it('hands 1,000 tasks added in one request to 1,000 parked polls, one each', async () => {

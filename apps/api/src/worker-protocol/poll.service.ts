@@ -221,9 +221,18 @@ export class PollService implements OnApplicationBootstrap {
     this.waits.wakeTags(tags);
   }
 
-  async poll(req: PollRequest): Promise<Leased[]> {
-    if (this.waits.isClosing) return []; // no new leases from a replica that is stopping
-    if (!this.redis.ready) throw new Unavailable('Redis, which holds the queues, is unavailable; poll again shortly');
+  /**
+   * A poll. `first`, when given, is work of the same request that comes before it (the reports of
+   * a report-and-poll call); the poll may be handed a task it releases (parkEarly). When it
+   * fails, a task handed meanwhile is given back (READY again, outside its retry budget) and
+   * its error is the poll's.
+   */
+  async poll(req: PollRequest, first?: () => Promise<void>): Promise<Leased[]> {
+    if (this.waits.isClosing || !this.redis.ready) {
+      await first?.();
+      if (this.waits.isClosing) return []; // no new leases from a replica that is stopping
+      throw new Unavailable('Redis, which holds the queues, is unavailable; poll again shortly');
+    }
     const handle: { wake?: () => void } = {};
     let delivery: Promise<Leased[]> | null = null;
     const me: ParkedPoll = {
@@ -244,6 +253,29 @@ export class PollService implements OnApplicationBootstrap {
       delivery = null;
       return handed ?? [];
     };
+    if (first) {
+      const close = await this.parkEarly(req, me);
+      try {
+        await first();
+      } catch (e) {
+        close();
+        const handed = await collect();
+        if (handed.length > 0)
+          await this.leases
+            .handBack(
+              handed.map((h) => h.task),
+              'the request that was to receive it failed',
+            )
+            .catch((failed: unknown) =>
+              this.logger.event('error', 'poll', 'could not give back undelivered leases; they expire', {
+                tasks: handed.map((h) => h.task.id),
+                error: String(failed),
+              }),
+            );
+        throw e;
+      }
+      close();
+    }
     // Open to hand-offs only while parked: not while it fetches, so nothing is handed to a poll that has answered.
     const look = async (): Promise<Leased[] | undefined> => {
       this.parked.leave(me);
@@ -273,14 +305,7 @@ export class PollService implements OnApplicationBootstrap {
 
   private async fetch(req: PollRequest): Promise<Leased[]> {
     const out: Leased[] = [];
-    const order = this.index
-      .matching([...req.tags, namespaceTag(req.namespace)])
-      .filter(
-        (id) =>
-          (this.hints.has(id) || this.bus.isDegraded) &&
-          (!req.grants || coveredBy(req.grants, clientTags(this.index.tagsOf(id) ?? []))),
-      )
-      .sort((a, b) => (this.hints.get(a) ?? 0) - (this.hints.get(b) ?? 0));
+    const order = this.hinted(req).sort((a, b) => (this.hints.get(a) ?? 0) - (this.hints.get(b) ?? 0));
     // Across tag sets, the one whose first waiting task has the highest priority goes first,
     // and only for its tasks that rank at least as high as the next tag set's first; then
     // the heads are read again. At equal priority the order above holds (a tag set taken from
@@ -301,6 +326,41 @@ export class PollService implements OnApplicationBootstrap {
       else if (out.length < req.maxTasks && heads.size > 0) heads = await this.peek(order);
     }
     return out;
+  }
+
+  /** The tag sets the poll may take from that may hold work (all of them while the bus is degraded). */
+  private hinted(req: PollRequest): string[] {
+    return this.index
+      .matching([...req.tags, namespaceTag(req.namespace)])
+      .filter(
+        (id) =>
+          (this.hints.has(id) || this.bus.isDegraded) &&
+          (!req.grants || coveredBy(req.grants, clientTags(this.index.tagsOf(id) ?? []))),
+      );
+  }
+
+  /**
+   * Parks a poll that follows reports in the same request while they are applied, when its
+   * queues hold nothing it could take: a task a report makes READY is then leased to it in the
+   * report's own transaction, never queued (as for any parked poll). Queues that may hold work
+   * are asked first (one round trip, before the reports: a report's transaction is often
+   * quicker); a task waiting there is older or ranks higher, so the poll then takes from the
+   * queues as usual. Answers a function that ends the offer.
+   */
+  private async parkEarly(req: PollRequest, me: ParkedPoll): Promise<() => void> {
+    const hinted = this.hinted(req);
+    if (this.bus.isDegraded || hinted.length > PEEK_MAX) return () => undefined;
+    if (hinted.length > 0) {
+      const seqBefore = hinted.map((id) => this.seq.get(id) ?? 0);
+      const heads = await orFallback(this.jobs.headPriorities(hinted), null);
+      if (heads?.size !== 0) return () => undefined;
+      // Found empty with no announcement since: no hint, as when a take finds a queue dry (the
+      // next such poll parks at once instead of asking).
+      hinted.forEach((id, i) => (this.seq.get(id) ?? 0) === seqBefore[i] && this.hints.delete(id));
+    }
+    if (req.gone?.aborted) return () => undefined;
+    this.parked.park(me);
+    return () => this.parked.leave(me);
   }
 
   /** The head priority of the first PEEK_MAX tag sets; empty when there is nothing to choose or Redis is slow (the order then stays). */

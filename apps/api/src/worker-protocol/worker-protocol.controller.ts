@@ -88,26 +88,34 @@ export class WorkerProtocolController {
       ]);
     const namespace = namespaceOf(caller);
     const results: { task_id: string; status: number; message?: string }[] = [];
-    // Completions go together (written in one transaction); failures one after another (each
-    // its own transaction, so a batch does not take a connection per report).
-    const completing = Promise.allSettled(
-      dto.reports.map(async (r, i) => {
-        if (r.status === 'complete') results[i] = await this.apply(r, namespace);
-      }),
-    );
-    let refused: unknown;
-    for (const [i, r] of dto.reports.entries()) {
-      if (r.status !== 'fail') continue;
-      try {
-        results[i] = await this.apply(r, namespace);
-      } catch (e) {
-        refused = e;
-        break;
+    const applyReports = async () => {
+      // Completions go together (written in one transaction); failures one after another (each
+      // its own transaction, so a batch does not take a connection per report).
+      const completing = Promise.allSettled(
+        dto.reports.map(async (r, i) => {
+          if (r.status === 'complete') results[i] = await this.apply(r, namespace);
+        }),
+      );
+      let refused: unknown;
+      for (const [i, r] of dto.reports.entries()) {
+        if (r.status !== 'fail') continue;
+        try {
+          results[i] = await this.apply(r, namespace);
+        } catch (e) {
+          refused = e;
+          break;
+        }
       }
+      const failed = (await completing).find((s): s is PromiseRejectedResult => s.status === 'rejected');
+      if (refused ?? failed) throw refused ?? failed!.reason;
+    };
+    if (!dto.poll) {
+      await applyReports();
+      return { results, tasks: [] };
     }
-    const failed = (await completing).find((s): s is PromiseRejectedResult => s.status === 'rejected');
-    if (refused ?? failed) throw refused ?? failed!.reason;
-    return { results, tasks: dto.poll ? await this.take(dto.poll, caller, goneSignal(reply), ends) : [] };
+    // The poll is open to a task these reports release while they are applied (PollService.poll).
+    const tasks = await this.take(dto.poll, caller, goneSignal(reply), ends, applyReports);
+    return { results, tasks };
   }
 
   private async apply(
@@ -131,20 +139,39 @@ export class WorkerProtocolController {
   /**
    * The poll. It stops waiting when the client goes or the key's access ends (revoked,
    * expired: see LiveAccess); leases taken as access ended are given back, never handed out.
+   * `reports`, of the same request, are applied first; a task they release may go to this poll.
    */
-  private async take(dto: PollDto, caller: Caller, gone: AbortSignal, ends: AbortSignal) {
+  private async take(
+    dto: PollDto,
+    caller: Caller,
+    gone: AbortSignal,
+    ends: AbortSignal,
+    reports?: () => Promise<void>,
+  ) {
     const namespace = namespaceOf(caller);
     const workerId = dto.worker_id ?? null;
-    if (workerId) await this.workers.touch(workerId, namespace, caller.kind === 'key' ? caller.keyId : null);
-    const taken = await this.polls.poll({
-      namespace,
-      tags: dto.tags,
-      workerId,
-      waitMs: (dto.wait_s ?? LIMITS.pollWaitDefaultSeconds) * 1000,
-      maxTasks: dto.max_tasks ?? 1,
-      grants: caller.kind === 'key' && caller.role !== 'admin' ? caller.grants : undefined,
-      gone: AbortSignal.any([gone, ends]),
-    });
+    // After the reports: one of them may be the worker's hand-back as it stops (409 then).
+    const touch = () =>
+      workerId ? this.workers.touch(workerId, namespace, caller.kind === 'key' ? caller.keyId : null) : undefined;
+    const first = reports
+      ? async () => {
+          await reports();
+          await touch();
+        }
+      : undefined;
+    if (!first) await touch();
+    const taken = await this.polls.poll(
+      {
+        namespace,
+        tags: dto.tags,
+        workerId,
+        waitMs: (dto.wait_s ?? LIMITS.pollWaitDefaultSeconds) * 1000,
+        maxTasks: dto.max_tasks ?? 1,
+        grants: caller.kind === 'key' && caller.role !== 'admin' ? caller.grants : undefined,
+        gone: AbortSignal.any([gone, ends]),
+      },
+      first,
+    );
     if (ends.aborted) {
       await this.leases.handBack(
         taken.map((t) => t.task),
