@@ -844,7 +844,10 @@ for (const [db, r] of Object.entries(results.runs)) {
   rows.push([
     db,
     'hand-off (report+poll)',
-    f(r['handoff-batch'], (o) => `p50 ${o.hop_p50_ms} ms, p99 ${o.hop_p99_ms} ms per hop (${o.hops} hops, ${o.direct} handed directly)`),
+    f(
+      r['handoff-batch'],
+      (o) => `p50 ${o.hop_p50_ms} ms, p99 ${o.hop_p99_ms} ms per hop (${o.hops} hops, ${o.direct} handed directly)`,
+    ),
   ]);
   rows.push([
     db,
@@ -866,7 +869,10 @@ for (const [db, r] of Object.entries(results.runs)) {
   rows.push([
     db,
     'hand-off',
-    f(r.handoff, (o) => `p50 ${o.hop_p50_ms} ms, p99 ${o.hop_p99_ms} ms per hop (${o.hops} hops, ${o.direct} handed directly)`),
+    f(
+      r.handoff,
+      (o) => `p50 ${o.hop_p50_ms} ms, p99 ${o.hop_p99_ms} ms per hop (${o.hops} hops, ${o.direct} handed directly)`,
+    ),
   ]);
   rows.push([
     db,
