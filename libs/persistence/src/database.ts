@@ -66,9 +66,15 @@ export class Database {
    * PostgreSQL the transaction first sets its own bounds (PG_TRANSACTION_LIMITS).
    */
   async transaction<T>(fn: (repos: Repositories) => Promise<T>, now?: number): Promise<T> {
-    const repos = (em: EntityManager) => new Repositories(em, now ?? this.now(), () => this.now());
-    if (this.kind === 'postgres') return this.pgTransaction((em) => fn(repos(em)));
-    const run = () => this.dataSource.transaction((em) => fn(repos(em)));
+    // Its task events are kept and written together just before it commits.
+    const inRepos = async (em: EntityManager) => {
+      const repos = new Repositories(em, now ?? this.now(), () => this.now(), true);
+      const value = await fn(repos);
+      await repos.events.flush();
+      return value;
+    };
+    if (this.kind === 'postgres') return this.pgTransaction(inRepos);
+    const run = () => this.dataSource.transaction(inRepos);
     const next = this.sqliteTail.then(run);
     this.sqliteTail = next.catch(() => undefined);
     return next;

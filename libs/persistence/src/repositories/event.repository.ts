@@ -32,11 +32,30 @@ const SETTLED_BELOW = `(SELECT COALESCE(
 
 /** The history: one task_event row per task transition, one workflow_event row per workflow one. */
 export class EventRepository {
-  constructor(private readonly em: EntityManager) {}
+  /** Task events not written yet (a transaction's, when it defers them), oldest first. */
+  private readonly pending: NewTaskEvent[] | null;
 
-  /** Takes: task events. Writes them (one statement for all). */
+  /**
+   * `defer`: task events are kept and written by `flush` (Database.transaction, before it
+   * commits) in one statement, instead of one per transition: a report that completes a task,
+   * makes the next READY and leases it wrote three. Reads of events here flush first.
+   */
+  constructor(
+    private readonly em: EntityManager,
+    defer = false,
+  ) {
+    this.pending = defer ? [] : null;
+  }
+
+  /** Takes: task events. Writes them (one statement for all), or keeps them for `flush`. */
   async addTaskEvents(events: readonly NewTaskEvent[]): Promise<void> {
-    await insertRows(this.em, TaskEventEntity, events);
+    if (this.pending) this.pending.push(...events);
+    else await insertRows(this.em, TaskEventEntity, events);
+  }
+
+  /** Writes the task events kept so far, in their order. */
+  async flush(): Promise<void> {
+    if (this.pending && this.pending.length > 0) await insertRows(this.em, TaskEventEntity, this.pending.splice(0));
   }
 
   /** Takes: a workflow event. Writes it. */
@@ -46,6 +65,7 @@ export class EventRepository {
 
   /** Takes: a task id. Returns: its events, oldest first. */
   async ofTask(taskId: string): Promise<TaskEventEntity[]> {
+    await this.flush();
     const { rows } = await sql(this.em, 'SELECT * FROM task_event WHERE task_id = :id ORDER BY id', { id: taskId });
     return rows.map((r) => hydrate(this.em, TaskEventEntity, r));
   }
@@ -75,6 +95,7 @@ export class EventRepository {
     tasks: (TaskEventEntity & { name: string | null; tx: number })[];
     workflow: (WorkflowEventEntity & { tx: number })[];
   }> {
+    await this.flush();
     const n = Math.floor(limit);
     const settled = kindOf(this.em) === 'postgres' ? ` AND e.tx < ${SETTLED_BELOW}` : '';
     const after = (p: EventPlace) => ({ wf: workflowId, tx: p.tx, id: p.id });
@@ -102,6 +123,7 @@ export class EventRepository {
 
   /** Takes: a task id. Deletes its events. */
   async deleteOfTask(taskId: string): Promise<void> {
+    await this.flush();
     await sql(this.em, 'DELETE FROM task_event WHERE task_id = :id', { id: taskId });
   }
 }

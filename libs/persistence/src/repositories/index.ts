@@ -55,20 +55,22 @@ export class Repositories {
   /** The clock of the operation: every row it writes carries this time. */
   now: number;
 
+  /** `deferEvents`: task events are written when the transaction flushes them (EventRepository). */
   constructor(
     em: EntityManager,
     now: number,
     private readonly clock: () => number = Date.now,
+    deferEvents = false,
   ) {
     this.now = now;
+    this.events = new EventRepository(em, deferEvents);
     this.tasks = new TaskRepository(em);
     this.leases = new LeaseRepository(em);
     this.deps = new DependencyRepository(em);
-    this.transitions = new TransitionRepository(em, () => this.now);
-    this.workflows = new WorkflowRepository(em);
+    this.transitions = new TransitionRepository(em, () => this.now, this.events);
+    this.workflows = new WorkflowRepository(em, () => this.events.flush());
     this.data = new DataRepository(em);
     this.workers = new WorkerRepository(em);
-    this.events = new EventRepository(em);
     this.keys = new KeyRepository(em);
     this.audit = new AuditRepository(em);
     this.idempotency = new IdempotencyRepository(em);

@@ -51,8 +51,9 @@ export class TransitionRepository {
   constructor(
     private readonly em: EntityManager,
     private readonly clock: () => number,
+    events = new EventRepository(em),
   ) {
-    this.events = new EventRepository(em);
+    this.events = events;
     this.limits = new LimitRepository(em);
   }
 

@@ -31,7 +31,11 @@ const OWNED_TABLES = [
 
 /** The workflow table and its tags. State and flag changes: TransitionRepository. */
 export class WorkflowRepository {
-  constructor(private readonly em: EntityManager) {}
+  constructor(
+    private readonly em: EntityManager,
+    /** Writes the task events a transaction still keeps (before its workflow's rows go). */
+    private readonly flushEvents: () => Promise<void> = async () => undefined,
+  ) {}
 
   /** Takes: a new workflow. Writes it and its tag rows. */
   async insert(wf: WorkflowEntity): Promise<void> {
@@ -152,6 +156,7 @@ export class WorkflowRepository {
 
   /** Takes: a workflow id. Deletes it and every row it owns. */
   async deleteWithEverything(id: string): Promise<void> {
+    await this.flushEvents();
     for (const table of OWNED_TABLES) await sql(this.em, `DELETE FROM ${table} WHERE workflow_id = :id`, { id });
     await sql(this.em, 'DELETE FROM workflow WHERE id = :id', { id });
   }
