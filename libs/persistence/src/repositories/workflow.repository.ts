@@ -34,7 +34,7 @@ export class WorkflowRepository {
   constructor(
     private readonly em: EntityManager,
     /** Writes the task events a transaction still keeps (before its workflow's rows go). */
-    private readonly flushEvents: () => Promise<void> = async () => undefined,
+    private readonly flushEvents: () => Promise<void> = () => Promise.resolve(),
   ) {}
 
   /** Takes: a new workflow. Writes it and its tag rows. */
