@@ -100,13 +100,20 @@ export class TransitionRepository {
       const before = oneRowOneState ? null : await this.statesOf(ids, t.from, t.to ? undefined : t.flags);
       if (before && before.size === 0) continue;
       const candidates = before ? [...before.keys()] : ids;
-      const { affected } = await sql(this.em, update, {
+      // One row, one state: the row as updated names its event's attempt (a retry's new one) and
+      // workflow, read with the update itself instead of after it.
+      const returning = oneRowOneState && !t.known;
+      const { affected, rows } = await sql(this.em, returning ? `${update} RETURNING attempt, workflow_id` : update, {
         ...params,
         ids: candidates,
         from: t.from,
         g_attempt: t.guard?.attempt,
         g_tagset: t.guard?.tagsetId,
       });
+      const updated =
+        returning && rows.length === 1
+          ? { workflow_id: rows[0].workflow_id as string, attempt: Number(rows[0].attempt) }
+          : undefined;
       let movedNow: string[];
       if (affected === candidates.length) movedNow = candidates;
       else if (affected === 0) movedNow = [];
@@ -120,7 +127,7 @@ export class TransitionRepository {
               t.flags!,
             );
       }
-      if (movedNow.length > 0) await this.record(movedNow, before, t);
+      if (movedNow.length > 0) await this.record(movedNow, before, updated ? { ...t, known: updated } : t);
       moved.push(...movedNow);
     }
     return moved;
