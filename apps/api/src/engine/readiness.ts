@@ -2,6 +2,9 @@ import { evaluateReadiness, isDeadDependency, TagSelection, type DependencyView 
 import type { TaskEntity, WorkflowEntity } from '@tagflow/persistence';
 import type { UnitOfWork } from './unit-of-work.js';
 
+/** Dependents read with their rows at once (see release); more are counted first. */
+const FEW_DEPENDENTS = 100;
+
 /**
  * When a WAITING task may run. Each verdict is the domain's (`evaluateReadiness`); this
  * file gathers what it needs in a few queries per batch and applies the outcome:
@@ -97,6 +100,14 @@ export async function evaluate(uow: UnitOfWork, wf: WorkflowEntity, waiting: rea
  * the operation's budget allows; the others are left for the continuation (the workflow is
  * marked settle_pending, and its WAITING tasks are evaluated again in later transactions).
  */
+/** As evaluateIds, for tasks already read: as many as the budget allows now, the rest later. */
+async function evaluateTasks(uow: UnitOfWork, wf: WorkflowEntity, waiting: readonly TaskEntity[]): Promise<void> {
+  if (waiting.length === 0 || hasEnded(wf)) return;
+  const now = uow.takeBudget(waiting.length);
+  if (now < waiting.length) uow.defer(wf);
+  if (now > 0) await evaluate(uow, wf, waiting.slice(0, now));
+}
+
 export async function evaluateIds(uow: UnitOfWork, wf: WorkflowEntity, ids: readonly string[]): Promise<void> {
   // A workflow that ended ERROR or CANCELLED stops its open tasks (completion.ts stopTasks,
   // in steps); none of them will run, so none is worth evaluating.
@@ -156,7 +167,12 @@ export async function release(uow: UnitOfWork, wf: WorkflowEntity, tasks: readon
     produces: t.produces,
     tags: isDeadDependency(t) ? t.tags : t.tags.filter((tag) => !open.has(tag)),
   }));
-  await evaluateIds(uow, wf, await uow.repos.deps.dependentsOf(wf.id, releasing));
+  const dependents = await uow.repos.deps.dependentIds(wf.id, releasing);
+  // A few (a chain's next task): read with their rows in one statement, as many as the budget
+  // allows evaluated. Many: the WAITING ones found first, then only a budget's worth read.
+  if (dependents.length <= FEW_DEPENDENTS)
+    await evaluateTasks(uow, wf, await uow.repos.tasks.loadIn(dependents, ['WAITING']));
+  else await evaluateIds(uow, wf, await uow.repos.deps.inStates(dependents, ['WAITING']));
 }
 
 /** A data key was written: the tasks that read it are evaluated. */

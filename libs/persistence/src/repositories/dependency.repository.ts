@@ -87,6 +87,23 @@ export class DependencyRepository {
     releasing: readonly Releasing[],
     states: readonly string[] = ['WAITING'],
   ): Promise<string[]> {
+    return this.inStates(await this.dependentIds(workflowId, releasing), states);
+  }
+
+  /** Takes: task ids and states. Returns: the ids of those tasks in one of the states. */
+  async inStates(ids: readonly string[], states: readonly string[]): Promise<string[]> {
+    if (ids.length === 0) return [];
+    const rows = await inChunks(
+      ids,
+      async (slice) =>
+        (await sql(this.em, 'SELECT id FROM task WHERE id IN (:ids) AND state IN (:states)', { ids: slice, states }))
+          .rows,
+    );
+    return rows.map((r) => r.id as string);
+  }
+
+  /** As dependentsOf, in any state: the ids of the tasks that depend on what `releasing` releases. */
+  async dependentIds(workflowId: string, releasing: readonly Releasing[]): Promise<string[]> {
     const names = [...new Set(releasing.flatMap((t) => (t.name ? [t.name] : [])))];
     const tags = [...new Set(releasing.flatMap((t) => t.tags))];
     const keys = [...new Set(releasing.flatMap((t) => t.produces ?? []))];
@@ -98,14 +115,7 @@ export class DependencyRepository {
       const { rows } = await sql(this.em, probes(lists)!, { wf: workflowId, ...lists });
       for (const r of rows) ids.add(r.task_id as string);
     }
-    if (ids.size === 0) return [];
-    const rows = await inChunks(
-      [...ids],
-      async (slice) =>
-        (await sql(this.em, 'SELECT id FROM task WHERE id IN (:ids) AND state IN (:states)', { ids: slice, states }))
-          .rows,
-    );
-    return rows.map((r) => r.id as string);
+    return [...ids];
   }
 
   /** Takes: a workflow id and dependency kinds. Returns: the WAITING tasks with a dependency of those kinds. */

@@ -37,6 +37,16 @@ export class TaskRepository {
     return out.sort((a, b) => order.get(a.id)! - order.get(b.id)!);
   }
 
+  /** Takes: task ids and states. Returns: those of the tasks in one of the states (any order). */
+  async loadIn(ids: readonly string[], states: readonly TaskState[]): Promise<TaskEntity[]> {
+    if (ids.length === 0) return [];
+    return inChunks(ids, async (slice) =>
+      (
+        await sql(this.em, 'SELECT * FROM task WHERE id IN (:ids) AND state IN (:states)', { ids: slice, states })
+      ).rows.map((r) => hydrate(this.em, TaskEntity, r)),
+    );
+  }
+
   /** Takes: a workflow id, an id to start after and a bound. Returns: ids of its WAITING tasks after it, in id order. */
   async waitingAfter(workflowId: string, after: string, limit: number): Promise<string[]> {
     const { rows } = await sql(
