@@ -49,6 +49,13 @@ export interface Leased {
   lease: { token: string; expires_at: number };
 }
 
+/**
+ * How long a queue found holding work counts as still holding it, for a report-and-poll
+ * call's poll (parkEarly): under a backlog its queues are asked at most this often, not at
+ * every call.
+ */
+const BUSY_FOR_MS = 100;
+
 /** Idle tag sets destroyed between two looks at the database (sweepIdle). */
 const SWEEP_CHUNK = 100;
 
@@ -81,6 +88,8 @@ export class PollService implements OnApplicationBootstrap {
   private readonly unreadable: (e: unknown) => void;
   private readonly forgotten: (labels?: Record<string, string>, by?: number) => void;
   private readonly startedAt = Date.now();
+  /** Tag sets whose queue was found holding work (parkEarly), until when that is taken as still so. */
+  private readonly busyUntil = new Map<string, number>();
   /** When work on each tag set was last announced (by any replica). */
   private readonly announced = new Map<string, number>();
 
@@ -208,6 +217,7 @@ export class PollService implements OnApplicationBootstrap {
 
   private drop(id: string): void {
     this.index.remove(id);
+    this.busyUntil.delete(id);
     this.hints.delete(id);
     this.seq.delete(id);
     this.announced.delete(id);
@@ -349,10 +359,14 @@ export class PollService implements OnApplicationBootstrap {
    */
   private async parkEarly(req: PollRequest, me: ParkedPoll): Promise<() => void> {
     const hinted = this.hinted(req);
-    if (this.bus.isDegraded || hinted.length > PEEK_MAX) return () => undefined;
+    const now = Date.now();
+    if (this.bus.isDegraded || hinted.length > PEEK_MAX || hinted.some((id) => (this.busyUntil.get(id) ?? 0) > now))
+      return () => undefined;
     if (hinted.length > 0) {
       const seqBefore = hinted.map((id) => this.seq.get(id) ?? 0);
       const heads = await orFallback(this.jobs.headPriorities(hinted), null);
+      // A backlog: the next such polls take from the queues without asking, for a moment.
+      for (const id of heads?.keys() ?? []) this.busyUntil.set(id, now + BUSY_FOR_MS);
       if (heads?.size !== 0) return () => undefined;
       // Found empty with no announcement since: no hint, as when a take finds a queue dry (the
       // next such poll parks at once instead of asking).
