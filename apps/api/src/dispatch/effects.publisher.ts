@@ -11,7 +11,8 @@ const REDIS_WAIT_MS = 2000;
 
 /**
  * Sends what a committed engine operation asks for to Redis: ready tasks onto their
- * queues, ended leases' jobs off them, then every announcement in one bus message.
+ * queues, ended leases' jobs off them, then every announcement in one bus message (sent,
+ * not waited for).
  * Redis being down never fails a request the database already accepted: each step is
  * independent of the others' failure, and what Redis missed the reconciler redoes. Nor
  * does it hold the request: with Redis away the Redis work is left to the reconciler at
@@ -89,7 +90,9 @@ export class EffectsPublisher implements EffectsPort, OnApplicationShutdown {
       );
     }
     await Promise.all(steps);
-    await this.bus
+    // This replica's listeners are told at once (Bus.publish); the answer does not wait for
+    // Redis to take the message to the other replicas (one round trip of every report's).
+    void this.bus
       .publish(events)
       .catch((err: unknown) => this.warn('could not announce on the bus', err, { events: events.length }));
   }
