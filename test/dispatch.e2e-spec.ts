@@ -185,7 +185,7 @@ describe('dispatch by tag', () => {
     expect((await api.take([t])).name).toBe('released');
   });
 
-  it('gives back, outside its retry budget, a task handed to the poll of a request that then fails', async () => {
+  it("does not hand a stopping worker's hand-back to that worker's own poll in the same request", async () => {
     const t = `giveback-${Date.now()}`;
     const wf = await api.createWorkflow(
       workflow({ sealed: true, tasks: [task('a', { tags: [t], retry: { count: 0 } })] }),
@@ -193,7 +193,8 @@ describe('dispatch by tag', () => {
     const worker = (await api.post('/v1/workers', { name: 'stops-mid-request', tags: [t] })).body;
     const [a] = await api.poll([t], { max_tasks: 5, wait_s: 5, worker_id: worker.id });
     // The worker hands its task back as it stops, and polls in the same request: the task, READY
-    // again, fits that poll, but a stopping worker may not poll (409), so it must not keep it.
+    // again, fits that poll, but a stopping worker may not poll (409). Handed to that poll and
+    // given back, it would have spent a second attempt (and a second free hand-back).
     const r = await api.post('/v1/tasks/report', {
       reports: [
         {
@@ -207,7 +208,7 @@ describe('dispatch by tag', () => {
     });
     expect(r.status).toBe(409);
     expect(r.body.code).toBe('WORKER_STOPPING');
-    expect(await api.task(wf.id, 'a')).toMatchObject({ state: 'READY' });
+    expect(await api.task(wf.id, 'a')).toMatchObject({ state: 'READY', attempt: 2 });
     const again = await api.take([t]);
     expect(again.name).toBe('a');
     expect((await api.complete(again)).status).toBe(200);

@@ -57,6 +57,31 @@ describe("the job queue on BullMQ's layout", () => {
     await queue.close();
   });
 
+  it('tells which queues hold a job not fetched yet: waiting, or delayed whether due or not', async () => {
+    const [waiting, delayed, due, fetched, empty] = ['w', 'd', 'u', 'f', 'e'].map((k) => `${k}${shortId()}`);
+    await enqueue(waiting, [0]);
+    const later = (tagset: string, delayMs: number) =>
+      jobs.enqueue([{ taskId: `${tagset}-t0`, attempt: 2, tagsetId: tagset, tags: ['x'], delayMs, priority: 0 }]);
+    await later(delayed, 60_000);
+    await later(due, 1);
+    await enqueue(fetched, [0]);
+    expect(await jobs.take(fetched, ['k'])).toHaveLength(1);
+    expect([...(await jobs.holding([waiting, delayed, due, fetched, empty]))].sort()).toEqual(
+      [waiting, delayed, due].sort(),
+    );
+    // BullMQ's own view: both delayed jobs are in its delayed set (a due one moves only when a
+    // job of its queue is fetched), the waiting one is prioritized.
+    for (const [tagset, count] of [
+      [delayed, 'getDelayedCount'],
+      [due, 'getDelayedCount'],
+      [waiting, 'getPrioritizedCount'],
+    ] as const) {
+      const queue = new Queue(`ts-${tagset}`, { connection: redis.command, prefix });
+      expect({ tagset, n: await queue[count]() }).toEqual({ tagset, n: 1 });
+      await queue.close();
+    }
+  });
+
   it('tells a waiting job from a fetched one (with when it was fetched) and a missing one, and releases an orphan by its lock', async () => {
     const t = `c${shortId()}`;
     await enqueue(t, [0, 0]);

@@ -48,6 +48,16 @@ export class QueueLayout {
     return this.keys.toKey(this.queue, 'prioritized');
   }
 
+  /** The list of jobs waiting without a priority (a job BullMQ moved back from elsewhere may land here). */
+  get wait(): string {
+    return this.keys.toKey(this.queue, 'wait');
+  }
+
+  /** The sorted set of delayed jobs (a retry's backoff), due or not: BullMQ moves a due one only when a job is fetched. */
+  get delayed(): string {
+    return this.keys.toKey(this.queue, 'delayed');
+  }
+
   /** A job's hash. */
   job(jobId: string): string {
     return this.keys.toKey(this.queue, jobId);

@@ -152,6 +152,30 @@ export class JobQueue {
   }
 
   /**
+   * The tag sets whose queue holds a job not fetched yet: waiting (with a priority or
+   * without) or delayed, due or not (one round trip for all). A tag set whose answer failed
+   * counts as holding one.
+   */
+  async holding(tagsets: readonly string[]): Promise<Set<string>> {
+    const kinds = ['prioritized', 'delayed', 'wait'] as const;
+    const items = tagsets.flatMap((tagset) => kinds.map((kind) => ({ tagset, kind })));
+    const answers = await this.perSlot(
+      items,
+      (i) => i.tagset,
+      (pipeline, { tagset, kind }) => {
+        const key = this.layout(tagset)[kind];
+        if (kind === 'wait') pipeline.llen(key);
+        else pipeline.zcard(key);
+      },
+    );
+    const out = new Set<string>();
+    answers.forEach(([err, n], i) => {
+      if (err || Number(n) !== 0) out.add(items[i].tagset);
+    });
+    return out;
+  }
+
+  /**
    * Runs one command per item, where every key of an item is in its tag set's slot: all in
    * one pipeline on a single Redis, one pipeline per tag set in a Cluster (a pipeline may
    * not cross slots there). Answers in the items' order.

@@ -16,6 +16,8 @@ export interface ParkedPoll {
   grants?: readonly string[];
   /** Aborted: it takes nothing more. */
   gone?: AbortSignal;
+  /** Answered or failed: parked no more, not even by a plan that is cancelled after. */
+  done?: boolean;
   /** Reserved for a plan: the poll waits for its outcome before answering. */
   reserved?: Promise<void>;
   /** After commit: the tasks leased for it (possibly none). */
@@ -38,7 +40,7 @@ export class ParkedPolls implements HandOffPort {
   }
 
   park(poll: ParkedPoll): void {
-    this.polls.add(poll);
+    if (!poll.done) this.polls.add(poll);
   }
 
   leave(poll: ParkedPoll): void {
@@ -89,7 +91,7 @@ export class ParkedPolls implements HandOffPort {
         release();
       },
       cancel: () => {
-        for (const poll of chosen.keys()) if (!poll.gone?.aborted) this.polls.add(poll);
+        for (const poll of chosen.keys()) if (!poll.gone?.aborted && !poll.done) this.polls.add(poll);
         release();
       },
     };

@@ -4,7 +4,7 @@ import type { TaskEntity } from '@tagflow/persistence';
 import type { Bus, JobQueue, RedisConnections, TagsetRegistry, TakenJob } from '@tagflow/queue';
 import { unavailablePart } from '../common/http-exception.filter.js';
 import type { JsonLogger } from '../common/logger.js';
-import type { ParkedPolls } from '../dispatch/parked-polls.js';
+import { ParkedPolls } from '../dispatch/parked-polls.js';
 import type { ReferenceResolver } from '../engine/reference-resolver.js';
 import type { LongWaits } from '../long-wait/long-waits.js';
 import { MetricsService } from '../metrics/metrics.service.js';
@@ -23,7 +23,11 @@ const tagsOf = (id: string) => [id, namespaceTag(NS)];
 /** Each tag set's queue: the jobs it hands out, or the error its shard answers with. */
 type Shard = { jobs: string[] } | { error: Error };
 
-function pollServiceOver(shards: Record<string, Shard>, unreadable: readonly string[] = []) {
+function pollServiceOver(
+  shards: Record<string, Shard>,
+  unreadable: readonly string[] = [],
+  parked: ParkedPolls = { park: () => undefined, leave: () => undefined } as unknown as ParkedPolls,
+) {
   const leasedTasks: string[] = [];
   const handedBack: string[] = [];
   const logged: string[] = [];
@@ -38,6 +42,8 @@ function pollServiceOver(shards: Record<string, Shard>, unreadable: readonly str
     finish: async () => undefined,
     extend: async () => undefined,
     headPriorities: async () => new Map<string, number>(),
+    holding: async (tagsets: string[]) =>
+      new Set(tagsets.filter((t) => 'jobs' in shards[t] && shards[t].jobs.length > 0)),
     countAtLeast: async () => 0,
   } as unknown as JobQueue;
   const leases = {
@@ -81,13 +87,13 @@ function pollServiceOver(shards: Record<string, Shard>, unreadable: readonly str
     } as unknown as ReferenceResolver,
     { event: (_level: string, _part: string, message: string) => logged.push(message) } as unknown as JsonLogger,
     { onEvent: () => undefined, isDegraded: false, publish: async () => undefined } as unknown as Bus,
-    { park: () => undefined, leave: () => undefined } as unknown as ParkedPolls,
+    parked,
     new MetricsService(),
   );
   // Announced in this order, so the poll reads them in this order.
   for (const id of Object.keys(shards)) service.nudge(id, tagsOf(id));
-  const poll = () =>
-    service.poll({ namespace: NS, tags: Object.keys(shards), workerId: 'w1', waitMs: 0, maxTasks: 10 });
+  const poll = (first?: () => Promise<void>) =>
+    service.poll({ namespace: NS, tags: Object.keys(shards), workerId: 'w1', waitMs: 0, maxTasks: 10 }, first);
   return { poll, leasedTasks, handedBack, logged };
 }
 
@@ -127,5 +133,96 @@ describe('a poll over several tag sets when a Redis shard fails', () => {
     expect(leasedTasks).toEqual(['t1', 't2', 't3']);
     // READY again at once instead of a lease nobody holds expiring 30 s later.
     expect(handedBack).toEqual(['t2']);
+  });
+});
+
+describe("the poll of a report-and-poll call, open to what the call's reports release", () => {
+  /** A task of tag set `ts-a` that a change made READY, as the engine offers it. */
+  const ready = (taskId: string) => ({
+    kind: 'task-ready' as const,
+    taskId,
+    attempt: 1,
+    tagsetId: 'ts-a',
+    tags: tagsOf('ts-a'),
+    delayMs: 0,
+    priority: 0,
+  });
+  /** The change's transaction commits: the planned leases are written and handed over. */
+  const commit = (parked: ParkedPolls, taskId: string) => {
+    const plan = parked.plan([ready(taskId)]);
+    if (!plan) return false;
+    plan.deliver(
+      plan.jobs.map(
+        (j) =>
+          ({
+            id: j.taskId,
+            attempt: 1,
+            tagset_id: j.tagsetId,
+            lease_token: j.token,
+            lease_s: LIMITS.defaultLeaseSeconds,
+            lease_expires_at: Date.now() + 30_000,
+            resolved_input: null,
+          }) as unknown as TaskEntity,
+      ),
+    );
+    return true;
+  };
+
+  it('is handed the task its reports release, answers with it, and is parked no more', async () => {
+    const parked = new ParkedPolls();
+    const { poll, leasedTasks } = pollServiceOver({ 'ts-a': { jobs: [] } }, [], parked);
+    let handed = false;
+    const answered = await poll(async () => {
+      handed = commit(parked, 'next');
+    });
+    expect(handed).toBe(true);
+    expect(answered.map((l) => l.task.id)).toEqual(['next']);
+    expect(leasedTasks).toEqual([]); // not taken from the queue
+    expect(parked.size).toBe(0);
+  });
+
+  it('is not open while its queues hold a task: the older one goes first', async () => {
+    const parked = new ParkedPolls();
+    const { poll } = pollServiceOver({ 'ts-a': { jobs: ['older'] } }, [], parked);
+    let handed = true;
+    const answered = await poll(async () => {
+      handed = commit(parked, 'next');
+    });
+    expect(handed).toBe(false);
+    expect(answered.map((l) => l.task.id)).toEqual(['older']);
+  });
+
+  it('gives back a task handed to it when its reports then fail, and fails with their error', async () => {
+    const parked = new ParkedPolls();
+    const { poll, handedBack } = pollServiceOver({ 'ts-a': { jobs: [] } }, [], parked);
+    const failure = await poll(async () => {
+      commit(parked, 'next');
+      throw new Error('Connection terminated unexpectedly');
+    }).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(unavailablePart(failure)).toBe('database');
+    expect(handedBack).toEqual(['next']);
+    expect(parked.size).toBe(0);
+  });
+
+  it('is not parked again by a plan for it that is cancelled after its reports failed', async () => {
+    const parked = new ParkedPolls();
+    const { poll, handedBack } = pollServiceOver({ 'ts-a': { jobs: [] } }, [], parked);
+    const failure = await poll(async () => {
+      // Another change plans a task for it, and does not commit until after this call failed.
+      const plan = parked.plan([ready('elsewhere')])!;
+      setImmediate(() => plan.cancel());
+      throw new Error('Connection terminated unexpectedly');
+    }).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(unavailablePart(failure)).toBe('database');
+    expect(handedBack).toEqual([]);
+    // Parked again, the next READY task would be leased to a poll that has answered.
+    expect(parked.size).toBe(0);
+    expect(parked.plan([ready('later')])).toBeNull();
   });
 });

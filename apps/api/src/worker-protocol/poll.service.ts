@@ -268,6 +268,7 @@ export class PollService implements OnApplicationBootstrap {
       try {
         await first();
       } catch (e) {
+        me.done = true;
         close();
         const handed = await collect();
         if (handed.length > 0)
@@ -306,6 +307,7 @@ export class PollService implements OnApplicationBootstrap {
     try {
       taken = await this.waits.until({ tags: me.tags }, Date.now() + req.waitMs, look, handle);
     } finally {
+      me.done = true;
       this.parked.leave(me);
       req.gone?.removeEventListener('abort', leave);
     }
@@ -364,10 +366,12 @@ export class PollService implements OnApplicationBootstrap {
       return () => undefined;
     if (hinted.length > 0) {
       const seqBefore = hinted.map((id) => this.seq.get(id) ?? 0);
-      const heads = await orFallback(this.jobs.headPriorities(hinted), null);
+      // Waiting or delayed (a due retry stays in BullMQ's delayed set until a take moves it).
+      const holding = await orFallback(this.jobs.holding(hinted), null);
+      if (!holding) return () => undefined;
       // A backlog: the next such polls take from the queues without asking, for a moment.
-      for (const id of heads?.keys() ?? []) this.busyUntil.set(id, now + BUSY_FOR_MS);
-      if (heads?.size !== 0) return () => undefined;
+      for (const id of holding) this.busyUntil.set(id, now + BUSY_FOR_MS);
+      if (holding.size > 0) return () => undefined;
       // Found empty with no announcement since: no hint, as when a take finds a queue dry (the
       // next such poll parks at once instead of asking).
       hinted.forEach((id, i) => (this.seq.get(id) ?? 0) === seqBefore[i] && this.hints.delete(id));

@@ -20,6 +20,7 @@ import {
 import { Allow, CallerOf, NamespaceOf, namespaceOf, WORKERS, type Caller } from '../auth/access.js';
 import { checkPollGrants } from '../auth/grants.js';
 import { AccessEnds } from '../auth/live-access.js';
+import { INTERRUPTED_CODE } from '../engine/failure.js';
 
 const id = idParam('task');
 
@@ -113,7 +114,12 @@ export class WorkerProtocolController {
       await applyReports();
       return { results, tasks: [] };
     }
-    // The poll is open to a task these reports release while they are applied (PollService.poll).
+    // The poll is open to a task these reports release while they are applied (PollService.poll),
+    // unless one hands a task back as its worker stops: that task would come straight back.
+    if (dto.reports.some((r) => r.status === 'fail' && r.error?.code === INTERRUPTED_CODE)) {
+      await applyReports();
+      return { results, tasks: await this.take(dto.poll, caller, goneSignal(reply), ends) };
+    }
     const tasks = await this.take(dto.poll, caller, goneSignal(reply), ends, applyReports);
     return { results, tasks };
   }
@@ -151,8 +157,8 @@ export class WorkerProtocolController {
     const namespace = namespaceOf(caller);
     const workerId = dto.worker_id ?? null;
     // After the reports: one of them may be the worker's hand-back as it stops (409 then).
-    const touch = () =>
-      workerId ? this.workers.touch(workerId, namespace, caller.kind === 'key' ? caller.keyId : null) : undefined;
+    const keyId = caller.kind === 'key' ? caller.keyId : null;
+    const touch = () => (workerId ? this.workers.touch(workerId, namespace, keyId) : undefined);
     const first = reports
       ? async () => {
           await reports();
@@ -160,6 +166,10 @@ export class WorkerProtocolController {
         }
       : undefined;
     if (!first) await touch();
+    // Open to what the reports release only for a worker seen polling here lately: an unknown or
+    // stopping one is refused after its reports, and what it was handed would go back.
+    const early = !workerId || this.workers.recentlySeen(workerId, namespace, keyId);
+    if (first && !early) await first();
     const taken = await this.polls.poll(
       {
         namespace,
@@ -170,7 +180,7 @@ export class WorkerProtocolController {
         grants: caller.kind === 'key' && caller.role !== 'admin' ? caller.grants : undefined,
         gone: AbortSignal.any([gone, ends]),
       },
-      first,
+      early ? first : undefined,
     );
     if (ends.aborted) {
       await this.leases.handBack(

@@ -69,6 +69,12 @@ export class WorkersService {
     this.touched.set(key, { at: now, keyId });
   }
 
+  /** Whether this worker polled here, under this key, within TOUCH_EVERY_MS (and has not stopped since). */
+  recentlySeen(id: string, namespace: string, keyId: string | null): boolean {
+    const last = this.touched.get(`${namespace}/${id}`);
+    return !!last && last.keyId === keyId && Date.now() - last.at < TOUCH_EVERY_MS;
+  }
+
   /** A worker handed a task back as it stopped: its next poll here is checked against the database. */
   stopping(id: string, namespace: string): void {
     this.touched.delete(`${namespace}/${id}`);
