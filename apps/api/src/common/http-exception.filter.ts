@@ -148,6 +148,9 @@ export function unavailablePart(e: unknown): 'database' | 'Redis' | null {
   if (REDIS_ERROR_NAMES.has(e.name) || REDIS_AWAY.test(e.message)) return 'Redis';
   if (e.name === 'ReplyError' && REDIS_REPLY_AWAY.test(e.message)) return 'Redis';
   if (PG_UNAVAILABLE.test(code) || NET_UNAVAILABLE.has(code)) return 'database';
+  // TypeORM's answer to a statement of a transaction whose connection broke under it (its query
+  // runner lets the connection go on the driver's 'error' event: a server restarting).
+  if (e.name === 'QueryRunnerAlreadyReleasedError') return 'database';
   if (
     /Connection terminated|timeout exceeded when trying to connect|the database system is (starting up|shutting down)|Query read timeout|is not queryable/.test(
       e.message,

@@ -1,4 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
+import { QueryRunnerAlreadyReleasedError } from 'typeorm';
 import { unavailablePart } from './http-exception.filter.js';
 
 describe('which part an error says is unavailable', () => {
@@ -18,6 +19,9 @@ describe('which part an error says is unavailable', () => {
     expect(unavailablePart(new Error('Client has encountered a connection error and is not queryable'))).toBe(
       'database',
     );
+    // TypeORM's, for the next statement of a transaction whose connection broke (seen in CI as a
+    // 500 to a report while PostgreSQL restarted).
+    expect(unavailablePart(new QueryRunnerAlreadyReleasedError())).toBe('database');
   });
 
   it('names Redis for a closed connection', () => {
