@@ -96,27 +96,29 @@ export async function evaluate(uow: UnitOfWork, wf: WorkflowEntity, waiting: rea
 }
 
 /**
- * `evaluate` for tasks known by id: those still WAITING are read and evaluated, as many as
- * the operation's budget allows; the others are left for the continuation (the workflow is
- * marked settle_pending, and its WAITING tasks are evaluated again in later transactions).
+ * How many of `wanted` evaluations the operation's budget allows now (0 once the workflow has
+ * ended: ERROR or CANCELLED stops its open tasks, completion.ts stopTasks, so none will run);
+ * the workflow is marked to settle the rest later (the continuation: settle_pending, its
+ * WAITING tasks evaluated again in later transactions).
  */
-/** As evaluateIds, for tasks already read: as many as the budget allows now, the rest later. */
+function budgeted(uow: UnitOfWork, wf: WorkflowEntity, wanted: number): number {
+  if (wanted === 0 || hasEnded(wf)) return 0;
+  const now = uow.takeBudget(wanted);
+  if (now < wanted) uow.defer(wf);
+  return now;
+}
+
+/** `evaluate` for WAITING tasks already read, as many as the budget allows. */
 async function evaluateTasks(uow: UnitOfWork, wf: WorkflowEntity, waiting: readonly TaskEntity[]): Promise<void> {
-  if (waiting.length === 0 || hasEnded(wf)) return;
-  const now = uow.takeBudget(waiting.length);
-  if (now < waiting.length) uow.defer(wf);
+  const now = budgeted(uow, wf, waiting.length);
   if (now > 0) await evaluate(uow, wf, waiting.slice(0, now));
 }
 
+/** `evaluate` for tasks known by id: as many as the budget allows are read and evaluated. */
 export async function evaluateIds(uow: UnitOfWork, wf: WorkflowEntity, ids: readonly string[]): Promise<void> {
-  // A workflow that ended ERROR or CANCELLED stops its open tasks (completion.ts stopTasks,
-  // in steps); none of them will run, so none is worth evaluating.
-  if (ids.length === 0 || hasEnded(wf)) return;
   const all = unique(ids);
-  const now = uow.takeBudget(all.length);
-  if (now < all.length) uow.defer(wf);
-  if (now === 0) return;
-  await evaluate(uow, wf, await uow.repos.tasks.load(all.slice(0, now)));
+  const now = budgeted(uow, wf, all.length);
+  if (now > 0) await evaluate(uow, wf, await uow.repos.tasks.load(all.slice(0, now)));
 }
 
 /**
@@ -171,7 +173,7 @@ export async function release(uow: UnitOfWork, wf: WorkflowEntity, tasks: readon
   // A few (a chain's next task): read with their rows in one statement, as many as the budget
   // allows evaluated. Many: the WAITING ones found first, then only a budget's worth read.
   if (dependents.length <= FEW_DEPENDENTS)
-    await evaluateTasks(uow, wf, await uow.repos.tasks.loadIn(dependents, ['WAITING']));
+    await evaluateTasks(uow, wf, await uow.repos.tasks.load(dependents, ['WAITING']));
   else await evaluateIds(uow, wf, await uow.repos.deps.inStates(dependents, ['WAITING']));
 }
 

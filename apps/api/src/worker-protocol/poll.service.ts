@@ -270,19 +270,10 @@ export class PollService implements OnApplicationBootstrap {
       } catch (e) {
         me.done = true;
         close();
-        const handed = await collect();
-        if (handed.length > 0)
-          await this.leases
-            .handBack(
-              handed.map((h) => h.task),
-              'the request that was to receive it failed',
-            )
-            .catch((failed: unknown) =>
-              this.logger.event('error', 'poll', 'could not give back undelivered leases; they expire', {
-                tasks: handed.map((h) => h.task.id),
-                error: String(failed),
-              }),
-            );
+        await this.giveBack(
+          (await collect()).map((h) => h.task),
+          'the request that was to receive it failed',
+        );
         throw e;
       }
       close();
@@ -476,15 +467,20 @@ export class PollService implements OnApplicationBootstrap {
         undelivered.push(task);
       }
     }
-    if (undelivered.length > 0)
-      await this.leases.handBack(undelivered, 'its input could not be read').catch((e: unknown) =>
-        this.logger.event('error', 'poll', 'could not give back undelivered leases; they expire', {
-          tasks: undelivered.map((t) => t.id),
-          error: String(e),
-        }),
-      );
+    await this.giveBack(undelivered, 'its input could not be read');
     await this.leases.recordResolvedInputs(handed.map((h) => h.task).filter((t) => t.resolved_input !== null));
     return handed;
+  }
+
+  /** Leases that will not reach their worker, given back (READY again); if that fails too, they expire. */
+  private async giveBack(tasks: readonly TaskEntity[], why: string): Promise<void> {
+    if (tasks.length === 0) return;
+    await this.leases.handBack(tasks, why).catch((e: unknown) =>
+      this.logger.event('error', 'poll', 'could not give back undelivered leases; they expire', {
+        tasks: tasks.map((t) => t.id),
+        error: String(e),
+      }),
+    );
   }
 
   /**

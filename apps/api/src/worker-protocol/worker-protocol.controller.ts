@@ -114,14 +114,13 @@ export class WorkerProtocolController {
       await applyReports();
       return { results, tasks: [] };
     }
-    // The poll is open to a task these reports release while they are applied (PollService.poll),
-    // unless one hands a task back as its worker stops: that task would come straight back.
-    if (dto.reports.some((r) => r.status === 'fail' && r.error?.code === INTERRUPTED_CODE)) {
-      await applyReports();
-      return { results, tasks: await this.take(dto.poll, caller, goneSignal(reply), ends) };
-    }
-    const tasks = await this.take(dto.poll, caller, goneSignal(reply), ends, applyReports);
-    return { results, tasks };
+    // The poll may be open to a task these reports release while they are applied (take), but not
+    // when one hands a task back as its worker stops: that task would come straight back.
+    const reports = {
+      apply: applyReports,
+      mayRelease: !dto.reports.some((r) => r.status === 'fail' && r.error?.code === INTERRUPTED_CODE),
+    };
+    return { results, tasks: await this.take(dto.poll, caller, goneSignal(reply), ends, reports) };
   }
 
   private async apply(
@@ -145,31 +144,27 @@ export class WorkerProtocolController {
   /**
    * The poll. It stops waiting when the client goes or the key's access ends (revoked,
    * expired: see LiveAccess); leases taken as access ended are given back, never handed out.
-   * `reports`, of the same request, are applied first; a task they release may go to this poll.
+   * `reports`, of the same request, are applied first; a task they release may go to this poll
+   * (PollService.poll) when `mayRelease` and the worker was seen polling here lately (an unknown
+   * or stopping one is refused after its reports, and what it was handed would go back).
    */
   private async take(
     dto: PollDto,
     caller: Caller,
     gone: AbortSignal,
     ends: AbortSignal,
-    reports?: () => Promise<void>,
+    reports?: { apply: () => Promise<void>; mayRelease: boolean },
   ) {
     const namespace = namespaceOf(caller);
     const workerId = dto.worker_id ?? null;
-    // After the reports: one of them may be the worker's hand-back as it stops (409 then).
     const keyId = caller.kind === 'key' ? caller.keyId : null;
-    const touch = () => (workerId ? this.workers.touch(workerId, namespace, keyId) : undefined);
-    const first = reports
-      ? async () => {
-          await reports();
-          await touch();
-        }
-      : undefined;
-    if (!first) await touch();
-    // Open to what the reports release only for a worker seen polling here lately: an unknown or
-    // stopping one is refused after its reports, and what it was handed would go back.
-    const early = !workerId || this.workers.recentlySeen(workerId, namespace, keyId);
-    if (first && !early) await first();
+    // After the reports: one of them may be the worker's hand-back as it stops (409 then).
+    const first = async () => {
+      await reports?.apply();
+      if (workerId) await this.workers.touch(workerId, namespace, keyId);
+    };
+    const early = !!reports?.mayRelease && (!workerId || this.workers.recentlySeen(workerId, namespace, keyId));
+    if (!early) await first();
     const taken = await this.polls.poll(
       {
         namespace,

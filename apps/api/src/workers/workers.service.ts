@@ -53,10 +53,9 @@ export class WorkersService {
    * TOUCH_EVERY_MS on other replicas; at once on the one that took the hand-back).
    */
   async touch(id: string, namespace: string, keyId: string | null): Promise<void> {
+    if (this.recentlySeen(id, namespace, keyId)) return;
     const now = Date.now();
     const key = `${namespace}/${id}`;
-    const last = this.touched.get(key);
-    if (last && last.keyId === keyId && now - last.at < TOUCH_EVERY_MS) return;
     const found = await this.db.transaction((repos) => repos.workers.touch(id, namespace, keyId, now), now);
     if (found === 'unknown') throw notFound('worker', id);
     if (found === 'stopping')

@@ -26,25 +26,16 @@ export class TaskRepository {
     await insertRows(this.em, TaskEntity, rows);
   }
 
-  /** Takes: task ids. Returns: the tasks that exist, in the order of `ids`. */
-  async load(ids: readonly string[]): Promise<TaskEntity[]> {
+  /** Takes: task ids (and states). Returns: the tasks that exist (in one of the states), in the order of `ids`. */
+  async load(ids: readonly string[], states?: readonly TaskState[]): Promise<TaskEntity[]> {
+    const where = states ? 'id IN (:ids) AND state IN (:states)' : 'id IN (:ids)';
     const out = await inChunks(ids, async (slice) =>
-      (await sql(this.em, 'SELECT * FROM task WHERE id IN (:ids)', { ids: slice })).rows.map((r) =>
+      (await sql(this.em, `SELECT * FROM task WHERE ${where}`, { ids: slice, states })).rows.map((r) =>
         hydrate(this.em, TaskEntity, r),
       ),
     );
     const order = new Map(ids.map((id, i) => [id, i]));
     return out.sort((a, b) => order.get(a.id)! - order.get(b.id)!);
-  }
-
-  /** Takes: task ids and states. Returns: those of the tasks in one of the states (any order). */
-  async loadIn(ids: readonly string[], states: readonly TaskState[]): Promise<TaskEntity[]> {
-    if (ids.length === 0) return [];
-    return inChunks(ids, async (slice) =>
-      (
-        await sql(this.em, 'SELECT * FROM task WHERE id IN (:ids) AND state IN (:states)', { ids: slice, states })
-      ).rows.map((r) => hydrate(this.em, TaskEntity, r)),
-    );
   }
 
   /** Takes: a workflow id, an id to start after and a bound. Returns: ids of its WAITING tasks after it, in id order. */
