@@ -289,6 +289,18 @@ describe('rate limits', () => {
     const { message } = (await fourth.json()) as { message: string };
     expect(message).toContain('LONG_WAITS_PER_CREDENTIAL');
     expect(message).toContain('(3) allows');
+    // A poll that finds work at once does not park: it is answered with the work, not refused.
+    const ready = `ready-${Date.now()}`;
+    const submitted = await api.request(
+      'POST',
+      '/v1/tasks',
+      { name: 'waiting-for-a-poll', tags: [ready], action: { type: 'noop' } },
+      as(admin),
+    );
+    expect(submitted.status).toBe(201);
+    const found = await api.request('POST', '/v1/tasks/poll', { tags: [ready], wait_s: 3 }, as(worker));
+    expect(found.status).toBe(200);
+    expect(found.body.tasks.map((t: { id: string }) => t.id)).toEqual([submitted.body.id]);
     // A report-and-poll over the limit is not refused (its reports count): its poll answers at once.
     const started = Date.now();
     const reported = await api.request(

@@ -1,4 +1,11 @@
-import { Injectable, SetMetadata, type CallHandler, type ExecutionContext, type NestInterceptor } from '@nestjs/common';
+import {
+  createParamDecorator,
+  Injectable,
+  SetMetadata,
+  type CallHandler,
+  type ExecutionContext,
+  type NestInterceptor,
+} from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import type { HttpRequest } from '../common/http.js';
 import { createHash } from 'node:crypto';
@@ -17,12 +24,35 @@ const LONG_WAIT = 'tagflow:long-wait';
 type Parks = (req: HttpRequest) => boolean;
 
 /**
- * A route that can park the request; `parks` says whether this request does. With
- * `overLimit`, a request over the limit is not refused: `overLimit` makes it one that does
- * not park (report-and-poll: its reports are applied and its poll answered at once).
+ * How a poll route counts its wait. A poll that finds work at once does not park, so it is
+ * counted only when it is about to (it asks the request's WaitPermit then): no Redis round
+ * trip for a poll that is answered at once. `overLimit: 'answer'`: a request over the limit is
+ * not refused but answered at once (report-and-poll: its reports are applied and its poll
+ * answered with what it found).
  */
-export const LongWait = (parks: Parks, overLimit?: (req: HttpRequest) => void) =>
-  SetMetadata(LONG_WAIT, { parks, overLimit });
+export interface WhenParked {
+  overLimit: 'refuse' | 'answer';
+}
+
+/**
+ * A route that can park the request; `parks` says whether this request does. Counted before
+ * its handler runs, or with `whenParked` only once it is about to park (see WhenParked).
+ */
+export const LongWait = (parks: Parks, whenParked?: WhenParked) => SetMetadata(LONG_WAIT, { parks, whenParked });
+
+const WAIT_PERMIT = Symbol('tagflow:wait-permit');
+
+/**
+ * Asked by a `whenParked` route before it parks: true when the wait is counted (it may park),
+ * false when over the limit it must answer at once; throws 429 when over the limit it is refused.
+ */
+export type WaitPermit = () => Promise<boolean>;
+
+/** The request's WaitPermit on a `whenParked` route that may park; undefined otherwise (it never parks). */
+export const WaitPermitOf = createParamDecorator(
+  (_data: unknown, ctx: ExecutionContext): WaitPermit | undefined =>
+    ctx.switchToHttp().getRequest<Record<symbol, WaitPermit | undefined>>()[WAIT_PERMIT],
+);
 
 /** A followed stream: counted apart, against STREAMS_PER_CREDENTIAL (each costs the API a look at the database every second or so). */
 export const FollowedStream = (parks: Parks) => SetMetadata(LONG_WAIT, { parks, stream: true });
@@ -62,21 +92,23 @@ export class WaitLimitInterceptor implements NestInterceptor {
   }
 
   async intercept(ctx: ExecutionContext, next: CallHandler): Promise<Observable<unknown>> {
-    const rule = this.reflector.get<
-      { parks: Parks; overLimit?: (req: HttpRequest) => void; stream?: boolean } | undefined
-    >(LONG_WAIT, ctx.getHandler());
-    const req = ctx.switchToHttp().getRequest<HttpRequest & Record<symbol, Caller | AbortSignal | undefined>>();
+    const rule = this.reflector.get<{ parks: Parks; whenParked?: WhenParked; stream?: boolean } | undefined>(
+      LONG_WAIT,
+      ctx.getHandler(),
+    );
+    const req = ctx
+      .switchToHttp()
+      .getRequest<HttpRequest & Record<symbol, Caller | AbortSignal | WaitPermit | undefined>>();
     if (!rule || !rule.parks(req)) return next.handle();
     const caller = req[CALLER] as Caller | undefined;
     const what = rule.stream ? 'streams' : 'waits';
     const credential = credentialOf(caller);
     const max = rule.stream ? this.config.STREAMS_PER_CREDENTIAL : this.config.LONG_WAITS_PER_CREDENTIAL;
-    const counted = await this.acquire(what, credential, max);
-    if (!counted && rule.overLimit) {
-      rule.overLimit(req);
-      return next.handle();
-    }
-    if (!counted) {
+    let counted: 'shared' | 'here' | false | undefined;
+    const permit: WaitPermit = async () => {
+      counted ??= await this.acquire(what, credential, max);
+      if (counted) return true;
+      if (rule.whenParked?.overLimit === 'answer') return false;
       this.refused();
       throw new RateLimited(
         rule.stream
@@ -85,7 +117,9 @@ export class WaitLimitInterceptor implements NestInterceptor {
         1,
         'TOO_MANY_WAITS',
       );
-    }
+    };
+    if (rule.whenParked) req[WAIT_PERMIT] = permit;
+    else await permit();
     const access = this.live.watch(caller);
     req[ACCESS_ENDS] = access.signal;
     // Whatever the wait came to (an answer, a 404 pending), a key that ended gets 401.
@@ -101,7 +135,8 @@ export class WaitLimitInterceptor implements NestInterceptor {
       catchError((e: unknown) => throwError(() => (access.signal.aborted ? ended() : e))),
       finalize(() => {
         access.release();
-        void this.release(what, credential, counted);
+        // The handler has ended, so a permit it asked for has its answer.
+        if (counted) void this.release(what, credential, counted);
       }),
     );
   }

@@ -42,6 +42,11 @@ export interface PollRequest {
   grants?: readonly string[];
   /** Aborts when the client has gone or its key's access ended: the poll stops waiting and is offered nothing more. */
   gone?: AbortSignal;
+  /**
+   * Asked once the poll has found nothing and is about to park (LONG_WAITS_PER_CREDENTIAL is
+   * counted then, not for a poll answered at once): false, it answers at once; it may throw (429).
+   */
+  mayPark?: () => Promise<boolean>;
 }
 
 export interface Leased {
@@ -286,6 +291,7 @@ export class PollService implements OnApplicationBootstrap {
       if (handed.length > 0) return handed;
       const out = await this.fetch(req);
       if (out.length > 0) return out;
+      if (req.mayPark && !(await req.mayPark())) return [];
       this.parked.park(me);
       return undefined;
     };

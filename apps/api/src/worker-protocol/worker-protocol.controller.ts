@@ -7,7 +7,7 @@ import { toTaskResponse } from '../tasks/task.mapper.js';
 import { WorkersService } from '../workers/workers.service.js';
 import { LeaseService } from './lease.service.js';
 import { PollService } from './poll.service.js';
-import { LongWait, unlessNoWait } from '../long-wait/wait-limit.interceptor.js';
+import { LongWait, unlessNoWait, WaitPermitOf, type WaitPermit } from '../long-wait/wait-limit.interceptor.js';
 import { badRequest, itemRefusal } from '../common/errors.js';
 import {
   CompleteDto,
@@ -29,10 +29,6 @@ const pollParks = (req: HttpRequest) => {
   const poll = (req.body as { poll?: { wait_s?: unknown } } | undefined)?.poll;
   return typeof poll === 'object' && poll !== null && poll.wait_s !== 0;
 };
-/** Over LONG_WAITS_PER_CREDENTIAL its reports still count: its poll answers at once instead. */
-const pollAtOnce = (req: HttpRequest) => {
-  (req.body as { poll: { wait_s?: number } }).poll.wait_s = 0;
-};
 
 /** What workers call: poll for tasks, heartbeat a lease, report success or failure. */
 @ApiTags('worker protocol')
@@ -52,15 +48,16 @@ export class WorkerProtocolController {
   @Post('poll')
   @HttpCode(200)
   @Allow(WORKERS)
-  @LongWait(unlessNoWait)
+  @LongWait(unlessNoWait, { overLimit: 'refuse' })
   async poll(
     @Body() dto: PollDto,
     @CallerOf() caller: Caller,
     @Res({ passthrough: true }) reply: HttpReply,
     @AccessEnds() ends: AbortSignal,
+    @WaitPermitOf() mayPark: WaitPermit | undefined,
   ) {
     checkPollGrants(caller, dto.tags);
-    return { tasks: await this.take(dto, caller, goneSignal(reply), ends) };
+    return { tasks: await this.take(dto, caller, { gone: goneSignal(reply), ends, mayPark }) };
   }
 
   /**
@@ -74,12 +71,13 @@ export class WorkerProtocolController {
   @Post('report')
   @HttpCode(200)
   @Allow(WORKERS)
-  @LongWait(pollParks, pollAtOnce)
+  @LongWait(pollParks, { overLimit: 'answer' }) // over LONG_WAITS_PER_CREDENTIAL its reports still count
   async report(
     @Body() dto: ReportAndPollDto,
     @CallerOf() caller: Caller,
     @Res({ passthrough: true }) reply: HttpReply,
     @AccessEnds() ends: AbortSignal,
+    @WaitPermitOf() mayPark: WaitPermit | undefined,
   ) {
     if (dto.poll) checkPollGrants(caller, dto.poll.tags); // refused before any report is applied
     const ids = dto.reports.map((r) => r.task_id);
@@ -120,7 +118,7 @@ export class WorkerProtocolController {
       apply: applyReports,
       mayRelease: !dto.reports.some((r) => r.status === 'fail' && r.error?.code === INTERRUPTED_CODE),
     };
-    return { results, tasks: await this.take(dto.poll, caller, goneSignal(reply), ends, reports) };
+    return { results, tasks: await this.take(dto.poll, caller, { gone: goneSignal(reply), ends, mayPark }, reports) };
   }
 
   private async apply(
@@ -151,8 +149,7 @@ export class WorkerProtocolController {
   private async take(
     dto: PollDto,
     caller: Caller,
-    gone: AbortSignal,
-    ends: AbortSignal,
+    { gone, ends, mayPark }: { gone: AbortSignal; ends: AbortSignal; mayPark?: WaitPermit },
     reports?: { apply: () => Promise<void>; mayRelease: boolean },
   ) {
     const namespace = namespaceOf(caller);
@@ -174,6 +171,7 @@ export class WorkerProtocolController {
         maxTasks: dto.max_tasks ?? 1,
         grants: caller.kind === 'key' && caller.role !== 'admin' ? caller.grants : undefined,
         gone: AbortSignal.any([gone, ends]),
+        mayPark,
       },
       early ? first : undefined,
     );
