@@ -103,15 +103,23 @@ export class AuthGuard implements CanActivate {
       throw await this.unauthenticated(req, 'missing Authorization: Bearer <token> header');
     }
     const hash = tokenHash(token);
-    const known = this.knownValid.has(hash) || this.keys.knows(hash);
+    const seen = this.knownValid.get(hash);
+    const known = seen !== undefined || this.keys.knows(hash);
     if (!known && count && (await this.limiter.take(this.anonymousBucket(req), this.anonymousRate())) !== null)
       throw this.anonymousLimited();
+    // A key seen valid here lately: its request's token is taken while the key is looked up
+    // again (it is looked up every time: a revoked key is refused on its next request).
+    const early = count && seen !== undefined ? this.limiter.take(`key:${seen}`) : undefined;
     const found = await this.keys.verify(token);
     if (found !== null && !('refused' in found)) {
       if (!known && count) await this.limiter.giveBack(this.anonymousBucket(req), this.anonymousRate());
-      this.remember(hash);
+      this.remember(hash, found.key.id);
       // Per credential, counted once it is known (a made-up token gets no bucket of its own).
-      const wait = count ? await this.limiter.take(`key:${found.key.id}`) : null;
+      const wait = !count
+        ? null
+        : seen === found.key.id
+          ? await early!
+          : await this.limiter.take(`key:${found.key.id}`);
       if (wait !== null)
         throw new RateLimited(
           `this credential sent more than ${this.config.RATE_LIMIT_RPS} requests a second (RATE_LIMIT_RPS); retry in ${wait} s`,
@@ -185,13 +193,13 @@ export class AuthGuard implements CanActivate {
     return new ApiError(HttpStatus.UNAUTHORIZED, message);
   }
 
-  /** Tokens (their hashes) that were valid keys or leases lately on this replica, least recently seen first. */
-  private readonly knownValid = new Set<string>();
+  /** Tokens (their hashes) that were valid keys lately on this replica, with their key's id; least recently seen first. */
+  private readonly knownValid = new Map<string, string>();
 
-  private remember(hash: string): void {
+  private remember(hash: string, keyId: string): void {
     this.knownValid.delete(hash);
-    this.knownValid.add(hash);
-    if (this.knownValid.size > KNOWN_VALID_MAX) this.knownValid.delete(this.knownValid.values().next().value!);
+    this.knownValid.set(hash, keyId);
+    if (this.knownValid.size > KNOWN_VALID_MAX) this.knownValid.delete(this.knownValid.keys().next().value!);
   }
 
   /** The bearer token, or null without an Authorization header; a malformed one is a 401 counted against the address. */
