@@ -96,6 +96,17 @@ describe('PollIndex', () => {
     }
   });
 
+  it('first: the first of matching that is accepted (random polls and sets against matching)', () => {
+    const rnd = mulberry32(12);
+    const index = new PollIndex<{ tags: string[]; room: boolean }>();
+    const polls = Array.from({ length: 200 }, () => ({ tags: randomTags(rnd, 3, true), room: rnd() < 0.5 }));
+    for (const p of polls) index.add(p);
+    for (let i = 0; i < 300; i++) {
+      const set = randomTags(rnd, 2, false);
+      expect(index.first(set, (p) => p.room)).toBe(index.matching(set).find((p) => p.room));
+    }
+  });
+
   it('forgets a deleted poll and counts what is parked', () => {
     const index = new PollIndex<{ tags: string[] }>();
     const a = { tags: ['@ns:default', 'host-1'] };

@@ -107,6 +107,17 @@ export class PollIndex<T extends { tags: readonly string[] }> {
 
   /** The polls that may take a task carrying `tags`. */
   matching(tags: readonly string[]): T[] {
+    return [...new Set(this.fitting(tags))];
+  }
+
+  /** The first poll that may take a task carrying `tags` and that `accept`s it; the same order as `matching`. */
+  first(tags: readonly string[], accept: (poll: T) => boolean): T | undefined {
+    for (const poll of this.fitting(tags)) if (accept(poll)) return poll;
+    return undefined;
+  }
+
+  /** The polls that may take a task carrying `tags`, looked at one by one (a `*` poll may come twice). */
+  private *fitting(tags: readonly string[]): Generator<T> {
     const plain = tags.filter((t) => !isScopeTag(t));
     const keys = plain.length ? plain : tags.filter(isScopeTag);
     let candidates: Iterable<T> = this.polls;
@@ -123,10 +134,8 @@ export class PollIndex<T extends { tags: readonly string[] }> {
       }
       candidates = least ?? [];
     }
-    const out = new Set<T>();
-    for (const poll of candidates) if (tagsMatch(tags, poll.tags)) out.add(poll);
-    if (plain.length) for (const poll of this.byTag.get(ANY_TAG) ?? []) if (tagsMatch(tags, poll.tags)) out.add(poll);
-    return [...out];
+    for (const poll of candidates) if (tagsMatch(tags, poll.tags)) yield poll;
+    if (plain.length) for (const poll of this.byTag.get(ANY_TAG) ?? []) if (tagsMatch(tags, poll.tags)) yield poll;
   }
 
   all(): IterableIterator<T> {

@@ -53,14 +53,10 @@ export class ParkedPolls implements HandOffPort {
     // More ready than parked polls take: the highest priority first (sort is stable: then in order).
     for (const r of [...ready].sort((a, b) => b.priority - a.priority)) {
       if (r.delayMs > 0) continue;
-      const poll = this.polls
-        .matching(r.tags)
-        .find(
-          (p) =>
-            !p.gone?.aborted &&
-            (chosen.get(p)?.length ?? 0) < p.maxTasks &&
-            (!p.grants || coveredBy(p.grants, clientTags(r.tags))),
-        );
+      const poll = this.polls.first(
+        r.tags,
+        (p) => !p.gone?.aborted && (!p.grants || coveredBy(p.grants, clientTags(r.tags))),
+      );
       if (!poll) continue;
       const jobs = chosen.get(poll) ?? [];
       chosen.set(poll, jobs);
@@ -71,6 +67,8 @@ export class ParkedPolls implements HandOffPort {
         token: `${DIRECT_LEASE_PREFIX}${randomUUID()}`,
         workerId: poll.workerId,
       });
+      // Full: out of the index now (a burst of n tasks for n polls looks at each poll once, not n times).
+      if (jobs.length >= poll.maxTasks) this.polls.delete(poll);
     }
     if (chosen.size === 0) return null;
     let settle!: () => void;
