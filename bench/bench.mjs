@@ -6,6 +6,7 @@
 // --scale 100000 --groups 100 --tags 1000 --fanout 33000 --fanout-policy continue --requests 20000 --db sqlite,postgres --only throughput,ceiling,probe,workers,handoff,handoff-batch,burst,scale,tags,fanout,route
 // --redis single|sentinel|cluster (one redis-server; a master, a replica and three sentinels;
 // a cluster of three masters with a replica each: the API and the raw BullMQ ceiling use it).
+// --client keep-alive|fetch: the bench's own clients send over the bundled worker's HTTP client (default) or fetch.
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createWriteStream, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -34,6 +35,8 @@ const { values: opt } = parseArgs({
     'fanout-policy': { type: 'string', default: 'continue' },
     db: { type: 'string', default: 'sqlite,postgres' },
     redis: { type: 'string', default: 'single' },
+    // The bench's own clients: over the bundled worker's HTTP client (keep-alive), or fetch.
+    client: { type: 'string', default: 'keep-alive' },
     only: {
       type: 'string',
       default: 'throughput,ceiling,probe,workers,handoff,handoff-batch,burst,scale,tags,fanout,route',
@@ -51,6 +54,10 @@ const N = Number(opt.tasks),
   TAGS = Number(opt.tags),
   REQUESTS = Number(opt.requests);
 const only = new Set(opt.only.split(','));
+const send =
+  opt.client === 'fetch'
+    ? undefined
+    : (await import('../dist/apps/worker/src/poller/keep-alive-send.js')).keepAliveSend();
 const work = mkdtempSync(join(tmpdir(), 'tagflow-bench-'));
 const sh = (script) =>
   execFileSync('bash', ['-c', `. scripts/lib/services.sh; ${script}`], { cwd: root, encoding: 'utf8' }).trim();
@@ -157,7 +164,7 @@ async function startApi(databaseUrl) {
   const url = `http://127.0.0.1:${port}`;
   return {
     url,
-    client: new TagflowClient({ url, token: TOKEN, timeoutMs: 120_000 }),
+    client: new TagflowClient({ url, token: TOKEN, timeoutMs: 120_000, send }),
     proc,
     prefix,
     peakRssMb: () => vmHwmMb(proc.pid),
@@ -792,6 +799,7 @@ const results = {
   at: new Date().toISOString(),
   node: process.version,
   redis: REDIS_MODE,
+  client: opt.client,
   sizes: { tasks: N, pollers: P, chain: CHAIN, scale: SCALE, groups: GROUPS, tags: TAGS, fanout: FANOUT },
   runs: {},
 };

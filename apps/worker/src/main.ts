@@ -1,3 +1,4 @@
+import { keepAliveSend } from './poller/keep-alive-send.js';
 import { constants as osConstants, userInfo } from 'node:os';
 import { TagflowClient } from '@tagflow/client';
 import { ConfigError, parseConfig, USAGE } from './cli/config.js';
@@ -54,6 +55,7 @@ async function main(): Promise<void> {
   const client = new TagflowClient({
     url: config.api,
     token,
+    send: keepAliveSend(),
     onRetry: ({ method, path, attempt, delayMs, error }) =>
       log('debug', 'retrying a call', { method, path, attempt, delay_ms: delayMs, error: error.message }),
   });

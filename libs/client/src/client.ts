@@ -33,7 +33,7 @@ import type {
   WorkflowState,
 } from './types.js';
 
-export type { ClientOptions } from './transport.js';
+export type { ClientOptions, Send } from './transport.js';
 
 /**
  * A creating call: one Idempotency-Key for it and all its retries, so a retry after a

@@ -5,6 +5,12 @@ import { backoffDelay, DEFAULT_BACKOFF, isRetryable, type BackoffOptions } from 
 import { sleep } from './sleep.js';
 import type { ErrorBody } from './types.js';
 
+/** What the client's calls need of `fetch` (event streams always use the global `fetch`). */
+export type Send = (
+  url: URL,
+  init: { method: string; headers: Record<string, string>; body?: string; signal: AbortSignal },
+) => Promise<{ ok: boolean; status: number; statusText: string; text(): Promise<string> }>;
+
 export interface ClientOptions {
   /** Base URL of the API, e.g. http://127.0.0.1:8080 */
   url: string;
@@ -20,6 +26,13 @@ export interface ClientOptions {
   retry?: Partial<BackoffOptions>;
   /** Told about each retry (for logs); never sees the token. */
   onRetry?: (info: { method: string; path: string; attempt: number; delayMs: number; error: Error }) => void;
+  /**
+   * Sends a call; default the global `fetch`. It fails the way `fetch` does (a TypeError whose
+   * `cause` has the system error's `code`; the signal's reason when aborted). A Node process
+   * that sends many small calls can pass the worker's `keepAliveSend`, about a fifth of
+   * `fetch`'s CPU a call.
+   */
+  send?: Send;
 }
 
 export interface CallOptions {
@@ -48,8 +61,10 @@ export class Transport {
   private readonly base: string;
   private readonly timeoutMs: number;
   private readonly retry: BackoffOptions;
+  private readonly send: Send;
 
   constructor(private readonly options: ClientOptions) {
+    this.send = options.send ?? ((url, init) => fetch(url, init));
     this.base = options.url.replace(/\/+$/, '');
     this.timeoutMs = options.timeoutMs ?? 30_000;
     this.retry = { ...DEFAULT_BACKOFF, ...options.retry };
@@ -99,9 +114,9 @@ export class Transport {
     if (opts.idempotencyKey) headers['idempotency-key'] = opts.idempotencyKey;
     const timeout = AbortSignal.timeout(this.timeoutMs + (opts.waitMs ? opts.waitMs + LONG_POLL_MARGIN_MS : 0));
     const signal = opts.signal ? AbortSignal.any([timeout, opts.signal]) : timeout;
-    let res: Response;
+    let res: Awaited<ReturnType<Send>>;
     try {
-      res = await fetch(url, {
+      res = await this.send(url, {
         method,
         headers,
         body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
