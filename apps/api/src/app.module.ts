@@ -89,7 +89,9 @@ export class AppModule implements OnApplicationShutdown {
         {
           provide: Database,
           useFactory: async () => {
-            const db = new Database(createDataSource(config.DATABASE_URL));
+            const db = new Database(createDataSource(config.DATABASE_URL), {
+              checkpointsAside: { warn: (why) => logger.event('warn', 'database', why) },
+            });
             await db.initialize();
             return db;
           },

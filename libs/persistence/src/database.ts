@@ -3,19 +3,34 @@ import { PG_TRANSACTION_LIMITS, type DatabaseKind } from './data-source.js';
 import { kindOf } from './dialect.js';
 import { migrateUnderLock } from './migrate.js';
 import { Repositories } from './repositories/index.js';
+import { SqliteCheckpoints } from './sqlite-checkpoints.js';
 
 /**
  * The connection, migrations and transactions. SQLite has one connection and one
  * writer, so there every transaction is serialized in this process (SQLite supports one
  * API process; run PostgreSQL for replicas).
  */
+export interface DatabaseOptions {
+  /**
+   * SQLite in a file: WAL checkpoints in a thread of their own (SqliteCheckpoints) instead of
+   * inside the COMMIT that fills the WAL; `warn` is told if that thread fails and the serving
+   * connection checkpoints for itself again. For a long-running server; a short command keeps
+   * SQLite's default.
+   */
+  checkpointsAside?: { warn: (why: string) => void };
+}
+
 export class Database {
   readonly kind: DatabaseKind;
   private sqliteTail: Promise<unknown> = Promise.resolve();
   /** This process's clock minus the database server's (PostgreSQL; 0 for SQLite, which is in process). */
   private offsetMs = 0;
+  private checkpoints: SqliteCheckpoints | null = null;
 
-  constructor(private readonly dataSource: DataSource) {
+  constructor(
+    private readonly dataSource: DataSource,
+    private readonly options: DatabaseOptions = {},
+  ) {
     this.kind = kindOf(dataSource.manager);
   }
 
@@ -25,6 +40,22 @@ export class Database {
     if (this.kind === 'postgres') await migrateUnderLock(this.dataSource);
     else await this.dataSource.runMigrations({ transaction: 'each' });
     await this.syncClock();
+    this.startCheckpoints();
+  }
+
+  private startCheckpoints(): void {
+    const file = this.dataSource.options.database;
+    const aside = this.options.checkpointsAside;
+    if (this.kind !== 'sqlite' || !aside || typeof file !== 'string' || file === ':memory:') return;
+    const serving = (this.dataSource.driver as unknown as { databaseConnection: { pragma(s: string): unknown } })
+      .databaseConnection;
+    serving.pragma('wal_autocheckpoint = 0');
+    this.checkpoints = new SqliteCheckpoints(file, (why) => {
+      if (!this.dataSource.isInitialized) return;
+      serving.pragma('wal_autocheckpoint = 1000');
+      aside.warn(`WAL checkpoints are back in the serving thread: ${why}`);
+    });
+    this.checkpoints.start();
   }
 
   /**
@@ -49,6 +80,8 @@ export class Database {
   }
 
   async close(): Promise<void> {
+    await this.checkpoints?.stop();
+    this.checkpoints = null;
     if (this.dataSource.isInitialized) await this.dataSource.destroy();
   }
 
