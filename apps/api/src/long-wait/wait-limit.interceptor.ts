@@ -105,8 +105,11 @@ export class WaitLimitInterceptor implements NestInterceptor {
     const credential = credentialOf(caller);
     const max = rule.stream ? this.config.STREAMS_PER_CREDENTIAL : this.config.LONG_WAITS_PER_CREDENTIAL;
     let counted: 'shared' | 'here' | false | undefined;
+    let counting: Promise<'shared' | 'here' | false> | undefined;
     const permit: WaitPermit = async () => {
-      counted ??= await this.acquire(what, credential, max);
+      // One count however often it is asked, even twice at once.
+      counting ??= this.acquire(what, credential, max);
+      counted = await counting;
       if (counted) return true;
       if (rule.whenParked?.overLimit === 'answer') return false;
       this.refused();

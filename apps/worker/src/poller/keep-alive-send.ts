@@ -14,7 +14,9 @@ const IDLE_MS = 4000;
  * keep-alive connections: a call costs about a fifth of the CPU `fetch` spends on it (undici's
  * streams and its Response), which on a busy worker was most of its own CPU. It fails the way
  * `fetch` does, so the client's retry rules read it the same: a TypeError whose `cause` is the
- * system error (ECONNREFUSED: not sent), or the signal's reason once aborted.
+ * system error (ECONNREFUSED: not sent), or the signal's reason once aborted. Unlike fetch it
+ * does not follow redirects: the API answers its calls itself, and a 3xx from something in
+ * between is an error to see, not to follow with a worker's key.
  */
 export function keepAliveSend(idleMs = IDLE_MS): Send {
   const agents = {
