@@ -3,7 +3,7 @@
 // PostgreSQL (as scripts/test.sh does) and, per database, its own API; drives it over
 // HTTP with in-process polling clients that complete noop tasks; prints a table and
 // writes JSON to bench/results/. Sizes: --tasks 20000 --pollers 16 --chain 1000
-// --scale 100000 --groups 100 --tags 1000 --fanout 33000 --fanout-policy continue --requests 20000 --db sqlite,postgres --only throughput,ceiling,probe,workers,handoff,handoff-batch,burst,scale,tags,fanout,route
+// --scale 100000 --groups 100 --tags 1000 --fanout 33000 --fanout-policy continue --requests 20000 --db sqlite,postgres --only throughput,ceiling,probe,workers,workers-one,handoff,handoff-batch,burst,scale,tags,fanout,route
 // --redis single|sentinel|cluster (one redis-server; a master, a replica and three sentinels;
 // a cluster of three masters with a replica each: the API and the raw BullMQ ceiling use it).
 // --client keep-alive|fetch: the bench's own clients send over the bundled worker's HTTP client (default) or fetch.
@@ -39,7 +39,7 @@ const { values: opt } = parseArgs({
     client: { type: 'string', default: 'keep-alive' },
     only: {
       type: 'string',
-      default: 'throughput,ceiling,probe,workers,handoff,handoff-batch,burst,scale,tags,fanout,route',
+      default: 'throughput,ceiling,probe,workers,workers-one,handoff,handoff-batch,burst,scale,tags,fanout,route',
     },
   },
 });
@@ -569,14 +569,14 @@ function cpuBudget(api, extra = () => ({})) {
 }
 
 /** Independent noop tasks in workflows of 1,000, sealed; returns their workflow ids. */
-async function backlog(api, tag, n) {
+async function backlog(api, tag, n, perWorkflow = 1000) {
   const wfIds = [];
-  for (let w = 0; w < n / 1000; w++) {
+  for (let w = 0; w < n / perWorkflow; w++) {
     const wf = await api.client.createWorkflow({ name: `${tag}-${w}`, sealed: false });
     await createTasks(
       api.client,
       wf.id,
-      Array.from({ length: Math.min(1000, n - w * 1000) }, (_, i) => ({
+      Array.from({ length: Math.min(perWorkflow, n - w * perWorkflow) }, (_, i) => ({
         name: `t${i}`,
         tags: [tag],
         action: { type: 'noop' },
@@ -678,9 +678,12 @@ async function route(api) {
   };
 }
 
-/** The bundled worker as deployed: 4 processes with --concurrency 16 run --tasks noop tasks. */
-async function realWorkers(api) {
-  const wfIds = await backlog(api, 'wk', N);
+/**
+ * The bundled worker as deployed: 4 processes with --concurrency 16 run --tasks noop tasks,
+ * in workflows of 1,000 (`workers`) or all in one workflow (`workers-one`).
+ */
+async function realWorkers(api, perWorkflow = 1000) {
+  const wfIds = await backlog(api, 'wk', N, perWorkflow);
   const tokenFile = join(work, 'worker-token');
   writeFileSync(tokenFile, TOKEN, { mode: 0o600 });
   const t0 = performance.now();
@@ -827,7 +830,8 @@ for (const db of opt.db.split(',')) {
     r.throughput.ratio_to_bullmq = round(r.throughput.tasks_per_s / ceil.jobs_per_s, 3);
   await run('probe', probe);
   await run('workers', realWorkers);
-  for (const k of ['probe', 'workers'])
+  await run('workers-one', (api) => realWorkers(api, N));
+  for (const k of ['probe', 'workers', 'workers-one'])
     if (r[k]?.tasks_per_s && ceil) r[k].ratio_to_bullmq = round(r[k].tasks_per_s / ceil.jobs_per_s, 3);
   await run('handoff', handoff);
   await run('handoff-batch', handoffBatch);
@@ -877,7 +881,16 @@ for (const [db, r] of Object.entries(results.runs)) {
         `${o.tasks_per_s} tasks/s (${o.tasks} noop tasks, ${o.workers} worker processes x ${o.concurrency}), ${o.ratio_to_bullmq ?? '?'} of BullMQ; READY->leased p50 ${o.ready_to_leased_p50_ms} ms p99 ${o.ready_to_leased_p99_ms} ms`,
     ),
   ]);
-  for (const k of ['probe', 'workers'])
+  rows.push([
+    db,
+    'workers, one workflow',
+    f(
+      r['workers-one'],
+      (o) =>
+        `${o.tasks_per_s} tasks/s (${o.tasks} noop tasks in one workflow, ${o.workers} worker processes x ${o.concurrency}), ${o.ratio_to_bullmq ?? '?'} of BullMQ; READY->leased p50 ${o.ready_to_leased_p50_ms} ms p99 ${o.ready_to_leased_p99_ms} ms`,
+    ),
+  ]);
+  for (const k of ['probe', 'workers', 'workers-one'])
     if (r[k]?.cpu_ms_per_task)
       rows.push([
         db,
