@@ -3,7 +3,7 @@ import { PG_TRANSACTION_LIMITS, type DatabaseKind } from './data-source.js';
 import { kindOf } from './dialect.js';
 import { migrateUnderLock } from './migrate.js';
 import { Repositories } from './repositories/index.js';
-import { SERVING_CHECKPOINT_FRAMES, SqliteCheckpoints } from './sqlite-checkpoints.js';
+import { SqliteCheckpoints } from './sqlite-checkpoints.js';
 
 /**
  * The connection, migrations and transactions. SQLite has one connection and one
@@ -49,16 +49,7 @@ export class Database {
     if (this.kind !== 'sqlite' || !aside || typeof file !== 'string' || file === ':memory:') return;
     const serving = (this.dataSource.driver as unknown as { databaseConnection: { pragma(s: string): unknown } })
       .databaseConnection;
-    serving.pragma(`wal_autocheckpoint = ${SERVING_CHECKPOINT_FRAMES}`);
-    this.checkpoints = new SqliteCheckpoints(file, (why) => {
-      if (!this.dataSource.isInitialized) return;
-      try {
-        serving.pragma('wal_autocheckpoint = 1000');
-        aside.warn(`WAL checkpoints are back in the serving thread: ${why}`);
-      } catch (e) {
-        aside.warn(`WAL checkpoints stopped (${why}) and could not be taken back: ${String(e)}`);
-      }
-    });
+    this.checkpoints = new SqliteCheckpoints(file, serving, aside.warn);
     this.checkpoints.start();
   }
 

@@ -51,18 +51,28 @@ tick();
  * SERVING_CHECKPOINT_FRAMES, and then only what is left, while this thread's own connection
  * copies the WAL every EVERY_MS, concurrently with the writer (PASSIVE: neither waits for the
  * other). If the thread fails, the serving connection checkpoints as SQLite does by default
- * again (`fallBack`).
+ * again, and `warn` is told.
  */
+/** SQLite's own threshold: what the serving connection goes back to if the thread fails. */
+const SQLITE_DEFAULT_FRAMES = 1000;
+
+/** The serving connection (better-sqlite3's), as far as its checkpoint setting goes. */
+interface Serving {
+  pragma(statement: string): unknown;
+}
+
 export class SqliteCheckpoints {
   private worker: Worker | null = null;
   private stopping = false;
 
   constructor(
     private readonly file: string,
-    private readonly fallBack: (why: string) => void,
+    private readonly serving: Serving,
+    private readonly warn: (why: string) => void,
   ) {}
 
   start(): void {
+    this.serving.pragma(`wal_autocheckpoint = ${SERVING_CHECKPOINT_FRAMES}`);
     const worker = new Worker(THREAD, {
       eval: true,
       workerData: {
@@ -111,6 +121,11 @@ export class SqliteCheckpoints {
     this.stopping = true;
     void this.worker?.terminate();
     this.worker = null;
-    this.fallBack(why);
+    try {
+      this.serving.pragma(`wal_autocheckpoint = ${SQLITE_DEFAULT_FRAMES}`);
+      this.warn(`WAL checkpoints are back in the serving thread: ${why}`);
+    } catch (e) {
+      this.warn(`WAL checkpoints stopped (${why}) and could not be taken back: ${String(e)}`);
+    }
   }
 }

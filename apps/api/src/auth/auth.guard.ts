@@ -115,11 +115,7 @@ export class AuthGuard implements CanActivate {
       if (!known && count) await this.limiter.giveBack(this.anonymousBucket(req), this.anonymousRate());
       this.remember(hash, found.key.id);
       // Per credential, counted once it is known (a made-up token gets no bucket of its own).
-      const wait = !count
-        ? null
-        : seen === found.key.id
-          ? await early!
-          : await this.limiter.take(`key:${found.key.id}`);
+      const wait = count ? await (seen === found.key.id ? early! : this.limiter.take(`key:${found.key.id}`)) : null;
       if (wait !== null)
         throw new RateLimited(
           `this credential sent more than ${this.config.RATE_LIMIT_RPS} requests a second (RATE_LIMIT_RPS); retry in ${wait} s`,

@@ -104,13 +104,10 @@ export class WaitLimitInterceptor implements NestInterceptor {
     const what = rule.stream ? 'streams' : 'waits';
     const credential = credentialOf(caller);
     const max = rule.stream ? this.config.STREAMS_PER_CREDENTIAL : this.config.LONG_WAITS_PER_CREDENTIAL;
-    let counted: 'shared' | 'here' | false | undefined;
+    // One count however often the permit is asked, even twice at once.
     let counting: Promise<'shared' | 'here' | false> | undefined;
     const permit: WaitPermit = async () => {
-      // One count however often it is asked, even twice at once.
-      counting ??= this.acquire(what, credential, max);
-      counted = await counting;
-      if (counted) return true;
+      if (await (counting ??= this.acquire(what, credential, max))) return true;
       if (rule.whenParked?.overLimit === 'answer') return false;
       this.refused();
       throw new RateLimited(
@@ -138,8 +135,7 @@ export class WaitLimitInterceptor implements NestInterceptor {
       catchError((e: unknown) => throwError(() => (access.signal.aborted ? ended() : e))),
       finalize(() => {
         access.release();
-        // The handler has ended, so a permit it asked for has its answer.
-        if (counted) void this.release(what, credential, counted);
+        void counting?.then((counted) => (counted ? this.release(what, credential, counted) : undefined));
       }),
     );
   }

@@ -19,10 +19,8 @@ const IDLE_MS = 4000;
  * between is an error to see, not to follow with a worker's key.
  */
 export function keepAliveSend(idleMs = IDLE_MS): Send {
-  const agents = {
-    'http:': new http.Agent({ keepAlive: true, timeout: idleMs }),
-    'https:': new https.Agent({ keepAlive: true, timeout: idleMs }),
-  };
+  const plain = { agent: new http.Agent({ keepAlive: true, timeout: idleMs }), request: http.request };
+  const tls = { agent: new https.Agent({ keepAlive: true, timeout: idleMs }), request: https.request };
   return (url, { method, headers, body, signal }) =>
     new Promise((resolve, reject) => {
       // As fetch: the signal's own reason (a TimeoutError, an AbortError) once aborted.
@@ -31,8 +29,7 @@ export function keepAliveSend(idleMs = IDLE_MS): Send {
         reject(signal.aborted ? signal.reason : new TypeError('fetch failed', { cause: e }));
       if (signal.aborted) return fail(signal.reason);
       const payload = body === undefined ? undefined : Buffer.from(body, 'utf8');
-      const agent = url.protocol === 'https:' ? agents['https:'] : agents['http:'];
-      const request = url.protocol === 'https:' ? https.request : http.request;
+      const { agent, request } = url.protocol === 'https:' ? tls : plain;
       const req = request(
         url,
         {
