@@ -346,12 +346,15 @@ async function fanout(api) {
   };
 }
 
+/** The next task on `tag`, waiting for it up to 30 s. */
+const takeOne = async (api, tag) => (await api.client.poll({ tags: [tag], wait_s: 30 }))[0];
+
 /**
  * A chain of `n` tasks in a new workflow, each requiring the one before; one client runs it,
  * one task at a time, with `hop(t)` (report it, then hold the next task). Returns the hops
  * (ms, from sending a report to holding the next task) and the CPU a hop by process.
  */
-async function chain(api, name, n, first, hop) {
+async function chain(api, name, n, hop) {
   const wf = await api.client.createWorkflow({ name });
   await createTasks(
     api.client,
@@ -364,7 +367,7 @@ async function chain(api, name, n, first, hop) {
     })),
   );
   const hops = [];
-  let t = await first(name);
+  let t = await takeOne(api, name);
   const budget = cpuBudget(api);
   for (let i = 1; i < n; i++) {
     const sent = performance.now();
@@ -381,11 +384,11 @@ async function chain(api, name, n, first, hop) {
  * fresh process runs its first few hundred requests several times slower: code not yet
  * optimised, caches empty); the warm-up's own figures are the `cold_` ones.
  */
-async function chainFigures(api, first, hop) {
+async function chainFigures(api, hop) {
   const stats = (hops) => ({ p50: round(pct(hops, 50), 2), p99: round(pct(hops, 99), 2) });
-  const cold = WARM_UP > 1 ? await chain(api, 'warm-up', WARM_UP, first, hop) : null;
+  const cold = WARM_UP > 1 ? await chain(api, 'warm-up', WARM_UP, hop) : null;
   const handedBefore = (await metric(api, 'tagflow_tasks_handed_directly_total')) || 0;
-  const { hops, cpu } = await chain(api, 'chain', CHAIN, first, hop);
+  const { hops, cpu } = await chain(api, 'chain', CHAIN, hop);
   // Hops whose task was leased in its report's own transaction, not taken from the queue.
   const direct = ((await metric(api, 'tagflow_tasks_handed_directly_total')) || 0) - handedBefore;
   return {
@@ -403,10 +406,9 @@ async function chainFigures(api, first, hop) {
 
 /** The chain with the single routes: complete, then poll. */
 async function handoff(api) {
-  const take = async (tag) => (await api.client.poll({ tags: [tag], wait_s: 30 }))[0];
-  return chainFigures(api, take, async (t, tag) => {
+  return chainFigures(api, async (t, tag) => {
     await api.client.complete(t.id, t.lease.token);
-    return take(tag);
+    return takeOne(api, tag);
   });
 }
 
@@ -625,11 +627,9 @@ async function probe(api) {
   };
 }
 
-/** A chain of --chain tasks, one client reporting each with the next poll in the same call: per hop, from sending it to the next task. */
 /** The chain with report-and-poll: each report sent with the next poll in one call. */
 async function handoffBatch(api) {
-  const take = async (tag) => (await api.client.poll({ tags: [tag], wait_s: 30 }))[0];
-  return chainFigures(api, take, async (t, tag) => {
+  return chainFigures(api, async (t, tag) => {
     const report = [{ task_id: t.id, lease_token: t.lease.token, status: 'complete' }];
     return (await api.client.report(report, { tags: [tag], wait_s: 30 })).tasks[0];
   });
