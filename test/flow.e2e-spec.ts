@@ -340,6 +340,31 @@ describe('concurrency limits', () => {
     }
   });
 
+  it('releases the tasks held for the last limit at once when it is removed', async () => {
+    // A database of its own (no other limit anywhere), the reconciler a minute away: the
+    // removal itself must release them.
+    const api = await Api.start({ env: { RECONCILE_INTERVAL_MS: '60000' } });
+    try {
+      const tag = `last-${uniq()}`;
+      expect((await api.request('PUT', `/v1/limits/${tag}`, { max_running: 0 })).status).toBe(200);
+      const wf = await api.createWorkflow(
+        workflow({ tasks: [task('a', { tags: [tag] }), task('b', { tags: [tag] })] }),
+      );
+      expect(await api.poll([tag], { wait_s: 0, max_tasks: 5 })).toEqual([]);
+      expect((await api.task(wf.id, 'a')).held_by_limit).toEqual({ tag, scope: 'namespace' });
+      const parked = api.poll([tag], { wait_s: 10, max_tasks: 5 });
+      await api.pollsParked(1);
+      const started = Date.now();
+      expect((await api.request('DELETE', `/v1/limits/${tag}`)).status).toBe(204);
+      const got = await parked;
+      if (got.length < 2) got.push(...(await api.poll([tag], { wait_s: 5, max_tasks: 5 })));
+      expect(got.map((t) => t.name).sort()).toEqual(['a', 'b']);
+      expect(Date.now() - started).toBeLessThan(5000);
+    } finally {
+      await api.stop();
+    }
+  });
+
   it('gives the room back when a running task fails, is cancelled, or its lease expires', async () => {
     const tag = `gate-${uniq()}`;
     const wf = await api.createWorkflow(

@@ -67,7 +67,8 @@ export class Repositories {
     this.tasks = new TaskRepository(em);
     this.leases = new LeaseRepository(em);
     this.deps = new DependencyRepository(em);
-    this.transitions = new TransitionRepository(em, () => this.now, this.events);
+    this.limits = new LimitRepository(em);
+    this.transitions = new TransitionRepository(em, () => this.now, this.events, this.limits);
     this.workflows = new WorkflowRepository(em, () => this.events.flush());
     this.data = new DataRepository(em);
     this.workers = new WorkerRepository(em);
@@ -75,7 +76,6 @@ export class Repositories {
     this.audit = new AuditRepository(em);
     this.idempotency = new IdempotencyRepository(em);
     this.logs = new LogRepository(em);
-    this.limits = new LimitRepository(em);
     this.schedules = new ScheduleRepository(em);
     this.callbacks = new CallbackRepository(em);
   }

@@ -51,7 +51,20 @@ function limitRow(r: Record<string, unknown>): LimitRow {
  * limit full is held (`held_limit`, its job dropped) and queued again by `release`.
  */
 export class LimitRepository {
+  /** Whether any limit exists, read once by this repository (one transaction's): see `anyLimit`. */
+  private anyLimitRead: Promise<boolean> | null = null;
+
   constructor(private readonly em: EntityManager) {}
+
+  /**
+   * Whether any concurrency limit exists, read at most once a transaction (its lease gate
+   * and its release of held tasks both ask; a limit set or removed in it asks again).
+   * Without limits nothing is gated and nothing held needs a release on the report path.
+   */
+  private anyLimit(): Promise<boolean> {
+    this.anyLimitRead ??= sql(this.em, 'SELECT 1 AS x FROM concurrency_limit LIMIT 1').then((r) => r.rows.length > 0);
+    return this.anyLimitRead;
+  }
 
   /** Takes: a limit and a time. Sets it (created or changed). Returns: the row. */
   async put(l: LimitScope & { max_running: number }, now: number): Promise<LimitRow> {
@@ -61,6 +74,7 @@ export class LimitRepository {
        ON CONFLICT (namespace, workflow_id, tag) DO UPDATE SET max_running = :max, updated_at = :now`,
       { ns: l.namespace, wf: l.workflow_id, tag: l.tag, max: l.max_running, now },
     );
+    this.anyLimitRead = null;
     return (await this.get(l))!;
   }
 
@@ -106,6 +120,8 @@ export class LimitRepository {
       'DELETE FROM concurrency_limit WHERE namespace = :ns AND workflow_id = :wf AND tag = :tag',
       { ns: l.namespace, wf: l.workflow_id, tag: l.tag },
     );
+    // Tasks held for it may now be held with no limit left: a release in this transaction must look.
+    if (affected > 0) this.anyLimitRead = Promise.resolve(true);
     return affected > 0;
   }
 
@@ -139,8 +155,7 @@ export class LimitRepository {
    */
   async admit(jobs: readonly ClaimJob[]): Promise<ClaimJob[]> {
     if (jobs.length === 0) return [];
-    const { rows: any } = await sql(this.em, 'SELECT 1 AS x FROM concurrency_limit LIMIT 1');
-    if (any.length === 0) return [...jobs];
+    if (!(await this.anyLimit())) return [...jobs];
     const { rows } = await sql(
       this.em,
       `SELECT t.id AS task_id, l.namespace, l.workflow_id, l.tag FROM task t
@@ -184,11 +199,14 @@ export class LimitRepository {
    * Takes: namespaces (all when absent). For each limit with tasks held for it, locks the
    * limit and queues again (clears `held_limit` of) as many of them as it has room for,
    * highest priority first, then longest ready; all of them when the limit is gone. Only
-   * tasks of RUNNING workflows.
+   * tasks of RUNNING workflows. For given namespaces (a report's), nothing is read while no
+   * limit exists at all: a task is held only under a limit, and the tasks held for one
+   * removed are released by its removal (or, past the first thousand, by the reconciler,
+   * which asks with no namespaces and always looks).
    * Returns: the tasks released (the caller queues them).
    */
   async release(namespaces?: readonly string[]): Promise<TaskEntity[]> {
-    if (namespaces && namespaces.length === 0) return [];
+    if (namespaces && (namespaces.length === 0 || !(await this.anyLimit()))) return [];
     // By the partial index alone (a few rows, none at all without limits): with the state in the
     // condition, PostgreSQL walked every READY task instead, on each report.
     const { rows } = await sql(this.em, 'SELECT DISTINCT namespace, held_limit FROM task WHERE held_limit IS NOT NULL');

@@ -52,9 +52,10 @@ export class TransitionRepository {
     private readonly em: EntityManager,
     private readonly clock: () => number,
     events = new EventRepository(em),
+    limits = new LimitRepository(em),
   ) {
     this.events = events;
-    this.limits = new LimitRepository(em);
+    this.limits = limits;
   }
 
   private get now(): number {
