@@ -13,8 +13,9 @@ import type { UnitOfWork } from './unit-of-work.js';
 export async function checkWorkflow(uow: UnitOfWork, wf: WorkflowEntity): Promise<void> {
   if (isTerminalWorkflow(wf.state)) return;
   const { tasks } = uow.repos;
-  // Indexed probes that stop at the first row: this runs after every report.
-  if (await tasks.anyIn(wf.id, ['READY', 'RUNNING'])) return;
+  // Indexed probes that stop at the first row: this runs after every report. A task this
+  // operation made READY or leased (a chain's next one) answers the first without a read.
+  if (uow.repos.events.leftOpen(wf.id) || (await tasks.anyIn(wf.id, ['READY', 'RUNNING']))) return;
   if (await tasks.anyHandling(wf.id)) return;
   // A task waiting only for its not_before moves by itself when the time comes: not stuck.
   if (await tasks.anyHeldForTime(wf.id)) return;

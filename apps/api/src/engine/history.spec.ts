@@ -57,4 +57,23 @@ describe('task history', () => {
       'third',
     ]);
   });
+
+  it('knows within a transaction whether it left a task of a workflow READY or RUNNING, until the task moves on', async () => {
+    const wf = await h.createWorkflow({ tasks: [noop('a'), noop('b', { requires: ['a'] })] });
+    const b = await h.task(wf, 'b');
+    const other = await h.createWorkflow({ tasks: [noop('c')] });
+    await expect(
+      h.db.transaction(async (repos) => {
+        // a is READY since it was created, by an earlier transaction: this one knows nothing of it.
+        expect(repos.events.leftOpen(wf)).toBe(false);
+        const change = { ids: [b.id], reason: 'test' } as const;
+        expect(await repos.transitions.tasks({ ...change, from: ['WAITING'], to: 'READY' })).toEqual([b.id]);
+        expect([repos.events.leftOpen(wf), repos.events.leftOpen(other)]).toEqual([true, false]);
+        expect(await repos.transitions.tasks({ ...change, from: ['READY'], to: 'CANCELLED' })).toEqual([b.id]);
+        expect(repos.events.leftOpen(wf)).toBe(false);
+        throw new Error('rolled back');
+      }),
+    ).rejects.toThrow('rolled back');
+    expect((await h.task(wf, 'b')).state).toBe('WAITING');
+  });
 });

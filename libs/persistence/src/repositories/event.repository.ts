@@ -34,6 +34,8 @@ const SETTLED_BELOW = `(SELECT COALESCE(
 export class EventRepository {
   /** Task events not written yet (a transaction's, when it defers them), oldest first. */
   private readonly pending: NewTaskEvent[] | null;
+  /** A transaction's: per workflow, the tasks its events last left READY or RUNNING (see `leftOpen`). */
+  private readonly open = new Map<string, Set<string>>();
 
   /**
    * `defer`: task events are kept and written by `flush` (Database.transaction, before it
@@ -49,8 +51,23 @@ export class EventRepository {
 
   /** Takes: task events. Writes them (one statement for all), or keeps them for `flush`. */
   async addTaskEvents(events: readonly NewTaskEvent[]): Promise<void> {
-    if (this.pending) this.pending.push(...events);
-    else await insertRows(this.em, TaskEventEntity, events);
+    if (!this.pending) return insertRows(this.em, TaskEventEntity, events);
+    this.pending.push(...events);
+    for (const e of events) {
+      const open = this.open.get(e.workflow_id) ?? this.open.set(e.workflow_id, new Set()).get(e.workflow_id)!;
+      if (e.to_state === 'READY' || e.to_state === 'RUNNING') open.add(e.task_id);
+      else open.delete(e.task_id);
+    }
+  }
+
+  /**
+   * Takes: a workflow id. Returns: whether this transaction (one that defers its events) left
+   * a task of it READY or RUNNING. Such a task still is: every state change writes an event,
+   * and no other transaction can move a row this one wrote before it commits. False says
+   * nothing (a task may be open without this transaction having moved it).
+   */
+  leftOpen(workflowId: string): boolean {
+    return (this.open.get(workflowId)?.size ?? 0) > 0;
   }
 
   /** Writes the task events kept so far, in their order. */
