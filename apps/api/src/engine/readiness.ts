@@ -169,12 +169,11 @@ export async function release(uow: UnitOfWork, wf: WorkflowEntity, tasks: readon
     produces: t.produces,
     tags: isDeadDependency(t) ? t.tags : t.tags.filter((tag) => !open.has(tag)),
   }));
-  const dependents = await uow.repos.deps.dependentIds(wf.id, releasing);
-  // A few (a chain's next task): read with their rows in one statement, as many as the budget
+  // A few (a chain's next task): found with their rows in one statement, as many as the budget
   // allows evaluated. Many: the WAITING ones found first, then only a budget's worth read.
-  if (dependents.length <= FEW_DEPENDENTS)
-    await evaluateTasks(uow, wf, await uow.repos.tasks.load(dependents, ['WAITING']));
-  else await evaluateIds(uow, wf, await uow.repos.deps.inStates(dependents, ['WAITING']));
+  const few = await uow.repos.deps.fewWaiting(wf.id, releasing, FEW_DEPENDENTS);
+  if (few) await evaluateTasks(uow, wf, few);
+  else await evaluateIds(uow, wf, await uow.repos.deps.dependentsOf(wf.id, releasing));
 }
 
 /** A data key was written: the tasks that read it are evaluated. */

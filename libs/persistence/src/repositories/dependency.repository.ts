@@ -1,6 +1,7 @@
 import type { EntityManager } from 'typeorm';
-import { ReservedNameEntity, TaskDepEntity, TaskTagEntity, type TaskEntity } from '../entities/task.entity.js';
+import { ReservedNameEntity, TaskDepEntity, TaskEntity, TaskTagEntity } from '../entities/task.entity.js';
 import { IN_CHUNK, inChunks, insertRows, sql } from '../dialect.js';
+import { hydrate } from '../rows.js';
 
 /** What a finished task can release: its name, its tags, and the data keys it produces. */
 export interface Releasing {
@@ -104,18 +105,36 @@ export class DependencyRepository {
 
   /** As dependentsOf, in any state: the ids of the tasks that depend on what `releasing` releases. */
   async dependentIds(workflowId: string, releasing: readonly Releasing[]): Promise<string[]> {
-    const names = [...new Set(releasing.flatMap((t) => (t.name ? [t.name] : [])))];
-    const tags = [...new Set(releasing.flatMap((t) => t.tags))];
-    const keys = [...new Set(releasing.flatMap((t) => t.produces ?? []))];
     // Two reads, no join: the dependencies by their index, then those tasks by primary key. A
     // join let PostgreSQL, with statistics from before the workflow grew, drive it from
     // `task` by state and probe the dependency index once per task (20,000 x 20,000 rows).
     const ids = new Set<string>();
-    for (const lists of slicesOf({ name: names, tag: tags, data: keys })) {
+    for (const lists of slicesOf(keysOf(releasing))) {
       const { rows } = await sql(this.em, probes(lists)!, { wf: workflowId, ...lists });
       for (const r of rows) ids.add(r.task_id as string);
     }
     return [...ids];
+  }
+
+  /**
+   * As dependentsOf, with their rows, in one statement while they are few (a chain's next
+   * task): the dependencies gathered first, then at most `few` + 1 WAITING tasks among them
+   * by primary key (the order `union` keeps, for its reasons).
+   * Returns: their rows in id order; null when there are more than `few` of them, or more
+   * keys than one statement takes (the caller reads them as ids: dependentsOf).
+   */
+  async fewWaiting(workflowId: string, releasing: readonly Releasing[], few: number): Promise<TaskEntity[] | null> {
+    const lists = [...slicesOf(keysOf(releasing))];
+    if (lists.length === 0) return [];
+    if (lists.length > 1) return null;
+    const { rows } = await sql(
+      this.em,
+      `WITH d AS MATERIALIZED (${probes(lists[0])!})
+       SELECT t.* FROM d CROSS JOIN task t WHERE t.id = d.task_id AND t.state = 'WAITING' LIMIT :lim`,
+      { wf: workflowId, ...lists[0], lim: few + 1 },
+    );
+    if (rows.length > few) return null;
+    return rows.map((r) => hydrate(this.em, TaskEntity, r)).sort((a, b) => (a.id < b.id ? -1 : 1));
   }
 
   /** Takes: a workflow id and dependency kinds. Returns: the WAITING tasks with a dependency of those kinds. */
@@ -199,12 +218,14 @@ export class DependencyRepository {
  * primary key. The dependencies are gathered first (MATERIALIZED): with statistics taken
  * before a workflow grew (20,000 WAITING tasks added in seconds), PostgreSQL planned the
  * join from `task` by state and probed the dependency index once per task, 20,000 × 20,000
- * rows, past the 30 s statement timeout. Null when no kind has keys.
+ * rows, past the 30 s statement timeout. CROSS JOIN keeps SQLite's join in that order too
+ * (an inner JOIN let it walk every WAITING task of the database by the state index and look
+ * each up in `d`); PostgreSQL plans it as the inner join it is. Null when no kind has keys.
  */
 function union(keys: Partial<Record<DepKind, readonly string[]>>): string | null {
   const deps = probes(keys);
   return deps
-    ? `WITH d AS MATERIALIZED (${deps}) SELECT d.task_id FROM d JOIN task t ON t.id = d.task_id AND t.state IN (:states)`
+    ? `WITH d AS MATERIALIZED (${deps}) SELECT d.task_id FROM d CROSS JOIN task t WHERE t.id = d.task_id AND t.state IN (:states)`
     : null;
 }
 
@@ -216,6 +237,15 @@ function probes(keys: Partial<Record<DepKind, readonly string[]>>): string | nul
       ([kind]) => `SELECT task_id FROM task_dep WHERE workflow_id = :wf AND kind = '${kind}' AND dep_key IN (:${kind})`,
     );
   return parts.length ? parts.join(' UNION ') : null;
+}
+
+/** What tasks release, by dependency kind: their names, tags and produced keys, each once. */
+function keysOf(releasing: readonly Releasing[]): Partial<Record<DepKind, readonly string[]>> {
+  return {
+    name: [...new Set(releasing.flatMap((t) => (t.name ? [t.name] : [])))],
+    tag: [...new Set(releasing.flatMap((t) => t.tags))],
+    data: [...new Set(releasing.flatMap((t) => t.produces ?? []))],
+  };
 }
 
 /**
