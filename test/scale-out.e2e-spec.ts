@@ -90,8 +90,13 @@ describe('three API replicas behind a round-robin balancer', () => {
     expect(third.status).toBe(429);
     expect(String(third.body.message)).toContain('on all API replicas together');
     expect((await Promise.all(parked)).map((r) => r.status)).toEqual([200, 200]);
-    // Both answered: the credential may park again, on any replica.
-    expect((await poll(rs[2], 1)).status).toBe(200);
+    // Both answered, their counts given back (none left over): the credential may park two
+    // again, on any replicas, and not a third.
+    const again = [poll(rs[2], 2), poll(rs[0], 2)];
+    await rs[2].pollsParked();
+    await rs[0].pollsParked();
+    expect((await poll(rs[1], 2)).status).toBe(429);
+    expect((await Promise.all(again)).map((r) => r.status)).toEqual([200, 200]);
   });
 
   it('does the periodic work once for all: the idle database load of three replicas is about that of one', async () => {

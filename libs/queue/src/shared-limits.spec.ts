@@ -59,3 +59,32 @@ describe('SharedLimits, when Redis answers late', () => {
     await expect(acquired).resolves.toBe(true);
   });
 });
+
+describe('SharedLimits.release', () => {
+  it('gives back the counts of one turn of the event loop in one script per key, and each caller learns when it is done', async () => {
+    const calls: unknown[][] = [];
+    const command = {
+      evalsha: (_sha: string, _n: number, ...keysAndArgs: unknown[]) => {
+        calls.push(keysAndArgs);
+        return Promise.resolve(1);
+      },
+    };
+    const redis = { ready: true, command, key: (name: string) => `tf:${name}` } as unknown as RedisConnections;
+    const limits = new SharedLimits(redis);
+    const released = [
+      limits.release('polls', 'key-1'),
+      limits.release('polls', 'key-1'),
+      limits.release('polls', 'key-2'),
+      limits.release('polls', 'key-1'),
+    ];
+    expect(calls).toEqual([]); // nothing sent within the turn
+    await Promise.all(released);
+    expect(calls).toEqual([
+      ['tf:{limits}:polls:key-1', limits.replica, 3],
+      ['tf:{limits}:polls:key-2', limits.replica, 1],
+    ]);
+    // A later turn starts a new batch.
+    await limits.release('polls', 'key-1');
+    expect(calls[2]).toEqual(['tf:{limits}:polls:key-1', limits.replica, 1]);
+  });
+});

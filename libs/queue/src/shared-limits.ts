@@ -66,9 +66,9 @@ redis.call('PEXPIRE', KEYS[1], ${PRESENCE_TTL_MS * 2})
 return 1
 `;
 
-/** One fewer. Takes: KEYS[1] the counts; ARGV this replica. */
+/** Fewer by a number. Takes: KEYS[1] the counts; ARGV this replica, how many fewer. */
 const RELEASE = `
-if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+if redis.call('HINCRBY', KEYS[1], ARGV[1], -tonumber(ARGV[2])) <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
 return 1
 `;
 
@@ -108,6 +108,8 @@ export class SharedLimits {
   readonly replica = randomUUID();
   private timer: NodeJS.Timeout | null = null;
   private replicasSeen = 1;
+  /** Counts being given back, by key, in this turn of the event loop (see `release`). */
+  private readonly releasing = new Map<string, { count: number; done: Promise<void> }>();
 
   constructor(private readonly redis: RedisConnections) {}
 
@@ -160,8 +162,25 @@ export class SharedLimits {
     }
   }
 
-  async release(what: string, credential: string): Promise<void> {
-    await this.run(RELEASE, [this.key(`${what}:${credential}`)], [this.replica]);
+  /**
+   * Gives one count of `what` back. The counts given back for one key in the same turn of
+   * the event loop go in one script (1,000 polls answered at once by a burst were 1,000
+   * round trips); each caller's promise settles with it.
+   */
+  release(what: string, credential: string): Promise<void> {
+    const key = this.key(`${what}:${credential}`);
+    const pending = this.releasing.get(key);
+    if (pending) {
+      pending.count++;
+      return pending.done;
+    }
+    const batch = { count: 1, done: Promise.resolve() };
+    batch.done = new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
+      this.releasing.delete(key);
+      await this.run(RELEASE, [key], [this.replica, batch.count]);
+    });
+    this.releasing.set(key, batch);
+    return batch.done;
   }
 
   /** Counts one more of `what` in the current window of `windowMs`. Returns: the count in it. */
@@ -211,7 +230,7 @@ export class SharedLimits {
   /** Runs a script by its digest, sending its text only when Redis does not know it yet. */
   private evaluate(script: string, keys: string[], args: (string | number)[]): Promise<unknown> {
     if (!this.redis.ready) return Promise.reject(new Error('Redis is not connected'));
-    const sha = createHash('sha1').update(script).digest('hex');
+    const sha = digestOf(script);
     return this.redis.command.evalsha(sha, keys.length, ...keys, ...args).catch((e: unknown) => {
       if (!(e instanceof Error) || !e.message.startsWith('NOSCRIPT')) throw e;
       return this.redis.command.eval(script, keys.length, ...keys, ...args);
@@ -234,4 +253,13 @@ export class SharedLimits {
     answer.catch(() => undefined); // a late failure after the deadline is nobody's
     return Promise.race([answer, late]).finally(() => clearTimeout(timer));
   }
+}
+
+const digests = new Map<string, string>();
+
+/** A script's SHA-1, as EVALSHA names it (computed once a script). */
+function digestOf(script: string): string {
+  let sha = digests.get(script);
+  if (sha === undefined) digests.set(script, (sha = createHash('sha1').update(script).digest('hex')));
+  return sha;
 }
