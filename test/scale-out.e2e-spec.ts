@@ -91,12 +91,28 @@ describe('three API replicas behind a round-robin balancer', () => {
     expect(String(third.body.message)).toContain('on all API replicas together');
     expect((await Promise.all(parked)).map((r) => r.status)).toEqual([200, 200]);
     // Both answered, their counts given back (none left over): the credential may park two
-    // again, on any replicas, and not a third.
-    const again = [poll(rs[2], 2), poll(rs[0], 2)];
-    await rs[2].pollsParked();
+    // again, here both on one replica, and not a third.
+    const again = [poll(rs[2], 8), poll(rs[2], 8)];
+    await rs[2].pollsParked(2);
+    expect((await poll(rs[1], 1)).status).toBe(429);
+    // One request's two tasks answer both at once: their counts go back together, and all of them.
+    const wf = await rs[2].request(
+      'POST',
+      '/v1/workflows',
+      { name: `pair-${uniq()}`, tasks: ['a', 'b'].map((name) => ({ name, tags: [tag], action: { type: 'noop' } })) },
+      as(admin),
+    );
+    expect(wf.status).toBe(201);
+    const answered = await Promise.all(again);
+    expect(answered.map((r) => [r.status, r.body.tasks.length])).toEqual([
+      [200, 1],
+      [200, 1],
+    ]);
+    const last = [poll(rs[0], 4), poll(rs[1], 4)];
     await rs[0].pollsParked();
-    expect((await poll(rs[1], 2)).status).toBe(429);
-    expect((await Promise.all(again)).map((r) => r.status)).toEqual([200, 200]);
+    await rs[1].pollsParked();
+    expect((await poll(rs[2], 1)).status).toBe(429);
+    expect((await Promise.all(last)).map((r) => r.status)).toEqual([200, 200]);
   });
 
   it('does the periodic work once for all: the idle database load of three replicas is about that of one', async () => {

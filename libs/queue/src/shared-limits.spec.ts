@@ -87,4 +87,21 @@ describe('SharedLimits.release', () => {
     await limits.release('polls', 'key-1');
     expect(calls[2]).toEqual(['tf:{limits}:polls:key-1', limits.replica, 1]);
   });
+
+  it("sends the counts about to be given back before this replica's next count of the same key", async () => {
+    const calls: unknown[][] = [];
+    const command = {
+      evalsha: (_sha: string, n: number, ...keysAndArgs: unknown[]) => {
+        calls.push(keysAndArgs.slice(0, n));
+        return Promise.resolve(1);
+      },
+    };
+    const redis = { ready: true, command, key: (name: string) => `tf:${name}` } as unknown as RedisConnections;
+    const limits = new SharedLimits(redis);
+    const released = limits.release('polls', 'key-1');
+    const acquired = limits.acquire('polls', 'key-1', 2);
+    expect(calls).toEqual([['tf:{limits}:polls:key-1'], ['tf:{limits}:polls:key-1', 'tf:{limits}:replicas']]);
+    await Promise.all([released, acquired]);
+    expect(calls).toHaveLength(2); // sent once, not again at the end of the turn
+  });
 });

@@ -109,7 +109,10 @@ export class SharedLimits {
   private timer: NodeJS.Timeout | null = null;
   private replicasSeen = 1;
   /** Counts being given back, by key, in this turn of the event loop (see `release`). */
-  private readonly releasing = new Map<string, { count: number; done: Promise<void> }>();
+  private readonly releasing = new Map<
+    string,
+    { count: number; done: Promise<void>; send: (sent: Promise<unknown>) => void }
+  >();
 
   constructor(private readonly redis: RedisConnections) {}
 
@@ -146,11 +149,10 @@ export class SharedLimits {
    * has then decided on its own share), a count it took is given back, so none leaks.
    */
   async acquire(what: string, credential: string, max: number): Promise<boolean> {
-    const answer = this.evaluate(
-      ACQUIRE,
-      [this.key(`${what}:${credential}`), this.key('replicas')],
-      [this.replica, max],
-    );
+    const key = this.key(`${what}:${credential}`);
+    // Counts this replica is about to give back go first (on the same connection: in order).
+    this.releaseNow(key);
+    const answer = this.evaluate(ACQUIRE, [key, this.key('replicas')], [this.replica, max]);
     try {
       return Number(await this.withinDeadline(answer)) === 1;
     } catch (e) {
@@ -165,7 +167,10 @@ export class SharedLimits {
   /**
    * Gives one count of `what` back. The counts given back for one key in the same turn of
    * the event loop go in one script (1,000 polls answered at once by a burst were 1,000
-   * round trips); each caller's promise settles with it.
+   * round trips); each caller's promise settles with it. So a count reaches Redis up to one
+   * turn of this replica's loop after its request was answered: a poll sent again at once
+   * to another replica may find it still counted (this replica's own next `acquire` sends
+   * it first).
    */
   release(what: string, credential: string): Promise<void> {
     const key = this.key(`${what}:${credential}`);
@@ -174,13 +179,19 @@ export class SharedLimits {
       pending.count++;
       return pending.done;
     }
-    const batch = { count: 1, done: Promise.resolve() };
-    batch.done = new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
-      this.releasing.delete(key);
-      await this.run(RELEASE, [key], [this.replica, batch.count]);
-    });
-    this.releasing.set(key, batch);
-    return batch.done;
+    let send!: (sent: Promise<unknown>) => void;
+    const done = new Promise<unknown>((resolve) => (send = resolve)).then(() => undefined);
+    this.releasing.set(key, { count: 1, done, send });
+    setImmediate(() => this.releaseNow(key));
+    return done;
+  }
+
+  /** Sends the counts gathered for `key` (see `release`) now, if any. */
+  private releaseNow(key: string): void {
+    const batch = this.releasing.get(key);
+    if (!batch) return;
+    this.releasing.delete(key);
+    batch.send(this.run(RELEASE, [key], [this.replica, batch.count]));
   }
 
   /** Counts one more of `what` in the current window of `windowMs`. Returns: the count in it. */
