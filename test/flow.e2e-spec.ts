@@ -365,6 +365,34 @@ describe('concurrency limits', () => {
     }
   });
 
+  it('releases the tasks of a paused workflow held for a limit removed meanwhile when it resumes', async () => {
+    const api = await Api.start({ env: { RECONCILE_INTERVAL_MS: '60000' } });
+    try {
+      const tag = `paused-${uniq()}`;
+      expect((await api.request('PUT', `/v1/limits/${tag}`, { max_running: 0 })).status).toBe(200);
+      const wf = await api.createWorkflow(
+        workflow({ tasks: [task('a', { tags: [tag] }), task('b', { tags: [tag] })] }),
+      );
+      // A poll finds them at the full limit: held.
+      expect(await api.poll([tag], { wait_s: 0, max_tasks: 5 })).toEqual([]);
+      expect((await api.task(wf.id, 'a')).held_by_limit).toEqual({ tag, scope: 'namespace' });
+      expect((await api.post(`/v1/workflows/${wf.id}/pause`)).status).toBe(200);
+      expect((await api.request('DELETE', `/v1/limits/${tag}`)).status).toBe(204);
+      // Paused: its tasks stay held (a paused workflow hands nothing out).
+      expect(await api.poll([tag], { wait_s: 0, max_tasks: 5 })).toEqual([]);
+      const parked = api.poll([tag], { wait_s: 10, max_tasks: 5 });
+      await api.pollsParked(1);
+      const started = Date.now();
+      expect((await api.post(`/v1/workflows/${wf.id}/resume`)).status).toBe(200);
+      const got = await parked;
+      if (got.length < 2) got.push(...(await api.poll([tag], { wait_s: 5, max_tasks: 5 })));
+      expect(got.map((t) => t.name).sort()).toEqual(['a', 'b']);
+      expect(Date.now() - started).toBeLessThan(5000);
+    } finally {
+      await api.stop();
+    }
+  });
+
   it('gives the room back when a running task fails, is cancelled, or its lease expires', async () => {
     const tag = `gate-${uniq()}`;
     const wf = await api.createWorkflow(

@@ -2,6 +2,7 @@ import { isTerminalTask, isTerminalWorkflow, SKIP_CODES } from '@tagflow/domain'
 import type { TaskEntity, WorkflowEntity } from '@tagflow/persistence';
 import { conflict } from '../common/errors.js';
 import { stopWorkflow } from './completion.js';
+import { releaseHeld } from './limits.js';
 import { addTasks } from './submission.js';
 import type { TaskSpecLike } from './task-spec.js';
 import type { UnitOfWork } from './unit-of-work.js';
@@ -52,10 +53,11 @@ export async function resume(uow: UnitOfWork, wf: WorkflowEntity): Promise<void>
     throw conflict(`workflow ${wf.id} is ${wf.state}; only a PAUSED workflow can be resumed`, { state: wf.state });
   await uow.repos.transitions.workflow(wf, { from: ['PAUSED'], to: 'RUNNING', reason: 'resumed on request' });
   // Jobs of READY tasks may have been dropped while paused: queue them all again (idempotent).
-  // Those held by a full concurrency limit stay out: the next release (limits.ts) queues them.
-  for (const t of await uow.repos.tasks.load(await uow.repos.tasks.idsIn(wf.id, ['READY']))) {
-    if (t.held_limit === null) uow.taskReady(t, Math.max(0, (t.ready_at ?? 0) - uow.now));
-  }
+  // Those held by a concurrency limit go as far as their limits have room, now: a limit removed
+  // while the workflow was paused left them held with no report of its namespace to look.
+  const ready = await uow.repos.tasks.load(await uow.repos.tasks.idsIn(wf.id, ['READY']));
+  for (const t of ready) if (t.held_limit === null) uow.taskReady(t, Math.max(0, (t.ready_at ?? 0) - uow.now));
+  if (ready.some((t) => t.held_limit !== null)) await releaseHeld(uow);
   // The workflow-wide questions were not asked while it was paused (done? stuck?): now.
   uow.touch(wf);
 }

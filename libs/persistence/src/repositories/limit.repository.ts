@@ -58,8 +58,9 @@ export class LimitRepository {
 
   /**
    * Whether any concurrency limit exists, read at most once a transaction (its lease gate
-   * and its release of held tasks both ask; a limit set or removed in it asks again).
-   * Without limits nothing is gated and nothing held needs a release on the report path.
+   * and its release of held tasks both ask). A limit set in it reads again; one removed in
+   * it answers yes (the tasks held for it need the release). Without limits nothing is gated
+   * and nothing held needs a release on the report path.
    */
   private anyLimit(): Promise<boolean> {
     this.anyLimitRead ??= sql(this.em, 'SELECT 1 AS x FROM concurrency_limit LIMIT 1').then((r) => r.rows.length > 0);
@@ -201,8 +202,9 @@ export class LimitRepository {
    * highest priority first, then longest ready; all of them when the limit is gone. Only
    * tasks of RUNNING workflows. For given namespaces (a report's), nothing is read while no
    * limit exists at all: a task is held only under a limit, and the tasks held for one
-   * removed are released by its removal (or, past the first thousand, by the reconciler,
-   * which asks with no namespaces and always looks).
+   * removed are released by its removal (past the first thousand, or those of a workflow
+   * paused then, by the reconciler and by the workflow's resume, which ask with no
+   * namespaces and always look).
    * Returns: the tasks released (the caller queues them).
    */
   async release(namespaces?: readonly string[]): Promise<TaskEntity[]> {
