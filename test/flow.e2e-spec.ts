@@ -340,22 +340,29 @@ describe('concurrency limits', () => {
     }
   });
 
-  it('releases the tasks held for the last limit at once when it is removed', async () => {
-    // A database of its own (no other limit anywhere), the reconciler a minute away: the
-    // removal itself must release them.
+  /**
+   * On an API of its own (no other limit anywhere, the reconciler a minute away): a limit of
+   * 0 on a new tag and a workflow of two tasks a poll finds held by it; `before` runs, then
+   * `release` must hand both to a poll parked meanwhile within 5 s.
+   */
+  async function heldThenReleased(
+    before: (api: Api, tag: string, workflowId: string) => Promise<void>,
+    release: (api: Api, tag: string, workflowId: string) => Promise<void>,
+  ): Promise<void> {
     const api = await Api.start({ env: { RECONCILE_INTERVAL_MS: '60000' } });
     try {
-      const tag = `last-${uniq()}`;
+      const tag = `held-${uniq()}`;
       expect((await api.request('PUT', `/v1/limits/${tag}`, { max_running: 0 })).status).toBe(200);
       const wf = await api.createWorkflow(
         workflow({ tasks: [task('a', { tags: [tag] }), task('b', { tags: [tag] })] }),
       );
       expect(await api.poll([tag], { wait_s: 0, max_tasks: 5 })).toEqual([]);
       expect((await api.task(wf.id, 'a')).held_by_limit).toEqual({ tag, scope: 'namespace' });
+      await before(api, tag, wf.id);
       const parked = api.poll([tag], { wait_s: 10, max_tasks: 5 });
       await api.pollsParked(1);
       const started = Date.now();
-      expect((await api.request('DELETE', `/v1/limits/${tag}`)).status).toBe(204);
+      await release(api, tag, wf.id);
       const got = await parked;
       if (got.length < 2) got.push(...(await api.poll([tag], { wait_s: 5, max_tasks: 5 })));
       expect(got.map((t) => t.name).sort()).toEqual(['a', 'b']);
@@ -363,34 +370,25 @@ describe('concurrency limits', () => {
     } finally {
       await api.stop();
     }
+  }
+
+  it('releases the tasks held for the last limit at once when it is removed', async () => {
+    await heldThenReleased(
+      async () => undefined,
+      async (api, tag) => expect((await api.request('DELETE', `/v1/limits/${tag}`)).status).toBe(204),
+    );
   });
 
   it('releases the tasks of a paused workflow held for a limit removed meanwhile when it resumes', async () => {
-    const api = await Api.start({ env: { RECONCILE_INTERVAL_MS: '60000' } });
-    try {
-      const tag = `paused-${uniq()}`;
-      expect((await api.request('PUT', `/v1/limits/${tag}`, { max_running: 0 })).status).toBe(200);
-      const wf = await api.createWorkflow(
-        workflow({ tasks: [task('a', { tags: [tag] }), task('b', { tags: [tag] })] }),
-      );
-      // A poll finds them at the full limit: held.
-      expect(await api.poll([tag], { wait_s: 0, max_tasks: 5 })).toEqual([]);
-      expect((await api.task(wf.id, 'a')).held_by_limit).toEqual({ tag, scope: 'namespace' });
-      expect((await api.post(`/v1/workflows/${wf.id}/pause`)).status).toBe(200);
-      expect((await api.request('DELETE', `/v1/limits/${tag}`)).status).toBe(204);
-      // Paused: its tasks stay held (a paused workflow hands nothing out).
-      expect(await api.poll([tag], { wait_s: 0, max_tasks: 5 })).toEqual([]);
-      const parked = api.poll([tag], { wait_s: 10, max_tasks: 5 });
-      await api.pollsParked(1);
-      const started = Date.now();
-      expect((await api.post(`/v1/workflows/${wf.id}/resume`)).status).toBe(200);
-      const got = await parked;
-      if (got.length < 2) got.push(...(await api.poll([tag], { wait_s: 5, max_tasks: 5 })));
-      expect(got.map((t) => t.name).sort()).toEqual(['a', 'b']);
-      expect(Date.now() - started).toBeLessThan(5000);
-    } finally {
-      await api.stop();
-    }
+    await heldThenReleased(
+      async (api, tag, wf) => {
+        expect((await api.post(`/v1/workflows/${wf}/pause`)).status).toBe(200);
+        expect((await api.request('DELETE', `/v1/limits/${tag}`)).status).toBe(204);
+        // Paused: its tasks stay held (a paused workflow hands nothing out).
+        expect(await api.poll([tag], { wait_s: 0, max_tasks: 5 })).toEqual([]);
+      },
+      async (api, _tag, wf) => expect((await api.post(`/v1/workflows/${wf}/resume`)).status).toBe(200),
+    );
   });
 
   it('gives the room back when a running task fails, is cancelled, or its lease expires', async () => {
