@@ -1,15 +1,10 @@
 import type { DataSource, EntityManager } from 'typeorm';
 import { PG_TRANSACTION_LIMITS, type DatabaseKind } from './data-source.js';
-import { kindOf } from './dialect.js';
+import { kindOf, sqliteHandle } from './dialect.js';
 import { migrateUnderLock } from './migrate.js';
 import { Repositories } from './repositories/index.js';
 import { SqliteCheckpoints } from './sqlite-checkpoints.js';
 
-/**
- * The connection, migrations and transactions. SQLite has one connection and one
- * writer, so there every transaction is serialized in this process (SQLite supports one
- * API process; run PostgreSQL for replicas).
- */
 export interface DatabaseOptions {
   /**
    * SQLite in a file: WAL checkpoints in a thread of their own (SqliteCheckpoints) instead of
@@ -20,6 +15,11 @@ export interface DatabaseOptions {
   checkpointsAside?: { warn: (why: string) => void };
 }
 
+/**
+ * The connection, migrations and transactions. SQLite has one connection and one
+ * writer, so there every transaction is serialized in this process (SQLite supports one
+ * API process; run PostgreSQL for replicas).
+ */
 export class Database {
   readonly kind: DatabaseKind;
   private sqliteTail: Promise<unknown> = Promise.resolve();
@@ -47,9 +47,7 @@ export class Database {
     const file = this.dataSource.options.database;
     const aside = this.options.checkpointsAside;
     if (this.kind !== 'sqlite' || !aside || typeof file !== 'string' || file === ':memory:') return;
-    const serving = (this.dataSource.driver as unknown as { databaseConnection: { pragma(s: string): unknown } })
-      .databaseConnection;
-    this.checkpoints = new SqliteCheckpoints(file, serving, aside.warn);
+    this.checkpoints = new SqliteCheckpoints(file, sqliteHandle(this.dataSource), aside.warn);
     this.checkpoints.start();
   }
 

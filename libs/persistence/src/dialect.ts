@@ -1,4 +1,4 @@
-import type { EntityManager, EntityMetadata, QueryRunner } from 'typeorm';
+import type { DataSource, EntityManager, EntityMetadata, QueryRunner } from 'typeorm';
 import { TaskEntity } from './entities/task.entity.js';
 import type { DatabaseKind } from './data-source.js';
 
@@ -232,14 +232,22 @@ function columnOf(meta: EntityMetadata, property: string): ColumnMetadata {
 interface SqliteStatement {
   run(params: unknown[]): { changes: number };
 }
-interface SqliteHandle {
+/** better-sqlite3's connection, as far as Tagflow uses it beyond TypeORM. */
+export interface SqliteHandle {
   prepare(text: string): SqliteStatement;
+  pragma(statement: string): unknown;
 }
+
+/** The SQLite connection under TypeORM's driver (there is one: it holds every transaction). */
+export function sqliteHandle(dataSource: DataSource): SqliteHandle {
+  return (dataSource.driver as unknown as { databaseConnection: SqliteHandle }).databaseConnection;
+}
+
 const sqliteStatements = new WeakMap<SqliteHandle, Map<string, SqliteStatement>>();
 
 /** A statement prepared once on the SQLite connection (texts here are a handful of fixed INSERTs). */
 function sqliteStatement(em: EntityManager, text: string): SqliteStatement {
-  const handle = (em.connection.driver as unknown as { databaseConnection: SqliteHandle }).databaseConnection;
+  const handle = sqliteHandle(em.connection);
   let cache = sqliteStatements.get(handle);
   if (!cache) sqliteStatements.set(handle, (cache = new Map<string, SqliteStatement>()));
   let statement = cache.get(text);

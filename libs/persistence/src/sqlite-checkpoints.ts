@@ -42,6 +42,14 @@ parentPort.on('message', (m) => {
 tick();
 `;
 
+/** SQLite's own threshold: what the serving connection goes back to if the thread fails. */
+const SQLITE_DEFAULT_FRAMES = 1000;
+
+/** The serving connection (better-sqlite3's), as far as its checkpoint setting goes. */
+interface Serving {
+  pragma(statement: string): unknown;
+}
+
 /**
  * SQLite's WAL checkpoints, off the thread that serves requests. By default the connection
  * that commits the 1,000th page of the WAL copies the WAL back into the database file and
@@ -53,14 +61,6 @@ tick();
  * other). If the thread fails, the serving connection checkpoints as SQLite does by default
  * again, and `warn` is told.
  */
-/** SQLite's own threshold: what the serving connection goes back to if the thread fails. */
-const SQLITE_DEFAULT_FRAMES = 1000;
-
-/** The serving connection (better-sqlite3's), as far as its checkpoint setting goes. */
-interface Serving {
-  pragma(statement: string): unknown;
-}
-
 export class SqliteCheckpoints {
   private worker: Worker | null = null;
   private stopping = false;
