@@ -415,6 +415,42 @@ describe('failures and leases', () => {
     expect((await waitForWorkflow(api, wf.id, ['ERROR', 'SUCCESS'])).state).toBe('ERROR');
   });
 
+  it('with on_failure "rollback", a failed revert skips only the reverts ordered after it', async () => {
+    const t = tag();
+    const wf = await api.createWorkflow(
+      workflow({
+        sealed: true,
+        on_failure: 'rollback',
+        tasks: [
+          task('db', { tags: [t, 'db'], revert: { type: 'shell', command: 'drop db' } }),
+          task('app', { tags: [t, 'app'], requires: ['db'], revert: { type: 'shell', command: 'undeploy' } }),
+          task('cache', { tags: [t, 'cache'], revert: { type: 'shell', command: 'flush cache' } }),
+          task('smoke', { tags: [t], requires: ['app', 'cache'] }),
+        ],
+      }),
+    );
+    for (const name of ['db', 'cache', 'app']) await api.complete(await api.take([t, name]));
+    await api.fail(await api.take([t]), { message: 'smoke test failed' });
+    const undeploy = await api.take([t, 'app']);
+    expect(undeploy.name).toBe('app.revert');
+    await api.fail(undeploy, { message: 'undeploy failed', retryable: false });
+    // cache's revert is not ordered after app's: it still runs.
+    const flush = await api.take([t, 'cache']);
+    expect(flush.name).toBe('cache.revert');
+    await api.complete(flush);
+    // db's revert waits for app's, which failed: dropping the database under an app still
+    // deployed is not what a rollback should do.
+    expect(await api.task(wf.id, 'db.revert')).toMatchObject({
+      state: 'SKIPPED',
+      error: { code: 'DEPENDENCY_FAILED' },
+    });
+    expect(await api.task(wf.id, 'app.revert')).toMatchObject({
+      state: 'ERROR',
+      error: { message: 'undeploy failed' },
+    });
+    expect((await waitForWorkflow(api, wf.id, ['ERROR', 'SUCCESS'])).state).toBe('ERROR');
+  });
+
   it('takes no new tasks into an open workflow that is rolling back', async () => {
     const t = tag();
     const wf = await api.createWorkflow(

@@ -192,6 +192,9 @@ async function unhandledFailure(uow: UnitOfWork, wf: WorkflowEntity, task: TaskE
       await stopWorkflow(uow, wf, 'ERROR', message);
       return;
     case 'rollback':
+      // A revert failed: the reverts ordered after it are skipped by readiness (it is their
+      // dependency), the others go on, and the workflow ends ERROR once they are done.
+      if (wf.rollback_started) return;
       // Stop everything now; the reverts start once nothing runs any more (completion.ts).
       await stopTasks(uow, wf, 'SKIPPED', SKIP_CODES.workflowFailed, message);
       return;
