@@ -180,6 +180,34 @@ describe('data flow', () => {
     expect((await waitForWorkflow(api, wf.id, ['ERROR'])).state).toBe('ERROR');
   });
 
+  it('checks a rerun DEADLOCK task again: still no producer, DEADLOCK again; the key written, it runs with it', async () => {
+    const t = `dl-${uniq()}`;
+    const wf = await api.createWorkflow(
+      workflow({
+        sealed: true,
+        on_failure: 'continue',
+        tasks: [
+          task('hold', { tags: [`${t}-hold`] }), // never taken: keeps the workflow unfinished
+          task('orphan', { tags: [t], input: { v: '{{ data.never }}' } }),
+        ],
+      }),
+    );
+    const orphan = await api.task(wf.id, 'orphan');
+    expect(orphan).toMatchObject({ state: 'ERROR', attempt: 1, error: { code: 'DEADLOCK' } });
+    expect((await api.post(`/v1/tasks/${orphan.id}/rerun`)).status).toBe(200);
+    expect(await waitForTask(api, wf.id, 'orphan', ['ERROR'])).toMatchObject({
+      attempt: 2,
+      error: { code: 'DEADLOCK', message: expect.stringContaining('data key never') },
+    });
+    expect(await api.poll([t])).toEqual([]); // never offered with its input unresolved
+    expect((await api.request('PUT', `/v1/workflows/${wf.id}/data/never`, { value: 1 })).status).toBe(200);
+    expect((await api.post(`/v1/tasks/${orphan.id}/rerun`)).status).toBe(200);
+    const got = await api.take([t]);
+    expect(got).toMatchObject({ name: 'orphan', attempt: 3, input: { v: 1 } });
+    await api.complete(got);
+    expect(await api.task(wf.id, 'orphan')).toMatchObject({ state: 'SUCCESS' });
+  });
+
   it('deadlocks only the task that waits for a key nobody writes, when both arrive with the sealed workflow', async () => {
     const t = `dl-${uniq()}`;
     const wf = await api.createWorkflow(

@@ -222,7 +222,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Runs an ERROR task of an unfinished workflow again */
+        /**
+         * Runs an ERROR task of an unfinished workflow again
+         * @description Runs an ERROR task of an unfinished workflow again. A DEADLOCK task (its dependencies could not be met) waits again and is evaluated: it runs once they are, or fails again.
+         */
         post: operations["rerunTask"];
         delete?: never;
         options?: never;

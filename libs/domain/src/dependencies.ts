@@ -48,6 +48,9 @@ export function failsWorkflow(t: { state: TaskState; handled: boolean; errorCode
   );
 }
 
+/** The error of a WAITING task failed because its dependencies can never be met. */
+export const DEADLOCK_CODE = 'DEADLOCK';
+
 /** Codes given to a task that is skipped because a dependency can never succeed. */
 export const SKIP_CODES = {
   dependencyFailed: 'DEPENDENCY_FAILED',
@@ -128,7 +131,7 @@ export type Readiness =
   | { kind: 'waiting' }
   | { kind: 'dead'; cause: DependencyView; code: string; message: string }
   /** Can never become ready: the workflow is sealed and a data key it reads has no producer left. */
-  | { kind: 'deadlock'; code: 'DEADLOCK'; message: string };
+  | { kind: 'deadlock'; code: typeof DEADLOCK_CODE; message: string };
 
 /**
  * Whether a WAITING task may run. A task waits for every task named in `requires` and
@@ -170,7 +173,7 @@ export function evaluateReadiness(input: ReadinessInput): Readiness {
       const keys = input.data.unproducible;
       return {
         kind: 'deadlock',
-        code: 'DEADLOCK',
+        code: DEADLOCK_CODE,
         message: `waits for data ${keys.length === 1 ? 'key' : 'keys'} ${keys.join(', ')} that no unfinished task of the sealed workflow produces`,
       };
     }

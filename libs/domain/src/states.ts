@@ -22,8 +22,9 @@ export const TASK_TRANSITIONS: Readonly<Record<TaskState, readonly TaskState[]>>
   // RUNNING -> READY: a failed attempt with retries left (or an expired lease).
   RUNNING: ['SUCCESS', 'ERROR', 'CANCELLED', 'READY'],
   SUCCESS: [],
-  // ERROR -> READY: POST /tasks/:id/rerun.
-  ERROR: ['READY'],
+  // ERROR -> READY: POST /tasks/:id/rerun; ERROR -> WAITING: the same for a DEADLOCK task,
+  // whose dependencies are evaluated again.
+  ERROR: ['READY', 'WAITING'],
   CANCELLED: [],
   // SKIPPED -> WAITING: the failed task it was skipped for is rerun, so it may run after all.
   SKIPPED: ['WAITING'],

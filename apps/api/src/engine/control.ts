@@ -1,4 +1,4 @@
-import { isTerminalTask, isTerminalWorkflow, SKIP_CODES } from '@tagflow/domain';
+import { DEADLOCK_CODE, isTerminalTask, isTerminalWorkflow, SKIP_CODES } from '@tagflow/domain';
 import type { TaskEntity, WorkflowEntity } from '@tagflow/persistence';
 import { conflict } from '../common/errors.js';
 import { stopWorkflow } from './completion.js';
@@ -101,23 +101,29 @@ export async function rerun(uow: UnitOfWork, wf: WorkflowEntity, t: TaskEntity):
     });
   if (t.handling) throw conflict(`task ${t.id} has on_error handlers running`);
   const { repos } = uow;
+  // A DEADLOCK task never ran: its dependencies could not be met. It waits again and is
+  // evaluated, so it runs only once they are (a data key written since, say), or fails again.
+  const waits = t.error?.code === DEADLOCK_CODE;
+  const set = {
+    attempt: t.attempt + 1,
+    ready_at: waits ? null : uow.now,
+    error: null,
+    output: null,
+    exit_code: null,
+    worker_id: null,
+    finished_at: null,
+  };
   await repos.transitions.tasks({
     ids: [t.id],
     from: ['ERROR'],
-    to: 'READY',
-    flags: { handled: false, cancel_requested: false },
-    set: {
-      attempt: t.attempt + 1,
-      ready_at: uow.now,
-      error: null,
-      output: null,
-      exit_code: null,
-      worker_id: null,
-      finished_at: null,
-    },
+    to: waits ? 'WAITING' : 'READY',
+    // Only an attempt that ran can carry a cancel request.
+    flags: waits ? { handled: false } : { handled: false, cancel_requested: false },
+    set,
     reason: 'rerun on request',
   });
-  if (wf.state === 'RUNNING') uow.taskReady({ ...t, attempt: t.attempt + 1 });
+  if (waits) uow.record({ kind: 'evaluate', wf, tasks: [Object.assign(t, set, { state: 'WAITING' as const })] });
+  else if (wf.state === 'RUNNING') uow.taskReady({ ...t, attempt: t.attempt + 1 });
   await reviveSkipped(uow, wf, t);
 }
 

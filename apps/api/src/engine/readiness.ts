@@ -1,4 +1,4 @@
-import { evaluateReadiness, isDeadDependency, TagSelection, type DependencyView } from '@tagflow/domain';
+import { DEADLOCK_CODE, evaluateReadiness, isDeadDependency, TagSelection, type DependencyView } from '@tagflow/domain';
 import type { TaskEntity, WorkflowEntity } from '@tagflow/persistence';
 import type { UnitOfWork } from './unit-of-work.js';
 
@@ -191,7 +191,7 @@ export async function deadlock(
   byReason: ReadonlyMap<string, readonly TaskEntity[]>,
 ): Promise<void> {
   for (const [message, tasks] of byReason) {
-    const error = { code: 'DEADLOCK', message };
+    const error = { code: DEADLOCK_CODE, message };
     const moved = new Set(
       await uow.repos.transitions.tasks({
         ids: tasks.map((t) => t.id),

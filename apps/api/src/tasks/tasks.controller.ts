@@ -98,7 +98,10 @@ export class TasksController {
     return toTaskResponse(await this.tasks.cancel(taskId, ns));
   }
 
-  /** Runs an ERROR task of an unfinished workflow again. */
+  /**
+   * Runs an ERROR task of an unfinished workflow again. A DEADLOCK task (its dependencies
+   * could not be met) waits again and is evaluated: it runs once they are, or fails again.
+   */
   @Post(':id/rerun')
   @HttpCode(200)
   @Allow(OPERATORS)
