@@ -103,6 +103,32 @@ describe('controlling workflows and tasks', () => {
     expect((await waitForWorkflow(api, wf.id, ['SUCCESS', 'ERROR'])).state).toBe('SUCCESS');
   });
 
+  it('refuses a task that would close a dependency cycle once a rerun brings a skipped task back', async () => {
+    const t = tag();
+    const wf = await api.createWorkflow(
+      workflow({
+        on_failure: 'continue',
+        tasks: [task('a', { tags: [t] }), task('b', { tags: [t], requires: ['a'], requires_tags: [`${t}-n`] })],
+      }),
+    );
+    await api.fail(await api.take([t]), { message: 'a failed' });
+    expect(await api.task(wf.id, 'b')).toMatchObject({ state: 'SKIPPED', error: { code: 'DEPENDENCY_FAILED' } });
+    // n requires b, which selects n's tag: the rerun of a would bring b back waiting for n.
+    const add = await api.post(`/v1/workflows/${wf.id}/tasks`, task('n', { tags: [`${t}-n`], requires: ['b'] }));
+    expect(add.status).toBe(422);
+    expect(add.body.message).toBe(`dependency cycle: n -> b -> tag:${t}-n -> n`);
+    expect((await api.get(`/v1/workflows/${wf.id}/tasks/n`)).status).toBe(404); // nothing written
+    await api.post(`/v1/tasks/${(await api.task(wf.id, 'a')).id}/rerun`);
+    const a = await api.take([t]);
+    expect(a).toMatchObject({ name: 'a', attempt: 2 });
+    await api.complete(a);
+    await api.post(`/v1/workflows/${wf.id}/seal`); // b's tag selector has no member: it waits for the seal
+    const b = await api.take([t]);
+    expect(b.name).toBe('b');
+    await api.complete(b);
+    expect((await waitForWorkflow(api, wf.id, ['SUCCESS', 'ERROR'])).state).toBe('SUCCESS');
+  });
+
   it('brings back, on a rerun, the tasks that were skipped because the task failed', async () => {
     const t = tag();
     const wf = await api.createWorkflow(

@@ -191,8 +191,24 @@ export interface GraphTask {
   /** Data keys the task reads ({{ data.KEY }}) and writes (produces). */
   data_requires?: readonly string[];
   produces?: readonly string[];
-  /** Only tasks still waiting have outgoing edges: the others are past their dependencies. */
+  /**
+   * Only tasks that wait, or may wait again (mayWaitAgain), have outgoing edges: the others
+   * are past their dependencies.
+   */
   waiting: boolean;
+}
+
+/**
+ * Whether a task waits for its dependencies now or may again: WAITING; SKIPPED because a
+ * dependency failed (a rerun of that task brings it back); ERROR with DEADLOCK (a rerun
+ * makes it wait again). A cycle through such a task would close on that rerun.
+ */
+export function mayWaitAgain(state: string, errorCode: string | null | undefined): boolean {
+  return (
+    state === 'WAITING' ||
+    (state === 'SKIPPED' && errorCode === SKIP_CODES.dependencyFailed) ||
+    (state === 'ERROR' && errorCode === DEADLOCK_CODE)
+  );
 }
 
 /**

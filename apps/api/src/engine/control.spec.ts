@@ -243,7 +243,9 @@ describe('control', () => {
       tasks: [noop('a'), noop('b', { requires: ['a'], requires_tags: ['tn'] }), noop('other')],
     });
     await h.fail(wf, 'a', {}, { retryable: false });
-    await h.addTasks(wf, [noop('n', { tags: ['tn'], requires: ['b'] })]);
+    // The cycle as a database an earlier version wrote may hold it (the submission check refuses it now).
+    await h.addTasks(wf, [noop('n', { tags: ['tn'], requires: ['a'] })]);
+    await h.rewriteRequires(wf, 'n', ['b']);
     await h.onTask(wf, 'a', rerun);
     await h.complete(wf, ['a', 'other']);
     await h.inWorkflow(wf, pause);

@@ -165,13 +165,17 @@ export class DependencyRepository {
     return new Set(rows.map((r) => r.dep_key as string));
   }
 
-  /** Takes: a workflow id, tags and data keys. Returns: whether a WAITING task selects one of the tags or reads one of the keys. */
+  /**
+   * Takes: a workflow id, tags and data keys. Returns: whether a task that waits, or may
+   * wait again after a rerun (SKIPPED, ERROR: a superset of mayWaitAgain), selects one of
+   * the tags or reads one of the keys.
+   */
   async anyWaitingFor(workflowId: string, tags: readonly string[], keys: readonly string[]): Promise<boolean> {
     for (const lists of slicesOf({ tag: tags, data: keys })) {
       const { rows } = await sql(this.em, `${union(lists)!} LIMIT 1`, {
         wf: workflowId,
         ...lists,
-        states: ['WAITING'],
+        states: ['WAITING', 'SKIPPED', 'ERROR'],
       });
       if (rows.length > 0) return true;
     }

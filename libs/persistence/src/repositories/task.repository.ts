@@ -1,5 +1,12 @@
 import type { EntityManager } from 'typeorm';
-import { failsWorkflow, TASK_MARKS, type DependencyView, type GraphTask, type TaskState } from '@tagflow/domain';
+import {
+  failsWorkflow,
+  mayWaitAgain,
+  TASK_MARKS,
+  type DependencyView,
+  type GraphTask,
+  type TaskState,
+} from '@tagflow/domain';
 import { TaskEntity } from '../entities/task.entity.js';
 import { inChunks, insertRows, sql } from '../dialect.js';
 import { hydrate, persisted } from '../rows.js';
@@ -165,11 +172,11 @@ export class TaskRepository {
     return map;
   }
 
-  /** Takes: a workflow id. Returns: the dependency graph of its tasks (only WAITING ones have edges that matter). */
+  /** Takes: a workflow id. Returns: the dependency graph of its tasks (only those that wait or may again have edges that matter). */
   async graph(workflowId: string): Promise<GraphTask[]> {
     const { rows } = await sql(
       this.em,
-      'SELECT name, tags, requires, requires_tags, produces, data_requires, state FROM task WHERE workflow_id = :wf',
+      'SELECT name, tags, requires, requires_tags, produces, data_requires, state, error FROM task WHERE workflow_id = :wf',
       { wf: workflowId },
     );
     return rows.map((r) => {
@@ -181,7 +188,7 @@ export class TaskRepository {
         requires_tags: t.requires_tags,
         produces: t.produces,
         data_requires: t.data_requires,
-        waiting: t.state === 'WAITING',
+        waiting: mayWaitAgain(t.state, t.error?.code),
       };
     });
   }

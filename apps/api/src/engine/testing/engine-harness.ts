@@ -117,6 +117,17 @@ export class EngineHarness {
     });
   }
 
+  /**
+   * Rewrites a task's `requires` in place, past every check: a database an earlier version
+   * wrote may hold a graph the checks now refuse. For the safety nets behind those checks.
+   */
+  rewriteRequires(workflowId: string, name: string, requires: string[]): Promise<void> {
+    return this.onTask(workflowId, name, async (uow, _wf, t) => {
+      await uow.repos.tasks.updateSpec(t.id, { requires }, uow.now);
+      await uow.repos.deps.replaceFor({ ...t, requires }, []);
+    });
+  }
+
   /** Writes a key of the workflow's data space, as PUT /v1/workflows/:id/data/:key does. */
   writeData(workflowId: string, key: string, value: JsonObject[string]): Promise<void> {
     return this.inWorkflow(workflowId, (uow, wf) => writeData(uow, wf, key, value, null));
