@@ -513,17 +513,23 @@ describe('failures and leases', () => {
     expect((await api.complete(got)).status).toBe(200);
   });
 
-  it('stops an attempt that runs past timeout_s with code TIMEOUT', async () => {
+  it('fails an attempt that runs past timeout_s with TIMEOUT itself, once the worker had its time to stop it', async () => {
     const t = tag();
     const wf = await api.createWorkflow(
       workflow({ sealed: true, tasks: [task('hang', { tags: [t], timeout_s: 1, lease_s: 30 })] }),
     );
-    const got = await api.take([t]);
-    const failed = await waitFor('the attempt to time out', async () => {
-      const tk = await api.task(wf.id, 'hang');
-      return tk.state === 'ERROR' ? tk : undefined;
-    });
-    expect(failed.error.code).toBe('TIMEOUT');
+    const got = await api.take([t]); // a worker that never stops it nor reports
+    const failed = await waitFor(
+      'the attempt to time out',
+      async () => {
+        const tk = await api.task(wf.id, 'hang');
+        return tk.state === 'ERROR' ? tk : undefined;
+      },
+      20_000,
+    );
+    expect(failed.error).toMatchObject({ code: 'TIMEOUT', message: 'attempt 1 ran longer than timeout_s=1' });
+    // timeout_s, then the worker's SIGTERM-to-SIGKILL grace and time to report (TIMEOUT_GRACE_MS).
+    expect(Date.parse(failed.finished_at) - Date.parse(failed.started_at)).toBeGreaterThanOrEqual(1000 + 10_000);
     expect((await api.complete(got)).status).toBe(409);
   });
 

@@ -112,6 +112,29 @@ describe('the worker agent', () => {
     await waitFor('the background sleep to be killed too', async () => !alive(pid));
   });
 
+  it('has the time to stop a run that ignores SIGTERM before the API times it out itself', async () => {
+    const pidFile = join(scratch, `stubborn-${uniq()}`);
+    const wf = await api.createWorkflow(
+      workflow({
+        sealed: true,
+        tasks: [
+          task('stubborn', {
+            tags: [tag],
+            timeout_s: 1,
+            ...sh(`trap '' TERM; echo $$ > ${pidFile}; while :; do sleep 0.1; done`),
+          }),
+        ],
+      }),
+    );
+    const t = await waitForTask(api, wf.id, 'stubborn', ['ERROR'], 20_000);
+    // The worker's verdict, after SIGKILL: not the API's at timeout_s while the shell still ran.
+    expect(t.error).toMatchObject({
+      code: 'TIMEOUT',
+      message: 'ran longer than timeout_s=1; its processes were stopped',
+    });
+    expect(alive(Number(readFileSync(pidFile, 'utf8')))).toBe(false);
+  });
+
   it('stops a running sleep when it is cancelled, and reports it CANCELLED', async () => {
     const pidFile = join(scratch, `cancel-${uniq()}`);
     const wf = await api.createWorkflow(

@@ -58,3 +58,14 @@ export const LIMITS = {
   limitsPerWorkflow: 32,
   schedulesPerNamespace: 1000,
 } as const;
+
+/** Between SIGTERM and SIGKILL when a worker stops an attempt's processes (timeout, cancel, shutdown). */
+export const STOP_GRACE_MS = 5000;
+
+/**
+ * How long after `timeout_s` the API fails a running attempt itself. The worker stops it at
+ * `timeout_s` (SIGTERM, then SIGKILL STOP_GRACE_MS later) and reports TIMEOUT once every
+ * process is gone; until then no other attempt may start. The API's own verdict is for a
+ * worker that went silent or does not keep the limit.
+ */
+export const TIMEOUT_GRACE_MS = STOP_GRACE_MS + 5000;

@@ -1,4 +1,5 @@
 import type { DataSource, EntityManager, EntityMetadata, QueryRunner } from 'typeorm';
+import { TIMEOUT_GRACE_MS } from '@tagflow/domain';
 import { TaskEntity } from './entities/task.entity.js';
 import type { DatabaseKind } from './data-source.js';
 
@@ -289,12 +290,14 @@ const SQLITE_CLAIM_CHUNK = 250;
 
 /**
  * What a claim writes on each row it leases, the same for both databases: the clock, and
- * each row's worker and token (expressions of the caller's statement).
+ * each row's worker and token (expressions of the caller's statement). The deadline is when
+ * the API fails the attempt itself: TIMEOUT_GRACE_MS past `timeout_s`, leaving the worker
+ * time to stop it and report.
  */
 function claimSet(now: string, worker: string, token: string, no: string): string {
   return `state = 'RUNNING', updated_at = ${now}, started_at = ${now}, worker_id = ${worker}, lease_token = ${token},
        lease_expires_at = CAST(${now} AS BIGINT) + lease_s * 1000,
-       deadline_at = CASE WHEN timeout_s IS NULL THEN NULL ELSE CAST(${now} AS BIGINT) + timeout_s * 1000 END,
+       deadline_at = CASE WHEN timeout_s IS NULL THEN NULL ELSE CAST(${now} AS BIGINT) + timeout_s * 1000 + ${TIMEOUT_GRACE_MS} END,
        lease_outcome = NULL, progress = NULL, resolved_input = NULL, cancel_requested = ${no}, held_limit = NULL`;
 }
 

@@ -1,12 +1,13 @@
 import { spawn } from 'node:child_process';
+import { STOP_GRACE_MS } from '@tagflow/domain';
 import type { Writable } from 'node:stream';
 import type { ProcessResult, ProcessUser, RunOptions } from './executor.js';
 import { HELD_ENV, heldCommand, releaseScript } from './held-start.js';
 import type { AttemptScope } from './isolation.js';
 
 export const LOG_TAIL_BYTES = 64 * 1024;
-/** Between SIGTERM and SIGKILL when a process group is stopped. */
-export const KILL_GRACE_MS = 5000;
+/** Between SIGTERM and SIGKILL when a process group is stopped (the API waits that long and more past a timeout). */
+export const KILL_GRACE_MS = STOP_GRACE_MS;
 
 /** Keeps the last `limit` bytes of a stream. */
 export class TailBuffer {

@@ -128,7 +128,7 @@ export class TaskEntity {
   @MsColumn()
   lease_expires_at: number | null;
 
-  /** started_at + timeout_s of the current attempt. */
+  /** When the API fails the current attempt itself: started_at + timeout_s + TIMEOUT_GRACE_MS (libs/domain). */
   @MsColumn()
   deadline_at: number | null;
 
