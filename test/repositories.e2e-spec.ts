@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { newId, tagsetId } from '@tagflow/domain';
+import { newId, tagsetId, type TaskState } from '@tagflow/domain';
 import { createDataSource, Database, type TaskEntity, type WorkflowEntity } from '@tagflow/persistence';
 import { DATABASE, freshDatabaseUrl } from './support/harness.js';
 
@@ -131,7 +131,7 @@ describe(`repositories on ${DATABASE}`, () => {
     expect(
       (await r.tasks.page(wf.id, { limit: 10, after: { created_at: a.created_at, id: a.id } })).map((t) => t.name),
     ).toEqual(['b', 'c', 'p']);
-    expect((await r.tasks.graph(wf.id)).find((g) => g.name === 'c')).toEqual({
+    expect((await r.tasks.graph(wf.id, true)).find((g) => g.name === 'c')).toEqual({
       name: 'c',
       tags: [],
       requires: [],
@@ -143,6 +143,27 @@ describe(`repositories on ${DATABASE}`, () => {
     expect((await r.tasks.countsByState([wf.id])).get(wf.id)).toEqual({ WAITING: 4 });
   });
 
+  it('counts, for the cycle check, ended tasks only when a rerun would make them wait again', async () => {
+    const { wf, c } = await seed(); // c selects web and reads k
+    const end = (code: string, to: 'SKIPPED' | 'ERROR', from: TaskState) =>
+      db.transaction((r) =>
+        r.transitions.tasks({ ids: [c.id], from: [from], to, set: { error: { code, message: 'x' } }, reason: code }),
+      );
+    const seen = async (orAgain: boolean) => ({
+      probe: await db.read().deps.anyWaitingFor(wf.id, ['web'], ['k'], orAgain),
+      graph: (await db.read().tasks.graph(wf.id, orAgain)).find((g) => g.name === 'c')!.waiting,
+    });
+    await end('DEPENDENCY_CANCELLED', 'SKIPPED', 'WAITING'); // nothing brings it back
+    expect(await seen(true)).toEqual({ probe: false, graph: false });
+    await db.transaction((r) => r.transitions.tasks({ ids: [c.id], from: ['SKIPPED'], to: 'WAITING', reason: 'back' }));
+    await end('DEPENDENCY_FAILED', 'SKIPPED', 'WAITING'); // back when the failed task is rerun
+    expect(await seen(true)).toEqual({ probe: true, graph: true });
+    expect(await seen(false)).toEqual({ probe: false, graph: false });
+    await db.transaction((r) => r.transitions.tasks({ ids: [c.id], from: ['SKIPPED'], to: 'WAITING', reason: 'back' }));
+    await end('DEADLOCK', 'ERROR', 'WAITING'); // waits again when rerun
+    expect(await seen(true)).toEqual({ probe: true, graph: true });
+  });
+
   it('finds dependents by name, tag and data key, and open members of selected tags', async () => {
     const { wf, a, b, c, p } = await seed();
     const r = db.read();
@@ -152,8 +173,8 @@ describe(`repositories on ${DATABASE}`, () => {
     expect([...(await r.deps.tagsWithOpenMembers(wf.id, ['web', 'unselected']))]).toEqual(['web']);
     expect(await r.deps.waitingOn(wf.id, ['tag', 'data'])).toEqual([c.id]);
     expect([...(await r.deps.producible(wf.id, ['k', 'other']))]).toEqual(['k']);
-    expect(await r.deps.anyWaitingFor(wf.id, ['web'], [])).toBe(true);
-    expect(await r.deps.anyWaitingFor(wf.id, ['db'], ['other'])).toBe(false);
+    expect(await r.deps.anyWaitingFor(wf.id, ['web'], [], false)).toBe(true);
+    expect(await r.deps.anyWaitingFor(wf.id, ['db'], ['other'], true)).toBe(false);
     expect(await r.deps.reserved(wf.id, ['c-fix', 'x'])).toEqual([{ name: 'c-fix', owner_task_id: c.id }]);
     expect(await r.deps.requiringName(wf.id, 'a')).toEqual([b.id]);
     const byTag = await r.tasks.viewsByTag(wf.id, ['web']);

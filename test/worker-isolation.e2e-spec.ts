@@ -186,8 +186,8 @@ describe('a worker keeps one attempt out of the next', () => {
           );
           const held = await waitForTask(api, holder.id, 'holder', ['SUCCESS', 'ERROR'], 30_000);
           expect(held).toMatchObject({ state: 'ERROR', error: { code: 'TIMEOUT' } });
-          // The API's reconciler may fail it at its deadline while the worker is still ending the
-          // attempt; the worker logs the failure once every process of the attempt is gone.
+          // The worker logs the failure once every process of the attempt is gone (its report
+          // may come after the task shows ERROR, should the API's deadline pass first).
           await waitFor('the worker to finish the timed-out attempt', async () =>
             worker.output.includes(`"msg":"task failed","task_id":"${held.id}"`) ? true : undefined,
           );

@@ -62,10 +62,14 @@ export const LIMITS = {
 /** Between SIGTERM and SIGKILL when a worker stops an attempt's processes (timeout, cancel, shutdown). */
 export const STOP_GRACE_MS = 5000;
 
+/** How long a worker waits for an attempt's last output to reach the API before it reports the attempt. */
+export const LAST_OUTPUT_WAIT_MS = 5000;
+
 /**
  * How long after `timeout_s` the API fails a running attempt itself. The worker stops it at
- * `timeout_s` (SIGTERM, then SIGKILL STOP_GRACE_MS later) and reports TIMEOUT once every
- * process is gone; until then no other attempt may start. The API's own verdict is for a
+ * `timeout_s` (SIGTERM, then SIGKILL STOP_GRACE_MS later), sends its last output (at most
+ * LAST_OUTPUT_WAIT_MS) and reports TIMEOUT; until then no other attempt may start. 5 s more
+ * cover the time between the claim and the worker's timer. The API's own verdict is for a
  * worker that went silent or does not keep the limit.
  */
-export const TIMEOUT_GRACE_MS = STOP_GRACE_MS + 5000;
+export const TIMEOUT_GRACE_MS = STOP_GRACE_MS + LAST_OUTPUT_WAIT_MS + 5000;

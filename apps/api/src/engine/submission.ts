@@ -30,7 +30,7 @@ export async function addTasks(
 ): Promise<TaskEntity[]> {
   if (!opts.engineAdded && !opts.creating) await checkOpen(uow, wf);
   const tasks = specs.map(normalizeSpec);
-  await checkSubmission(uow, wf, tasks, { parentId: opts.parentId ?? null });
+  await checkSubmission(uow, wf, tasks, { parentId: opts.parentId ?? null, engineAdded: opts.engineAdded });
   const rows = tasks.map((t) =>
     buildTaskEntity(wf, t, opts.kind, opts.parentId ?? null, uow.now, opts.createdBy ?? null),
   );
@@ -133,7 +133,7 @@ async function checkSubmission(
   uow: UnitOfWork,
   wf: WorkflowEntity,
   tasks: NewTask[],
-  opts: { parentId: string | null; replacing?: TaskEntity },
+  opts: { parentId: string | null; replacing?: TaskEntity; engineAdded?: boolean },
 ): Promise<void> {
   const { repos } = uow;
   const batch = new Set<string>();
@@ -220,15 +220,20 @@ async function checkSubmission(
   // existing tasks can only reach new ones by selecting their tags or reading keys they
   // produce (names they require existed before). If none does, the batch alone decides.
   // A task changed in place keeps its name, so tasks requiring it reach it: read the graph.
+  // Tasks a rerun would make wait again count (mayWaitAgain): the rerun would close the cycle.
+  // Not for the handlers and reverts the engine adds: refusing them would fail the failure or
+  // the report that adds them, and their cycle could close only on a rerun, as before.
+  const orAgain = !opts.engineAdded;
   const reachable =
     opts.replacing !== undefined ||
     (await repos.deps.anyWaitingFor(
       wf.id,
       [...new Set(tasks.flatMap((t) => t.tags))],
       [...new Set(tasks.flatMap((t) => t.produces))],
+      orAgain,
     ));
   const graph: GraphTask[] = reachable
-    ? (await repos.tasks.graph(wf.id)).filter((g) => g.name !== opts.replacing?.name)
+    ? (await repos.tasks.graph(wf.id, orAgain)).filter((g) => g.name !== opts.replacing?.name)
     : [];
   const cycle = findCycle([...graph, ...tasks.map((t) => ({ ...t, waiting: true }))]);
   if (cycle) {

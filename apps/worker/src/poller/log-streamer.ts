@@ -1,5 +1,5 @@
 import { StringDecoder } from 'node:string_decoder';
-import { LIMITS } from '@tagflow/domain';
+import { LAST_OUTPUT_WAIT_MS, LIMITS } from '@tagflow/domain';
 import { TagflowApiError, type LeasedTask, type TagflowClient } from '@tagflow/client';
 
 type Stream = 'stdout' | 'stderr';
@@ -68,7 +68,7 @@ export class LogStreamer {
   }
 
   /** Sends what is left of the attempt's output (waiting at most `waitMs`) and forgets the task. */
-  async close(leaseToken: string, waitMs = 5000): Promise<void> {
+  async close(leaseToken: string, waitMs = LAST_OUTPUT_WAIT_MS): Promise<void> {
     const live = this.live.get(leaseToken);
     if (!live) return;
     for (const s of ['stdout', 'stderr'] as const) live.streams[s].text += live.streams[s].decoder.end();

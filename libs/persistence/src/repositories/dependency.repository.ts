@@ -1,4 +1,5 @@
 import type { EntityManager } from 'typeorm';
+import { mayWaitAgain } from '@tagflow/domain';
 import { ReservedNameEntity, TaskDepEntity, TaskEntity, TaskTagEntity } from '../entities/task.entity.js';
 import { IN_CHUNK, inChunks, insertRows, sql } from '../dialect.js';
 import { hydrate } from '../rows.js';
@@ -166,18 +167,28 @@ export class DependencyRepository {
   }
 
   /**
-   * Takes: a workflow id, tags and data keys. Returns: whether a task that waits, or may
-   * wait again after a rerun (SKIPPED, ERROR: a superset of mayWaitAgain), selects one of
-   * the tags or reads one of the keys.
+   * Takes: a workflow id, tags and data keys, and whether tasks that may wait again count.
+   * Returns: whether a task that waits (WAITING), or with `orAgain` may wait again after a
+   * rerun (mayWaitAgain), selects one of the tags or reads one of the keys.
    */
-  async anyWaitingFor(workflowId: string, tags: readonly string[], keys: readonly string[]): Promise<boolean> {
+  async anyWaitingFor(
+    workflowId: string,
+    tags: readonly string[],
+    keys: readonly string[],
+    orAgain: boolean,
+  ): Promise<boolean> {
     for (const lists of slicesOf({ tag: tags, data: keys })) {
-      const { rows } = await sql(this.em, `${union(lists)!} LIMIT 1`, {
-        wf: workflowId,
-        ...lists,
-        states: ['WAITING', 'SKIPPED', 'ERROR'],
-      });
+      const params = { wf: workflowId, ...lists };
+      const { rows } = await sql(this.em, `${union(lists)!} LIMIT 1`, { ...params, states: ['WAITING'] });
       if (rows.length > 0) return true;
+      if (!orAgain) continue;
+      // Among the ended ones, only those a rerun brings back; many of them count as one.
+      const { rows: ended } = await sql(this.em, `${union(lists, 't.state, t.error')!} LIMIT ${ENDED_READ}`, {
+        ...params,
+        states: ['SKIPPED', 'ERROR'],
+      });
+      if (ended.length === ENDED_READ) return true;
+      if (ended.some((r) => mayWaitAgain(r.state as string, hydrate(this.em, TaskEntity, r).error?.code))) return true;
     }
     return false;
   }
@@ -226,12 +237,15 @@ export class DependencyRepository {
  * (an inner JOIN let it walk every WAITING task of the database by the state index and look
  * each up in `d`); PostgreSQL plans it as the inner join it is. Null when no kind has keys.
  */
-function union(keys: Partial<Record<DepKind, readonly string[]>>): string | null {
+function union(keys: Partial<Record<DepKind, readonly string[]>>, columns = 'd.task_id'): string | null {
   const deps = probes(keys);
   return deps
-    ? `WITH d AS MATERIALIZED (${deps}) SELECT d.task_id FROM d CROSS JOIN task t WHERE t.id = d.task_id AND t.state IN (:states)`
+    ? `WITH d AS MATERIALIZED (${deps}) SELECT ${columns} FROM d CROSS JOIN task t WHERE t.id = d.task_id AND t.state IN (:states)`
     : null;
 }
+
+/** Ended tasks anyWaitingFor reads at most to find one a rerun would bring back; that many count as one. */
+const ENDED_READ = 100;
 
 /** The dependencies (their tasks' ids) of each kind on one of its keys: one index probe per kind, by UNION. */
 function probes(keys: Partial<Record<DepKind, readonly string[]>>): string | null {

@@ -172,8 +172,12 @@ export class TaskRepository {
     return map;
   }
 
-  /** Takes: a workflow id. Returns: the dependency graph of its tasks (only those that wait or may again have edges that matter). */
-  async graph(workflowId: string): Promise<GraphTask[]> {
+  /**
+   * Takes: a workflow id, and whether tasks that may wait again count. Returns: the dependency
+   * graph of its tasks; only those that wait (WAITING; with `orAgain`, mayWaitAgain) have edges
+   * that matter.
+   */
+  async graph(workflowId: string, orAgain: boolean): Promise<GraphTask[]> {
     const { rows } = await sql(
       this.em,
       'SELECT name, tags, requires, requires_tags, produces, data_requires, state, error FROM task WHERE workflow_id = :wf',
@@ -188,7 +192,7 @@ export class TaskRepository {
         requires_tags: t.requires_tags,
         produces: t.produces,
         data_requires: t.data_requires,
-        waiting: mayWaitAgain(t.state, t.error?.code),
+        waiting: orAgain ? mayWaitAgain(t.state, t.error?.code) : t.state === 'WAITING',
       };
     });
   }
