@@ -100,15 +100,6 @@ export async function query(em: EntityManager, text: string, values: unknown[]):
 }
 
 /**
- * Inserts rows as the entity's columns store them (JSON as text, transformers applied);
- * a property a row lacks takes the column's default, or NULL. Hand-written rather than
- * TypeORM's insert builder, whose parameter handling grows with the square of a batch's
- * size and which re-reads inserted rows on SQLite. On SQLite one prepared single-row
- * statement runs per row on the connection's own handle (the connection that holds the
- * transaction: SQLite has only one), which costs microseconds a row; on PostgreSQL one
- * statement takes every row, a column per array parameter.
- */
-/**
  * Most list parameters (`IN (:list)`) one statement takes. SQLite refuses a statement with
  * more than 32,766 parameters and PostgreSQL 65,535; a valid request can name more (a
  * thousand tasks producing a hundred keys each), so lists are read in slices.
@@ -123,6 +114,15 @@ export async function inChunks<T, R>(list: readonly T[], read: (slice: readonly 
   return out;
 }
 
+/**
+ * Inserts rows as the entity's columns store them (JSON as text, transformers applied);
+ * a property a row lacks takes the column's default, or NULL. Hand-written rather than
+ * TypeORM's insert builder, whose parameter handling grows with the square of a batch's
+ * size and which re-reads inserted rows on SQLite. On SQLite one prepared single-row
+ * statement runs per row on the connection's own handle (the connection that holds the
+ * transaction: SQLite has only one), which costs microseconds a row; on PostgreSQL one
+ * statement takes every row, a column per array parameter.
+ */
 export async function insertRows<T extends object>(
   em: EntityManager,
   entity: new () => T,
