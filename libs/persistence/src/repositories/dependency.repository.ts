@@ -93,7 +93,7 @@ export class DependencyRepository {
   }
 
   /** Takes: task ids and states. Returns: the ids of those tasks in one of the states. */
-  async inStates(ids: readonly string[], states: readonly string[]): Promise<string[]> {
+  private async inStates(ids: readonly string[], states: readonly string[]): Promise<string[]> {
     if (ids.length === 0) return [];
     const rows = await inChunks(
       ids,
@@ -105,7 +105,7 @@ export class DependencyRepository {
   }
 
   /** As dependentsOf, in any state: the ids of the tasks that depend on what `releasing` releases. */
-  async dependentIds(workflowId: string, releasing: readonly Releasing[]): Promise<string[]> {
+  private async dependentIds(workflowId: string, releasing: readonly Releasing[]): Promise<string[]> {
     // Two reads, no join: the dependencies by their index, then those tasks by primary key. A
     // join let PostgreSQL, with statistics from before the workflow grew, drive it from
     // `task` by state and probe the dependency index once per task (20,000 x 20,000 rows).
@@ -120,7 +120,7 @@ export class DependencyRepository {
   /**
    * As dependentsOf, with their rows, in one statement while they are few (a chain's next
    * task): the dependencies gathered first, then at most `few` + 1 WAITING tasks among them
-   * by primary key (the order `union` keeps, for its reasons).
+   * by primary key (`union`'s statement, limited).
    * Returns: their rows in id order; null when there are more than `few` of them, or more
    * keys than one statement takes (the caller reads them as ids: dependentsOf).
    */
@@ -128,12 +128,12 @@ export class DependencyRepository {
     const lists = [...slicesOf(keysOf(releasing))];
     if (lists.length === 0) return [];
     if (lists.length > 1) return null;
-    const { rows } = await sql(
-      this.em,
-      `WITH d AS MATERIALIZED (${probes(lists[0])!})
-       SELECT t.* FROM d CROSS JOIN task t WHERE t.id = d.task_id AND t.state = 'WAITING' LIMIT :lim`,
-      { wf: workflowId, ...lists[0], lim: few + 1 },
-    );
+    const { rows } = await sql(this.em, `${union(lists[0], 't.*')!} LIMIT :lim`, {
+      wf: workflowId,
+      ...lists[0],
+      states: ['WAITING'],
+      lim: few + 1,
+    });
     if (rows.length > few) return null;
     return rows.map((r) => hydrate(this.em, TaskEntity, r)).sort((a, b) => (a.id < b.id ? -1 : 1));
   }
