@@ -203,7 +203,7 @@ export interface GraphTask {
  * dependency failed (a rerun of that task brings it back); ERROR with DEADLOCK (a rerun
  * makes it wait again). A cycle through such a task would close on that rerun.
  */
-export function mayWaitAgain(state: string, errorCode: string | null | undefined): boolean {
+export function mayWaitAgain(state: TaskState, errorCode: string | null | undefined): boolean {
   return (
     state === 'WAITING' ||
     (state === 'SKIPPED' && errorCode === SKIP_CODES.dependencyFailed) ||

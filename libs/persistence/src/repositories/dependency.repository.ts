@@ -188,7 +188,8 @@ export class DependencyRepository {
         states: ['SKIPPED', 'ERROR'],
       });
       if (ended.length === ENDED_READ) return true;
-      if (ended.some((r) => mayWaitAgain(r.state as string, hydrate(this.em, TaskEntity, r).error?.code))) return true;
+      const again = ended.map((r) => hydrate(this.em, TaskEntity, r)).some((t) => mayWaitAgain(t.state, t.error?.code));
+      if (again) return true;
     }
     return false;
   }
