@@ -45,14 +45,14 @@ match=()
 # suites that act on the whole machine (killing every process of a user), run alone after
 # the others.
 DB_FREE='test/(ui|worker|worker-isolation|worker-keys|cli|client|examples|queue|operations)\.e2e'
-PG_ONLY='test/(replicas|scale-out|startup|pooling|postgres-restart|redis-failover)\.e2e'
+PG_ONLY='test/(replicas|scale-out|startup|pooling|statistics|postgres-restart|redis-failover)\.e2e'
 ALONE='test/worker-isolation\.e2e'
 # Suites run again on PostgreSQL through PgBouncer in transaction pooling mode by a full run
 # (and by --pgbouncer without names): what shared deployments put between the API and the
 # database must not break it (no session state, no startup parameters it refuses). The engine's
-# quicker suites, replicas migrating together, and the pooling checks; flow and settle pass
-# through it too but take minutes (npm test -- --pgbouncer flow settle).
-PGBOUNCER_CORE='test/(api|dataflow|failures|control|dispatch|startup|pooling)\.e2e'
+# quicker suites, replicas migrating together, the pooling and statistics checks; flow and
+# settle pass through it too but take minutes (npm test -- --pgbouncer flow settle).
+PGBOUNCER_CORE='test/(api|dataflow|failures|control|dispatch|startup|pooling|statistics)\.e2e'
 # A full run: every suite on each database, then the core set through PgBouncer.
 full=0
 if [ ${#patterns[@]} -eq 0 ] && [ $pgbouncer = 0 ] && has e2e "${kinds[@]}" && has postgres "${dbs[@]}"; then full=1; fi

@@ -91,6 +91,7 @@ export class AppModule implements OnApplicationShutdown {
           useFactory: async () => {
             const db = new Database(createDataSource(config.DATABASE_URL), {
               checkpointsAside: { warn: (why) => logger.event('warn', 'database', why) },
+              plannerStatistics: { warn: (why) => logger.event('warn', 'database', why) },
             });
             await db.initialize();
             return db;

@@ -1,7 +1,8 @@
 import type { DataSource, EntityManager } from 'typeorm';
 import { PG_TRANSACTION_LIMITS, type DatabaseKind } from './data-source.js';
-import { kindOf, sqliteHandle } from './dialect.js';
+import { kindOf, sqliteHandle, watchInserts } from './dialect.js';
 import { migrateUnderLock } from './migrate.js';
+import { PlannerStatistics } from './planner-statistics.js';
 import { Repositories } from './repositories/index.js';
 import { SqliteCheckpoints } from './sqlite-checkpoints.js';
 
@@ -13,6 +14,11 @@ export interface DatabaseOptions {
    * SQLite's default.
    */
   checkpointsAside?: { warn: (why: string) => void };
+  /**
+   * PostgreSQL: the task tables' planner statistics refreshed as they grow (PlannerStatistics);
+   * `warn` is told if ANALYZE is refused. For a long-running server.
+   */
+  plannerStatistics?: { warn: (why: string) => void };
 }
 
 /**
@@ -26,6 +32,7 @@ export class Database {
   /** This process's clock minus the database server's (PostgreSQL; 0 for SQLite, which is in process). */
   private offsetMs = 0;
   private checkpoints: SqliteCheckpoints | null = null;
+  private statistics: PlannerStatistics | null = null;
 
   constructor(
     private readonly dataSource: DataSource,
@@ -41,6 +48,16 @@ export class Database {
     else await this.dataSource.runMigrations({ transaction: 'each' });
     await this.syncClock();
     this.startCheckpoints();
+    await this.startStatistics();
+  }
+
+  private async startStatistics(): Promise<void> {
+    const watch = this.options.plannerStatistics;
+    if (this.kind !== 'postgres' || !watch) return;
+    const statistics = new PlannerStatistics(this.dataSource, watch.warn);
+    await statistics.start();
+    watchInserts(this.dataSource, (table, rows) => statistics.noteInserted(table, rows));
+    this.statistics = statistics;
   }
 
   private startCheckpoints(): void {
@@ -75,6 +92,8 @@ export class Database {
   async close(): Promise<void> {
     await this.checkpoints?.stop();
     this.checkpoints = null;
+    await this.statistics?.stop();
+    this.statistics = null;
     if (this.dataSource.isInitialized) await this.dataSource.destroy();
   }
 
@@ -99,7 +118,11 @@ export class Database {
       await repos.events.flush();
       return value;
     };
-    if (this.kind === 'postgres') return this.pgTransaction(inRepos);
+    if (this.kind === 'postgres') {
+      const value = await this.pgTransaction(inRepos);
+      this.statistics?.afterCommit();
+      return value;
+    }
     const run = () => this.dataSource.transaction(inRepos);
     const next = this.sqliteTail.then(run);
     this.sqliteTail = next.catch(() => undefined);

@@ -114,6 +114,14 @@ export async function inChunks<T, R>(list: readonly T[], read: (slice: readonly 
   return out;
 }
 
+/** Who is told of the rows each insert adds, by data source (PlannerStatistics on PostgreSQL). */
+const insertWatchers = new WeakMap<DataSource, (table: string, rows: number) => void>();
+
+/** Tells `note` the table and row count of every insertRows on `dataSource` from now on. */
+export function watchInserts(dataSource: DataSource, note: (table: string, rows: number) => void): void {
+  insertWatchers.set(dataSource, note);
+}
+
 /**
  * Inserts rows as the entity's columns store them (JSON as text, transformers applied);
  * a property a row lacks takes the column's default, or NULL. Hand-written rather than
@@ -158,6 +166,7 @@ export async function insertRows<T extends object>(
     `INSERT INTO ${meta.tableName} (${names}) SELECT * FROM unnest(${arrays})`,
     columns.map((c) => rows.map((row) => stored(row, c))),
   );
+  insertWatchers.get(em.connection)?.(meta.tableName, rows.length);
 }
 
 /**
