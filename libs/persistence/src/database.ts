@@ -1,6 +1,6 @@
 import type { DataSource, EntityManager } from 'typeorm';
 import { PG_TRANSACTION_LIMITS, type DatabaseKind } from './data-source.js';
-import { kindOf, sqliteHandle, watchInserts } from './dialect.js';
+import { kindOf, pgTransaction, sqliteHandle, watchInserts } from './dialect.js';
 import { migrateUnderLock } from './migrate.js';
 import { PlannerStatistics } from './planner-statistics.js';
 import { Repositories } from './repositories/index.js';
@@ -119,7 +119,7 @@ export class Database {
       return value;
     };
     if (this.kind === 'postgres') {
-      const value = await this.pgTransaction(inRepos);
+      const value = await pgTransaction(this.dataSource, PG_TRANSACTION_LIMITS, inRepos);
       this.statistics?.afterCommit();
       return value;
     }
@@ -127,29 +127,5 @@ export class Database {
     const next = this.sqliteTail.then(run);
     this.sqliteTail = next.catch(() => undefined);
     return next;
-  }
-
-  /**
-   * A PostgreSQL transaction that opens with its bounds in the same round trip as its BEGIN
-   * (a simple query may hold several statements): as a statement of its own, SET LOCAL cost
-   * every transaction a round trip (about 40 µs of the API's CPU each, measured). Repositories
-   * speak SQL only through the query runner, so TypeORM's own transaction bookkeeping is not
-   * needed.
-   */
-  private async pgTransaction<T>(fn: (em: EntityManager) => Promise<T>): Promise<T> {
-    const runner = this.dataSource.createQueryRunner();
-    try {
-      await runner.query(`START TRANSACTION; ${PG_TRANSACTION_LIMITS}`);
-      try {
-        const value = await fn(runner.manager);
-        await runner.query('COMMIT');
-        return value;
-      } catch (e) {
-        await runner.query('ROLLBACK').catch(() => undefined);
-        throw e;
-      }
-    } finally {
-      await runner.release();
-    }
   }
 }

@@ -30,7 +30,7 @@ function fakeServer(tables: Record<string, { size: number; changed: number }>, r
     }
     return [];
   };
-  const source = { query, createQueryRunner: () => ({ query, release: async () => {} }) };
+  const source = { query, createQueryRunner: () => ({ query, manager: { query }, release: async () => {} }) };
   return {
     source: source as unknown as DataSource,
     analysed,

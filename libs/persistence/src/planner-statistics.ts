@@ -1,4 +1,5 @@
 import type { DataSource } from 'typeorm';
+import { pgTransaction } from './dialect.js';
 
 /** The tables the engine looks up by workflow, name, tag and dependency key. */
 export const WATCHED_TABLES = ['task', 'task_dep', 'task_tag'] as const;
@@ -165,19 +166,7 @@ export class PlannerStatistics {
   }
 
   private async analyze(table: string): Promise<void> {
-    const runner = this.dataSource.createQueryRunner();
-    try {
-      await runner.query(`START TRANSACTION; ${ANALYZE_LIMITS}`);
-      try {
-        await runner.query(`ANALYZE ${table}`);
-        await runner.query('COMMIT');
-      } catch (e) {
-        await runner.query('ROLLBACK').catch(() => undefined);
-        throw e;
-      }
-    } finally {
-      await runner.release();
-    }
+    await pgTransaction(this.dataSource, ANALYZE_LIMITS, (em) => em.query(`ANALYZE ${table}`));
   }
 
   private async counters(table: string): Promise<TableCounters> {
