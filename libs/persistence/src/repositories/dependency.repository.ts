@@ -179,17 +179,20 @@ export class DependencyRepository {
   ): Promise<boolean> {
     for (const lists of slicesOf({ tag: tags, data: keys })) {
       const params = { wf: workflowId, ...lists };
-      const { rows } = await sql(this.em, `${union(lists)!} LIMIT 1`, { ...params, states: ['WAITING'] });
-      if (rows.length > 0) return true;
-      if (!orAgain) continue;
-      // Among the ended ones, only those a rerun brings back; many of them count as one.
-      const { rows: ended } = await sql(this.em, `${union(lists, 't.state, t.error')!} LIMIT ${ENDED_READ}`, {
+      if (!orAgain) {
+        const { rows } = await sql(this.em, `${union(lists)!} LIMIT 1`, { ...params, states: ['WAITING'] });
+        if (rows.length > 0) return true;
+        continue;
+      }
+      // WAITING, or ended and brought back by a rerun (mayWaitAgain); MAY_WAIT_READ rows
+      // are taken as one that is.
+      const { rows } = await sql(this.em, `${union(lists, 't.state, t.error')!} LIMIT ${MAY_WAIT_READ}`, {
         ...params,
-        states: ['SKIPPED', 'ERROR'],
+        states: ['WAITING', 'SKIPPED', 'ERROR'],
       });
-      if (ended.length === ENDED_READ) return true;
-      const again = ended.map((r) => hydrate(this.em, TaskEntity, r)).some((t) => mayWaitAgain(t.state, t.error?.code));
-      if (again) return true;
+      if (rows.length === MAY_WAIT_READ) return true;
+      if (rows.map((r) => hydrate(this.em, TaskEntity, r)).some((t) => mayWaitAgain(t.state, t.error?.code)))
+        return true;
     }
     return false;
   }
@@ -245,8 +248,8 @@ function union(keys: Partial<Record<DepKind, readonly string[]>>, columns = 'd.t
     : null;
 }
 
-/** Ended tasks anyWaitingFor reads at most to find one a rerun would bring back; that many count as one. */
-const ENDED_READ = 100;
+/** Tasks anyWaitingFor reads at most to find one that waits or a rerun would bring back; that many count as one. */
+const MAY_WAIT_READ = 100;
 
 /** The dependencies (their tasks' ids) of each kind on one of its keys: one index probe per kind, by UNION. */
 function probes(keys: Partial<Record<DepKind, readonly string[]>>): string | null {
