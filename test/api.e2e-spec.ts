@@ -150,6 +150,51 @@ describe('workflows and tasks over REST', () => {
     expect((await api.get('/v1/workflows?limit=500')).body.items.length).toBe(before);
   });
 
+  it('refuses a list where one object belongs, naming the field, and changes nothing', async () => {
+    const wf = await api.createWorkflow(workflow());
+    const workflows = (await api.get('/v1/workflows?limit=500')).body.items.length;
+    const noop = { action: { type: 'noop' } };
+    const refused: [string, string, object][] = [
+      [`/v1/workflows/${wf.id}/tasks`, 'retry', { ...noop, retry: [{ count: 2 }] }],
+      [`/v1/workflows/${wf.id}/tasks`, 'callback', { ...noop, callback: [{ url: 'https://example.com/' }] }],
+      [`/v1/workflows/${wf.id}/tasks`, 'on_error', { ...noop, on_error: [[{ run: [noop] }]] }],
+      [`/v1/workflows/${wf.id}/tasks`, 'tasks', { tasks: [[noop]] }],
+      ['/v1/workflows', 'tasks', workflow({ tasks: [[noop]] })],
+      ['/v1/workflows', 'callback', workflow({ callback: [] })],
+      ['/v1/tasks/report', 'reports', { reports: [[]] }],
+    ];
+    for (const [path, field, body] of refused) {
+      const r = await api.post(path, body);
+      expect({ path, status: r.status, fields: r.body.details?.map((d: any) => d.field) }).toEqual({
+        path,
+        status: 400,
+        fields: [field],
+      });
+    }
+    expect((await api.get(`/v1/workflows/${wf.id}/tasks`)).body.items).toEqual([]);
+    expect((await api.get('/v1/workflows?limit=500')).body.items.length).toBe(workflows);
+  });
+
+  it('drops the keys __proto__, constructor and prototype from a body, wherever they are', async () => {
+    // Once a 500: class-transformer took a "constructor" key inside a task's input for its class.
+    const wf = await api.createWorkflow(workflow());
+    const r = await api.request(
+      'POST',
+      `/v1/workflows/${wf.id}/tasks`,
+      '{"name": "t", "action": {"type": "noop", "constructor": "x"},' +
+        ' "input": {"k": 1, "constructor": "x", "prototype": {}, "__proto__": {"polluted": 1}, "deep": [{"constructor": 1, "v": 2}]}}',
+    );
+    expect(r.status).toBe(201);
+    expect(r.body.action).toEqual({ type: 'noop' });
+    expect(r.body.input).toEqual({ k: 1, deep: [{ v: 2 }] });
+    const batch = await api.post(`/v1/workflows/${wf.id}/tasks`, {
+      tasks: [{ name: 'u', action: { type: 'noop' }, input: { constructor: { a: 1 }, keep: true } }],
+    });
+    expect(batch.status).toBe(201);
+    expect(batch.body.tasks[0].input).toEqual({ keep: true });
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+
   it('answers 422 for a duplicate name, an unknown dependency and a cycle, naming the offender', async () => {
     const dup = await api.post('/v1/workflows', workflow({ tasks: [task('a'), task('a')] }));
     expect(dup.status).toBe(422);

@@ -1,4 +1,4 @@
-import { getMetadataStorage, ValidationTypes, type ValidationArguments } from 'class-validator';
+import { getMetadataStorage, ValidationTypes, type ValidationArguments, type ValidatorOptions } from 'class-validator';
 
 /** A class, as class-validator keys its metadata. */
 // eslint-disable-next-line @typescript-eslint/no-unsafe-function-type
@@ -38,6 +38,12 @@ interface ClassPlan {
  */
 const UNSUPPORTED = null;
 
+/**
+ * Each class's plan, built on its first check and kept: a class's decorators run when the class
+ * is defined, before any instance of it can be checked (a subclass defined later is a class of
+ * its own). Rules added by calling a decorator on a class afterwards would be missed; nothing
+ * here does that, nor swaps class-validator's container (the constraint instances are kept).
+ */
 const plans = new Map<Class, Map<string | undefined, ClassPlan | typeof UNSUPPORTED>>();
 
 /**
@@ -53,6 +59,16 @@ const plans = new Map<Class, Map<string | undefined, ClassPlan | typeof UNSUPPOR
  */
 export function passesRules(instance: unknown): boolean {
   return checkObject(instance, undefined);
+}
+
+/**
+ * Whether passesRules speaks for class-validator run with `options`: it reads the rules
+ * class-validator picks with no groups and without `always`. The other options (whitelist
+ * off, skipMissingProperties, forbidUnknownValues off...) only make class-validator pass more
+ * than passesRules does.
+ */
+export function rulesCheckApplies(options: ValidatorOptions | undefined): boolean {
+  return !options?.groups?.length && !options?.always && !options?.strictGroups;
 }
 
 function checkObject(object: unknown, schema: string | undefined): boolean {

@@ -7,6 +7,7 @@ import {
   IsArray,
   IsInt,
   IsNumber,
+  IsObject,
   IsOptional,
   IsString,
   Max,
@@ -55,6 +56,7 @@ export class OnErrorDto {
   @IsArray()
   @ArrayMinSize(1)
   @ArrayMaxSize(LIMITS.handlerTasksPerEntry)
+  @IsObject({ each: true })
   @ValidateNested({ each: true })
   @Type(() => TaskSpecDto)
   run: TaskSpecDto[];
@@ -86,6 +88,7 @@ export class TaskSpecDto {
   requires_tags?: string[];
 
   @IsOptional()
+  @IsObject()
   @ValidateNested()
   @Type(() => RetryDto)
   retry?: RetryDto;
@@ -105,6 +108,7 @@ export class TaskSpecDto {
   @IsOptional()
   @IsArray()
   @ArrayMaxSize(LIMITS.onErrorEntries)
+  @IsObject({ each: true })
   @ValidateNested({ each: true })
   @Type(() => OnErrorDto)
   on_error?: OnErrorDto[];
@@ -131,6 +135,7 @@ export class TaskSpecDto {
 
   /** POSTed to (signed with its secret) when the task finishes. */
   @IsOptional()
+  @IsObject()
   @ValidateNested()
   @Type(() => CallbackDto)
   callback?: CallbackDto;
@@ -140,6 +145,7 @@ export class TaskBatchDto {
   @IsArray()
   @ArrayMinSize(1)
   @ArrayMaxSize(LIMITS.tasksPerBatch)
+  @IsObject({ each: true })
   @ValidateNested({ each: true })
   @Type(() => TaskSpecDto)
   tasks: TaskSpecDto[];

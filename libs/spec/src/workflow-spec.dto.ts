@@ -7,6 +7,7 @@ import {
   IsBoolean,
   IsIn,
   IsInt,
+  IsObject,
   IsOptional,
   IsString,
   Max,
@@ -42,6 +43,7 @@ export class CreateWorkflowDto {
   @IsOptional()
   @IsArray()
   @ArrayMaxSize(LIMITS.tasksPerBatch)
+  @IsObject({ each: true })
   @ValidateNested({ each: true })
   @Type(() => TaskSpecDto)
   tasks?: TaskSpecDto[];
@@ -68,6 +70,7 @@ export class CreateWorkflowDto {
 
   /** POSTed to (signed with its secret) when the workflow finishes. */
   @IsOptional()
+  @IsObject()
   @ValidateNested()
   @Type(() => CallbackDto)
   callback?: CallbackDto;

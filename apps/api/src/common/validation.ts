@@ -1,5 +1,13 @@
 import { HttpStatus, ValidationPipe, type ValidationError } from '@nestjs/common';
-import { flattenValidationErrors, passesRules, VALIDATE_OPTIONS, validateAs, type FieldError } from '@tagflow/spec';
+import {
+  flattenValidationErrors,
+  passesRules,
+  rulesCheckApplies,
+  VALIDATE_OPTIONS,
+  validateAs,
+  type FieldError,
+} from '@tagflow/spec';
+import type { ValidatorOptions } from 'class-validator';
 import { ApiError } from './errors.js';
 
 // The rules of what clients send are shared with the command line (libs/spec).
@@ -17,13 +25,15 @@ const PIPE_OPTIONS = {
 };
 
 /**
- * Nest's pipe, with its options fixed to VALIDATE_OPTIONS: an object that certainly passes
- * (passesRules) is not run through class-validator again, which builds an error entry for
- * every property even when none fails.
+ * Nest's pipe: an object that certainly passes (passesRules) is not run through
+ * class-validator again, which builds an error entry for every property even when none fails.
  */
 class RulesValidationPipe extends ValidationPipe {
-  protected override validate(object: object, options?: object): ValidationError[] | Promise<ValidationError[]> {
-    return passesRules(object) ? [] : super.validate(object, options);
+  protected override validate(
+    object: object,
+    options?: ValidatorOptions,
+  ): ValidationError[] | Promise<ValidationError[]> {
+    return rulesCheckApplies(options) && passesRules(object) ? [] : super.validate(object, options);
   }
 }
 

@@ -5,6 +5,7 @@ import {
   IsIn,
   IsInt,
   IsNumber,
+  IsObject,
   IsOptional,
   IsString,
   Max,
@@ -41,12 +42,13 @@ export class TaskPatchDto {
   @IsOptional() @IsJsonObject() input?: Record<string, unknown>;
   @IsOptional() @IsNameList() requires?: string[];
   @IsOptional() @IsTagList() requires_tags?: string[];
-  @IsOptional() @ValidateNested() @Type(() => RetryDto) retry?: RetryDto;
+  @IsOptional() @IsObject() @ValidateNested() @Type(() => RetryDto) retry?: RetryDto;
   @IsOptional() @IsInt() @Min(1) @Max(LIMITS.timeoutMaxSeconds) timeout_s?: number;
   @IsOptional() @IsInt() @Min(1) @Max(LIMITS.leaseMaxSeconds) lease_s?: number;
   @IsOptional()
   @IsArray()
   @ArrayMaxSize(LIMITS.onErrorEntries)
+  @IsObject({ each: true })
   @ValidateNested({ each: true })
   @Type(() => OnErrorDto)
   on_error?: OnErrorDto[];
@@ -56,7 +58,7 @@ export class TaskPatchDto {
   @IsOptional() @IsZonedTime() not_before?: string | null;
   @IsOptional() @IsInt() @Min(LIMITS.priorityMin) @Max(LIMITS.priorityMax) priority?: number;
   /** A new callback, or null: none. */
-  @IsOptional() @ValidateNested() @Type(() => CallbackDto) callback?: CallbackDto | null;
+  @IsOptional() @IsObject() @ValidateNested() @Type(() => CallbackDto) callback?: CallbackDto | null;
 }
 
 /** A page of a workflow's tasks (`limit`, `cursor`), by state or tag. */

@@ -128,6 +128,7 @@ export class BatchReportDto extends ReportDto {
 export class ReportAndPollDto {
   @IsArray()
   @ArrayMaxSize(LIMITS.reportsPerRequest)
+  @IsObject({ each: true })
   @ValidateNested({ each: true })
   @Type(() => BatchReportDto)
   reports: BatchReportDto[];

@@ -2,6 +2,7 @@ import { Type } from 'class-transformer';
 import {
   ArrayMaxSize,
   IsArray,
+  IsObject,
   IsOptional,
   IsString,
   IsUUID,
@@ -73,6 +74,7 @@ export class LeaseBeatDto {
 export class WorkerHeartbeatDto {
   @IsArray()
   @ArrayMaxSize(LIMITS.leasesPerHeartbeat)
+  @IsObject({ each: true })
   @ValidateNested({ each: true })
   @Type(() => LeaseBeatDto)
   leases: LeaseBeatDto[];
