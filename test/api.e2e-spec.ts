@@ -171,6 +171,11 @@ describe('workflows and tasks over REST', () => {
         fields: [field],
       });
     }
+    // Named once, by the type it should be.
+    const retry = await api.post(`/v1/workflows/${wf.id}/tasks`, { ...noop, retry: 'x' });
+    expect(retry.body.details).toEqual([{ field: 'retry', errors: ['retry must be an object'] }]);
+    const onError = await api.post(`/v1/workflows/${wf.id}/tasks`, { ...noop, on_error: 'x' });
+    expect(onError.body.details).toEqual([{ field: 'on_error', errors: ['on_error must be an array'] }]);
     expect((await api.get(`/v1/workflows/${wf.id}/tasks`)).body.items).toEqual([]);
     expect((await api.get('/v1/workflows?limit=500')).body.items.length).toBe(workflows);
   });

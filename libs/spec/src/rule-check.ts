@@ -33,8 +33,9 @@ interface ClassPlan {
 
 /**
  * A class this check leaves to class-validator: one without rules (an error under
- * forbidUnknownValues), or with a rule it does not run the same way (async, `validateIf`, a
- * kind of rule it does not know).
+ * forbidUnknownValues), or with a rule it does not run the same way (async, a decorator's
+ * `validateIf` option, a kind of rule it does not know). `@ValidateIf` and `@IsOptional` are
+ * conditions, which it runs.
  */
 const UNSUPPORTED = null;
 
@@ -50,12 +51,12 @@ const plans = new Map<Class, Map<string | undefined, ClassPlan | typeof UNSUPPOR
  * Whether class-validator, run with VALIDATE_OPTIONS, would find nothing wrong with
  * `instance` (an object class-transformer built from a request): true only when every
  * rule class-validator would run holds. It runs the same rules (read from class-validator's
- * metadata, each constraint's own `validate`) in the same order, without building an error
- * object for every property on the way: for a batch of a thousand tasks, class-validator's
- * bookkeeping cost more than its rules (an error entry for every property, valid or not,
- * then pruned). False means "not certainly valid": the caller then
- * runs class-validator, whose errors name the fields. A rule it cannot run the same way (an
- * async rule, `validateIf`, a Set or a Map) makes it answer false.
+ * metadata, each constraint's own `validate`) without building an error object for every
+ * property on the way: for a batch of a thousand tasks, class-validator's bookkeeping cost
+ * more than its rules (an error entry for every property, valid or not, then pruned). False
+ * means "not certainly valid": the caller then runs class-validator, whose errors name the
+ * fields. What it cannot judge the same way (an async rule, a decorator's `validateIf`
+ * option, a Set or a Map) makes it answer false.
  */
 export function passesRules(instance: unknown): boolean {
   return checkObject(instance, undefined);
@@ -97,6 +98,8 @@ function rulesHold(p: PropertyPlan, object: object, value: unknown): boolean {
     value,
     constraints: [],
   };
+  // A rule passes on `true` only: class-validator takes any truthy answer, so a rule answering
+  // otherwise (a promise, say) sends the body to class-validator, which is slower, not wrong.
   for (const r of p.rules) {
     args.constraints = r.constraints;
     if (r.each && Array.isArray(value)) {

@@ -14,6 +14,8 @@ export const VALIDATE_OPTIONS = {
 /**
  * Checks a parsed JSON value against a spec class the way the API will: the instance, or
  * one entry per offending field (`tasks.2.name`). `what` names a value that is not an object.
+ * The keys `__proto__`, `constructor` and `prototype` are deleted from `plain` first, in place
+ * (dropPrototypeKeys).
  */
 export async function validateAs<T extends object>(
   cls: new () => T,

@@ -36,7 +36,11 @@ export function flattenValidationErrors(errors: ValidationError[], parent = ''):
     if (e.constraints) {
       // A value of the wrong type fails its range and length rules too ("1.5 must not be less
       // than 1"): name only what its type should be.
-      const typeErrors = Object.keys(e.constraints).filter((k) => TYPE_CONSTRAINTS.has(k));
+      let typeErrors = Object.keys(e.constraints).filter((k) => TYPE_CONSTRAINTS.has(k));
+      // And the outermost type it breaks only: "must be an array", not also "each value must be
+      // an object" and "nested property must be either object or array".
+      if (typeErrors.includes('isArray')) typeErrors = ['isArray'];
+      else if (typeErrors.includes('isObject')) typeErrors = typeErrors.filter((k) => k !== 'nestedValidation');
       const names = typeErrors.length > 0 ? typeErrors : Object.keys(e.constraints);
       out.push({ field, errors: names.map((k) => e.constraints![k]) });
     }
