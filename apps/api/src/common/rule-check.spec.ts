@@ -10,11 +10,12 @@ import {
   TaskSpecDto,
   VALIDATE_OPTIONS,
 } from '@tagflow/spec';
+import { CreateKeyDto } from '../auth/keys.dto.js';
 import { PutDataDto } from '../data-space/data.dto.js';
 import { PutLimitDto } from '../limits/limits.dto.js';
 import { CreateScheduleDto } from '../schedules/schedule.dto.js';
 import { AppendLogDto } from '../streams/logs.dto.js';
-import { TaskPatchDto } from '../tasks/task.dto.js';
+import { ShortcutTaskDto, TaskPatchDto } from '../tasks/task.dto.js';
 import {
   CompleteDto,
   FailDto,
@@ -106,6 +107,12 @@ const samples: Sample[] = [
   ['a data entry', PutDataDto, { value: { a: [1, 2] } }],
   ['a log append', AppendLogDto, { lease_token: 'tok', stream: 'stdout', data: 'line' }],
   ['a limit', PutLimitDto, { max_running: 3 }],
+  ['a one-task workflow (rules inherited)', ShortcutTaskDto, { ...task, workflow_name: 'one' }],
+  [
+    'a key',
+    CreateKeyDto,
+    { name: 'ci key', role: 'worker', namespace: 'team-a', tags: ['web*'], expires_at: '2027-01-01T00:00:00Z' },
+  ],
 ];
 
 const VALUES: unknown[] = [
