@@ -39,7 +39,7 @@ export function flattenValidationErrors(errors: ValidationError[], parent = ''):
       let typeErrors = Object.keys(e.constraints).filter((k) => TYPE_CONSTRAINTS.has(k));
       // And the outermost type it breaks only: "must be an array", not also "each value must be
       // an object" and "nested property must be either object or array".
-      if (typeErrors.includes('isArray')) typeErrors = ['isArray'];
+      if (typeErrors.includes('isArray')) typeErrors = typeErrors.filter((k) => k === 'isArray' || k === 'isDefined');
       else if (typeErrors.includes('isObject')) typeErrors = typeErrors.filter((k) => k !== 'nestedValidation');
       const names = typeErrors.length > 0 ? typeErrors : Object.keys(e.constraints);
       out.push({ field, errors: names.map((k) => e.constraints![k]) });
