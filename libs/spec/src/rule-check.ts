@@ -1,4 +1,10 @@
-import { getMetadataStorage, ValidationTypes, type ValidationArguments, type ValidatorOptions } from 'class-validator';
+import {
+  getMetadataStorage,
+  ValidationTypes,
+  type ValidationArguments,
+  type ValidatorConstraintInterface,
+  type ValidatorOptions,
+} from 'class-validator';
 
 /** A class, as class-validator keys its metadata. */
 // eslint-disable-next-line @typescript-eslint/no-unsafe-function-type
@@ -8,7 +14,7 @@ type ValidationMetadata = ReturnType<ReturnType<typeof getMetadataStorage>['getT
 
 /** One rule of a property: a constraint's validator, with the arguments class-validator would give it. */
 interface Rule {
-  validate: (value: unknown, args: ValidationArguments) => unknown;
+  constraint: ValidatorConstraintInterface;
   constraints: unknown[];
   each: boolean;
 }
@@ -19,11 +25,8 @@ interface PropertyPlan {
   /** IsOptional and the like: the rules apply only when every one of these holds. */
   conditions: ((object: object, value: unknown) => boolean)[];
   rules: Rule[];
-  /**
-   * ValidateNested, once per decorator: the value is checked as the object (or objects)
-   * class-transformer built, with the name of the class that declared the rule as schema.
-   */
-  nested: (string | undefined)[];
+  /** ValidateNested: the value is checked as the object (or objects) class-transformer built. */
+  nested: boolean;
 }
 
 interface ClassPlan {
@@ -32,20 +35,13 @@ interface ClassPlan {
 }
 
 /**
- * A class this check leaves to class-validator: one without rules (an error under
- * forbidUnknownValues), or with a rule it does not run the same way (async, a decorator's
- * `validateIf` option, a kind of rule it does not know). `@ValidateIf` and `@IsOptional` are
- * conditions, which it runs.
- */
-const UNSUPPORTED = null;
-
-/**
  * Each class's plan, built on its first check and kept: a class's decorators run when the class
  * is defined, before any instance of it can be checked (a subclass defined later is a class of
  * its own). Rules added by calling a decorator on a class afterwards would be missed; nothing
  * here does that, nor swaps class-validator's container (the constraint instances are kept).
+ * Null: a class left to class-validator (buildPlan).
  */
-const plans = new Map<Class, Map<string | undefined, ClassPlan | typeof UNSUPPORTED>>();
+const plans = new Map<Class, ClassPlan | null>();
 
 /**
  * Whether class-validator, run with VALIDATE_OPTIONS, would find nothing wrong with
@@ -59,7 +55,7 @@ const plans = new Map<Class, Map<string | undefined, ClassPlan | typeof UNSUPPOR
  * option, a Set or a Map) makes it answer false.
  */
 export function passesRules(instance: unknown): boolean {
-  return checkObject(instance, undefined);
+  return checkObject(instance);
 }
 
 /**
@@ -72,9 +68,9 @@ export function rulesCheckApplies(options: ValidatorOptions | undefined): boolea
   return !options?.groups?.length && !options?.always && !options?.strictGroups;
 }
 
-function checkObject(object: unknown, schema: string | undefined): boolean {
+function checkObject(object: unknown): boolean {
   if (typeof object !== 'object' || object === null) return false;
-  const plan = planFor(object.constructor, schema);
+  const plan = planFor(object.constructor);
   if (!plan) return false;
   // whitelist + forbidNonWhitelisted: a property without rules is an error.
   for (const key of Object.keys(object)) if (!plan.known.has(key)) return false;
@@ -83,7 +79,7 @@ function checkObject(object: unknown, schema: string | undefined): boolean {
     const value = record[p.name];
     if (!p.conditions.every((holds) => holds(object, value))) continue;
     if (!rulesHold(p, object, value)) return false;
-    if (value !== undefined && !p.nested.every((schema) => nestedHolds(value, schema))) return false;
+    if (p.nested && value !== undefined && !nestedHolds(value)) return false;
   }
   return true;
 }
@@ -103,41 +99,45 @@ function rulesHold(p: PropertyPlan, object: object, value: unknown): boolean {
   for (const r of p.rules) {
     args.constraints = r.constraints;
     if (r.each && Array.isArray(value)) {
-      for (const item of value) if (r.validate(item, args) !== true) return false;
-    } else if (r.validate(value, args) !== true) return false;
+      for (const item of value) if (r.constraint.validate(item, args) !== true) return false;
+    } else if (r.constraint.validate(value, args) !== true) return false;
   }
   return true;
 }
 
 /** ValidateNested: an object is checked with its own class's rules, an array item by item. */
-function nestedHolds(value: unknown, schema: string | undefined): boolean {
-  if (Array.isArray(value)) return value.every((item) => item === undefined || nestedHolds(item, schema));
+function nestedHolds(value: unknown): boolean {
+  if (Array.isArray(value)) return value.every((item) => item === undefined || nestedHolds(item));
   if (value instanceof Set || value instanceof Map || !(value instanceof Object)) return false;
-  return checkObject(value, schema);
+  return checkObject(value);
 }
 
-function planFor(cls: Class | undefined, schema: string | undefined): ClassPlan | typeof UNSUPPORTED {
-  if (typeof cls !== 'function') return UNSUPPORTED;
-  let bySchema = plans.get(cls);
-  if (!bySchema) plans.set(cls, (bySchema = new Map<string | undefined, ClassPlan | typeof UNSUPPORTED>()));
-  if (bySchema.has(schema)) return bySchema.get(schema)!;
-  const plan = buildPlan(cls, schema);
-  bySchema.set(schema, plan);
+function planFor(cls: Class | undefined): ClassPlan | null {
+  if (typeof cls !== 'function') return null;
+  let plan = plans.get(cls);
+  if (plan === undefined) plans.set(cls, (plan = buildPlan(cls)));
   return plan;
 }
 
-function buildPlan(cls: Class, schema: string | undefined): ClassPlan | typeof UNSUPPORTED {
+/**
+ * The rules of `cls` as class-validator picks them with no groups, or null for a class left to
+ * class-validator: one without rules (an error under forbidUnknownValues), or with a rule not
+ * run the same way here (async, a decorator's `validateIf` option, a kind of rule not known
+ * here). `@ValidateIf` and `@IsOptional` are conditions, which are run. class-validator also
+ * names a schema when it validates a nested object; a schema selects only rules registered
+ * by `registerSchema`, which Tagflow does not use.
+ */
+function buildPlan(cls: Class): ClassPlan | null {
   const storage = getMetadataStorage();
-  const metadatas = storage.getTargetValidationMetadatas(cls, schema as string, false, false, undefined);
-  // forbidUnknownValues: an object of a class without rules is an error.
-  if (metadatas.length === 0) return UNSUPPORTED;
+  const metadatas = storage.getTargetValidationMetadatas(cls, undefined as unknown as string, false, false, undefined);
+  if (metadatas.length === 0) return null;
   const byProperty = new Map<string, ValidationMetadata[]>();
   for (const m of metadatas) byProperty.set(m.propertyName, [...(byProperty.get(m.propertyName) ?? []), m]);
   const properties: PropertyPlan[] = [];
   for (const [name, list] of byProperty) {
-    const p: PropertyPlan = { name, conditions: [], rules: [], nested: [] };
+    const p: PropertyPlan = { name, conditions: [], rules: [], nested: false };
     for (const m of list) {
-      if (m.validateIf) return UNSUPPORTED;
+      if (m.validateIf) return null;
       switch (m.type) {
         case ValidationTypes.WHITELIST:
           break;
@@ -145,22 +145,17 @@ function buildPlan(cls: Class, schema: string | undefined): ClassPlan | typeof U
           p.conditions.push(m.constraints[0] as PropertyPlan['conditions'][number]);
           break;
         case ValidationTypes.NESTED_VALIDATION:
-          p.nested.push(typeof m.target === 'string' ? m.target : m.target.name);
+          p.nested = true;
           break;
         case ValidationTypes.CUSTOM_VALIDATION:
         case ValidationTypes.IS_DEFINED:
           for (const c of storage.getTargetValidatorConstraints(m.constraintCls)) {
-            if (c.async) return UNSUPPORTED;
-            const instance = c.instance;
-            p.rules.push({
-              validate: (value, args) => instance.validate(value, args),
-              constraints: m.constraints,
-              each: m.each,
-            });
+            if (c.async) return null;
+            p.rules.push({ constraint: c.instance, constraints: m.constraints, each: m.each });
           }
           break;
         default:
-          return UNSUPPORTED;
+          return null;
       }
     }
     properties.push(p);

@@ -1,9 +1,9 @@
 import { describe, expect, it } from '@jest/globals';
+import { stripProtoKeys } from '@nestjs/common/utils/strip-proto-keys.util.js';
 import { plainToInstance } from 'class-transformer';
 import { validate } from 'class-validator';
 import {
   CreateWorkflowDto,
-  dropPrototypeKeys,
   passesRules,
   rulesCheckApplies,
   TaskBatchDto,
@@ -201,7 +201,7 @@ describe('passesRules (the fast path past class-validator)', () => {
     const wrong: string[] = [];
     for (const v of variants(body)) {
       // As both paths to class-transformer do (Nest's pipe, validateAs).
-      dropPrototypeKeys(v);
+      stripProtoKeys(v);
       const instance = plainToInstance(cls, v);
       const passed = passesRules(instance);
       const errors = await validate(instance, VALIDATE_OPTIONS);
