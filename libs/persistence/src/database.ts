@@ -4,6 +4,7 @@ import { kindOf, pgTransaction, sqliteHandle, watchInserts } from './dialect.js'
 import { migrateUnderLock } from './migrate.js';
 import { PlannerStatistics } from './planner-statistics.js';
 import { Repositories } from './repositories/index.js';
+import { ANY_LIMIT_READ } from './repositories/limit.repository.js';
 import { SqliteCheckpoints } from './sqlite-checkpoints.js';
 
 export interface DatabaseOptions {
@@ -26,6 +27,9 @@ export interface DatabaseOptions {
  * writer, so there every transaction is serialized in this process (SQLite supports one
  * API process; run PostgreSQL for replicas).
  */
+/** What a transaction does as it opens, in the round trip of its BEGIN (see Database.transaction). */
+const PG_TRANSACTION_OPENING = `${PG_TRANSACTION_LIMITS}; ${ANY_LIMIT_READ}`;
+
 export class Database {
   readonly kind: DatabaseKind;
   private sqliteTail: Promise<unknown> = Promise.resolve();
@@ -108,18 +112,20 @@ export class Database {
 
   /**
    * Runs `fn` in one transaction, its repositories at one clock (`now` when given). On
-   * PostgreSQL the transaction first sets its own bounds (PG_TRANSACTION_LIMITS).
+   * PostgreSQL the transaction first sets its own bounds (PG_TRANSACTION_LIMITS) and reads
+   * whether any concurrency limit exists, in its BEGIN's round trip (PG_TRANSACTION_OPENING).
    */
   async transaction<T>(fn: (repos: Repositories) => Promise<T>, now?: number): Promise<T> {
     // Its task events are kept and written together just before it commits.
-    const inRepos = async (em: EntityManager) => {
+    const inRepos = async (em: EntityManager, opened?: Record<string, unknown>) => {
       const repos = new Repositories(em, now ?? this.now(), () => this.now(), true);
+      if (opened) repos.limits.opened(opened);
       const value = await fn(repos);
       await repos.events.flush();
       return value;
     };
     if (this.kind === 'postgres') {
-      const value = await pgTransaction(this.dataSource, PG_TRANSACTION_LIMITS, inRepos);
+      const value = await pgTransaction(this.dataSource, PG_TRANSACTION_OPENING, inRepos);
       this.statistics?.afterCommit();
       return value;
     }

@@ -101,22 +101,29 @@ export async function query(em: EntityManager, text: string, values: unknown[]):
 }
 
 /**
- * Runs `fn` in a PostgreSQL transaction that opens with `limits` (SET LOCAL statements) in
- * the same round trip as its BEGIN (a simple query may hold several statements): as a
- * statement of its own, SET LOCAL cost every transaction a round trip (about 40 µs of the
- * API's CPU each, measured). Repositories speak SQL only through the query runner, so
- * TypeORM's own transaction bookkeeping is not needed.
+ * Runs `fn` in a PostgreSQL transaction that opens with `opening` (SET LOCAL statements, and
+ * reads whose answer the transaction will need) in the same round trip as its BEGIN (a simple
+ * query may hold several statements): as a statement of its own, SET LOCAL cost every
+ * transaction a round trip (about 40 µs of the API's CPU each, measured). `fn` gets the first
+ * row of the opening's last statement (empty when it returns none). Repositories speak SQL
+ * only through the query runner, so TypeORM's own transaction bookkeeping is not needed.
  */
 export async function pgTransaction<T>(
   dataSource: DataSource,
-  limits: string,
-  fn: (em: EntityManager) => Promise<T>,
+  opening: string,
+  fn: (em: EntityManager, opened: Record<string, unknown>) => Promise<T>,
 ): Promise<T> {
   const runner = dataSource.createQueryRunner();
   try {
-    await runner.query(`START TRANSACTION; ${limits}`);
+    // The driver's client itself: TypeORM's query() keeps only a single statement's answer.
+    const client = (await runner.connect()) as {
+      query(text: string): Promise<{ rows?: Record<string, unknown>[] } | { rows?: Record<string, unknown>[] }[]>;
+    };
     try {
-      const value = await fn(runner.manager);
+      // Inside the try: a statement of the opening that fails leaves the transaction open, aborted.
+      const answers = await client.query(`START TRANSACTION; ${opening}`);
+      const last = Array.isArray(answers) ? answers[answers.length - 1] : answers;
+      const value = await fn(runner.manager, last?.rows?.[0] ?? {});
       await runner.query('COMMIT');
       return value;
     } catch (e) {

@@ -30,7 +30,10 @@ function fakeServer(tables: Record<string, { size: number; changed: number }>, r
     }
     return [];
   };
-  const source = { query, createQueryRunner: () => ({ query, manager: { query }, release: async () => {} }) };
+  const source = {
+    query,
+    createQueryRunner: () => ({ query, connect: async () => ({ query }), manager: { query }, release: async () => {} }),
+  };
   return {
     source: source as unknown as DataSource,
     analysed,

@@ -43,6 +43,10 @@ function limitRow(r: Record<string, unknown>): LimitRow {
   };
 }
 
+const ANY_LIMIT_READ_COLUMN = 'any_limit';
+/** Whether any concurrency limit exists, as a transaction reads it when it opens (LimitRepository.opened). */
+export const ANY_LIMIT_READ = `SELECT EXISTS (SELECT 1 FROM concurrency_limit) AS ${ANY_LIMIT_READ_COLUMN}`;
+
 /**
  * Concurrency limits. The count of RUNNING tasks is never stored: it is read from the
  * task rows, under the limit rows' lock, in the transaction that leases (`admit`), so it
@@ -65,6 +69,17 @@ export class LimitRepository {
   private anyLimit(): Promise<boolean> {
     this.anyLimitRead ??= sql(this.em, 'SELECT 1 AS x FROM concurrency_limit LIMIT 1').then((r) => r.rows.length > 0);
     return this.anyLimitRead;
+  }
+
+  /**
+   * Takes: the row of ANY_LIMIT_READ, run as its transaction opened (PostgreSQL: in BEGIN's
+   * round trip, Database.transaction). The lease gate then needs no statement of its own to
+   * learn that no limit exists. A limit set by another transaction after that read is not
+   * seen by this one, as it would not be by a read just before its lease either: leases
+   * racing a new limit are not held by it.
+   */
+  opened(row: Record<string, unknown>): void {
+    if (ANY_LIMIT_READ_COLUMN in row) this.anyLimitRead = Promise.resolve(Boolean(row[ANY_LIMIT_READ_COLUMN]));
   }
 
   /** Takes: a limit and a time. Sets it (created or changed). Returns: the row. */
