@@ -1,5 +1,5 @@
 import { DEADLOCK_CODE, evaluateReadiness, isDeadDependency, TagSelection, type DependencyView } from '@tagflow/domain';
-import type { TaskEntity, WorkflowEntity } from '@tagflow/persistence';
+import { dependencyView, type TaskEntity, type WorkflowEntity } from '@tagflow/persistence';
 import type { UnitOfWork } from './unit-of-work.js';
 
 /** Dependents read with their rows at once (see release); more are counted first. */
@@ -13,11 +13,16 @@ const FEW_DEPENDENTS = 100;
  * ERROR DEADLOCK (a data key it reads can no longer come). Ended tasks become facts for
  * the settle loop; nothing here asks whether the workflow is done.
  */
-export async function evaluate(uow: UnitOfWork, wf: WorkflowEntity, waiting: readonly TaskEntity[]): Promise<void> {
+export async function evaluate(
+  uow: UnitOfWork,
+  wf: WorkflowEntity,
+  waiting: readonly TaskEntity[],
+  released: readonly TaskEntity[] = [],
+): Promise<void> {
   const tasks = waiting.filter((t) => t.state === 'WAITING');
   if (tasks.length === 0) return;
   const { repos } = uow;
-  const byName = await repos.tasks.viewsByName(wf.id, unique(tasks.flatMap((t) => t.requires)));
+  const byName = await viewsByName(uow, wf, unique(tasks.flatMap((t) => t.requires)), released);
   const byTag = await repos.tasks.viewsByTag(wf.id, unique(tasks.flatMap((t) => t.requires_tags)));
   const data = await dataState(uow, wf, unique(tasks.flatMap((t) => t.data_requires)));
   const selection = selections(byTag);
@@ -108,10 +113,15 @@ function budgeted(uow: UnitOfWork, wf: WorkflowEntity, wanted: number): number {
   return now;
 }
 
-/** `evaluate` for WAITING tasks already read, as many as the budget allows. */
-async function evaluateTasks(uow: UnitOfWork, wf: WorkflowEntity, waiting: readonly TaskEntity[]): Promise<void> {
+/** `evaluate` for WAITING tasks already read, as many as the budget allows (`released`: see evaluate). */
+async function evaluateTasks(
+  uow: UnitOfWork,
+  wf: WorkflowEntity,
+  waiting: readonly TaskEntity[],
+  released: readonly TaskEntity[],
+): Promise<void> {
   const now = budgeted(uow, wf, waiting.length);
-  if (now > 0) await evaluate(uow, wf, waiting.slice(0, now));
+  if (now > 0) await evaluate(uow, wf, waiting.slice(0, now), released);
 }
 
 /** `evaluate` for tasks known by id: as many as the budget allows are read and evaluated. */
@@ -172,7 +182,7 @@ export async function release(uow: UnitOfWork, wf: WorkflowEntity, tasks: readon
   // A few (a chain's next task): found with their rows in one statement, as many as the budget
   // allows evaluated. Many: the WAITING ones found first, then only a budget's worth read.
   const few = await uow.repos.deps.fewWaiting(wf.id, releasing, FEW_DEPENDENTS);
-  if (few) await evaluateTasks(uow, wf, few);
+  if (few) await evaluateTasks(uow, wf, few, tasks);
   else await evaluateIds(uow, wf, await uow.repos.deps.dependentsOf(wf.id, releasing));
 }
 
@@ -216,6 +226,29 @@ export async function deadlock(
       uow.record({ kind: 'failed-for-good', wf, task });
     }
   }
+}
+
+/**
+ * The tasks named, as a dependency sees them, by name. Those in `released` (this operation has
+ * just settled them, and keeps their objects in step with their rows) are not read again: a
+ * chain's next task needs no statement to learn that the task before it is done.
+ */
+async function viewsByName(
+  uow: UnitOfWork,
+  wf: WorkflowEntity,
+  names: readonly string[],
+  released: readonly TaskEntity[],
+): Promise<Map<string, DependencyView>> {
+  const known = new Map(released.filter((t) => t.workflow_id === wf.id).map((t) => [t.name, t]));
+  const byName = await uow.repos.tasks.viewsByName(
+    wf.id,
+    names.filter((n) => !known.has(n)),
+  );
+  for (const name of names) {
+    const t = known.get(name);
+    if (t) byName.set(name, dependencyView(t));
+  }
+  return byName;
 }
 
 /** Which of `keys` are written, and which missing ones an unfinished task still declares it produces. */

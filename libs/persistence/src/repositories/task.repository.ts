@@ -390,14 +390,20 @@ export class TaskRepository {
 
   /** A row (id, name, state, handled, handling, error) as a dependency sees it. */
   private view(r: Record<string, unknown>): DependencyView {
-    const t = hydrate(this.em, TaskEntity, r);
-    return {
-      id: t.id,
-      name: t.name,
-      state: t.state,
-      handled: t.handled,
-      handling: t.handling,
-      errorCode: t.error?.code ?? null,
-    };
+    return dependencyView(hydrate(this.em, TaskEntity, r));
   }
+}
+
+/** A task as a task that depends on it sees it. */
+export function dependencyView(
+  t: Pick<TaskEntity, 'id' | 'name' | 'state' | 'handled' | 'handling' | 'error'>,
+): DependencyView {
+  return {
+    id: t.id,
+    name: t.name,
+    state: t.state,
+    handled: t.handled,
+    handling: t.handling,
+    errorCode: t.error?.code ?? null,
+  };
 }
