@@ -160,6 +160,29 @@ describe('dispatch by tag', () => {
     expect((await api.post(`/v1/tasks/${held.id}/heartbeat`, { lease_token: held.lease.token })).status).toBe(200);
     expect((await api.complete(held)).status).toBe(200);
     expect((await waitForWorkflow(api, wf.id, ['SUCCESS'])).state).toBe('SUCCESS');
+    // The history tells each hop as it happened, though one transaction wrote it: the report,
+    // then the release, then the lease (on PostgreSQL the claim's statement writes all three).
+    const history = (await api.get(`/v1/workflows/${wf.id}/events?limit=100`)).body.items as {
+      name?: string;
+      to: string;
+      reason: string;
+    }[];
+    const hops = history.filter((e) => e.name).map((e) => `${e.name} ${e.to}`);
+    expect(hops.slice(hops.indexOf('a RUNNING'))).toEqual([
+      'a RUNNING',
+      'a SUCCESS',
+      'b READY',
+      'b RUNNING',
+      'b SUCCESS',
+      'c READY',
+      'c RUNNING',
+      'c SUCCESS',
+    ]);
+    expect(history.filter((e) => e.to === 'RUNNING' && e.name).map((e) => e.reason)).toEqual([
+      'leased',
+      'leased',
+      'leased',
+    ]);
   });
 
   it("leaves a released task to the queue when an older one waits there for the report's poll", async () => {

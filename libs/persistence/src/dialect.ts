@@ -1,6 +1,6 @@
 import type { DataSource, EntityManager, EntityMetadata, QueryRunner } from 'typeorm';
 import { TIMEOUT_GRACE_MS } from '@tagflow/domain';
-import { TaskEntity } from './entities/task.entity.js';
+import { TaskEntity, TaskEventEntity } from './entities/task.entity.js';
 import { WorkflowEntity } from './entities/workflow.entity.js';
 import type { DatabaseKind } from './data-source.js';
 
@@ -174,18 +174,8 @@ export async function insertRows<T extends object>(
 ): Promise<void> {
   if (rows.length === 0) return;
   const meta = em.connection.getMetadata(entity);
-  const present = new Set(
-    rows.flatMap((r) => Object.keys(r).filter((k) => (r as Record<string, unknown>)[k] !== undefined)),
-  );
-  const columns = meta.columns.filter(
-    (c) => present.has(c.propertyName) || (!c.isGenerated && c.default !== undefined),
-  );
+  const { columns, stored } = insertColumns(em, entity, rows);
   const names = columns.map((c) => c.databaseName).join(', ');
-  const driver = em.connection.driver;
-  const stored = (row: object, c: (typeof columns)[number]) => {
-    const value = (row as Record<string, unknown>)[c.propertyName];
-    return (value === undefined ? (c.default ?? null) : driver.preparePersistentValue(value, c)) as unknown;
-  };
   if (kindOf(em) !== 'postgres') {
     const insert = sqliteStatement(
       em,
@@ -203,6 +193,30 @@ export async function insertRows<T extends object>(
     columns.map((c) => rows.map((row) => stored(row, c))),
   );
   insertWatchers.get(em.connection)?.(meta.tableName, rows.length);
+}
+
+/**
+ * The columns an insert of `rows` writes (those the rows set, and those with a default), and
+ * each value as the column stores it (JSON as text, transformers applied; a value a row
+ * lacks is the column's default, or NULL).
+ */
+function insertColumns<T extends object>(
+  em: EntityManager,
+  entity: new () => T,
+  rows: readonly object[],
+): { columns: ColumnMetadata[]; stored: (row: object, c: ColumnMetadata) => unknown } {
+  const present = new Set(
+    rows.flatMap((r) => Object.keys(r).filter((k) => (r as Record<string, unknown>)[k] !== undefined)),
+  );
+  const columns = em.connection
+    .getMetadata(entity)
+    .columns.filter((c) => present.has(c.propertyName) || (!c.isGenerated && c.default !== undefined));
+  const driver = em.connection.driver;
+  const stored = (row: object, c: ColumnMetadata) => {
+    const value = (row as Record<string, unknown>)[c.propertyName];
+    return (value === undefined ? (c.default ?? null) : driver.preparePersistentValue(value, c)) as unknown;
+  };
+  return { columns, stored };
 }
 
 /**
@@ -321,13 +335,38 @@ export async function claimRows(
   now: number,
   jobs: readonly ClaimJob[],
 ): Promise<Record<string, unknown>[]> {
-  if (kindOf(em) === 'postgres') return claimPostgres(em, now, jobs);
+  if (kindOf(em) === 'postgres') return claimPostgres(em, now, jobs, null);
   // SQLite refuses an expression more than 1,000 deep, and the claim's OR of key lookups
   // grows one level a job: a claim of 1,000 parked polls' tasks at once was a 500.
   const rows: Record<string, unknown>[] = [];
   for (let i = 0; i < jobs.length; i += SQLITE_CLAIM_CHUNK)
     rows.push(...(await claimSqlite(em, now, jobs.slice(i, i + SQLITE_CLAIM_CHUNK))));
   return rows;
+}
+
+/** The history a PostgreSQL claim writes in its own statement (claimWithEvents). */
+export interface ClaimEvents {
+  /** Task events of the transaction not written yet, oldest first: written before the claim's own. */
+  before: readonly Omit<TaskEventEntity, 'id'>[];
+  /** The reason of each job's READY -> RUNNING event, in the order of the jobs. */
+  reasons: readonly string[];
+}
+
+/**
+ * PostgreSQL: claimRows, and in the same statement the task events `events.before`, then one
+ * READY -> RUNNING event (at `now`) for each row leased, so that a transaction ending in a
+ * claim (a poll; a report whose next task goes to a parked poll) writes its history without
+ * a statement of its own. Event ids follow that order (the rows are sorted before the insert
+ * takes its ids).
+ */
+export async function claimWithEvents(
+  em: EntityManager,
+  now: number,
+  jobs: readonly ClaimJob[],
+  events: ClaimEvents,
+): Promise<Record<string, unknown>[]> {
+  if (kindOf(em) !== 'postgres') throw new Error('claimWithEvents is for PostgreSQL');
+  return claimPostgres(em, now, jobs, events);
 }
 
 /** Jobs claimed in one SQLite statement at most (its expression depth limit is 1,000). */
@@ -373,27 +412,49 @@ async function claimPostgres(
   em: EntityManager,
   now: number,
   jobs: readonly ClaimJob[],
+  events: ClaimEvents | null,
 ): Promise<Record<string, unknown>[]> {
   const type = (property: string) => pgArrayType(em, TaskEntity, property);
-  const { rows } = await query(
-    em,
+  const values: unknown[] = [
+    now,
+    jobs.map((j) => j.taskId),
+    jobs.map((j) => j.attempt),
+    jobs.map((j) => j.tagsetId),
+    jobs.map((j) => j.token),
+    jobs.map((j) => j.workerId),
+    jobs.map(() => 'READY'),
+    jobs.map(() => 'RUNNING'),
+  ];
+  const update = (returning: string) =>
     `UPDATE task t SET ${claimSet('$1', 'v.worker_id', 'v.lease_token', 'false')}
      FROM unnest($2::${type('id')}, $3::${type('attempt')}, $4::${type('tagset_id')}, $5::${type('lease_token')}, $6::${type('worker_id')},
-                 $7::${type('state')}, $8::${pgArrayType(em, WorkflowEntity, 'state')})
-       AS v(id, attempt, tagset_id, lease_token, worker_id, task_state, workflow_state)
+                 $7::${type('state')}, $8::${pgArrayType(em, WorkflowEntity, 'state')}${events ? ', $9::text[]' : ''})
+       AS v(id, attempt, tagset_id, lease_token, worker_id, task_state, workflow_state${events ? ', lease_reason' : ''})
      WHERE t.id = ANY($2::${type('id')}) AND t.id = v.id AND t.attempt = v.attempt AND t.tagset_id = v.tagset_id AND t.state = v.task_state
        AND (SELECT w.state FROM workflow w WHERE w.id = t.workflow_id) IS NOT DISTINCT FROM v.workflow_state
-     RETURNING t.*`,
-    [
-      now,
-      jobs.map((j) => j.taskId),
-      jobs.map((j) => j.attempt),
-      jobs.map((j) => j.tagsetId),
-      jobs.map((j) => j.token),
-      jobs.map((j) => j.workerId),
-      jobs.map(() => 'READY'),
-      jobs.map(() => 'RUNNING'),
-    ],
+     RETURNING ${returning}`;
+  if (!events) return (await query(em, update('t.*'), values)).rows;
+  values.push(events.reasons);
+  // The events kept so far and then the claim's own, one INSERT sorted in that order: the
+  // serial ids are drawn above the sort. Its columns are the claim's own events' (every one).
+  const names = ['task_id', 'workflow_id', 'from_state', 'to_state', 'attempt', 'reason', 'at'] as const;
+  const meta = em.connection.getMetadata(TaskEventEntity);
+  const { stored } = insertColumns(em, TaskEventEntity, events.before);
+  const columns = names.map((n) => columnOf(meta, n));
+  const before = columns.map((c, i) => `$${values.length + i + 1}::${arrayType(em, c)}`).join(', ');
+  values.push(...columns.map((c) => events.before.map((row) => stored(row, c))));
+  const { rows } = await query(
+    em,
+    `WITH claimed AS (${update('t.*, v.lease_reason')}),
+     written AS (
+       INSERT INTO task_event (${names.join(', ')})
+       SELECT ${names.join(', ')} FROM (
+         SELECT e.*, 0 AS own FROM unnest(${before}) WITH ORDINALITY AS e(${names.join(', ')}, n)
+         UNION ALL
+         SELECT c.id, c.workflow_id, 'READY', 'RUNNING', c.attempt, c.lease_reason, $1, 0, 1 FROM claimed c
+       ) x ORDER BY own, n)
+     SELECT * FROM claimed`,
+    values,
   );
   return rows;
 }

@@ -53,6 +53,25 @@ export class EventRepository {
   async addTaskEvents(events: readonly NewTaskEvent[]): Promise<void> {
     if (!this.pending) return insertRows(this.em, TaskEventEntity, events);
     this.pending.push(...events);
+    this.track(events);
+  }
+
+  /**
+   * For a statement that writes task events with its own work (PostgreSQL's claim, dialect
+   * `claimWithEvents`), in a transaction that keeps them: the events kept so far, oldest
+   * first, handed over (null when this repository writes events at once). The statement
+   * writes them, then its own, which `wroteWith` is told of.
+   */
+  takeKept(): NewTaskEvent[] | null {
+    return this.pending ? this.pending.splice(0) : null;
+  }
+
+  /** Task events a statement wrote after those `takeKept` gave it: as if added here (see `leftOpen`). */
+  wroteWith(events: readonly NewTaskEvent[]): void {
+    this.track(events);
+  }
+
+  private track(events: readonly NewTaskEvent[]): void {
     for (const e of events) {
       const open = this.open.get(e.workflow_id) ?? this.open.set(e.workflow_id, new Set()).get(e.workflow_id)!;
       if (e.to_state === 'READY' || e.to_state === 'RUNNING') open.add(e.task_id);

@@ -15,7 +15,7 @@ import {
 } from '@tagflow/domain';
 import { TaskEntity } from '../entities/task.entity.js';
 import { WorkflowEntity } from '../entities/workflow.entity.js';
-import { claimRows, IN_CHUNK, sql, updateEach, type ClaimJob } from '../dialect.js';
+import { claimRows, claimWithEvents, IN_CHUNK, kindOf, sql, updateEach, type ClaimJob } from '../dialect.js';
 import { hydrate, persisted } from '../rows.js';
 import { EventRepository, type NewTaskEvent } from './event.repository.js';
 import { LimitRepository } from './limit.repository.js';
@@ -179,22 +179,28 @@ export class TransitionRepository {
   async claim(fetched: readonly ClaimJob[]): Promise<TaskEntity[]> {
     const jobs = await this.limits.admit(fetched);
     if (jobs.length === 0) return [];
+    const reasons = jobs.map((j) => (j.workerId ? `leased by worker ${j.workerId}` : 'leased'));
+    const reasonOf = new Map(jobs.map((j, i) => [j.taskId, reasons[i]]));
+    const leased = (tasks: readonly TaskEntity[]): NewTaskEvent[] =>
+      tasks.map((t) => ({
+        task_id: t.id,
+        workflow_id: t.workflow_id,
+        from_state: 'READY',
+        to_state: 'RUNNING',
+        attempt: t.attempt,
+        reason: reasonOf.get(t.id)!,
+        at: this.now,
+      }));
+    // PostgreSQL, events kept for the commit: the claim's statement writes them, and its own.
+    const kept = kindOf(this.em) === 'postgres' ? this.events.takeKept() : null;
+    if (kept) {
+      const rows = await claimWithEvents(this.em, this.now, jobs, { before: kept, reasons });
+      const tasks = rows.map((r) => hydrate(this.em, TaskEntity, r));
+      this.events.wroteWith(leased(tasks));
+      return tasks;
+    }
     const tasks = (await claimRows(this.em, this.now, jobs)).map((r) => hydrate(this.em, TaskEntity, r));
-    const workerOf = new Map(jobs.map((j) => [j.taskId, j.workerId]));
-    await this.events.addTaskEvents(
-      tasks.map((r) => {
-        const worker = workerOf.get(r.id);
-        return {
-          task_id: r.id,
-          workflow_id: r.workflow_id,
-          from_state: 'READY',
-          to_state: 'RUNNING',
-          attempt: r.attempt,
-          reason: worker ? `leased by worker ${worker}` : 'leased',
-          at: this.now,
-        };
-      }),
-    );
+    await this.events.addTaskEvents(leased(tasks));
     return tasks;
   }
 
