@@ -294,7 +294,8 @@ describe(`repositories on ${DATABASE}`, () => {
     const { wf, a } = await seed();
     await db.transaction(async (r) => {
       const locked = (await r.workflows.lock(wf.id))!;
-      expect(locked).toEqual(wf);
+      // c selects the tag web: read with the lock.
+      expect(locked).toEqual({ ...wf, selects_tags: true });
       expect((await r.workflows.lockOfTasks([a.id])).map((w) => w.id)).toEqual([wf.id]);
       expect(
         await r.transitions.workflow(locked, { from: ['RUNNING'], flags: { sealed: true }, reason: 'sealed' }),
@@ -326,6 +327,25 @@ describe(`repositories on ${DATABASE}`, () => {
     expect(await r.workflows.get(wf.id)).toBeNull();
     expect(await r.tasks.load([a.id])).toEqual([]);
     expect(await r.data.get(wf.id, 'k')).toBeNull();
+  });
+
+  it('tells with a lock whether any task of the workflow selects a tag', async () => {
+    const wf = wfRow();
+    const a = taskRow(wf, 'a', { tags: ['web'] });
+    const b = taskRow(wf, 'b', { tags: ['web'], requires: ['a'], produces: ['k'] });
+    await db.transaction(async (r) => {
+      await r.workflows.insert(wf);
+      await r.tasks.insert([a, b]);
+      await r.deps.insertFor([a, b], [[], []]);
+    });
+    const selects = () => db.transaction(async (r) => (await r.workflows.lockOfTasks([a.id]))[0].selects_tags);
+    expect(await selects()).toBe(false);
+    const c = taskRow(wf, 'c', { requires_tags: ['web'] });
+    await db.transaction(async (r) => {
+      await r.tasks.insert([c]);
+      await r.deps.insertFor([c], [[]]);
+    });
+    expect(await selects()).toBe(true);
   });
 
   it("answers the engine's probes: states, handlers, failures, outputs, leases, data keys, and a changed spec", async () => {

@@ -170,10 +170,16 @@ export async function release(uow: UnitOfWork, wf: WorkflowEntity, tasks: readon
     tasks,
   );
   if (hasEnded(wf)) return;
-  const open = await uow.repos.deps.tagsWithOpenMembers(
-    wf.id,
-    unique(tasks.filter((t) => !isDeadDependency(t)).flatMap((t) => t.tags)),
-  );
+  // No task of the workflow selected a tag when it was locked: no tag needs a look. (One
+  // added since, in this operation, is found among the waiting tasks below and evaluated:
+  // a look would only have spared that evaluation while another member is open.)
+  const open =
+    wf.selects_tags === false
+      ? new Set<string>()
+      : await uow.repos.deps.tagsWithOpenMembers(
+          wf.id,
+          unique(tasks.filter((t) => !isDeadDependency(t)).flatMap((t) => t.tags)),
+        );
   const releasing = tasks.map((t) => ({
     name: t.name,
     produces: t.produces,

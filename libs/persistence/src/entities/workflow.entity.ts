@@ -77,6 +77,13 @@ export class WorkflowEntity {
 
   @MsColumn()
   finished_at: number | null;
+
+  /**
+   * Not a column: read with the row's lock (WorkflowRepository.lock*). False: none of its
+   * tasks selected a tag (`requires_tags`) when the row was locked, so a task's end needs no
+   * look for selectors of its tags. Undefined when not read.
+   */
+  selects_tags?: boolean;
 }
 
 /** One row per workflow tag, for `GET /workflows?tag=`. */
