@@ -144,7 +144,9 @@ export function createDataSource(url: string): DataSource {
       // No statement_timeout & co. here: node-postgres would send them as startup parameters,
       // which PgBouncer in transaction mode refuses. Transactions set them for themselves
       // (PG_TRANSACTION_LIMITS); statements outside one are bounded by the client.
-      extra: { max: 20, connectionTimeoutMillis: 5000, query_timeout: PG_QUERY_TIMEOUT_MS },
+      // `pipeline`: a statement issued while another is out is sent at once, not after its
+      // answer (a transaction's first statement follows its BEGIN: dialect pgTransaction).
+      extra: { max: 20, connectionTimeoutMillis: 5000, query_timeout: PG_QUERY_TIMEOUT_MS, pipeline: true },
     };
   }
   return new DataSource(options);

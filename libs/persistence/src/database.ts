@@ -117,7 +117,7 @@ export class Database {
    */
   async transaction<T>(fn: (repos: Repositories) => Promise<T>, now?: number): Promise<T> {
     // Its task events are kept and written together just before it commits.
-    const inRepos = async (em: EntityManager, opened?: Record<string, unknown>) => {
+    const inRepos = async (em: EntityManager, opened?: Promise<Record<string, unknown>>) => {
       const repos = new Repositories(em, now ?? this.now(), () => this.now(), true);
       if (opened) repos.limits.opened(opened);
       const value = await fn(repos);

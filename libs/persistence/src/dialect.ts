@@ -102,16 +102,18 @@ export async function query(em: EntityManager, text: string, values: unknown[]):
 
 /**
  * Runs `fn` in a PostgreSQL transaction that opens with `opening` (SET LOCAL statements, and
- * reads whose answer the transaction will need) in the same round trip as its BEGIN (a simple
- * query may hold several statements): as a statement of its own, SET LOCAL cost every
- * transaction a round trip (about 40 µs of the API's CPU each, measured). `fn` gets the first
- * row of the opening's last statement (empty when it returns none). Repositories speak SQL
- * only through the query runner, so TypeORM's own transaction bookkeeping is not needed.
+ * reads whose answer the transaction will need) in one message with its BEGIN (a simple query
+ * may hold several statements): as a statement of its own, SET LOCAL cost every transaction a
+ * round trip (about 40 µs of the API's CPU each, measured). `fn` starts at once, its first
+ * statement sent behind the opening without waiting for its answer (the client pipelines:
+ * data-source.ts), and gets that answer as a promise: the first row of the opening's last
+ * statement (empty when it returns none). Repositories speak SQL only through the query
+ * runner, so TypeORM's own transaction bookkeeping is not needed.
  */
 export async function pgTransaction<T>(
   dataSource: DataSource,
   opening: string,
-  fn: (em: EntityManager, opened: Record<string, unknown>) => Promise<T>,
+  fn: (em: EntityManager, opened: Promise<Record<string, unknown>>) => Promise<T>,
 ): Promise<T> {
   const runner = dataSource.createQueryRunner();
   try {
@@ -120,10 +122,15 @@ export async function pgTransaction<T>(
       query(text: string): Promise<{ rows?: Record<string, unknown>[] } | { rows?: Record<string, unknown>[] }[]>;
     };
     try {
-      // Inside the try: a statement of the opening that fails leaves the transaction open, aborted.
-      const answers = await client.query(`START TRANSACTION; ${opening}`);
-      const last = Array.isArray(answers) ? answers[answers.length - 1] : answers;
-      const value = await fn(runner.manager, last?.rows?.[0] ?? {});
+      // Inside the try: a statement of the opening that fails leaves the transaction open, aborted,
+      // and every later statement of it is refused, so nothing of `fn` runs outside it.
+      const opened = client.query(`START TRANSACTION; ${opening}`).then((answers) => {
+        const last = Array.isArray(answers) ? answers[answers.length - 1] : answers;
+        return last?.rows?.[0] ?? {};
+      });
+      opened.catch(() => undefined); // awaited below, after fn
+      const value = await fn(runner.manager, opened);
+      await opened;
       await runner.query('COMMIT');
       return value;
     } catch (e) {
@@ -211,12 +218,16 @@ function insertColumns<T extends object>(
   const columns = em.connection
     .getMetadata(entity)
     .columns.filter((c) => present.has(c.propertyName) || (!c.isGenerated && c.default !== undefined));
+  return { columns, stored: storedValue(em) };
+}
+
+/** A row's value as its column stores it; a value the row lacks is the column's default, or NULL. */
+function storedValue(em: EntityManager): (row: object, c: ColumnMetadata) => unknown {
   const driver = em.connection.driver;
-  const stored = (row: object, c: ColumnMetadata) => {
+  return (row, c) => {
     const value = (row as Record<string, unknown>)[c.propertyName];
     return (value === undefined ? (c.default ?? null) : driver.preparePersistentValue(value, c)) as unknown;
   };
-  return { columns, stored };
 }
 
 /**
@@ -439,7 +450,7 @@ async function claimPostgres(
   // serial ids are drawn above the sort. Its columns are the claim's own events' (every one).
   const names = ['task_id', 'workflow_id', 'from_state', 'to_state', 'attempt', 'reason', 'at'] as const;
   const meta = em.connection.getMetadata(TaskEventEntity);
-  const { stored } = insertColumns(em, TaskEventEntity, events.before);
+  const stored = storedValue(em);
   const columns = names.map((n) => columnOf(meta, n));
   const before = columns.map((c, i) => `$${values.length + i + 1}::${arrayType(em, c)}`).join(', ');
   values.push(...columns.map((c) => events.before.map((row) => stored(row, c))));

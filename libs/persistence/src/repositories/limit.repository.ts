@@ -73,13 +73,13 @@ export class LimitRepository {
 
   /**
    * Takes: the row of ANY_LIMIT_READ, run as its transaction opened (PostgreSQL: in BEGIN's
-   * round trip, Database.transaction). The lease gate then needs no statement of its own to
-   * learn that no limit exists. A limit set by another transaction after that read is not
+   * message, Database.transaction; a promise, as the transaction goes on without waiting for
+   * it). The lease gate then needs no statement of its own to learn that no limit exists. A limit set by another transaction after that read is not
    * seen by this one, as it would not be by a read just before its lease either: leases
    * racing a new limit are not held by it.
    */
-  opened(row: Record<string, unknown>): void {
-    if (ANY_LIMIT_READ_COLUMN in row) this.anyLimitRead = Promise.resolve(Boolean(row[ANY_LIMIT_READ_COLUMN]));
+  opened(row: Promise<Record<string, unknown>>): void {
+    this.anyLimitRead = row.then((r) => Boolean(r[ANY_LIMIT_READ_COLUMN]));
   }
 
   /** Takes: a limit and a time. Sets it (created or changed). Returns: the row. */
