@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import type { DataSource } from 'typeorm';
 import { newId, tagsetId, type TaskState } from '@tagflow/domain';
 import { createDataSource, Database, type TaskEntity, type WorkflowEntity } from '@tagflow/persistence';
-import { DATABASE, freshDatabaseUrl } from './support/harness.js';
+import { DATABASE, freshDatabaseUrl, waitFor } from './support/harness.js';
 
 /**
  * Every repository statement against the real database of the run (SQLite, then
@@ -10,8 +11,10 @@ import { DATABASE, freshDatabaseUrl } from './support/harness.js';
  */
 describe(`repositories on ${DATABASE}`, () => {
   let db: Database;
+  let source: DataSource;
   beforeAll(async () => {
-    db = new Database(createDataSource(await freshDatabaseUrl()));
+    source = createDataSource(await freshDatabaseUrl());
+    db = new Database(source);
     await db.initialize();
   });
   afterAll(async () => {
@@ -347,6 +350,33 @@ describe(`repositories on ${DATABASE}`, () => {
     });
     expect(await selects()).toBe(true);
   });
+
+  (DATABASE === 'postgres' ? it : it.skip)(
+    'on PostgreSQL, reads tasks sent behind their workflow lock as they are once the lock is held',
+    async () => {
+      const { wf, a } = await seed();
+      let release = () => {};
+      const gate = new Promise<void>((r) => (release = r));
+      // Another transaction holds the lock and changes the task; it commits once the read below waits.
+      const holder = db.transaction(async (r) => {
+        await r.workflows.lock(wf.id);
+        await r.transitions.tasks({ ids: [a.id], from: ['WAITING'], to: 'READY', reason: 'by the holder' });
+        await gate;
+      });
+      const reader = db.transaction((r) => r.lockOfTasksWithTasks([a.id]));
+      await waitFor('the reader to wait for the lock', async () => {
+        const rows: { n: number }[] = await source.query(
+          "SELECT COUNT(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+        );
+        return rows[0].n > 0;
+      });
+      release();
+      await holder;
+      const { workflows, tasks } = await reader;
+      expect(workflows.map((w) => w.id)).toEqual([wf.id]);
+      expect(tasks.map((t) => t.state)).toEqual(['READY']);
+    },
+  );
 
   it("answers the engine's probes: states, handlers, failures, outputs, leases, data keys, and a changed spec", async () => {
     const { wf, a, b, c, p } = await seed();

@@ -53,9 +53,7 @@ export class Engine {
   ): Promise<T> {
     const ids = [...new Set(taskIds)];
     return this.run(async (uow) => {
-      const workflows = await uow.repos.workflows.lockOfTasks(ids);
-      uow.repos.restartClock();
-      const tasks = await uow.repos.tasks.load(ids);
+      const { workflows, tasks } = await uow.repos.lockOfTasksWithTasks(ids);
       return fn(uow, new Map(workflows.map((w) => [w.id, w])), new Map(tasks.map((t) => [t.id, t])));
     });
   }

@@ -1,4 +1,6 @@
 import type { EntityManager } from 'typeorm';
+import type { TaskEntity } from '../entities/task.entity.js';
+import type { WorkflowEntity } from '../entities/workflow.entity.js';
 import { AuditRepository } from './audit.repository.js';
 import { CallbackRepository } from './callback.repository.js';
 import { DataRepository } from './data.repository.js';
@@ -83,5 +85,22 @@ export class Repositories {
   /** Reads the clock again (after waiting for a lock, so times follow the order of the locks). */
   restartClock(): void {
     this.now = this.clock();
+  }
+
+  /**
+   * Takes: task ids. Locks their workflows (WorkflowRepository.lockOfTasks), then reads the
+   * tasks under those locks; the clock restarts once the locks are held. On PostgreSQL the
+   * read is sent behind the lock without waiting for it (the client pipelines): the server
+   * runs it only once the locks are granted, so it sees every change committed before them,
+   * and the two cost one round trip. The read must be issued second: it is.
+   */
+  async lockOfTasksWithTasks(ids: readonly string[]): Promise<{ workflows: WorkflowEntity[]; tasks: TaskEntity[] }> {
+    const locking = this.workflows.lockOfTasks(ids).then((workflows) => {
+      this.restartClock();
+      return workflows;
+    });
+    const reading = this.tasks.load(ids);
+    const [workflows, tasks] = await Promise.all([locking, reading]);
+    return { workflows, tasks };
   }
 }
