@@ -357,16 +357,21 @@ describe(`repositories on ${DATABASE}`, () => {
       const { wf, a } = await seed();
       let release = () => {};
       const gate = new Promise<void>((r) => (release = r));
+      let changed = () => {};
+      const holding = new Promise<void>((r) => (changed = r));
       // Another transaction holds the lock and changes the task; it commits once the read below waits.
       const holder = db.transaction(async (r) => {
         await r.workflows.lock(wf.id);
         await r.transitions.tasks({ ids: [a.id], from: ['WAITING'], to: 'READY', reason: 'by the holder' });
+        changed();
         await gate;
       });
+      await holding;
       const reader = db.transaction((r) => r.lockOfTasksWithTasks([a.id]));
       await waitFor('the reader to wait for the lock', async () => {
         const rows: { n: number }[] = await source.query(
-          "SELECT COUNT(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+          `SELECT COUNT(*)::int AS n FROM pg_stat_activity
+            WHERE wait_event_type = 'Lock' AND datname = current_database() AND query LIKE '%FOR UPDATE%'`,
         );
         return rows[0].n > 0;
       });

@@ -22,14 +22,14 @@ export interface DatabaseOptions {
   plannerStatistics?: { warn: (why: string) => void };
 }
 
+/** What a transaction does as it opens, in the message of its BEGIN (see Database.transaction). */
+const PG_TRANSACTION_OPENING = `${PG_TRANSACTION_LIMITS}; ${ANY_LIMIT_READ}`;
+
 /**
  * The connection, migrations and transactions. SQLite has one connection and one
  * writer, so there every transaction is serialized in this process (SQLite supports one
  * API process; run PostgreSQL for replicas).
  */
-/** What a transaction does as it opens, in the round trip of its BEGIN (see Database.transaction). */
-const PG_TRANSACTION_OPENING = `${PG_TRANSACTION_LIMITS}; ${ANY_LIMIT_READ}`;
-
 export class Database {
   readonly kind: DatabaseKind;
   private sqliteTail: Promise<unknown> = Promise.resolve();

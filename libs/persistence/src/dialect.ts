@@ -128,11 +128,20 @@ export async function pgTransaction<T>(
         const last = Array.isArray(answers) ? answers[answers.length - 1] : answers;
         return last?.rows?.[0] ?? {};
       });
-      opened.catch(() => undefined); // awaited below, after fn
-      const value = await fn(runner.manager, opened);
-      await opened;
-      await runner.query('COMMIT');
-      return value;
+      // Awaited below. Should it fail, fn fails too ("current transaction is aborted"), and
+      // the opening's own error is the one thrown: a lock timeout there is a conflict to retry.
+      const failed = opened.then(
+        () => null,
+        (e: unknown) => e,
+      );
+      try {
+        const value = await fn(runner.manager, opened);
+        await opened;
+        await runner.query('COMMIT');
+        return value;
+      } catch (e) {
+        throw (await failed) ?? e;
+      }
     } catch (e) {
       await runner.query('ROLLBACK').catch(() => undefined);
       throw e;

@@ -170,9 +170,10 @@ export async function release(uow: UnitOfWork, wf: WorkflowEntity, tasks: readon
     tasks,
   );
   if (hasEnded(wf)) return;
-  // No task of the workflow selected a tag when it was locked: no tag needs a look. (One
-  // added since, in this operation, is found among the waiting tasks below and evaluated:
-  // a look would only have spared that evaluation while another member is open.)
+  // No task of the workflow selected a tag as its lock was read: no tag needs a look. (One
+  // added since, by this operation or by the transaction that held the lock before, is found
+  // among the waiting tasks below and evaluated, which is always right: a look would only
+  // have spared that evaluation while another member of its tag is open.)
   const open =
     wf.selects_tags === false
       ? new Set<string>()

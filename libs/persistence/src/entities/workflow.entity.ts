@@ -79,9 +79,11 @@ export class WorkflowEntity {
   finished_at: number | null;
 
   /**
-   * Not a column: read with the row's lock (WorkflowRepository.lock*). False: none of its
-   * tasks selected a tag (`requires_tags`) when the row was locked, so a task's end needs no
-   * look for selectors of its tags. Undefined when not read.
+   * Not a column: read by the statement that locks the row (WorkflowRepository.lock*). False:
+   * none of its tasks selected a tag (`requires_tags`) in that statement's snapshot, so a
+   * task's end needs no look for selectors of its tags. The snapshot is taken before the lock
+   * is waited for: a selector added by the transaction that held it is missed, which only
+   * costs evaluations (readiness.ts release). Undefined when not read.
    */
   selects_tags?: boolean;
 }

@@ -92,15 +92,17 @@ export class Repositories {
    * tasks under those locks; the clock restarts once the locks are held. On PostgreSQL the
    * read is sent behind the lock without waiting for it (the client pipelines): the server
    * runs it only once the locks are granted, so it sees every change committed before them,
-   * and the two cost one round trip. The read must be issued second: it is.
+   * and the two cost one round trip. The order on the wire is the order of the calls: each
+   * reaches the query runner without awaiting anything first (lockWhere and load), and the
+   * runner's own steps are the same for both. A failed lock is the error thrown (the read
+   * then fails only because the transaction is aborted).
    */
   async lockOfTasksWithTasks(ids: readonly string[]): Promise<{ workflows: WorkflowEntity[]; tasks: TaskEntity[] }> {
-    const locking = this.workflows.lockOfTasks(ids).then((workflows) => {
-      this.restartClock();
-      return workflows;
-    });
+    const locking = this.workflows.lockOfTasks(ids);
     const reading = this.tasks.load(ids);
-    const [workflows, tasks] = await Promise.all([locking, reading]);
-    return { workflows, tasks };
+    reading.catch(() => undefined); // awaited below, once the lock has answered
+    const workflows = await locking;
+    this.restartClock();
+    return { workflows, tasks: await reading };
   }
 }

@@ -74,12 +74,16 @@ export class LimitRepository {
   /**
    * Takes: the row of ANY_LIMIT_READ, run as its transaction opened (PostgreSQL: in BEGIN's
    * message, Database.transaction; a promise, as the transaction goes on without waiting for
-   * it). The lease gate then needs no statement of its own to learn that no limit exists. A limit set by another transaction after that read is not
-   * seen by this one, as it would not be by a read just before its lease either: leases
-   * racing a new limit are not held by it.
+   * it). The lease gate then needs no statement of its own to learn that no limit exists. A
+   * limit committed by another transaction after that read applies from this process's next
+   * transaction on: one that opened before it (its lock waits included) leases as if it were
+   * not there yet.
    */
   opened(row: Promise<Record<string, unknown>>): void {
-    this.anyLimitRead = row.then((r) => Boolean(r[ANY_LIMIT_READ_COLUMN]));
+    const read = row.then((r) => Boolean(r[ANY_LIMIT_READ_COLUMN]));
+    // A failed opening fails the transaction (Database.transaction): not read here is not lost.
+    read.catch(() => undefined);
+    this.anyLimitRead = read;
   }
 
   /** Takes: a limit and a time. Sets it (created or changed). Returns: the row. */
