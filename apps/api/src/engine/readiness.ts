@@ -11,7 +11,8 @@ const FEW_DEPENDENTS = 100;
  * READY (queued if the workflow runs; a task whose `not_before` is still ahead is marked
  * to be woken then instead), SKIPPED (a dependency can never succeed) or
  * ERROR DEADLOCK (a data key it reads can no longer come). Ended tasks become facts for
- * the settle loop; nothing here asks whether the workflow is done.
+ * the settle loop; nothing here asks whether the workflow is done. `released`: tasks this
+ * operation has just settled, whose objects stand for their rows (see viewsByName).
  */
 export async function evaluate(
   uow: UnitOfWork,
