@@ -1,23 +1,29 @@
 // Decorator metadata (the types class-transformer reads): loaded before the classes below.
 import 'reflect-metadata';
-import { Type } from 'class-transformer';
 import {
   ArrayMaxSize,
   ArrayMinSize,
   IsArray,
   IsInt,
   IsNumber,
-  IsObject,
   IsOptional,
   IsString,
   Max,
   MaxLength,
   Min,
-  ValidateNested,
 } from 'class-validator';
 import { LIMITS } from '@tagflow/domain';
 import { CallbackDto } from './callback.dto.js';
-import { IsAction, IsDataKeyList, IsJsonObject, IsNameList, IsTagList, IsTaskName, IsZonedTime } from './validators.js';
+import {
+  IsNested,
+  IsAction,
+  IsDataKeyList,
+  IsJsonObject,
+  IsNameList,
+  IsTagList,
+  IsTaskName,
+  IsZonedTime,
+} from './validators.js';
 
 export class RetryDto {
   @IsOptional()
@@ -56,9 +62,7 @@ export class OnErrorDto {
   @IsArray()
   @ArrayMinSize(1)
   @ArrayMaxSize(LIMITS.handlerTasksPerEntry)
-  @IsObject({ each: true })
-  @ValidateNested({ each: true })
-  @Type(() => TaskSpecDto)
+  @IsNested(() => TaskSpecDto, { each: true })
   run: TaskSpecDto[];
 }
 
@@ -88,9 +92,7 @@ export class TaskSpecDto {
   requires_tags?: string[];
 
   @IsOptional()
-  @IsObject()
-  @ValidateNested()
-  @Type(() => RetryDto)
+  @IsNested(() => RetryDto)
   retry?: RetryDto;
 
   @IsOptional()
@@ -108,9 +110,7 @@ export class TaskSpecDto {
   @IsOptional()
   @IsArray()
   @ArrayMaxSize(LIMITS.onErrorEntries)
-  @IsObject({ each: true })
-  @ValidateNested({ each: true })
-  @Type(() => OnErrorDto)
+  @IsNested(() => OnErrorDto, { each: true })
   on_error?: OnErrorDto[];
 
   @IsOptional()
@@ -135,9 +135,7 @@ export class TaskSpecDto {
 
   /** POSTed to (signed with its secret) when the task finishes. */
   @IsOptional()
-  @IsObject()
-  @ValidateNested()
-  @Type(() => CallbackDto)
+  @IsNested(() => CallbackDto)
   callback?: CallbackDto;
 }
 
@@ -145,8 +143,6 @@ export class TaskBatchDto {
   @IsArray()
   @ArrayMinSize(1)
   @ArrayMaxSize(LIMITS.tasksPerBatch)
-  @IsObject({ each: true })
-  @ValidateNested({ each: true })
-  @Type(() => TaskSpecDto)
+  @IsNested(() => TaskSpecDto, { each: true })
   tasks: TaskSpecDto[];
 }

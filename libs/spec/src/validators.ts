@@ -1,12 +1,15 @@
+import { Type } from 'class-transformer';
 import type { ValidationError } from 'class-validator';
 import {
   ArrayMaxSize,
   ArrayMinSize,
   IsArray,
+  IsObject,
   IsString,
   Matches,
   MaxLength,
   registerDecorator,
+  ValidateNested,
   type ValidationArguments,
 } from 'class-validator';
 import { DATA_KEY_MAX_LENGTH, DATA_KEY_PATTERN, LIMITS } from '@tagflow/domain';
@@ -50,6 +53,20 @@ export function flattenValidationErrors(errors: ValidationError[], parent = ''):
 }
 
 // ---- Composite decorators for rules used in several DTOs ----
+
+/**
+ * An object of the class `type` returns (a list of them with `each`), checked by that class's
+ * rules. It must be an object: ValidateNested alone walks a list given where one object
+ * belongs, and would take `retry: [...]` for a retry.
+ */
+// eslint-disable-next-line @typescript-eslint/no-unsafe-function-type
+export function IsNested(type: () => Function, options: { each?: boolean } = {}): PropertyDecorator {
+  return (target, key) => {
+    Type(type)(target, key);
+    ValidateNested(options)(target, key);
+    IsObject(options)(target, key);
+  };
+}
 
 export function IsTaskName(): PropertyDecorator {
   return (target, key) => {

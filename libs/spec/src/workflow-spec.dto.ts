@@ -1,22 +1,19 @@
 // Decorator metadata (the types class-transformer reads): loaded before the classes below.
 import 'reflect-metadata';
-import { Type } from 'class-transformer';
 import {
   ArrayMaxSize,
   IsArray,
   IsBoolean,
   IsIn,
   IsInt,
-  IsObject,
   IsOptional,
   IsString,
   Max,
   MaxLength,
   Min,
-  ValidateNested,
 } from 'class-validator';
 import { LIMITS } from '@tagflow/domain';
-import { IsJsonObject, IsLimitMap, IsTagList, IsTaskName } from './validators.js';
+import { IsNested, IsJsonObject, IsLimitMap, IsTagList, IsTaskName } from './validators.js';
 import { TaskSpecDto } from './task-spec.dto.js';
 import { CallbackDto } from './callback.dto.js';
 
@@ -43,9 +40,7 @@ export class CreateWorkflowDto {
   @IsOptional()
   @IsArray()
   @ArrayMaxSize(LIMITS.tasksPerBatch)
-  @IsObject({ each: true })
-  @ValidateNested({ each: true })
-  @Type(() => TaskSpecDto)
+  @IsNested(() => TaskSpecDto, { each: true })
   tasks?: TaskSpecDto[];
 
   @IsOptional()
@@ -70,8 +65,6 @@ export class CreateWorkflowDto {
 
   /** POSTed to (signed with its secret) when the workflow finishes. */
   @IsOptional()
-  @IsObject()
-  @ValidateNested()
-  @Type(() => CallbackDto)
+  @IsNested(() => CallbackDto)
   callback?: CallbackDto;
 }

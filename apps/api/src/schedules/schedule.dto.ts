@@ -1,6 +1,5 @@
-import { Type } from 'class-transformer';
-import { IsIn, IsObject, IsOptional, IsString, MaxLength, ValidateNested } from 'class-validator';
-import { CreateWorkflowDto, IsTaskName } from '@tagflow/spec';
+import { IsIn, IsOptional, IsString, MaxLength } from 'class-validator';
+import { CreateWorkflowDto, IsNested, IsTaskName } from '@tagflow/spec';
 
 /** `POST /v1/schedules`. */
 export class CreateScheduleDto {
@@ -25,8 +24,6 @@ export class CreateScheduleDto {
   overlap?: 'skip' | 'allow';
 
   /** The workflow each tick creates, as POST /v1/workflows takes it; `scheduled_at` is merged into its input. */
-  @IsObject()
-  @ValidateNested()
-  @Type(() => CreateWorkflowDto)
+  @IsNested(() => CreateWorkflowDto)
   workflow: CreateWorkflowDto;
 }

@@ -1,17 +1,15 @@
-import { Transform, Type } from 'class-transformer';
+import { Transform } from 'class-transformer';
 import {
   ArrayMaxSize,
   IsArray,
   IsIn,
   IsInt,
   IsNumber,
-  IsObject,
   IsOptional,
   IsString,
   Max,
   MaxLength,
   Min,
-  ValidateNested,
 } from 'class-validator';
 import { LIMITS, TASK_STATES, type TaskState } from '@tagflow/domain';
 import { CallbackDto, OnErrorDto, RetryDto, TaskSpecDto } from '@tagflow/spec';
@@ -20,6 +18,7 @@ import {
   IsDataKeyList,
   IsJsonObject,
   IsNameList,
+  IsNested,
   IsTagList,
   IsTaskName,
   IsZonedTime,
@@ -42,15 +41,13 @@ export class TaskPatchDto {
   @IsOptional() @IsJsonObject() input?: Record<string, unknown>;
   @IsOptional() @IsNameList() requires?: string[];
   @IsOptional() @IsTagList() requires_tags?: string[];
-  @IsOptional() @IsObject() @ValidateNested() @Type(() => RetryDto) retry?: RetryDto;
+  @IsOptional() @IsNested(() => RetryDto) retry?: RetryDto;
   @IsOptional() @IsInt() @Min(1) @Max(LIMITS.timeoutMaxSeconds) timeout_s?: number;
   @IsOptional() @IsInt() @Min(1) @Max(LIMITS.leaseMaxSeconds) lease_s?: number;
   @IsOptional()
   @IsArray()
   @ArrayMaxSize(LIMITS.onErrorEntries)
-  @IsObject({ each: true })
-  @ValidateNested({ each: true })
-  @Type(() => OnErrorDto)
+  @IsNested(() => OnErrorDto, { each: true })
   on_error?: OnErrorDto[];
   @IsOptional() @IsAction() revert?: { type: string } & Record<string, unknown>;
   @IsOptional() @IsDataKeyList() produces?: string[];
@@ -58,7 +55,7 @@ export class TaskPatchDto {
   @IsOptional() @IsZonedTime() not_before?: string | null;
   @IsOptional() @IsInt() @Min(LIMITS.priorityMin) @Max(LIMITS.priorityMax) priority?: number;
   /** A new callback, or null: none. */
-  @IsOptional() @IsObject() @ValidateNested() @Type(() => CallbackDto) callback?: CallbackDto | null;
+  @IsOptional() @IsNested(() => CallbackDto) callback?: CallbackDto | null;
 }
 
 /** A page of a workflow's tasks (`limit`, `cursor`), by state or tag. */

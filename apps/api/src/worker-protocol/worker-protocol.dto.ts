@@ -1,4 +1,3 @@
-import { Type } from 'class-transformer';
 import {
   ArrayMaxSize,
   IsArray,
@@ -7,7 +6,6 @@ import {
   IsIn,
   IsInt,
   IsNumber,
-  IsObject,
   IsOptional,
   IsString,
   IsUUID,
@@ -15,10 +13,9 @@ import {
   MaxLength,
   Min,
   ValidateIf,
-  ValidateNested,
 } from 'class-validator';
 import { LIMITS } from '@tagflow/domain';
-import { IsCapabilityList, IsJsonAtMost, IsJsonObject } from '../common/validation.js';
+import { IsCapabilityList, IsJsonAtMost, IsJsonObject, IsNested } from '../common/validation.js';
 
 export class PollDto {
   /** Capabilities: a task fits when every tag of it is among them; `*` fits every task. */
@@ -98,9 +95,7 @@ export class FailureDto {
 export class FailDto extends ReportDto {
   // ValidateNested alone lets a missing object through.
   @IsDefined({ message: 'error is required: {message, code?, retryable?}' })
-  @IsObject()
-  @ValidateNested()
-  @Type(() => FailureDto)
+  @IsNested(() => FailureDto)
   error: FailureDto;
 }
 
@@ -118,9 +113,7 @@ export class BatchReportDto extends ReportDto {
 
   @ValidateIf((r: BatchReportDto) => r.status === 'fail')
   @IsDefined({ message: 'error is required when status is fail: {message, code?, retryable?}' })
-  @IsObject()
-  @ValidateNested()
-  @Type(() => FailureDto)
+  @IsNested(() => FailureDto)
   error?: FailureDto;
 }
 
@@ -128,14 +121,10 @@ export class BatchReportDto extends ReportDto {
 export class ReportAndPollDto {
   @IsArray()
   @ArrayMaxSize(LIMITS.reportsPerRequest)
-  @IsObject({ each: true })
-  @ValidateNested({ each: true })
-  @Type(() => BatchReportDto)
+  @IsNested(() => BatchReportDto, { each: true })
   reports: BatchReportDto[];
 
   @IsOptional()
-  @IsObject()
-  @ValidateNested()
-  @Type(() => PollDto)
+  @IsNested(() => PollDto)
   poll?: PollDto;
 }

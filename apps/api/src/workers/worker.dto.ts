@@ -1,18 +1,6 @@
-import { Type } from 'class-transformer';
-import {
-  ArrayMaxSize,
-  IsArray,
-  IsObject,
-  IsOptional,
-  IsString,
-  IsUUID,
-  Matches,
-  MaxLength,
-  MinLength,
-  ValidateNested,
-} from 'class-validator';
+import { ArrayMaxSize, IsArray, IsOptional, IsString, IsUUID, Matches, MaxLength, MinLength } from 'class-validator';
 import { LIMITS } from '@tagflow/domain';
-import { IsJsonAtMost } from '../common/validation.js';
+import { IsJsonAtMost, IsNested } from '../common/validation.js';
 import type { WorkerInfo } from '@tagflow/client';
 import { isoOrNull } from '@tagflow/domain';
 import type { WorkerEntity } from '@tagflow/persistence';
@@ -74,8 +62,6 @@ export class LeaseBeatDto {
 export class WorkerHeartbeatDto {
   @IsArray()
   @ArrayMaxSize(LIMITS.leasesPerHeartbeat)
-  @IsObject({ each: true })
-  @ValidateNested({ each: true })
-  @Type(() => LeaseBeatDto)
+  @IsNested(() => LeaseBeatDto, { each: true })
   leases: LeaseBeatDto[];
 }
