@@ -113,10 +113,11 @@ export class Database {
   /**
    * Runs `fn` in one transaction, its repositories at one clock (`now` when given). On
    * PostgreSQL the transaction first sets its own bounds (PG_TRANSACTION_LIMITS) and reads
-   * whether any concurrency limit exists, in its BEGIN's round trip (PG_TRANSACTION_OPENING).
+   * whether any concurrency limit exists, in its BEGIN's message (PG_TRANSACTION_OPENING).
    */
   async transaction<T>(fn: (repos: Repositories) => Promise<T>, now?: number): Promise<T> {
-    // Its task events are kept and written together just before it commits.
+    // Its task events are kept and written together just before it commits (or, on
+    // PostgreSQL, by a lease's claim: TransitionRepository.claim).
     const inRepos = async (em: EntityManager, opened?: Promise<Record<string, unknown>>) => {
       const repos = new Repositories(em, now ?? this.now(), () => this.now(), true);
       if (opened) repos.limits.opened(opened);

@@ -348,14 +348,19 @@ export interface ClaimJob {
  * Takes: the clock and the jobs (task id, the attempt and tag set each job was queued
  * for, the token, the worker). Guards: the task is READY at that attempt in that tag set
  * and its workflow is RUNNING. Returns: every column of the rows that moved; the others
- * were stale.
+ * were stale. `events` (PostgreSQL only): the same statement also writes the task events
+ * `events.before`, then one READY -> RUNNING event (at `now`) for each row leased, so that a
+ * transaction ending in a claim (a poll; a report whose next task goes to a parked poll)
+ * writes its history without a statement of its own. Event ids follow that order.
  */
 export async function claimRows(
   em: EntityManager,
   now: number,
   jobs: readonly ClaimJob[],
+  events: ClaimEvents | null = null,
 ): Promise<Record<string, unknown>[]> {
-  if (kindOf(em) === 'postgres') return claimPostgres(em, now, jobs, null);
+  if (kindOf(em) === 'postgres') return claimPostgres(em, now, jobs, events);
+  if (events) throw new Error('a claim writes its events itself on PostgreSQL only');
   // SQLite refuses an expression more than 1,000 deep, and the claim's OR of key lookups
   // grows one level a job: a claim of 1,000 parked polls' tasks at once was a 500.
   const rows: Record<string, unknown>[] = [];
@@ -364,28 +369,12 @@ export async function claimRows(
   return rows;
 }
 
-/** The history a PostgreSQL claim writes in its own statement (claimWithEvents). */
+/** The history a PostgreSQL claim writes in its own statement (claimRows). */
 export interface ClaimEvents {
   /** Task events of the transaction not written yet, oldest first: written before the claim's own. */
   before: readonly Omit<TaskEventEntity, 'id'>[];
   /** The reason of each job's READY -> RUNNING event, in the order of the jobs. */
   reasons: readonly string[];
-}
-
-/**
- * PostgreSQL: claimRows, and in the same statement the task events `events.before`, then one
- * READY -> RUNNING event (at `now`) for each row leased, so that a transaction ending in a
- * claim (a poll; a report whose next task goes to a parked poll) writes its history without
- * a statement of its own. Event ids follow that order.
- */
-export async function claimWithEvents(
-  em: EntityManager,
-  now: number,
-  jobs: readonly ClaimJob[],
-  events: ClaimEvents,
-): Promise<Record<string, unknown>[]> {
-  if (kindOf(em) !== 'postgres') throw new Error('claimWithEvents is for PostgreSQL');
-  return claimPostgres(em, now, jobs, events);
 }
 
 /** Jobs claimed in one SQLite statement at most (its expression depth limit is 1,000). */

@@ -15,7 +15,7 @@ import {
 } from '@tagflow/domain';
 import { TaskEntity } from '../entities/task.entity.js';
 import { WorkflowEntity } from '../entities/workflow.entity.js';
-import { claimRows, claimWithEvents, IN_CHUNK, kindOf, sql, updateEach, type ClaimJob } from '../dialect.js';
+import { claimRows, IN_CHUNK, kindOf, sql, updateEach, type ClaimJob } from '../dialect.js';
 import { hydrate, persisted } from '../rows.js';
 import { EventRepository, type NewTaskEvent } from './event.repository.js';
 import { LimitRepository } from './limit.repository.js';
@@ -37,6 +37,11 @@ export interface TaskChange {
 }
 
 type RowInfo = { state: TaskState; attempt: number; workflow_id: string };
+
+/** The reason a lease's event gives. */
+function leaseReason(workerId: string | null): string {
+  return workerId ? `leased by worker ${workerId}` : 'leased';
+}
 
 /**
  * The one way a task's or a workflow's state or side flags change. Each change is
@@ -179,28 +184,27 @@ export class TransitionRepository {
   async claim(fetched: readonly ClaimJob[]): Promise<TaskEntity[]> {
     const jobs = await this.limits.admit(fetched);
     if (jobs.length === 0) return [];
-    const reasons = jobs.map((j) => (j.workerId ? `leased by worker ${j.workerId}` : 'leased'));
-    const reasonOf = new Map(jobs.map((j, i) => [j.taskId, reasons[i]]));
-    const leased = (tasks: readonly TaskEntity[]): NewTaskEvent[] =>
-      tasks.map((t) => ({
-        task_id: t.id,
-        workflow_id: t.workflow_id,
-        from_state: 'READY',
-        to_state: 'RUNNING',
-        attempt: t.attempt,
-        reason: reasonOf.get(t.id)!,
-        at: this.now,
-      }));
     // PostgreSQL, events kept for the commit: the claim's statement writes them, and its own.
     const kept = kindOf(this.em) === 'postgres' ? this.events.takeKept() : null;
-    if (kept) {
-      const rows = await claimWithEvents(this.em, this.now, jobs, { before: kept, reasons });
-      const tasks = rows.map((r) => hydrate(this.em, TaskEntity, r));
-      this.events.wroteWith(leased(tasks));
-      return tasks;
-    }
-    const tasks = (await claimRows(this.em, this.now, jobs)).map((r) => hydrate(this.em, TaskEntity, r));
-    await this.events.addTaskEvents(leased(tasks));
+    const rows = await claimRows(
+      this.em,
+      this.now,
+      jobs,
+      kept && { before: kept, reasons: jobs.map((j) => leaseReason(j.workerId)) },
+    );
+    const tasks = rows.map((r) => hydrate(this.em, TaskEntity, r));
+    // The claim wrote each row's worker: its event's reason is the one the statement wrote.
+    const leased: NewTaskEvent[] = tasks.map((t) => ({
+      task_id: t.id,
+      workflow_id: t.workflow_id,
+      from_state: 'READY',
+      to_state: 'RUNNING',
+      attempt: t.attempt,
+      reason: leaseReason(t.worker_id),
+      at: this.now,
+    }));
+    if (kept) this.events.wroteWith(leased);
+    else await this.events.addTaskEvents(leased);
     return tasks;
   }
 
