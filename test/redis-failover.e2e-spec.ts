@@ -1,4 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pg from 'pg';
 import { Api, DATABASE, shortId, task, waitFor, workflow } from './support/harness.js';
 import { ClusterSetup, redisCli, SentinelSetup } from './support/redis-topologies.js';
@@ -9,19 +12,34 @@ import { WorkerProcess } from './support/worker-process.js';
  * run by real workers while the master changes by hand and then dies (SIGKILL). Nothing
  * is lost or leased twice, /health tells the truth while there is no master, and the API
  * never exits. (PostgreSQL only: the task history is read from it.)
+ *
+ * Each event strikes mid-run whatever the machine's speed: the first task of one group in
+ * each workflow (GATED) runs until the test opens that group's gate. The test waits until
+ * all of them run, starts the event, and opens the gate at once: those tasks report while
+ * the event goes on, and every later group (which needs the whole group) is leased after it.
  */
 const GROUPS = 8;
 const WORKFLOWS = 10;
 const PER_GROUP = 12; // 10 x 8 x 12 = 960 tasks, plus one root per workflow: 970
+/** The gated groups: the forced failover strikes in the first, the kill in the second. */
+const GATED = { failover: 1, kill: 5 };
 
 describe('Redis failover under load', () => {
   const cleanup: (() => unknown)[] = [];
+  const gates = mkdtempSync(join(tmpdir(), 'tagflow-gates-'));
+  /** The gate of group g of the test that tags its tasks t: a file, there once open. */
+  const gate = (t: string, g: number) => join(gates, `${t}-g${g}`);
+  /** Runs until the gate opens (at most a minute, then fails: nothing outlives the suite). */
+  const gated = (t: string, g: number) =>
+    `i=0; until [ -e ${gate(t, g)} ] || [ $i -ge 1200 ]; do sleep 0.05; i=$((i+1)); done; [ -e ${gate(t, g)} ]`;
+  const open = (t: string, g: number) => writeFileSync(gate(t, g), '');
   beforeAll(() => {
     if (DATABASE !== 'postgres')
       throw new Error('the failover suite reads the task history from PostgreSQL: it needs TEST_DATABASE=postgres');
   });
   afterAll(async () => {
     for (const c of cleanup.reverse()) await c();
+    rmSync(gates, { recursive: true, force: true });
   });
 
   /** Workflows of tasks in GROUPS tag-joined groups, each group a tag set of its own. */
@@ -34,7 +52,7 @@ describe('Redis failover under load', () => {
           tasks.push(
             task(`g${g}-${i}`, {
               tags: [t, `${t}-g${g}`],
-              action: { type: 'shell', command: 'sleep 0.05' },
+              action: { type: 'shell', command: i === 0 && isGated(g) ? gated(t, g) : 'sleep 0.05' },
               ...(g === 0 ? { requires: ['root'] } : { requires_tags: [`${t}-g${g - 1}`] }),
             }),
           );
@@ -43,6 +61,21 @@ describe('Redis failover under load', () => {
       ids.push((await api.createWorkflow(workflow({ sealed: true, tasks }))).id);
     }
     return ids;
+  }
+
+  const isGated = (g: number) => g === GATED.failover || g === GATED.kill;
+
+  /** Waits until the gated task of group g runs in every workflow (the gate is still shut). */
+  async function gatedRunning(api: Api, ids: string[], t: string, g: number): Promise<void> {
+    expect(existsSync(gate(t, g))).toBe(false);
+    await waitFor(
+      `the gated task of group ${g} running in every workflow`,
+      async () => {
+        for (const id of ids) if ((await api.task(id, `g${g}-0`)).state !== 'RUNNING') return false;
+        return true;
+      },
+      60_000,
+    );
   }
 
   async function succeeded(api: Api, ids: string[]): Promise<number> {
@@ -66,6 +99,27 @@ describe('Redis failover under load', () => {
       }
     })();
     return { seen, stop: () => (on = false) };
+  }
+
+  /**
+   * /health answered 503 after the kill, while there was no master, and then 200 again;
+   * the sampler stops at the first 200 after a 503, or at a deadline.
+   */
+  async function healthyAgain(health: ReturnType<typeof sampleHealth>, killed: number): Promise<void> {
+    const afterKill = () => health.seen.filter((s) => s.at > killed);
+    const recovered = () => {
+      const seen = afterKill();
+      const down = seen.findIndex((s) => s.status === 503);
+      return down >= 0 && seen.slice(down).some((s) => s.status === 200);
+    };
+    // At the deadline, the assertion below shows the statuses seen.
+    await waitFor('/health 503 after the kill, then 200', async () => recovered(), 30_000).catch(() => undefined);
+    health.stop();
+    expect(
+      afterKill()
+        .map((s) => `${s.at - killed}:${s.status}`)
+        .join(' '),
+    ).toMatch(/:503 .*:200/);
   }
 
   /** Every attempt leased once, from the recorded history; and the first lease after `since` (ms), if any. */
@@ -137,9 +191,10 @@ describe('Redis failover under load', () => {
     await workersFor(api, t);
     const health = sampleHealth(api);
 
-    await waitFor('a quarter of the tasks done', async () => (await succeeded(api, ids)) >= total / 4, 60_000);
+    await gatedRunning(api, ids, t, GATED.failover);
     const first = redis.master();
     redis.failover();
+    open(t, GATED.failover);
     await waitFor('the sentinels to name a new master', async () => redis.master() !== first, 20_000);
     // The old master takes writes until the sentinels turn it into a replica; then the API's
     // connections, refused with READONLY, move to the new one.
@@ -153,22 +208,21 @@ describe('Redis failover under load', () => {
       20_000,
     );
 
-    await waitFor('half of the tasks done', async () => (await succeeded(api, ids)) >= total / 2, 60_000);
     // Slower to give up on a master, so the time without one is long enough to be seen.
     redis.set('down-after-milliseconds', '3000');
+    await gatedRunning(api, ids, t, GATED.kill);
     const killed = Date.now();
     const dying = second;
     redis.kill9(dying);
+    open(t, GATED.kill);
     await waitFor('a new master after the kill', async () => redis.master() !== dying, 30_000);
 
     await allDone(api, ids, total);
-    health.stop();
+    await healthyAgain(health, killed);
     for (const id of ids) expect((await api.workflow(id)).state).toBe('SUCCESS');
     const { twice, firstLeaseAfter } = await history(api, ids, killed);
     expect(twice).toEqual([]);
-    const afterKill = health.seen.filter((s) => s.at > killed).map((s) => `${s.at - killed}:${s.status}`);
-    expect(afterKill.join(' ')).toMatch(/:503/);
-    expect(health.seen[health.seen.length - 1].status).toBe(200);
+    expect(firstLeaseAfter).not.toBeNull(); // the groups after the kill's were leased after it
     expect(api.proc.exitCode).toBeNull();
     console.log(
       `Sentinel: the first lease after the master was killed came ${firstLeaseAfter} ms later (down-after 3000 ms)`,
@@ -196,29 +250,25 @@ describe('Redis failover under load', () => {
 
     await workersFor(api, t);
     const health = sampleHealth(api);
-    await waitFor('a quarter of the tasks done', async () => (await succeeded(api, ids)) >= total / 4, 60_000);
+    await gatedRunning(api, ids, t, GATED.failover);
     const [first] = [...owners];
     redis.failoverOf(first);
+    open(t, GATED.failover);
     await waitFor('the replica to take over', async () => !redis.masters().some((m) => m.port === first), 20_000);
 
-    await waitFor('half of the tasks done', async () => (await succeeded(api, ids)) >= total / 2, 60_000);
+    await gatedRunning(api, ids, t, GATED.kill);
     const victim = redis.masters().find((m) => [...owners].includes(m.port))?.port ?? redis.masters()[0].port;
     for (const p of redis.ports) redisCli(p, 'config', 'set', 'cluster-node-timeout', '3000');
     const killed = Date.now();
     redis.kill9(victim);
+    open(t, GATED.kill);
 
     await allDone(api, ids, total);
-    health.stop();
+    await healthyAgain(health, killed);
     for (const id of ids) expect((await api.workflow(id)).state).toBe('SUCCESS');
     const { twice, firstLeaseAfter } = await history(api, ids, killed);
     expect(twice).toEqual([]);
-    expect(
-      health.seen
-        .filter((s) => s.at > killed)
-        .map((s) => `${s.at - killed}:${s.status}`)
-        .join(' '),
-    ).toMatch(/:503/);
-    expect(health.seen[health.seen.length - 1].status).toBe(200);
+    expect(firstLeaseAfter).not.toBeNull();
     expect(api.logs.join('')).not.toMatch(/CROSSSLOT/);
     expect(api.proc.exitCode).toBeNull();
     console.log(
