@@ -221,12 +221,12 @@ function insertColumns<T extends object>(
   entity: new () => T,
   rows: readonly object[],
 ): { columns: ColumnMetadata[]; stored: (row: object, c: ColumnMetadata) => unknown } {
-  const present = new Set(
-    rows.flatMap((r) => Object.keys(r).filter((k) => (r as Record<string, unknown>)[k] !== undefined)),
-  );
+  // A column is written when some row sets it: asked column by column, the first row that
+  // sets it ends the search (collecting every row's keys cost an accept about a tenth of its CPU).
+  const sets = (c: ColumnMetadata) => rows.some((r) => (r as Record<string, unknown>)[c.propertyName] !== undefined);
   const columns = em.connection
     .getMetadata(entity)
-    .columns.filter((c) => present.has(c.propertyName) || (!c.isGenerated && c.default !== undefined));
+    .columns.filter((c) => (!c.isGenerated && c.default !== undefined) || sets(c));
   return { columns, stored: storedValue(em) };
 }
 
