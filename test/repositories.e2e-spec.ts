@@ -146,6 +146,27 @@ describe(`repositories on ${DATABASE}`, () => {
     expect((await r.tasks.countsByState([wf.id])).get(wf.id)).toEqual({ WAITING: 4 });
   });
 
+  it('writes text as it is, whatever it holds: quotes, backslashes, braces, commas, the word NULL, nothing', async () => {
+    const wf = wfRow();
+    const awkward = ['a"b', 'back\\slash', '{x,y}', 'NULL', '', ' spaced ', 'line\nbreak', 'ünï cödé', '\\"'];
+    const rows = awkward.map((text, i) =>
+      taskRow(wf, `${text}-${i}`, {
+        tags: [text === '' ? 'empty' : text],
+        input: { text, list: awkward },
+        stdout: text,
+        stderr: i % 2 === 0 ? null : text,
+        exit_code: i === 0 ? null : -i,
+        handled: i % 2 === 0,
+      }),
+    );
+    await db.transaction(async (r) => {
+      await r.workflows.insert(wf);
+      await r.tasks.insert(rows);
+    });
+    const loaded = await db.read().tasks.load(rows.map((t) => t.id));
+    expect(loaded).toEqual(rows);
+  });
+
   it('counts, for the cycle check, ended tasks only when a rerun would make them wait again', async () => {
     const { wf, c } = await seed(); // c selects web and reads k
     const end = (code: string, to: 'SKIPPED' | 'ERROR', from: TaskState) =>
