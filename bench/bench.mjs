@@ -142,6 +142,8 @@ async function startApi(databaseUrl) {
         DATABASE_URL: databaseUrl,
         ...redis.env,
         QUEUE_PREFIX: prefix,
+        // PostgreSQL directly, as a deployment without a pooler runs it (no effect on SQLite).
+        DATABASE_PREPARED_STATEMENTS: process.env.BENCH_PREPARED_STATEMENTS ?? 'on',
         LOG_LEVEL: 'info',
         BODY_LIMIT_BYTES: String(16 * 1024 * 1024),
         TAGFLOW_ADMIN_TOKEN: TOKEN,

@@ -125,8 +125,11 @@ if [ $pgbouncer = 1 ]; then
   exit 0
 fi
 
+# Directly on PostgreSQL the API runs its statements named (DATABASE_PREPARED_STATEMENTS=on,
+# as a deployment without a pooler would); through PgBouncer above, unnamed (the default).
 first=1
 for db in "${dbs[@]}"; do
+  if [ "$db" = postgres ]; then export TEST_PG_PREPARED=on; else unset TEST_PG_PREPARED; fi
   ignore=()
   [ "$db" = sqlite ] && ignore+=("$PG_ONLY")
   [ $first = 1 ] || ignore+=("$DB_FREE")
@@ -137,6 +140,7 @@ for db in "${dbs[@]}"; do
   fi
   first=0
 done
+unset TEST_PG_PREPARED
 
 if [ $full = 1 ]; then
   use_pgbouncer

@@ -13,7 +13,7 @@ describe(`repositories on ${DATABASE}`, () => {
   let db: Database;
   let source: DataSource;
   beforeAll(async () => {
-    source = createDataSource(await freshDatabaseUrl());
+    source = createDataSource(await freshDatabaseUrl(), { preparedStatements: process.env.TEST_PG_PREPARED === 'on' });
     db = new Database(source);
     await db.initialize();
   });

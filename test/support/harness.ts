@@ -182,6 +182,8 @@ export class Api {
           QUEUE_PREFIX: prefix,
           RECONCILE_INTERVAL_MS: '200',
           LOG_LEVEL: 'info',
+          // Named statements where the run says so (directly on PostgreSQL; not through PgBouncer).
+          ...(process.env.TEST_PG_PREPARED ? { DATABASE_PREPARED_STATEMENTS: process.env.TEST_PG_PREPARED } : {}),
           ...opts.env,
           // Every answer it sends is recorded, and checked against the document after the suite.
           TEST_ANSWER_LOG: answers,

@@ -89,7 +89,10 @@ export class AppModule implements OnApplicationShutdown {
         {
           provide: Database,
           useFactory: async () => {
-            const db = new Database(createDataSource(config.DATABASE_URL), {
+            const source = createDataSource(config.DATABASE_URL, {
+              preparedStatements: config.DATABASE_PREPARED_STATEMENTS === 'on',
+            });
+            const db = new Database(source, {
               checkpointsAside: { warn: (why) => logger.event('warn', 'database', why) },
               plannerStatistics: { warn: (why) => logger.event('warn', 'database', why) },
             });

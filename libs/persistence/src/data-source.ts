@@ -36,6 +36,7 @@ import { WorkflowRunTags1700000000022 } from './migrations/1700000000022-workflo
 import { ScheduleOwner1700000000023 } from './migrations/1700000000023-schedule-owner.js';
 import { WideIds1700000000024 } from './migrations/1700000000024-wide-ids.js';
 import { TaskLogEntity } from './entities/task-log.entity.js';
+import { prepareStatementsOf } from './prepared.js';
 import { AuditEntity } from './entities/audit.entity.js';
 import { ApiKeyEntity } from './entities/api-key.entity.js';
 import { DataEntryEntity } from './entities/data-entry.entity.js';
@@ -110,7 +111,7 @@ export const PG_TRANSACTION_LIMITS =
 export const PG_QUERY_TIMEOUT_MS = 35_000;
 
 /** The one DataSource definition, used by the API and by the migration CLI alike. */
-export function createDataSource(url: string): DataSource {
+export function createDataSource(url: string, opts: { preparedStatements?: boolean } = {}): DataSource {
   const { kind, target } = parseDatabaseUrl(url);
   const common = {
     entities: ENTITIES,
@@ -152,5 +153,8 @@ export function createDataSource(url: string): DataSource {
       extra: { max: 20, connectionTimeoutMillis: 5000, query_timeout: PG_QUERY_TIMEOUT_MS, pipeline: true },
     };
   }
-  return new DataSource(options);
+  const dataSource = new DataSource(options);
+  // PostgreSQL only: SQLite's statements are prepared and kept by its driver already.
+  if (kind === 'postgres' && opts.preparedStatements) prepareStatementsOf(dataSource);
+  return dataSource;
 }

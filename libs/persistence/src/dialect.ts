@@ -1,8 +1,9 @@
-import type { DataSource, EntityManager, EntityMetadata, QueryRunner } from 'typeorm';
+import { QueryFailedError, type DataSource, type EntityManager, type EntityMetadata, type QueryRunner } from 'typeorm';
 import { TIMEOUT_GRACE_MS } from '@tagflow/domain';
 import { TaskEntity, TaskEventEntity } from './entities/task.entity.js';
 import { WorkflowEntity } from './entities/workflow.entity.js';
 import type { DatabaseKind } from './data-source.js';
+import { preparesStatements, statementName } from './prepared.js';
 
 type ColumnMetadata = EntityMetadata['columns'][number];
 
@@ -88,15 +89,48 @@ export async function sql(em: EntityManager, text: string, params: Record<string
   return query(em, out, values);
 }
 
-/** Runs one statement with positional parameters (`?` on SQLite, `$n` on PostgreSQL) in `em`'s transaction. */
+/**
+ * Runs one statement with positional parameters (`?` on SQLite, `$n` on PostgreSQL) in `em`'s
+ * transaction; on PostgreSQL, named when the data source prepares statements (prepared.ts).
+ */
 export async function query(em: EntityManager, text: string, values: unknown[]): Promise<SqlResult> {
   const own: QueryRunner | undefined = em.queryRunner ? undefined : em.connection.createQueryRunner();
   try {
+    if (preparesStatements(em.connection)) {
+      // Every statement by the one path, named or not: sent after the same steps, statements
+      // reach the server in the order they were issued (Repositories.lockOfTasksWithTasks).
+      return await direct(em.queryRunner ?? own!, values.length > 0 ? statementName(text) : null, text, values);
+    }
     const result = await (em.queryRunner ?? own!).query(text, values, true);
     const rows = Array.isArray(result.records) ? (result.records as Record<string, unknown>[]) : [];
     return { rows, affected: result.affected ?? rows.length };
   } finally {
     await own?.release();
+  }
+}
+
+/** node-postgres's client, as far as a named statement needs it. */
+interface PgClient {
+  query(q: {
+    name?: string;
+    text: string;
+    values: unknown[];
+  }): Promise<{ rows?: Record<string, unknown>[]; rowCount: number | null }>;
+}
+
+/**
+ * A statement on the runner's connection through node-postgres's client itself, named when
+ * `name` is given (TypeORM's query() sends only unnamed ones). Its error reaches callers as
+ * TypeORM's would, a QueryFailedError carrying the driver's code.
+ */
+async function direct(runner: QueryRunner, name: string | null, text: string, values: unknown[]): Promise<SqlResult> {
+  const client = (await runner.connect()) as PgClient;
+  try {
+    const result = await client.query(name === null ? { text, values } : { name, text, values });
+    const rows = result.rows ?? [];
+    return { rows, affected: result.rowCount ?? rows.length };
+  } catch (e) {
+    throw new QueryFailedError(text, values, e as Error);
   }
 }
 

@@ -39,6 +39,16 @@ export class AppConfig {
   })
   DATABASE_URL = 'sqlite:./data/tagflow.db';
 
+  /**
+   * PostgreSQL: `on` runs statements named (prepared), which spares the server most of its
+   * planning. Only directly against PostgreSQL, or through a pooler that carries named
+   * statements (PgBouncer 1.21+ with `max_prepared_statements`); not through PgBouncer 1.18
+   * in transaction mode. No effect on SQLite.
+   */
+  @IsOptional()
+  @IsIn(['on', 'off'], { message: 'DATABASE_PREPARED_STATEMENTS must be on or off' })
+  DATABASE_PREPARED_STATEMENTS: 'on' | 'off' = 'off';
+
   @IsOptional()
   @IsString()
   @Matches(/^rediss?:\/\/.+/, { message: 'REDIS_URL must be redis://HOST:PORT[/DB]' })
