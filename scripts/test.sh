@@ -118,6 +118,7 @@ use_pgbouncer() {
 }
 
 if [ $pgbouncer = 1 ]; then
+  unset TEST_PG_PREPARED # through PgBouncer 1.18 statements run unnamed, whatever the caller's shell says
   use_pgbouncer
   [ ${#patterns[@]} -gt 0 ] || match=(--testPathPatterns "$PGBOUNCER_CORE")
   TEST_DATABASE=postgres npm run test:e2e -- --maxWorkers="$workers" "${match[@]}" \

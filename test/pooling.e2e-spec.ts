@@ -17,7 +17,7 @@ describe('PostgreSQL connections without session state', () => {
   beforeAll(async () => {
     if (DATABASE !== 'postgres') throw new Error('the pooling suite needs TEST_DATABASE=postgres');
     const url = await freshDatabaseUrl();
-    dataSource = createDataSource(url);
+    dataSource = createDataSource(url, { preparedStatements: process.env.TEST_PG_PREPARED === 'on' });
     db = new Database(dataSource);
     await db.initialize();
     holder = new pg.Client({ connectionString: url });

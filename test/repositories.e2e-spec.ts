@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { DataSource } from 'typeorm';
 import { newId, tagsetId, type TaskState } from '@tagflow/domain';
 import { createDataSource, Database, type TaskEntity, type WorkflowEntity } from '@tagflow/persistence';
+import { statementName } from '../libs/persistence/src/prepared.js';
 import { DATABASE, freshDatabaseUrl, waitFor } from './support/harness.js';
 
 /**
@@ -401,6 +402,46 @@ describe(`repositories on ${DATABASE}`, () => {
       const { workflows, tasks } = await reader;
       expect(workflows.map((w) => w.id)).toEqual([wf.id]);
       expect(tasks.map((t) => t.state)).toEqual(['READY']);
+    },
+  );
+
+  (DATABASE === 'postgres' && process.env.TEST_PG_PREPARED === 'on' ? it : it.skip)(
+    'on PostgreSQL with prepared statements, goes on after a migration changes a table its statements read',
+    async () => {
+      // One connection, so the statements prepared before the change are the ones run after it.
+      const alone = createDataSource(await freshDatabaseUrl(), { preparedStatements: true });
+      (alone.options as { extra: { max: number } }).extra.max = 1;
+      const one = new Database(alone);
+      await one.initialize();
+      try {
+        const wf = wfRow();
+        const a = taskRow(wf, 'a');
+        await one.transaction(async (r) => {
+          await r.workflows.insert(wf);
+          await r.tasks.insert([a]);
+        });
+        for (let i = 0; i < 6; i++) {
+          expect((await one.read().tasks.load([a.id]))[0].id).toBe(a.id);
+          expect((await one.transaction((r) => r.workflows.lock(wf.id)))?.id).toBe(wf.id);
+        }
+        // What a newer replica's migration does while this one serves.
+        await alone.query('ALTER TABLE task ADD COLUMN added_by_a_migration integer');
+        await alone.query('ALTER TABLE workflow ADD COLUMN added_by_a_migration integer');
+        const named = statementName('SELECT 1 WHERE $1::int = 1', 1);
+        // Outside a transaction: sent again, named anew.
+        expect((await one.read().tasks.load([a.id]))[0].id).toBe(a.id);
+        const renamed = statementName('SELECT 1 WHERE $1::int = 1', 1);
+        expect(renamed).not.toBe(named);
+        // In a transaction: refused as a conflict the engine runs again (every name new by then).
+        expect((await one.transaction((r) => r.workflows.lock(wf.id)))?.id).toBe(wf.id);
+        await alone.query('ALTER TABLE workflow DROP COLUMN added_by_a_migration');
+        const refused = await one.transaction((r) => r.workflows.lock(wf.id)).catch((e: unknown) => e);
+        expect((refused as { code?: string }).code).toBe('0A000');
+        expect((await one.transaction((r) => r.workflows.lock(wf.id)))?.id).toBe(wf.id);
+        expect(statementName('SELECT 1 WHERE $1::int = 1', 1)).not.toBe(renamed);
+      } finally {
+        await one.close();
+      }
     },
   );
 

@@ -1,9 +1,16 @@
-import { QueryFailedError, type DataSource, type EntityManager, type EntityMetadata, type QueryRunner } from 'typeorm';
+import {
+  QueryFailedError,
+  QueryRunnerAlreadyReleasedError,
+  type DataSource,
+  type EntityManager,
+  type EntityMetadata,
+  type QueryRunner,
+} from 'typeorm';
 import { TIMEOUT_GRACE_MS } from '@tagflow/domain';
 import { TaskEntity, TaskEventEntity } from './entities/task.entity.js';
 import { WorkflowEntity } from './entities/workflow.entity.js';
 import type { DatabaseKind } from './data-source.js';
-import { preparesStatements, statementName } from './prepared.js';
+import { preparesStatements, renameStatements, STALE_STATEMENT, statementName } from './prepared.js';
 
 type ColumnMetadata = EntityMetadata['columns'][number];
 
@@ -99,7 +106,7 @@ export async function query(em: EntityManager, text: string, values: unknown[]):
     if (preparesStatements(em.connection)) {
       // Every statement by the one path, named or not: sent after the same steps, statements
       // reach the server in the order they were issued (Repositories.lockOfTasksWithTasks).
-      return await direct(em.queryRunner ?? own!, values.length > 0 ? statementName(text) : null, text, values);
+      return await direct(em.queryRunner ?? own!, statementName(text, values.length), text, values, !!own);
     }
     const result = await (em.queryRunner ?? own!).query(text, values, true);
     const rows = Array.isArray(result.records) ? (result.records as Record<string, unknown>[]) : [];
@@ -122,14 +129,32 @@ interface PgClient {
  * A statement on the runner's connection through node-postgres's client itself, named when
  * `name` is given (TypeORM's query() sends only unnamed ones). Its error reaches callers as
  * TypeORM's would, a QueryFailedError carrying the driver's code.
+ *
+ * A named statement refused because the schema changed under it (STALE_STATEMENT: a newer
+ * replica's migration added a column to a table it reads with `*`) renames every statement,
+ * so each is parsed afresh from then on; run `alone` (outside a transaction) it is sent again
+ * at once, and in a transaction the error is a conflict the engine runs the operation again
+ * for (engine.ts).
  */
-async function direct(runner: QueryRunner, name: string | null, text: string, values: unknown[]): Promise<SqlResult> {
+async function direct(
+  runner: QueryRunner,
+  name: string | null,
+  text: string,
+  values: unknown[],
+  alone: boolean,
+): Promise<SqlResult> {
+  // As TypeORM's query() does: a released runner's client may already serve another transaction.
+  if (runner.isReleased) throw new QueryRunnerAlreadyReleasedError();
   const client = (await runner.connect()) as PgClient;
   try {
     const result = await client.query(name === null ? { text, values } : { name, text, values });
     const rows = result.rows ?? [];
     return { rows, affected: result.rowCount ?? rows.length };
   } catch (e) {
+    if (name !== null && (e as { code?: unknown }).code === STALE_STATEMENT) {
+      renameStatements();
+      if (alone) return direct(runner, statementName(text, values.length), text, values, false);
+    }
     throw new QueryFailedError(text, values, e as Error);
   }
 }
@@ -141,8 +166,8 @@ async function direct(runner: QueryRunner, name: string | null, text: string, va
  * round trip (about 40 µs of the API's CPU each, measured). `fn` starts at once, its first
  * statement sent behind the opening without waiting for its answer (the client pipelines:
  * data-source.ts), and gets that answer as a promise: the first row of the opening's last
- * statement (empty when it returns none). Repositories speak SQL only through the query
- * runner, so TypeORM's own transaction bookkeeping is not needed.
+ * statement (empty when it returns none). Repositories speak SQL only through `query` (on the
+ * query runner's connection), so TypeORM's own transaction bookkeeping is not needed.
  */
 export async function pgTransaction<T>(
   dataSource: DataSource,

@@ -7,20 +7,26 @@ import type { DataSource } from 'typeorm';
  * DATABASE_PREPARED_STATEMENTS=on). An unnamed statement is parsed and planned each time it
  * runs; a named one is parsed once on each server connection, and after its fifth run
  * PostgreSQL may keep one plan for it (a generic plan), so most runs skip planning. On a
- * report-and-poll hop that took PostgreSQL's CPU from about 2.3 to 1.3-1.5 ms.
+ * report-and-poll hop that took PostgreSQL's CPU from 2.2-2.4 to about 1.4 ms.
  *
  * Off by default: PgBouncer in transaction pooling mode does not carry named statements
  * before 1.21 (and not without `max_prepared_statements` after it), and a statement
  * prepared on one server connection is then missing, or already there, on the next.
  *
  * A statement's name is a hash of its text, so two clients that prepare the same name on one
- * server connection prepared the same statement. At most MAX_NAMED texts get a name in one
- * process (lists written out as `IN ($1, $2, …)` have a text for each length); the ones past
- * that run unnamed, so neither this map nor any server connection's set of statements grows
- * without bound.
+ * server connection prepared the same statement. Only texts with at most MAX_PARAMETERS
+ * parameters get a name, and at most MAX_NAMED of them in one process (lists written out as
+ * `IN ($1, $2, …)` have a text for each length); the rest run unnamed, so neither this map
+ * nor any server connection's set of statements grows without bound.
  */
 const MAX_NAMED = 1000;
-const names = new Map<string, string>();
+/** Statements with more parameters run unnamed: a list written out `IN ($1, …)` has one text for each length. */
+const MAX_PARAMETERS = 32;
+/** PostgreSQL's "cached plan must not change result type": the statement's table changed shape. */
+export const STALE_STATEMENT = '0A000';
+
+let names = new Map<string, string>();
+let generation = 0;
 const enabled = new WeakSet<DataSource>();
 
 /** Marks `dataSource` as one whose statements with parameters run named. */
@@ -33,12 +39,26 @@ export function preparesStatements(dataSource: DataSource): boolean {
   return enabled.has(dataSource);
 }
 
-/** The name `text` runs under, or null once MAX_NAMED other texts have one. */
-export function statementName(text: string): string | null {
+/**
+ * The name `text` (with `parameters` parameters) runs under, or null: without parameters,
+ * with more than MAX_PARAMETERS, or once MAX_NAMED other texts have a name.
+ */
+export function statementName(text: string, parameters: number): string | null {
+  if (parameters === 0 || parameters > MAX_PARAMETERS) return null;
   const known = names.get(text);
   if (known !== undefined) return known;
   if (names.size >= MAX_NAMED) return null;
-  const name = `tf_${createHash('sha256').update(text).digest('hex').slice(0, 40)}`;
+  const name = `tf${generation}_${createHash('sha256').update(text).digest('hex').slice(0, 40)}`;
   names.set(text, name);
   return name;
+}
+
+/**
+ * Gives every statement a new name from now on, so each is parsed afresh on every connection:
+ * after a schema change, a statement prepared before it is refused (STALE_STATEMENT). What the
+ * server keeps of the old names goes with the connections (a handful of changes a deployment's life).
+ */
+export function renameStatements(): void {
+  generation++;
+  names = new Map();
 }

@@ -41,9 +41,8 @@ export class AppConfig {
 
   /**
    * PostgreSQL: `on` runs statements named (prepared), which spares the server most of its
-   * planning. Only directly against PostgreSQL, or through a pooler that carries named
-   * statements (PgBouncer 1.21+ with `max_prepared_statements`); not through PgBouncer 1.18
-   * in transaction mode. No effect on SQLite.
+   * planning. Directly against PostgreSQL; not through PgBouncer 1.18 in transaction mode,
+   * which does not carry named statements. No effect on SQLite.
    */
   @IsOptional()
   @IsIn(['on', 'off'], { message: 'DATABASE_PREPARED_STATEMENTS must be on or off' })

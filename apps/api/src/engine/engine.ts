@@ -123,6 +123,9 @@ const CONFLICTS: Record<string, string> = {
   '55P03': 'lock timeout',
   '40P01': 'deadlock',
   '40001': 'serialization failure',
+  // A prepared statement made before a schema change (another replica's migration): it is
+  // renamed, and the operation's next attempt prepares it afresh (persistence prepared.ts).
+  '0A000': 'a statement prepared before the schema changed',
 };
 
 function conflictOf(e: unknown): string | null {
