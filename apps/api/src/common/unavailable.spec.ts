@@ -24,6 +24,11 @@ describe('which part an error says is unavailable', () => {
     expect(unavailablePart(new QueryRunnerAlreadyReleasedError())).toBe('database');
   });
 
+  it('names the database for a statement prepared before a migration changed its table, not for another 0A000', () => {
+    expect(unavailablePart(withCode('cached plan must not change result type', '0A000', true))).toBe('database');
+    expect(unavailablePart(withCode('FOR UPDATE is not allowed with aggregate functions', '0A000', true))).toBeNull();
+  });
+
   it('names Redis for a closed connection', () => {
     expect(unavailablePart(new Error('Connection is closed.'))).toBe('Redis');
     expect(
