@@ -116,13 +116,16 @@ export async function query(em: EntityManager, text: string, values: unknown[]):
   }
 }
 
-/** node-postgres's client, as far as a named statement needs it. */
+/** node-postgres's client under a query runner, as far as Tagflow uses it beyond TypeORM. */
 interface PgClient {
-  query(q: {
-    name?: string;
-    text: string;
-    values: unknown[];
-  }): Promise<{ rows?: Record<string, unknown>[]; rowCount: number | null }>;
+  /** Several statements in one simple query: an answer for each. */
+  query(text: string): Promise<PgResult | PgResult[]>;
+  /** One statement with parameters, named (prepared) when `name` is given. */
+  query(q: { name?: string; text: string; values: unknown[] }): Promise<PgResult>;
+}
+interface PgResult {
+  rows?: Record<string, unknown>[];
+  rowCount?: number | null;
 }
 
 /**
@@ -133,8 +136,8 @@ interface PgClient {
  * A named statement refused because the schema changed under it (STALE_STATEMENT: a newer
  * replica's migration added a column to a table it reads with `*`) renames every statement,
  * so each is parsed afresh from then on; run `alone` (outside a transaction) it is sent again
- * at once, and in a transaction the error is a conflict the engine runs the operation again
- * for (engine.ts).
+ * at once, and in a transaction its error is marked (isStaleStatement) for the engine to run
+ * the operation again.
  */
 async function direct(
   runner: QueryRunner,
@@ -151,11 +154,13 @@ async function direct(
     const rows = result.rows ?? [];
     return { rows, affected: result.rowCount ?? rows.length };
   } catch (e) {
-    if (name !== null && (e as { code?: unknown }).code === STALE_STATEMENT) {
+    const stale = name !== null && (e as { code?: unknown }).code === STALE_STATEMENT;
+    if (stale) {
       renameStatements();
       if (alone) return direct(runner, statementName(text, values.length), text, values, false);
     }
-    throw new QueryFailedError(text, values, e as Error);
+    // Marked for isStaleStatement, which the engine and the API's error filter ask.
+    throw Object.assign(new QueryFailedError(text, values, e as Error), stale ? { staleStatement: true } : {});
   }
 }
 
@@ -177,9 +182,7 @@ export async function pgTransaction<T>(
   const runner = dataSource.createQueryRunner();
   try {
     // The driver's client itself: TypeORM's query() keeps only a single statement's answer.
-    const client = (await runner.connect()) as {
-      query(text: string): Promise<{ rows?: Record<string, unknown>[] } | { rows?: Record<string, unknown>[] }[]>;
-    };
+    const client = (await runner.connect()) as PgClient;
     try {
       // Inside the try: a statement of the opening that fails leaves the transaction open, aborted,
       // and every later statement of it is refused, so nothing of `fn` runs outside it.

@@ -9,4 +9,5 @@ export * from './entities/task-log.entity.js';
 export * from './data-source.js';
 export * from './database.js';
 export type { ClaimJob } from './dialect.js';
+export { isStaleStatement } from './prepared.js';
 export * from './repositories/index.js';

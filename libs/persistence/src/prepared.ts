@@ -54,6 +54,15 @@ export function statementName(text: string, parameters: number): string | null {
 }
 
 /**
+ * Whether `e` is a named statement's refusal after a schema change (`query` marks it): sent
+ * again, the statement is prepared afresh. The engine runs its operation again for it; the
+ * API answers a request that met it 503, as for a database away.
+ */
+export function isStaleStatement(e: unknown): boolean {
+  return (e as { staleStatement?: unknown } | null)?.staleStatement === true;
+}
+
+/**
  * Gives every statement a new name from now on, so each is parsed afresh on every connection:
  * after a schema change, a statement prepared before it is refused (STALE_STATEMENT). What the
  * server keeps of the old names goes with the connections (a handful of changes a deployment's life).

@@ -1,5 +1,6 @@
 import { ArgumentsHost, Catch, HttpException, type ExceptionFilter } from '@nestjs/common';
 import type { ErrorCode } from '@tagflow/domain';
+import { isStaleStatement } from '@tagflow/persistence';
 import { errorBody, RetryLater } from './errors.js';
 import { pathOf, requestIdOf, type HttpReply, type HttpRequest } from './http.js';
 import type { JsonLogger } from './logger.js';
@@ -149,8 +150,8 @@ export function unavailablePart(e: unknown): 'database' | 'Redis' | null {
   if (e.name === 'ReplyError' && REDIS_REPLY_AWAY.test(e.message)) return 'Redis';
   if (PG_UNAVAILABLE.test(code) || NET_UNAVAILABLE.has(code)) return 'database';
   // A statement prepared before a migration changed its table: renamed by then, it is prepared
-  // afresh when the request is sent again (persistence prepared.ts). Not any other 0A000.
-  if (code === '0A000' && /cached plan must not change result type/.test(e.message)) return 'database';
+  // afresh when the request is sent again.
+  if (isStaleStatement(e)) return 'database';
   // TypeORM's answer to a statement of a transaction whose connection broke under it (its query
   // runner lets the connection go on the driver's 'error' event: a server restarting).
   if (e.name === 'QueryRunnerAlreadyReleasedError') return 'database';

@@ -25,7 +25,10 @@ describe('which part an error says is unavailable', () => {
   });
 
   it('names the database for a statement prepared before a migration changed its table, not for another 0A000', () => {
-    expect(unavailablePart(withCode('cached plan must not change result type', '0A000', true))).toBe('database');
+    const stale = Object.assign(withCode('cached plan must not change result type', '0A000', true), {
+      staleStatement: true, // as persistence's query marks it
+    });
+    expect(unavailablePart(stale)).toBe('database');
     expect(unavailablePart(withCode('FOR UPDATE is not allowed with aggregate functions', '0A000', true))).toBeNull();
   });
 

@@ -1,5 +1,5 @@
 import { Inject, Injectable, Optional } from '@nestjs/common';
-import { Database, type TaskEntity, type WorkflowEntity } from '@tagflow/persistence';
+import { Database, isStaleStatement, type TaskEntity, type WorkflowEntity } from '@tagflow/persistence';
 import { notFound } from '../common/errors.js';
 import { JsonLogger } from '../common/logger.js';
 import { recordCallbacks } from './callbacks.js';
@@ -123,12 +123,11 @@ const CONFLICTS: Record<string, string> = {
   '55P03': 'lock timeout',
   '40P01': 'deadlock',
   '40001': 'serialization failure',
-  // A prepared statement made before a schema change (another replica's migration): it is
-  // renamed, and the operation's next attempt prepares it afresh (persistence prepared.ts).
-  '0A000': 'a statement prepared before the schema changed',
 };
 
 function conflictOf(e: unknown): string | null {
+  // Another replica's migration changed a table under a prepared statement, renamed since.
+  if (isStaleStatement(e)) return 'a statement prepared before the schema changed';
   const raw =
     (e as { code?: unknown; driverError?: { code?: unknown } } | null)?.code ??
     (e as { driverError?: { code?: unknown } } | null)?.driverError?.code;
