@@ -1,7 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { DataSource } from 'typeorm';
 import { newId, tagsetId, type TaskState } from '@tagflow/domain';
-import { createDataSource, Database, type TaskEntity, type WorkflowEntity } from '@tagflow/persistence';
+import {
+  createDataSource,
+  Database,
+  type Repositories,
+  type TaskEntity,
+  type WorkflowEntity,
+} from '@tagflow/persistence';
 import { statementName } from '../libs/persistence/src/prepared.js';
 import { DATABASE, freshDatabaseUrl, waitFor } from './support/harness.js';
 
@@ -402,6 +408,77 @@ describe(`repositories on ${DATABASE}`, () => {
       const { workflows, tasks } = await reader;
       expect(workflows.map((w) => w.id)).toEqual([wf.id]);
       expect(tasks.map((t) => t.state)).toEqual(['READY']);
+    },
+  );
+
+  (DATABASE === 'postgres' ? it : it.skip)(
+    "on PostgreSQL, sends a transaction's COMMIT with its last statement: committed once it succeeds, rolled back when it fails, nothing after it",
+    async () => {
+      for (const preparedStatements of [false, true]) {
+        const own = new Database(createDataSource(await freshDatabaseUrl(), { preparedStatements }));
+        await own.initialize();
+        try {
+          const wf = wfRow();
+          const [a, b, c] = ['a', 'b', 'c'].map((n) => taskRow(wf, n));
+          await own.transaction(async (r) => {
+            await r.workflows.insert(wf);
+            await r.tasks.insert([a, b, c]);
+          });
+          const stateOf = async (id: string) => (await own.read().tasks.get(id))?.state;
+          const ready = (r: Repositories, t: TaskEntity, reason: string) =>
+            r.transitions.tasks({ ids: [t.id], from: ['WAITING'], to: 'READY', reason });
+          const job = (t: TaskEntity, attempt: unknown) => ({
+            taskId: t.id,
+            attempt: attempt as number,
+            tagsetId: t.tagset_id,
+            token: `tok-${t.name}`,
+            workerId: null,
+          });
+
+          // A poll's claim, the last statement: others see it committed before the transaction's
+          // function has returned (a COMMIT sent after the function would come only then).
+          const leased = await own.transaction(async (r) => {
+            await ready(r, a, 'met');
+            const tasks = await r.transitions.claim([job(a, 1)], { last: true });
+            await waitFor(
+              `the claim committed (${preparedStatements})`,
+              async () => (await stateOf(a.id)) === 'RUNNING',
+              5000,
+            );
+            return tasks;
+          });
+          expect(leased.map((t) => [t.id, t.lease_token])).toEqual([[a.id, 'tok-a']]);
+          expect((await own.read().events.ofTask(a.id)).map((e) => `${e.from_state}>${e.to_state}`)).toEqual([
+            'WAITING>READY',
+            'READY>RUNNING',
+          ]);
+
+          // The last statement fails (an attempt that is no number): the COMMIT sent with it
+          // rolls back everything the transaction wrote, and its error is the one thrown.
+          const failed = await own
+            .transaction(async (r) => {
+              await ready(r, b, 'by a transaction that fails');
+              return r.transitions.claim([job(b, 'one')], { last: true });
+            })
+            .catch((e: unknown) => e);
+          expect((failed as { code?: string }).code).toBe('22P02');
+          expect(await stateOf(b.id)).toBe('WAITING');
+          expect(await own.read().events.ofTask(b.id)).toEqual([]);
+
+          // A statement after the last is refused; what went with the COMMIT stays.
+          const after = await own
+            .transaction(async (r) => {
+              await ready(r, c, 'met');
+              await r.events.flush({ last: true });
+              return r.tasks.load([c.id]);
+            })
+            .catch((e: unknown) => e);
+          expect(String(after)).toContain("a statement after its transaction's last one");
+          expect(await stateOf(c.id)).toBe('READY');
+        } finally {
+          await own.close();
+        }
+      }
     },
   );
 

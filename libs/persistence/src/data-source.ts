@@ -147,9 +147,10 @@ export function createDataSource(url: string, opts: { preparedStatements?: boole
       // (PG_TRANSACTION_LIMITS); statements outside one are bounded by the client.
       // `pipeline`: a statement issued while another is out is sent at once, not after its
       // answer (a transaction's first statement follows its BEGIN: dialect pgTransaction).
-      // Only statements of one open transaction are ever sent together: PgBouncer in
-      // transaction mode may give the server connection to another client once it answers
-      // outside a transaction, so nothing is sent behind a COMMIT or a statement of its own.
+      // Only statements of one open transaction (and its COMMIT, behind its last statement:
+      // dialect StatementOptions) are ever sent together: PgBouncer in transaction mode may
+      // give the server connection to another client once it answers outside a transaction,
+      // so nothing is sent behind a COMMIT or a statement of its own.
       extra: { max: 20, connectionTimeoutMillis: 5000, query_timeout: PG_QUERY_TIMEOUT_MS, pipeline: true },
     };
   }

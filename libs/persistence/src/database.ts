@@ -122,7 +122,8 @@ export class Database {
       const repos = new Repositories(em, now ?? this.now(), () => this.now(), true);
       if (opened) repos.limits.opened(opened);
       const value = await fn(repos);
-      await repos.events.flush();
+      // The events' statement, when there are any, is the transaction's last: its COMMIT goes with it.
+      await repos.events.flush({ last: true });
       return value;
     };
     if (this.kind === 'postgres') {

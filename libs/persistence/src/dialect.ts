@@ -96,17 +96,42 @@ export async function sql(em: EntityManager, text: string, params: Record<string
   return query(em, out, values);
 }
 
+/** How a statement is sent (see `query`). */
+export interface StatementOptions {
+  /**
+   * The statement is the last of its transaction: on PostgreSQL, inside `pgTransaction`, its
+   * COMMIT is sent with it (one write, one round trip less) and the transaction commits when
+   * the statement succeeds. Any statement issued after it in that transaction is refused.
+   * Elsewhere (SQLite, outside a transaction) it changes nothing.
+   */
+  last?: boolean;
+}
+
 /**
  * Runs one statement with positional parameters (`?` on SQLite, `$n` on PostgreSQL) in `em`'s
  * transaction; on PostgreSQL, named when the data source prepares statements (prepared.ts).
  */
-export async function query(em: EntityManager, text: string, values: unknown[]): Promise<SqlResult> {
-  const own: QueryRunner | undefined = em.queryRunner ? undefined : em.connection.createQueryRunner();
+export async function query(
+  em: EntityManager,
+  text: string,
+  values: unknown[],
+  options: StatementOptions = {},
+): Promise<SqlResult> {
+  const runner = em.queryRunner;
+  const ending = runner && pgTransactions.get(runner);
+  if (ending) {
+    if (ending.commit) throw new Error(`a statement after its transaction's last one: ${text.slice(0, 80)}`);
+    if (options.last) {
+      const name = preparesStatements(em.connection) ? statementName(text, values.length) : null;
+      return direct(runner, name, text, values, false, ending);
+    }
+  }
+  const own: QueryRunner | undefined = runner ? undefined : em.connection.createQueryRunner();
   try {
     if (preparesStatements(em.connection)) {
       // Every statement by the one path, named or not: sent after the same steps, statements
       // reach the server in the order they were issued (Repositories.lockOfTasksWithTasks).
-      return await direct(em.queryRunner ?? own!, statementName(text, values.length), text, values, !!own);
+      return await direct(runner ?? own!, statementName(text, values.length), text, values, !!own);
     }
     const result = await (em.queryRunner ?? own!).query(text, values, true);
     const rows = Array.isArray(result.records) ? (result.records as Record<string, unknown>[]) : [];
@@ -126,7 +151,23 @@ interface PgClient {
 interface PgResult {
   rows?: Record<string, unknown>[];
   rowCount?: number | null;
+  /** The command tag: `COMMIT`, or `ROLLBACK` for a COMMIT of a transaction a statement aborted. */
+  command?: string;
 }
+
+/** The connection's socket, corked so that two statements leave in one write (node-postgres's own field). */
+interface PgSocket {
+  cork(): void;
+  uncork(): void;
+}
+
+/** A PostgreSQL transaction `pgTransaction` runs: its COMMIT, once sent behind its last statement. */
+interface PgTransactionEnd {
+  commit: Promise<PgResult | PgResult[]> | null;
+}
+
+/** The transactions `pgTransaction` has open, by their query runner. */
+const pgTransactions = new WeakMap<QueryRunner, PgTransactionEnd>();
 
 /**
  * A statement on the runner's connection through node-postgres's client itself, named when
@@ -145,12 +186,15 @@ async function direct(
   text: string,
   values: unknown[],
   alone: boolean,
+  ending?: PgTransactionEnd,
 ): Promise<SqlResult> {
   // As TypeORM's query() does: a released runner's client may already serve another transaction.
   if (runner.isReleased) throw new QueryRunnerAlreadyReleasedError();
   const client = (await runner.connect()) as PgClient;
   try {
-    const result = await client.query(name === null ? { text, values } : { name, text, values });
+    const result = await (ending
+      ? withCommit(client, ending, name, text, values)
+      : client.query(name === null ? { text, values } : { name, text, values }));
     const rows = result.rows ?? [];
     return { rows, affected: result.rowCount ?? rows.length };
   } catch (e) {
@@ -165,14 +209,42 @@ async function direct(
 }
 
 /**
+ * Sends a transaction's last statement and its COMMIT together, in one write (the client
+ * pipelines: data-source.ts): the server runs the COMMIT as soon as the statement is done,
+ * without a round trip to the API between them. Should the statement fail, the transaction
+ * is aborted and the COMMIT rolls it back (its answer says ROLLBACK); `pgTransaction` awaits
+ * the COMMIT's answer. Returns: the statement's answer.
+ */
+function withCommit(
+  client: PgClient,
+  ending: PgTransactionEnd,
+  name: string | null,
+  text: string,
+  values: unknown[],
+): Promise<PgResult> {
+  const socket = (client as unknown as { connection?: { stream?: Partial<PgSocket> } }).connection?.stream;
+  socket?.cork?.();
+  try {
+    const statement = client.query(name === null ? { text, values } : { name, text, values });
+    ending.commit = client.query('COMMIT');
+    // Awaited by pgTransaction, or by nothing should the transaction fail first (then it is rolled back).
+    ending.commit.catch(() => undefined);
+    return statement;
+  } finally {
+    socket?.uncork?.();
+  }
+}
+
+/**
  * Runs `fn` in a PostgreSQL transaction that opens with `opening` (SET LOCAL statements, and
  * reads whose answer the transaction will need) in one message with its BEGIN (a simple query
  * may hold several statements): as a statement of its own, SET LOCAL cost every transaction a
  * round trip (about 40 µs of the API's CPU each, measured). `fn` starts at once, its first
  * statement sent behind the opening without waiting for its answer (the client pipelines:
  * data-source.ts), and gets that answer as a promise: the first row of the opening's last
- * statement (empty when it returns none). Repositories speak SQL only through `query` (on the
- * query runner's connection), so TypeORM's own transaction bookkeeping is not needed.
+ * statement (empty when it returns none). Its COMMIT is sent after `fn`, or with the statement
+ * `fn` runs as its last (StatementOptions.last). Repositories speak SQL only through `query` (on
+ * the query runner's connection), so TypeORM's own transaction bookkeeping is not needed.
  */
 export async function pgTransaction<T>(
   dataSource: DataSource,
@@ -196,10 +268,14 @@ export async function pgTransaction<T>(
         () => null,
         (e: unknown) => e,
       );
+      const ending: PgTransactionEnd = { commit: null };
+      pgTransactions.set(runner, ending);
       try {
         const value = await fn(runner.manager, opened);
         await opened;
-        await runner.query('COMMIT');
+        if (!ending.commit) await runner.query('COMMIT');
+        else if (tagOf(await ending.commit) !== 'COMMIT')
+          throw new Error('the transaction was rolled back at its commit: a statement of it had failed');
         return value;
       } catch (e) {
         throw (await failed) ?? e;
@@ -209,8 +285,13 @@ export async function pgTransaction<T>(
       throw e;
     }
   } finally {
+    pgTransactions.delete(runner);
     await runner.release();
   }
+}
+
+function tagOf(answer: PgResult | PgResult[]): string | undefined {
+  return (Array.isArray(answer) ? answer[answer.length - 1] : answer)?.command;
 }
 
 /**
@@ -249,6 +330,7 @@ export async function insertRows<T extends object>(
   em: EntityManager,
   entity: new () => T,
   rows: readonly object[],
+  options: StatementOptions = {},
 ): Promise<void> {
   if (rows.length === 0) return;
   const meta = em.connection.getMetadata(entity);
@@ -269,6 +351,7 @@ export async function insertRows<T extends object>(
     em,
     `INSERT INTO ${meta.tableName} (${names}) SELECT * FROM unnest(${arrays})`,
     columns.map((c) => rows.map((row) => stored(row, c))),
+    options,
   );
   insertWatchers.get(em.connection)?.(meta.tableName, rows.length);
 }
@@ -420,8 +503,9 @@ export async function claimRows(
   now: number,
   jobs: readonly ClaimJob[],
   events: ClaimEvents | null = null,
+  options: StatementOptions = {},
 ): Promise<Record<string, unknown>[]> {
-  if (kindOf(em) === 'postgres') return claimPostgres(em, now, jobs, events);
+  if (kindOf(em) === 'postgres') return claimPostgres(em, now, jobs, events, options);
   if (events) throw new Error('a claim writes its events itself on PostgreSQL only');
   // SQLite refuses an expression more than 1,000 deep, and the claim's OR of key lookups
   // grows one level a job: a claim of 1,000 parked polls' tasks at once was a 500.
@@ -483,6 +567,7 @@ async function claimPostgres(
   now: number,
   jobs: readonly ClaimJob[],
   events: ClaimEvents | null,
+  options: StatementOptions,
 ): Promise<Record<string, unknown>[]> {
   const type = (property: string) => pgArrayType(em, TaskEntity, property);
   const values: unknown[] = [
@@ -503,7 +588,7 @@ async function claimPostgres(
      WHERE t.id = ANY($2::${type('id')}) AND t.id = v.id AND t.attempt = v.attempt AND t.tagset_id = v.tagset_id AND t.state = v.task_state
        AND (SELECT w.state FROM workflow w WHERE w.id = t.workflow_id) IS NOT DISTINCT FROM v.workflow_state
      RETURNING ${returning}`;
-  if (!events) return (await query(em, update('t.*'), values)).rows;
+  if (!events) return (await query(em, update('t.*'), values, options)).rows;
   values.push(events.reasons);
   // The events kept so far and then the claim's own, one INSERT: its serial ids are drawn in
   // the order its rows come, the UNION ALL's branches one after the other (a data-modifying
@@ -526,6 +611,7 @@ async function claimPostgres(
        SELECT c.id, c.workflow_id, 'READY', 'RUNNING', c.attempt, c.lease_reason, $1 FROM claimed c)
      SELECT * FROM claimed`,
     values,
+    options,
   );
   return rows;
 }

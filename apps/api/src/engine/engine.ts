@@ -87,7 +87,8 @@ export class Engine {
           // Tasks made READY that polls parked here can take: leased in this same transaction.
           plan = this.handOff?.plan(uow.readyNow()) ?? null;
           if (plan) {
-            leased = await repos.transitions.claim(plan.jobs);
+            // The transaction's last statement: nothing after it writes (its events are the claim's).
+            leased = await repos.transitions.claim(plan.jobs, { last: true });
             uow.handedOff(plan.jobs.map((j) => j.taskId));
           }
           return value;

@@ -94,7 +94,8 @@ export class LeaseService {
   }
 
   private async writeClaims(batch: (readonly ClaimJob[])[]): Promise<TaskEntity[][]> {
-    const leased = await this.engine.inTransaction((uow) => uow.repos.transitions.claim(batch.flat()));
+    // The claim is the transaction's last statement: a claim changes no task the engine settles.
+    const leased = await this.engine.inTransaction((uow) => uow.repos.transitions.claim(batch.flat(), { last: true }));
     const byToken = new Map(leased.map((t) => [t.lease_token, t]));
     return batch.map((jobs) => jobs.flatMap((j) => byToken.get(j.token) ?? []));
   }

@@ -1,7 +1,7 @@
 import type { EntityManager } from 'typeorm';
 import { TaskEventEntity } from '../entities/task.entity.js';
 import { WorkflowEventEntity } from '../entities/workflow.entity.js';
-import { insertRows, kindOf, sql } from '../dialect.js';
+import { insertRows, kindOf, sql, type StatementOptions } from '../dialect.js';
 import { hydrate } from '../rows.js';
 
 export type NewTaskEvent = Omit<TaskEventEntity, 'id'>;
@@ -89,9 +89,13 @@ export class EventRepository {
     return (this.open.get(workflowId)?.size ?? 0) > 0;
   }
 
-  /** Writes the task events kept so far, in their order. */
-  async flush(): Promise<void> {
-    if (this.pending && this.pending.length > 0) await insertRows(this.em, TaskEventEntity, this.pending.splice(0));
+  /**
+   * Writes the task events kept so far, in their order; `last`: as the transaction's last
+   * statement (StatementOptions), which Database.transaction's own flush is.
+   */
+  async flush(options: StatementOptions = {}): Promise<void> {
+    if (this.pending && this.pending.length > 0)
+      await insertRows(this.em, TaskEventEntity, this.pending.splice(0), options);
   }
 
   /** Takes: a workflow event. Writes it. */

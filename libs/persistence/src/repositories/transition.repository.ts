@@ -15,7 +15,7 @@ import {
 } from '@tagflow/domain';
 import { TaskEntity } from '../entities/task.entity.js';
 import { WorkflowEntity } from '../entities/workflow.entity.js';
-import { claimRows, IN_CHUNK, kindOf, sql, updateEach, type ClaimJob } from '../dialect.js';
+import { claimRows, IN_CHUNK, kindOf, sql, updateEach, type ClaimJob, type StatementOptions } from '../dialect.js';
 import { hydrate, persisted } from '../rows.js';
 import { EventRepository, type NewTaskEvent } from './event.repository.js';
 import { LimitRepository } from './limit.repository.js';
@@ -180,8 +180,10 @@ export class TransitionRepository {
    * token (see dialect `claimRows` for the guards), for the tasks whose concurrency limits
    * have room (LimitRepository.admit: the others are held). Returns: the tasks leased; a
    * job missing from the answer was stale or held. Events: one READY -> RUNNING row each.
+   * `last`: the claim ends its transaction (StatementOptions), when it writes the events kept
+   * (PostgreSQL): nothing else of the transaction is left to write.
    */
-  async claim(fetched: readonly ClaimJob[]): Promise<TaskEntity[]> {
+  async claim(fetched: readonly ClaimJob[], options: StatementOptions = {}): Promise<TaskEntity[]> {
     const jobs = await this.limits.admit(fetched);
     if (jobs.length === 0) return [];
     // PostgreSQL, events kept for the commit: the claim's statement writes them, and its own.
@@ -191,6 +193,7 @@ export class TransitionRepository {
       this.now,
       jobs,
       kept && { before: kept, reasons: jobs.map((j) => leaseReason(j.workerId)) },
+      { last: !!options.last && kept !== null },
     );
     const tasks = rows.map((r) => hydrate(this.em, TaskEntity, r));
     // The claim wrote each row's worker: its event's reason is the one the statement wrote.
