@@ -37,6 +37,7 @@ import { ScheduleOwner1700000000023 } from './migrations/1700000000023-schedule-
 import { WideIds1700000000024 } from './migrations/1700000000024-wide-ids.js';
 import { TaskLogEntity } from './entities/task-log.entity.js';
 import { prepareStatementsOf } from './prepared.js';
+import { shareResultColumns } from './result-columns.js';
 import { AuditEntity } from './entities/audit.entity.js';
 import { ApiKeyEntity } from './entities/api-key.entity.js';
 import { DataEntryEntity } from './entities/data-entry.entity.js';
@@ -154,6 +155,7 @@ export function createDataSource(url: string, opts: { preparedStatements?: boole
       extra: { max: 20, connectionTimeoutMillis: 5000, query_timeout: PG_QUERY_TIMEOUT_MS, pipeline: true },
     };
   }
+  if (kind === 'postgres') shareResultColumns();
   const dataSource = new DataSource(options);
   // PostgreSQL only: SQLite's statements are prepared and kept by its driver already.
   if (kind === 'postgres' && opts.preparedStatements) prepareStatementsOf(dataSource);
