@@ -36,6 +36,16 @@ describe('tag sets', () => {
     expect(tagsetId(['a'])).not.toBe(tagsetId(['a', 'b']));
   });
 
+  it('keeps the ids queues already have, asked once or many times, in any namespace', () => {
+    for (let i = 0; i < 3; i++) {
+      expect(tagsetId(['b', 'a'])).toBe('0473ef2dc0d324ab659d3580');
+      expect(tagsetId(['a', 'b'])).toBe('0473ef2dc0d324ab659d3580');
+      expect(tagsetId(['a'], 'team')).toBe('812fe6e2deab76a2f0837a5e');
+      expect(tagsetId([])).toBe('4f53cda18c2baa0c0354bb5f');
+    }
+    expect(tagsetId(['a'], 'team')).not.toBe(tagsetId(['a']));
+  });
+
   it('offers a task to polls that have every tag it carries (capabilities)', () => {
     expect(tagsMatch(['web'], ['linux', 'web'])).toBe(true);
     expect(tagsMatch(['linux', 'web'], ['web'])).toBe(false);

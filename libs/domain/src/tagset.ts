@@ -11,10 +11,25 @@ export function canonicalTags(tags: readonly string[]): string[] {
  * Short enough for a Redis key, long enough that collisions do not happen in practice.
  */
 export function tagsetId(tags: readonly string[], namespace = DEFAULT_NAMESPACE): string {
-  // The default namespace keeps the ids of the tag sets recorded before namespaces existed.
-  const key = namespace === DEFAULT_NAMESPACE ? canonicalTags(tags) : queueTags(namespace, tags);
-  return createHash('sha256').update(JSON.stringify(key)).digest('hex').slice(0, 24);
+  const given = JSON.stringify([namespace, tags]);
+  let id = knownTagsets.get(given);
+  if (id === undefined) {
+    // The default namespace keeps the ids of the tag sets recorded before namespaces existed.
+    const key = namespace === DEFAULT_NAMESPACE ? canonicalTags(tags) : queueTags(namespace, tags);
+    id = createHash('sha256').update(JSON.stringify(key)).digest('hex').slice(0, 24);
+    if (knownTagsets.size >= KNOWN_TAGSETS) knownTagsets.clear();
+    knownTagsets.set(given, id);
+  }
+  return id;
 }
+
+/**
+ * Tag set ids already hashed, by namespace and tags as given: a submission of a thousand
+ * tasks has a few sets, each hashed once instead of for every task (a hash cost about 1-10 µs).
+ */
+const knownTagsets = new Map<string, string>();
+/** Ids kept at most; then the map starts again. */
+const KNOWN_TAGSETS = 10_000;
 
 /** The capability that fits every task (for credentials granted `*`). */
 export const ANY_TAG = '*';
