@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import type { DataSource } from 'typeorm';
+import type { DataSource, EntityManager } from 'typeorm';
 import { newId, tagsetId, type TaskState } from '@tagflow/domain';
 import {
   createDataSource,
@@ -8,6 +8,7 @@ import {
   type TaskEntity,
   type WorkflowEntity,
 } from '@tagflow/persistence';
+import { query } from '../libs/persistence/src/dialect.js';
 import { statementName } from '../libs/persistence/src/prepared.js';
 import { DATABASE, freshDatabaseUrl, waitFor } from './support/harness.js';
 
@@ -465,7 +466,8 @@ describe(`repositories on ${DATABASE}`, () => {
           expect(await stateOf(b.id)).toBe('WAITING');
           expect(await own.read().events.ofTask(b.id)).toEqual([]);
 
-          // A statement after the last is refused; what went with the COMMIT stays.
+          // A statement after the last is refused; what went with the COMMIT stays, and the
+          // error says it did.
           const after = await own
             .transaction(async (r) => {
               await ready(r, c, 'met');
@@ -473,8 +475,29 @@ describe(`repositories on ${DATABASE}`, () => {
               return r.tasks.load([c.id]);
             })
             .catch((e: unknown) => e);
-          expect(String(after)).toContain("a statement after its transaction's last one");
+          expect(String(after)).toContain(
+            "the transaction committed, but then: a statement after its transaction's last one",
+          );
+          expect((after as { committed?: boolean }).committed).toBe(true);
           expect(await stateOf(c.id)).toBe('READY');
+
+          // A last statement node-postgres cannot send (a value that does not serialise): no
+          // COMMIT goes with it, and what the transaction wrote before is rolled back.
+          const d = taskRow(wf, 'd');
+          await own.transaction((r) => r.tasks.insert([d]));
+          const circular: Record<string, unknown> = {};
+          circular.self = circular;
+          const unsent = await own
+            .transaction(async (r) => {
+              await ready(r, d, 'by a transaction whose last statement is never sent');
+              await r.events.flush();
+              // The transaction's own connection, as every repository of it holds it.
+              const { em } = r.tasks as unknown as { em: EntityManager };
+              return query(em, 'UPDATE task SET input = $1 WHERE id = $2', [circular, d.id], { last: true });
+            })
+            .catch((e: unknown) => e);
+          expect(String(unsent)).toContain('circular');
+          expect(await stateOf(d.id)).toBe('WAITING');
         } finally {
           await own.close();
         }

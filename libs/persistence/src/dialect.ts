@@ -110,6 +110,10 @@ export interface StatementOptions {
 /**
  * Runs one statement with positional parameters (`?` on SQLite, `$n` on PostgreSQL) in `em`'s
  * transaction; on PostgreSQL, named when the data source prepares statements (prepared.ts).
+ * In a transaction `pgTransaction` runs, the statement is handed to node-postgres's client
+ * before this returns (the client pipelines: data-source.ts), so statements reach the server
+ * in the order they were issued, and a caller may prepare its next statement, or issue it,
+ * while the server runs this one.
  */
 export async function query(
   em: EntityManager,
@@ -118,22 +122,12 @@ export async function query(
   options: StatementOptions = {},
 ): Promise<SqlResult> {
   const runner = em.queryRunner;
-  const ending = runner && pgTransactions.get(runner);
-  if (ending) {
-    if (ending.commit) throw new Error(`a statement after its transaction's last one: ${text.slice(0, 80)}`);
-    if (options.last) {
-      const name = preparesStatements(em.connection) ? statementName(text, values.length) : null;
-      return direct(runner, name, text, values, false, ending);
-    }
-  }
+  const transaction = runner && pgTransactions.get(runner);
+  if (transaction) return answer(inTransaction(runner, transaction, em, text, values, options));
   const own: QueryRunner | undefined = runner ? undefined : em.connection.createQueryRunner();
   try {
-    if (preparesStatements(em.connection)) {
-      // Every statement by the one path, named or not: sent after the same steps, statements
-      // reach the server in the order they were issued (Repositories.lockOfTasksWithTasks).
-      return await direct(runner ?? own!, statementName(text, values.length), text, values, !!own);
-    }
-    const result = await (em.queryRunner ?? own!).query(text, values, true);
+    if (preparesStatements(em.connection)) return await direct(runner ?? own!, text, values, !!own);
+    const result = await (runner ?? own!).query(text, values, true);
     const rows = Array.isArray(result.records) ? (result.records as Record<string, unknown>[]) : [];
     return { rows, affected: result.affected ?? rows.length };
   } finally {
@@ -147,6 +141,11 @@ interface PgClient {
   query(text: string): Promise<PgResult | PgResult[]>;
   /** One statement with parameters, named (prepared) when `name` is given. */
   query(q: { name?: string; text: string; values: unknown[] }): Promise<PgResult>;
+  /** The same, its answer to `done` (at once, before this returns, when its values do not serialise). */
+  query(
+    q: { name?: string; text: string; values: unknown[] },
+    done: (error: Error | null, result: PgResult) => void,
+  ): void;
 }
 interface PgResult {
   rows?: Record<string, unknown>[];
@@ -161,47 +160,86 @@ interface PgSocket {
   uncork(): void;
 }
 
-/** A PostgreSQL transaction `pgTransaction` runs: its COMMIT, once sent behind its last statement. */
-interface PgTransactionEnd {
+/** A PostgreSQL transaction `pgTransaction` runs: its connection's client, and its COMMIT once sent behind its last statement. */
+interface PgTransaction {
+  client: PgClient;
   commit: Promise<PgResult | PgResult[]> | null;
 }
 
 /** The transactions `pgTransaction` has open, by their query runner. */
-const pgTransactions = new WeakMap<QueryRunner, PgTransactionEnd>();
+const pgTransactions = new WeakMap<QueryRunner, PgTransaction>();
+
+/** A statement as node-postgres takes it: named (prepared) when `name` is given. */
+function statement(name: string | null, text: string, values: unknown[]) {
+  return name === null ? { text, values } : { name, text, values };
+}
 
 /**
- * A statement on the runner's connection through node-postgres's client itself, named when
- * `name` is given (TypeORM's query() sends only unnamed ones). Its error reaches callers as
- * TypeORM's would, a QueryFailedError carrying the driver's code.
- *
- * A named statement refused because the schema changed under it (STALE_STATEMENT: a newer
- * replica's migration added a column to a table it reads with `*`) renames every statement,
- * so each is parsed afresh from then on; run `alone` (outside a transaction) it is sent again
- * at once, and in a transaction its error is marked (isStaleStatement) for the engine to run
- * the operation again.
+ * A statement of a transaction `pgTransaction` runs, handed to its client at once; with
+ * `options.last`, its COMMIT with it (withCommit). Returns: its answer, its name, its text.
  */
-async function direct(
+function inTransaction(
   runner: QueryRunner,
-  name: string | null,
+  transaction: PgTransaction,
+  em: EntityManager,
   text: string,
   values: unknown[],
-  alone: boolean,
-  ending?: PgTransactionEnd,
-): Promise<SqlResult> {
+  options: StatementOptions,
+): Sent {
+  if (transaction.commit) throw new Error(`a statement after its transaction's last one: ${text.slice(0, 80)}`);
+  // As TypeORM's query() does: a released runner's client may already serve another transaction.
+  if (runner.isReleased) throw new QueryRunnerAlreadyReleasedError();
+  const name = preparesStatements(em.connection) ? statementName(text, values.length) : null;
+  const sent = options.last
+    ? withCommit(transaction, name, text, values)
+    : transaction.client.query(statement(name, text, values));
+  return { sent, name, text, values };
+}
+
+interface Sent {
+  sent: Promise<PgResult>;
+  name: string | null;
+  text: string;
+  values: unknown[];
+}
+
+/**
+ * A statement sent on its runner's connection through node-postgres's client itself (TypeORM's
+ * query() sends only unnamed ones), outside a transaction `pgTransaction` runs: named when the
+ * data source prepares statements. `alone`: outside any transaction (see `answer`).
+ */
+async function direct(runner: QueryRunner, text: string, values: unknown[], alone: boolean): Promise<SqlResult> {
   // As TypeORM's query() does: a released runner's client may already serve another transaction.
   if (runner.isReleased) throw new QueryRunnerAlreadyReleasedError();
   const client = (await runner.connect()) as PgClient;
+  const name = statementName(text, values.length);
+  const retry = alone ? () => direct(runner, text, values, false) : null;
+  return answer({ sent: client.query(statement(name, text, values)), name, text, values }, retry);
+}
+
+/**
+ * A sent statement's answer. Its error reaches callers as TypeORM's would, a QueryFailedError
+ * carrying the driver's code.
+ *
+ * A named statement refused because the schema changed under it (STALE_STATEMENT: a newer
+ * replica's migration added a column to a table it reads with `*`) renames every statement,
+ * so each is parsed afresh from then on; outside a transaction (`retry`) it is sent again at
+ * once, and in one its error is marked (isStaleStatement) for the engine to run the operation
+ * again.
+ */
+async function answer(
+  { sent, name, text, values }: Sent,
+  retry: (() => Promise<SqlResult>) | null = null,
+): Promise<SqlResult> {
   try {
-    const result = await (ending
-      ? withCommit(client, ending, name, text, values)
-      : client.query(name === null ? { text, values } : { name, text, values }));
+    const result = await sent;
     const rows = result.rows ?? [];
     return { rows, affected: result.rowCount ?? rows.length };
   } catch (e) {
     const stale = name !== null && (e as { code?: unknown }).code === STALE_STATEMENT;
     if (stale) {
       renameStatements();
-      if (alone) return direct(runner, statementName(text, values.length), text, values, false);
+      if (retry) return retry();
     }
     // Marked for isStaleStatement, which the engine and the API's error filter ask.
     throw Object.assign(new QueryFailedError(text, values, e as Error), stale ? { staleStatement: true } : {});
@@ -211,28 +249,42 @@ async function direct(
 /**
  * Sends a transaction's last statement and its COMMIT together, in one write (the client
  * pipelines: data-source.ts): the server runs the COMMIT as soon as the statement is done,
- * without a round trip to the API between them. Should the statement fail, the transaction
- * is aborted and the COMMIT rolls it back (its answer says ROLLBACK); `pgTransaction` awaits
- * the COMMIT's answer. Returns: the statement's answer.
+ * without a round trip to the API between them. Should the statement fail on the server, the
+ * transaction is aborted and the COMMIT rolls it back (its answer says ROLLBACK); should
+ * node-postgres refuse it before sending it (values it cannot serialise), no COMMIT goes and the
+ * transaction is rolled back as after any error. `pgTransaction` awaits the COMMIT's answer.
+ * Returns: the statement's answer.
  */
 function withCommit(
-  client: PgClient,
-  ending: PgTransactionEnd,
+  transaction: PgTransaction,
   name: string | null,
   text: string,
   values: unknown[],
 ): Promise<PgResult> {
+  const { client } = transaction;
   const socket = (client as unknown as { connection?: { stream?: Partial<PgSocket> } }).connection?.stream;
+  let answered = false;
+  let done!: (error: Error | null, result: PgResult) => void;
+  const sent = new Promise<PgResult>((resolve, reject) => {
+    done = (error, result) => {
+      if (answered) return;
+      answered = true;
+      if (error) reject(error);
+      else resolve(result);
+    };
+  });
   socket?.cork?.();
   try {
-    const statement = client.query(name === null ? { text, values } : { name, text, values });
-    ending.commit = client.query('COMMIT');
-    // Awaited by pgTransaction, or by nothing should the transaction fail first (then it is rolled back).
-    ending.commit.catch(() => undefined);
-    return statement;
+    client.query(statement(name, text, values), done);
+    if (!answered) {
+      transaction.commit = client.query('COMMIT');
+      // Awaited by pgTransaction, or by nothing should the transaction fail first (then it is rolled back).
+      transaction.commit.catch(() => undefined);
+    }
   } finally {
     socket?.uncork?.();
   }
+  return sent;
 }
 
 /**
@@ -255,6 +307,7 @@ export async function pgTransaction<T>(
   try {
     // The driver's client itself: TypeORM's query() keeps only a single statement's answer.
     const client = (await runner.connect()) as PgClient;
+    const transaction: PgTransaction = { client, commit: null };
     try {
       // Inside the try: a statement of the opening that fails leaves the transaction open, aborted,
       // and every later statement of it is refused, so nothing of `fn` runs outside it.
@@ -268,20 +321,30 @@ export async function pgTransaction<T>(
         () => null,
         (e: unknown) => e,
       );
-      const ending: PgTransactionEnd = { commit: null };
-      pgTransactions.set(runner, ending);
+      pgTransactions.set(runner, transaction);
       try {
         const value = await fn(runner.manager, opened);
         await opened;
-        if (!ending.commit) await runner.query('COMMIT');
-        else if (tagOf(await ending.commit) !== 'COMMIT')
+        if (!transaction.commit) await client.query('COMMIT');
+        else if (tagOf(await transaction.commit) !== 'COMMIT')
           throw new Error('the transaction was rolled back at its commit: a statement of it had failed');
         return value;
       } catch (e) {
         throw (await failed) ?? e;
       }
     } catch (e) {
-      await runner.query('ROLLBACK').catch(() => undefined);
+      if (!transaction.commit) {
+        await runner.query('ROLLBACK').catch(() => undefined);
+        throw e;
+      }
+      // The COMMIT went with the last statement and ended the transaction either way; nothing is
+      // sent behind it. Committed, the error came after (a statement or a fault of the caller's
+      // past its last statement): said so, as the work is done though the caller failed.
+      if (tagOf(await transaction.commit.catch(() => [])) === 'COMMIT')
+        throw Object.assign(new Error(`the transaction committed, but then: ${(e as Error).message}`), {
+          committed: true,
+          cause: e,
+        });
       throw e;
     }
   } finally {

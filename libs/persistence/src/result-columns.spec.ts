@@ -99,4 +99,21 @@ describe("node-postgres's results, prepared once for each set of columns", () =>
     expect(mine.parseRow(['x'])).toEqual({ id: 'X' });
     expect(prepared(Result.prototype.addFields, columns)._parsers![0]).not.toBe(upper);
   });
+
+  it('leaves node-postgres alone when its own prepares a result otherwise', () => {
+    shareResultColumns();
+    const sharing = Result.prototype.addFields;
+    // A version of node-postgres whose results carry one more thing.
+    const other = function (this: Result, columns: Column[]) {
+      own.call(this, columns);
+      (this as unknown as { extra: number }).extra = 1;
+    };
+    Result.prototype.addFields = other;
+    try {
+      expect(shareResultColumns()).toBe(false);
+      expect(Result.prototype.addFields).toBe(other);
+    } finally {
+      Result.prototype.addFields = sharing;
+    }
+  });
 });

@@ -8,6 +8,8 @@ import { createRequire } from 'node:module';
  * the API's CPU a hop (bench/README.md, "Nineteenth round"). Both depend only on the columns
  * (name, type, format) and the client's type parsers, so they are made once for each set of
  * columns seen and shared by every result with the same ones, as node-postgres would make them.
+ * Each client (a pooled connection) has its own parsers, so each keeps its own sets; a parser
+ * is taken when its set is first seen on a connection (Tagflow changes none at run time).
  */
 
 /** A column as node-postgres describes it (its RowDescription's field). */
@@ -29,6 +31,7 @@ interface PgResult {
   _parsers: Parser[] | undefined;
   _types: TypeParsers | undefined;
   _prebuiltEmptyResultObject: Record<string, null> | null;
+  parseRow: (raw: (string | null)[]) => Record<string, unknown>;
   addFields: (this: PgResult, columns: ColumnDescription[]) => void;
 }
 
@@ -51,7 +54,10 @@ const require = createRequire(import.meta.url);
  * of it prepare results otherwise, nothing is changed. Returns: whether it is in place.
  */
 export function shareResultColumns(): boolean {
-  const Result = require('pg/lib/result.js') as { prototype: PgResult } & (new () => PgResult);
+  const Result = require('pg/lib/result.js') as { prototype: PgResult } & (new (
+    rowMode?: string,
+    types?: TypeParsers,
+  ) => PgResult);
   const own = Result.prototype.addFields;
   if ((own as { shared?: boolean }).shared) return true;
   // The type parsers node-postgres itself loads (its own dependency).
@@ -63,7 +69,8 @@ export function shareResultColumns(): boolean {
     if (columns.length) this._parsers = prepared.parsers.slice();
     this._prebuiltEmptyResultObject = prepared.emptyRow;
   };
-  if (!sameAsOwn(Result, own, shared)) return false;
+  const TypeOverrides = require('pg/lib/type-overrides.js') as new () => TypeParsers;
+  if (!sameAsOwn(Result, own, shared, TypeOverrides)) return false;
   Result.prototype.addFields = Object.assign(shared, { shared: true });
   return true;
 }
@@ -117,28 +124,47 @@ function sameColumns(a: ColumnDescription[], b: ColumnDescription[]): boolean {
   return true;
 }
 
-/** Whether `shared` leaves a result as node-postgres's own `addFields` does, on sample columns. */
-function sameAsOwn(Result: new () => PgResult, own: PgResult['addFields'], shared: PgResult['addFields']): boolean {
-  const samples: ColumnDescription[][] = [
-    [],
-    [{ name: 'id', dataTypeID: 25, format: 'text' }],
+/**
+ * Whether `shared` leaves a result as node-postgres's own `addFields` does, on sample columns
+ * with a client's type parsers (a `TypeOverrides`, as every client's results carry): the same
+ * properties, and the same rows parsed.
+ */
+function sameAsOwn(
+  Result: new (rowMode?: string, types?: TypeParsers) => PgResult,
+  own: PgResult['addFields'],
+  shared: PgResult['addFields'],
+  TypeOverrides: new () => TypeParsers,
+): boolean {
+  const samples: [ColumnDescription[], (string | null)[]][] = [
+    [[], []],
+    [[{ name: 'id', dataTypeID: 25, format: 'text' }], ['x']],
     [
-      { name: 'a', dataTypeID: 20, format: 'text' },
-      { name: 'b', dataTypeID: 16, format: 'text' },
-      { name: 'a', dataTypeID: 1184, format: 'text' },
-      { name: 'c', dataTypeID: 17, format: 'binary' },
+      [
+        { name: 'a', dataTypeID: 20, format: 'text' },
+        { name: 'b', dataTypeID: 16, format: 'text' },
+        { name: 'a', dataTypeID: 1184, format: 'text' },
+        { name: 'j', dataTypeID: 3802, format: 'text' },
+        { name: 'n', dataTypeID: 23, format: 'text' },
+      ],
+      ['12', 't', '2026-01-02 03:04:05+00', '{"k":[1]}', null],
     ],
   ];
-  return samples.every((columns) => {
-    const mine = new Result();
-    const theirs = new Result();
+  const types = new TypeOverrides();
+  const described = (r: PgResult, raw: (string | null)[]) =>
+    JSON.stringify([
+      Object.keys(r).sort(),
+      r.fields,
+      Object.entries(r._prebuiltEmptyResultObject ?? {}),
+      (r._parsers ?? []).length,
+      raw.length > 0 ? r.parseRow(raw) : null,
+    ]);
+  return samples.every(([columns, raw]) => {
+    const mine = new Result(undefined, types);
+    const theirs = new Result(undefined, types);
     shared.call(mine, columns);
     own.call(theirs, columns);
-    const rowOf = (r: PgResult) => JSON.stringify(Object.entries(r._prebuiltEmptyResultObject ?? {}));
     return (
-      mine.fields === theirs.fields &&
-      rowOf(mine) === rowOf(theirs) &&
-      (mine._parsers ?? []).length === (theirs._parsers ?? []).length &&
+      described(mine, raw) === described(theirs, raw) &&
       (mine._parsers ?? []).every((p, i) => p === theirs._parsers![i])
     );
   });

@@ -93,9 +93,9 @@ export class Repositories {
    * read is sent behind the lock without waiting for it (the client pipelines): the server
    * runs it only once the locks are granted, so it sees every change committed before them,
    * and the two cost one round trip. The order on the wire is the order of the calls: each
-   * reaches the query runner without awaiting anything first (lockWhere and load), and the
-   * runner's own steps are the same for both. A failed lock is the error thrown (the read
-   * then fails only because the transaction is aborted).
+   * reaches `query` without awaiting anything first (lockWhere and load), and `query` hands a
+   * transaction's statement to the client before it returns. A failed lock is the error thrown
+   * (the read then fails only because the transaction is aborted).
    */
   async lockOfTasksWithTasks(ids: readonly string[]): Promise<{ workflows: WorkflowEntity[]; tasks: TaskEntity[] }> {
     const locking = this.workflows.lockOfTasks(ids);
