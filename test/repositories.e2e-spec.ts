@@ -416,8 +416,22 @@ describe(`repositories on ${DATABASE}`, () => {
     "on PostgreSQL, sends a transaction's COMMIT with its last statement: committed once it succeeds, rolled back when it fails, nothing after it",
     async () => {
       for (const preparedStatements of [false, true]) {
-        const own = new Database(createDataSource(await freshDatabaseUrl(), { preparedStatements }));
+        const ownSource = createDataSource(await freshDatabaseUrl(), { preparedStatements });
+        const own = new Database(ownSource);
         await own.initialize();
+        // What the server tells each connection (a ROLLBACK sent behind a COMMIT would be
+        // answered "there is no transaction in progress").
+        const notices: string[] = [];
+        const heard = new WeakSet<object>();
+        type Notified = { on(event: 'notice', f: (n: { message: string }) => void): void };
+        (ownSource.driver as unknown as { master: { on(e: 'acquire', f: (c: Notified) => void): void } }).master.on(
+          'acquire',
+          (client) => {
+            if (heard.has(client)) return;
+            heard.add(client);
+            client.on('notice', (n) => notices.push(n.message));
+          },
+        );
         try {
           const wf = wfRow();
           const [a, b, c] = ['a', 'b', 'c'].map((n) => taskRow(wf, n));
@@ -465,6 +479,8 @@ describe(`repositories on ${DATABASE}`, () => {
           expect((failed as { code?: string }).code).toBe('22P02');
           expect(await stateOf(b.id)).toBe('WAITING');
           expect(await own.read().events.ofTask(b.id)).toEqual([]);
+          // Nothing went behind that COMMIT.
+          expect(notices).toEqual([]);
 
           // A statement after the last is refused; what went with the COMMIT stays, and the
           // error says it did.
@@ -538,7 +554,15 @@ describe(`repositories on ${DATABASE}`, () => {
         const refused = await one.transaction((r) => r.workflows.lock(wf.id)).catch((e: unknown) => e);
         expect((refused as { code?: string }).code).toBe('0A000');
         expect((await one.transaction((r) => r.workflows.lock(wf.id)))?.id).toBe(wf.id);
-        expect(statementName('SELECT 1 WHERE $1::int = 1', 1)).not.toBe(renamed);
+        const again = statementName('SELECT 1 WHERE $1::int = 1', 1);
+        expect(again).not.toBe(renamed);
+        // The server loses the statements (a session's reset, as a pooler may do): a read is
+        // named anew and sent again, and transactions go on.
+        expect((await one.read().tasks.load([a.id]))[0].id).toBe(a.id);
+        await alone.query('DEALLOCATE ALL');
+        expect((await one.read().tasks.load([a.id]))[0].id).toBe(a.id);
+        expect(statementName('SELECT 1 WHERE $1::int = 1', 1)).not.toBe(again);
+        expect((await one.transaction((r) => r.workflows.lock(wf.id)))?.id).toBe(wf.id);
       } finally {
         await one.close();
       }

@@ -10,7 +10,7 @@ import { TIMEOUT_GRACE_MS } from '@tagflow/domain';
 import { TaskEntity, TaskEventEntity } from './entities/task.entity.js';
 import { WorkflowEntity } from './entities/workflow.entity.js';
 import type { DatabaseKind } from './data-source.js';
-import { preparesStatements, renameStatements, STALE_STATEMENT, statementName } from './prepared.js';
+import { isStaleCode, preparesStatements, renameStatements, statementName } from './prepared.js';
 
 type ColumnMetadata = EntityMetadata['columns'][number];
 
@@ -222,7 +222,8 @@ async function direct(runner: QueryRunner, text: string, values: unknown[], alon
  * carrying the driver's code.
  *
  * A named statement refused because the schema changed under it (STALE_STATEMENT: a newer
- * replica's migration added a column to a table it reads with `*`) renames every statement,
+ * replica's migration added a column to a table it reads with `*`), or because the server no
+ * longer has it (MISSING_STATEMENT), renames every statement,
  * so each is parsed afresh from then on; outside a transaction (`retry`) it is sent again at
  * once, and in one its error is marked (isStaleStatement) for the engine to run the operation
  * again.
@@ -236,7 +237,7 @@ async function answer(
     const rows = result.rows ?? [];
     return { rows, affected: result.rowCount ?? rows.length };
   } catch (e) {
-    const stale = name !== null && (e as { code?: unknown }).code === STALE_STATEMENT;
+    const stale = name !== null && isStaleCode((e as { code?: unknown }).code);
     if (stale) {
       renameStatements();
       if (retry) return retry();
@@ -251,8 +252,11 @@ async function answer(
  * pipelines: data-source.ts): the server runs the COMMIT as soon as the statement is done,
  * without a round trip to the API between them. Should the statement fail on the server, the
  * transaction is aborted and the COMMIT rolls it back (its answer says ROLLBACK); should
- * node-postgres refuse it before sending it (values it cannot serialise), no COMMIT goes and the
- * transaction is rolled back as after any error. `pgTransaction` awaits the COMMIT's answer.
+ * node-postgres refuse it before sending it for values it cannot serialise (it answers at once),
+ * no COMMIT goes and the transaction is rolled back as after any error. node-postgres's other
+ * refusals before sending (no text, values not a list, a name already used for another text)
+ * cannot meet Tagflow's statements, whose names are hashes of their text. `pgTransaction`
+ * awaits the COMMIT's answer.
  * Returns: the statement's answer.
  */
 function withCommit(
@@ -325,8 +329,9 @@ export async function pgTransaction<T>(
       try {
         const value = await fn(runner.manager, opened);
         await opened;
-        if (!transaction.commit) await client.query('COMMIT');
-        else if (tagOf(await transaction.commit) !== 'COMMIT')
+        // Sent now unless it went with the last statement; either way nothing goes behind it.
+        transaction.commit ??= client.query('COMMIT');
+        if (tagOf(await transaction.commit) !== 'COMMIT')
           throw new Error('the transaction was rolled back at its commit: a statement of it had failed');
         return value;
       } catch (e) {

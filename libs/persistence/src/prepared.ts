@@ -24,6 +24,17 @@ const MAX_NAMED = 1000;
 const MAX_PARAMETERS = 32;
 /** PostgreSQL's "cached plan must not change result type": the statement's table changed shape. */
 export const STALE_STATEMENT = '0A000';
+/**
+ * PostgreSQL's "prepared statement does not exist": the server no longer has a statement the
+ * client believes prepared on that connection (a pooler's or a session's reset, or node-postgres
+ * closing one whose values did not serialise while still counting it prepared).
+ */
+export const MISSING_STATEMENT = '26000';
+
+/** Whether a named statement refused with `code` runs again once named anew (see renameStatements). */
+export function isStaleCode(code: unknown): boolean {
+  return code === STALE_STATEMENT || code === MISSING_STATEMENT;
+}
 
 let names = new Map<string, string>();
 let generation = 0;
@@ -64,7 +75,8 @@ export function isStaleStatement(e: unknown): boolean {
 
 /**
  * Gives every statement a new name from now on, so each is parsed afresh on every connection:
- * after a schema change, a statement prepared before it is refused (STALE_STATEMENT). What the
+ * after a schema change, a statement prepared before it is refused (STALE_STATEMENT), and one
+ * the server lost is not found (MISSING_STATEMENT). What the
  * server keeps of the old names goes with the connections (a handful of changes a deployment's life).
  */
 export function renameStatements(): void {

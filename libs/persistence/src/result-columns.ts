@@ -69,8 +69,13 @@ export function shareResultColumns(): boolean {
     if (columns.length) this._parsers = prepared.parsers.slice();
     this._prebuiltEmptyResultObject = prepared.emptyRow;
   };
-  const TypeOverrides = require('pg/lib/type-overrides.js') as new () => TypeParsers;
-  if (!sameAsOwn(Result, own, shared, TypeOverrides)) return false;
+  try {
+    const TypeOverrides = require('pg/lib/type-overrides.js') as new () => TypeParsers;
+    if (!sameAsOwn(Result, own, shared, TypeOverrides)) return false;
+  } catch {
+    // A node-postgres laid out otherwise: its own addFields stays.
+    return false;
+  }
   Result.prototype.addFields = Object.assign(shared, { shared: true });
   return true;
 }
@@ -145,8 +150,9 @@ function sameAsOwn(
         { name: 'a', dataTypeID: 1184, format: 'text' },
         { name: 'j', dataTypeID: 3802, format: 'text' },
         { name: 'n', dataTypeID: 23, format: 'text' },
+        { name: 'bin', dataTypeID: 17, format: 'binary' },
       ],
-      ['12', 't', '2026-01-02 03:04:05+00', '{"k":[1]}', null],
+      ['12', 't', '2026-01-02 03:04:05+00', '{"k":[1]}', null, 'ab'],
     ],
   ];
   const types = new TypeOverrides();

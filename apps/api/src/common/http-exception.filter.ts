@@ -143,6 +143,8 @@ const REDIS_REPLY_AWAY = /^(READONLY|CLUSTERDOWN|TRYAGAIN|LOADING|MASTERDOWN|NOR
 /** Which part an error says is away ('database' or 'Redis'), or null for any other error. */
 export function unavailablePart(e: unknown): 'database' | 'Redis' | null {
   if (!(e instanceof Error)) return null;
+  // The work was committed before the error: sending the request again would do it twice.
+  if ((e as { committed?: unknown }).committed === true) return null;
   const driver = (e as { driverError?: { code?: unknown } }).driverError;
   const raw = (e as { code?: unknown }).code ?? driver?.code;
   const code = typeof raw === 'string' ? raw : '';

@@ -73,4 +73,14 @@ describe('which part an error says is unavailable', () => {
     ).toBeNull();
     expect(unavailablePart(Object.assign(new Error('READONLY x'), { name: 'TypeError' }))).toBeNull();
   });
+
+  it('never asks to send again a request whose transaction committed before its error', () => {
+    const cause = new Error('Connection terminated unexpectedly');
+    expect(unavailablePart(cause)).toBe('database');
+    const committed = Object.assign(new Error(`the transaction committed, but then: ${cause.message}`), {
+      committed: true,
+      cause,
+    });
+    expect(unavailablePart(committed)).toBeNull();
+  });
 });
