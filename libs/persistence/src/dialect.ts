@@ -223,10 +223,9 @@ async function direct(runner: QueryRunner, text: string, values: unknown[], alon
  *
  * A named statement refused because the schema changed under it (STALE_STATEMENT: a newer
  * replica's migration added a column to a table it reads with `*`), or because the server no
- * longer has it (MISSING_STATEMENT), renames every statement,
- * so each is parsed afresh from then on; outside a transaction (`retry`) it is sent again at
- * once, and in one its error is marked (isStaleStatement) for the engine to run the operation
- * again.
+ * longer has it (MISSING_STATEMENT), renames every statement, so each is parsed afresh from then
+ * on; outside a transaction (`retry`) it is sent again at once, and in one its error is marked
+ * (isStaleStatement) for the engine to run the operation again.
  */
 async function answer(
   { sent, name, text, values }: Sent,
@@ -256,8 +255,7 @@ async function answer(
  * no COMMIT goes and the transaction is rolled back as after any error. node-postgres's other
  * refusals before sending (no text, values not a list, a name already used for another text)
  * cannot meet Tagflow's statements, whose names are hashes of their text. `pgTransaction`
- * awaits the COMMIT's answer.
- * Returns: the statement's answer.
+ * awaits the COMMIT's answer. Returns: the statement's answer.
  */
 function withCommit(
   transaction: PgTransaction,
@@ -342,9 +340,10 @@ export async function pgTransaction<T>(
         await runner.query('ROLLBACK').catch(() => undefined);
         throw e;
       }
-      // The COMMIT went with the last statement and ended the transaction either way; nothing is
-      // sent behind it. Committed, the error came after (a statement or a fault of the caller's
-      // past its last statement): said so, as the work is done though the caller failed.
+      // A COMMIT went (with the last statement, or after fn) and ended the transaction either
+      // way; nothing is sent behind it. Committed, the error came after it (a statement or a fault
+      // of the caller's past its last statement): said so, as the work is done though the caller
+      // failed.
       if (tagOf(await transaction.commit.catch(() => [])) === 'COMMIT')
         throw Object.assign(new Error(`the transaction committed, but then: ${(e as Error).message}`), {
           committed: true,
