@@ -313,10 +313,9 @@ export async function pgTransaction<T>(
     try {
       // Inside the try: a statement of the opening that fails leaves the transaction open, aborted,
       // and every later statement of it is refused, so nothing of `fn` runs outside it.
-      const opened = client.query(`START TRANSACTION; ${opening}`).then((answers) => {
-        const last = Array.isArray(answers) ? answers[answers.length - 1] : answers;
-        return last?.rows?.[0] ?? {};
-      });
+      const opened = client
+        .query(`START TRANSACTION; ${opening}`)
+        .then((answers) => lastAnswer(answers)?.rows?.[0] ?? {});
       // Awaited below. Should it fail, fn fails too ("current transaction is aborted"), and
       // the opening's own error is the one thrown: a lock timeout there is a conflict to retry.
       const failed = opened.then(
@@ -357,8 +356,13 @@ export async function pgTransaction<T>(
   }
 }
 
-function tagOf(answer: PgResult | PgResult[]): string | undefined {
-  return (Array.isArray(answer) ? answer[answer.length - 1] : answer)?.command;
+/** The answer to a simple query's last statement (node-postgres gives a list for several). */
+function lastAnswer(answers: PgResult | PgResult[]): PgResult | undefined {
+  return Array.isArray(answers) ? answers[answers.length - 1] : answers;
+}
+
+function tagOf(answers: PgResult | PgResult[]): string | undefined {
+  return lastAnswer(answers)?.command;
 }
 
 /**

@@ -23,13 +23,13 @@ const MAX_NAMED = 1000;
 /** Statements with more parameters run unnamed: a list written out `IN ($1, …)` has one text for each length. */
 const MAX_PARAMETERS = 32;
 /** PostgreSQL's "cached plan must not change result type": the statement's table changed shape. */
-export const STALE_STATEMENT = '0A000';
+const STALE_STATEMENT = '0A000';
 /**
  * PostgreSQL's "prepared statement does not exist": the server no longer has a statement the
  * client believes prepared on that connection (a pooler's or a session's reset, or node-postgres
  * closing one whose values did not serialise while still counting it prepared).
  */
-export const MISSING_STATEMENT = '26000';
+const MISSING_STATEMENT = '26000';
 
 /** Whether a named statement refused with `code` runs again once named anew (see renameStatements). */
 export function isStaleCode(code: unknown): boolean {
@@ -76,8 +76,8 @@ export function isStaleStatement(e: unknown): boolean {
 /**
  * Gives every statement a new name from now on, so each is parsed afresh on every connection:
  * after a schema change, a statement prepared before it is refused (STALE_STATEMENT), and one
- * the server lost is not found (MISSING_STATEMENT). What the
- * server keeps of the old names goes with the connections (a handful of changes a deployment's life).
+ * the server lost is not found (MISSING_STATEMENT). What the server keeps of the old names goes
+ * with the connections (a handful of changes a deployment's life).
  */
 export function renameStatements(): void {
   generation++;
