@@ -12,8 +12,10 @@ export function wasNotSent(e: unknown): boolean {
 }
 
 export function describeNetworkError(e: unknown): string {
-  if (e instanceof Error && (e.name === 'TimeoutError' || e.name === 'AbortError'))
-    return e.name === 'TimeoutError' ? 'no answer in time' : 'aborted';
+  // By name: an abort's DOMException may come from another realm (a test's VM), where it is no `Error`.
+  const name = (e as { name?: unknown } | null)?.name;
+  if (name === 'TimeoutError' || name === 'AbortError')
+    return name === 'TimeoutError' ? 'no answer in time' : 'aborted';
   const code = causeCode(e);
   return code
     ? `cannot reach the API (${code})`

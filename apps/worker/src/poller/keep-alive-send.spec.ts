@@ -4,11 +4,16 @@ import type { AddressInfo } from 'node:net';
 import { TagflowClient, TagflowNetworkError } from '@tagflow/client';
 import { keepAliveSend } from './keep-alive-send.js';
 
-/** A loopback server: `/slow` answers after 500 ms, `/cut` closes mid-answer, anything else echoes. */
+/**
+ * A loopback server: `/slow` answers after 500 ms, `/cut` closes mid-answer, `/held` once
+ * HELD of them wait, anything else echoes.
+ */
 describe('keepAliveSend (the worker client over node:http)', () => {
   let server: http.Server;
   let base: string;
   const connections: { closed: boolean }[] = [];
+  const HELD = 300;
+  const held: (() => void)[] = [];
   beforeAll(async () => {
     server = http.createServer((req, res) => {
       let body = '';
@@ -25,7 +30,11 @@ describe('keepAliveSend (the worker client over node:http)', () => {
           res.end(JSON.stringify({ method: req.method, body, auth: req.headers.authorization ?? null }));
         };
         if (req.url === '/slow') setTimeout(answer, 500);
-        else answer();
+        else if (req.url === '/held') {
+          // Answered together once HELD calls wait: that many connections are open at once.
+          held.push(answer);
+          if (held.length === HELD) held.splice(0).forEach((a) => a());
+        } else answer();
       });
     });
     server.on('connection', (socket) => {
@@ -61,6 +70,17 @@ describe('keepAliveSend (the worker client over node:http)', () => {
     expect(connections.length - before).toBe(1);
     const missing = await call(send, '/missing');
     expect(missing).toMatchObject({ ok: false, status: 404, statusText: 'Not Found' });
+  });
+
+  it("keeps every connection of many calls at once for the next calls (more than node's 256 idle by default)", async () => {
+    const send = keepAliveSend(2000);
+    const before = connections.length;
+    const round = () => Promise.all(Array.from({ length: HELD }, () => call(send, '/held')));
+    expect((await round()).every((r) => r.status === 200)).toBe(true);
+    expect(connections.length - before).toBe(HELD);
+    expect((await round()).every((r) => r.status === 200)).toBe(true);
+    expect(connections.length - before).toBe(HELD);
+    expect(connections.slice(before).filter((c) => c.closed)).toHaveLength(0);
   });
 
   it('keeps a call that takes longer than the idle time, and closes a connection once idle that long', async () => {

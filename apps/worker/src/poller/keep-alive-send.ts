@@ -17,10 +17,20 @@ const IDLE_MS = 4000;
  * system error (ECONNREFUSED: not sent), or the signal's reason once aborted. Unlike fetch it
  * does not follow redirects: the API answers its calls itself, and a 3xx from something in
  * between is an error to see, not to follow with a worker's key.
+ *
+ * Every idle connection is kept until it has been idle `idleMs` (node's agent keeps at most
+ * 256 by default and closes the rest as their answers arrive): a process holding many
+ * long-polls at once polls again on the connections it has instead of opening new ones.
  */
 export function keepAliveSend(idleMs = IDLE_MS): Send {
-  const plain = { agent: new http.Agent({ keepAlive: true, timeout: idleMs }), request: http.request };
-  const tls = { agent: new https.Agent({ keepAlive: true, timeout: idleMs }), request: https.request };
+  const plain = {
+    agent: new http.Agent({ keepAlive: true, timeout: idleMs, maxFreeSockets: Infinity }),
+    request: http.request,
+  };
+  const tls = {
+    agent: new https.Agent({ keepAlive: true, timeout: idleMs, maxFreeSockets: Infinity }),
+    request: https.request,
+  };
   return (url, { method, headers, body, signal }) =>
     new Promise((resolve, reject) => {
       // As fetch: the signal's own reason (a TimeoutError, an AbortError) once aborted.
