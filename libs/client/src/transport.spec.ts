@@ -9,8 +9,10 @@ import { Transport } from './transport.js';
 describe("Transport: a call's time limit and the caller's signal", () => {
   let server: http.Server;
   let url: string;
+  let received = 0;
   beforeAll(async () => {
     server = http.createServer((req, res) => {
+      received += 1;
       const answer = () => res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
       if (req.url === '/slow') setTimeout(answer, 400);
       else answer();
@@ -32,6 +34,11 @@ describe("Transport: a call's time limit and the caller's signal", () => {
     expect(Date.now() - started).toBeLessThan(400);
   });
 
+  it('takes a limit beyond what a timer holds (Infinity) as the longest one, not as none', async () => {
+    const transport = new Transport({ url, timeoutMs: Infinity, retry: { attempts: 1 } });
+    await expect(transport.call('GET', '/slow')).resolves.toEqual({ ok: true });
+  });
+
   it("ends a call when the caller's signal aborts, with the signal's reason", async () => {
     const transport = new Transport({ url, retry: { attempts: 1 } });
     const caller = new AbortController();
@@ -41,8 +48,11 @@ describe("Transport: a call's time limit and the caller's signal", () => {
     expect(error).toBeInstanceOf(TagflowNetworkError);
     expect((error as TagflowNetworkError).cause).toMatchObject({ message: 'worker stopping' });
     // Already aborted: not sent at all.
+    const before = received;
     const sent = await transport.call('GET', '/x', { signal: caller.signal }).catch((e: unknown) => e);
     expect(sent).toBeInstanceOf(TagflowNetworkError);
+    expect((sent as TagflowNetworkError).cause).toMatchObject({ message: 'worker stopping' });
+    expect(received).toBe(before);
   });
 
   it("leaves no timer and no listener on the caller's signal behind a finished call (a worker's signal lives as long as it does)", async () => {

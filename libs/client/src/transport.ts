@@ -153,6 +153,9 @@ export class Transport {
   }
 }
 
+/** The longest delay a timer takes (about 24.8 days); a longer limit (Infinity) is that long. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /**
  * A call's signal: aborted with a TimeoutError after `ms` (as `AbortSignal.timeout`), or with
  * `outer`'s reason when the caller aborts. `end` clears both once the answer is read, so a
@@ -163,9 +166,10 @@ function callLimit(ms: number, outer?: AbortSignal): { signal: AbortSignal; end:
   const controller = new AbortController();
   const timer = setTimeout(
     () => controller.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError')),
-    ms,
+    Math.min(ms, MAX_TIMER_MS),
   );
-  timer.unref();
+  // Node: the limit alone keeps no process alive (as AbortSignal.timeout's); a browser's timer is a number.
+  (timer as { unref?: () => void }).unref?.();
   const follow = () => controller.abort(outer!.reason);
   if (outer?.aborted) follow();
   else outer?.addEventListener('abort', follow, { once: true });
