@@ -159,8 +159,9 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 /**
  * A call's signal: aborted with a TimeoutError after `ms` (as `AbortSignal.timeout`), or with
  * `outer`'s reason when the caller aborts. `end` clears both once the answer is read, so a
- * process making many calls keeps no timer or listener per finished call (what
- * `AbortSignal.timeout` and `AbortSignal.any` leave behind, at several times the cost).
+ * process making many calls keeps no timer or listener per finished call. (`AbortSignal.timeout`'s
+ * timer stays pending for its whole delay, and with `AbortSignal.any` a call cost several times
+ * as much.)
  */
 function callLimit(ms: number, outer?: AbortSignal): { signal: AbortSignal; end: () => void } {
   const controller = new AbortController();
