@@ -122,6 +122,8 @@ export async function query(
   options: StatementOptions = {},
 ): Promise<SqlResult> {
   const runner = em.queryRunner;
+  // As TypeORM's query() does: a released runner's client may already serve another transaction.
+  if (runner?.isReleased) throw new QueryRunnerAlreadyReleasedError();
   const transaction = runner && pgTransactions.get(runner);
   if (transaction) return answer(inTransaction(runner, transaction, em, text, values, options));
   const own: QueryRunner | undefined = runner ? undefined : em.connection.createQueryRunner();
@@ -187,8 +189,6 @@ function inTransaction(
   options: StatementOptions,
 ): Sent {
   if (transaction.commit) throw new Error(`a statement after its transaction's last one: ${text.slice(0, 80)}`);
-  // As TypeORM's query() does: a released runner's client may already serve another transaction.
-  if (runner.isReleased) throw new QueryRunnerAlreadyReleasedError();
   const name = preparesStatements(em.connection) ? statementName(text, values.length) : null;
   const sent = options.last
     ? withCommit(transaction, name, text, values)
@@ -209,8 +209,6 @@ interface Sent {
  * data source prepares statements. `alone`: outside any transaction (see `answer`).
  */
 async function direct(runner: QueryRunner, text: string, values: unknown[], alone: boolean): Promise<SqlResult> {
-  // As TypeORM's query() does: a released runner's client may already serve another transaction.
-  if (runner.isReleased) throw new QueryRunnerAlreadyReleasedError();
   const client = (await runner.connect()) as PgClient;
   const name = statementName(text, values.length);
   const retry = alone ? () => direct(runner, text, values, false) : null;

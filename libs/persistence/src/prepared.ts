@@ -65,8 +65,8 @@ export function statementName(text: string, parameters: number): string | null {
 }
 
 /**
- * Whether `e` is a named statement's refusal after a schema change (`query` marks it): sent
- * again, the statement is prepared afresh. The engine runs its operation again for it; the
+ * Whether `e` is a named statement's refusal after a schema change, or because the server lost
+ * it (isStaleCode; `query` marks it): sent again, the statement is prepared afresh. The engine runs its operation again for it; the
  * API answers a request that met it 503, as for a database away.
  */
 export function isStaleStatement(e: unknown): boolean {

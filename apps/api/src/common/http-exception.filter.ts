@@ -151,8 +151,8 @@ export function unavailablePart(e: unknown): 'database' | 'Redis' | null {
   if (REDIS_ERROR_NAMES.has(e.name) || REDIS_AWAY.test(e.message)) return 'Redis';
   if (e.name === 'ReplyError' && REDIS_REPLY_AWAY.test(e.message)) return 'Redis';
   if (PG_UNAVAILABLE.test(code) || NET_UNAVAILABLE.has(code)) return 'database';
-  // A statement prepared before a migration changed its table: renamed by then, it is prepared
-  // afresh when the request is sent again.
+  // A prepared statement a migration made stale, or the server lost: renamed by then, it is
+  // prepared afresh when the request is sent again.
   if (isStaleStatement(e)) return 'database';
   // TypeORM's answer to a statement of a transaction whose connection broke under it (its query
   // runner lets the connection go on the driver's 'error' event: a server restarting).

@@ -127,7 +127,7 @@ const CONFLICTS: Record<string, string> = {
 };
 
 function conflictOf(e: unknown): string | null {
-  // Another replica's migration changed a table under a prepared statement, renamed since.
+  // A prepared statement another replica's migration made stale, or the server lost: renamed since.
   if (isStaleStatement(e)) return 'a statement prepared before the schema changed';
   const raw =
     (e as { code?: unknown; driverError?: { code?: unknown } } | null)?.code ??

@@ -23,14 +23,9 @@ const IDLE_MS = 4000;
  * long-polls at once polls again on the connections it has instead of opening new ones.
  */
 export function keepAliveSend(idleMs = IDLE_MS): Send {
-  const plain = {
-    agent: new http.Agent({ keepAlive: true, timeout: idleMs, maxFreeSockets: Infinity }),
-    request: http.request,
-  };
-  const tls = {
-    agent: new https.Agent({ keepAlive: true, timeout: idleMs, maxFreeSockets: Infinity }),
-    request: https.request,
-  };
+  const pool = { keepAlive: true, timeout: idleMs, maxFreeSockets: Infinity };
+  const plain = { agent: new http.Agent(pool), request: http.request };
+  const tls = { agent: new https.Agent(pool), request: https.request };
   return (url, { method, headers, body, signal }) =>
     new Promise((resolve, reject) => {
       // As fetch: the signal's own reason (a TimeoutError, an AbortError) once aborted.
